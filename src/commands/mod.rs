@@ -1,0 +1,106 @@
+//! One module per subcommand; each turns typed arguments into settings and calls the library.
+
+pub mod add;
+pub mod audit;
+pub mod config;
+pub mod conflicts;
+pub mod el;
+pub mod export;
+pub mod flows;
+pub mod health;
+pub mod import;
+pub mod init;
+pub mod install;
+pub mod invoke;
+pub mod job;
+pub mod metrics;
+pub mod plugins;
+pub mod remove;
+pub mod run;
+pub mod runs;
+pub mod schedule;
+pub mod secrets;
+pub mod select;
+pub mod sources;
+pub mod state;
+pub mod sync;
+pub mod test;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use crate::cli::{Command, GlobalArgs};
+use crate::error::{Error, Result};
+use crate::printer::{OutputFormat, Printer};
+
+/// What every command gets: the global flags and the printer.
+#[derive(Debug)]
+pub struct Context {
+    /// The global flags as typed.
+    pub global: GlobalArgs,
+    /// Where output goes.
+    pub printer: Printer,
+}
+
+impl Context {
+    /// Builds the context, checking `--format` for commands that only print text or JSON.
+    pub fn new(global: GlobalArgs) -> Self {
+        let format = match global.format.as_deref() {
+            Some("json") => OutputFormat::Json,
+            _ => OutputFormat::Text,
+        };
+        let printer = Printer::new(format, global.quiet);
+        Context { global, printer }
+    }
+
+    /// The directory dsm was started in (`--cwd` or the process's).
+    pub fn cwd(&self) -> Result<PathBuf> {
+        match &self.global.cwd {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(std::env::current_dir()?),
+        }
+    }
+
+    /// The `--format` value for commands that take only `text` and `json`; anything else is a
+    /// usage error naming the accepted values.
+    pub fn text_or_json(&self) -> Result<OutputFormat> {
+        match self.global.format.as_deref() {
+            None | Some("text") => Ok(OutputFormat::Text),
+            Some("json") => Ok(OutputFormat::Json),
+            Some(other) => Err(Error::config(format!("unknown output format `{other}`"))
+                .hint("this command accepts `--format text` or `--format json`")),
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
+    match command {
+        Command::Init(args) => init::run(ctx, args),
+        Command::Validate(args) => validate::run(ctx, args),
+        Command::Config(args) => config::run(ctx, args),
+        Command::Add(args) => add::run(ctx, args),
+        Command::Remove(args) => remove::run(ctx, args),
+        Command::Plugins(args) => plugins::run(ctx, args),
+        Command::Install(args) => install::run(ctx, args),
+        Command::Run(args) => run::run(ctx, args),
+        Command::El(args) => el::run(ctx, args),
+        Command::Invoke(args) => invoke::run(ctx, args),
+        Command::Select(args) => select::run(ctx, args),
+        Command::State(args) => state::run(ctx, args),
+        Command::Sync(args) => sync::run(ctx, args),
+        Command::Job(args) => job::run(ctx, args),
+        Command::Schedule(args) => schedule::run(ctx, args),
+        Command::Secrets(args) => secrets::run(ctx, args),
+        Command::Audit(args) => audit::run(ctx, args),
+        Command::Export(args) => export::run(ctx, args),
+        Command::Import(args) => import::run(ctx, args),
+        Command::Sources(args) => sources::run(ctx, args),
+        Command::Test(args) => test::run(ctx, args),
+        Command::Health(args) => health::run(ctx, args),
+        Command::Runs(args) => runs::run(ctx, args),
+        Command::Metrics(args) => metrics::run(ctx, args),
+        Command::Flows(args) => flows::run(ctx, args),
+        Command::Conflicts(args) => conflicts::run(ctx, args),
+    }
+}

@@ -1,0 +1,29 @@
+//! Every environment variable dsm itself reads, as documented constants.
+//!
+//! Plugin settings are read from variables named after the plugin (see `settings`); those names
+//! are built, not listed here. Meltano's spellings are honoured next to dsm's own.
+
+/// The project root, like Meltano's `MELTANO_PROJECT_ROOT`.
+pub const PROJECT_ROOT: &str = "DSM_PROJECT_ROOT";
+/// Meltano's spelling of [`PROJECT_ROOT`], read after it.
+pub const MELTANO_PROJECT_ROOT: &str = "MELTANO_PROJECT_ROOT";
+/// The active environment.
+pub const ENVIRONMENT: &str = "DSM_ENVIRONMENT";
+/// Meltano's spelling of [`ENVIRONMENT`], read after it.
+pub const MELTANO_ENVIRONMENT: &str = "MELTANO_ENVIRONMENT";
+/// Where the system store lives (a path or `sqlite:///path`).
+pub const DATABASE_URI: &str = "DSM_DATABASE_URI";
+/// Log level: `debug`, `info`, `warning`, `error`, `critical`.
+pub const LOG_LEVEL: &str = "DSM_LOG_LEVEL";
+/// Log format: `text` or `json`.
+pub const LOG_FORMAT: &str = "DSM_LOG_FORMAT";
+/// The master key for the encrypted secret store, base64.
+pub const MASTER_KEY: &str = "DSM_MASTER_KEY";
+/// A file holding the master key (must be readable by its owner only).
+pub const MASTER_KEY_FILE: &str = "DSM_MASTER_KEY_FILE";
+/// Directory for private per-run plugin config files (falls back to `XDG_RUNTIME_DIR`).
+pub const RUNTIME_DIR: &str = "DSM_RUNTIME_DIR";
+/// The XDG runtime directory, used for private per-run files when set.
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// Where dsm looks for its built-in plugin executables (defaults to the directory of `dsm`).
+pub const BUILTIN_BIN_DIR: &str = "DSM_BUILTIN_BIN_DIR";

@@ -1,0 +1,41 @@
+//! dsm: a fast, safe runtime for Singer connectors that runs Meltano projects.
+//!
+//! The binary (`src/main.rs`) parses arguments and calls [`run`]; everything worth testing lives
+//! in this library. Dependencies between modules point one way: `singer` knows nothing else in
+//! the crate, `commands` ties everything together.
+
+pub mod cli;
+pub mod commands;
+pub mod envvars;
+pub mod error;
+pub mod hub;
+pub mod logging;
+pub mod merge;
+pub mod orchestrate;
+pub mod pipeline;
+pub mod plugin;
+pub mod printer;
+pub mod project;
+pub mod registry;
+pub mod secrets;
+pub mod settings;
+pub mod singer;
+pub mod store;
+pub mod transform;
+
+use cli::Cli;
+use commands::Context;
+
+/// Runs dsm with parsed arguments and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let ctx = Context::new(cli.global.clone());
+    logging::init(&cli.global);
+    match commands::dispatch(&ctx, cli.command) {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::debug!(error = ?error, "command failed");
+            ctx.printer.error(&error);
+            error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Log setup: `tracing` to stderr, as text or JSON lines, at the level the user asked for.
+
+use crate::cli::{GlobalArgs, LogFormat, LogLevel};
+use crate::envvars;
+
+/// Installs the global subscriber. Logs go to stderr so stdout stays data only.
+pub fn init(global: &GlobalArgs) {
+    let level = global
+        .log_level
+        .or_else(|| {
+            let value = std::env::var(envvars::LOG_LEVEL).ok()?;
+            clap::ValueEnum::from_str(&value, true).ok()
+        })
+        .unwrap_or(LogLevel::Warning);
+    let format = global
+        .log_format
+        .or_else(|| {
+            let value = std::env::var(envvars::LOG_FORMAT).ok()?;
+            clap::ValueEnum::from_str(&value, true).ok()
+        })
+        .unwrap_or(LogFormat::Text);
+    let filter = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error | LogLevel::Critical => "error",
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // A second init (tests calling `run` twice) is harmless, so the error is ignored.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}

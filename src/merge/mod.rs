@@ -1,0 +1,1 @@
+//! Conflict resolution for merged streams fed by several extractors.

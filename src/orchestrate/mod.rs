@@ -1,0 +1,1 @@
+//! Flows, jobs, schedules, dependencies between flows, retries: what `dsm sync` runs.

@@ -1,0 +1,1 @@
+//! The pipeline: stages joined by bounded channels, state tracking, run history updates.

@@ -1,0 +1,2 @@
+//! Spawning taps, targets and mappers: environment, private config files, stderr capture,
+//! shutdown.

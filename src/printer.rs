@@ -1,0 +1,195 @@
+//! Every byte the user sees on stdout and stderr: data, tables, JSON, notices and errors.
+//!
+//! Library code never prints; commands hand what they want shown to the [`Printer`]. Logs are
+//! separate (they go through `tracing`, for operators).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this module is the one place that prints"
+)]
+
+use std::io::{self, IsTerminal, Write};
+
+use crate::error::Error;
+
+/// How data on stdout is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Human text (tables on a terminal).
+    Text,
+    /// One JSON document on stdout, valid even when the command fails.
+    Json,
+}
+
+/// Writes data to stdout and notices to stderr, honouring `--format`, `--quiet` and terminals.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    format: OutputFormat,
+    quiet: bool,
+    stdout_tty: bool,
+    stderr_tty: bool,
+}
+
+impl Printer {
+    /// A printer for the given format; `quiet` silences notices (not data, not errors).
+    pub fn new(format: OutputFormat, quiet: bool) -> Self {
+        Printer {
+            format,
+            quiet,
+            stdout_tty: io::stdout().is_terminal(),
+            stderr_tty: io::stderr().is_terminal(),
+        }
+    }
+
+    /// The data format of this invocation.
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Whether `--quiet` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Whether stdout is a terminal (tables and colour are for terminals only).
+    pub fn stdout_is_terminal(&self) -> bool {
+        self.stdout_tty
+    }
+
+    /// Whether stderr is a terminal (progress bars go there only when it is).
+    pub fn stderr_is_terminal(&self) -> bool {
+        self.stderr_tty
+    }
+
+    /// Writes one line of data to stdout. A closed pipe (`dsm ... | head`) is not an error.
+    pub fn line(&self, text: impl AsRef<str>) {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{}", text.as_ref());
+    }
+
+    /// Writes raw text to stdout as is.
+    pub fn raw(&self, text: impl AsRef<str>) {
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(text.as_ref().as_bytes());
+        let _ = out.flush();
+    }
+
+    /// Writes a value as pretty JSON to stdout.
+    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) {
+        let text = serde_json::to_string_pretty(value).expect("serialising plain data cannot fail");
+        self.line(text);
+    }
+
+    /// Writes a table: a header row and rows, columns padded to their widest cell.
+    pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
+        self.raw(render_table(header, rows));
+    }
+
+    /// A notice for the user on stderr (suppressed by `--quiet`).
+    pub fn notice(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+
+    /// A warning on stderr (shown even with `--quiet`).
+    pub fn warn(&self, text: impl AsRef<str>) {
+        eprintln!("warning: {}", text.as_ref());
+    }
+
+    /// Renders an error: on stderr as text, and on stdout as JSON when `--format json` is active.
+    pub fn error(&self, error: &Error) {
+        if self.format == OutputFormat::Json {
+            let doc = serde_json::json!({
+                "error": {
+                    "message": error.message(),
+                    "kind": error.kind(),
+                    "details": error.details(),
+                    "hints": error.hints(),
+                    "exit_code": error.exit_code(),
+                }
+            });
+            self.json(&doc);
+        }
+        eprintln!("{}", render_error(error));
+    }
+}
+
+/// The text form of an error: `error: ...`, indented details, then `hint:` lines.
+pub fn render_error(error: &Error) -> String {
+    let mut text = format!("error: {}", error.message());
+    for line in error.details() {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    if !error.hints().is_empty() {
+        text.push('\n');
+    }
+    for hint in error.hints() {
+        text.push_str("\nhint: ");
+        text.push_str(hint);
+    }
+    text
+}
+
+/// Renders rows under a header with columns padded to the widest cell.
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < widths.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_row(&mut header.iter().copied());
+    for row in rows {
+        push_row(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns_to_the_widest_cell() {
+        let text = render_table(
+            &["NAME", "STATUS"],
+            &[
+                vec!["tap-csv".into(), "active".into()],
+                vec!["t".into(), "error".into()],
+            ],
+        );
+        assert_eq!(text, "NAME     STATUS\ntap-csv  active\nt        error\n");
+    }
+
+    #[test]
+    fn error_text_has_details_then_hints() {
+        let e = Error::config("unknown key `extractor`")
+            .detail("in meltano.yml line 3")
+            .hint("did you mean `extractors`?");
+        assert_eq!(
+            render_error(&e),
+            "error: unknown key `extractor`\n  in meltano.yml line 3\n\nhint: did you mean `extractors`?"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! `meltano.yml`: the model, environments, inheritance, includes, validation.

@@ -1,0 +1,1 @@
+//! The registry of sources and destinations: status, connection tests, health.

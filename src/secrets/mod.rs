@@ -1,0 +1,1 @@
+//! Encrypted secrets, the master key, and the audit log.

@@ -1,0 +1,1 @@
+//! Layered setting resolution in Meltano's order, with the origin of every value.

@@ -1,0 +1,540 @@
+//! Envelope-only parsing of a Singer line: the message `type` and `stream`, nothing else.
+//!
+//! The scanner walks the whole line once, checking that it is one well-formed JSON object, but
+//! builds nothing except the two strings it is after. It accepts the `NaN`, `Infinity` and
+//! `-Infinity` tokens that singer-python writes for floats and reports where they are, so the
+//! caller can turn them into `null` (they are not JSON and must never be passed on).
+
+use std::ops::Range;
+
+/// Containers nested deeper than this are rejected (a guard against hostile input).
+pub const MAX_DEPTH: usize = 512;
+
+/// The Singer message types, matched case-insensitively as the SDK does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// `SCHEMA`
+    Schema,
+    /// `RECORD`
+    Record,
+    /// `STATE`
+    State,
+    /// `ACTIVATE_VERSION`
+    ActivateVersion,
+    /// `BATCH`
+    Batch,
+    /// Any other type: passed through with a warning.
+    Unknown(String),
+}
+
+impl MessageKind {
+    /// Parses a `type` value, ignoring ASCII case.
+    pub fn from_type(value: &str) -> Self {
+        let known = [
+            ("SCHEMA", MessageKind::Schema),
+            ("RECORD", MessageKind::Record),
+            ("STATE", MessageKind::State),
+            ("ACTIVATE_VERSION", MessageKind::ActivateVersion),
+            ("BATCH", MessageKind::Batch),
+        ];
+        for (name, kind) in known {
+            if value.eq_ignore_ascii_case(name) {
+                return kind;
+            }
+        }
+        MessageKind::Unknown(value.to_owned())
+    }
+
+    /// The canonical (upper-case) name of the type.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MessageKind::Schema => "SCHEMA",
+            MessageKind::Record => "RECORD",
+            MessageKind::State => "STATE",
+            MessageKind::ActivateVersion => "ACTIVATE_VERSION",
+            MessageKind::Batch => "BATCH",
+            MessageKind::Unknown(other) => other,
+        }
+    }
+
+    /// Whether messages of this kind must name a stream.
+    pub fn needs_stream(&self) -> bool {
+        matches!(
+            self,
+            MessageKind::Schema
+                | MessageKind::Record
+                | MessageKind::ActivateVersion
+                | MessageKind::Batch
+        )
+    }
+}
+
+/// What the scanner learned about a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The message type.
+    pub kind: MessageKind,
+    /// The `stream` value, when the line has one.
+    pub stream: Option<String>,
+    /// Byte ranges of `NaN` / `Infinity` / `-Infinity` tokens, to be replaced by `null`.
+    pub non_finite: Vec<Range<usize>>,
+}
+
+impl Envelope {
+    /// Whether the line must be rewritten before it is passed on.
+    pub fn needs_sanitizing(&self) -> bool {
+        !self.non_finite.is_empty()
+    }
+}
+
+/// Why a line is not a Singer message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// The line is not well-formed JSON.
+    #[error("not valid JSON at byte {offset}: {reason}")]
+    Syntax {
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What was expected.
+        reason: &'static str,
+    },
+    /// The line is JSON but not an object.
+    #[error("a Singer message must be a JSON object")]
+    NotAnObject,
+    /// The object has no `type` key.
+    #[error("the message has no `type`")]
+    MissingType,
+    /// `type` is not a string.
+    #[error("the message `type` is not a string")]
+    TypeNotString,
+    /// A SCHEMA, RECORD, ACTIVATE_VERSION or BATCH message without `stream`.
+    #[error("{kind} message has no `stream`")]
+    MissingStream {
+        /// The type of the message.
+        kind: String,
+    },
+    /// `stream` is not a string.
+    #[error("the message `stream` is not a string")]
+    StreamNotString,
+}
+
+/// Scans one line (without its newline) and returns its envelope.
+pub fn scan(line: &[u8]) -> Result<Envelope, ScanError> {
+    let mut s = Scanner {
+        b: line,
+        i: 0,
+        non_finite: Vec::new(),
+    };
+    s.ws();
+    if s.peek() != Some(b'{') {
+        // Distinguish "valid JSON but not an object" from garbage.
+        return match s.value(0) {
+            Ok(()) => {
+                s.ws();
+                if s.i == s.b.len() {
+                    Err(ScanError::NotAnObject)
+                } else {
+                    Err(s.err("unexpected text after the value"))
+                }
+            }
+            Err(e) => Err(e),
+        };
+    }
+    s.i += 1;
+    let mut kind: Option<Result<String, ()>> = None;
+    let mut stream: Option<Result<String, ()>> = None;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+    } else {
+        loop {
+            s.ws();
+            let key = s.string_range()?;
+            s.ws();
+            s.expect(b':', "expected `:` after a key")?;
+            s.ws();
+            let key_bytes = &s.b[key.clone()];
+            let wanted = match key_bytes {
+                b"type" => Some(&mut kind),
+                b"stream" => Some(&mut stream),
+                _ if key_bytes.contains(&b'\\') => {
+                    match decode_string(&s.b[key.start - 1..key.end + 1]) {
+                        Some(k) if k == "type" => Some(&mut kind),
+                        Some(k) if k == "stream" => Some(&mut stream),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match wanted {
+                Some(slot) if s.peek() == Some(b'"') => {
+                    let r = s.string_range()?;
+                    let raw = &s.b[r.start - 1..r.end + 1];
+                    let text = if raw[1..raw.len() - 1].contains(&b'\\') {
+                        decode_string(raw).ok_or(ScanError::Syntax {
+                            offset: r.start,
+                            reason: "bad string escape",
+                        })?
+                    } else {
+                        String::from_utf8(raw[1..raw.len() - 1].to_vec()).map_err(|_| {
+                            ScanError::Syntax {
+                                offset: r.start,
+                                reason: "invalid UTF-8",
+                            }
+                        })?
+                    };
+                    *slot = Some(Ok(text));
+                }
+                Some(slot) => {
+                    s.value(1)?;
+                    *slot = Some(Err(()));
+                }
+                None => s.value(1)?,
+            }
+            s.ws();
+            match s.peek() {
+                Some(b',') => s.i += 1,
+                Some(b'}') => {
+                    s.i += 1;
+                    break;
+                }
+                _ => return Err(s.err("expected `,` or `}` in an object")),
+            }
+        }
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(s.err("unexpected text after the message"));
+    }
+    let kind = match kind {
+        None => return Err(ScanError::MissingType),
+        Some(Err(())) => return Err(ScanError::TypeNotString),
+        Some(Ok(t)) => MessageKind::from_type(&t),
+    };
+    let stream = match stream {
+        None => None,
+        Some(Err(())) if kind.needs_stream() => return Err(ScanError::StreamNotString),
+        Some(Err(())) => None,
+        Some(Ok(name)) => Some(name),
+    };
+    if stream.is_none() && kind.needs_stream() {
+        return Err(ScanError::MissingStream {
+            kind: kind.as_str().to_owned(),
+        });
+    }
+    Ok(Envelope {
+        kind,
+        stream,
+        non_finite: s.non_finite,
+    })
+}
+
+/// Returns the line with every non-finite token replaced by `null`.
+pub fn sanitize(line: &[u8], non_finite: &[Range<usize>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut at = 0;
+    for r in non_finite {
+        out.extend_from_slice(&line[at..r.start]);
+        out.extend_from_slice(b"null");
+        at = r.end;
+    }
+    out.extend_from_slice(&line[at..]);
+    out
+}
+
+fn decode_string(quoted: &[u8]) -> Option<String> {
+    serde_json::from_slice::<String>(quoted).ok()
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    non_finite: Vec<Range<usize>>,
+}
+
+impl Scanner<'_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn err(&self, reason: &'static str) -> ScanError {
+        ScanError::Syntax {
+            offset: self.i,
+            reason,
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
+        if self.peek() == Some(byte) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.err(reason))
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.err("unknown literal"))
+        }
+    }
+
+    /// Skips a string starting at `"` and returns the range of its contents (quotes excluded).
+    #[inline]
+    fn string_range(&mut self) -> Result<Range<usize>, ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string"));
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            match memchr::memchr3(b'"', b'\\', b'\n', &self.b[j..]) {
+                None => {
+                    self.i = self.b.len();
+                    return Err(self.err("unterminated string"));
+                }
+                Some(k) => {
+                    let at = j + k;
+                    match self.b[at] {
+                        b'"' => {
+                            self.i = at + 1;
+                            return Ok(start..at);
+                        }
+                        b'\\' => j = at + 2,
+                        _ => {
+                            self.i = at;
+                            return Err(self.err("control character in a string"));
+                        }
+                    }
+                    if j > self.b.len() {
+                        self.i = self.b.len();
+                        return Err(self.err("unterminated string"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(), ScanError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits_start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        if self.i == digits_start {
+            return Err(self.err("expected a digit"));
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let frac = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == frac {
+                return Err(self.err("expected a digit after `.`"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            let exp = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == exp {
+                return Err(self.err("expected a digit in the exponent"));
+            }
+        }
+        debug_assert!(self.i > start);
+        Ok(())
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nested too deeply"));
+        }
+        match self.peek() {
+            Some(b'"') => self.string_range().map(|_| ()),
+            Some(b'{') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.string_range()?;
+                    self.ws();
+                    self.expect(b':', "expected `:` after a key")?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.err("expected `,` or `}` in an object")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.err("expected `,` or `]` in an array")),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'N') => {
+                let start = self.i;
+                self.literal(b"NaN")?;
+                self.non_finite.push(start..self.i);
+                Ok(())
+            }
+            Some(b'I') => {
+                let start = self.i;
+                self.literal(b"Infinity")?;
+                self.non_finite.push(start..self.i);
+                Ok(())
+            }
+            Some(b'-') if self.b.get(self.i + 1) == Some(&b'I') => {
+                let start = self.i;
+                self.literal(b"-Infinity")?;
+                self.non_finite.push(start..self.i);
+                Ok(())
+            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.err("expected a JSON value")),
+            None => Err(self.err("unexpected end of line")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_type_and_stream_in_any_order_and_case() {
+        let e = scan(br#"{"record": {"id": 1}, "stream": "users", "type": "record"}"#).unwrap();
+        assert_eq!(e.kind, MessageKind::Record);
+        assert_eq!(e.stream.as_deref(), Some("users"));
+        let e = scan(br#"{"type":"STATE","value":{"bookmarks":{}}}"#).unwrap();
+        assert_eq!(e.kind, MessageKind::State);
+        assert_eq!(e.stream, None);
+    }
+
+    #[test]
+    fn decodes_escaped_stream_names() {
+        let e = scan(br#"{"type":"RECORD","stream":"a\"b\u00e9","record":{}}"#).unwrap();
+        assert_eq!(e.stream.as_deref(), Some("a\"bé"));
+    }
+
+    #[test]
+    fn unknown_types_are_kept() {
+        let e = scan(br#"{"type":"CUSTOM","x":1}"#).unwrap();
+        assert_eq!(e.kind, MessageKind::Unknown("CUSTOM".into()));
+    }
+
+    #[test]
+    fn rejects_broken_lines() {
+        for bad in [
+            &br#"{"type":"RECORD","stream":"s","record":{"a":1}"#[..],
+            br#"{"type":"RECORD","stream":"s","record":{"a":tru}}"#,
+            br#"{"type":"RECORD","stream":"s","record":{"a":1,}}"#,
+            br#"{"type":"RECORD","stream":"s","record":{"a":"x}}"#,
+            br#"hello"#,
+            br#"{"type":"RECORD","stream":"s"} trailing"#,
+            b"",
+        ] {
+            assert!(
+                scan(bad).is_err(),
+                "accepted {}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(scan(b"[1,2]"), Err(ScanError::NotAnObject));
+        assert_eq!(scan(br#"{"stream":"s"}"#), Err(ScanError::MissingType));
+        assert_eq!(
+            scan(br#"{"type":"RECORD","record":{}}"#),
+            Err(ScanError::MissingStream {
+                kind: "RECORD".into()
+            })
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_become_null() {
+        let line = br#"{"type":"RECORD","stream":"s","record":{"a":NaN,"b":[Infinity,-Infinity],"c":"NaN"}}"#;
+        let e = scan(line).unwrap();
+        assert_eq!(e.non_finite.len(), 3);
+        let clean = sanitize(line, &e.non_finite);
+        assert_eq!(
+            std::str::from_utf8(&clean).unwrap(),
+            r#"{"type":"RECORD","stream":"s","record":{"a":null,"b":[null,null],"c":"NaN"}}"#
+        );
+        assert!(scan(&clean).unwrap().non_finite.is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut line = br#"{"type":"RECORD","stream":"s","record":"#.to_vec();
+        line.extend(std::iter::repeat_n(b'[', 100_000));
+        assert!(scan(&line).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever serde_json can serialise, the scanner accepts and reads the same envelope.
+        #[test]
+        fn agrees_with_serde_json(stream in "\\PC{0,12}", key in "\\PC{0,8}", n in proptest::num::f64::NORMAL, s in "\\PC{0,20}") {
+            let v = serde_json::json!({"type": "RECORD", "stream": stream, "record": {key: [n, s, null, true, {"x": {}}]}});
+            let line = serde_json::to_vec(&v).unwrap();
+            let e = scan(&line).unwrap();
+            proptest::prop_assert_eq!(e.kind, MessageKind::Record);
+            proptest::prop_assert_eq!(e.stream.as_deref(), Some(stream.as_str()));
+        }
+
+        /// Truncating a valid message anywhere makes it invalid.
+        #[test]
+        fn truncation_is_always_detected(cut in 1usize..60) {
+            let line = br#"{"type":"RECORD","stream":"users","record":{"id":12,"n":"x"}}"#;
+            let cut = cut.min(line.len() - 1);
+            proptest::prop_assert!(scan(&line[..cut]).is_err());
+        }
+    }
+}

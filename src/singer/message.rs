@@ -1,0 +1,414 @@
+//! The full Singer message model, for stages that need a message's content.
+//!
+//! Numbers keep their exact text (serde_json's `arbitrary_precision`), property order is kept
+//! (`preserve_order`), and keys a message carries beyond the ones Singer defines are kept in
+//! `extra` and written back, so parsing and re-serialising a message loses nothing.
+
+use serde_json::{Map, Value};
+
+use super::envelope::{self, MessageKind, ScanError};
+
+/// A parsed Singer message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// `SCHEMA`: a stream's JSON Schema and keys.
+    Schema(SchemaMessage),
+    /// `RECORD`: one row of a stream.
+    Record(RecordMessage),
+    /// `STATE`: an opaque bookmark value.
+    State(StateMessage),
+    /// `ACTIVATE_VERSION`: a full-table sync finished; older versions may go.
+    ActivateVersion(ActivateVersionMessage),
+    /// `BATCH`: records in files, by manifest.
+    Batch(BatchMessage),
+    /// A message of a type Singer does not define (passed through as is).
+    Unknown(Map<String, Value>),
+}
+
+/// A `SCHEMA` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaMessage {
+    /// The stream.
+    pub stream: String,
+    /// The JSON Schema of the stream's records.
+    pub schema: Value,
+    /// The primary key properties.
+    pub key_properties: Vec<String>,
+    /// The replication key properties, when given.
+    pub bookmark_properties: Option<Vec<String>>,
+    /// Other keys of the message.
+    pub extra: Map<String, Value>,
+}
+
+/// A `RECORD` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordMessage {
+    /// The stream.
+    pub stream: String,
+    /// The record.
+    pub record: Map<String, Value>,
+    /// The table version (for ACTIVATE_VERSION), when given.
+    pub version: Option<Value>,
+    /// When the record was extracted, when given.
+    pub time_extracted: Option<Value>,
+    /// Other keys of the message.
+    pub extra: Map<String, Value>,
+}
+
+/// A `STATE` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMessage {
+    /// The state value (bookmarks and such; opaque to dsm).
+    pub value: Value,
+    /// Other keys of the message.
+    pub extra: Map<String, Value>,
+}
+
+/// An `ACTIVATE_VERSION` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivateVersionMessage {
+    /// The stream.
+    pub stream: String,
+    /// The version now current.
+    pub version: Value,
+    /// Other keys of the message.
+    pub extra: Map<String, Value>,
+}
+
+/// A `BATCH` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMessage {
+    /// The stream.
+    pub stream: String,
+    /// How the batch files are encoded.
+    pub encoding: Value,
+    /// The batch files.
+    pub manifest: Vec<Value>,
+    /// Other keys of the message.
+    pub extra: Map<String, Value>,
+}
+
+/// Why a line could not be parsed into a [`Message`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MessageError {
+    /// The envelope is broken (not JSON, no type, no stream).
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A required key is missing or has the wrong type.
+    #[error("{kind} message: {problem}")]
+    Field {
+        /// The message type.
+        kind: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn take_stream(obj: &mut Map<String, Value>, kind: &'static str) -> Result<String, MessageError> {
+    match obj.shift_remove("stream") {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(MessageError::Field {
+            kind,
+            problem: "`stream` must be a string".into(),
+        }),
+    }
+}
+
+fn string_list(value: Value, kind: &'static str, key: &str) -> Result<Vec<String>, MessageError> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(MessageError::Field {
+                    kind,
+                    problem: format!("`{key}` must list strings"),
+                }),
+            })
+            .collect(),
+        _ => Err(MessageError::Field {
+            kind,
+            problem: format!("`{key}` must be an array of strings"),
+        }),
+    }
+}
+
+impl Message {
+    /// Parses a line (no newline). `NaN`/`Infinity` tokens are read as `null`.
+    pub fn parse(line: &[u8]) -> Result<Message, MessageError> {
+        let env = envelope::scan(line)?;
+        let value: Value = if env.needs_sanitizing() {
+            serde_json::from_slice(&envelope::sanitize(line, &env.non_finite))
+        } else {
+            serde_json::from_slice(line)
+        }
+        .map_err(|_| ScanError::Syntax {
+            offset: 0,
+            reason: "invalid JSON",
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(ScanError::NotAnObject.into());
+        };
+        Self::from_object(env.kind, obj)
+    }
+
+    /// Builds a message from an already parsed JSON object.
+    pub fn from_value(value: Value) -> Result<Message, MessageError> {
+        let Value::Object(obj) = value else {
+            return Err(ScanError::NotAnObject.into());
+        };
+        let kind = match obj.get("type") {
+            Some(Value::String(t)) => MessageKind::from_type(t),
+            Some(_) => return Err(ScanError::TypeNotString.into()),
+            None => return Err(ScanError::MissingType.into()),
+        };
+        Self::from_object(kind, obj)
+    }
+
+    fn from_object(
+        kind: MessageKind,
+        mut obj: Map<String, Value>,
+    ) -> Result<Message, MessageError> {
+        if matches!(kind, MessageKind::Unknown(_)) {
+            return Ok(Message::Unknown(obj));
+        }
+        obj.shift_remove("type");
+        Ok(match kind {
+            MessageKind::Schema => {
+                const K: &str = "SCHEMA";
+                let stream = take_stream(&mut obj, K)?;
+                let schema = obj
+                    .shift_remove("schema")
+                    .ok_or_else(|| MessageError::Field {
+                        kind: K,
+                        problem: "`schema` is missing".into(),
+                    })?;
+                let key_properties = string_list(
+                    obj.shift_remove("key_properties").unwrap_or(Value::Null),
+                    K,
+                    "key_properties",
+                )?;
+                let bookmark_properties = match obj.shift_remove("bookmark_properties") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(string_list(v, K, "bookmark_properties")?),
+                };
+                Message::Schema(SchemaMessage {
+                    stream,
+                    schema,
+                    key_properties,
+                    bookmark_properties,
+                    extra: obj,
+                })
+            }
+            MessageKind::Record => {
+                const K: &str = "RECORD";
+                let stream = take_stream(&mut obj, K)?;
+                let record = match obj.shift_remove("record") {
+                    Some(Value::Object(r)) => r,
+                    _ => {
+                        return Err(MessageError::Field {
+                            kind: K,
+                            problem: "`record` must be an object".into(),
+                        });
+                    }
+                };
+                let version = obj.shift_remove("version");
+                let time_extracted = obj.shift_remove("time_extracted");
+                Message::Record(RecordMessage {
+                    stream,
+                    record,
+                    version,
+                    time_extracted,
+                    extra: obj,
+                })
+            }
+            MessageKind::State => {
+                let value = obj.shift_remove("value").unwrap_or(Value::Null);
+                Message::State(StateMessage { value, extra: obj })
+            }
+            MessageKind::ActivateVersion => {
+                const K: &str = "ACTIVATE_VERSION";
+                let stream = take_stream(&mut obj, K)?;
+                let version = obj
+                    .shift_remove("version")
+                    .ok_or_else(|| MessageError::Field {
+                        kind: K,
+                        problem: "`version` is missing".into(),
+                    })?;
+                Message::ActivateVersion(ActivateVersionMessage {
+                    stream,
+                    version,
+                    extra: obj,
+                })
+            }
+            MessageKind::Batch => {
+                const K: &str = "BATCH";
+                let stream = take_stream(&mut obj, K)?;
+                let encoding = obj.shift_remove("encoding").unwrap_or(Value::Null);
+                let manifest = match obj.shift_remove("manifest") {
+                    Some(Value::Array(m)) => m,
+                    _ => {
+                        return Err(MessageError::Field {
+                            kind: K,
+                            problem: "`manifest` must be an array".into(),
+                        });
+                    }
+                };
+                Message::Batch(BatchMessage {
+                    stream,
+                    encoding,
+                    manifest,
+                    extra: obj,
+                })
+            }
+            MessageKind::Unknown(_) => unreachable!("handled above"),
+        })
+    }
+
+    /// The message type.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Schema(_) => MessageKind::Schema,
+            Message::Record(_) => MessageKind::Record,
+            Message::State(_) => MessageKind::State,
+            Message::ActivateVersion(_) => MessageKind::ActivateVersion,
+            Message::Batch(_) => MessageKind::Batch,
+            Message::Unknown(obj) => MessageKind::Unknown(
+                obj.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The stream the message belongs to, if any.
+    pub fn stream(&self) -> Option<&str> {
+        match self {
+            Message::Schema(m) => Some(&m.stream),
+            Message::Record(m) => Some(&m.stream),
+            Message::ActivateVersion(m) => Some(&m.stream),
+            Message::Batch(m) => Some(&m.stream),
+            Message::State(_) => None,
+            Message::Unknown(obj) => obj.get("stream").and_then(Value::as_str),
+        }
+    }
+
+    /// The message as a JSON object, `type` first.
+    pub fn to_value(&self) -> Value {
+        let mut obj = Map::new();
+        let extend = |obj: &mut Map<String, Value>, extra: &Map<String, Value>| {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        };
+        match self {
+            Message::Schema(m) => {
+                obj.insert("type".into(), "SCHEMA".into());
+                obj.insert("stream".into(), m.stream.clone().into());
+                obj.insert("schema".into(), m.schema.clone());
+                obj.insert("key_properties".into(), m.key_properties.clone().into());
+                if let Some(b) = &m.bookmark_properties {
+                    obj.insert("bookmark_properties".into(), b.clone().into());
+                }
+                extend(&mut obj, &m.extra);
+            }
+            Message::Record(m) => {
+                obj.insert("type".into(), "RECORD".into());
+                obj.insert("stream".into(), m.stream.clone().into());
+                obj.insert("record".into(), Value::Object(m.record.clone()));
+                if let Some(v) = &m.version {
+                    obj.insert("version".into(), v.clone());
+                }
+                if let Some(t) = &m.time_extracted {
+                    obj.insert("time_extracted".into(), t.clone());
+                }
+                extend(&mut obj, &m.extra);
+            }
+            Message::State(m) => {
+                obj.insert("type".into(), "STATE".into());
+                obj.insert("value".into(), m.value.clone());
+                extend(&mut obj, &m.extra);
+            }
+            Message::ActivateVersion(m) => {
+                obj.insert("type".into(), "ACTIVATE_VERSION".into());
+                obj.insert("stream".into(), m.stream.clone().into());
+                obj.insert("version".into(), m.version.clone());
+                extend(&mut obj, &m.extra);
+            }
+            Message::Batch(m) => {
+                obj.insert("type".into(), "BATCH".into());
+                obj.insert("stream".into(), m.stream.clone().into());
+                obj.insert("encoding".into(), m.encoding.clone());
+                obj.insert("manifest".into(), m.manifest.clone().into());
+                extend(&mut obj, &m.extra);
+            }
+            Message::Unknown(o) => return Value::Object(o.clone()),
+        }
+        Value::Object(obj)
+    }
+
+    /// The message as one line of JSON (no newline).
+    pub fn to_line(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_value()).expect("a JSON value always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_exact_text() {
+        let line = br#"{"type":"RECORD","stream":"trips","record":{"lon":-73.985130,"id":123456789012345678901,"e":1.0e+2}}"#;
+        let msg = Message::parse(line).unwrap();
+        let out = String::from_utf8(msg.to_line()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"type":"RECORD","stream":"trips","record":{"lon":-73.985130,"id":123456789012345678901,"e":1.0e+2}}"#
+        );
+    }
+
+    #[test]
+    fn round_trips_every_type_with_extra_keys() {
+        for line in [
+            r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{"b":{},"a":{}}},"key_properties":["a"],"bookmark_properties":["b"],"x-extra":1}"#,
+            r#"{"type":"RECORD","stream":"s","record":{"b":1,"a":2},"version":3,"time_extracted":"2024-01-01T00:00:00Z"}"#,
+            r#"{"type":"STATE","value":{"bookmarks":{"s":{"a":1}}}}"#,
+            r#"{"type":"ACTIVATE_VERSION","stream":"s","version":17}"#,
+            r#"{"type":"BATCH","stream":"s","encoding":{"format":"jsonl","compression":"gzip"},"manifest":["file:///a.gz"]}"#,
+            r#"{"type":"CUSTOM","stream":"s","z":1}"#,
+        ] {
+            let msg = Message::parse(line.as_bytes()).unwrap();
+            let a: Value = serde_json::from_str(line).unwrap();
+            let b: Value = serde_json::from_slice(&msg.to_line()).unwrap();
+            assert_eq!(a, b, "{line}");
+        }
+    }
+
+    #[test]
+    fn lower_case_types_are_read() {
+        let msg = Message::parse(br#"{"type":"record","stream":"s","record":{}}"#).unwrap();
+        assert_eq!(msg.kind(), MessageKind::Record);
+        assert_eq!(msg.to_value()["type"], "RECORD");
+    }
+
+    #[test]
+    fn nan_becomes_null() {
+        let msg = Message::parse(br#"{"type":"RECORD","stream":"s","record":{"x":NaN}}"#).unwrap();
+        let Message::Record(r) = msg else {
+            panic!("not a record")
+        };
+        assert_eq!(r.record["x"], Value::Null);
+    }
+
+    #[test]
+    fn record_must_be_an_object() {
+        let err = Message::parse(br#"{"type":"RECORD","stream":"s","record":[1]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("`record` must be an object"),
+            "{err}"
+        );
+    }
+}

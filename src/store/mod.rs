@@ -1,0 +1,1 @@
+//! The system store (SQLite): migrations, state, run history, locks.

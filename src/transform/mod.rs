@@ -1,0 +1,1 @@
+//! Built-in transformations: stream maps, field masking and hashing, record validation.

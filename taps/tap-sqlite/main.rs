@@ -1,0 +1,5 @@
+//! `tap-sqlite`: a built-in Singer plugin of dsm (being written).
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(2)
+}

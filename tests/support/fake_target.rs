@@ -1,0 +1,3 @@
+//! Fault-injection plugin for the test suite (being written).
+
+fn main() {}
