@@ -61,6 +61,12 @@ impl Context {
         }
     }
 
+    /// The project root: found from `--cwd` (or the current directory) upward, or from
+    /// `DSM_PROJECT_ROOT` / `MELTANO_PROJECT_ROOT`.
+    pub fn project_root(&self) -> Result<PathBuf> {
+        crate::project::find_root(&self.cwd()?)
+    }
+
     /// The `--format` value for commands that take only `text` and `json`; anything else is a
     /// usage error naming the accepted values.
     pub fn text_or_json(&self) -> Result<OutputFormat> {
