@@ -1,1 +1,38 @@
 //! Built-in transformations: stream maps, field masking and hashing, record validation.
+//!
+//! A transform is a plain function from one message to zero or more messages. The pipeline
+//! parses only the messages of streams a transform [`Transform::touches`]; every other line
+//! passes through as raw bytes. STATE messages never go through transforms: they keep their
+//! place in the stream untouched.
+
+use crate::singer::Message;
+
+/// A transform the pipeline runs natively, in order, between extractor and loader.
+pub trait Transform: Send {
+    /// Whether SCHEMA, RECORD, ACTIVATE_VERSION or BATCH messages of `stream` may be changed,
+    /// dropped, renamed or duplicated. Streams for which this is false are not parsed.
+    fn touches(&self, stream: &str) -> bool;
+
+    /// Applies the transform to one message, pushing zero or more messages to `out`.
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError>;
+}
+
+/// A transform could not be applied; the run stops with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TransformError {
+    /// What failed, naming the stream, record number, property and expression where known.
+    pub message: String,
+    /// What to do about it, when there is something to say.
+    pub hint: Option<String>,
+}
+
+impl From<TransformError> for crate::error::Error {
+    fn from(e: TransformError) -> Self {
+        let mut err = crate::error::Error::failed(e.message);
+        if let Some(h) = e.hint {
+            err = err.hint(h);
+        }
+        err
+    }
+}
