@@ -1,0 +1,1 @@
+//! Edits of `meltano.yml` (placeholder, filled below).
