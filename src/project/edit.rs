@@ -269,7 +269,7 @@ impl Document {
             let belongs = if own_only {
                 ind > indent || (ind == indent && (t.starts_with("- ") || t == "-"))
             } else {
-                ind > indent || (ind == indent)
+                ind >= indent
             };
             if !belongs {
                 break;
