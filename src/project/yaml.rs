@@ -145,7 +145,10 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
             pos: Pos { line: 1, column: 1 },
         });
     }
-    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+    // YAML 1.2 booleans only, as Meltano's reader: `yes`, `no`, `on`, `n` stay strings.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
         let pos = e.location().map(|l| Pos {
             line: l.line(),
             column: l.column(),
@@ -284,6 +287,15 @@ mod tests {
     fn malformed_yaml_has_a_position() {
         let err = parse("plugins:\n  extractors: [a, b\n  loaders: x\n").unwrap_err();
         assert!(err.pos.is_some(), "{err:?}");
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings_like_in_meltano() {
+        let doc = parse("n: 1\nyes: on\nt: true\n").unwrap();
+        assert_eq!(
+            doc.to_json(),
+            serde_json::json!({"n": 1, "yes": "on", "t": true})
+        );
     }
 
     #[test]

@@ -251,6 +251,17 @@ pub fn resolve(
     // process environment, with the project's, plugin's and environment's `env:` over both.
     let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
     let mut env_map = inputs.process_env.clone();
+    // Meltano puts its own project variables into the environment values expand against.
+    env_map.insert(
+        crate::envvars::MELTANO_PROJECT_ROOT.to_string(),
+        project.root().display().to_string(),
+    );
+    if let Some(e) = inputs.environment {
+        env_map.insert(
+            crate::envvars::MELTANO_ENVIRONMENT.to_string(),
+            e.name.clone(),
+        );
+    }
     let env_plugin = inputs
         .environment
         .and_then(|e| project.environment_plugin(e, plugin));
@@ -283,7 +294,9 @@ pub fn resolve(
     }
 
     // Definitions: declared ones, then undeclared keys (parent's first, then own).
-    let is_declared = |k: &str| plugin.setting(k).is_some();
+    // Like Meltano, config is flattened all the way down and a key that is not a setting's
+    // exact name (aliases do not count) becomes a custom setting; nesting merges them back.
+    let is_declared = |k: &str| plugin.settings.iter().any(|s| s.name == k);
     let mut defs: Vec<(SettingDef, bool)> =
         plugin.settings.iter().map(|s| (s.clone(), true)).collect();
     let mut custom_names: Vec<String> = Vec::new();
@@ -298,9 +311,9 @@ pub fn resolve(
     let env_config = env_plugin
         .and_then(|e| e.config.clone())
         .unwrap_or_default();
-    for (k, _) in flatten(&plugin.config, &is_declared)
+    for (k, _) in flatten(&plugin.config, &|_| false)
         .into_iter()
-        .chain(flatten(&env_config, &is_declared))
+        .chain(flatten(&env_config, &|_| false))
     {
         if !is_declared(&k) && !custom_names.contains(&k) {
             custom_names.push(k);
