@@ -1,0 +1,1 @@
+//! `dsm schedule export`: crontab lines, systemd units and Kubernetes CronJobs.

@@ -1,0 +1,253 @@
+//! `depends_on` between flows: checking names, finding cycles, and the order to run in.
+//!
+//! `depends_on` orders flows that run together. When only some flows run (`dsm sync NAME`),
+//! dependencies outside that selection are not pulled in and do not hold the others back;
+//! they are still checked, so a typo or a cycle is an error whatever is selected.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use super::OrchestrateError;
+use super::flow::Flow;
+
+/// The closest of `candidates` to `name`, when it is close enough to be a likely typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}
+
+/// Flows in an order where every flow comes after its dependencies, with the dependency
+/// edges the executor needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The flows, dependencies first; among independent flows, the order they were given in.
+    pub flows: Vec<Arc<Flow>>,
+    /// For each flow (same index as `flows`), the indices of the flows it waits for.
+    pub dependencies: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    /// Checks `depends_on` across `all` flows (unknown names, cycles, duplicate names) and plans
+    /// the flows for which `selected` is true.
+    pub fn build(all: &[Flow], selected: impl Fn(&Flow) -> bool) -> Result<Plan, OrchestrateError> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, flow) in all.iter().enumerate() {
+            if index.insert(flow.name.as_str(), i).is_some() {
+                return Err(OrchestrateError::DuplicateFlow(flow.name.clone()));
+            }
+        }
+        let mut edges: Vec<Vec<usize>> = Vec::with_capacity(all.len());
+        for flow in all {
+            let mut deps = Vec::new();
+            for dep in &flow.depends_on {
+                match index.get(dep.as_str()) {
+                    Some(&d) => {
+                        if !deps.contains(&d) {
+                            deps.push(d);
+                        }
+                    }
+                    None => {
+                        return Err(OrchestrateError::UnknownDependency {
+                            flow: flow.name.clone(),
+                            dependency: dep.clone(),
+                            suggestion: closest(dep, all.iter().map(|f| f.name.as_str())),
+                        });
+                    }
+                }
+            }
+            edges.push(deps);
+        }
+        if let Some(cycle) = find_cycle(&edges) {
+            return Err(OrchestrateError::Cycle {
+                cycle: cycle.into_iter().map(|i| all[i].name.clone()).collect(),
+            });
+        }
+
+        // Kahn's algorithm over the selected flows, taking the earliest-given ready flow first
+        // so the order is stable and follows the project file.
+        let chosen: Vec<usize> = (0..all.len()).filter(|&i| selected(&all[i])).collect();
+        let is_chosen = |i: usize| chosen.binary_search(&i).is_ok();
+        let mut waiting: HashMap<usize, usize> = HashMap::new();
+        let mut dependants: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut ready = BinaryHeap::new();
+        for &i in &chosen {
+            let deps: Vec<usize> = edges[i].iter().copied().filter(|&d| is_chosen(d)).collect();
+            for &d in &deps {
+                dependants.entry(d).or_default().push(i);
+            }
+            if deps.is_empty() {
+                ready.push(Reverse(i));
+            } else {
+                waiting.insert(i, deps.len());
+            }
+        }
+        let mut order = Vec::with_capacity(chosen.len());
+        while let Some(Reverse(i)) = ready.pop() {
+            order.push(i);
+            for &dependant in dependants.get(&i).map(Vec::as_slice).unwrap_or_default() {
+                let left = waiting.get_mut(&dependant).expect("every dependant waits");
+                *left -= 1;
+                if *left == 0 {
+                    ready.push(Reverse(dependant));
+                }
+            }
+        }
+        debug_assert_eq!(
+            order.len(),
+            chosen.len(),
+            "no cycles, so every flow is ordered"
+        );
+        let position: HashMap<usize, usize> =
+            order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
+        let dependencies = order
+            .iter()
+            .map(|&i| {
+                edges[i]
+                    .iter()
+                    .filter_map(|d| position.get(d).copied())
+                    .collect()
+            })
+            .collect();
+        Ok(Plan {
+            flows: order.iter().map(|&i| Arc::new(all[i].clone())).collect(),
+            dependencies,
+        })
+    }
+
+    /// The flow names in run order (for `--dry-run`).
+    pub fn names(&self) -> Vec<&str> {
+        self.flows.iter().map(|f| f.name.as_str()).collect()
+    }
+}
+
+/// A cycle in the dependency edges, as node indices with the first repeated at the end.
+fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // Iterative depth-first search; `path` holds (node, next edge to follow).
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            if let Some(&dep) = edges[node].get(*next) {
+                *next += 1;
+                match marks[dep] {
+                    Mark::New => {
+                        marks[dep] = Mark::OnPath;
+                        path.push((dep, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = path.iter().position(|(n, _)| *n == dep).expect("on path");
+                        let mut cycle: Vec<usize> = path[from..].iter().map(|(n, _)| *n).collect();
+                        cycle.push(dep);
+                        return Some(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrate::flow::{Blocks, FlowKind};
+
+    fn flow(name: &str, deps: &[&str]) -> Flow {
+        let mut f = Flow::new(
+            name,
+            FlowKind::Job,
+            Blocks::Tasks(vec![format!("tap-{name} target-x")]),
+        );
+        f.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        f
+    }
+
+    #[test]
+    fn plan_puts_dependencies_first_and_keeps_file_order_otherwise() {
+        let flows = [
+            flow("c", &["b"]),
+            flow("a", &[]),
+            flow("b", &["a"]),
+            flow("d", &[]),
+        ];
+        let plan = Plan::build(&flows, |_| true).unwrap();
+        assert_eq!(plan.names(), ["a", "b", "c", "d"]);
+        assert_eq!(plan.dependencies, vec![vec![], vec![0], vec![1], vec![]]);
+    }
+
+    #[test]
+    fn cycle_is_named_from_start_to_start() {
+        let flows = [
+            flow("a", &["b"]),
+            flow("b", &["c"]),
+            flow("c", &["a"]),
+            flow("d", &[]),
+        ];
+        let err = Plan::build(&flows, |_| true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "flows depend on each other in a cycle: a → b → c → a"
+        );
+        let self_loop = [flow("solo", &["solo"])];
+        assert_eq!(
+            Plan::build(&self_loop, |_| true).unwrap_err(),
+            OrchestrateError::Cycle {
+                cycle: vec!["solo".into(), "solo".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_dependency_suggests_the_closest_name() {
+        let flows = [flow("github-daily", &[]), flow("report", &["github-dayly"])];
+        let err = Plan::build(&flows, |_| true).unwrap_err();
+        assert_eq!(
+            err,
+            OrchestrateError::UnknownDependency {
+                flow: "report".into(),
+                dependency: "github-dayly".into(),
+                suggestion: Some("github-daily".into()),
+            }
+        );
+        let rendered: crate::error::Error = err.into();
+        assert_eq!(rendered.hints(), ["did you mean `github-daily`?"]);
+    }
+
+    #[test]
+    fn unselected_dependencies_are_checked_but_not_planned() {
+        let flows = [flow("a", &[]), flow("b", &["a"]), flow("x", &["nope"])];
+        assert!(Plan::build(&flows, |f| f.name == "b").is_err());
+        let flows = [flow("a", &[]), flow("b", &["a"])];
+        let plan = Plan::build(&flows, |f| f.name == "b").unwrap();
+        assert_eq!(plan.names(), ["b"]);
+        assert_eq!(plan.dependencies, vec![Vec::<usize>::new()]);
+    }
+
+    #[test]
+    fn duplicate_names_are_an_error() {
+        let flows = [flow("a", &[]), flow("a", &[])];
+        assert_eq!(
+            Plan::build(&flows, |_| true).unwrap_err(),
+            OrchestrateError::DuplicateFlow("a".into())
+        );
+    }
+}
