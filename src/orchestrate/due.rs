@@ -125,7 +125,6 @@ pub fn decide_all<'a>(
 mod tests {
     use super::*;
     use crate::orchestrate::flow::{Blocks, FlowKind};
-    use chrono::TimeZone;
     use chrono_tz::Tz;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -280,7 +279,6 @@ mod tests {
             ],
         );
         assert_eq!(ran, ["2026-01-10T02:00:00Z"]);
-        let _ = Utc.timestamp_opt(0, 0);
     }
 
     #[test]
