@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use chrono_tz::Tz;
+
+use super::OrchestrateError;
 use super::interval::Interval;
-use super::retry::RetryPolicy;
+use super::retry::{RetryBackoff, RetryPolicy, duration_from_json};
 
 /// Where a flow comes from in `meltano.yml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -88,5 +91,159 @@ impl Flow {
     /// is not `@manual`/`@none`.
     pub fn runs_in_sync(&self) -> bool {
         self.enabled && self.interval.as_ref().is_none_or(Interval::runs_on_its_own)
+    }
+}
+
+/// The orchestration keys of a schedule's or job's `annotations.dsm` block: `depends_on`,
+/// `retries`, `retry_backoff`, `timeout`, `enabled` (see [`super::retry`] for the shapes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowAnnotations {
+    /// `depends_on`: a name or a list of names (`KIND:NAME` where kinds share a name).
+    pub depends_on: Vec<String>,
+    /// `retries` and `retry_backoff`.
+    pub retry: RetryPolicy,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+    /// `enabled` (default true).
+    pub enabled: bool,
+}
+
+impl Default for FlowAnnotations {
+    fn default() -> Self {
+        FlowAnnotations {
+            depends_on: Vec::new(),
+            retry: RetryPolicy::default(),
+            timeout: None,
+            enabled: true,
+        }
+    }
+}
+
+impl FlowAnnotations {
+    /// Reads the orchestration keys of an `annotations.dsm` block given as JSON. Other keys
+    /// are left to the project model, which validates the whole block.
+    pub fn from_json(block: &serde_json::Value) -> Result<FlowAnnotations, OrchestrateError> {
+        let mut out = FlowAnnotations::default();
+        let Some(map) = block.as_object() else {
+            return Ok(out);
+        };
+        let wrong = |key: &str, expected: &str, v: &serde_json::Value| {
+            OrchestrateError::BadAnnotation(format!("`{key}` must be {expected}, not {v}"))
+        };
+        if let Some(v) = map.get("depends_on") {
+            out.depends_on = match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| wrong("depends_on", "a list of flow names", v))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(wrong("depends_on", "a flow name or a list of them", v)),
+            };
+        }
+        if let Some(v) = map.get("retries") {
+            out.retry.retries = v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| wrong("retries", "a whole number of at least 0", v))?;
+        }
+        if let Some(v) = map.get("retry_backoff") {
+            out.retry.backoff = RetryBackoff::from_json(v)?;
+        }
+        if let Some(v) = map.get("timeout").filter(|v| !v.is_null()) {
+            out.timeout = Some(duration_from_json(v)?);
+        }
+        if let Some(v) = map.get("enabled") {
+            out.enabled = v
+                .as_bool()
+                .ok_or_else(|| wrong("enabled", "true or false", v))?;
+        }
+        Ok(out)
+    }
+}
+
+impl Flow {
+    /// Sets the orchestration fields from a flow's `annotations.dsm`.
+    pub fn with_annotations(mut self, annotations: FlowAnnotations) -> Flow {
+        self.depends_on = annotations.depends_on;
+        self.retry = annotations.retry;
+        self.timeout = annotations.timeout;
+        self.enabled = annotations.enabled;
+        self
+    }
+}
+
+/// Reads an IANA time zone name (`UTC`, `Europe/Berlin`).
+pub fn parse_time_zone(name: &str) -> Result<Tz, OrchestrateError> {
+    name.parse::<Tz>()
+        .map_err(|_| OrchestrateError::UnknownTimeZone(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn annotations_read_every_orchestration_key() {
+        let a = FlowAnnotations::from_json(&json!({
+            "depends_on": ["load-users", "job:daily"],
+            "retries": 2,
+            "retry_backoff": {"initial": "1s", "max": "1m", "multiplier": 3},
+            "timeout": "1h",
+            "enabled": false,
+            "validation": {"ignored": "here"}
+        }))
+        .unwrap();
+        assert_eq!(a.depends_on, ["load-users", "job:daily"]);
+        assert_eq!(a.retry.max_attempts(), 3);
+        assert_eq!(a.retry.backoff.delay_before(3), Duration::from_secs(3));
+        assert_eq!(a.timeout, Some(Duration::from_secs(3600)));
+        let flow = Flow::new("f", FlowKind::Job, Blocks::Tasks(vec![])).with_annotations(a);
+        assert!(!flow.runs_in_sync());
+
+        assert_eq!(
+            FlowAnnotations::from_json(&json!({"depends_on": "a"}))
+                .unwrap()
+                .depends_on,
+            ["a"]
+        );
+        assert_eq!(
+            FlowAnnotations::from_json(&json!(null)).unwrap(),
+            FlowAnnotations::default()
+        );
+        for bad in [
+            json!({"retries": -1}),
+            json!({"enabled": "no"}),
+            json!({"depends_on": [1]}),
+            json!({"timeout": "soon"}),
+        ] {
+            assert!(FlowAnnotations::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn manual_schedules_and_disabled_flows_stay_out_of_sync() {
+        let mut flow = Flow::new("s", FlowKind::Schedule, Blocks::Tasks(vec![]));
+        assert!(flow.runs_in_sync());
+        flow.interval = Some(Interval::parse("@none", Tz::UTC).unwrap());
+        assert!(!flow.runs_in_sync());
+        flow.interval = Some(Interval::parse("@once", Tz::UTC).unwrap());
+        assert!(flow.runs_in_sync());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(
+            parse_time_zone("Europe/Berlin").unwrap(),
+            Tz::Europe__Berlin
+        );
+        assert_eq!(
+            parse_time_zone("Mars/Olympus").unwrap_err(),
+            OrchestrateError::UnknownTimeZone("Mars/Olympus".into())
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `depends_on` orders flows that run together. When only some flows run (`dsm sync NAME`),
 //! dependencies outside that selection are not pulled in and do not hold the others back;
-//! they are still checked, so a typo or a cycle is an error whatever is selected.
+//! they are still checked, so a typo or a cycle is an error whatever is selected. A name in
+//! `depends_on` may be written `KIND:NAME` (`job:daily`) when a schedule and a job share it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -21,6 +22,66 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c.to_string())
 }
 
+/// Finds the flow a name means: `NAME`, or `KIND:NAME` (`schedule:daily`, `job:daily`,
+/// `extractor:tap-x`) when a schedule, a job or an extractor share the name.
+fn resolve(
+    all: &[Flow],
+    by_name: &HashMap<&str, Vec<usize>>,
+    name: &str,
+) -> Result<usize, OrchestrateError> {
+    let (kind, bare) = match name.split_once(':') {
+        Some((kind, bare)) if ["schedule", "job", "extractor"].contains(&kind) => {
+            (Some(kind), bare)
+        }
+        _ => (None, name),
+    };
+    let matches: Vec<usize> = by_name
+        .get(bare)
+        .map(|found| {
+            found
+                .iter()
+                .copied()
+                .filter(|&i| kind.is_none_or(|k| all[i].kind.as_str() == k))
+                .collect()
+        })
+        .unwrap_or_default();
+    match matches[..] {
+        [i] => Ok(i),
+        [] => Err(OrchestrateError::UnknownFlow {
+            name: name.to_string(),
+            suggestion: closest(bare, all.iter().map(|f| f.name.as_str())),
+        }),
+        _ => Err(OrchestrateError::AmbiguousName {
+            name: name.to_string(),
+            kinds: matches
+                .iter()
+                .map(|&i| all[i].kind.as_str().to_string())
+                .collect(),
+        }),
+    }
+}
+
+/// The flows `names` mean (for `dsm sync NAME...`), in the order of `all`: each name is a
+/// schedule, job or extractor name, or `KIND:NAME` when several kinds share it.
+pub fn select_by_names<'a>(
+    all: &'a [Flow],
+    names: &[String],
+) -> Result<Vec<&'a Flow>, OrchestrateError> {
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, flow) in all.iter().enumerate() {
+        by_name.entry(flow.name.as_str()).or_default().push(i);
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        let i = resolve(all, &by_name, name)?;
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    chosen.sort_unstable();
+    Ok(chosen.into_iter().map(|i| &all[i]).collect())
+}
+
 /// Flows in an order where every flow comes after its dependencies, with the dependency
 /// edges the executor needs.
 #[derive(Debug, Clone)]
@@ -35,29 +96,30 @@ impl Plan {
     /// Checks `depends_on` across `all` flows (unknown names, cycles, duplicate names) and plans
     /// the flows for which `selected` is true.
     pub fn build(all: &[Flow], selected: impl Fn(&Flow) -> bool) -> Result<Plan, OrchestrateError> {
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, flow) in all.iter().enumerate() {
-            if index.insert(flow.name.as_str(), i).is_some() {
+            let same = by_name.entry(flow.name.as_str()).or_default();
+            if same.iter().any(|&j| all[j].kind == flow.kind) {
                 return Err(OrchestrateError::DuplicateFlow(flow.name.clone()));
             }
+            same.push(i);
         }
         let mut edges: Vec<Vec<usize>> = Vec::with_capacity(all.len());
         for flow in all {
             let mut deps = Vec::new();
             for dep in &flow.depends_on {
-                match index.get(dep.as_str()) {
-                    Some(&d) => {
-                        if !deps.contains(&d) {
-                            deps.push(d);
+                let d = resolve(all, &by_name, dep).map_err(|e| match e {
+                    OrchestrateError::UnknownFlow { name, suggestion } => {
+                        OrchestrateError::UnknownDependency {
+                            flow: flow.name.clone(),
+                            dependency: name,
+                            suggestion,
                         }
                     }
-                    None => {
-                        return Err(OrchestrateError::UnknownDependency {
-                            flow: flow.name.clone(),
-                            dependency: dep.clone(),
-                            suggestion: closest(dep, all.iter().map(|f| f.name.as_str())),
-                        });
-                    }
+                    other => other,
+                })?;
+                if !deps.contains(&d) {
+                    deps.push(d);
                 }
             }
             edges.push(deps);
@@ -240,6 +302,55 @@ mod tests {
         let plan = Plan::build(&flows, |f| f.name == "b").unwrap();
         assert_eq!(plan.names(), ["b"]);
         assert_eq!(plan.dependencies, vec![Vec::<usize>::new()]);
+    }
+
+    #[test]
+    fn names_shared_by_kinds_need_a_kind_prefix() {
+        let mut schedule = flow("daily", &[]);
+        schedule.kind = FlowKind::Schedule;
+        let flows = [
+            schedule,
+            flow("daily", &[]),
+            flow("report", &["job:daily"]),
+            flow("other", &[]),
+        ];
+        let plan = Plan::build(&flows, |_| true).unwrap();
+        assert_eq!(
+            plan.dependencies[plan.names().iter().position(|n| *n == "report").unwrap()],
+            vec![1]
+        );
+        assert_eq!(plan.flows[1].kind, FlowKind::Job);
+
+        let err = select_by_names(&flows, &["daily".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`daily` names more than one flow: a schedule, a job"
+        );
+        let picked = select_by_names(
+            &flows,
+            &["schedule:daily".into(), "other".into(), "other".into()],
+        )
+        .unwrap();
+        let picked: Vec<(&str, FlowKind)> =
+            picked.iter().map(|f| (f.name.as_str(), f.kind)).collect();
+        assert_eq!(
+            picked,
+            [("daily", FlowKind::Schedule), ("other", FlowKind::Job)]
+        );
+        let err = select_by_names(&flows, &["reprot".to_string()]).unwrap_err();
+        assert_eq!(
+            err,
+            OrchestrateError::UnknownFlow {
+                name: "reprot".into(),
+                suggestion: Some("report".into())
+            }
+        );
+
+        let ambiguous = [flows[0].clone(), flows[1].clone(), flow("x", &["daily"])];
+        assert!(matches!(
+            Plan::build(&ambiguous, |_| true),
+            Err(OrchestrateError::AmbiguousName { .. })
+        ));
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub mod summary;
 
 pub use due::{DueDecision, ScheduleRecord, decide_due};
 pub use executor::{AttemptOutcome, FlowResult, execute};
-pub use flow::{Blocks, Flow, FlowKind};
-pub use graph::Plan;
+pub use flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
+pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
 pub use retry::{RetryBackoff, RetryPolicy, parse_duration};
 pub use summary::{AttemptReport, FlowReport, FlowStatus, Summary};
@@ -55,6 +55,22 @@ pub enum OrchestrateError {
         /// The closest existing flow name, if any is close.
         suggestion: Option<String>,
     },
+    /// A name given to `dsm sync` that is no schedule, job or extractor.
+    #[error("`{name}` is not a schedule, job or extractor with a default loader")]
+    UnknownFlow {
+        /// The name as given.
+        name: String,
+        /// The closest existing flow name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A name shared by flows of different kinds.
+    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| format!("a {k}")).collect::<Vec<_>>().join(", "))]
+    AmbiguousName {
+        /// The name as given.
+        name: String,
+        /// The kinds that have a flow of that name.
+        kinds: Vec<String>,
+    },
     /// `depends_on` goes round in a circle; `cycle` starts and ends with the same name.
     #[error("flows depend on each other in a cycle: {}", cycle.join(" → "))]
     Cycle {
@@ -75,6 +91,9 @@ pub enum OrchestrateError {
     /// A `retry_backoff` block that could not be read.
     #[error("`retry_backoff` is not valid: {0}")]
     BadBackoff(String),
+    /// An orchestration key in `annotations.dsm` with a value of the wrong shape.
+    #[error("in `annotations.dsm`: {0}")]
+    BadAnnotation(String),
     /// A schedule that a scheduler format cannot express.
     #[error("schedule `{schedule}` cannot be exported to {format}: {reason}")]
     NotExportable {
@@ -99,10 +118,21 @@ impl From<OrchestrateError> for Error {
             | OrchestrateError::UnknownDependency {
                 suggestion: Some(s),
                 ..
+            }
+            | OrchestrateError::UnknownFlow {
+                suggestion: Some(s),
+                ..
             } => error.hint(format!("did you mean `{s}`?")),
+            OrchestrateError::AmbiguousName { name, kinds } => {
+                let mut error = error;
+                for kind in kinds {
+                    error = error.hint(format!("write `{kind}:{name}` for the {kind}"));
+                }
+                error
+            }
             OrchestrateError::BadInterval { .. } => error
                 .hint("use a shortcut such as `@daily` or a cron expression such as `0 3 * * *`"),
-            OrchestrateError::UnknownDependency { .. } => {
+            OrchestrateError::UnknownDependency { .. } | OrchestrateError::UnknownFlow { .. } => {
                 error.hint("`dsm schedule list` and `dsm job list` show the flows there are")
             }
             OrchestrateError::Cycle { .. } => {
