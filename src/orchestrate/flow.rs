@@ -45,6 +45,16 @@ pub enum Blocks {
     Tasks(Vec<String>),
 }
 
+impl std::fmt::Display for Blocks {
+    /// `tap-x → target-y`, or a job's tasks separated by `; `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocks::Pair { extractor, loader } => write!(f, "{extractor} → {loader}"),
+            Blocks::Tasks(tasks) => f.write_str(&tasks.join("; ")),
+        }
+    }
+}
+
 /// One thing `dsm sync` runs, with everything orchestration needs to know about it.
 ///
 /// Built from the project model (schedules, jobs, extractors with a default loader); the

@@ -181,6 +181,31 @@ impl Plan {
         })
     }
 
+    /// What `dsm sync --dry-run` prints: one line per flow in run order, with what it runs and
+    /// what it waits for: `2. report (job: tap-a target-b) after load-users`.
+    pub fn describe(&self) -> Vec<String> {
+        self.flows
+            .iter()
+            .zip(&self.dependencies)
+            .enumerate()
+            .map(|(i, (flow, deps))| {
+                let mut line = format!(
+                    "{}. {} ({}: {})",
+                    i + 1,
+                    flow.name,
+                    flow.kind.as_str(),
+                    flow.blocks
+                );
+                if !deps.is_empty() {
+                    let names: Vec<&str> =
+                        deps.iter().map(|&d| self.flows[d].name.as_str()).collect();
+                    line.push_str(&format!(" after {}", names.join(", ")));
+                }
+                line
+            })
+            .collect()
+    }
+
     /// The flow names in run order (for `--dry-run`).
     pub fn names(&self) -> Vec<&str> {
         self.flows.iter().map(|f| f.name.as_str()).collect()
@@ -254,6 +279,27 @@ mod tests {
         let plan = Plan::build(&flows, |_| true).unwrap();
         assert_eq!(plan.names(), ["a", "b", "c", "d"]);
         assert_eq!(plan.dependencies, vec![vec![], vec![0], vec![1], vec![]]);
+    }
+
+    #[test]
+    fn dry_run_lines_show_blocks_and_dependencies() {
+        let mut pair = Flow::new(
+            "users",
+            FlowKind::Schedule,
+            Blocks::Pair {
+                extractor: "tap-csv".into(),
+                loader: "target-jsonl".into(),
+            },
+        );
+        pair.state_id = Some("users".into());
+        let flows = [flow("report", &["users"]), pair];
+        assert_eq!(
+            Plan::build(&flows, |_| true).unwrap().describe(),
+            [
+                "1. users (schedule: tap-csv → target-jsonl)",
+                "2. report (job: tap-report target-x) after users"
+            ]
+        );
     }
 
     #[test]
