@@ -56,7 +56,8 @@ pub fn tokio_sleep(duration: Duration) -> tokio::time::Sleep {
     tokio::time::sleep(duration)
 }
 
-/// Runs every flow of `plan`, at most `parallel` at a time (at least 1), and reports each.
+/// Runs every flow of `plan`, at most `parallel` at a time (at least 1), and reports each, in
+/// plan order.
 ///
 /// A flow starts once all its dependencies in the plan succeeded; when one fails (after its
 /// retries) or is skipped, its dependants are skipped, transitively. Among ready flows the
@@ -85,7 +86,7 @@ where
     }
     let mut ready: BTreeSet<usize> = (0..count).filter(|&i| waiting_on[i] == 0).collect();
     let mut finished = vec![false; count];
-    let mut reports = Vec::with_capacity(count);
+    let mut reports: Vec<Option<FlowReport>> = vec![None; count];
     let mut tasks = JoinSet::new();
     let mut task_flow: HashMap<tokio::task::Id, usize> = HashMap::new();
 
@@ -119,7 +120,7 @@ where
         };
         finished[i] = true;
         let succeeded = report.status == FlowStatus::Succeeded;
-        reports.push(report);
+        reports[i] = Some(report);
         if succeeded {
             for &d in &dependants[i] {
                 waiting_on[d] -= 1;
@@ -131,7 +132,9 @@ where
             skip_dependants(plan, &dependants, i, &mut finished, &mut reports);
         }
     }
-    Summary { flows: reports }
+    Summary {
+        flows: reports.into_iter().flatten().collect(),
+    }
 }
 
 /// Marks everything downstream of `failed` as skipped, each naming the dependency that held it back.
@@ -140,7 +143,7 @@ fn skip_dependants(
     dependants: &[Vec<usize>],
     failed: usize,
     finished: &mut [bool],
-    reports: &mut Vec<FlowReport>,
+    reports: &mut [Option<FlowReport>],
 ) {
     let mut stack = vec![failed];
     while let Some(cause) = stack.pop() {
@@ -150,7 +153,7 @@ fn skip_dependants(
             }
             finished[d] = true;
             let flow = &plan.flows[d];
-            reports.push(FlowReport {
+            reports[d] = Some(FlowReport {
                 name: flow.name.clone(),
                 kind: flow.kind,
                 status: FlowStatus::Skipped,
@@ -326,6 +329,8 @@ mod tests {
                 ("d".into(), FlowStatus::Skipped),
             ]
         );
+        let in_plan_order: Vec<&str> = summary.flows.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(in_plan_order, ["a", "b", "c", "d"]);
         let d = summary.flows.iter().find(|f| f.name == "d").unwrap();
         assert_eq!(d.skipped_because.as_deref(), Some("c"));
         assert_eq!(summary.exit_code(), 1);

@@ -76,7 +76,7 @@ pub struct FlowReport {
     pub skipped_because: Option<String>,
 }
 
-/// All flows of one `dsm sync`, in the order they finished (skipped ones where they were skipped).
+/// All flows of one `dsm sync`, in plan order (dependencies first, then the project file's order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// The flows' results.
