@@ -482,25 +482,41 @@ pub struct HeartbeatThread {
 }
 
 impl HeartbeatThread {
-    /// Starts refreshing `lock` every `interval` (see [`liveness::HEARTBEAT_INTERVAL`]).
-    /// Failures are logged, not fatal: a missed beat only matters after many intervals.
-    pub fn start(store: Arc<dyn Store>, lock: FlowLock, interval: Duration) -> Self {
+    /// Starts refreshing a flow lock (and the run it names) and/or a run without a lock, every
+    /// `interval` (see [`liveness::HEARTBEAT_INTERVAL`]). Failures are logged, not fatal: a
+    /// missed beat only matters after many intervals.
+    pub fn start(
+        store: Arc<dyn Store>,
+        lock: Option<FlowLock>,
+        run_id: Option<RunId>,
+        interval: Duration,
+    ) -> Self {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        // A lock's heartbeat already refreshes its own run.
+        let run_id = run_id.filter(|r| lock.as_ref().and_then(|l| l.run_id.as_ref()) != Some(r));
         let handle = std::thread::Builder::new()
             .name("dsm-heartbeat".into())
             .spawn(move || {
+                let mut lock = lock;
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(interval)
                 {
-                    match store.heartbeat(&lock) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(state_id = %lock.state_id, "flow lock was taken over by another process");
-                            break;
+                    if let Some(l) = &lock {
+                        match store.heartbeat(l) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::warn!(state_id = %l.state_id, "flow lock was taken over by another process");
+                                lock = None;
+                            }
+                            Err(error) => {
+                                tracing::warn!(state_id = %l.state_id, error = %error, "heartbeat failed");
+                            }
                         }
-                        Err(error) => {
-                            tracing::warn!(state_id = %lock.state_id, error = %error, "heartbeat failed");
-                        }
+                    }
+                    if let Some(run) = &run_id
+                        && let Err(error) = store.heartbeat_run(run)
+                    {
+                        tracing::warn!(run_id = %run, error = %error, "heartbeat failed");
                     }
                 }
             })

@@ -575,3 +575,69 @@ fn database_uris_and_paths() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.hints()[0].contains("SQLite"));
 }
+
+#[test]
+fn the_handle_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SqliteStore>();
+    assert_send_sync::<Arc<dyn Store>>();
+}
+
+#[test]
+fn the_heartbeat_thread_keeps_a_lock_fresh_and_stops_on_drop() {
+    let (_tmp, store) = open();
+    let store: Arc<dyn Store> = Arc::new(store.with_stale_after(Duration::from_secs(1)));
+    let id = sid("dev:hb");
+    let run = store
+        .begin_run(&NewRun {
+            state_id: Some(id.clone()),
+            trigger: "cli".into(),
+            ..NewRun::default()
+        })
+        .unwrap();
+    let lock = store.acquire_lock(&id, Some(&run), false).unwrap();
+    let beat = crate::store::HeartbeatThread::start(
+        Arc::clone(&store),
+        Some(lock.clone()),
+        None,
+        Duration::from_millis(50),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Without the thread both would be stale after 1s.
+    assert!(!store.lock_holder(&id).unwrap().unwrap().stale);
+    assert_eq!(
+        store.get_run(&run).unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    drop(beat);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(store.lock_holder(&id).unwrap().unwrap().stale);
+    assert_eq!(
+        store.get_run(&run).unwrap().unwrap().status,
+        RunStatus::Killed
+    );
+}
+
+#[test]
+fn the_heartbeat_thread_keeps_a_run_without_a_lock_alive() {
+    let (_tmp, store) = open();
+    let store: Arc<dyn Store> = Arc::new(store.with_stale_after(Duration::from_secs(1)));
+    let run = store
+        .begin_run(&NewRun {
+            trigger: "cli".into(),
+            ..NewRun::default()
+        })
+        .unwrap();
+    let beat = crate::store::HeartbeatThread::start(
+        Arc::clone(&store),
+        None,
+        Some(run.clone()),
+        Duration::from_millis(50),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        store.get_run(&run).unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    drop(beat);
+}
