@@ -108,8 +108,12 @@ fn remove_stale(base: &Path) {
         }
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             match fs::remove_dir_all(entry.path()) {
-                Ok(()) => tracing::info!(path = %entry.path().display(), "removed the run directory of a dead run"),
-                Err(error) => tracing::warn!(path = %entry.path().display(), %error, "could not remove a stale run directory"),
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed the run directory of a dead run")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %entry.path().display(), %error, "could not remove a stale run directory")
+                }
             }
         }
     }
