@@ -265,6 +265,8 @@ enum Event {
 enum Timer {
     /// Process `i` exited but its stdout is still open (a grandchild holds it).
     SegmentEof(usize),
+    /// The output is still open after the group was killed: give up on it.
+    SegmentAbort(usize),
     /// The loader had its time to flush after a cancellation.
     Drain,
     /// Everything exited; the last readers get this long.
@@ -564,8 +566,16 @@ pub async fn run(
                 match timer {
                     Timer::SegmentEof(i) => {
                         if !segments_done[i] {
+                            // Killing the group closes the pipe, and the reader passes on
+                            // everything before the end.
                             tracing::warn!(plugin = %specs[i].name, "its output stayed open after it exited; stopping its process group");
                             let _ = plugin::signal::signal_group(pids[i], plugin::signal::SIGKILL);
+                            timers.push((tokio::time::Instant::now() + options.grace, Timer::SegmentAbort(i)));
+                        }
+                    }
+                    Timer::SegmentAbort(i) => {
+                        if !segments_done[i] {
+                            // The holder left the group (setsid): stop reading.
                             readers[i].abort();
                             segments_done[i] = true;
                         }

@@ -266,7 +266,20 @@ fn alive(pid_file: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return false;
     };
-    text.trim().parse().is_ok_and(signal::process_alive)
+    text.trim().parse().is_ok_and(running)
+}
+
+/// Alive and not a zombie waiting for a parent (in a container, init may never reap it).
+fn running(pid: u32) -> bool {
+    if !signal::process_alive(pid) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,4 +793,38 @@ async fn a_missing_executable_fails_without_leaving_processes() {
         "{text}"
     );
     assert!(!alive(&pid_file), "the loader started first is stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tap_whose_child_keeps_its_output_open_does_not_hang_the_run() {
+    let env = Env::new();
+    let pid_file = env.path("child.pid");
+    // The tap exits at once, but a background child inherited its stdout and keeps it open.
+    let script = format!("sleep 600 & echo $! > {pid_file}; echo '{SCHEMA}'; exit 0");
+    let extractor =
+        PluginSpec::new("tap-leaky", PluginRole::Extractor, "/bin/sh").args(["-c", &script]);
+    let opts = PipelineOptions {
+        grace: Duration::from_millis(300),
+        ..options()
+    };
+    let (outcome, _) = run_with(
+        &env,
+        extractor,
+        Vec::new(),
+        target(["--output", &env.path("out.jsonl")]),
+        opts,
+        &CancelToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.error);
+    assert_eq!(env.read("out.jsonl").trim(), SCHEMA);
+    let mut gone = false;
+    for _ in 0..200 {
+        if !alive(&pid_file) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone, "the lingering child was stopped with the tap's group");
 }
