@@ -302,12 +302,9 @@ async fn loader_exiting_early_stops_a_tap_blocked_on_its_output() {
     );
     assert!(text.contains("| target: disk full"), "{text}");
     assert!(!alive(&pid_file), "the tap is not left running");
-    let tap_exit = outcome
-        .exits
-        .iter()
-        .find(|e| e.role == PluginRole::Extractor)
-        .unwrap();
-    assert!(tap_exit.stopped_by_dsm || tap_exit.signal.is_some());
+    // The tap was stopped (or hit a closed pipe first): the loader stays the reported cause.
+    assert!(!text.contains("extractor"), "{text}");
+    assert!(!outcome.exits[0].success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
