@@ -184,9 +184,24 @@ pub fn run_flow(
             .entry(k.clone())
             .or_insert_with(|| v.clone());
     }
-    loader_spec
-        .env_remove
-        .extend(extractor_spec.env_remove.iter().cloned());
+    // No plugin inherits a variable that carries a secret of any plugin in the flow.
+    let mut secret_vars: Vec<String> = std::iter::once(&extractor_spec)
+        .chain(mapper_specs.iter())
+        .chain(std::iter::once(&loader_spec))
+        .flat_map(|s| s.env_remove.iter().cloned())
+        .collect();
+    secret_vars.sort();
+    secret_vars.dedup();
+    for s in std::iter::once(&mut extractor_spec)
+        .chain(mapper_specs.iter_mut())
+        .chain(std::iter::once(&mut loader_spec))
+    {
+        s.env_remove = secret_vars
+            .iter()
+            .filter(|k| !s.env.contains_key(*k))
+            .cloned()
+            .collect();
+    }
 
     let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
     let base = runtime_base(&project.root().join(".dsm/run"));

@@ -2,5 +2,6 @@
 
 mod config;
 mod init;
+mod run;
 mod support;
 mod validate;
