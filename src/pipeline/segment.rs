@@ -35,6 +35,35 @@ pub(super) struct SegmentReport {
     pub bad_lines: u64,
     pub streams: BTreeMap<String, StreamCounts>,
     pub error: Option<Error>,
+    /// Counts of the stream of the latest lines, moved to `streams` when the stream changes
+    /// (most lines belong to the same stream as the one before: no map lookup for them).
+    current: (String, StreamCounts),
+}
+
+impl SegmentReport {
+    fn count(&mut self, stream: &str, bytes: usize, record: bool) {
+        if self.current.0 != stream {
+            self.flush_current();
+            self.current.0.push_str(stream);
+        }
+        self.current.1.bytes += bytes as u64;
+        if record {
+            self.current.1.records += 1;
+        }
+    }
+
+    fn flush_current(&mut self) {
+        if self.current.0.is_empty() {
+            return;
+        }
+        let (name, add) = std::mem::take(&mut self.current);
+        let c = match self.streams.get_mut(name.as_str()) {
+            Some(c) => c,
+            None => self.streams.entry(name).or_default(),
+        };
+        c.records += add.records;
+        c.bytes += add.bytes;
+    }
 }
 
 pub(super) struct Reader {
@@ -47,6 +76,8 @@ pub(super) struct Reader {
     pub records_need_schema: bool,
     pub chunk_bytes: usize,
     pub tx: mpsc::Sender<Vec<u8>>,
+    /// Written chunks coming back from the writer for reuse (no allocation per chunk).
+    pub recycled: mpsc::Receiver<Vec<u8>>,
     pub events: mpsc::Sender<Event>,
 }
 
@@ -56,6 +87,7 @@ impl Reader {
         if let Err(error) = self.pump(&mut report).await {
             report.error = Some(error);
         }
+        report.flush_current();
         let index = self.index;
         // Dropping the chunk sender (with `self`) closes the next process's stdin.
         let events = self.events.clone();
@@ -85,12 +117,13 @@ impl Reader {
 
     async fn pump(&mut self, report: &mut SegmentReport) -> Result<(), Error> {
         let stdout = self.stdout.take().expect("the reader runs once");
-        let mut reader = LineReader::new(BufReader::with_capacity(1 << 16, stdout), self.max_line);
+        let mut reader = LineReader::new(BufReader::with_capacity(1 << 18, stdout), self.max_line);
         let mut line = Vec::with_capacity(1024);
         let mut chunk: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 1024);
         let mut schemas: HashSet<String> = HashSet::new();
         let mut warned_types: HashSet<String> = HashSet::new();
         let mut produced: Vec<Message> = Vec::new();
+        let mut last_checked = String::new();
         loop {
             match reader.read_line_async(&mut line).await {
                 Ok(true) => {}
@@ -141,8 +174,10 @@ impl Reader {
                     }
                 }
                 MessageKind::Record => {
+                    // Most records are of the same stream as the one before: skip the hash.
                     if self.records_need_schema
                         && let Some(s) = &env.stream
+                        && *s != last_checked
                         && !schemas.contains(s)
                     {
                         self.bad_line(
@@ -153,6 +188,11 @@ impl Reader {
                         )?;
                         continue;
                     }
+                    if let Some(s) = &env.stream
+                        && *s != last_checked
+                    {
+                        last_checked.clone_from(s);
+                    }
                 }
                 MessageKind::Unknown(t) if warned_types.insert(t.clone()) => {
                     tracing::warn!(plugin = %self.label, line = n, "passing on a message of unknown type `{t}`");
@@ -162,14 +202,7 @@ impl Reader {
             if self.index == 0
                 && let Some(s) = &env.stream
             {
-                let counts = match report.streams.get_mut(s.as_str()) {
-                    Some(c) => c,
-                    None => report.streams.entry(s.clone()).or_default(),
-                };
-                counts.bytes += bytes.len() as u64;
-                if env.kind == MessageKind::Record {
-                    counts.records += 1;
-                }
+                report.count(s, bytes.len(), env.kind == MessageKind::Record);
             }
             let touched = !self.transforms.is_empty()
                 && env.kind != MessageKind::State
@@ -202,8 +235,11 @@ impl Reader {
                 || reader.get_ref().buffer().is_empty()
                 || env.kind == MessageKind::State
             {
-                let full =
-                    std::mem::replace(&mut chunk, Vec::with_capacity(self.chunk_bytes + 1024));
+                let fresh = self
+                    .recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(self.chunk_bytes + 1024));
+                let full = std::mem::replace(&mut chunk, fresh);
                 if self.tx.send(full).await.is_err() {
                     // The writer stopped: the next process closed its input. The driver
                     // stops this producer; nothing more to do here.
@@ -247,14 +283,17 @@ pub(super) async fn write(
     index: usize,
     mut rx: mpsc::Receiver<Vec<u8>>,
     mut stdin: ChildStdin,
+    recycle: mpsc::Sender<Vec<u8>>,
     events: mpsc::Sender<Event>,
 ) {
-    while let Some(chunk) = rx.recv().await {
+    while let Some(mut chunk) = rx.recv().await {
         if let Err(error) = stdin.write_all(&chunk).await {
             tracing::debug!(%error, "the next plugin stopped reading its input");
             let _ = events.send(Event::InputBroken(index)).await;
             return;
         }
+        chunk.clear();
+        let _ = recycle.try_send(chunk);
     }
     let _ = stdin.flush().await;
     // Announce before closing: the consumer's exit (which follows its EOF) must be seen after.
