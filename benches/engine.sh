@@ -31,13 +31,15 @@ rss_kib=0
 for _ in $(seq "$RUNS"); do
   # 1. Direct pipe.
   t0=$(now)
-  cat "$DATA" | "$BIN/dsm-fake-target" --summary "$WORK/direct.json" > /dev/null
+  /usr/bin/time -f "%U %S" -o "$WORK/direct.cpu" sh -c "cat '$DATA' | '$BIN/dsm-fake-target' --summary '$WORK/direct.json' > /dev/null"
+  direct_cpu=$(best "${direct_cpu:-}" "$(awk '{print $1 + $2}' "$WORK/direct.cpu")")
   t1=$(now)
   direct=$(best "$direct" "$(secs "$t0" "$t1")")
 
   # 2. dsm pipeline (peak RSS of the dsm process itself, from /proc/self/status).
   t0=$(now)
-  "$BIN/examples/engine_bench" "$DATA" "$BIN/dsm-fake-target" "$WORK/dsm.json" "$WORK/run" 2> "$WORK/dsm.log"
+  /usr/bin/time -f "%U %S" -o "$WORK/dsm.cpu" "$BIN/examples/engine_bench" "$DATA" "$BIN/dsm-fake-target" "$WORK/dsm.json" "$WORK/run" 2> "$WORK/dsm.log"
+  dsm_cpu=$(best "${dsm_cpu:-}" "$(awk '{print $1 + $2}' "$WORK/dsm.cpu")")
   t1=$(now)
   dsm=$(best "$dsm" "$(secs "$t0" "$t1")")
   rss=$(grep -o 'peak_rss_kib=[0-9]*' "$WORK/dsm.log" | cut -d= -f2)
@@ -53,6 +55,10 @@ printf 'stream: %d records, %.0f MiB; best of %d runs; load average %s\n' "$RECO
 printf 'direct pipe : %6.3f s  %7.1f MiB/s\n' "$direct" "$(echo "$mb / $direct" | bc -l)"
 printf 'dsm pipeline: %6.3f s  %7.1f MiB/s  (%.0f%% of direct)  peak RSS %.1f MiB (max of runs)\n' \
   "$dsm" "$(echo "$mb / $dsm" | bc -l)" "$(echo "100 * $direct / $dsm" | bc -l)" "$(echo "$rss_kib / 1024" | bc -l)"
+
+# CPU seconds of all processes (tap, dsm, target): a figure a busy machine disturbs less.
+printf 'cpu seconds : direct %.2f, through dsm %.2f (direct/dsm = %.0f%%)\n' \
+  "$direct_cpu" "$dsm_cpu" "$(echo "100 * $direct_cpu / $dsm_cpu" | bc -l)"
 
 # 3. meltano run, when installed.
 MELTANO=${DSM_TEST_VENV:-}/bin/meltano
