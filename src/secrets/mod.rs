@@ -6,6 +6,7 @@
 
 mod actor;
 pub mod audit;
+pub mod dotenv;
 mod error;
 pub mod key;
 pub mod master_key;
