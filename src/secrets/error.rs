@@ -44,6 +44,9 @@ pub enum SecretsError {
         /// The key file.
         path: PathBuf,
     },
+    /// The key file named by `DSM_MASTER_KEY_FILE` does not exist.
+    #[error("key file `{}` does not exist", .0.display())]
+    KeyFileMissing(PathBuf),
     /// Refused to overwrite an existing key.
     #[error("a master key already exists at {0}")]
     KeyExists(String),
@@ -117,6 +120,10 @@ impl From<SecretsError> for Error {
             }
             SecretsError::KeyFileOwner { .. } => Error::config(message)
                 .hint("the key file must belong to the user running dsm"),
+            SecretsError::KeyFileMissing(ref path) => {
+                let hint = format!("create it with `dsm secrets init --key-file {}`, or point `DSM_MASTER_KEY_FILE` at the right file", path.display());
+                Error::config(message).hint(hint)
+            }
             SecretsError::KeyExists(_) => Error::config(message)
                 .hint("remove it first if you really mean to replace it (secrets encrypted with it become unreadable), or use `dsm secrets rotate`"),
             SecretsError::KeyringUnavailable(_) => Error::config(message)

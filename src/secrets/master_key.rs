@@ -219,7 +219,12 @@ impl KeyLookup {
 /// Reads a key file, refusing one that other users could read or that belongs to someone else.
 pub fn read_key_file(path: &Path) -> Result<MasterKey> {
     let io = |e| SecretsError::io(format!("cannot read key file `{}`", path.display()), e);
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let meta = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SecretsError::KeyFileMissing(path.to_path_buf()));
+        }
+        other => other.map_err(io)?,
+    };
     check_private(path, &meta)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
     MasterKey::from_base64(&text).map_err(|e| SecretsError::BadKey {
