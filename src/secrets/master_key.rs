@@ -77,11 +77,18 @@ impl Keyring {
     /// session bus; without one (a headless server) this answers at once instead of waiting for
     /// a bus timeout.
     pub fn platform() -> Result<Keyring, String> {
-        if cfg!(target_os = "linux") && !session_bus_reachable() {
-            return Err(
-                "no D-Bus session bus (a headless machine has no secret service)".to_string(),
-            );
+        #[cfg(target_os = "linux")]
+        {
+            if !session_bus_reachable() {
+                return Err(
+                    "no D-Bus session bus (a headless machine has no secret service)".to_string(),
+                );
+            }
+            dbus_secret_service_keyring_store::Store::new()
+                .map(|store| Keyring::new(store))
+                .map_err(|e| format!("the secret service is not reachable: {}", keyring_error(&e)))
         }
+        #[cfg(not(target_os = "linux"))]
         Err("this build has no OS keyring store for this platform".to_string())
     }
 
@@ -120,6 +127,7 @@ impl Keyring {
 }
 
 /// Whether a D-Bus session bus can be connected to right now (a quick, local check).
+#[cfg(target_os = "linux")]
 fn session_bus_reachable() -> bool {
     let Some(address) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS") else {
         return false;
@@ -375,6 +383,7 @@ mod tests {
         assert_eq!(lookup.find().unwrap(), (key, KeySource::Keyring));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_missing_session_bus_is_detected_without_waiting() {
         // Runs on CI's headless machine; the check must not block on a bus timeout.

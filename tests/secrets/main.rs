@@ -325,3 +325,31 @@ fn audit_verify_fails_when_entries_are_cut_from_the_end() {
         run.stderr
     );
 }
+
+#[test]
+fn a_session_bus_that_is_not_there_is_skipped_quickly() {
+    let p = Project::new();
+    let mut cmd = p.command(&["secrets", "verify"]);
+    cmd.env_remove("DSM_MASTER_KEY_FILE").env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        format!("unix:path={}", p.path("no-bus").display()),
+    );
+    let started = std::time::Instant::now();
+    let run = Project::finish(cmd.output().unwrap());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("the OS keyring (no D-Bus session bus"),
+        "{}",
+        run.stderr
+    );
+    let keyring = p.dsm(&["secrets", "init", "--keyring"]);
+    assert_eq!(keyring.code, 2, "{}", keyring.all());
+    assert!(
+        keyring
+            .stderr
+            .contains("hint: use `dsm secrets init --key-file PATH`"),
+        "{}",
+        keyring.stderr
+    );
+}
