@@ -10,7 +10,6 @@ use crate::commands::Context;
 use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
-use crate::project::PRIVATE_DIR;
 use crate::secrets::master_key::{self, KeyLookup, KeySource, Keyring};
 use crate::secrets::{self, MasterKey, Secret, dotenv, store};
 
@@ -89,32 +88,14 @@ pub struct ImportEnvArgs {
     pub env_file: Option<PathBuf>,
 }
 
-/// The system database of the project at `root`: `--database-uri`, `DSM_DATABASE_URI`, or
-/// `.dsm/dsm.db`. (Replaced by the store module's opener once it lands.)
-pub(crate) fn database_path(ctx: &Context, root: &Path) -> PathBuf {
-    let uri = ctx.global.database_uri.clone().or_else(|| {
-        std::env::var(envvars::DATABASE_URI)
-            .ok()
-            .filter(|v| !v.is_empty())
-    });
-    match uri {
-        Some(uri) => {
-            let path = uri.strip_prefix("sqlite:///").unwrap_or(&uri);
-            root.join(path)
-        }
-        None => root.join(PRIVATE_DIR).join("dsm.db"),
-    }
-}
-
-/// Opens the project's system database, creating its directory when needed.
+/// Opens the project's system database: migrated by the store, then a connection of our own
+/// for the secret and audit tables.
 pub(crate) fn open_database(ctx: &Context) -> Result<(PathBuf, Connection)> {
     let root = ctx.project_root()?;
-    let path = database_path(ctx, &root);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    drop(crate::store::SqliteStore::open(&path)?);
     let conn = Connection::open(&path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
     Ok((root, conn))
 }
 

@@ -1,45 +1,12 @@
 //! The tables of the secret store and the audit log.
 //!
-//! Until the system store's numbered migrations land, [`migrate`] creates them if missing; the
-//! statements are idempotent so running them on every open is cheap and safe.
+//! They are migration 2 of the system store (`src/store/migrations/`). The statements are
+//! idempotent, so [`migrate`] can also run them on any connection handed to this module.
 
 use rusqlite::Connection;
 
-/// The SQL that creates the secret-store and audit tables.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS secret_keys (
-    version     INTEGER PRIMARY KEY,
-    check_value BLOB NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS secrets (
-    plugin      TEXT NOT NULL,
-    setting     TEXT NOT NULL,
-    key_version INTEGER NOT NULL,
-    nonce       BLOB NOT NULL,
-    ciphertext  BLOB NOT NULL,
-    updated_at  TEXT NOT NULL,
-    updated_by  TEXT NOT NULL,
-    PRIMARY KEY (plugin, setting)
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq      INTEGER PRIMARY KEY,
-    at       TEXT NOT NULL,
-    os_user  TEXT NOT NULL,
-    host     TEXT NOT NULL,
-    command  TEXT NOT NULL,
-    action   TEXT NOT NULL,
-    targets  TEXT NOT NULL,
-    mac      BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
-CREATE TABLE IF NOT EXISTS audit_anchor (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    seq        INTEGER NOT NULL,
-    mac        BLOB NOT NULL,
-    anchor_mac BLOB NOT NULL
-);
-";
+/// The SQL that creates the secret-store and audit tables: the system store's migration 2.
+pub const SCHEMA: &str = include_str!("../store/migrations/0002_secrets_audit.sql");
 
 /// Creates the secret-store and audit tables when they do not exist yet.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
