@@ -220,6 +220,30 @@ fn read_value(args: &SetArgs) -> Result<Secret> {
     Ok(Secret::new(text.to_string()))
 }
 
+/// Reads a passphrase: a hidden prompt on a terminal (twice when `confirm`), else the first
+/// line of standard input. Never an argument.
+pub(crate) fn read_passphrase(confirm: bool) -> Result<Secret> {
+    let text = if std::io::stdin().is_terminal() {
+        let first = Zeroizing::new(rpassword::prompt_password("bundle passphrase: ")?);
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+            if *again != *first {
+                return Err(Error::config("the passphrases differ"));
+            }
+        }
+        first
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line)?;
+        strip_newline(line)
+    };
+    if text.is_empty() {
+        return Err(Error::config("the passphrase is empty")
+            .hint("type it at the prompt or pipe it on standard input"));
+    }
+    Ok(Secret::new(text.to_string()))
+}
+
 fn done(ctx: &Context, format: OutputFormat, action: &str, name: &NameArgs, text: String) {
     if format == OutputFormat::Json {
         ctx.printer.json(&serde_json::json!({

@@ -6,6 +6,7 @@
 
 mod actor;
 pub mod audit;
+pub mod bundle;
 pub mod dotenv;
 mod error;
 pub mod key;

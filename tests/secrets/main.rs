@@ -353,3 +353,175 @@ fn a_session_bus_that_is_not_there_is_skipped_quickly() {
         keyring.stderr
     );
 }
+
+/// Every row of `table` as text, in rowid order.
+fn dump(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+        .unwrap();
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        Ok((0..columns)
+            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn tables(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A project with two secrets, a state and a stored setting.
+fn populated() -> Project {
+    use dsm::store::Store as _;
+    let p = Project::initialised();
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY)
+            .code,
+        0
+    );
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "target-postgres", "password"], "pw-2")
+            .code,
+        0
+    );
+    let store = dsm::store::SqliteStore::open(&p.path(".dsm/dsm.db")).unwrap();
+    let id = dsm::store::StateId::new("dev:tap-github-to-target-postgres");
+    store
+        .write_state(
+            &id,
+            &serde_json::json!({"singer_state": {"bookmarks": {"issues": {"since": "2026-01-01"}}}}),
+            false,
+            dsm::store::StateAction::Set,
+            None,
+        )
+        .unwrap();
+    store
+        .set_setting("tap-github", "start_date", &serde_json::json!("2024-01-01"))
+        .unwrap();
+    p
+}
+
+#[test]
+fn export_with_a_passphrase_restores_everything_under_another_key() {
+    let source = populated();
+    let bundle = source.path("bundle.json");
+    let out = source.dsm_stdin(
+        &[
+            "export",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--passphrase",
+        ],
+        "correct horse\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("2 secrets"), "{}", out.stdout);
+    assert!(!String::from_utf8_lossy(&std::fs::read(&bundle).unwrap()).contains(CANARY));
+
+    // A wrong passphrase restores nothing.
+    let wrong = Project::initialised();
+    let run = wrong.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "nope\n",
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("the passphrase is wrong"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        wrong
+            .dsm(&["secrets", "list", "--format", "json"])
+            .stdout
+            .trim()
+            == "[]"
+    );
+    assert!(!wrong.path(".dsm/audit.head").exists());
+
+    let target = Project::initialised();
+    let run = target.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "correct horse\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let (a, b) = (source.db(), target.db());
+    assert_eq!(tables(&a), tables(&b));
+    for table in tables(&a) {
+        if !["secrets", "secret_keys", "audit_log"].contains(&table.as_str()) {
+            assert_eq!(dump(&a, &table), dump(&b, &table), "table {table}");
+        }
+    }
+    let key = dsm::secrets::master_key::read_key_file(&target.key_file()).unwrap();
+    let token = dsm::secrets::get_secret(&b, &key, "tap-github", "auth_token")
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.expose(), CANARY);
+    let names = |c: &rusqlite::Connection| -> Vec<(String, String, String)> {
+        dsm::secrets::list(c)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.plugin, s.setting, s.updated_at))
+            .collect()
+    };
+    assert_eq!(names(&a), names(&b));
+    // The audit history came along, re-keyed, and still verifies.
+    assert_eq!(target.dsm(&["audit", "verify"]).code, 0);
+    let actions = |c: &rusqlite::Connection| -> Vec<String> {
+        dsm::secrets::audit::list(c, None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    };
+    let (before, after) = (actions(&a), actions(&b));
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(
+        after[before.len()..],
+        ["secrets.rotate", "secrets.rotate", "bundle.import"]
+    );
+}
+
+#[test]
+fn export_without_a_passphrase_needs_the_same_master_key() {
+    let source = populated();
+    let bundle = source.path("bundle.json");
+    let out = source.dsm(&["export", "--output", bundle.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    let stranger = Project::initialised();
+    let run = stranger.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("dsm export --passphrase"),
+        "{}",
+        run.stderr
+    );
+
+    let twin = Project::new();
+    std::fs::create_dir_all(twin.path("home")).unwrap();
+    std::fs::copy(source.key_file(), twin.key_file()).unwrap();
+    let run = twin.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(dump(&source.db(), "state"), dump(&twin.db(), "state"));
+    assert_eq!(twin.dsm(&["secrets", "verify"]).code, 0);
+    // Importing again over a store with data is refused.
+    let again = twin.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(again.code, 2, "{}", again.all());
+    assert!(
+        again.stderr.contains("already holds data"),
+        "{}",
+        again.stderr
+    );
+}
