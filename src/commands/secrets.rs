@@ -93,10 +93,7 @@ pub struct ImportEnvArgs {
 pub(crate) fn open_database(ctx: &Context) -> Result<(PathBuf, Connection)> {
     let root = ctx.project_root()?;
     let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
-    drop(crate::store::SqliteStore::open(&path)?);
-    let conn = Connection::open(&path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))?;
-    Ok((root, conn))
+    Ok((root, secrets::open_connection(&path)?))
 }
 
 /// Finds the master key and checks it against the database's key check value.

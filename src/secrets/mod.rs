@@ -17,6 +17,17 @@ pub mod sensitive;
 pub mod store;
 
 pub use error::SecretsError;
+
+use std::path::Path;
+
+/// Opens a connection to the system database at `db_path` for the secret and audit functions,
+/// after the store has created or migrated it (WAL, numbered migrations).
+pub fn open_connection(db_path: &Path) -> crate::error::Result<rusqlite::Connection> {
+    drop(crate::store::SqliteStore::open(db_path)?);
+    let conn = rusqlite::Connection::open(db_path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    Ok(conn)
+}
 pub use key::MasterKey;
 pub use secret::{MASK, Secret};
 pub use store::{SecretInfo, get_secret, list, read_for_run, rotate, set_secret, unset, verify};
