@@ -389,6 +389,6 @@ mod tests {
         // Runs on CI's headless machine; the check must not block on a bus timeout.
         let started = std::time::Instant::now();
         let _ = session_bus_reachable();
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 }

@@ -336,7 +336,8 @@ fn a_session_bus_that_is_not_there_is_skipped_quickly() {
     );
     let started = std::time::Instant::now();
     let run = Project::finish(cmd.output().unwrap());
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Well under the 25 s a D-Bus call waits before timing out: the bus was not asked at all.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(
         run.stderr.contains("the OS keyring (no D-Bus session bus"),
