@@ -284,3 +284,81 @@ fn job_names_expand_into_their_tasks() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(records_in(&p), 2);
 }
+
+#[test]
+fn a_run_past_its_timeout_is_stopped_with_exit_124() {
+    let p = project("--sleep-before 20000 --generate 1");
+    let started = Instant::now();
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--timeout", "1"]);
+    assert_eq!(out.code, 124, "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "failed");
+}
+
+#[test]
+fn sigterm_stops_the_run_gracefully_with_exit_143() {
+    let p =
+        project("--pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\" --sleep-before 20000 --generate 1");
+    let mut cmd = p.command(&["run", "tap-fake", "target-fake"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("dsm starts");
+    let started = Instant::now();
+    while !path(&p, "tap.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let tap_pid: u32 = p.read("tap.pid").trim().parse().expect("a pid");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{tap_pid}")).exists(),
+        "the tap was stopped"
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "killed");
+}
+
+#[test]
+fn dry_run_starts_nothing_and_records_nothing() {
+    let p = project("--generate 1");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tap.sh --config <config file>"),
+        "{}",
+        out.stderr
+    );
+    assert!(!path(&p, "tap-dump.json").exists());
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs, json!([]));
+}
+
+#[test]
+fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
+    let p = project("--generate 1 --stream s");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--state-id-suffix", "a"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake:a"),
+        json!({"singer_state": {"bookmarks": {"s": {"id": 1}}}})
+    );
+    let p = p.env("DSM_RUN_STATE_ID_SUFFIX", "b");
+    assert_eq!(p.dsm(&["run", "tap-fake", "target-fake"]).code, 0);
+    assert_ne!(state(&p, "tap-fake-to-target-fake:b"), json!({}));
+}
