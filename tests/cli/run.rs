@@ -362,3 +362,67 @@ fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
     assert_eq!(p.dsm(&["run", "tap-fake", "target-fake"]).code, 0);
     assert_ne!(state(&p, "tap-fake-to-target-fake:b"), json!({}));
 }
+
+#[test]
+fn discovered_catalog_is_selected_cached_and_passed_with_catalog() {
+    let p = project("");
+    let yml = p.read("meltano.yml").replace(
+        "  - name: tap-raw\n",
+        "  - name: tap-disc\n    namespace: tap_disc\n    executable: ./disc.sh\n    capabilities: [catalog, discover, state]\n    select: [users.id, '!orders']\n  - name: tap-raw\n",
+    );
+    p.write("meltano.yml", &yml);
+    p.write(
+        "catalog.json",
+        r#"{"streams": [
+  {"tap_stream_id": "users", "schema": {"properties": {"id": {"type": "integer"}, "email": {"type": "string"}}}, "metadata": []},
+  {"tap_stream_id": "orders", "schema": {"properties": {"id": {"type": "integer"}}}, "metadata": []}
+]}"#,
+    );
+    script(
+        &p,
+        "disc.sh",
+        &format!(
+            r#"prev=""
+for a in "$@"; do
+  if [ "$a" = "--discover" ]; then echo x >> "$MELTANO_PROJECT_ROOT/discoveries"; cat "$MELTANO_PROJECT_ROOT/catalog.json"; exit 0; fi
+  if [ "$prev" = "--catalog" ]; then cp "$a" "$MELTANO_PROJECT_ROOT/seen-catalog.json"; fi
+  prev="$a"
+done
+exec {TAP} "$@" --generate 1 --stream users
+"#
+        ),
+    );
+    for _ in 0..2 {
+        let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        p.read("discoveries").lines().count(),
+        1,
+        "the catalog is cached"
+    );
+    let catalog: Value = serde_json::from_str(&p.read("seen-catalog.json")).expect("json");
+    let selected = |stream: usize, crumb: Value| {
+        catalog["streams"][stream]["metadata"]
+            .as_array()
+            .expect("metadata")
+            .iter()
+            .find(|m| m["breadcrumb"] == crumb)
+            .map(|m| m["metadata"]["selected"].clone())
+    };
+    assert_eq!(selected(0, json!([])), Some(json!(true)));
+    assert_eq!(selected(0, json!(["properties", "id"])), Some(json!(true)));
+    assert_eq!(
+        selected(0, json!(["properties", "email"])),
+        Some(json!(false))
+    );
+    assert_eq!(selected(1, json!([])), Some(json!(false)));
+
+    let out = p.dsm(&["run", "tap-disc", "target-fake", "--refresh-catalog"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        p.read("discoveries").lines().count(),
+        2,
+        "--refresh-catalog discovers"
+    );
+}
