@@ -204,6 +204,21 @@ pub fn run_flow(
     }
 
     let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    // The lock comes before the state is read, so a run never starts from a bookmark that the
+    // run finishing just before it has since moved.
+    let run_id = opts
+        .run_id
+        .clone()
+        .map(RunId::new)
+        .unwrap_or_else(RunId::generate);
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(LockGuard {
+            lock: store.acquire_lock(&state_id, Some(&run_id), opts.force)?,
+            store: store.clone(),
+        })
+    };
     let base = runtime_base(&project.root().join(".dsm/run"));
     let run_dir = RunDir::create(&base)?;
 
@@ -276,12 +291,9 @@ pub fn run_flow(
         return Ok(report(RunStatus::Success, None, None, plan));
     }
 
-    let run_id = opts
-        .run_id
-        .clone()
-        .map(RunId::new)
-        .unwrap_or_else(RunId::generate);
-    let lock = store.acquire_lock(&state_id, Some(&run_id), opts.force)?;
+    let Some(lock) = lock else {
+        return Err(Error::failed("internal: no flow lock outside a dry run"));
+    };
     let log_path = project
         .root()
         .join(".dsm/logs")
@@ -307,16 +319,10 @@ pub fn run_flow(
         log_path: Some(log_path.clone()),
         plugins: plugins_of_run,
     });
-    let run_id = match begun {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = store.release_lock(&lock);
-            return Err(e);
-        }
-    };
+    let run_id = begun?;
     let heartbeat = store::HeartbeatThread::start(
         store.clone(),
-        Some(lock.clone()),
+        Some(lock.lock.clone()),
         Some(run_id.clone()),
         store::liveness::HEARTBEAT_INTERVAL,
     );
@@ -401,9 +407,7 @@ pub fn run_flow(
     if let Err(e) = store.finish_run(&run_id, &finish) {
         tracing::warn!(error = %e, "could not record the end of the run");
     }
-    if let Err(e) = store.release_lock(&lock) {
-        tracing::warn!(error = %e, "could not release the flow lock");
-    }
+    drop(lock);
     let mut error = outcome.error;
     if let Some(e) = error.take() {
         let mut e = e.hint(format!(
@@ -471,6 +475,20 @@ fn find_mapper<'a>(
     Err(Error::config(format!(
         "`{name}` is not a mapper or mapping of this project"
     )))
+}
+
+/// Releases a flow lock when dropped (on every path out of a run).
+struct LockGuard {
+    store: Arc<dyn Store>,
+    lock: store::FlowLock,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.release_lock(&self.lock) {
+            tracing::warn!(error = %e, "could not release the flow lock");
+        }
+    }
 }
 
 struct CommitTarget {
