@@ -104,6 +104,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         args.entities_filter.as_deref().unwrap_or("*"),
         args.attributes_filter.as_deref().unwrap_or("*")
     );
+    let mut appended: Option<String> = None;
     let message = if args.clear {
         patterns.clear();
         format!(
@@ -135,6 +136,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         return Ok(());
     } else {
         patterns.push(pattern.clone());
+        appended = Some(pattern.clone());
         format!(
             "added `{pattern}` to the `select` of extractor `{}` in {place}",
             plugin.name
@@ -148,7 +150,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     );
     path.push(Seg::key("select"));
     let value = J::Array(patterns.into_iter().map(J::String).collect());
-    edit::edit_project_file(project.root(), |doc| doc.set(&path, &value))?;
+    edit::edit_project_file(project.root(), |doc| {
+        // Appending keeps the comments of the other patterns.
+        if let Some(p) = &appended
+            && doc.append(&path, &J::String(p.clone()))?
+        {
+            return Ok(());
+        }
+        doc.set(&path, &value)
+    })?;
     ctx.printer.notice(message);
     Ok(())
 }

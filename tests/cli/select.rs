@@ -75,6 +75,7 @@ fn adding_a_pattern_appends_to_select_and_keeps_comments() {
     );
     let yml = p.read("meltano.yml");
     assert!(yml.contains("# selection of tap-fake"));
+    assert!(yml.contains("users.name   # keep names"), "{yml}");
     assert!(yml.contains("    - orders.total\n"), "{yml}");
     let list = p.dsm(&["select", "tap-fake", "--list", "--json"]).json();
     assert_eq!(
