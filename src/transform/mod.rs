@@ -5,6 +5,8 @@
 //! passes through as raw bytes. STATE messages never go through transforms: they keep their
 //! place in the stream untouched.
 
+pub mod expr;
+
 use crate::singer::Message;
 
 /// A transform the pipeline runs natively, in order, between extractor and loader.
