@@ -6,6 +6,9 @@
 //! place in the stream untouched.
 
 pub mod expr;
+pub mod stream_maps;
+
+pub use stream_maps::StreamMaps;
 
 use crate::singer::Message;
 
