@@ -260,3 +260,82 @@ fn faker_output_is_reproducible_with_a_seed() {
     assert_eq!(ccs.len(), 3);
     assert!(ccs[0] != ccs[1], "each call draws a new number: {ccs:?}");
 }
+
+/// The SDK's `PluginMapper` unit cases: four catalog streams, records per stream, expected
+/// records, schemas and key properties per output stream.
+#[test]
+fn sdk_plugin_mapper_cases() {
+    let data = read_json("streammaps/plugin_mapper_cases.json");
+    let mut input = Vec::new();
+    for entry in data["catalog"]["streams"].as_array().unwrap() {
+        let stream = &entry["stream"];
+        input.push(json!({"type": "SCHEMA", "stream": stream, "schema": entry["schema"],
+                          "key_properties": entry.get("key_properties").cloned().unwrap_or(json!([]))}));
+        for r in data["input_records"][stream.as_str().unwrap()]
+            .as_array()
+            .unwrap()
+        {
+            input.push(json!({"type": "RECORD", "stream": stream, "record": r}));
+        }
+    }
+    let mut failures = Vec::new();
+    let cases = data["cases"].as_array().unwrap();
+    for case in cases {
+        let id = case["id"].as_str().unwrap();
+        let config = json!({"stream_maps": case["stream_maps"], "stream_map_config": data["stream_map_config"]});
+        if case.get("expected_error").is_some() {
+            if StreamMaps::from_config(&config).is_ok() {
+                failures.push(format!("{id}: accepted an expression that cannot parse"));
+            }
+            continue;
+        }
+        let out = match run_case(&config, &input) {
+            Ok(out) => out,
+            Err(e) => {
+                failures.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let mut records: Map<String, Value> = Map::new();
+        let mut schemas: Map<String, Value> = Map::new();
+        let mut keys: Map<String, Value> = Map::new();
+        for m in &out {
+            let stream = m["stream"].as_str().unwrap().to_owned();
+            match m["type"].as_str() {
+                Some("SCHEMA") => {
+                    schemas.insert(stream.clone(), m["schema"].clone());
+                    keys.insert(stream, m["key_properties"].clone());
+                }
+                Some("RECORD") => {
+                    let list = records.entry(stream).or_insert_with(|| json!([]));
+                    list.as_array_mut().unwrap().push(m["record"].clone());
+                }
+                _ => {}
+            }
+        }
+        let expected_records = case["expected_records"].as_object().unwrap();
+        let streams_with_records = records;
+        if &streams_with_records != expected_records {
+            failures.push(format!(
+                "{id}: records {streams_with_records:?}\n  expected {expected_records:?}"
+            ));
+        }
+        for (stream, schema) in case["expected_schemas"].as_object().unwrap() {
+            if schemas.get(stream) != Some(schema) {
+                failures.push(format!(
+                    "{id}: schema of `{stream}` is {:?}\n  expected {schema}",
+                    schemas.get(stream)
+                ));
+            }
+            let expected_keys = &case["expected_key_properties"][stream];
+            let ours = keys.get(stream).cloned().unwrap_or(Value::Null);
+            let same = ours == *expected_keys || (expected_keys.is_null() && ours == json!([]));
+            if !same {
+                failures.push(format!(
+                    "{id}: key properties of `{stream}` are {ours}, expected {expected_keys}"
+                ));
+            }
+        }
+    }
+    report("PluginMapper", cases.len(), failures);
+}
