@@ -6,8 +6,10 @@
 //! place in the stream untouched.
 
 pub mod expr;
+pub mod field_mask;
 pub mod stream_maps;
 
+pub use field_mask::FieldMask;
 pub use stream_maps::StreamMaps;
 
 use crate::singer::Message;

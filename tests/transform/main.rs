@@ -6,4 +6,5 @@
 
 mod support;
 
+mod field_mask;
 mod stream_maps;

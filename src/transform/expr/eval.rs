@@ -377,7 +377,7 @@ pub fn float_repr(f: f64) -> String {
     }
 }
 
-fn iso_datetime(dt: &NaiveDateTime, off: &Option<FixedOffset>, sep: char) -> String {
+pub(crate) fn iso_datetime(dt: &NaiveDateTime, off: &Option<FixedOffset>, sep: char) -> String {
     let mut s = dt.format("%Y-%m-%d").to_string();
     s.push(sep);
     let _ = write!(s, "{}", dt.format("%H:%M:%S"));
@@ -403,7 +403,7 @@ fn offset_text(o: &FixedOffset) -> String {
 }
 
 /// `datetime.datetime.fromisoformat`, as Python 3.11 reads the common forms.
-fn parse_iso_datetime(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset>)> {
+pub(crate) fn parse_iso_datetime(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset>)> {
     let s = s.trim();
     let date = NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()?;
     if s.len() == 10 {

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use serde_json::{Map, Value};
 
 pub use eval::{Global, Py};
+pub(crate) use eval::{iso_datetime, parse_iso_datetime};
 pub use fake::Faker;
 use parse::{Node, Target};
 
