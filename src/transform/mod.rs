@@ -8,9 +8,11 @@
 pub mod expr;
 pub mod field_mask;
 pub mod stream_maps;
+pub mod validate;
 
 pub use field_mask::FieldMask;
 pub use stream_maps::StreamMaps;
+pub use validate::{Policy, Validate, ValidationSettings};
 
 use crate::singer::Message;
 

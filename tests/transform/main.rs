@@ -8,3 +8,4 @@ mod support;
 
 mod field_mask;
 mod stream_maps;
+mod validate;
