@@ -24,6 +24,11 @@ pub trait Transform: Send {
 
     /// Applies the transform to one message, pushing zero or more messages to `out`.
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError>;
+
+    /// Called once when the input ends (flushes files such as the validation dead-letter file).
+    fn finish(&mut self) -> Result<(), TransformError> {
+        Ok(())
+    }
 }
 
 /// A transform could not be applied; the run stops with this message.

@@ -741,14 +741,6 @@ impl Validate {
         self.settings.quarantine_path.as_deref()
     }
 
-    /// Flushes the dead-letter file; call when the run ends.
-    pub fn finish(&mut self) -> Result<(), TransformError> {
-        if let Some(w) = &mut self.quarantine {
-            w.flush().map_err(|e| self.io_error(&e))?;
-        }
-        Ok(())
-    }
-
     fn io_error(&self, e: &std::io::Error) -> TransformError {
         TransformError {
             message: format!(
@@ -801,6 +793,13 @@ fn thousands(n: u64) -> String {
 }
 
 impl Transform for Validate {
+    fn finish(&mut self) -> Result<(), TransformError> {
+        if let Some(w) = &mut self.quarantine {
+            w.flush().map_err(|e| self.io_error(&e))?;
+        }
+        Ok(())
+    }
+
     fn touches(&self, stream: &str) -> bool {
         self.policy(stream) != Policy::Off
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use dsm::transform::{Policy, Validate, ValidationSettings};
+use dsm::transform::{Policy, Transform, Validate, ValidationSettings};
 use serde_json::{Value, json};
 
 use crate::support::run;
