@@ -572,6 +572,11 @@ pub fn select(spec: &StreamSpec, catalog: Option<&Value>) -> Option<Selection> {
 /// Meltano may hand over the state wrapped in `{"singer_state": …}`; that is accepted too.
 pub fn bookmark(state: &Value, stream: &str, key: &str) -> Option<Value> {
     let state = state.get("singer_state").unwrap_or(state);
+    // A whole STATE message (as some targets print) holds the state in `value`.
+    let state = match state.get("type") {
+        Some(t) if t == "STATE" => state.get("value")?,
+        _ => state,
+    };
     let b = state.get("bookmarks")?.get(stream)?;
     if let Some(k) = b.get("replication_key").and_then(Value::as_str)
         && k != key

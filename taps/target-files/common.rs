@@ -130,9 +130,12 @@ pub fn drive(args: &PluginArgs, sink: &mut dyn Sink) -> Result<(), PluginError> 
                         let line = Message::Record(r.clone()).to_line();
                         sink.record(&r.stream, &line, n)?;
                     }
-                    Message::State(_) => {
+                    // Singer targets print the state value, not the STATE message.
+                    Message::State(s) => {
                         sink.flush()?;
-                        out.write_all(&buf)
+                        let line =
+                            serde_json::to_vec(&s.value).expect("a JSON value always serialises");
+                        out.write_all(&line)
                             .and_then(|()| out.write_all(b"\n"))
                             .and_then(|()| out.flush())
                             .map_err(kit::output_error)?;

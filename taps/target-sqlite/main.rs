@@ -522,10 +522,13 @@ impl<'c> Loader<'c> {
         Ok(())
     }
 
-    fn emit_state(&mut self, line: &[u8]) -> Result<(), PluginError> {
+    /// Commits, then prints the STATE's value: a Singer target's stdout carries state values
+    /// (not STATE messages), which is what Meltano stores and hands back to the tap.
+    fn emit_state(&mut self, value: &Value) -> Result<(), PluginError> {
         self.commit()?;
+        let line = serde_json::to_vec(value).expect("a JSON value always serialises");
         self.out
-            .write_all(line)
+            .write_all(&line)
             .and_then(|()| self.out.write_all(b"\n"))
             .and_then(|()| self.out.flush())
             .map_err(kit::output_error)
@@ -665,7 +668,7 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
                     };
                     loader.load_record(&fast, line)?;
                 }
-                Message::State(_) => loader.emit_state(&buf)?,
+                Message::State(s) => loader.emit_state(&s.value)?,
                 Message::ActivateVersion(a) => {
                     loader.activate_version(&a.stream, &a.version, line)?
                 }
