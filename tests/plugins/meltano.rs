@@ -110,3 +110,61 @@ fn meltano_runs_tap_csv_into_target_sqlite_incrementally() {
         rows(&[&["1", "Ada"], &["2", "Bo"], &["3", "Cy"]])
     );
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "output" || name == ".meltano" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quickstart_example_is_a_meltano_project_whose_job_loads_the_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    copy_dir(&example, dir.path());
+    let bin_dir = bin("tap-csv").parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = Command::new(meltano())
+        .args(["run", "load-warehouse"])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .env_remove("MELTANO_PROJECT_ROOT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meltano run load-warehouse failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = dir.path().join("output/warehouse.db");
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM customers"),
+        rows(&[&["8"]])
+    );
+    assert_eq!(
+        query(&db, "SELECT count(*), sum(quantity) FROM orders"),
+        rows(&[&["8", "15"]])
+    );
+    assert_eq!(
+        query(&db, "SELECT name FROM customers WHERE customer_id = 7"),
+        rows(&[&["O'Brien, Siobhán"]])
+    );
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM products WHERE unit_price > 20"),
+        rows(&[&["2"]])
+    );
+}
