@@ -31,16 +31,20 @@ awk -v n="$n" -v dir="$work" 'BEGIN {
   }
 }'
 
-rate() { awk -v n="$n" -v s="$1" -v e="$2" 'BEGIN { printf "%.0f records/s (%.2f s)", n / (e - s), e - s }'; }
+# Runs a command, printing records/s by wall-clock time and by CPU time (user + system): on a
+# shared machine the wall clock also counts time spent waiting for a core.
+measure() {
+  local label="$1"; shift
+  local TIMEFORMAT='%R %U %S' t
+  t=$( { time "$@" > /dev/null; } 2>&1 )
+  awk -v n="$n" -v label="$label" -v t="$t" 'BEGIN {
+    split(t, a, " "); cpu = a[2] + a[3];
+    printf "%s: %d records in %.2f s wall = %.0f records/s; %.2f s CPU = %.0f records/s\n",
+      label, n, a[1], n / a[1], cpu, n / cpu }'
+}
 
 printf '{"database": "%s/bench.db"}\n' "$work" > "$work/target.json"
-start=$(date +%s.%N)
-cat "$work/stream.jsonl" | "$bin/target-sqlite" --config "$work/target.json" > /dev/null
-end=$(date +%s.%N)
-echo "target-sqlite: $n records: $(rate "$start" "$end")"
+measure target-sqlite sh -c "cat '$work/stream.jsonl' | '$bin/target-sqlite' --config '$work/target.json'"
 
 printf '{"files": [{"entity": "customers", "path": "%s/customers.csv", "keys": ["id"]}]}\n' "$work" > "$work/tap.json"
-start=$(date +%s.%N)
-"$bin/tap-csv" --config "$work/tap.json" > /dev/null
-end=$(date +%s.%N)
-echo "tap-csv: $n rows: $(rate "$start" "$end")"
+measure tap-csv "$bin/tap-csv" --config "$work/tap.json"

@@ -406,7 +406,7 @@ def refresh_classic(row, work: Path) -> dict:
     parts = [("configuration table", readme_tables(readme)),
              ("option list", readme_key_lists(readme)),
              ("example config", readme_json_examples(readme))]
-    raw = [s for _, found in parts for s in found]
+    raw = [s for _, found in parts for s in found if s["name"] not in NOT_CONFIG]
     how = ", ".join(name for name, found in parts if found)
     if not raw:
         raise RuntimeError(f"no settings found in the README of {package}=={version}")

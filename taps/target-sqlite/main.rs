@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use dsm::singer::codec::{DEFAULT_MAX_LINE, LineReader};
 use dsm::singer::plugin_kit::{self as kit, About, PluginArgs, PluginError};
 use dsm::singer::{Message, message::SchemaMessage};
-use rusqlite::{Connection, Statement, types::Value as SqlValue};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, Statement};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -142,9 +143,45 @@ struct FastLine<'a> {
     #[serde(borrow)]
     stream: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    record: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+    record: Option<Fields<'a>>,
     #[serde(borrow)]
     version: Option<&'a RawValue>,
+}
+
+/// A record's properties in their order, borrowed from the line (no tree, no hashing).
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    /// The value of `key`, looking first where the `hint`-th property usually is.
+    fn get(&self, key: &str, hint: usize) -> Option<&'a RawValue> {
+        match self.0.get(hint) {
+            Some((k, v)) if k == key => Some(*v),
+            _ => self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Fields<'a>, M::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(16));
+                while let Some((k, val)) = m.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    v.push((k, val));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 struct Loader<'c> {
@@ -453,14 +490,14 @@ impl<'c> Loader<'c> {
         let db = self.db_path.clone();
         let table = self.tables.get_mut(stream).expect("checked above");
         for k in &table.key_properties {
-            if record.get(k.as_str()).is_none_or(|v| v.get() == "null") {
+            if record.get(k, 0).is_none_or(|v| v.get() == "null") {
                 return Err(PluginError::data(format!(
                     "input line {line}: record of stream `{stream}` has no value for key property `{k}`"
                 )));
             }
         }
         for k in &table.required {
-            if !record.contains_key(k.as_str()) {
+            if record.get(k, 0).is_none() {
                 return Err(PluginError::data(format!(
                     "input line {line}: record of stream `{stream}` lacks required property `{k}`"
                 )));
@@ -470,9 +507,11 @@ impl<'c> Loader<'c> {
             let raw = if col == VERSION_COLUMN {
                 rec.version
             } else {
-                record.get(col.as_str()).copied()
+                record.get(col, i)
             };
-            let value = raw.map(to_sql).unwrap_or(SqlValue::Null);
+            let value = raw
+                .map(to_sql)
+                .unwrap_or(ToSqlOutput::Owned(SqlValue::Null));
             table
                 .insert
                 .raw_bind_parameter(i + 1, value)
@@ -536,27 +575,35 @@ impl<'c> Loader<'c> {
 }
 
 /// A JSON value as an SQLite value: text for strings, 1/0 for booleans, integers when they
-/// fit, otherwise reals; objects and arrays as their JSON text.
-fn to_sql(raw: &RawValue) -> SqlValue {
+/// fit, otherwise reals; objects and arrays as their JSON text. Text is borrowed from the input
+/// line when it has no escapes.
+fn to_sql(raw: &RawValue) -> ToSqlOutput<'_> {
     let text = raw.get();
+    let owned = |v: SqlValue| ToSqlOutput::Owned(v);
     match text.as_bytes().first() {
-        None | Some(b'n') => SqlValue::Null,
-        Some(b't') => SqlValue::Integer(1),
-        Some(b'f') => SqlValue::Integer(0),
-        Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
-            Ok(s) => SqlValue::Text(s.into_owned()),
-            Err(_) => SqlValue::Text(text.to_owned()),
-        },
-        Some(b'{') | Some(b'[') => SqlValue::Text(text.to_owned()),
+        None | Some(b'n') => owned(SqlValue::Null),
+        Some(b't') => owned(SqlValue::Integer(1)),
+        Some(b'f') => owned(SqlValue::Integer(0)),
+        Some(b'"') => {
+            let inner = &text[1..text.len() - 1];
+            if !inner.contains('\\') {
+                return ToSqlOutput::Borrowed(ValueRef::Text(inner.as_bytes()));
+            }
+            match serde_json::from_str::<String>(text) {
+                Ok(s) => owned(SqlValue::Text(s)),
+                Err(_) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            }
+        }
+        Some(b'{') | Some(b'[') => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
         Some(_) => {
             if !text.contains(['.', 'e', 'E'])
                 && let Ok(i) = text.parse::<i64>()
             {
-                return SqlValue::Integer(i);
+                return owned(SqlValue::Integer(i));
             }
             match text.parse::<f64>() {
-                Ok(f) => SqlValue::Real(f),
-                Err(_) => SqlValue::Text(text.to_owned()),
+                Ok(f) => owned(SqlValue::Real(f)),
+                Err(_) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
             }
         }
     }
@@ -651,7 +698,7 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
                     let text = serde_json::to_string(&Value::Object(r.record))
                         .expect("a JSON value always serialises");
                     let version = r.version.map(|v| v.to_string());
-                    let rec_map: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(&text)
+                    let rec_map: Fields<'_> = serde_json::from_str(&text)
                         .map_err(|e| PluginError::data(format!("input line {line}: {e}")))?;
                     let version_raw =
                         match &version {
