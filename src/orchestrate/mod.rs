@@ -1,1 +1,147 @@
 //! Flows, jobs, schedules, dependencies between flows, retries: what `dsm sync` runs.
+//!
+//! The pieces, one file each:
+//! - [`interval`]: Meltano's `@` shortcuts and cron expressions, next and latest ticks;
+//! - [`flow`]: the [`Flow`] the other pieces work on (built from a schedule, job or extractor);
+//! - [`due`]: which schedules `dsm schedule run-due` starts now;
+//! - [`graph`]: `depends_on` between flows, order and cycles;
+//! - [`retry`]: `retries`, `retry_backoff`, `timeout` and durations;
+//! - [`executor`]: runs a plan with a concurrency limit, retries, timeouts and skips;
+//! - [`summary`]: the end-of-sync lines, the JSON shape and the exit code;
+//! - [`export`]: crontab lines, systemd units and Kubernetes CronJobs.
+
+pub mod due;
+pub mod executor;
+pub mod export;
+pub mod flow;
+pub mod graph;
+pub mod interval;
+pub mod retry;
+pub mod summary;
+
+pub use due::{DueDecision, ScheduleRecord, decide_due};
+pub use executor::{AttemptOutcome, FlowResult, execute};
+pub use flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
+pub use graph::{Plan, select_by_names};
+pub use interval::Interval;
+pub use retry::{RetryBackoff, RetryPolicy, parse_duration};
+pub use summary::{AttemptReport, FlowReport, FlowStatus, Summary};
+
+use crate::error::Error;
+
+/// What can go wrong while planning flows, reading intervals or exporting schedules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OrchestrateError {
+    /// An interval that is neither a known shortcut nor a 5-field cron expression.
+    #[error("interval `{interval}` is not valid: {reason}")]
+    BadInterval {
+        /// The interval as written.
+        interval: String,
+        /// Why it was rejected.
+        reason: String,
+        /// The closest known shortcut, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A time zone name that is not in the IANA database.
+    #[error("unknown time zone `{0}`")]
+    UnknownTimeZone(String),
+    /// `depends_on` names a flow that does not exist.
+    #[error("flow `{flow}` depends on `{dependency}`, which is not a schedule, job or extractor")]
+    UnknownDependency {
+        /// The dependant.
+        flow: String,
+        /// The missing name.
+        dependency: String,
+        /// The closest existing flow name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A name given to `dsm sync` that is no schedule, job or extractor.
+    #[error("`{name}` is not a schedule, job or extractor with a default loader")]
+    UnknownFlow {
+        /// The name as given.
+        name: String,
+        /// The closest existing flow name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A name shared by flows of different kinds.
+    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| format!("a {k}")).collect::<Vec<_>>().join(", "))]
+    AmbiguousName {
+        /// The name as given.
+        name: String,
+        /// The kinds that have a flow of that name.
+        kinds: Vec<String>,
+    },
+    /// `depends_on` goes round in a circle; `cycle` starts and ends with the same name.
+    #[error("flows depend on each other in a cycle: {}", cycle.join(" → "))]
+    Cycle {
+        /// The names along the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// Two flows with the same name were given to the planner.
+    #[error("more than one flow is named `{0}`")]
+    DuplicateFlow(String),
+    /// A duration such as `5m` that could not be read.
+    #[error("duration `{value}` is not valid: {reason}")]
+    BadDuration {
+        /// The text as written.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A `retry_backoff` block that could not be read.
+    #[error("`retry_backoff` is not valid: {0}")]
+    BadBackoff(String),
+    /// An orchestration key in `annotations.dsm` with a value of the wrong shape.
+    #[error("in `annotations.dsm`: {0}")]
+    BadAnnotation(String),
+    /// A schedule that a scheduler format cannot express.
+    #[error("schedule `{schedule}` cannot be exported to {format}: {reason}")]
+    NotExportable {
+        /// The schedule's name.
+        schedule: String,
+        /// The target format.
+        format: String,
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl From<OrchestrateError> for Error {
+    fn from(e: OrchestrateError) -> Self {
+        let message = e.to_string();
+        let error = Error::config(message);
+        match e {
+            OrchestrateError::BadInterval {
+                suggestion: Some(s),
+                ..
+            }
+            | OrchestrateError::UnknownDependency {
+                suggestion: Some(s),
+                ..
+            }
+            | OrchestrateError::UnknownFlow {
+                suggestion: Some(s),
+                ..
+            } => error.hint(format!("did you mean `{s}`?")),
+            OrchestrateError::AmbiguousName { name, kinds } => {
+                let mut error = error;
+                for kind in kinds {
+                    error = error.hint(format!("write `{kind}:{name}` for the {kind}"));
+                }
+                error
+            }
+            OrchestrateError::BadInterval { .. } => error
+                .hint("use a shortcut such as `@daily` or a cron expression such as `0 3 * * *`"),
+            OrchestrateError::UnknownDependency { .. } | OrchestrateError::UnknownFlow { .. } => {
+                error.hint("`dsm schedule list` and `dsm job list` show the flows there are")
+            }
+            OrchestrateError::Cycle { .. } => {
+                error.hint("remove one `depends_on` entry along the cycle")
+            }
+            OrchestrateError::UnknownTimeZone(_) => {
+                error.hint("use an IANA name such as `UTC` or `Europe/Berlin`")
+            }
+            _ => error,
+        }
+    }
+}

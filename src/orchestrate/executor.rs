@@ -1,0 +1,528 @@
+//! Runs a [`Plan`]: independent flows concurrently up to a limit, dependants after all their
+//! dependencies succeeded, skips after a failure, and retries with backoff and timeouts.
+//!
+//! The engine plugs in as a closure `run_flow(flow, attempt)` returning a future of
+//! [`FlowResult`]; the wait between attempts is a closure too, so tests do not wait. When an
+//! attempt times out its future is dropped, so the engine must stop its plugins on drop
+//! (`kill_on_drop`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use super::flow::Flow;
+use super::graph::Plan;
+use super::summary::{AttemptReport, FlowReport, FlowStatus, Summary};
+
+/// What one attempt of a flow did, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowResult {
+    /// Whether the attempt succeeded.
+    pub succeeded: bool,
+    /// Records the loader confirmed.
+    pub records: u64,
+    /// What went wrong, when it failed.
+    pub error: Option<String>,
+}
+
+impl FlowResult {
+    /// A successful attempt that moved `records` records.
+    pub fn success(records: u64) -> FlowResult {
+        FlowResult {
+            succeeded: true,
+            records,
+            error: None,
+        }
+    }
+
+    /// A failed attempt.
+    pub fn failure(error: impl Into<String>) -> FlowResult {
+        FlowResult {
+            succeeded: false,
+            records: 0,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// The outcome of one attempt, for callers that record attempts as they happen.
+pub type AttemptOutcome = AttemptReport;
+
+/// Waits with tokio's timer: the `sleep` to pass to [`execute`] outside tests.
+pub fn tokio_sleep(duration: Duration) -> tokio::time::Sleep {
+    tokio::time::sleep(duration)
+}
+
+/// Runs every flow of `plan`, at most `parallel` at a time (at least 1), and reports each, in
+/// plan order.
+///
+/// A flow starts once all its dependencies in the plan succeeded; when one fails (after its
+/// retries) or is skipped, its dependants are skipped, transitively. Among ready flows the
+/// earlier one in the plan starts first. Each flow gets `retries + 1` attempts at most, with
+/// `sleep(backoff)` between them; an attempt longer than the flow's `timeout` is stopped and
+/// counts as `timed_out`. The flow's status is its last attempt's.
+pub async fn execute<R, RF, S, SF>(plan: &Plan, parallel: usize, run_flow: R, sleep: S) -> Summary
+where
+    R: Fn(Arc<Flow>, u32) -> RF + Send + Sync + 'static,
+    RF: Future<Output = FlowResult> + Send + 'static,
+    S: Fn(Duration) -> SF + Send + Sync + 'static,
+    SF: Future<Output = ()> + Send + 'static,
+{
+    let parallel = parallel.max(1);
+    let run_flow = Arc::new(run_flow);
+    let sleep = Arc::new(sleep);
+    let count = plan.flows.len();
+
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); count];
+    let mut waiting_on: Vec<usize> = vec![0; count];
+    for (i, deps) in plan.dependencies.iter().enumerate() {
+        waiting_on[i] = deps.len();
+        for &d in deps {
+            dependants[d].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..count).filter(|&i| waiting_on[i] == 0).collect();
+    let mut finished = vec![false; count];
+    let mut reports: Vec<Option<FlowReport>> = vec![None; count];
+    let mut tasks = JoinSet::new();
+    let mut task_flow: HashMap<tokio::task::Id, usize> = HashMap::new();
+
+    loop {
+        while tasks.len() < parallel {
+            let Some(i) = ready.pop_first() else { break };
+            let flow = Arc::clone(&plan.flows[i]);
+            let handle = tasks.spawn(attempts(flow, Arc::clone(&run_flow), Arc::clone(&sleep)));
+            task_flow.insert(handle.id(), i);
+        }
+        let Some(joined) = tasks.join_next_with_id().await else {
+            break;
+        };
+        let (i, report) = match joined {
+            Ok((id, report)) => (task_flow[&id], report),
+            Err(error) => {
+                let i = task_flow[&error.id()];
+                let flow = &plan.flows[i];
+                let report = FlowReport {
+                    name: flow.name.clone(),
+                    kind: flow.kind,
+                    status: FlowStatus::Failed,
+                    records: 0,
+                    duration: Duration::ZERO,
+                    attempts: Vec::new(),
+                    error: Some(format!("the flow's task stopped unexpectedly: {error}")),
+                    skipped_because: None,
+                };
+                (i, report)
+            }
+        };
+        finished[i] = true;
+        let succeeded = report.status == FlowStatus::Succeeded;
+        reports[i] = Some(report);
+        if succeeded {
+            for &d in &dependants[i] {
+                waiting_on[d] -= 1;
+                if waiting_on[d] == 0 && !finished[d] {
+                    ready.insert(d);
+                }
+            }
+        } else {
+            skip_dependants(plan, &dependants, i, &mut finished, &mut reports);
+        }
+    }
+    Summary {
+        flows: reports.into_iter().flatten().collect(),
+    }
+}
+
+/// Marks everything downstream of `failed` as skipped, each naming the dependency that held it back.
+fn skip_dependants(
+    plan: &Plan,
+    dependants: &[Vec<usize>],
+    failed: usize,
+    finished: &mut [bool],
+    reports: &mut [Option<FlowReport>],
+) {
+    let mut stack = vec![failed];
+    while let Some(cause) = stack.pop() {
+        for &d in &dependants[cause] {
+            if finished[d] {
+                continue;
+            }
+            finished[d] = true;
+            let flow = &plan.flows[d];
+            reports[d] = Some(FlowReport {
+                name: flow.name.clone(),
+                kind: flow.kind,
+                status: FlowStatus::Skipped,
+                records: 0,
+                duration: Duration::ZERO,
+                attempts: Vec::new(),
+                error: None,
+                skipped_because: Some(plan.flows[cause].name.clone()),
+            });
+            stack.push(d);
+        }
+    }
+}
+
+/// Runs one flow's attempts until one succeeds or the retries are used up.
+async fn attempts<R, RF, S, SF>(flow: Arc<Flow>, run_flow: Arc<R>, sleep: Arc<S>) -> FlowReport
+where
+    R: Fn(Arc<Flow>, u32) -> RF,
+    RF: Future<Output = FlowResult>,
+    S: Fn(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    let started = Instant::now();
+    let mut reports: Vec<AttemptReport> = Vec::new();
+    for number in 1..=flow.retry.max_attempts() {
+        if number > 1 {
+            sleep(flow.retry.backoff.delay_before(number)).await;
+        }
+        let attempt_started = Instant::now();
+        let running = run_flow(Arc::clone(&flow), number);
+        let result = match flow.timeout {
+            Some(limit) => tokio::time::timeout(limit, running).await.ok(),
+            None => Some(running.await),
+        };
+        let report = match result {
+            Some(result) => AttemptReport {
+                number,
+                status: if result.succeeded {
+                    FlowStatus::Succeeded
+                } else {
+                    FlowStatus::Failed
+                },
+                records: result.records,
+                duration: attempt_started.elapsed(),
+                error: result.error,
+            },
+            None => AttemptReport {
+                number,
+                status: FlowStatus::TimedOut,
+                records: 0,
+                duration: attempt_started.elapsed(),
+                error: Some(format!(
+                    "stopped after its timeout of {:?}",
+                    flow.timeout.unwrap_or_default()
+                )),
+            },
+        };
+        tracing::debug!(flow = %flow.name, attempt = number, status = ?report.status, "flow attempt ended");
+        let succeeded = report.status == FlowStatus::Succeeded;
+        reports.push(report);
+        if succeeded {
+            break;
+        }
+    }
+    let last = reports.last().expect("a flow makes at least one attempt");
+    FlowReport {
+        name: flow.name.clone(),
+        kind: flow.kind,
+        status: last.status,
+        records: reports.iter().map(|a| a.records).sum(),
+        duration: started.elapsed(),
+        error: last.error.clone(),
+        attempts: reports,
+        skipped_because: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrate::flow::{Blocks, FlowKind};
+    use crate::orchestrate::retry::{RetryBackoff, RetryPolicy};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn flow(name: &str, deps: &[&str]) -> Flow {
+        let mut f = Flow::new(
+            name,
+            FlowKind::Job,
+            Blocks::Tasks(vec![format!("tap-{name} target-jsonl")]),
+        );
+        f.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        f
+    }
+
+    fn no_wait(_: Duration) -> std::future::Ready<()> {
+        std::future::ready(())
+    }
+
+    /// Runs `flows` where the flows named in `failing` fail, and returns the summary and the start order.
+    async fn run(
+        flows: &[Flow],
+        parallel: usize,
+        failing: &'static [&'static str],
+    ) -> (Summary, Vec<String>) {
+        let plan = Plan::build(flows, |_| true).unwrap();
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&started);
+        let summary = execute(
+            &plan,
+            parallel,
+            move |flow: Arc<Flow>, _attempt| {
+                log.lock().unwrap().push(flow.name.clone());
+                async move {
+                    tokio::task::yield_now().await;
+                    if failing.contains(&flow.name.as_str()) {
+                        FlowResult::failure(format!("`{}` failed", flow.name))
+                    } else {
+                        FlowResult::success(10)
+                    }
+                }
+            },
+            no_wait,
+        )
+        .await;
+        let order = started.lock().unwrap().clone();
+        (summary, order)
+    }
+
+    fn statuses(summary: &Summary) -> Vec<(String, FlowStatus)> {
+        let mut s: Vec<_> = summary
+            .flows
+            .iter()
+            .map(|f| (f.name.clone(), f.status))
+            .collect();
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s
+    }
+
+    #[tokio::test]
+    async fn dependants_start_after_their_dependencies() {
+        let flows = [
+            flow("report", &["extract", "users"]),
+            flow("extract", &[]),
+            flow("users", &[]),
+        ];
+        let (summary, order) = run(&flows, 1, &[]).await;
+        assert_eq!(order, ["extract", "users", "report"]);
+        assert_eq!(summary.exit_code(), 0);
+        assert_eq!(summary.flows.iter().map(|f| f.records).sum::<u64>(), 30);
+    }
+
+    #[tokio::test]
+    async fn three_flows_with_a_dependency_and_a_failure() {
+        // `b` fails, so `c` (which needs it) is skipped; `a` is independent and still runs.
+        let flows = [
+            flow("a", &[]),
+            flow("b", &[]),
+            flow("c", &["b"]),
+            flow("d", &["c"]),
+        ];
+        let (summary, order) = run(&flows, 2, &["b"]).await;
+        assert!(
+            !order.contains(&"c".to_string()) && !order.contains(&"d".to_string()),
+            "{order:?}"
+        );
+        assert_eq!(
+            statuses(&summary),
+            [
+                ("a".into(), FlowStatus::Succeeded),
+                ("b".into(), FlowStatus::Failed),
+                ("c".into(), FlowStatus::Skipped),
+                ("d".into(), FlowStatus::Skipped),
+            ]
+        );
+        let in_plan_order: Vec<&str> = summary.flows.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(in_plan_order, ["a", "b", "c", "d"]);
+        let d = summary.flows.iter().find(|f| f.name == "d").unwrap();
+        assert_eq!(d.skipped_because.as_deref(), Some("c"));
+        assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flow_with_two_dependencies_is_skipped_when_either_fails() {
+        let flows = [
+            flow("slow", &[]),
+            flow("bad", &[]),
+            flow("both", &["slow", "bad"]),
+        ];
+        let (summary, order) = run(&flows, 2, &["bad"]).await;
+        assert_eq!(order.len(), 2);
+        assert_eq!(statuses(&summary)[0], ("bad".into(), FlowStatus::Failed));
+        assert_eq!(statuses(&summary)[1], ("both".into(), FlowStatus::Skipped));
+    }
+
+    #[tokio::test]
+    async fn concurrency_stays_within_the_limit_and_reaches_it() {
+        let flows: Vec<Flow> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|n| flow(n, &[]))
+            .collect();
+        let plan = Plan::build(&flows, |_| true).unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        // Each flow waits at a barrier for a partner: this only finishes if two run at once.
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let (r, m, b) = (
+            Arc::clone(&running),
+            Arc::clone(&most),
+            Arc::clone(&barrier),
+        );
+        let summary = tokio::time::timeout(
+            Duration::from_secs(30),
+            execute(
+                &plan,
+                2,
+                move |_flow: Arc<Flow>, _attempt| {
+                    let (r, m, b) = (Arc::clone(&r), Arc::clone(&m), Arc::clone(&b));
+                    async move {
+                        let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                        m.fetch_max(now, Ordering::SeqCst);
+                        b.wait().await;
+                        tokio::task::yield_now().await;
+                        r.fetch_sub(1, Ordering::SeqCst);
+                        FlowResult::success(1)
+                    }
+                },
+                no_wait,
+            ),
+        )
+        .await
+        .expect("two flows ran at the same time");
+        assert_eq!(summary.flows.len(), 6);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn retries_wait_with_backoff_and_the_last_attempt_decides() {
+        let mut f = flow("flaky", &[]);
+        f.retry = RetryPolicy {
+            retries: 4,
+            backoff: RetryBackoff {
+                initial: Duration::from_secs(5),
+                max: Duration::from_secs(12),
+                multiplier: 2.0,
+            },
+        };
+        let plan = Plan::build(&[f], |_| true).unwrap();
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let w = Arc::clone(&waits);
+        let summary = execute(
+            &plan,
+            1,
+            |_flow: Arc<Flow>, attempt| async move {
+                if attempt < 3 {
+                    FlowResult::failure(format!("attempt {attempt} failed"))
+                } else {
+                    FlowResult::success(7)
+                }
+            },
+            move |d| {
+                w.lock().unwrap().push(d);
+                std::future::ready(())
+            },
+        )
+        .await;
+        assert_eq!(
+            *waits.lock().unwrap(),
+            [Duration::from_secs(5), Duration::from_secs(10)]
+        );
+        let report = &summary.flows[0];
+        assert_eq!(report.status, FlowStatus::Succeeded);
+        let attempts: Vec<(u32, FlowStatus)> = report
+            .attempts
+            .iter()
+            .map(|a| (a.number, a.status))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                (1, FlowStatus::Failed),
+                (2, FlowStatus::Failed),
+                (3, FlowStatus::Succeeded)
+            ]
+        );
+        assert_eq!(report.error, None);
+    }
+
+    #[tokio::test]
+    async fn a_flow_that_keeps_failing_ends_failed_after_its_retries() {
+        let mut f = flow("broken", &[]);
+        f.retry.retries = 2;
+        let plan = Plan::build(&[f], |_| true).unwrap();
+        let summary = execute(
+            &plan,
+            1,
+            |_f: Arc<Flow>, n| async move { FlowResult::failure(format!("boom {n}")) },
+            no_wait,
+        )
+        .await;
+        let report = &summary.flows[0];
+        assert_eq!(report.attempts.len(), 3);
+        assert_eq!(report.status, FlowStatus::Failed);
+        assert_eq!(report.error.as_deref(), Some("boom 3"));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_past_its_timeout_is_stopped_and_retried() {
+        let mut f = flow("slow", &[]);
+        f.timeout = Some(Duration::from_millis(20));
+        f.retry.retries = 1;
+        let plan = Plan::build(&[f], |_| true).unwrap();
+        let summary = execute(
+            &plan,
+            1,
+            |_f: Arc<Flow>, attempt| async move {
+                if attempt == 1 {
+                    std::future::pending::<()>().await;
+                }
+                FlowResult::success(3)
+            },
+            no_wait,
+        )
+        .await;
+        let report = &summary.flows[0];
+        let attempts: Vec<FlowStatus> = report.attempts.iter().map(|a| a.status).collect();
+        assert_eq!(attempts, [FlowStatus::TimedOut, FlowStatus::Succeeded]);
+        assert_eq!(report.status, FlowStatus::Succeeded);
+
+        let mut g = flow("hangs", &[]);
+        g.timeout = Some(Duration::from_millis(20));
+        let plan = Plan::build(&[g, flow("after", &["hangs"])], |_| true).unwrap();
+        let summary = execute(
+            &plan,
+            1,
+            |_f: Arc<Flow>, _| async { std::future::pending::<FlowResult>().await },
+            no_wait,
+        )
+        .await;
+        assert_eq!(
+            statuses(&summary),
+            [
+                ("after".into(), FlowStatus::Skipped),
+                ("hangs".into(), FlowStatus::TimedOut)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flow_counts_as_failed() {
+        let plan = Plan::build(&[flow("p", &[]), flow("q", &["p"])], |_| true).unwrap();
+        let summary = execute(
+            &plan,
+            1,
+            |_f: Arc<Flow>, _| async {
+                if true {
+                    panic!("engine bug");
+                }
+                FlowResult::success(0)
+            },
+            no_wait,
+        )
+        .await;
+        assert_eq!(
+            statuses(&summary),
+            [
+                ("p".into(), FlowStatus::Failed),
+                ("q".into(), FlowStatus::Skipped)
+            ]
+        );
+    }
+}

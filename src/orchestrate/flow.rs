@@ -1,0 +1,259 @@
+//! The [`Flow`]: one thing `dsm sync` runs (a schedule, a job, or an extractor with a default loader).
+
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::OrchestrateError;
+use super::interval::Interval;
+use super::retry::{RetryBackoff, RetryPolicy, duration_from_json};
+
+/// Where a flow comes from in `meltano.yml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    /// A `schedules` entry.
+    Schedule,
+    /// A `jobs` entry.
+    Job,
+    /// An extractor with `annotations.dsm.default_loader`.
+    Extractor,
+}
+
+impl FlowKind {
+    /// The word used in messages (`schedule`, `job`, `extractor`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::Schedule => "schedule",
+            FlowKind::Job => "job",
+            FlowKind::Extractor => "extractor",
+        }
+    }
+}
+
+/// What a flow runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocks {
+    /// An extractor/loader pair (a schedule with `extractor`/`loader`, or an extractor's default loader).
+    Pair {
+        /// The extractor's name.
+        extractor: String,
+        /// The loader's name.
+        loader: String,
+    },
+    /// A job's tasks, each a space-separated block list as in Meltano (`tap-x target-y dbt:run`).
+    Tasks(Vec<String>),
+}
+
+impl std::fmt::Display for Blocks {
+    /// `tap-x → target-y`, or a job's tasks separated by `; `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocks::Pair { extractor, loader } => write!(f, "{extractor} → {loader}"),
+            Blocks::Tasks(tasks) => f.write_str(&tasks.join("; ")),
+        }
+    }
+}
+
+/// One thing `dsm sync` runs, with everything orchestration needs to know about it.
+///
+/// Built from the project model (schedules, jobs, extractors with a default loader); the
+/// orchestration code only ever sees flows, so it does not depend on the project file's shape.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// The schedule, job or extractor name.
+    pub name: String,
+    /// Where the flow comes from.
+    pub kind: FlowKind,
+    /// What it runs.
+    pub blocks: Blocks,
+    /// The state id (a schedule's name for an extractor/loader schedule, as Meltano does).
+    pub state_id: Option<String>,
+    /// When it runs on its own; `None` for jobs and extractors, which only run when synced.
+    pub interval: Option<Interval>,
+    /// Names of flows that must succeed before this one starts (`annotations.dsm.depends_on`).
+    pub depends_on: Vec<String>,
+    /// Retries, backoff and timeout (`annotations.dsm.retries`, `retry_backoff`, `timeout`).
+    pub retry: RetryPolicy,
+    /// How long one attempt may take (`annotations.dsm.timeout`).
+    pub timeout: Option<Duration>,
+    /// `annotations.dsm.enabled` (true unless set to false).
+    pub enabled: bool,
+}
+
+impl Flow {
+    /// A flow with no interval, no dependencies, no retries and no timeout.
+    pub fn new(name: impl Into<String>, kind: FlowKind, blocks: Blocks) -> Flow {
+        Flow {
+            name: name.into(),
+            kind,
+            blocks,
+            state_id: None,
+            interval: None,
+            depends_on: Vec::new(),
+            retry: RetryPolicy::default(),
+            timeout: None,
+            enabled: true,
+        }
+    }
+
+    /// Whether `dsm sync` (without names) runs this flow: enabled, and its interval (if any)
+    /// is not `@manual`/`@none`.
+    pub fn runs_in_sync(&self) -> bool {
+        self.enabled && self.interval.as_ref().is_none_or(Interval::runs_on_its_own)
+    }
+}
+
+/// The orchestration keys of a schedule's or job's `annotations.dsm` block: `depends_on`,
+/// `retries`, `retry_backoff`, `timeout`, `enabled` (see [`super::retry`] for the shapes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowAnnotations {
+    /// `depends_on`: a name or a list of names (`KIND:NAME` where kinds share a name).
+    pub depends_on: Vec<String>,
+    /// `retries` and `retry_backoff`.
+    pub retry: RetryPolicy,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+    /// `enabled` (default true).
+    pub enabled: bool,
+}
+
+impl Default for FlowAnnotations {
+    fn default() -> Self {
+        FlowAnnotations {
+            depends_on: Vec::new(),
+            retry: RetryPolicy::default(),
+            timeout: None,
+            enabled: true,
+        }
+    }
+}
+
+impl FlowAnnotations {
+    /// Reads the orchestration keys of an `annotations.dsm` block given as JSON. Other keys
+    /// are left to the project model, which validates the whole block.
+    pub fn from_json(block: &serde_json::Value) -> Result<FlowAnnotations, OrchestrateError> {
+        let mut out = FlowAnnotations::default();
+        let Some(map) = block.as_object() else {
+            return Ok(out);
+        };
+        let wrong = |key: &str, expected: &str, v: &serde_json::Value| {
+            OrchestrateError::BadAnnotation(format!("`{key}` must be {expected}, not {v}"))
+        };
+        if let Some(v) = map.get("depends_on") {
+            out.depends_on = match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| wrong("depends_on", "a list of flow names", v))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(wrong("depends_on", "a flow name or a list of them", v)),
+            };
+        }
+        if let Some(v) = map.get("retries") {
+            out.retry.retries = v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| wrong("retries", "a whole number of at least 0", v))?;
+        }
+        if let Some(v) = map.get("retry_backoff") {
+            out.retry.backoff = RetryBackoff::from_json(v)?;
+        }
+        if let Some(v) = map.get("timeout").filter(|v| !v.is_null()) {
+            out.timeout = Some(duration_from_json(v)?);
+        }
+        if let Some(v) = map.get("enabled") {
+            out.enabled = v
+                .as_bool()
+                .ok_or_else(|| wrong("enabled", "true or false", v))?;
+        }
+        Ok(out)
+    }
+}
+
+impl Flow {
+    /// Sets the orchestration fields from a flow's `annotations.dsm`.
+    pub fn with_annotations(mut self, annotations: FlowAnnotations) -> Flow {
+        self.depends_on = annotations.depends_on;
+        self.retry = annotations.retry;
+        self.timeout = annotations.timeout;
+        self.enabled = annotations.enabled;
+        self
+    }
+}
+
+/// Reads an IANA time zone name (`UTC`, `Europe/Berlin`).
+pub fn parse_time_zone(name: &str) -> Result<Tz, OrchestrateError> {
+    name.parse::<Tz>()
+        .map_err(|_| OrchestrateError::UnknownTimeZone(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn annotations_read_every_orchestration_key() {
+        let a = FlowAnnotations::from_json(&json!({
+            "depends_on": ["load-users", "job:daily"],
+            "retries": 2,
+            "retry_backoff": {"initial": "1s", "max": "1m", "multiplier": 3},
+            "timeout": "1h",
+            "enabled": false,
+            "validation": {"ignored": "here"}
+        }))
+        .unwrap();
+        assert_eq!(a.depends_on, ["load-users", "job:daily"]);
+        assert_eq!(a.retry.max_attempts(), 3);
+        assert_eq!(a.retry.backoff.delay_before(3), Duration::from_secs(3));
+        assert_eq!(a.timeout, Some(Duration::from_secs(3600)));
+        let flow = Flow::new("f", FlowKind::Job, Blocks::Tasks(vec![])).with_annotations(a);
+        assert!(!flow.runs_in_sync());
+
+        assert_eq!(
+            FlowAnnotations::from_json(&json!({"depends_on": "a"}))
+                .unwrap()
+                .depends_on,
+            ["a"]
+        );
+        assert_eq!(
+            FlowAnnotations::from_json(&json!(null)).unwrap(),
+            FlowAnnotations::default()
+        );
+        for bad in [
+            json!({"retries": -1}),
+            json!({"enabled": "no"}),
+            json!({"depends_on": [1]}),
+            json!({"timeout": "soon"}),
+        ] {
+            assert!(FlowAnnotations::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn manual_schedules_and_disabled_flows_stay_out_of_sync() {
+        let mut flow = Flow::new("s", FlowKind::Schedule, Blocks::Tasks(vec![]));
+        assert!(flow.runs_in_sync());
+        flow.interval = Some(Interval::parse("@none", Tz::UTC).unwrap());
+        assert!(!flow.runs_in_sync());
+        flow.interval = Some(Interval::parse("@once", Tz::UTC).unwrap());
+        assert!(flow.runs_in_sync());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(
+            parse_time_zone("Europe/Berlin").unwrap(),
+            Tz::Europe__Berlin
+        );
+        assert_eq!(
+            parse_time_zone("Mars/Olympus").unwrap_err(),
+            OrchestrateError::UnknownTimeZone("Mars/Olympus".into())
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! `retries`, `retry_backoff` and `timeout` from a flow's `annotations.dsm`, and durations.
+//!
+//! The shape in `meltano.yml` (every key optional):
+//!
+//! ```yaml
+//! annotations:
+//!   dsm:
+//!     retries: 3            # attempts after the first one (default 0)
+//!     retry_backoff:
+//!       initial: 5s         # wait before the first retry (default 5s)
+//!       max: 5m             # the wait never grows past this (default 5m)
+//!       multiplier: 2       # each wait is the previous one times this (default 2, at least 1)
+//!     timeout: 1h           # one attempt is stopped after this long (default: none)
+//! ```
+//!
+//! Durations are a number with a unit (`500ms`, `30s`, `5m`, `2h`, `1d`), several of them
+//! together (`1h30m`), or a bare number of seconds.
+
+use std::time::Duration;
+
+use super::OrchestrateError;
+
+/// How long to wait between attempts: exponential, with a cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBackoff {
+    /// The wait before the first retry.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// Each wait is the previous one times this (at least 1).
+    pub multiplier: f64,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl RetryBackoff {
+    /// The wait before attempt `attempt` (1-based; attempt 1 has no wait, attempt 2 waits
+    /// `initial`, attempt 3 `initial × multiplier`, ... never more than `max`).
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let exponent = i32::try_from(attempt - 2).unwrap_or(i32::MAX);
+        let seconds = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
+        if !seconds.is_finite() || seconds >= self.max.as_secs_f64() {
+            self.max
+        } else {
+            Duration::from_secs_f64(seconds)
+        }
+    }
+
+    /// Reads a `retry_backoff` block (a mapping with `initial`, `max`, `multiplier`).
+    pub fn from_json(value: &serde_json::Value) -> Result<RetryBackoff, OrchestrateError> {
+        let map = value.as_object().ok_or_else(|| {
+            OrchestrateError::BadBackoff(
+                "expected a mapping with `initial`, `max`, `multiplier`".into(),
+            )
+        })?;
+        let mut backoff = RetryBackoff::default();
+        for (key, v) in map {
+            match key.as_str() {
+                "initial" => backoff.initial = duration_from_json(v)?,
+                "max" => backoff.max = duration_from_json(v)?,
+                "multiplier" => {
+                    backoff.multiplier = v
+                        .as_f64()
+                        .filter(|m| m.is_finite() && *m >= 1.0)
+                        .ok_or_else(|| {
+                            OrchestrateError::BadBackoff(format!(
+                                "`multiplier` must be a number of at least 1, not {v}"
+                            ))
+                        })?;
+                }
+                other => {
+                    let hint = super::graph::closest(other, ["initial", "max", "multiplier"])
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    return Err(OrchestrateError::BadBackoff(format!(
+                        "unknown key `{other}`{hint}"
+                    )));
+                }
+            }
+        }
+        if backoff.max < backoff.initial {
+            return Err(OrchestrateError::BadBackoff(format!(
+                "`max` ({:?}) is shorter than `initial` ({:?})",
+                backoff.max, backoff.initial
+            )));
+        }
+        Ok(backoff)
+    }
+}
+
+/// How often a flow is tried and how long to wait in between.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RetryPolicy {
+    /// Attempts after the first (`retries: 2` means up to 3 attempts).
+    pub retries: u32,
+    /// The waits between attempts.
+    pub backoff: RetryBackoff,
+}
+
+impl RetryPolicy {
+    /// The most attempts this policy makes.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+}
+
+/// Reads a duration given as a string (`90s`, `1h30m`) or a number of seconds.
+pub fn duration_from_json(value: &serde_json::Value) -> Result<Duration, OrchestrateError> {
+    match value {
+        serde_json::Value::String(s) => parse_duration(s),
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| OrchestrateError::BadDuration {
+                value: n.to_string(),
+                reason: "expected a non-negative number of seconds".into(),
+            }),
+        other => Err(OrchestrateError::BadDuration {
+            value: other.to_string(),
+            reason: "expected a duration such as `30s`, `5m` or `1h`".into(),
+        }),
+    }
+}
+
+/// Reads `500ms`, `30s`, `5m`, `2h`, `1d`, combinations such as `1h30m`, or bare seconds (`90`).
+pub fn parse_duration(text: &str) -> Result<Duration, OrchestrateError> {
+    let bad = |reason: &str| OrchestrateError::BadDuration {
+        value: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if let Ok(seconds) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| bad("a number at the end has no unit (ms, s, m, h, d)"))?;
+        if digits == 0 {
+            return Err(bad("expected a number before each unit"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("expected a number before each unit"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(bad("units are ms, s, m, h and d")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(number * scale);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_read_units_combinations_and_bare_seconds() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        for bad in ["", "5x", "m", "5m3", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_by_the_multiplier_and_stops_at_the_cap() {
+        let backoff =
+            RetryBackoff::from_json(&json!({"initial": "5s", "max": "30s", "multiplier": 2}))
+                .unwrap();
+        let waits: Vec<u64> = (1..=6).map(|a| backoff.delay_before(a).as_secs()).collect();
+        assert_eq!(waits, [0, 5, 10, 20, 30, 30]);
+    }
+
+    #[test]
+    fn backoff_defaults_and_rejects_unknown_keys_with_a_suggestion() {
+        assert_eq!(
+            RetryBackoff::from_json(&json!({})).unwrap(),
+            RetryBackoff::default()
+        );
+        let err = RetryBackoff::from_json(&json!({"inital": "5s"})).unwrap_err();
+        assert!(err.to_string().contains("did you mean `initial`"), "{err}");
+        assert!(RetryBackoff::from_json(&json!({"multiplier": 0.5})).is_err());
+        assert!(RetryBackoff::from_json(&json!({"initial": "10m", "max": "1m"})).is_err());
+        assert_eq!(
+            RetryBackoff::from_json(&json!({"initial": 1.5}))
+                .unwrap()
+                .initial,
+            Duration::from_millis(1500)
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! What `dsm sync` says at the end: one line per flow, the exit code, and the JSON shape
+//! (`schemas/sync-summary.schema.json`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::flow::FlowKind;
+
+/// How a flow, or one attempt of it, ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowStatus {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+    /// It was stopped after its `timeout`.
+    TimedOut,
+    /// It did not run because a dependency did not succeed.
+    Skipped,
+}
+
+impl FlowStatus {
+    /// The word used in the summary lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowStatus::Succeeded => "succeeded",
+            FlowStatus::Failed => "failed",
+            FlowStatus::TimedOut => "timed out",
+            FlowStatus::Skipped => "skipped",
+        }
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    // Milliseconds are enough for people and scripts, and keep the JSON short.
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// One attempt of a flow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptReport {
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub number: u32,
+    /// How the attempt ended (never `skipped`).
+    pub status: FlowStatus,
+    /// Records the loader confirmed in this attempt.
+    pub records: u64,
+    /// How long the attempt took.
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    pub duration: Duration,
+    /// What went wrong, when it did not succeed.
+    pub error: Option<String>,
+}
+
+/// One flow's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowReport {
+    /// The schedule, job or extractor name.
+    pub name: String,
+    /// Where the flow comes from.
+    pub kind: FlowKind,
+    /// The last attempt's status, or `skipped`.
+    pub status: FlowStatus,
+    /// Records over all attempts.
+    pub records: u64,
+    /// From the start of the first attempt to the end of the last, waits included.
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Every attempt, in order (empty when skipped).
+    pub attempts: Vec<AttemptReport>,
+    /// The last attempt's error.
+    pub error: Option<String>,
+    /// For a skipped flow: the dependency that failed or was skipped.
+    pub skipped_because: Option<String>,
+}
+
+/// All flows of one `dsm sync`, in plan order (dependencies first, then the project file's order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The flows' results.
+    pub flows: Vec<FlowReport>,
+}
+
+impl Summary {
+    /// Whether every flow succeeded (an empty sync succeeds).
+    pub fn succeeded(&self) -> bool {
+        self.flows.iter().all(|f| f.status == FlowStatus::Succeeded)
+    }
+
+    /// 0 when every flow succeeded, else 1 (so cron mail and CI read it right).
+    pub fn exit_code(&self) -> u8 {
+        if self.succeeded() { 0 } else { 1 }
+    }
+
+    /// One line per flow, names aligned:
+    /// `github-daily  succeeded  1,204 records  12.4s  1 attempt`.
+    pub fn lines(&self) -> Vec<String> {
+        let width = self.flows.iter().map(|f| f.name.len()).max().unwrap_or(0);
+        self.flows
+            .iter()
+            .map(|f| {
+                let mut line = format!("{:<width$}  {:<9}", f.name, f.status.as_str());
+                if f.status == FlowStatus::Skipped {
+                    if let Some(dep) = &f.skipped_because {
+                        line.push_str(&format!("  `{dep}` did not succeed"));
+                    }
+                    return line;
+                }
+                let attempts = f.attempts.len();
+                line.push_str(&format!(
+                    "  {} record{}  {}  {} attempt{}",
+                    thousands(f.records),
+                    if f.records == 1 { "" } else { "s" },
+                    human_duration(f.duration),
+                    attempts,
+                    if attempts == 1 { "" } else { "s" },
+                ));
+                if let Some(error) = &f.error {
+                    line.push_str(&format!("  {error}"));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The `--format json` document (`schemas/sync-summary.schema.json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("a summary is plain data");
+        let object = value.as_object_mut().expect("a summary is an object");
+        object.insert("succeeded".into(), self.succeeded().into());
+        object.insert("exit_code".into(), self.exit_code().into());
+        value
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `0.4s`, `12.4s`, `3m05s`, `1h02m`.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, status: FlowStatus, records: u64, attempts: u32) -> FlowReport {
+        let attempts: Vec<AttemptReport> = (1..=attempts)
+            .map(|number| AttemptReport {
+                number,
+                status: if number == attempts {
+                    status
+                } else {
+                    FlowStatus::Failed
+                },
+                records: 0,
+                duration: Duration::from_millis(1500),
+                error: None,
+            })
+            .collect();
+        FlowReport {
+            name: name.into(),
+            kind: FlowKind::Schedule,
+            status,
+            records,
+            duration: Duration::from_millis(12_400),
+            attempts,
+            error: (status == FlowStatus::Failed)
+                .then(|| "extractor `tap-x` exited with status 1".into()),
+            skipped_because: (status == FlowStatus::Skipped).then(|| "load".into()),
+        }
+    }
+
+    #[test]
+    fn lines_show_status_records_duration_attempts() {
+        let summary = Summary {
+            flows: vec![
+                report("load", FlowStatus::Failed, 0, 3),
+                report("github-daily", FlowStatus::Succeeded, 1_204_000, 1),
+                report("report", FlowStatus::Skipped, 0, 0),
+            ],
+        };
+        assert_eq!(
+            summary.lines(),
+            [
+                "load          failed     0 records  12.4s  3 attempts  extractor `tap-x` exited with status 1",
+                "github-daily  succeeded  1,204,000 records  12.4s  1 attempt",
+                "report        skipped    `load` did not succeed",
+            ]
+        );
+        assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[test]
+    fn exit_code_is_zero_only_when_every_flow_succeeded() {
+        let ok = Summary {
+            flows: vec![report("a", FlowStatus::Succeeded, 1, 1)],
+        };
+        assert_eq!(ok.exit_code(), 0);
+        assert_eq!(Summary { flows: vec![] }.exit_code(), 0);
+        for bad in [
+            FlowStatus::Failed,
+            FlowStatus::TimedOut,
+            FlowStatus::Skipped,
+        ] {
+            let s = Summary {
+                flows: vec![
+                    report("a", FlowStatus::Succeeded, 1, 1),
+                    report("b", bad, 0, 1),
+                ],
+            };
+            assert_eq!(s.exit_code(), 1, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_and_numbers_read_well() {
+        assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+    }
+
+    /// The checked-in schema names exactly the keys the summary writes, and requires them all.
+    #[test]
+    fn json_matches_the_checked_in_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/sync-summary.schema.json")).unwrap();
+        let summary = Summary {
+            flows: vec![report("a", FlowStatus::Failed, 3, 2)],
+        };
+        let json = summary.to_json();
+        assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["flows"][0]["status"], "failed");
+        assert_eq!(json["flows"][0]["duration_seconds"].as_f64(), Some(12.4));
+
+        fn keys(v: &serde_json::Value) -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        }
+        fn required(v: &serde_json::Value) -> Vec<String> {
+            let mut k: Vec<String> = v["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            k.sort();
+            k
+        }
+        let flow_schema = &schema["$defs"]["flow"];
+        let attempt_schema = &schema["$defs"]["attempt"];
+        for (value, sch) in [
+            (&json, &schema),
+            (&json["flows"][0], flow_schema),
+            (&json["flows"][0]["attempts"][0], attempt_schema),
+        ] {
+            assert_eq!(keys(value), keys(&sch["properties"]));
+            assert_eq!(keys(value), required(sch));
+        }
+        let statuses: Vec<&str> = schema["$defs"]["status"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        for status in [
+            FlowStatus::Succeeded,
+            FlowStatus::Failed,
+            FlowStatus::TimedOut,
+            FlowStatus::Skipped,
+        ] {
+            let written = serde_json::to_value(status).unwrap();
+            assert!(statuses.contains(&written.as_str().unwrap()), "{written}");
+        }
+    }
+}
