@@ -3,5 +3,6 @@
 mod config;
 mod init;
 mod run;
+mod select;
 mod support;
 mod validate;
