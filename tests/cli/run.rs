@@ -426,3 +426,55 @@ exec {TAP} "$@" --generate 1 --stream users
         "--refresh-catalog discovers"
     );
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn quickstart_loads_the_csv_files_into_sqlite_with_the_built_in_plugins() {
+    let p = TestProject::empty();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    copy_dir(&example, p.root());
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let db =
+        rusqlite::Connection::open(p.root().join("output/warehouse.db")).expect("the database");
+    for (table, file) in [
+        ("customers", "customers.csv"),
+        ("products", "products.csv"),
+        ("orders", "orders.csv"),
+    ] {
+        let expected = std::fs::read_to_string(example.join("data").join(file))
+            .expect("csv")
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        let rows: i64 = db
+            .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+                r.get(0)
+            })
+            .unwrap_or_else(|e| panic!("table `{table}`: {e}"));
+        assert_eq!(rows as usize, expected, "rows of `{table}`");
+    }
+    assert_ne!(
+        state(&p, "dev:tap-csv-to-target-sqlite"),
+        json!({}),
+        "the state id has the environment"
+    );
+
+    // The job name runs the same flow.
+    let out = p.dsm(&["run", "load-warehouse"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
