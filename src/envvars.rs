@@ -27,3 +27,8 @@ pub const RUNTIME_DIR: &str = "DSM_RUNTIME_DIR";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Where dsm looks for its built-in plugin executables (defaults to the directory of `dsm`).
 pub const BUILTIN_BIN_DIR: &str = "DSM_BUILTIN_BIN_DIR";
+/// Prefix of the variables that set `dsm run` / `dsm el` flags (`DSM_RUN_FULL_REFRESH`,
+/// `DSM_RUN_STATE_ID_SUFFIX`, `DSM_RUN_TIMEOUT` ...); the flag wins over the variable.
+pub const RUN_PREFIX: &str = "DSM_RUN_";
+/// Meltano's prefix for the same variables (`MELTANO_RUN_FULL_REFRESH` ...), read after dsm's.
+pub const MELTANO_RUN_PREFIX: &str = "MELTANO_RUN_";

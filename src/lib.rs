@@ -17,6 +17,7 @@ pub mod plugin;
 pub mod printer;
 pub mod project;
 pub mod registry;
+pub mod runner;
 pub mod secrets;
 pub mod settings;
 pub mod singer;

@@ -1,15 +1,40 @@
-//! `dsm invoke` (not written yet).
+//! `dsm invoke PLUGIN [ARGS...]`: run a plugin's executable with its config and environment;
+//! dsm exits with the plugin's exit code.
 
 use crate::commands::Context;
+use crate::commands::run::load;
 use crate::error::{Error, Result};
+use crate::runner;
 
 /// Arguments of `dsm invoke`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The plugin (`PLUGIN:COMMAND` is not supported yet).
+    pub plugin: String,
+    /// Arguments passed to the plugin as they are.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
 
-/// Runs `dsm invoke`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm invoke` is not available in this build yet",
-    ))
+/// Runs `dsm invoke`. A non-zero exit of the plugin ends dsm with the same code.
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    if let Some((plugin, command)) = args.plugin.split_once(':') {
+        return Err(Error::config(format!(
+            "`{plugin}:{command}`: invoking a plugin command is not supported yet"
+        ))
+        .hint(format!(
+            "run the command's arguments directly: `dsm invoke {plugin} ARGS...`"
+        )));
+    }
+    let (project, env) = load(ctx)?;
+    let env = match &env {
+        Some(n) => Some(project.environment(n)?),
+        None => None,
+    };
+    let code = runner::invoke(&project, env, &args.plugin, &args.args)?;
+    if code != 0 {
+        // The plugin's exit code is the command's; nothing to add to what it printed.
+        std::process::exit(code);
+    }
+    Ok(())
 }

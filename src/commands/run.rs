@@ -1,15 +1,221 @@
-//! `dsm run` (not written yet).
+//! `dsm run BLOCKS...`: extractor, mappers and loader per flow, job names expanded.
+
+use std::time::Duration;
 
 use crate::commands::Context;
+use crate::envvars;
 use crate::error::{Error, Result};
+use crate::printer::OutputFormat;
+use crate::project::{EnvironmentChoice, Project};
+use crate::runner::{self, RunOptions, RunReport, StateStrategy};
 
 /// Arguments of `dsm run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Blocks: EXTRACTOR [MAPPER...] LOADER, repeated, or job names.
+    #[arg(required = true, value_name = "BLOCKS")]
+    pub blocks: Vec<String>,
+    /// The flags shared with `dsm el`.
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// Flags of `dsm run` and `dsm el`; each can also come from `DSM_RUN_<FLAG>` or
+/// `MELTANO_RUN_<FLAG>` (`DSM_RUN_FULL_REFRESH=1`, `MELTANO_RUN_STATE_ID_SUFFIX=x` ...).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunFlags {
+    /// Ignore the stored state and replace it with this run's.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Do not write state.
+    #[arg(long)]
+    pub no_state_update: bool,
+    /// Run even when another run of the same flow holds its lock.
+    #[arg(long)]
+    pub force: bool,
+    /// Appended to the state id as `:{SUFFIX}`.
+    #[arg(long, value_name = "SUFFIX")]
+    pub state_id_suffix: Option<String>,
+    /// How STATE messages are written.
+    #[arg(long, value_enum)]
+    pub state_strategy: Option<StateStrategy>,
+    /// Run catalog discovery even when a cached catalog matches.
+    #[arg(long)]
+    pub refresh_catalog: bool,
+    /// Show what would run without starting any plugin.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The id to record this run under.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Stop the run after this long: seconds, or `90s`, `15m`, `2h` (exit 124).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// Parses `30`, `30s`, `15m`, `2h`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try `90`, `90s`, `15m`, `2h`)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit in `{text}` (use s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn env_value(flag: &str) -> Option<String> {
+    [envvars::RUN_PREFIX, envvars::MELTANO_RUN_PREFIX]
+        .iter()
+        .find_map(|p| std::env::var(format!("{p}{flag}")).ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn env_bool(flag: &str) -> Result<bool> {
+    match env_value(flag) {
+        None => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" | "t" | "y" => Ok(true),
+            "0" | "false" | "no" | "off" | "f" | "n" => Ok(false),
+            _ => Err(Error::config(format!(
+                "`{}{flag}` must be true or false, found `{v}`",
+                envvars::RUN_PREFIX
+            ))),
+        },
+    }
+}
+
+impl RunFlags {
+    /// The flags merged with their environment variables, as runner options.
+    pub fn options(&self, ctx: &Context) -> Result<RunOptions> {
+        let state_strategy = match (self.state_strategy, env_value("STATE_STRATEGY")) {
+            (Some(s), _) => s,
+            (None, None) => StateStrategy::Auto,
+            (None, Some(v)) => {
+                <StateStrategy as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
+                    Error::config(format!("unknown state strategy `{v}`"))
+                        .hint("use `auto`, `merge` or `overwrite`")
+                })?
+            }
+        };
+        let timeout = match (self.timeout, env_value("TIMEOUT")) {
+            (Some(t), _) => Some(t),
+            (None, None) => None,
+            (None, Some(v)) => Some(parse_duration(&v).map_err(Error::config)?),
+        };
+        Ok(RunOptions {
+            full_refresh: self.full_refresh || env_bool("FULL_REFRESH")?,
+            no_state_update: self.no_state_update || env_bool("NO_STATE_UPDATE")?,
+            force: self.force || env_bool("FORCE")?,
+            state_id: None,
+            state_id_suffix: self
+                .state_id_suffix
+                .clone()
+                .or_else(|| env_value("STATE_ID_SUFFIX")),
+            state_strategy,
+            refresh_catalog: self.refresh_catalog || env_bool("REFRESH_CATALOG")?,
+            dry_run: self.dry_run || env_bool("DRY_RUN")?,
+            run_id: self.run_id.clone().or_else(|| env_value("RUN_ID")),
+            timeout,
+            trigger: "cli".into(),
+            database_uri: ctx.global.database_uri.clone(),
+            cancel: None,
+        })
+    }
+}
+
+/// Loads the project for a run (`default_environment` applies, as in Meltano).
+pub(crate) fn load(ctx: &Context) -> Result<(Project, Option<String>)> {
+    let project = Project::load(&ctx.project_root()?)?;
+    let choice = EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: true,
+    };
+    let env = project.active_environment(&choice)?.map(|e| e.name.clone());
+    Ok((project, env))
+}
+
+/// Prints the reports and turns the last failure into the command's error.
+pub(crate) fn finish(ctx: &Context, reports: Vec<RunReport>) -> Result<()> {
+    let json = ctx.printer.format() == OutputFormat::Json;
+    let mut docs = Vec::new();
+    let mut failure = None;
+    for report in reports {
+        for w in &report.warnings {
+            ctx.printer.warn(w);
+        }
+        if json {
+            docs.push(serde_json::json!({
+                "state_id": report.state_id,
+                "run_id": report.run_id.as_ref().map(|r| r.as_str().to_string()),
+                "status": report.status,
+                "extractor": report.flow.extractor,
+                "mappers": report.flow.mappers,
+                "loader": report.flow.loader,
+                "streams": report.streams.iter().map(|(k, c)| (k.clone(), serde_json::json!({"records": c.records, "bytes": c.bytes}))).collect::<serde_json::Map<_, _>>(),
+                "states_committed": report.states_committed,
+                "duration_ms": u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                "log_path": report.log_path,
+                "plan": report.plan,
+            }));
+        }
+        if !report.plan.is_empty() {
+            ctx.printer
+                .notice(format!("dry run of `{}`:", report.state_id));
+            for line in &report.plan {
+                ctx.printer.notice(format!("  {line}"));
+            }
+        } else if report.status == crate::pipeline::RunStatus::Success {
+            let records: u64 = report.streams.values().map(|c| c.records).sum();
+            let per_stream: Vec<String> = report
+                .streams
+                .iter()
+                .map(|(k, c)| format!("{k}: {}", c.records))
+                .collect();
+            ctx.printer.notice(format!(
+                "run of `{}` succeeded in {:.1}s: {records} records{}",
+                report.state_id,
+                report.duration.as_secs_f64(),
+                if per_stream.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", per_stream.join(", "))
+                }
+            ));
+        }
+        if let Err(e) = report.into_result() {
+            failure = Some(e);
+        }
+    }
+    if json {
+        ctx.printer.json(&docs);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
 
 /// Runs `dsm run`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm run` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let (project, env) = load(ctx)?;
+    let env = match &env {
+        Some(n) => Some(project.environment(n)?),
+        None => None,
+    };
+    let opts = args.flags.options(ctx)?;
+    let reports = runner::run_blocks(&project, env, &args.blocks, &opts)?;
+    finish(ctx, reports)
 }

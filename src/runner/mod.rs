@@ -1,0 +1,579 @@
+//! Running flows of a project: resolve plugins and settings, build the plugins' specs, take the
+//! flow lock, record the run, drive the engine and commit every STATE the loader confirms.
+//!
+//! `dsm run`, `dsm el`, `dsm invoke` and (later) `dsm sync` and schedules all come through here;
+//! nothing in this module prints.
+
+pub mod blocks;
+pub mod catalog;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use blocks::Flow;
+pub use spec::{plugin_env, resolve_executable};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::{
+    self, CancelToken, Pipeline, PipelineOptions, RunStatus, Stage, StreamCounts,
+};
+use crate::plugin::{PluginRole, PluginSpec, RunDir, RunLog, runtime_base};
+use crate::project::{Environment, Plugin, PluginType, Project};
+use crate::store::{self, NewRun, RunFinish, RunId, StateId, Store, StreamStats};
+
+/// How a flow's STATE messages are written (`--state-strategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateStrategy {
+    /// Merge when the extractor has a `select_filter` (a partial run), else overwrite.
+    #[default]
+    Auto,
+    /// Deep-merge each STATE over the stored state.
+    Merge,
+    /// Each STATE replaces the stored state.
+    Overwrite,
+}
+
+/// Options of one run, after flags and environment variables are merged.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start without state and replace the stored state on the first commit.
+    pub full_refresh: bool,
+    /// Do not write state (Meltano's `--no-state-update`).
+    pub no_state_update: bool,
+    /// Take the flow lock even when another run holds it.
+    pub force: bool,
+    /// An explicit state id (`dsm el --state-id`); else built from the flow.
+    pub state_id: Option<String>,
+    /// Appended to the state id as `:{suffix}` (overrides the environment's).
+    pub state_id_suffix: Option<String>,
+    /// How STATE messages are committed.
+    pub state_strategy: StateStrategy,
+    /// Re-run discovery even when a cached catalog matches.
+    pub refresh_catalog: bool,
+    /// Resolve everything and report what would run, without starting any plugin.
+    pub dry_run: bool,
+    /// The run id to record (`--run-id`); a fresh one otherwise.
+    pub run_id: Option<String>,
+    /// Stop the run after this long (exit 124).
+    pub timeout: Option<Duration>,
+    /// What started the run: `cli`, `schedule`, `job:<name>` ...
+    pub trigger: String,
+    /// `--database-uri`.
+    pub database_uri: Option<String>,
+    /// A shared cancellation token; when `None` the runner cancels on SIGINT/SIGTERM itself.
+    pub cancel: Option<CancelToken>,
+}
+
+/// What one flow's run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The flow.
+    pub flow: Flow,
+    /// The state id the run read and wrote.
+    pub state_id: StateId,
+    /// The recorded run id (`None` for a dry run).
+    pub run_id: Option<RunId>,
+    /// How it ended.
+    pub status: RunStatus,
+    /// The failure, when `status` is not success.
+    pub error: Option<Error>,
+    /// Records and bytes per stream.
+    pub streams: BTreeMap<String, StreamCounts>,
+    /// STATE messages committed to the store.
+    pub states_committed: u64,
+    /// Warnings for the user (e.g. the bookmark did not advance).
+    pub warnings: Vec<String>,
+    /// How long the pipeline ran.
+    pub duration: Duration,
+    /// The per-run log file with the plugins' stderr.
+    pub log_path: Option<PathBuf>,
+    /// For a dry run: the command lines that would run (no config values).
+    pub plan: Vec<String>,
+}
+
+impl RunReport {
+    /// `Ok` on success, else the run's error with the kind matching its status (exit code).
+    pub fn into_result(mut self) -> Result<RunReport> {
+        let kind = match self.status {
+            RunStatus::Success => return Ok(self),
+            RunStatus::Failed => ErrorKind::Failed,
+            RunStatus::Interrupted => ErrorKind::Interrupted,
+            RunStatus::Terminated => ErrorKind::Terminated,
+            RunStatus::TimedOut => ErrorKind::Timeout,
+        };
+        let err = self
+            .error
+            .take()
+            .unwrap_or_else(|| Error::failed("the run failed"));
+        Err(err.with_kind(kind))
+    }
+}
+
+/// Expands job names, splits the blocks into flows and runs them one after another, stopping at
+/// the first failure (whose report is the last one returned).
+pub fn run_blocks(
+    project: &Project,
+    env: Option<&Environment>,
+    blocks: &[String],
+    opts: &RunOptions,
+) -> Result<Vec<RunReport>> {
+    let expanded = blocks::expand_jobs(project, blocks)?;
+    let flows = blocks::parse(project, &expanded)?;
+    let mut reports = Vec::new();
+    for flow in flows {
+        let report = run_flow(project, env, &flow, opts)?;
+        let failed = report.status != RunStatus::Success;
+        reports.push(report);
+        if failed {
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+/// The state id of a flow under `opts` (explicit id, else Meltano's, with the suffix).
+pub fn state_id_for(env: Option<&Environment>, flow: &Flow, opts: &RunOptions) -> StateId {
+    if let Some(id) = &opts.state_id {
+        return StateId::new(id.clone());
+    }
+    let suffix = opts
+        .state_id_suffix
+        .clone()
+        .or_else(|| env.and_then(|e| e.state_id_suffix.clone()));
+    StateId::for_flow(
+        env.map(|e| e.name.as_str()),
+        &flow.extractor,
+        &flow.loader,
+        suffix.as_deref(),
+    )
+}
+
+/// Runs one flow: setup errors (unknown plugin, lock held → exit 3) are `Err`; a run that
+/// started is reported in `Ok` whatever its outcome (see [`RunReport::into_result`]).
+pub fn run_flow(
+    project: &Project,
+    env: Option<&Environment>,
+    flow: &Flow,
+    opts: &RunOptions,
+) -> Result<RunReport> {
+    let extractor = project.find_plugin(&flow.extractor, Some(PluginType::Extractors))?;
+    let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
+    let state_id = state_id_for(env, flow, opts);
+
+    let extractor_built = spec::build(project, env, extractor, PluginRole::Extractor, None)?;
+    let mut extractor_spec = extractor_built.spec;
+    let mut mapper_specs = Vec::new();
+    for name in &flow.mappers {
+        let (mapper, mapping) = find_mapper(project, name)?;
+        let built = spec::build(project, env, mapper, PluginRole::Mapper, mapping)?;
+        let mut s = built.spec;
+        s.name = name.clone();
+        s.env.extend(extractor_built.shared_env.clone());
+        mapper_specs.push(s);
+    }
+    let mut loader_spec = spec::build(project, env, loader, PluginRole::Loader, None)?.spec;
+    // Meltano hands the loader the extractor's variables (never the sensitive ones here).
+    for (k, v) in &extractor_built.shared_env {
+        loader_spec
+            .env
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
+    }
+    loader_spec
+        .env_remove
+        .extend(extractor_spec.env_remove.iter().cloned());
+
+    let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    let base = runtime_base(&project.root().join(".dsm/run"));
+    let run_dir = RunDir::create(&base)?;
+
+    // The tap's arguments: catalog per capabilities, state only with the `state` capability.
+    let catalog_flag = if extractor.has_capability("catalog") {
+        Some("--catalog")
+    } else if extractor.has_capability("properties") {
+        Some("--properties")
+    } else {
+        None
+    };
+    if let Some(flag) = catalog_flag {
+        let path = catalog::prepare(&catalog::CatalogInputs {
+            project,
+            plugin: extractor,
+            spec: &extractor_spec,
+            refresh: opts.refresh_catalog || opts.full_refresh,
+            run_dir: &run_dir,
+        })?;
+        extractor_spec.args.push(flag.to_string());
+        extractor_spec.args.push(path.display().to_string());
+    }
+    if extractor.has_capability("state") && !opts.full_refresh {
+        let state = match &extractor.state {
+            Some(path) => Some(std::fs::read_to_string(project.root().join(path))?),
+            None => store
+                .get_state(&state_id)?
+                .and_then(|payload| payload.get("singer_state").cloned())
+                .map(|s| s.to_string()),
+        };
+        if let Some(text) = state {
+            let path = run_dir
+                .path()
+                .join(format!("{}.state.json", extractor_spec.name));
+            write_private_text(&path, &text)?;
+            extractor_spec.args.push("--state".into());
+            extractor_spec.args.push(path.display().to_string());
+        }
+    }
+
+    let report = |status, error, run_id, plan| RunReport {
+        flow: flow.clone(),
+        state_id: state_id.clone(),
+        run_id,
+        status,
+        error,
+        streams: BTreeMap::new(),
+        states_committed: 0,
+        warnings: Vec::new(),
+        duration: Duration::ZERO,
+        log_path: None,
+        plan,
+    };
+    if opts.dry_run {
+        let plan = std::iter::once(&extractor_spec)
+            .chain(mapper_specs.iter())
+            .chain(std::iter::once(&loader_spec))
+            .map(|s| {
+                let mut line = s.executable.display().to_string();
+                if s.config.is_some() {
+                    line.push_str(" --config <config file>");
+                }
+                for a in &s.args {
+                    line.push(' ');
+                    line.push_str(a);
+                }
+                line
+            })
+            .collect();
+        return Ok(report(RunStatus::Success, None, None, plan));
+    }
+
+    let run_id = opts
+        .run_id
+        .clone()
+        .map(RunId::new)
+        .unwrap_or_else(RunId::generate);
+    let lock = store.acquire_lock(&state_id, Some(&run_id), opts.force)?;
+    let log_path = project
+        .root()
+        .join(".dsm/logs")
+        .join(format!("{}.log", run_id.as_str()));
+    let plugins_of_run: Vec<store::PluginExit> = std::iter::once(&extractor_spec)
+        .chain(mapper_specs.iter())
+        .chain(std::iter::once(&loader_spec))
+        .map(|s| store::PluginExit {
+            plugin: s.name.clone(),
+            role: s.role.to_string(),
+            exit_code: None,
+        })
+        .collect();
+    let begun = store.begin_run(&NewRun {
+        run_id: Some(run_id.clone()),
+        state_id: Some(state_id.clone()),
+        environment: env.map(|e| e.name.clone()),
+        trigger: if opts.trigger.is_empty() {
+            "cli".into()
+        } else {
+            opts.trigger.clone()
+        },
+        log_path: Some(log_path.clone()),
+        plugins: plugins_of_run,
+    });
+    let run_id = match begun {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = store.release_lock(&lock);
+            return Err(e);
+        }
+    };
+    let heartbeat = store::HeartbeatThread::start(
+        store.clone(),
+        Some(lock.clone()),
+        Some(run_id.clone()),
+        store::liveness::HEARTBEAT_INTERVAL,
+    );
+
+    let log = RunLog::open(&log_path).ok();
+    let mut options = PipelineOptions {
+        timeout: opts.timeout,
+        log,
+        ..PipelineOptions::default()
+    };
+    if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
+        options.max_line = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    let pipeline = Pipeline {
+        extractor: extractor_spec,
+        stages: mapper_specs
+            .into_iter()
+            .map(|s| Stage::Mapper(Box::new(s)))
+            .collect(),
+        loader: loader_spec,
+        options,
+    };
+    let partial = match opts.state_strategy {
+        StateStrategy::Merge => true,
+        StateStrategy::Overwrite => false,
+        StateStrategy::Auto => extractor
+            .select_filter
+            .as_ref()
+            .is_some_and(|f| !f.is_empty()),
+    };
+    let outcome = drive(
+        pipeline,
+        &run_dir,
+        CommitTarget {
+            store: store.clone(),
+            state_id: state_id.clone(),
+            run_id: run_id.clone(),
+            partial,
+            full_refresh: opts.full_refresh,
+            enabled: !opts.no_state_update,
+        },
+        opts.cancel.clone(),
+    )?;
+    drop(heartbeat);
+
+    let stats: Vec<StreamStats> = outcome
+        .streams
+        .iter()
+        .map(|(name, c)| StreamStats {
+            stream: name.clone(),
+            records: c.records,
+            bytes: c.bytes,
+        })
+        .collect();
+    if let Err(e) = store.record_stream_stats(&run_id, &stats) {
+        tracing::warn!(error = %e, "could not record stream counts");
+    }
+    let mut warnings = outcome.warnings.clone();
+    if outcome.status == RunStatus::Success && !outcome.state_advanced() && !opts.no_state_update {
+        warnings.push(format!(
+            "loader `{}` emitted no STATE: the bookmark of `{state_id}` did not advance",
+            flow.loader
+        ));
+    }
+    let finish = RunFinish {
+        status: match outcome.status {
+            RunStatus::Success => store::RunStatus::Success,
+            RunStatus::Failed | RunStatus::TimedOut => store::RunStatus::Failed,
+            RunStatus::Interrupted | RunStatus::Terminated => store::RunStatus::Killed,
+        },
+        error: outcome.error.as_ref().map(render_error),
+        plugins: outcome
+            .exits
+            .iter()
+            .map(|x| store::PluginExit {
+                plugin: x.name.clone(),
+                role: x.role.to_string(),
+                exit_code: x.code,
+            })
+            .collect(),
+    };
+    if let Err(e) = store.finish_run(&run_id, &finish) {
+        tracing::warn!(error = %e, "could not record the end of the run");
+    }
+    if let Err(e) = store.release_lock(&lock) {
+        tracing::warn!(error = %e, "could not release the flow lock");
+    }
+    let mut error = outcome.error;
+    if let Some(e) = error.take() {
+        let mut e = e.hint(format!(
+            "the plugins' output is in `{}`",
+            log_path.display()
+        ));
+        if outcome.states_committed > 0 {
+            e = e.hint(format!(
+                "the bookmark of `{state_id}` advanced only as far as the loader confirmed ({} STATE messages committed)",
+                outcome.states_committed
+            ));
+        }
+        error = Some(e);
+    }
+    Ok(RunReport {
+        flow: flow.clone(),
+        state_id,
+        run_id: Some(run_id),
+        status: outcome.status,
+        error,
+        streams: outcome.streams,
+        states_committed: outcome.states_committed,
+        warnings,
+        duration: outcome.duration,
+        log_path: Some(log_path),
+        plan: Vec::new(),
+    })
+}
+
+fn render_error(e: &Error) -> String {
+    let mut s = e.message().to_string();
+    for d in e.details() {
+        s.push('\n');
+        s.push_str(d);
+    }
+    s
+}
+
+fn write_private_text(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A mapper block: a mapper plugin's name, or the name of one of its mappings.
+fn find_mapper<'a>(
+    project: &'a Project,
+    name: &str,
+) -> Result<(&'a Plugin, Option<&'a crate::project::Mapping>)> {
+    if let Ok(p) = project.find_plugin(name, Some(PluginType::Mappers)) {
+        return Ok((p, None));
+    }
+    for p in project.plugins_of(PluginType::Mappers) {
+        if let Some(m) = p.mappings.iter().find(|m| m.name == name) {
+            return Ok((p, Some(m)));
+        }
+    }
+    Err(Error::config(format!(
+        "`{name}` is not a mapper or mapping of this project"
+    )))
+}
+
+struct CommitTarget {
+    store: Arc<dyn Store>,
+    state_id: StateId,
+    run_id: RunId,
+    partial: bool,
+    full_refresh: bool,
+    enabled: bool,
+}
+
+fn drive(
+    pipeline: Pipeline,
+    run_dir: &RunDir,
+    target: CommitTarget,
+    cancel: Option<CancelToken>,
+) -> Result<pipeline::Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut cleared = false;
+    let mut sink = move |state: &Value| -> Result<()> {
+        if !target.enabled {
+            return Ok(());
+        }
+        if target.full_refresh && !cleared {
+            // A full refresh replaces whatever was stored, partial half included.
+            target.store.clear_state(&target.state_id)?;
+            cleared = true;
+        }
+        let outcome = target.store.commit_state(
+            &target.state_id,
+            &state.to_string(),
+            target.partial,
+            Some(&target.run_id),
+        )?;
+        if let store::CommitOutcome::Ignored(reason) = outcome {
+            tracing::warn!(state_id = %target.state_id, ?reason, "a STATE message was not stored");
+        }
+        Ok(())
+    };
+    Ok(runtime.block_on(async {
+        let (token, signals) = match cancel {
+            Some(t) => (t, None),
+            None => {
+                let t = CancelToken::new();
+                let h = t.cancel_on_signals().ok();
+                (t, h)
+            }
+        };
+        let outcome = pipeline::run(pipeline, run_dir, &mut sink, &token).await;
+        if let Some(h) = signals {
+            h.abort();
+        }
+        outcome
+    }))
+}
+
+/// Runs `plugin` with `args` the way `meltano invoke` does (config file, plugin environment,
+/// inherited stdio) and returns its exit code (128 + signal when it was killed).
+pub fn invoke(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin_name: &str,
+    args: &[String],
+) -> Result<i32> {
+    let plugin = project.find_plugin(plugin_name, None)?;
+    let role = match plugin.plugin_type {
+        PluginType::Loaders => PluginRole::Loader,
+        PluginType::Mappers => PluginRole::Mapper,
+        _ => PluginRole::Extractor,
+    };
+    let spec = spec::build(project, env, plugin, role, None)?.spec;
+    let base = runtime_base(&project.root().join(".dsm/run"));
+    let run_dir = RunDir::create(&base)?;
+    let mut cmd = std::process::Command::new(&spec.executable);
+    let takes_config = matches!(
+        plugin.plugin_type,
+        PluginType::Extractors | PluginType::Loaders | PluginType::Mappers
+    );
+    if takes_config && let Some(config) = &spec.config {
+        let path = run_dir.write_config(&spec.name, config)?;
+        cmd.arg("--config").arg(path);
+    }
+    cmd.args(args);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
+    cmd.envs(&spec.env);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let status = cmd.status().map_err(|e| {
+        Error::failed(format!(
+            "could not start {} `{}` (`{}`): {e}",
+            plugin.plugin_type.singular(),
+            plugin.name,
+            spec.executable.display()
+        ))
+        .hint(format!(
+            "check that `{}` is installed (`dsm install`) and executable",
+            spec.executable.display()
+        ))
+    })?;
+    drop(run_dir);
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The spec a plugin would run with (for `sync` and tests): executable, env, config.
+pub fn plugin_spec(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin: &Plugin,
+    role: PluginRole,
+) -> Result<PluginSpec> {
+    Ok(spec::build(project, env, plugin, role, None)?.spec)
+}

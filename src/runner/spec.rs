@@ -1,0 +1,209 @@
+//! From a project's plugin to a [`PluginSpec`]: executable, config and environment as Meltano
+//! builds them, except that sensitive values travel only in the private config file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::envvars;
+use crate::error::Result;
+use crate::plugin::{PluginRole, PluginSpec};
+use crate::project::{Environment, Mapping, Object, Plugin, Project};
+use crate::settings::{self, Inputs, ResolvedSettings, expand};
+
+/// The built-in plugins shipped as binaries next to `dsm`.
+pub const BUILTINS: &[&str] = &[
+    "tap-csv",
+    "tap-jsonl",
+    "tap-sqlite",
+    "target-csv",
+    "target-jsonl",
+    "target-sqlite",
+];
+
+/// A plugin's spec plus the variables Meltano passes on from an extractor to the loader.
+pub struct Built {
+    /// The spec.
+    pub spec: PluginSpec,
+    /// `MELTANO_EXTRACTOR_*`, `MELTANO_EXTRACT_*` and the extractor's non-sensitive settings.
+    pub shared_env: BTreeMap<String, String>,
+}
+
+/// Where a plugin's executable is: a path as written, a built-in binary (variant `dsm`, or a
+/// built-in's name without `pip_url`) next to `dsm` or in `DSM_BUILTIN_BIN_DIR`, the plugin's
+/// venv under `.dsm/plugins/` (or Meltano's `.meltano/`), else the name, looked up on `PATH`.
+pub fn resolve_executable(project: &Project, plugin: &Plugin) -> PathBuf {
+    let exe = if plugin.executable.is_empty() {
+        plugin.name.as_str()
+    } else {
+        plugin.executable.as_str()
+    };
+    if exe.contains('/') {
+        return project.root().join(exe);
+    }
+    let builtin = plugin.variant.as_deref() == Some("dsm")
+        || (plugin.pip_url.is_none() && BUILTINS.contains(&exe));
+    if builtin {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if let Some(d) = std::env::var_os(envvars::BUILTIN_BIN_DIR).filter(|d| !d.is_empty()) {
+            dirs.push(PathBuf::from(d));
+        }
+        if let Some(d) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+        {
+            dirs.push(d);
+        }
+        if let Some(found) = dirs.iter().map(|d| d.join(exe)).find(|p| p.is_file()) {
+            return found;
+        }
+    }
+    if plugin.pip_url.is_some() {
+        let ty = plugin.plugin_type.key();
+        for dir in [".dsm/plugins", ".meltano"] {
+            let candidate = project
+                .root()
+                .join(dir)
+                .join(ty)
+                .join(&plugin.name)
+                .join("venv/bin")
+                .join(exe);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(exe)
+}
+
+/// The variables for a plugin's settings, leaving out sensitive ones, and the names that could
+/// carry a sensitive value (to remove from the inherited environment).
+pub fn plugin_env(resolved: &ResolvedSettings) -> (Vec<(String, String)>, Vec<String>) {
+    let mut public = resolved.clone();
+    public.values.retain(|v| !v.sensitive);
+    let mut secret = resolved.clone();
+    secret.values.retain(|v| v.sensitive);
+    let mut remove: Vec<String> = secret
+        .plugin_env(false)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for v in &secret.values {
+        remove.extend(v.env_vars.iter().cloned());
+    }
+    remove.sort();
+    remove.dedup();
+    (public.plugin_env(false), remove)
+}
+
+fn overlay(
+    block: &Object,
+    env: &mut BTreeMap<String, String>,
+    lookup_base: &BTreeMap<String, String>,
+) {
+    for (k, v) in block {
+        let raw = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut exp = expand::Expansion::default();
+        let value = {
+            let lookup = |n: &str| env.get(n).or_else(|| lookup_base.get(n)).cloned();
+            expand::expand_str(&raw, &lookup, &mut exp)
+        };
+        env.insert(k.clone(), value);
+    }
+}
+
+/// Builds the spec of `plugin` in `role`; a mapping's config is laid over the mapper's.
+pub fn build(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin: &Plugin,
+    role: PluginRole,
+    mapping: Option<&Mapping>,
+) -> Result<Built> {
+    let resolved = settings::resolve(project, plugin, &Inputs::from_process(env))?;
+    for w in &resolved.warnings {
+        tracing::warn!(plugin = %plugin.name, "{w}");
+    }
+    let mut config = resolved.config_json();
+    if let (Some(m), Some(obj)) = (mapping, config.as_object_mut()) {
+        for (k, v) in &m.config {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    let process_env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert(
+        envvars::MELTANO_PROJECT_ROOT.into(),
+        project.root().display().to_string(),
+    );
+    if let Some(e) = env {
+        vars.insert(envvars::MELTANO_ENVIRONMENT.into(), e.name.clone());
+    }
+    overlay(project.env(), &mut vars, &process_env);
+    overlay(&plugin.env, &mut vars, &process_env);
+    if let Some(e) = env {
+        overlay(&e.env, &mut vars, &process_env);
+        if let Some(ep) = project.environment_plugin(e, plugin)
+            && let Some(block) = &ep.env
+        {
+            overlay(block, &mut vars, &process_env);
+        }
+    }
+    let (setting_vars, remove) = plugin_env(&resolved);
+    let mut shared = BTreeMap::new();
+    let (kind, verb) = match role {
+        PluginRole::Extractor => ("EXTRACTOR", "EXTRACT"),
+        PluginRole::Mapper => ("MAPPER", "MAP"),
+        PluginRole::Loader => ("LOADER", "LOAD"),
+    };
+    shared.insert(format!("MELTANO_{kind}_NAME"), plugin.name.clone());
+    shared.insert(
+        format!("MELTANO_{kind}_NAMESPACE"),
+        plugin.namespace.clone(),
+    );
+    if role == PluginRole::Extractor {
+        shared.insert(
+            format!("MELTANO_{verb}__LOAD_SCHEMA"),
+            plugin
+                .load_schema
+                .clone()
+                .unwrap_or_else(|| plugin.namespace.clone()),
+        );
+    }
+    for (k, v) in setting_vars {
+        shared.insert(k, v);
+    }
+    for (k, v) in &shared {
+        vars.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+
+    let executable = resolve_executable(project, plugin);
+    // A venv's bin directory goes first on PATH, as Meltano does.
+    if let Some(bin) = executable.parent().filter(|p| p.ends_with("venv/bin")) {
+        let path = process_env.get("PATH").cloned().unwrap_or_default();
+        vars.insert("PATH".into(), format!("{}:{path}", bin.display()));
+        if let Some(venv) = bin.parent() {
+            vars.insert("VIRTUAL_ENV".into(), venv.display().to_string());
+        }
+    }
+    let mut spec = PluginSpec::new(plugin.name.clone(), role, executable)
+        .config(config)
+        .cwd(project.root());
+    spec.env = vars;
+    spec.env_remove = remove
+        .into_iter()
+        .filter(|k| !spec.env.contains_key(k))
+        .collect();
+    Ok(Built {
+        spec,
+        shared_env: if role == PluginRole::Extractor {
+            shared
+        } else {
+            BTreeMap::new()
+        },
+    })
+}
