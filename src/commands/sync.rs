@@ -170,10 +170,22 @@ pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
             .iter()
             .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
             .count();
-        Err(Error::failed(format!(
+        let error = Error::failed(format!(
             "{bad} of {} flows did not succeed",
             summary.flows.len()
-        )))
+        ));
+        if ctx.printer.format() == OutputFormat::Json {
+            // The summary is the one JSON document on stdout; the error goes to stderr only.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}",
+                crate::printer::render_error(&error)
+            );
+            std::process::exit(i32::from(error.exit_code()));
+        }
+        Err(error)
     }
 }
 

@@ -2,5 +2,7 @@
 
 mod config;
 mod init;
+mod schedule;
 mod support;
+mod sync;
 mod validate;
