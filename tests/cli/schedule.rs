@@ -2,7 +2,6 @@
 //! moved by `DSM_NOW` (test-only).
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
-
 use crate::support::TestProject;
 
 const PROJECT: &str = "\

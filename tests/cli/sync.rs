@@ -2,7 +2,6 @@
 //! with a dependency and a failure.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
-
 use crate::support::TestProject;
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
