@@ -45,6 +45,8 @@ pub struct PipelineOptions {
     pub chunk_bytes: usize,
     /// How many chunks may wait between two stages.
     pub channel_chunks: usize,
+    /// Pipe buffer size asked of the kernel for the pipes dsm reads and writes (0: leave as is).
+    pub pipe_bytes: usize,
     /// The per-run log file that receives every plugin's stderr.
     pub log: Option<RunLog>,
 }
@@ -58,8 +60,9 @@ impl Default for PipelineOptions {
             grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(60),
             timeout: None,
-            chunk_bytes: 64 * 1024,
-            channel_chunks: 8,
+            chunk_bytes: 128 * 1024,
+            channel_chunks: 4,
+            pipe_bytes: 1024 * 1024,
             log: None,
         }
     }
@@ -347,7 +350,12 @@ pub async fn run(
     for (i, chain) in transforms.into_iter().enumerate() {
         let stdout = procs[i].take_stdout().expect("stdout was piped");
         let stdin = procs[i + 1].take_stdin().expect("stdin was piped");
+        if options.pipe_bytes > 0 {
+            plugin::sys::grow_pipe(&stdout, options.pipe_bytes);
+            plugin::sys::grow_pipe(&stdin, options.pipe_bytes);
+        }
         let (tx, rx) = mpsc::channel::<Vec<u8>>(options.channel_chunks.max(1));
+        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>(options.channel_chunks.max(1) + 1);
         let reader = segment::Reader {
             index: i,
             label: specs[i].label(),
@@ -358,6 +366,7 @@ pub async fn run(
             records_need_schema: !options.allow_record_before_schema,
             chunk_bytes: options.chunk_bytes.max(1),
             tx,
+            recycled: recycle_rx,
             events: events_tx.clone(),
         };
         readers.push(tokio::spawn(reader.run()));
@@ -365,6 +374,7 @@ pub async fn run(
             i + 1,
             rx,
             stdin,
+            recycle_tx,
             events_tx.clone(),
         )));
     }
@@ -569,7 +579,7 @@ pub async fn run(
                             // Killing the group closes the pipe, and the reader passes on
                             // everything before the end.
                             tracing::warn!(plugin = %specs[i].name, "its output stayed open after it exited; stopping its process group");
-                            let _ = plugin::signal::signal_group(pids[i], plugin::signal::SIGKILL);
+                            let _ = plugin::sys::signal_group(pids[i], plugin::sys::SIGKILL);
                             timers.push((tokio::time::Instant::now() + options.grace, Timer::SegmentAbort(i)));
                         }
                     }

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
 use super::Event;
 use crate::error::Error;
-use crate::singer::codec::{LineError, LineReader, excerpt};
+use crate::singer::codec::excerpt;
 use crate::singer::envelope::{MessageKind, sanitize, scan};
 use crate::singer::message::Message;
 use crate::transform::Transform;
@@ -35,6 +35,35 @@ pub(super) struct SegmentReport {
     pub bad_lines: u64,
     pub streams: BTreeMap<String, StreamCounts>,
     pub error: Option<Error>,
+    /// Counts of the stream of the latest lines, moved to `streams` when the stream changes
+    /// (most lines belong to the same stream as the one before: no map lookup for them).
+    current: (String, StreamCounts),
+}
+
+impl SegmentReport {
+    fn count(&mut self, stream: &str, bytes: usize, record: bool) {
+        if self.current.0 != stream {
+            self.flush_current();
+            self.current.0.push_str(stream);
+        }
+        self.current.1.bytes += bytes as u64;
+        if record {
+            self.current.1.records += 1;
+        }
+    }
+
+    fn flush_current(&mut self) {
+        if self.current.0.is_empty() {
+            return;
+        }
+        let (name, add) = std::mem::take(&mut self.current);
+        let c = match self.streams.get_mut(name.as_str()) {
+            Some(c) => c,
+            None => self.streams.entry(name).or_default(),
+        };
+        c.records += add.records;
+        c.bytes += add.bytes;
+    }
 }
 
 pub(super) struct Reader {
@@ -47,6 +76,8 @@ pub(super) struct Reader {
     pub records_need_schema: bool,
     pub chunk_bytes: usize,
     pub tx: mpsc::Sender<Vec<u8>>,
+    /// Written chunks coming back from the writer for reuse (no allocation per chunk).
+    pub recycled: mpsc::Receiver<Vec<u8>>,
     pub events: mpsc::Sender<Event>,
 }
 
@@ -56,6 +87,7 @@ impl Reader {
         if let Err(error) = self.pump(&mut report).await {
             report.error = Some(error);
         }
+        report.flush_current();
         let index = self.index;
         // Dropping the chunk sender (with `self`) closes the next process's stdin.
         let events = self.events.clone();
@@ -83,139 +115,267 @@ impl Reader {
         }
     }
 
+    /// A fresh or recycled buffer with room for `want` bytes.
+    fn buffer(&mut self, want: usize) -> Vec<u8> {
+        let mut b = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(want));
+        b.clear();
+        b.reserve(want);
+        b
+    }
+
+    /// Reads the source in large blocks and passes every block's complete lines on in one
+    /// write. Lines are checked in place; only a batch with a changed, dropped or sanitized
+    /// line is copied, so plain records are never copied in user space.
     async fn pump(&mut self, report: &mut SegmentReport) -> Result<(), Error> {
-        let stdout = self.stdout.take().expect("the reader runs once");
-        let mut reader = LineReader::new(BufReader::with_capacity(1 << 16, stdout), self.max_line);
-        let mut line = Vec::with_capacity(1024);
-        let mut chunk: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 1024);
-        let mut schemas: HashSet<String> = HashSet::new();
-        let mut warned_types: HashSet<String> = HashSet::new();
-        let mut produced: Vec<Message> = Vec::new();
+        let mut stdout = self.stdout.take().expect("the reader runs once");
+        let block = self.chunk_bytes.max(1 << 16);
+        let mut buf = self.buffer(block);
+        let mut state = LineState::default();
+        // Set while the rest of an over-long line is being thrown away (lenient mode).
+        let mut skipping = false;
         loop {
-            match reader.read_line_async(&mut line).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(LineError::TooLong {
-                    line_number,
-                    limit,
-                    excerpt: ex,
-                }) => {
-                    let what = format!("longer than the limit of {limit} bytes");
-                    self.bad_line(report, line_number, &what, ex.as_bytes())?;
-                    reader
-                        .skip_rest_of_line_async()
-                        .await
-                        .map_err(|e| Error::failed(format!("reading {}: {e}", self.label)))?;
-                    continue;
-                }
-                Err(LineError::Io(e)) => {
+            if buf.capacity() - buf.len() < block / 4 {
+                buf.reserve(block.max(buf.len()));
+            }
+            let n = match stdout.read_buf(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
                     tracing::warn!(plugin = %self.label, error = %e, "could not read the plugin's output");
+                    0
+                }
+            };
+            let eof = n == 0;
+            if skipping {
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => {
+                        buf.drain(..=i);
+                        skipping = false;
+                    }
+                    None => {
+                        buf.clear();
+                        if eof {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+            if eof && !buf.is_empty() && buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+            // The complete lines in the buffer.
+            let mut end = match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => 0,
+            };
+            let pending = buf.len() - end;
+            if pending > self.max_line {
+                // No end of line within the limit.
+                let number =
+                    report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
+                let what = format!("longer than the limit of {} bytes", self.max_line);
+                let head = &buf[end..(end + 320).min(buf.len())];
+                match self.bad_line(report, number, &what, head) {
+                    Ok(()) => {
+                        buf.truncate(end);
+                        skipping = true;
+                    }
+                    Err(e) => {
+                        // Pass on the complete lines before it, then fail.
+                        buf.truncate(end);
+                        state.fatal = Some(e);
+                    }
+                }
+            }
+            let out = self.process(&mut buf, &mut end, report, &mut state);
+            let fatal = state.fatal.take();
+            let batch = match out {
+                Some(out) => {
+                    buf.drain(..end);
+                    out
+                }
+                None => {
+                    // Zero-copy: the block itself goes to the writer; the partial last line
+                    // moves to the next buffer.
+                    let mut next = self.buffer(block.max(buf.len() - end));
+                    next.extend_from_slice(&buf[end..]);
+                    buf.truncate(end);
+                    std::mem::replace(&mut buf, next)
+                }
+            };
+            if !batch.is_empty() && self.tx.send(batch).await.is_err() {
+                // The writer stopped: the next process closed its input. The driver stops
+                // this producer; nothing more to do here.
+                return Ok(());
+            }
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks the complete lines `buf[..end]`. Returns `None` when they all pass unchanged,
+    /// else the bytes to send instead. On a fatal line, `end` is cut to before it.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        end: &mut usize,
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        let mut copied = 0;
+        let mut pos = 0;
+        while pos < *end {
+            let nl = memchr::memchr(b'\n', &buf[pos..*end]).map_or(*end, |k| pos + k);
+            let line = &buf[pos..nl];
+            report.lines += 1;
+            match self.line(line, report, state) {
+                Ok(Action::Pass) => {}
+                Ok(action) => {
+                    let o = out.get_or_insert_with(|| Vec::with_capacity(*end));
+                    o.extend_from_slice(&buf[copied..pos]);
+                    if let Action::Replace(bytes) = action {
+                        o.extend_from_slice(&bytes);
+                    }
+                    copied = nl + 1;
+                }
+                Err(e) => {
+                    report.lines -= 1;
+                    state.fatal = Some(e);
+                    *end = pos;
                     break;
                 }
             }
-            let n = reader.line_number();
-            report.lines = n;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+            pos = nl + 1;
+        }
+        if let Some(o) = out.as_mut() {
+            o.extend_from_slice(&buf[copied.min(*end)..*end]);
+        }
+        out
+    }
+
+    /// What to do with one line (without its newline).
+    fn line(
+        &mut self,
+        raw: &[u8],
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Result<Action, Error> {
+        let n = report.lines;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Action::Skip);
+        }
+        let env = match scan(line) {
+            Ok(env) => env,
+            Err(e) => {
+                self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
+                return Ok(Action::Skip);
             }
-            let env = match scan(&line) {
-                Ok(env) => env,
-                Err(e) => {
-                    self.bad_line(report, n, &format!("not a Singer message ({e})"), &line)?;
-                    continue;
+        };
+        let sanitized = env
+            .needs_sanitizing()
+            .then(|| sanitize(line, &env.non_finite));
+        let bytes: &[u8] = sanitized.as_deref().unwrap_or(line);
+        match &env.kind {
+            MessageKind::Schema => {
+                if let Some(s) = &env.stream
+                    && !state.schemas.contains(s)
+                {
+                    state.schemas.insert(s.clone());
                 }
-            };
-            let clean;
-            let bytes: &[u8] = if env.needs_sanitizing() {
-                clean = sanitize(&line, &env.non_finite);
-                &clean
-            } else {
-                &line
-            };
-            match &env.kind {
-                MessageKind::Schema => {
-                    if let Some(s) = &env.stream
-                        && !schemas.contains(s)
-                    {
-                        schemas.insert(s.clone());
-                    }
-                }
-                MessageKind::Record => {
-                    if self.records_need_schema
-                        && let Some(s) = &env.stream
-                        && !schemas.contains(s)
-                    {
+            }
+            MessageKind::Record => {
+                // Most records are of the same stream as the one before: skip the hash.
+                if let Some(s) = &env.stream
+                    && *s != state.last_checked
+                {
+                    if self.records_need_schema && !state.schemas.contains(s) {
                         self.bad_line(
                             report,
                             n,
                             &format!("RECORD of stream `{s}` before its SCHEMA"),
-                            &line,
+                            line,
                         )?;
-                        continue;
+                        return Ok(Action::Skip);
                     }
-                }
-                MessageKind::Unknown(t) if warned_types.insert(t.clone()) => {
-                    tracing::warn!(plugin = %self.label, line = n, "passing on a message of unknown type `{t}`");
-                }
-                _ => {}
-            }
-            if self.index == 0
-                && let Some(s) = &env.stream
-            {
-                let counts = match report.streams.get_mut(s.as_str()) {
-                    Some(c) => c,
-                    None => report.streams.entry(s.clone()).or_default(),
-                };
-                counts.bytes += bytes.len() as u64;
-                if env.kind == MessageKind::Record {
-                    counts.records += 1;
+                    state.last_checked.clone_from(s);
                 }
             }
-            let touched = !self.transforms.is_empty()
-                && env.kind != MessageKind::State
-                && env
-                    .stream
-                    .as_deref()
-                    .is_some_and(|s| self.transforms.iter().any(|t| t.touches(s)));
-            if touched {
-                let message = match Message::parse(bytes) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        self.bad_line(report, n, &format!("not a Singer message ({e})"), &line)?;
-                        continue;
-                    }
-                };
-                produced.clear();
-                apply_chain(&mut self.transforms, message, &mut produced)
-                    .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
-                for m in produced.drain(..) {
-                    chunk.extend_from_slice(&m.to_line());
-                    chunk.push(b'\n');
-                }
-            } else {
-                chunk.extend_from_slice(bytes);
-                chunk.push(b'\n');
+            MessageKind::Unknown(t) if state.warned_types.insert(t.clone()) => {
+                tracing::warn!(plugin = %self.label, line = n, "passing on a message of unknown type `{t}`");
             }
-            // Send when the chunk is full, when no more input is waiting (so a slow tap's
-            // records are not held back), and after every STATE (so it reaches the loader now).
-            if chunk.len() >= self.chunk_bytes
-                || reader.get_ref().buffer().is_empty()
-                || env.kind == MessageKind::State
-            {
-                let full =
-                    std::mem::replace(&mut chunk, Vec::with_capacity(self.chunk_bytes + 1024));
-                if self.tx.send(full).await.is_err() {
-                    // The writer stopped: the next process closed its input. The driver
-                    // stops this producer; nothing more to do here.
-                    return Ok(());
-                }
-            }
+            _ => {}
         }
-        if !chunk.is_empty() {
-            let _ = self.tx.send(chunk).await;
+        if self.index == 0
+            && let Some(s) = &env.stream
+        {
+            report.count(s, bytes.len(), env.kind == MessageKind::Record);
         }
-        Ok(())
+        let touched = !self.transforms.is_empty()
+            && env.kind != MessageKind::State
+            && env
+                .stream
+                .as_deref()
+                .is_some_and(|s| self.transforms.iter().any(|t| t.touches(s)));
+        if touched {
+            let message = match Message::parse(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
+                    return Ok(Action::Skip);
+                }
+            };
+            let mut produced = Vec::new();
+            apply_chain(&mut self.transforms, message, &mut produced)
+                .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
+            let mut out = Vec::new();
+            for m in produced {
+                out.extend_from_slice(&m.to_line());
+                out.push(b'\n');
+            }
+            return Ok(Action::Replace(out));
+        }
+        match sanitized {
+            Some(mut clean) => {
+                clean.push(b'\n');
+                Ok(Action::Replace(clean))
+            }
+            None if line.len() != raw.len() => {
+                // Drop a trailing `\r`.
+                let mut clean = line.to_vec();
+                clean.push(b'\n');
+                Ok(Action::Replace(clean))
+            }
+            None => Ok(Action::Pass),
+        }
     }
+}
+
+/// What the reader remembers between lines.
+#[derive(Default)]
+struct LineState {
+    schemas: HashSet<String>,
+    warned_types: HashSet<String>,
+    last_checked: String,
+    fatal: Option<Error>,
+}
+
+/// What becomes of one line.
+enum Action {
+    /// Passed on unchanged.
+    Pass,
+    /// Dropped (blank, or bad in lenient mode).
+    Skip,
+    /// Replaced by these bytes (newline included; may be empty or several lines).
+    Replace(Vec<u8>),
 }
 
 /// Runs a message through each transform in order; STATE never reaches them.
@@ -247,14 +407,17 @@ pub(super) async fn write(
     index: usize,
     mut rx: mpsc::Receiver<Vec<u8>>,
     mut stdin: ChildStdin,
+    recycle: mpsc::Sender<Vec<u8>>,
     events: mpsc::Sender<Event>,
 ) {
-    while let Some(chunk) = rx.recv().await {
+    while let Some(mut chunk) = rx.recv().await {
         if let Err(error) = stdin.write_all(&chunk).await {
             tracing::debug!(%error, "the next plugin stopped reading its input");
             let _ = events.send(Event::InputBroken(index)).await;
             return;
         }
+        chunk.clear();
+        let _ = recycle.try_send(chunk);
     }
     let _ = stdin.flush().await;
     // Announce before closing: the consumer's exit (which follows its EOF) must be seen after.

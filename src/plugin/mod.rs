@@ -9,7 +9,7 @@
 
 mod process;
 mod runtime;
-pub mod signal;
+pub mod sys;
 
 pub use process::{
     PluginExit, PluginProcess, PluginRole, PluginSpec, RunLog, STDERR_TAIL_LINES, StderrTail,

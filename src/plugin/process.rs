@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::runtime::RunDir;
-use super::signal;
+use super::sys;
 use crate::error::Error;
 use crate::singer::codec::{LineError, LineReader};
 
@@ -428,11 +428,11 @@ impl PluginProcess {
                         match wanted {
                             StopRequest::Terminate => {
                                 tracing::debug!(plugin = %self.name, pid = self.pid, "sending SIGTERM");
-                                let _ = signal::signal_group(self.pid, signal::SIGTERM);
+                                let _ = sys::signal_group(self.pid, sys::SIGTERM);
                                 kill_at = Some(tokio::time::Instant::now() + grace);
                             }
                             StopRequest::Kill => {
-                                let _ = signal::signal_group(self.pid, signal::SIGKILL);
+                                let _ = sys::signal_group(self.pid, sys::SIGKILL);
                                 kill_at = None;
                             }
                             StopRequest::None => {}
@@ -441,7 +441,7 @@ impl PluginProcess {
                 }
                 () = kill_timer => {
                     tracing::warn!(plugin = %self.name, pid = self.pid, "did not stop after SIGTERM; sending SIGKILL");
-                    let _ = signal::signal_group(self.pid, signal::SIGKILL);
+                    let _ = sys::signal_group(self.pid, sys::SIGKILL);
                     requested = StopRequest::Kill;
                     kill_at = None;
                 }

@@ -103,7 +103,7 @@ fn remove_stale(base: &Path) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == std::process::id() || super::signal::process_alive(pid) {
+        if pid == std::process::id() || super::sys::process_alive(pid) {
             continue;
         }
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -184,11 +184,41 @@ pub fn run_flow(
             .entry(k.clone())
             .or_insert_with(|| v.clone());
     }
-    loader_spec
-        .env_remove
-        .extend(extractor_spec.env_remove.iter().cloned());
+    // No plugin inherits a variable that carries a secret of any plugin in the flow.
+    let mut secret_vars: Vec<String> = std::iter::once(&extractor_spec)
+        .chain(mapper_specs.iter())
+        .chain(std::iter::once(&loader_spec))
+        .flat_map(|s| s.env_remove.iter().cloned())
+        .collect();
+    secret_vars.sort();
+    secret_vars.dedup();
+    for s in std::iter::once(&mut extractor_spec)
+        .chain(mapper_specs.iter_mut())
+        .chain(std::iter::once(&mut loader_spec))
+    {
+        s.env_remove = secret_vars
+            .iter()
+            .filter(|k| !s.env.contains_key(*k))
+            .cloned()
+            .collect();
+    }
 
     let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    // The lock comes before the state is read, so a run never starts from a bookmark that the
+    // run finishing just before it has since moved.
+    let run_id = opts
+        .run_id
+        .clone()
+        .map(RunId::new)
+        .unwrap_or_else(RunId::generate);
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(LockGuard {
+            lock: store.acquire_lock(&state_id, Some(&run_id), opts.force)?,
+            store: store.clone(),
+        })
+    };
     let base = runtime_base(&project.root().join(".dsm/run"));
     let run_dir = RunDir::create(&base)?;
 
@@ -261,12 +291,9 @@ pub fn run_flow(
         return Ok(report(RunStatus::Success, None, None, plan));
     }
 
-    let run_id = opts
-        .run_id
-        .clone()
-        .map(RunId::new)
-        .unwrap_or_else(RunId::generate);
-    let lock = store.acquire_lock(&state_id, Some(&run_id), opts.force)?;
+    let Some(lock) = lock else {
+        return Err(Error::failed("internal: no flow lock outside a dry run"));
+    };
     let log_path = project
         .root()
         .join(".dsm/logs")
@@ -292,16 +319,10 @@ pub fn run_flow(
         log_path: Some(log_path.clone()),
         plugins: plugins_of_run,
     });
-    let run_id = match begun {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = store.release_lock(&lock);
-            return Err(e);
-        }
-    };
+    let run_id = begun?;
     let heartbeat = store::HeartbeatThread::start(
         store.clone(),
-        Some(lock.clone()),
+        Some(lock.lock.clone()),
         Some(run_id.clone()),
         store::liveness::HEARTBEAT_INTERVAL,
     );
@@ -386,9 +407,7 @@ pub fn run_flow(
     if let Err(e) = store.finish_run(&run_id, &finish) {
         tracing::warn!(error = %e, "could not record the end of the run");
     }
-    if let Err(e) = store.release_lock(&lock) {
-        tracing::warn!(error = %e, "could not release the flow lock");
-    }
+    drop(lock);
     let mut error = outcome.error;
     if let Some(e) = error.take() {
         let mut e = e.hint(format!(
@@ -456,6 +475,20 @@ fn find_mapper<'a>(
     Err(Error::config(format!(
         "`{name}` is not a mapper or mapping of this project"
     )))
+}
+
+/// Releases a flow lock when dropped (on every path out of a run).
+struct LockGuard {
+    store: Arc<dyn Store>,
+    lock: store::FlowLock,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.release_lock(&self.lock) {
+            tracing::warn!(error = %e, "could not release the flow lock");
+        }
+    }
 }
 
 struct CommitTarget {

@@ -50,11 +50,6 @@ impl<R> LineReader<R> {
         self.line_number
     }
 
-    /// The wrapped reader (the pipeline asks whether its buffer is empty before flushing).
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     fn too_long(&self, buf: &[u8]) -> LineError {
         LineError::TooLong {
             line_number: self.line_number,

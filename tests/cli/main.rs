@@ -2,7 +2,9 @@
 
 mod config;
 mod init;
+mod run;
 mod schedule;
+mod select;
 mod support;
 mod sync;
 mod validate;

@@ -10,7 +10,7 @@ use dsm::error::Error;
 use dsm::pipeline::{
     self, CancelReason, CancelToken, Outcome, Pipeline, PipelineOptions, RunStatus, Stage,
 };
-use dsm::plugin::{PluginRole, PluginSpec, RunDir, RunLog, signal};
+use dsm::plugin::{PluginRole, PluginSpec, RunDir, RunLog, sys as signal};
 use dsm::singer::Message;
 use dsm::transform::{Transform, TransformError};
 use serde_json::{Value, json};

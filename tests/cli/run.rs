@@ -1,0 +1,428 @@
+//! `dsm run`, `dsm el` and `dsm invoke` with real processes: the fake tap and target built from
+//! this package, behind small wrapper scripts that pick their behaviour.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::TestProject;
+
+const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
+const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
+
+/// A project with `tap-fake` (the script `tap.sh`) and `target-fake` (`target.sh`).
+fn project(tap_args: &str) -> TestProject {
+    let p = TestProject::new(
+        "plugins:
+  extractors:
+  - name: tap-fake
+    namespace: tap_fake
+    executable: ./tap.sh
+    capabilities: [state]
+    settings:
+    - {name: host}
+    - {name: password, kind: password}
+    config: {host: db.example}
+  - name: tap-raw
+    namespace: tap_raw
+    executable: ./raw.sh
+  loaders:
+  - name: target-fake
+    namespace: target_fake
+    executable: ./target.sh
+    settings:
+    - {name: api_key, sensitive: true}
+    config: {batch: 10}
+",
+    );
+    set_tap(&p, tap_args);
+    script(
+        &p,
+        "target.sh",
+        &format!(
+            "exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\" --dump \"$MELTANO_PROJECT_ROOT/target-dump.json\"\n"
+        ),
+    );
+    script(&p, "raw.sh", &format!("exec {TAP} \"$@\"\n"));
+    p
+}
+
+/// Rewrites `tap.sh`: it copies the `--state` file it gets to `seen-state.json`, then runs the
+/// fake tap with `args`.
+fn set_tap(p: &TestProject, args: &str) {
+    script(
+        p,
+        "tap.sh",
+        &format!(
+            r#"prev=""
+for a in "$@"; do
+  if [ "$prev" = "--state" ]; then cp "$a" "$MELTANO_PROJECT_ROOT/seen-state.json"; fi
+  prev="$a"
+done
+exec {TAP} "$@" --dump "$MELTANO_PROJECT_ROOT/tap-dump.json" {args}
+"#
+        ),
+    );
+}
+
+fn script(p: &TestProject, name: &str, body: &str) {
+    p.write(name, &format!("#!/bin/sh\n{body}"));
+    let path = p.root().join(name);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn state(p: &TestProject, id: &str) -> Value {
+    let out = p.dsm(&["state", "get", id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.json()
+}
+
+fn path(p: &TestProject, rel: &str) -> PathBuf {
+    p.root().join(rel)
+}
+
+fn records_in(p: &TestProject) -> usize {
+    p.read("out.jsonl")
+        .lines()
+        .filter(|l| l.contains("\"RECORD\""))
+        .count()
+}
+
+#[test]
+fn records_arrive_and_the_committed_state_is_passed_back_on_the_next_run() {
+    let p = project("--generate 5 --state-every 2 --stream users");
+    let out = p.dsm(&["run", "tap-fake", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records_in(&p), 5);
+    assert!(
+        !path(&p, "seen-state.json").exists(),
+        "no state on the first run"
+    );
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 5}}}})
+    );
+
+    let out = p.dsm(&["run", "tap-fake", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen: Value = serde_json::from_str(&p.read("seen-state.json")).expect("json");
+    assert_eq!(seen, json!({"bookmarks": {"users": {"id": 5}}}));
+
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    let runs = runs.as_array().expect("a list");
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+    let log = runs[0]["log_path"].as_str().expect("a log path");
+    assert!(log.contains(".dsm/logs/"), "{log}");
+}
+
+#[test]
+fn el_uses_the_given_state_id() {
+    let p = project("--generate 3 --stream users");
+    let out = p.dsm(&["el", "tap-fake", "target-fake", "--state-id", "custom"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, "custom"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 3}}}})
+    );
+    assert_eq!(state(&p, "tap-fake-to-target-fake"), json!({}));
+}
+
+#[test]
+fn a_failing_tap_keeps_the_last_confirmed_state_and_exits_1() {
+    // Lines: SCHEMA, r1 r2 r3, STATE(3), r4 r5 r6, STATE(6), r7, then abort after line 10.
+    let p = project("--generate 10 --state-every 3 --stream users --crash-after 10");
+    let out = p.dsm(&["run", "tap-fake", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("tap-fake"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("crashing after line 10"),
+        "the tap's stderr tail is shown: {}",
+        out.stderr
+    );
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 6}}}})
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "failed");
+}
+
+#[test]
+fn a_second_run_of_the_same_flow_exits_3() {
+    let p =
+        project("--pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\" --sleep-before 4000 --generate 2");
+    let mut first = p.command(&["run", "tap-fake", "target-fake"]);
+    first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().expect("dsm starts");
+    let started = Instant::now();
+    while !path(&p, "tap.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first run never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = p.dsm(&["run", "tap-fake", "target-fake"]);
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("already running"),
+        "{}",
+        second.stderr
+    );
+    let status = first.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn full_refresh_passes_no_state_and_replaces_the_stored_one() {
+    let p = project("--generate 4 --stream users");
+    assert_eq!(p.dsm(&["run", "tap-fake", "target-fake"]).code, 0);
+    set_tap(&p, "--generate 2 --stream users");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--full-refresh"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !path(&p, "seen-state.json").exists(),
+        "no --state with --full-refresh"
+    );
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 2}}}})
+    );
+    // The same through Meltano's variable.
+    let p = p.env("MELTANO_RUN_FULL_REFRESH", "true");
+    assert_eq!(p.dsm(&["run", "tap-fake", "target-fake"]).code, 0);
+    assert!(!path(&p, "seen-state.json").exists());
+}
+
+#[test]
+fn no_state_update_leaves_the_store_alone() {
+    let p = project("--generate 4 --stream users");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--no-state-update"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(state(&p, "tap-fake-to-target-fake"), json!({}));
+}
+
+#[test]
+fn invoke_passes_the_exit_code_through() {
+    let p = project("");
+    let out = p.dsm(&["invoke", "tap-raw", "--exit-code", "7"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    let out = p.dsm(&["invoke", "tap-raw"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["invoke", "tap-raw", "--no-such-flag"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("unknown option"), "{}", out.stderr);
+}
+
+#[test]
+fn secrets_reach_plugins_only_through_their_config_file() {
+    let p = project("--generate 1")
+        .env("TAP_FAKE_PASSWORD", "tap-s3cr3t")
+        .env("TARGET_FAKE_API_KEY", "target-s3cr3t");
+    let out = p.dsm(&["run", "tap-fake", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cr3t"), "{}", out.stderr);
+
+    let tap: Value = serde_json::from_str(&p.read("tap-dump.json")).expect("json");
+    let target: Value = serde_json::from_str(&p.read("target-dump.json")).expect("json");
+    assert_eq!(tap["config"]["password"], "tap-s3cr3t");
+    assert_eq!(tap["config"]["host"], "db.example");
+    assert_eq!(tap["config_mode"]["file"], "600");
+    assert_eq!(target["config"]["api_key"], "target-s3cr3t");
+    for (who, dump) in [("tap", &tap), ("target", &target)] {
+        let args = dump["args"].to_string();
+        let env = dump["env"].to_string();
+        assert!(!args.contains("s3cr3t"), "{who} argv: {args}");
+        assert!(!env.contains("s3cr3t"), "{who} environment: {env}");
+    }
+    // What Meltano hands over, minus the secrets.
+    let env = &tap["env"];
+    assert_eq!(env["TAP_FAKE_HOST"], "db.example");
+    assert_eq!(env["MELTANO_EXTRACT_HOST"], "db.example");
+    assert_eq!(env["MELTANO_EXTRACTOR_NAME"], "tap-fake");
+    assert_eq!(env["MELTANO_EXTRACTOR_NAMESPACE"], "tap_fake");
+    assert_eq!(env["MELTANO_EXTRACT__LOAD_SCHEMA"], "tap_fake");
+    let root = p.root().display().to_string();
+    assert_eq!(env["MELTANO_PROJECT_ROOT"], root.as_str());
+    let env = &target["env"];
+    assert_eq!(env["TARGET_FAKE_BATCH"], "10");
+    assert_eq!(env["MELTANO_LOAD_BATCH"], "10");
+    assert_eq!(env["MELTANO_LOADER_NAME"], "target-fake");
+    assert_eq!(env["MELTANO_EXTRACTOR_NAME"], "tap-fake");
+    assert_eq!(env["MELTANO_EXTRACT__LOAD_SCHEMA"], "tap_fake");
+}
+
+#[test]
+fn unknown_blocks_and_a_missing_loader_are_usage_errors() {
+    let p = project("");
+    let out = p.dsm(&["run", "tap-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("has no loader"), "{}", out.stderr);
+    let out = p.dsm(&["run", "tap-fak", "target-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did you mean `tap-fake`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn job_names_expand_into_their_tasks() {
+    let p = project("--generate 2 --stream users");
+    let yml = p.read("meltano.yml");
+    p.write(
+        "meltano.yml",
+        &format!("{yml}jobs:\n- name: nightly\n  tasks: [tap-fake target-fake]\n"),
+    );
+    let out = p.dsm(&["run", "nightly"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records_in(&p), 2);
+}
+
+#[test]
+fn a_run_past_its_timeout_is_stopped_with_exit_124() {
+    let p = project("--sleep-before 20000 --generate 1");
+    let started = Instant::now();
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--timeout", "1"]);
+    assert_eq!(out.code, 124, "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "failed");
+}
+
+#[test]
+fn sigterm_stops_the_run_gracefully_with_exit_143() {
+    let p =
+        project("--pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\" --sleep-before 20000 --generate 1");
+    let mut cmd = p.command(&["run", "tap-fake", "target-fake"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("dsm starts");
+    let started = Instant::now();
+    while !path(&p, "tap.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let tap_pid: u32 = p.read("tap.pid").trim().parse().expect("a pid");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{tap_pid}")).exists(),
+        "the tap was stopped"
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "killed");
+}
+
+#[test]
+fn dry_run_starts_nothing_and_records_nothing() {
+    let p = project("--generate 1");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tap.sh --config <config file>"),
+        "{}",
+        out.stderr
+    );
+    assert!(!path(&p, "tap-dump.json").exists());
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs, json!([]));
+}
+
+#[test]
+fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
+    let p = project("--generate 1 --stream s");
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--state-id-suffix", "a"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake:a"),
+        json!({"singer_state": {"bookmarks": {"s": {"id": 1}}}})
+    );
+    let p = p.env("DSM_RUN_STATE_ID_SUFFIX", "b");
+    assert_eq!(p.dsm(&["run", "tap-fake", "target-fake"]).code, 0);
+    assert_ne!(state(&p, "tap-fake-to-target-fake:b"), json!({}));
+}
+
+#[test]
+fn discovered_catalog_is_selected_cached_and_passed_with_catalog() {
+    let p = project("");
+    let yml = p.read("meltano.yml").replace(
+        "  - name: tap-raw\n",
+        "  - name: tap-disc\n    namespace: tap_disc\n    executable: ./disc.sh\n    capabilities: [catalog, discover, state]\n    select: [users.id, '!orders']\n  - name: tap-raw\n",
+    );
+    p.write("meltano.yml", &yml);
+    p.write(
+        "catalog.json",
+        r#"{"streams": [
+  {"tap_stream_id": "users", "schema": {"properties": {"id": {"type": "integer"}, "email": {"type": "string"}}}, "metadata": []},
+  {"tap_stream_id": "orders", "schema": {"properties": {"id": {"type": "integer"}}}, "metadata": []}
+]}"#,
+    );
+    script(
+        &p,
+        "disc.sh",
+        &format!(
+            r#"prev=""
+for a in "$@"; do
+  if [ "$a" = "--discover" ]; then echo x >> "$MELTANO_PROJECT_ROOT/discoveries"; cat "$MELTANO_PROJECT_ROOT/catalog.json"; exit 0; fi
+  if [ "$prev" = "--catalog" ]; then cp "$a" "$MELTANO_PROJECT_ROOT/seen-catalog.json"; fi
+  prev="$a"
+done
+exec {TAP} "$@" --generate 1 --stream users
+"#
+        ),
+    );
+    for _ in 0..2 {
+        let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        p.read("discoveries").lines().count(),
+        1,
+        "the catalog is cached"
+    );
+    let catalog: Value = serde_json::from_str(&p.read("seen-catalog.json")).expect("json");
+    let selected = |stream: usize, crumb: Value| {
+        catalog["streams"][stream]["metadata"]
+            .as_array()
+            .expect("metadata")
+            .iter()
+            .find(|m| m["breadcrumb"] == crumb)
+            .map(|m| m["metadata"]["selected"].clone())
+    };
+    assert_eq!(selected(0, json!([])), Some(json!(true)));
+    assert_eq!(selected(0, json!(["properties", "id"])), Some(json!(true)));
+    assert_eq!(
+        selected(0, json!(["properties", "email"])),
+        Some(json!(false))
+    );
+    assert_eq!(selected(1, json!([])), Some(json!(false)));
+
+    let out = p.dsm(&["run", "tap-disc", "target-fake", "--refresh-catalog"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        p.read("discoveries").lines().count(),
+        2,
+        "--refresh-catalog discovers"
+    );
+}
