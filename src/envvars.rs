@@ -32,3 +32,7 @@ pub const BUILTIN_BIN_DIR: &str = "DSM_BUILTIN_BIN_DIR";
 pub const RUN_PREFIX: &str = "DSM_RUN_";
 /// Meltano's prefix for the same variables (`MELTANO_RUN_FULL_REFRESH` ...), read after dsm's.
 pub const MELTANO_RUN_PREFIX: &str = "MELTANO_RUN_";
+
+/// Test-only: the time `dsm schedule run-due` takes as now (RFC 3339), so tests can move the
+/// clock. Not for production use.
+pub const NOW: &str = "DSM_NOW";

@@ -1,15 +1,506 @@
-//! `dsm schedule` (not written yet).
+//! `dsm schedule add|list|set|remove|run|run-due|export`: Meltano's schedule commands (editing
+//! `meltano.yml` in place), running schedules now or when due, and exporting them to cron,
+//! systemd or Kubernetes.
+//!
+//! `run-due` keeps, per schedule, when it was first seen and when it last ran in the store's
+//! settings (namespace `schedule`). Each schedule run holds the store lock `schedule:NAME`, so
+//! two `run-due` processes started at once run each due schedule exactly once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::commands::sync::{FlowContext, finish, run_plan};
+use crate::envvars;
+use crate::error::{Error, ErrorKind, Result};
+use crate::orchestrate::due::decide_all;
+use crate::orchestrate::export::{self, ExportOptions};
+use crate::orchestrate::{
+    DueDecision, Flow, FlowKind, Interval, Plan, ScheduleRecord, project_flows,
+};
+use crate::printer::OutputFormat;
+use crate::project::Project;
+use crate::project::edit::{Seg, edit_project_file};
+use crate::store::{self, FlowLock, HeartbeatThread, StateId, Store};
+
+/// The store settings namespace of schedule records.
+pub const RECORD_NAMESPACE: &str = "schedule";
 
 /// Arguments of `dsm schedule`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ScheduleCommand,
+}
+
+/// `dsm schedule` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Add a schedule of a job (`--job`) or an extractor/loader pair (`--extractor --loader`).
+    Add {
+        /// The schedule's name.
+        name: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// List the schedules (`--format json` for Meltano's JSON shape).
+    List,
+    /// Change a schedule's interval, job, extractor, loader or transform.
+    Set {
+        /// The schedule's name.
+        name: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Remove a schedule.
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Run a schedule now (whatever its interval) and print its summary line.
+    Run {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Run every schedule whose time has come since its last run; made for a once-a-minute
+    /// crontab line. Prints nothing when nothing was due.
+    RunDue {
+        /// Test-only: take this RFC 3339 time as now (also `DSM_NOW`).
+        #[arg(long, hide = true, value_name = "RFC3339")]
+        now: Option<String>,
+        /// How many due schedules run at the same time.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        parallel: usize,
+    },
+    /// Write crontab lines, systemd units or Kubernetes CronJobs for the schedules
+    /// (`--format crontab|systemd|kubernetes`).
+    Export {
+        /// The container image holding dsm and the project (required for kubernetes).
+        #[arg(long)]
+        image: Option<String>,
+        /// Write the files into this directory instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+/// The fields `add` and `set` take (Meltano's options).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Fields {
+    /// Interval: `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`, `@once`, `@manual`, or
+    /// a cron expression.
+    #[arg(long, value_name = "CRON")]
+    pub interval: Option<String>,
+    /// The job to run.
+    #[arg(long, conflicts_with_all = ["extractor", "loader", "transform"])]
+    pub job: Option<String>,
+    /// The extractor (with `--loader`).
+    #[arg(long)]
+    pub extractor: Option<String>,
+    /// The loader (with `--extractor`).
+    #[arg(long)]
+    pub loader: Option<String>,
+    /// Transform mode of an extractor/loader schedule.
+    #[arg(long, value_parser = ["skip", "only", "run"])]
+    pub transform: Option<String>,
+}
+
+fn schedules_path() -> Vec<Seg> {
+    vec![Seg::key("schedules")]
+}
+
+fn unknown_schedule(name: &str) -> Error {
+    Error::config(format!("schedule `{name}` does not exist"))
+        .hint("`dsm schedule list` shows the schedules there are")
+}
+
+fn check_interval(interval: &str) -> Result<()> {
+    Interval::parse(interval, chrono_tz::Tz::UTC)?;
+    Ok(())
+}
 
 /// Runs `dsm schedule`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm schedule` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    match args.command {
+        ScheduleCommand::Add { name, fields } => add(ctx, &name, &fields),
+        ScheduleCommand::Set { name, fields } => set(ctx, &name, &fields),
+        ScheduleCommand::Remove { name } => {
+            let root = ctx.project_root()?;
+            if !edit_project_file(&root, |doc| doc.remove_item(&schedules_path(), &name))? {
+                return Err(unknown_schedule(&name));
+            }
+            ctx.printer.notice(format!("Removed schedule `{name}`"));
+            Ok(())
+        }
+        ScheduleCommand::List => list(ctx),
+        ScheduleCommand::Run { name } => run_now(ctx, &name),
+        ScheduleCommand::RunDue { now, parallel } => run_due(ctx, now, parallel),
+        ScheduleCommand::Export { image, output_dir } => export(ctx, image, output_dir),
+    }
+}
+
+fn add(ctx: &Context, name: &str, f: &Fields) -> Result<()> {
+    let root = ctx.project_root()?;
+    let Some(interval) = &f.interval else {
+        return Err(Error::config("`dsm schedule add` needs `--interval`")
+            .hint("for example `--interval @daily` or `--interval '0 3 * * *'`"));
+    };
+    check_interval(interval)?;
+    let project = Project::load(&root)?;
+    if project.schedules().iter().any(|s| s.name == name) {
+        return Err(Error::config(format!("schedule `{name}` already exists"))
+            .hint(format!("change it with `dsm schedule set {name} ...`")));
+    }
+    let entry = match (&f.job, &f.extractor, &f.loader) {
+        (Some(job), None, None) => {
+            if project.job(job).is_none() {
+                return Err(Error::config(format!("job `{job}` does not exist"))
+                    .hint(format!("add it first with `dsm job add {job} --tasks ...`")));
+            }
+            json!({"name": name, "interval": interval, "job": job})
+        }
+        (None, Some(extractor), Some(loader)) => json!({
+            "name": name,
+            "extractor": extractor,
+            "loader": loader,
+            "transform": f.transform.as_deref().unwrap_or("skip"),
+            "interval": interval,
+        }),
+        _ => {
+            return Err(Error::config(
+                "a schedule runs either `--job JOB` or `--extractor EXTRACTOR --loader LOADER`",
+            ));
+        }
+    };
+    edit_project_file(&root, |doc| {
+        let mut path = schedules_path();
+        path.push(Seg::item(name));
+        doc.set(&path, &entry)
+    })?;
+    ctx.printer.notice(format!("Added schedule `{name}`"));
+    Ok(())
+}
+
+fn set(ctx: &Context, name: &str, f: &Fields) -> Result<()> {
+    let root = ctx.project_root()?;
+    let project = Project::load(&root)?;
+    if !project.schedules().iter().any(|s| s.name == name) {
+        return Err(unknown_schedule(name));
+    }
+    if let Some(i) = &f.interval {
+        check_interval(i)?;
+    }
+    let changes: Vec<(&str, &Option<String>)> = vec![
+        ("interval", &f.interval),
+        ("job", &f.job),
+        ("extractor", &f.extractor),
+        ("loader", &f.loader),
+        ("transform", &f.transform),
+    ];
+    if changes.iter().all(|(_, v)| v.is_none()) {
+        return Err(Error::config("nothing to change")
+            .hint("pass `--interval`, `--job`, `--extractor`, `--loader` or `--transform`"));
+    }
+    edit_project_file(&root, |doc| {
+        let item = |key: &str| vec![Seg::key("schedules"), Seg::item(name), Seg::key(key)];
+        for (key, value) in &changes {
+            if let Some(v) = value {
+                doc.set(&item(key), &Value::String(v.clone()))?;
+            }
+        }
+        // A schedule runs a job or a pair, not both.
+        if f.job.is_some() {
+            for key in ["extractor", "loader", "transform"] {
+                doc.remove(&item(key))?;
+            }
+        } else if f.extractor.is_some() || f.loader.is_some() {
+            doc.remove(&item("job"))?;
+        }
+        Ok(())
+    })?;
+    ctx.printer.notice(format!("Updated schedule `{name}`"));
+    Ok(())
+}
+
+fn list(ctx: &Context) -> Result<()> {
+    let project = Project::load(&ctx.project_root()?)?;
+    let format = ctx.text_or_json()?;
+    let mut jobs = Vec::new();
+    let mut elts = Vec::new();
+    for s in project.schedules() {
+        let cron = Interval::parse(
+            s.interval.as_deref().unwrap_or("@manual"),
+            chrono_tz::Tz::UTC,
+        )
+        .ok()
+        .and_then(|i| i.cron_expression().map(str::to_string));
+        match &s.job {
+            Some(job) => jobs.push(json!({
+                "name": s.name,
+                "interval": s.interval,
+                "cron_interval": cron,
+                "env": s.env,
+                "job": {"name": job, "tasks": project.job(job).map(|j| j.tasks.clone())},
+            })),
+            None => elts.push(json!({
+                "name": s.name,
+                "extractor": s.extractor,
+                "loader": s.loader,
+                "transform": s.transform.as_deref().unwrap_or("skip"),
+                "interval": s.interval,
+                "cron_interval": cron,
+                "env": s.env,
+                "start_date": s.start_date,
+                "state_id": s.name,
+            })),
+        }
+    }
+    if format == OutputFormat::Json {
+        ctx.printer
+            .json(&json!({"schedules": {"job": jobs, "elt": elts}}));
+        return Ok(());
+    }
+    for s in project.schedules() {
+        let interval = s.interval.as_deref().unwrap_or("@manual");
+        let runs = match (&s.job, &s.extractor, &s.loader) {
+            (Some(job), _, _) => format!("job {job}"),
+            (None, Some(e), Some(l)) => format!(
+                "elt {e} {l} --transform={}",
+                s.transform.as_deref().unwrap_or("skip")
+            ),
+            _ => "nothing".into(),
+        };
+        ctx.printer.line(format!("[{interval}] {}: {runs}", s.name));
+    }
+    Ok(())
+}
+
+/// The schedule flows of the project.
+fn schedule_flows(project: &Project) -> Result<Vec<Flow>> {
+    Ok(project_flows(project)?)
+}
+
+fn lock_id(name: &str) -> StateId {
+    StateId::new(format!("schedule:{name}"))
+}
+
+fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
+    let value = store.get_setting(RECORD_NAMESPACE, name)?;
+    let time = |key: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let running = store.lock_holder(&lock_id(name))?.is_some_and(|h| !h.stale);
+    Ok(ScheduleRecord {
+        first_seen: time("first_seen"),
+        last_run: time("last_run"),
+        running,
+    })
+}
+
+fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
+    let t = |t: Option<DateTime<Utc>>| t.map(store::format_time);
+    store.set_setting(
+        RECORD_NAMESPACE,
+        name,
+        &json!({"first_seen": t(record.first_seen), "last_run": t(record.last_run)}),
+    )
+}
+
+/// Takes the schedule's lock; `None` when another process holds it.
+fn try_lock(store: &dyn Store, name: &str) -> Result<Option<FlowLock>> {
+    match store.acquire_lock(&lock_id(name), None, false) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e) if e.kind() == ErrorKind::AlreadyRunning => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the flows named in `names` (already locked), releasing the locks afterwards.
+fn run_locked(
+    fc: FlowContext,
+    store: &Arc<dyn Store>,
+    all: &[Flow],
+    locks: Vec<FlowLock>,
+    names: &[String],
+    parallel: usize,
+) -> Result<crate::orchestrate::Summary> {
+    let heartbeats: Vec<HeartbeatThread> = locks
+        .iter()
+        .map(|l| {
+            HeartbeatThread::start(
+                Arc::clone(store),
+                Some(l.clone()),
+                None,
+                store::liveness::HEARTBEAT_INTERVAL,
+            )
+        })
+        .collect();
+    let plan = Plan::build(all, |f| {
+        f.kind == FlowKind::Schedule && names.contains(&f.name)
+    });
+    let summary = plan
+        .map_err(Error::from)
+        .and_then(|plan| run_plan(Arc::new(fc), &plan, parallel));
+    drop(heartbeats);
+    for lock in &locks {
+        store.release_lock(lock)?;
+    }
+    summary
+}
+
+fn run_now(ctx: &Context, name: &str) -> Result<()> {
+    let fc = FlowContext::load(ctx, "schedule")?;
+    let all = schedule_flows(&fc.project)?;
+    if !all
+        .iter()
+        .any(|f| f.kind == FlowKind::Schedule && f.name == name)
+    {
+        return Err(unknown_schedule(name));
+    }
+    let store = store::open_for_project(ctx.global.database_uri.as_deref(), fc.project.root())?;
+    let lock = store.acquire_lock(&lock_id(name), None, false)?;
+    let mut record = read_record(store.as_ref(), name)?;
+    record.last_run = Some(Utc::now());
+    record.first_seen = record.first_seen.or(record.last_run);
+    write_record(store.as_ref(), name, &record)?;
+    let summary = run_locked(fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
+    finish(ctx, &summary)
+}
+
+fn now_from(flag: Option<String>) -> Result<DateTime<Utc>> {
+    let text = flag.or_else(|| std::env::var(envvars::NOW).ok().filter(|v| !v.is_empty()));
+    match text {
+        None => Ok(Utc::now()),
+        Some(t) => DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| Error::config(format!("`{t}` is not an RFC 3339 time: {e}"))),
+    }
+}
+
+fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
+    let now = now_from(now)?;
+    let fc = FlowContext::load(ctx, "schedule")?;
+    let all = schedule_flows(&fc.project)?;
+    let schedules: Vec<Flow> = all
+        .iter()
+        .filter(|f| f.kind == FlowKind::Schedule)
+        .cloned()
+        .collect();
+    let store = store::open_for_project(ctx.global.database_uri.as_deref(), fc.project.root())?;
+    let mut records = HashMap::new();
+    for flow in &schedules {
+        records.insert(flow.name.clone(), read_record(store.as_ref(), &flow.name)?);
+    }
+    let mut locks = Vec::new();
+    let mut due = Vec::new();
+    for (flow, decision) in decide_all(&schedules, &records, now) {
+        match decision {
+            DueDecision::FirstSeen { .. } => {
+                let record = ScheduleRecord {
+                    first_seen: Some(now),
+                    ..ScheduleRecord::default()
+                };
+                write_record(store.as_ref(), &flow.name, &record)?;
+            }
+            DueDecision::Due { .. } => {
+                let Some(lock) = try_lock(store.as_ref(), &flow.name)? else {
+                    continue;
+                };
+                // Another process may have run it between our read and our lock.
+                let record = read_record(store.as_ref(), &flow.name)?;
+                let record = ScheduleRecord {
+                    running: false,
+                    ..record
+                };
+                if !crate::orchestrate::decide_due(flow, &record, now).is_due() {
+                    store.release_lock(&lock)?;
+                    continue;
+                }
+                write_record(
+                    store.as_ref(),
+                    &flow.name,
+                    &ScheduleRecord {
+                        last_run: Some(now),
+                        ..record
+                    },
+                )?;
+                locks.push(lock);
+                due.push(flow.name.clone());
+            }
+            _ => {}
+        }
+    }
+    if due.is_empty() {
+        return Ok(());
+    }
+    let summary = run_locked(fc, &store, &all, locks, &due, parallel)?;
+    finish(ctx, &summary)
+}
+
+fn export(ctx: &Context, image: Option<String>, output_dir: Option<PathBuf>) -> Result<()> {
+    let root = ctx.project_root()?;
+    let project = Project::load(&root)?;
+    let flows: Vec<Flow> = schedule_flows(&project)?
+        .into_iter()
+        .filter(|f| f.kind == FlowKind::Schedule)
+        .collect();
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
+    let mut options = ExportOptions::new(root.display().to_string());
+    if let Ok(exe) = std::env::current_exe() {
+        options.dsm = exe.display().to_string();
+    }
+    options.environment = ctx.global.environment.clone();
+    options.image = image;
+    let out = match ctx.global.format.as_deref() {
+        Some("crontab") | None => export::crontab(&flows, &options),
+        Some("systemd") => export::systemd(&flows, &options)?,
+        Some("kubernetes") => {
+            if options.image.is_none() {
+                return Err(Error::config("`--format kubernetes` needs `--image`").hint(
+                    "pass the container image that holds dsm and the project, e.g. `--image registry.example/etl:1`",
+                ));
+            }
+            export::kubernetes(&flows, &options)?
+        }
+        Some(other) => {
+            return Err(Error::config(format!("unknown export format `{other}`"))
+                .hint("use `--format crontab`, `--format systemd` or `--format kubernetes`"));
+        }
+    };
+    for skipped in &out.skipped {
+        ctx.printer.warn(format!(
+            "schedule `{}` left out: {}",
+            skipped.name, skipped.reason
+        ));
+    }
+    match output_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for file in &out.files {
+                std::fs::write(dir.join(&file.name), &file.contents)?;
+                ctx.printer
+                    .notice(format!("wrote `{}`", dir.join(&file.name).display()));
+            }
+        }
+        None => {
+            let many = out.files.len() > 1;
+            for file in &out.files {
+                if many {
+                    ctx.printer.line(format!("# --- {} ---", file.name));
+                }
+                ctx.printer.raw(&file.contents);
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,15 +1,240 @@
-//! `dsm sync` (not written yet).
+//! `dsm sync [NAMES...]`: runs every enabled flow of the project (or the named ones) once, in
+//! dependency order, up to `--parallel N` at a time, and prints one summary line per flow.
+//!
+//! Also home of [`run_flow`], the one place orchestration calls the runner, and [`run_plan`],
+//! which `dsm schedule run` and `dsm schedule run-due` share.
+
+use std::sync::Arc;
 
 use crate::commands::Context;
 use crate::error::{Error, Result};
+use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
+use crate::orchestrate::{Blocks, Flow, FlowResult, Plan, Summary, project_flows, select_by_names};
+use crate::printer::OutputFormat;
+use crate::project::{Environment, EnvironmentChoice, Project};
+use crate::runner::{self, RunOptions};
+use crate::store::StateId;
 
 /// Arguments of `dsm sync`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Schedules, jobs or extractors to run (`KIND:NAME` where kinds share a name); all enabled
+    /// flows when none is given.
+    pub names: Vec<String>,
+    /// How many independent flows run at the same time.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub parallel: usize,
+    /// Print the plan (flows in order, with their dependencies) without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What every flow of one `dsm sync` shares: the project, its active environment, the store.
+#[derive(Debug)]
+pub struct FlowContext {
+    /// The loaded project.
+    pub project: Project,
+    /// The active environment.
+    pub environment: Option<Environment>,
+    /// `--database-uri`.
+    pub database_uri: Option<String>,
+    /// What started the runs (`sync`, `schedule`), recorded in the run history.
+    pub trigger: String,
+}
+
+impl FlowContext {
+    /// Loads the project and its active environment for `ctx`.
+    pub fn load(ctx: &Context, trigger: &str) -> Result<FlowContext> {
+        let project = Project::load(&ctx.project_root()?)?;
+        let choice = EnvironmentChoice {
+            flag: ctx.global.environment.clone(),
+            none: ctx.global.no_environment,
+            use_default: true,
+        };
+        let environment = project.active_environment(&choice)?.cloned();
+        Ok(FlowContext {
+            project,
+            environment,
+            database_uri: ctx.global.database_uri.clone(),
+            trigger: trigger.to_string(),
+        })
+    }
+
+    fn options(&self, flow: &Flow) -> RunOptions {
+        RunOptions {
+            state_id: flow.state_id.clone(),
+            timeout: flow.timeout,
+            trigger: format!("{}:{}", self.trigger, flow.name),
+            database_uri: self.database_uri.clone(),
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Runs one attempt of one flow with the runner: an extractor/loader pair, or a job's tasks one
+/// after another (stopping at the first failure). Blocking; [`run_plan`] calls it on a
+/// blocking thread.
+pub fn run_flow(fc: &FlowContext, flow: &Flow) -> FlowResult {
+    let env = fc.environment.as_ref();
+    let opts = fc.options(flow);
+    let reports = match &flow.blocks {
+        Blocks::Pair { extractor, loader } => {
+            let pair = runner::Flow {
+                extractor: extractor.clone(),
+                mappers: Vec::new(),
+                loader: loader.clone(),
+            };
+            runner::run_flow(&fc.project, env, &pair, &opts).map(|r| vec![r])
+        }
+        Blocks::Tasks(tasks) => {
+            let mut all = Vec::new();
+            let mut outcome = Ok(());
+            for task in tasks {
+                let blocks: Vec<String> = task.split_whitespace().map(str::to_string).collect();
+                match runner::run_blocks(&fc.project, env, &blocks, &opts) {
+                    Ok(reports) => {
+                        let failed = reports
+                            .iter()
+                            .any(|r| r.status != crate::pipeline::RunStatus::Success);
+                        all.extend(reports);
+                        if failed {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            outcome.map(|()| all)
+        }
+    };
+    match reports {
+        Err(e) => FlowResult::failure(e.to_string()),
+        Ok(reports) => {
+            let records = reports
+                .iter()
+                .flat_map(|r| r.streams.values())
+                .map(|c| c.records)
+                .sum();
+            match reports.into_iter().find_map(|r| r.into_result().err()) {
+                Some(e) => {
+                    let mut result = FlowResult::failure(e.to_string());
+                    result.records = records;
+                    result
+                }
+                None => FlowResult::success(records),
+            }
+        }
+    }
+}
+
+/// Runs `plan` through the executor, `parallel` flows at a time.
+pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Summary> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(crate::orchestrate::execute(
+        plan,
+        parallel,
+        move |flow: Arc<Flow>, _attempt| {
+            let fc = Arc::clone(&fc);
+            async move {
+                tokio::task::spawn_blocking(move || run_flow(&fc, &flow))
+                    .await
+                    .unwrap_or_else(|e| FlowResult::failure(format!("the flow panicked: {e}")))
+            }
+        },
+        |d| tokio::time::sleep(d),
+    ));
+    Ok(summary)
+}
+
+/// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1.
+pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
+    match ctx.text_or_json()? {
+        OutputFormat::Json => ctx.printer.json(&summary.to_json()),
+        _ => {
+            for line in summary.lines() {
+                ctx.printer.line(line);
+            }
+        }
+    }
+    if summary.succeeded() {
+        Ok(())
+    } else {
+        let bad = summary
+            .flows
+            .iter()
+            .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
+            .count();
+        let error = Error::failed(format!(
+            "{bad} of {} flows did not succeed",
+            summary.flows.len()
+        ));
+        if ctx.printer.format() == OutputFormat::Json {
+            // The summary is the one JSON document on stdout; the error goes to stderr only.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}",
+                crate::printer::render_error(&error)
+            );
+            std::process::exit(i32::from(error.exit_code()));
+        }
+        Err(error)
+    }
+}
+
+/// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty).
+pub fn plan_for(project: &Project, names: &[String]) -> Result<Plan> {
+    let all = project_flows(project)?;
+    let plan = if names.is_empty() {
+        let scheduled = scheduled_jobs(project);
+        Plan::build(&all, |f| runs_in_plain_sync(f, &scheduled))?
+    } else {
+        let chosen = select_by_names(&all, names)?;
+        Plan::build(&all, |f| chosen.iter().any(|c| std::ptr::eq(*c, f)))?
+    };
+    Ok(plan)
+}
+
+/// The state id a flow's runs lock: its own, or for a job, a per-job key.
+pub fn flow_lock_id(flow: &Flow) -> StateId {
+    StateId::new(format!("{}:{}", flow.kind.as_str(), flow.name))
+}
 
 /// Runs `dsm sync`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm sync` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let fc = FlowContext::load(ctx, "sync")?;
+    let plan = plan_for(&fc.project, &args.names)?;
+    if args.dry_run {
+        match format {
+            OutputFormat::Json => ctx.printer.json(&serde_json::json!({
+                "flows": plan.flows.iter().enumerate().map(|(i, f)| serde_json::json!({
+                    "name": f.name,
+                    "kind": f.kind,
+                    "runs": f.blocks.to_string(),
+                    "depends_on": plan.dependencies[i].iter().map(|&d| plan.flows[d].name.clone()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>()
+            })),
+            _ => {
+                for line in plan.describe() {
+                    ctx.printer.line(line);
+                }
+            }
+        }
+        return Ok(());
+    }
+    if plan.flows.is_empty() {
+        ctx.printer
+            .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");
+        return Ok(());
+    }
+    let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
+    finish(ctx, &summary)
 }

@@ -16,6 +16,7 @@ pub mod export;
 pub mod flow;
 pub mod graph;
 pub mod interval;
+pub mod project_flows;
 pub mod retry;
 pub mod summary;
 
@@ -24,6 +25,7 @@ pub use executor::{AttemptOutcome, FlowResult, execute};
 pub use flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
 pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
+pub use project_flows::project_flows;
 pub use retry::{RetryBackoff, RetryPolicy, parse_duration};
 pub use summary::{AttemptReport, FlowReport, FlowStatus, Summary};
 

@@ -257,6 +257,62 @@ impl Document {
         Ok(true)
     }
 
+    /// Removes the item with `name: <name>` from the sequence at `seq_path` (a job, a schedule);
+    /// returns whether it was there. A sequence left empty becomes `[]`.
+    pub fn remove_item(&mut self, seq_path: &[Seg], name: &str) -> Result<bool> {
+        let tree = self.tree()?;
+        let mut cur = &tree;
+        let mut key_pos = None;
+        for seg in seq_path {
+            let next = match seg {
+                Seg::Key(k) => {
+                    key_pos = cur.key_pos(k);
+                    cur.get(k)
+                }
+                Seg::Item(n) => {
+                    key_pos = None;
+                    cur.items()
+                        .iter()
+                        .find(|i| i.get("name").map(Node::to_json) == Some(J::String(n.clone())))
+                }
+            };
+            let Some(next) = next else { return Ok(false) };
+            cur = next;
+        }
+        let Some(item) = cur
+            .items()
+            .iter()
+            .find(|i| i.get("name").map(Node::to_json) == Some(J::String(name.to_string())))
+        else {
+            return Ok(false);
+        };
+        if self.is_flow(cur) {
+            let mut j = cur.to_json();
+            if let J::Array(items) = &mut j {
+                items.retain(|i| i.get("name") != Some(&J::String(name.to_string())));
+            }
+            return self.set(seq_path, &j).map(|()| true);
+        }
+        if cur.items().len() == 1
+            && let (Some(kpos), Some(Seg::Key(k))) = (key_pos, seq_path.last())
+        {
+            let block = vec![format!(
+                "{}{}: []",
+                " ".repeat((kpos.column - 1) as usize),
+                yaml_key(k)
+            )];
+            self.replace_key_block(kpos, block)?;
+            return Ok(true);
+        }
+        let start = item.pos.line as usize - 1;
+        let dash = self.line_indent(start);
+        let end = self.item_end(start, dash);
+        let mut lines = self.lines();
+        lines.drain(start..end);
+        self.set_lines(lines);
+        Ok(true)
+    }
+
     fn is_flow(&self, node: &Node) -> bool {
         let lines = self.lines();
         let Some(line) = lines.get((node.pos.line as usize).saturating_sub(1)) else {

@@ -3,6 +3,8 @@
 mod config;
 mod init;
 mod run;
+mod schedule;
 mod select;
 mod support;
+mod sync;
 mod validate;
