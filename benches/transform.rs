@@ -120,6 +120,12 @@ fn main() {
         Box::new(StreamMaps::from_config(&json!({"stream_maps": {"users": {}}})).unwrap())
     };
     measure(
+        "parse only (stream removed by the map)",
+        &|| Box::new(StreamMaps::from_config(&json!({"stream_maps": {"users": null}})).unwrap()),
+        &schema,
+        &records,
+    );
+    measure(
         "parse + serialise (identity map)",
         &|| baseline(()),
         &schema,
