@@ -236,7 +236,9 @@ fn value_type(v: &Value) -> u8 {
         Value::Null => T_NULL,
         Value::Bool(_) => T_BOOL,
         Value::Number(n) => {
-            if n.is_i64() || n.is_u64() || is_integral(n.as_str()) {
+            // With exact number text, `is_i64()` would parse; a byte scan is enough here.
+            let text = n.as_str();
+            if !text.contains(['.', 'e', 'E']) || is_integral(text) {
                 T_INT
             } else {
                 T_NUM
@@ -259,9 +261,18 @@ fn decimal(text: &str) -> Option<(i128, i32)> {
         None => (text, 0),
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    let digits = format!("{int}{frac}");
-    let m: i128 = digits.parse().ok()?;
-    Some((m, frac.len() as i32 - exp))
+    let (negative, int) = match int.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, int),
+    };
+    let mut m: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        m = m.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    Some((if negative { -m } else { m }, frac.len() as i32 - exp))
 }
 
 fn pow10(e: i32) -> Option<i128> {
@@ -411,7 +422,16 @@ impl Node {
         }
         match v {
             Value::Number(num) => {
-                let x = num.as_f64().unwrap_or(f64::NAN);
+                let bounded = self.minimum.is_some()
+                    || self.maximum.is_some()
+                    || self.exclusive_minimum.is_some()
+                    || self.exclusive_maximum.is_some();
+                // Parsing exact number text costs; only do it when a bound needs the value.
+                let x = if bounded {
+                    num.as_f64().unwrap_or(f64::NAN)
+                } else {
+                    0.0
+                };
                 if self.minimum.is_some_and(|m| x < m) {
                     return err(
                         path,
