@@ -288,9 +288,8 @@ impl MergedStream {
             if names.contains(&n) {
                 return Ok(());
             }
-            let mut e = MergeError::declaration(format!(
-                "{what} of {here} names unknown source `{n}`"
-            ));
+            let mut e =
+                MergeError::declaration(format!("{what} of {here} names unknown source `{n}`"));
             e = match did_you_mean(n, names.iter().copied()) {
                 Some(m) => e.with_hint(format!("did you mean `{m}`?")),
                 None => e.with_hint(format!("the sources are: {}", names.join(", "))),
@@ -582,9 +581,10 @@ impl Rule {
                 return Err(e);
             }
         };
-        if let Some(o) = obj {
-            if !matches!(rule, Rule::Latest { .. })
-                && (o.contains_key("field") || o.contains_key("tie_break"))
+        if let Some(o) = obj
+            && !matches!(rule, Rule::Latest { .. })
+            && (o.contains_key("field") || o.contains_key("tie_break"))
+        {
             {
                 return Err(MergeError::declaration(format!(
                     "{what}: `field` and `tie_break` only apply to `latest`"
@@ -698,7 +698,10 @@ mod tests {
         let e = error_of(two_sources(), |v| {
             v["sources"][0]["fields"] = json!({"a": "name", "b": "name"})
         });
-        assert!(e.to_string().contains("maps both `a` and `b` onto `name`"), "{e}");
+        assert!(
+            e.to_string().contains("maps both `a` and `b` onto `name`"),
+            "{e}"
+        );
         let e = error_of(two_sources(), |v| v["sources"] = json!([]));
         assert!(e.to_string().contains("non-empty list of `sources`"), "{e}");
     }
@@ -706,7 +709,10 @@ mod tests {
     #[test]
     fn bad_null_key_rule_and_duplicate_stream_names() {
         let e = error_of(two_sources(), |v| v["null_key"] = json!("ignore"));
-        assert!(e.to_string().contains("unknown `null_key` rule `ignore`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown `null_key` rule `ignore`"),
+            "{e}"
+        );
         let list = json!({"merged_streams": [two_sources(), two_sources()]});
         let e = merged_streams(&list).unwrap_err();
         assert_eq!(e.to_string(), "merged stream `companies` is declared twice");

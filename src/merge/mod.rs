@@ -32,11 +32,11 @@ pub mod value;
 #[cfg(test)]
 mod tests;
 
-
+pub use conflicts::{ConflictEntry, ConflictFilter, RunConflictCount};
 pub use declaration::{MergedStream, NullKeyRule, Rule, Source, TieBreak, merged_streams};
-
-
-
+pub use resolver::{Resolver, ResolverStats, RunContext};
+pub use schema::MergedSchema;
+pub use stage::MergeStage;
 
 use crate::error::{Error, ErrorKind};
 
@@ -94,9 +94,7 @@ impl MergeError {
     /// The hint, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            MergeError::Declaration { hint, .. } | MergeError::Data { hint, .. } => {
-                hint.as_deref()
-            }
+            MergeError::Declaration { hint, .. } | MergeError::Data { hint, .. } => hint.as_deref(),
             MergeError::Store(_) => None,
         }
     }

@@ -84,8 +84,14 @@ pub fn resolve(rule: &Rule, candidates: &[Candidate<'_>]) -> Resolution {
             (w, Verdict::Resolved)
         }
         // Earlier first arrival is better; equal times go to priority.
-        Rule::First => (best(&|a, b| b.first_seen.cmp(a.first_seen)), Verdict::Resolved),
-        Rule::Last => (best(&|a, b| a.last_seen.cmp(b.last_seen)), Verdict::Resolved),
+        Rule::First => (
+            best(&|a, b| b.first_seen.cmp(a.first_seen)),
+            Verdict::Resolved,
+        ),
+        Rule::Last => (
+            best(&|a, b| a.last_seen.cmp(b.last_seen)),
+            Verdict::Resolved,
+        ),
         Rule::Max | Rule::Min => {
             let max = matches!(rule, Rule::Max);
             let w = best(&|a, b| match (a.value.is_null(), b.value.is_null()) {
@@ -213,7 +219,10 @@ mod tests {
             [("t", "t"), ("t", "t"), ("t", "t")],
         );
         let (w, r) = run(Rule::Fail, &agree);
-        assert_eq!((w.as_str(), r.verdict, r.disagreement), ("b", Verdict::Resolved, false));
+        assert_eq!(
+            (w.as_str(), r.verdict, r.disagreement),
+            ("b", Verdict::Resolved, false)
+        );
     }
 
     #[test]
@@ -232,7 +241,11 @@ mod tests {
     #[test]
     fn max_of_dates_and_all_null() {
         let f = fixture(
-            [json!("2024-01-05"), json!("2023-12-31"), json!("2024-01-10")],
+            [
+                json!("2024-01-05"),
+                json!("2023-12-31"),
+                json!("2024-01-10"),
+            ],
             ["x", "x", "x"],
             [("t", "t"), ("t", "t"), ("t", "t")],
         );

@@ -40,7 +40,9 @@ fn types(prop: &Value) -> BTreeSet<String> {
         Some(Value::String(t)) => {
             out.insert(t.clone());
         }
-        Some(Value::Array(ts)) => out.extend(ts.iter().filter_map(|t| t.as_str().map(str::to_owned))),
+        Some(Value::Array(ts)) => {
+            out.extend(ts.iter().filter_map(|t| t.as_str().map(str::to_owned)))
+        }
         _ => {}
     }
     for branch in ["anyOf", "oneOf"] {
@@ -57,7 +59,13 @@ fn types(prop: &Value) -> BTreeSet<String> {
 /// Integer and number mix: both read as number.
 fn widened(t: &BTreeSet<String>) -> BTreeSet<String> {
     t.iter()
-        .map(|s| if s == "integer" { "number".to_owned() } else { s.clone() })
+        .map(|s| {
+            if s == "integer" {
+                "number".to_owned()
+            } else {
+                s.clone()
+            }
+        })
         .collect()
 }
 
@@ -188,7 +196,8 @@ impl MergedStream {
                 let mut e = MergeError::declaration(format!(
                     "{what} of merged stream `{name}` names unknown field `{field}`"
                 ));
-                if let Some(m) = crate::error::did_you_mean(field, merged.keys().map(String::as_str))
+                if let Some(m) =
+                    crate::error::did_you_mean(field, merged.keys().map(String::as_str))
                 {
                     e = e.with_hint(format!("did you mean `{m}`?"));
                 }
@@ -336,11 +345,16 @@ mod tests {
     #[test]
     fn merges_properties_in_priority_order_with_mapping_and_widening() {
         let m = decl(json!({"provenance": true}));
-        let s = m.merged_schema(&[("csv", &csv()), ("api", &api())]).unwrap();
+        let s = m
+            .merged_schema(&[("csv", &csv()), ("api", &api())])
+            .unwrap();
         assert_eq!(s.key, vec!["id"]);
         let props = s.schema["properties"].as_object().unwrap();
         let names: Vec<&str> = props.keys().map(String::as_str).collect();
-        assert_eq!(names, ["id", "name", "revenue", "updated_at", PROVENANCE_FIELD]);
+        assert_eq!(
+            names,
+            ["id", "name", "revenue", "updated_at", PROVENANCE_FIELD]
+        );
         assert_eq!(props["revenue"]["type"], json!(["number", "null"]));
         assert_eq!(props["id"]["type"], json!(["integer", "null"]));
     }
@@ -353,7 +367,9 @@ mod tests {
             json!({"id": {"type": "integer"}, "company_name": {"type": "integer"}}),
             &["id"],
         );
-        let e = m.merged_schema(&[("csv", &bad), ("api", &api())]).unwrap_err();
+        let e = m
+            .merged_schema(&[("csv", &bad), ("api", &api())])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "field `name` of merged stream `companies` is string in source `api` but integer in source `csv`"
@@ -365,26 +381,38 @@ mod tests {
         let m = decl(json!({"fields": {"revenu": "max"}}));
         // With only one source known the field may still come from the other.
         assert!(m.merged_schema(&[("api", &api())]).is_ok());
-        let e = m.merged_schema(&[("csv", &csv()), ("api", &api())]).unwrap_err();
+        let e = m
+            .merged_schema(&[("csv", &csv()), ("api", &api())])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "the rule for field `revenu` of merged stream `companies` names unknown field `revenu`"
         );
         assert_eq!(e.hint(), Some("did you mean `revenue`?"));
         let m = decl(json!({"policy": {"rule": "latest", "field": "modified"}}));
-        let e = m.merged_schema(&[("csv", &csv()), ("api", &api())]).unwrap_err();
+        let e = m
+            .merged_schema(&[("csv", &csv()), ("api", &api())])
+            .unwrap_err();
         assert!(e.to_string().contains("unknown field `modified`"), "{e}");
     }
 
     #[test]
     fn max_on_text_mapped_field_missing_and_key_problems_are_errors() {
         let m = decl(json!({"fields": {"name": "max"}}));
-        let e = m.merged_schema(&[("csv", &csv()), ("api", &api())]).unwrap_err();
+        let e = m
+            .merged_schema(&[("csv", &csv()), ("api", &api())])
+            .unwrap_err();
         assert!(e.to_string().contains("uses `max` but is string"), "{e}");
 
         let no_name = schema("c", json!({"id": {"type": "integer"}}), &["id"]);
-        let e = decl(json!({})).merged_schema(&[("csv", &no_name)]).unwrap_err();
-        assert!(e.to_string().contains("maps field `company_name` of source `csv`"), "{e}");
+        let e = decl(json!({}))
+            .merged_schema(&[("csv", &no_name)])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("maps field `company_name` of source `csv`"),
+            "{e}"
+        );
 
         let other_key = schema(
             "c",

@@ -68,8 +68,7 @@ impl Decimal {
         let mut exponent = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
         let trimmed_start = all.trim_start_matches('0');
         let digits = trimmed_start.trim_end_matches('0');
-        exponent = exponent
-            .checked_add(i64::try_from(trimmed_start.len() - digits.len()).ok()?)?;
+        exponent = exponent.checked_add(i64::try_from(trimmed_start.len() - digits.len()).ok()?)?;
         Some(Decimal {
             negative: negative && !digits.is_empty(),
             digits: digits.to_owned(),
