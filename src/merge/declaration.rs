@@ -585,11 +585,9 @@ impl Rule {
             && !matches!(rule, Rule::Latest { .. })
             && (o.contains_key("field") || o.contains_key("tie_break"))
         {
-            {
-                return Err(MergeError::declaration(format!(
-                    "{what}: `field` and `tie_break` only apply to `latest`"
-                )));
-            }
+            return Err(MergeError::declaration(format!(
+                "{what}: `field` and `tie_break` only apply to `latest`"
+            )));
         }
         Ok(rule)
     }
