@@ -1,15 +1,176 @@
-//! `dsm runs` (not written yet).
+//! `dsm runs`: the run history (list and show), with `killed` derived for runs whose process
+//! is gone.
+
+use chrono::{DateTime, Utc};
 
 use crate::commands::Context;
+use crate::commands::state::open_store;
 use crate::error::{Error, Result};
+use crate::printer::OutputFormat;
+use crate::store::{RunFilter, RunId, RunRecord, RunStatus, StateId, format_time};
 
 /// Arguments of `dsm runs`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// `dsm runs` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this state id.
+        #[arg(long, value_name = "STATE_ID")]
+        state_id: Option<String>,
+        /// Only runs with this status.
+        #[arg(long, value_enum)]
+        status: Option<RunStatus>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one run: plugins and exit codes, streams, error, log file.
+    Show {
+        /// The run id.
+        run_id: String,
+    },
+}
 
 /// Runs `dsm runs`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm runs` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    match args.command {
+        RunsCommand::List {
+            state_id,
+            status,
+            limit,
+        } => {
+            let runs = open_store(ctx)?.list_runs(&RunFilter {
+                state_id: state_id.map(StateId::new),
+                status,
+                limit: Some(limit),
+            })?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&runs),
+                OutputFormat::Text if runs.is_empty() => ctx.printer.notice("no runs recorded"),
+                OutputFormat::Text => {
+                    let rows: Vec<Vec<String>> = runs.iter().map(list_row).collect();
+                    ctx.printer.table(
+                        &[
+                            "RUN ID", "STATE ID", "STATUS", "STARTED", "DURATION", "RECORDS",
+                            "TRIGGER",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+            Ok(())
+        }
+        RunsCommand::Show { run_id } => {
+            let id = RunId::new(run_id);
+            let run = open_store(ctx)?.get_run(&id)?.ok_or_else(|| {
+                Error::config(format!("no run `{id}` in the system database"))
+                    .hint("`dsm runs list` shows recent runs")
+            })?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&run),
+                OutputFormat::Text => ctx.printer.raw(render_show(&run)),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn duration(run: &RunRecord) -> String {
+    let end: DateTime<Utc> = match (run.ended_at, run.status) {
+        (Some(end), _) => end,
+        (None, RunStatus::Running) => Utc::now(),
+        (None, _) => run.heartbeat_at,
+    };
+    let ms = end
+        .signed_duration_since(run.started_at)
+        .num_milliseconds()
+        .max(0);
+    let secs = ms as f64 / 1000.0;
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let s = ms / 1000;
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn list_row(run: &RunRecord) -> Vec<String> {
+    let records: u64 = run.streams.iter().map(|s| s.records).sum();
+    vec![
+        run.run_id.to_string(),
+        run.state_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "-".into()),
+        run.status.as_str().to_owned(),
+        format_time(run.started_at),
+        duration(run),
+        records.to_string(),
+        run.trigger.clone(),
+    ]
+}
+
+fn render_show(run: &RunRecord) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    field("run id", run.run_id.to_string());
+    field(
+        "state id",
+        opt(run.state_id.as_ref().map(ToString::to_string)),
+    );
+    field("environment", opt(run.environment.clone()));
+    field("status", run.status.as_str().to_owned());
+    field("trigger", run.trigger.clone());
+    field("started", format_time(run.started_at));
+    field("ended", opt(run.ended_at.map(format_time)));
+    field("duration", duration(run));
+    field("process", format!("pid {} on `{}`", run.pid, run.host));
+    field(
+        "log file",
+        opt(run.log_path.as_ref().map(|p| p.display().to_string())),
+    );
+    if let Some(error) = &run.error {
+        field("error", error.clone());
+    }
+    if !run.plugins.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = run
+            .plugins
+            .iter()
+            .map(|p| {
+                vec![
+                    p.plugin.clone(),
+                    p.role.clone(),
+                    p.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &["PLUGIN", "ROLE", "EXIT CODE"],
+            &rows,
+        ));
+    }
+    if !run.streams.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = run
+            .streams
+            .iter()
+            .map(|s| vec![s.stream.clone(), s.records.to_string(), s.bytes.to_string()])
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &["STREAM", "RECORDS", "BYTES"],
+            &rows,
+        ));
+    }
+    out
 }
