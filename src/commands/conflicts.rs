@@ -1,7 +1,5 @@
 //! `dsm conflicts list|show|counts|prune`: the conflict log of merged streams.
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::Connection;
 
@@ -85,31 +83,20 @@ fn parse_moment(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         .ok_or_else(bad)
 }
 
-fn database(ctx: &Context) -> Result<PathBuf> {
-    let uri = ctx
-        .global
-        .database_uri
-        .clone()
-        .or_else(|| std::env::var(crate::envvars::DATABASE_URI).ok());
-    if let Some(uri) = uri.filter(|u| !u.is_empty()) {
-        let path = uri.strip_prefix("sqlite:///").map_or(uri.as_str(), |p| p);
-        return Ok(ctx.cwd()?.join(path));
-    }
-    Ok(ctx
-        .project_root()?
-        .join(crate::project::PRIVATE_DIR)
-        .join("dsm.db"))
-}
-
 fn open(ctx: &Context) -> Result<Connection> {
-    let path = database(ctx)?;
+    let root = ctx.project_root()?;
+    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
     if !path.is_file() {
         return Err(
             Error::config(format!("no system database at `{}`", path.display()))
                 .hint("run a merged flow with `dsm sync` first, or pass `--database-uri`"),
         );
     }
-    Ok(Connection::open(&path)?)
+    // Opening the store brings its schema (and so the conflict-log table) up to date.
+    drop(crate::store::SqliteStore::open(&path)?);
+    let conn = Connection::open(&path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    Ok(conn)
 }
 
 fn filter(args: FilterArgs) -> Result<ConflictFilter> {

@@ -7,10 +7,11 @@ use serde_json::{Map, Value};
 use super::MergeError;
 use crate::singer::message::{Message, SchemaMessage};
 
-/// The tables (idempotent; to become one of the store's numbered migrations).
-pub const MIGRATION: &str = include_str!("migration.sql");
+/// The tables: the store's migration 2, written to be idempotent.
+pub const MIGRATION: &str = include_str!("../store/migrations/0002_merged_streams.sql");
 
-/// Creates the tables when missing.
+/// Creates the tables when missing (the system store does this on open; this serves bare
+/// connections such as tests and benchmarks).
 pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
     conn.execute_batch(MIGRATION)?;
     Ok(())

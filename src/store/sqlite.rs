@@ -19,8 +19,14 @@ use crate::error::{Error, Result};
 
 /// The migrations, in order. A database records the highest version applied in
 /// `dsm_schema_migrations`; a database with a higher version than the last one here is refused.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "merged_streams",
+        include_str!("migrations/0002_merged_streams.sql"),
+    ),
+];
 
 /// How long a write waits for another process's write transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,5 +1,5 @@
--- Conflict resolution for merged streams (src/merge). Moves into the store's numbered
--- migrations once they land on main.
+-- dsm system store, version 2: conflict resolution for merged streams (src/merge). Written
+-- with IF NOT EXISTS so `merge::store::migrate` can also apply it to a bare connection.
 
 -- The current candidates of every source and the record last sent to the target, per key.
 -- `candidates` is a JSON object: source name -> {"r": record (common names), "f": first seen,
