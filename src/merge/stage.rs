@@ -115,6 +115,15 @@ impl MergeStage {
         }))
     }
 
+    /// Commits what was resolved so far. The pipeline can call this when the loader confirms
+    /// a STATE, so the store never runs ahead of the target by more than one batch.
+    pub fn commit(&mut self) -> Result<(), MergeError> {
+        match self.resolver.as_mut() {
+            Some(r) => r.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Commits what was resolved, prunes the conflict log by `conflict_retention_days`, and
     /// returns the counts for the run history.
     pub fn finish(&mut self) -> Result<ResolverStats, MergeError> {

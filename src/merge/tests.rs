@@ -591,3 +591,33 @@ proptest! {
 fn k_of(v: &Map<String, Value>) -> String {
     v["id"].to_string()
 }
+
+#[test]
+fn dropping_a_stage_without_commit_sends_the_records_again_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsm.db");
+    let schema = json!({"type": "SCHEMA", "stream": "companies", "key_properties": ["id"],
+        "schema": {"properties": {"id": {"type": "integer"}, "company_name": {"type": "string"}}}});
+    let record = json!({"type": "RECORD", "stream": "companies",
+                        "record": {"id": 7, "company_name": "Acme"}});
+    let emitted = |commit: bool| {
+        let mut stage = MergeStage::new(
+            Connection::open(&path).unwrap(),
+            every_policy(),
+            "csv",
+            run("x"),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        stage.apply(line(schema.clone()), &mut out).unwrap();
+        stage.apply(line(record.clone()), &mut out).unwrap();
+        if commit {
+            stage.commit().unwrap();
+        }
+        out.len() - 1
+    };
+    assert_eq!(emitted(false), 1);
+    // The first stage was dropped mid-batch (a crash): its resolution rolled back.
+    assert_eq!(emitted(true), 1);
+    assert_eq!(emitted(true), 0);
+}
