@@ -1,15 +1,236 @@
-//! `dsm conflicts` (not written yet).
+//! `dsm conflicts list|show|counts|prune`: the conflict log of merged streams.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rusqlite::Connection;
 
 use crate::commands::Context;
 use crate::error::{Error, Result};
+use crate::merge::conflicts::{self, ConflictEntry, ConflictFilter};
+use crate::printer::OutputFormat;
 
 /// Arguments of `dsm conflicts`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: ConflictsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ConflictsCommand {
+    /// List logged disagreements, newest first.
+    List(FilterArgs),
+    /// Show one entry with its candidates by source.
+    Show {
+        /// The entry's id (from `dsm conflicts list`).
+        id: i64,
+    },
+    /// Count entries per run and merged stream.
+    Counts(FilterArgs),
+    /// Delete entries older than a time.
+    Prune {
+        /// `30d`, `12h`, a date (`2024-01-31`) or an RFC 3339 time.
+        #[arg(long)]
+        older_than: String,
+        /// Only this merged stream.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Only this merged stream.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Only entries where this source had a candidate.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only entries since `30d`, `12h`, a date or an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this run.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// At most this many entries.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+/// Reads `30d`, `12h`, `45m`, `2024-01-31` or an RFC 3339 time as a moment.
+fn parse_moment(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    let bad = || {
+        Error::config(format!("`{text}` is not a time"))
+            .hint("use a duration back from now (`30d`, `12h`, `45m`), a date or an RFC 3339 time")
+    };
+    if let Some(unit) = text.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = text[..text.len() - 1].parse::<i64>()
+    {
+        let d = match unit {
+            'd' => Duration::days(n),
+            'h' => Duration::hours(n),
+            'm' => Duration::minutes(n),
+            _ => return Err(bad()),
+        };
+        return Ok(now - d);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(bad)
+}
+
+fn open(ctx: &Context) -> Result<Connection> {
+    let root = ctx.project_root()?;
+    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    if !path.is_file() {
+        return Err(
+            Error::config(format!("no system database at `{}`", path.display()))
+                .hint("run a merged flow with `dsm sync` first, or pass `--database-uri`"),
+        );
+    }
+    // Opening the store brings its schema (and so the conflict-log table) up to date.
+    drop(crate::store::SqliteStore::open(&path)?);
+    let conn = Connection::open(&path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    Ok(conn)
+}
+
+fn filter(args: FilterArgs) -> Result<ConflictFilter> {
+    Ok(ConflictFilter {
+        stream: args.stream,
+        source: args.source,
+        since: args
+            .since
+            .map(|s| parse_moment(&s, Utc::now()))
+            .transpose()?,
+        run_id: args.run_id,
+        limit: args.limit,
+    })
+}
+
+fn row(e: &ConflictEntry) -> Vec<String> {
+    vec![
+        e.id.to_string(),
+        e.logged_at.clone(),
+        e.stream.clone(),
+        e.key.to_string(),
+        e.field.clone(),
+        e.rule.clone(),
+        e.outcome.clone(),
+        e.winning_source.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
 
 /// Runs `dsm conflicts`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm conflicts` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let conn = open(ctx)?;
+    match args.command {
+        ConflictsCommand::List(f) => {
+            let entries = conflicts::list(&conn, &filter(f)?)?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&entries),
+                OutputFormat::Text => ctx.printer.table(
+                    &[
+                        "ID", "LOGGED", "STREAM", "KEY", "FIELD", "RULE", "OUTCOME", "WINNER",
+                    ],
+                    &entries.iter().map(row).collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ConflictsCommand::Show { id } => {
+            let entry = conflicts::show(&conn, id)?.ok_or_else(|| {
+                Error::config(format!("no conflict-log entry {id}"))
+                    .hint("`dsm conflicts list` shows the ids")
+            })?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&entry),
+                OutputFormat::Text => {
+                    ctx.printer.table(
+                        &[
+                            "ID", "LOGGED", "STREAM", "KEY", "FIELD", "RULE", "OUTCOME", "WINNER",
+                        ],
+                        &[row(&entry)],
+                    );
+                    ctx.printer.line(format!("run: {}", entry.run_id));
+                    if let Some(obj) = entry.candidates.as_object() {
+                        for (source, value) in obj {
+                            ctx.printer.line(format!("  {source}: {value}"));
+                        }
+                    }
+                    if let Some(w) = &entry.winner {
+                        ctx.printer.line(format!("winner: {w}"));
+                    }
+                }
+            }
+        }
+        ConflictsCommand::Counts(f) => {
+            let counts = conflicts::counts(&conn, &filter(f)?)?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&counts),
+                OutputFormat::Text => ctx.printer.table(
+                    &[
+                        "RUN",
+                        "STREAM",
+                        "CONFLICTS",
+                        "QUARANTINED",
+                        "FAILED",
+                        "FIRST",
+                    ],
+                    &counts
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.run_id.clone(),
+                                c.stream.clone(),
+                                c.conflicts.to_string(),
+                                c.quarantined.to_string(),
+                                c.failed.to_string(),
+                                c.first_logged_at.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ConflictsCommand::Prune { older_than, stream } => {
+            let cutoff = parse_moment(&older_than, Utc::now())?;
+            let n = conflicts::prune(&conn, cutoff, stream.as_deref())?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&serde_json::json!({ "pruned": n })),
+                OutputFormat::Text => ctx
+                    .printer
+                    .notice(format!("pruned {n} conflict-log entries")),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_parse_durations_dates_and_times() {
+        let now: DateTime<Utc> = "2024-05-10T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_moment("2d", now).unwrap(),
+            "2024-05-08T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_moment("2024-01-31", now).unwrap(),
+            "2024-01-31T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_moment("2024-01-31T10:00:00+02:00", now).unwrap(),
+            "2024-01-31T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_moment("2w", now).is_err());
+        assert!(parse_moment("soon", now).is_err());
+    }
 }

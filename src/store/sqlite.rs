@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "secrets_audit",
         include_str!("migrations/0002_secrets_audit.sql"),
     ),
+    (
+        4,
+        "merged_streams",
+        include_str!("migrations/0004_merged_streams.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

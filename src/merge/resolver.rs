@@ -1,0 +1,440 @@
+//! The per-record engine: keeps every source's candidate and the winner per key in SQLite and
+//! emits a merged record only when its resolved value changed.
+//!
+//! Memory does not grow with the number of keys: one key's row is read, resolved and written
+//! back per record; SQLite's page cache is the only cache. Writes are batched in transactions
+//! of [`Resolver::BATCH`] records; [`Resolver::flush`] commits the rest. Dropping a resolver
+//! without flushing rolls the open batch back, so records whose resolution was not committed
+//! are sent again next time (harmless for an upsert target).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::MergeError;
+use super::declaration::{MergedStream, NullKeyRule};
+use super::rules::{self, Candidate, Verdict};
+use super::schema::PROVENANCE_FIELD;
+use super::store::{self, EntityRow, NewConflict};
+use super::value::normalise_time;
+
+/// The run a resolver works for.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run id recorded in the conflict log.
+    pub run_id: String,
+    /// When the run started: the arrival time of records without `time_extracted`.
+    pub started_at: DateTime<Utc>,
+}
+
+/// What a resolver did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResolverStats {
+    /// Records received.
+    pub records_in: u64,
+    /// Merged records emitted (their resolved value changed).
+    pub emitted: u64,
+    /// Records identical to what their source sent before (nothing to do).
+    pub unchanged: u64,
+    /// Records whose resolution did not change the output.
+    pub unchanged_output: u64,
+    /// Conflict-log rows written (one per disagreeing field).
+    pub conflicts: u64,
+    /// Records held back by a `quarantine` rule.
+    pub quarantined: u64,
+    /// Records skipped or quarantined for a missing or null key.
+    pub null_keys: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredCandidate {
+    #[serde(rename = "r")]
+    record: Map<String, Value>,
+    #[serde(rename = "f")]
+    first_seen: String,
+    #[serde(rename = "l")]
+    last_seen: String,
+}
+
+type Candidates = BTreeMap<String, StoredCandidate>;
+
+/// Resolves the records of one merged stream against the store.
+pub struct Resolver {
+    conn: Connection,
+    decl: MergedStream,
+    key: Vec<String>,
+    run: RunContext,
+    started: String,
+    in_tx: bool,
+    pending: usize,
+    stats: ResolverStats,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("stream", &self.decl.name)
+            .field("key", &self.key)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Resolver {
+    /// Records per write transaction.
+    pub const BATCH: usize = 5_000;
+
+    /// A resolver for `decl` with its (already validated) key, creating the tables if needed.
+    pub fn new(
+        conn: Connection,
+        decl: MergedStream,
+        key: Vec<String>,
+        run: RunContext,
+    ) -> Result<Self, MergeError> {
+        store::migrate(&conn)?;
+        let started = run.started_at.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
+        Ok(Resolver {
+            conn,
+            decl,
+            key,
+            run,
+            started,
+            in_tx: false,
+            pending: 0,
+            stats: ResolverStats::default(),
+        })
+    }
+
+    /// The connection (for reading the tables, or the conflict log).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The key in common field names.
+    pub fn key(&self) -> &[String] {
+        &self.key
+    }
+
+    /// The declaration.
+    pub fn declaration(&self) -> &MergedStream {
+        &self.decl
+    }
+
+    /// What the resolver did so far.
+    pub fn stats(&self) -> &ResolverStats {
+        &self.stats
+    }
+
+    /// Commits the open batch.
+    pub fn flush(&mut self) -> Result<(), MergeError> {
+        if self.in_tx {
+            self.conn.execute_batch("COMMIT")?;
+            self.in_tx = false;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), MergeError> {
+        if !self.in_tx {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    /// Takes one record of `source` (source field names) and returns the merged record to send
+    /// when the key's resolved value changed.
+    pub fn resolve(
+        &mut self,
+        source: &str,
+        record: Map<String, Value>,
+        time_extracted: Option<&str>,
+    ) -> Result<Option<Map<String, Value>>, MergeError> {
+        let mapped: Map<String, Value> = {
+            let decl = &self.decl;
+            let src = decl.source(source).ok_or_else(|| {
+                MergeError::declaration(format!(
+                    "`{source}` is not a source of merged stream `{}`",
+                    decl.name
+                ))
+            })?;
+            if src.fields.is_empty() {
+                record
+            } else {
+                record
+                    .into_iter()
+                    .map(|(k, v)| (src.common_name(&k).to_owned(), v))
+                    .collect()
+            }
+        };
+        self.stats.records_in += 1;
+        self.begin()?;
+        let missing = self
+            .key
+            .iter()
+            .find(|k| mapped.get(*k).is_none_or(Value::is_null))
+            .cloned();
+        if let Some(k) = missing {
+            return self.null_key(source, &k, mapped).map(|()| None);
+        }
+        let key_values: Vec<&Value> = self.key.iter().map(|k| &mapped[k]).collect();
+        let key = serde_json::to_string(&key_values).expect("JSON values serialise");
+
+        let arrival = time_extracted
+            .and_then(normalise_time)
+            .unwrap_or_else(|| self.started.clone());
+        let row = store::load_entity(&self.conn, &self.decl.name, &key)?;
+        let mut candidates: Candidates = match &row {
+            Some(r) => serde_json::from_str(&r.candidates).map_err(|e| {
+                MergeError::data(format!(
+                    "the stored candidates of key {key} of merged stream `{}` are unreadable: {e}",
+                    self.decl.name
+                ))
+            })?,
+            None => Candidates::new(),
+        };
+        match candidates.get_mut(source) {
+            // The same record again is not a new arrival: nothing changes (replay is a no-op).
+            Some(c) if c.record == mapped => {
+                self.stats.unchanged += 1;
+                return self.tick().map(|()| None);
+            }
+            Some(c) => {
+                c.record = mapped;
+                if arrival < c.first_seen {
+                    c.first_seen = arrival.clone();
+                }
+                c.last_seen = arrival;
+            }
+            None => {
+                candidates.insert(
+                    source.to_owned(),
+                    StoredCandidate {
+                        record: mapped,
+                        first_seen: arrival.clone(),
+                        last_seen: arrival,
+                    },
+                );
+            }
+        }
+
+        let outcome = match self.resolve_key(&key, &candidates) {
+            Ok(o) => o,
+            Err(e) => {
+                // Keep the conflict-log row of the failure; the key itself is not updated.
+                self.flush()?;
+                return Err(e);
+            }
+        };
+        self.stats.conflicts += outcome.conflicts;
+        let previous = row.and_then(|r| r.resolved);
+        let (resolved, emitted) = if outcome.quarantined {
+            self.stats.quarantined += 1;
+            (previous, None)
+        } else {
+            let text = serde_json::to_string(&outcome.record).expect("JSON values serialise");
+            if previous.as_deref() == Some(text.as_str()) {
+                self.stats.unchanged_output += 1;
+                (previous, None)
+            } else {
+                self.stats.emitted += 1;
+                (Some(text), Some(outcome.record))
+            }
+        };
+        let new_row = EntityRow {
+            candidates: serde_json::to_string(&candidates).expect("JSON values serialise"),
+            resolved,
+            quarantined: outcome.quarantined,
+        };
+        store::save_entity(
+            &self.conn,
+            &self.decl.name,
+            &key,
+            &new_row,
+            &self.run.run_id,
+        )?;
+        self.tick()?;
+        Ok(emitted)
+    }
+
+    fn tick(&mut self) -> Result<(), MergeError> {
+        self.pending += 1;
+        if self.pending >= Self::BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn null_key(
+        &mut self,
+        source: &str,
+        field: &str,
+        record: Map<String, Value>,
+    ) -> Result<(), MergeError> {
+        self.stats.null_keys += 1;
+        let decl = &self.decl;
+        match decl.null_key {
+            NullKeyRule::Skip => self.tick(),
+            NullKeyRule::Fail => Err(MergeError::data(format!(
+                "a record from source `{source}` of merged stream `{}` has no value for key field `{field}`",
+                decl.name
+            ))
+            .with_hint(
+                "set `null_key: skip` or `null_key: quarantine` on the merged stream to go on without such records",
+            )),
+            NullKeyRule::Quarantine => {
+                let mut by_source = Map::new();
+                by_source.insert(source.to_owned(), Value::Object(record));
+                let now = now_text();
+                store::insert_conflict(
+                    &self.conn,
+                    &NewConflict {
+                        stream: &decl.name,
+                        key: "null",
+                        field,
+                        candidates: Value::Object(by_source).to_string(),
+                        winner: None,
+                        winning_source: None,
+                        rule: "null_key",
+                        outcome: "null_key",
+                        run_id: &self.run.run_id,
+                        logged_at: &now,
+                    },
+                )?;
+                self.stats.conflicts += 1;
+                self.tick()
+            }
+        }
+    }
+
+    /// Resolves every field of a key from its candidates.
+    fn resolve_key(&self, key: &str, candidates: &Candidates) -> Result<KeyOutcome, MergeError> {
+        let decl = &self.decl;
+        let mut ordered: Vec<(usize, &str, &StoredCandidate)> = candidates
+            .iter()
+            .map(|(name, c)| {
+                // A source dropped from the declaration since it was stored ranks last.
+                let rank = decl.rank(name).unwrap_or(usize::MAX);
+                (rank, name.as_str(), c)
+            })
+            .collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+
+        let mut fields: Vec<&str> = Vec::new();
+        for (_, _, c) in &ordered {
+            for f in c.record.keys() {
+                if !fields.contains(&f.as_str()) {
+                    fields.push(f);
+                }
+            }
+        }
+
+        let mut out = KeyOutcome {
+            record: Map::new(),
+            quarantined: false,
+            conflicts: 0,
+        };
+        let mut provenance = Map::new();
+        let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(ordered.len());
+        for field in fields {
+            cands.clear();
+            for (i, (_, name, c)) in ordered.iter().enumerate() {
+                if let Some(v) = c.record.get(field) {
+                    cands.push(Candidate {
+                        source: name,
+                        rank: i,
+                        value: v,
+                        record: &c.record,
+                        first_seen: &c.first_seen,
+                        last_seen: &c.last_seen,
+                    });
+                }
+            }
+            let rule = decl.rule_for(field);
+            let resolution = if cands.len() == 1 {
+                rules::Resolution {
+                    winner: 0,
+                    disagreement: false,
+                    verdict: Verdict::Resolved,
+                }
+            } else {
+                rules::resolve(rule, &cands)
+            };
+            let w = cands[resolution.winner];
+            if resolution.disagreement {
+                let by_source: Map<String, Value> = cands
+                    .iter()
+                    .map(|c| (c.source.to_owned(), c.value.clone()))
+                    .collect();
+                let (outcome, winner, winning_source) = match resolution.verdict {
+                    Verdict::Resolved => ("resolved", Some(w.value.to_string()), Some(w.source)),
+                    Verdict::Quarantine => ("quarantined", None, None),
+                    Verdict::Fail => ("failed", None, None),
+                };
+                let now = now_text();
+                store::insert_conflict(
+                    &self.conn,
+                    &NewConflict {
+                        stream: &decl.name,
+                        key,
+                        field,
+                        candidates: Value::Object(by_source).to_string(),
+                        winner,
+                        winning_source,
+                        rule: rule.name(),
+                        outcome,
+                        run_id: &self.run.run_id,
+                        logged_at: &now,
+                    },
+                )?;
+                out.conflicts += 1;
+                match resolution.verdict {
+                    Verdict::Fail => {
+                        let values: Vec<String> = cands
+                            .iter()
+                            .filter(|c| !c.value.is_null())
+                            .map(|c| format!("{} from `{}`", c.value, c.source))
+                            .collect();
+                        return Err(MergeError::data(format!(
+                            "sources of merged stream `{}` disagree on field `{field}` of key {key}: {}",
+                            decl.name,
+                            values.join(", ")
+                        ))
+                        .with_hint(format!(
+                            "the rule for `{field}` is `fail`; choose another rule, or fix the sources (`dsm conflicts list --stream {}` shows the log)",
+                            decl.name
+                        )));
+                    }
+                    Verdict::Quarantine => out.quarantined = true,
+                    Verdict::Resolved => {}
+                }
+            }
+            out.record.insert(field.to_owned(), w.value.clone());
+            if decl.provenance {
+                let mut p = Map::new();
+                p.insert("source".into(), Value::String(w.source.to_owned()));
+                p.insert("at".into(), Value::String(w.last_seen.to_owned()));
+                provenance.insert(field.to_owned(), Value::Object(p));
+            }
+        }
+        if decl.provenance {
+            out.record
+                .insert(PROVENANCE_FIELD.to_owned(), Value::Object(provenance));
+        }
+        Ok(out)
+    }
+}
+
+struct KeyOutcome {
+    record: Map<String, Value>,
+    quarantined: bool,
+    conflicts: u64,
+}

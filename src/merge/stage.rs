@@ -1,0 +1,178 @@
+//! The pipeline stage for one source of a merged stream: takes the source's SCHEMA and RECORD
+//! messages and emits the merged stream's SCHEMA and the RECORDs whose resolved value changed.
+
+use chrono::{Duration, Utc};
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+
+use super::MergeError;
+use super::conflicts;
+use super::declaration::MergedStream;
+use super::resolver::{Resolver, ResolverStats, RunContext};
+use super::store;
+use crate::singer::Message;
+use crate::singer::message::{RecordMessage, SchemaMessage};
+use crate::transform::{Transform, TransformError};
+
+/// Resolves one source's records into a merged stream (see the [`Transform`] impl).
+#[derive(Debug)]
+pub struct MergeStage {
+    decl: MergedStream,
+    source: String,
+    source_stream: String,
+    run: RunContext,
+    conn: Option<Connection>,
+    resolver: Option<Resolver>,
+}
+
+impl MergeStage {
+    /// A stage for the source named `source` of `decl`, storing into `conn`.
+    pub fn new(
+        conn: Connection,
+        decl: MergedStream,
+        source: &str,
+        run: RunContext,
+    ) -> Result<Self, MergeError> {
+        let source_stream = match decl.source(source) {
+            Some(s) => s.stream.clone(),
+            None => {
+                return Err(MergeError::declaration(format!(
+                    "`{source}` is not a source of merged stream `{}`",
+                    decl.name
+                ))
+                .with_hint(format!("its sources are: {}", decl.priority.join(", "))));
+            }
+        };
+        store::migrate(&conn)?;
+        Ok(MergeStage {
+            decl,
+            source: source.to_owned(),
+            source_stream,
+            run,
+            conn: Some(conn),
+            resolver: None,
+        })
+    }
+
+    fn connection(&self) -> &Connection {
+        match (&self.resolver, &self.conn) {
+            (Some(r), _) => r.connection(),
+            (None, Some(c)) => c,
+            (None, None) => unreachable!("the connection moves into the resolver"),
+        }
+    }
+
+    fn on_schema(&mut self, schema: SchemaMessage) -> Result<SchemaMessage, MergeError> {
+        let stored = store::load_schemas(self.connection(), &self.decl.name)?;
+        let mut all: Vec<(&str, &SchemaMessage)> = stored
+            .iter()
+            .filter(|(s, _)| *s != self.source && self.decl.source(s).is_some())
+            .map(|(s, m)| (s.as_str(), m))
+            .collect();
+        all.push((self.source.as_str(), &schema));
+        // Checked before any record of this source moves.
+        let merged = self.decl.merged_schema(&all)?;
+        store::save_schema(self.connection(), &self.decl.name, &self.source, &schema)?;
+        match &self.resolver {
+            Some(r) if r_key(r) != merged.key => {
+                return Err(MergeError::declaration(format!(
+                    "the key of merged stream `{}` changed within a run",
+                    self.decl.name
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let conn = self
+                    .conn
+                    .take()
+                    .expect("no resolver yet, so the stage holds the connection");
+                self.resolver = Some(Resolver::new(
+                    conn,
+                    self.decl.clone(),
+                    merged.key.clone(),
+                    self.run.clone(),
+                )?);
+            }
+        }
+        Ok(merged.message(&self.decl.name))
+    }
+
+    fn on_record(&mut self, record: RecordMessage) -> Result<Option<RecordMessage>, MergeError> {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return Err(MergeError::data(format!(
+                "stream `{}` of source `{}` sent a RECORD before its SCHEMA (merged stream `{}`)",
+                self.source_stream, self.source, self.decl.name
+            )));
+        };
+        let time = record.time_extracted.as_ref().and_then(Value::as_str);
+        let resolved = resolver.resolve(&self.source, record.record, time)?;
+        Ok(resolved.map(|record| RecordMessage {
+            stream: self.decl.name.clone(),
+            record,
+            version: None,
+            time_extracted: None,
+            extra: Map::new(),
+        }))
+    }
+
+    /// Commits what was resolved so far. The pipeline can call this when the loader confirms
+    /// a STATE, so the store never runs ahead of the target by more than one batch.
+    pub fn commit(&mut self) -> Result<(), MergeError> {
+        match self.resolver.as_mut() {
+            Some(r) => r.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits what was resolved, prunes the conflict log by `conflict_retention_days`, and
+    /// returns the counts for the run history.
+    pub fn finish(&mut self) -> Result<ResolverStats, MergeError> {
+        if let Some(days) = self.decl.conflict_retention_days {
+            let cutoff = Utc::now() - Duration::days(i64::from(days));
+            conflicts::prune(self.connection(), cutoff, Some(&self.decl.name))?;
+        }
+        match self.resolver.as_mut() {
+            Some(r) => {
+                r.flush()?;
+                Ok(r.stats().clone())
+            }
+            None => Ok(ResolverStats::default()),
+        }
+    }
+}
+
+fn r_key(r: &Resolver) -> Vec<String> {
+    r.key().to_vec()
+}
+
+impl Transform for MergeStage {
+    fn touches(&self, stream: &str) -> bool {
+        stream == self.source_stream
+    }
+
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
+        match message {
+            Message::Schema(s) if s.stream == self.source_stream => {
+                out.push(Message::Schema(self.on_schema(s)?));
+            }
+            Message::Record(r) if r.stream == self.source_stream => {
+                if let Some(m) = self.on_record(r)? {
+                    out.push(Message::Record(m));
+                }
+            }
+            // A source's full-table version says nothing about the merged stream.
+            Message::ActivateVersion(a) if a.stream == self.source_stream => {}
+            Message::Batch(b) if b.stream == self.source_stream => {
+                return Err(TransformError {
+                    message: format!(
+                        "merged stream `{}` cannot take BATCH messages from source `{}`",
+                        self.decl.name, self.source
+                    ),
+                    hint: Some("turn off batch messages for this extractor".into()),
+                });
+            }
+            other => out.push(other),
+        }
+        Ok(())
+    }
+}
