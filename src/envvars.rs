@@ -27,3 +27,9 @@ pub const RUNTIME_DIR: &str = "DSM_RUNTIME_DIR";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Where dsm looks for its built-in plugin executables (defaults to the directory of `dsm`).
 pub const BUILTIN_BIN_DIR: &str = "DSM_BUILTIN_BIN_DIR";
+/// Automatic pruning of the run history after each run: remove runs older than this age
+/// (`30d`, `12h`). Unset: no age limit. See `dsm runs prune`.
+pub const RUNS_RETENTION_MAX_AGE: &str = "DSM_RUNS_RETENTION_MAX_AGE";
+/// Automatic pruning of the run history after each run: keep the newest N runs of each flow.
+/// With [`RUNS_RETENTION_MAX_AGE`] too, a run goes only when both let it go.
+pub const RUNS_RETENTION_KEEP: &str = "DSM_RUNS_RETENTION_KEEP";

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use crate::envvars;
 use crate::error::{Error, Result};
 use crate::store::{RunFilter, RunId, RunRecord, RunStatus, Store};
 
@@ -152,6 +153,59 @@ pub fn prune_runs(
     Ok(outcome)
 }
 
+/// The automatic retention policy from [`envvars::RUNS_RETENTION_MAX_AGE`] and
+/// [`envvars::RUNS_RETENTION_KEEP`] (read through `lookup`, normally `std::env::var`), or
+/// `None` when neither is set.
+pub fn policy_from_env(
+    private_dir: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<PrunePolicy>> {
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let older_than = get(envvars::RUNS_RETENTION_MAX_AGE)
+        .map(|v| super::parse_age(&v))
+        .transpose()
+        .map_err(|e| e.detail(format!("in `{}`", envvars::RUNS_RETENTION_MAX_AGE)))?;
+    let keep = get(envvars::RUNS_RETENTION_KEEP)
+        .map(|v| {
+            v.trim().parse::<usize>().map_err(|_| {
+                Error::config(format!(
+                    "`{}` must be a whole number, not `{v}`",
+                    envvars::RUNS_RETENTION_KEEP
+                ))
+            })
+        })
+        .transpose()?;
+    if older_than.is_none() && keep.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(PrunePolicy {
+        older_than,
+        keep,
+        run_dirs: PrunePolicy::project_run_dirs(private_dir),
+        dry_run: false,
+    }))
+}
+
+/// Prunes with the environment's policy, if any: the engine calls this after a run finishes.
+/// Failures are logged, never fatal for the run.
+pub fn auto_prune(store: &dyn Store, private_dir: &Path, now: DateTime<Utc>) {
+    match policy_from_env(private_dir, |n| std::env::var(n).ok()) {
+        Ok(None) => {}
+        Ok(Some(policy)) => match prune_runs(store, &policy, now) {
+            Ok(outcome) if !outcome.runs.is_empty() => {
+                tracing::info!(
+                    runs = outcome.runs.len(),
+                    files = outcome.files.len(),
+                    "pruned the run history"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "automatic pruning failed"),
+        },
+        Err(error) => tracing::warn!(error = %error, "automatic pruning is misconfigured"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +311,36 @@ mod tests {
         assert_eq!(done.runs, [RunId::new("b1")]);
         assert!(s.get_run(&RunId::new("b1")).unwrap().is_none());
         assert!(s.get_run(&RunId::new("live")).unwrap().is_some());
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn registry_retention_policy_from_environment() {
+        let dir = Path::new("/p/.dsm");
+        assert!(policy_from_env(dir, |_| None).unwrap().is_none());
+        let p = policy_from_env(dir, |n| match n {
+            envvars::RUNS_RETENTION_MAX_AGE => Some("30d".into()),
+            envvars::RUNS_RETENTION_KEEP => Some("100".into()),
+            _ => None,
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (p.older_than, p.keep),
+            (Some(Duration::days(30)), Some(100))
+        );
+        assert_eq!(p.run_dirs, [dir.join("logs"), dir.join("quarantine")]);
+        let err = policy_from_env(dir, |n| {
+            (n == envvars::RUNS_RETENTION_KEEP).then(|| "lots".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "`DSM_RUNS_RETENTION_KEEP` must be a whole number, not `lots`"
+        );
     }
 }
