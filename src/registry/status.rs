@@ -104,12 +104,29 @@ fn involves(run: &RunRecord, name: &str) -> bool {
 /// The status of `name`. Operator statuses win (a running run is still reported in
 /// `running_run`); then a live run makes it `syncing`; then the last finished run decides.
 pub fn source_status(store: &dyn Store, name: &str) -> Result<SourceState> {
-    let operator = store
-        .source_status_history(Some(name), 50)?
-        .into_iter()
-        .find(|c| c.origin == ORIGIN_OPERATOR);
+    Ok(source_statuses(store, &[name])?.remove(0))
+}
+
+/// The statuses of several sources, reading the run history once.
+pub fn source_statuses(store: &dyn Store, names: &[&str]) -> Result<Vec<SourceState>> {
     // Newest first; `Running` is already turned into `Killed` when the heartbeat is stale.
     let runs = store.list_runs(&RunFilter::default())?;
+    let history = store.source_status_history(None, usize::MAX)?;
+    names
+        .iter()
+        .map(|name| status_of(store, name, &runs, &history))
+        .collect()
+}
+
+fn status_of(
+    store: &dyn Store,
+    name: &str,
+    runs: &[RunRecord],
+    history: &[SourceStatusChange],
+) -> Result<SourceState> {
+    let operator = history
+        .iter()
+        .find(|c| c.source == name && c.origin == ORIGIN_OPERATOR);
     let mut running = None;
     let mut last_finished = None;
     for run in runs.iter().filter(|r| involves(r, name)) {

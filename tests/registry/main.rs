@@ -338,3 +338,118 @@ fn runs_list_filters_and_prune_removes_old_runs_with_their_files() {
         ["b1", "a1"]
     );
 }
+
+const PROJECT: &str = r#"version: 1
+default_environment: dev
+environments:
+- name: dev
+plugins:
+  extractors:
+  - name: tap-github
+    config:
+      auth_token: ghp_secret_value
+      repositories: [acme/api]
+    annotations:
+      dsm:
+        source: {type: api, provider: GitHub, category: engineering, labels: [prod]}
+  - name: tap-postgres
+  loaders:
+  - name: target-jsonl
+"#;
+
+#[test]
+fn sources_list_show_and_operator_status_changes() {
+    let p = TestProject::new();
+    std::fs::write(p.path().join("meltano.yml"), PROJECT).unwrap();
+    let s = p.store();
+    run(
+        &s,
+        "g1",
+        "tap-github",
+        RunStatus::Failed,
+        Duration::hours(1),
+        3,
+    );
+    drop(s);
+
+    let list = json(&p.ok(&["sources", "list", "--format", "json"]));
+    let rows: Vec<(String, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |n: &str, t: &str, s: &str| (n.to_owned(), t.to_owned(), s.to_owned());
+    assert_eq!(
+        rows,
+        [
+            row("tap-github", "api", "error"),
+            row("tap-postgres", "database", "active"),
+            row("target-jsonl", "file", "active"),
+        ]
+    );
+    assert_eq!(list[0]["reason"], "`tap-github` exited with 1");
+
+    let only = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["sources", "list", "--format", "json"];
+        all.extend_from_slice(args);
+        json(&p.ok(&all))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(only(&["--type", "database"]), ["tap-postgres"]);
+    assert_eq!(only(&["--label", "PROD"]), ["tap-github"]);
+    assert_eq!(
+        only(&["--provider", "github", "--category", "engineering"]),
+        ["tap-github"]
+    );
+    assert_eq!(only(&["--search", "sql"]), ["tap-postgres"]);
+    assert_eq!(only(&["--status", "error"]), ["tap-github"]);
+
+    // Disabling needs a reason, and an unknown name gets a did-you-mean.
+    let no_reason = p.dsm(&["sources", "disable", "tap-postgres"]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    let typo = p.dsm(&["sources", "maintenance", "tap-postgre", "--reason", "x"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("no extractor or loader `tap-postgre` in meltano.yml"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `tap-postgres`?"), "{stderr}");
+
+    p.ok(&[
+        "sources",
+        "maintenance",
+        "tap-postgres",
+        "--reason",
+        "replica rebuild",
+    ]);
+    assert_eq!(only(&["--status", "maintenance"]), ["tap-postgres"]);
+    let shown = json(&p.ok(&["sources", "show", "tap-postgres", "--format", "json"]));
+    assert_eq!(shown["status"]["status"], "maintenance");
+    assert_eq!(shown["status"]["reason"], "replica rebuild");
+    assert_eq!(shown["status"]["skipped_by_syncs"], true);
+    assert_eq!(shown["status_history"][0]["status"], "maintenance");
+    p.ok(&["sources", "enable", "tap-postgres"]);
+    let shown = json(&p.ok(&["sources", "show", "tap-postgres", "--format", "json"]));
+    assert_eq!(shown["status"]["status"], "active");
+    assert_eq!(shown["status_history"].as_array().unwrap().len(), 2);
+
+    // Secrets never reach the output.
+    let gh = p.ok(&["sources", "show", "tap-github"]);
+    assert!(!gh.contains("ghp_secret_value"), "{gh}");
+    assert!(gh.contains("auth_token: \"********\""), "{gh}");
+    assert!(gh.contains("health (7d)  failing"), "{gh}");
+    let gh_json = p.ok(&["sources", "show", "tap-github", "--format", "json"]);
+    assert!(!gh_json.contains("ghp_secret_value"));
+}
