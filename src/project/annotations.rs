@@ -1,0 +1,303 @@
+//! dsm's own keys, all under `annotations.dsm` (Meltano reserves `annotations` for tools, so a
+//! dsm project stays a valid Meltano project). One typed model per level; the schema in
+//! `schemas/meltano.schema.json` (`$defs/dsm`) describes the same shapes, and a test keeps the two
+//! in step. Unknown keys here are errors (reported by validation with a did-you-mean).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as J;
+
+use crate::project::model::Object;
+
+/// Project level `annotations.dsm`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DsmProject {
+    /// Streams merged from several sources into one.
+    pub merged_streams: Vec<MergedStream>,
+    /// Project-wide defaults for flows.
+    pub defaults: Option<Defaults>,
+}
+
+/// Project-wide defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    /// Loader for extractors that name none.
+    pub default_loader: Option<String>,
+    /// Retries of a failed flow.
+    pub retries: Option<u32>,
+    /// Wait between retries.
+    pub retry_backoff: Option<Duration>,
+    /// Time limit of a flow.
+    pub timeout: Option<Duration>,
+    /// Record validation.
+    pub validation: Option<Validation>,
+}
+
+/// One merged stream: several (extractor, stream) sources into one stream by key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergedStream {
+    /// Name of the merged stream.
+    pub name: String,
+    /// Where records come from.
+    pub sources: Vec<MergeSource>,
+    /// Key fields identifying one entity.
+    pub key: Vec<String>,
+    /// How conflicts are resolved unless a field says otherwise.
+    pub policy: Option<MergePolicy>,
+    /// Per-field rules.
+    pub fields: Object,
+}
+
+/// One source of a merged stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeSource {
+    /// Extractor name.
+    pub extractor: String,
+    /// Stream name in that extractor.
+    pub stream: String,
+    /// Merged field name to source field name.
+    pub fields: Object,
+}
+
+/// A per-field rule of a merged stream (the values of [`MergedStream::fields`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldRule {
+    /// Policy for this field.
+    pub policy: Option<MergePolicy>,
+    /// Extractors in order of trust, for `priority`.
+    pub priority: Vec<String>,
+}
+
+/// How a conflict between sources is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergePolicy {
+    /// The most recently extracted value wins.
+    Latest,
+    /// The first value seen wins.
+    First,
+    /// The value from the most trusted source wins.
+    Priority,
+    /// A conflict is an error.
+    Error,
+}
+
+/// Record validation settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Validation {
+    /// Whether records are checked against their schema.
+    pub enabled: Option<bool>,
+    /// What a bad record does.
+    pub on_error: Option<OnError>,
+}
+
+/// What a record failing validation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// The run fails.
+    Fail,
+    /// A warning, the record passes.
+    Warn,
+    /// The record is dropped.
+    Skip,
+}
+
+/// Plugin level `annotations.dsm`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DsmPlugin {
+    /// What the source is, for the registry.
+    pub source: Option<SourceInfo>,
+    /// The loader `dsm sync` uses for this extractor.
+    pub default_loader: Option<String>,
+    /// Whether `dsm sync` runs it.
+    pub enabled: Option<bool>,
+    /// Record validation.
+    pub validation: Option<Validation>,
+    /// Built-in transforms applied to its output.
+    pub transforms: Vec<TransformSpec>,
+}
+
+/// `annotations.dsm.source`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceInfo {
+    /// Kind of source.
+    #[serde(rename = "type")]
+    pub kind: Option<SourceKind>,
+    /// Vendor or system (`postgres`, `stripe`).
+    pub provider: Option<String>,
+    /// Category (`crm`, `billing`).
+    pub category: Option<String>,
+    /// Free labels.
+    pub labels: Vec<String>,
+}
+
+/// Kind of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Files.
+    File,
+    /// A database.
+    Database,
+    /// An API.
+    Api,
+    /// A warehouse.
+    Warehouse,
+    /// Anything else.
+    Other,
+}
+
+/// One built-in transform step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformSpec {
+    /// Transform name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Streams it applies to (all when empty).
+    pub streams: Vec<String>,
+    /// Its settings.
+    pub config: Object,
+}
+
+/// Job and schedule level `annotations.dsm`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DsmJob {
+    /// Jobs or schedules that must succeed first.
+    pub depends_on: Vec<String>,
+    /// Retries of a failed run.
+    pub retries: Option<u32>,
+    /// Wait between retries.
+    pub retry_backoff: Option<Duration>,
+    /// Time limit.
+    pub timeout: Option<Duration>,
+    /// Whether it runs.
+    pub enabled: Option<bool>,
+}
+
+/// A duration as written: seconds, or a number with a unit (`30s`, `5m`, `2h`, `1d`, `500ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Duration {
+    /// Whole seconds.
+    Seconds(u64),
+    /// Text with a unit.
+    Text(String),
+}
+
+impl Duration {
+    /// The duration, or `None` when the text has no valid form.
+    pub fn to_std(&self) -> Option<std::time::Duration> {
+        match self {
+            Duration::Seconds(s) => Some(std::time::Duration::from_secs(*s)),
+            Duration::Text(t) => {
+                let t = t.trim();
+                let split = t
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(t.len());
+                let (num, unit) = t.split_at(split);
+                let n: f64 = num.parse().ok()?;
+                let secs = match unit {
+                    "" | "s" => n,
+                    "ms" => n / 1000.0,
+                    "m" => n * 60.0,
+                    "h" => n * 3600.0,
+                    "d" => n * 86400.0,
+                    _ => return None,
+                };
+                std::time::Duration::try_from_secs_f64(secs).ok()
+            }
+        }
+    }
+}
+
+/// Reads one level's `annotations.dsm` from JSON (after validation).
+pub fn from_json<T: serde::de::DeserializeOwned>(value: &J) -> Result<T, serde_json::Error> {
+    serde_json::from_value(value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::schema::property_names_of;
+
+    fn fields<T: Serialize + Default>() -> Vec<String> {
+        let J::Object(map) = serde_json::to_value(T::default()).unwrap() else {
+            panic!("not an object")
+        };
+        let mut keys: Vec<String> = map.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn dsm_types_and_schema_agree() {
+        assert_eq!(
+            fields::<DsmProject>(),
+            property_names_of("#/$defs/dsm/project")
+        );
+        assert_eq!(
+            fields::<Defaults>(),
+            property_names_of("#/$defs/dsm/defaults")
+        );
+        assert_eq!(
+            fields::<MergedStream>(),
+            property_names_of("#/$defs/dsm/merged_stream")
+        );
+        assert_eq!(
+            fields::<MergeSource>(),
+            property_names_of("#/$defs/dsm/merged_stream/properties/sources/items")
+        );
+        assert_eq!(
+            fields::<FieldRule>(),
+            property_names_of("#/$defs/dsm/merged_stream/properties/fields/additionalProperties")
+        );
+        assert_eq!(
+            fields::<DsmPlugin>(),
+            property_names_of("#/$defs/dsm/plugin")
+        );
+        assert_eq!(
+            fields::<SourceInfo>(),
+            property_names_of("#/$defs/dsm/plugin/properties/source")
+        );
+        assert_eq!(
+            fields::<TransformSpec>(),
+            property_names_of("#/$defs/dsm/plugin/properties/transforms/items")
+        );
+        assert_eq!(
+            fields::<Validation>(),
+            property_names_of("#/$defs/dsm/validation")
+        );
+        assert_eq!(fields::<DsmJob>(), property_names_of("#/$defs/dsm/job"));
+    }
+
+    #[test]
+    fn durations_read_units() {
+        assert_eq!(
+            Duration::Seconds(5).to_std(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            Duration::Text("5m".into()).to_std(),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(Duration::Text("5 parsecs".into()).to_std(), None);
+    }
+
+    #[test]
+    fn plugin_annotations_read_from_yaml() {
+        let v = serde_json::json!({"source": {"type": "database", "labels": ["x"]}, "default_loader": "target-jsonl"});
+        let p: DsmPlugin = from_json(&v).unwrap();
+        assert_eq!(p.source.unwrap().kind, Some(SourceKind::Database));
+        assert_eq!(p.default_loader.as_deref(), Some("target-jsonl"));
+    }
+}

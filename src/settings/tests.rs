@@ -1,0 +1,230 @@
+use super::*;
+use crate::project::EnvironmentChoice;
+
+const YAML: &str = "\
+env:
+  PROJ: projval
+environments:
+- name: dev
+  env:
+    ENV_LEVEL: from-dev
+  config:
+    plugins:
+      extractors:
+      - name: tap-x
+        config:
+          port: 7
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    settings:
+    - name: host
+      value: localhost
+    - name: port
+      kind: integer
+    - name: password
+      kind: password
+    - name: flag
+      kind: boolean
+    - name: start
+      kind: date_iso8601
+    - name: choice
+      kind: options
+      options: [{label: A, value: a}, {label: B, value: b}]
+    - name: aliased
+      aliases: [old_name]
+      env: CUSTOM_VAR
+    config:
+      password: hunter2
+      expanded: ${PROJ}-$HOME-\\$x-\\$HOME
+      only_missing: $DSM_TEST_SURELY_UNDEFINED
+      nested:
+        b: 2
+      old_name: via-alias
+  - name: tap-y
+    inherit_from: tap-x
+    config:
+      host: other
+";
+
+fn setup(dotenv: Option<&str>) -> (tempfile::TempDir, Project) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("meltano.yml"), YAML).unwrap();
+    if let Some(d) = dotenv {
+        std::fs::write(tmp.path().join(".env"), d).unwrap();
+    }
+    let p = Project::load(tmp.path()).unwrap();
+    (tmp, p)
+}
+
+fn run(
+    p: &Project,
+    plugin: &str,
+    env: Option<&str>,
+    vars: &[(&str, &str)],
+) -> Result<ResolvedSettings> {
+    let environment = p
+        .active_environment(&EnvironmentChoice {
+            flag: env.map(String::from),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut process_env: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    process_env.insert("HOME".into(), "/home/me".into());
+    let inputs = Inputs {
+        environment,
+        process_env,
+        store: &NoStore,
+    };
+    resolve(p, p.plugin(plugin).unwrap(), &inputs)
+}
+
+#[test]
+fn precedence_follows_meltano_and_keeps_the_origin() {
+    let (_t, p) = setup(Some("TAP_X_HOST=from-dotenv\n"));
+    let r = run(&p, "tap-x", Some("dev"), &[]).unwrap();
+    assert_eq!(r.get("host").unwrap().source, Source::Dotenv);
+    assert_eq!(r.get("port").unwrap().value, Some(J::from(7)));
+    assert_eq!(r.get("port").unwrap().source, Source::Environment);
+
+    let r = run(
+        &p,
+        "tap-x",
+        Some("dev"),
+        &[("TAP_X_HOST", "from-shell"), ("TAP_X_PORT", "9")],
+    )
+    .unwrap();
+    assert_eq!(r.get("host").unwrap().value, Some(J::from("from-shell")));
+    assert_eq!(r.get("host").unwrap().source, Source::Env);
+    assert_eq!(
+        r.get("port").unwrap().value,
+        Some(J::from(9)),
+        "env var is cast to integer"
+    );
+
+    let (_t2, p) = setup(None);
+    let r = run(&p, "tap-x", None, &[]).unwrap();
+    assert_eq!(r.get("host").unwrap().source, Source::Default);
+    assert_eq!(r.get("port").unwrap().source, Source::Unset);
+}
+
+#[test]
+fn system_store_sits_between_meltano_yml_and_the_default() {
+    struct Store;
+    impl SystemStore for Store {
+        fn plugin_values(&self, _: PluginType, plugin: &str) -> Object {
+            assert_eq!(plugin, "tap-x");
+            serde_json::json!({"host": "from-store", "password": "not-this"})
+                .as_object()
+                .unwrap()
+                .clone()
+        }
+    }
+    let (_t, p) = setup(None);
+    let inputs = Inputs {
+        environment: None,
+        process_env: BTreeMap::new(),
+        store: &Store,
+    };
+    let r = resolve(&p, p.plugin("tap-x").unwrap(), &inputs).unwrap();
+    assert_eq!(r.get("host").unwrap().source, Source::SystemStore);
+    assert_eq!(r.get("password").unwrap().source, Source::MeltanoYml);
+}
+
+#[test]
+fn child_inherits_parent_values_and_reads_namespace_variables() {
+    let (_t, p) = setup(None);
+    let r = run(&p, "tap-y", Some("dev"), &[("TAP_X_FLAG", "yes")]).unwrap();
+    assert_eq!(r.get("host").unwrap().value, Some(J::from("other")));
+    assert_eq!(r.get("port").unwrap().source, Source::Inherited);
+    assert_eq!(r.get("port").unwrap().value, Some(J::from(7)));
+    // The namespace prefix is shared with the parent.
+    assert_eq!(r.get("flag").unwrap().value, Some(J::Bool(true)));
+    assert_eq!(r.get("flag").unwrap().source, Source::Env);
+}
+
+#[test]
+fn expansion_escapes_and_undefined_variables() {
+    let (_t, p) = setup(None);
+    let r = run(&p, "tap-x", None, &[]).unwrap();
+    assert_eq!(
+        r.get("expanded").unwrap().value,
+        Some(J::from("projval-/home/me-\\$x-$HOME"))
+    );
+    assert_eq!(r.get("only_missing").unwrap().value, None);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("$DSM_TEST_SURELY_UNDEFINED")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn strict_env_var_mode_makes_undefined_variables_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("meltano.yml"),
+        format!("ff:\n  strict_env_var_mode: true\n{YAML}"),
+    )
+    .unwrap();
+    let p = Project::load(tmp.path()).unwrap();
+    let e = run(&p, "tap-x", None, &[]).unwrap_err();
+    assert!(
+        e.message().contains("$DSM_TEST_SURELY_UNDEFINED"),
+        "{}",
+        e.message()
+    );
+}
+
+#[test]
+fn nested_and_alias_keys() {
+    let (_t, p) = setup(None);
+    let r = run(&p, "tap-x", None, &[("TAP_X_NESTED_B", "3")]).unwrap();
+    assert_eq!(r.get("nested.b").unwrap().value, Some(J::from("3")));
+    assert_eq!(r.get("aliased").unwrap().value, Some(J::from("via-alias")));
+    let config = r.config_json();
+    assert_eq!(config["nested"], serde_json::json!({"b": "3"}));
+    assert_eq!(config["aliased"], J::from("via-alias"));
+}
+
+#[test]
+fn bad_values_are_clear_errors_and_secrets_stay_masked() {
+    let (_t, p) = setup(None);
+    let e = run(&p, "tap-x", None, &[("TAP_X_PORT", "seven")]).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "setting `port` of `tap-x` must be an integer, but its value from environment is \"seven\""
+    );
+    let e = run(&p, "tap-x", None, &[("TAP_X_CHOICE", "c")]).unwrap_err();
+    assert!(e.hints()[0].contains("\"a\""), "{:?}", e.hints());
+    let e = run(&p, "tap-x", None, &[("TAP_X_START", "yesterday")]).unwrap_err();
+    assert!(e.message().contains("ISO 8601"));
+    let r = run(&p, "tap-x", None, &[]).unwrap();
+    assert_eq!(r.config_json_masked(true)["password"], J::from(MASK));
+    assert_eq!(r.config_json()["password"], J::from("hunter2"));
+    assert!(r.plugin_env(true).iter().all(|(_, v)| v != "hunter2"));
+}
+
+#[test]
+fn plugin_env_uses_meltanos_names() {
+    let (_t, p) = setup(None);
+    let r = run(&p, "tap-y", None, &[]).unwrap();
+    let env: BTreeMap<String, String> = r.plugin_env(false).into_iter().collect();
+    assert_eq!(env["TAP_Y_HOST"], "other");
+    assert_eq!(env["TAP_X_HOST"], "other");
+    assert_eq!(env["MELTANO_EXTRACT_HOST"], "other");
+    assert_eq!(env["TAP_Y_NESTED_B"], "2");
+    assert_eq!(env["CUSTOM_VAR"], "via-alias");
+}
+
+#[test]
+fn env_var_names_are_built_like_meltano() {
+    assert_eq!(env_var_name("tap-x", "a.b"), "TAP_X_A_B");
+    assert_eq!(env_var_name("tap_x", "_select"), "TAP_X__SELECT");
+}

@@ -1,0 +1,6 @@
+//! CLI integration tests: one module per command, sharing the `TestProject` helper.
+
+mod config;
+mod init;
+mod support;
+mod validate;

@@ -1,0 +1,81 @@
+use crate::support::TestProject;
+
+#[test]
+fn typo_in_a_structural_key_names_file_line_column_and_suggestion() {
+    let p = TestProject::new("plugins:\n  extractor:\n  - name: tap-x\n");
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "error: unknown key `extractor` under `plugins` in meltano.yml (line 2, column 3)\n\nhint: did you mean `extractors`?"
+    );
+}
+
+#[test]
+fn every_error_of_the_file_is_reported_at_once() {
+    let p = TestProject::new(
+        "defualt_environment: dev\nplugins:\n  extractors:\n  - name: tap-x\n    namespace: x\n    select: all\nschedules:\n- name: s\n  job: j\n  interval: sometimes\n",
+    );
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .starts_with("error: 3 problems in the project file"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("(line 1, column 1)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("must be an array, found a string in meltano.yml (line 6, column 13)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`schedules[0].interval`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn malformed_yaml_is_a_clear_error() {
+    let p = TestProject::new("plugins:\n  extractors: [\n");
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("is not valid YAML"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn undeclared_config_keys_are_warnings_and_json_output_lists_them() {
+    let p = TestProject::new(
+        "plugins:\n  extractors:\n  - name: tap-x\n    namespace: x\n    settings: [{name: host}]\n    config: {hots: a}\n",
+    );
+    let out = p.dsm(&["validate", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["warnings"][0]["hint"], "did you mean `host`?");
+    assert!(out.stderr.contains("warning: `hots`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_glob_that_matches_nothing_is_an_error() {
+    let p = TestProject::new("include_paths: ['./extract/*.yml']\n");
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("`./extract/*.yml` matches no file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn json_error_output_is_valid_json_on_stdout() {
+    let p = TestProject::new("plugins:\n  extractor: []\n");
+    let out = p.dsm(&["validate", "--format", "json"]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.json()["error"]["exit_code"], 2);
+}
