@@ -8,6 +8,7 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::printer::OutputFormat;
+use crate::project::{EnvironmentChoice, Project};
 use crate::registry::catalog::{SourceInfo, SourceType, mask_config, project_sources};
 use crate::registry::status::current_user;
 use crate::registry::{
@@ -124,18 +125,13 @@ fn matches(args: &ListArgs, info: &SourceInfo, st: &SourceState) -> bool {
         && search_hit
 }
 
-fn environment(ctx: &Context) -> Option<String> {
-    if ctx.global.no_environment {
-        return None;
-    }
-    ctx.global.environment.clone().or_else(|| {
-        [
-            crate::envvars::ENVIRONMENT,
-            crate::envvars::MELTANO_ENVIRONMENT,
-        ]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-    })
+fn environment(ctx: &Context, project: &Project) -> Result<Option<String>> {
+    let choice = EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: true,
+    };
+    Ok(project.active_environment(&choice)?.map(|e| e.name.clone()))
 }
 
 fn find<'a>(sources: &'a [SourceInfo], name: &str) -> Result<&'a SourceInfo> {
@@ -151,14 +147,14 @@ fn find<'a>(sources: &'a [SourceInfo], name: &str) -> Result<&'a SourceInfo> {
 /// Runs `dsm sources`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
-    let root = ctx.project_root()?;
-    let sources = project_sources(&root)?;
+    let project = Project::load(&ctx.project_root()?)?;
+    let sources = project_sources(&project);
     let store = open_store(ctx)?;
     match args.command {
         SourcesCommand::List(filters) => {
             let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
             let states = source_statuses(store.as_ref(), &names)?;
-            let env = environment(ctx);
+            let env = environment(ctx, &project)?;
             let entries: Vec<Entry<'_>> = sources
                 .iter()
                 .zip(&states)

@@ -1,10 +1,6 @@
 //! What each source and destination is: type, provider, data category and labels, from the
-//! plugin's `annotations.dsm.source` in `meltano.yml` or, failing that, dsm's small catalog of
-//! known plugins.
-//!
-//! Until the project model serves this, the plugin lists are read straight from `meltano.yml`
-//! (`plugins.extractors` and `plugins.loaders`; Meltano ignores `annotations`, so the block is
-//! safe to add to a project Meltano also runs).
+//! plugin's `annotations.dsm.source` in `meltano.yml` (inherited through `inherit_from`) or,
+//! failing that, dsm's small catalog of known plugins.
 //!
 //! ```yaml
 //! plugins:
@@ -15,12 +11,11 @@
 //!         source: {type: api, provider: GitHub, category: engineering, labels: [prod]}
 //! ```
 
-use std::path::Path;
-
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::project::annotations::SourceKind;
+use crate::project::{Plugin, PluginType, Project};
 
 /// The broad kind of a source or destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -48,17 +43,6 @@ impl SourceType {
             SourceType::Warehouse => "warehouse",
             SourceType::Other => "other",
         }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "file" => SourceType::File,
-            "database" | "db" => SourceType::Database,
-            "api" => SourceType::Api,
-            "warehouse" => SourceType::Warehouse,
-            "other" => SourceType::Other,
-            _ => return None,
-        })
     }
 }
 
@@ -137,76 +121,61 @@ pub fn catalog_entry(name: &str) -> (SourceType, Option<&'static str>) {
     (SourceType::Other, None)
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn describe(plugin: &Value, plugin_type: &str, parents: &[SourceInfo]) -> Option<SourceInfo> {
-    let name = plugin.get("name").and_then(text)?;
-    let inherit_from = plugin.get("inherit_from").and_then(text);
-    let annotation = plugin.pointer("/annotations/dsm/source");
-    let base = inherit_from.as_deref().unwrap_or(&name);
-    let parent = parents
-        .iter()
-        .find(|p| Some(&p.name) == inherit_from.as_ref());
-    let (cat_type, cat_provider) = catalog_entry(base);
-    let source_type = annotation
-        .and_then(|a| a.get("type"))
-        .and_then(Value::as_str)
-        .and_then(SourceType::parse)
-        .or(parent.map(|p| p.source_type))
-        .unwrap_or(cat_type);
-    let field = |key: &str| annotation.and_then(|a| a.get(key)).and_then(text);
-    let labels = match annotation.and_then(|a| a.get("labels")) {
-        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
-        Some(v) => text(v).into_iter().collect(),
-        None => parent.map(|p| p.labels.clone()).unwrap_or_default(),
-    };
-    Some(SourceInfo {
-        provider: field("provider")
-            .or_else(|| parent.and_then(|p| p.provider.clone()))
-            .or(cat_provider.map(str::to_owned)),
-        category: field("category").or_else(|| parent.and_then(|p| p.category.clone())),
-        labels,
-        variant: plugin.get("variant").and_then(text),
-        config: plugin.get("config").cloned().unwrap_or(Value::Null),
-        name,
-        plugin_type: plugin_type.to_owned(),
-        source_type,
-        inherit_from,
-    })
-}
-
-/// Every extractor and loader in a project file's text.
-pub fn sources_from_yaml(yaml: &str) -> Result<Vec<SourceInfo>> {
-    let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| {
-        Error::config(format!("cannot read meltano.yml: {e}"))
-            .hint("`dsm validate` shows what is wrong with the project file")
-    })?;
-    let mut out: Vec<SourceInfo> = Vec::new();
-    for (key, plugin_type) in [("extractors", "extractor"), ("loaders", "loader")] {
-        let Some(Value::Array(plugins)) = doc.pointer(&format!("/plugins/{key}")) else {
-            continue;
-        };
-        for plugin in plugins {
-            if let Some(info) = describe(plugin, plugin_type, &out) {
-                out.push(info);
-            }
+impl From<SourceKind> for SourceType {
+    fn from(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::File => SourceType::File,
+            SourceKind::Database => SourceType::Database,
+            SourceKind::Api => SourceType::Api,
+            SourceKind::Warehouse => SourceType::Warehouse,
+            SourceKind::Other => SourceType::Other,
         }
     }
-    Ok(out)
 }
 
-/// Every extractor and loader of the project at `root`.
-pub fn project_sources(root: &Path) -> Result<Vec<SourceInfo>> {
-    let path = root.join(crate::project::PROJECT_FILE);
-    let yaml = std::fs::read_to_string(&path)
-        .map_err(|e| Error::config(format!("cannot read `{}`: {e}", path.display())))?;
-    sources_from_yaml(&yaml)
+/// The name the catalog knows a plugin by: its own, or that of the plugin it inherits from.
+fn base_name<'a>(project: &'a Project, plugin: &'a Plugin) -> &'a str {
+    let mut current = plugin;
+    for _ in 0..16 {
+        match current
+            .parent
+            .as_deref()
+            .and_then(|p| project.plugin(p).ok())
+        {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    &current.name
+}
+
+/// Describes one plugin.
+pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
+    let annotation = plugin.annotations.source.clone().unwrap_or_default();
+    let (cat_type, cat_provider) = catalog_entry(base_name(project, plugin));
+    SourceInfo {
+        name: plugin.name.clone(),
+        plugin_type: plugin.plugin_type.singular().to_owned(),
+        source_type: annotation.kind.map_or(cat_type, SourceType::from),
+        provider: annotation
+            .provider
+            .clone()
+            .or(cat_provider.map(str::to_owned)),
+        category: annotation.category.clone(),
+        labels: annotation.labels.clone(),
+        inherit_from: plugin.parent.clone(),
+        variant: plugin.variant.clone(),
+        config: Value::Object(plugin.config.clone()),
+    }
+}
+
+/// Every extractor and loader of the project, extractors first, in file order.
+pub fn project_sources(project: &Project) -> Vec<SourceInfo> {
+    [PluginType::Extractors, PluginType::Loaders]
+        .into_iter()
+        .flat_map(|ty| project.plugins_of(ty))
+        .map(|p| describe(project, p))
+        .collect()
 }
 
 /// Whether a config key names a secret (its value is never shown).
@@ -282,9 +251,17 @@ plugins:
   - name: target-jsonl
 "#;
 
+    fn project(yaml: &str) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meltano.yml"), yaml).unwrap();
+        let project = Project::load(dir.path()).unwrap();
+        (dir, project)
+    }
+
     #[test]
     fn registry_catalog_reads_annotations_inheritance_and_the_catalog() {
-        let all = sources_from_yaml(YAML).unwrap();
+        let (_dir, p) = project(YAML);
+        let all = project_sources(&p);
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -313,7 +290,8 @@ plugins:
 
     #[test]
     fn registry_catalog_masks_secret_config_values() {
-        let gh = &sources_from_yaml(YAML).unwrap()[0];
+        let (_dir, p) = project(YAML);
+        let gh = &project_sources(&p)[0];
         assert_eq!(
             mask_config(&gh.config),
             json!({"repositories": ["acme/api"], "auth_token": "********", "client": {"private_key": "********", "id": 7}})
@@ -325,12 +303,10 @@ plugins:
     }
 
     #[test]
-    fn registry_catalog_reports_a_broken_project_file() {
-        let err = sources_from_yaml("plugins: [unclosed").unwrap_err();
-        assert!(
-            err.message().starts_with("cannot read meltano.yml"),
-            "{}",
-            err.message()
-        );
+    fn registry_catalog_guesses_types_from_names() {
+        assert_eq!(catalog_entry("tap-s3-csv").0, SourceType::File);
+        assert_eq!(catalog_entry("target-databricks").0, SourceType::Warehouse);
+        assert_eq!(catalog_entry("tap-mongodb").0, SourceType::Database);
+        assert_eq!(catalog_entry("tap-zendesk").0, SourceType::Other);
     }
 }
