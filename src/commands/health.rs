@@ -9,7 +9,8 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, ErrorKind, Result};
 use crate::printer::OutputFormat;
-use crate::registry::health::format_age;
+use crate::project::Project;
+use crate::registry::health::{format_age, schedule_expectations};
 use crate::registry::{Health, HealthOptions, Subject, Verdict, health_report, parse_age};
 use crate::store::format_time;
 
@@ -23,7 +24,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub failing_after: usize,
     /// How often NAME (a source or a flow's state id) must succeed, e.g. `tap-github=1h`;
-    /// without a successful run in that time it is stale. Repeatable.
+    /// without a successful run in that time it is stale. Repeatable; overrides what the
+    /// project's schedules imply (their interval plus a tenth).
     #[arg(long = "expect", value_name = "NAME=AGE")]
     pub expect: Vec<String>,
     /// Also show one line per flow (state id).
@@ -51,8 +53,14 @@ fn parse_expect(items: &[String]) -> Result<HashMap<String, chrono::Duration>> {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let window = parse_age(&args.since)?;
-    let expected_every = parse_expect(&args.expect)?;
     let now = Utc::now();
+    // Schedules of the project set the expectations; `--expect` overrides them. Without a
+    // project (only `--database-uri`) there are no schedules to judge staleness by.
+    let mut expected_every = match ctx.project_root() {
+        Ok(root) => schedule_expectations(&Project::load(&root)?, now),
+        Err(_) => HashMap::new(),
+    };
+    expected_every.extend(parse_expect(&args.expect)?);
     // Look back far enough to find the last success of anything expected less often than the
     // window.
     let lookback = expected_every

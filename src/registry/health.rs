@@ -265,6 +265,57 @@ fn judge(subject: Subject, newest_first: &[&RunRecord], opts: &HealthOptions) ->
     }
 }
 
+/// How often each extractor is expected to succeed, from the project's schedules: a schedule's
+/// period (the gap between its two latest cron ticks) plus a tenth of it (at least a minute)
+/// for the run itself. Legacy `extractor`/`loader` schedules name their extractor; job
+/// schedules name every extractor in the job's tasks. `@manual`, `@once` and schedules that
+/// do not parse set no expectation. With several schedules the most frequent wins.
+pub fn schedule_expectations(
+    project: &crate::project::Project,
+    now: DateTime<Utc>,
+) -> HashMap<String, Duration> {
+    use crate::orchestrate::interval::Interval;
+    use crate::project::PluginType;
+    let extractors: std::collections::HashSet<&str> = project
+        .plugins_of(PluginType::Extractors)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut out: HashMap<String, Duration> = HashMap::new();
+    for schedule in project.schedules() {
+        let Some(interval) = schedule
+            .interval
+            .as_deref()
+            .and_then(|i| Interval::parse(i, chrono_tz::UTC).ok())
+        else {
+            continue;
+        };
+        let Some(last) = interval.latest_due_at_or_before(now) else {
+            continue;
+        };
+        let Some(next) = interval.next_after(last) else {
+            continue;
+        };
+        let period = next - last;
+        let expected = period + (period / 10).max(Duration::minutes(1));
+        let mut names: Vec<String> = schedule.extractor.iter().cloned().collect();
+        if let Some(job) = schedule.job.as_deref().and_then(|j| project.job(j)) {
+            for task in job.task_list() {
+                names.extend(
+                    task.split_whitespace()
+                        .filter(|b| extractors.contains(b))
+                        .map(str::to_owned),
+                );
+            }
+        }
+        for name in names {
+            out.entry(name)
+                .and_modify(|d| *d = (*d).min(expected))
+                .or_insert(expected);
+        }
+    }
+    out
+}
+
 /// A short human age: `45s`, `12m`, `3h`, `2d`.
 pub fn format_age(d: Duration) -> String {
     let s = d.num_seconds().max(0);
@@ -447,6 +498,58 @@ mod tests {
         let never = line(&report, &src("tap-never"));
         assert_eq!(never.verdict, Verdict::Stale);
         assert_eq!(never.runs, 0);
+    }
+
+    #[test]
+    fn registry_health_expectations_come_from_schedules() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meltano.yml"),
+            r#"version: 1
+plugins:
+  extractors:
+  - name: tap-a
+  - name: tap-b
+  - name: tap-c
+  loaders:
+  - name: target-jsonl
+schedules:
+- name: a-hourly
+  extractor: tap-a
+  loader: target-jsonl
+  transform: skip
+  interval: '@hourly'
+- name: a-daily
+  extractor: tap-a
+  loader: target-jsonl
+  transform: skip
+  interval: '@daily'
+- name: b-job
+  job: b-and-c
+  interval: '*/15 * * * *'
+- name: c-manual
+  extractor: tap-c
+  loader: target-jsonl
+  transform: skip
+  interval: '@manual'
+jobs:
+- name: b-and-c
+  tasks:
+  - tap-b target-jsonl
+"#,
+        )
+        .unwrap();
+        let project = crate::project::Project::load(dir.path()).unwrap();
+        let got = schedule_expectations(&project, now());
+        assert_eq!(
+            got.get("tap-a"),
+            Some(&(Duration::hours(1) + Duration::minutes(6)))
+        );
+        assert_eq!(
+            got.get("tap-b"),
+            Some(&(Duration::minutes(16) + Duration::seconds(30)))
+        );
+        assert_eq!(got.get("tap-c"), None);
     }
 
     #[test]
