@@ -5,6 +5,7 @@
 //! the current time as an argument, so tests control the clock.
 
 pub mod catalog;
+pub mod flowmap;
 pub mod health;
 pub mod metrics;
 pub mod retention;

@@ -453,3 +453,40 @@ fn sources_list_show_and_operator_status_changes() {
     let gh_json = p.ok(&["sources", "show", "tap-github", "--format", "json"]);
     assert!(!gh_json.contains("ghp_secret_value"));
 }
+
+#[test]
+fn flows_map_as_text_dot_and_mermaid_with_source_status() {
+    let p = TestProject::new();
+    std::fs::write(
+        p.path().join("meltano.yml"),
+        format!(
+            "{PROJECT}schedules:\n- name: gh-hourly\n  extractor: tap-github\n  loader: target-jsonl\n  transform: skip\n  interval: '@hourly'\n"
+        ),
+    )
+    .unwrap();
+    let s = p.store();
+    run(
+        &s,
+        "g1",
+        "tap-github",
+        RunStatus::Failed,
+        Duration::hours(1),
+        3,
+    );
+    drop(s);
+    assert_eq!(
+        p.ok(&["flows"]),
+        "schedule gh-hourly (@hourly) [error]\n  tap-github → target-jsonl\n"
+    );
+    assert!(
+        p.ok(&["flows", "--format", "dot"])
+            .starts_with("digraph dsm_flows {")
+    );
+    assert!(
+        p.ok(&["flows", "--format", "mermaid"])
+            .starts_with("flowchart LR\n")
+    );
+    let j = json(&p.ok(&["flows", "--format", "json"]));
+    assert_eq!(j[0]["chains"][0][1]["role"], "loader");
+    assert_eq!(p.dsm(&["flows", "--format", "svg"]).status.code(), Some(2));
+}
