@@ -4,6 +4,7 @@
 //! in this library. Dependencies between modules point one way: `singer` knows nothing else in
 //! the crate, `commands` ties everything together.
 
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod envvars;

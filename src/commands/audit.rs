@@ -1,15 +1,138 @@
-//! `dsm audit` (not written yet).
+//! `dsm audit`: read, verify and prune the audit log.
 
 use crate::commands::Context;
+use crate::commands::secrets::{master_key, open_database};
 use crate::error::{Error, Result};
+use crate::printer::OutputFormat;
+use crate::secrets::audit;
 
 /// Arguments of `dsm audit`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// The `dsm audit` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// List entries (names of what changed, never values).
+    List {
+        /// Only entries at or after this time (`2026-01-31` or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Check the HMAC chain: detects edited, inserted, deleted and cut-off entries.
+    Verify,
+    /// Remove entries older than a time; verification keeps working from an anchor.
+    Prune {
+        /// Remove entries before this time (`2026-01-31` or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        before: String,
+    },
+}
+
+/// Normalises a user's time to the stored form (UTC, RFC 3339, milliseconds), so that text
+/// comparison in SQL is time comparison.
+pub fn parse_time(text: &str) -> Result<String> {
+    use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        })
+        .map_err(|_| {
+            Error::config(format!("`{text}` is not a date or time"))
+                .hint("use `2026-01-31` or `2026-01-31T12:00:00Z`")
+        })?;
+    Ok(parsed.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
 
 /// Runs `dsm audit`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm audit` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let (_, conn) = open_database(ctx)?;
+    match args.command {
+        AuditCommand::List { since } => {
+            let since = since.as_deref().map(parse_time).transpose()?;
+            let records = audit::list(&conn, since.as_deref())?;
+            if format == OutputFormat::Json {
+                ctx.printer.json(&records);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = records
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.seq.to_string(),
+                        r.at,
+                        format!("{}@{}", r.os_user, r.host),
+                        r.command,
+                        r.action,
+                        r.targets.join(", "),
+                    ]
+                })
+                .collect();
+            ctx.printer.table(
+                &["SEQ", "TIME", "WHO", "COMMAND", "ACTION", "TARGETS"],
+                &rows,
+            );
+            Ok(())
+        }
+        AuditCommand::Verify => {
+            let (key, _) = master_key(&conn)?;
+            let report = audit::verify(&conn, &key)?;
+            if format == OutputFormat::Json {
+                ctx.printer.json(&report);
+            } else if report.is_ok() {
+                ctx.printer
+                    .line(format!("audit log verified: {} entries", report.entries));
+            }
+            for warning in &report.warnings {
+                ctx.printer.warn(warning);
+            }
+            if report.is_ok() {
+                return Ok(());
+            }
+            let mut err = Error::failed(format!(
+                "the audit log was tampered with ({} problems)",
+                report.problems.len()
+            ));
+            for problem in &report.problems {
+                err = err.detail(problem);
+            }
+            Err(err.hint("compare with a backup of the database and of `.dsm/audit.head`"))
+        }
+        AuditCommand::Prune { before } => {
+            let (key, _) = master_key(&conn)?;
+            let before = parse_time(&before)?;
+            let removed = audit::prune(&conn, &key, &before, "dsm audit prune")?;
+            if format == OutputFormat::Json {
+                ctx.printer.json(&serde_json::json!({ "removed": removed }));
+            } else {
+                ctx.printer.line(format!("removed {removed} entries"));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_normalised_to_utc_millis() {
+        assert_eq!(
+            parse_time("2026-01-31").unwrap(),
+            "2026-01-31T00:00:00.000Z"
+        );
+        assert_eq!(
+            parse_time("2026-01-31T12:00:00+02:00").unwrap(),
+            "2026-01-31T10:00:00.000Z"
+        );
+        assert_eq!(parse_time("yesterday").unwrap_err().exit_code(), 2);
+    }
 }

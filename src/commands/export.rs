@@ -1,15 +1,41 @@
-//! `dsm export` (not written yet).
+//! `dsm export`: the project's system store as one bundle file.
+
+use std::path::PathBuf;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::commands::secrets::{master_key, open_database, read_passphrase};
+use crate::error::Result;
+use crate::printer::OutputFormat;
+use crate::secrets::bundle;
 
 /// Arguments of `dsm export`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The bundle file to write (readable by its owner only).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Re-encrypt the secrets under a passphrase (asked for, never an argument), so the bundle
+    /// can be restored without this project's master key.
+    #[arg(long)]
+    pub passphrase: bool,
+}
 
 /// Runs `dsm export`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm export` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let (_, conn) = open_database(ctx)?;
+    let (key, _) = master_key(&conn)?;
+    let passphrase = args.passphrase.then(|| read_passphrase(true)).transpose()?;
+    let summary = bundle::export(&conn, &key, passphrase.as_ref(), &args.output)?;
+    if format == OutputFormat::Json {
+        ctx.printer.json(&summary);
+    } else {
+        ctx.printer.line(format!(
+            "exported the system store ({} secrets, {} audit entries) to `{}`",
+            summary.secrets,
+            summary.audit_entries,
+            args.output.display()
+        ));
+    }
+    Ok(())
 }

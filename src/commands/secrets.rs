@@ -1,15 +1,424 @@
-//! `dsm secrets` (not written yet).
+//! `dsm secrets`: the master key and the encrypted secret store.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use zeroize::Zeroizing;
 
 use crate::commands::Context;
+use crate::envvars;
 use crate::error::{Error, Result};
+use crate::printer::OutputFormat;
+use crate::secrets::master_key::{self, KeyLookup, KeySource, Keyring};
+use crate::secrets::{self, MasterKey, Secret, dotenv, store};
 
 /// Arguments of `dsm secrets`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+/// The `dsm secrets` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Create a master key (in a key file readable only by you, or in the OS keyring).
+    Init(InitArgs),
+    /// List stored secrets: plugin, setting, last change. Never values.
+    List,
+    /// Store a value, read from a hidden prompt, standard input or a file (never an argument).
+    Set(SetArgs),
+    /// Remove a stored value.
+    Unset(NameArgs),
+    /// Re-encrypt every value under a new master key, in one transaction.
+    Rotate(RotateArgs),
+    /// Check that every stored value decrypts with the current key.
+    Verify,
+    /// Move plaintext secrets out of the project's `.env` into the store.
+    ImportEnv(ImportEnvArgs),
+}
+
+/// Arguments of `dsm secrets init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Write the key to this file (default `<user config dir>/dsm/master.key`).
+    #[arg(long, value_name = "PATH", conflicts_with = "keyring")]
+    pub key_file: Option<PathBuf>,
+    /// Store the key in the OS keyring instead of a file.
+    #[arg(long)]
+    pub keyring: bool,
+}
+
+/// A plugin and one of its settings.
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    /// The plugin, e.g. `tap-github`.
+    pub plugin: String,
+    /// The setting, e.g. `auth_token`.
+    pub setting: String,
+}
+
+/// Arguments of `dsm secrets set`.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    /// Which value.
+    pub name: NameArgs,
+    /// Read the value from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+}
+
+/// Arguments of `dsm secrets rotate`.
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// Write the new key to this file. Needed when the current key comes from `DSM_MASTER_KEY`
+    /// or the keyring; by default a key file is replaced in place.
+    #[arg(long, value_name = "PATH")]
+    pub new_key_file: Option<PathBuf>,
+}
+
+/// Arguments of `dsm secrets import-env`.
+#[derive(Debug, clap::Args)]
+pub struct ImportEnvArgs {
+    /// The file to move secrets out of (default: the project's `.env`).
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+}
+
+/// Opens the project's system database: migrated by the store, then a connection of our own
+/// for the secret and audit tables.
+pub(crate) fn open_database(ctx: &Context) -> Result<(PathBuf, Connection)> {
+    let root = ctx.project_root()?;
+    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    Ok((root, secrets::open_connection(&path)?))
+}
+
+/// Finds the master key and checks it against the database's key check value.
+pub(crate) fn master_key(conn: &Connection) -> Result<(MasterKey, KeySource)> {
+    let (key, source) = KeyLookup::from_env().find()?;
+    store::check_key(conn, &key, &source.to_string())?;
+    Ok((key, source))
+}
 
 /// Runs `dsm secrets`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm secrets` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    match args.command {
+        SecretsCommand::Init(a) => init(ctx, format, a),
+        SecretsCommand::List => list(ctx, format),
+        SecretsCommand::Set(a) => set(ctx, format, a),
+        SecretsCommand::Unset(a) => unset(ctx, format, a),
+        SecretsCommand::Rotate(a) => rotate(ctx, format, a),
+        SecretsCommand::Verify => verify(ctx, format),
+        SecretsCommand::ImportEnv(a) => import_env(ctx, format, a),
+    }
+}
+
+fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
+    let key = MasterKey::generate();
+    let place = if args.keyring {
+        let keyring = Keyring::platform().map_err(secrets::SecretsError::KeyringUnavailable)?;
+        keyring.store(&key)?;
+        KeySource::Keyring
+    } else {
+        let path = match args.key_file {
+            Some(p) => p,
+            None => master_key::default_key_file().ok_or_else(|| {
+                Error::config("cannot tell the user config directory")
+                    .hint("pass `--key-file PATH`")
+            })?,
+        };
+        master_key::write_key_file(&path, &key)?;
+        KeySource::File(path)
+    };
+    if format == OutputFormat::Json {
+        ctx.printer
+            .json(&serde_json::json!({ "created": place.to_string() }));
+    } else {
+        ctx.printer.line(format!("created a master key in {place}"));
+    }
+    ctx.printer
+        .notice("back it up: secrets encrypted with it cannot be recovered without it");
+    if let KeySource::File(path) = &place
+        && master_key::default_key_file().as_deref() != Some(path.as_path())
+    {
+        ctx.printer.notice(format!(
+            "hint: set `{}={}` so dsm finds it",
+            envvars::MASTER_KEY_FILE,
+            path.display()
+        ));
+    }
+    if std::env::var_os(envvars::MASTER_KEY).is_some() {
+        ctx.printer.warn(format!(
+            "`{}` is set and takes precedence over the new key",
+            envvars::MASTER_KEY
+        ));
+    }
+    Ok(())
+}
+
+fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
+    let (_, conn) = open_database(ctx)?;
+    let secrets = secrets::list(&conn)?;
+    if format == OutputFormat::Json {
+        ctx.printer.json(&secrets);
+        return Ok(());
+    }
+    if secrets.is_empty() {
+        ctx.printer.notice("no secrets stored");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = secrets
+        .into_iter()
+        .map(|s| vec![s.plugin, s.setting, s.updated_at, s.updated_by])
+        .collect();
+    ctx.printer
+        .table(&["PLUGIN", "SETTING", "UPDATED", "BY"], &rows);
+    Ok(())
+}
+
+/// Drops one trailing newline (`\n` or `\r\n`), which editors and `echo` add.
+fn strip_newline(mut text: Zeroizing<String>) -> Zeroizing<String> {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
+fn read_value(args: &SetArgs) -> Result<Secret> {
+    let text = if let Some(path) = &args.from_file {
+        Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::config(format!("cannot read `{}`: {e}", path.display())))?,
+        )
+    } else if std::io::stdin().is_terminal() {
+        let prompt = format!(
+            "value of `{}` for `{}` (input hidden): ",
+            args.name.setting, args.name.plugin
+        );
+        Zeroizing::new(rpassword::prompt_password(prompt)?)
+    } else {
+        let mut text = Zeroizing::new(String::new());
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    };
+    let text = strip_newline(text);
+    if text.is_empty() {
+        return Err(Error::config("the value is empty")
+            .hint("type it at the prompt, pipe it on stdin, or pass `--from-file PATH`")
+            .hint("to remove a value use `dsm secrets unset PLUGIN SETTING`"));
+    }
+    Ok(Secret::new(text.to_string()))
+}
+
+/// Reads a passphrase: a hidden prompt on a terminal (twice when `confirm`), else the first
+/// line of standard input. Never an argument.
+pub(crate) fn read_passphrase(confirm: bool) -> Result<Secret> {
+    let text = if std::io::stdin().is_terminal() {
+        let first = Zeroizing::new(rpassword::prompt_password("bundle passphrase: ")?);
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+            if *again != *first {
+                return Err(Error::config("the passphrases differ"));
+            }
+        }
+        first
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line)?;
+        strip_newline(line)
+    };
+    if text.is_empty() {
+        return Err(Error::config("the passphrase is empty")
+            .hint("type it at the prompt or pipe it on standard input"));
+    }
+    Ok(Secret::new(text.to_string()))
+}
+
+fn done(ctx: &Context, format: OutputFormat, action: &str, name: &NameArgs, text: String) {
+    if format == OutputFormat::Json {
+        ctx.printer.json(&serde_json::json!({
+            "action": action, "plugin": name.plugin, "setting": name.setting,
+        }));
+    } else {
+        ctx.printer.notice(text);
+    }
+}
+
+fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
+    let (_, conn) = open_database(ctx)?;
+    let (key, _) = master_key(&conn)?;
+    let value = read_value(&args)?;
+    let n = &args.name;
+    secrets::set_secret(
+        &conn,
+        &key,
+        &n.plugin,
+        &n.setting,
+        &value,
+        "dsm secrets set",
+    )?;
+    let text = format!("stored `{}` for `{}` (encrypted)", n.setting, n.plugin);
+    done(ctx, format, "set", n, text);
+    Ok(())
+}
+
+fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
+    let (_, conn) = open_database(ctx)?;
+    let (key, _) = master_key(&conn)?;
+    secrets::unset(
+        &conn,
+        &key,
+        &args.plugin,
+        &args.setting,
+        "dsm secrets unset",
+    )?;
+    let text = format!("removed `{}` of `{}`", args.setting, args.plugin);
+    done(ctx, format, "unset", &args, text);
+    Ok(())
+}
+
+fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
+    let (_, conn) = open_database(ctx)?;
+    let (old, source) = master_key(&conn)?;
+    let new = MasterKey::generate();
+    // The new key is on disk before the database changes, so it can never be lost.
+    let (written, replaces) = match (args.new_key_file, &source) {
+        (Some(path), _) => (path, None),
+        (None, KeySource::File(path)) => {
+            let mut staged = path.clone().into_os_string();
+            staged.push(".new");
+            (PathBuf::from(staged), Some(path.clone()))
+        }
+        (None, _) => {
+            return Err(Error::config(format!(
+                "the current key comes from {source}, which dsm cannot rewrite"
+            ))
+            .hint("pass `--new-key-file PATH` and point `DSM_MASTER_KEY_FILE` at it afterwards"));
+        }
+    };
+    master_key::write_key_file(&written, &new)?;
+    let count = match secrets::rotate(&conn, &old, &new, "dsm secrets rotate") {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&written);
+            return Err(Error::from(e).detail("nothing changed; the current key still works"));
+        }
+    };
+    let key_file = match replaces {
+        Some(path) => {
+            std::fs::rename(&written, &path).map_err(|e| {
+                Error::failed(format!("the new key is in `{}`: {e}", written.display())).hint(
+                    format!(
+                        "move it over `{}` by hand; the old key no longer works",
+                        path.display()
+                    ),
+                )
+            })?;
+            path
+        }
+        None => written,
+    };
+    if format == OutputFormat::Json {
+        ctx.printer.json(&serde_json::json!({
+            "re_encrypted": count, "key_file": key_file.display().to_string(),
+        }));
+    } else {
+        ctx.printer.line(format!(
+            "re-encrypted {count} secrets under a new key in `{}`",
+            key_file.display()
+        ));
+    }
+    if std::env::var_os(envvars::MASTER_KEY).is_some() {
+        ctx.printer.warn(format!(
+            "unset `{}` (it holds the old key) and use the new key file",
+            envvars::MASTER_KEY
+        ));
+    }
+    Ok(())
+}
+
+fn verify(ctx: &Context, format: OutputFormat) -> Result<()> {
+    let (_, conn) = open_database(ctx)?;
+    let (key, _) = master_key(&conn)?;
+    let report = secrets::verify(&conn, &key)?;
+    if format == OutputFormat::Json {
+        ctx.printer.json(&report);
+    } else {
+        ctx.printer.line(format!("{} secrets decrypt", report.ok));
+    }
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    let mut err = Error::failed(format!("{} secrets do not decrypt", report.failed.len()));
+    for (plugin, setting) in &report.failed {
+        err = err.detail(format!("`{setting}` of `{plugin}`"));
+    }
+    Err(err.hint("set each again with `dsm secrets set PLUGIN SETTING`"))
+}
+
+/// The plugin names declared in `meltano.yml` (every plugin type). Replaced by the project
+/// model once it lands.
+fn plugin_names(root: &Path) -> Result<Vec<String>> {
+    let path = root.join(crate::project::PROJECT_FILE);
+    let text = std::fs::read_to_string(&path)?;
+    let doc: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| Error::config(format!("cannot read `{}`: {e}", path.display())))?;
+    let mut names: Vec<String> = doc
+        .get("plugins")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flat_map(|kinds| kinds.values())
+        .filter_map(|list| list.as_array())
+        .flatten()
+        .filter_map(|p| p.get("name")?.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Result<()> {
+    let (root, conn) = open_database(ctx)?;
+    let (key, _) = master_key(&conn)?;
+    let env_file = args.env_file.unwrap_or_else(|| root.join(".env"));
+    if !env_file.exists() {
+        return Err(Error::config(format!(
+            "no `{}` to import",
+            env_file.display()
+        )));
+    }
+    let plugins = plugin_names(&root)?;
+    let report = dotenv::import_env(
+        &conn,
+        &key,
+        &env_file,
+        &plugins,
+        &|_, _| false,
+        "dsm secrets import-env",
+    )?;
+    if format == OutputFormat::Json {
+        ctx.printer.json(&report);
+    } else {
+        for m in &report.moved {
+            ctx.printer.line(format!(
+                "moved `{}` to `{}` of `{}`",
+                m.variable, m.setting, m.plugin
+            ));
+        }
+        if report.moved.is_empty() {
+            ctx.printer.notice("no plaintext secrets to move");
+        }
+    }
+    for (variable, reason) in &report.skipped {
+        ctx.printer
+            .warn(format!("left `{variable}` in `.env`: {reason}"));
+    }
+    Ok(())
 }

@@ -159,6 +159,35 @@ impl Document {
         }
     }
 
+    /// Appends `item` to the block-style, non-empty sequence at `path`, leaving its other items
+    /// and their comments as they are. Returns `false` (and changes nothing) when there is no
+    /// such sequence; the caller then writes the whole list with [`Document::set`].
+    pub fn append(&mut self, path: &[Seg], item: &J) -> Result<bool> {
+        let tree = self.tree()?;
+        let mut cur = &tree;
+        for seg in path {
+            let next = match seg {
+                Seg::Key(k) => cur.get(k),
+                Seg::Item(name) => cur
+                    .items()
+                    .iter()
+                    .find(|n| n.get("name").map(Node::to_json) == Some(J::String(name.clone()))),
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return Ok(false),
+            }
+        }
+        if !matches!(&cur.value, Value::Seq(s) if !s.is_empty()) || self.is_flow(cur) {
+            return Ok(false);
+        }
+        let last = cur.items().last().expect("checked non-empty");
+        let dash = self.line_indent(last.pos.line as usize - 1);
+        let block = vec![format!("{}- {}", " ".repeat(dash), inline(item))];
+        self.insert_into_seq(cur, dash, block)?;
+        Ok(true)
+    }
+
     /// Removes the key at `path`; returns whether it was there. A mapping left empty becomes `{}`.
     pub fn remove(&mut self, path: &[Seg]) -> Result<bool> {
         let tree = self.tree()?;
@@ -735,5 +764,30 @@ environments:
             [("A".into(), "2".into()), ("B".into(), "it's".into())]
         );
         assert_eq!(dotenv_unset(tmp.path(), &["A".into()]).unwrap(), 1);
+    }
+
+    #[test]
+    fn append_keeps_the_other_items_and_their_comments() {
+        let mut doc = Document::new(
+            "plugins:\n  extractors:\n  - name: tap-x\n    select:\n    - a.b   # why\n    - '!c.d'\n  - name: tap-y\n",
+        );
+        let path = [
+            Seg::key("plugins"),
+            Seg::key("extractors"),
+            Seg::item("tap-x"),
+            Seg::key("select"),
+        ];
+        assert!(doc.append(&path, &J::String("e.*".into())).unwrap());
+        assert_eq!(
+            doc.text(),
+            "plugins:\n  extractors:\n  - name: tap-x\n    select:\n    - a.b   # why\n    - '!c.d'\n    - \"e.*\"\n  - name: tap-y\n"
+        );
+        let missing = [
+            Seg::key("plugins"),
+            Seg::key("extractors"),
+            Seg::item("tap-y"),
+            Seg::key("select"),
+        ];
+        assert!(!doc.append(&missing, &J::String("x".into())).unwrap());
     }
 }

@@ -24,8 +24,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (
         2,
+        "secrets_audit",
+        include_str!("migrations/0002_secrets_audit.sql"),
+    ),
+    (
+        3,
         "source_registry",
-        include_str!("migrations/0002_source_registry.sql"),
+        include_str!("migrations/0003_source_registry.sql"),
     ),
 ];
 

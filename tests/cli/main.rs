@@ -2,5 +2,6 @@
 
 mod config;
 mod init;
+mod select;
 mod support;
 mod validate;

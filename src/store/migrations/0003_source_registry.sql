@@ -1,4 +1,4 @@
--- dsm system store, version 2: the source registry's status history. Operators set `inactive`,
+-- dsm system store, version 3: the source registry's status history. Operators set `inactive`,
 -- `maintenance` or `active` (origin `operator`); connection tests add their results (origin
 -- `test`). The current operator status is the newest `operator` row of a source. `syncing`,
 -- `error` and run-derived `active` are never stored: they come from locks and run history.

@@ -1,0 +1,341 @@
+//! `dsm export` / `dsm import`: the whole system store as one versioned bundle.
+//!
+//! A bundle is a JSON document holding a consistent SQLite copy of the store (taken with the
+//! online backup API) and its SHA-256. Secrets stay encrypted: under the master key, or, with a
+//! passphrase, re-encrypted on the copy under a key derived with Argon2id, so the bundle can be
+//! restored where the original master key is not available. The audit chain travels with them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{OsRng, rand_core::RngCore};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rusqlite::{Connection, MAIN_DB, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::audit::{self, Entry, Head};
+use super::error::SecretsError;
+use super::key::{KEY_LEN, MasterKey};
+use super::{Secret, store};
+
+type Result<T, E = SecretsError> = std::result::Result<T, E>;
+
+/// The `format` field of every bundle.
+pub const FORMAT: &str = "dsm-bundle";
+/// The bundle version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// How the secrets in a bundle are encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "encryption", rename_all = "snake_case")]
+pub enum Protection {
+    /// Under the project's master key (import needs the same key).
+    MasterKey,
+    /// Under a key derived from a passphrase with Argon2id.
+    Passphrase {
+        /// Random salt, base64.
+        salt: String,
+        /// Memory cost in KiB.
+        m_cost: u32,
+        /// Iterations.
+        t_cost: u32,
+        /// Parallelism.
+        p_cost: u32,
+    },
+}
+
+/// The bundle document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The bundle version, [`VERSION`].
+    pub version: u32,
+    /// When it was written.
+    pub created_at: String,
+    /// The dsm version that wrote it.
+    pub dsm_version: String,
+    /// How its secrets are encrypted.
+    pub secrets: Protection,
+    /// SHA-256 of the database bytes, hex.
+    pub sha256: String,
+    /// The SQLite database, base64.
+    pub database: String,
+}
+
+/// What an export or import moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Secrets in the bundle.
+    pub secrets: usize,
+    /// Audit entries in the bundle.
+    pub audit_entries: usize,
+    /// Size of the database in bytes.
+    pub database_bytes: usize,
+}
+
+fn passphrase_key(passphrase: &Secret, salt: &[u8], m: u32, t: u32, p: u32) -> Result<MasterKey> {
+    let params = argon2::Params::new(m, t, p, Some(KEY_LEN)).map_err(|e| {
+        SecretsError::Invalid(format!("bad Argon2id parameters in the bundle: {e}"))
+    })?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    argon
+        .hash_password_into(passphrase.expose().as_bytes(), salt, out.as_mut())
+        .map_err(|e| SecretsError::Invalid(format!("cannot derive the passphrase key: {e}")))?;
+    Ok(MasterKey::from_bytes(*out))
+}
+
+fn count(conn: &Connection, table: &str) -> Result<usize> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `path` atomically with owner-only permissions.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| SecretsError::io(format!("cannot write `{}`", path.display()), e);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Exports the store behind `conn` to `output`. With a passphrase the copy's secrets and audit
+/// chain are re-keyed to the passphrase key; the live store is untouched (except for an audit
+/// entry recording the export).
+pub fn export(
+    conn: &Connection,
+    key: &MasterKey,
+    passphrase: Option<&Secret>,
+    output: &Path,
+) -> Result<Summary> {
+    store::check_key(conn, key, "the current key")?;
+    audit::append(
+        conn,
+        key,
+        &Entry::new(
+            "dsm export",
+            "bundle.export",
+            [output.display().to_string()],
+        ),
+    )?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| SecretsError::io("cannot make a temporary folder", e))?;
+    let copy_path = scratch.path().join("bundle.db");
+    conn.backup(MAIN_DB, &copy_path, None)?;
+    let copy = Connection::open(&copy_path)?;
+    // The copy's chain is checked against the live head file when it is re-keyed.
+    if let Some(head) = audit::head_path(conn).filter(|p| p.exists()) {
+        std::fs::copy(&head, scratch.path().join(audit::HEAD_FILE))
+            .map_err(|e| SecretsError::io("cannot copy the audit head file", e))?;
+    }
+    let protection = match passphrase {
+        None => Protection::MasterKey,
+        Some(passphrase) => {
+            let mut salt = [0u8; 16];
+            OsRng.fill_bytes(&mut salt);
+            let (m_cost, t_cost, p_cost) = (
+                argon2::Params::DEFAULT_M_COST,
+                argon2::Params::DEFAULT_T_COST,
+                argon2::Params::DEFAULT_P_COST,
+            );
+            let bundle_key = passphrase_key(passphrase, &salt, m_cost, t_cost, p_cost)?;
+            store::rotate(&copy, key, &bundle_key, "dsm export --passphrase")?;
+            Protection::Passphrase {
+                salt: BASE64.encode(salt),
+                m_cost,
+                t_cost,
+                p_cost,
+            }
+        }
+    };
+    let summary_counts = (count(&copy, "secrets")?, count(&copy, "audit_log")?);
+    // Leave rollback-journal mode so the copy is one self-contained file.
+    copy.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
+    drop(copy);
+    let bytes = std::fs::read(&copy_path)
+        .map_err(|e| SecretsError::io("cannot read the database copy", e))?;
+    let bundle = Bundle {
+        format: FORMAT.to_string(),
+        version: VERSION,
+        created_at: super::actor::now(),
+        dsm_version: env!("CARGO_PKG_VERSION").to_string(),
+        secrets: protection,
+        sha256: sha256_hex(&bytes),
+        database: BASE64.encode(&bytes),
+    };
+    let text = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
+    write_private(output, &text)?;
+    Ok(Summary {
+        secrets: summary_counts.0,
+        audit_entries: summary_counts.1,
+        database_bytes: bytes.len(),
+    })
+}
+
+/// Reads and checks a bundle file.
+pub fn read(path: &Path) -> Result<(Bundle, Vec<u8>)> {
+    let text = std::fs::read(path)
+        .map_err(|e| SecretsError::io(format!("cannot read `{}`", path.display()), e))?;
+    let bundle: Bundle = serde_json::from_slice(&text).map_err(|e| {
+        SecretsError::Invalid(format!("`{}` is not a dsm bundle: {e}", path.display()))
+    })?;
+    if bundle.format != FORMAT || bundle.version != VERSION {
+        return Err(SecretsError::Invalid(format!(
+            "`{}` is a `{}` bundle of version {}; this dsm reads `{FORMAT}` version {VERSION}",
+            path.display(),
+            bundle.format,
+            bundle.version
+        )));
+    }
+    let bytes = BASE64.decode(&bundle.database).map_err(|_| {
+        SecretsError::Invalid(format!("`{}` is damaged (bad base64)", path.display()))
+    })?;
+    if sha256_hex(&bytes) != bundle.sha256 {
+        return Err(SecretsError::Invalid(format!(
+            "`{}` is damaged (its checksum does not match)",
+            path.display()
+        )));
+    }
+    Ok((bundle, bytes))
+}
+
+/// Whether the database at `path` holds anything worth keeping.
+fn has_data(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let conn = Connection::open(path)?;
+    for table in ["secrets", "audit_log", "state", "runs", "settings"] {
+        let n: Option<i64> = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .optional()
+            .unwrap_or(None);
+        if n.unwrap_or(0) > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn last_head(conn: &Connection) -> Result<Option<Head>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(Head {
+                    seq: r.get(0)?,
+                    mac: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Restores the bundle at `bundle_path` as the database `db_path` of a fresh project, with its
+/// secrets and audit chain under `key`. Refuses to overwrite a store that holds data.
+pub fn import(
+    bundle_path: &Path,
+    key: &MasterKey,
+    passphrase: Option<&Secret>,
+    db_path: &Path,
+) -> Result<Summary> {
+    let (bundle, bytes) = read(bundle_path)?;
+    if has_data(db_path)? {
+        return Err(SecretsError::Invalid(format!(
+            "the system database `{}` already holds data; import restores into a fresh project",
+            db_path.display()
+        )));
+    }
+    let dir: PathBuf = db_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| SecretsError::io("cannot create the database folder", e))?;
+    // Staged in a private folder beside the target (same file system, so the final rename is
+    // atomic); nothing reaches the project's folder unless the whole import succeeds.
+    let staging = tempfile::Builder::new()
+        .prefix(".import-")
+        .tempdir_in(&dir)
+        .map_err(|e| SecretsError::io("cannot stage the import", e))?;
+    let staged = staging.path().join("dsm.db");
+    std::fs::write(&staged, &bytes).map_err(|e| SecretsError::io("cannot stage the import", e))?;
+    let conn = Connection::open(&staged)?;
+    // The bundle has no head file: its own last entry is the head (the checksum protects it).
+    if let Some(head) = last_head(&conn)? {
+        audit::write_head(&conn, &head)?;
+    }
+    match &bundle.secrets {
+        Protection::MasterKey => {
+            store::check_key(&conn, key, "the current key")?;
+        }
+        Protection::Passphrase {
+            salt,
+            m_cost,
+            t_cost,
+            p_cost,
+        } => {
+            let Some(passphrase) = passphrase else {
+                return Err(SecretsError::Invalid(
+                    "this bundle's secrets are protected by a passphrase; pass `--passphrase`"
+                        .to_string(),
+                ));
+            };
+            let salt = BASE64
+                .decode(salt)
+                .map_err(|_| SecretsError::Invalid("the bundle's salt is damaged".to_string()))?;
+            let bundle_key = passphrase_key(passphrase, &salt, *m_cost, *t_cost, *p_cost)?;
+            if store::check_key(&conn, &bundle_key, "the passphrase").is_err() {
+                return Err(SecretsError::Invalid("the passphrase is wrong".to_string()));
+            }
+            store::rotate(&conn, &bundle_key, key, "dsm import")?;
+        }
+    }
+    let report = audit::verify(&conn, key)?;
+    if !report.is_ok() {
+        return Err(SecretsError::AuditBroken(report.problems.join("; ")));
+    }
+    audit::append(
+        &conn,
+        key,
+        &Entry::new(
+            "dsm import",
+            "bundle.import",
+            [bundle_path.display().to_string()],
+        ),
+    )?;
+    let summary = Summary {
+        secrets: count(&conn, "secrets")?,
+        audit_entries: count(&conn, "audit_log")?,
+        database_bytes: bytes.len(),
+    };
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db_path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let io = |e| SecretsError::io(format!("cannot write `{}`", db_path.display()), e);
+    std::fs::rename(&staged, db_path).map_err(io)?;
+    std::fs::rename(
+        staging.path().join(audit::HEAD_FILE),
+        dir.join(audit::HEAD_FILE),
+    )
+    .map_err(io)?;
+    Ok(summary)
+}

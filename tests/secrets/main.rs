@@ -1,0 +1,528 @@
+//! CLI tests of `dsm secrets` and `dsm audit`: real `dsm` processes on a temporary project.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test binary: a failed unwrap is a failed test"
+)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const CANARY: &str = "CANARY-ghp-7f3a9c";
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meltano.yml"),
+            "version: 1\nplugins:\n  extractors:\n  - name: tap-github\n  loaders:\n  - name: target-postgres\n",
+        )
+        .unwrap();
+        Project { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.path("home/master.key")
+    }
+
+    /// `dsm` in the project, with the key file of this project and nothing inherited that could
+    /// reach a real key or keyring.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("DSM_MASTER_KEY")
+            .env_remove("DSM_DATABASE_URI")
+            .env_remove("DSM_PROJECT_ROOT")
+            .env_remove("MELTANO_PROJECT_ROOT")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("home/.config"))
+            .env("DSM_MASTER_KEY_FILE", self.key_file());
+        cmd
+    }
+
+    fn finish(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn dsm(&self, args: &[&str]) -> Run {
+        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
+        Self::finish(out)
+    }
+
+    fn dsm_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Self::finish(child.wait_with_output().unwrap())
+    }
+
+    fn initialised() -> Self {
+        let p = Project::new();
+        let key_file = p.key_file();
+        let run = p.dsm(&["secrets", "init", "--key-file", key_file.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        p
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path(".dsm/dsm.db")).unwrap()
+    }
+}
+
+fn tree_contains(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(tree_contains(&path, needle));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn set_list_verify_and_audit_never_show_the_value() {
+    let p = Project::initialised();
+    let set = p.dsm_stdin(
+        &["secrets", "set", "tap-github", "auth_token"],
+        &format!("{CANARY}\n"),
+    );
+    assert_eq!(set.code, 0, "{}", set.all());
+    let list = p.dsm(&["secrets", "list", "--format", "json"]);
+    assert_eq!(list.code, 0, "{}", list.all());
+    let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(listed[0]["plugin"], "tap-github");
+    assert_eq!(listed[0]["setting"], "auth_token");
+    let verify = p.dsm(&["secrets", "verify"]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+    assert!(verify.stdout.contains("1 secrets decrypt"));
+    let audit = p.dsm(&["audit", "list", "--format", "json"]);
+    let entries: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(entries[0]["action"], "secret.set");
+    assert_eq!(entries[0]["targets"][0], "tap-github.auth_token");
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+    for run in [&set, &list, &verify, &audit] {
+        assert!(!run.all().contains(CANARY));
+    }
+    // Nothing in the project tree (database, head file) holds the value in plain text.
+    assert_eq!(tree_contains(p.dir.path(), CANARY), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_value_is_never_accepted_as_an_argument() {
+    let p = Project::initialised();
+    let run = p.dsm(&["secrets", "set", "tap-github", "auth_token", CANARY]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("unexpected argument"), "{}", run.stderr);
+    assert!(!p.path(".dsm/dsm.db").exists());
+}
+
+#[test]
+fn from_file_reads_the_value_and_drops_one_newline() {
+    let p = Project::initialised();
+    std::fs::write(p.path("token.txt"), format!("{CANARY}\n")).unwrap();
+    let run = p.dsm(&[
+        "secrets",
+        "set",
+        "tap-github",
+        "auth_token",
+        "--from-file",
+        "token.txt",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let key = dsm::secrets::master_key::read_key_file(&p.key_file()).unwrap();
+    let value = dsm::secrets::get_secret(&p.db(), &key, "tap-github", "auth_token")
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.expose(), CANARY);
+}
+
+#[test]
+fn a_key_file_readable_by_others_is_refused_with_a_chmod_hint() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::initialised();
+    std::fs::set_permissions(p.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("readable by other users"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: run `chmod 600"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_key_says_how_to_create_one() {
+    let p = Project::new();
+    let run = p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("hint: create it with `dsm secrets init --key-file"),
+        "{}",
+        run.stderr
+    );
+    let mut cmd = p.command(&["secrets", "verify"]);
+    let run = Project::finish(cmd.env_remove("DSM_MASTER_KEY_FILE").output().unwrap());
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("no master key found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no D-Bus session bus"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("hint: create a key with `dsm secrets init`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_decrypted() {
+    let p = Project::initialised();
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY)
+            .code,
+        0
+    );
+    let other = dsm::secrets::MasterKey::generate();
+    let mut cmd = p.command(&["secrets", "verify"]);
+    let run = Project::finish(
+        cmd.env("DSM_MASTER_KEY", &*other.to_base64())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("does not match the key"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"));
+}
+
+#[test]
+fn rotate_replaces_the_key_file_and_every_value_survives() {
+    let p = Project::initialised();
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY)
+            .code,
+        0
+    );
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "target-postgres", "password"], "pw")
+            .code,
+        0
+    );
+    let before = std::fs::read(p.key_file()).unwrap();
+    let run = p.dsm(&["secrets", "rotate"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("re-encrypted 2 secrets"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(std::fs::read(p.key_file()).unwrap(), before);
+    assert_eq!(p.dsm(&["secrets", "verify"]).code, 0);
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+    let key = dsm::secrets::master_key::read_key_file(&p.key_file()).unwrap();
+    let value = dsm::secrets::get_secret(&p.db(), &key, "tap-github", "auth_token")
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.expose(), CANARY);
+}
+
+#[test]
+fn import_env_moves_plaintext_secrets_out_of_dotenv() {
+    let p = Project::initialised();
+    std::fs::write(
+        p.path(".env"),
+        format!("TAP_GITHUB_AUTH_TOKEN='{CANARY}'\nTAP_GITHUB_START_DATE=2024-01-01\n"),
+    )
+    .unwrap();
+    let run = p.dsm(&["secrets", "import-env"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("moved `TAP_GITHUB_AUTH_TOKEN` to `auth_token` of `tap-github`")
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path(".env")).unwrap(),
+        "TAP_GITHUB_START_DATE=2024-01-01\n"
+    );
+    assert_eq!(tree_contains(p.dir.path(), CANARY), Vec::<PathBuf>::new());
+    assert!(p.dsm(&["secrets", "list"]).stdout.contains("auth_token"));
+}
+
+#[test]
+fn audit_verify_fails_when_entries_are_cut_from_the_end() {
+    let p = Project::initialised();
+    for setting in ["a_token", "b_token", "c_token"] {
+        assert_eq!(
+            p.dsm_stdin(&["secrets", "set", "tap-github", setting], "v")
+                .code,
+            0
+        );
+    }
+    p.db()
+        .execute("DELETE FROM audit_log WHERE seq = 3", [])
+        .unwrap();
+    let run = p.dsm(&["audit", "verify"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("entries 3 to 3 were cut from the end"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_session_bus_that_is_not_there_is_skipped_quickly() {
+    let p = Project::new();
+    let mut cmd = p.command(&["secrets", "verify"]);
+    cmd.env_remove("DSM_MASTER_KEY_FILE").env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        format!("unix:path={}", p.path("no-bus").display()),
+    );
+    let started = std::time::Instant::now();
+    let run = Project::finish(cmd.output().unwrap());
+    // Well under the 25 s a D-Bus call waits before timing out: the bus was not asked at all.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("the OS keyring (no D-Bus session bus"),
+        "{}",
+        run.stderr
+    );
+    let keyring = p.dsm(&["secrets", "init", "--keyring"]);
+    assert_eq!(keyring.code, 2, "{}", keyring.all());
+    assert!(
+        keyring
+            .stderr
+            .contains("hint: use `dsm secrets init --key-file PATH`"),
+        "{}",
+        keyring.stderr
+    );
+}
+
+/// Every row of `table` as text, in rowid order.
+fn dump(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+        .unwrap();
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        Ok((0..columns)
+            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn tables(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A project with two secrets, a state and a stored setting.
+fn populated() -> Project {
+    use dsm::store::Store as _;
+    let p = Project::initialised();
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY)
+            .code,
+        0
+    );
+    assert_eq!(
+        p.dsm_stdin(&["secrets", "set", "target-postgres", "password"], "pw-2")
+            .code,
+        0
+    );
+    let store = dsm::store::SqliteStore::open(&p.path(".dsm/dsm.db")).unwrap();
+    let id = dsm::store::StateId::new("dev:tap-github-to-target-postgres");
+    store
+        .write_state(
+            &id,
+            &serde_json::json!({"singer_state": {"bookmarks": {"issues": {"since": "2026-01-01"}}}}),
+            false,
+            dsm::store::StateAction::Set,
+            None,
+        )
+        .unwrap();
+    store
+        .set_setting("tap-github", "start_date", &serde_json::json!("2024-01-01"))
+        .unwrap();
+    p
+}
+
+#[test]
+fn export_with_a_passphrase_restores_everything_under_another_key() {
+    let source = populated();
+    let bundle = source.path("bundle.json");
+    let out = source.dsm_stdin(
+        &[
+            "export",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--passphrase",
+        ],
+        "correct horse\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("2 secrets"), "{}", out.stdout);
+    assert!(!String::from_utf8_lossy(&std::fs::read(&bundle).unwrap()).contains(CANARY));
+
+    // A wrong passphrase restores nothing.
+    let wrong = Project::initialised();
+    let run = wrong.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "nope\n",
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("the passphrase is wrong"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        wrong
+            .dsm(&["secrets", "list", "--format", "json"])
+            .stdout
+            .trim()
+            == "[]"
+    );
+    assert!(!wrong.path(".dsm/audit.head").exists());
+
+    let target = Project::initialised();
+    let run = target.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "correct horse\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let (a, b) = (source.db(), target.db());
+    assert_eq!(tables(&a), tables(&b));
+    for table in tables(&a) {
+        if !["secrets", "secret_keys", "audit_log"].contains(&table.as_str()) {
+            assert_eq!(dump(&a, &table), dump(&b, &table), "table {table}");
+        }
+    }
+    let key = dsm::secrets::master_key::read_key_file(&target.key_file()).unwrap();
+    let token = dsm::secrets::get_secret(&b, &key, "tap-github", "auth_token")
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.expose(), CANARY);
+    let names = |c: &rusqlite::Connection| -> Vec<(String, String, String)> {
+        dsm::secrets::list(c)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.plugin, s.setting, s.updated_at))
+            .collect()
+    };
+    assert_eq!(names(&a), names(&b));
+    // The audit history came along, re-keyed, and still verifies.
+    assert_eq!(target.dsm(&["audit", "verify"]).code, 0);
+    let actions = |c: &rusqlite::Connection| -> Vec<String> {
+        dsm::secrets::audit::list(c, None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    };
+    let (before, after) = (actions(&a), actions(&b));
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(
+        after[before.len()..],
+        ["secrets.rotate", "secrets.rotate", "bundle.import"]
+    );
+}
+
+#[test]
+fn export_without_a_passphrase_needs_the_same_master_key() {
+    let source = populated();
+    let bundle = source.path("bundle.json");
+    let out = source.dsm(&["export", "--output", bundle.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    let stranger = Project::initialised();
+    let run = stranger.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("dsm export --passphrase"),
+        "{}",
+        run.stderr
+    );
+
+    let twin = Project::new();
+    std::fs::create_dir_all(twin.path("home")).unwrap();
+    std::fs::copy(source.key_file(), twin.key_file()).unwrap();
+    let run = twin.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(dump(&source.db(), "state"), dump(&twin.db(), "state"));
+    assert_eq!(twin.dsm(&["secrets", "verify"]).code, 0);
+    // Importing again over a store with data is refused.
+    let again = twin.dsm(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(again.code, 2, "{}", again.all());
+    assert!(
+        again.stderr.contains("already holds data"),
+        "{}",
+        again.stderr
+    );
+}
