@@ -9,7 +9,7 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, ErrorKind, Result};
 use crate::printer::OutputFormat;
-use crate::project::Project;
+use crate::project::{PluginType, Project};
 use crate::registry::health::{format_age, schedule_expectations};
 use crate::registry::{Health, HealthOptions, Subject, Verdict, health_report, parse_age};
 use crate::store::format_time;
@@ -56,10 +56,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let now = Utc::now();
     // Schedules of the project set the expectations; `--expect` overrides them. Without a
     // project (only `--database-uri`) there are no schedules to judge staleness by.
-    let mut expected_every = match ctx.project_root() {
-        Ok(root) => schedule_expectations(&Project::load(&root)?, now),
-        Err(_) => HashMap::new(),
+    let project = match ctx.project_root() {
+        Ok(root) => Some(Project::load(&root)?),
+        Err(_) => None,
     };
+    let mut expected_every = project
+        .as_ref()
+        .map(|p| schedule_expectations(p, now))
+        .unwrap_or_default();
+    let known_sources: Vec<String> = project
+        .iter()
+        .flat_map(|p| p.plugins_of(PluginType::Extractors))
+        .map(|e| e.name.clone())
+        .collect();
     expected_every.extend(parse_expect(&args.expect)?);
     // Look back far enough to find the last success of anything expected less often than the
     // window.
@@ -76,6 +85,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         since: now - window,
         failing_after: args.failing_after,
         expected_every,
+        known_sources,
     };
     let report: Vec<Health> = health_report(&runs, &opts)
         .into_iter()
@@ -83,9 +93,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         .collect();
     match format {
         OutputFormat::Json => ctx.printer.json(&report),
-        OutputFormat::Text if report.is_empty() => ctx
-            .printer
-            .notice(format!("no runs in the last {}", args.since)),
+        OutputFormat::Text if report.is_empty() => ctx.printer.notice(format!(
+            "no extractors and no runs in the last {}",
+            args.since
+        )),
         OutputFormat::Text => ctx.printer.table(
             &[
                 "KIND",

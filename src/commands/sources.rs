@@ -224,6 +224,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     since: now - window,
                     failing_after: 3,
                     expected_every: Default::default(),
+                    known_sources: Vec::new(),
                 },
             )
             .into_iter()

@@ -78,6 +78,8 @@ pub struct HealthOptions {
     /// How often each subject is expected to succeed (its schedule's interval), by source or
     /// flow name. A subject without an entry is never stale.
     pub expected_every: HashMap<String, Duration>,
+    /// Sources to report even without any run (the project's extractors).
+    pub known_sources: Vec<String>,
 }
 
 /// Health of one source or flow.
@@ -141,7 +143,7 @@ pub fn health_report(runs: &[RunRecord], opts: &HealthOptions) -> Vec<Health> {
     }
     let named: std::collections::HashSet<String> =
         groups.keys().map(|s| s.name().to_owned()).collect();
-    for name in opts.expected_every.keys() {
+    for name in opts.expected_every.keys().chain(&opts.known_sources) {
         if !named.contains(name) {
             groups.entry(Subject::Source(name.clone())).or_default();
         }
@@ -339,6 +341,7 @@ mod tests {
             since: now() - window,
             failing_after: 3,
             expected_every: HashMap::new(),
+            known_sources: vec!["tap-known".into()],
         }
     }
 
@@ -580,5 +583,8 @@ jobs:
             (Verdict::NoRuns, 0, None)
         );
         assert_eq!(y.last_success, Some(now() - Duration::days(3)));
+        // A project extractor that never ran still gets its line.
+        let known = line(&report, &src("tap-known"));
+        assert_eq!((known.verdict, known.runs), (Verdict::NoRuns, 0));
     }
 }
