@@ -298,6 +298,19 @@ impl Scanner<'_> {
         }
         let start = self.i + 1;
         let mut j = start;
+        // Keys and most values are short: a plain loop over the first bytes is cheaper than
+        // setting up memchr. A backslash or newline is left to the loop below.
+        let short_end = (start + 24).min(self.b.len());
+        while j < short_end {
+            match self.b[j] {
+                b'"' => {
+                    self.i = j + 1;
+                    return Ok(start..j);
+                }
+                b'\\' | b'\n' => break,
+                _ => j += 1,
+            }
+        }
         loop {
             match memchr::memchr3(b'"', b'\\', b'\n', &self.b[j..]) {
                 None => {

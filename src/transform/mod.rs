@@ -5,6 +5,15 @@
 //! passes through as raw bytes. STATE messages never go through transforms: they keep their
 //! place in the stream untouched.
 
+pub mod expr;
+pub mod field_mask;
+pub mod stream_maps;
+pub mod validate;
+
+pub use field_mask::FieldMask;
+pub use stream_maps::StreamMaps;
+pub use validate::{Policy, Validate, ValidationSettings};
+
 use crate::singer::Message;
 
 /// A transform the pipeline runs natively, in order, between extractor and loader.
@@ -15,6 +24,11 @@ pub trait Transform: Send {
 
     /// Applies the transform to one message, pushing zero or more messages to `out`.
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError>;
+
+    /// Called once when the input ends (flushes files such as the validation dead-letter file).
+    fn finish(&mut self) -> Result<(), TransformError> {
+        Ok(())
+    }
 }
 
 /// A transform could not be applied; the run stops with this message.

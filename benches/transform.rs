@@ -1,0 +1,134 @@
+//! Throughput of the native transforms as the pipeline pays for them: parse a raw line,
+//! apply the transform, serialise every output message.
+//!
+//! Run with `cargo bench --bench transform`; prints records per second for each scenario
+//! (best of several rounds over 200,000 records of about 250 bytes).
+
+#![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "benchmark set-up: a panic is the report"
+)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use dsm::singer::Message;
+use dsm::transform::{Policy, StreamMaps, Transform, Validate, ValidationSettings};
+use serde_json::json;
+
+const RECORDS: usize = 200_000;
+const ROUNDS: usize = 5;
+
+fn lines() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let schema = json!({"type": "SCHEMA", "stream": "users", "key_properties": ["id"], "schema": {
+        "type": "object", "required": ["id", "email"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string", "format": "email"},
+            "first_name": {"type": ["string", "null"], "maxLength": 64},
+            "last_name": {"type": ["string", "null"], "maxLength": 64},
+            "country": {"type": ["string", "null"], "enum": ["US", "DE", "FR", "JP", null]},
+            "amount": {"type": ["number", "null"], "multipleOf": 0.01, "minimum": 0},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "status": {"type": ["string", "null"]},
+            "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+            "note": {"type": ["string", "null"]}}}});
+    let countries = ["US", "DE", "FR", "JP"];
+    let records = (0..RECORDS)
+        .map(|i| {
+            let line = format!(
+                r#"{{"type":"RECORD","stream":"users","record":{{"id":{i},"email":"user{i}@example.com","first_name":"Alice","last_name":"Smith","country":"{}","amount":{}.{:02},"created_at":"2024-01-01T12:34:56Z","status":"{}","score":{},"note":"lorem ipsum dolor sit amet"}},"time_extracted":"2024-01-01T12:35:00Z"}}"#,
+                countries[i % 4],
+                i % 1000,
+                i % 100,
+                if i % 10 == 0 { "inactive" } else { "active" },
+                i % 101
+            );
+            line.into_bytes()
+        })
+        .collect();
+    (serde_json::to_vec(&schema).unwrap(), records)
+}
+
+fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], records: &[Vec<u8>]) {
+    let avg_len = records.iter().map(Vec::len).sum::<usize>() / records.len();
+    let mut best = Duration::MAX;
+    let mut written = 0usize;
+    for _ in 0..ROUNDS {
+        let mut t = make();
+        let mut out = Vec::new();
+        t.apply(Message::parse(schema).unwrap(), &mut out).unwrap();
+        out.clear();
+        let mut sink = Vec::with_capacity(1 << 20);
+        let start = Instant::now();
+        for line in records {
+            let msg = Message::parse(line).unwrap();
+            t.apply(msg, &mut out).unwrap();
+            for m in out.drain(..) {
+                sink.extend_from_slice(&m.to_line());
+                sink.push(b'\n');
+            }
+            if sink.len() > 1 << 20 {
+                written += sink.len();
+                black_box(&sink);
+                sink.clear();
+            }
+        }
+        best = best.min(start.elapsed());
+        written += black_box(sink.len());
+    }
+    black_box(written);
+    let rate = records.len() as f64 / best.as_secs_f64();
+    println!(
+        "{name:<42} {:>10.0} records/s  ({:.2} µs/record, {avg_len} B/record)",
+        rate,
+        best.as_secs_f64() * 1e6 / records.len() as f64
+    );
+}
+
+fn main() {
+    let (schema, records) = lines();
+    println!(
+        "{} records per round, best of {ROUNDS} rounds",
+        records.len()
+    );
+    let baseline = |_: ()| -> Box<dyn Transform> {
+        Box::new(StreamMaps::from_config(&json!({"stream_maps": {"users": {}}})).unwrap())
+    };
+    measure(
+        "parse + serialise (identity map)",
+        &|| baseline(()),
+        &schema,
+        &records,
+    );
+    let mapping = json!({"stream_maps": {"users": {
+        "__alias__": "customers",
+        "__filter__": "status == 'active'",
+        "contact": "email",
+        "email": null,
+        "note": null,
+        "email_hash": "md5(email)"}}});
+    measure(
+        "stream map: rename + drop + md5() + filter",
+        &|| Box::new(StreamMaps::from_config(&mapping).unwrap()),
+        &schema,
+        &records,
+    );
+    measure(
+        "validation (policy fail)",
+        &|| {
+            Box::new(
+                Validate::new(ValidationSettings {
+                    default: Policy::Fail,
+                    streams: HashMap::new(),
+                    quarantine_path: None,
+                })
+                .unwrap(),
+            )
+        },
+        &schema,
+        &records,
+    );
+}

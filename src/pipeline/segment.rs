@@ -1,0 +1,426 @@
+//! The hot path: one process's stdout to the next process's stdin.
+//!
+//! A reader task scans each line's envelope only (`type`, `stream`), keeps counts, applies the
+//! native transforms to the streams they touch, and batches raw lines into chunks; a writer task
+//! writes the chunks to the next process. A bounded channel joins the two, so a slow consumer
+//! stops the reader, and the OS pipe then pauses the producer.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::mpsc;
+
+use super::Event;
+use crate::error::Error;
+use crate::singer::codec::excerpt;
+use crate::singer::envelope::{MessageKind, sanitize, scan};
+use crate::singer::message::Message;
+use crate::transform::Transform;
+
+/// Records and bytes one stream carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StreamCounts {
+    /// RECORD messages.
+    pub records: u64,
+    /// Bytes of all the stream's lines (SCHEMA, RECORD, ...), newlines excluded.
+    pub bytes: u64,
+}
+
+/// What a reader learned by the end of its input.
+#[derive(Debug, Default)]
+pub(super) struct SegmentReport {
+    pub lines: u64,
+    pub bad_lines: u64,
+    pub streams: BTreeMap<String, StreamCounts>,
+    pub error: Option<Error>,
+    /// Counts of the stream of the latest lines, moved to `streams` when the stream changes
+    /// (most lines belong to the same stream as the one before: no map lookup for them).
+    current: (String, StreamCounts),
+}
+
+impl SegmentReport {
+    fn count(&mut self, stream: &str, bytes: usize, record: bool) {
+        if self.current.0 != stream {
+            self.flush_current();
+            self.current.0.push_str(stream);
+        }
+        self.current.1.bytes += bytes as u64;
+        if record {
+            self.current.1.records += 1;
+        }
+    }
+
+    fn flush_current(&mut self) {
+        if self.current.0.is_empty() {
+            return;
+        }
+        let (name, add) = std::mem::take(&mut self.current);
+        let c = match self.streams.get_mut(name.as_str()) {
+            Some(c) => c,
+            None => self.streams.entry(name).or_default(),
+        };
+        c.records += add.records;
+        c.bytes += add.bytes;
+    }
+}
+
+pub(super) struct Reader {
+    pub index: usize,
+    pub label: String,
+    pub stdout: Option<ChildStdout>,
+    pub transforms: Vec<Box<dyn Transform>>,
+    pub max_line: usize,
+    pub lenient: bool,
+    pub records_need_schema: bool,
+    pub chunk_bytes: usize,
+    pub tx: mpsc::Sender<Vec<u8>>,
+    /// Written chunks coming back from the writer for reuse (no allocation per chunk).
+    pub recycled: mpsc::Receiver<Vec<u8>>,
+    pub events: mpsc::Sender<Event>,
+}
+
+impl Reader {
+    pub async fn run(mut self) {
+        let mut report = SegmentReport::default();
+        if let Err(error) = self.pump(&mut report).await {
+            report.error = Some(error);
+        }
+        report.flush_current();
+        let index = self.index;
+        // Dropping the chunk sender (with `self`) closes the next process's stdin.
+        let events = self.events.clone();
+        drop(self);
+        let _ = events.send(Event::SegmentDone(index, report)).await;
+    }
+
+    fn bad_line(
+        &self,
+        report: &mut SegmentReport,
+        line_number: u64,
+        what: &str,
+        line: &[u8],
+    ) -> Result<(), Error> {
+        if self.lenient {
+            report.bad_lines += 1;
+            tracing::warn!(plugin = %self.label, line = line_number, excerpt = %excerpt(line, 80), "skipped a bad line: {what}");
+            Ok(())
+        } else {
+            Err(Error::failed(format!(
+                "{} wrote a bad line {line_number}: {what}",
+                self.label
+            ))
+            .detail(format!("| {}", excerpt(line, 120))))
+        }
+    }
+
+    /// A fresh or recycled buffer with room for `want` bytes.
+    fn buffer(&mut self, want: usize) -> Vec<u8> {
+        let mut b = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(want));
+        b.clear();
+        b.reserve(want);
+        b
+    }
+
+    /// Reads the source in large blocks and passes every block's complete lines on in one
+    /// write. Lines are checked in place; only a batch with a changed, dropped or sanitized
+    /// line is copied, so plain records are never copied in user space.
+    async fn pump(&mut self, report: &mut SegmentReport) -> Result<(), Error> {
+        let mut stdout = self.stdout.take().expect("the reader runs once");
+        let block = self.chunk_bytes.max(1 << 16);
+        let mut buf = self.buffer(block);
+        let mut state = LineState::default();
+        // Set while the rest of an over-long line is being thrown away (lenient mode).
+        let mut skipping = false;
+        loop {
+            if buf.capacity() - buf.len() < block / 4 {
+                buf.reserve(block.max(buf.len()));
+            }
+            let n = match stdout.read_buf(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(plugin = %self.label, error = %e, "could not read the plugin's output");
+                    0
+                }
+            };
+            let eof = n == 0;
+            if skipping {
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => {
+                        buf.drain(..=i);
+                        skipping = false;
+                    }
+                    None => {
+                        buf.clear();
+                        if eof {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+            if eof && !buf.is_empty() && buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+            // The complete lines in the buffer.
+            let mut end = match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => 0,
+            };
+            let pending = buf.len() - end;
+            if pending > self.max_line {
+                // No end of line within the limit.
+                let number =
+                    report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
+                let what = format!("longer than the limit of {} bytes", self.max_line);
+                let head = &buf[end..(end + 320).min(buf.len())];
+                match self.bad_line(report, number, &what, head) {
+                    Ok(()) => {
+                        buf.truncate(end);
+                        skipping = true;
+                    }
+                    Err(e) => {
+                        // Pass on the complete lines before it, then fail.
+                        buf.truncate(end);
+                        state.fatal = Some(e);
+                    }
+                }
+            }
+            let out = self.process(&mut buf, &mut end, report, &mut state);
+            let fatal = state.fatal.take();
+            let batch = match out {
+                Some(out) => {
+                    buf.drain(..end);
+                    out
+                }
+                None => {
+                    // Zero-copy: the block itself goes to the writer; the partial last line
+                    // moves to the next buffer.
+                    let mut next = self.buffer(block.max(buf.len() - end));
+                    next.extend_from_slice(&buf[end..]);
+                    buf.truncate(end);
+                    std::mem::replace(&mut buf, next)
+                }
+            };
+            if !batch.is_empty() && self.tx.send(batch).await.is_err() {
+                // The writer stopped: the next process closed its input. The driver stops
+                // this producer; nothing more to do here.
+                return Ok(());
+            }
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks the complete lines `buf[..end]`. Returns `None` when they all pass unchanged,
+    /// else the bytes to send instead. On a fatal line, `end` is cut to before it.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        end: &mut usize,
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        let mut copied = 0;
+        let mut pos = 0;
+        while pos < *end {
+            let nl = memchr::memchr(b'\n', &buf[pos..*end]).map_or(*end, |k| pos + k);
+            let line = &buf[pos..nl];
+            report.lines += 1;
+            match self.line(line, report, state) {
+                Ok(Action::Pass) => {}
+                Ok(action) => {
+                    let o = out.get_or_insert_with(|| Vec::with_capacity(*end));
+                    o.extend_from_slice(&buf[copied..pos]);
+                    if let Action::Replace(bytes) = action {
+                        o.extend_from_slice(&bytes);
+                    }
+                    copied = nl + 1;
+                }
+                Err(e) => {
+                    report.lines -= 1;
+                    state.fatal = Some(e);
+                    *end = pos;
+                    break;
+                }
+            }
+            pos = nl + 1;
+        }
+        if let Some(o) = out.as_mut() {
+            o.extend_from_slice(&buf[copied.min(*end)..*end]);
+        }
+        out
+    }
+
+    /// What to do with one line (without its newline).
+    fn line(
+        &mut self,
+        raw: &[u8],
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Result<Action, Error> {
+        let n = report.lines;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Action::Skip);
+        }
+        let env = match scan(line) {
+            Ok(env) => env,
+            Err(e) => {
+                self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
+                return Ok(Action::Skip);
+            }
+        };
+        let sanitized = env
+            .needs_sanitizing()
+            .then(|| sanitize(line, &env.non_finite));
+        let bytes: &[u8] = sanitized.as_deref().unwrap_or(line);
+        match &env.kind {
+            MessageKind::Schema => {
+                if let Some(s) = &env.stream
+                    && !state.schemas.contains(s)
+                {
+                    state.schemas.insert(s.clone());
+                }
+            }
+            MessageKind::Record => {
+                // Most records are of the same stream as the one before: skip the hash.
+                if let Some(s) = &env.stream
+                    && *s != state.last_checked
+                {
+                    if self.records_need_schema && !state.schemas.contains(s) {
+                        self.bad_line(
+                            report,
+                            n,
+                            &format!("RECORD of stream `{s}` before its SCHEMA"),
+                            line,
+                        )?;
+                        return Ok(Action::Skip);
+                    }
+                    state.last_checked.clone_from(s);
+                }
+            }
+            MessageKind::Unknown(t) if state.warned_types.insert(t.clone()) => {
+                tracing::warn!(plugin = %self.label, line = n, "passing on a message of unknown type `{t}`");
+            }
+            _ => {}
+        }
+        if self.index == 0
+            && let Some(s) = &env.stream
+        {
+            report.count(s, bytes.len(), env.kind == MessageKind::Record);
+        }
+        let touched = !self.transforms.is_empty()
+            && env.kind != MessageKind::State
+            && env
+                .stream
+                .as_deref()
+                .is_some_and(|s| self.transforms.iter().any(|t| t.touches(s)));
+        if touched {
+            let message = match Message::parse(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
+                    return Ok(Action::Skip);
+                }
+            };
+            let mut produced = Vec::new();
+            apply_chain(&mut self.transforms, message, &mut produced)
+                .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
+            let mut out = Vec::new();
+            for m in produced {
+                out.extend_from_slice(&m.to_line());
+                out.push(b'\n');
+            }
+            return Ok(Action::Replace(out));
+        }
+        match sanitized {
+            Some(mut clean) => {
+                clean.push(b'\n');
+                Ok(Action::Replace(clean))
+            }
+            None if line.len() != raw.len() => {
+                // Drop a trailing `\r`.
+                let mut clean = line.to_vec();
+                clean.push(b'\n');
+                Ok(Action::Replace(clean))
+            }
+            None => Ok(Action::Pass),
+        }
+    }
+}
+
+/// What the reader remembers between lines.
+#[derive(Default)]
+struct LineState {
+    schemas: HashSet<String>,
+    warned_types: HashSet<String>,
+    last_checked: String,
+    fatal: Option<Error>,
+}
+
+/// What becomes of one line.
+enum Action {
+    /// Passed on unchanged.
+    Pass,
+    /// Dropped (blank, or bad in lenient mode).
+    Skip,
+    /// Replaced by these bytes (newline included; may be empty or several lines).
+    Replace(Vec<u8>),
+}
+
+/// Runs a message through each transform in order; STATE never reaches them.
+fn apply_chain(
+    transforms: &mut [Box<dyn Transform>],
+    message: Message,
+    out: &mut Vec<Message>,
+) -> Result<(), crate::transform::TransformError> {
+    let mut current = vec![message];
+    for t in transforms.iter_mut() {
+        let mut next = Vec::with_capacity(current.len());
+        for m in current {
+            let touched =
+                m.kind() != MessageKind::State && m.stream().is_some_and(|s| t.touches(s));
+            if touched {
+                t.apply(m, &mut next)?;
+            } else {
+                next.push(m);
+            }
+        }
+        current = next;
+    }
+    out.extend(current);
+    Ok(())
+}
+
+/// Writes chunks to the next process's stdin; closes it when the reader is done.
+pub(super) async fn write(
+    index: usize,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut stdin: ChildStdin,
+    recycle: mpsc::Sender<Vec<u8>>,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(mut chunk) = rx.recv().await {
+        if let Err(error) = stdin.write_all(&chunk).await {
+            tracing::debug!(%error, "the next plugin stopped reading its input");
+            let _ = events.send(Event::InputBroken(index)).await;
+            return;
+        }
+        chunk.clear();
+        let _ = recycle.try_send(chunk);
+    }
+    let _ = stdin.flush().await;
+    // Announce before closing: the consumer's exit (which follows its EOF) must be seen after.
+    let _ = events.send(Event::InputClosed(index)).await;
+    drop(stdin);
+}

@@ -1,0 +1,271 @@
+use std::cell::RefCell;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn run(src: &str, record: Value) -> Result<Value, EvalError> {
+    let expr = Expr::compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+    let Value::Object(record) = record else {
+        panic!("record must be an object")
+    };
+    let config = json!({"hash_seed": "salt", "some_date_string": "2024-10-10T10:10:10Z"});
+    let fake = RefCell::new(Faker::new(Some(7)));
+    let ctx = Context {
+        record: &record,
+        property: Some("email"),
+        config: &config,
+        stream_name: "users",
+        original_stream_name: "raw_users",
+        fake: Some(&fake),
+    };
+    expr.eval_json(&ctx)
+}
+
+fn ok(src: &str, record: Value) -> Value {
+    run(src, record).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+fn line(v: &Value) -> String {
+    serde_json::to_string(v).unwrap()
+}
+
+#[test]
+fn arithmetic_follows_python() {
+    let r = json!({"count": 21, "price": 10.5});
+    assert_eq!(line(&ok("int(count-1)", r.clone())), "20");
+    assert_eq!(line(&ok("-7 // 2", r.clone())), "-4");
+    assert_eq!(line(&ok("-7 % 3", r.clone())), "2");
+    assert_eq!(line(&ok("7 / 2", r.clone())), "3.5");
+    assert_eq!(line(&ok("2 ** 10", r.clone())), "1024");
+    assert_eq!(line(&ok("-2 ** 2", r.clone())), "-4");
+    assert_eq!(line(&ok("price * 2", r.clone())), "21.0");
+    assert_eq!(line(&ok("float(count)", r.clone())), "21.0");
+    assert_eq!(line(&ok("1e16 + 0.0", r.clone())), "1e+16");
+    assert!(run("1 / 0", r.clone()).is_err());
+    assert!(run("9223372036854775807 + 1", r).is_err());
+}
+
+#[test]
+fn strings_and_methods() {
+    let r = json!({"email": "Alice@Example.com", "name": "  bob  "});
+    assert_eq!(ok("email.split('@')[1]", r.clone()), json!("Example.com"));
+    assert_eq!(ok("email.lower()", r.clone()), json!("alice@example.com"));
+    assert_eq!(ok("self.upper()", r.clone()), json!("ALICE@EXAMPLE.COM"));
+    assert_eq!(ok("name.strip().title()", r.clone()), json!("Bob"));
+    assert_eq!(
+        ok("email.replace('@', ' at ')", r.clone()),
+        json!("Alice at Example.com")
+    );
+    assert_eq!(ok("email.startswith(('x', 'Al'))", r.clone()), json!(true));
+    assert_eq!(ok("email[:5] + email[-3:]", r.clone()), json!("Alicecom"));
+    assert_eq!(ok("email[::-1][:3]", r.clone()), json!("moc"));
+    assert_eq!(ok("'-'.join(['a', 'b'])", r.clone()), json!("a-b"));
+    assert_eq!(ok("'x' in email or 'A' in email", r.clone()), json!(true));
+    assert_eq!(ok("len(email)", r.clone()), json!(17));
+    assert_eq!(ok("str(3) + str(None) + str(True)", r), json!("3NoneTrue"));
+}
+
+#[test]
+fn hashes_match_python_hashlib() {
+    let r = json!({"email": "alice@example.com"});
+    assert_eq!(
+        ok("md5(email)", r.clone()),
+        json!("c160f8cc69a4f0bf2b0362752353d060")
+    );
+    assert_eq!(
+        ok("sha256(email)", r.clone()),
+        json!("ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976")
+    );
+    assert_eq!(
+        ok("md5(config['hash_seed'] + email)", r),
+        json!(format!("{:x}", md5_of("saltalice@example.com")))
+    );
+}
+
+fn md5_of(s: &str) -> md5::digest::Output<md5::Md5> {
+    use md5::Digest;
+    md5::Md5::digest(s.as_bytes())
+}
+
+#[test]
+fn conditionals_comparisons_and_booleans() {
+    let r = json!({"count": 13, "tag": null});
+    assert_eq!(ok("count < 20", r.clone()), json!(true));
+    assert_eq!(ok("1 < count <= 13 < 2", r.clone()), json!(false));
+    assert_eq!(
+        ok("'big' if count > 100 else 'small'", r.clone()),
+        json!("small")
+    );
+    assert_eq!(ok("tag or 'none'", r.clone()), json!("none"));
+    assert_eq!(ok("tag is None and not tag", r.clone()), json!(true));
+    assert_eq!(ok("count not in [1, 2]", r), json!(true));
+}
+
+#[test]
+fn comprehensions_and_dicts() {
+    let r = json!({"fields": [{"key": "name", "value": "J"}, {"key": "age", "value": "25"}],
+                   "custom_fields": [{"id": 1, "value": "abc"}, {"id": 2, "value": 1212}]});
+    assert_eq!(
+        ok("[f for f in fields if f['key'] != 'age']", r.clone()),
+        json!([{"key": "name", "value": "J"}])
+    );
+    assert_eq!(
+        ok(
+            "dict([(x['id'], x['value']) for x in custom_fields]).get(2)",
+            r.clone()
+        ),
+        json!(1212)
+    );
+    assert_eq!(
+        ok("{f['key']: f['value'] for f in fields}", r.clone()),
+        json!({"name": "J", "age": "25"})
+    );
+    assert_eq!(
+        ok("[a * b for a, b in [(1, 2), (3, 4)]]", r.clone()),
+        json!([2, 12])
+    );
+    assert_eq!(ok("sum(x for x in range(5))", r.clone()), json!(10));
+    assert_eq!(
+        ok("sorted([3, 1, 2], reverse=True)", r.clone()),
+        json!([3, 2, 1])
+    );
+    assert_eq!(ok("record['fields'][0]['key']", r.clone()), json!("name"));
+    assert_eq!(ok("_['fields'][-1]['value']", r), json!("25"));
+}
+
+#[test]
+fn json_functions_use_python_formatting() {
+    let r: Value =
+        serde_json::from_str(r#"{"user": {"id": 1, "nums": [3.14, 2.718], "s": "é"}}"#).unwrap();
+    assert_eq!(
+        ok("json.dumps(user, default=str)", r.clone()),
+        json!(r#"{"id": 1, "nums": ["3.14", "2.718"], "s": "\u00e9"}"#)
+    );
+    assert!(
+        run("json.dumps(user)", r.clone()).is_err(),
+        "Decimal is not serialisable without default"
+    );
+    assert_eq!(ok("json.loads('{\"a\": [1, 2.5]}')['a'][1]", r), json!(2.5));
+}
+
+#[test]
+fn datetimes() {
+    let r = json!({"joined_at": "2022-01-01T00:00:00Z", "d": "2019-03-04"});
+    assert_eq!(
+        ok(
+            "datetime.datetime.fromisoformat(joined_at).date()",
+            r.clone()
+        ),
+        json!("2022-01-01")
+    );
+    assert_eq!(
+        line(&ok(
+            "float(datetime.datetime.fromisoformat(joined_at).timestamp())",
+            r.clone()
+        )),
+        "1640995200.0"
+    );
+    assert_eq!(
+        ok(
+            "datetime.datetime.fromisoformat(config['some_date_string'])",
+            r.clone()
+        ),
+        json!("2024-10-10T10:10:10+00:00")
+    );
+    assert_eq!(
+        ok("int(datetime.date.fromisoformat(d).year)", r.clone()),
+        json!(2019)
+    );
+    assert_eq!(
+        ok(
+            "datetime.datetime.strptime(d, '%Y-%m-%d').strftime('%d/%m/%Y')",
+            r
+        ),
+        json!("04/03/2019")
+    );
+}
+
+#[test]
+fn builtin_variables() {
+    let r = json!({"email": "a@b.c"});
+    assert_eq!(ok("__stream_name__", r.clone()), json!("users"));
+    assert_eq!(
+        ok("__original_stream_name__", r.clone()),
+        json!("raw_users")
+    );
+    assert_eq!(ok("record", r.clone()), r);
+}
+
+#[test]
+fn missing_names_are_reported() {
+    let err = run("missing + 1", json!({})).unwrap_err();
+    assert_eq!(err, EvalError::NameNotDefined("missing".into()));
+}
+
+#[test]
+fn fake_is_deterministic_with_a_seed() {
+    let a = ok("fake.credit_card_number()", json!({}));
+    let b = ok("fake.credit_card_number()", json!({}));
+    assert_eq!(a, b);
+    let cc = a.as_str().unwrap();
+    assert_eq!(cc.len(), 16);
+    assert!(cc.chars().all(|c| c.is_ascii_digit()));
+    let e1 = ok(
+        "fake.seed_instance(email) or fake.email()",
+        json!({"email": "x"}),
+    );
+    let e2 = ok(
+        "fake.seed_instance(email) or fake.email()",
+        json!({"email": "x"}),
+    );
+    let e3 = ok(
+        "fake.seed_instance(email) or fake.email()",
+        json!({"email": "y"}),
+    );
+    assert_eq!(e1, e2);
+    assert_ne!(e1, e3);
+    assert!(e1.as_str().unwrap().contains('@'));
+}
+
+#[test]
+fn compile_rejects_what_cannot_run() {
+    for bad in [
+        "this should raise an er!ror",
+        "foo(1)",
+        "email.explode()",
+        "__import__('os')",
+        "open('/etc/passwd')",
+        "x.__class__",
+        "None()",
+    ] {
+        assert!(Expr::compile(bad).is_err(), "{bad} should be rejected");
+    }
+}
+
+#[test]
+fn hostile_expressions_hit_limits_instead_of_hanging() {
+    for src in [
+        "'x' * 10**12",
+        "[i for i in range(10**9)]",
+        "[[j for j in range(2000)] for i in range(2000)]",
+        "len('ab' * 4000000 + 'ab' * 4000000 + 'ab' * 4000000)",
+        "[x * 1000000 for x in ['a'] * 100]",
+    ] {
+        match run(src, json!({})) {
+            Err(EvalError::Limit(_)) => {}
+            other => panic!("{src}: expected a limit error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn python_float_repr() {
+    use super::eval::float_repr;
+    assert_eq!(float_repr(1640995200.0), "1640995200.0");
+    assert_eq!(float_repr(0.1 + 0.2), "0.30000000000000004");
+    assert_eq!(float_repr(1e16), "1e+16");
+    assert_eq!(float_repr(1.5e-7), "1.5e-07");
+    assert_eq!(float_repr(0.0001), "0.0001");
+    assert_eq!(float_repr(-2.5), "-2.5");
+}

@@ -1,0 +1,1067 @@
+//! Singer SDK stream maps, run natively: aliasing, filtering, splitting, dropping and computing
+//! properties with Python expressions, and flattening.
+//!
+//! Behaviour follows the SDK's `PluginMapper` in tap mode (what an SDK tap with
+//! `stream_maps` writes): a removed stream emits nothing at all, SCHEMA messages are rewritten
+//! with types inferred from the expressions, and STATE never comes here.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use globset::{Glob, GlobMatcher};
+use serde_json::{Map, Value, json};
+
+use super::expr::{Context, EvalError, Expr, Faker};
+use super::{Transform, TransformError};
+use crate::singer::Message;
+use crate::singer::message::{RecordMessage, SchemaMessage};
+
+const ELSE: &str = "__else__";
+const FILTER: &str = "__filter__";
+const SOURCE: &str = "__source__";
+const ALIAS: &str = "__alias__";
+const KEY_PROPERTIES: &str = "__key_properties__";
+const NULL_STRING: &str = "__NULL__";
+const SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+/// Flattened names at or above this length are abbreviated, as the SDK does.
+const MAX_KEY_LENGTH: usize = 255;
+
+/// Flattening options (`flattening_enabled`, `flattening_max_depth`, `flattening_separator`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flattening {
+    /// How many levels of nested objects become columns.
+    pub max_depth: usize,
+    /// What joins parent and child names (`__` by default).
+    pub separator: String,
+}
+
+/// What one `stream_maps` entry does to the streams it matches.
+#[derive(Debug)]
+enum EntryDef {
+    Remove,
+    Custom(Arc<CustomMap>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: String,
+    source: String,
+    glob: Option<GlobMatcher>,
+    alias: Option<String>,
+    primary: bool,
+    def: EntryDef,
+}
+
+impl Entry {
+    fn matches(&self, stream: &str) -> bool {
+        self.source == stream || self.glob.as_ref().is_some_and(|g| g.is_match(stream))
+    }
+}
+
+/// A stream map with property expressions.
+#[derive(Debug)]
+struct CustomMap {
+    filter: Option<Expr>,
+    key_properties: Option<Vec<String>>,
+    include_by_default: bool,
+    props: Vec<(String, Option<Expr>)>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Remove,
+    Same,
+    Custom(Arc<CustomMap>),
+}
+
+/// One output of a registered input stream.
+#[derive(Debug)]
+struct Mapper {
+    alias: String,
+    kind: Kind,
+    schema: Value,
+    flattened: bool,
+}
+
+#[derive(Debug, Default)]
+struct Registered {
+    mappers: Vec<Mapper>,
+    records: u64,
+}
+
+/// The stream-maps transform.
+pub struct StreamMaps {
+    entries: Vec<Entry>,
+    else_remove: bool,
+    flattening: Option<Flattening>,
+    map_config: Value,
+    faker: RefCell<Faker>,
+    streams: HashMap<String, Registered>,
+}
+
+fn config_error(message: impl Into<String>) -> TransformError {
+    TransformError {
+        message: message.into(),
+        hint: Some("see the Singer SDK stream maps reference for the accepted syntax".into()),
+    }
+}
+
+fn is_null(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some(NULL_STRING)
+}
+
+impl StreamMaps {
+    /// Builds the transform from a plugin configuration holding `stream_maps`,
+    /// `stream_map_config`, `faker_config`, `flattening_enabled`, `flattening_max_depth` and
+    /// `flattening_separator` (the keys of an SDK tap's or mapper's config).
+    ///
+    /// Every expression is compiled here; one the language cannot run is an error naming the
+    /// stream map, the property and the expression.
+    pub fn from_config(config: &Value) -> Result<StreamMaps, TransformError> {
+        let empty = Map::new();
+        let maps = match config.get("stream_maps") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(config_error("`stream_maps` must be a mapping")),
+        };
+        let map_config = match config.get("stream_map_config") {
+            None | Some(Value::Null) => json!({}),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => return Err(config_error("`stream_map_config` must be a mapping")),
+        };
+        let seed = match config.get("faker_config").and_then(|f| f.get("seed")) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64().unwrap_or_else(|| {
+                n.as_i64()
+                    .map_or_else(|| hash_seed(n.as_str()), |i| i as u64)
+            })),
+            Some(Value::String(s)) => Some(hash_seed(s)),
+            Some(other) => Some(hash_seed(&other.to_string())),
+        };
+        let flattening = flattening_options(config)?;
+
+        let mut else_remove = false;
+        let mut entries = Vec::new();
+        for (key, def) in maps {
+            if key == ELSE {
+                if is_null(def) {
+                    else_remove = true;
+                    continue;
+                }
+                return Err(config_error(format!(
+                    "`stream_maps.__else__` must be null or `__NULL__`, not {def}"
+                )));
+            }
+            if key.starts_with("__") {
+                return Err(config_error(format!(
+                    "`stream_maps.{key}` is not an option the SDK knows"
+                )));
+            }
+            entries.push(parse_entry(key, def)?);
+        }
+        Ok(StreamMaps {
+            entries,
+            else_remove,
+            flattening,
+            map_config,
+            faker: RefCell::new(Faker::new(seed)),
+            streams: HashMap::new(),
+        })
+    }
+
+    fn register(&mut self, msg: &SchemaMessage) -> Result<(), TransformError> {
+        let stream = msg.stream.as_str();
+        let default_kind = if self.else_remove {
+            Kind::Remove
+        } else {
+            Kind::Same
+        };
+        let mut mappers = vec![(stream.to_owned(), default_kind)];
+        for entry in &self.entries {
+            if !entry.matches(stream) {
+                continue;
+            }
+            let mut alias = match &entry.alias {
+                Some(expr) => eval_alias(expr, stream).map_err(|e| TransformError {
+                    message: format!(
+                        "stream map `{}`: `__alias__` expression `{expr}` failed: {e}",
+                        entry.key
+                    ),
+                    hint: None,
+                })?,
+                None => entry.key.clone(),
+            };
+            if entry.source != stream && entry.alias.is_none() && entry.primary {
+                // A wildcard entry without an alias keeps each stream's own name.
+                alias = stream.to_owned();
+            }
+            let kind = match &entry.def {
+                EntryDef::Remove => Kind::Remove,
+                EntryDef::Custom(c) => Kind::Custom(Arc::clone(c)),
+            };
+            if entry.primary {
+                mappers[0] = (alias, kind);
+            } else {
+                mappers.push((alias, kind));
+            }
+        }
+        let mut built = Vec::with_capacity(mappers.len());
+        for (alias, kind) in mappers {
+            let schema = match &kind {
+                Kind::Remove => Value::Null,
+                Kind::Same => msg.schema.clone(),
+                Kind::Custom(c) => custom_schema(c, msg, &alias)?,
+            };
+            let flattened = self.flattening.is_some() && !matches!(kind, Kind::Remove);
+            let schema = match &self.flattening {
+                Some(f) if flattened => flatten_schema(&schema, f).map_err(|e| TransformError {
+                    message: format!("flattening the schema of stream `{alias}`: {e}"),
+                    hint: Some(
+                        "lower `flattening_max_depth` or rename the clashing properties".into(),
+                    ),
+                })?,
+                _ => schema,
+            };
+            built.push(Mapper {
+                alias,
+                kind,
+                schema,
+                flattened,
+            });
+        }
+        let records = self.streams.get(stream).map_or(0, |r| r.records);
+        self.streams.insert(
+            stream.to_owned(),
+            Registered {
+                mappers: built,
+                records,
+            },
+        );
+        Ok(())
+    }
+
+    fn map_record(
+        &mut self,
+        msg: RecordMessage,
+        out: &mut Vec<Message>,
+    ) -> Result<(), TransformError> {
+        let Some(reg) = self.streams.get_mut(&msg.stream) else {
+            return Err(TransformError {
+                message: format!(
+                    "a RECORD of stream `{}` arrived before its SCHEMA message",
+                    msg.stream
+                ),
+                hint: Some("Singer requires a SCHEMA message before a stream's records".into()),
+            });
+        };
+        reg.records += 1;
+        let number = reg.records;
+        let live = reg
+            .mappers
+            .iter()
+            .filter(|m| !matches!(m.kind, Kind::Remove))
+            .count();
+        let mut seen = 0;
+        let mut msg = Some(msg);
+        for mapper in &reg.mappers {
+            if matches!(mapper.kind, Kind::Remove) {
+                continue;
+            }
+            seen += 1;
+            let last = seen == live;
+            let source = msg.as_ref().expect("kept until the last mapper");
+            let record = match &mapper.kind {
+                Kind::Remove => unreachable!("skipped above"),
+                Kind::Same => None,
+                Kind::Custom(c) => {
+                    let ctx = Context {
+                        record: &source.record,
+                        property: None,
+                        config: &self.map_config,
+                        stream_name: &mapper.alias,
+                        original_stream_name: &source.stream,
+                        fake: Some(&self.faker),
+                    };
+                    if let Some(f) = &c.filter {
+                        let keep = f
+                            .eval(&ctx)
+                            .map_err(|e| eval_error(&source.stream, number, FILTER, f, &e))?
+                            .truthy();
+                        if !keep {
+                            continue;
+                        }
+                    }
+                    Some(compute(c, &ctx, number)?)
+                }
+            };
+            let mut rec = if last {
+                msg.take().expect("kept until the last mapper")
+            } else {
+                source.clone()
+            };
+            if let (Some(values), Kind::Custom(c)) = (record, &mapper.kind) {
+                apply(c, &mut rec.record, values);
+            }
+            if let (true, Some(f)) = (mapper.flattened, &self.flattening) {
+                rec.record = flatten_record(std::mem::take(&mut rec.record), f);
+            }
+            rec.stream.clone_from(&mapper.alias);
+            out.push(Message::Record(rec));
+        }
+        Ok(())
+    }
+}
+
+fn hash_seed(text: &str) -> u64 {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(text.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn flattening_options(config: &Value) -> Result<Option<Flattening>, TransformError> {
+    let enabled = match config.get("flattening_enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_lowercase().as_str(), "true" | "1" | "yes" | "on"),
+        Some(_) => return Err(config_error("`flattening_enabled` must be true or false")),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let depth = match config.get("flattening_max_depth") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        config_error(
+            "`flattening_max_depth` must be a non-negative integer when flattening is enabled",
+        )
+    })?;
+    if depth == 0 {
+        // The SDK treats depth 0 as flattening off.
+        return Ok(None);
+    }
+    let separator = match config.get("flattening_separator") {
+        None | Some(Value::Null) => "__".to_owned(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => {
+            return Err(config_error(
+                "`flattening_separator` must be a non-empty string",
+            ));
+        }
+    };
+    Ok(Some(Flattening {
+        max_depth: usize::try_from(depth).unwrap_or(usize::MAX),
+        separator,
+    }))
+}
+
+fn compile(stream: &str, property: &str, source: &str) -> Result<Expr, TransformError> {
+    Expr::compile(source).map_err(|e| TransformError {
+        message: format!(
+            "stream map `{stream}`, property `{property}`: expression `{source}` cannot run: {e}"
+        ),
+        hint: Some(
+            "expressions use Python syntax over the record's properties, `record`, `config`, \
+             `md5()`, `datetime`, `json` and the other built-ins of Singer SDK stream maps"
+                .into(),
+        ),
+    })
+}
+
+fn parse_entry(key: &str, def: &Value) -> Result<Entry, TransformError> {
+    let mut source = key.to_owned();
+    let mut alias = None;
+    let mut primary = true;
+    let def = match def {
+        v if is_null(v) => EntryDef::Remove,
+        Value::Object(obj) => {
+            let mut filter = None;
+            let mut key_properties = None;
+            let mut include_by_default = true;
+            let mut props = Vec::new();
+            for (prop, value) in obj {
+                match prop.as_str() {
+                    SOURCE => {
+                        let Some(s) = value.as_str() else {
+                            return Err(config_error(format!(
+                                "`{key}.__source__` must be a stream name"
+                            )));
+                        };
+                        source = s.to_owned();
+                        primary = false;
+                    }
+                    ALIAS => {
+                        let Some(s) = value.as_str() else {
+                            return Err(config_error(format!(
+                                "`{key}.__alias__` must be a string"
+                            )));
+                        };
+                        alias = Some(s.to_owned());
+                    }
+                    FILTER => {
+                        let Some(s) = value.as_str() else {
+                            return Err(config_error(format!(
+                                "`{key}.__filter__` must be an expression string"
+                            )));
+                        };
+                        filter = Some(compile(key, FILTER, s)?);
+                    }
+                    KEY_PROPERTIES => {
+                        key_properties = Some(match value {
+                            Value::Null => Vec::new(),
+                            Value::Array(items) => items
+                                .iter()
+                                .map(|i| i.as_str().map(str::to_owned))
+                                .collect::<Option<Vec<_>>>()
+                                .ok_or_else(|| {
+                                    config_error(format!(
+                                        "`{key}.__key_properties__` must list property names"
+                                    ))
+                                })?,
+                            _ => {
+                                return Err(config_error(format!(
+                                    "`{key}.__key_properties__` must be a list or null"
+                                )));
+                            }
+                        });
+                    }
+                    ELSE => {
+                        if is_null(value) {
+                            include_by_default = false;
+                        } else {
+                            return Err(config_error(format!(
+                                "`{key}.__else__` must be null or `__NULL__`, not {value}"
+                            )));
+                        }
+                    }
+                    _ => match value {
+                        v if is_null(v) => props.push((prop.clone(), None)),
+                        Value::String(s) => {
+                            props.push((prop.clone(), Some(compile(key, prop, s)?)))
+                        }
+                        other => {
+                            return Err(config_error(format!(
+                                "stream map `{key}`, property `{prop}`: expected an expression string or null, found {other}"
+                            )));
+                        }
+                    },
+                }
+            }
+            if let Some(removed) = key_properties
+                .as_ref()
+                .and_then(|kp| props.iter().find(|(p, e)| e.is_none() && kp.contains(p)))
+            {
+                return Err(config_error(format!(
+                    "stream map `{key}` removes key property `{}`; set `__key_properties__` to change the key",
+                    removed.0
+                )));
+            }
+            EntryDef::Custom(Arc::new(CustomMap {
+                filter,
+                key_properties,
+                include_by_default,
+                props,
+            }))
+        }
+        other => {
+            return Err(config_error(format!(
+                "stream map `{key}` must be a mapping, null or `__NULL__`, not {other}"
+            )));
+        }
+    };
+    let glob = if source.contains(['*', '?', '[']) {
+        Some(
+            Glob::new(&source)
+                .map_err(|e| {
+                    config_error(format!("stream map `{key}`: bad pattern `{source}`: {e}"))
+                })?
+                .compile_matcher(),
+        )
+    } else {
+        None
+    };
+    Ok(Entry {
+        key: key.to_owned(),
+        source,
+        glob,
+        alias,
+        primary,
+        def,
+    })
+}
+
+/// `__alias__` is an expression over `__stream_name__`; a name it cannot resolve (or text that
+/// is not an expression) means the literal string, as in the SDK.
+fn eval_alias(alias: &str, stream: &str) -> Result<String, EvalError> {
+    let Ok(expr) = Expr::compile(alias) else {
+        return Ok(alias.to_owned());
+    };
+    let record = Map::new();
+    let config = Value::Null;
+    let ctx = Context {
+        record: &record,
+        property: None,
+        config: &config,
+        stream_name: stream,
+        original_stream_name: stream,
+        fake: None,
+    };
+    match expr.eval(&ctx) {
+        Ok(v) => match v.to_json()? {
+            Value::String(s) => Ok(s),
+            other => Ok(other.to_string()),
+        },
+        Err(EvalError::NameNotDefined(_)) => Ok(alias.to_owned()),
+        Err(e) => Err(e),
+    }
+}
+
+fn eval_error(
+    stream: &str,
+    number: u64,
+    property: &str,
+    expr: &Expr,
+    e: &EvalError,
+) -> TransformError {
+    let hint = match e {
+        EvalError::NameNotDefined(_) => Some(
+            "a bare name must be a property present in every record; use `record.get('name')` \
+             for optional properties"
+                .to_owned(),
+        ),
+        EvalError::Limit(_) => {
+            Some("simplify the expression; limits keep a runaway map from hanging the run".into())
+        }
+        EvalError::Failed(_) => None,
+    };
+    TransformError {
+        message: format!(
+            "record {number} of stream `{stream}`: stream map property `{property}` expression `{}` failed: {e}",
+            expr.source()
+        ),
+        hint,
+    }
+}
+
+/// Evaluates every property expression against the unchanged record.
+fn compute(
+    c: &CustomMap,
+    ctx: &Context<'_>,
+    number: u64,
+) -> Result<Vec<Option<Value>>, TransformError> {
+    let mut values = Vec::with_capacity(c.props.len());
+    for (prop, expr) in &c.props {
+        let Some(expr) = expr else {
+            values.push(None);
+            continue;
+        };
+        let value = if let Some(p) = expr.as_property() {
+            ctx.record
+                .get(p)
+                .cloned()
+                .ok_or_else(|| EvalError::NameNotDefined(p.to_owned()))
+        } else {
+            let pctx = Context {
+                property: Some(prop),
+                ..*ctx
+            };
+            expr.eval_json(&pctx)
+        }
+        .map_err(|e| eval_error(ctx.original_stream_name, number, prop, expr, &e))?;
+        values.push(Some(value));
+    }
+    Ok(values)
+}
+
+fn apply(c: &CustomMap, record: &mut Map<String, Value>, values: Vec<Option<Value>>) {
+    if !c.include_by_default {
+        let mut kept = Map::new();
+        for k in c.key_properties.iter().flatten() {
+            if let Some(v) = record.shift_remove(k) {
+                kept.insert(k.clone(), v);
+            }
+        }
+        *record = kept;
+    }
+    for ((prop, _), value) in c.props.iter().zip(values) {
+        match value {
+            None => {
+                record.shift_remove(prop);
+            }
+            Some(v) => {
+                record.insert(prop.clone(), v);
+            }
+        }
+    }
+}
+
+fn nullable(mut schema: Value) -> Value {
+    if let Some(obj) = schema.as_object_mut() {
+        match obj.get_mut("type") {
+            Some(Value::String(t)) if t != "null" => {
+                let t = std::mem::take(t);
+                obj.insert("type".into(), json!([t, "null"]));
+            }
+            Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => {
+                types.push("null".into());
+            }
+            _ => {}
+        }
+    }
+    schema
+}
+
+/// The SDK's type inference for a property expression.
+fn infer_type(source: &str, existing: Option<&Value>, raw: &Value) -> Value {
+    let src = source.trim();
+    if src == "record" {
+        return nullable(raw.clone());
+    }
+    let simple = |t: &str| json!({"type": [t, "null"]});
+    if src.starts_with("float(") {
+        return simple("number");
+    }
+    if src.starts_with("int(") {
+        return simple("integer");
+    }
+    if src.starts_with("str(") || src.starts_with("json.dumps(") {
+        return simple("string");
+    }
+    if src.starts_with("bool(") {
+        return simple("boolean");
+    }
+    if src.ends_with(".date()")
+        || (src.starts_with("datetime.date") && !src.starts_with("datetime.datetime"))
+    {
+        return json!({"type": ["string", "null"], "format": "date"});
+    }
+    if src.starts_with("datetime.datetime") {
+        return json!({"type": ["string", "null"], "format": "date-time"});
+    }
+    if src.len() >= 2
+        && ((src.starts_with('\'') && src.ends_with('\''))
+            || (src.starts_with('"') && src.ends_with('"')))
+    {
+        return simple("string");
+    }
+    match existing {
+        Some(s) => nullable(s.clone()),
+        None => simple("string"),
+    }
+}
+
+fn custom_schema(c: &CustomMap, msg: &SchemaMessage, alias: &str) -> Result<Value, TransformError> {
+    let raw = &msg.schema;
+    let raw_props = raw.get("properties").and_then(Value::as_object);
+    let key_properties = c.key_properties.as_ref().unwrap_or(&msg.key_properties);
+    let mut schema = if c.include_by_default {
+        raw.clone()
+    } else {
+        let mut props = Map::new();
+        for k in key_properties {
+            if let Some(s) = raw_props.and_then(|p| p.get(k)) {
+                props.insert(k.clone(), s.clone());
+            }
+        }
+        json!({"type": "object", "properties": props, "$schema": SCHEMA_DIALECT})
+    };
+    let Some(obj) = schema.as_object_mut() else {
+        return Err(TransformError {
+            message: format!("the schema of stream `{}` is not a JSON object", msg.stream),
+            hint: None,
+        });
+    };
+    if !obj.get("properties").is_some_and(Value::is_object) {
+        obj.insert("properties".into(), Value::Object(Map::new()));
+    }
+    let mut removed = Vec::new();
+    {
+        let props = obj
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+            .expect("inserted above");
+        for (prop, expr) in &c.props {
+            match expr {
+                None => {
+                    if key_properties.contains(prop) {
+                        return Err(TransformError {
+                            message: format!(
+                                "stream map for `{alias}` removes `{prop}`, a key property of stream `{}`",
+                                msg.stream
+                            ),
+                            hint: Some(
+                                "set `__key_properties__` to a new list (or null) to change the key".into(),
+                            ),
+                        });
+                    }
+                    props.shift_remove(prop);
+                    removed.push(prop.as_str());
+                }
+                Some(e) => {
+                    let existing = props
+                        .get(prop)
+                        .or_else(|| raw_props.and_then(|p| p.get(e.source().trim())));
+                    let t = infer_type(e.source(), existing, raw);
+                    props.insert(prop.clone(), t);
+                }
+            }
+        }
+        for k in key_properties {
+            if !props.contains_key(k) {
+                return Err(TransformError {
+                    message: format!(
+                        "stream map for `{alias}`: key property `{k}` is not a property after mapping"
+                    ),
+                    hint: Some(
+                        "list in `__key_properties__` only properties the mapped stream has".into(),
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(Value::Array(req)) = obj.get_mut("required") {
+        req.retain(|r| !r.as_str().is_some_and(|r| removed.contains(&r)));
+    }
+    Ok(schema)
+}
+
+fn custom_key_properties(kind: &Kind, original: &[String]) -> Vec<String> {
+    match kind {
+        Kind::Custom(c) => c
+            .key_properties
+            .clone()
+            .unwrap_or_else(|| original.to_vec()),
+        _ => original.to_vec(),
+    }
+}
+
+/// The SDK's `flatten_key`: joined names, abbreviated from the left while 255 characters or more.
+fn flatten_key(key: &str, parents: &[String], sep: &str) -> String {
+    let mut parts: Vec<String> = parents.iter().cloned().chain([key.to_owned()]).collect();
+    let mut i = 0;
+    while parts.join(sep).len() >= MAX_KEY_LENGTH && i < parts.len() {
+        let camel = camelize(&parts[i]);
+        let reduced: String = camel.chars().filter(|c| !c.is_ascii_lowercase()).collect();
+        parts[i] = if reduced.chars().count() > 1 {
+            reduced
+        } else {
+            parts[i].chars().take(3).collect()
+        }
+        .to_lowercase();
+        i += 1;
+    }
+    parts.join(sep)
+}
+
+/// `inflection.camelize`: upper-case the first letter and each letter after `_`.
+fn camelize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut upper = true;
+    for c in s.chars() {
+        if c == '_' {
+            upper = true;
+            continue;
+        }
+        if upper {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        upper = false;
+    }
+    out
+}
+
+fn has_type(schema: &Value, t: &str) -> bool {
+    match schema.get("type") {
+        Some(Value::String(s)) => s == t,
+        Some(Value::Array(a)) => a.iter().any(|x| x == t),
+        _ => false,
+    }
+}
+
+fn flatten_schema(schema: &Value, f: &Flattening) -> Result<Value, String> {
+    let mut out = schema.clone();
+    let Some(obj) = out.as_object_mut() else {
+        return Ok(out);
+    };
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    let mut flat = Map::new();
+    flatten_schema_node(props, &[], 0, f, &mut flat)?;
+    obj.insert("properties".into(), Value::Object(flat));
+    Ok(out)
+}
+
+fn flatten_schema_node(
+    props: &Map<String, Value>,
+    parents: &[String],
+    level: usize,
+    f: &Flattening,
+    out: &mut Map<String, Value>,
+) -> Result<(), String> {
+    for (k, v) in props {
+        let new_key = flatten_key(k, parents, &f.separator);
+        let nested = v.get("properties").and_then(Value::as_object);
+        let value = if let (true, Some(children), true) =
+            (has_type(v, "object"), nested, level < f.max_depth)
+        {
+            let mut p = parents.to_vec();
+            p.push(k.clone());
+            flatten_schema_node(children, &p, level + 1, f, out)?;
+            continue;
+        } else if has_type(v, "object") || has_type(v, "array") {
+            // Deeper objects and arrays become JSON text.
+            let t = match v.get("type") {
+                Some(Value::Array(types)) => {
+                    let mut ts: Vec<Value> = Vec::new();
+                    for t in types {
+                        let t = if t == "object" || t == "array" {
+                            json!("string")
+                        } else {
+                            t.clone()
+                        };
+                        if !ts.contains(&t) {
+                            ts.push(t);
+                        }
+                    }
+                    Value::Array(ts)
+                }
+                _ => json!("string"),
+            };
+            json!({ "type": t })
+        } else {
+            v.clone()
+        };
+        if out.insert(new_key.clone(), value).is_some() {
+            return Err(format!("duplicate column name `{new_key}`"));
+        }
+    }
+    Ok(())
+}
+
+fn flatten_record(record: Map<String, Value>, f: &Flattening) -> Map<String, Value> {
+    let mut out = Map::with_capacity(record.len());
+    flatten_record_node(record, &[], 0, f, &mut out);
+    out
+}
+
+fn flatten_record_node(
+    node: Map<String, Value>,
+    parents: &[String],
+    level: usize,
+    f: &Flattening,
+    out: &mut Map<String, Value>,
+) {
+    for (k, v) in node {
+        let new_key = flatten_key(&k, parents, &f.separator);
+        match v {
+            Value::Object(children) if level < f.max_depth => {
+                let mut p = parents.to_vec();
+                p.push(k);
+                flatten_record_node(children, &p, level + 1, f, out);
+            }
+            v @ (Value::Object(_) | Value::Array(_)) => {
+                let text = serde_json::to_string(&v).expect("a JSON value always serialises");
+                out.insert(new_key, Value::String(text));
+            }
+            v => {
+                out.insert(new_key, v);
+            }
+        }
+    }
+}
+
+impl Transform for StreamMaps {
+    fn touches(&self, stream: &str) -> bool {
+        self.else_remove
+            || self.flattening.is_some()
+            || self.entries.iter().any(|e| e.matches(stream))
+    }
+
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
+        match message {
+            Message::Schema(msg) => {
+                self.register(&msg)?;
+                let reg = &self.streams[&msg.stream];
+                for m in &reg.mappers {
+                    if matches!(m.kind, Kind::Remove) {
+                        continue;
+                    }
+                    out.push(Message::Schema(SchemaMessage {
+                        stream: m.alias.clone(),
+                        schema: m.schema.clone(),
+                        key_properties: custom_key_properties(&m.kind, &msg.key_properties),
+                        bookmark_properties: msg.bookmark_properties.clone(),
+                        extra: msg.extra.clone(),
+                    }));
+                }
+                Ok(())
+            }
+            Message::Record(rec) => self.map_record(rec, out),
+            Message::ActivateVersion(av) => {
+                match self.streams.get(&av.stream) {
+                    None => out.push(Message::ActivateVersion(av)),
+                    Some(reg) => {
+                        for m in reg
+                            .mappers
+                            .iter()
+                            .filter(|m| !matches!(m.kind, Kind::Remove))
+                        {
+                            let mut a = av.clone();
+                            a.stream.clone_from(&m.alias);
+                            out.push(Message::ActivateVersion(a));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Message::Batch(batch) => {
+                let Some(reg) = self.streams.get(&batch.stream) else {
+                    out.push(Message::Batch(batch));
+                    return Ok(());
+                };
+                for m in reg
+                    .mappers
+                    .iter()
+                    .filter(|m| !matches!(m.kind, Kind::Remove))
+                {
+                    let changes_records = m.flattened
+                        || matches!(&m.kind, Kind::Custom(c) if c.filter.is_some() || !c.props.is_empty() || !c.include_by_default);
+                    if changes_records {
+                        return Err(TransformError {
+                            message: format!(
+                                "stream `{}` sends BATCH files, which stream maps that change records cannot map",
+                                batch.stream
+                            ),
+                            hint: Some(
+                                "turn off batch messages in the tap, or map only by alias".into(),
+                            ),
+                        });
+                    }
+                    let mut b = batch.clone();
+                    b.stream.clone_from(&m.alias);
+                    out.push(Message::Batch(b));
+                }
+                Ok(())
+            }
+            other => {
+                out.push(other);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(config: Value, lines: &[&str]) -> Result<Vec<Value>, TransformError> {
+        let mut t = StreamMaps::from_config(&config)?;
+        let mut out = Vec::new();
+        for l in lines {
+            let m = Message::parse(l.as_bytes()).unwrap();
+            if t.touches(m.stream().unwrap_or_default()) {
+                t.apply(m, &mut out)?;
+            } else {
+                out.push(m);
+            }
+        }
+        Ok(out.iter().map(Message::to_value).collect())
+    }
+
+    const SCHEMA: &str = r#"{"type":"SCHEMA","stream":"users","schema":{"type":"object","properties":{"id":{"type":"integer"},"email":{"type":["string","null"]}}},"key_properties":["id"]}"#;
+
+    #[test]
+    fn bad_expression_is_rejected_naming_stream_property_and_expression() {
+        let Err(e) = StreamMaps::from_config(&json!({"stream_maps": {"users": {"x": "email.("}}}))
+        else {
+            panic!("accepted a broken expression");
+        };
+        for part in ["`users`", "`x`", "`email.(`"] {
+            assert!(e.message.contains(part), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn untouched_streams_are_not_claimed() {
+        let t =
+            StreamMaps::from_config(&json!({"stream_maps": {"users": {"x": "1"}, "ord*": null}}))
+                .unwrap();
+        assert!(t.touches("users"));
+        assert!(t.touches("orders"));
+        assert!(!t.touches("products"));
+    }
+
+    #[test]
+    fn removing_a_key_property_is_an_error() {
+        let e = StreamMaps::from_config(
+            &json!({"stream_maps": {"users": {"id": null, "__key_properties__": ["id"]}}}),
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn missing_property_names_record_number() {
+        let e = run(
+            json!({"stream_maps": {"users": {"h": "md5(email)"}}}),
+            &[
+                SCHEMA,
+                r#"{"type":"RECORD","stream":"users","record":{"id":1,"email":"a"}}"#,
+                r#"{"type":"RECORD","stream":"users","record":{"id":2}}"#,
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("record 2 of stream `users`"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("`email` is not defined"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn split_stream_keeps_both_outputs_in_order() {
+        let out = run(
+            json!({"stream_maps": {"copy": {"__source__": "users", "id": "id", "__else__": null}}}),
+            &[
+                SCHEMA,
+                r#"{"type":"RECORD","stream":"users","record":{"id":1,"email":"a"}}"#,
+            ],
+        )
+        .unwrap();
+        let streams: Vec<_> = out
+            .iter()
+            .map(|m| format!("{}:{}", m["type"], m["stream"]))
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                r#""SCHEMA":"users""#,
+                r#""SCHEMA":"copy""#,
+                r#""RECORD":"users""#,
+                r#""RECORD":"copy""#
+            ]
+        );
+        assert_eq!(out[3]["record"], json!({"id": 1}));
+    }
+
+    #[test]
+    fn flatten_key_abbreviates_long_names() {
+        let long = "a_very_long_parent_name".repeat(12);
+        let k = flatten_key("child", std::slice::from_ref(&long), "__");
+        assert!(k.len() < MAX_KEY_LENGTH, "{k}");
+        assert_eq!(k, format!("avlpn{}__child", "vlpn".repeat(11)));
+    }
+}

@@ -1,0 +1,970 @@
+//! Record validation against each stream's JSON Schema, with a per-stream policy.
+//!
+//! The schema of each SCHEMA message is compiled once into a tree of checks (the keywords Singer
+//! schemas use: `type`, `properties`, `required`, `additionalProperties`, `items`, `enum`,
+//! `const`, bounds, lengths, `pattern`, `format`, `multipleOf`, `anyOf`/`oneOf`/`allOf`/`not`).
+//! `multipleOf` is exact on decimals: the number's text is used, never a float.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde_json::{Map, Number, Value, json};
+
+use super::{Transform, TransformError};
+use crate::singer::Message;
+
+/// What happens to a record that does not match its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// No validation (the stream is not parsed).
+    Off,
+    /// Log a warning and keep the record.
+    Warn,
+    /// Drop the record.
+    Skip,
+    /// Drop the record and write it, with the reason, to the dead-letter file.
+    Quarantine,
+    /// Stop the run.
+    Fail,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Policy, String> {
+        Ok(match s {
+            "off" => Policy::Off,
+            "warn" => Policy::Warn,
+            "skip" => Policy::Skip,
+            "quarantine" => Policy::Quarantine,
+            "fail" => Policy::Fail,
+            other => {
+                return Err(format!(
+                    "unknown validation policy `{other}` (expected off, warn, skip, quarantine or fail)"
+                ));
+            }
+        })
+    }
+}
+
+const T_NULL: u8 = 1;
+const T_BOOL: u8 = 2;
+const T_INT: u8 = 4;
+const T_NUM: u8 = 8;
+const T_STR: u8 = 16;
+const T_ARR: u8 = 32;
+const T_OBJ: u8 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    DateTime,
+    Date,
+    Time,
+    Email,
+    Uuid,
+    Ipv4,
+    Ipv6,
+    Uri,
+}
+
+/// A compiled schema node.
+#[derive(Debug, Default)]
+struct Node {
+    never: bool,
+    types: Option<u8>,
+    properties: Vec<(String, Node)>,
+    required: Vec<String>,
+    additional: Option<Box<Node>>,
+    items: Option<Box<Node>>,
+    prefix_items: Vec<Node>,
+    enumeration: Option<Vec<Value>>,
+    constant: Option<Value>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    exclusive_minimum: Option<f64>,
+    exclusive_maximum: Option<f64>,
+    multiple_of: Option<Number>,
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    pattern: Option<Regex>,
+    format: Option<Format>,
+    min_items: Option<usize>,
+    max_items: Option<usize>,
+    any_of: Vec<Node>,
+    one_of: Vec<Node>,
+    all_of: Vec<Node>,
+    not: Option<Box<Node>>,
+}
+
+fn type_bit(t: &str) -> u8 {
+    match t {
+        "null" => T_NULL,
+        "boolean" => T_BOOL,
+        "integer" => T_INT,
+        "number" => T_NUM | T_INT,
+        "string" => T_STR,
+        "array" => T_ARR,
+        "object" => T_OBJ,
+        _ => 0,
+    }
+}
+
+fn compile(schema: &Value, path: &str) -> Result<Node, String> {
+    let obj = match schema {
+        Value::Bool(true) => return Ok(Node::default()),
+        Value::Bool(false) => {
+            return Ok(Node {
+                never: true,
+                ..Node::default()
+            });
+        }
+        Value::Object(o) => o,
+        _ => return Err(format!("schema at `{path}` is not an object")),
+    };
+    let mut n = Node::default();
+    let f = |k: &str| obj.get(k).and_then(Value::as_f64);
+    let u = |k: &str| obj.get(k).and_then(Value::as_u64).map(|v| v as usize);
+    if let Some(t) = obj.get("type") {
+        n.types = Some(match t {
+            Value::String(s) => type_bit(s),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .fold(0, |acc, s| acc | type_bit(s)),
+            _ => return Err(format!("`type` at `{path}` must be a string or a list")),
+        });
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (k, v) in props {
+            n.properties
+                .push((k.clone(), compile(v, &format!("{path}/properties/{k}"))?));
+        }
+    }
+    if let Some(Value::Array(req)) = obj.get("required") {
+        n.required = req
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(v @ (Value::Bool(false) | Value::Object(_))) = obj.get("additionalProperties") {
+        n.additional = Some(Box::new(compile(
+            v,
+            &format!("{path}/additionalProperties"),
+        )?));
+    }
+    match obj.get("items") {
+        Some(Value::Array(tuple)) => {
+            for (i, s) in tuple.iter().enumerate() {
+                n.prefix_items
+                    .push(compile(s, &format!("{path}/items/{i}"))?);
+            }
+        }
+        Some(v) => n.items = Some(Box::new(compile(v, &format!("{path}/items"))?)),
+        None => {}
+    }
+    if let Some(Value::Array(p)) = obj.get("prefixItems") {
+        for (i, s) in p.iter().enumerate() {
+            n.prefix_items
+                .push(compile(s, &format!("{path}/prefixItems/{i}"))?);
+        }
+    }
+    n.enumeration = obj.get("enum").and_then(Value::as_array).cloned();
+    n.constant = obj.get("const").cloned();
+    n.minimum = f("minimum");
+    n.maximum = f("maximum");
+    // Draft 4 wrote exclusive bounds as booleans next to minimum/maximum.
+    match obj.get("exclusiveMinimum") {
+        Some(Value::Bool(true)) => n.exclusive_minimum = n.minimum.take(),
+        Some(Value::Number(x)) => n.exclusive_minimum = x.as_f64(),
+        _ => {}
+    }
+    match obj.get("exclusiveMaximum") {
+        Some(Value::Bool(true)) => n.exclusive_maximum = n.maximum.take(),
+        Some(Value::Number(x)) => n.exclusive_maximum = x.as_f64(),
+        _ => {}
+    }
+    if let Some(Value::Number(m)) = obj.get("multipleOf") {
+        if m.as_f64().is_none_or(|x| x <= 0.0) {
+            return Err(format!("`multipleOf` at `{path}` must be positive"));
+        }
+        n.multiple_of = Some(m.clone());
+    }
+    n.min_length = u("minLength");
+    n.max_length = u("maxLength");
+    n.min_items = u("minItems");
+    n.max_items = u("maxItems");
+    if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
+        n.pattern = Some(
+            Regex::new(p)
+                .map_err(|e| format!("`pattern` at `{path}` is not a regex dsm can run: {e}"))?,
+        );
+    }
+    n.format = match obj.get("format").and_then(Value::as_str) {
+        Some("date-time") => Some(Format::DateTime),
+        Some("date") => Some(Format::Date),
+        Some("time") => Some(Format::Time),
+        Some("email") => Some(Format::Email),
+        Some("uuid") => Some(Format::Uuid),
+        Some("ipv4") => Some(Format::Ipv4),
+        Some("ipv6") => Some(Format::Ipv6),
+        Some("uri") => Some(Format::Uri),
+        _ => None, // Unknown formats are annotations only, as the specification says.
+    };
+    for (key, list) in [
+        ("anyOf", &mut n.any_of),
+        ("oneOf", &mut n.one_of),
+        ("allOf", &mut n.all_of),
+    ] {
+        if let Some(Value::Array(subs)) = obj.get(key) {
+            for (i, s) in subs.iter().enumerate() {
+                list.push(compile(s, &format!("{path}/{key}/{i}"))?);
+            }
+        }
+    }
+    if let Some(s) = obj.get("not") {
+        n.not = Some(Box::new(compile(s, &format!("{path}/not"))?));
+    }
+    Ok(n)
+}
+
+fn value_type(v: &Value) -> u8 {
+    match v {
+        Value::Null => T_NULL,
+        Value::Bool(_) => T_BOOL,
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() || is_integral(n.as_str()) {
+                T_INT
+            } else {
+                T_NUM
+            }
+        }
+        Value::String(_) => T_STR,
+        Value::Array(_) => T_ARR,
+        Value::Object(_) => T_OBJ,
+    }
+}
+
+fn is_integral(text: &str) -> bool {
+    decimal(text).is_some_and(|(m, scale)| scale <= 0 || m % 10i128.pow(scale as u32) == 0)
+}
+
+/// A decimal's text as `mantissa × 10^-scale`, exactly (None if it does not fit 128 bits).
+fn decimal(text: &str) -> Option<(i128, i32)> {
+    let (mant, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits = format!("{int}{frac}");
+    let m: i128 = digits.parse().ok()?;
+    Some((m, frac.len() as i32 - exp))
+}
+
+fn pow10(e: i32) -> Option<i128> {
+    10i128.checked_pow(u32::try_from(e).ok()?)
+}
+
+/// Whether `value` is an exact multiple of `step`, computed on the decimal text.
+fn exact_multiple(value: &Number, step: &Number) -> bool {
+    let exact = || {
+        let (a, p) = decimal(value.as_str())?;
+        let (b, q) = decimal(step.as_str())?;
+        // a·10^-p / (b·10^-q) is an integer ⇔ a·10^q mod b·10^p == 0 (after normalising scales).
+        let s = p.max(q);
+        let a = a.checked_mul(pow10(s - p)?)?;
+        let b = b.checked_mul(pow10(s - q)?)?;
+        if b == 0 {
+            return None;
+        }
+        Some(a % b == 0)
+    };
+    exact().unwrap_or_else(|| {
+        let (v, s) = (
+            value.as_f64().unwrap_or(f64::NAN),
+            step.as_f64().unwrap_or(f64::NAN),
+        );
+        let q = v / s;
+        q.is_finite() && (q - q.round()).abs() < 1e-9
+    })
+}
+
+fn check_format(f: Format, s: &str) -> bool {
+    match f {
+        Format::DateTime => {
+            chrono::DateTime::parse_from_rfc3339(s).is_ok()
+                // Singer taps often write UTC timestamps without an offset; targets read them
+                // as UTC, so they are accepted rather than quarantining most real streams.
+                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        }
+        Format::Date => s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+        Format::Time => {
+            let base = s.trim_end_matches('Z');
+            let base = match base.rfind(['+', '-']) {
+                Some(i) if i >= 8 => &base[..i],
+                _ => base,
+            };
+            chrono::NaiveTime::parse_from_str(base, "%H:%M:%S%.f").is_ok()
+        }
+        Format::Email => s.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && !d.is_empty() && !d.contains('@') && !s.contains(char::is_whitespace)
+        }),
+        Format::Uuid => {
+            let parts: Vec<&str> = s.split('-').collect();
+            parts.len() == 5
+                && [8, 4, 4, 4, 12]
+                    .iter()
+                    .zip(&parts)
+                    .all(|(n, p)| p.len() == *n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        }
+        Format::Ipv4 => s.parse::<std::net::Ipv4Addr>().is_ok(),
+        Format::Ipv6 => s.parse::<std::net::Ipv6Addr>().is_ok(),
+        Format::Uri => s.split_once(':').is_some_and(|(scheme, _)| {
+            scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        }),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn type_names(bits: u8) -> String {
+    let names: Vec<&str> = [
+        (T_NULL, "null"),
+        (T_BOOL, "boolean"),
+        (T_INT, "integer"),
+        (T_NUM, "number"),
+        (T_STR, "string"),
+        (T_ARR, "array"),
+        (T_OBJ, "object"),
+    ]
+    .iter()
+    .filter(|(b, n)| bits & b != 0 && !(*n == "integer" && bits & T_NUM != 0))
+    .map(|(_, n)| *n)
+    .collect();
+    names.join(" or ")
+}
+
+/// A validation failure: where and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// JSON pointer into the record (`/user/email`), empty for the record itself.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn escape(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+impl Node {
+    fn check(&self, v: &Value, path: &mut String) -> Result<(), Violation> {
+        let err = |path: &String, reason: String| {
+            Err(Violation {
+                path: path.clone(),
+                reason,
+            })
+        };
+        if self.never {
+            return err(path, "no value is allowed here".into());
+        }
+        if let Some(t) = self.types
+            && value_type(v) & t == 0
+        {
+            return err(
+                path,
+                format!("{} is not of type {}", short(v), type_names(t)),
+            );
+        }
+        if let Some(e) = &self.enumeration
+            && !e.iter().any(|x| same(x, v))
+        {
+            return err(
+                path,
+                format!(
+                    "{} is not one of {}",
+                    short(v),
+                    short(&Value::Array(e.clone()))
+                ),
+            );
+        }
+        if let Some(c) = &self.constant
+            && !same(c, v)
+        {
+            return err(path, format!("{} is not {}", short(v), short(c)));
+        }
+        match v {
+            Value::Number(num) => {
+                let x = num.as_f64().unwrap_or(f64::NAN);
+                if self.minimum.is_some_and(|m| x < m) {
+                    return err(
+                        path,
+                        format!(
+                            "{num} is less than the minimum {}",
+                            self.minimum.unwrap_or_default()
+                        ),
+                    );
+                }
+                if self.maximum.is_some_and(|m| x > m) {
+                    return err(
+                        path,
+                        format!(
+                            "{num} is greater than the maximum {}",
+                            self.maximum.unwrap_or_default()
+                        ),
+                    );
+                }
+                if self.exclusive_minimum.is_some_and(|m| x <= m) {
+                    return err(
+                        path,
+                        format!(
+                            "{num} is not greater than {}",
+                            self.exclusive_minimum.unwrap_or_default()
+                        ),
+                    );
+                }
+                if self.exclusive_maximum.is_some_and(|m| x >= m) {
+                    return err(
+                        path,
+                        format!(
+                            "{num} is not less than {}",
+                            self.exclusive_maximum.unwrap_or_default()
+                        ),
+                    );
+                }
+                if let Some(m) = &self.multiple_of
+                    && !exact_multiple(num, m)
+                {
+                    return err(path, format!("{num} is not a multiple of {m}"));
+                }
+            }
+            Value::String(s) => {
+                if self.min_length.is_some() || self.max_length.is_some() {
+                    let len = s.chars().count();
+                    if self.min_length.is_some_and(|m| len < m) {
+                        return err(
+                            path,
+                            format!(
+                                "{} is shorter than {} characters",
+                                short(v),
+                                self.min_length.unwrap_or_default()
+                            ),
+                        );
+                    }
+                    if self.max_length.is_some_and(|m| len > m) {
+                        return err(
+                            path,
+                            format!(
+                                "{} is longer than {} characters",
+                                short(v),
+                                self.max_length.unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+                if let Some(p) = &self.pattern
+                    && !p.is_match(s)
+                {
+                    return err(
+                        path,
+                        format!("{} does not match `{}`", short(v), p.as_str()),
+                    );
+                }
+                if let Some(f) = self.format
+                    && !check_format(f, s)
+                {
+                    let name = match f {
+                        Format::DateTime => "date-time",
+                        Format::Date => "date",
+                        Format::Time => "time",
+                        Format::Email => "email",
+                        Format::Uuid => "uuid",
+                        Format::Ipv4 => "ipv4",
+                        Format::Ipv6 => "ipv6",
+                        Format::Uri => "uri",
+                    };
+                    return err(path, format!("{} is not a valid `{name}`", short(v)));
+                }
+            }
+            Value::Array(items) => {
+                if self.min_items.is_some_and(|m| items.len() < m) {
+                    return err(
+                        path,
+                        format!(
+                            "has {} items, fewer than {}",
+                            items.len(),
+                            self.min_items.unwrap_or_default()
+                        ),
+                    );
+                }
+                if self.max_items.is_some_and(|m| items.len() > m) {
+                    return err(
+                        path,
+                        format!(
+                            "has {} items, more than {}",
+                            items.len(),
+                            self.max_items.unwrap_or_default()
+                        ),
+                    );
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let node = self.prefix_items.get(i).or(self.items.as_deref());
+                    if let Some(node) = node {
+                        let len = path.len();
+                        path.push('/');
+                        path.push_str(&i.to_string());
+                        node.check(item, path)?;
+                        path.truncate(len);
+                    }
+                }
+            }
+            Value::Object(obj) => self.check_object(obj, path)?,
+            _ => {}
+        }
+        if !self.all_of.is_empty() {
+            for s in &self.all_of {
+                s.check(v, path)?;
+            }
+        }
+        if !self.any_of.is_empty()
+            && !self
+                .any_of
+                .iter()
+                .any(|s| s.check(v, &mut path.clone()).is_ok())
+        {
+            return err(
+                path,
+                format!("{} matches none of the `anyOf` schemas", short(v)),
+            );
+        }
+        if !self.one_of.is_empty() {
+            let n = self
+                .one_of
+                .iter()
+                .filter(|s| s.check(v, &mut path.clone()).is_ok())
+                .count();
+            if n != 1 {
+                return err(
+                    path,
+                    format!(
+                        "{} matches {n} of the `oneOf` schemas, not exactly one",
+                        short(v)
+                    ),
+                );
+            }
+        }
+        if let Some(not) = &self.not
+            && not.check(v, &mut path.clone()).is_ok()
+        {
+            return err(path, format!("{} matches the `not` schema", short(v)));
+        }
+        Ok(())
+    }
+
+    fn check_object(&self, obj: &Map<String, Value>, path: &mut String) -> Result<(), Violation> {
+        for r in &self.required {
+            if !obj.contains_key(r) {
+                return Err(Violation {
+                    path: path.clone(),
+                    reason: format!("required property `{r}` is missing"),
+                });
+            }
+        }
+        for (k, node) in &self.properties {
+            if let Some(val) = obj.get(k) {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&escape(k));
+                node.check(val, path)?;
+                path.truncate(len);
+            }
+        }
+        if let Some(extra) = &self.additional {
+            for (k, val) in obj {
+                if self.properties.iter().any(|(p, _)| p == k) {
+                    continue;
+                }
+                let len = path.len();
+                path.push('/');
+                path.push_str(&escape(k));
+                if extra.never {
+                    return Err(Violation {
+                        path: path.clone(),
+                        reason: format!("property `{k}` is not allowed by the schema"),
+                    });
+                }
+                extra.check(val, path)?;
+                path.truncate(len);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (decimal(x.as_str()), decimal(y.as_str())) {
+            (Some((m, p)), Some((n, q))) => {
+                let s = p.max(q);
+                match (
+                    pow10(s - p).and_then(|f| m.checked_mul(f)),
+                    pow10(s - q).and_then(|f| n.checked_mul(f)),
+                ) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => x.as_f64() == y.as_f64(),
+                }
+            }
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A compiled JSON Schema for one stream.
+#[derive(Debug)]
+pub struct CompiledSchema {
+    root: Node,
+}
+
+impl CompiledSchema {
+    /// Compiles a stream's schema; an error names the keyword that cannot be used.
+    pub fn compile(schema: &Value) -> Result<CompiledSchema, String> {
+        Ok(CompiledSchema {
+            root: compile(schema, "")?,
+        })
+    }
+
+    /// Checks a record; the first violation found is returned.
+    pub fn check(&self, record: &Map<String, Value>) -> Result<(), Violation> {
+        let mut path = String::new();
+        self.root.check_object(record, &mut path)?;
+        if let Some(t) = self.root.types
+            && t & T_OBJ == 0
+        {
+            return Err(Violation {
+                path,
+                reason: format!(
+                    "the record is an object, the schema wants {}",
+                    type_names(t)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Per-stream validation settings.
+#[derive(Debug, Clone)]
+pub struct ValidationSettings {
+    /// Policy for streams not listed in `streams`.
+    pub default: Policy,
+    /// Policy per stream name.
+    pub streams: HashMap<String, Policy>,
+    /// Where `quarantine` writes bad records (one JSON object per line), created on first use.
+    pub quarantine_path: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    schema: CompiledSchema,
+    records: u64,
+}
+
+/// The validation transform.
+#[derive(Debug)]
+pub struct Validate {
+    settings: ValidationSettings,
+    streams: HashMap<String, StreamState>,
+    quarantine: Option<BufWriter<File>>,
+    quarantined: u64,
+    warned: u64,
+}
+
+impl Validate {
+    /// Builds the transform. A `quarantine` policy without a path is an error.
+    pub fn new(settings: ValidationSettings) -> Result<Validate, TransformError> {
+        let quarantines = settings.default == Policy::Quarantine
+            || settings.streams.values().any(|p| *p == Policy::Quarantine);
+        if quarantines && settings.quarantine_path.is_none() {
+            return Err(TransformError {
+                message: "validation policy `quarantine` needs a dead-letter file path".into(),
+                hint: None,
+            });
+        }
+        Ok(Validate {
+            settings,
+            streams: HashMap::new(),
+            quarantine: None,
+            quarantined: 0,
+            warned: 0,
+        })
+    }
+
+    fn policy(&self, stream: &str) -> Policy {
+        self.settings
+            .streams
+            .get(stream)
+            .copied()
+            .unwrap_or(self.settings.default)
+    }
+
+    /// How many records went to the dead-letter file.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined
+    }
+
+    /// The dead-letter file, if the policy uses one.
+    pub fn quarantine_path(&self) -> Option<&Path> {
+        self.settings.quarantine_path.as_deref()
+    }
+
+    fn io_error(&self, e: &std::io::Error) -> TransformError {
+        TransformError {
+            message: format!(
+                "cannot write the dead-letter file `{}`: {e}",
+                self.settings
+                    .quarantine_path
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+            hint: None,
+        }
+    }
+
+    fn write_quarantine(&mut self, line: &Value) -> Result<(), TransformError> {
+        if self.quarantine.is_none() {
+            let path = self
+                .settings
+                .quarantine_path
+                .clone()
+                .expect("checked in new()");
+            let f = File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| self.io_error(&e))?;
+            self.quarantine = Some(BufWriter::new(f));
+        }
+        let mut bytes = serde_json::to_vec(line).expect("a JSON value always serialises");
+        bytes.push(b'\n');
+        let result = self
+            .quarantine
+            .as_mut()
+            .expect("opened above")
+            .write_all(&bytes);
+        result.map_err(|e| self.io_error(&e))
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Transform for Validate {
+    fn finish(&mut self) -> Result<(), TransformError> {
+        if let Some(w) = &mut self.quarantine {
+            w.flush().map_err(|e| self.io_error(&e))?;
+        }
+        Ok(())
+    }
+
+    fn touches(&self, stream: &str) -> bool {
+        self.policy(stream) != Policy::Off
+    }
+
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
+        match message {
+            Message::Schema(s) => {
+                let schema = CompiledSchema::compile(&s.schema).map_err(|e| TransformError {
+                    message: format!(
+                        "the schema of stream `{}` cannot be used for validation: {e}",
+                        s.stream
+                    ),
+                    hint: Some(
+                        "set the stream's validation policy to `off` to pass it through unchecked"
+                            .into(),
+                    ),
+                })?;
+                let records = self.streams.get(&s.stream).map_or(0, |st| st.records);
+                self.streams
+                    .insert(s.stream.clone(), StreamState { schema, records });
+                out.push(Message::Schema(s));
+                Ok(())
+            }
+            Message::Record(r) => {
+                let policy = self.policy(&r.stream);
+                let Some(state) = self.streams.get_mut(&r.stream) else {
+                    return Err(TransformError {
+                        message: format!(
+                            "a RECORD of stream `{}` arrived before its SCHEMA message",
+                            r.stream
+                        ),
+                        hint: Some(
+                            "Singer requires a SCHEMA message before a stream's records".into(),
+                        ),
+                    });
+                };
+                state.records += 1;
+                let number = state.records;
+                let Err(v) = state.schema.check(&r.record) else {
+                    out.push(Message::Record(r));
+                    return Ok(());
+                };
+                let at = if v.path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    v.path.clone()
+                };
+                match policy {
+                    Policy::Off => out.push(Message::Record(r)),
+                    Policy::Warn => {
+                        self.warned += 1;
+                        tracing::warn!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record does not match its schema");
+                        out.push(Message::Record(r));
+                    }
+                    Policy::Skip => {
+                        tracing::debug!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record skipped");
+                    }
+                    Policy::Quarantine => {
+                        let line = json!({
+                            "stream": r.stream,
+                            "record_number": number,
+                            "path": at,
+                            "reason": v.reason,
+                            "record": Value::Object(r.record),
+                        });
+                        self.write_quarantine(&line)?;
+                        self.quarantined += 1;
+                    }
+                    Policy::Fail => {
+                        return Err(TransformError {
+                            message: format!(
+                                "record {} of stream `{}` does not match its schema\n  at `{at}`: {}",
+                                thousands(number),
+                                r.stream,
+                                v.reason
+                            ),
+                            hint: Some(format!(
+                                "set the validation policy of `{}` to `quarantine` to set such records aside and keep going",
+                                r.stream
+                            )),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                out.push(other);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(schema: Value, record: &str) -> Result<(), Violation> {
+        let s = CompiledSchema::compile(&schema).unwrap();
+        let Value::Object(r) = serde_json::from_str(record).unwrap() else {
+            panic!("not an object")
+        };
+        s.check(&r)
+    }
+
+    #[test]
+    fn multiple_of_is_exact_on_decimals() {
+        let schema = json!({"properties": {"p": {"type": "number", "multipleOf": 0.01}}});
+        assert!(check(schema.clone(), r#"{"p": 19.99}"#).is_ok());
+        assert!(
+            check(schema.clone(), r#"{"p": 0.07}"#).is_ok(),
+            "0.07 / 0.01 is not an integer in floats"
+        );
+        assert!(check(schema.clone(), r#"{"p": 1e2}"#).is_ok());
+        let e = check(schema, r#"{"p": 19.999}"#).unwrap_err();
+        assert_eq!(e.path, "/p");
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let schema = json!({"properties": {"t": {"type": ["string", "null"], "format": "date-time"}, "d": {"format": "date"}, "u": {"format": "uuid"}}});
+        assert!(check(schema.clone(), r#"{"t": "2024-01-01T00:00:00Z", "d": "2024-02-29", "u": "123e4567-e89b-12d3-a456-426614174000"}"#).is_ok());
+        let e = check(schema.clone(), r#"{"t": "yesterday"}"#).unwrap_err();
+        assert_eq!(e.reason, r#""yesterday" is not a valid `date-time`"#);
+        assert!(check(schema.clone(), r#"{"d": "2023-02-29"}"#).is_err());
+        assert!(check(schema, r#"{"u": "nope"}"#).is_err());
+    }
+
+    #[test]
+    fn types_required_and_nesting() {
+        let schema = json!({"type": "object", "required": ["id"], "properties": {
+            "id": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}},
+            "user": {"type": "object", "additionalProperties": false, "properties": {"n": {"type": "string"}}}}});
+        assert!(
+            check(schema.clone(), r#"{"id": 1.0, "tags": ["a"]}"#).is_ok(),
+            "1.0 is an integer"
+        );
+        assert_eq!(
+            check(schema.clone(), r#"{"tags": []}"#).unwrap_err().reason,
+            "required property `id` is missing"
+        );
+        assert_eq!(
+            check(schema.clone(), r#"{"id": 1.5}"#).unwrap_err().path,
+            "/id"
+        );
+        assert_eq!(
+            check(schema.clone(), r#"{"id": 1, "tags": ["abcd"]}"#)
+                .unwrap_err()
+                .path,
+            "/tags/0"
+        );
+        assert_eq!(
+            check(schema, r#"{"id": 1, "user": {"x": 1}}"#)
+                .unwrap_err()
+                .path,
+            "/user/x"
+        );
+    }
+
+    #[test]
+    fn combinators_and_enums() {
+        let schema = json!({"properties": {"v": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}, "e": {"enum": [1, "a"]}}});
+        assert!(check(schema.clone(), r#"{"v": "x", "e": 1.0}"#).is_ok());
+        assert!(check(schema.clone(), r#"{"v": -1}"#).is_err());
+        assert!(check(schema, r#"{"e": "b"}"#).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of dsm's built-in Singer plugins, run as real processes over real files,
+//! OS pipes and SQLite databases.
+
+// Test support code panics on setup failures by design.
+#![allow(clippy::unwrap_used)]
+
+mod files;
+mod meltano;
+mod sdk_streams;
+mod support;
+mod taps;
+mod target_sqlite;
