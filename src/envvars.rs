@@ -36,3 +36,10 @@ pub const MELTANO_RUN_PREFIX: &str = "MELTANO_RUN_";
 /// Test-only: the time `dsm schedule run-due` takes as now (RFC 3339), so tests can move the
 /// clock. Not for production use.
 pub const NOW: &str = "DSM_NOW";
+
+/// Automatic pruning of the run history after each run: remove runs older than this age
+/// (`30d`, `12h`). Unset: no age limit. See `dsm runs prune`.
+pub const RUNS_RETENTION_MAX_AGE: &str = "DSM_RUNS_RETENTION_MAX_AGE";
+/// Automatic pruning of the run history after each run: keep the newest N runs of each flow.
+/// With [`RUNS_RETENTION_MAX_AGE`] too, a run goes only when both let it go.
+pub const RUNS_RETENTION_KEEP: &str = "DSM_RUNS_RETENTION_KEEP";

@@ -16,6 +16,7 @@ pub mod orchestrate;
 pub mod pipeline;
 pub mod plugin;
 pub mod printer;
+pub mod progress;
 pub mod project;
 pub mod registry;
 pub mod runner;

@@ -27,7 +27,7 @@ pub fn init(global: &GlobalArgs) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         .with_target(false);
     // A second init (tests calling `run` twice) is harmless, so the error is ignored.
     let _ = match format {

@@ -7,6 +7,7 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
+use crate::registry::{PrunePolicy, parse_age, prune_runs, run_extractors};
 use crate::store::{RunFilter, RunId, RunRecord, RunStatus, StateId, format_time};
 
 /// Arguments of `dsm runs`.
@@ -22,9 +23,15 @@ pub struct Args {
 pub enum RunsCommand {
     /// List runs, newest first.
     List {
-        /// Only runs of this state id.
-        #[arg(long, value_name = "STATE_ID")]
+        /// Only runs of this flow (its state id).
+        #[arg(long, visible_alias = "flow", value_name = "STATE_ID")]
         state_id: Option<String>,
+        /// Only runs with this extractor.
+        #[arg(long, value_name = "EXTRACTOR")]
+        source: Option<String>,
+        /// Only runs started within this age: `24h`, `7d`.
+        #[arg(long, value_name = "AGE")]
+        since: Option<String>,
         /// Only runs with this status.
         #[arg(long, value_enum)]
         status: Option<RunStatus>,
@@ -37,6 +44,20 @@ pub enum RunsCommand {
         /// The run id.
         run_id: String,
     },
+    /// Remove old runs with their per-run log and quarantine files. With both flags a run goes
+    /// only when it is older than the age and not among the newest N of its flow. Automatic
+    /// pruning after each run: `DSM_RUNS_RETENTION_MAX_AGE` and `DSM_RUNS_RETENTION_KEEP`.
+    Prune {
+        /// Remove runs started longer ago than this: `30d`, `12h`.
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Keep the newest N runs of each flow.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Show what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs `dsm runs`.
@@ -45,14 +66,40 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     match args.command {
         RunsCommand::List {
             state_id,
+            source,
+            since,
             status,
             limit,
         } => {
-            let runs = open_store(ctx)?.list_runs(&RunFilter {
-                state_id: state_id.map(StateId::new),
-                status,
-                limit: Some(limit),
-            })?;
+            let store = open_store(ctx)?;
+            let state_id = state_id.map(StateId::new);
+            let runs = match (&since, &source) {
+                (None, None) => store.list_runs(&RunFilter {
+                    state_id,
+                    status,
+                    limit: Some(limit),
+                })?,
+                _ => {
+                    let all = match &since {
+                        Some(age) => store.list_runs_since(Utc::now() - parse_age(age)?)?,
+                        None => store.list_runs(&RunFilter {
+                            state_id: state_id.clone(),
+                            status,
+                            limit: None,
+                        })?,
+                    };
+                    all.into_iter()
+                        .filter(|r| state_id.is_none() || r.state_id == state_id)
+                        .filter(|r| status.is_none_or(|s| r.status == s))
+                        .filter(|r| {
+                            source
+                                .as_deref()
+                                .is_none_or(|src| run_extractors(r).any(|e| e == src))
+                        })
+                        .take(limit)
+                        .collect()
+                }
+            };
             match format {
                 OutputFormat::Json => ctx.printer.json(&runs),
                 OutputFormat::Text if runs.is_empty() => ctx.printer.notice("no runs recorded"),
@@ -78,6 +125,43 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             match format {
                 OutputFormat::Json => ctx.printer.json(&run),
                 OutputFormat::Text => ctx.printer.raw(render_show(&run)),
+            }
+            Ok(())
+        }
+        RunsCommand::Prune {
+            older_than,
+            keep,
+            dry_run,
+        } => {
+            let store = open_store(ctx)?;
+            let private = ctx
+                .project_root()
+                .map(|root| root.join(crate::project::PRIVATE_DIR))
+                .ok();
+            let policy = PrunePolicy {
+                older_than: older_than.as_deref().map(parse_age).transpose()?,
+                keep,
+                run_dirs: private
+                    .as_deref()
+                    .map(PrunePolicy::project_run_dirs)
+                    .unwrap_or_default(),
+                dry_run,
+            };
+            let outcome = prune_runs(store.as_ref(), &policy, Utc::now())?;
+            match format {
+                OutputFormat::Json => ctx.printer.json(&outcome),
+                OutputFormat::Text => {
+                    let verb = if dry_run { "would remove" } else { "removed" };
+                    ctx.printer.notice(format!(
+                        "{verb} {} run(s) and {} file(s)",
+                        outcome.runs.len(),
+                        outcome.files.len()
+                    ));
+                    for (path, reason) in &outcome.failed_files {
+                        ctx.printer
+                            .warn(format!("could not remove `{}`: {reason}", path.display()));
+                    }
+                }
             }
             Ok(())
         }

@@ -1,15 +1,395 @@
-//! `dsm sources` (not written yet).
+//! `dsm sources`: the registry of the project's extractors and loaders: list with filters,
+//! show one, and operator status changes (`disable`, `enable`, `maintenance`).
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::commands::state::open_store;
+use crate::error::{Error, Result, did_you_mean};
+use crate::printer::OutputFormat;
+use crate::project::{EnvironmentChoice, Project};
+use crate::registry::catalog::{SourceInfo, SourceType, mask_config, project_sources};
+use crate::registry::status::current_user;
+use crate::registry::{
+    Health, HealthOptions, OperatorStatus, SourceState, SourceStatus, Subject, health_report,
+    set_operator_status, source_statuses, status_history,
+};
+use crate::store::{RunRecord, SourceStatusChange, format_time};
 
 /// Arguments of `dsm sources`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SourcesCommand,
+}
+
+/// `dsm sources` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SourcesCommand {
+    /// List extractors and loaders with type, provider, category, labels and status.
+    List(ListArgs),
+    /// Show one source: what it is, its config (secrets masked), status history, last runs
+    /// and health.
+    Show {
+        /// The plugin name.
+        name: String,
+    },
+    /// Mark a source inactive: syncs skip it with a notice.
+    Disable(ChangeArgs),
+    /// Make a disabled source or one under maintenance active again.
+    Enable(ChangeArgs),
+    /// Mark a source under maintenance: syncs skip it with a notice.
+    Maintenance(ChangeArgs),
+}
+
+/// Filters of `dsm sources list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only sources of this type.
+    #[arg(long = "type", value_enum)]
+    pub source_type: Option<SourceType>,
+    /// Only sources with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<SourceStatus>,
+    /// Only sources of this data category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only sources of this provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only sources with this label (repeat to require several).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Free text matched against name, provider, category, labels and status reason.
+    #[arg(long)]
+    pub search: Option<String>,
+}
+
+/// Arguments of a status change.
+#[derive(Debug, clap::Args)]
+pub struct ChangeArgs {
+    /// The plugin name.
+    pub name: String,
+    /// Why (kept in the status history; required for `disable` and `maintenance`).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// One line of `dsm sources list`.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    #[serde(flatten)]
+    info: &'a SourceInfo,
+    environment: Option<String>,
+    status: SourceStatus,
+    reason: Option<&'a str>,
+    since: Option<String>,
+    running_run: Option<&'a crate::store::RunId>,
+    last_run: Option<&'a crate::store::RunId>,
+    skipped_by_syncs: bool,
+}
+
+fn eq_ci(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn matches(args: &ListArgs, info: &SourceInfo, st: &SourceState) -> bool {
+    let opt_eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_deref()
+            .is_none_or(|w| have.as_deref().is_some_and(|h| eq_ci(w, h)))
+    };
+    let search_hit = args.search.as_deref().is_none_or(|q| {
+        let q = q.to_lowercase();
+        [
+            Some(info.name.as_str()),
+            info.provider.as_deref(),
+            info.category.as_deref(),
+            st.reason.as_deref(),
+            Some(info.source_type.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(info.labels.iter().map(String::as_str))
+        .any(|field| field.to_lowercase().contains(&q))
+    });
+    args.source_type.is_none_or(|t| t == info.source_type)
+        && args.status.is_none_or(|s| s == st.status)
+        && opt_eq(&args.category, &info.category)
+        && opt_eq(&args.provider, &info.provider)
+        && args
+            .label
+            .iter()
+            .all(|l| info.labels.iter().any(|have| eq_ci(have, l)))
+        && search_hit
+}
+
+fn environment(ctx: &Context, project: &Project) -> Result<Option<String>> {
+    let choice = EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: true,
+    };
+    Ok(project.active_environment(&choice)?.map(|e| e.name.clone()))
+}
+
+fn find<'a>(sources: &'a [SourceInfo], name: &str) -> Result<&'a SourceInfo> {
+    sources.iter().find(|s| s.name == name).ok_or_else(|| {
+        let mut err = Error::config(format!("no extractor or loader `{name}` in meltano.yml"));
+        if let Some(close) = did_you_mean(name, sources.iter().map(|s| s.name.as_str())) {
+            err = err.hint(format!("did you mean `{close}`?"));
+        }
+        err.hint("`dsm sources list` shows every source")
+    })
+}
 
 /// Runs `dsm sources`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm sources` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let project = Project::load(&ctx.project_root()?)?;
+    let sources = project_sources(&project);
+    let store = open_store(ctx)?;
+    match args.command {
+        SourcesCommand::List(filters) => {
+            let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+            let states = source_statuses(store.as_ref(), &names)?;
+            let env = environment(ctx, &project)?;
+            let entries: Vec<Entry<'_>> = sources
+                .iter()
+                .zip(&states)
+                .filter(|(info, st)| matches(&filters, info, st))
+                .map(|(info, st)| Entry {
+                    info,
+                    environment: env.clone(),
+                    status: st.status,
+                    reason: st.reason.as_deref(),
+                    since: st.since.map(format_time),
+                    running_run: st.running_run.as_ref(),
+                    last_run: st.last_run.as_ref(),
+                    skipped_by_syncs: st.skipped_by_syncs,
+                })
+                .collect();
+            match format {
+                OutputFormat::Json => ctx.printer.json(&entries),
+                OutputFormat::Text if entries.is_empty() => {
+                    ctx.printer.notice("no sources match");
+                }
+                OutputFormat::Text => {
+                    let rows: Vec<Vec<String>> = entries
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.info.name.clone(),
+                                e.info.plugin_type.clone(),
+                                e.info.source_type.as_str().to_owned(),
+                                e.info.provider.clone().unwrap_or_else(|| "-".into()),
+                                e.info.category.clone().unwrap_or_else(|| "-".into()),
+                                if e.info.labels.is_empty() {
+                                    "-".into()
+                                } else {
+                                    e.info.labels.join(",")
+                                },
+                                e.status.as_str().to_owned(),
+                                e.reason.unwrap_or_default().to_owned(),
+                            ]
+                        })
+                        .collect();
+                    ctx.printer.table(
+                        &[
+                            "NAME", "PLUGIN", "TYPE", "PROVIDER", "CATEGORY", "LABELS", "STATUS",
+                            "REASON",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+            Ok(())
+        }
+        SourcesCommand::Show { name } => {
+            let info = find(&sources, &name)?;
+            let status = source_statuses(store.as_ref(), &[name.as_str()])?.remove(0);
+            let history = status_history(store.as_ref(), &name, 20)?;
+            let now = Utc::now();
+            let window = Duration::days(7);
+            let runs: Vec<RunRecord> = store
+                .list_runs_since(now - window)?
+                .into_iter()
+                .filter(|r| r.plugins.iter().any(|p| p.plugin == name))
+                .collect();
+            let health: Option<Health> = health_report(
+                &runs,
+                &HealthOptions {
+                    now,
+                    since: now - window,
+                    failing_after: 3,
+                    expected_every: Default::default(),
+                    known_sources: Vec::new(),
+                },
+            )
+            .into_iter()
+            .find(|h| h.subject == Subject::Source(name.clone()));
+            let last_runs: Vec<&RunRecord> = runs.iter().take(5).collect();
+            let config = mask_config(&info.config);
+            match format {
+                OutputFormat::Json => ctx.printer.json(&serde_json::json!({
+                    "source": info,
+                    "config": config,
+                    "status": status,
+                    "status_history": history,
+                    "last_runs": last_runs,
+                    "health_7d": health,
+                })),
+                OutputFormat::Text => ctx.printer.raw(render_show(
+                    info,
+                    &config,
+                    &status,
+                    &history,
+                    &last_runs,
+                    health.as_ref(),
+                )),
+            }
+            Ok(())
+        }
+        SourcesCommand::Disable(change) => operator_change(
+            ctx,
+            &sources,
+            store.as_ref(),
+            change,
+            OperatorStatus::Inactive,
+        ),
+        SourcesCommand::Enable(change) => operator_change(
+            ctx,
+            &sources,
+            store.as_ref(),
+            change,
+            OperatorStatus::Active,
+        ),
+        SourcesCommand::Maintenance(change) => operator_change(
+            ctx,
+            &sources,
+            store.as_ref(),
+            change,
+            OperatorStatus::Maintenance,
+        ),
+    }
+}
+
+fn operator_change(
+    ctx: &Context,
+    sources: &[SourceInfo],
+    store: &dyn crate::store::Store,
+    change: ChangeArgs,
+    status: OperatorStatus,
+) -> Result<()> {
+    find(sources, &change.name)?;
+    let reason = change
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if status != OperatorStatus::Active && reason.is_none() {
+        return Err(Error::config(format!(
+            "`--reason` is required to set `{}` to {}",
+            change.name,
+            status.as_str()
+        ))
+        .hint("say why, for the status history: `--reason \"vendor API migration\"`"));
+    }
+    let user = current_user();
+    set_operator_status(
+        store,
+        &change.name,
+        status,
+        reason,
+        user.as_deref(),
+        Utc::now(),
+    )?;
+    ctx.printer.notice(format!(
+        "`{}` is now {}{}",
+        change.name,
+        status.as_str(),
+        if status == OperatorStatus::Active {
+            ""
+        } else {
+            " (syncs skip it)"
+        }
+    ));
+    Ok(())
+}
+
+fn render_show(
+    info: &SourceInfo,
+    config: &serde_json::Value,
+    status: &SourceState,
+    history: &[SourceStatusChange],
+    runs: &[&RunRecord],
+    health: Option<&Health>,
+) -> String {
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    field("name", info.name.clone());
+    field("plugin", info.plugin_type.clone());
+    field("type", info.source_type.as_str().to_owned());
+    field("provider", dash(info.provider.clone()));
+    field("category", dash(info.category.clone()));
+    field(
+        "labels",
+        dash((!info.labels.is_empty()).then(|| info.labels.join(", "))),
+    );
+    field("status", status.status.as_str().to_owned());
+    if let Some(reason) = &status.reason {
+        field("reason", reason.clone());
+    }
+    if let Some(h) = health {
+        field(
+            "health (7d)",
+            format!("{} ({})", h.verdict.as_str(), h.reason),
+        );
+    }
+    if config.as_object().is_some_and(|m| !m.is_empty()) {
+        out.push_str("\nconfig:\n");
+        for (k, v) in config.as_object().into_iter().flatten() {
+            out.push_str(&format!("  {k}: {v}\n"));
+        }
+    }
+    if !history.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|c| {
+                vec![
+                    format_time(c.at),
+                    c.status.clone(),
+                    c.origin.clone(),
+                    dash(c.user.clone()),
+                    c.reason.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &["AT", "STATUS", "BY", "USER", "REASON"],
+            &rows,
+        ));
+    }
+    if !runs.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.run_id.to_string(),
+                    r.status.as_str().to_owned(),
+                    format_time(r.started_at),
+                    r.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &["RUN ID", "STATUS", "STARTED", "ERROR"],
+            &rows,
+        ));
+    }
+    out
 }

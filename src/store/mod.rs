@@ -270,6 +270,23 @@ pub struct RunRecord {
     pub streams: Vec<StreamStats>,
 }
 
+/// One entry of a source's status history (the registry gives `status` and `origin` meaning).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceStatusChange {
+    /// The source's plugin name.
+    pub source: String,
+    /// The status set (`active`, `inactive`, `maintenance`) or a test result (`passed`, `failed`).
+    pub status: String,
+    /// Why, as the operator or the test wrote it.
+    pub reason: Option<String>,
+    /// Who made the change, if known.
+    pub user: Option<String>,
+    /// `operator` for `dsm sources disable|enable|maintenance`, `test` for `dsm test`.
+    pub origin: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Which runs to list (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -383,6 +400,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Runs, newest first.
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// Records a complete run with its own times and status (history imports, tests).
+    /// Fails when the run id is already recorded.
+    fn record_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// Runs started at or after `since`, newest first. Rows that cannot be read (a corrupted
+    /// time or status) are skipped with a warning instead of failing the whole listing.
+    fn list_runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRecord>>;
+
+    /// Deletes runs with their plugin and stream rows; returns how many runs existed.
+    fn delete_runs(&self, run_ids: &[RunId]) -> Result<usize>;
+
+    // ----- source registry -----
+
+    /// Appends a change of a source's status to its history.
+    fn record_source_status(&self, change: &SourceStatusChange) -> Result<()>;
+
+    /// The status history of one source (or all), newest first, at most `limit`.
+    fn source_status_history(
+        &self,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SourceStatusChange>>;
 
     // ----- settings stored in the database -----
 

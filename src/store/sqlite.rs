@@ -13,7 +13,8 @@ use super::liveness::{self, STALE_AFTER};
 use super::state::{self, CommitOutcome, StateId, StoredState, apply_write};
 use super::{
     FlowLock, ImportReport, LockHolder, NewRun, PluginExit, RunFilter, RunFinish, RunId, RunRecord,
-    RunStatus, StateAction, StateEvent, Store, StreamStats, already_running_error, format_time,
+    RunStatus, SourceStatusChange, StateAction, StateEvent, Store, StreamStats,
+    already_running_error, format_time,
 };
 use crate::error::{Error, Result};
 
@@ -25,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "secrets_audit",
         include_str!("migrations/0002_secrets_audit.sql"),
+    ),
+    (
+        3,
+        "source_registry",
+        include_str!("migrations/0003_source_registry.sql"),
     ),
     (
         4,
@@ -884,6 +890,148 @@ impl Store for SqliteStore {
                 if filter.limit.is_some_and(|n| out.len() >= n) {
                     break;
                 }
+            }
+            Ok(out)
+        })
+    }
+
+    fn record_run(&self, run: &RunRecord) -> Result<()> {
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+                [run.run_id.as_str()],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(Error::config(format!(
+                    "run id `{}` is already recorded",
+                    run.run_id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO runs (run_id, state_id, environment, trigger, started_at, ended_at, heartbeat_at, status, pid, host, error, log_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    run.run_id.as_str(),
+                    run.state_id.as_ref().map(StateId::as_str),
+                    run.environment,
+                    run.trigger,
+                    format_time(run.started_at),
+                    run.ended_at.map(format_time),
+                    format_time(run.heartbeat_at),
+                    run.status.as_str(),
+                    run.pid,
+                    run.host,
+                    run.error,
+                    run.log_path.as_ref().map(|p| p.display().to_string()),
+                ],
+            )?;
+            upsert_plugins(tx, &run.run_id, &run.plugins)?;
+            for s in &run.streams {
+                tx.execute(
+                    "INSERT INTO run_streams (run_id, stream, records, bytes) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        run.run_id.as_str(),
+                        s.stream,
+                        i64::try_from(s.records).unwrap_or(i64::MAX),
+                        i64::try_from(s.bytes).unwrap_or(i64::MAX)
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn list_runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE started_at >= ?1
+                 ORDER BY started_at DESC, run_id DESC"
+            ))?;
+            let rows = stmt.query_map([format_time(since)], run_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let cols = row?;
+                let id = cols[0].clone().unwrap_or_default();
+                match build_run(c, cols) {
+                    Ok((mut run, stored)) => {
+                        run.status =
+                            self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
+                        out.push(run);
+                    }
+                    Err(error) => {
+                        tracing::warn!(run_id = %id, error = %error, "skipping an unreadable run row");
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn delete_runs(&self, run_ids: &[RunId]) -> Result<usize> {
+        self.write(|tx| {
+            let mut n = 0;
+            for id in run_ids {
+                tx.execute("DELETE FROM run_plugins WHERE run_id = ?1", [id.as_str()])?;
+                tx.execute("DELETE FROM run_streams WHERE run_id = ?1", [id.as_str()])?;
+                n += tx.execute("DELETE FROM runs WHERE run_id = ?1", [id.as_str()])?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn record_source_status(&self, change: &SourceStatusChange) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO source_status_events (source, status, reason, user, origin, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    change.source,
+                    change.status,
+                    change.reason,
+                    change.user,
+                    change.origin,
+                    format_time(change.at)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn source_status_history(
+        &self,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SourceStatusChange>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT source, status, reason, user, origin, at FROM source_status_events
+                 WHERE (?1 IS NULL OR source = ?1) ORDER BY event_id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(
+                params![source, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (source, status, reason, user, origin, at) = row?;
+                out.push(SourceStatusChange {
+                    source,
+                    status,
+                    reason,
+                    user,
+                    origin,
+                    at: parse_time(&at)?,
+                });
             }
             Ok(out)
         })
