@@ -355,21 +355,22 @@ fn a_session_bus_that_is_not_there_is_skipped_quickly() {
     );
 }
 
-/// Every row of `table` as text, in rowid order.
+/// Every row of `table` as text, sorted (tables may be `WITHOUT ROWID`, so no rowid order).
 fn dump(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
-    let mut stmt = conn
-        .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
-        .unwrap();
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
     let columns = stmt.column_count();
-    stmt.query_map([], |row| {
-        Ok((0..columns)
-            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-            .collect::<Vec<_>>()
-            .join("|"))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    let mut rows = stmt
+        .query_map([], |row| {
+            Ok((0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    rows.sort();
+    rows
 }
 
 fn tables(conn: &rusqlite::Connection) -> Vec<String> {
