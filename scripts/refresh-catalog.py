@@ -52,8 +52,6 @@ SDK = [
      "Snowflake cloud data warehouse extractor"),
     ("extractors", "tap-mongodb", "meltanolabs", "meltanolabs-tap-mongodb", "0.4.1", "MongoDB",
      "MongoDB and AWS DocumentDB extractor"),
-    ("extractors", "tap-gitlab", "meltanolabs", "tap-gitlab", "1.0.1", "GitLab",
-     "DevOps platform: projects, issues, merge requests, pipelines"),
     ("extractors", "tap-rest-api-msdk", "widen", "tap-rest-api-msdk", "1.4.2", "REST API",
      "Generic extractor for JSON REST APIs"),
     ("extractors", "tap-dbt", "edgarrmondragon", "tap-dbt", "0.17.0", "dbt Cloud",
@@ -64,8 +62,6 @@ SDK = [
      "Snowflake cloud data warehouse loader"),
     ("loaders", "target-csv", "meltanolabs", "meltanolabs-target-csv", "0.5.0", "CSV",
      "Writes streams to CSV files"),
-    ("loaders", "target-duckdb", "jwills", "target-duckdb", "0.8.0", "DuckDB",
-     "DuckDB embedded analytics database loader"),
     ("loaders", "target-bigquery", "z3z1ma", "z3-target-bigquery", "0.7.2", "BigQuery",
      "Google BigQuery data warehouse loader"),
 ]
@@ -104,6 +100,10 @@ CLASSIC = [
      "Google BigQuery data warehouse loader (PipelineWise)", []),
     ("loaders", "target-s3-csv", "transferwise", "pipelinewise-target-s3-csv", "2.0.0", "S3 CSV",
      "Writes CSV files to Amazon S3 (PipelineWise)", []),
+    ("extractors", "tap-gitlab", "meltanolabs", "tap-gitlab", "1.0.1", "GitLab",
+     "DevOps platform: projects, issues, merge requests, pipelines", PROPS_CAPS),
+    ("loaders", "target-duckdb", "jwills", "target-duckdb", "0.8.0", "DuckDB",
+     "DuckDB embedded analytics database loader", []),
     ("loaders", "target-jsonl", "andyh1203", "target-jsonl", "0.1.4", "JSON Lines",
      "Writes streams to JSON-lines files", []),
 ]
@@ -147,7 +147,10 @@ def settings_from_about(about: dict) -> tuple[list, list]:
         s = {"name": name, "kind": kind, "label": p.get("title") or label_of(name)}
         if p.get("description"):
             s["description"] = p["description"]
-        s["sensitive"] = bool(p.get("secret") or p.get("writeOnly"))
+        # The SDK marks secrets with `secret`/`writeOnly`; not every plugin does, so credential
+        # names count too (over-marking only hides a value, under-marking leaks it).
+        s["sensitive"] = bool(p.get("secret") or p.get("writeOnly")) or any(
+            w in name.lower() for w in SENSITIVE_WORDS)
         if "default" in p:
             s["value"] = p["default"]
         s.update(extra)
@@ -233,7 +236,14 @@ def refresh_sdk(row, work: Path) -> dict:
         pip_install(venv, f"{package}=={version}")
         scripts = console_scripts(venv, package)
         executable = name if name in scripts else (scripts[0] if scripts else name)
-        about = run_about(str(venv / "bin" / executable))
+        try:
+            about = run_about(str(venv / "bin" / executable))
+        except RuntimeError as e:
+            # Older SDK releases import pkg_resources, which new setuptools no longer ships.
+            if "pkg_resources" not in str(e):
+                raise
+            pip_install(venv, "setuptools<70")
+            about = run_about(str(venv / "bin" / executable))
     finally:
         shutil.rmtree(venv, ignore_errors=True)
     settings, groups = settings_from_about(about)
@@ -293,9 +303,12 @@ def readme_tables(text: str) -> list[dict]:
 def readme_json_examples(text: str) -> list[dict]:
     """Settings from the example configs (JSON objects in code blocks)."""
     found: list[dict] = []
-    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S) + re.findall(
-        r"(?:\n(?: {4}|\t).*)+", text)
-    for block in blocks:
+    blocks = [(m.start(), m.group(1)) for m in re.finditer(r"```[a-z]*\n(.*?)```", text, flags=re.S)]
+    blocks += [(m.start(), m.group(0)) for m in re.finditer(r"(?:\n(?: {4}|\t).*)+", text)]
+    for start, block in blocks:
+        before = text[max(0, start - 300):start].lower()
+        if "state" in before and "config" not in before:
+            continue  # an example state file
         block = re.sub(r"^(?: {4}|\t)", "", block, flags=re.M).strip()
         if not block.startswith("{"):
             continue

@@ -4,6 +4,7 @@
 // Test support code panics on setup failures by design.
 #![allow(clippy::unwrap_used)]
 
+mod catalog;
 mod files;
 mod meltano;
 mod sdk_streams;
