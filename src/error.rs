@@ -45,6 +45,12 @@ pub struct Error {
     details: Vec<String>,
     hints: Vec<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Set when the command already wrote its JSON document (which reports the failure) to
+    /// stdout: the error then goes to stderr only, so stdout stays one valid document.
+    data_printed: bool,
+    /// Set for an exit code passed through from a child process: nothing to print, since the
+    /// child already said why.
+    passthrough: Option<u8>,
 }
 
 /// Shorthand for results carrying [`Error`].
@@ -59,7 +65,34 @@ impl Error {
             details: Vec::new(),
             hints: Vec::new(),
             source: None,
+            data_printed: false,
+            passthrough: None,
         }
+    }
+
+    /// Ends dsm with a child process's exit code, printing nothing (`dsm invoke`).
+    pub fn passthrough(code: u8) -> Self {
+        let mut error = Self::failed(format!("the plugin exited with status {code}"));
+        error.passthrough = Some(code);
+        error
+    }
+
+    /// Marks that the command's JSON document, which describes this failure, is already on
+    /// stdout (the printer then adds no error document there).
+    #[must_use]
+    pub fn data_printed(mut self) -> Self {
+        self.data_printed = true;
+        self
+    }
+
+    /// Whether the command's own JSON document already reports this failure on stdout.
+    pub fn is_data_printed(&self) -> bool {
+        self.data_printed
+    }
+
+    /// Whether this error only carries a child's exit code and should print nothing.
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough.is_some()
     }
 
     /// A configuration or usage error (exit 2).
@@ -122,7 +155,7 @@ impl Error {
 
     /// The exit code this error ends the process with.
     pub fn exit_code(&self) -> u8 {
-        self.kind.exit_code()
+        self.passthrough.unwrap_or_else(|| self.kind.exit_code())
     }
 }
 

@@ -25,9 +25,29 @@ pub mod settings;
 pub mod singer;
 pub mod store;
 pub mod transform;
+pub mod usage;
 
 use cli::Cli;
 use commands::Context;
+
+/// Runs dsm with the raw command line (program name first) and returns the process exit code.
+/// A usage error is rendered like any other error (as JSON on stdout too with `--format json`),
+/// without echoing the values typed (see [`usage`]).
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    match usage::parse(args.clone()) {
+        usage::Parsed::Run(cli) => run(*cli),
+        usage::Parsed::Printed(code) => code,
+        usage::Parsed::Usage(error) => {
+            let format = if usage::wants_json(&args) {
+                printer::OutputFormat::Json
+            } else {
+                printer::OutputFormat::Text
+            };
+            printer::Printer::new(format, false).error(&error);
+            error.exit_code()
+        }
+    }
+}
 
 /// Runs dsm with parsed arguments and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {

@@ -1,8 +1,5 @@
 //! The `dsm` binary: arguments in, exit code out.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = dsm::cli::Cli::parse();
-    std::process::ExitCode::from(dsm::run(cli))
+    std::process::ExitCode::from(dsm::main(std::env::args_os().collect()))
 }

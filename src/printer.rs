@@ -99,8 +99,13 @@ impl Printer {
     }
 
     /// Renders an error: on stderr as text, and on stdout as JSON when `--format json` is active.
+    /// Prints nothing for an exit code passed through from a child, and no JSON when the
+    /// command's own document on stdout already reports the failure.
     pub fn error(&self, error: &Error) {
-        if self.format == OutputFormat::Json {
+        if error.is_passthrough() {
+            return;
+        }
+        if self.format == OutputFormat::Json && !error.is_data_printed() {
             let doc = serde_json::json!({
                 "error": {
                     "message": error.message(),

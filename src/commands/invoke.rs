@@ -33,8 +33,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let code = runner::invoke(&project, env, &args.plugin, &args.args)?;
     if code != 0 {
-        // The plugin's exit code is the command's; nothing to add to what it printed.
-        std::process::exit(code);
+        // The plugin's exit code is the command's; nothing to add to what it printed. Returned
+        // (not `process::exit`) so that everything dsm holds is dropped and cleaned up first.
+        let code = u8::try_from(code).unwrap_or(1);
+        return Err(Error::passthrough(if code == 0 { 1 } else { code }));
     }
     Ok(())
 }

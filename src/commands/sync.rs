@@ -176,14 +176,7 @@ pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
         ));
         if ctx.printer.format() == OutputFormat::Json {
             // The summary is the one JSON document on stdout; the error goes to stderr only.
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            let _ = writeln!(
-                std::io::stderr(),
-                "{}",
-                crate::printer::render_error(&error)
-            );
-            std::process::exit(i32::from(error.exit_code()));
+            return Err(error.data_printed());
         }
         Err(error)
     }
