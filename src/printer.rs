@@ -106,19 +106,23 @@ impl Printer {
             return;
         }
         if self.format == OutputFormat::Json && !error.is_data_printed() {
-            let doc = serde_json::json!({
-                "error": {
-                    "message": error.message(),
-                    "kind": error.kind(),
-                    "details": error.details(),
-                    "hints": error.hints(),
-                    "exit_code": error.exit_code(),
-                }
-            });
-            self.json(&doc);
+            self.json(&serde_json::json!({ "error": error_json(error) }));
         }
         eprintln!("{}", render_error(error));
     }
+}
+
+/// The JSON form of an error (`schemas/error.schema.json`): the `error` member of the document
+/// a failing command leaves on stdout with `--format json`, either alone or beside the
+/// command's own data.
+pub fn error_json(error: &Error) -> serde_json::Value {
+    serde_json::json!({
+        "message": error.message(),
+        "kind": error.kind(),
+        "details": error.details(),
+        "hints": error.hints(),
+        "exit_code": error.exit_code(),
+    })
 }
 
 /// The text form of an error: `error: ...`, indented details, then `hint:` lines.

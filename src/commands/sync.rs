@@ -154,32 +154,37 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
 
 /// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1.
 pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
+    let error = (!summary.succeeded()).then(|| failure(summary));
     match ctx.text_or_json()? {
-        OutputFormat::Json => ctx.printer.json(&summary.to_json()),
+        OutputFormat::Json => {
+            let mut doc = summary.to_json();
+            if let Some(e) = &error {
+                doc["error"] = crate::printer::error_json(e);
+            }
+            ctx.printer.json(&doc);
+            // The summary, with its `error` member, is the one JSON document on stdout.
+            return error.map_or(Ok(()), |e| Err(e.data_printed()));
+        }
         _ => {
             for line in summary.lines() {
                 ctx.printer.line(line);
             }
         }
     }
-    if summary.succeeded() {
-        Ok(())
-    } else {
-        let bad = summary
-            .flows
-            .iter()
-            .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
-            .count();
-        let error = Error::failed(format!(
-            "{bad} of {} flows did not succeed",
-            summary.flows.len()
-        ));
-        if ctx.printer.format() == OutputFormat::Json {
-            // The summary is the one JSON document on stdout; the error goes to stderr only.
-            return Err(error.data_printed());
-        }
-        Err(error)
-    }
+    error.map_or(Ok(()), Err)
+}
+
+/// The error of a summary in which some flow did not succeed (exit 1).
+fn failure(summary: &Summary) -> Error {
+    let bad = summary
+        .flows
+        .iter()
+        .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
+        .count();
+    Error::failed(format!(
+        "{bad} of {} flows did not succeed",
+        summary.flows.len()
+    ))
 }
 
 /// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty).

@@ -2,14 +2,29 @@
 
 use crate::commands::Context;
 use crate::error::Result;
-use crate::printer::OutputFormat;
-use crate::project::{self, Project, Severity};
+use crate::printer::{self, OutputFormat};
+use crate::project::{self, Diagnostic, Project, Severity};
 
 /// Arguments of `dsm validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
+/// One diagnostic as `--format json` prints it (`schemas/validate.schema.json`).
+fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "file": d.file.display().to_string(),
+        "line": d.pos.map(|p| p.line),
+        "column": d.pos.map(|p| p.column),
+        "severity": d.severity,
+        "code": d.code,
+        "message": d.message,
+        "hint": d.hint,
+    })
+}
+
 /// Runs `dsm validate`: exit 0 when the project is valid (warnings allowed), 2 otherwise.
+/// With `--format json`, stdout is one document listing every diagnostic of every file
+/// (errors and warnings), also when the project is invalid.
 pub fn run(ctx: &Context, _args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
@@ -19,44 +34,47 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
         .iter()
         .filter(|d| d.severity == Severity::Warning)
         .collect();
-    if let Some(error) = project::diagnostics_error(diags) {
-        for w in &warnings {
-            ctx.printer.warn(w.located());
+    for w in &warnings {
+        ctx.printer.warn(w.located());
+        if format == OutputFormat::Text
+            && let Some(h) = &w.hint
+        {
+            ctx.printer.notice(format!("hint: {h}"));
         }
+    }
+    let error = project::diagnostics_error(diags);
+    if format == OutputFormat::Json {
+        let mut doc = serde_json::json!({
+            "valid": error.is_none(),
+            "plugins": project.plugins().len(),
+            "errors": diags.len() - warnings.len(),
+            "warnings": warnings.len(),
+            "diagnostics": diags.iter().map(diagnostic_json).collect::<Vec<_>>(),
+        });
+        if let Some(e) = &error {
+            doc["error"] = printer::error_json(e);
+        }
+        ctx.printer.json(&doc);
+        return match error {
+            Some(e) => Err(e.data_printed()),
+            None => Ok(()),
+        };
+    }
+    if let Some(error) = error {
         return Err(error);
     }
-    match format {
-        OutputFormat::Json => {
-            for w in &warnings {
-                ctx.printer.warn(w.located());
-            }
-            ctx.printer.json(&serde_json::json!({
-            "valid": true,
-            "plugins": project.plugins().len(),
-            "warnings": warnings,
-            }));
+    ctx.printer.line(format!(
+        "{} is valid: {} plugins, {} environments, {} jobs, {} schedules{}",
+        project::PROJECT_FILE,
+        project.plugins().len(),
+        project.environments().len(),
+        project.jobs().len(),
+        project.schedules().len(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} warnings)", warnings.len())
         }
-        OutputFormat::Text => {
-            for w in &warnings {
-                ctx.printer.warn(w.located());
-                if let Some(h) = &w.hint {
-                    ctx.printer.notice(format!("hint: {h}"));
-                }
-            }
-            ctx.printer.line(format!(
-                "{} is valid: {} plugins, {} environments, {} jobs, {} schedules{}",
-                project::PROJECT_FILE,
-                project.plugins().len(),
-                project.environments().len(),
-                project.jobs().len(),
-                project.schedules().len(),
-                if warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} warnings)", warnings.len())
-                }
-            ));
-        }
-    }
+    ));
     Ok(())
 }

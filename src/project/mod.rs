@@ -76,6 +76,8 @@ pub enum Severity {
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
+    /// A stable name for the kind of problem (`unknown-key`, `inherit-cycle`, ...), for scripts.
+    pub code: &'static str,
     /// The file, relative to the project root when inside it.
     pub file: PathBuf,
     /// Where in the file, when known.
@@ -87,8 +89,15 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    fn error(file: &Path, pos: Option<Pos>, message: String, hint: Option<String>) -> Self {
+    fn error(
+        code: &'static str,
+        file: &Path,
+        pos: Option<Pos>,
+        message: String,
+        hint: Option<String>,
+    ) -> Self {
         Diagnostic {
+            code,
             severity: Severity::Error,
             file: file.to_path_buf(),
             pos,
@@ -276,6 +285,7 @@ impl Project {
                 Ok(t) => t,
                 Err(e) => {
                     diagnostics.push(Diagnostic::error(
+                        "unreadable-include",
                         &path,
                         None,
                         format!("cannot read included file: {e}"),
@@ -529,6 +539,7 @@ impl Project {
         if chain.contains(&def.name) {
             chain.push(def.name.clone());
             return Err(Diagnostic::error(
+                "inherit-cycle",
                 &file,
                 self.plugin_pos(ty, &chain[0], "inherit_from"),
                 format!(
@@ -565,6 +576,7 @@ impl Project {
                         format!("add {} `{parent_name}` to the project first", ty.singular())
                     });
                 return Err(Diagnostic::error(
+                    "missing-parent",
                     &file,
                     self.plugin_pos(ty, &def.name, "inherit_from"),
                     format!(
@@ -611,6 +623,7 @@ impl Project {
             ));
         }
         self.diagnostics.push(Diagnostic {
+            code: "unknown-plugin",
             severity: Severity::Warning,
             file: file.clone(),
             pos: self.plugin_pos(ty, &def.name, "name"),
@@ -643,6 +656,7 @@ impl Project {
                 if !declared {
                     let names: Vec<&str> = p.settings.iter().map(|s| s.name.as_str()).collect();
                     warnings.push(Diagnostic {
+                        code: "undeclared-setting",
                         severity: Severity::Warning,
                         file: file.clone(),
                         pos: self
@@ -673,6 +687,7 @@ impl Project {
         for env in &self.file.environments {
             if !seen.insert(env.name.clone()) {
                 self.diagnostics.push(Diagnostic::error(
+                    "duplicate-environment",
                     &file,
                     None,
                     format!("environment `{}` is defined twice", env.name),
@@ -688,6 +703,7 @@ impl Project {
                         .any(|q| q.name == p.name && q.plugin_type == ty)
                     {
                         self.diagnostics.push(Diagnostic {
+                            code: "unknown-environment-plugin",
                             severity: Severity::Warning,
                             file: file.clone(),
                             pos: None,
@@ -707,6 +723,7 @@ impl Project {
             && !self.file.environments.iter().any(|e| &e.name == d)
         {
             self.diagnostics.push(Diagnostic::error(
+                "unknown-default-environment",
                 &file,
                 self.tree.get("default_environment").map(|n| n.pos),
                 format!(
@@ -724,6 +741,7 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
         Ok(t) => t,
         Err(e) => {
             diags.push(Diagnostic::error(
+                "invalid-yaml",
                 rel,
                 e.pos,
                 format!("{} is not valid YAML: {}", rel.display(), e.message),
@@ -741,7 +759,13 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
     let violations = schema::validate(&tree);
     let ok = violations.is_empty();
     for v in violations {
-        diags.push(Diagnostic::error(rel, Some(v.pos), v.message, v.hint));
+        diags.push(Diagnostic::error(
+            v.code,
+            rel,
+            Some(v.pos),
+            v.message,
+            v.hint,
+        ));
     }
     let json = tree.to_json();
     let file = if ok {
@@ -749,6 +773,7 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
             Ok(f) => f,
             Err(e) => {
                 diags.push(Diagnostic::error(
+                    "unreadable-project",
                     rel,
                     None,
                     format!("cannot read the project: {e}"),
@@ -791,6 +816,7 @@ fn includes(root: &Path, globs: &[String], diags: &mut Vec<Diagnostic>) -> Vec<(
             Ok(g) => g.compile_matcher(),
             Err(e) => {
                 diags.push(Diagnostic::error(
+                    "invalid-glob",
                     Path::new(PROJECT_FILE),
                     None,
                     format!("`include_paths` entry `{pattern}` is not a valid glob: {e}"),
@@ -808,6 +834,7 @@ fn includes(root: &Path, globs: &[String], diags: &mut Vec<Diagnostic>) -> Vec<(
         matched.sort();
         if matched.is_empty() {
             diags.push(Diagnostic::error(
+                "glob-matches-nothing",
                 Path::new(PROJECT_FILE),
                 None,
                 format!("`include_paths` entry `{pattern}` matches no file"),
@@ -858,6 +885,7 @@ fn merge_included(
 ) {
     let mut dup = |what: &str, name: &str| {
         diags.push(Diagnostic::error(
+            "duplicate-definition",
             path,
             None,
             format!("{what} `{name}` is defined both here and in another project file"),

@@ -26,6 +26,8 @@ pub fn schema() -> &'static J {
 /// One structural problem found by the validator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
+    /// A stable name for the kind of problem (`unknown-key`, `wrong-type`, ...), for scripts.
+    pub code: &'static str,
     /// Where (of the key for unknown keys, else of the value).
     pub pos: Pos,
     /// The path in the document, like `plugins.extractors[0].config`.
@@ -88,8 +90,16 @@ impl<'s> Validator<'s> {
         }
     }
 
-    fn push(&mut self, pos: Pos, path: &str, message: String, hint: Option<String>) {
+    fn push(
+        &mut self,
+        code: &'static str,
+        pos: Pos,
+        path: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         self.out.push(Violation {
+            code,
             pos,
             path: path.to_string(),
             message,
@@ -100,6 +110,7 @@ impl<'s> Validator<'s> {
     fn check(&mut self, node: &Node, schema: &'s J, path: &str) {
         if schema == &J::Bool(false) {
             self.push(
+                "not-allowed",
                 node.pos,
                 path,
                 format!("`{path}` is not allowed here"),
@@ -147,6 +158,7 @@ impl<'s> Validator<'s> {
             if !ok && !allowed.is_empty() {
                 let what = if path.is_empty() { "the file" } else { path };
                 self.push(
+                    "wrong-type",
                     node.pos,
                     path,
                     format!(
@@ -171,6 +183,7 @@ impl<'s> Validator<'s> {
                 }
                 .or_else(|| Some(format!("use one of: {}", names.join(", "))));
                 self.push(
+                    "not-one-of",
                     node.pos,
                     path,
                     format!("`{path}` has the value {value}, which is not allowed"),
@@ -182,6 +195,7 @@ impl<'s> Validator<'s> {
             let value = json();
             if &value != c {
                 self.push(
+                    "wrong-value",
                     node.pos,
                     path,
                     format!("`{path}` must be {c}, found {value}"),
@@ -193,6 +207,7 @@ impl<'s> Validator<'s> {
             let re = regex::Regex::new(p).expect("patterns in the compiled-in schema compile");
             if !re.is_match(s) {
                 self.push(
+                    "wrong-form",
                     node.pos,
                     path,
                     format!("`{path}` has the value {s:?}, which has the wrong form"),
@@ -206,6 +221,7 @@ impl<'s> Validator<'s> {
             && *i < i128::from(min)
         {
             self.push(
+                "too-small",
                 node.pos,
                 path,
                 format!("`{path}` must be at least {min}, found {i}"),
@@ -305,6 +321,7 @@ impl<'s> Validator<'s> {
                     .map(|m| format!("did you mean `{m}`?"))
                     .or_else(|| Some(format!("known keys here: {}", names.join(", "))));
                 self.push(
+                    "unknown-key",
                     key.pos,
                     &child,
                     format!("unknown key `{}` {}", key.name, describe(path)),
@@ -317,6 +334,7 @@ impl<'s> Validator<'s> {
         for r in required {
             if !entries.iter().any(|(k, _)| k.name == r) {
                 self.push(
+                    "missing-key",
                     node.pos,
                     path,
                     format!("missing key `{r}` {}", describe(path)),

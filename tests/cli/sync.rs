@@ -115,9 +115,9 @@ fn three_flows_with_a_dependency_and_a_failure() {
     let p = project(GRAPH);
     let out = p.dsm(&["--format", "json", "sync", "--parallel", "2"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
-    // One document on stdout (the summary, no error object after it); the error on stderr.
+    // One document on stdout: the summary with its `error` member; the error also on stderr.
     let doc = out.json();
-    assert!(doc.get("error").is_none(), "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 1, "{doc}");
     assert!(out.stderr.contains("did not succeed"), "{}", out.stderr);
     let status = |name: &str| {
         doc["flows"]

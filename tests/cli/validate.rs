@@ -56,7 +56,10 @@ fn undeclared_config_keys_are_warnings_and_json_output_lists_them() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc = out.json();
     assert_eq!(doc["valid"], true);
-    assert_eq!(doc["warnings"][0]["hint"], "did you mean `host`?");
+    assert_eq!(doc["warnings"], 1);
+    assert_eq!(doc["diagnostics"][0]["hint"], "did you mean `host`?");
+    assert_eq!(doc["diagnostics"][0]["code"], "undeclared-setting");
+    assert_eq!(doc["diagnostics"][0]["severity"], "warning");
     assert!(out.stderr.contains("warning: `hots`"), "{}", out.stderr);
 }
 
@@ -78,4 +81,32 @@ fn json_error_output_is_valid_json_on_stdout() {
     let out = p.dsm(&["validate", "--format", "json"]);
     assert_eq!(out.code, 2);
     assert_eq!(out.json()["error"]["exit_code"], 2);
+}
+
+#[test]
+fn json_lists_every_error_with_position_code_and_hint_and_exits_2() {
+    let p = TestProject::new(
+        "defualt_environment: dev\nplugins:\n  extractors:\n  - name: tap-x\n    namespace: x\n    select: all\n",
+    );
+    let out = p.dsm(&["validate", "--format", "json"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["valid"], false, "{doc}");
+    assert_eq!(doc["errors"], 2, "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 2, "{doc}");
+    let first = &doc["diagnostics"][0];
+    assert_eq!(first["file"], "meltano.yml", "{doc}");
+    assert_eq!(
+        (first["line"].clone(), first["column"].clone()),
+        (1.into(), 1.into()),
+        "{doc}"
+    );
+    assert_eq!(first["code"], "unknown-key", "{doc}");
+    assert_eq!(first["severity"], "error", "{doc}");
+    assert_eq!(
+        first["hint"], "did you mean `default_environment`?",
+        "{doc}"
+    );
+    assert_eq!(doc["diagnostics"][1]["code"], "wrong-type", "{doc}");
+    assert_eq!(doc["diagnostics"][1]["line"], 6, "{doc}");
 }
