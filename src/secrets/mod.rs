@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod dotenv;
 mod error;
 pub mod key;
+pub mod layer;
 pub mod master_key;
 pub mod schema;
 mod secret;
