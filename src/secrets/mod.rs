@@ -9,6 +9,7 @@ pub mod audit;
 pub mod bundle;
 pub mod dotenv;
 mod error;
+pub mod history;
 pub mod key;
 pub mod layer;
 pub mod master_key;
