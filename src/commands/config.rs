@@ -1,14 +1,22 @@
 //! `dsm config`: show and change plugin settings, in Meltano 4's shape:
 //! `dsm config [--safe|--unsafe] list|print|set|unset|reset PLUGIN ...`.
 
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use rusqlite::Connection;
 use serde_json::Value as J;
+use zeroize::Zeroizing;
 
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::project::edit::{self, Seg};
 use crate::project::{EnvironmentChoice, Plugin, PluginType, Project};
-use crate::settings::{self, Inputs, MASK, ResolvedSettings, Source};
+use crate::secrets::history::{self, PluginRef};
+use crate::secrets::layer::{Reveal, StoreLayer, settings_namespace};
+use crate::secrets::{self as secret_store, MasterKey, Secret};
+use crate::settings::{self, Inputs, MASK, ResolvedSettings, Source, is_sensitive};
 
 /// Arguments of `dsm config`.
 #[derive(Debug, clap::Args)]
@@ -49,14 +57,23 @@ pub enum ConfigCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Set a setting: `dsm config set PLUGIN NAME [SUBNAME...] VALUE`.
+    /// Set a setting: `dsm config set PLUGIN NAME [SUBNAME...] [VALUE]`. A sensitive setting
+    /// goes into the encrypted secret store; give its value at the hidden prompt or with
+    /// `--value-stdin`, not as an argument (shell history keeps arguments).
     Set {
         /// The plugin.
         #[command(flatten)]
         target: Target,
         /// The setting name (several words for a nested setting), then the value.
-        #[arg(num_args = 2.., required = true, value_name = "NAME... VALUE")]
+        #[arg(num_args = 1.., required = true, value_name = "NAME... [VALUE]")]
         words: Vec<String>,
+        /// Read the value from standard input (one trailing newline is dropped).
+        #[arg(long)]
+        value_stdin: bool,
+        /// Where to write: `auto` (sensitive settings to the encrypted store, others to
+        /// meltano.yml), `secrets`, `dotenv` (plain `.env`, like Meltano), `meltano_yml`, `db`.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "secrets", "dotenv", "meltano_yml", "db"])]
+        store: String,
     },
     /// Remove a setting's value from where `set` writes it.
     Unset {
@@ -72,6 +89,21 @@ pub enum ConfigCommand {
         /// The plugin.
         #[command(flatten)]
         target: Target,
+    },
+    /// List the versions of the plugin's configuration that dsm recorded (never secret values).
+    History {
+        /// The plugin.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Restore the plugin's configuration to a recorded version.
+    Rollback {
+        /// The plugin.
+        #[command(flatten)]
+        target: Target,
+        /// The version to restore (see `dsm config history`).
+        #[arg(long = "to", value_name = "VERSION")]
+        to: i64,
     },
 }
 
@@ -106,12 +138,23 @@ fn plugin<'a>(l: &'a Loaded, t: &Target) -> Result<&'a Plugin> {
     l.project.find_plugin(&t.plugin, ty)
 }
 
-fn resolve(ctx: &Context, l: &Loaded, p: &Plugin) -> Result<ResolvedSettings> {
+fn db_path(ctx: &Context, l: &Loaded) -> Result<PathBuf> {
+    crate::store::database_path(ctx.global.database_uri.as_deref(), l.project.root())
+}
+
+fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<ResolvedSettings> {
     let env = match &l.environment {
         Some(n) => Some(l.project.environment(n)?),
         None => None,
     };
-    let r = settings::resolve(&l.project, p, &Inputs::from_process(env))?;
+    // Masked output needs no master key: a stored secret only says it exists.
+    let reveal = if safe { Reveal::Masked } else { Reveal::Clear };
+    let layer = StoreLayer::open(&db_path(ctx, l)?, reveal)?;
+    let inputs = Inputs {
+        store: &layer,
+        ..Inputs::from_process(env)
+    };
+    let r = settings::resolve(&l.project, p, &inputs)?;
     for w in &r.warnings {
         ctx.printer.warn(w);
     }
@@ -124,16 +167,23 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     match args.command {
         ConfigCommand::List { target } => list(ctx, &target, safe),
         ConfigCommand::Print { target } => print(ctx, &target, safe),
-        ConfigCommand::Set { target, words } => set(ctx, &target, &words),
+        ConfigCommand::Set {
+            target,
+            words,
+            value_stdin,
+            store,
+        } => set(ctx, &target, &words, value_stdin, &store),
         ConfigCommand::Unset { target, name } => unset(ctx, &target, &name),
         ConfigCommand::Reset { target } => reset(ctx, &target),
+        ConfigCommand::History { target } => history(ctx, &target),
+        ConfigCommand::Rollback { target, to } => rollback(ctx, &target, to),
     }
 }
 
 fn print(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
-    let r = resolve(ctx, &l, p)?;
+    let r = resolve(ctx, &l, p, safe)?;
     match ctx.global.format.as_deref() {
         None | Some("json") => ctx.printer.json(&r.config_json_masked(safe)),
         Some("env") => {
@@ -157,7 +207,7 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
     let format = ctx.text_or_json()?;
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
-    let r = resolve(ctx, &l, p)?;
+    let r = resolve(ctx, &l, p, safe)?;
     if format == OutputFormat::Json {
         let rows: Vec<J> = r
             .values
@@ -242,57 +292,201 @@ fn config_path(l: &Loaded, p: &Plugin, words: &[String]) -> Vec<Seg> {
     path
 }
 
-fn set(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
+fn plugin_ref(p: &Plugin) -> PluginRef<'_> {
+    PluginRef {
+        plugin_type: Some(p.plugin_type),
+        name: &p.name,
+    }
+}
+
+/// Opens (creating if needed) the system database, for commands that write to it.
+fn open_db(ctx: &Context, l: &Loaded) -> Result<Connection> {
+    secret_store::open_connection(&db_path(ctx, l)?)
+}
+
+/// The master key, checked against the database; `None` when there is none to find.
+fn find_key(conn: &Connection) -> Result<MasterKey> {
+    Ok(crate::commands::secrets::master_key(conn)?.0)
+}
+
+/// Reads a value from standard input, or from a hidden prompt on a terminal.
+fn read_value(prompt: bool, what: &str) -> Result<Zeroizing<String>> {
+    let mut text = if prompt && std::io::stdin().is_terminal() {
+        Zeroizing::new(rpassword::prompt_password(format!(
+            "value of {what} (input hidden): "
+        ))?)
+    } else {
+        let mut text = Zeroizing::new(String::new());
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    };
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+/// Where `config set` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Secrets,
+    Dotenv,
+    MeltanoYml,
+    Db,
+}
+
+fn set(
+    ctx: &Context,
+    target: &Target,
+    words: &[String],
+    value_stdin: bool,
+    store: &str,
+) -> Result<()> {
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
-    let (value_text, name_words) = words.split_last().expect("clap requires two words");
+    let whole = setting_name(words);
+    // All words name the setting when the value comes from stdin or a prompt.
+    let (name_words, value_arg) = if value_stdin || p.setting(&whole).is_some_and(is_sensitive) {
+        (words, None)
+    } else if let Some((value, names)) = words.split_last().filter(|(_, n)| !n.is_empty()) {
+        (names, Some(value.clone()))
+    } else {
+        return Err(
+            Error::config(format!("no value given for `{whole}` of `{}`", p.name))
+                .hint("write `dsm config set PLUGIN NAME VALUE`, or pass `--value-stdin`"),
+        );
+    };
     let name = setting_name(name_words);
     let def = p.setting(&name).cloned();
-    let raw =
-        serde_json::from_str::<J>(value_text).unwrap_or_else(|_| J::String(value_text.clone()));
+    let sensitive = def.as_ref().is_some_and(is_sensitive);
+    let kind = p.plugin_type.singular();
+    let place = match (store, sensitive) {
+        ("auto", true) | ("secrets", _) => Place::Secrets,
+        ("auto", false) | ("meltano_yml", false) => Place::MeltanoYml,
+        ("dotenv", _) => Place::Dotenv,
+        ("db", false) => Place::Db,
+        (other, _) => {
+            return Err(Error::config(format!(
+                "`{name}` of `{}` is sensitive and is never written to {}",
+                p.name,
+                if other == "db" {
+                    "the system database in plain text"
+                } else {
+                    "meltano.yml"
+                }
+            ))
+            .hint("leave out `--store` to keep it in the encrypted secret store, or use `--store dotenv`"));
+        }
+    };
+    let value_text: Zeroizing<String> = match value_arg {
+        Some(v) => {
+            if sensitive {
+                ctx.printer.warn(format!(
+                    "`{name}` of `{}` is sensitive, and a value given as an argument stays in your shell history",
+                    p.name
+                ));
+                ctx.printer.notice(format!(
+                    "hint: run `dsm config set {} {name}` to type it at a hidden prompt, or pipe it with `--value-stdin`",
+                    p.name
+                ));
+            }
+            Zeroizing::new(v)
+        }
+        None => read_value(!value_stdin, &format!("`{name}` for {kind} `{}`", p.name))?,
+    };
+    let raw = serde_json::from_str::<J>(&value_text)
+        .unwrap_or_else(|_| J::String(value_text.to_string()));
     let typed = match &def {
-        Some(d) => settings::cast(d, raw.clone(), &p.name, Source::Env)
-            .or_else(|_| settings::cast(d, J::String(value_text.clone()), &p.name, Source::Env))?,
+        Some(d) => settings::cast(d, raw.clone(), &p.name, Source::Env).or_else(|_| {
+            settings::cast(d, J::String(value_text.to_string()), &p.name, Source::Env)
+        })?,
         None => raw,
     };
-    let sensitive = def.as_ref().is_some_and(|d| {
-        d.sensitive.unwrap_or(false) || matches!(d.kind.as_deref(), Some("password" | "oauth"))
-    });
     let root = l.project.root().to_path_buf();
-    if sensitive {
-        // Like Meltano: a sensitive value never goes into meltano.yml.
-        let var = settings::env_var_name(
-            &p.name,
-            &def.as_ref().expect("sensitive implies declared").name,
-        );
-        edit::dotenv_set(&root, &var, &settings::env_text(&typed))?;
-        ctx.printer.notice(format!(
-            "{} `{}` setting `{name}` was set in `.env` as `{var}`: {MASK}",
-            p.plugin_type.singular(),
-            p.name
-        ));
-        return Ok(());
-    }
-    if def.is_none() {
-        ctx.printer.warn(format!(
-            "`{name}` is not a setting {} `{}` declares; it is stored anyway",
-            p.plugin_type.singular(),
-            p.name
-        ));
-    }
-    let path = config_path(&l, p, name_words);
-    edit::edit_project_file(&root, |doc| doc.set(&path, &typed))?;
-    let place = match &l.environment {
-        Some(e) => format!("environment `{e}` in meltano.yml"),
-        None => "meltano.yml".to_string(),
+    let conn = open_db(ctx, &l)?;
+    let pref = plugin_ref(p);
+    let command = format!("dsm config set {} {name}", p.name);
+    // The key is checked before anything changes, so a missing key changes nothing.
+    let key = match place {
+        Place::Secrets => Some(find_key(&conn).map_err(|e| {
+            e.hint("or pass `--store dotenv` to write it to `.env` in plain text, as Meltano does")
+        })?),
+        _ => None,
     };
-    ctx.printer.notice(format!(
-        "{} `{}` setting `{name}` was set in {place}: {}",
-        p.plugin_type.singular(),
-        p.name,
+    history::ensure_baseline(&conn, &root, &pref, &command)?;
+    let shown = if sensitive {
+        MASK.to_string()
+    } else {
         edit::inline(&typed)
+    };
+    let where_ = match place {
+        Place::Secrets => {
+            let text = Secret::new(settings::env_text(&typed));
+            secret_store::set_secret(
+                &conn,
+                key.as_ref().expect("looked up for this place"),
+                &p.name,
+                &name,
+                &text,
+                &command,
+            )?;
+            "the encrypted secret store".to_string()
+        }
+        Place::Dotenv => {
+            let var = settings::env_var_name(&p.name, &name);
+            edit::dotenv_set(&root, &var, &settings::env_text(&typed))?;
+            format!("`.env` as `{var}`")
+        }
+        Place::Db => {
+            conn.execute(
+                "INSERT INTO settings (namespace, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                rusqlite::params![
+                    settings_namespace(p.plugin_type, &p.name),
+                    name,
+                    typed.to_string(),
+                    crate::store::format_time(chrono::Utc::now())
+                ],
+            )?;
+            "the system database".to_string()
+        }
+        Place::MeltanoYml => {
+            if def.is_none() {
+                ctx.printer.warn(format!(
+                    "`{name}` is not a setting {kind} `{}` declares; it is stored anyway",
+                    p.name
+                ));
+            }
+            let path = config_path(&l, p, name_words);
+            edit::edit_project_file(&root, |doc| doc.set(&path, &typed))?;
+            match &l.environment {
+                Some(e) => format!("environment `{e}` in meltano.yml"),
+                None => "meltano.yml".to_string(),
+            }
+        }
+    };
+    let version = history::record(&conn, &root, &pref, &command, "set", Some(&name))?;
+    ctx.printer.notice(format!(
+        "{kind} `{}` setting `{name}` was set in {where_}: {shown} (config version {version})",
+        p.name
     ));
     Ok(())
+}
+
+/// Removes one stored secret when there is one; needs the key only then.
+fn unset_secret(conn: &Connection, p: &Plugin, name: &str, command: &str) -> Result<bool> {
+    let stored = secret_store::list(conn)?
+        .iter()
+        .any(|s| s.plugin == p.name && s.setting == name);
+    if !stored {
+        return Ok(false);
+    }
+    let key = find_key(conn)?;
+    secret_store::unset(conn, &key, &p.name, name, command)?;
+    Ok(true)
 }
 
 fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
@@ -300,28 +494,33 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
     let p = plugin(&l, target)?;
     let name = setting_name(words);
     let root = l.project.root().to_path_buf();
-    let mut removed = false;
+    let conn = open_db(ctx, &l)?;
+    let pref = plugin_ref(p);
+    let command = format!("dsm config unset {} {name}", p.name);
+    history::ensure_baseline(&conn, &root, &pref, &command)?;
+    let mut removed = unset_secret(&conn, p, &name, &command)?;
     for path in [
         config_path(&l, p, words),
         config_path(&l, p, std::slice::from_ref(&name)),
     ] {
         removed |= edit::edit_project_file(&root, |doc| doc.remove(&path))?;
     }
-    let def = p.setting(&name);
-    if let Some(d) = def {
-        let var = settings::env_var_name(&p.name, &d.name);
-        removed |= edit::dotenv_unset(&root, &[var])? > 0;
-    }
+    let var = settings::env_var_name(&p.name, &name);
+    removed |= edit::dotenv_unset(&root, &[var])? > 0;
+    removed |= conn.execute(
+        "DELETE FROM settings WHERE namespace = ?1 AND name = ?2",
+        rusqlite::params![settings_namespace(p.plugin_type, &p.name), name],
+    )? > 0;
+    let kind = p.plugin_type.singular();
     if removed {
+        let version = history::record(&conn, &root, &pref, &command, "unset", Some(&name))?;
         ctx.printer.notice(format!(
-            "{} `{}` setting `{name}` was unset",
-            p.plugin_type.singular(),
+            "{kind} `{}` setting `{name}` was unset (config version {version})",
             p.name
         ));
     } else {
         ctx.printer.notice(format!(
-            "{} `{}` setting `{name}` had no value to unset",
-            p.plugin_type.singular(),
+            "{kind} `{}` setting `{name}` had no value to unset",
             p.name
         ));
     }
@@ -332,27 +531,115 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
     let root = l.project.root().to_path_buf();
+    let conn = open_db(ctx, &l)?;
+    let pref = plugin_ref(p);
+    let command = format!("dsm config reset {}", p.name);
+    history::ensure_baseline(&conn, &root, &pref, &command)?;
+    let secrets: Vec<String> = secret_store::list(&conn)?
+        .into_iter()
+        .filter(|s| s.plugin == p.name)
+        .map(|s| s.setting)
+        .collect();
+    if !secrets.is_empty() {
+        let key = find_key(&conn)?;
+        for s in &secrets {
+            secret_store::unset(&conn, &key, &p.name, s, &command)?;
+        }
+    }
     let mut path = edit::plugin_path(l.environment.as_deref(), p.plugin_type.key(), &p.name);
     path.push(Seg::key("config"));
     let had = edit::edit_project_file(&root, |doc| doc.remove(&path))?;
     let vars: Vec<String> = p
         .settings
         .iter()
-        .filter(|d| {
-            d.sensitive.unwrap_or(false) || matches!(d.kind.as_deref(), Some("password" | "oauth"))
-        })
+        .filter(|d| is_sensitive(d))
         .map(|d| settings::env_var_name(&p.name, &d.name))
         .collect();
     let dot = edit::dotenv_unset(&root, &vars)?;
+    let db = conn.execute(
+        "DELETE FROM settings WHERE namespace = ?1",
+        rusqlite::params![settings_namespace(p.plugin_type, &p.name)],
+    )?;
+    let changed = had || dot > 0 || db > 0 || !secrets.is_empty();
+    let suffix = if changed {
+        let version = history::record(&conn, &root, &pref, &command, "reset", None)?;
+        format!(" (config version {version})")
+    } else {
+        " (it had no stored values)".to_string()
+    };
     ctx.printer.notice(format!(
-        "{} `{}` was reset{}",
+        "{} `{}` was reset{suffix}",
         p.plugin_type.singular(),
-        p.name,
-        if had || dot > 0 {
-            ""
-        } else {
-            " (it had no stored values)"
-        }
+        p.name
     ));
+    Ok(())
+}
+
+fn history(ctx: &Context, target: &Target) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let l = load(ctx)?;
+    let p = plugin(&l, target)?;
+    let sensitive = |name: &str| p.setting(name).is_some_and(is_sensitive);
+    let path = db_path(ctx, &l)?;
+    let versions = if path.exists() {
+        history::list(&secret_store::open_connection(&path)?, &p.name, &sensitive)?
+    } else {
+        Vec::new()
+    };
+    if format == OutputFormat::Json {
+        ctx.printer.json(&serde_json::json!({
+            "plugin": p.name,
+            "plugin_type": p.plugin_type.singular(),
+            "versions": versions,
+        }));
+        return Ok(());
+    }
+    if versions.is_empty() {
+        ctx.printer.notice(format!(
+            "no configuration changes of `{}` recorded yet",
+            p.name
+        ));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.to_string(),
+                v.at.clone(),
+                v.user.clone(),
+                v.action.clone(),
+                v.setting.clone().unwrap_or_default(),
+                v.command.clone(),
+            ]
+        })
+        .collect();
+    ctx.printer.table(
+        &["VERSION", "AT", "BY", "ACTION", "SETTING", "COMMAND"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn rollback(ctx: &Context, target: &Target, to: i64) -> Result<()> {
+    let l = load(ctx)?;
+    let p = plugin(&l, target)?;
+    let root = l.project.root().to_path_buf();
+    let conn = open_db(ctx, &l)?;
+    // The key is needed only when secrets change; rollback says so if it is missing.
+    let key = find_key(&conn).ok();
+    let command = format!("dsm config rollback {} --to {to}", p.name);
+    let version = history::rollback(&conn, &root, &plugin_ref(p), to, key.as_ref(), &command)?;
+    if ctx.printer.format() == OutputFormat::Json {
+        ctx.printer.json(&serde_json::json!({
+            "plugin": p.name, "restored": to, "version": version,
+        }));
+    } else {
+        ctx.printer.notice(format!(
+            "{} `{}` was rolled back to config version {to} (recorded as version {version})",
+            p.plugin_type.singular(),
+            p.name
+        ));
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::secrets::master_key::{self, KeyLookup, KeySource, Keyring};
-use crate::secrets::{self, MasterKey, Secret, dotenv, store};
+use crate::secrets::{self, MasterKey, Secret, dotenv, history, store};
 
 /// Arguments of `dsm secrets`.
 #[derive(Debug, clap::Args)]
@@ -251,11 +251,36 @@ fn done(ctx: &Context, format: OutputFormat, action: &str, name: &NameArgs, text
     }
 }
 
+/// Records a secret change in the plugin's config history (the plugin's type comes from the
+/// project when it defines the plugin).
+fn record_history(
+    root: &Path,
+    conn: &Connection,
+    plugin: &str,
+    command: &str,
+    change: Option<(&str, &str)>,
+) -> Result<()> {
+    let plugin_type = crate::project::Project::load(root)
+        .ok()
+        .and_then(|p| p.find_plugin(plugin, None).ok().map(|p| p.plugin_type));
+    let pref = history::PluginRef {
+        plugin_type,
+        name: plugin,
+    };
+    match change {
+        None => history::ensure_baseline(conn, root, &pref, command),
+        Some((action, setting)) => {
+            history::record(conn, root, &pref, command, action, Some(setting)).map(|_| ())
+        }
+    }
+}
+
 fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
-    let (_, conn) = open_database(ctx)?;
+    let (root, conn) = open_database(ctx)?;
     let (key, _) = master_key(&conn)?;
     let value = read_value(&args)?;
     let n = &args.name;
+    record_history(&root, &conn, &n.plugin, "dsm secrets set", None)?;
     secrets::set_secret(
         &conn,
         &key,
@@ -264,20 +289,35 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
         &value,
         "dsm secrets set",
     )?;
+    record_history(
+        &root,
+        &conn,
+        &n.plugin,
+        "dsm secrets set",
+        Some(("secret.set", &n.setting)),
+    )?;
     let text = format!("stored `{}` for `{}` (encrypted)", n.setting, n.plugin);
     done(ctx, format, "set", n, text);
     Ok(())
 }
 
 fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
-    let (_, conn) = open_database(ctx)?;
+    let (root, conn) = open_database(ctx)?;
     let (key, _) = master_key(&conn)?;
+    record_history(&root, &conn, &args.plugin, "dsm secrets unset", None)?;
     secrets::unset(
         &conn,
         &key,
         &args.plugin,
         &args.setting,
         "dsm secrets unset",
+    )?;
+    record_history(
+        &root,
+        &conn,
+        &args.plugin,
+        "dsm secrets unset",
+        Some(("secret.unset", &args.setting)),
     )?;
     let text = format!("removed `{}` of `{}`", args.setting, args.plugin);
     done(ctx, format, "unset", &args, text);

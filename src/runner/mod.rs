@@ -165,18 +165,19 @@ pub fn run_flow(
     let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
     let state_id = state_id_for(env, flow, opts);
 
-    let extractor_built = spec::build(project, env, extractor, PluginRole::Extractor, None)?;
+    let db = opts.database_uri.as_deref();
+    let extractor_built = spec::build_in(project, env, extractor, PluginRole::Extractor, None, db)?;
     let mut extractor_spec = extractor_built.spec;
     let mut mapper_specs = Vec::new();
     for name in &flow.mappers {
         let (mapper, mapping) = find_mapper(project, name)?;
-        let built = spec::build(project, env, mapper, PluginRole::Mapper, mapping)?;
+        let built = spec::build_in(project, env, mapper, PluginRole::Mapper, mapping, db)?;
         let mut s = built.spec;
         s.name = name.clone();
         s.env.extend(extractor_built.shared_env.clone());
         mapper_specs.push(s);
     }
-    let mut loader_spec = spec::build(project, env, loader, PluginRole::Loader, None)?.spec;
+    let mut loader_spec = spec::build_in(project, env, loader, PluginRole::Loader, None, db)?.spec;
     // Meltano hands the loader the extractor's variables (never the sensitive ones here).
     for (k, v) in &extractor_built.shared_env {
         loader_spec

@@ -10,6 +10,7 @@ use crate::envvars;
 use crate::error::Result;
 use crate::plugin::{PluginRole, PluginSpec};
 use crate::project::{Environment, Mapping, Object, Plugin, Project};
+use crate::secrets::layer::{Reveal, StoreLayer};
 use crate::settings::{self, Inputs, ResolvedSettings, expand};
 
 /// The built-in plugins shipped as binaries next to `dsm`.
@@ -116,7 +117,8 @@ fn overlay(
     }
 }
 
-/// Builds the spec of `plugin` in `role`; a mapping's config is laid over the mapper's.
+/// Builds the spec of `plugin` in `role`; a mapping's config is laid over the mapper's. The
+/// system database is the one `DSM_DATABASE_URI` or the project's default names.
 pub fn build(
     project: &Project,
     env: Option<&Environment>,
@@ -124,7 +126,27 @@ pub fn build(
     role: PluginRole,
     mapping: Option<&Mapping>,
 ) -> Result<Built> {
-    let resolved = settings::resolve(project, plugin, &Inputs::from_process(env))?;
+    build_in(project, env, plugin, role, mapping, None)
+}
+
+/// [`build`] with the system database named by `--database-uri`. Values stored there (plain
+/// settings and, decrypted with the master key, secrets) take their place in the settings'
+/// layers; each secret a plugin receives is audited, and reaches it only in the config file.
+pub fn build_in(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin: &Plugin,
+    role: PluginRole,
+    mapping: Option<&Mapping>,
+    database_uri: Option<&str>,
+) -> Result<Built> {
+    let db = crate::store::database_path(database_uri, project.root())?;
+    let layer = StoreLayer::open(&db, Reveal::ForRun(format!("dsm run ({})", plugin.name)))?;
+    let inputs = Inputs {
+        store: &layer,
+        ..Inputs::from_process(env)
+    };
+    let resolved = settings::resolve(project, plugin, &inputs)?;
     for w in &resolved.warnings {
         tracing::warn!(plugin = %plugin.name, "{w}");
     }

@@ -26,6 +26,8 @@ pub enum Source {
     Env,
     /// The project's `.env` file.
     Dotenv,
+    /// dsm's encrypted secret store (it takes the place `.env` has in Meltano's order).
+    SecretStore,
     /// The active environment's block in `meltano.yml`.
     Environment,
     /// The plugin's `config` in `meltano.yml`.
@@ -46,6 +48,7 @@ impl Source {
         match self {
             Source::Env => "environment",
             Source::Dotenv => ".env",
+            Source::SecretStore => "encrypted secret store",
             Source::Environment => "environment block in meltano.yml",
             Source::MeltanoYml => "meltano.yml",
             Source::SystemStore => "system store",
@@ -56,10 +59,23 @@ impl Source {
     }
 }
 
-/// Values a caller keeps outside the project files (dsm's system store), per plugin.
+/// Values a caller keeps outside the project files, per plugin: plain values in the system
+/// database, and sensitive values in the encrypted secret store.
 pub trait SystemStore {
-    /// The flat `setting name → value` map stored for one plugin.
-    fn plugin_values(&self, plugin_type: PluginType, plugin: &str) -> Object;
+    /// The flat `setting name → value` map stored in the system database for one plugin.
+    fn plugin_values(&self, plugin_type: PluginType, plugin: &str) -> Result<Object>;
+
+    /// The names of the settings of `plugin` that have an encrypted value.
+    fn secret_names(&self, _plugin: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// The clear value of a stored secret, or `None` when this store only tells that a value
+    /// exists (resolution for display, where it is masked anyway). Called only for values that
+    /// win resolution, so a store that audits reads audits only what a plugin receives.
+    fn secret_value(&self, _plugin: &str, _setting: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// A store with nothing in it.
@@ -67,8 +83,8 @@ pub trait SystemStore {
 pub struct NoStore;
 
 impl SystemStore for NoStore {
-    fn plugin_values(&self, _: PluginType, _: &str) -> Object {
-        Object::new()
+    fn plugin_values(&self, _: PluginType, _: &str) -> Result<Object> {
+        Ok(Object::new())
     }
 }
 
@@ -319,6 +335,12 @@ pub fn resolve(
             custom_names.push(k);
         }
     }
+    let secret_names = inputs.store.secret_names(&plugin.name)?;
+    for k in &secret_names {
+        if !is_declared(k) && !custom_names.contains(k) {
+            custom_names.push(k.clone());
+        }
+    }
     for name in custom_names {
         defs.push((
             SettingDef {
@@ -329,7 +351,9 @@ pub fn resolve(
         ));
     }
 
-    let store = inputs.store.plugin_values(plugin.plugin_type, &plugin.name);
+    let store = inputs
+        .store
+        .plugin_values(plugin.plugin_type, &plugin.name)?;
     let prefixes = dedup(vec![plugin.name.clone(), plugin.namespace.clone()]);
     let mut values = Vec::new();
     for (def, declared) in defs {
@@ -347,10 +371,21 @@ pub fn resolve(
                 .find_map(|v| map.get(v).map(|s| J::String(s.clone())))
         };
         let from_map = |m: &Object| names.iter().find_map(|n| lookup(m, n));
+        // A secret that only says it exists (masked resolution) is shown masked, never cast.
+        let mut masked_secret = false;
         let (raw, source, expandable) = if let Some(v) = from_env(&env_map) {
             (Some(v), Source::Env, false)
         } else if let Some(v) = from_env(&dotenv) {
             (Some(v), Source::Dotenv, false)
+        } else if secret_names.contains(&def.name) {
+            let v = match inputs.store.secret_value(&plugin.name, &def.name)? {
+                Some(clear) => J::String(clear),
+                None => {
+                    masked_secret = true;
+                    J::String(MASK.into())
+                }
+            };
+            (Some(v), Source::SecretStore, false)
         } else if let Some(v) = from_map(&env_config) {
             (Some(v), Source::Environment, true)
         } else if let Some(v) = from_map(&plugin.config) {
@@ -391,11 +426,11 @@ pub fn resolve(
             }
         }
         let value = match value {
+            Some(v) if masked_secret => Some(v),
             Some(v) => Some(cast(&def, v, &plugin.name, source)?),
             None => None,
         };
-        let sensitive = def.sensitive.unwrap_or(false)
-            || matches!(def.kind.as_deref(), Some("password" | "oauth"));
+        let sensitive = is_sensitive(&def) || source == Source::SecretStore;
         values.push(SettingValue {
             name: def.name.clone(),
             value,
@@ -420,6 +455,12 @@ pub fn resolve(
         env_prefixes: dedup(env_prefixes),
         verb,
     })
+}
+
+/// Whether a setting's definition makes it sensitive (`sensitive: true`, or a `password` or
+/// `oauth` kind, as Meltano treats them).
+pub fn is_sensitive(def: &SettingDef) -> bool {
+    def.sensitive.unwrap_or(false) || matches!(def.kind.as_deref(), Some("password" | "oauth"))
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {
@@ -464,7 +505,7 @@ pub fn cast(def: &SettingDef, value: J, plugin: &str, source: Source) -> Result<
         ))
     };
     let shown = |v: &J| {
-        if def.sensitive.unwrap_or(false) {
+        if is_sensitive(def) || source == Source::SecretStore {
             MASK.to_string()
         } else {
             v.to_string()

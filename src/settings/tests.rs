@@ -116,12 +116,14 @@ fn precedence_follows_meltano_and_keeps_the_origin() {
 fn system_store_sits_between_meltano_yml_and_the_default() {
     struct Store;
     impl SystemStore for Store {
-        fn plugin_values(&self, _: PluginType, plugin: &str) -> Object {
+        fn plugin_values(&self, _: PluginType, plugin: &str) -> crate::error::Result<Object> {
             assert_eq!(plugin, "tap-x");
-            serde_json::json!({"host": "from-store", "password": "not-this"})
-                .as_object()
-                .unwrap()
-                .clone()
+            Ok(
+                serde_json::json!({"host": "from-store", "password": "not-this"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
         }
     }
     let (_t, p) = setup(None);

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merged_streams",
         include_str!("migrations/0004_merged_streams.sql"),
     ),
+    (
+        7,
+        "config_history",
+        include_str!("migrations/0007_config_history.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

@@ -110,9 +110,20 @@ fn set_writes_where_meltano_would_and_keeps_comments() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(p.read("meltano.yml").contains("          port: 9\n"));
 
-    // A sensitive value never goes into meltano.yml, and is never echoed.
+    // A sensitive value goes to the encrypted store by default; without a master key that is
+    // an error that says how to create one, or how to write `.env` like Meltano.
     let out = p.dsm(&["config", "set", "tap-x", "password", "s3cret"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("dsm secrets init"), "{}", out.stderr);
+    assert!(out.stderr.contains("--store dotenv"), "{}", out.stderr);
+    assert!(!p.root().join(".env").exists());
+
+    // With `--store dotenv` it never goes into meltano.yml, and is never echoed.
+    let out = p.dsm(&[
+        "config", "set", "--store", "dotenv", "tap-x", "password", "s3cret",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("shell history"), "{}", out.stderr);
     assert!(!p.read("meltano.yml").contains("s3cret"));
     assert!(!out.stderr.contains("s3cret"));
     assert_eq!(p.read(".env"), "TAP_X_PASSWORD='s3cret'\n");
@@ -164,4 +175,190 @@ fn unknown_plugin_and_environment_have_hints() {
         "{}",
         out.stderr
     );
+}
+
+/// Runs dsm in the project with `input` on standard input.
+fn dsm_stdin(p: &TestProject, args: &[&str], input: &str) -> crate::support::Output {
+    use std::io::Write;
+    let mut cmd = p.command(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("dsm starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("dsm reads its input");
+    let out = child.wait_with_output().expect("dsm finishes");
+    crate::support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A project whose master key is a key file in the project's temp dir.
+fn with_key(yml: &str) -> TestProject {
+    let p = TestProject::new(yml);
+    let key = p.root().join(".test-config/master.key");
+    let key = key.to_str().expect("temp paths are UTF-8");
+    let p = p.env("DSM_MASTER_KEY_FILE", key);
+    let out = p.dsm(&["secrets", "init", "--key-file", key]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    p
+}
+
+const SECRET_YML: &str = "\
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    settings:
+    - name: host
+    - name: password
+      sensitive: true
+";
+
+#[test]
+fn sensitive_set_goes_to_the_encrypted_store_which_sits_below_the_shell() {
+    let p = with_key(SECRET_YML);
+    let out = dsm_stdin(
+        &p,
+        &["config", "set", "tap-x", "password", "--value-stdin"],
+        "pa55-in-store\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("shell history"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("encrypted secret store"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.read("meltano.yml").contains("pa55"));
+    assert!(!p.root().join(".env").exists());
+    let db = std::fs::read(p.root().join(".dsm/dsm.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("pa55-in-store"));
+
+    let out = p.dsm(&["config", "list", "tap-x"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "password [env: TAP_X_PASSWORD] current value: (redacted) (from encrypted secret store)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = p.dsm(&["config", "list", "tap-x", "--format", "json"]);
+    assert_eq!(out.json()["settings"][1]["source"], "secret_store");
+    assert_eq!(out.json()["settings"][1]["value"], "********");
+    let out = p.dsm(&["config", "--unsafe", "print", "tap-x"]);
+    assert_eq!(out.json()["password"], "pa55-in-store");
+
+    // Without the key, masked output still works, a clear value is a clear error.
+    let p2 = TestProject::new(SECRET_YML);
+    std::fs::create_dir_all(p2.root().join(".dsm")).unwrap();
+    std::fs::copy(p.root().join(".dsm/dsm.db"), p2.root().join(".dsm/dsm.db")).unwrap();
+    assert_eq!(p2.dsm(&["config", "list", "tap-x"]).code, 0);
+    let out = p2.dsm(&["config", "--unsafe", "print", "tap-x"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("dsm secrets init"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`password` of `tap-x`"),
+        "{}",
+        out.stderr
+    );
+
+    // The shell's variable wins over the store.
+    let shell = p.env("TAP_X_PASSWORD", "from-shell");
+    assert_eq!(
+        shell.dsm(&["config", "--unsafe", "print", "tap-x"]).json()["password"],
+        "from-shell"
+    );
+}
+
+#[test]
+fn sensitive_value_as_an_argument_warns_about_shell_history() {
+    let p = with_key(SECRET_YML);
+    let out = p.dsm(&["config", "set", "tap-x", "password", "argv-secret"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("shell history"), "{}", out.stderr);
+    assert!(out.stderr.contains("--value-stdin"), "{}", out.stderr);
+    assert!(!out.stderr.contains("argv-secret"), "{}", out.stderr);
+    // Refused where it would be plain text in meltano.yml or the database.
+    for store in ["meltano_yml", "db"] {
+        let out = dsm_stdin(
+            &p,
+            &[
+                "config",
+                "set",
+                "--store",
+                store,
+                "tap-x",
+                "password",
+                "--value-stdin",
+            ],
+            "x",
+        );
+        assert_eq!(out.code, 2, "{store}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn history_records_each_change_and_rollback_restores_a_version() {
+    let p = with_key(SECRET_YML);
+    assert_eq!(p.dsm(&["config", "set", "tap-x", "host", "first"]).code, 0);
+    assert_eq!(p.dsm(&["config", "set", "tap-x", "host", "second"]).code, 0);
+    let out = dsm_stdin(
+        &p,
+        &["config", "set", "tap-x", "password", "--value-stdin"],
+        "hist-secret",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["secrets", "set", "tap-x", "token"]);
+    assert_eq!(out.code, 2, "no value on stdin: {}", out.stderr);
+    let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "token"], "tok-secret");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let out = p.dsm(&["config", "history", "tap-x", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let versions = out.json()["versions"].as_array().unwrap().clone();
+    let actions: Vec<&str> = versions
+        .iter()
+        .map(|v| v["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["baseline", "set", "set", "set", "secret.set"]);
+    assert_eq!(versions[2]["config"]["meltano.yml"]["host"], "second");
+    assert_eq!(versions[3]["secrets"], serde_json::json!(["password"]));
+    assert!(!out.stdout.contains("hist-secret") && !out.stdout.contains("tok-secret"));
+    let text = p.dsm(&["config", "history", "tap-x"]);
+    assert!(text.stdout.contains("VERSION"), "{}", text.stdout);
+
+    // Back to version 2: host `first`, no secrets.
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["config", "--unsafe", "print", "tap-x"]);
+    assert_eq!(out.json(), serde_json::json!({"host": "first"}));
+    // And forward again to version 5: the secrets come back, still decryptable.
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "5"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["config", "--unsafe", "print", "tap-x"]);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({"host": "second", "password": "hist-secret", "token": "tok-secret"})
+    );
+
+    // A hand edit of the plugin's block since the last version: refused, with a hint.
+    let yml = p
+        .read("meltano.yml")
+        .replace("host: second", "host: by-hand");
+    p.write("meltano.yml", &yml);
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("edited by hand"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    assert!(p.read("meltano.yml").contains("host: by-hand"));
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "99"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
 }

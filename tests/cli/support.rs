@@ -83,6 +83,8 @@ impl TestProject {
         cmd.args(args).current_dir(self.dir.path());
         clean_env(&mut cmd);
         cmd.env("DSM_DATABASE_URI", self.dir.path().join(".dsm/dsm.db"));
+        // The default master key file is under the user config dir: keep the user's out.
+        cmd.env("XDG_CONFIG_HOME", self.dir.path().join(".test-config"));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

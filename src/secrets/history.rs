@@ -1,0 +1,461 @@
+//! Config history: every change dsm makes to a plugin's configuration is a numbered version
+//! holding what the plugin's configuration was after it: its entries in `meltano.yml` (top level
+//! and per environment), its plain values in the system database, and its secret-store rows,
+//! still encrypted. [`rollback`] restores a version, and refuses when `meltano.yml` was edited
+//! by hand since the last recorded version (the hash of the plugin's entries no longer matches).
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Map, Value as J, json};
+use sha2::{Digest, Sha256};
+
+use super::actor;
+use super::key::MasterKey;
+use super::layer::settings_namespace;
+use super::store::{begin, check_key};
+use crate::error::{Error, Result};
+use crate::project::PluginType;
+use crate::project::edit::{self, Seg};
+
+/// The table's definition: the system store's migration 7.
+pub const SCHEMA: &str = include_str!("../store/migrations/0007_config_history.sql");
+
+/// Which plugin a history belongs to.
+#[derive(Debug, Clone)]
+pub struct PluginRef<'a> {
+    /// The plugin's type, when the project defines it.
+    pub plugin_type: Option<PluginType>,
+    /// The plugin's name.
+    pub name: &'a str,
+}
+
+/// One version, as `dsm config history` shows it (never values of sensitive settings).
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    /// The version number, from 1.
+    pub version: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// The OS user.
+    pub user: String,
+    /// The command that made the change.
+    pub command: String,
+    /// `baseline`, `set`, `unset`, `reset`, `secret.set`, `secret.unset` or `rollback`.
+    pub action: String,
+    /// The setting changed, when one was.
+    pub setting: Option<String>,
+    /// The plugin's non-sensitive configuration in `meltano.yml` after the change.
+    pub config: J,
+    /// Plain values in the system database after the change.
+    pub stored: J,
+    /// Names of the settings with an encrypted value after the change.
+    pub secrets: Vec<String>,
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    super::schema::migrate(conn)?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// The plugin's entries in `meltano.yml`: `{"plugin": entry, "environments": {env: entry}}`.
+fn yml_block(root: &Path, p: &PluginRef<'_>) -> Result<J> {
+    let Some(ty) = p.plugin_type else {
+        return Ok(J::Null);
+    };
+    let path = root.join(crate::project::PROJECT_FILE);
+    let text = std::fs::read_to_string(&path)?;
+    let doc: J = serde_saphyr::from_str(&text)
+        .map_err(|e| Error::config(format!("cannot read `{}`: {e}", path.display())))?;
+    let find = |plugins: Option<&J>| -> J {
+        plugins
+            .and_then(|ps| ps.get(ty.key()))
+            .and_then(J::as_array)
+            .and_then(|list| {
+                list.iter()
+                    .find(|e| e.get("name").and_then(J::as_str) == Some(p.name))
+            })
+            .cloned()
+            .unwrap_or(J::Null)
+    };
+    let mut envs = Map::new();
+    for env in doc
+        .get("environments")
+        .and_then(J::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = env.get("name").and_then(J::as_str) else {
+            continue;
+        };
+        let entry = find(env.get("config").and_then(|c| c.get("plugins")));
+        if !entry.is_null() {
+            envs.insert(name.to_string(), entry);
+        }
+    }
+    Ok(json!({ "plugin": find(doc.get("plugins")), "environments": envs }))
+}
+
+fn hash(v: &J) -> String {
+    hex::encode(Sha256::digest(v.to_string().as_bytes()))
+}
+
+fn stored_values(conn: &Connection, p: &PluginRef<'_>) -> Result<J> {
+    let Some(ty) = p.plugin_type else {
+        return Ok(J::Object(Map::new()));
+    };
+    let mut stmt = conn.prepare("SELECT name, value FROM settings WHERE namespace = ?1")?;
+    let rows = stmt.query_map(params![settings_namespace(ty, p.name)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Map::new();
+    for row in rows {
+        let (k, v) = row?;
+        out.insert(k, serde_json::from_str(&v).unwrap_or(J::String(v)));
+    }
+    Ok(J::Object(out))
+}
+
+fn sealed_rows(conn: &Connection, plugin: &str) -> Result<J> {
+    let mut stmt = conn.prepare(
+        "SELECT setting, key_version, nonce, ciphertext FROM secrets WHERE plugin = ?1 ORDER BY setting",
+    )?;
+    let rows = stmt.query_map(params![plugin], |r| {
+        Ok(json!({
+            "setting": r.get::<_, String>(0)?,
+            "key_version": r.get::<_, i64>(1)?,
+            "nonce": B64.encode(r.get::<_, Vec<u8>>(2)?),
+            "ciphertext": B64.encode(r.get::<_, Vec<u8>>(3)?),
+        }))
+    })?;
+    Ok(J::Array(rows.collect::<rusqlite::Result<_>>()?))
+}
+
+fn latest(conn: &Connection, plugin: &str) -> Result<Option<(i64, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT version, yml_hash FROM config_history WHERE plugin = ?1 ORDER BY version DESC LIMIT 1",
+            params![plugin],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Records the plugin's configuration as it is now as version 1 (`baseline`), when it has no
+/// history yet, so the first change can be rolled back. Call before changing anything.
+pub fn ensure_baseline(
+    conn: &Connection,
+    root: &Path,
+    p: &PluginRef<'_>,
+    command: &str,
+) -> Result<()> {
+    migrate(conn)?;
+    if latest(conn, p.name)?.is_none() {
+        record(conn, root, p, command, "baseline", None)?;
+    }
+    Ok(())
+}
+
+/// Records the plugin's configuration as it is now, after a change; returns the new version.
+pub fn record(
+    conn: &Connection,
+    root: &Path,
+    p: &PluginRef<'_>,
+    command: &str,
+    action: &str,
+    setting: Option<&str>,
+) -> Result<i64> {
+    migrate(conn)?;
+    let yml = yml_block(root, p)?;
+    let stored = stored_values(conn, p)?;
+    let sealed = sealed_rows(conn, p.name)?;
+    let tx = begin(conn)?;
+    let version = latest(&tx, p.name)?.map_or(1, |(v, _)| v + 1);
+    tx.execute(
+        "INSERT INTO config_history (plugin, version, plugin_type, at, os_user, command, action,
+           setting, yml, yml_hash, stored, sealed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            p.name,
+            version,
+            p.plugin_type.map(|t| t.key()),
+            actor::now(),
+            actor::os_user(),
+            command,
+            action,
+            setting,
+            yml.to_string(),
+            hash(&yml),
+            stored.to_string(),
+            sealed.to_string(),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(version)
+}
+
+/// The non-sensitive view of a plugin entry's `config` (sensitive values never reach
+/// `meltano.yml` through dsm, but a hand-written one is masked all the same).
+fn config_of(entry: &J, sensitive: &dyn Fn(&str) -> bool) -> J {
+    let mut config = entry.get("config").cloned().unwrap_or(J::Null);
+    if let Some(map) = config.as_object_mut() {
+        for (k, v) in map.iter_mut() {
+            if sensitive(k) {
+                *v = J::String(crate::settings::MASK.into());
+            }
+        }
+    }
+    config
+}
+
+/// Every version of `plugin`, oldest first. `sensitive` tells which setting names to mask.
+pub fn list(
+    conn: &Connection,
+    plugin: &str,
+    sensitive: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Version>> {
+    migrate(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT version, at, os_user, command, action, setting, yml, stored, sealed
+         FROM config_history WHERE plugin = ?1 ORDER BY version",
+    )?;
+    let rows = stmt.query_map(params![plugin], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, at, user, command, action, setting, yml, stored, sealed) = row?;
+        let yml: J = serde_json::from_str(&yml).unwrap_or(J::Null);
+        let mut config = Map::new();
+        if let Some(entry) = yml.get("plugin").filter(|e| !e.is_null()) {
+            config.insert("meltano.yml".into(), config_of(entry, sensitive));
+        }
+        for (env, entry) in yml
+            .get("environments")
+            .and_then(J::as_object)
+            .into_iter()
+            .flatten()
+        {
+            config.insert(format!("environment {env}"), config_of(entry, sensitive));
+        }
+        let mut stored: J = serde_json::from_str(&stored).unwrap_or(J::Null);
+        if let Some(map) = stored.as_object_mut() {
+            for (k, v) in map.iter_mut() {
+                if sensitive(k) {
+                    *v = J::String(crate::settings::MASK.into());
+                }
+            }
+        }
+        let sealed: J = serde_json::from_str(&sealed).unwrap_or(J::Null);
+        let secrets = sealed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("setting")?.as_str().map(str::to_string))
+            .collect();
+        out.push(Version {
+            version,
+            at,
+            user,
+            command,
+            action,
+            setting,
+            config: J::Object(config),
+            stored,
+            secrets,
+        });
+    }
+    Ok(out)
+}
+
+/// Restores `plugin` to `version`: its `config` in `meltano.yml` (top level and every
+/// environment), its plain values in the system database and its encrypted secrets. Refuses
+/// when the plugin's entries in `meltano.yml` differ from the last recorded version (edited by
+/// hand). Returns the new version recorded for the rollback.
+pub fn rollback(
+    conn: &Connection,
+    root: &Path,
+    p: &PluginRef<'_>,
+    version: i64,
+    key: Option<&MasterKey>,
+    command: &str,
+) -> Result<i64> {
+    migrate(conn)?;
+    let row: Option<(String, String, String)> = conn
+        .query_row(
+            "SELECT yml, stored, sealed FROM config_history WHERE plugin = ?1 AND version = ?2",
+            params![p.name, version],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((yml, stored, sealed)) = row else {
+        return Err(
+            Error::config(format!("`{}` has no config version {version}", p.name)).hint(format!(
+                "`dsm config history {}` lists its versions",
+                p.name
+            )),
+        );
+    };
+    let (last, last_hash) = latest(conn, p.name)?.expect("a version exists, so a latest one does");
+    let now = yml_block(root, p)?;
+    if hash(&now) != last_hash {
+        return Err(Error::config(format!(
+            "meltano.yml's entries for `{}` were edited by hand since config version {last}",
+            p.name
+        ))
+        .hint("rolling back would overwrite those edits; undo them, or make the change with `dsm config set`")
+        .hint(format!(
+            "`dsm config history {}` shows what each version holds",
+            p.name
+        )));
+    }
+    let parse = |text: &str| -> Result<J> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::failed(format!(
+                "config version {version} of `{}` is damaged: {e}",
+                p.name
+            ))
+        })
+    };
+    let target = parse(&yml)?;
+    let stored = parse(&stored)?;
+    let sealed = parse(&sealed)?;
+    let sealed = sealed.as_array().cloned().unwrap_or_default();
+    if !sealed.is_empty()
+        || !sealed_rows(conn, p.name)?
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    {
+        let key = key.ok_or_else(|| {
+            Error::config(format!(
+                "rolling back `{}` changes its encrypted secrets, which needs the master key",
+                p.name
+            ))
+            .hint("create or point dsm at the key: `dsm secrets init`, `DSM_MASTER_KEY_FILE`")
+        })?;
+        let current = check_key(conn, key, "the master key")?;
+        if sealed
+            .iter()
+            .any(|s| s.get("key_version").and_then(J::as_i64) != Some(current))
+        {
+            return Err(Error::config(format!(
+                "config version {version} of `{}` holds secrets encrypted under an older master key",
+                p.name
+            ))
+            .hint("the key was rotated since; set those secrets again with `dsm secrets set`"));
+        }
+    }
+
+    // meltano.yml first: if it fails, nothing else changed.
+    if let Some(ty) = p.plugin_type {
+        let envs_now: Vec<String> = now
+            .get("environments")
+            .and_then(J::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let envs_then: Vec<String> = target
+            .get("environments")
+            .and_then(J::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut places: Vec<(Option<String>, J)> = vec![(
+            None,
+            target
+                .get("plugin")
+                .and_then(|e| e.get("config"))
+                .cloned()
+                .unwrap_or(J::Null),
+        )];
+        for env in envs_now.iter().chain(envs_then.iter()) {
+            if places.iter().any(|(e, _)| e.as_deref() == Some(env)) {
+                continue;
+            }
+            let config = target
+                .get("environments")
+                .and_then(|m| m.get(env))
+                .and_then(|e| e.get("config"))
+                .cloned()
+                .unwrap_or(J::Null);
+            places.push((Some(env.clone()), config));
+        }
+        edit::edit_project_file(root, |doc| {
+            for (env, config) in &places {
+                let mut path = edit::plugin_path(env.as_deref(), ty.key(), p.name);
+                path.push(Seg::key("config"));
+                match config {
+                    J::Object(m) if !m.is_empty() => doc.set(&path, config)?,
+                    _ => {
+                        doc.remove(&path)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let tx = begin(conn)?;
+    if let Some(ty) = p.plugin_type {
+        let ns = settings_namespace(ty, p.name);
+        tx.execute("DELETE FROM settings WHERE namespace = ?1", params![ns])?;
+        for (k, v) in stored.as_object().into_iter().flatten() {
+            tx.execute(
+                "INSERT INTO settings (namespace, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![ns, k, v.to_string(), actor::now()],
+            )?;
+        }
+    }
+    tx.execute("DELETE FROM secrets WHERE plugin = ?1", params![p.name])?;
+    for s in &sealed {
+        let text = |k: &str| s.get(k).and_then(J::as_str).unwrap_or_default().to_string();
+        let bytes = |k: &str| {
+            B64.decode(text(k))
+                .map_err(|e| Error::failed(format!("config history row is damaged: {e}")))
+        };
+        tx.execute(
+            "INSERT INTO secrets (plugin, setting, key_version, nonce, ciphertext, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                p.name,
+                text("setting"),
+                s.get("key_version").and_then(J::as_i64),
+                bytes("nonce")?,
+                bytes("ciphertext")?,
+                actor::now(),
+                actor::os_user()
+            ],
+        )?;
+    }
+    tx.commit()?;
+    if let Some(key) = key {
+        super::audit::append(
+            conn,
+            key,
+            &super::audit::Entry::new(
+                command,
+                "config.rollback",
+                [format!("{} to version {version}", p.name)],
+            ),
+        )?;
+    }
+    record(
+        conn,
+        root,
+        p,
+        command,
+        "rollback",
+        Some(&format!("to version {version}")),
+    )
+}

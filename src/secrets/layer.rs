@@ -1,0 +1,144 @@
+//! The system store as a layer of setting resolution: plain values from the database's
+//! `settings` table and sensitive values from the encrypted secret store.
+//!
+//! Reading the layer never creates a database: a project without one has nothing stored. The
+//! master key is looked up only when a secret's clear value is needed, so `dsm config list`
+//! (masked) works without a key, and a run needs one only when a stored secret reaches a plugin.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::key::MasterKey;
+use super::master_key::KeyLookup;
+use super::{schema, store};
+use crate::error::{Error, Result};
+use crate::project::{Object, PluginType};
+use crate::settings::SystemStore;
+
+/// What the layer does with a stored secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reveal {
+    /// Only tell that it exists; resolution shows it masked. Needs no master key.
+    Masked,
+    /// Decrypt it (for `config --unsafe`); not audited.
+    Clear,
+    /// Decrypt it for a plugin and audit the read as done by this command.
+    ForRun(String),
+}
+
+/// The namespace Meltano uses for a plugin's values in its system database
+/// (`<type>.<name>.default`; "default" is there for Meltano's historical reasons).
+pub fn settings_namespace(plugin_type: PluginType, plugin: &str) -> String {
+    format!("{}.{plugin}.default", plugin_type.key())
+}
+
+/// The system database as a [`SystemStore`].
+pub struct StoreLayer {
+    conn: Option<Connection>,
+    reveal: Reveal,
+    key: RefCell<Option<MasterKey>>,
+}
+
+impl std::fmt::Debug for StoreLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLayer")
+            .field("open", &self.conn.is_some())
+            .field("reveal", &self.reveal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreLayer {
+    /// The layer for the database at `db_path`; empty when the file does not exist.
+    pub fn open(db_path: &Path, reveal: Reveal) -> Result<StoreLayer> {
+        let conn = if db_path.exists() {
+            Some(super::open_connection(db_path)?)
+        } else {
+            None
+        };
+        Ok(StoreLayer {
+            conn,
+            reveal,
+            key: RefCell::new(None),
+        })
+    }
+
+    /// A layer that holds nothing (for callers with no database).
+    pub fn empty() -> StoreLayer {
+        StoreLayer {
+            conn: None,
+            reveal: Reveal::Masked,
+            key: RefCell::new(None),
+        }
+    }
+
+    fn key(&self, conn: &Connection) -> Result<MasterKey> {
+        if let Some(k) = self.key.borrow().as_ref() {
+            return Ok(k.clone());
+        }
+        let (key, source) = KeyLookup::from_env().find()?;
+        store::check_key(conn, &key, &source.to_string())?;
+        *self.key.borrow_mut() = Some(key.clone());
+        Ok(key)
+    }
+}
+
+impl SystemStore for StoreLayer {
+    fn plugin_values(&self, plugin_type: PluginType, plugin: &str) -> Result<Object> {
+        let Some(conn) = &self.conn else {
+            return Ok(Object::new());
+        };
+        let namespace = settings_namespace(plugin_type, plugin);
+        let mut stmt =
+            conn.prepare("SELECT name, value FROM settings WHERE namespace = ?1 ORDER BY name")?;
+        let rows = stmt.query_map(params![namespace], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Object::new();
+        for row in rows {
+            let (name, text) = row?;
+            let value = serde_json::from_str(&text).map_err(|e| {
+                Error::config(format!(
+                    "the system database holds a malformed value for setting `{name}` of `{plugin}`: {e}"
+                ))
+                .hint(format!("remove it with `dsm config unset {plugin} {name}`"))
+            })?;
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+
+    fn secret_names(&self, plugin: &str) -> Result<Vec<String>> {
+        let Some(conn) = &self.conn else {
+            return Ok(Vec::new());
+        };
+        schema::migrate(conn)?;
+        let mut stmt =
+            conn.prepare("SELECT setting FROM secrets WHERE plugin = ?1 ORDER BY setting")?;
+        let names = stmt
+            .query_map(params![plugin], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(names)
+    }
+
+    fn secret_value(&self, plugin: &str, setting: &str) -> Result<Option<String>> {
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
+        if self.reveal == Reveal::Masked {
+            return Ok(None);
+        }
+        let key = self.key(conn).map_err(|e| {
+            e.detail(format!(
+                "setting `{setting}` of `{plugin}` is stored encrypted and needs the master key"
+            ))
+        })?;
+        let value = match &self.reveal {
+            Reveal::ForRun(command) => store::read_for_run(conn, &key, plugin, setting, command)?,
+            _ => store::get_secret(conn, &key, plugin, setting)?,
+        };
+        Ok(value.map(|s| s.expose().to_string()))
+    }
+}
