@@ -10,9 +10,10 @@
 //! - `annotations.dsm.transforms` of the extractor (`stream_maps`, `field_mask`).
 //!
 //! Record validation (`annotations.dsm.validation` of the extractor, over the project's
-//! `annotations.dsm.defaults.validation`) checks what the tap would have produced: after the
-//! extractor's own stream maps, before dsm's transforms and the mappers. Every expression is
-//! compiled here, before any process starts, so a bad one is a configuration error (exit 2).
+//! `annotations.dsm.defaults.validation`) runs after the extractor's stream maps and dsm's
+//! transforms (so the dead-letter file never holds a value a field mask protects, and stream
+//! names are those after them), before the mappers. Every expression is compiled here, before
+//! any process starts, so a bad one is a configuration error (exit 2).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -138,8 +139,8 @@ impl FlowStages {
 }
 
 /// Builds the steps of a flow: the extractor's stream maps when its plugin lacks the capability
-/// (taking those keys out of `extractor_spec`'s config), validation, the extractor's
-/// `annotations.dsm.transforms`, then each mapper block (natively for the map-transformer
+/// (taking those keys out of `extractor_spec`'s config), the extractor's
+/// `annotations.dsm.transforms`, validation, then each mapper block (natively for the map-transformer
 /// family). Nothing is started; a configuration that cannot run is an error (exit 2).
 pub fn build(
     project: &Project,
@@ -173,10 +174,6 @@ pub fn build(
         }
     }
 
-    if let Some(policies) = validation_policies(project, extractor) {
-        steps.push(Step::Validation(policies));
-    }
-
     for (i, t) in extractor.annotations.transforms.iter().enumerate() {
         let what = format!(
             "transform {} (`{}`) in `annotations.dsm.transforms` of extractor `{}`",
@@ -188,6 +185,11 @@ pub fn build(
             label: format!("{} of extractor `{}`", t.kind, extractor.name),
             transform: annotation_transform(t, &what)?,
         });
+    }
+
+    // After dsm's field masks, so a quarantine file never holds a value a mask protects.
+    if let Some(policies) = validation_policies(project, extractor) {
+        steps.push(Step::Validation(policies));
     }
 
     for name in mappers {

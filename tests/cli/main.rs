@@ -7,4 +7,5 @@ mod schedule;
 mod select;
 mod support;
 mod sync;
+mod transforms;
 mod validate;
