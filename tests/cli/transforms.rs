@@ -295,6 +295,11 @@ fn validation_quarantine_writes_the_record_with_its_reason_and_lists_the_file() 
         show["artifacts"],
         json!([{"path": file.display().to_string(), "kind": "quarantine", "stream": "users", "records": 1}])
     );
+    let mode = std::fs::metadata(&file)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "records set aside are private");
     let lines: Vec<Value> = std::fs::read_to_string(&file)
         .expect("the quarantine file")
         .lines()
