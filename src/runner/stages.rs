@@ -443,17 +443,20 @@ struct StreamValidation {
 
 impl StreamValidation {
     fn file_of(&self, stream: &str) -> PathBuf {
-        let safe: String = stream
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir.join(format!("{}-{safe}.jsonl", self.run_id))
+        // Stream names and `--run-id` values may hold `/` or `..`: keep to one file name.
+        let safe = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        let name = format!("{}-{}.jsonl", safe(&self.run_id), safe(stream));
+        self.dir.join(name)
     }
 
     fn validator(&mut self, stream: &str) -> Result<&mut Validate, TransformError> {
