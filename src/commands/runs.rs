@@ -8,7 +8,7 @@ use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::registry::{PrunePolicy, parse_age, prune_runs, run_extractors};
-use crate::store::{RunFilter, RunId, RunRecord, RunStatus, StateId, format_time};
+use crate::store::{RunArtifact, RunFilter, RunId, RunRecord, RunStatus, StateId, format_time};
 
 /// Arguments of `dsm runs`.
 #[derive(Debug, clap::Args)]
@@ -118,13 +118,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         RunsCommand::Show { run_id } => {
             let id = RunId::new(run_id);
-            let run = open_store(ctx)?.get_run(&id)?.ok_or_else(|| {
+            let store = open_store(ctx)?;
+            let run = store.get_run(&id)?.ok_or_else(|| {
                 Error::config(format!("no run `{id}` in the system database"))
                     .hint("`dsm runs list` shows recent runs")
             })?;
+            let shown = ShownRun {
+                artifacts: store.run_artifacts(&id)?,
+                run,
+            };
             match format {
-                OutputFormat::Json => ctx.printer.json(&run),
-                OutputFormat::Text => ctx.printer.raw(render_show(&run)),
+                OutputFormat::Json => ctx.printer.json(&shown),
+                OutputFormat::Text => ctx.printer.raw(render_show(&shown)),
             }
             Ok(())
         }
@@ -203,7 +208,17 @@ fn list_row(run: &RunRecord) -> Vec<String> {
     ]
 }
 
-fn render_show(run: &RunRecord) -> String {
+/// One run with the files it left behind, as `dsm runs show` prints it.
+#[derive(serde::Serialize)]
+struct ShownRun {
+    #[serde(flatten)]
+    run: RunRecord,
+    /// Quarantine files and the like.
+    artifacts: Vec<RunArtifact>,
+}
+
+fn render_show(shown: &ShownRun) -> String {
+    let run = &shown.run;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
@@ -253,6 +268,25 @@ fn render_show(run: &RunRecord) -> String {
             .collect();
         out.push_str(&crate::printer::render_table(
             &["STREAM", "RECORDS", "BYTES"],
+            &rows,
+        ));
+    }
+    if !shown.artifacts.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = shown
+            .artifacts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.kind.clone(),
+                    a.stream.clone().unwrap_or_else(|| "-".into()),
+                    a.records.to_string(),
+                    a.path.display().to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &["FILE", "STREAM", "RECORDS", "PATH"],
             &rows,
         ));
     }

@@ -87,6 +87,13 @@ impl Reader {
         if let Err(error) = self.pump(&mut report).await {
             report.error = Some(error);
         }
+        // On success and on failure alike: transforms flush their files (the validation
+        // dead-letter file holds the records set aside before a failure too).
+        for t in &mut self.transforms {
+            if let Err(e) = t.finish() {
+                report.error.get_or_insert(Error::from(e));
+            }
+        }
         report.flush_current();
         let index = self.index;
         // Dropping the chunk sender (with `self`) closes the next process's stdin.

@@ -86,26 +86,36 @@ pub enum MergePolicy {
     Error,
 }
 
-/// Record validation settings.
+/// Record validation settings: checks each record against its stream's JSON Schema.
+///
+/// `enabled: false` turns validation off everywhere. Otherwise a stream listed in `streams` uses
+/// its own mode, every other stream `on_error`; with neither set (and `enabled` absent) nothing
+/// is validated, and `enabled: true` alone means `fail`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Validation {
     /// Whether records are checked against their schema.
     pub enabled: Option<bool>,
-    /// What a bad record does.
+    /// What a bad record does, in streams not listed in `streams`.
     pub on_error: Option<OnError>,
+    /// The mode of single streams, by stream name.
+    pub streams: std::collections::BTreeMap<String, OnError>,
 }
 
 /// What a record failing validation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
-    /// The run fails.
+    /// The run fails, naming the record number, stream, path and reason.
     Fail,
     /// A warning, the record passes.
     Warn,
     /// The record is dropped.
     Skip,
+    /// The record is dropped and written, with the reason, to the run's dead-letter file.
+    Quarantine,
+    /// The stream is not validated (and not parsed for it).
+    Off,
 }
 
 /// Plugin level `annotations.dsm`.
@@ -291,6 +301,16 @@ mod tests {
             Some(std::time::Duration::from_secs(300))
         );
         assert_eq!(Duration::Text("5 parsecs".into()).to_std(), None);
+    }
+
+    #[test]
+    fn validation_reads_modes_per_stream() {
+        let v = serde_json::json!({"on_error": "warn", "streams": {"users": "quarantine", "logs": "off"}});
+        let p: Validation = from_json(&v).unwrap();
+        assert_eq!(p.on_error, Some(OnError::Warn));
+        assert_eq!(p.streams["users"], OnError::Quarantine);
+        assert_eq!(p.streams["logs"], OnError::Off);
+        assert!(from_json::<Validation>(&serde_json::json!({"streams": {"u": "drop"}})).is_err());
     }
 
     #[test]

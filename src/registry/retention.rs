@@ -127,7 +127,14 @@ pub fn prune_runs(
     };
     for run in &chosen {
         outcome.runs.push(run.run_id.clone());
-        for path in per_run_files(run, &policy.run_dirs) {
+        let mut files = per_run_files(run, &policy.run_dirs);
+        // Files the run recorded (quarantine files) go too, wherever they are.
+        for a in store.run_artifacts(&run.run_id).unwrap_or_default() {
+            if a.path.exists() && !files.contains(&a.path) {
+                files.push(a.path);
+            }
+        }
+        for path in files {
             if policy.dry_run {
                 outcome.files.push(path);
                 continue;

@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod catalog;
 mod spec;
+pub mod stages;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,9 +20,7 @@ pub use blocks::Flow;
 pub use spec::{plugin_env, resolve_executable};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{
-    self, CancelToken, Pipeline, PipelineOptions, RunStatus, Stage, StreamCounts,
-};
+use crate::pipeline::{self, CancelToken, Pipeline, PipelineOptions, RunStatus, StreamCounts};
 use crate::plugin::{PluginRole, PluginSpec, RunDir, RunLog, runtime_base};
 use crate::project::{Environment, Plugin, PluginType, Project};
 use crate::store::{self, NewRun, RunFinish, RunId, StateId, Store, StreamStats};
@@ -168,15 +167,16 @@ pub fn run_flow(
     let db = opts.database_uri.as_deref();
     let extractor_built = spec::build_in(project, env, extractor, PluginRole::Extractor, None, db)?;
     let mut extractor_spec = extractor_built.spec;
-    let mut mapper_specs = Vec::new();
-    for name in &flow.mappers {
-        let (mapper, mapping) = find_mapper(project, name)?;
-        let built = spec::build_in(project, env, mapper, PluginRole::Mapper, mapping, db)?;
-        let mut s = built.spec;
-        s.name = name.clone();
-        s.env.extend(extractor_built.shared_env.clone());
-        mapper_specs.push(s);
-    }
+    // Native transforms are compiled here, before any process (discovery included) starts.
+    let mut flow_stages = stages::build(
+        project,
+        env,
+        extractor,
+        &mut extractor_spec,
+        &flow.mappers,
+        &extractor_built.shared_env,
+        db,
+    )?;
     let mut loader_spec = spec::build_in(project, env, loader, PluginRole::Loader, None, db)?.spec;
     // Meltano hands the loader the extractor's variables (never the sensitive ones here).
     for (k, v) in &extractor_built.shared_env {
@@ -187,14 +187,14 @@ pub fn run_flow(
     }
     // No plugin inherits a variable that carries a secret of any plugin in the flow.
     let mut secret_vars: Vec<String> = std::iter::once(&extractor_spec)
-        .chain(mapper_specs.iter())
+        .chain(flow_stages.process_specs())
         .chain(std::iter::once(&loader_spec))
         .flat_map(|s| s.env_remove.iter().cloned())
         .collect();
     secret_vars.sort();
     secret_vars.dedup();
     for s in std::iter::once(&mut extractor_spec)
-        .chain(mapper_specs.iter_mut())
+        .chain(flow_stages.process_specs_mut())
         .chain(std::iter::once(&mut loader_spec))
     {
         s.env_remove = secret_vars
@@ -274,21 +274,20 @@ pub fn run_flow(
         plan,
     };
     if opts.dry_run {
-        let plan = std::iter::once(&extractor_spec)
-            .chain(mapper_specs.iter())
-            .chain(std::iter::once(&loader_spec))
-            .map(|s| {
-                let mut line = s.executable.display().to_string();
-                if s.config.is_some() {
-                    line.push_str(" --config <config file>");
-                }
-                for a in &s.args {
-                    line.push(' ');
-                    line.push_str(a);
-                }
-                line
-            })
-            .collect();
+        let command_line = |s: &PluginSpec| {
+            let mut line = s.executable.display().to_string();
+            if s.config.is_some() {
+                line.push_str(" --config <config file>");
+            }
+            for a in &s.args {
+                line.push(' ');
+                line.push_str(a);
+            }
+            line
+        };
+        let mut plan = vec![command_line(&extractor_spec)];
+        plan.extend(flow_stages.plan(command_line));
+        plan.push(command_line(&loader_spec));
         return Ok(report(RunStatus::Success, None, None, plan));
     }
 
@@ -300,7 +299,7 @@ pub fn run_flow(
         .join(".dsm/logs")
         .join(format!("{}.log", run_id.as_str()));
     let plugins_of_run: Vec<store::PluginExit> = std::iter::once(&extractor_spec)
-        .chain(mapper_specs.iter())
+        .chain(flow_stages.process_specs())
         .chain(std::iter::once(&loader_spec))
         .map(|s| store::PluginExit {
             plugin: s.name.clone(),
@@ -337,12 +336,10 @@ pub fn run_flow(
     if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
         options.max_line = usize::try_from(size).unwrap_or(usize::MAX);
     }
+    let (stages, quarantined) = flow_stages.into_stages(project.root(), run_id.as_str());
     let pipeline = Pipeline {
         extractor: extractor_spec,
-        stages: mapper_specs
-            .into_iter()
-            .map(|s| Stage::Mapper(Box::new(s)))
-            .collect(),
+        stages,
         loader: loader_spec,
         options,
     };
@@ -382,6 +379,7 @@ pub fn run_flow(
         tracing::warn!(error = %e, "could not record stream counts");
     }
     let mut warnings = outcome.warnings.clone();
+    warnings.extend(record_quarantine(store.as_ref(), &run_id, &quarantined));
     if outcome.status == RunStatus::Success && !outcome.state_advanced() && !opts.no_state_update {
         warnings.push(format!(
             "loader `{}` emitted no STATE: the bookmark of `{state_id}` did not advance",
@@ -436,6 +434,32 @@ pub fn run_flow(
         log_path: Some(log_path),
         plan: Vec::new(),
     })
+}
+
+/// Lists the run's dead-letter files in the run history; a warning for each.
+fn record_quarantine(
+    store: &dyn Store,
+    run_id: &RunId,
+    quarantined: &stages::Quarantined,
+) -> Vec<String> {
+    let artifacts = quarantined.artifacts();
+    if artifacts.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = store.record_run_artifacts(run_id, &artifacts) {
+        tracing::warn!(error = %e, "could not record the quarantine files");
+    }
+    artifacts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} record(s) of stream `{}` failed validation and were quarantined in `{}`",
+                a.records,
+                a.stream.as_deref().unwrap_or("?"),
+                a.path.display()
+            )
+        })
+        .collect()
 }
 
 fn render_error(e: &Error) -> String {

@@ -209,6 +209,19 @@ pub struct StreamStats {
     pub bytes: u64,
 }
 
+/// A file a run left behind besides its log (kept with the run, removed when it is pruned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunArtifact {
+    /// Where the file is.
+    pub path: PathBuf,
+    /// What it is: `quarantine` for records validation set aside.
+    pub kind: String,
+    /// The stream it belongs to, if one.
+    pub stream: Option<String>,
+    /// How many records it holds.
+    pub records: u64,
+}
+
 /// What the engine knows when a run starts.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
@@ -394,6 +407,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records how a run ended.
     fn finish_run(&self, run_id: &RunId, finish: &RunFinish) -> Result<()>;
+
+    /// Records files a run left behind (upserted by path).
+    fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()>;
+
+    /// The files a run left behind.
+    fn run_artifacts(&self, run_id: &RunId) -> Result<Vec<RunArtifact>>;
 
     /// One run.
     fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>>;

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::liveness::{self, STALE_AFTER};
 use super::state::{self, CommitOutcome, StateId, StoredState, apply_write};
 use super::{
-    FlowLock, ImportReport, LockHolder, NewRun, PluginExit, RunFilter, RunFinish, RunId, RunRecord,
-    RunStatus, SourceStatusChange, StateAction, StateEvent, Store, StreamStats,
+    FlowLock, ImportReport, LockHolder, NewRun, PluginExit, RunArtifact, RunFilter, RunFinish,
+    RunId, RunRecord, RunStatus, SourceStatusChange, StateAction, StateEvent, Store, StreamStats,
     already_running_error, format_time,
 };
 use crate::error::{Error, Result};
@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "merged_streams",
         include_str!("migrations/0004_merged_streams.sql"),
+    ),
+    (
+        5,
+        "run_artifacts",
+        include_str!("migrations/0005_run_artifacts.sql"),
     ),
     (
         7,
@@ -979,9 +984,58 @@ impl Store for SqliteStore {
             for id in run_ids {
                 tx.execute("DELETE FROM run_plugins WHERE run_id = ?1", [id.as_str()])?;
                 tx.execute("DELETE FROM run_streams WHERE run_id = ?1", [id.as_str()])?;
+                tx.execute("DELETE FROM run_artifacts WHERE run_id = ?1", [id.as_str()])?;
                 n += tx.execute("DELETE FROM runs WHERE run_id = ?1", [id.as_str()])?;
             }
             Ok(n)
+        })
+    }
+
+    fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()> {
+        self.write(|tx| {
+            for a in artifacts {
+                tx.execute(
+                    "INSERT INTO run_artifacts (run_id, path, kind, stream, records) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, stream = excluded.stream, records = excluded.records",
+                    params![
+                        run_id.as_str(),
+                        a.path.display().to_string(),
+                        a.kind,
+                        a.stream,
+                        i64::try_from(a.records).unwrap_or(i64::MAX)
+                    ],
+                )
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        no_run_error(run_id)
+                    }
+                    other => other.into(),
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn run_artifacts(&self, run_id: &RunId) -> Result<Vec<RunArtifact>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT path, kind, stream, records FROM run_artifacts WHERE run_id = ?1 ORDER BY kind, stream, path",
+            )?;
+            let rows = stmt.query_map([run_id.as_str()], |r| {
+                Ok(RunArtifact {
+                    path: PathBuf::from(r.get::<_, String>(0)?),
+                    kind: r.get(1)?,
+                    stream: r.get(2)?,
+                    records: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?);
+            }
+            Ok(out)
         })
     }
 

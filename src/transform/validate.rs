@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -782,9 +783,11 @@ impl Validate {
                 .quarantine_path
                 .clone()
                 .expect("checked in new()");
+            // The records set aside are data: readable by the owner only, like plugin configs.
             let f = File::options()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&path)
                 .map_err(|e| self.io_error(&e))?;
             self.quarantine = Some(BufWriter::new(f));

@@ -7,5 +7,6 @@ mod schedule;
 mod select;
 mod support;
 mod sync;
+mod transforms;
 mod usage;
 mod validate;

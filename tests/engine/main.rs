@@ -697,6 +697,77 @@ async fn native_transforms_and_a_mapper_process_sit_between() {
     assert_eq!(states, vec![json!({"n": 1})]);
 }
 
+/// Counts `finish` calls; fails `apply` when told to.
+struct Finishes {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    fail: bool,
+}
+
+impl Transform for Finishes {
+    fn touches(&self, stream: &str) -> bool {
+        stream == "trips"
+    }
+
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
+        if self.fail {
+            return Err(TransformError {
+                message: "refused".into(),
+                hint: None,
+            });
+        }
+        out.push(message);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), TransformError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+// Issue 5: `Transform::finish` (which flushes the validation dead-letter file) was never called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_5_transforms_finish_on_success_and_on_failure() {
+    let env = Env::new();
+    let fixture = env.fixture(
+        "in.jsonl",
+        &[
+            SCHEMA,
+            r#"{"type":"RECORD","stream":"trips","record":{"id":1,"lon":1.5}}"#,
+        ],
+    );
+    for (tap_args, fail, status) in [
+        (
+            vec!["--replay", fixture.as_str()],
+            false,
+            RunStatus::Success,
+        ),
+        (
+            vec!["--replay", fixture.as_str(), "--exit-code", "3"],
+            false,
+            RunStatus::Failed,
+        ),
+        (vec!["--replay", fixture.as_str()], true, RunStatus::Failed),
+    ] {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spec = PluginSpec::new("tap-fake", PluginRole::Extractor, TAP).args(tap_args);
+        let (outcome, _) = run_with(
+            &env,
+            spec,
+            vec![Stage::Transform(Box::new(Finishes {
+                calls: calls.clone(),
+                fail,
+            }))],
+            target([]),
+            options(),
+            &CancelToken::new(),
+        )
+        .await;
+        assert_eq!(outcome.status, status, "{:?}", outcome.error);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapper_exiting_early_fails_the_run_and_stops_the_tap() {
     let env = Env::new();

@@ -1,0 +1,379 @@
+//! Native transforms in real runs: `dsm run` with the built-in `tap-jsonl`, a recording target
+//! (the fake target behind a script), and stream maps, field masks and validation configured
+//! the three ways issue #5 names.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{Value, json};
+
+use crate::support::TestProject;
+
+const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
+const TAP_JSONL: &str = env!("CARGO_BIN_EXE_tap-jsonl");
+
+/// Three users; the second has an `age` that does not match the schema.
+const USERS: &str = r#"{"id": 1, "email": "Ann@Example.com", "age": 31, "secret": "x"}
+{"id": 2, "email": "bob@example.com", "age": "old", "secret": "y"}
+{"id": 3, "email": "cy@example.com", "age": 17, "secret": "z"}
+"#;
+
+/// `tap-jsonl` (built in) reading `users.jsonl` with a declared schema; `extractor_extra` is
+/// laid into the extractor's entry (indented by 4), `rest` appended under `plugins:`.
+fn project(extractor_extra: &str, rest: &str) -> TestProject {
+    let p = TestProject::new(&format!(
+        "plugins:
+  extractors:
+  - name: tap-jsonl
+    variant: dsm
+{extractor_extra}    config:
+      files:
+      - entity: users
+        path: users.jsonl
+        keys: [id]
+        schema:
+          type: object
+          properties:
+            id: {{type: integer}}
+            email: {{type: string}}
+            age: {{type: integer}}
+            secret: {{type: string}}
+  loaders:
+  - name: target-fake
+    namespace: target_fake
+    executable: ./target.sh
+{rest}"
+    ));
+    p.write("users.jsonl", USERS);
+    script(
+        &p,
+        "target.sh",
+        &format!("exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
+    );
+    p
+}
+
+fn script(p: &TestProject, name: &str, body: &str) {
+    p.write(name, &format!("#!/bin/sh\n{body}"));
+    let path = p.root().join(name);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// What the loader received: every message but STATE, without the tap's run-dependent
+/// `version` and `time_extracted`.
+fn received(p: &TestProject) -> Vec<Value> {
+    p.read("out.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("the loader got JSON"))
+        .filter(|m| m["type"] != "STATE" && m["type"] != "ACTIVATE_VERSION")
+        .map(|mut m| {
+            let o = m.as_object_mut().expect("an object");
+            o.remove("version");
+            o.remove("time_extracted");
+            m
+        })
+        .collect()
+}
+
+fn records(p: &TestProject) -> Vec<Value> {
+    received(p)
+        .into_iter()
+        .filter(|m| m["type"] == "RECORD")
+        .map(|m| m["record"].clone())
+        .collect()
+}
+
+fn unchanged_records() -> Vec<Value> {
+    USERS
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[test]
+fn a_meltano_map_transformer_mapping_runs_inside_dsm() {
+    // The mapper's executable does not exist: the mapping can only have run natively.
+    let p = project(
+        "",
+        r#"  mappers:
+  - name: meltano-map-transformer
+    variant: meltano
+    pip_url: git+https://github.com/MeltanoLabs/meltano-map-transform.git
+    executable: ./no-such-dir/meltano-map-transform
+    mappings:
+    - name: hash-emails
+      config:
+        stream_maps:
+          users:
+            __filter__: "record['id'] != 2"
+            email_hash: "md5(record['email'].lower())"
+            email: null
+            secret: __NULL__
+"#,
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "hash-emails", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        received(&p),
+        [
+            json!({"type": "SCHEMA", "stream": "users", "key_properties": ["id"], "schema": {
+                "type": "object", "properties": {
+                    "id": {"type": "integer"},
+                    "age": {"type": "integer"},
+                    "email_hash": {"type": ["string", "null"]}}}}),
+            json!({"type": "RECORD", "stream": "users", "record":
+                {"id": 1, "age": 31, "email_hash": "257c57037d384ae37ea27a07e8a01665"}}),
+            json!({"type": "RECORD", "stream": "users", "record":
+                {"id": 3, "age": 17, "email_hash": "3982b055a5775cdd7fb528b3f9f1d601"}}),
+        ]
+    );
+    // The run history lists the processes that ran: no mapper process.
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    let plugins: Vec<&str> = runs[0]["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .map(|x| x["plugin"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(plugins, ["tap-jsonl", "target-fake"]);
+}
+
+#[test]
+fn other_mappers_still_run_as_processes() {
+    let p = project(
+        "",
+        "  mappers:
+  - name: mapper-cat
+    namespace: mapper_cat
+    executable: ./mapper.sh
+",
+    );
+    script(
+        &p,
+        "mapper.sh",
+        "touch \"$MELTANO_PROJECT_ROOT/mapper-ran\"\nexec cat\n",
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "mapper-cat", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(p.root().join("mapper-ran").exists());
+    assert_eq!(records(&p), unchanged_records());
+}
+
+const EXTRACTOR_MAPS: &str = r#"    config:
+      stream_maps:
+        users:
+          tag: "str(record['id']) + '-' + record['email'].split('@')[1].lower()"
+          secret: null
+"#;
+
+/// The project with `stream_maps` in the extractor's `config`, next to `files`.
+fn with_extractor_maps(capabilities: &str) -> TestProject {
+    let p = project(capabilities, "");
+    let text = p.read("meltano.yml").replacen(
+        "    config:\n      files:",
+        &format!("{}      files:", EXTRACTOR_MAPS),
+        1,
+    );
+    p.write("meltano.yml", &text);
+    p
+}
+
+#[test]
+fn extractor_stream_maps_run_in_dsm_when_the_tap_lacks_the_capability() {
+    let p = with_extractor_maps("");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let expected: Vec<Value> = unchanged_records()
+        .into_iter()
+        .map(|mut r| {
+            let o = r.as_object_mut().expect("object");
+            o.remove("secret");
+            let tag = format!("{}-example.com", o["id"]);
+            o.insert("tag".into(), json!(tag));
+            r
+        })
+        .collect();
+    assert_eq!(records(&p), expected);
+}
+
+#[test]
+fn extractor_stream_maps_are_left_to_a_tap_with_the_capability() {
+    // tap-jsonl ignores `stream_maps`: with the capability declared, nothing maps them.
+    let p = with_extractor_maps(
+        "    capabilities: [catalog, discover, state, properties, about, stream-maps]\n",
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records(&p), unchanged_records());
+}
+
+#[test]
+fn an_annotation_field_mask_hashes_a_column() {
+    let p = project(
+        "    annotations:
+      dsm:
+        transforms:
+        - type: field_mask
+          config:
+            transformations:
+            - {tap_stream_name: users, field_id: secret, type: HASH}
+",
+        "",
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secrets: Vec<Value> = records(&p).iter().map(|r| r["secret"].clone()).collect();
+    assert_eq!(
+        secrets,
+        [
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+            "a1fce4363854ff888cff4b8e7875d600c2682390412a8cf79b37d0b11148b0fa",
+            "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06",
+        ]
+    );
+    assert_eq!(records(&p)[0]["email"], "Ann@Example.com");
+}
+
+fn validating(mode: &str) -> TestProject {
+    project(
+        &format!(
+            "    annotations:
+      dsm:
+        validation:
+          on_error: warn
+          streams: {{users: {mode}}}
+"
+        ),
+        "",
+    )
+}
+
+#[test]
+fn validation_fail_stops_the_run_naming_record_stream_and_path() {
+    let p = validating("fail");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("record 2 of stream `users` does not match its schema"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("at `/age`: \"old\""),
+        "the path and the reason: {}",
+        out.stderr
+    );
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["status"], "failed");
+}
+
+#[test]
+fn validation_skip_drops_the_bad_record() {
+    let p = validating("skip");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ids: Vec<Value> = records(&p).iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, [json!(1), json!(3)]);
+    assert!(!p.root().join(".dsm/quarantine").exists());
+}
+
+#[test]
+fn validation_quarantine_writes_the_record_with_its_reason_and_lists_the_file() {
+    let p = validating("quarantine");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ids: Vec<Value> = records(&p).iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, [json!(1), json!(3)]);
+
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    let run_id = runs[0]["run_id"].as_str().expect("a run id").to_owned();
+    let show = p.dsm(&["runs", "show", &run_id, "--format", "json"]).json();
+    let file = p
+        .root()
+        .join(format!(".dsm/quarantine/{run_id}-users.jsonl"));
+    assert_eq!(
+        show["artifacts"],
+        json!([{"path": file.display().to_string(), "kind": "quarantine", "stream": "users", "records": 1}])
+    );
+    let mode = std::fs::metadata(&file)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "records set aside are private");
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .expect("the quarantine file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(
+        lines,
+        [json!({
+            "stream": "users",
+            "record_number": 2,
+            "path": "/age",
+            "reason": "\"old\" is not of type integer",
+            "record": {"id": 2, "email": "bob@example.com", "age": "old", "secret": "y"}
+        })]
+    );
+    let text = p.dsm(&["runs", "show", &run_id]);
+    assert!(
+        text.stdout.contains(&format!("{run_id}-users.jsonl")),
+        "{}",
+        text.stdout
+    );
+
+    // Pruning the run removes its quarantine file too.
+    let out = p.dsm(&["runs", "prune", "--keep", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!file.exists());
+}
+
+#[test]
+fn a_bad_expression_fails_before_any_process_starts_with_exit_2() {
+    let p = TestProject::new(
+        r#"plugins:
+  extractors:
+  - name: tap-marked
+    namespace: tap_marked
+    executable: ./tap.sh
+    capabilities: [catalog, discover]
+  loaders:
+  - name: target-fake
+    namespace: target_fake
+    executable: ./target.sh
+  mappers:
+  - name: meltano-map-transformer
+    namespace: meltano_map_transformer
+    mappings:
+    - name: broken
+      config:
+        stream_maps:
+          users:
+            score: "record['age'] +* 2"
+"#,
+    );
+    script(
+        &p,
+        "tap.sh",
+        &format!("touch \"$MELTANO_PROJECT_ROOT/started\"\nexec {TAP_JSONL} \"$@\"\n"),
+    );
+    script(
+        &p,
+        "target.sh",
+        &format!("touch \"$MELTANO_PROJECT_ROOT/started\"\nexec {TARGET} \"$@\"\n"),
+    );
+    let out = p.dsm(&["run", "tap-marked", "broken", "target-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    for part in [
+        "mapping `broken`",
+        "`users`",
+        "`score`",
+        "record['age'] +* 2",
+    ] {
+        assert!(out.stderr.contains(part), "`{part}` in: {}", out.stderr);
+    }
+    assert!(
+        !p.root().join("started").exists(),
+        "no plugin (not even discovery) ran"
+    );
+}
