@@ -84,8 +84,16 @@ pub(super) struct Reader {
 impl Reader {
     pub async fn run(mut self) {
         let mut report = SegmentReport::default();
-        if let Err(error) = self.pump(&mut report).await {
-            report.error = Some(error);
+        match self.pump(&mut report).await {
+            Ok(()) => {
+                for t in &mut self.transforms {
+                    if let Err(e) = t.finish() {
+                        report.error = Some(Error::from(e));
+                        break;
+                    }
+                }
+            }
+            Err(error) => report.error = Some(error),
         }
         report.flush_current();
         let index = self.index;
@@ -318,6 +326,16 @@ impl Reader {
             && let Some(s) = &env.stream
         {
             report.count(s, bytes.len(), env.kind == MessageKind::Record);
+        }
+        if env.kind == MessageKind::State && !self.transforms.is_empty() {
+            // STATE passes unchanged; transforms only learn where it is in the stream.
+            if let Ok(Message::State(s)) = Message::parse(bytes) {
+                for t in &mut self.transforms {
+                    t.on_state(&s.value).map_err(|e| {
+                        Error::from(e).detail(format!("at line {n} of {}", self.label))
+                    })?;
+                }
+            }
         }
         let touched = !self.transforms.is_empty()
             && env.kind != MessageKind::State

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merged_streams",
         include_str!("migrations/0004_merged_streams.sql"),
     ),
+    (
+        6,
+        "merge_runs",
+        include_str!("migrations/0006_merge_runs.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
