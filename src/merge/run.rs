@@ -276,3 +276,101 @@ impl Inner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::declaration::MergedStream;
+    use crate::merge::resolver::RunContext;
+    use serde_json::json;
+
+    fn line(v: Value) -> Message {
+        Message::from_value(v).unwrap()
+    }
+
+    fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT run_id, mark, key FROM merge_unconfirmed ORDER BY mark, key")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn stage(path: &std::path::Path, run: &str) -> MergeRun {
+        let decl = MergedStream::parse(&json!({
+            "name": "m",
+            "sources": [{"extractor": "a", "stream": "s"}, {"extractor": "b", "stream": "s"}],
+            "key": ["id"]
+        }))
+        .unwrap();
+        let conn = Connection::open(path).unwrap();
+        let ctx = RunContext {
+            run_id: run.into(),
+            started_at: chrono::Utc::now(),
+        };
+        MergeRun::new(vec![MergeStage::new(conn, decl, "a", ctx).unwrap()])
+    }
+
+    fn record(id: i64) -> Message {
+        line(json!({"type": "RECORD", "stream": "s", "record": {"id": id, "v": id}}))
+    }
+
+    #[test]
+    fn only_what_came_before_the_echoed_state_is_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dsm.db");
+        let run = stage(&db, "r1");
+        let mut t = run.transform();
+        let mut out = Vec::new();
+        let schema = json!({"type": "SCHEMA", "stream": "s", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "v": {"type": "integer"}}}});
+        t.apply(line(schema), &mut out).unwrap();
+        t.apply(record(1), &mut out).unwrap();
+        t.on_state(&json!({"n": 1})).unwrap();
+        t.apply(record(2), &mut out).unwrap();
+        t.on_state(&json!({"n": 1})).unwrap();
+        t.apply(record(3), &mut out).unwrap();
+        t.on_state(&json!({"n": 2})).unwrap();
+        t.apply(record(4), &mut out).unwrap();
+        assert_eq!(out.len(), 5, "the merged SCHEMA and four records");
+
+        // An echo the extractor never sent confirms nothing.
+        run.on_loader_state(&json!({"n": 9})).unwrap();
+        assert_eq!(unconfirmed(&db).len(), 4);
+        // `{"n": 1}` came twice; the loader may have echoed the first: only record 1 is safe.
+        run.on_loader_state(&json!({"n": 1})).unwrap();
+        let keys: Vec<String> = unconfirmed(&db).into_iter().map(|r| r.2).collect();
+        assert_eq!(keys, ["[2]", "[3]", "[4]"]);
+        run.on_loader_state(&json!({"n": 2})).unwrap();
+        let keys: Vec<String> = unconfirmed(&db).into_iter().map(|r| r.2).collect();
+        assert_eq!(keys, ["[4]"]);
+
+        // The run fails here: the next run sends record 4 again, right after the SCHEMA.
+        t.finish().unwrap();
+        let conn = Connection::open(&db).unwrap();
+        run.finish(false, &conn, "r1").unwrap();
+        drop((t, run));
+        let next = stage(&db, "r2");
+        let mut t = next.transform();
+        let mut out = Vec::new();
+        let schema = json!({"type": "SCHEMA", "stream": "s", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "v": {"type": "integer"}}}});
+        t.apply(line(schema), &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        match &out[1] {
+            Message::Record(r) => assert_eq!(r.record["id"], json!(4)),
+            other => panic!("{other:?}"),
+        }
+        t.finish().unwrap();
+        let stats = next.finish(true, &conn, "r2").unwrap();
+        assert_eq!(stats[0].stats.resent, 1);
+        assert!(
+            unconfirmed(&db).is_empty(),
+            "a run that ends well confirms all"
+        );
+        assert_eq!(run_stats(&conn, "r2").unwrap(), stats);
+    }
+}
