@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result};
+use crate::merge::MergeRunStats;
 use crate::printer::OutputFormat;
 use crate::registry::{PrunePolicy, parse_age, prune_runs, run_extractors};
 use crate::store::{RunArtifact, RunFilter, RunId, RunRecord, RunStatus, StateId, format_time};
@@ -123,9 +124,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 Error::config(format!("no run `{id}` in the system database"))
                     .hint("`dsm runs list` shows recent runs")
             })?;
-            let shown = ShownRun {
+            let shown = Shown {
                 artifacts: store.run_artifacts(&id)?,
-                run,
+                merged_streams: merge_counts(ctx, &id),
+                run: &run,
             };
             match format {
                 OutputFormat::Json => ctx.printer.json(&shown),
@@ -208,17 +210,33 @@ fn list_row(run: &RunRecord) -> Vec<String> {
     ]
 }
 
-/// One run with the files it left behind, as `dsm runs show` prints it.
+/// A run with the files it left behind and what it did to merged streams.
 #[derive(serde::Serialize)]
-struct ShownRun {
+struct Shown<'a> {
     #[serde(flatten)]
-    run: RunRecord,
+    run: &'a RunRecord,
     /// Quarantine files and the like.
     artifacts: Vec<RunArtifact>,
+    /// Per merged stream and source: records in, sent, conflicts logged ...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    merged_streams: Vec<MergeRunStats>,
 }
 
-fn render_show(shown: &ShownRun) -> String {
-    let run = &shown.run;
+/// The merged-stream counts of a run (none when the database has none or cannot be read).
+fn merge_counts(ctx: &Context, id: &RunId) -> Vec<MergeRunStats> {
+    let base = ctx.project_root().or_else(|_| ctx.cwd());
+    let counts = base
+        .and_then(|b| crate::store::database_path(ctx.global.database_uri.as_deref(), &b))
+        .and_then(|path| Ok(rusqlite::Connection::open(path)?))
+        .and_then(|conn| Ok(crate::merge::run::run_stats(&conn, id.as_str())?));
+    counts.unwrap_or_else(|e| {
+        tracing::warn!(error = %e.message(), "could not read the merged-stream counts of the run");
+        Vec::new()
+    })
+}
+
+fn render_show(shown: &Shown<'_>) -> String {
+    let run = shown.run;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
@@ -287,6 +305,36 @@ fn render_show(shown: &ShownRun) -> String {
             .collect();
         out.push_str(&crate::printer::render_table(
             &["FILE", "STREAM", "RECORDS", "PATH"],
+            &rows,
+        ));
+    }
+    if !shown.merged_streams.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = shown
+            .merged_streams
+            .iter()
+            .map(|m| {
+                vec![
+                    m.stream.clone(),
+                    m.source.clone(),
+                    m.stats.records_in.to_string(),
+                    m.stats.emitted.to_string(),
+                    m.stats.resent.to_string(),
+                    m.stats.conflicts.to_string(),
+                    m.stats.quarantined.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::printer::render_table(
+            &[
+                "MERGED STREAM",
+                "SOURCE",
+                "RECORDS",
+                "SENT",
+                "SENT AGAIN",
+                "CONFLICTS",
+                "QUARANTINED",
+            ],
             &rows,
         ));
     }

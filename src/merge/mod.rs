@@ -8,7 +8,9 @@
 //! - [`store`]: the SQLite tables (current candidates and winner per key, schemas, conflict log);
 //! - [`resolver`]: the per-record engine, emitting only records whose resolved value changed;
 //! - [`conflicts`]: listing, showing, counting and pruning the conflict log;
-//! - [`stage`]: the [`crate::transform::Transform`] the pipeline runs for one source.
+//! - [`stage`]: the [`crate::transform::Transform`] the pipeline runs for one source;
+//! - [`run`]: the stages of one run as one transform, with the hooks for loader-confirmed STATE
+//!   and the end of the run (counts for the run history).
 //!
 //! # Arrival
 //!
@@ -24,6 +26,7 @@ pub mod conflicts;
 pub mod declaration;
 pub mod resolver;
 pub mod rules;
+pub mod run;
 pub mod schema;
 pub mod stage;
 pub mod store;
@@ -35,6 +38,7 @@ mod tests;
 pub use conflicts::{ConflictEntry, ConflictFilter, RunConflictCount};
 pub use declaration::{MergedStream, NullKeyRule, Rule, Source, TieBreak, merged_streams};
 pub use resolver::{Resolver, ResolverStats, RunContext};
+pub use run::{MergeRun, MergeRunStats};
 pub use schema::MergedSchema;
 pub use stage::MergeStage;
 

@@ -3,11 +3,26 @@
 //!
 //! Memory does not grow with the number of keys: one key's row is read, resolved and written
 //! back per record; SQLite's page cache is the only cache. Writes are batched in transactions
-//! of [`Resolver::BATCH`] records; [`Resolver::flush`] commits the rest. Dropping a resolver
-//! without flushing rolls the open batch back, so records whose resolution was not committed
-//! are sent again next time (harmless for an upsert target).
+//! of at most [`Resolver::BATCH`] records or [`Resolver::MAX_BATCH_AGE`]; [`Resolver::flush`]
+//! commits the rest. Dropping a resolver without flushing rolls the open batch back, so records
+//! whose resolution was not committed are resolved and sent again next time.
+//!
+//! # Why committing before the loader confirms is safe
+//!
+//! A committed batch can be ahead of the target: the records it sent may still be in a pipe or
+//! in the loader's buffer when the run dies. Left alone, the next run would find those records
+//! unchanged and never send them again, and the target would keep stale rows. So every key whose
+//! record is sent is also written to `merge_unconfirmed` in the same transaction, tagged with the
+//! run and the number of extractor STATE messages seen before it (the *mark*). When the loader
+//! emits a STATE after flushing, the rows before that STATE's mark are deleted
+//! ([`Resolver::confirm`]); a run that ends well deletes the rest. Rows a failed run leaves behind
+//! are sent again by the next run of the stream ([`Resolver::recover`]) before anything else.
+//! What the resolver believes the target holds is thus never ahead of what the loader confirmed,
+//! while the batches stay short (SQLite has one writer per database, and the run history and
+//! bookmarks are written to the same file while the run goes on).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
@@ -47,6 +62,9 @@ pub struct ResolverStats {
     pub quarantined: u64,
     /// Records skipped or quarantined for a missing or null key.
     pub null_keys: u64,
+    /// Records sent again because an earlier run sent them and then failed before its loader
+    /// confirmed them.
+    pub resent: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +88,8 @@ pub struct Resolver {
     started: String,
     in_tx: bool,
     pending: usize,
+    opened: Option<Instant>,
+    mark: u64,
     stats: ResolverStats,
 }
 
@@ -88,8 +108,11 @@ fn now_text() -> String {
 }
 
 impl Resolver {
-    /// Records per write transaction.
+    /// Most records per write transaction.
     pub const BATCH: usize = 5_000;
+    /// Longest a write transaction stays open while records keep coming (other writers of the
+    /// system database, such as the bookmark commits of this run, wait for it).
+    pub const MAX_BATCH_AGE: Duration = Duration::from_millis(200);
 
     /// A resolver for `decl` with its (already validated) key, creating the tables if needed.
     pub fn new(
@@ -108,6 +131,8 @@ impl Resolver {
             started,
             in_tx: false,
             pending: 0,
+            opened: None,
+            mark: 0,
             stats: ResolverStats::default(),
         })
     }
@@ -138,6 +163,7 @@ impl Resolver {
             self.conn.execute_batch("COMMIT")?;
             self.in_tx = false;
             self.pending = 0;
+            self.opened = None;
         }
         Ok(())
     }
@@ -146,8 +172,60 @@ impl Resolver {
         if !self.in_tx {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.in_tx = true;
+            self.opened = Some(Instant::now());
         }
         Ok(())
+    }
+
+    /// Sets the mark later records are sent under: the number of extractor STATE messages seen.
+    pub fn set_mark(&mut self, mark: u64) {
+        self.mark = mark;
+    }
+
+    /// The loader confirmed everything this run sent before `mark` (`None`: everything). Joins
+    /// the open batch when there is one.
+    pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
+        store::confirm(&self.conn, &self.decl.name, &self.run.run_id, before)?;
+        Ok(())
+    }
+
+    /// The records that earlier runs sent but no loader confirmed, to send again now; they
+    /// become this run's unconfirmed keys.
+    pub fn recover(&mut self) -> Result<Vec<Map<String, Value>>, MergeError> {
+        let keys = store::unconfirmed_keys(&self.conn, &self.decl.name, &self.run.run_id)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.begin()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let resolved =
+                store::load_entity(&self.conn, &self.decl.name, key)?.and_then(|row| row.resolved);
+            let Some(text) = resolved else { continue };
+            let record: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+                MergeError::data(format!(
+                    "the stored record of key {key} of merged stream `{}` is unreadable: {e}",
+                    self.decl.name
+                ))
+            })?;
+            store::note_unconfirmed(
+                &self.conn,
+                &self.decl.name,
+                &self.run.run_id,
+                self.mark,
+                key,
+            )?;
+            out.push(record);
+        }
+        store::forget_other_runs(&self.conn, &self.decl.name, &self.run.run_id)?;
+        self.flush()?;
+        self.stats.resent += out.len() as u64;
+        tracing::info!(
+            stream = %self.decl.name,
+            records = out.len(),
+            "sending again the records an earlier run sent without confirmation"
+        );
+        Ok(out)
     }
 
     /// Takes one record of `source` (source field names) and returns the merged record to send
@@ -261,13 +339,27 @@ impl Resolver {
             &new_row,
             &self.run.run_id,
         )?;
+        if emitted.is_some() {
+            store::note_unconfirmed(
+                &self.conn,
+                &self.decl.name,
+                &self.run.run_id,
+                self.mark,
+                &key,
+            )?;
+        }
         self.tick()?;
         Ok(emitted)
     }
 
     fn tick(&mut self) -> Result<(), MergeError> {
         self.pending += 1;
-        if self.pending >= Self::BATCH {
+        // The clock is read once every 64 records only.
+        let old = self.pending.is_multiple_of(64)
+            && self
+                .opened
+                .is_some_and(|t| t.elapsed() >= Self::MAX_BATCH_AGE);
+        if self.pending >= Self::BATCH || old {
             self.flush()?;
         }
         Ok(())

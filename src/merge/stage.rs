@@ -97,6 +97,67 @@ impl MergeStage {
         Ok(merged.message(&self.decl.name))
     }
 
+    /// The merged records an earlier, failed run sent without the loader confirming them
+    /// (see [`Resolver::recover`]); empty until the resolver exists.
+    fn recover(&mut self) -> Result<Vec<RecordMessage>, MergeError> {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return Ok(Vec::new());
+        };
+        Ok(resolver
+            .recover()?
+            .into_iter()
+            .map(|record| self.merged_record(record))
+            .collect())
+    }
+
+    fn merged_record(&self, record: Map<String, Value>) -> RecordMessage {
+        RecordMessage {
+            stream: self.decl.name.clone(),
+            record,
+            version: None,
+            time_extracted: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The merged stream's declaration.
+    pub fn declaration(&self) -> &MergedStream {
+        &self.decl
+    }
+
+    /// The source this stage resolves.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The extractor's stream this stage takes.
+    pub fn source_stream(&self) -> &str {
+        &self.source_stream
+    }
+
+    /// Records sent from now on are tagged with `mark` (see [`Resolver::confirm`]).
+    pub fn set_mark(&mut self, mark: u64) {
+        if let Some(r) = self.resolver.as_mut() {
+            r.set_mark(mark);
+        }
+    }
+
+    /// The loader confirmed what this run sent before `mark` (`None`: everything).
+    pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
+        match self.resolver.as_mut() {
+            Some(r) => r.confirm(before),
+            None => Ok(()),
+        }
+    }
+
+    /// What the stage did so far.
+    pub fn stats(&self) -> ResolverStats {
+        self.resolver
+            .as_ref()
+            .map(|r| r.stats().clone())
+            .unwrap_or_default()
+    }
+
     fn on_record(&mut self, record: RecordMessage) -> Result<Option<RecordMessage>, MergeError> {
         let Some(resolver) = self.resolver.as_mut() else {
             return Err(MergeError::data(format!(
@@ -106,13 +167,7 @@ impl MergeStage {
         };
         let time = record.time_extracted.as_ref().and_then(Value::as_str);
         let resolved = resolver.resolve(&self.source, record.record, time)?;
-        Ok(resolved.map(|record| RecordMessage {
-            stream: self.decl.name.clone(),
-            record,
-            version: None,
-            time_extracted: None,
-            extra: Map::new(),
-        }))
+        Ok(resolved.map(|record| self.merged_record(record)))
     }
 
     /// Commits what was resolved so far. The pipeline can call this when the loader confirms
@@ -153,7 +208,11 @@ impl Transform for MergeStage {
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
         match message {
             Message::Schema(s) if s.stream == self.source_stream => {
+                let first = self.resolver.is_none();
                 out.push(Message::Schema(self.on_schema(s)?));
+                if first {
+                    out.extend(self.recover()?.into_iter().map(Message::Record));
+                }
             }
             Message::Record(r) if r.stream == self.source_stream => {
                 if let Some(m) = self.on_record(r)? {

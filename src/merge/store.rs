@@ -7,13 +7,18 @@ use serde_json::{Map, Value};
 use super::MergeError;
 use crate::singer::message::{Message, SchemaMessage};
 
-/// The tables: the store's migration 4, written to be idempotent.
-pub const MIGRATION: &str = include_str!("../store/migrations/0004_merged_streams.sql");
+/// The tables: the store's migrations 4 and 6, written to be idempotent.
+pub const MIGRATIONS: [&str; 2] = [
+    include_str!("../store/migrations/0004_merged_streams.sql"),
+    include_str!("../store/migrations/0006_merge_runs.sql"),
+];
 
 /// Creates the tables when missing (the system store does this on open; this serves bare
 /// connections such as tests and benchmarks).
 pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
-    conn.execute_batch(MIGRATION)?;
+    for m in MIGRATIONS {
+        conn.execute_batch(m)?;
+    }
     Ok(())
 }
 
@@ -198,5 +203,68 @@ pub fn insert_conflict(conn: &Connection, c: &NewConflict<'_>) -> Result<(), Mer
         c.run_id,
         c.logged_at
     ])?;
+    Ok(())
+}
+
+/// Notes that the record of `key` was sent under `mark` of `run_id` and awaits the loader.
+pub fn note_unconfirmed(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+    mark: u64,
+    key: &str,
+) -> Result<(), MergeError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO merge_unconfirmed (stream, run_id, mark, key) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    stmt.execute(params![stream, run_id, mark_sql(mark), key])?;
+    Ok(())
+}
+
+fn mark_sql(mark: u64) -> i64 {
+    i64::try_from(mark).unwrap_or(i64::MAX)
+}
+
+/// Forgets the keys of `run_id` sent before `mark` (the loader confirmed them); `None`: all.
+pub fn confirm(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+    before: Option<u64>,
+) -> Result<usize, MergeError> {
+    let n = match before {
+        Some(m) => conn.execute(
+            "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id = ?2 AND mark < ?3",
+            params![stream, run_id, mark_sql(m)],
+        )?,
+        None => conn.execute(
+            "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id = ?2",
+            params![stream, run_id],
+        )?,
+    };
+    Ok(n)
+}
+
+/// Keys that earlier runs sent but no loader confirmed (those runs failed or crashed).
+pub fn unconfirmed_keys(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+) -> Result<Vec<String>, MergeError> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT key FROM merge_unconfirmed WHERE stream = ?1 AND run_id <> ?2 ORDER BY key",
+    )?;
+    let keys = stmt
+        .query_map(params![stream, run_id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(keys)
+}
+
+/// Drops the unconfirmed keys of every run but `run_id` (after they were sent again).
+pub fn forget_other_runs(conn: &Connection, stream: &str, run_id: &str) -> Result<(), MergeError> {
+    conn.execute(
+        "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id <> ?2",
+        params![stream, run_id],
+    )?;
     Ok(())
 }

@@ -326,6 +326,16 @@ impl Reader {
         {
             report.count(s, bytes.len(), env.kind == MessageKind::Record);
         }
+        if env.kind == MessageKind::State && !self.transforms.is_empty() {
+            // STATE passes unchanged; transforms only learn where it is in the stream.
+            if let Ok(Message::State(s)) = Message::parse(bytes) {
+                for t in &mut self.transforms {
+                    t.on_state(&s.value).map_err(|e| {
+                        Error::from(e).detail(format!("at line {n} of {}", self.label))
+                    })?;
+                }
+            }
+        }
         let touched = !self.transforms.is_empty()
             && env.kind != MessageKind::State
             && env

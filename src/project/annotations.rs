@@ -34,56 +34,43 @@ pub struct Defaults {
     pub validation: Option<Validation>,
 }
 
-/// One merged stream: several (extractor, stream) sources into one stream by key.
+/// One merged stream: several (extractor, stream) sources into one stream by key. The rules are
+/// checked and applied by `crate::merge` (`merge::declaration` documents every key).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MergedStream {
-    /// Name of the merged stream.
+    /// Name of the merged stream (the stream the target receives).
     pub name: String,
     /// Where records come from.
     pub sources: Vec<MergeSource>,
-    /// Key fields identifying one entity.
+    /// Key fields (common names); empty: the sources' `key_properties`.
     pub key: Vec<String>,
-    /// How conflicts are resolved unless a field says otherwise.
-    pub policy: Option<MergePolicy>,
-    /// Per-field rules.
+    /// Source names, highest priority first; empty: the order of `sources`.
+    pub priority: Vec<String>,
+    /// The record-level rule: a rule name or `{rule, field, tie_break}`.
+    pub policy: Option<J>,
+    /// Per-field rules (common field name to rule).
     pub fields: Object,
+    /// What a record without a key value does: `skip`, `quarantine` or `fail`.
+    pub null_key: Option<String>,
+    /// Whether output records carry `_dsm_provenance`.
+    pub provenance: Option<bool>,
+    /// How long conflict-log entries are kept, in days.
+    pub conflict_retention_days: Option<u32>,
 }
 
 /// One source of a merged stream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MergeSource {
+    /// The name rules refer to (default: the extractor's name).
+    pub name: Option<String>,
     /// Extractor name.
     pub extractor: String,
     /// Stream name in that extractor.
     pub stream: String,
-    /// Merged field name to source field name.
+    /// Source field name to common field name.
     pub fields: Object,
-}
-
-/// A per-field rule of a merged stream (the values of [`MergedStream::fields`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FieldRule {
-    /// Policy for this field.
-    pub policy: Option<MergePolicy>,
-    /// Extractors in order of trust, for `priority`.
-    pub priority: Vec<String>,
-}
-
-/// How a conflict between sources is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MergePolicy {
-    /// The most recently extracted value wins.
-    Latest,
-    /// The first value seen wins.
-    First,
-    /// The value from the most trusted source wins.
-    Priority,
-    /// A conflict is an error.
-    Error,
 }
 
 /// Record validation settings: checks each record against its stream's JSON Schema.
@@ -268,8 +255,8 @@ mod tests {
             property_names_of("#/$defs/dsm/merged_stream/properties/sources/items")
         );
         assert_eq!(
-            fields::<FieldRule>(),
-            property_names_of("#/$defs/dsm/merged_stream/properties/fields/additionalProperties")
+            property_names_of("#/$defs/dsm/merge_rule/oneOf/1"),
+            ["field", "rule", "tie_break"]
         );
         assert_eq!(
             fields::<DsmPlugin>(),

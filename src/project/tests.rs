@@ -183,7 +183,7 @@ annotations:
     merged_streams:
     - name: customers
       key: [email]
-      policy: latest
+      policy: {rule: latest, field: updated_at}
       sources:
       - {extractor: tap-a, stream: users}
 plugins:

@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod catalog;
+pub mod merge_stage;
 mod spec;
 pub mod stages;
 
@@ -231,6 +232,7 @@ pub fn run_flow(
     } else {
         None
     };
+    let mut catalog_path = None;
     if let Some(flag) = catalog_flag {
         let path = catalog::prepare(&catalog::CatalogInputs {
             project,
@@ -241,7 +243,18 @@ pub fn run_flow(
         })?;
         extractor_spec.args.push(flag.to_string());
         extractor_spec.args.push(path.display().to_string());
+        catalog_path = Some(path);
     }
+    // Merged streams this extractor feeds: checked now, before any data moves.
+    let merge = merge_stage::prepare(&merge_stage::MergeInputs {
+        project,
+        env,
+        extractor: &flow.extractor,
+        catalog: catalog_path.as_deref(),
+        db_path: store::database_path(opts.database_uri.as_deref(), project.root())?,
+        run_id: &run_id,
+        run_dir: &run_dir,
+    })?;
     if extractor.has_capability("state") && !opts.full_refresh {
         let state = match &extractor.state {
             Some(path) => Some(std::fs::read_to_string(project.root().join(path))?),
@@ -339,7 +352,10 @@ pub fn run_flow(
     let (stages, quarantined) = flow_stages.into_stages(project.root(), run_id.as_str());
     let pipeline = Pipeline {
         extractor: extractor_spec,
-        stages,
+        stages: stages
+            .into_iter()
+            .chain(merge.as_ref().map(|m| crate::pipeline::Stage::Transform(m.transform())))
+            .collect(),
         loader: loader_spec,
         options,
     };
@@ -361,10 +377,12 @@ pub fn run_flow(
             partial,
             full_refresh: opts.full_refresh,
             enabled: !opts.no_state_update,
+            merge: merge.as_ref(),
         },
         opts.cancel.clone(),
     )?;
     drop(heartbeat);
+    let merge_warnings = merge.map(|m| m.finish(&outcome)).unwrap_or_default();
 
     let stats: Vec<StreamStats> = outcome
         .streams
@@ -380,6 +398,7 @@ pub fn run_flow(
     }
     let mut warnings = outcome.warnings.clone();
     warnings.extend(record_quarantine(store.as_ref(), &run_id, &quarantined));
+    warnings.extend(merge_warnings);
     if outcome.status == RunStatus::Success && !outcome.state_advanced() && !opts.no_state_update {
         warnings.push(format!(
             "loader `{}` emitted no STATE: the bookmark of `{state_id}` did not advance",
@@ -516,19 +535,21 @@ impl Drop for LockGuard {
     }
 }
 
-struct CommitTarget {
+struct CommitTarget<'a> {
     store: Arc<dyn Store>,
     state_id: StateId,
     run_id: RunId,
     partial: bool,
     full_refresh: bool,
     enabled: bool,
+    /// Merge stages learn what the loader confirmed (before the bookmark is written).
+    merge: Option<&'a merge_stage::FlowMerge>,
 }
 
 fn drive(
     pipeline: Pipeline,
     run_dir: &RunDir,
-    target: CommitTarget,
+    target: CommitTarget<'_>,
     cancel: Option<CancelToken>,
 ) -> Result<pipeline::Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -537,6 +558,9 @@ fn drive(
         .build()?;
     let mut cleared = false;
     let mut sink = move |state: &Value| -> Result<()> {
+        if let Some(m) = target.merge {
+            m.on_loader_state(state)?;
+        }
         if !target.enabled {
             return Ok(());
         }

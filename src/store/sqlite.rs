@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0005_run_artifacts.sql"),
     ),
     (
+        6,
+        "merge_runs",
+        include_str!("migrations/0006_merge_runs.sql"),
+    ),
+    (
         7,
         "config_history",
         include_str!("migrations/0007_config_history.sql"),

@@ -29,6 +29,13 @@ pub trait Transform: Send {
     fn finish(&mut self) -> Result<(), TransformError> {
         Ok(())
     }
+
+    /// Sees the value of each STATE message as it passes, in its place among the other
+    /// messages. STATE itself is never changed by transforms; stages that must know which of
+    /// their output a STATE covers (the merge stage) count them here.
+    fn on_state(&mut self, _state: &serde_json::Value) -> Result<(), TransformError> {
+        Ok(())
+    }
 }
 
 /// A transform could not be applied; the run stops with this message.

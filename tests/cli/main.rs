@@ -2,6 +2,7 @@
 
 mod config;
 mod init;
+mod merge;
 mod run;
 mod schedule;
 mod select;

@@ -1,0 +1,376 @@
+//! The merge stages of one run: every source of a merged stream that the run's extractor feeds,
+//! as one pipeline transform, plus the hooks the runner calls when the loader confirms a STATE
+//! and when the run ends.
+//!
+//! The stages share one SQLite connection's worth of discipline: they run on the same task, and
+//! before a stage writes, the stage that wrote last commits (two open write transactions on one
+//! database would wait for each other).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::MergeError;
+use super::resolver::ResolverStats;
+use super::stage::MergeStage;
+use crate::singer::Message;
+use crate::transform::{Transform, TransformError};
+
+/// How many extractor STATE values are remembered while waiting for the loader to echo one.
+/// Older ones are forgotten: their records then wait for a later STATE or the end of the run
+/// (being late to confirm is safe; being early is not).
+const MAX_MARKS: usize = 4096;
+
+/// What a run did to one merged stream from one source (a row of `merge_run_stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeRunStats {
+    /// The merged stream.
+    pub stream: String,
+    /// The source.
+    pub source: String,
+    /// The counts.
+    #[serde(flatten)]
+    pub stats: ResolverStats,
+}
+
+struct Inner {
+    stages: Vec<MergeStage>,
+    /// The stage that wrote last (its open batch is committed before another stage writes).
+    active: Option<usize>,
+    /// Extractor STATE messages seen so far.
+    mark: u64,
+    /// STATE values not yet echoed by the loader, with the mark they begin.
+    marks: VecDeque<(u64, Value)>,
+}
+
+/// The merge stages of one run, shared by the pipeline transform and the runner's hooks.
+#[derive(Clone)]
+pub struct MergeRun {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for MergeRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergeRun").finish_non_exhaustive()
+    }
+}
+
+impl MergeRun {
+    /// The run's stages (one per merged stream and source the extractor feeds).
+    pub fn new(stages: Vec<MergeStage>) -> Self {
+        MergeRun {
+            inner: Arc::new(Mutex::new(Inner {
+                stages,
+                active: None,
+                mark: 0,
+                marks: VecDeque::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves counts that are still worth reporting.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The transform to put last between the extractor (and mappers) and the loader.
+    pub fn transform(&self) -> Box<dyn Transform> {
+        Box::new(MergeTransform { run: self.clone() })
+    }
+
+    /// The loader emitted `state` after flushing: what the merge stages sent before the
+    /// extractor's STATE with that value is in the target. Commits the open batches too, so the
+    /// caller's own write (the bookmark) does not wait for them.
+    pub fn on_loader_state(&self, state: &Value) -> Result<(), MergeError> {
+        let mut inner = self.lock();
+        for s in &mut inner.stages {
+            s.commit()?;
+        }
+        // The earliest matching mark: when the extractor repeated a value, the loader may have
+        // echoed the first of them.
+        let Some(i) = inner.marks.iter().position(|(_, v)| v == state) else {
+            return Ok(());
+        };
+        let (mark, _) = inner.marks[i].clone();
+        inner.marks.drain(..=i);
+        for s in &mut inner.stages {
+            s.confirm(Some(mark))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the run: commits, and when the run succeeded (the loader exited well after its
+    /// input ended, so it holds everything) forgets this run's unconfirmed keys. Records the
+    /// counts in `merge_run_stats` of `conn` and returns them.
+    pub fn finish(
+        &self,
+        succeeded: bool,
+        conn: &Connection,
+        run_id: &str,
+    ) -> Result<Vec<MergeRunStats>, MergeError> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        for s in &mut inner.stages {
+            if succeeded {
+                s.confirm(None)?;
+            }
+            s.commit()?;
+            out.push(MergeRunStats {
+                stream: s.declaration().name.clone(),
+                source: s.source().to_owned(),
+                stats: s.stats(),
+            });
+        }
+        drop(inner);
+        record_stats(conn, run_id, &out)?;
+        Ok(out)
+    }
+}
+
+/// Writes a run's counts to `merge_run_stats`.
+pub fn record_stats(
+    conn: &Connection,
+    run_id: &str,
+    stats: &[MergeRunStats],
+) -> Result<(), MergeError> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for s in stats {
+        conn.execute(
+            "INSERT INTO merge_run_stats
+                 (run_id, stream, source, records_in, emitted, resent, conflicts, quarantined,
+                  null_keys, unchanged, same_output)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (run_id, stream, source) DO UPDATE SET records_in = excluded.records_in,
+                 emitted = excluded.emitted, resent = excluded.resent,
+                 unchanged = excluded.unchanged, same_output = excluded.same_output,
+                 conflicts = excluded.conflicts, quarantined = excluded.quarantined,
+                 null_keys = excluded.null_keys",
+            params![
+                run_id,
+                s.stream,
+                s.source,
+                n(s.stats.records_in),
+                n(s.stats.emitted),
+                n(s.stats.resent),
+                n(s.stats.conflicts),
+                n(s.stats.quarantined),
+                n(s.stats.null_keys),
+                n(s.stats.unchanged),
+                n(s.stats.unchanged_output)
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The counts a run recorded, by stream and source.
+pub fn run_stats(conn: &Connection, run_id: &str) -> Result<Vec<MergeRunStats>, MergeError> {
+    super::store::migrate(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT stream, source, records_in, emitted, resent, conflicts, quarantined, null_keys,
+                unchanged, same_output
+         FROM merge_run_stats WHERE run_id = ?1 ORDER BY stream, source",
+    )?;
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    let rows = stmt.query_map([run_id], |r| {
+        Ok(MergeRunStats {
+            stream: r.get(0)?,
+            source: r.get(1)?,
+            stats: ResolverStats {
+                records_in: u(r.get(2)?),
+                emitted: u(r.get(3)?),
+                resent: u(r.get(4)?),
+                conflicts: u(r.get(5)?),
+                quarantined: u(r.get(6)?),
+                null_keys: u(r.get(7)?),
+                unchanged: u(r.get(8)?),
+                unchanged_output: u(r.get(9)?),
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The pipeline side of a [`MergeRun`].
+struct MergeTransform {
+    run: MergeRun,
+}
+
+impl Transform for MergeTransform {
+    fn touches(&self, stream: &str) -> bool {
+        self.run
+            .lock()
+            .stages
+            .iter()
+            .any(|s| s.source_stream() == stream)
+    }
+
+    fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
+        let mut inner = self.run.lock();
+        let Some(stream) = message.stream().map(str::to_owned) else {
+            out.push(message);
+            return Ok(());
+        };
+        let targets: Vec<usize> = inner
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.source_stream() == stream)
+            .map(|(i, _)| i)
+            .collect();
+        match targets.as_slice() {
+            [] => out.push(message),
+            [only] => {
+                inner.switch_to(*only)?;
+                inner.stages[*only].apply(message, out)?;
+            }
+            many => {
+                // One extractor stream feeding several merged streams: each gets a copy.
+                for &i in many {
+                    inner.switch_to(i)?;
+                    inner.stages[i].apply(message.clone(), out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_state(&mut self, state: &Value) -> Result<(), TransformError> {
+        let mut inner = self.run.lock();
+        inner.mark += 1;
+        let mark = inner.mark;
+        for s in &mut inner.stages {
+            s.set_mark(mark);
+        }
+        if inner.marks.back().is_none_or(|(_, v)| v != state) {
+            if inner.marks.len() == MAX_MARKS {
+                inner.marks.pop_front();
+            }
+            inner.marks.push_back((mark, state.clone()));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), TransformError> {
+        let mut inner = self.run.lock();
+        for s in &mut inner.stages {
+            s.finish()?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn switch_to(&mut self, i: usize) -> Result<(), MergeError> {
+        if let Some(prev) = self.active
+            && prev != i
+        {
+            self.stages[prev].commit()?;
+        }
+        self.active = Some(i);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::declaration::MergedStream;
+    use crate::merge::resolver::RunContext;
+    use serde_json::json;
+
+    fn line(v: Value) -> Message {
+        Message::from_value(v).unwrap()
+    }
+
+    fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT run_id, mark, key FROM merge_unconfirmed ORDER BY mark, key")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn stage(path: &std::path::Path, run: &str) -> MergeRun {
+        let decl = MergedStream::parse(&json!({
+            "name": "m",
+            "sources": [{"extractor": "a", "stream": "s"}, {"extractor": "b", "stream": "s"}],
+            "key": ["id"]
+        }))
+        .unwrap();
+        let conn = Connection::open(path).unwrap();
+        let ctx = RunContext {
+            run_id: run.into(),
+            started_at: chrono::Utc::now(),
+        };
+        MergeRun::new(vec![MergeStage::new(conn, decl, "a", ctx).unwrap()])
+    }
+
+    fn record(id: i64) -> Message {
+        line(json!({"type": "RECORD", "stream": "s", "record": {"id": id, "v": id}}))
+    }
+
+    #[test]
+    fn only_what_came_before_the_echoed_state_is_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dsm.db");
+        let run = stage(&db, "r1");
+        let mut t = run.transform();
+        let mut out = Vec::new();
+        let schema = json!({"type": "SCHEMA", "stream": "s", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "v": {"type": "integer"}}}});
+        t.apply(line(schema), &mut out).unwrap();
+        t.apply(record(1), &mut out).unwrap();
+        t.on_state(&json!({"n": 1})).unwrap();
+        t.apply(record(2), &mut out).unwrap();
+        t.on_state(&json!({"n": 1})).unwrap();
+        t.apply(record(3), &mut out).unwrap();
+        t.on_state(&json!({"n": 2})).unwrap();
+        t.apply(record(4), &mut out).unwrap();
+        assert_eq!(out.len(), 5, "the merged SCHEMA and four records");
+
+        // An echo the extractor never sent confirms nothing.
+        run.on_loader_state(&json!({"n": 9})).unwrap();
+        assert_eq!(unconfirmed(&db).len(), 4);
+        // `{"n": 1}` came twice; the loader may have echoed the first: only record 1 is safe.
+        run.on_loader_state(&json!({"n": 1})).unwrap();
+        let keys: Vec<String> = unconfirmed(&db).into_iter().map(|r| r.2).collect();
+        assert_eq!(keys, ["[2]", "[3]", "[4]"]);
+        run.on_loader_state(&json!({"n": 2})).unwrap();
+        let keys: Vec<String> = unconfirmed(&db).into_iter().map(|r| r.2).collect();
+        assert_eq!(keys, ["[4]"]);
+
+        // The run fails here: the next run sends record 4 again, right after the SCHEMA.
+        t.finish().unwrap();
+        let conn = Connection::open(&db).unwrap();
+        run.finish(false, &conn, "r1").unwrap();
+        drop((t, run));
+        let next = stage(&db, "r2");
+        let mut t = next.transform();
+        let mut out = Vec::new();
+        let schema = json!({"type": "SCHEMA", "stream": "s", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "v": {"type": "integer"}}}});
+        t.apply(line(schema), &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        match &out[1] {
+            Message::Record(r) => assert_eq!(r.record["id"], json!(4)),
+            other => panic!("{other:?}"),
+        }
+        t.finish().unwrap();
+        let stats = next.finish(true, &conn, "r2").unwrap();
+        assert_eq!(stats[0].stats.resent, 1);
+        assert!(
+            unconfirmed(&db).is_empty(),
+            "a run that ends well confirms all"
+        );
+        assert_eq!(run_stats(&conn, "r2").unwrap(), stats);
+    }
+}
