@@ -35,5 +35,5 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         loader: args.loader,
     };
     let report = runner::run_flow(&project, env, &flow, &opts)?;
-    finish(ctx, vec![report])
+    finish(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }

@@ -1,4 +1,5 @@
-//! `dsm invoke PLUGIN [ARGS...]`: run a plugin's executable with its config and environment;
+//! `dsm invoke PLUGIN[:COMMAND] [ARGS...]`: run a plugin's executable (or one of its commands) with
+//! its config and environment;
 //! dsm exits with the plugin's exit code.
 
 use crate::commands::Context;
@@ -9,7 +10,7 @@ use crate::runner;
 /// Arguments of `dsm invoke`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The plugin (`PLUGIN:COMMAND` is not supported yet).
+    /// The plugin, or `PLUGIN:COMMAND` for one of its `commands:`.
     pub plugin: String,
     /// Arguments passed to the plugin as they are.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -18,14 +19,6 @@ pub struct Args {
 
 /// Runs `dsm invoke`. A non-zero exit of the plugin ends dsm with the same code.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
-    if let Some((plugin, command)) = args.plugin.split_once(':') {
-        return Err(Error::config(format!(
-            "`{plugin}:{command}`: invoking a plugin command is not supported yet"
-        ))
-        .hint(format!(
-            "run the command's arguments directly: `dsm invoke {plugin} ARGS...`"
-        )));
-    }
     let (project, env) = load(ctx)?;
     let env = match &env {
         Some(n) => Some(project.environment(n)?),

@@ -7,7 +7,7 @@ use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::project::{EnvironmentChoice, Project};
-use crate::runner::{self, RunOptions, RunReport, StateStrategy};
+use crate::runner::{self, RunOptions, StateStrategy, StepReport};
 
 /// Arguments of `dsm run`.
 #[derive(Debug, clap::Args)]
@@ -148,11 +148,37 @@ pub(crate) fn load(ctx: &Context) -> Result<(Project, Option<String>)> {
 }
 
 /// Prints the reports and turns the last failure into the command's error.
-pub(crate) fn finish(ctx: &Context, reports: Vec<RunReport>) -> Result<()> {
+pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
     let json = ctx.printer.format() == OutputFormat::Json;
     let mut docs = Vec::new();
     let mut failure = None;
     for report in reports {
+        let report = match report {
+            StepReport::Flow(r) => *r,
+            StepReport::Command(c) => {
+                if json {
+                    docs.push(serde_json::json!({
+                        "step": c.step.to_string(),
+                        "status": if c.error.is_none() { "success" } else { "failed" },
+                        "exit_code": c.exit_code,
+                        "duration_ms": u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX),
+                    }));
+                }
+                match c.error {
+                    Some(e) => failure = Some(e),
+                    None if c.dry_run => {
+                        ctx.printer
+                            .notice(format!("dry run: step `{}` would run", c.step));
+                    }
+                    None => ctx.printer.notice(format!(
+                        "step `{}` succeeded in {:.1}s",
+                        c.step,
+                        c.duration.as_secs_f64()
+                    )),
+                }
+                continue;
+            }
+        };
         for w in &report.warnings {
             ctx.printer.warn(w);
         }
@@ -216,6 +242,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     let opts = args.flags.options(ctx)?;
-    let reports = runner::run_blocks(&project, env, &args.blocks, &opts)?;
+    let reports = runner::run_steps(&project, env, &args.blocks, &opts)?;
     finish(ctx, reports)
 }

@@ -1,4 +1,5 @@
-//! Meltano's block syntax: `EXTRACTOR [MAPPER|MAPPING...] LOADER`, job names expanded.
+//! Meltano's block syntax: `EXTRACTOR [MAPPER|MAPPING...] LOADER` flows and `plugin[:command]`
+//! steps, job names expanded.
 
 use serde_json::Value;
 
@@ -14,6 +15,34 @@ pub struct Flow {
     pub mappers: Vec<String>,
     /// The loader's name.
     pub loader: String,
+}
+
+/// A plugin run on its own between flows: `plugin:command` runs one of its `commands:`, a bare
+/// plugin name (a utility, say) runs its executable with no arguments, as in `meltano run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandStep {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The command's name, when the block was `plugin:command`.
+    pub command: Option<String>,
+}
+
+impl std::fmt::Display for CommandStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.command {
+            Some(c) => write!(f, "{}:{c}", self.plugin),
+            None => f.write_str(&self.plugin),
+        }
+    }
+}
+
+/// One step of `dsm run`: a flow, or a plugin (command) run on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Extractor, mappers, loader.
+    Flow(Flow),
+    /// `plugin[:command]`.
+    Command(CommandStep),
 }
 
 /// Expands job names into their tasks (recursively, one level of lists flattened).
@@ -69,13 +98,54 @@ fn kind_of(project: &Project, name: &str) -> Option<PluginType> {
     is_mapping.then_some(PluginType::Mappers)
 }
 
-/// Splits (already job-expanded) blocks into flows. `plugin:command` steps are refused.
-pub fn parse(project: &Project, blocks: &[String]) -> Result<Vec<Flow>> {
+/// A block that is not part of a flow: `plugin:command` for a command the plugin declares, or
+/// the bare name of a plugin that is not an extractor, mapper or loader.
+fn command_step(project: &Project, name: &str) -> Result<Option<CommandStep>> {
+    if let Some((plugin_name, command)) = name.split_once(':') {
+        let Some(plugin) = project.plugins().iter().find(|p| p.name == plugin_name) else {
+            return Err(unknown_block(project, plugin_name));
+        };
+        if !plugin.commands.contains_key(command) {
+            let mut err = Error::config(format!(
+                "{} `{plugin_name}` has no command `{command}`",
+                plugin.plugin_type.singular()
+            ));
+            let known: Vec<&str> = plugin.commands.keys().map(String::as_str).collect();
+            err = match crate::error::did_you_mean(command, known.iter().copied()) {
+                Some(s) => err.hint(format!("did you mean `{plugin_name}:{s}`?")),
+                None if known.is_empty() => err.hint(format!(
+                    "declare it under `commands:` of `{plugin_name}` in meltano.yml"
+                )),
+                None => err.hint(format!("its commands are: {}", known.join(", "))),
+            };
+            return Err(err);
+        }
+        return Ok(Some(CommandStep {
+            plugin: plugin_name.to_string(),
+            command: Some(command.to_string()),
+        }));
+    }
+    let standalone = project.plugins().iter().any(|p| {
+        p.name == name
+            && !matches!(
+                p.plugin_type,
+                PluginType::Extractors | PluginType::Loaders | PluginType::Mappers
+            )
+    });
+    Ok(standalone.then(|| CommandStep {
+        plugin: name.to_string(),
+        command: None,
+    }))
+}
+
+/// Splits (already job-expanded) blocks into steps: flows (`EXTRACTOR [MAPPER...] LOADER`) and
+/// `plugin[:command]` steps, in the order given.
+pub fn parse(project: &Project, blocks: &[String]) -> Result<Vec<Step>> {
     if blocks.is_empty() {
         return Err(Error::config("no blocks to run")
             .hint("name an extractor and a loader, e.g. `dsm run tap-csv target-sqlite`"));
     }
-    let mut flows = Vec::new();
+    let mut steps = Vec::new();
     let mut i = 0;
     while i < blocks.len() {
         let name = &blocks[i];
@@ -88,16 +158,14 @@ pub fn parse(project: &Project, blocks: &[String]) -> Result<Vec<Flow>> {
                 ))
                 .hint("write blocks as EXTRACTOR [MAPPER...] LOADER"));
             }
-            None if name.contains(':') => {
-                return Err(Error::config(format!(
-                    "`{name}`: running a plugin command as a block is not supported yet"
-                ))
-                .hint(format!(
-                    "run it on its own with `dsm invoke {}`",
-                    name.replace(':', " ")
-                )));
-            }
-            None => return Err(unknown_block(project, name)),
+            None => match command_step(project, name)? {
+                Some(step) => {
+                    steps.push(Step::Command(step));
+                    i += 1;
+                    continue;
+                }
+                None => return Err(unknown_block(project, name)),
+            },
         }
         let extractor = name.clone();
         let mut mappers = Vec::new();
@@ -112,11 +180,11 @@ pub fn parse(project: &Project, blocks: &[String]) -> Result<Vec<Flow>> {
             match kind_of(project, next) {
                 Some(PluginType::Mappers) => mappers.push(next.clone()),
                 Some(PluginType::Loaders) => {
-                    flows.push(Flow {
+                    steps.push(Step::Flow(Flow {
                         extractor: extractor.clone(),
                         mappers: std::mem::take(&mut mappers),
                         loader: next.clone(),
-                    });
+                    }));
                     i += 1;
                     break;
                 }
@@ -126,12 +194,18 @@ pub fn parse(project: &Project, blocks: &[String]) -> Result<Vec<Flow>> {
                     ))
                     .hint("write blocks as EXTRACTOR [MAPPER...] LOADER"));
                 }
+                None if command_step(project, next)?.is_some() => {
+                    return Err(Error::config(format!(
+                        "extractor `{extractor}` is followed by `{next}` before its loader"
+                    ))
+                    .hint("a `plugin:command` step goes before or after a whole EXTRACTOR [MAPPER...] LOADER flow"));
+                }
                 None => return Err(unknown_block(project, next)),
             }
             i += 1;
         }
     }
-    Ok(flows)
+    Ok(steps)
 }
 
 fn unknown_block(project: &Project, name: &str) -> Error {

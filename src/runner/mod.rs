@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod catalog;
+pub mod command;
 pub mod merge_stage;
 mod spec;
 pub mod stages;
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use blocks::Flow;
+pub use blocks::{CommandStep, Flow};
+pub use command::{CommandReport, StepReport, run_steps};
 pub use spec::{plugin_env, resolve_executable};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -115,22 +117,23 @@ impl RunReport {
 }
 
 /// Expands job names, splits the blocks into flows and runs them one after another, stopping at
-/// the first failure (whose report is the last one returned).
+/// the first failure (whose report is the last one returned). A failed `plugin[:command]` step
+/// is the `Err`; see [`run_steps`] for a report of every step.
 pub fn run_blocks(
     project: &Project,
     env: Option<&Environment>,
     blocks: &[String],
     opts: &RunOptions,
 ) -> Result<Vec<RunReport>> {
-    let expanded = blocks::expand_jobs(project, blocks)?;
-    let flows = blocks::parse(project, &expanded)?;
     let mut reports = Vec::new();
-    for flow in flows {
-        let report = run_flow(project, env, &flow, opts)?;
-        let failed = report.status != RunStatus::Success;
-        reports.push(report);
-        if failed {
-            break;
+    for step in run_steps(project, env, blocks, opts)? {
+        match step {
+            StepReport::Flow(r) => reports.push(*r),
+            StepReport::Command(c) => {
+                if let Some(e) = c.error {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(reports)
@@ -597,57 +600,25 @@ fn drive(
     }))
 }
 
-/// Runs `plugin` with `args` the way `meltano invoke` does (config file, plugin environment,
-/// inherited stdio) and returns its exit code (128 + signal when it was killed).
+/// Runs `plugin[:command]` with `args` the way `meltano invoke` does (config file, plugin
+/// environment, inherited stdio) and returns its exit code (128 + signal when it was killed).
 pub fn invoke(
     project: &Project,
     env: Option<&Environment>,
     plugin_name: &str,
     args: &[String],
 ) -> Result<i32> {
-    let plugin = project.find_plugin(plugin_name, None)?;
-    let role = match plugin.plugin_type {
-        PluginType::Loaders => PluginRole::Loader,
-        PluginType::Mappers => PluginRole::Mapper,
-        _ => PluginRole::Extractor,
+    let step = match plugin_name.split_once(':') {
+        Some((plugin, command)) => CommandStep {
+            plugin: plugin.to_string(),
+            command: Some(command.to_string()),
+        },
+        None => CommandStep {
+            plugin: plugin_name.to_string(),
+            command: None,
+        },
     };
-    let spec = spec::build(project, env, plugin, role, None)?.spec;
-    let base = runtime_base(&project.root().join(".dsm/run"));
-    let run_dir = RunDir::create(&base)?;
-    let mut cmd = std::process::Command::new(&spec.executable);
-    let takes_config = matches!(
-        plugin.plugin_type,
-        PluginType::Extractors | PluginType::Loaders | PluginType::Mappers
-    );
-    if takes_config && let Some(config) = &spec.config {
-        let path = run_dir.write_config(&spec.name, config)?;
-        cmd.arg("--config").arg(path);
-    }
-    cmd.args(args);
-    for k in &spec.env_remove {
-        cmd.env_remove(k);
-    }
-    cmd.envs(&spec.env);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    let status = cmd.status().map_err(|e| {
-        Error::failed(format!(
-            "could not start {} `{}` (`{}`): {e}",
-            plugin.plugin_type.singular(),
-            plugin.name,
-            spec.executable.display()
-        ))
-        .hint(format!(
-            "check that `{}` is installed (`dsm install`) and executable",
-            spec.executable.display()
-        ))
-    })?;
-    drop(run_dir);
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    command::run(project, env, &step, args, command::CommandOutput::Inherit)
 }
 
 /// The spec a plugin would run with (for `sync` and tests): executable, env, config.

@@ -478,3 +478,126 @@ fn quickstart_loads_the_csv_files_into_sqlite_with_the_built_in_plugins() {
     let out = p.dsm(&["run", "load-warehouse"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// `project` plus a utility `util` (the script `util.sh`, which logs its arguments and whether
+/// the flow's output exists yet, and exits 3 when its first argument is `fail`).
+fn project_with_utility() -> TestProject {
+    let p = project("--generate 2 --stream users").env("GREETING", "hi there");
+    let yml = p.read("meltano.yml");
+    p.write(
+        "meltano.yml",
+        &format!(
+            "{yml}  utilities:
+  - name: util
+    namespace: util
+    executable: ./util.sh
+    commands:
+      hello: hello \"$MELTANO_PROJECT_ROOT\" \"${{GREETING}}\"
+      fail: {{args: fail now, description: always fails}}
+jobs:
+- name: load-then-fail
+  tasks:
+  - tap-fake target-fake
+  - util:fail
+  - util:hello
+"
+        ),
+    );
+    script(
+        &p,
+        "util.sh",
+        r#"if [ -f out.jsonl ]; then seen=after; else seen=before; fi
+echo "$seen|$#|$*" >> steps.log
+echo "util says hello"
+[ "$1" = fail ] && exit 3
+exit 0
+"#,
+    );
+    p
+}
+
+#[test]
+fn plugin_command_steps_run_in_block_order_with_expanded_arguments() {
+    let p = project_with_utility();
+    let out = p.dsm(&[
+        "run",
+        "util:hello",
+        "tap-fake",
+        "target-fake",
+        "util:hello",
+        "util",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records_in(&p), 2);
+    let root = p.root().display().to_string();
+    assert_eq!(
+        p.read("steps.log"),
+        format!("before|3|hello {root} hi there\nafter|3|hello {root} hi there\nafter|0|\n")
+    );
+    // The utility's stdout goes to stderr, so dsm's own stdout stays parseable.
+    assert!(!out.stdout.contains("util says hello"), "{}", out.stdout);
+    assert!(out.stderr.contains("util says hello"), "{}", out.stderr);
+    let json = p.dsm(&[
+        "--format",
+        "json",
+        "run",
+        "tap-fake",
+        "target-fake",
+        "util:hello",
+    ]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let docs = json.json();
+    assert_eq!(docs[1]["step"], "util:hello");
+    assert_eq!(docs[1]["exit_code"], 0);
+}
+
+#[test]
+fn a_failing_command_step_stops_the_job_with_exit_1() {
+    let p = project_with_utility();
+    let out = p.dsm(&["run", "load-then-fail"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("step `util:fail` exited with status 3"),
+        "{}",
+        out.stderr
+    );
+    // The flow before it ran and committed its state; the step after it never started.
+    assert_eq!(records_in(&p), 2);
+    assert_eq!(p.read("steps.log"), "after|2|fail now\n");
+    assert_eq!(
+        state(&p, "tap-fake-to-target-fake"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 2}}}})
+    );
+}
+
+#[test]
+fn unknown_commands_are_usage_errors_and_invoke_runs_commands() {
+    let p = project_with_utility();
+    let out = p.dsm(&["run", "util:helo"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("utility `util` has no command `helo`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `util:hello`?"),
+        "{}",
+        out.stderr
+    );
+    let out = p.dsm(&["run", "tap-fake", "util:hello", "target-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("before its loader"), "{}", out.stderr);
+    assert!(!path(&p, "steps.log").exists());
+
+    let out = p.dsm(&["invoke", "util:hello", "extra arg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("util says hello"), "{}", out.stdout);
+    let root = p.root().display().to_string();
+    assert_eq!(
+        p.read("steps.log"),
+        format!("before|4|hello {root} hi there extra arg\n")
+    );
+    let out = p.dsm(&["invoke", "util:fail"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+}
