@@ -1,15 +1,500 @@
-//! `dsm test` (not written yet).
+//! `dsm test [NAMES] [--all]`: connection tests built for CI (see [`crate::registry::probe`]).
+//!
+//! Exit 0 when every test passed (skipped ones do not count), 1 when any failed or timed out,
+//! 2 on configuration errors (an unknown name, nothing chosen).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::commands::run::load;
+use crate::commands::state::open_store;
+use crate::error::{Error, Result, did_you_mean};
+use crate::plugin::{PluginRole, PluginSpec, RunDir, runtime_base};
+use crate::printer::OutputFormat;
+use crate::project::{Environment, Plugin, PluginType, Project};
+use crate::registry::probe::{
+    CatalogPlan, Cleanup, Probe, ProbeKind, ProbeResult, ProbeStatus, TEST_STREAM, junit_xml,
+    run_probes,
+};
+use crate::registry::status::record_test_result;
+use crate::runner;
 
 /// Arguments of `dsm test`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The plugins to test (extractors, loaders, or any plugin with `test*` commands).
+    pub names: Vec<String>,
+    /// Test every extractor, dsm's built-in loaders, and every plugin's `test*` commands.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+    /// Also test loaders that are not built into dsm. Such a test leaves the stream
+    /// `_dsm_test` (one record) in the destination: Singer has no way to drop it again.
+    #[arg(long)]
+    pub loaders: bool,
+    /// How many tests run at the same time.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
+    /// How long one test may take before it is stopped and reported as timed out.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// dsm's built-in targets (their tests clean up after themselves).
+const BUILTIN_TARGETS: [&str; 3] = ["target-jsonl", "target-csv", "target-sqlite"];
+
+/// The built-in file targets and the extension of the file each writes per stream.
+const BUILTIN_FILE_TARGETS: [(&str, &str); 2] = [("target-jsonl", "jsonl"), ("target-csv", "csv")];
 
 /// Runs `dsm test`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm test` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    if args.parallel == 0 {
+        return Err(Error::config("`--parallel` must be at least 1"));
+    }
+    if args.timeout == 0 {
+        return Err(Error::config("`--timeout` must be at least 1 second"));
+    }
+    if args.names.is_empty() && !args.all {
+        return Err(Error::config("no plugin to test")
+            .hint("name the plugins (`dsm test tap-github`) or pass `--all`"));
+    }
+    let (project, env_name) = load(ctx)?;
+    let env = match &env_name {
+        Some(n) => Some(project.environment(n)?),
+        None => None,
+    };
+    let chosen = choose(&project, &args)?;
+    let base = runtime_base(&project.root().join(".dsm/run"));
+    let run_dir = Arc::new(RunDir::create(&base)?);
+    let mut probes = Vec::new();
+    for (plugin, named) in &chosen {
+        probes.extend(probes_for(&project, env, plugin, *named, &args, &run_dir)?);
+    }
+    if probes.is_empty() {
+        return Err(Error::config("nothing to test")
+            .hint("extractors, dsm's built-in loaders and plugins with `test*` commands have tests; pass `--loaders` for other loaders"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(run_probes(
+        probes,
+        args.parallel,
+        Duration::from_secs(args.timeout),
+        Arc::clone(&run_dir),
+    ));
+    drop(runtime);
+    drop(run_dir);
+
+    record(ctx, &chosen, &results);
+    if let Some(path) = &args.junit {
+        write_junit(path, &results)?;
+    }
+    let failed = results.iter().filter(|r| r.status.is_failure()).count();
+    let count = |s: ProbeStatus| results.iter().filter(|r| r.status == s).count();
+    match format {
+        OutputFormat::Json => ctx.printer.json(&serde_json::json!({
+            "results": results,
+            "passed": count(ProbeStatus::Passed),
+            "failed": failed,
+            "skipped": count(ProbeStatus::Skipped),
+            "succeeded": failed == 0,
+        })),
+        _ => print_text(ctx, &results),
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    let error = Error::failed(format!("{failed} of {} tests failed", results.len()))
+        .hint("the reason and the last lines of each failed plugin's stderr are shown above");
+    if format == OutputFormat::Json {
+        // The results are the one JSON document on stdout; the error goes to stderr only.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            crate::printer::render_error(&error)
+        );
+        std::process::exit(i32::from(error.exit_code()));
+    }
+    Err(error)
+}
+
+/// The plugins to test, each with whether it was named (named plugins always get a result).
+fn choose<'a>(project: &'a Project, args: &Args) -> Result<Vec<(&'a Plugin, bool)>> {
+    if args.all {
+        return Ok(project.plugins().iter().map(|p| (p, false)).collect());
+    }
+    let mut chosen: Vec<(&Plugin, bool)> = Vec::new();
+    for name in &args.names {
+        let Some(plugin) = project.plugins().iter().find(|p| &p.name == name) else {
+            let mut err = Error::config(format!("no plugin `{name}` in meltano.yml"));
+            if let Some(close) =
+                did_you_mean(name, project.plugins().iter().map(|p| p.name.as_str()))
+            {
+                err = err.hint(format!("did you mean `{close}`?"));
+            }
+            return Err(err.hint("`dsm sources list` shows every extractor and loader"));
+        };
+        if !chosen.iter().any(|(p, _)| std::ptr::eq(*p, plugin)) {
+            chosen.push((plugin, true));
+        }
+    }
+    Ok(chosen)
+}
+
+fn role_of(plugin: &Plugin) -> PluginRole {
+    match plugin.plugin_type {
+        PluginType::Loaders => PluginRole::Loader,
+        PluginType::Mappers => PluginRole::Mapper,
+        _ => PluginRole::Extractor,
+    }
+}
+
+fn probes_for(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin: &Plugin,
+    named: bool,
+    args: &Args,
+    run_dir: &RunDir,
+) -> Result<Vec<Probe>> {
+    let spec = runner::plugin_spec(project, env, plugin, role_of(plugin))?;
+    let plugin_type = plugin.plugin_type.singular();
+    let probe = |kind: ProbeKind, spec: PluginSpec| {
+        let cannot_run = not_installed(&spec);
+        Probe {
+            plugin: plugin.name.clone(),
+            plugin_type,
+            kind,
+            spec,
+            cannot_run,
+            skip: None,
+        }
+    };
+    let mut probes = Vec::new();
+    match plugin.plugin_type {
+        PluginType::Extractors => {
+            let (catalog, problem) = catalog_plan(project, plugin, &spec, run_dir);
+            let mut p = probe(ProbeKind::Extract { catalog }, spec.clone());
+            if p.cannot_run.is_none() {
+                p.cannot_run = problem;
+            }
+            probes.push(p);
+        }
+        PluginType::Loaders => {
+            let builtin = builtin_cleanup(project, plugin, &spec);
+            if builtin.is_some() || args.loaders {
+                probes.push(probe(ProbeKind::Load { cleanup: builtin }, spec.clone()));
+            } else if named && test_commands(plugin).is_empty() {
+                let mut p = probe(ProbeKind::Load { cleanup: None }, spec.clone());
+                p.cannot_run = None;
+                p.skip = Some(format!(
+                    "a load test leaves stream `{TEST_STREAM}` in the destination of a loader not built into dsm; pass `--loaders` to run it anyway"
+                ));
+                probes.push(p);
+            }
+        }
+        _ => {}
+    }
+    for (name, command) in test_commands(plugin) {
+        let cmd_spec = command_spec(&spec, &command);
+        probes.push(probe(ProbeKind::Command { name }, cmd_spec));
+    }
+    if probes.is_empty() && named {
+        probes.push(Probe {
+            plugin: plugin.name.clone(),
+            plugin_type,
+            kind: ProbeKind::Command {
+                name: "test".into(),
+            },
+            spec,
+            cannot_run: None,
+            skip: Some(format!(
+                "{plugin_type} `{}` has no `test` command",
+                plugin.name
+            )),
+        });
+    }
+    Ok(probes)
+}
+
+/// How the tap under test gets its catalog, and a problem that keeps the test from running.
+fn catalog_plan(
+    project: &Project,
+    plugin: &Plugin,
+    spec: &PluginSpec,
+    run_dir: &RunDir,
+) -> (CatalogPlan, Option<String>) {
+    let flag = if plugin.has_capability("catalog") {
+        "--catalog"
+    } else if plugin.has_capability("properties") {
+        "--properties"
+    } else {
+        return (CatalogPlan::None, None);
+    };
+    if plugin.catalog.is_some() {
+        // The project's own catalog: selection applied, no discovery needed.
+        let inputs = runner::catalog::CatalogInputs {
+            project,
+            plugin,
+            spec,
+            refresh: false,
+            run_dir,
+        };
+        return match runner::catalog::prepare(&inputs) {
+            Ok(path) => (
+                CatalogPlan::File {
+                    flag: flag.into(),
+                    path,
+                },
+                None,
+            ),
+            Err(e) => (CatalogPlan::None, Some(e.message().to_owned())),
+        };
+    }
+    let object =
+        |o: &Option<crate::project::Object>| o.clone().map(Value::Object).unwrap_or(Value::Null);
+    (
+        CatalogPlan::Discover {
+            flag: flag.into(),
+            select: plugin
+                .select
+                .clone()
+                .unwrap_or_else(|| vec!["*.*".to_string()]),
+            metadata: object(&plugin.metadata),
+            schema: object(&plugin.schema),
+            select_filter: plugin.select_filter.clone().unwrap_or_default(),
+        },
+        None,
+    )
+}
+
+/// For dsm's built-in targets: where the test stream lands, so it can be removed again.
+fn builtin_cleanup(project: &Project, plugin: &Plugin, spec: &PluginSpec) -> Option<Cleanup> {
+    let exe = spec.executable.file_name()?.to_str()?;
+    let builtin = plugin.variant.as_deref() == Some("dsm")
+        || (plugin.pip_url.is_none() && BUILTIN_TARGETS.contains(&exe));
+    if !builtin {
+        return None;
+    }
+    let config = spec.config.as_ref().and_then(Value::as_object);
+    let setting = |key: &str| config.and_then(|c| c.get(key)).and_then(Value::as_str);
+    let root = spec.cwd.as_deref().unwrap_or(project.root());
+    let resolve = |p: &str| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        }
+    };
+    if exe == "target-sqlite" {
+        let db = setting("database").or_else(|| setting("path"))?;
+        return Some(Cleanup::SqliteTable(resolve(db)));
+    }
+    let (_, ext) = BUILTIN_FILE_TARGETS.iter().find(|(n, _)| *n == exe)?;
+    let dir = resolve(setting("destination_path").unwrap_or("."));
+    Some(Cleanup::File(dir.join(format!("{TEST_STREAM}.{ext}"))))
+}
+
+/// A plugin command as Meltano writes it: a string of arguments, or `{args, executable}`.
+struct Command {
+    args: String,
+    executable: Option<String>,
+}
+
+/// The plugin's commands named `test` or starting with `test` (Meltano's `meltano test`), by name.
+fn test_commands(plugin: &Plugin) -> Vec<(String, Command)> {
+    let mut out: Vec<(String, Command)> = plugin
+        .commands
+        .iter()
+        .filter(|(name, _)| name.starts_with("test"))
+        .map(|(name, value)| {
+            let command = match value {
+                Value::String(s) => Command {
+                    args: s.clone(),
+                    executable: None,
+                },
+                Value::Object(o) => Command {
+                    args: o
+                        .get("args")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    executable: o
+                        .get("executable")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                },
+                other => Command {
+                    args: other.to_string(),
+                    executable: None,
+                },
+            };
+            (name.clone(), command)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The spec of a command: the plugin's environment, the command's executable and its
+/// arguments with `$VAR` expanded from that environment, and no `--config` (like Meltano,
+/// the command's arguments say what it needs).
+fn command_spec(base: &PluginSpec, command: &Command) -> PluginSpec {
+    let mut spec = base.clone();
+    spec.config = None;
+    if let Some(exe) = &command.executable {
+        spec.executable = if exe.contains('/') {
+            spec.cwd.as_deref().unwrap_or(Path::new(".")).join(exe)
+        } else {
+            PathBuf::from(exe)
+        };
+    }
+    let lookup = |name: &str| {
+        base.env
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    };
+    let mut expansion = crate::settings::expand::Expansion::default();
+    let words = shlex::split(&command.args)
+        .unwrap_or_else(|| command.args.split_whitespace().map(str::to_owned).collect());
+    spec.args = words
+        .iter()
+        .map(|w| crate::settings::expand::expand_str(w, &lookup, &mut expansion))
+        .collect();
+    spec
+}
+
+/// `Some(reason)` when the executable cannot be found: not installed.
+fn not_installed(spec: &PluginSpec) -> Option<String> {
+    let exe = &spec.executable;
+    let found = if exe.components().count() > 1 {
+        exe.is_file()
+    } else {
+        let path = spec
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        std::env::split_paths(&path).any(|d| d.join(exe).is_file())
+    };
+    (!found).then(|| {
+        format!(
+            "`{}` is not installed (no executable `{}`); run `dsm install` first",
+            spec.name,
+            exe.display()
+        )
+    })
+}
+
+/// Writes each tested plugin's overall result into its status history.
+fn record(ctx: &Context, chosen: &[(&Plugin, bool)], results: &[ProbeResult]) {
+    let store = match open_store(ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.printer.warn(format!(
+                "could not record the test results in the run history: {}",
+                e.message()
+            ));
+            return;
+        }
+    };
+    let now = chrono::Utc::now();
+    for (plugin, _) in chosen {
+        let mine: Vec<&ProbeResult> = results
+            .iter()
+            .filter(|r| r.plugin == plugin.name && r.status != ProbeStatus::Skipped)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let failure = mine.iter().find(|r| r.status.is_failure());
+        let reason = failure.map(|r| {
+            format!(
+                "test `{}` {}: {}",
+                r.test,
+                r.status.as_str(),
+                r.reason.as_deref().unwrap_or("")
+            )
+        });
+        if let Err(e) = record_test_result(
+            store.as_ref(),
+            &plugin.name,
+            failure.is_none(),
+            reason.as_deref(),
+            now,
+        ) {
+            ctx.printer.warn(format!(
+                "could not record the test result of `{}`: {}",
+                plugin.name,
+                e.message()
+            ));
+        }
+    }
+}
+
+fn write_junit(path: &Path, results: &[ProbeResult]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::config(format!(
+                "could not create the folder of `{}`: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    std::fs::write(path, junit_xml(results)).map_err(|e| {
+        Error::config(format!(
+            "could not write the JUnit report `{}`: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn print_text(ctx: &Context, results: &[ProbeResult]) {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.plugin.clone(),
+                r.plugin_type.to_owned(),
+                r.test.clone(),
+                r.status.as_str().to_owned(),
+                format!("{:.1}s", r.duration_seconds),
+                r.reason.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    ctx.printer.table(
+        &["PLUGIN", "TYPE", "TEST", "STATUS", "DURATION", "REASON"],
+        &rows,
+    );
+    for r in results {
+        if r.status.is_failure() && !r.stderr_tail.is_empty() {
+            ctx.printer.line("");
+            ctx.printer.line(format!(
+                "{} `{}` ({}): last lines of its stderr:",
+                r.plugin_type, r.plugin, r.test
+            ));
+            for l in &r.stderr_tail {
+                ctx.printer.line(format!("  | {l}"));
+            }
+        }
+        if let Some(left) = &r.leaves_behind {
+            ctx.printer
+                .notice(format!("note: `{}` test leaves behind {left}", r.plugin));
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod flowmap;
 pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod retention;
 pub mod status;
 

@@ -174,9 +174,25 @@ fn status_of(
             return Ok(state);
         }
     }
+    // A connection test newer than the last finished run decides `active`/`error` (a failing
+    // `dsm test` after a good run is the freshest news about the source, and the other way round).
+    let test = history
+        .iter()
+        .find(|c| c.source == name && c.origin == ORIGIN_TEST)
+        .filter(|t| last_finished.is_none_or(|r| t.at >= r.ended_at.unwrap_or(r.heartbeat_at)));
     if let Some(run) = running {
         state.status = SourceStatus::Syncing;
         state.since = Some(run.started_at);
+    } else if let Some(test) = test {
+        state.since = Some(test.at);
+        if test.status != "passed" {
+            state.status = SourceStatus::Error;
+            state.reason = Some(
+                test.reason
+                    .clone()
+                    .unwrap_or_else(|| "its last connection test failed".into()),
+            );
+        }
     } else if let Some(run) = last_finished {
         if run.status == RunStatus::Success {
             state.since = run.ended_at;
@@ -385,9 +401,38 @@ mod tests {
         )
         .unwrap();
         let st = source_status(s, "tap-csv").unwrap();
-        // Enabled again: the last run decides, and it failed.
-        assert_eq!(st.status, SourceStatus::Error);
+        // Enabled again: the passing connection test is newer than the failed run, so it decides.
+        assert_eq!(st.status, SourceStatus::Active);
         assert!(!st.skipped_by_syncs);
+        // A failing test makes it `error` with the test's reason ...
+        record_test_result(
+            s,
+            "tap-csv",
+            false,
+            Some("test `connection` failed: exited with status 1"),
+            now() + Duration::minutes(3),
+        )
+        .unwrap();
+        let st = source_status(s, "tap-csv").unwrap();
+        assert_eq!(st.status, SourceStatus::Error);
+        assert_eq!(
+            st.reason.as_deref(),
+            Some("test `connection` failed: exited with status 1")
+        );
+        // ... until a newer run succeeds.
+        let mut ok = RunSpec::new(
+            "r2",
+            "tap-csv",
+            RunStatus::Success,
+            Duration::zero(),
+            Duration::minutes(5),
+        );
+        ok.error = None;
+        ok.write(s);
+        assert_eq!(
+            source_status(s, "tap-csv").unwrap().status,
+            SourceStatus::Active
+        );
 
         let history = status_history(s, "tap-csv", 10).unwrap();
         let seen: Vec<(&str, &str)> = history
@@ -397,11 +442,12 @@ mod tests {
         assert_eq!(
             seen,
             [
+                ("failed", "test"),
                 ("active", "operator"),
                 ("passed", "test"),
                 ("maintenance", "operator")
             ]
         );
-        assert_eq!(history[2].at, now());
+        assert_eq!(history[3].at, now());
     }
 }

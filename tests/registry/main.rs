@@ -15,6 +15,8 @@ use dsm::store::{
 };
 use serde_json::Value;
 
+mod connection_tests;
+
 struct TestProject {
     dir: tempfile::TempDir,
 }
