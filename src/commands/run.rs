@@ -216,6 +216,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     let opts = args.flags.options(ctx)?;
+    crate::commands::install::auto_install(&ctx.printer, &project, &args.blocks)?;
     let reports = runner::run_blocks(&project, env, &args.blocks, &opts)?;
     finish(ctx, reports)
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use blocks::Flow;
-pub use spec::{plugin_env, resolve_executable};
+pub use spec::{BUILTINS, plugin_env, resolve_executable};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::{

@@ -7,6 +7,7 @@
 mod catalog;
 mod files;
 mod meltano;
+mod project_cmds;
 mod sdk_streams;
 mod support;
 mod taps;
