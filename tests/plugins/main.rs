@@ -6,6 +6,7 @@
 
 mod catalog;
 mod files;
+mod install;
 mod meltano;
 mod project_cmds;
 mod sdk_streams;
