@@ -27,6 +27,11 @@ pub const RUNTIME_DIR: &str = "DSM_RUNTIME_DIR";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Where dsm looks for its built-in plugin executables (defaults to the directory of `dsm`).
 pub const BUILTIN_BIN_DIR: &str = "DSM_BUILTIN_BIN_DIR";
+/// `true` makes `dsm run` and `dsm el` install missing Python plugins first (over the project's
+/// `auto_install:`).
+pub const AUTO_INSTALL: &str = "DSM_AUTO_INSTALL";
+/// Meltano's name for [`AUTO_INSTALL`], read after it.
+pub const MELTANO_AUTO_INSTALL: &str = "MELTANO_AUTO_INSTALL";
 /// Prefix of the variables that set `dsm run` / `dsm el` flags (`DSM_RUN_FULL_REFRESH`,
 /// `DSM_RUN_STATE_ID_SUFFIX`, `DSM_RUN_TIMEOUT` ...); the flag wins over the variable.
 pub const RUN_PREFIX: &str = "DSM_RUN_";

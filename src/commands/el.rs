@@ -34,6 +34,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         mappers: Vec::new(),
         loader: args.loader,
     };
+    crate::commands::install::auto_install(
+        &ctx.printer,
+        &project,
+        &[flow.extractor.clone(), flow.loader.clone()],
+    )?;
     let report = runner::run_flow(&project, env, &flow, &opts)?;
     finish(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }

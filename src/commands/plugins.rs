@@ -1,15 +1,154 @@
-//! `dsm plugins` (not written yet).
+//! `dsm plugins list`: the project's plugins with their variant, where their definition comes
+//! from and whether they are installed; `--available` lists dsm's catalog of known plugins.
+
+use serde_json::json;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::hub;
+use crate::plugin::install;
+use crate::printer::OutputFormat;
+use crate::project::{Definition, PluginType, Project};
 
 /// Arguments of `dsm plugins`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PluginsCommand,
+}
+
+/// `dsm plugins` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginsCommand {
+    /// List the project's plugins (or, with `--available`, the known plugins `dsm add` takes).
+    List(ListArgs),
+}
+
+/// Arguments of `dsm plugins list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// List dsm's catalog of known plugins instead of the project's.
+    #[arg(long)]
+    pub available: bool,
+    /// Only plugins of this type.
+    #[arg(long, value_name = "TYPE")]
+    pub plugin_type: Option<String>,
+}
 
 /// Runs `dsm plugins`.
-pub fn run(_ctx: &Context, _args: Args) -> Result<()> {
-    Err(Error::config(
-        "`dsm plugins` is not available in this build yet",
-    ))
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    match args.command {
+        PluginsCommand::List(a) => {
+            let ty = match a.plugin_type.as_deref() {
+                Some(t) => {
+                    crate::commands::add::split_type(&[t.to_string(), String::new()], None)?.0
+                }
+                None => None,
+            };
+            if a.available {
+                available(ctx, format, ty)
+            } else {
+                list(ctx, format, ty)
+            }
+        }
+    }
+}
+
+fn list(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<()> {
+    let project = Project::load(&ctx.project_root()?)?;
+    let plugins: Vec<_> = project
+        .plugins()
+        .iter()
+        .filter(|p| ty.is_none_or(|t| t == p.plugin_type))
+        .collect();
+    if format == OutputFormat::Json {
+        let items: Vec<_> = plugins
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "type": p.plugin_type.singular(),
+                    "variant": p.variant,
+                    "inherit_from": p.parent,
+                    "definition": p.definition,
+                    "pip_url": p.pip_url.as_deref().map(install::redact),
+                    "executable": crate::runner::resolve_executable(&project, p),
+                    "status": install::status(&project, p),
+                })
+            })
+            .collect();
+        ctx.printer.json(&items);
+        return Ok(());
+    }
+    if plugins.is_empty() {
+        ctx.printer
+            .notice("the project has no plugins; add one with `dsm add NAME`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = plugins
+        .iter()
+        .map(|p| {
+            let source = match &p.definition {
+                Definition::Custom => "custom".to_string(),
+                Definition::Inherited { parent } => format!("inherits {parent}"),
+                Definition::Locked { lock_file } => lock_file.display().to_string(),
+                Definition::Catalog => "dsm catalog".to_string(),
+                Definition::Unknown => "unknown".to_string(),
+            };
+            vec![
+                p.plugin_type.singular().to_string(),
+                p.name.clone(),
+                p.variant.clone().unwrap_or_else(|| "-".into()),
+                source,
+                install::status(&project, p).word().to_string(),
+            ]
+        })
+        .collect();
+    ctx.printer
+        .table(&["TYPE", "NAME", "VARIANT", "DEFINITION", "STATUS"], &rows);
+    Ok(())
+}
+
+fn available(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<()> {
+    let mut items = Vec::new();
+    for t in PluginType::ALL
+        .into_iter()
+        .filter(|t| ty.is_none_or(|w| w == *t))
+    {
+        for (name, variant, def) in hub::entries(t) {
+            items.push((t, name, variant, def));
+        }
+    }
+    if format == OutputFormat::Json {
+        let out: Vec<_> = items
+            .iter()
+            .map(|(t, name, variant, def)| {
+                json!({
+                    "name": name,
+                    "type": t.singular(),
+                    "variant": variant,
+                    "description": def.description,
+                    "pip_url": def.pip_url,
+                })
+            })
+            .collect();
+        ctx.printer.json(&out);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|(t, name, variant, def)| {
+            vec![
+                t.singular().to_string(),
+                name.clone(),
+                variant.clone(),
+                def.pip_url.clone().unwrap_or_else(|| "(built-in)".into()),
+            ]
+        })
+        .collect();
+    ctx.printer
+        .table(&["TYPE", "NAME", "VARIANT", "PIP_URL"], &rows);
+    Ok(())
 }

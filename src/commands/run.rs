@@ -242,6 +242,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     let opts = args.flags.options(ctx)?;
+    crate::commands::install::auto_install(&ctx.printer, &project, &args.blocks)?;
     let reports = runner::run_steps(&project, env, &args.blocks, &opts)?;
     finish(ctx, reports)
 }

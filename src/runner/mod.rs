@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use blocks::{CommandStep, Flow};
 pub use command::{CommandReport, StepReport, run_steps};
-pub use spec::{plugin_env, resolve_executable};
+pub use spec::{BUILTINS, plugin_env, resolve_executable};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::{self, CancelToken, Pipeline, PipelineOptions, RunStatus, StreamCounts};

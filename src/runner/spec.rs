@@ -62,12 +62,14 @@ pub fn resolve_executable(project: &Project, plugin: &Plugin) -> PathBuf {
     }
     if plugin.pip_url.is_some() {
         let ty = plugin.plugin_type.key();
+        // An inherited plugin with its parent's `pip_url` runs from the parent's environment.
+        let owner = crate::plugin::install::venv_owner(project, plugin);
         for dir in [".dsm/plugins", ".meltano"] {
             let candidate = project
                 .root()
                 .join(dir)
                 .join(ty)
-                .join(&plugin.name)
+                .join(&owner.name)
                 .join("venv/bin")
                 .join(exe);
             if candidate.is_file() {

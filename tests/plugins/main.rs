@@ -6,7 +6,9 @@
 
 mod catalog;
 mod files;
+mod install;
 mod meltano;
+mod project_cmds;
 mod sdk_streams;
 mod support;
 mod taps;

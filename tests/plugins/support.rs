@@ -159,3 +159,57 @@ pub fn sdk_stream(name: &str) -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// A temporary Meltano project driven through the `dsm` binary, with a clean environment.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+}
+
+impl Project {
+    pub fn new(meltano_yml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meltano.yml"), meltano_yml).unwrap();
+        Project {
+            dir,
+            envs: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.root().join(rel)).unwrap()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
+        cmd.args(args).current_dir(self.root());
+        for (k, _) in std::env::vars() {
+            if ["TAP_", "TARGET_", "MELTANO_", "DSM_", "MAPPER_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("DSM_DATABASE_URI", self.root().join(".dsm/dsm.db"));
+        cmd.env("XDG_CONFIG_HOME", self.root().join(".config"));
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn dsm(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+}
