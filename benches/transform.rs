@@ -87,7 +87,7 @@ fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], rec
             let msg = Message::parse(line).unwrap();
             t.apply(msg, &mut out).unwrap();
             for m in out.drain(..) {
-                sink.extend_from_slice(&m.to_line());
+                m.write_line(&mut sink);
                 sink.push(b'\n');
             }
             if sink.len() > 1 << 20 {

@@ -343,7 +343,7 @@ impl Reader {
                 .as_deref()
                 .is_some_and(|s| self.transforms.iter().any(|t| t.touches(s)));
         if touched {
-            let message = match Message::parse(bytes) {
+            let message = match Message::parse_scanned(bytes, env.kind.clone()) {
                 Ok(m) => m,
                 Err(e) => {
                     self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
@@ -353,9 +353,9 @@ impl Reader {
             let mut produced = Vec::new();
             apply_chain(&mut self.transforms, message, &mut produced)
                 .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
-            let mut out = Vec::new();
-            for m in produced {
-                out.extend_from_slice(&m.to_line());
+            let mut out = Vec::with_capacity(bytes.len() + 64);
+            for m in &produced {
+                m.write_line(&mut out);
                 out.push(b'\n');
             }
             return Ok(Action::Replace(out));

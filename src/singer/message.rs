@@ -136,21 +136,30 @@ fn string_list(value: Value, kind: &'static str, key: &str) -> Result<Vec<String
 
 impl Message {
     /// Parses a line (no newline). `NaN`/`Infinity` tokens are read as `null`.
+    ///
+    /// A well-formed line is read once, by serde_json; only a line serde_json refuses (one with
+    /// `NaN`/`Infinity`, or a broken one) goes through the envelope scanner, which sanitizes it
+    /// or says precisely what is wrong.
     pub fn parse(line: &[u8]) -> Result<Message, MessageError> {
-        let env = envelope::scan(line)?;
-        let value: Value = if env.needs_sanitizing() {
-            serde_json::from_slice(&envelope::sanitize(line, &env.non_finite))
-        } else {
-            serde_json::from_slice(line)
+        match serde_json::from_slice::<Value>(line) {
+            Ok(value) => Self::from_value(value),
+            Err(_) => {
+                let env = envelope::scan(line)?;
+                Self::parse_scanned(&envelope::sanitize(line, &env.non_finite), env.kind)
+            }
         }
-        .map_err(|_| ScanError::Syntax {
-            offset: 0,
-            reason: "invalid JSON",
-        })?;
-        let Value::Object(obj) = value else {
-            return Err(ScanError::NotAnObject.into());
-        };
-        Self::from_object(env.kind, obj)
+    }
+
+    /// Parses a line whose envelope the caller has already scanned (and sanitized, when the
+    /// scan found `NaN`/`Infinity`): the line is read once more, by serde_json, and not scanned
+    /// again.
+    pub fn parse_scanned(line: &[u8], kind: MessageKind) -> Result<Message, MessageError> {
+        let obj: Map<String, Value> =
+            serde_json::from_slice(line).map_err(|_| ScanError::Syntax {
+                offset: 0,
+                reason: "invalid JSON",
+            })?;
+        Self::from_object(kind, obj)
     }
 
     /// Builds a message from an already parsed JSON object.
@@ -351,7 +360,90 @@ impl Message {
 
     /// The message as one line of JSON (no newline).
     pub fn to_line(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_value()).expect("a JSON value always serialises")
+        let mut out = Vec::with_capacity(256);
+        self.write_line(&mut out);
+        out
+    }
+
+    /// Appends the message as one line of JSON (no newline) to `out`, serialising straight
+    /// from the message's fields: nothing is cloned.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("a JSON value always serialises");
+    }
+}
+
+/// Serialises with `type` first and the Singer keys in their usual order, then the extras:
+/// the same object as [`Message::to_value`], without building it.
+impl serde::Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        let extra = match self {
+            Message::Schema(m) => {
+                map.serialize_entry("type", "SCHEMA")?;
+                map.serialize_entry("stream", &m.stream)?;
+                map.serialize_entry("schema", &m.schema)?;
+                map.serialize_entry("key_properties", &m.key_properties)?;
+                if let Some(b) = &m.bookmark_properties {
+                    map.serialize_entry("bookmark_properties", b)?;
+                }
+                &m.extra
+            }
+            Message::Record(m) => {
+                map.serialize_entry("type", "RECORD")?;
+                map.serialize_entry("stream", &m.stream)?;
+                map.serialize_entry("record", &m.record)?;
+                if let Some(v) = &m.version {
+                    map.serialize_entry("version", v)?;
+                }
+                if let Some(t) = &m.time_extracted {
+                    map.serialize_entry("time_extracted", t)?;
+                }
+                &m.extra
+            }
+            Message::State(m) => {
+                map.serialize_entry("type", "STATE")?;
+                map.serialize_entry("value", &m.value)?;
+                &m.extra
+            }
+            Message::ActivateVersion(m) => {
+                map.serialize_entry("type", "ACTIVATE_VERSION")?;
+                map.serialize_entry("stream", &m.stream)?;
+                map.serialize_entry("version", &m.version)?;
+                &m.extra
+            }
+            Message::Batch(m) => {
+                map.serialize_entry("type", "BATCH")?;
+                map.serialize_entry("stream", &m.stream)?;
+                map.serialize_entry("encoding", &m.encoding)?;
+                map.serialize_entry("manifest", &m.manifest)?;
+                &m.extra
+            }
+            Message::Unknown(o) => o,
+        };
+        // `to_value` lets an extra key overwrite a Singer key of the same name in place; an
+        // extra can only carry such a name when a caller built the message by hand, so skip
+        // those rather than write a key twice.
+        let singer_keys: &[&str] = match self {
+            Message::Unknown(_) => &[],
+            Message::Schema(_) => &[
+                "type",
+                "stream",
+                "schema",
+                "key_properties",
+                "bookmark_properties",
+            ],
+            Message::Record(_) => &["type", "stream", "record", "version", "time_extracted"],
+            Message::State(_) => &["type", "value"],
+            Message::ActivateVersion(_) => &["type", "stream", "version"],
+            Message::Batch(_) => &["type", "stream", "encoding", "manifest"],
+        };
+        for (k, v) in extra {
+            if !singer_keys.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
     }
 }
 
