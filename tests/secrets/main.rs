@@ -155,7 +155,12 @@ fn a_value_is_never_accepted_as_an_argument() {
     let p = Project::initialised();
     let run = p.dsm(&["secrets", "set", "tap-github", "auth_token", CANARY]);
     assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("unexpected argument"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unexpected extra argument"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.all().contains(CANARY), "{}", run.all());
     assert!(!p.path(".dsm/dsm.db").exists());
 }
 
