@@ -29,6 +29,8 @@ pub struct Built {
     pub spec: PluginSpec,
     /// `MELTANO_EXTRACTOR_*`, `MELTANO_EXTRACT_*` and the extractor's non-sensitive settings.
     pub shared_env: BTreeMap<String, String>,
+    /// The config file's content with sensitive values masked (`dsm el --dump ...-config`).
+    pub masked_config: Value,
 }
 
 /// Where a plugin's executable is: a path as written, a built-in binary (variant `dsm`, or a
@@ -153,9 +155,12 @@ pub fn build_in(
         tracing::warn!(plugin = %plugin.name, "{w}");
     }
     let mut config = resolved.config_json();
-    if let (Some(m), Some(obj)) = (mapping, config.as_object_mut()) {
-        for (k, v) in &m.config {
-            obj.insert(k.clone(), v.clone());
+    let mut masked_config = resolved.config_json_masked(true);
+    for c in [&mut config, &mut masked_config] {
+        if let (Some(m), Some(obj)) = (mapping, c.as_object_mut()) {
+            for (k, v) in &m.config {
+                obj.insert(k.clone(), v.clone());
+            }
         }
     }
     let process_env: BTreeMap<String, String> = std::env::vars().collect();
@@ -229,5 +234,6 @@ pub fn build_in(
         } else {
             BTreeMap::new()
         },
+        masked_config,
     })
 }
