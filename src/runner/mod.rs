@@ -200,11 +200,20 @@ pub fn run_flow(
 
     let db = opts.database_uri.as_deref();
     if let Some(which @ (Dump::ExtractorConfig | Dump::LoaderConfig)) = opts.dump {
-        let (plugin, role) = match which {
-            Dump::ExtractorConfig => (extractor, PluginRole::Extractor),
-            _ => (loader, PluginRole::Loader),
+        let extractor_built =
+            spec::build_in(project, env, extractor, PluginRole::Extractor, None, db)?;
+        let built = match which {
+            Dump::ExtractorConfig => extractor_built,
+            _ => spec::build_after(
+                project,
+                env,
+                loader,
+                PluginRole::Loader,
+                None,
+                db,
+                &extractor_built.shared_env,
+            )?,
         };
-        let built = spec::build_in(project, env, plugin, role, None, db)?;
         let config = if opts.dump_unsafe {
             built
                 .spec
@@ -227,7 +236,16 @@ pub fn run_flow(
         &extractor_built.shared_env,
         db,
     )?;
-    let mut loader_spec = spec::build_in(project, env, loader, PluginRole::Loader, None, db)?.spec;
+    let mut loader_spec = spec::build_after(
+        project,
+        env,
+        loader,
+        PluginRole::Loader,
+        None,
+        db,
+        &extractor_built.shared_env,
+    )?
+    .spec;
     // Meltano hands the loader the extractor's variables (never the sensitive ones here).
     for (k, v) in &extractor_built.shared_env {
         loader_spec
