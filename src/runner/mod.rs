@@ -261,10 +261,14 @@ pub fn run_flow(
         .collect();
     secret_vars.sort();
     secret_vars.dedup();
+    // `.env` variables reach every plugin, but not one that carries another plugin's secret.
+    let dotenv: Vec<String> = project.dotenv()?.into_iter().map(|(k, _)| k).collect();
     for s in std::iter::once(&mut extractor_spec)
         .chain(flow_stages.process_specs_mut())
         .chain(std::iter::once(&mut loader_spec))
     {
+        s.env
+            .retain(|k, _| !(dotenv.contains(k) && secret_vars.binary_search(k).is_ok()));
         s.env_remove = secret_vars
             .iter()
             .filter(|k| !s.env.contains_key(*k))

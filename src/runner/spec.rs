@@ -282,6 +282,14 @@ pub fn build_after(
         vars.insert(envvars::MELTANO_ENVIRONMENT.into(), e.name.clone());
     }
     overlay(project.env(), &mut vars, &process_env);
+    // Meltano hands a plugin the variables of the project's `.env` too, over the project's
+    // `env:` block; here the shell's own values win, and secrets are dropped below.
+    let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
+    for (k, v) in &dotenv {
+        if !process_env.contains_key(k) {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
     // Meltano expands a plugin's `env:` against the environment's `env:` block (expanded
     // first), though the environment's block still wins over the plugin's in the end.
     let mut active = vars.clone();
@@ -369,6 +377,9 @@ pub fn build_after(
     let mut spec = PluginSpec::new(plugin.name.clone(), role, executable)
         .config(config)
         .cwd(project.root());
+    // A secret written to `.env` (where `meltano config set` puts them) reaches the plugin
+    // only through its config file.
+    vars.retain(|k, _| !(dotenv.contains_key(k) && remove.contains(k)));
     spec.env = vars;
     spec.env_remove = remove
         .into_iter()

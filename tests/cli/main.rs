@@ -4,6 +4,7 @@ mod config;
 mod el;
 mod init;
 mod merge;
+mod plugin_env;
 mod run;
 mod schedule;
 mod select;
