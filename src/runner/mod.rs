@@ -793,8 +793,10 @@ fn drive(
         if !target.enabled {
             return Ok(());
         }
-        if target.full_refresh && !cleared {
-            // A full refresh replaces whatever was stored, partial half included.
+        if target.full_refresh && !target.partial && !cleared {
+            // A full refresh replaces whatever was stored, partial half included. A partial
+            // one (`--select`, or `--state-strategy merge`) merges over it instead, as in
+            // Meltano, so the bookmarks of the streams it left out survive.
             target.store.clear_state(&target.state_id)?;
             cleared = true;
         }

@@ -179,6 +179,35 @@ fn a_filtered_run_merges_its_state_into_the_stored_one() {
 }
 
 #[test]
+fn a_filtered_full_refresh_keeps_the_bookmarks_of_the_streams_it_left_out() {
+    let p = project("", "--generate 2 --stream users");
+    let out = p.dsm(&[
+        "state",
+        "set",
+        "tap-disc-to-target-fake",
+        r#"{"singer_state": {"bookmarks": {"orders": {"id": 9}, "users": {"id": 50}}}}"#,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&[
+        "el",
+        "tap-disc",
+        "target-fake",
+        "--select",
+        "users",
+        "--full-refresh",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !exists(&p, "seen-state.json"),
+        "a full refresh passes no state"
+    );
+    assert_eq!(
+        stored_state(&p, "tap-disc-to-target-fake")["singer_state"],
+        json!({"bookmarks": {"orders": {"id": 9}, "users": {"id": 2}}})
+    );
+}
+
+#[test]
 fn a_user_catalog_skips_discovery_and_only_the_filter_applies() {
     let p = project("", "--generate 1 --stream users");
     // The user's own metadata stands: no `select` rule of the project touches it.
