@@ -1,9 +1,11 @@
 //! `dsm el TAP TARGET`: one extractor into one loader.
 
+use std::path::{Path, PathBuf};
+
 use crate::commands::Context;
 use crate::commands::run::{RunFlags, finish, load};
-use crate::error::Result;
-use crate::runner::{self, Flow};
+use crate::error::{Error, Result};
+use crate::runner::{self, Dump, Flow};
 
 /// Arguments of `dsm el`.
 #[derive(Debug, clap::Args)]
@@ -15,6 +17,26 @@ pub struct Args {
     /// Read and write state under this id instead of `{env}:{tap}-to-{target}`.
     #[arg(long, value_name = "ID")]
     pub state_id: Option<String>,
+    /// Extract only these streams (or `stream.property` patterns); repeatable. Replaces the
+    /// extractor's `select_filter` and applies after its `select` rules, as in Meltano.
+    #[arg(long, value_name = "PATTERN")]
+    pub select: Vec<String>,
+    /// Leave out these streams (or patterns); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Give the tap this catalog file instead of discovering one (only `--select` and
+    /// `--exclude` apply to it).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Start the tap from this state file instead of the stored state.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Print this file as the run would prepare it, and exit without running.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub dump: Option<Dump>,
+    /// With `--dump`: show sensitive config values instead of `********`.
+    #[arg(long = "unsafe", requires = "dump")]
+    pub show_secrets: bool,
     /// The flags shared with `dsm run`.
     #[command(flatten)]
     pub flags: RunFlags,
@@ -29,6 +51,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let mut opts = args.flags.options(ctx)?;
     opts.state_id = args.state_id;
+    // Meltano's `_select_filter` override: the selected entities, then `!entity` for each
+    // excluded one; without either flag the extractor's own `select_filter` stays.
+    let filter = crate::catalog::SelectFilter::new(&args.select, &args.exclude);
+    if !filter.is_empty() {
+        opts.select_filter = Some(filter.patterns);
+    }
+    opts.catalog = args.catalog.as_deref().map(absolute).transpose()?;
+    opts.state_file = args.state.as_deref().map(absolute).transpose()?;
+    opts.dump = args.dump;
+    opts.dump_unsafe = args.show_secrets;
     let flow = Flow {
         extractor: args.extractor,
         mappers: Vec::new(),
@@ -41,4 +73,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     )?;
     let report = runner::run_flow(&project, env, &flow, &opts)?;
     finish(ctx, vec![runner::StepReport::Flow(Box::new(report))])
+}
+
+/// A path typed on the command line, made absolute against the current directory.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| {
+        Error::config(format!(
+            "could not resolve the path `{}`: {e}",
+            path.display()
+        ))
+    })
 }

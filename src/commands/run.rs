@@ -131,6 +131,7 @@ impl RunFlags {
             trigger: "cli".into(),
             database_uri: ctx.global.database_uri.clone(),
             cancel: None,
+            ..RunOptions::default()
         })
     }
 }
@@ -179,6 +180,11 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                 continue;
             }
         };
+        if let Some(text) = &report.dump {
+            // `dsm el --dump`: the file is the output, in every format.
+            ctx.printer.line(text);
+            continue;
+        }
         for w in &report.warnings {
             ctx.printer.warn(w);
         }

@@ -40,6 +40,19 @@ pub enum StateStrategy {
     Overwrite,
 }
 
+/// A file `dsm el --dump` prints instead of running (Meltano's dumpables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dump {
+    /// The catalog the tap would get, after selection.
+    Catalog,
+    /// The state the tap would start from.
+    State,
+    /// The extractor's config file.
+    ExtractorConfig,
+    /// The loader's config file.
+    LoaderConfig,
+}
+
 /// Options of one run, after flags and environment variables are merged.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -69,6 +82,17 @@ pub struct RunOptions {
     pub database_uri: Option<String>,
     /// A shared cancellation token; when `None` the runner cancels on SIGINT/SIGTERM itself.
     pub cancel: Option<CancelToken>,
+    /// Replaces the extractor's `select_filter` (`dsm el --select/--exclude`, Meltano's
+    /// `_select_filter` override); `None` keeps the project's.
+    pub select_filter: Option<Vec<String>>,
+    /// A user catalog that replaces the extractor's `catalog` and skips discovery.
+    pub catalog: Option<PathBuf>,
+    /// A state file the tap starts from instead of the stored state.
+    pub state_file: Option<PathBuf>,
+    /// Print this file and return without running anything.
+    pub dump: Option<Dump>,
+    /// With `dump`: show sensitive config values instead of masking them.
+    pub dump_unsafe: bool,
 }
 
 /// What one flow's run did.
@@ -96,6 +120,8 @@ pub struct RunReport {
     pub log_path: Option<PathBuf>,
     /// For a dry run: the command lines that would run (no config values).
     pub plan: Vec<String>,
+    /// With [`RunOptions::dump`]: the file's content; nothing ran.
+    pub dump: Option<String>,
 }
 
 impl RunReport {
@@ -167,8 +193,37 @@ pub fn run_flow(
     let extractor = project.find_plugin(&flow.extractor, Some(PluginType::Extractors))?;
     let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
     let state_id = state_id_for(env, flow, opts);
+    // `dsm el` overrides, applied as Meltano applies its `_select_filter`, `_catalog` and
+    // `_state` extras: to the extractor itself, before anything is resolved.
+    let overridden = with_overrides(extractor, opts)?;
+    let extractor = overridden.as_ref().unwrap_or(extractor);
 
     let db = opts.database_uri.as_deref();
+    if let Some(which @ (Dump::ExtractorConfig | Dump::LoaderConfig)) = opts.dump {
+        let extractor_built =
+            spec::build_in(project, env, extractor, PluginRole::Extractor, None, db)?;
+        let built = match which {
+            Dump::ExtractorConfig => extractor_built,
+            _ => spec::build_after(
+                project,
+                env,
+                loader,
+                PluginRole::Loader,
+                None,
+                db,
+                &extractor_built.shared_env,
+            )?,
+        };
+        let config = if opts.dump_unsafe {
+            built
+                .spec
+                .config
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+        } else {
+            built.masked_config
+        };
+        return Ok(dumped(flow, state_id, &config));
+    }
     let extractor_built = spec::build_in(project, env, extractor, PluginRole::Extractor, None, db)?;
     let mut extractor_spec = extractor_built.spec;
     // Native transforms are compiled here, before any process (discovery included) starts.
@@ -181,7 +236,16 @@ pub fn run_flow(
         &extractor_built.shared_env,
         db,
     )?;
-    let mut loader_spec = spec::build_in(project, env, loader, PluginRole::Loader, None, db)?.spec;
+    let mut loader_spec = spec::build_after(
+        project,
+        env,
+        loader,
+        PluginRole::Loader,
+        None,
+        db,
+        &extractor_built.shared_env,
+    )?
+    .spec;
     // Meltano hands the loader the extractor's variables (never the sensitive ones here).
     for (k, v) in &extractor_built.shared_env {
         loader_spec
@@ -197,10 +261,14 @@ pub fn run_flow(
         .collect();
     secret_vars.sort();
     secret_vars.dedup();
+    // `.env` variables reach every plugin, but not one that carries another plugin's secret.
+    let dotenv: Vec<String> = project.dotenv()?.into_iter().map(|(k, _)| k).collect();
     for s in std::iter::once(&mut extractor_spec)
         .chain(flow_stages.process_specs_mut())
         .chain(std::iter::once(&mut loader_spec))
     {
+        s.env
+            .retain(|k, _| !(dotenv.contains(k) && secret_vars.binary_search(k).is_ok()));
         s.env_remove = secret_vars
             .iter()
             .filter(|k| !s.env.contains_key(*k))
@@ -216,7 +284,7 @@ pub fn run_flow(
         .clone()
         .map(RunId::new)
         .unwrap_or_else(RunId::generate);
-    let lock = if opts.dry_run {
+    let lock = if opts.dry_run || opts.dump.is_some() {
         None
     } else {
         Some(LockGuard {
@@ -248,6 +316,20 @@ pub fn run_flow(
         extractor_spec.args.push(path.display().to_string());
         catalog_path = Some(path);
     }
+    if opts.dump == Some(Dump::Catalog) {
+        let Some(path) = &catalog_path else {
+            return Err(Error::config(format!(
+                "extractor `{}` takes no catalog: it declares neither the `catalog` nor the `properties` capability",
+                extractor.name
+            ))
+            .hint("declare the tap's capabilities in meltano.yml, e.g. `capabilities: [catalog, discover, state]`"));
+        };
+        let text = std::fs::read_to_string(path)?;
+        let catalog: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::failed(format!("internal: the prepared catalog is not JSON: {e}"))
+        })?;
+        return Ok(dumped(flow, state_id, &catalog));
+    }
     // Merged streams this extractor feeds: checked now, before any data moves.
     let merge = merge_stage::prepare(&merge_stage::MergeInputs {
         project,
@@ -258,22 +340,52 @@ pub fn run_flow(
         run_id: &run_id,
         run_dir: &run_dir,
     })?;
+    let mut start_state = None;
     if extractor.has_capability("state") && !opts.full_refresh {
-        let state = match &extractor.state {
-            Some(path) => Some(std::fs::read_to_string(project.root().join(path))?),
+        start_state = match &extractor.state {
+            Some(path) => Some(read_state_file(
+                &project.root().join(path),
+                &extractor.name,
+            )?),
             None => store
                 .get_state(&state_id)?
                 .and_then(|payload| payload.get("singer_state").cloned())
                 .map(|s| s.to_string()),
         };
-        if let Some(text) = state {
-            let path = run_dir
-                .path()
-                .join(format!("{}.state.json", extractor_spec.name));
-            write_private_text(&path, &text)?;
-            extractor_spec.args.push("--state".into());
-            extractor_spec.args.push(path.display().to_string());
+        if start_state.is_none()
+            && let Some(place) = meltano_state_elsewhere(project)
+        {
+            return Err(refuse_empty_state(&state_id, place));
         }
+    }
+    if opts.dump == Some(Dump::State) {
+        let Some(text) = start_state else {
+            let why = if opts.full_refresh {
+                "`--full-refresh` starts without state".to_string()
+            } else if !extractor.has_capability("state") {
+                format!(
+                    "extractor `{}` does not declare the `state` capability, so it never gets state",
+                    extractor.name
+                )
+            } else {
+                "no run of this flow has committed state yet (`dsm state list` shows the stored ids)"
+                    .to_string()
+            };
+            return Err(
+                Error::failed(format!("there is no state to dump for `{state_id}`")).hint(why),
+            );
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::failed(format!("internal: the state is not JSON: {e}")))?;
+        return Ok(dumped(flow, state_id, &value));
+    }
+    if let Some(text) = start_state {
+        let path = run_dir
+            .path()
+            .join(format!("{}.state.json", extractor_spec.name));
+        write_private_text(&path, &text)?;
+        extractor_spec.args.push("--state".into());
+        extractor_spec.args.push(path.display().to_string());
     }
 
     let report = |status, error, run_id, plan| RunReport {
@@ -288,6 +400,7 @@ pub fn run_flow(
         duration: Duration::ZERO,
         log_path: None,
         plan,
+        dump: None,
     };
     if opts.dry_run {
         let command_line = |s: &PluginSpec| {
@@ -459,7 +572,116 @@ pub fn run_flow(
         duration: outcome.duration,
         log_path: Some(log_path),
         plan: Vec::new(),
+        dump: None,
     })
+}
+
+/// The extractor with `dsm el`'s `--select/--exclude`, `--catalog` and `--state` laid over it;
+/// `None` when there are none.
+fn with_overrides(extractor: &Plugin, opts: &RunOptions) -> Result<Option<Plugin>> {
+    if opts.select_filter.is_none() && opts.catalog.is_none() && opts.state_file.is_none() {
+        return Ok(None);
+    }
+    let mut plugin = extractor.clone();
+    if let Some(filter) = &opts.select_filter {
+        plugin.select_filter = Some(filter.clone());
+    }
+    if let Some(path) = &opts.catalog {
+        if !plugin.has_capability("catalog") && !plugin.has_capability("properties") {
+            return Err(Error::config(format!(
+                "extractor `{}` takes no catalog: it declares neither the `catalog` nor the `properties` capability",
+                plugin.name
+            ))
+            .hint("declare the tap's capabilities in meltano.yml, e.g. `capabilities: [catalog, discover, state]`, or leave out `--catalog`"));
+        }
+        plugin.catalog = Some(path.display().to_string());
+    }
+    if let Some(path) = &opts.state_file {
+        if !plugin.has_capability("state") {
+            return Err(Error::config(format!(
+                "extractor `{}` takes no state: it does not declare the `state` capability",
+                plugin.name
+            ))
+            .hint(
+                "declare it in meltano.yml (`capabilities: [..., state]`), or leave out `--state`",
+            ));
+        }
+        plugin.state = Some(path.display().to_string());
+    }
+    Ok(Some(plugin))
+}
+
+/// Reads a state file given with `--state` or the extractor's `state`, checking it is JSON.
+fn read_state_file(path: &std::path::Path, extractor: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(format!(
+            "could not read the state file `{}` of extractor `{extractor}`: {e}",
+            path.display()
+        ))
+        .hint("give the path of a Singer state file, e.g. one written by `dsm state get ID`")
+    })?;
+    if let Err(e) = serde_json::from_str::<Value>(&text) {
+        return Err(Error::config(format!(
+            "the state file `{}` is not valid JSON (line {}, column {}): {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+        .hint("a state file holds one JSON object, such as `{\"bookmarks\": {...}}`"));
+    }
+    Ok(text)
+}
+
+/// Where the project's `meltano.yml` says Meltano keeps its state, when that is not the default
+/// system database: `state_backend.uri` other than `systemdb`, or a `database_uri`. Only the key
+/// is named, never its value (a URI can carry a password).
+fn meltano_state_elsewhere(project: &Project) -> Option<&'static str> {
+    let file = project.file();
+    let backend = file
+        .state_backend
+        .as_ref()
+        .and_then(|b| b.get("uri"))
+        .filter(|uri| uri.as_str().map(str::trim) != Some("systemdb"));
+    if backend.is_some() {
+        Some("state_backend.uri")
+    } else if file.database_uri.is_some() {
+        Some("database_uri")
+    } else {
+        None
+    }
+}
+
+/// The error for a flow that would start from empty state while Meltano keeps its bookmark.
+fn refuse_empty_state(state_id: &StateId, place: &str) -> Error {
+    Error::config(format!(
+        "dsm has no state for `{state_id}` and will not start the flow from empty state"
+    ))
+    .detail(format!(
+        "the project keeps its Meltano state elsewhere (`{place}` in meltano.yml)"
+    ))
+    .hint("import Meltano's state first: `meltano state export > state.json`, then `dsm state import state.json`")
+    .hint("or read a Meltano system database directly: `dsm state import-meltano [PATH]`")
+    .hint("to start from empty state on purpose, run with `--full-refresh`")
+}
+
+/// The report of `--dump`: the value as pretty JSON; nothing ran.
+fn dumped(flow: &Flow, state_id: StateId, value: &Value) -> RunReport {
+    RunReport {
+        flow: flow.clone(),
+        state_id,
+        run_id: None,
+        status: RunStatus::Success,
+        error: None,
+        streams: BTreeMap::new(),
+        states_committed: 0,
+        warnings: Vec::new(),
+        duration: Duration::ZERO,
+        log_path: None,
+        plan: Vec::new(),
+        dump: Some(
+            serde_json::to_string_pretty(value).expect("serialising a JSON value cannot fail"),
+        ),
+    }
 }
 
 /// Lists the run's dead-letter files in the run history; a warning for each.
@@ -571,8 +793,10 @@ fn drive(
         if !target.enabled {
             return Ok(());
         }
-        if target.full_refresh && !cleared {
-            // A full refresh replaces whatever was stored, partial half included.
+        if target.full_refresh && !target.partial && !cleared {
+            // A full refresh replaces whatever was stored, partial half included. A partial
+            // one (`--select`, or `--state-strategy merge`) merges over it instead, as in
+            // Meltano, so the bookmarks of the streams it left out survive.
             target.store.clear_state(&target.state_id)?;
             cleared = true;
         }

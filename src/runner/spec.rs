@@ -29,6 +29,8 @@ pub struct Built {
     pub spec: PluginSpec,
     /// `MELTANO_EXTRACTOR_*`, `MELTANO_EXTRACT_*` and the extractor's non-sensitive settings.
     pub shared_env: BTreeMap<String, String>,
+    /// The config file's content with sensitive values masked (`dsm el --dump ...-config`).
+    pub masked_config: Value,
 }
 
 /// Where a plugin's executable is: a path as written, a built-in binary (variant `dsm`, or a
@@ -100,6 +102,86 @@ pub fn plugin_env(resolved: &ResolvedSettings) -> (Vec<(String, String)>, Vec<St
     (public.plugin_env(false), remove)
 }
 
+/// A plugin's Meltano extras (`_select`, `_dialect`, ...) with Meltano's defaults, for its
+/// environment. `_catalog` and `_state` only when set; mappers have none.
+fn extras(plugin: &Plugin, role: PluginRole) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = Vec::new();
+    if role == PluginRole::Mapper {
+        return out;
+    }
+    let object = |o: &Option<Object>| Value::Object(o.clone().unwrap_or_default());
+    let list = |l: &Option<Vec<String>>, default: &[&str]| {
+        Value::from(
+            l.clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect()),
+        )
+    };
+    if role == PluginRole::Extractor {
+        if let Some(c) = &plugin.catalog {
+            out.push(("_catalog".into(), Value::from(c.clone())));
+        }
+        if let Some(st) = &plugin.state {
+            out.push(("_state".into(), Value::from(st.clone())));
+        }
+        let load_schema = plugin
+            .load_schema
+            .clone()
+            .unwrap_or_else(|| plugin.namespace.clone());
+        out.push(("_load_schema".into(), Value::from(load_schema)));
+        out.push(("_metadata".into(), nested(object(&plugin.metadata))));
+        out.push(("_schema".into(), nested(object(&plugin.schema))));
+        out.push(("_select".into(), list(&plugin.select, &["*.*"])));
+        out.push(("_select_filter".into(), list(&plugin.select_filter, &[])));
+        out.push((
+            "_use_cached_catalog".into(),
+            Value::from(plugin.use_cached_catalog.unwrap_or(true)),
+        ));
+    } else {
+        let dialect = plugin
+            .raw
+            .dialect
+            .clone()
+            .unwrap_or_else(|| plugin.namespace.clone());
+        out.push(("_dialect".into(), Value::from(dialect)));
+    }
+    let parser = plugin
+        .raw
+        .log_parser
+        .clone()
+        .unwrap_or_else(|| "singer-sdk".to_string());
+    out.push(("_log_parser".into(), Value::from(parser)));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Meltano's `nest_object` for `_metadata` and `_schema`: `a.b: x` becomes `a: {b: x}`.
+fn nested(v: Value) -> Value {
+    let Value::Object(map) = v else { return v };
+    let mut out = serde_json::Map::new();
+    for (k, val) in map {
+        let val = nested(val);
+        let mut parts = k.split('.').collect::<Vec<_>>();
+        let last = parts.pop().unwrap_or_default().to_string();
+        let mut cur = &mut out;
+        for p in parts {
+            let slot = cur
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(serde_json::Map::new());
+            }
+            cur = slot.as_object_mut().expect("made an object above");
+        }
+        match (cur.get_mut(&last), val) {
+            (Some(Value::Object(existing)), Value::Object(new)) => existing.extend(new),
+            (_, val) => {
+                cur.insert(last, val);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 fn overlay(
     block: &Object,
     env: &mut BTreeMap<String, String>,
@@ -142,20 +224,52 @@ pub fn build_in(
     mapping: Option<&Mapping>,
     database_uri: Option<&str>,
 ) -> Result<Built> {
+    build_after(
+        project,
+        env,
+        plugin,
+        role,
+        mapping,
+        database_uri,
+        &BTreeMap::new(),
+    )
+}
+
+/// [`build_in`] for a plugin downstream of an extractor: its settings also see `upstream` (the
+/// extractor's [`Built::shared_env`]), as Meltano's loader settings do, so a loader `config`
+/// can refer to `$MELTANO_EXTRACT__LOAD_SCHEMA`. The shell's own variables win.
+pub fn build_after(
+    project: &Project,
+    env: Option<&Environment>,
+    plugin: &Plugin,
+    role: PluginRole,
+    mapping: Option<&Mapping>,
+    database_uri: Option<&str>,
+    upstream: &BTreeMap<String, String>,
+) -> Result<Built> {
     let db = crate::store::database_path(database_uri, project.root())?;
     let layer = StoreLayer::open(&db, Reveal::ForRun(format!("dsm run ({})", plugin.name)))?;
-    let inputs = Inputs {
+    let mut inputs = Inputs {
         store: &layer,
         ..Inputs::from_process(env)
     };
+    for (k, v) in upstream {
+        inputs
+            .process_env
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
+    }
     let resolved = settings::resolve(project, plugin, &inputs)?;
     for w in &resolved.warnings {
         tracing::warn!(plugin = %plugin.name, "{w}");
     }
     let mut config = resolved.config_json();
-    if let (Some(m), Some(obj)) = (mapping, config.as_object_mut()) {
-        for (k, v) in &m.config {
-            obj.insert(k.clone(), v.clone());
+    let mut masked_config = resolved.config_json_masked(true);
+    for c in [&mut config, &mut masked_config] {
+        if let (Some(m), Some(obj)) = (mapping, c.as_object_mut()) {
+            for (k, v) in &m.config {
+                obj.insert(k.clone(), v.clone());
+            }
         }
     }
     let process_env: BTreeMap<String, String> = std::env::vars().collect();
@@ -168,9 +282,33 @@ pub fn build_in(
         vars.insert(envvars::MELTANO_ENVIRONMENT.into(), e.name.clone());
     }
     overlay(project.env(), &mut vars, &process_env);
-    overlay(&plugin.env, &mut vars, &process_env);
+    // Meltano hands a plugin the variables of the project's `.env` too, over the project's
+    // `env:` block; here the shell's own values win, and secrets are dropped below.
+    let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
+    for (k, v) in &dotenv {
+        if !process_env.contains_key(k) {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    // Meltano expands a plugin's `env:` against the environment's `env:` block (expanded
+    // first), though the environment's block still wins over the plugin's in the end.
+    let mut active = vars.clone();
     if let Some(e) = env {
-        overlay(&e.env, &mut vars, &process_env);
+        overlay(&e.env, &mut active, &process_env);
+    }
+    let mut plugin_vars = active.clone();
+    overlay(&plugin.env, &mut plugin_vars, &process_env);
+    for k in plugin.env.keys() {
+        if let Some(v) = plugin_vars.get(k) {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(e) = env {
+        for k in e.env.keys() {
+            if let Some(v) = active.get(k) {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
         if let Some(ep) = project.environment_plugin(e, plugin)
             && let Some(block) = &ep.env
         {
@@ -189,14 +327,36 @@ pub fn build_in(
         format!("MELTANO_{kind}_NAMESPACE"),
         plugin.namespace.clone(),
     );
-    if role == PluginRole::Extractor {
-        shared.insert(
-            format!("MELTANO_{verb}__LOAD_SCHEMA"),
-            plugin
-                .load_schema
-                .clone()
-                .unwrap_or_else(|| plugin.namespace.clone()),
-        );
+    shared.insert(
+        format!("MELTANO_{kind}_VARIANT"),
+        plugin
+            .variant
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+    );
+    // Meltano's extras, each as `<NAME>__<EXTRA>`, `<NAMESPACE>__<EXTRA>` and
+    // `MELTANO_<VERB>__<EXTRA>`, with its defaults; arrays and objects as Python writes JSON.
+    // An object extra also gets a variable per leaf (`TAP_X__METADATA_USERS_REPLICATION_METHOD`).
+    let meltano_prefix = format!("MELTANO_{verb}");
+    let prefixes = [
+        plugin.name.as_str(),
+        plugin.namespace.as_str(),
+        meltano_prefix.as_str(),
+    ];
+    for (extra, value) in extras(plugin, role) {
+        let mut entries = vec![(extra.clone(), settings::env_text(&value))];
+        if let Value::Object(map) = &value {
+            entries.extend(
+                settings::flatten(map, &|_| false)
+                    .into_iter()
+                    .map(|(k, v)| (format!("{extra}.{k}"), settings::env_text(&v))),
+            );
+        }
+        for (name, text) in entries {
+            for prefix in prefixes {
+                shared.insert(settings::env_var_name(prefix, &name), text.clone());
+            }
+        }
     }
     for (k, v) in setting_vars {
         shared.insert(k, v);
@@ -217,6 +377,9 @@ pub fn build_in(
     let mut spec = PluginSpec::new(plugin.name.clone(), role, executable)
         .config(config)
         .cwd(project.root());
+    // A secret written to `.env` (where `meltano config set` puts them) reaches the plugin
+    // only through its config file.
+    vars.retain(|k, _| !(dotenv.contains_key(k) && remove.contains(k)));
     spec.env = vars;
     spec.env_remove = remove
         .into_iter()
@@ -229,5 +392,6 @@ pub fn build_in(
         } else {
             BTreeMap::new()
         },
+        masked_config,
     })
 }

@@ -230,3 +230,19 @@ fn env_var_names_are_built_like_meltano() {
     assert_eq!(env_var_name("tap-x", "a.b"), "TAP_X_A_B");
     assert_eq!(env_var_name("tap_x", "_select"), "TAP_X__SELECT");
 }
+
+#[test]
+fn arrays_and_objects_reach_variables_as_python_writes_them() {
+    let v: J = serde_json::from_str(
+        r#"{"b": [1, "x", true, null], "a": {"é": "tab\there", "q": "\"😀\u007f"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        env_text(&v),
+        r#"{"b": [1, "x", true, null], "a": {"\u00e9": "tab\there", "q": "\"\ud83d\ude00"#
+            .to_string()
+            + "\u{7f}\"}}"
+    );
+    assert_eq!(env_text(&J::from("plain")), "plain");
+    assert_eq!(env_text(&J::Null), "");
+}

@@ -1,8 +1,10 @@
 //! CLI integration tests: one module per command, sharing the `TestProject` helper.
 
 mod config;
+mod el;
 mod init;
 mod merge;
+mod plugin_env;
 mod run;
 mod schedule;
 mod select;
