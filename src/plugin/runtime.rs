@@ -75,8 +75,10 @@ impl RunDir {
             .mode(0o600)
             .open(&path)?;
         let bytes = serde_json::to_vec(config).expect("a JSON value always serialises");
+        // No fsync: the child reads the file through the page cache and the file is removed
+        // when the run ends, so forcing it to disk would only slow every start (and put the
+        // secrets it holds on the disk sooner).
         file.write_all(&bytes)?;
-        file.sync_all()?;
         Ok(path)
     }
 }
