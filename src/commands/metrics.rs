@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let store = open_store(ctx)?;
     let runs = store.list_runs_since(DateTime::<Utc>::UNIX_EPOCH)?;
-    let snap = snapshot(&runs, Utc::now());
+    let snap = snapshot(&runs, &store.pruned_totals()?, Utc::now());
     let text = if json {
         let mut t =
             serde_json::to_string_pretty(&snap).expect("serialising plain data cannot fail");

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{run_duration, run_extractors};
 use crate::error::{Error, Result};
-use crate::store::{RunRecord, RunStatus};
+use crate::store::{PrunedTotal, RunRecord, RunStatus};
 
 const STATUSES: [RunStatus; 4] = [
     RunStatus::Running,
@@ -22,7 +22,7 @@ const STATUSES: [RunStatus; 4] = [
 /// Counters and gauges of one source (extractor) or one flow (state id).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SubjectMetrics {
-    /// Runs in the history, by status.
+    /// Runs, by status (pruned runs included: a counter never goes down).
     pub runs_total: BTreeMap<String, u64>,
     /// Start of the newest successful run, in Unix seconds.
     pub last_success_timestamp: Option<i64>,
@@ -30,7 +30,7 @@ pub struct SubjectMetrics {
     pub last_run_duration_seconds: Option<f64>,
 }
 
-/// Records and bytes of one stream of one source, over the retained history.
+/// Records and bytes of one stream of one source, pruned runs included.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamMetrics {
     /// Records.
@@ -58,12 +58,38 @@ fn add_run(m: &mut SubjectMetrics, run: &RunRecord) {
         .or_default() += 1;
 }
 
-/// Builds the snapshot from runs given newest first (as the store lists them).
-pub fn snapshot(runs_newest_first: &[RunRecord], now: DateTime<Utc>) -> MetricsSnapshot {
+/// Builds the snapshot from runs given newest first (as the store lists them) and the
+/// counters of runs already pruned, so that every counter only ever grows.
+pub fn snapshot(
+    runs_newest_first: &[RunRecord],
+    pruned: &[PrunedTotal],
+    now: DateTime<Utc>,
+) -> MetricsSnapshot {
     let mut snap = MetricsSnapshot {
         generated_at: now.timestamp(),
         ..MetricsSnapshot::default()
     };
+    for t in pruned {
+        let subject = match t.kind.as_str() {
+            "source" => snap.sources.entry(t.subject.clone()).or_default(),
+            "flow" => snap.flows.entry(t.subject.clone()).or_default(),
+            _ => {
+                let sm = snap
+                    .streams
+                    .entry(t.subject.clone())
+                    .or_default()
+                    .entry(t.detail.clone())
+                    .or_default();
+                sm.records_total += t.records;
+                sm.bytes_total += t.bytes;
+                continue;
+            }
+        };
+        for s in STATUSES {
+            subject.runs_total.entry(s.as_str().to_owned()).or_default();
+        }
+        *subject.runs_total.entry(t.detail.clone()).or_default() += t.runs;
+    }
     for run in runs_newest_first {
         let mut keys: Vec<(bool, String)> =
             run_extractors(run).map(|e| (true, e.to_owned())).collect();
@@ -141,7 +167,7 @@ pub fn render_prometheus(snap: &MetricsSnapshot) -> String {
             &mut out,
             &name,
             "counter",
-            &format!("Runs of each {kind} in the retained run history, by status."),
+            &format!("Runs of each {kind} since the system database was created, by status."),
         );
         for (key, m) in map {
             for (status, n) in &m.runs_total {
@@ -181,12 +207,12 @@ pub fn render_prometheus(snap: &MetricsSnapshot) -> String {
     for (metric, help, pick) in [
         (
             "dsm_stream_records_total",
-            "Records of each stream in the retained run history.",
+            "Records of each stream since the system database was created.",
             (|m: &StreamMetrics| m.records_total) as fn(&StreamMetrics) -> u64,
         ),
         (
             "dsm_stream_bytes_total",
-            "Bytes of RECORD lines of each stream in the retained run history.",
+            "Bytes of RECORD lines of each stream since the system database was created.",
             |m: &StreamMetrics| m.bytes_total,
         ),
     ] {
@@ -251,6 +277,7 @@ mod tests {
 
     use super::*;
     use crate::registry::testing::{RunSpec, now, store};
+    use crate::store::{RunId, Store};
 
     #[test]
     fn registry_metrics_prometheus_text_from_stored_runs() {
@@ -285,11 +312,11 @@ mod tests {
         odd.write(s);
 
         let runs = s.list_runs_since(DateTime::<Utc>::UNIX_EPOCH).unwrap();
-        let snap = snapshot(&runs, now());
+        let snap = snapshot(&runs, &[], now());
         let text = render_prometheus(&snap);
         let t = (now() - Duration::hours(3)).timestamp();
         for want in [
-            "# HELP dsm_source_runs_total Runs of each source in the retained run history, by status.",
+            "# HELP dsm_source_runs_total Runs of each source since the system database was created, by status.",
             "# TYPE dsm_source_runs_total counter",
             "dsm_source_runs_total{source=\"tap-github\",status=\"success\"} 1",
             "dsm_source_runs_total{source=\"tap-github\",status=\"failed\"} 1",
@@ -327,6 +354,82 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".dsm-metrics-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn registry_metrics_counters_survive_pruning_the_runs_they_count() {
+        let (dir, store) = store();
+        let s = store.as_ref();
+        for (id, status, ago, records) in [
+            ("old-1", RunStatus::Success, 30, 40),
+            ("old-2", RunStatus::Failed, 29, 2),
+            ("new-1", RunStatus::Success, 1, 100),
+        ] {
+            RunSpec::new(
+                id,
+                "tap-github",
+                status,
+                Duration::days(ago),
+                Duration::seconds(5),
+            )
+            .stream("issues", records, records * 10)
+            .write(s);
+        }
+        let all = |s: &dyn Store| {
+            let runs = s.list_runs_since(DateTime::<Utc>::UNIX_EPOCH).unwrap();
+            render_prometheus(&snapshot(&runs, &s.pruned_totals().unwrap(), now()))
+        };
+        let counters = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("dsm_") && l.split(['{', ' ']).next().unwrap().ends_with("_total")
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        let before = all(s);
+        assert!(
+            before
+                .contains("dsm_stream_records_total{source=\"tap-github\",stream=\"issues\"} 142"),
+            "{before}"
+        );
+        let db = rusqlite::Connection::open(dir.path().join(".dsm/dsm.db")).unwrap();
+        let merge_rows = |db: &rusqlite::Connection| -> i64 {
+            db.query_row("SELECT COUNT(*) FROM merge_run_stats", [], |r| r.get(0))
+                .unwrap()
+        };
+        db.execute(
+            "INSERT INTO merge_run_stats (run_id, stream, source) VALUES ('old-1', 'companies', 'csv')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(merge_rows(&db), 1);
+        assert_eq!(
+            s.delete_runs(&[RunId::new("old-1"), RunId::new("old-2")])
+                .unwrap(),
+            2
+        );
+        // A pruned run's merged-stream counts go with it.
+        assert_eq!(merge_rows(&db), 0);
+        assert_eq!(
+            s.list_runs_since(DateTime::<Utc>::UNIX_EPOCH)
+                .unwrap()
+                .len(),
+            1
+        );
+        let after = all(s);
+        assert_eq!(counters(&before), counters(&after), "{after}");
+        // The gauges come from the runs still kept.
+        let t = (now() - Duration::days(1)).timestamp();
+        assert!(
+            after.contains(&format!(
+                "dsm_source_last_success_timestamp_seconds{{source=\"tap-github\"}} {t}"
+            )),
+            "{after}"
+        );
+        // Pruning again adds nothing twice.
+        assert_eq!(s.delete_runs(&[RunId::new("old-1")]).unwrap(), 0);
+        assert_eq!(counters(&after), counters(&all(s)));
     }
 
     #[test]

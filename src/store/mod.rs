@@ -222,6 +222,24 @@ pub struct RunArtifact {
     pub records: u64,
 }
 
+/// Counters of runs that were pruned from the history, kept so that totals never go down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrunedTotal {
+    /// `source` (subject: extractor, detail: run status), `flow` (subject: state id, detail:
+    /// run status) or `stream` (subject: extractor, detail: stream).
+    pub kind: String,
+    /// The extractor or state id.
+    pub subject: String,
+    /// The run status or the stream.
+    pub detail: String,
+    /// Runs (`source` and `flow`).
+    pub runs: u64,
+    /// Records (`stream`).
+    pub records: u64,
+    /// Bytes of RECORD lines (`stream`).
+    pub bytes: u64,
+}
+
 /// What the engine knows when a run starts.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
@@ -428,8 +446,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// time or status) are skipped with a warning instead of failing the whole listing.
     fn list_runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRecord>>;
 
-    /// Deletes runs with their plugin and stream rows; returns how many runs existed.
+    /// Deletes runs with their plugin, stream, artifact and merge-count rows, first adding
+    /// their counters to the pruned totals in the same transaction; returns how many runs
+    /// existed.
     fn delete_runs(&self, run_ids: &[RunId]) -> Result<usize>;
+
+    /// The counters of every run deleted so far (see [`Store::delete_runs`]).
+    fn pruned_totals(&self) -> Result<Vec<PrunedTotal>>;
 
     // ----- source registry -----
 

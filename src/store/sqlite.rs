@@ -12,9 +12,9 @@ use serde_json::Value;
 use super::liveness::{self, STALE_AFTER};
 use super::state::{self, CommitOutcome, StateId, StoredState, apply_write};
 use super::{
-    FlowLock, ImportReport, LockHolder, NewRun, PluginExit, RunArtifact, RunFilter, RunFinish,
-    RunId, RunRecord, RunStatus, SourceStatusChange, StateAction, StateEvent, Store, StreamStats,
-    already_running_error, format_time,
+    FlowLock, ImportReport, LockHolder, NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter,
+    RunFinish, RunId, RunRecord, RunStatus, SourceStatusChange, StateAction, StateEvent, Store,
+    StreamStats, already_running_error, format_time,
 };
 use crate::error::{Error, Result};
 
@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "config_history",
         include_str!("migrations/0007_config_history.sql"),
+    ),
+    (
+        8,
+        "pruned_run_totals",
+        include_str!("migrations/0008_pruned_run_totals.sql"),
     ),
 ];
 
@@ -987,13 +992,61 @@ impl Store for SqliteStore {
         self.write(|tx| {
             let mut n = 0;
             for id in run_ids {
-                tx.execute("DELETE FROM run_plugins WHERE run_id = ?1", [id.as_str()])?;
-                tx.execute("DELETE FROM run_streams WHERE run_id = ?1", [id.as_str()])?;
-                tx.execute("DELETE FROM run_artifacts WHERE run_id = ?1", [id.as_str()])?;
-                n += tx.execute("DELETE FROM runs WHERE run_id = ?1", [id.as_str()])?;
+                let id = id.as_str();
+                // The run's counters move to the pruned totals first, so `dsm metrics` never
+                // reports a counter going down.
+                tx.execute(
+                    "INSERT INTO pruned_run_totals (kind, subject, detail, runs)
+                     SELECT 'source', p.plugin, r.status, 1 FROM run_plugins p
+                     JOIN runs r ON r.run_id = p.run_id
+                     WHERE p.run_id = ?1 AND p.role = 'extractor'
+                     ON CONFLICT (kind, subject, detail) DO UPDATE SET runs = runs + 1",
+                    [id],
+                )?;
+                tx.execute(
+                    "INSERT INTO pruned_run_totals (kind, subject, detail, runs)
+                     SELECT 'flow', state_id, status, 1 FROM runs
+                     WHERE run_id = ?1 AND state_id IS NOT NULL
+                     ON CONFLICT (kind, subject, detail) DO UPDATE SET runs = runs + 1",
+                    [id],
+                )?;
+                tx.execute(
+                    "INSERT INTO pruned_run_totals (kind, subject, detail, records, bytes)
+                     SELECT 'stream', p.plugin, s.stream, s.records, s.bytes FROM run_plugins p
+                     JOIN run_streams s ON s.run_id = p.run_id
+                     WHERE p.run_id = ?1 AND p.role = 'extractor'
+                     ON CONFLICT (kind, subject, detail) DO UPDATE SET
+                         records = records + excluded.records, bytes = bytes + excluded.bytes",
+                    [id],
+                )?;
+                tx.execute("DELETE FROM merge_run_stats WHERE run_id = ?1", [id])?;
+                tx.execute("DELETE FROM run_plugins WHERE run_id = ?1", [id])?;
+                tx.execute("DELETE FROM run_streams WHERE run_id = ?1", [id])?;
+                tx.execute("DELETE FROM run_artifacts WHERE run_id = ?1", [id])?;
+                n += tx.execute("DELETE FROM runs WHERE run_id = ?1", [id])?;
             }
             Ok(n)
         })
+    }
+
+    fn pruned_totals(&self) -> Result<Vec<PrunedTotal>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT kind, subject, detail, runs, records, bytes FROM pruned_run_totals
+             ORDER BY kind, subject, detail",
+        )?;
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        let rows = stmt.query_map([], |r| {
+            Ok(PrunedTotal {
+                kind: r.get(0)?,
+                subject: r.get(1)?,
+                detail: r.get(2)?,
+                runs: count(r.get(3)?),
+                records: count(r.get(4)?),
+                bytes: count(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()> {
