@@ -58,6 +58,9 @@ pub enum RunsCommand {
         /// Show what would be removed without removing it.
         #[arg(long)]
         dry_run: bool,
+        /// Remove this run (repeatable), whatever its age; also a run whose row is damaged.
+        #[arg(long = "run-id", value_name = "RUN_ID")]
+        run_ids: Vec<String>,
     },
 }
 
@@ -139,6 +142,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             older_than,
             keep,
             dry_run,
+            run_ids,
         } => {
             let store = open_store(ctx)?;
             let private = ctx
@@ -153,6 +157,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     .map(PrunePolicy::project_run_dirs)
                     .unwrap_or_default(),
                 dry_run,
+                run_ids: run_ids.into_iter().map(RunId::new).collect(),
             };
             let outcome = prune_runs(store.as_ref(), &policy, Utc::now())?;
             match format {

@@ -30,6 +30,9 @@ pub struct PrunePolicy {
     pub run_dirs: Vec<PathBuf>,
     /// List what would go without removing anything.
     pub dry_run: bool,
+    /// Remove exactly these runs (any status but running), whatever their age; also runs whose
+    /// row is too damaged to read.
+    pub run_ids: Vec<RunId>,
 }
 
 impl PrunePolicy {
@@ -85,12 +88,18 @@ pub fn runs_to_prune<'a>(
 }
 
 fn per_run_files(run: &RunRecord, dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = run
+    let files: Vec<PathBuf> = run
         .log_path
         .iter()
         .filter(|p| p.exists())
         .cloned()
         .collect();
+    files_named_by(&run.run_id, dirs, files)
+}
+
+/// Adds to `files` the entries of `dirs` whose name starts with the run id.
+fn files_named_by(run_id: &RunId, dirs: &[PathBuf], mut files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let run = RunIdOnly { run_id };
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -106,6 +115,10 @@ fn per_run_files(run: &RunRecord, dirs: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
+struct RunIdOnly<'a> {
+    run_id: &'a RunId,
+}
+
 /// Removes the runs the policy chooses, with their per-run files. A policy with neither
 /// `older_than` nor `keep` is refused, so a typo cannot wipe the history.
 pub fn prune_runs(
@@ -113,18 +126,53 @@ pub fn prune_runs(
     policy: &PrunePolicy,
     now: DateTime<Utc>,
 ) -> Result<PruneOutcome> {
-    if policy.older_than.is_none() && policy.keep.is_none() {
+    if policy.older_than.is_none() && policy.keep.is_none() && policy.run_ids.is_empty() {
         return Err(
-            Error::config("`runs prune` needs `--older-than` or `--keep`")
+            Error::config("`runs prune` needs `--older-than`, `--keep` or `--run-id`")
                 .hint("for example `dsm runs prune --older-than 30d --keep 100`"),
         );
     }
     let runs = store.list_runs(&RunFilter::default())?;
-    let chosen = runs_to_prune(&runs, policy, now);
+    let mut chosen = if policy.older_than.is_some() || policy.keep.is_some() {
+        runs_to_prune(&runs, policy, now)
+    } else {
+        Vec::new()
+    };
     let mut outcome = PruneOutcome {
         dry_run: policy.dry_run,
         ..PruneOutcome::default()
     };
+    for id in &policy.run_ids {
+        if id.as_str().contains(['/', '\\']) || id.as_str().starts_with('.') {
+            return Err(Error::config(format!("`{id}` is not a run id"))
+                .hint("`dsm runs list` shows the run ids"));
+        }
+        match runs.iter().find(|r| &r.run_id == id) {
+            Some(r) if r.status == RunStatus::Running => {
+                return Err(Error::config(format!("run `{id}` is still running"))
+                    .hint("stop it first, or wait until it ends"));
+            }
+            Some(r) => {
+                if !chosen.iter().any(|c| c.run_id == r.run_id) {
+                    chosen.push(r);
+                }
+            }
+            // Not listed: unknown, or a row too damaged to read. Either way its rows and the
+            // files named by its id go.
+            None => {
+                let files = files_named_by(id, &policy.run_dirs, Vec::new());
+                let existed = policy.dry_run || store.delete_runs(std::slice::from_ref(id))? > 0;
+                if !existed && files.is_empty() {
+                    return Err(
+                        Error::config(format!("no run `{id}` in the system database"))
+                            .hint("`dsm runs list` shows the run ids"),
+                    );
+                }
+                outcome.runs.push(id.clone());
+                remove_files(files, policy.dry_run, &mut outcome);
+            }
+        }
+    }
     for run in &chosen {
         outcome.runs.push(run.run_id.clone());
         let mut files = per_run_files(run, &policy.run_dirs);
@@ -134,30 +182,35 @@ pub fn prune_runs(
                 files.push(a.path);
             }
         }
-        for path in files {
-            if policy.dry_run {
-                outcome.files.push(path);
-                continue;
-            }
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => outcome.files.push(path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a per-run file");
-                    outcome.failed_files.push((path, e.to_string()));
-                }
+        remove_files(files, policy.dry_run, &mut outcome);
+    }
+    if !policy.dry_run {
+        let listed: Vec<RunId> = chosen.iter().map(|r| r.run_id.clone()).collect();
+        store.delete_runs(&listed)?;
+    }
+    Ok(outcome)
+}
+
+fn remove_files(files: Vec<PathBuf>, dry_run: bool, outcome: &mut PruneOutcome) {
+    for path in files {
+        if dry_run {
+            outcome.files.push(path);
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => outcome.files.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a per-run file");
+                outcome.failed_files.push((path, e.to_string()));
             }
         }
     }
-    if !policy.dry_run {
-        store.delete_runs(&outcome.runs)?;
-    }
-    Ok(outcome)
 }
 
 /// The automatic retention policy from [`envvars::RUNS_RETENTION_MAX_AGE`] and
@@ -190,6 +243,7 @@ pub fn policy_from_env(
         keep,
         run_dirs: PrunePolicy::project_run_dirs(private_dir),
         dry_run: false,
+        run_ids: Vec::new(),
     }))
 }
 
@@ -268,7 +322,10 @@ mod tests {
 
         // Neither rule: refused.
         let err = prune_runs(s, &PrunePolicy::default(), now()).unwrap_err();
-        assert!(err.message().contains("needs `--older-than` or `--keep`"));
+        assert!(
+            err.message()
+                .contains("needs `--older-than`, `--keep` or `--run-id`")
+        );
 
         // Dry run: nothing removed.
         let policy = PrunePolicy {
@@ -276,6 +333,7 @@ mod tests {
             keep: Some(2),
             run_dirs: dirs.clone(),
             dry_run: true,
+            run_ids: Vec::new(),
         };
         let planned = prune_runs(s, &policy, now()).unwrap();
         assert_eq!(planned.runs.len(), 3);

@@ -871,7 +871,13 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             let Some(cols) = cols else { return Ok(None) };
-            let (mut run, stored) = build_run(c, cols)?;
+            let (mut run, stored) = build_run(c, cols).map_err(|e| {
+                Error::failed(format!("run `{run_id}` in the system database is unreadable"))
+                    .detail(e.message().to_owned())
+                    .hint(format!(
+                        "other runs are not affected; `dsm runs prune --run-id {run_id}` removes this one"
+                    ))
+            })?;
             run.status = self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
             Ok(Some(run))
         })
@@ -901,7 +907,16 @@ impl Store for SqliteStore {
             )?;
             let mut out = Vec::new();
             for row in rows {
-                let (mut run, stored) = build_run(c, row?)?;
+                let cols = row?;
+                let id = cols[0].clone().unwrap_or_default();
+                // One damaged row must not hide the rest of the history.
+                let (mut run, stored) = match build_run(c, cols) {
+                    Ok(built) => built,
+                    Err(error) => {
+                        tracing::warn!(run_id = %id, error = %error, "skipping an unreadable run row");
+                        continue;
+                    }
+                };
                 run.status = self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
                 if filter.status.is_some_and(|s| s != run.status) {
                     continue;
@@ -1012,7 +1027,9 @@ impl Store for SqliteStore {
                 )?;
                 tx.execute(
                     "INSERT INTO pruned_run_totals (kind, subject, detail, records, bytes)
-                     SELECT 'stream', p.plugin, s.stream, s.records, s.bytes FROM run_plugins p
+                     SELECT 'stream', p.plugin, s.stream,
+                            MAX(0, CAST(s.records AS INTEGER)), MAX(0, CAST(s.bytes AS INTEGER))
+                     FROM run_plugins p
                      JOIN run_streams s ON s.run_id = p.run_id
                      WHERE p.run_id = ?1 AND p.role = 'extractor'
                      ON CONFLICT (kind, subject, detail) DO UPDATE SET

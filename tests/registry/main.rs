@@ -492,3 +492,77 @@ fn flows_map_as_text_dot_and_mermaid_with_source_status() {
     assert_eq!(j[0]["chains"][0][1]["role"], "loader");
     assert_eq!(p.dsm(&["flows", "--format", "svg"]).status.code(), Some(2));
 }
+
+/// A run row damaged by hand (a time that is not a time, a count that is not a number) costs
+/// that run only: every listing still works and says which row it skipped, `runs show` of that
+/// run names it with a way out, and `runs prune --run-id` removes it.
+#[test]
+fn a_damaged_history_row_never_breaks_a_whole_command() {
+    let p = TestProject::new();
+    {
+        let store = p.store();
+        run(
+            &store,
+            "good",
+            "tap-a",
+            RunStatus::Success,
+            Duration::hours(2),
+            3,
+        );
+        run(
+            &store,
+            "bad",
+            "tap-b",
+            RunStatus::Success,
+            Duration::hours(1),
+            3,
+        );
+    }
+    let db = rusqlite::Connection::open(p.path().join(".dsm/dsm.db")).unwrap();
+    db.execute(
+        "UPDATE runs SET started_at = 'garbage' WHERE run_id = 'bad'",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO run_streams (run_id, stream, records, bytes) VALUES ('good', 'odd', 1, 'zz')",
+        [],
+    )
+    .unwrap();
+
+    for args in [
+        &["runs", "list", "--format", "json"][..],
+        &["health", "--format", "json"],
+        &["metrics", "--format", "json"],
+        &["sources", "list", "--format", "json"],
+        &["flows", "--format", "json"],
+    ] {
+        let out = p.dsm(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "dsm {args:?}: {stderr}");
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("dsm {args:?} printed no JSON ({e}): {stderr}"));
+        assert!(
+            stderr.contains("skipping an unreadable run row"),
+            "dsm {args:?} says nothing of the skipped row: {stderr}"
+        );
+    }
+
+    let show = p.dsm(&["runs", "show", "bad"]);
+    let stderr = String::from_utf8_lossy(&show.stderr);
+    assert_eq!(show.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("run `bad`"), "{stderr}");
+    assert!(stderr.contains("dsm runs prune --run-id bad"), "{stderr}");
+
+    let pruned: Value =
+        serde_json::from_str(&p.ok(&["runs", "prune", "--run-id", "bad", "--format", "json"]))
+            .unwrap();
+    assert_eq!(pruned["runs"], serde_json::json!(["bad"]));
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1);
+    let unknown = p.dsm(&["runs", "prune", "--run-id", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run `nope`"));
+}
