@@ -607,6 +607,17 @@ pub fn set_bookmark(state: &mut Value, stream: &str, key: &str, value: Value) {
         );
 }
 
+/// Whether a row with replication key value `v` is synced given the bookmark `b`. Like the
+/// Singer SDK, the comparison is `>=`: rows sharing the bookmark's value may have been added
+/// after the last sync, so the row at the bookmark is sent again (at-least-once delivery).
+/// Values that cannot be compared with the bookmark (null, another type) are skipped.
+pub fn at_or_after_bookmark(v: &Value, b: &Value) -> bool {
+    matches!(
+        compare_values(v, b),
+        Some(Ordering::Greater | Ordering::Equal)
+    )
+}
+
 /// Orders two replication key values: numbers numerically, strings by text (ISO 8601
 /// timestamps in one format sort correctly), `None` when they cannot be compared.
 pub fn compare_values(a: &Value, b: &Value) -> Option<Ordering> {
@@ -856,6 +867,19 @@ mod tests {
         );
         assert_eq!(bookmark(&state, "users", "other"), None);
         assert_eq!(bookmark(&state, "orders", "updated"), None);
+    }
+
+    #[test]
+    fn rows_at_the_bookmark_are_sent_again() {
+        // Issue 4: a strict `>` missed rows added later with the bookmark's own value.
+        assert!(at_or_after_bookmark(&json!(5), &json!(5)));
+        assert!(at_or_after_bookmark(&json!(6), &json!(5)));
+        assert!(!at_or_after_bookmark(&json!(4), &json!(5)));
+        assert!(at_or_after_bookmark(
+            &json!("2024-01-02"),
+            &json!("2024-01-02")
+        ));
+        assert!(!at_or_after_bookmark(&Value::Null, &json!("2024-01-02")));
     }
 
     #[test]

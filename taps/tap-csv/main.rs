@@ -643,7 +643,7 @@ fn sync_stream(
             };
             if let (Some(c), Some(b)) = (rk_col, &bookmark) {
                 let v = key_value(c.ty, field(c.index));
-                if kit::compare_values(&v, b) != Some(std::cmp::Ordering::Greater) {
+                if !kit::at_or_after_bookmark(&v, b) {
                     continue;
                 }
             }

@@ -251,7 +251,7 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
                 if let Some(k) = rk {
                     let v = obj.get(k).cloned().unwrap_or(Value::Null);
                     if let Some(b) = &bookmark
-                        && kit::compare_values(&v, b) != Some(std::cmp::Ordering::Greater)
+                        && !kit::at_or_after_bookmark(&v, b)
                     {
                         continue;
                     }

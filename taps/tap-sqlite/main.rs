@@ -206,7 +206,9 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
                 )));
             }
             if bookmark.is_some() {
-                sql.push_str(&format!(" WHERE {} > ?1", quote_ident(k)));
+                // `>=`, as the Singer SDK does: rows sharing the bookmark's value may have been
+                // added after the last sync, so the bookmark row is sent again (at-least-once).
+                sql.push_str(&format!(" WHERE {} >= ?1", quote_ident(k)));
             }
             sql.push_str(&format!(" ORDER BY {}", quote_ident(k)));
         }

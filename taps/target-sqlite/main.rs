@@ -550,11 +550,14 @@ impl<'c> Loader<'c> {
         self.ensure_version_column(stream)?;
         self.begin()?;
         let name = quote_ident(&self.tables[stream].name);
-        // Rows of versions strictly older than the activated one go; rows written without a
-        // version (before the stream was synced full-table) are kept.
+        // Rows of versions strictly older than the activated one go, and so do rows written
+        // without a version (say by an earlier incremental sync): they are not part of the
+        // activated version either. The Singer SDK's SQL sinks delete the same rows.
         self.conn
             .execute(
-                &format!("DELETE FROM {name} WHERE {VERSION_COLUMN} < ?1"),
+                &format!(
+                    "DELETE FROM {name} WHERE {VERSION_COLUMN} IS NULL OR {VERSION_COLUMN} < ?1"
+                ),
                 [v],
             )
             .map_err(|e| self.err("cannot delete rows of older versions", e))?;

@@ -9,6 +9,7 @@ mod files;
 mod install;
 mod meltano;
 mod project_cmds;
+mod python_example;
 mod sdk_streams;
 mod support;
 mod taps;

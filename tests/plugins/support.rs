@@ -213,3 +213,21 @@ impl Project {
         self.command(args).output().unwrap().into()
     }
 }
+
+/// Copies the files and folders under `from` into `to` (which exists), leaving out what a run
+/// of an example in place leaves behind (`output/`, `.dsm/`, `.meltano/`).
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if ["output", ".dsm", ".meltano"].contains(&entry.file_name().to_str().unwrap_or("")) {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -121,7 +121,7 @@ fn tap_csv_full_table_sync_emits_typed_records_and_activate_version() {
 }
 
 #[test]
-fn tap_csv_incremental_second_run_emits_only_new_rows() {
+fn tap_csv_incremental_second_run_emits_rows_from_the_bookmark_on() {
     let (dir, cfg) = csv_project(CUSTOMERS, json!({"replication_key": "updated_at"}));
     let first = run(dir.path(), "tap-csv", &["--config", &cfg], b"");
     first.assert_ok();
@@ -134,6 +134,7 @@ fn tap_csv_incremental_second_run_emits_only_new_rows() {
     );
     let state_file = write_json(dir.path(), "state.json", &state);
     let mut grown = CUSTOMERS.to_owned();
+    grown.push_str("5,Eve,2,false,2024-01-03T00:00:00Z,\n");
     grown.push_str("4,Kai,1,false,2024-01-04T00:00:00Z,2024-01-04\n");
     std::fs::write(dir.path().join("data/customers.csv"), grown).unwrap();
     let second = run(
@@ -143,9 +144,10 @@ fn tap_csv_incremental_second_run_emits_only_new_rows() {
         b"",
     );
     second.assert_ok();
-    let recs = second.records();
-    assert_eq!(recs.len(), 1, "{}", second.stdout);
-    assert_eq!(recs[0]["id"], 4);
+    // Issue 4: a strict `>` lost row 5, added later with the bookmark's own value. Like the
+    // SDK, rows at the bookmark are sent again (row 3 too: at-least-once).
+    let ids: Vec<Value> = second.records().iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, [json!(3), json!(5), json!(4)], "{}", second.stdout);
     assert_eq!(
         second.last_state()["bookmarks"]["customers"]["replication_key_value"],
         "2024-01-04T00:00:00Z"
@@ -304,7 +306,7 @@ fn tap_jsonl_reads_streams_incrementally_and_reports_bad_lines() {
     assert_eq!(first.records()[0]["extra"], json!({"x": 1}));
     let st = write_json(dir.path(), "state.json", &first.last_state());
     let mut f = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
-    f.push_str("{\"id\": 3, \"kind\": \"c\"}\n{broken\n");
+    f.push_str("{\"id\": 2, \"kind\": \"late\"}\n{\"id\": 3, \"kind\": \"c\"}\n{broken\n");
     std::fs::write(dir.path().join("events.jsonl"), f).unwrap();
     let second = run(
         dir.path(),
@@ -316,11 +318,19 @@ fn tap_jsonl_reads_streams_incrementally_and_reports_bad_lines() {
     assert!(
         second
             .stderr
-            .contains("`events.jsonl` line 5 is not valid JSON"),
+            .contains("`events.jsonl` line 6 is not valid JSON"),
         "{}",
         second.stderr
     );
-    assert_eq!(second.records(), vec![json!({"id": 3, "kind": "c"})]);
+    // Issue 4: the record added later with the bookmarked id 2 was skipped by a strict `>`.
+    assert_eq!(
+        second.records(),
+        vec![
+            json!({"id": 2, "kind": "b", "at": "2024-01-02T00:00:00Z"}),
+            json!({"id": 2, "kind": "late"}),
+            json!({"id": 3, "kind": "c"})
+        ]
+    );
 }
 
 fn sqlite_source(dir: &std::path::Path) -> std::path::PathBuf {
@@ -405,7 +415,9 @@ fn tap_sqlite_incremental_by_replication_key_metadata() {
     let st = write_json(dir.path(), "state.json", &first.last_state());
     rusqlite::Connection::open(&db)
         .unwrap()
-        .execute_batch("INSERT INTO users VALUES (3, 'cy', 2, '2024-01-03T00:00:00Z')")
+        .execute_batch(
+            "INSERT INTO users VALUES (3, 'cy', 2, '2024-01-03T00:00:00Z'), (4, 'di', 0, '2024-01-02T00:00:00Z')",
+        )
         .unwrap();
     let second = run(
         dir.path(),
@@ -414,8 +426,14 @@ fn tap_sqlite_incremental_by_replication_key_metadata() {
         b"",
     );
     second.assert_ok();
-    assert_eq!(second.records().len(), 1);
-    assert_eq!(second.records()[0]["id"], 3);
+    // Issue 4: row 4, added later with the bookmark's value, was missed by `WHERE key > ?`.
+    let mut ids: Vec<i64> = second
+        .records()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 3, 4], "{}", second.stdout);
     assert_eq!(
         second.last_state()["bookmarks"]["users"]["replication_key_value"],
         "2024-01-03T00:00:00Z"

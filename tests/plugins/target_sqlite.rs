@@ -179,6 +179,51 @@ fn target_sqlite_activate_version_deletes_strictly_older_versions() {
 }
 
 #[test]
+fn issue_4_target_sqlite_activate_version_deletes_rows_loaded_without_a_version() {
+    // Issue 4: rows with a null `_sdc_table_version` survived ACTIVATE_VERSION.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = target(dir.path());
+    let schema = r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"}}},"key_properties":["id"]}"#;
+    // An incremental sync first: no versions, so no version column yet.
+    let incremental = format!(
+        "{schema}\n{}\n{}\n",
+        r#"{"type":"RECORD","stream":"t","record":{"id":1}}"#,
+        r#"{"type":"RECORD","stream":"t","record":{"id":5}}"#,
+    );
+    run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        incremental.as_bytes(),
+    )
+    .assert_ok();
+    let db = dir.path().join("out/warehouse.db");
+    assert_eq!(
+        query(&db, "SELECT id FROM t ORDER BY id"),
+        rows(&[&["1"], &["5"]])
+    );
+    // Then a full-table sync at version 300; a row already at a newer version stays.
+    let full = format!(
+        "{schema}\n{}\n{}\n{}\n{}\n",
+        r#"{"type":"RECORD","stream":"t","record":{"id":1},"version":300}"#,
+        r#"{"type":"RECORD","stream":"t","record":{"id":2},"version":400}"#,
+        r#"{"type":"RECORD","stream":"t","record":{"id":3},"version":300}"#,
+        r#"{"type":"ACTIVATE_VERSION","stream":"t","version":300}"#
+    );
+    run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        full.as_bytes(),
+    )
+    .assert_ok();
+    assert_eq!(
+        query(&db, "SELECT id, _sdc_table_version FROM t ORDER BY id"),
+        rows(&[&["1", "300"], &["2", "400"], &["3", "300"]])
+    );
+}
+
+#[test]
 fn target_sqlite_prints_state_only_after_committing_the_rows_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = target(dir.path());
