@@ -53,10 +53,13 @@ impl Context {
         Context { global, printer }
     }
 
-    /// The directory dsm was started in (`--cwd` or the process's).
+    /// The directory dsm was started in (`--cwd` or the process's), always absolute: plugins
+    /// run in the project root, so every path handed to them (config files, catalogs, state)
+    /// must not depend on where dsm itself was started, and the upward search for the project
+    /// must see the real parents of a relative `--cwd`.
     pub fn cwd(&self) -> Result<PathBuf> {
         match &self.global.cwd {
-            Some(dir) => Ok(dir.clone()),
+            Some(dir) => Ok(std::path::absolute(dir)?),
             None => Ok(std::env::current_dir()?),
         }
     }
