@@ -21,8 +21,15 @@ pub struct Args {
     /// Schedules, jobs or extractors to run (`KIND:NAME` where kinds share a name); all enabled
     /// flows when none is given.
     pub names: Vec<String>,
-    /// How many independent flows run at the same time.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// How many independent flows run at the same time (`-p`/`--parallelism`, Meltano's
+    /// spelling, mean the same).
+    #[arg(
+        short = 'p',
+        long,
+        visible_alias = "parallelism",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub parallel: usize,
     /// Print the plan (flows in order, with their dependencies) without running anything.
     #[arg(long)]

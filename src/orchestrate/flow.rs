@@ -186,10 +186,18 @@ impl Flow {
     }
 }
 
-/// Reads an IANA time zone name (`UTC`, `Europe/Berlin`).
-pub fn parse_time_zone(name: &str) -> Result<Tz, OrchestrateError> {
-    name.parse::<Tz>()
-        .map_err(|_| OrchestrateError::UnknownTimeZone(name.to_string()))
+/// Reads the IANA time zone name (`UTC`, `Europe/Berlin`) of schedule `schedule`.
+pub fn parse_time_zone(schedule: &str, name: &str) -> Result<Tz, OrchestrateError> {
+    name.trim()
+        .parse::<Tz>()
+        .map_err(|_| OrchestrateError::UnknownTimeZone {
+            schedule: schedule.to_string(),
+            zone: name.to_string(),
+            suggestion: super::graph::closest(
+                name,
+                chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+            ),
+        })
 }
 
 #[cfg(test)]
@@ -248,12 +256,19 @@ mod tests {
     #[test]
     fn time_zones_are_iana_names() {
         assert_eq!(
-            parse_time_zone("Europe/Berlin").unwrap(),
+            parse_time_zone("s", "Europe/Berlin").unwrap(),
             Tz::Europe__Berlin
         );
-        assert_eq!(
-            parse_time_zone("Mars/Olympus").unwrap_err(),
-            OrchestrateError::UnknownTimeZone("Mars/Olympus".into())
-        );
+        assert!(matches!(
+            parse_time_zone("s", "Mars/Olympus").unwrap_err(),
+            OrchestrateError::UnknownTimeZone { schedule, zone, .. }
+                if schedule == "s" && zone == "Mars/Olympus"
+        ));
+        match parse_time_zone("s", "Europe/Berlim").unwrap_err() {
+            OrchestrateError::UnknownTimeZone { suggestion, .. } => {
+                assert_eq!(suggestion.as_deref(), Some("Europe/Berlin"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

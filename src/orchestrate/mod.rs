@@ -44,9 +44,21 @@ pub enum OrchestrateError {
         /// The closest known shortcut, if any is close.
         suggestion: Option<String>,
     },
-    /// A time zone name that is not in the IANA database.
-    #[error("unknown time zone `{0}`")]
-    UnknownTimeZone(String),
+    /// A schedule's `annotations.dsm.timezone` that is not in the IANA database.
+    #[error(
+        "schedule `{schedule}` has an unknown time zone `{zone}` in `annotations.dsm.timezone`"
+    )]
+    UnknownTimeZone {
+        /// The schedule's name.
+        schedule: String,
+        /// The zone as written.
+        zone: String,
+        /// The closest IANA name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// `annotations.dsm.timezone` on a job, which has no interval to read in it.
+    #[error("job `{0}` has `annotations.dsm.timezone`, but only schedules have an interval")]
+    TimeZoneOnJob(String),
     /// `depends_on` names a flow that does not exist.
     #[error("flow `{flow}` depends on `{dependency}`, which is not a schedule, job or extractor")]
     UnknownDependency {
@@ -124,6 +136,10 @@ impl From<OrchestrateError> for Error {
             | OrchestrateError::UnknownFlow {
                 suggestion: Some(s),
                 ..
+            }
+            | OrchestrateError::UnknownTimeZone {
+                suggestion: Some(s),
+                ..
             } => error.hint(format!("did you mean `{s}`?")),
             OrchestrateError::AmbiguousName { name, kinds } => {
                 let mut error = error;
@@ -140,9 +156,11 @@ impl From<OrchestrateError> for Error {
             OrchestrateError::Cycle { .. } => {
                 error.hint("remove one `depends_on` entry along the cycle")
             }
-            OrchestrateError::UnknownTimeZone(_) => {
+            OrchestrateError::UnknownTimeZone { .. } => {
                 error.hint("use an IANA name such as `UTC` or `Europe/Berlin`")
             }
+            OrchestrateError::TimeZoneOnJob(_) => error
+                .hint("move `timezone` to the `annotations.dsm` of the schedule that runs the job"),
             _ => error,
         }
     }

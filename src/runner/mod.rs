@@ -357,7 +357,11 @@ pub fn run_flow(
         extractor: extractor_spec,
         stages: stages
             .into_iter()
-            .chain(merge.as_ref().map(|m| crate::pipeline::Stage::Transform(m.transform())))
+            .chain(
+                merge
+                    .as_ref()
+                    .map(|m| crate::pipeline::Stage::Transform(m.transform())),
+            )
             .collect(),
         loader: loader_spec,
         options,

@@ -195,7 +195,14 @@ pub fn build(
 
     for name in mappers {
         let (mapper, mapping) = super::find_mapper(project, name)?;
-        let built = spec::build_in(project, env, mapper, PluginRole::Mapper, mapping, database_uri)?;
+        let built = spec::build_in(
+            project,
+            env,
+            mapper,
+            PluginRole::Mapper,
+            mapping,
+            database_uri,
+        )?;
         if is_map_transformer(mapper) {
             let config = match built.spec.config {
                 Some(Value::Object(c)) => c,
