@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
-use crate::orchestrate::{Blocks, Flow, FlowResult, Plan, Summary, project_flows, select_by_names};
+use crate::orchestrate::{
+    Blocks, Flow, FlowResult, Plan, Summary, attempt_trigger, project_flows, select_by_names,
+};
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
 use crate::runner::{self, RunOptions};
@@ -67,23 +69,29 @@ impl FlowContext {
         })
     }
 
-    fn options(&self, flow: &Flow) -> RunOptions {
+    fn options(&self, flow: &Flow, attempt: u32) -> RunOptions {
         RunOptions {
             state_id: flow.state_id.clone(),
             timeout: flow.timeout,
-            trigger: format!("{}:{}", self.trigger, flow.name),
+            trigger: attempt_trigger(
+                &self.trigger,
+                &flow.name,
+                attempt,
+                flow.retry.max_attempts(),
+            ),
             database_uri: self.database_uri.clone(),
             ..RunOptions::default()
         }
     }
 }
 
-/// Runs one attempt of one flow with the runner: an extractor/loader pair, or a job's tasks one
-/// after another (stopping at the first failure). Blocking; [`run_plan`] calls it on a
-/// blocking thread.
-pub fn run_flow(fc: &FlowContext, flow: &Flow) -> FlowResult {
+/// Runs attempt `attempt` (1 for the first) of one flow with the runner: an extractor/loader
+/// pair, or a job's tasks one after another (stopping at the first failure). Each attempt is
+/// its own run in the history, its trigger naming the attempt. Blocking; [`run_plan`] calls it
+/// on a blocking thread.
+pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
     let env = fc.environment.as_ref();
-    let opts = fc.options(flow);
+    let opts = fc.options(flow, attempt);
     let reports = match &flow.blocks {
         Blocks::Pair { extractor, loader } => {
             let pair = runner::Flow {
@@ -146,10 +154,10 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
     let summary = runtime.block_on(crate::orchestrate::execute(
         plan,
         parallel,
-        move |flow: Arc<Flow>, _attempt| {
+        move |flow: Arc<Flow>, attempt| {
             let fc = Arc::clone(&fc);
             async move {
-                tokio::task::spawn_blocking(move || run_flow(&fc, &flow))
+                tokio::task::spawn_blocking(move || run_flow(&fc, &flow, attempt))
                     .await
                     .unwrap_or_else(|e| FlowResult::failure(format!("the flow panicked: {e}")))
             }

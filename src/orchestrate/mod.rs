@@ -26,7 +26,7 @@ pub use flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
 pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
 pub use project_flows::project_flows;
-pub use retry::{RetryBackoff, RetryPolicy, parse_duration};
+pub use retry::{RetryBackoff, RetryPolicy, attempt_of_trigger, attempt_trigger, parse_duration};
 pub use summary::{AttemptReport, FlowReport, FlowStatus, Summary};
 
 use crate::error::Error;
@@ -78,7 +78,7 @@ pub enum OrchestrateError {
         suggestion: Option<String>,
     },
     /// A name shared by flows of different kinds.
-    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| format!("a {k}")).collect::<Vec<_>>().join(", "))]
+    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| with_article(k)).collect::<Vec<_>>().join(", "))]
     AmbiguousName {
         /// The name as given.
         name: String,
@@ -118,6 +118,16 @@ pub enum OrchestrateError {
         /// Why not.
         reason: String,
     },
+}
+
+/// `a schedule`, `a job`, `an extractor`.
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
 }
 
 impl From<OrchestrateError> for Error {
