@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::commands::Context;
-use crate::commands::sync::{FlowContext, finish, run_plan};
+use crate::commands::sync::{FlowContext, finish, pause_held_sources, run_plan};
 use crate::envvars;
 use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::due::decide_all;
@@ -325,8 +325,10 @@ fn try_lock(store: &dyn Store, name: &str) -> Result<Option<FlowLock>> {
     }
 }
 
-/// Runs the flows named in `names` (already locked), releasing the locks afterwards.
+/// Runs the flows named in `names` (already locked), releasing the locks afterwards. Flows
+/// whose sources are `inactive` or in `maintenance` are reported as paused.
 fn run_locked(
+    ctx: &Context,
     fc: FlowContext,
     store: &Arc<dyn Store>,
     all: &[Flow],
@@ -348,9 +350,10 @@ fn run_locked(
     let plan = Plan::build(all, |f| {
         f.kind == FlowKind::Schedule && names.contains(&f.name)
     });
-    let summary = plan
-        .map_err(Error::from)
-        .and_then(|plan| run_plan(Arc::new(fc), &plan, parallel));
+    let summary = plan.map_err(Error::from).and_then(|mut plan| {
+        pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+        run_plan(Arc::new(fc), &plan, parallel)
+    });
     drop(heartbeats);
     for lock in &locks {
         store.release_lock(lock)?;
@@ -373,7 +376,7 @@ fn run_now(ctx: &Context, name: &str) -> Result<()> {
     record.last_run = Some(Utc::now());
     record.first_seen = record.first_seen.or(record.last_run);
     write_record(store.as_ref(), name, &record)?;
-    let summary = run_locked(fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
+    let summary = run_locked(ctx, fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
     finish(ctx, &summary)
 }
 
@@ -443,7 +446,7 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
     if due.is_empty() {
         return Ok(());
     }
-    let summary = run_locked(fc, &store, &all, locks, &due, parallel)?;
+    let summary = run_locked(ctx, fc, &store, &all, locks, &due, parallel)?;
     finish(ctx, &summary)
 }
 

@@ -14,8 +14,9 @@ use crate::orchestrate::{
 };
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
+use crate::registry::{SourceState, SourceStatus, source_statuses};
 use crate::runner::{self, RunOptions};
-use crate::store::StateId;
+use crate::store::{StateId, Store};
 
 /// Arguments of `dsm sync`.
 #[derive(Debug, clap::Args)]
@@ -167,6 +168,43 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
     Ok(summary)
 }
 
+/// Marks the flows of `plan` that use a source an operator took out of syncs (`dsm sources
+/// disable|maintenance`, status `inactive` or `maintenance`) as paused, with a notice for each:
+/// the executor reports them without starting them, and a pause is not a failure.
+pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> Result<()> {
+    let mut names: Vec<String> = plan.flows.iter().flat_map(|f| f.plugin_names()).collect();
+    names.sort();
+    names.dedup();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let held: Vec<SourceState> = source_statuses(store, &refs)?
+        .into_iter()
+        .filter(|s| s.skipped_by_syncs)
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    for flow in &mut plan.flows {
+        let uses = flow.plugin_names();
+        let Some(state) = held.iter().find(|s| uses.contains(&s.name)) else {
+            continue;
+        };
+        let status = match state.status {
+            SourceStatus::Maintenance => "in maintenance",
+            other => other.as_str(),
+        };
+        let mut reason = format!("source `{}` is {status}", state.name);
+        if let Some(why) = &state.reason {
+            reason.push_str(&format!(": {why}"));
+        }
+        ctx.printer.notice(format!(
+            "skipping `{}`: {reason} (`dsm sources enable {}` puts it back)",
+            flow.name, state.name
+        ));
+        Arc::make_mut(flow).paused = Some(reason);
+    }
+    Ok(())
+}
+
 /// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1.
 pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
     let error = (!summary.succeeded()).then(|| failure(summary));
@@ -194,7 +232,12 @@ fn failure(summary: &Summary) -> Error {
     let bad = summary
         .flows
         .iter()
-        .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
+        .filter(|f| {
+            !matches!(
+                f.status,
+                crate::orchestrate::FlowStatus::Succeeded | crate::orchestrate::FlowStatus::Paused
+            )
+        })
         .count();
     Error::failed(format!(
         "{bad} of {} flows did not succeed",
@@ -224,7 +267,7 @@ pub fn flow_lock_id(flow: &Flow) -> StateId {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let fc = FlowContext::load(ctx, "sync")?;
-    let plan = plan_for(&fc.project, &args.names)?;
+    let mut plan = plan_for(&fc.project, &args.names)?;
     if args.dry_run {
         match format {
             OutputFormat::Json => ctx.printer.json(&serde_json::json!({
@@ -248,6 +291,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");
         return Ok(());
     }
+    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
+    pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+    drop(store);
     let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
     finish(ctx, &summary)
 }

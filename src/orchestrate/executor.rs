@@ -94,6 +94,23 @@ where
         while tasks.len() < parallel {
             let Some(i) = ready.pop_first() else { break };
             let flow = Arc::clone(&plan.flows[i]);
+            if let Some(reason) = &flow.paused {
+                // Not started at all: an operator took one of its sources out of syncs.
+                finished[i] = true;
+                reports[i] = Some(FlowReport {
+                    name: flow.name.clone(),
+                    kind: flow.kind,
+                    status: FlowStatus::Paused,
+                    records: 0,
+                    duration: Duration::ZERO,
+                    attempts: Vec::new(),
+                    error: None,
+                    skipped_because: None,
+                    paused_reason: Some(reason.clone()),
+                });
+                skip_dependants(plan, &dependants, i, &mut finished, &mut reports);
+                continue;
+            }
             let handle = tasks.spawn(attempts(flow, Arc::clone(&run_flow), Arc::clone(&sleep)));
             task_flow.insert(handle.id(), i);
         }
@@ -114,6 +131,7 @@ where
                     attempts: Vec::new(),
                     error: Some(format!("the flow's task stopped unexpectedly: {error}")),
                     skipped_because: None,
+                    paused_reason: None,
                 };
                 (i, report)
             }
@@ -137,7 +155,8 @@ where
     }
 }
 
-/// Marks everything downstream of `failed` as skipped, each naming the dependency that held it back.
+/// Marks everything downstream of `failed` as skipped (or paused, when `failed` was paused),
+/// each naming the dependency that held it back.
 fn skip_dependants(
     plan: &Plan,
     dependants: &[Vec<usize>],
@@ -145,6 +164,10 @@ fn skip_dependants(
     finished: &mut [bool],
     reports: &mut [Option<FlowReport>],
 ) {
+    let status = match reports[failed].as_ref().map(|r| r.status) {
+        Some(FlowStatus::Paused) => FlowStatus::Paused,
+        _ => FlowStatus::Skipped,
+    };
     let mut stack = vec![failed];
     while let Some(cause) = stack.pop() {
         for &d in &dependants[cause] {
@@ -156,12 +179,13 @@ fn skip_dependants(
             reports[d] = Some(FlowReport {
                 name: flow.name.clone(),
                 kind: flow.kind,
-                status: FlowStatus::Skipped,
+                status,
                 records: 0,
                 duration: Duration::ZERO,
                 attempts: Vec::new(),
                 error: None,
                 skipped_because: Some(plan.flows[cause].name.clone()),
+                paused_reason: None,
             });
             stack.push(d);
         }
@@ -228,6 +252,7 @@ where
         error: last.error.clone(),
         attempts: reports,
         skipped_because: None,
+        paused_reason: None,
     }
 }
 
@@ -334,6 +359,32 @@ mod tests {
         let d = summary.flows.iter().find(|f| f.name == "d").unwrap();
         assert_eq!(d.skipped_because.as_deref(), Some("c"));
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_paused_flow_does_not_start_and_pauses_its_dependants() {
+        let mut held = flow("held", &[]);
+        held.paused = Some("source `tap-held` is inactive".into());
+        let flows = [held, flow("after", &["held"]), flow("other", &[])];
+        let (summary, order) = run(&flows, 1, &[]).await;
+        assert_eq!(order, ["other"]);
+        assert_eq!(
+            statuses(&summary),
+            [
+                ("after".into(), FlowStatus::Paused),
+                ("held".into(), FlowStatus::Paused),
+                ("other".into(), FlowStatus::Succeeded),
+            ]
+        );
+        let held = summary.flows.iter().find(|f| f.name == "held").unwrap();
+        assert_eq!(
+            held.paused_reason.as_deref(),
+            Some("source `tap-held` is inactive")
+        );
+        assert!(held.attempts.is_empty());
+        let after = summary.flows.iter().find(|f| f.name == "after").unwrap();
+        assert_eq!(after.skipped_because.as_deref(), Some("held"));
+        assert_eq!(summary.exit_code(), 0);
     }
 
     #[tokio::test]

@@ -79,6 +79,9 @@ pub struct Flow {
     pub timeout: Option<Duration>,
     /// `annotations.dsm.enabled` (true unless set to false).
     pub enabled: bool,
+    /// Set when one of its sources is `inactive` or in `maintenance`: why. The executor reports
+    /// such a flow as paused without starting it.
+    pub paused: Option<String>,
 }
 
 impl Flow {
@@ -94,7 +97,31 @@ impl Flow {
             retry: RetryPolicy::default(),
             timeout: None,
             enabled: true,
+            paused: None,
         }
+    }
+
+    /// The plugin names its blocks use (extractors, mappers, loaders, utilities, and job
+    /// names inside tasks), `:command` suffixes removed, in order without repeats.
+    pub fn plugin_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |name: &str| {
+            let name = name.split(':').next().unwrap_or(name);
+            if !name.is_empty() && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        };
+        match &self.blocks {
+            Blocks::Pair { extractor, loader } => {
+                push(extractor);
+                push(loader);
+            }
+            Blocks::Tasks(tasks) => tasks
+                .iter()
+                .flat_map(|t| t.split_whitespace())
+                .for_each(&mut push),
+        }
+        out
     }
 
     /// Whether `dsm sync` (without names) runs this flow: enabled, and its interval (if any)

@@ -296,3 +296,70 @@ schedules:
     let out = p.dsm(&["sync", "extractor:tap-good"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn sources_in_maintenance_or_disabled_are_paused_not_failed() {
+    let p = project(GRAPH);
+    let out = p.dsm(&[
+        "sources",
+        "maintenance",
+        "tap-bad",
+        "--reason",
+        "vendor outage",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["--format", "json", "sync"]);
+    // `broken` would fail; with its source in maintenance it is paused, and so is its dependant.
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("skipping `broken`: source `tap-bad` is in maintenance: vendor outage"),
+        "{}",
+        out.stderr
+    );
+    let doc = out.json();
+    assert_eq!(doc["succeeded"], true, "{doc}");
+    let flow = |name: &str| {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {doc}"))
+            .clone()
+    };
+    assert_eq!(flow("first")["status"], "succeeded");
+    assert_eq!(flow("after-first")["status"], "succeeded");
+    let broken = flow("broken");
+    assert_eq!(broken["status"], "paused", "{doc}");
+    assert_eq!(
+        broken["paused_reason"],
+        "source `tap-bad` is in maintenance: vendor outage"
+    );
+    assert_eq!(broken["attempts"].as_array().unwrap().len(), 0);
+    let after = flow("after-broken");
+    assert_eq!(after["status"], "paused", "{doc}");
+    assert_eq!(after["skipped_because"], "broken");
+    assert!(
+        runs_triggered(&p, "sync:broken").is_empty(),
+        "a paused flow starts no run"
+    );
+    assert!(runs_triggered(&p, "sync:after-broken").is_empty());
+
+    // Text summary: one line per flow, the pause with its reason.
+    let out = p.dsm(&["sources", "disable", "tap-good", "--reason", "retired"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["sync", "first"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout.trim_end(),
+        "first  paused     source `tap-good` is inactive: retired"
+    );
+
+    // Back in service, the failing source fails the sync again.
+    let out = p.dsm(&["sources", "enable", "tap-bad"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["sync", "broken"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failed"), "{}", out.stdout);
+}
