@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
 use crate::orchestrate::{
     Blocks, Flow, FlowResult, Plan, Summary, attempt_trigger, project_flows, select_by_names,
@@ -127,6 +127,9 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
         }
     };
     match reports {
+        Err(e) if e.kind() == ErrorKind::AlreadyRunning => {
+            FlowResult::already_running(e.to_string())
+        }
         Err(e) => FlowResult::failure(e.to_string()),
         Ok(reports) => {
             let records = reports
@@ -229,16 +232,7 @@ pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
 
 /// The error of a summary in which some flow did not succeed (exit 1).
 fn failure(summary: &Summary) -> Error {
-    let bad = summary
-        .flows
-        .iter()
-        .filter(|f| {
-            !matches!(
-                f.status,
-                crate::orchestrate::FlowStatus::Succeeded | crate::orchestrate::FlowStatus::Paused
-            )
-        })
-        .count();
+    let bad = summary.flows.iter().filter(|f| !f.status.is_ok()).count();
     Error::failed(format!(
         "{bad} of {} flows did not succeed",
         summary.flows.len()

@@ -26,6 +26,9 @@ pub struct FlowResult {
     pub records: u64,
     /// What went wrong, when it failed.
     pub error: Option<String>,
+    /// It did not start because another process runs the same flow (its lock is held): not
+    /// retried, and not a failure.
+    pub already_running: bool,
 }
 
 impl FlowResult {
@@ -35,6 +38,7 @@ impl FlowResult {
             succeeded: true,
             records,
             error: None,
+            already_running: false,
         }
     }
 
@@ -44,6 +48,15 @@ impl FlowResult {
             succeeded: false,
             records: 0,
             error: Some(error.into()),
+            already_running: false,
+        }
+    }
+
+    /// An attempt that did not start because another process holds the flow's lock.
+    pub fn already_running(message: impl Into<String>) -> FlowResult {
+        FlowResult {
+            already_running: true,
+            ..FlowResult::failure(message)
         }
     }
 }
@@ -217,6 +230,8 @@ where
                 number,
                 status: if result.succeeded {
                     FlowStatus::Succeeded
+                } else if result.already_running {
+                    FlowStatus::AlreadyRunning
                 } else {
                     FlowStatus::Failed
                 },
@@ -236,9 +251,13 @@ where
             },
         };
         tracing::debug!(flow = %flow.name, attempt = number, status = ?report.status, "flow attempt ended");
-        let succeeded = report.status == FlowStatus::Succeeded;
+        // Another process running the flow is not a reason to try again.
+        let done = matches!(
+            report.status,
+            FlowStatus::Succeeded | FlowStatus::AlreadyRunning
+        );
         reports.push(report);
-        if succeeded {
+        if done {
             break;
         }
     }
@@ -359,6 +378,33 @@ mod tests {
         let d = summary.flows.iter().find(|f| f.name == "d").unwrap();
         assert_eq!(d.skipped_because.as_deref(), Some("c"));
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flow_running_elsewhere_is_not_retried_and_not_a_failure() {
+        let mut f = flow("busy", &[]);
+        f.retry = RetryPolicy {
+            retries: 3,
+            ..RetryPolicy::default()
+        };
+        let plan = Plan::build(&[f, flow("after", &["busy"])], |_| true).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let summary = execute(
+            &plan,
+            1,
+            move |_flow: Arc<Flow>, _attempt| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { FlowResult::already_running("flow `busy` is already running (pid 7)") }
+            },
+            no_wait,
+        )
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retries");
+        assert_eq!(summary.flows[0].status, FlowStatus::AlreadyRunning);
+        assert_eq!(summary.flows[0].attempts.len(), 1);
+        // Its dependants wait for a run that did happen here: they are skipped.
+        assert_eq!(summary.flows[1].status, FlowStatus::Skipped);
     }
 
     #[tokio::test]

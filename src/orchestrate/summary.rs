@@ -22,9 +22,21 @@ pub enum FlowStatus {
     /// It did not run because an operator took one of its sources out of syncs (`inactive` or
     /// `maintenance`), or a dependency was paused. Not a failure.
     Paused,
+    /// It did not start because another process runs the same flow right now. Not a failure:
+    /// an overlapping cron run is skipped, not retried.
+    AlreadyRunning,
 }
 
 impl FlowStatus {
+    /// Whether a flow that ended so counts as a success for the exit code: it succeeded, an
+    /// operator paused it, or another process is running it.
+    pub fn is_ok(self) -> bool {
+        matches!(
+            self,
+            FlowStatus::Succeeded | FlowStatus::Paused | FlowStatus::AlreadyRunning
+        )
+    }
+
     /// The word used in the summary lines.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +45,7 @@ impl FlowStatus {
             FlowStatus::TimedOut => "timed out",
             FlowStatus::Skipped => "skipped",
             FlowStatus::Paused => "paused",
+            FlowStatus::AlreadyRunning => "running elsewhere",
         }
     }
 }
@@ -91,14 +104,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether every flow succeeded or was paused by an operator (an empty sync succeeds).
+    /// Whether every flow succeeded, was paused by an operator or is running elsewhere (an
+    /// empty sync succeeds).
     pub fn succeeded(&self) -> bool {
-        self.flows
-            .iter()
-            .all(|f| matches!(f.status, FlowStatus::Succeeded | FlowStatus::Paused))
+        self.flows.iter().all(|f| f.status.is_ok())
     }
 
-    /// 0 when every flow succeeded or was paused, else 1 (so cron mail and CI read it right).
+    /// 0 when every flow succeeded, was paused or is running elsewhere, else 1 (so cron mail and CI read it right).
     pub fn exit_code(&self) -> u8 {
         if self.succeeded() { 0 } else { 1 }
     }
@@ -325,6 +337,7 @@ mod tests {
             FlowStatus::TimedOut,
             FlowStatus::Skipped,
             FlowStatus::Paused,
+            FlowStatus::AlreadyRunning,
         ] {
             let written = serde_json::to_value(status).unwrap();
             assert!(statuses.contains(&written.as_str().unwrap()), "{written}");

@@ -476,3 +476,42 @@ fn unknown_schedule_time_zone_is_a_config_error_naming_the_schedule() {
         );
     }
 }
+
+#[test]
+fn run_due_reports_a_flow_run_by_hand_as_running_elsewhere_not_failed() {
+    let p = builtin_project(TWO_HOURLY);
+    assert_eq!(run_due(&p, "2030-01-01T10:30:00Z").code, 0);
+    // Someone runs the slow schedule's flow by hand; it holds the flow's lock.
+    let mut by_hand = p.command(&["sync", "slow-hourly"]);
+    by_hand
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let by_hand = by_hand.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let out = run_due(&p, "2030-01-01T11:00:30Z");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let line = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+            .to_string()
+    };
+    assert!(
+        line("people-hourly").contains("succeeded"),
+        "{}",
+        out.stdout
+    );
+    let slow = line("slow-hourly");
+    assert!(slow.contains("running elsewhere"), "{slow}");
+    assert!(slow.contains("1 attempt"), "{slow}");
+    let by_hand = by_hand.wait_with_output().unwrap();
+    assert_eq!(
+        by_hand.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&by_hand.stderr)
+    );
+    // Only the run by hand is in the history for the slow flow.
+    assert_eq!(runs_per_flow(&p).get("slow-hourly"), Some(&1));
+}
