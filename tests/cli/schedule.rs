@@ -234,7 +234,10 @@ fn builtin_project(schedules: &str) -> TestProject {
     let tap = env!("CARGO_BIN_EXE_dsm-fake-tap");
     p.write(
         "slow-tap",
-        &format!("#!/bin/sh\nexec {tap} --sleep-before 1500 --generate 2 \"$@\"\n"),
+        &format!(
+            "#!/bin/sh\nexec {tap} --pid-file {} --sleep-before 2500 --generate 2 \"$@\"\n",
+            p.root().join("slow.pid").display()
+        ),
     );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -271,6 +274,19 @@ schedules:
         ),
     );
     p
+}
+
+/// Waits until the slow tap has started (it writes its pid file before sleeping).
+fn wait_for_slow_tap(p: &TestProject) {
+    let pid = p.root().join("slow.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pid.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow tap never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// How many runs the history holds per state id.
@@ -356,7 +372,7 @@ fn run_due_skips_a_schedule_whose_flow_is_still_running() {
         .stderr(std::process::Stdio::piped());
     let long = long.spawn().unwrap();
     // While the first process is inside `slow-hourly`, the next minute's cron line starts.
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_for_slow_tap(&p);
     let next = run_due(&p, "2030-01-01T11:01:00Z");
     assert_eq!(next.code, 0, "{}\n{}", next.stdout, next.stderr);
     assert!(!next.stdout.contains("slow-hourly"), "{}", next.stdout);
@@ -487,7 +503,7 @@ fn run_due_reports_a_flow_run_by_hand_as_running_elsewhere_not_failed() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let by_hand = by_hand.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    wait_for_slow_tap(&p);
     let out = run_due(&p, "2030-01-01T11:00:30Z");
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let line = |name: &str| {
