@@ -480,10 +480,17 @@ fn unknown_schedule_time_zone_is_a_config_error_naming_the_schedule() {
         &["schedule", "run-due"][..],
         &["sync", "--dry-run"],
         &["schedule", "export"],
+        &["validate"],
     ] {
         let out = p.dsm(args);
         assert_eq!(out.code, 2, "{args:?}: {}\n{}", out.stdout, out.stderr);
         assert!(out.stderr.contains("`berlin-daily`"), "{}", out.stderr);
+        // Found when the project is read, with the position of the key.
+        assert!(
+            out.stderr.contains("meltano.yml (line 28"),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains("`Europe/Berlim`"), "{}", out.stderr);
         assert!(
             out.stderr.contains("did you mean `Europe/Berlin`?"),
