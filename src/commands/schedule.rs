@@ -232,6 +232,12 @@ fn list(ctx: &Context) -> Result<()> {
     let format = ctx.text_or_json()?;
     let mut jobs = Vec::new();
     let mut elts = Vec::new();
+    let timezone = |s: &crate::project::Schedule| {
+        s.annotations
+            .as_ref()
+            .and_then(|a| a.dsm.as_ref())
+            .and_then(|d| d.timezone.clone())
+    };
     for s in project.schedules() {
         let cron = Interval::parse(
             s.interval.as_deref().unwrap_or("@manual"),
@@ -244,6 +250,7 @@ fn list(ctx: &Context) -> Result<()> {
                 "name": s.name,
                 "interval": s.interval,
                 "cron_interval": cron,
+                "timezone": timezone(s),
                 "env": s.env,
                 "job": {"name": job, "tasks": project.job(job).map(|j| j.tasks.clone())},
             })),
@@ -254,6 +261,7 @@ fn list(ctx: &Context) -> Result<()> {
                 "transform": s.transform.as_deref().unwrap_or("skip"),
                 "interval": s.interval,
                 "cron_interval": cron,
+                "timezone": timezone(s),
                 "env": s.env,
                 "start_date": s.start_date,
                 "state_id": s.name,
@@ -266,7 +274,10 @@ fn list(ctx: &Context) -> Result<()> {
         return Ok(());
     }
     for s in project.schedules() {
-        let interval = s.interval.as_deref().unwrap_or("@manual");
+        let mut interval = s.interval.as_deref().unwrap_or("@manual").to_string();
+        if let Some(tz) = timezone(s) {
+            interval.push_str(&format!(" {tz}"));
+        }
         let runs = match (&s.job, &s.extractor, &s.loader) {
             (Some(job), _, _) => format!("job {job}"),
             (None, Some(e), Some(l)) => format!(

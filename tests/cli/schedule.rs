@@ -456,6 +456,24 @@ fn schedule_time_zone_moves_the_tick_to_local_midnight() {
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
     assert!(out.stdout.starts_with("utc-daily"), "{}", out.stdout);
 
+    let out = p.dsm(&["schedule", "list"]);
+    assert!(
+        out.stdout
+            .contains("[@daily Asia/Tokyo] tokyo-daily: elt tap-csv target-jsonl"),
+        "{}",
+        out.stdout
+    );
+    let out = p.dsm(&["--format", "json", "schedule", "list"]);
+    let doc = out.json();
+    assert_eq!(
+        doc["schedules"]["elt"][0]["timezone"], "Asia/Tokyo",
+        "{doc}"
+    );
+    assert_eq!(
+        doc["schedules"]["elt"][1]["timezone"],
+        serde_json::Value::Null
+    );
+
     // The crontab export carries the zone.
     let out = p.dsm(&["schedule", "export", "--format", "crontab"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
