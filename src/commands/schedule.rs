@@ -426,8 +426,12 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
                 };
                 write_record(store.as_ref(), &flow.name, &record)?;
             }
+            DueDecision::StillRunning { .. } => {
+                tracing::info!(schedule = %flow.name, "due, but its last run is still going: not started");
+            }
             DueDecision::Due { .. } => {
                 let Some(lock) = try_lock(store.as_ref(), &flow.name)? else {
+                    tracing::info!(schedule = %flow.name, "due, but another process just started it");
                     continue;
                 };
                 // Another process may have run it between our read and our lock.
