@@ -14,7 +14,7 @@ use crate::orchestrate::{
 };
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
-use crate::registry::{SourceState, SourceStatus, source_statuses};
+use crate::registry::{SourceState, SourceStatus, held_out_of_syncs};
 use crate::runner::{self, RunOptions};
 use crate::store::{StateId, Store};
 
@@ -179,10 +179,7 @@ pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> 
     names.sort();
     names.dedup();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let held: Vec<SourceState> = source_statuses(store, &refs)?
-        .into_iter()
-        .filter(|s| s.skipped_by_syncs)
-        .collect();
+    let held: Vec<SourceState> = held_out_of_syncs(store, &refs)?;
     if held.is_empty() {
         return Ok(());
     }
