@@ -300,7 +300,8 @@ fn lock_id(name: &str) -> StateId {
     StateId::new(format!("schedule:{name}"))
 }
 
-fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
+/// What the store remembers about schedule `name` (first seen, last run, running now).
+pub(crate) fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
     let value = store.get_setting(RECORD_NAMESPACE, name)?;
     let time = |key: &str| {
         value
@@ -318,7 +319,8 @@ fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
     })
 }
 
-fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
+/// Stores what `run-due` remembers about schedule `name`.
+pub(crate) fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
     let t = |t: Option<DateTime<Utc>>| t.map(store::format_time);
     store.set_setting(
         RECORD_NAMESPACE,

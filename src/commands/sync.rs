@@ -7,10 +7,12 @@
 use std::sync::Arc;
 
 use crate::commands::Context;
+use crate::commands::schedule::{read_record, write_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
 use crate::orchestrate::{
-    Blocks, Flow, FlowResult, Plan, Summary, attempt_trigger, project_flows, select_by_names,
+    Blocks, Flow, FlowKind, FlowResult, Interval, Plan, Summary, attempt_trigger, project_flows,
+    select_by_names,
 };
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
@@ -236,17 +238,57 @@ fn failure(summary: &Summary) -> Error {
     ))
 }
 
-/// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty).
-pub fn plan_for(project: &Project, names: &[String]) -> Result<Plan> {
+/// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty, except the `@once`
+/// schedules in `once_done`, which already ran).
+pub fn plan_for(project: &Project, names: &[String], once_done: &[String]) -> Result<Plan> {
     let all = project_flows(project)?;
     let plan = if names.is_empty() {
         let scheduled = scheduled_jobs(project);
-        Plan::build(&all, |f| runs_in_plain_sync(f, &scheduled))?
+        Plan::build(&all, |f| {
+            runs_in_plain_sync(f, &scheduled)
+                && !(is_once_schedule(f) && once_done.contains(&f.name))
+        })?
     } else {
         let chosen = select_by_names(&all, names)?;
         Plan::build(&all, |f| chosen.iter().any(|c| std::ptr::eq(*c, f)))?
     };
     Ok(plan)
+}
+
+fn is_once_schedule(flow: &Flow) -> bool {
+    flow.kind == FlowKind::Schedule && matches!(flow.interval, Some(Interval::Once))
+}
+
+/// The `@once` schedules of the project that already ran (by `run-due`, `schedule run` or a
+/// plain `dsm sync`): `@once` runs once ever, so a plain `dsm sync` leaves them out.
+fn once_schedules_done(project: &Project, store: &dyn Store) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for flow in project_flows(project)?
+        .iter()
+        .filter(|f| is_once_schedule(f))
+    {
+        if read_record(store, &flow.name)?.last_run.is_some() {
+            done.push(flow.name.clone());
+        }
+    }
+    Ok(done)
+}
+
+/// Records that the `@once` schedules about to run in a plain `dsm sync` have run (like
+/// `run-due`, before they start: a failed `@once` run is not repeated on its own either).
+fn mark_once_schedules_run(store: &dyn Store, plan: &Plan) -> Result<()> {
+    let now = chrono::Utc::now();
+    for flow in plan
+        .flows
+        .iter()
+        .filter(|f| is_once_schedule(f) && f.paused.is_none())
+    {
+        let mut record = read_record(store, &flow.name)?;
+        record.last_run = Some(now);
+        record.first_seen = record.first_seen.or(Some(now));
+        write_record(store, &flow.name, &record)?;
+    }
+    Ok(())
 }
 
 /// The state id a flow's runs lock: its own, or for a job, a per-job key.
@@ -258,7 +300,13 @@ pub fn flow_lock_id(flow: &Flow) -> StateId {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let fc = FlowContext::load(ctx, "sync")?;
-    let mut plan = plan_for(&fc.project, &args.names)?;
+    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
+    let once_done = if args.names.is_empty() {
+        once_schedules_done(&fc.project, store.as_ref())?
+    } else {
+        Vec::new()
+    };
+    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
     if args.dry_run {
         match format {
             OutputFormat::Json => ctx.printer.json(&serde_json::json!({
@@ -282,8 +330,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");
         return Ok(());
     }
-    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
     pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+    if args.names.is_empty() {
+        mark_once_schedules_run(store.as_ref(), &plan)?;
+    }
     drop(store);
     let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
     finish(ctx, &summary)

@@ -420,6 +420,38 @@ fn once_schedule_added_from_the_cli_runs_once_ever() {
         assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
     }
     assert_eq!(runs_per_flow(&p).get("backfill"), Some(&1));
+    // A plain `dsm sync` (the other cron line people write) leaves it out too.
+    let out = p.dsm(&["sync"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("backfill"), "{}", out.stdout);
+    assert_eq!(runs_per_flow(&p).get("backfill"), Some(&1));
+}
+
+#[test]
+fn once_schedule_runs_in_the_first_plain_sync_only_unless_named() {
+    let p = builtin_project(
+        "\
+- name: backfill
+  extractor: tap-csv
+  loader: target-jsonl
+  transform: skip
+  interval: '@once'
+",
+    );
+    let out = p.dsm(&["sync"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("backfill"), "{}", out.stdout);
+    let out = p.dsm(&["sync"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("backfill"), "{}", out.stdout);
+    // run-due agrees it has run.
+    assert_eq!(run_due(&p, "2030-01-01T00:00:00Z").stdout, "");
+    assert_eq!(run_due(&p, "2030-01-01T00:05:00Z").stdout, "");
+    assert_eq!(runs_per_flow(&p).get("backfill"), Some(&1));
+    // Named, it runs whatever its interval (as `dsm schedule run` does).
+    let out = p.dsm(&["sync", "backfill"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(runs_per_flow(&p).get("backfill"), Some(&2));
 }
 
 #[test]
