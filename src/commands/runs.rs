@@ -128,7 +128,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     .hint("`dsm runs list` shows recent runs")
             })?;
             let shown = Shown {
-                attempt: crate::orchestrate::attempt_of_trigger(&run.trigger),
                 artifacts: store.run_artifacts(&id)?,
                 merged_streams: merge_counts(ctx, &id),
                 run: &run,
@@ -238,8 +237,6 @@ impl<'a> Listed<'a> {
 struct Shown<'a> {
     #[serde(flatten)]
     run: &'a RunRecord,
-    /// 1 for a first attempt, 2 for the first retry, ...
-    attempt: u32,
     /// Quarantine files and the like.
     artifacts: Vec<RunArtifact>,
     /// Per merged stream and source: records in, sent, conflicts logged ...
