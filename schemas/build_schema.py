@@ -166,6 +166,12 @@ dsm = {
             "retry_backoff": duration,
             "timeout": duration,
             "enabled": {"type": "boolean"},
+            "timezone": {
+                "type": "string",
+                "description": "Schedules only: the IANA time zone the interval is read in "
+                "(default UTC)",
+                "examples": ["Europe/Berlin", "America/New_York"],
+            },
         },
     },
 }

@@ -105,7 +105,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 }
             };
             match format {
-                OutputFormat::Json => ctx.printer.json(&runs),
+                OutputFormat::Json => {
+                    let listed: Vec<Listed<'_>> = runs.iter().map(Listed::new).collect();
+                    ctx.printer.json(&listed)
+                }
                 OutputFormat::Text if runs.is_empty() => ctx.printer.notice("no runs recorded"),
                 OutputFormat::Text => {
                     let rows: Vec<Vec<String>> = runs.iter().map(list_row).collect();
@@ -213,6 +216,25 @@ fn list_row(run: &RunRecord) -> Vec<String> {
         records.to_string(),
         run.trigger.clone(),
     ]
+}
+
+/// A run as `dsm runs list --format json` writes it: the record, plus the attempt number a
+/// retried flow's trigger carries (1 otherwise).
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    run: &'a RunRecord,
+    /// 1 for a first attempt, 2 for the first retry, ...
+    attempt: u32,
+}
+
+impl<'a> Listed<'a> {
+    fn new(run: &'a RunRecord) -> Self {
+        Listed {
+            run,
+            attempt: crate::orchestrate::attempt_of_trigger(&run.trigger),
+        }
+    }
 }
 
 /// A run with the files it left behind and what it did to merged streams.

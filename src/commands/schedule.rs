@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::commands::Context;
-use crate::commands::sync::{FlowContext, finish, run_plan};
+use crate::commands::sync::{FlowContext, finish, pause_held_sources, run_plan};
 use crate::envvars;
 use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::due::decide_all;
@@ -232,6 +232,12 @@ fn list(ctx: &Context) -> Result<()> {
     let format = ctx.text_or_json()?;
     let mut jobs = Vec::new();
     let mut elts = Vec::new();
+    let timezone = |s: &crate::project::Schedule| {
+        s.annotations
+            .as_ref()
+            .and_then(|a| a.dsm.as_ref())
+            .and_then(|d| d.timezone.clone())
+    };
     for s in project.schedules() {
         let cron = Interval::parse(
             s.interval.as_deref().unwrap_or("@manual"),
@@ -244,6 +250,7 @@ fn list(ctx: &Context) -> Result<()> {
                 "name": s.name,
                 "interval": s.interval,
                 "cron_interval": cron,
+                "timezone": timezone(s),
                 "env": s.env,
                 "job": {"name": job, "tasks": project.job(job).map(|j| j.tasks.clone())},
             })),
@@ -254,6 +261,7 @@ fn list(ctx: &Context) -> Result<()> {
                 "transform": s.transform.as_deref().unwrap_or("skip"),
                 "interval": s.interval,
                 "cron_interval": cron,
+                "timezone": timezone(s),
                 "env": s.env,
                 "start_date": s.start_date,
                 "state_id": s.name,
@@ -266,7 +274,10 @@ fn list(ctx: &Context) -> Result<()> {
         return Ok(());
     }
     for s in project.schedules() {
-        let interval = s.interval.as_deref().unwrap_or("@manual");
+        let mut interval = s.interval.as_deref().unwrap_or("@manual").to_string();
+        if let Some(tz) = timezone(s) {
+            interval.push_str(&format!(" {tz}"));
+        }
         let runs = match (&s.job, &s.extractor, &s.loader) {
             (Some(job), _, _) => format!("job {job}"),
             (None, Some(e), Some(l)) => format!(
@@ -289,7 +300,8 @@ fn lock_id(name: &str) -> StateId {
     StateId::new(format!("schedule:{name}"))
 }
 
-fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
+/// What the store remembers about schedule `name` (first seen, last run, running now).
+pub(crate) fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
     let value = store.get_setting(RECORD_NAMESPACE, name)?;
     let time = |key: &str| {
         value
@@ -307,7 +319,8 @@ fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
     })
 }
 
-fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
+/// Stores what `run-due` remembers about schedule `name`.
+pub(crate) fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
     let t = |t: Option<DateTime<Utc>>| t.map(store::format_time);
     store.set_setting(
         RECORD_NAMESPACE,
@@ -325,8 +338,10 @@ fn try_lock(store: &dyn Store, name: &str) -> Result<Option<FlowLock>> {
     }
 }
 
-/// Runs the flows named in `names` (already locked), releasing the locks afterwards.
+/// Runs the flows named in `names` (already locked), releasing the locks afterwards. Flows
+/// whose sources are `inactive` or in `maintenance` are reported as paused.
 fn run_locked(
+    ctx: &Context,
     fc: FlowContext,
     store: &Arc<dyn Store>,
     all: &[Flow],
@@ -348,9 +363,10 @@ fn run_locked(
     let plan = Plan::build(all, |f| {
         f.kind == FlowKind::Schedule && names.contains(&f.name)
     });
-    let summary = plan
-        .map_err(Error::from)
-        .and_then(|plan| run_plan(Arc::new(fc), &plan, parallel));
+    let summary = plan.map_err(Error::from).and_then(|mut plan| {
+        pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+        run_plan(Arc::new(fc), &plan, parallel)
+    });
     drop(heartbeats);
     for lock in &locks {
         store.release_lock(lock)?;
@@ -373,7 +389,7 @@ fn run_now(ctx: &Context, name: &str) -> Result<()> {
     record.last_run = Some(Utc::now());
     record.first_seen = record.first_seen.or(record.last_run);
     write_record(store.as_ref(), name, &record)?;
-    let summary = run_locked(fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
+    let summary = run_locked(ctx, fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
     finish(ctx, &summary)
 }
 
@@ -412,8 +428,12 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
                 };
                 write_record(store.as_ref(), &flow.name, &record)?;
             }
+            DueDecision::StillRunning { .. } => {
+                tracing::info!(schedule = %flow.name, "due, but its last run is still going: not started");
+            }
             DueDecision::Due { .. } => {
                 let Some(lock) = try_lock(store.as_ref(), &flow.name)? else {
+                    tracing::info!(schedule = %flow.name, "due, but another process just started it");
                     continue;
                 };
                 // Another process may have run it between our read and our lock.
@@ -443,7 +463,7 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
     if due.is_empty() {
         return Ok(());
     }
-    let summary = run_locked(fc, &store, &all, locks, &due, parallel)?;
+    let summary = run_locked(ctx, fc, &store, &all, locks, &due, parallel)?;
     finish(ctx, &summary)
 }
 

@@ -7,13 +7,18 @@
 use std::sync::Arc;
 
 use crate::commands::Context;
-use crate::error::{Error, Result};
+use crate::commands::schedule::{read_record, write_record};
+use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
-use crate::orchestrate::{Blocks, Flow, FlowResult, Plan, Summary, project_flows, select_by_names};
+use crate::orchestrate::{
+    Blocks, Flow, FlowKind, FlowResult, Interval, Plan, Summary, attempt_trigger, project_flows,
+    select_by_names,
+};
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
+use crate::registry::{SourceState, SourceStatus, held_out_of_syncs};
 use crate::runner::{self, RunOptions};
-use crate::store::StateId;
+use crate::store::{StateId, Store};
 
 /// Arguments of `dsm sync`.
 #[derive(Debug, clap::Args)]
@@ -21,8 +26,15 @@ pub struct Args {
     /// Schedules, jobs or extractors to run (`KIND:NAME` where kinds share a name); all enabled
     /// flows when none is given.
     pub names: Vec<String>,
-    /// How many independent flows run at the same time.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// How many independent flows run at the same time (`-p`/`--parallelism`, Meltano's
+    /// spelling, mean the same).
+    #[arg(
+        short = 'p',
+        long,
+        visible_alias = "parallelism",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub parallel: usize,
     /// Print the plan (flows in order, with their dependencies) without running anything.
     #[arg(long)]
@@ -60,23 +72,29 @@ impl FlowContext {
         })
     }
 
-    fn options(&self, flow: &Flow) -> RunOptions {
+    fn options(&self, flow: &Flow, attempt: u32) -> RunOptions {
         RunOptions {
             state_id: flow.state_id.clone(),
             timeout: flow.timeout,
-            trigger: format!("{}:{}", self.trigger, flow.name),
+            trigger: attempt_trigger(
+                &self.trigger,
+                &flow.name,
+                attempt,
+                flow.retry.max_attempts(),
+            ),
             database_uri: self.database_uri.clone(),
             ..RunOptions::default()
         }
     }
 }
 
-/// Runs one attempt of one flow with the runner: an extractor/loader pair, or a job's tasks one
-/// after another (stopping at the first failure). Blocking; [`run_plan`] calls it on a
-/// blocking thread.
-pub fn run_flow(fc: &FlowContext, flow: &Flow) -> FlowResult {
+/// Runs attempt `attempt` (1 for the first) of one flow with the runner: an extractor/loader
+/// pair, or a job's tasks one after another (stopping at the first failure). Each attempt is
+/// its own run in the history, its trigger naming the attempt. Blocking; [`run_plan`] calls it
+/// on a blocking thread.
+pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
     let env = fc.environment.as_ref();
-    let opts = fc.options(flow);
+    let opts = fc.options(flow, attempt);
     let reports = match &flow.blocks {
         Blocks::Pair { extractor, loader } => {
             let pair = runner::Flow {
@@ -111,6 +129,9 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow) -> FlowResult {
         }
     };
     match reports {
+        Err(e) if e.kind() == ErrorKind::AlreadyRunning => {
+            FlowResult::already_running(e.to_string())
+        }
         Err(e) => FlowResult::failure(e.to_string()),
         Ok(reports) => {
             let records = reports
@@ -139,10 +160,10 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
     let summary = runtime.block_on(crate::orchestrate::execute(
         plan,
         parallel,
-        move |flow: Arc<Flow>, _attempt| {
+        move |flow: Arc<Flow>, attempt| {
             let fc = Arc::clone(&fc);
             async move {
-                tokio::task::spawn_blocking(move || run_flow(&fc, &flow))
+                tokio::task::spawn_blocking(move || run_flow(&fc, &flow, attempt))
                     .await
                     .unwrap_or_else(|e| FlowResult::failure(format!("the flow panicked: {e}")))
             }
@@ -150,6 +171,40 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
         |d| tokio::time::sleep(d),
     ));
     Ok(summary)
+}
+
+/// Marks the flows of `plan` that use a source an operator took out of syncs (`dsm sources
+/// disable|maintenance`, status `inactive` or `maintenance`) as paused, with a notice for each:
+/// the executor reports them without starting them, and a pause is not a failure.
+pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> Result<()> {
+    let mut names: Vec<String> = plan.flows.iter().flat_map(|f| f.plugin_names()).collect();
+    names.sort();
+    names.dedup();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let held: Vec<SourceState> = held_out_of_syncs(store, &refs)?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    for flow in &mut plan.flows {
+        let uses = flow.plugin_names();
+        let Some(state) = held.iter().find(|s| uses.contains(&s.name)) else {
+            continue;
+        };
+        let status = match state.status {
+            SourceStatus::Maintenance => "in maintenance",
+            other => other.as_str(),
+        };
+        let mut reason = format!("source `{}` is {status}", state.name);
+        if let Some(why) = &state.reason {
+            reason.push_str(&format!(": {why}"));
+        }
+        ctx.printer.notice(format!(
+            "skipping `{}`: {reason} (`dsm sources enable {}` puts it back)",
+            flow.name, state.name
+        ));
+        Arc::make_mut(flow).paused = Some(reason);
+    }
+    Ok(())
 }
 
 /// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1.
@@ -176,28 +231,64 @@ pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
 
 /// The error of a summary in which some flow did not succeed (exit 1).
 fn failure(summary: &Summary) -> Error {
-    let bad = summary
-        .flows
-        .iter()
-        .filter(|f| f.status != crate::orchestrate::FlowStatus::Succeeded)
-        .count();
+    let bad = summary.flows.iter().filter(|f| !f.status.is_ok()).count();
     Error::failed(format!(
         "{bad} of {} flows did not succeed",
         summary.flows.len()
     ))
 }
 
-/// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty).
-pub fn plan_for(project: &Project, names: &[String]) -> Result<Plan> {
+/// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty, except the `@once`
+/// schedules in `once_done`, which already ran).
+pub fn plan_for(project: &Project, names: &[String], once_done: &[String]) -> Result<Plan> {
     let all = project_flows(project)?;
     let plan = if names.is_empty() {
         let scheduled = scheduled_jobs(project);
-        Plan::build(&all, |f| runs_in_plain_sync(f, &scheduled))?
+        Plan::build(&all, |f| {
+            runs_in_plain_sync(f, &scheduled)
+                && !(is_once_schedule(f) && once_done.contains(&f.name))
+        })?
     } else {
         let chosen = select_by_names(&all, names)?;
         Plan::build(&all, |f| chosen.iter().any(|c| std::ptr::eq(*c, f)))?
     };
     Ok(plan)
+}
+
+fn is_once_schedule(flow: &Flow) -> bool {
+    flow.kind == FlowKind::Schedule && matches!(flow.interval, Some(Interval::Once))
+}
+
+/// The `@once` schedules of the project that already ran (by `run-due`, `schedule run` or a
+/// plain `dsm sync`): `@once` runs once ever, so a plain `dsm sync` leaves them out.
+fn once_schedules_done(project: &Project, store: &dyn Store) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for flow in project_flows(project)?
+        .iter()
+        .filter(|f| is_once_schedule(f))
+    {
+        if read_record(store, &flow.name)?.last_run.is_some() {
+            done.push(flow.name.clone());
+        }
+    }
+    Ok(done)
+}
+
+/// Records that the `@once` schedules about to run in a plain `dsm sync` have run (like
+/// `run-due`, before they start: a failed `@once` run is not repeated on its own either).
+fn mark_once_schedules_run(store: &dyn Store, plan: &Plan) -> Result<()> {
+    let now = chrono::Utc::now();
+    for flow in plan
+        .flows
+        .iter()
+        .filter(|f| is_once_schedule(f) && f.paused.is_none())
+    {
+        let mut record = read_record(store, &flow.name)?;
+        record.last_run = Some(now);
+        record.first_seen = record.first_seen.or(Some(now));
+        write_record(store, &flow.name, &record)?;
+    }
+    Ok(())
 }
 
 /// The state id a flow's runs lock: its own, or for a job, a per-job key.
@@ -209,7 +300,13 @@ pub fn flow_lock_id(flow: &Flow) -> StateId {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let fc = FlowContext::load(ctx, "sync")?;
-    let plan = plan_for(&fc.project, &args.names)?;
+    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
+    let once_done = if args.names.is_empty() {
+        once_schedules_done(&fc.project, store.as_ref())?
+    } else {
+        Vec::new()
+    };
+    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
     if args.dry_run {
         match format {
             OutputFormat::Json => ctx.printer.json(&serde_json::json!({
@@ -233,6 +330,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");
         return Ok(());
     }
+    pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+    if args.names.is_empty() {
+        mark_once_schedules_run(store.as_ref(), &plan)?;
+    }
+    drop(store);
     let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
     finish(ctx, &summary)
 }

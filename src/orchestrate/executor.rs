@@ -26,6 +26,9 @@ pub struct FlowResult {
     pub records: u64,
     /// What went wrong, when it failed.
     pub error: Option<String>,
+    /// It did not start because another process runs the same flow (its lock is held): not
+    /// retried, and not a failure.
+    pub already_running: bool,
 }
 
 impl FlowResult {
@@ -35,6 +38,7 @@ impl FlowResult {
             succeeded: true,
             records,
             error: None,
+            already_running: false,
         }
     }
 
@@ -44,6 +48,15 @@ impl FlowResult {
             succeeded: false,
             records: 0,
             error: Some(error.into()),
+            already_running: false,
+        }
+    }
+
+    /// An attempt that did not start because another process holds the flow's lock.
+    pub fn already_running(message: impl Into<String>) -> FlowResult {
+        FlowResult {
+            already_running: true,
+            ..FlowResult::failure(message)
         }
     }
 }
@@ -94,6 +107,23 @@ where
         while tasks.len() < parallel {
             let Some(i) = ready.pop_first() else { break };
             let flow = Arc::clone(&plan.flows[i]);
+            if let Some(reason) = &flow.paused {
+                // Not started at all: an operator took one of its sources out of syncs.
+                finished[i] = true;
+                reports[i] = Some(FlowReport {
+                    name: flow.name.clone(),
+                    kind: flow.kind,
+                    status: FlowStatus::Paused,
+                    records: 0,
+                    duration: Duration::ZERO,
+                    attempts: Vec::new(),
+                    error: None,
+                    skipped_because: None,
+                    paused_reason: Some(reason.clone()),
+                });
+                skip_dependants(plan, &dependants, i, &mut finished, &mut reports);
+                continue;
+            }
             let handle = tasks.spawn(attempts(flow, Arc::clone(&run_flow), Arc::clone(&sleep)));
             task_flow.insert(handle.id(), i);
         }
@@ -114,6 +144,7 @@ where
                     attempts: Vec::new(),
                     error: Some(format!("the flow's task stopped unexpectedly: {error}")),
                     skipped_because: None,
+                    paused_reason: None,
                 };
                 (i, report)
             }
@@ -137,7 +168,8 @@ where
     }
 }
 
-/// Marks everything downstream of `failed` as skipped, each naming the dependency that held it back.
+/// Marks everything downstream of `failed` as skipped (or paused, when `failed` was paused),
+/// each naming the dependency that held it back.
 fn skip_dependants(
     plan: &Plan,
     dependants: &[Vec<usize>],
@@ -145,6 +177,10 @@ fn skip_dependants(
     finished: &mut [bool],
     reports: &mut [Option<FlowReport>],
 ) {
+    let status = match reports[failed].as_ref().map(|r| r.status) {
+        Some(FlowStatus::Paused) => FlowStatus::Paused,
+        _ => FlowStatus::Skipped,
+    };
     let mut stack = vec![failed];
     while let Some(cause) = stack.pop() {
         for &d in &dependants[cause] {
@@ -156,12 +192,13 @@ fn skip_dependants(
             reports[d] = Some(FlowReport {
                 name: flow.name.clone(),
                 kind: flow.kind,
-                status: FlowStatus::Skipped,
+                status,
                 records: 0,
                 duration: Duration::ZERO,
                 attempts: Vec::new(),
                 error: None,
                 skipped_because: Some(plan.flows[cause].name.clone()),
+                paused_reason: None,
             });
             stack.push(d);
         }
@@ -193,6 +230,8 @@ where
                 number,
                 status: if result.succeeded {
                     FlowStatus::Succeeded
+                } else if result.already_running {
+                    FlowStatus::AlreadyRunning
                 } else {
                     FlowStatus::Failed
                 },
@@ -212,9 +251,13 @@ where
             },
         };
         tracing::debug!(flow = %flow.name, attempt = number, status = ?report.status, "flow attempt ended");
-        let succeeded = report.status == FlowStatus::Succeeded;
+        // Another process running the flow is not a reason to try again.
+        let done = matches!(
+            report.status,
+            FlowStatus::Succeeded | FlowStatus::AlreadyRunning
+        );
         reports.push(report);
-        if succeeded {
+        if done {
             break;
         }
     }
@@ -228,6 +271,7 @@ where
         error: last.error.clone(),
         attempts: reports,
         skipped_because: None,
+        paused_reason: None,
     }
 }
 
@@ -334,6 +378,59 @@ mod tests {
         let d = summary.flows.iter().find(|f| f.name == "d").unwrap();
         assert_eq!(d.skipped_because.as_deref(), Some("c"));
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flow_running_elsewhere_is_not_retried_and_not_a_failure() {
+        let mut f = flow("busy", &[]);
+        f.retry = RetryPolicy {
+            retries: 3,
+            ..RetryPolicy::default()
+        };
+        let plan = Plan::build(&[f, flow("after", &["busy"])], |_| true).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let summary = execute(
+            &plan,
+            1,
+            move |_flow: Arc<Flow>, _attempt| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { FlowResult::already_running("flow `busy` is already running (pid 7)") }
+            },
+            no_wait,
+        )
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retries");
+        assert_eq!(summary.flows[0].status, FlowStatus::AlreadyRunning);
+        assert_eq!(summary.flows[0].attempts.len(), 1);
+        // Its dependants wait for a run that did happen here: they are skipped.
+        assert_eq!(summary.flows[1].status, FlowStatus::Skipped);
+    }
+
+    #[tokio::test]
+    async fn a_paused_flow_does_not_start_and_pauses_its_dependants() {
+        let mut held = flow("held", &[]);
+        held.paused = Some("source `tap-held` is inactive".into());
+        let flows = [held, flow("after", &["held"]), flow("other", &[])];
+        let (summary, order) = run(&flows, 1, &[]).await;
+        assert_eq!(order, ["other"]);
+        assert_eq!(
+            statuses(&summary),
+            [
+                ("after".into(), FlowStatus::Paused),
+                ("held".into(), FlowStatus::Paused),
+                ("other".into(), FlowStatus::Succeeded),
+            ]
+        );
+        let held = summary.flows.iter().find(|f| f.name == "held").unwrap();
+        assert_eq!(
+            held.paused_reason.as_deref(),
+            Some("source `tap-held` is inactive")
+        );
+        assert!(held.attempts.is_empty());
+        let after = summary.flows.iter().find(|f| f.name == "after").unwrap();
+        assert_eq!(after.skipped_because.as_deref(), Some("held"));
+        assert_eq!(summary.exit_code(), 0);
     }
 
     #[tokio::test]

@@ -79,6 +79,9 @@ pub struct Flow {
     pub timeout: Option<Duration>,
     /// `annotations.dsm.enabled` (true unless set to false).
     pub enabled: bool,
+    /// Set when one of its sources is `inactive` or in `maintenance`: why. The executor reports
+    /// such a flow as paused without starting it.
+    pub paused: Option<String>,
 }
 
 impl Flow {
@@ -94,7 +97,31 @@ impl Flow {
             retry: RetryPolicy::default(),
             timeout: None,
             enabled: true,
+            paused: None,
         }
+    }
+
+    /// The plugin names its blocks use (extractors, mappers, loaders, utilities, and job
+    /// names inside tasks), `:command` suffixes removed, in order without repeats.
+    pub fn plugin_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |name: &str| {
+            let name = name.split(':').next().unwrap_or(name);
+            if !name.is_empty() && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        };
+        match &self.blocks {
+            Blocks::Pair { extractor, loader } => {
+                push(extractor);
+                push(loader);
+            }
+            Blocks::Tasks(tasks) => tasks
+                .iter()
+                .flat_map(|t| t.split_whitespace())
+                .for_each(&mut push),
+        }
+        out
     }
 
     /// Whether `dsm sync` (without names) runs this flow: enabled, and its interval (if any)
@@ -186,10 +213,18 @@ impl Flow {
     }
 }
 
-/// Reads an IANA time zone name (`UTC`, `Europe/Berlin`).
-pub fn parse_time_zone(name: &str) -> Result<Tz, OrchestrateError> {
-    name.parse::<Tz>()
-        .map_err(|_| OrchestrateError::UnknownTimeZone(name.to_string()))
+/// Reads the IANA time zone name (`UTC`, `Europe/Berlin`) of schedule `schedule`.
+pub fn parse_time_zone(schedule: &str, name: &str) -> Result<Tz, OrchestrateError> {
+    name.trim()
+        .parse::<Tz>()
+        .map_err(|_| OrchestrateError::UnknownTimeZone {
+            schedule: schedule.to_string(),
+            zone: name.to_string(),
+            suggestion: super::graph::closest(
+                name,
+                chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+            ),
+        })
 }
 
 #[cfg(test)]
@@ -248,12 +283,19 @@ mod tests {
     #[test]
     fn time_zones_are_iana_names() {
         assert_eq!(
-            parse_time_zone("Europe/Berlin").unwrap(),
+            parse_time_zone("s", "Europe/Berlin").unwrap(),
             Tz::Europe__Berlin
         );
-        assert_eq!(
-            parse_time_zone("Mars/Olympus").unwrap_err(),
-            OrchestrateError::UnknownTimeZone("Mars/Olympus".into())
-        );
+        assert!(matches!(
+            parse_time_zone("s", "Mars/Olympus").unwrap_err(),
+            OrchestrateError::UnknownTimeZone { schedule, zone, .. }
+                if schedule == "s" && zone == "Mars/Olympus"
+        ));
+        match parse_time_zone("s", "Europe/Berlim").unwrap_err() {
+            OrchestrateError::UnknownTimeZone { suggestion, .. } => {
+                assert_eq!(suggestion.as_deref(), Some("Europe/Berlin"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -26,7 +26,7 @@ pub use flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
 pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
 pub use project_flows::project_flows;
-pub use retry::{RetryBackoff, RetryPolicy, parse_duration};
+pub use retry::{RetryBackoff, RetryPolicy, attempt_of_trigger, attempt_trigger, parse_duration};
 pub use summary::{AttemptReport, FlowReport, FlowStatus, Summary};
 
 use crate::error::Error;
@@ -44,9 +44,21 @@ pub enum OrchestrateError {
         /// The closest known shortcut, if any is close.
         suggestion: Option<String>,
     },
-    /// A time zone name that is not in the IANA database.
-    #[error("unknown time zone `{0}`")]
-    UnknownTimeZone(String),
+    /// A schedule's `annotations.dsm.timezone` that is not in the IANA database.
+    #[error(
+        "schedule `{schedule}` has an unknown time zone `{zone}` in `annotations.dsm.timezone`"
+    )]
+    UnknownTimeZone {
+        /// The schedule's name.
+        schedule: String,
+        /// The zone as written.
+        zone: String,
+        /// The closest IANA name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// `annotations.dsm.timezone` on a job, which has no interval to read in it.
+    #[error("job `{0}` has `annotations.dsm.timezone`, but only schedules have an interval")]
+    TimeZoneOnJob(String),
     /// `depends_on` names a flow that does not exist.
     #[error("flow `{flow}` depends on `{dependency}`, which is not a schedule, job or extractor")]
     UnknownDependency {
@@ -66,7 +78,7 @@ pub enum OrchestrateError {
         suggestion: Option<String>,
     },
     /// A name shared by flows of different kinds.
-    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| format!("a {k}")).collect::<Vec<_>>().join(", "))]
+    #[error("`{name}` names more than one flow: {}", kinds.iter().map(|k| with_article(k)).collect::<Vec<_>>().join(", "))]
     AmbiguousName {
         /// The name as given.
         name: String,
@@ -108,6 +120,16 @@ pub enum OrchestrateError {
     },
 }
 
+/// `a schedule`, `a job`, `an extractor`.
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
 impl From<OrchestrateError> for Error {
     fn from(e: OrchestrateError) -> Self {
         let message = e.to_string();
@@ -122,6 +144,10 @@ impl From<OrchestrateError> for Error {
                 ..
             }
             | OrchestrateError::UnknownFlow {
+                suggestion: Some(s),
+                ..
+            }
+            | OrchestrateError::UnknownTimeZone {
                 suggestion: Some(s),
                 ..
             } => error.hint(format!("did you mean `{s}`?")),
@@ -140,9 +166,11 @@ impl From<OrchestrateError> for Error {
             OrchestrateError::Cycle { .. } => {
                 error.hint("remove one `depends_on` entry along the cycle")
             }
-            OrchestrateError::UnknownTimeZone(_) => {
+            OrchestrateError::UnknownTimeZone { .. } => {
                 error.hint("use an IANA name such as `UTC` or `Europe/Berlin`")
             }
+            OrchestrateError::TimeZoneOnJob(_) => error
+                .hint("move `timezone` to the `annotations.dsm` of the schedule that runs the job"),
             _ => error,
         }
     }

@@ -4,7 +4,9 @@
 //!
 //! - A schedule with a `job` runs the job's tasks; one with `extractor`/`loader` runs the pair
 //!   with the schedule's name as its state id, as Meltano does (so imported bookmarks are found).
-//!   Its `interval` is read in UTC; a schedule without one is `@manual`.
+//!   Its `interval` is read in UTC, or in the IANA zone of its `annotations.dsm.timezone`
+//!   (cron fields are local times there, daylight saving included); a schedule without one
+//!   is `@manual`. A job has no interval, so `timezone` on a job is an error.
 //! - A job runs its tasks. `dsm sync` without names leaves out jobs that a schedule runs, so
 //!   each job runs once.
 //! - An extractor with a default loader runs that pair with the usual state id.
@@ -20,7 +22,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::OrchestrateError;
-use super::flow::{Blocks, Flow, FlowAnnotations, FlowKind};
+use super::flow::{Blocks, Flow, FlowAnnotations, FlowKind, parse_time_zone};
 use super::interval::Interval;
 use super::retry::{RetryBackoff, parse_duration};
 use crate::project::{DsmJob, PluginType, Project, Schedule, annotations};
@@ -33,6 +35,9 @@ pub fn project_flows(project: &Project) -> Result<Vec<Flow>, OrchestrateError> {
     }
     for job in project.jobs() {
         let dsm = job.annotations.as_ref().and_then(|a| a.dsm.as_ref());
+        if dsm.is_some_and(|d| d.timezone.is_some()) {
+            return Err(OrchestrateError::TimeZoneOnJob(job.name.clone()));
+        }
         let flow = Flow::new(&job.name, FlowKind::Job, Blocks::Tasks(job.task_list()))
             .with_annotations(flow_annotations(dsm)?);
         flows.push(flow);
@@ -93,8 +98,12 @@ pub fn schedule_flow(schedule: &Schedule) -> Result<Flow, OrchestrateError> {
     if pair {
         flow.state_id = Some(schedule.name.clone());
     }
+    let tz = match dsm.and_then(|d| d.timezone.as_deref()) {
+        Some(zone) => parse_time_zone(&schedule.name, zone)?,
+        None => Tz::UTC,
+    };
     let written = schedule.interval.as_deref().unwrap_or("@manual");
-    flow.interval = Some(Interval::parse(written, Tz::UTC)?);
+    flow.interval = Some(Interval::parse(written, tz)?);
     Ok(flow)
 }
 
@@ -165,5 +174,31 @@ mod tests {
             ..s
         };
         assert!(!schedule_flow(&manual).unwrap().runs_in_sync());
+    }
+
+    #[test]
+    fn schedule_time_zone_comes_from_its_annotations() {
+        let s: Schedule = serde_json::from_value(serde_json::json!({
+            "name": "tokyo",
+            "extractor": "tap-x",
+            "loader": "target-y",
+            "interval": "@daily",
+            "annotations": {"dsm": {"timezone": "Asia/Tokyo"}}
+        }))
+        .unwrap();
+        let flow = schedule_flow(&s).unwrap();
+        assert_eq!(flow.interval.as_ref().unwrap().tz(), Tz::Asia__Tokyo);
+        let bad: Schedule = serde_json::from_value(serde_json::json!({
+            "name": "mars",
+            "job": "j",
+            "interval": "@daily",
+            "annotations": {"dsm": {"timezone": "Mars/Olympus"}}
+        }))
+        .unwrap();
+        let err = schedule_flow(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("`mars`") && err.contains("`Mars/Olympus`"),
+            "{err}"
+        );
     }
 }

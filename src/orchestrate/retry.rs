@@ -115,6 +115,27 @@ impl RetryPolicy {
     }
 }
 
+/// The run-history trigger of one attempt of flow `flow` started by `base` (`sync`,
+/// `schedule`): `sync:NAME`, and `sync:NAME (attempt 2 of 3)` when the flow may retry, so each
+/// attempt's row says which it was.
+pub fn attempt_trigger(base: &str, flow: &str, attempt: u32, max_attempts: u32) -> String {
+    if max_attempts > 1 {
+        format!("{base}:{flow} (attempt {attempt} of {max_attempts})")
+    } else {
+        format!("{base}:{flow}")
+    }
+}
+
+/// The attempt number written by [`attempt_trigger`] (1 for any other trigger).
+pub fn attempt_of_trigger(trigger: &str) -> u32 {
+    trigger
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit_once(" (attempt "))
+        .and_then(|(_, rest)| rest.split_once(" of "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Reads a duration given as a string (`90s`, `1h30m`) or a number of seconds.
 pub fn duration_from_json(value: &serde_json::Value) -> Result<Duration, OrchestrateError> {
     match value {
@@ -180,6 +201,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, OrchestrateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_triggers_round_trip() {
+        assert_eq!(attempt_trigger("sync", "daily", 1, 1), "sync:daily");
+        assert_eq!(
+            attempt_trigger("schedule", "daily", 2, 3),
+            "schedule:daily (attempt 2 of 3)"
+        );
+        assert_eq!(attempt_of_trigger("schedule:daily (attempt 2 of 3)"), 2);
+        assert_eq!(attempt_of_trigger("sync:daily"), 1);
+        assert_eq!(attempt_of_trigger("cli"), 1);
+        assert_eq!(attempt_of_trigger("sync:x (attempt two of 3)"), 1);
+    }
     use serde_json::json;
 
     #[test]

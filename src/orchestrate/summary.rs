@@ -19,9 +19,24 @@ pub enum FlowStatus {
     TimedOut,
     /// It did not run because a dependency did not succeed.
     Skipped,
+    /// It did not run because an operator took one of its sources out of syncs (`inactive` or
+    /// `maintenance`), or a dependency was paused. Not a failure.
+    Paused,
+    /// It did not start because another process runs the same flow right now. Not a failure:
+    /// an overlapping cron run is skipped, not retried.
+    AlreadyRunning,
 }
 
 impl FlowStatus {
+    /// Whether a flow that ended so counts as a success for the exit code: it succeeded, an
+    /// operator paused it, or another process is running it.
+    pub fn is_ok(self) -> bool {
+        matches!(
+            self,
+            FlowStatus::Succeeded | FlowStatus::Paused | FlowStatus::AlreadyRunning
+        )
+    }
+
     /// The word used in the summary lines.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +44,8 @@ impl FlowStatus {
             FlowStatus::Failed => "failed",
             FlowStatus::TimedOut => "timed out",
             FlowStatus::Skipped => "skipped",
+            FlowStatus::Paused => "paused",
+            FlowStatus::AlreadyRunning => "running elsewhere",
         }
     }
 }
@@ -72,8 +89,11 @@ pub struct FlowReport {
     pub attempts: Vec<AttemptReport>,
     /// The last attempt's error.
     pub error: Option<String>,
-    /// For a skipped flow: the dependency that failed or was skipped.
+    /// For a skipped flow: the dependency that failed or was skipped; for a flow paused
+    /// because of a dependency: that dependency.
     pub skipped_because: Option<String>,
+    /// For a paused flow: why (`source `tap-x` is in maintenance: reason`).
+    pub paused_reason: Option<String>,
 }
 
 /// All flows of one `dsm sync`, in plan order (dependencies first, then the project file's order).
@@ -84,12 +104,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether every flow succeeded (an empty sync succeeds).
+    /// Whether every flow succeeded, was paused by an operator or is running elsewhere (an
+    /// empty sync succeeds).
     pub fn succeeded(&self) -> bool {
-        self.flows.iter().all(|f| f.status == FlowStatus::Succeeded)
+        self.flows.iter().all(|f| f.status.is_ok())
     }
 
-    /// 0 when every flow succeeded, else 1 (so cron mail and CI read it right).
+    /// 0 when every flow succeeded, was paused or is running elsewhere, else 1 (so cron mail and CI read it right).
     pub fn exit_code(&self) -> u8 {
         if self.succeeded() { 0 } else { 1 }
     }
@@ -105,6 +126,14 @@ impl Summary {
                 if f.status == FlowStatus::Skipped {
                     if let Some(dep) = &f.skipped_because {
                         line.push_str(&format!("  `{dep}` did not succeed"));
+                    }
+                    return line;
+                }
+                if f.status == FlowStatus::Paused {
+                    match (&f.paused_reason, &f.skipped_because) {
+                        (Some(reason), _) => line.push_str(&format!("  {reason}")),
+                        (None, Some(dep)) => line.push_str(&format!("  `{dep}` is paused")),
+                        (None, None) => {}
                     }
                     return line;
                 }
@@ -188,6 +217,8 @@ mod tests {
             error: (status == FlowStatus::Failed)
                 .then(|| "extractor `tap-x` exited with status 1".into()),
             skipped_because: (status == FlowStatus::Skipped).then(|| "load".into()),
+            paused_reason: (status == FlowStatus::Paused)
+                .then(|| "source `tap-x` is inactive: moved to the new API".into()),
         }
     }
 
@@ -198,6 +229,7 @@ mod tests {
                 report("load", FlowStatus::Failed, 0, 3),
                 report("github-daily", FlowStatus::Succeeded, 1_204_000, 1),
                 report("report", FlowStatus::Skipped, 0, 0),
+                report("legacy", FlowStatus::Paused, 0, 0),
             ],
         };
         assert_eq!(
@@ -206,6 +238,7 @@ mod tests {
                 "load          failed     0 records  12.4s  3 attempts  extractor `tap-x` exited with status 1",
                 "github-daily  succeeded  1,204,000 records  12.4s  1 attempt",
                 "report        skipped    `load` did not succeed",
+                "legacy        paused     source `tap-x` is inactive: moved to the new API",
             ]
         );
         assert_eq!(summary.exit_code(), 1);
@@ -218,6 +251,13 @@ mod tests {
         };
         assert_eq!(ok.exit_code(), 0);
         assert_eq!(Summary { flows: vec![] }.exit_code(), 0);
+        let paused = Summary {
+            flows: vec![
+                report("a", FlowStatus::Succeeded, 1, 1),
+                report("b", FlowStatus::Paused, 0, 0),
+            ],
+        };
+        assert_eq!(paused.exit_code(), 0, "a paused source is not a failure");
         for bad in [
             FlowStatus::Failed,
             FlowStatus::TimedOut,
@@ -296,6 +336,8 @@ mod tests {
             FlowStatus::Failed,
             FlowStatus::TimedOut,
             FlowStatus::Skipped,
+            FlowStatus::Paused,
+            FlowStatus::AlreadyRunning,
         ] {
             let written = serde_json::to_value(status).unwrap();
             assert!(statuses.contains(&written.as_str().unwrap()), "{written}");

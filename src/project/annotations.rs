@@ -179,6 +179,9 @@ pub struct DsmJob {
     pub timeout: Option<Duration>,
     /// Whether it runs.
     pub enabled: Option<bool>,
+    /// Schedules only: the IANA time zone its cron interval is read in (`Europe/Berlin`);
+    /// UTC when absent, as in Meltano.
+    pub timezone: Option<String>,
 }
 
 /// A duration as written: seconds, or a number with a unit (`30s`, `5m`, `2h`, `1d`, `500ms`).

@@ -719,6 +719,7 @@ impl Project {
                 }
             }
         }
+        self.check_schedule_time_zones(&file);
         if let Some(d) = &self.file.default_environment
             && !self.file.environments.iter().any(|e| &e.name == d)
         {
@@ -732,6 +733,63 @@ impl Project {
                 Some("add it under `environments:` or change `default_environment`".into()),
             ));
         }
+    }
+}
+
+impl Project {
+    /// A schedule's `annotations.dsm.timezone` must be an IANA name (its cron interval is read
+    /// there), and a job has no interval to read in a zone.
+    fn check_schedule_time_zones(&mut self, file: &Path) {
+        let mut found = Vec::new();
+        for (key, kind) in [("schedules", "schedule"), ("jobs", "job")] {
+            let Some(list) = self.tree.get(key) else {
+                continue;
+            };
+            for item in list.items() {
+                let Some(zone_node) = item
+                    .get("annotations")
+                    .and_then(|a| a.get("dsm"))
+                    .filter(|d| d.get("timezone").is_some())
+                else {
+                    continue;
+                };
+                let name = item
+                    .get("name")
+                    .map(yaml::Node::to_json)
+                    .and_then(|n| n.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let pos = zone_node.key_pos("timezone");
+                let zone = zone_node
+                    .get("timezone")
+                    .map(yaml::Node::to_json)
+                    .and_then(|z| z.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                if kind == "job" {
+                    found.push(Diagnostic::error(
+                        "timezone-on-job",
+                        file,
+                        pos,
+                        format!("job `{name}` has `annotations.dsm.timezone`, but only schedules have an interval"),
+                        Some("move `timezone` to the schedule that runs the job".into()),
+                    ));
+                } else if zone.trim().parse::<chrono_tz::Tz>().is_err() {
+                    let hint =
+                        did_you_mean(&zone, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
+                            .map(|m| format!("did you mean `{m}`?"))
+                            .unwrap_or_else(|| {
+                                "use an IANA name such as `UTC` or `Europe/Berlin`".into()
+                            });
+                    found.push(Diagnostic::error(
+                        "unknown-time-zone",
+                        file,
+                        pos,
+                        format!("schedule `{name}` has an unknown time zone `{zone}` in `annotations.dsm.timezone`"),
+                        Some(hint),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.extend(found);
     }
 }
 

@@ -21,8 +21,8 @@ pub use health::{Health, HealthOptions, Subject, Verdict, health_report};
 pub use metrics::{MetricsSnapshot, render_prometheus, snapshot, write_atomically};
 pub use retention::{PruneOutcome, PrunePolicy, prune_runs};
 pub use status::{
-    OperatorStatus, SourceState, SourceStatus, set_operator_status, source_status, source_statuses,
-    status_history,
+    OperatorStatus, SourceState, SourceStatus, held_out_of_syncs, set_operator_status,
+    source_status, source_statuses, status_history,
 };
 
 /// Parses an age or window such as `90s`, `15m`, `24h`, `7d` or `2w` (a bare number is seconds).

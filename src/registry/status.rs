@@ -254,6 +254,39 @@ pub fn status_history(
     store.source_status_history(Some(name), limit)
 }
 
+/// Which of `names` an operator took out of syncs (`inactive` or `maintenance`), with the
+/// operator's reason: what `dsm sync` needs, read from the status history alone (not the run
+/// history, which can be long).
+pub fn held_out_of_syncs(store: &dyn Store, names: &[&str]) -> Result<Vec<SourceState>> {
+    let history = store.source_status_history(None, usize::MAX)?;
+    let mut held = Vec::new();
+    for name in names {
+        // Newest first: the latest operator change decides.
+        let Some(op) = history
+            .iter()
+            .find(|c| c.source == *name && c.origin == ORIGIN_OPERATOR)
+        else {
+            continue;
+        };
+        let status = match OperatorStatus::parse(&op.status) {
+            Some(OperatorStatus::Inactive) => SourceStatus::Inactive,
+            Some(OperatorStatus::Maintenance) => SourceStatus::Maintenance,
+            _ => continue,
+        };
+        held.push(SourceState {
+            name: (*name).to_owned(),
+            status,
+            reason: op.reason.clone(),
+            set_by: op.user.clone(),
+            since: Some(op.at),
+            running_run: None,
+            last_run: None,
+            skipped_by_syncs: true,
+        });
+    }
+    Ok(held)
+}
+
 /// The user running dsm, for the history (`USER`, then `USERNAME`).
 pub fn current_user() -> Option<String> {
     ["USER", "USERNAME"]
@@ -355,6 +388,38 @@ mod tests {
         let st = source_status(s, "tap-pg").unwrap();
         assert_eq!(st.status, SourceStatus::Error);
         assert_eq!(st.reason.as_deref(), Some("loader exited with 2"));
+    }
+
+    #[test]
+    fn registry_held_out_of_syncs_follows_the_latest_operator_change() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let at = now();
+        set_operator_status(
+            s,
+            "tap-a",
+            OperatorStatus::Inactive,
+            Some("retired"),
+            None,
+            at,
+        )
+        .unwrap();
+        set_operator_status(s, "tap-b", OperatorStatus::Maintenance, None, None, at).unwrap();
+        set_operator_status(
+            s,
+            "tap-b",
+            OperatorStatus::Active,
+            None,
+            None,
+            at + Duration::minutes(1),
+        )
+        .unwrap();
+        record_test_result(s, "tap-c", false, Some("401"), at).unwrap();
+        let held = held_out_of_syncs(s, &["tap-a", "tap-b", "tap-c", "tap-d"]).unwrap();
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].name, "tap-a");
+        assert_eq!(held[0].status, SourceStatus::Inactive);
+        assert_eq!(held[0].reason.as_deref(), Some("retired"));
     }
 
     #[test]
