@@ -3,6 +3,17 @@
 use crate::cli::{GlobalArgs, LogFormat, LogLevel};
 use crate::envvars;
 
+/// The log format: `--log-format`, else `DSM_LOG_FORMAT`, else text.
+pub fn log_format(global: &GlobalArgs) -> LogFormat {
+    global
+        .log_format
+        .or_else(|| {
+            let value = std::env::var(envvars::LOG_FORMAT).ok()?;
+            clap::ValueEnum::from_str(&value, true).ok()
+        })
+        .unwrap_or(LogFormat::Text)
+}
+
 /// Installs the global subscriber. Logs go to stderr so stdout stays data only.
 pub fn init(global: &GlobalArgs) {
     let level = global
@@ -12,13 +23,7 @@ pub fn init(global: &GlobalArgs) {
             clap::ValueEnum::from_str(&value, true).ok()
         })
         .unwrap_or(LogLevel::Warning);
-    let format = global
-        .log_format
-        .or_else(|| {
-            let value = std::env::var(envvars::LOG_FORMAT).ok()?;
-            clap::ValueEnum::from_str(&value, true).ok()
-        })
-        .unwrap_or(LogFormat::Text);
+    let format = log_format(global);
     let filter = match level {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",

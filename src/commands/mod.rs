@@ -64,6 +64,17 @@ impl Context {
         }
     }
 
+    /// Whether runs show the live per-stream display: stderr is a terminal, logs are text
+    /// and `--quiet` is off. Otherwise dsm prints one summary line per run.
+    pub fn live_progress(&self) -> bool {
+        use std::io::IsTerminal;
+        crate::progress::ProgressMode::choose(
+            self.global.quiet,
+            std::io::stderr().is_terminal(),
+            crate::logging::log_format(&self.global) == crate::cli::LogFormat::Json,
+        ) == crate::progress::ProgressMode::Live
+    }
+
     /// The project root: found from `--cwd` (or the current directory) upward, or from
     /// `DSM_PROJECT_ROOT` / `MELTANO_PROJECT_ROOT`.
     pub fn project_root(&self) -> Result<PathBuf> {

@@ -131,6 +131,7 @@ impl RunFlags {
             trigger: "cli".into(),
             database_uri: ctx.global.database_uri.clone(),
             cancel: None,
+            live_progress: ctx.live_progress(),
             ..RunOptions::default()
         })
     }

@@ -52,6 +52,8 @@ pub struct FlowContext {
     pub database_uri: Option<String>,
     /// What started the runs (`sync`, `schedule`), recorded in the run history.
     pub trigger: String,
+    /// Show the live display of each run (a terminal, one flow at a time).
+    pub live_progress: bool,
 }
 
 impl FlowContext {
@@ -69,6 +71,7 @@ impl FlowContext {
             environment,
             database_uri: ctx.global.database_uri.clone(),
             trigger: trigger.to_string(),
+            live_progress: ctx.live_progress(),
         })
     }
 
@@ -83,6 +86,7 @@ impl FlowContext {
                 flow.retry.max_attempts(),
             ),
             database_uri: self.database_uri.clone(),
+            live_progress: self.live_progress,
             ..RunOptions::default()
         }
     }
@@ -335,6 +339,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         mark_once_schedules_run(store.as_ref(), &plan)?;
     }
     drop(store);
+    let mut fc = fc;
+    // Several flows at once would draw over each other's display.
+    fc.live_progress &= args.parallel <= 1;
     let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
     finish(ctx, &summary)
 }

@@ -49,6 +49,8 @@ pub struct PipelineOptions {
     pub pipe_bytes: usize,
     /// The per-run log file that receives every plugin's stderr.
     pub log: Option<RunLog>,
+    /// The live display the extractor's records are counted into (on a terminal).
+    pub progress: Option<crate::progress::Progress>,
 }
 
 impl Default for PipelineOptions {
@@ -64,6 +66,7 @@ impl Default for PipelineOptions {
             channel_chunks: 4,
             pipe_bytes: 1024 * 1024,
             log: None,
+            progress: None,
         }
     }
 }
@@ -187,6 +190,19 @@ pub enum RunStatus {
     Terminated,
     /// `--timeout` expired.
     TimedOut,
+}
+
+impl RunStatus {
+    /// The status as it is written in run history and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Success => "success",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Terminated => "terminated",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
 }
 
 impl RunStatus {
@@ -368,6 +384,13 @@ pub async fn run(
             tx,
             recycled: recycle_rx,
             events: events_tx.clone(),
+            // Only the extractor's output is counted (what the display shows).
+            progress: if i == 0 {
+                options.progress.clone()
+            } else {
+                None
+            },
+            shown: BTreeMap::new(),
         };
         readers.push(tokio::spawn(reader.run()));
         tasks.push(tokio::spawn(segment::write(

@@ -79,9 +79,29 @@ pub(super) struct Reader {
     /// Written chunks coming back from the writer for reuse (no allocation per chunk).
     pub recycled: mpsc::Receiver<Vec<u8>>,
     pub events: mpsc::Sender<Event>,
+    /// Where the live display learns the counts (extractor segment on a terminal only).
+    pub progress: Option<crate::progress::Progress>,
+    /// Records and bytes per stream already passed to `progress`.
+    pub shown: BTreeMap<String, StreamCounts>,
 }
 
 impl Reader {
+    /// Passes the counts gathered since the last call to the live display: once per block
+    /// read, never per line.
+    fn show_progress(&mut self, report: &mut SegmentReport) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        report.flush_current();
+        for (stream, now) in &report.streams {
+            let shown = self.shown.entry(stream.clone()).or_default();
+            if now.records != shown.records || now.bytes != shown.bytes {
+                progress.records(stream, now.records - shown.records, now.bytes - shown.bytes);
+                *shown = *now;
+            }
+        }
+    }
+
     pub async fn run(mut self) {
         let mut report = SegmentReport::default();
         if let Err(error) = self.pump(&mut report).await {
@@ -198,6 +218,7 @@ impl Reader {
                 }
             }
             let out = self.process(&mut buf, &mut end, report, &mut state);
+            self.show_progress(report);
             let fatal = state.fatal.take();
             let batch = match out {
                 Some(out) => {

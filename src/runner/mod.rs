@@ -93,6 +93,9 @@ pub struct RunOptions {
     pub dump: Option<Dump>,
     /// With `dump`: show sensitive config values instead of masking them.
     pub dump_unsafe: bool,
+    /// Show the live per-stream display while the run moves data (a terminal; one run at a
+    /// time).
+    pub live_progress: bool,
 }
 
 /// What one flow's run did.
@@ -457,9 +460,13 @@ pub fn run_flow(
     );
 
     let log = RunLog::open(&log_path).ok();
+    let progress = opts
+        .live_progress
+        .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live));
     let mut options = PipelineOptions {
         timeout: opts.timeout,
         log,
+        progress: progress.clone(),
         ..PipelineOptions::default()
     };
     if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
@@ -502,6 +509,10 @@ pub fn run_flow(
         opts.cancel.clone(),
     )?;
     drop(heartbeat);
+    if let Some(p) = &progress {
+        // Stops the live display; its last state stays on screen above the summary line.
+        p.finished(state_id.as_str(), outcome.status.as_str());
+    }
     let merge_warnings = merge.map(|m| m.finish(&outcome)).unwrap_or_default();
 
     let stats: Vec<StreamStats> = outcome

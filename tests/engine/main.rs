@@ -896,3 +896,36 @@ async fn a_tap_whose_child_keeps_its_output_open_does_not_hang_the_run() {
     }
     assert!(gone, "the lingering child was stopped with the tap's group");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_display_counts_what_the_run_counts() {
+    use dsm::progress::{Progress, ProgressMode};
+    let env = Env::new();
+    // Enough records to span many read blocks, so the display is fed in deltas.
+    let progress = Progress::with_output(
+        ProgressMode::Live,
+        indicatif::ProgressDrawTarget::hidden(),
+        Box::new(std::io::sink()),
+    );
+    let opts = PipelineOptions {
+        progress: Some(progress.clone()),
+        ..options()
+    };
+    let (outcome, _) = run_with(
+        &env,
+        tap(["--generate", "50000", "--state-every", "1000"]),
+        Vec::new(),
+        target(["--output", &env.path("out.jsonl")]),
+        opts,
+        &CancelToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.error);
+    let shown = progress.counts();
+    assert_eq!(shown.len(), outcome.streams.len());
+    for (stream, counts) in &outcome.streams {
+        assert_eq!(shown[stream].records, counts.records, "{stream}");
+        assert_eq!(shown[stream].bytes, counts.bytes, "{stream}");
+    }
+    assert_eq!(shown.values().map(|c| c.records).sum::<u64>(), 50_000);
+}
