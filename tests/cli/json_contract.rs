@@ -143,6 +143,13 @@ fn issue_2_every_json_output_matches_its_schema() {
         ("secrets-list", vec!["secrets", "list"]),
         ("audit-list", vec!["audit", "list"]),
         ("conflicts-list", vec!["conflicts", "list"]),
+        ("conflicts-counts", vec!["conflicts", "counts"]),
+        ("flows", vec!["flows"]),
+        ("job-list", vec!["job", "list"]),
+        ("state-export", vec!["state", "export"]),
+        ("config-history", vec!["config", "history", "tap-fake"]),
+        ("secrets-verify", vec!["secrets", "verify"]),
+        ("audit-verify", vec!["audit", "verify"]),
     ];
     for (name, args) in &cases {
         let mut full = vec!["--format", "json"];
@@ -168,45 +175,64 @@ fn issue_2_every_json_output_matches_its_schema() {
 #[test]
 fn issue_2_failures_print_the_error_shape_on_stdout() {
     let p = fixture();
-    // A project file that does not parse, and a store that is not a database: every command
+    // A project file that does not parse, and a store that cannot be opened: every command
     // fails, whether it reads the project, the store or both.
     p.write("meltano.yml", "version: 1\nplugins: [\n");
-    p.write("garbage.db", &"not a database ".repeat(20));
+    p.write("blocked/dsm.db", &"not a database ".repeat(20));
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("validate", vec!["validate"]),
         ("error", vec!["config", "list", "tap-fake"]),
         ("error", vec!["config", "print", "tap-fake"]),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "state", "list"],
+            vec!["--database-uri", "blocked/dsm.db", "state", "list"],
         ),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "state", "get", "x"],
+            vec!["--database-uri", "blocked/dsm.db", "state", "get", "x"],
         ),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "runs", "list"],
+            vec!["--database-uri", "blocked/dsm.db", "runs", "list"],
         ),
         ("error", vec!["runs", "show", "no-such-run"]),
         ("error", vec!["sync"]),
         ("error", vec!["test", "tap-fake"]),
         ("error", vec!["sources", "list"]),
         ("error", vec!["health"]),
-        ("error", vec!["--database-uri", "garbage.db", "metrics"]),
+        ("error", vec!["--database-uri", "blocked/dsm.db", "metrics"]),
         ("error", vec!["plugins", "list"]),
         ("error", vec!["schedule", "list"]),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "secrets", "list"],
+            vec!["--database-uri", "blocked/dsm.db", "secrets", "list"],
         ),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "audit", "list"],
+            vec!["--database-uri", "blocked/dsm.db", "audit", "list"],
         ),
         (
             "error",
-            vec!["--database-uri", "garbage.db", "conflicts", "list"],
+            vec!["--database-uri", "blocked/dsm.db", "conflicts", "list"],
+        ),
+        (
+            "error",
+            vec!["--database-uri", "blocked/dsm.db", "conflicts", "counts"],
+        ),
+        ("error", vec!["flows"]),
+        ("error", vec!["job", "list"]),
+        (
+            "error",
+            vec!["--database-uri", "blocked/dsm.db", "state", "export"],
+        ),
+        ("error", vec!["config", "history", "tap-fake"]),
+        (
+            "error",
+            vec!["--database-uri", "blocked/dsm.db", "secrets", "verify"],
+        ),
+        (
+            "error",
+            vec!["--database-uri", "blocked/dsm.db", "audit", "verify"],
         ),
         ("error", vec!["runs", "list", "--no-such-flag"]),
     ];
@@ -227,6 +253,19 @@ fn issue_2_failures_print_the_error_shape_on_stdout() {
     }
 }
 
+/// A secret that no longer decrypts and an audit entry cut from the middle of the chain.
+fn corrupt(p: &TestProject) {
+    let db = rusqlite::Connection::open(p.root().join(".dsm/dsm.db")).unwrap();
+    let changed = db
+        .execute("UPDATE secrets SET ciphertext = x'00112233'", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    let cut = db
+        .execute("DELETE FROM audit_log WHERE seq = 2", [])
+        .unwrap();
+    assert_eq!(cut, 1);
+}
+
 #[test]
 fn issue_2_a_failed_run_and_test_keep_their_own_shape_with_an_error() {
     let p = fixture();
@@ -237,9 +276,18 @@ fn issue_2_a_failed_run_and_test_keep_their_own_shape_with_an_error() {
     for (name, args) in [
         ("sync", vec!["--format", "json", "sync"]),
         ("test", vec!["--format", "json", "test", "tap-fake"]),
+        (
+            "secrets-verify",
+            vec!["--format", "json", "secrets", "verify"],
+        ),
+        ("audit-verify", vec!["--format", "json", "audit", "verify"]),
     ] {
+        if name == "secrets-verify" {
+            // Only now: `test` needs the secret to decrypt before it runs anything.
+            corrupt(&p);
+        }
         let out = p.dsm(&args);
-        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert_eq!(out.code, 1, "{args:?}: {}{}", out.stdout, out.stderr);
         let doc = assert_matches(name, &args, &out);
         assert_eq!(doc["error"]["exit_code"], 1, "{doc}");
         assert!(
@@ -260,18 +308,25 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
     names.sort();
     let expected = [
         "audit-list",
+        "audit-verify",
+        "config-history",
         "config-list",
         "config-print",
+        "conflicts-counts",
         "conflicts-list",
         "error",
+        "flows",
         "health",
+        "job-list",
         "metrics",
         "plugins-list",
         "runs-list",
         "runs-show",
         "schedule-list",
         "secrets-list",
+        "secrets-verify",
         "sources-list",
+        "state-export",
         "state-get",
         "state-list",
         "test",
