@@ -178,9 +178,15 @@ fn issue_2_failures_print_the_error_shape_on_stdout() {
     // A project file that does not parse, and a store that cannot be opened: every command
     // fails, whether it reads the project, the store or both.
     p.write("meltano.yml", "version: 1\nplugins: [\n");
-    p.write("blocked/dsm.db", &"not a database ".repeat(20));
+    // `blocked` is a file, so no database can be created under it; `garbage.db` is not SQLite.
+    p.write("blocked", "a file, not a folder");
+    p.write("garbage.db", &"not a database ".repeat(20));
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("validate", vec!["validate"]),
+        (
+            "error",
+            vec!["--database-uri", "garbage.db", "runs", "list"],
+        ),
         ("error", vec!["config", "list", "tap-fake"]),
         ("error", vec!["config", "print", "tap-fake"]),
         (
