@@ -112,7 +112,7 @@ impl Printer {
     }
 }
 
-/// The JSON form of an error (`schemas/error.schema.json`): the `error` member of the document
+/// The JSON form of an error (`schemas/cli/error.schema.json`): the `error` member of the document
 /// a failing command leaves on stdout with `--format json`, either alone or beside the
 /// command's own data.
 pub fn error_json(error: &Error) -> serde_json::Value {

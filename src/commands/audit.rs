@@ -84,26 +84,34 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         AuditCommand::Verify => {
             let (key, _) = master_key(&conn)?;
             let report = audit::verify(&conn, &key)?;
-            if format == OutputFormat::Json {
-                ctx.printer.json(&report);
-            } else if report.is_ok() {
-                ctx.printer
-                    .line(format!("audit log verified: {} entries", report.entries));
-            }
+            let error = (!report.is_ok()).then(|| {
+                let mut err = Error::failed(format!(
+                    "the audit log was tampered with ({} problems)",
+                    report.problems.len()
+                ));
+                for problem in &report.problems {
+                    err = err.detail(problem);
+                }
+                err.hint("compare with a backup of the database and of `.dsm/audit.head`")
+            });
             for warning in &report.warnings {
                 ctx.printer.warn(warning);
             }
+            if format == OutputFormat::Json {
+                // One document (`schemas/cli/audit-verify.schema.json`), with the contract's
+                // `error` member when the chain does not verify.
+                let mut doc = serde_json::to_value(&report).expect("the report is plain data");
+                if let Some(e) = &error {
+                    doc["error"] = crate::printer::error_json(e);
+                }
+                ctx.printer.json(&doc);
+                return error.map_or(Ok(()), |e| Err(e.data_printed()));
+            }
             if report.is_ok() {
-                return Ok(());
+                ctx.printer
+                    .line(format!("audit log verified: {} entries", report.entries));
             }
-            let mut err = Error::failed(format!(
-                "the audit log was tampered with ({} problems)",
-                report.problems.len()
-            ));
-            for problem in &report.problems {
-                err = err.detail(problem);
-            }
-            Err(err.hint("compare with a backup of the database and of `.dsm/audit.head`"))
+            error.map_or(Ok(()), Err)
         }
         AuditCommand::Prune { before } => {
             let (key, _) = master_key(&conn)?;

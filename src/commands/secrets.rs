@@ -388,19 +388,25 @@ fn verify(ctx: &Context, format: OutputFormat) -> Result<()> {
     let (_, conn) = open_database(ctx)?;
     let (key, _) = master_key(&conn)?;
     let report = secrets::verify(&conn, &key)?;
+    let error = (!report.failed.is_empty()).then(|| {
+        let mut err = Error::failed(format!("{} secrets do not decrypt", report.failed.len()));
+        for (plugin, setting) in &report.failed {
+            err = err.detail(format!("`{setting}` of `{plugin}`"));
+        }
+        err.hint("set each again with `dsm secrets set PLUGIN SETTING`")
+    });
     if format == OutputFormat::Json {
-        ctx.printer.json(&report);
-    } else {
-        ctx.printer.line(format!("{} secrets decrypt", report.ok));
+        // One document (`schemas/cli/secrets-verify.schema.json`), with the contract's `error`
+        // member when something does not decrypt.
+        let mut doc = serde_json::to_value(&report).expect("the report is plain data");
+        if let Some(e) = &error {
+            doc["error"] = crate::printer::error_json(e);
+        }
+        ctx.printer.json(&doc);
+        return error.map_or(Ok(()), |e| Err(e.data_printed()));
     }
-    if report.failed.is_empty() {
-        return Ok(());
-    }
-    let mut err = Error::failed(format!("{} secrets do not decrypt", report.failed.len()));
-    for (plugin, setting) in &report.failed {
-        err = err.detail(format!("`{setting}` of `{plugin}`"));
-    }
-    Err(err.hint("set each again with `dsm secrets set PLUGIN SETTING`"))
+    ctx.printer.line(format!("{} secrets decrypt", report.ok));
+    error.map_or(Ok(()), Err)
 }
 
 /// The plugin names declared in `meltano.yml` (every plugin type). Replaced by the project

@@ -100,33 +100,32 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     let failed = results.iter().filter(|r| r.status.is_failure()).count();
     let count = |s: ProbeStatus| results.iter().filter(|r| r.status == s).count();
+    let error = (failed > 0).then(|| {
+        Error::failed(format!("{failed} of {} tests failed", results.len()))
+            .hint("the reason and the last lines of each failed plugin's stderr are shown above")
+    });
     match format {
-        OutputFormat::Json => ctx.printer.json(&serde_json::json!({
-            "results": results,
-            "passed": count(ProbeStatus::Passed),
-            "failed": failed,
-            "skipped": count(ProbeStatus::Skipped),
-            "succeeded": failed == 0,
-        })),
-        _ => print_text(ctx, &results),
+        OutputFormat::Json => {
+            // One document on stdout, with the contract's `error` member when a test failed
+            // (`schemas/cli/test.schema.json`); the error also goes to stderr as text.
+            let mut doc = serde_json::json!({
+                "results": results,
+                "passed": count(ProbeStatus::Passed),
+                "failed": failed,
+                "skipped": count(ProbeStatus::Skipped),
+                "succeeded": failed == 0,
+            });
+            if let Some(e) = &error {
+                doc["error"] = crate::printer::error_json(e);
+            }
+            ctx.printer.json(&doc);
+            error.map_or(Ok(()), |e| Err(e.data_printed()))
+        }
+        _ => {
+            print_text(ctx, &results);
+            error.map_or(Ok(()), Err)
+        }
     }
-    if failed == 0 {
-        return Ok(());
-    }
-    let error = Error::failed(format!("{failed} of {} tests failed", results.len()))
-        .hint("the reason and the last lines of each failed plugin's stderr are shown above");
-    if format == OutputFormat::Json {
-        // The results are the one JSON document on stdout; the error goes to stderr only.
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let _ = writeln!(
-            std::io::stderr(),
-            "{}",
-            crate::printer::render_error(&error)
-        );
-        std::process::exit(i32::from(error.exit_code()));
-    }
-    Err(error)
 }
 
 /// The plugins to test, each with whether it was named (named plugins always get a result).

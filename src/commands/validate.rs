@@ -9,7 +9,7 @@ use crate::project::{self, Diagnostic, Project, Severity};
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-/// One diagnostic as `--format json` prints it (`schemas/validate.schema.json`).
+/// One diagnostic as `--format json` prints it (`schemas/cli/validate.schema.json`).
 fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     serde_json::json!({
         "file": d.file.display().to_string(),

@@ -834,7 +834,10 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
                     "unreadable-project",
                     rel,
                     None,
-                    format!("cannot read the project: {e}"),
+                    format!(
+                        "cannot read the project: {}",
+                        without_values(&e.to_string())
+                    ),
                     None,
                 ));
                 ProjectFile::default()
@@ -845,6 +848,19 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
         lenient(json)
     };
     (tree, file)
+}
+
+/// A deserialiser's message without the values it quotes (`invalid type: string "..."`,
+/// `unknown variant `...``): the value may be a secret from a plugin's config.
+fn without_values(message: &str) -> String {
+    static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = QUOTED.get_or_init(|| {
+        regex::Regex::new(
+            r#"(string|integer|floating point|char|byte array|variant|value) (?:"(?:[^"\\]|\\.)*"|`[^`]*`|-?[0-9][0-9.eE+-]*)"#,
+        )
+        .expect("a valid pattern")
+    });
+    re.replace_all(message, "$1").into_owned()
 }
 
 /// Best effort typing of a document with structural errors: drops sections that do not fit.

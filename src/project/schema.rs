@@ -40,11 +40,15 @@ pub struct Violation {
 
 /// Validates a document against dsm's schema and returns every problem found.
 pub fn validate(doc: &Node) -> Vec<Violation> {
+    validate_against(doc, schema())
+}
+
+fn validate_against(doc: &Node, root: &J) -> Vec<Violation> {
     let mut v = Validator {
-        root: schema(),
+        root,
         out: Vec::new(),
     };
-    v.check(doc, schema(), "");
+    v.check(doc, root, "");
     v.out
 }
 
@@ -58,6 +62,30 @@ fn join(path: &str, key: &str) -> String {
         key.to_string()
     } else {
         format!("{path}.{key}")
+    }
+}
+
+/// Whether the value at `path` may be a secret: anything under a plugin's or environment's
+/// `config` or `env`, and a setting's `value`. Messages about such values name the path and
+/// what was expected, never the value itself (it may be a password typed in the wrong place).
+fn may_be_secret(path: &str) -> bool {
+    let segments: Vec<&str> = path
+        .split('.')
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .collect();
+    segments.iter().enumerate().any(|(i, s)| match *s {
+        "config" | "env" => true,
+        "value" => i > 0 && segments[i - 1] == "settings",
+        _ => false,
+    })
+}
+
+/// How a message shows the value at `path`: as written, or withheld when it may be a secret.
+fn shown(path: &str, value: impl std::fmt::Display) -> String {
+    if may_be_secret(path) {
+        "[hidden: it may be a secret]".to_string()
+    } else {
+        format!("{value}")
     }
 }
 
@@ -177,7 +205,7 @@ impl<'s> Validator<'s> {
             if !options.contains(&value) {
                 let names: Vec<&str> = options.iter().filter_map(J::as_str).collect();
                 let hint = match &node.value {
-                    Value::Str(s) => did_you_mean(s, names.iter().copied())
+                    Value::Str(s) if !may_be_secret(path) => did_you_mean(s, names.iter().copied())
                         .map(|m| format!("did you mean `{m}`?")),
                     _ => None,
                 }
@@ -186,7 +214,10 @@ impl<'s> Validator<'s> {
                     "not-one-of",
                     node.pos,
                     path,
-                    format!("`{path}` has the value {value}, which is not allowed"),
+                    format!(
+                        "`{path}` has the value {}, which is not allowed",
+                        shown(path, &value)
+                    ),
                     hint,
                 );
             }
@@ -198,7 +229,7 @@ impl<'s> Validator<'s> {
                     "wrong-value",
                     node.pos,
                     path,
-                    format!("`{path}` must be {c}, found {value}"),
+                    format!("`{path}` must be {c}, found {}", shown(path, &value)),
                     None,
                 );
             }
@@ -210,7 +241,10 @@ impl<'s> Validator<'s> {
                     "wrong-form",
                     node.pos,
                     path,
-                    format!("`{path}` has the value {s:?}, which has the wrong form"),
+                    format!(
+                        "`{path}` has the value {}, which has the wrong form",
+                        shown(path, format!("{s:?}"))
+                    ),
                     part.get("examples")
                         .and_then(J::as_array)
                         .map(|e| format!("for example: {}", join_examples(e))),
@@ -224,7 +258,7 @@ impl<'s> Validator<'s> {
                 "too-small",
                 node.pos,
                 path,
-                format!("`{path}` must be at least {min}, found {i}"),
+                format!("`{path}` must be at least {min}, found {}", shown(path, i)),
                 None,
             );
         }
@@ -419,6 +453,48 @@ mod tests {
         assert!(messages.iter().any(|m| {
             m.contains("`plugins.extractors[0].select` must be an array, found a string")
         }));
+    }
+
+    #[test]
+    fn values_that_may_be_secrets_are_not_quoted() {
+        // A schema that constrains values under `config`, `env` and a setting's `value`, to
+        // reach every rule that quotes a value.
+        let rules = serde_json::json!({
+            "enum": ["a", "b"], "pattern": "^x", "const": "x", "minimum": 10
+        });
+        let root = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "plugins": {"type": "object", "properties": {"extractors": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "config": {"type": "object", "additionalProperties": rules},
+                        "env": {"type": "object", "additionalProperties": rules},
+                        "settings": {"type": "array", "items": {"type": "object", "properties": {"value": rules}}}
+                    }
+                }}}},
+                "interval": rules
+            }
+        });
+        let yaml = "plugins:\n  extractors:\n  - config: {password: hunter2-cfg, port: 3}\n    env: {TOKEN: hunter2-env}\n    settings:\n    - {name: p, value: hunter2-val}\ninterval: visible-1\n";
+        let found = validate_against(&parse(yaml).unwrap(), &root);
+        let text = format!("{found:?}");
+        assert!(found.len() >= 8, "{text}");
+        for secret in ["hunter2-cfg", "hunter2-env", "hunter2-val"] {
+            assert!(!text.contains(secret), "{secret} quoted: {text}");
+        }
+        assert!(
+            text.contains(
+                "`plugins.extractors[0].config.password` has the value [hidden: it may be a secret]"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("`plugins.extractors[0].config.port` must be at least 10, found [hidden: it may be a secret]"), "{text}");
+        // Outside those places values still help the reader.
+        assert!(
+            found.iter().any(|v| v.message.contains("\"visible-1\"")),
+            "{text}"
+        );
     }
 
     #[test]

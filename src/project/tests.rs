@@ -225,3 +225,25 @@ jobs:
         Some(std::time::Duration::from_secs(300))
     );
 }
+
+#[test]
+fn deserialiser_messages_lose_the_values_they_quote() {
+    // A value that fails typing may be a secret typed into the wrong key: keep the shape only.
+    for (message, kept) in [
+        (
+            r#"invalid type: string "hunter2", expected a sequence"#,
+            "invalid type: string, expected a sequence",
+        ),
+        (
+            "unknown variant `hunter2`, expected one of `a`, `b`",
+            "unknown variant, expected one of `a`, `b`",
+        ),
+        (
+            r#"invalid value: integer 4242, expected a boolean"#,
+            "invalid value: integer, expected a boolean",
+        ),
+        ("missing field `name`", "missing field `name`"),
+    ] {
+        assert_eq!(super::without_values(message), kept);
+    }
+}

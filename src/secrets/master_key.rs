@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -84,9 +85,12 @@ impl Keyring {
                     "no D-Bus session bus (a headless machine has no secret service)".to_string(),
                 );
             }
-            dbus_secret_service_keyring_store::Store::new()
-                .map(|store| Keyring::new(store))
-                .map_err(|e| format!("the secret service is not reachable: {}", keyring_error(&e)))
+            within(
+                "the secret service",
+                dbus_secret_service_keyring_store::Store::new,
+            )?
+            .map(|store| Keyring::new(store))
+            .map_err(|e| format!("the secret service is not reachable: {}", keyring_error(&e)))
         }
         #[cfg(not(target_os = "linux"))]
         Err("this build has no OS keyring store for this platform".to_string())
@@ -100,6 +104,12 @@ impl Keyring {
 
     /// The key stored in the keyring, `None` when there is none.
     pub fn load(&self) -> Result<Option<MasterKey>> {
+        let this = self.clone();
+        within("the OS keyring", move || this.load_now())
+            .map_err(SecretsError::KeyringUnavailable)?
+    }
+
+    fn load_now(&self) -> Result<Option<MasterKey>> {
         match self.entry()?.get_password() {
             Ok(text) => {
                 let text = Zeroizing::new(text);
@@ -120,10 +130,39 @@ impl Keyring {
         if self.load()?.is_some() {
             return Err(SecretsError::KeyExists(KeySource::Keyring.to_string()));
         }
-        self.entry()?
-            .set_password(&key.to_base64())
+        let entry = self.entry()?;
+        let text = key.to_base64();
+        within("the OS keyring", move || entry.set_password(&text))
+            .map_err(SecretsError::KeyringUnavailable)?
             .map_err(|e| SecretsError::KeyringUnavailable(keyring_error(&e)))
     }
+}
+
+/// How long dsm waits for the OS keyring. A session bus that accepts connections but never
+/// answers (a hung daemon, a stale socket forwarded over SSH) would otherwise block dsm for
+/// good; past this the keyring counts as unavailable and the lookup goes on.
+const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `f` on its own thread and gives up waiting after [`KEYRING_TIMEOUT`]. A thread left
+/// blocked in a D-Bus call ends with the process.
+fn within<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("keyring".into())
+        .spawn(move || {
+            // The receiver is gone when the wait timed out; nothing is left to tell.
+            let _ = tx.send(f());
+        })
+        .map_err(|e| format!("cannot ask {what}: {e}"))?;
+    rx.recv_timeout(KEYRING_TIMEOUT).map_err(|_| {
+        format!(
+            "{what} did not answer within {} s",
+            KEYRING_TIMEOUT.as_secs()
+        )
+    })
 }
 
 /// Whether a D-Bus session bus can be connected to right now (a quick, local check).

@@ -3,6 +3,7 @@
 mod config;
 mod el;
 mod init;
+mod json_contract;
 mod merge;
 mod plugin_env;
 mod run;
