@@ -1,6 +1,7 @@
 //! `dsm config`: show and change plugin settings, in Meltano 4's shape:
 //! `dsm config [--safe|--unsafe] list|print|set|unset|reset PLUGIN ...`.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ use crate::project::{EnvironmentChoice, Plugin, PluginType, Project};
 use crate::secrets::history::{self, PluginRef};
 use crate::secrets::layer::{Reveal, StoreLayer, settings_namespace};
 use crate::secrets::{self as secret_store, MasterKey, Secret};
+use crate::settings::extras::Extras;
 use crate::settings::{self, Inputs, MASK, ResolvedSettings, Source, is_sensitive};
 
 /// Arguments of `dsm config`.
@@ -50,12 +52,19 @@ pub enum ConfigCommand {
         /// The plugin.
         #[command(flatten)]
         target: Target,
+        /// List only the plugin's extras (`_select`, `_metadata`, `_catalog`, ...), each with
+        /// its variables and where its value came from.
+        #[arg(long)]
+        extras: bool,
     },
     /// Print the plugin's configuration (`--format json`, the default, or `--format env`).
     Print {
         /// The plugin.
         #[command(flatten)]
         target: Target,
+        /// Print only the plugin's extras, as JSON (`{"_select": [...], ...}`).
+        #[arg(long)]
+        extras: bool,
     },
     /// Set a setting: `dsm config set PLUGIN NAME [SUBNAME...] [VALUE]`. A sensitive setting
     /// goes into the encrypted secret store; give its value at the hidden prompt or with
@@ -165,8 +174,10 @@ fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<Resolved
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let safe = !args.unsafe_;
     match args.command {
-        ConfigCommand::List { target } => list(ctx, &target, safe),
-        ConfigCommand::Print { target } => print(ctx, &target, safe),
+        ConfigCommand::List { target, extras } if extras => list_extras(ctx, &target),
+        ConfigCommand::List { target, .. } => list(ctx, &target, safe),
+        ConfigCommand::Print { target, extras } if extras => print_extras(ctx, &target),
+        ConfigCommand::Print { target, .. } => print(ctx, &target, safe),
         ConfigCommand::Set {
             target,
             words,
@@ -196,6 +207,114 @@ fn print(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
                 .hint("`dsm config print` accepts `--format json` or `--format env`"));
         }
     }
+    Ok(())
+}
+
+/// The extras of the plugin a `config` subcommand names, with the environment it names.
+fn resolve_extras(ctx: &Context, target: &Target) -> Result<(Plugin, Extras)> {
+    let l = load(ctx)?;
+    let p = plugin(&l, target)?.clone();
+    let env = match &l.environment {
+        Some(n) => Some(l.project.environment(n)?),
+        None => None,
+    };
+    let process_env: BTreeMap<String, String> = std::env::vars().collect();
+    let extras = settings::extras::resolve(&l.project, &p, env, &process_env)?;
+    Ok((p, extras))
+}
+
+/// `config print --extras`: Meltano's `{"_name": value}` document, `_metadata` and `_schema`
+/// nested as Meltano's `nest_object` leaves them.
+fn print_extras(ctx: &Context, target: &Target) -> Result<()> {
+    if let Some(other) = ctx.global.format.as_deref().filter(|f| *f != "json") {
+        return Err(Error::config(format!(
+            "`--extras` prints JSON only, not `--format {other}`"
+        ))
+        .hint("leave out `--format`, or use `--format json`"));
+    }
+    let (_, extras) = resolve_extras(ctx, target)?;
+    let mut doc = serde_json::Map::new();
+    for v in &extras.values {
+        let value = v.value.clone().unwrap_or(J::Null);
+        let value = match v.name.as_str() {
+            "_metadata" | "_schema" => settings::extras::nested(value),
+            _ => value,
+        };
+        doc.insert(v.name.clone(), value);
+    }
+    ctx.printer.json(&J::Object(doc));
+    Ok(())
+}
+
+/// `config list --extras`: each extra with its variables, value and origin.
+fn list_extras(ctx: &Context, target: &Target) -> Result<()> {
+    let format = ctx.text_or_json()?;
+    let (p, extras) = resolve_extras(ctx, target)?;
+    let origin = |source: Source| match source {
+        Source::Unset | Source::Default => "default".to_string(),
+        Source::Inherited => format!(
+            "inherited from `{}`",
+            p.parent.as_deref().unwrap_or("parent")
+        ),
+        s => format!("from {}", s.label()),
+    };
+    if format == OutputFormat::Json {
+        let rows: Vec<J> = extras
+            .values
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "name": v.name,
+                    "value": v.value,
+                    "source": v.source,
+                    "env_vars": v.env_vars,
+                })
+            })
+            .collect();
+        ctx.printer.json(&serde_json::json!({
+            "plugin": p.name,
+            "plugin_type": p.plugin_type.singular(),
+            "extras": rows,
+        }));
+        return Ok(());
+    }
+    if extras.values.is_empty() {
+        ctx.printer.raw(format!(
+            "{} `{}` has no extras\n",
+            p.plugin_type.singular(),
+            p.name
+        ));
+        return Ok(());
+    }
+    let mut text = String::new();
+    for (title, configured) in [("Configured:", true), ("Optional:", false)] {
+        let rows: Vec<_> = extras
+            .values
+            .iter()
+            .filter(|v| matches!(v.source, Source::Default | Source::Unset) != configured)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(title);
+        text.push('\n');
+        for v in rows {
+            let value = match &v.value {
+                Some(val) => val.to_string(),
+                None => "(unset)".to_string(),
+            };
+            text.push_str(&format!(
+                "{} [env: {}] current value: {value} ({})\n",
+                v.name,
+                v.env_vars.join(", "),
+                origin(v.source)
+            ));
+        }
+    }
+    ctx.printer.raw(text);
     Ok(())
 }
 

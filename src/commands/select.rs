@@ -70,10 +70,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let env_def = environment
         .as_ref()
         .and_then(|e| project.environment_plugin(e, &plugin));
-    let current: Option<Vec<String>> = match env_def {
-        Some(d) if d.select.is_some() => d.select.clone(),
-        _ => plugin.select.clone(),
-    };
 
     if args.list {
         return list(
@@ -81,7 +77,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             &project,
             environment.as_ref(),
             &plugin,
-            current,
             args.all,
             format,
         );
@@ -171,31 +166,23 @@ fn list(
     project: &Project,
     environment: Option<&crate::project::Environment>,
     plugin: &Plugin,
-    select: Option<Vec<String>>,
     show_all: bool,
     format: OutputFormat,
 ) -> Result<()> {
-    let env_def = environment.and_then(|e| project.environment_plugin(e, plugin));
-    let select = select.unwrap_or_else(|| vec![catalog::DEFAULT_SELECT.to_string()]);
-    let metadata = env_def
-        .and_then(|d| d.metadata.clone())
-        .or_else(|| plugin.metadata.clone())
-        .map(J::Object)
-        .unwrap_or(J::Null);
-    let schema = env_def
-        .and_then(|d| d.schema.clone())
-        .or_else(|| plugin.schema.clone())
-        .map(J::Object)
-        .unwrap_or(J::Null);
+    // The extras as Meltano resolves them: variables, `.env`, environment block, meltano.yml,
+    // parent, default.
+    let plugin = &crate::settings::extras::effective_plugin(project, environment, plugin)?;
+    let select = plugin
+        .select
+        .clone()
+        .unwrap_or_else(|| vec![catalog::DEFAULT_SELECT.to_string()]);
+    let object = |o: &Option<crate::project::Object>| o.clone().map(J::Object).unwrap_or(J::Null);
+    let metadata = object(&plugin.metadata);
+    let schema = object(&plugin.schema);
     let filter = SelectFilter {
-        patterns: env_def
-            .and_then(|d| d.select_filter.clone())
-            .or_else(|| plugin.select_filter.clone())
-            .unwrap_or_default(),
+        patterns: plugin.select_filter.clone().unwrap_or_default(),
     };
-    let custom = env_def
-        .and_then(|d| d.catalog.clone())
-        .or_else(|| plugin.catalog.clone());
+    let custom = plugin.catalog.clone();
 
     let mut cat = match &custom {
         Some(file) => read_catalog(&project.root().join(file))?,

@@ -167,6 +167,7 @@ fn probes_for(
     args: &Args,
     run_dir: &RunDir,
 ) -> Result<Vec<Probe>> {
+    let plugin = &crate::settings::extras::effective_plugin(project, env, plugin)?;
     let spec = runner::plugin_spec(project, env, plugin, role_of(plugin))?;
     let plugin_type = plugin.plugin_type.singular();
     let probe = |kind: ProbeKind, spec: PluginSpec| {

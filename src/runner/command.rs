@@ -110,7 +110,11 @@ pub fn run(
     extra: &[String],
     output: CommandOutput,
 ) -> Result<i32> {
-    let plugin = project.find_plugin(&step.plugin, None)?;
+    let plugin = &crate::settings::extras::effective_plugin(
+        project,
+        env,
+        project.find_plugin(&step.plugin, None)?,
+    )?;
     let role = match plugin.plugin_type {
         PluginType::Loaders => PluginRole::Loader,
         PluginType::Mappers => PluginRole::Mapper,

@@ -252,6 +252,8 @@ fn other_catalog(inputs: &MergeInputs<'_>, extractor: &str) -> Option<Value> {
         .project
         .find_plugin(extractor, Some(PluginType::Extractors))
         .ok()?;
+    let plugin =
+        &crate::settings::extras::effective_plugin(inputs.project, inputs.env, plugin).ok()?;
     let spec = super::spec::build(
         inputs.project,
         inputs.env,

@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::{self, CancelToken, Pipeline, PipelineOptions, RunStatus, StreamCounts};
 use crate::plugin::{PluginRole, PluginSpec, RunDir, RunLog, runtime_base};
 use crate::project::{Environment, Plugin, PluginType, Project};
+use crate::settings::extras;
 use crate::store::{self, NewRun, RunFinish, RunId, StateId, Store, StreamStats};
 
 /// How a flow's STATE messages are written (`--state-strategy`).
@@ -195,6 +196,10 @@ pub fn run_flow(
 ) -> Result<RunReport> {
     let extractor = project.find_plugin(&flow.extractor, Some(PluginType::Extractors))?;
     let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
+    // Meltano's extras (`select`, `metadata`, `catalog`, `dialect`, ...) as they resolve from
+    // the environment, `.env`, the environment's block, meltano.yml and the parent.
+    let extractor = &extras::effective_plugin(project, env, extractor)?;
+    let loader = &extras::effective_plugin(project, env, loader)?;
     let state_id = state_id_for(env, flow, opts);
     // `dsm el` overrides, applied as Meltano applies its `_select_filter`, `_catalog` and
     // `_state` extras: to the extractor itself, before anything is resolved.

@@ -128,8 +128,14 @@ fn extras(plugin: &Plugin, role: PluginRole) -> Vec<(String, Value)> {
             .clone()
             .unwrap_or_else(|| plugin.namespace.clone());
         out.push(("_load_schema".into(), Value::from(load_schema)));
-        out.push(("_metadata".into(), nested(object(&plugin.metadata))));
-        out.push(("_schema".into(), nested(object(&plugin.schema))));
+        out.push((
+            "_metadata".into(),
+            settings::extras::nested(object(&plugin.metadata)),
+        ));
+        out.push((
+            "_schema".into(),
+            settings::extras::nested(object(&plugin.schema)),
+        ));
         out.push(("_select".into(), list(&plugin.select, &["*.*"])));
         out.push(("_select_filter".into(), list(&plugin.select_filter, &[])));
         out.push((
@@ -152,34 +158,6 @@ fn extras(plugin: &Plugin, role: PluginRole) -> Vec<(String, Value)> {
     out.push(("_log_parser".into(), Value::from(parser)));
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// Meltano's `nest_object` for `_metadata` and `_schema`: `a.b: x` becomes `a: {b: x}`.
-fn nested(v: Value) -> Value {
-    let Value::Object(map) = v else { return v };
-    let mut out = serde_json::Map::new();
-    for (k, val) in map {
-        let val = nested(val);
-        let mut parts = k.split('.').collect::<Vec<_>>();
-        let last = parts.pop().unwrap_or_default().to_string();
-        let mut cur = &mut out;
-        for p in parts {
-            let slot = cur
-                .entry(p.to_string())
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(serde_json::Map::new());
-            }
-            cur = slot.as_object_mut().expect("made an object above");
-        }
-        match (cur.get_mut(&last), val) {
-            (Some(Value::Object(existing)), Value::Object(new)) => existing.extend(new),
-            (_, val) => {
-                cur.insert(last, val);
-            }
-        }
-    }
-    Value::Object(out)
 }
 
 fn overlay(

@@ -7,6 +7,7 @@
 //! `${VAR}` expanded; every value is then typed by its setting's `kind`.
 
 pub mod expand;
+pub mod extras;
 
 use std::collections::BTreeMap;
 

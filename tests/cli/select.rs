@@ -232,3 +232,185 @@ fn unknown_extractor_is_a_usage_error() {
     let out = p.dsm(&["select", "tap-nope", "users"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+// Meltano's extras resolve like settings: `<NAME>__SELECT` in the environment or `.env`, then
+// the active environment's block, then meltano.yml. Real runs of the built-in tap-csv into
+// target-sqlite show which streams were extracted.
+
+const CSV_YML: &str = "\
+default_environment: dev
+environments:
+- name: dev
+- name: prod
+  config:
+    plugins:
+      extractors:
+      - name: tap-csv
+        select: [orders.*]
+plugins:
+  extractors:
+  - name: tap-csv
+    variant: dsm
+    namespace: tap_csv
+    executable: tap-csv
+    capabilities: [catalog, discover, state]
+    settings:
+    - name: files
+      kind: array
+    config:
+      files:
+      - {entity: users, path: users.csv, keys: [id]}
+      - {entity: orders, path: orders.csv, keys: [id]}
+    select: [users.*]
+  loaders:
+  - name: target-sqlite
+    variant: dsm
+    namespace: target_sqlite
+    executable: target-sqlite
+    settings:
+    - name: database
+    config:
+      database: out.db
+";
+
+fn csv_project() -> TestProject {
+    let p = TestProject::new(CSV_YML);
+    p.write("users.csv", "id,name\n1,ann\n2,bob\n");
+    p.write("orders.csv", "id,total\n10,1.5\n");
+    p
+}
+
+/// The tables the run created in `out.db`, sorted.
+fn tables(p: &TestProject) -> Vec<String> {
+    let db = rusqlite::Connection::open(p.root().join("out.db")).expect("the database");
+    let mut stmt = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("query");
+    stmt.query_map([], |r| r.get(0))
+        .expect("rows")
+        .map(|r| r.expect("name"))
+        .collect()
+}
+
+#[test]
+fn select_in_meltano_yml_limits_the_run() {
+    let p = csv_project();
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&p), ["users"]);
+}
+
+#[test]
+fn select_from_the_environment_variable_overrides_meltano_yml() {
+    let p = csv_project().env("TAP_CSV__SELECT", r#"["orders.*"]"#);
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&p), ["orders"]);
+}
+
+#[test]
+fn select_all_from_the_environment_variable_extracts_every_stream() {
+    let p = csv_project().env("TAP_CSV__SELECT", r#"["*.*"]"#);
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&p), ["orders", "users"]);
+}
+
+#[test]
+fn select_from_dotenv_overrides_meltano_yml_and_the_shell_overrides_dotenv() {
+    let p = csv_project();
+    p.write(".env", "TAP_CSV__SELECT='[\"orders.*\"]'\n");
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&p), ["orders"]);
+
+    let listed = p
+        .dsm(&["config", "list", "tap-csv", "--extras", "--format", "json"])
+        .json();
+    let select = listed["extras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "_select")
+        .unwrap()
+        .clone();
+    assert_eq!(select["value"], json!(["orders.*"]));
+    assert_eq!(select["source"], "dotenv");
+    assert_eq!(select["env_vars"], json!(["TAP_CSV__SELECT"]));
+
+    let shell = csv_project().env("TAP_CSV__SELECT", r#"["users.*"]"#);
+    shell.write(".env", "TAP_CSV__SELECT='[\"orders.*\"]'\n");
+    let out = shell.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&shell), ["users"]);
+}
+
+#[test]
+fn an_environment_block_select_overrides_meltano_yml() {
+    let p = csv_project();
+    let out = p.dsm(&["--environment", "prod", "run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tables(&p), ["orders"]);
+
+    let text = p.dsm(&[
+        "--environment",
+        "prod",
+        "config",
+        "list",
+        "tap-csv",
+        "--extras",
+    ]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "_select [env: TAP_CSV__SELECT] current value: [\"orders.*\"] (from environment block in meltano.yml)"
+        ),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn a_bad_json_select_variable_is_a_configuration_error_naming_it() {
+    let p = csv_project().env("TAP_CSV__SELECT", "[users.*");
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`TAP_CSV__SELECT` in the environment must be a JSON array of strings"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: write it as JSON"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(!p.root().join("out.db").exists(), "nothing ran");
+
+    let p = csv_project();
+    p.write(".env", "TAP_CSV__METADATA='[1]'\n");
+    let out = p.dsm(&["run", "tap-csv", "target-sqlite"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`TAP_CSV__METADATA` in `.env` must be a JSON object: it holds an array"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn select_list_reads_select_from_the_environment_variable() {
+    let p = project().env("TAP_FAKE__SELECT", r#"["orders.*"]"#);
+    let list = p.dsm(&["select", "tap-fake", "--list", "--json"]).json();
+    assert_eq!(list["patterns"], json!(["orders.*"]));
+    let streams: Vec<&str> = list["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tap_stream_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(streams, ["orders"]);
+}
