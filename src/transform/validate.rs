@@ -381,8 +381,13 @@ pub struct Violation {
     pub reason: String,
 }
 
-fn escape(k: &str) -> String {
-    k.replace('~', "~0").replace('/', "~1")
+/// A property name as a JSON Pointer segment (copied only when it has `~` or `/`).
+fn escape(k: &str) -> std::borrow::Cow<'_, str> {
+    if k.contains(['~', '/']) {
+        k.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        k.into()
+    }
 }
 
 impl Node {
@@ -607,8 +612,19 @@ impl Node {
                 });
             }
         }
+        // Records mostly list their properties in the schema's order: walk both together and
+        // look a name up (hashing it) only where the orders differ.
+        let mut entries = obj.iter();
+        let mut next = entries.next();
         for (k, node) in &self.properties {
-            if let Some(val) = obj.get(k) {
+            let found = match next {
+                Some((rk, v)) if rk == k => {
+                    next = entries.next();
+                    Some(v)
+                }
+                _ => obj.get(k),
+            };
+            if let Some(val) = found {
                 let len = path.len();
                 path.push('/');
                 path.push_str(&escape(k));
