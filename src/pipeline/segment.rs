@@ -352,6 +352,25 @@ impl Reader {
                     return Ok(Action::Skip);
                 }
             };
+            if let Message::Record(record) = &message
+                && self
+                    .transforms
+                    .iter()
+                    .all(|t| !t.touches(&record.stream) || t.filters_only(&record.stream))
+            {
+                // Only filters (validation) touch this record: it passes as the bytes it came
+                // in, or not at all. Nothing is re-serialised.
+                for t in &mut self.transforms {
+                    if t.touches(&record.stream)
+                        && !t.keep(record).map_err(|e| {
+                            Error::from(e).detail(format!("at line {n} of {}", self.label))
+                        })?
+                    {
+                        return Ok(Action::Skip);
+                    }
+                }
+                return Ok(pass_on(sanitized, line, raw));
+            }
             // The message buffers and the output bytes are reused from line to line: a
             // transformed record costs no allocation here.
             let LineState {
@@ -369,19 +388,24 @@ impl Reader {
             }
             return Ok(Action::Transformed);
         }
-        match sanitized {
-            Some(mut clean) => {
-                clean.push(b'\n');
-                Ok(Action::Replace(clean))
-            }
-            None if line.len() != raw.len() => {
-                // Drop a trailing `\r`.
-                let mut clean = line.to_vec();
-                clean.push(b'\n');
-                Ok(Action::Replace(clean))
-            }
-            None => Ok(Action::Pass),
+        Ok(pass_on(sanitized, line, raw))
+    }
+}
+
+/// A line that goes on as it came: sanitized (`NaN` → `null`) or without its `\r` if need be.
+fn pass_on(sanitized: Option<Vec<u8>>, line: &[u8], raw: &[u8]) -> Action {
+    match sanitized {
+        Some(mut clean) => {
+            clean.push(b'\n');
+            Action::Replace(clean)
         }
+        None if line.len() != raw.len() => {
+            // Drop a trailing `\r`.
+            let mut clean = line.to_vec();
+            clean.push(b'\n');
+            Action::Replace(clean)
+        }
+        None => Action::Pass,
     }
 }
 
