@@ -269,8 +269,10 @@ impl Reader {
                 Ok(action) => {
                     let o = out.get_or_insert_with(|| Vec::with_capacity(*end));
                     o.extend_from_slice(&buf[copied..pos]);
-                    if let Action::Replace(bytes) = action {
-                        o.extend_from_slice(&bytes);
+                    match action {
+                        Action::Replace(bytes) => o.extend_from_slice(&bytes),
+                        Action::Transformed => o.extend_from_slice(&state.transformed),
+                        Action::Pass | Action::Skip => {}
                     }
                     copied = nl + 1;
                 }
@@ -371,29 +373,60 @@ impl Reader {
                     return Ok(Action::Skip);
                 }
             };
-            let mut produced = Vec::new();
-            apply_chain(&mut self.transforms, message, &mut produced)
+            if let Message::Record(record) = &message
+                && self
+                    .transforms
+                    .iter()
+                    .all(|t| !t.touches(&record.stream) || t.filters_only(&record.stream))
+            {
+                // Only filters (validation) touch this record: it passes as the bytes it came
+                // in, or not at all. Nothing is re-serialised.
+                for t in &mut self.transforms {
+                    if t.touches(&record.stream)
+                        && !t.keep(record).map_err(|e| {
+                            Error::from(e).detail(format!("at line {n} of {}", self.label))
+                        })?
+                    {
+                        return Ok(Action::Skip);
+                    }
+                }
+                return Ok(pass_on(sanitized, line, raw));
+            }
+            // The message buffers and the output bytes are reused from line to line: a
+            // transformed record costs no allocation here.
+            let LineState {
+                produced,
+                spare,
+                transformed,
+                ..
+            } = state;
+            apply_chain(&mut self.transforms, message, produced, spare)
                 .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
-            let mut out = Vec::with_capacity(bytes.len() + 64);
-            for m in &produced {
-                m.write_line(&mut out);
-                out.push(b'\n');
+            transformed.clear();
+            for m in produced.drain(..) {
+                m.write_line(transformed);
+                transformed.push(b'\n');
             }
-            return Ok(Action::Replace(out));
+            return Ok(Action::Transformed);
         }
-        match sanitized {
-            Some(mut clean) => {
-                clean.push(b'\n');
-                Ok(Action::Replace(clean))
-            }
-            None if line.len() != raw.len() => {
-                // Drop a trailing `\r`.
-                let mut clean = line.to_vec();
-                clean.push(b'\n');
-                Ok(Action::Replace(clean))
-            }
-            None => Ok(Action::Pass),
+        Ok(pass_on(sanitized, line, raw))
+    }
+}
+
+/// A line that goes on as it came: sanitized (`NaN` → `null`) or without its `\r` if need be.
+fn pass_on(sanitized: Option<Vec<u8>>, line: &[u8], raw: &[u8]) -> Action {
+    match sanitized {
+        Some(mut clean) => {
+            clean.push(b'\n');
+            Action::Replace(clean)
         }
+        None if line.len() != raw.len() => {
+            // Drop a trailing `\r`.
+            let mut clean = line.to_vec();
+            clean.push(b'\n');
+            Action::Replace(clean)
+        }
+        None => Action::Pass,
     }
 }
 
@@ -404,6 +437,11 @@ struct LineState {
     warned_types: HashSet<String>,
     last_checked: String,
     fatal: Option<Error>,
+    /// What the transforms made of the current line, and their spare buffer.
+    produced: Vec<Message>,
+    spare: Vec<Message>,
+    /// The bytes of [`Action::Transformed`].
+    transformed: Vec<u8>,
 }
 
 /// What becomes of one line.
@@ -414,29 +452,33 @@ enum Action {
     Skip,
     /// Replaced by these bytes (newline included; may be empty or several lines).
     Replace(Vec<u8>),
+    /// Replaced by the bytes in [`LineState::transformed`] (the same shape as `Replace`).
+    Transformed,
 }
 
-/// Runs a message through each transform in order; STATE never reaches them.
+/// Runs a message through each transform in order, leaving the results in `out`; `spare`
+/// is scratch space. STATE never reaches them.
 fn apply_chain(
     transforms: &mut [Box<dyn Transform>],
     message: Message,
     out: &mut Vec<Message>,
+    spare: &mut Vec<Message>,
 ) -> Result<(), crate::transform::TransformError> {
-    let mut current = vec![message];
+    out.clear();
+    out.push(message);
     for t in transforms.iter_mut() {
-        let mut next = Vec::with_capacity(current.len());
-        for m in current {
+        spare.clear();
+        for m in out.drain(..) {
             let touched =
-                m.kind() != MessageKind::State && m.stream().is_some_and(|s| t.touches(s));
+                !matches!(m, Message::State(_)) && m.stream().is_some_and(|s| t.touches(s));
             if touched {
-                t.apply(m, &mut next)?;
+                t.apply(m, spare)?;
             } else {
-                next.push(m);
+                spare.push(m);
             }
         }
-        current = next;
+        std::mem::swap(out, spare);
     }
-    out.extend(current);
     Ok(())
 }
 

@@ -134,6 +134,168 @@ fn string_list(value: Value, kind: &'static str, key: &str) -> Result<Vec<String
     }
 }
 
+/// Most top-level keys the fast path of [`Message::parse`] takes; a line with more (or with a
+/// key twice, or a key with escapes) is read as a plain JSON object instead.
+const MAX_FAST_KEYS: usize = 16;
+
+/// A line's top-level keys, borrowed from the line, with their values in order: what
+/// [`Message::parse`] reads instead of a whole JSON object, so the envelope costs no map, no
+/// hashing and no key allocations. Reading fails (and the caller takes the general path) on
+/// anything unusual: duplicate keys, escaped keys, many keys, a line that is not an object.
+struct Fields<'de>(Vec<(&'de str, Value)>);
+
+impl<'de> Fields<'de> {
+    fn read(line: &'de [u8]) -> Option<Fields<'de>> {
+        let mut scratch = Vec::with_capacity(32);
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let fields = serde::de::DeserializeSeed::deserialize(FieldsSeed(&mut scratch), &mut de);
+        de.end().ok()?;
+        fields.ok()
+    }
+}
+
+struct FieldsSeed<'s>(&'s mut Vec<(String, Value)>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = Fields<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsSeed<'_> {
+    type Value = Fields<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Singer message object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields: Vec<(&'de str, Value)> = Vec::with_capacity(6);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if fields.len() >= MAX_FAST_KEYS || fields.iter().any(|(k, _)| *k == key) {
+                return Err(serde::de::Error::custom("take the general path"));
+            }
+            fields.push((key, map.next_value_seed(ValueSeed(&mut *self.0))?));
+        }
+        Ok(Fields(fields))
+    }
+}
+
+/// Reads a JSON value into the same [`Value`] serde_json's own `Deserialize` builds, but
+/// gathers each object's entries on a shared scratch stack first and then fills a map sized
+/// once: no rehashing and no regrowing while a record's properties arrive.
+struct ValueSeed<'s>(&'s mut Vec<(String, Value)>);
+
+/// The key serde_json (with `arbitrary_precision`) uses to hand over a number's exact text as a
+/// one-entry map; a unit test fails if serde_json ever changes it.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+enum Key {
+    Number,
+    Name(String),
+}
+
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key, E> {
+        Ok(if s == NUMBER_TOKEN {
+            Key::Number
+        } else {
+            Key::Name(s.to_owned())
+        })
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Key, E> {
+        Ok(if s == NUMBER_TOKEN {
+            Key::Number
+        } else {
+            Key::Name(s)
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Number(i.into()))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::Number(u.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(ValueSeed(&mut *self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let first = match map.next_key_seed(KeySeed)? {
+            None => return Ok(Value::Object(Map::new())),
+            Some(Key::Number) => {
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .map_err(serde::de::Error::custom);
+            }
+            Some(Key::Name(k)) => k,
+        };
+        let base = self.0.len();
+        let value = map.next_value_seed(ValueSeed(&mut *self.0))?;
+        self.0.push((first, value));
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(ValueSeed(&mut *self.0))?;
+            self.0.push((key, value));
+        }
+        let mut obj = Map::with_capacity(self.0.len() - base);
+        // `insert` keeps a repeated key at its first place with the last value, as
+        // serde_json's own reader does.
+        for (k, v) in self.0.drain(base..) {
+            obj.insert(k, v);
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
 impl Message {
     /// Parses a line (no newline). `NaN`/`Infinity` tokens are read as `null`.
     ///
@@ -141,6 +303,14 @@ impl Message {
     /// `NaN`/`Infinity`, or a broken one) goes through the envelope scanner, which sanitizes it
     /// or says precisely what is wrong.
     pub fn parse(line: &[u8]) -> Result<Message, MessageError> {
+        if let Some(fields) = Fields::read(line) {
+            let kind = match fields.0.iter().find(|(k, _)| *k == "type") {
+                Some((_, Value::String(t))) => MessageKind::from_type(t),
+                Some(_) => return Err(ScanError::TypeNotString.into()),
+                None => return Err(ScanError::MissingType.into()),
+            };
+            return Self::from_fields(kind, fields);
+        }
         match serde_json::from_slice::<Value>(line) {
             Ok(value) => Self::from_value(value),
             Err(_) => {
@@ -154,12 +324,66 @@ impl Message {
     /// scan found `NaN`/`Infinity`): the line is read once more, by serde_json, and not scanned
     /// again.
     pub fn parse_scanned(line: &[u8], kind: MessageKind) -> Result<Message, MessageError> {
+        if let Some(fields) = Fields::read(line) {
+            return Self::from_fields(kind, fields);
+        }
         let obj: Map<String, Value> =
             serde_json::from_slice(line).map_err(|_| ScanError::Syntax {
                 offset: 0,
                 reason: "invalid JSON",
             })?;
         Self::from_object(kind, obj)
+    }
+
+    /// Builds a message from a line's top-level keys. A RECORD (the message that comes by the
+    /// million) is built straight from them; the rare other types go through a JSON object.
+    fn from_fields(kind: MessageKind, fields: Fields<'_>) -> Result<Message, MessageError> {
+        if kind != MessageKind::Record {
+            let obj = fields
+                .0
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            return Self::from_object(kind, obj);
+        }
+        const K: &str = "RECORD";
+        let mut stream = None;
+        let mut record = None;
+        let mut version = None;
+        let mut time_extracted = None;
+        let mut extra = Map::new();
+        for (k, v) in fields.0 {
+            match k {
+                "type" => {}
+                "stream" => stream = Some(v),
+                "record" => record = Some(v),
+                "version" => version = Some(v),
+                "time_extracted" => time_extracted = Some(v),
+                _ => {
+                    extra.insert(k.to_owned(), v);
+                }
+            }
+        }
+        // The same checks, in the same order, as `from_object`.
+        let Some(Value::String(stream)) = stream else {
+            return Err(MessageError::Field {
+                kind: K,
+                problem: "`stream` must be a string".into(),
+            });
+        };
+        let Some(Value::Object(record)) = record else {
+            return Err(MessageError::Field {
+                kind: K,
+                problem: "`record` must be an object".into(),
+            });
+        };
+        Ok(Message::Record(RecordMessage {
+            stream,
+            record,
+            version,
+            time_extracted,
+            extra,
+        }))
     }
 
     /// Builds a message from an already parsed JSON object.
@@ -476,6 +700,74 @@ mod tests {
             let a: Value = serde_json::from_str(line).unwrap();
             let b: Value = serde_json::from_slice(&msg.to_line()).unwrap();
             assert_eq!(a, b, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_fast_reader_builds_what_serde_json_builds() {
+        // Numbers (exact text), nesting, arrays, escapes, duplicate keys, many keys, and a
+        // record with extra envelope keys: the fast path must agree with a plain JSON read.
+        let many: String = (0..40).map(|i| format!(r#","k{i}":{i}"#)).collect();
+        for line in [
+            r#"{"type":"RECORD","stream":"s","record":{"a":1.50,"b":-0,"c":1e400,"d":[1,{"x":null}],"e":{},"f":[],"g":"q\"\u00e9"},"version":7,"x-extra":{"k":true}}"#.to_owned(),
+            r#"{"type":"RECORD","stream":"s","record":{"a":1,"a":2,"b":3}}"#.to_owned(),
+            r#"{"type":"RECORD","stream":"s","record":{"a":1},"stream":"t"}"#.to_owned(),
+            r#"{"type":"RECORD","str\u0065am":"s","record":{"a":1}}"#.to_owned(),
+            format!(r#"{{"type":"RECORD","stream":"s","record":{{"a":1}}{many}}}"#),
+            r#"{"type":"SCHEMA","stream":"s","schema":{"properties":{"a":{"type":"integer","maximum":1e3}}},"key_properties":[]}"#.to_owned(),
+        ] {
+            let fast = Message::parse(line.as_bytes()).unwrap();
+            let plain = Message::from_value(serde_json::from_str(&line).unwrap()).unwrap();
+            assert_eq!(fast, plain, "{line}");
+            assert_eq!(fast.to_line(), plain.to_line(), "{line}");
+        }
+        let Message::Record(r) =
+            Message::parse(br#"{"type":"RECORD","stream":"s","record":{"n":12.0}}"#).unwrap()
+        else {
+            panic!("not a record")
+        };
+        assert!(r.record["n"].is_number(), "{:?}", r.record["n"]);
+        assert_eq!(r.record["n"].to_string(), "12.0");
+    }
+
+    #[test]
+    fn plain_lines_take_the_fast_path_and_odd_ones_do_not() {
+        let fields = Fields::read(br#"{"type":"RECORD","stream":"s","record":{"a":1}}"#).unwrap();
+        let keys: Vec<&str> = fields.0.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["type", "stream", "record"]);
+        for odd in [
+            &br#"{"type":"RECORD","type":"RECORD","stream":"s","record":{}}"#[..],
+            br#"{"ty\u0070e":"RECORD","stream":"s","record":{}}"#,
+            br#"{"type":"RECORD","stream":"s","record":{"x":NaN}}"#,
+            br#"{"type":"RECORD","stream":"s","record":{}}{}"#,
+        ] {
+            assert!(
+                Fields::read(odd).is_none(),
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
+    }
+
+    #[test]
+    fn fast_reader_reports_the_same_errors() {
+        for line in [
+            &br#"{"type":"RECORD","stream":1,"record":{}}"#[..],
+            br#"{"type":"RECORD","stream":"s","record":[]}"#,
+            br#"{"type":"RECORD","stream":"s"}"#,
+            br#"{"type":7,"stream":"s","record":{}}"#,
+            br#"{"stream":"s","record":{}}"#,
+            br#"{"type":"RECORD","stream":"s","record":{}} x"#,
+            br#"[1]"#,
+        ] {
+            let fast = Message::parse(line);
+            let plain = serde_json::from_slice::<Value>(line)
+                .map_err(|_| ())
+                .map(Message::from_value);
+            match plain {
+                Ok(plain) => assert_eq!(fast, plain, "{}", String::from_utf8_lossy(line)),
+                Err(()) => assert!(fast.is_err(), "{}", String::from_utf8_lossy(line)),
+            }
         }
     }
 

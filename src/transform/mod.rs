@@ -15,6 +15,7 @@ pub use stream_maps::StreamMaps;
 pub use validate::{Policy, Validate, ValidationSettings};
 
 use crate::singer::Message;
+use crate::singer::message::RecordMessage;
 
 /// A transform the pipeline runs natively, in order, between extractor and loader.
 pub trait Transform: Send {
@@ -24,6 +25,26 @@ pub trait Transform: Send {
 
     /// Applies the transform to one message, pushing zero or more messages to `out`.
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError>;
+
+    /// Whether this transform only ever passes a RECORD of `stream` on unchanged or drops it
+    /// (validation does). When every transform touching a stream says so, the pipeline calls
+    /// [`Transform::keep`] instead of [`Transform::apply`] for its records and passes the
+    /// line's own bytes on: no re-serialising.
+    fn filters_only(&self, _stream: &str) -> bool {
+        false
+    }
+
+    /// For a transform that [`Transform::filters_only`]: whether to pass this record on. Has
+    /// the same effects as `apply` (counting, warnings, the dead-letter file, failing).
+    fn keep(&mut self, record: &RecordMessage) -> Result<bool, TransformError> {
+        Err(TransformError {
+            message: format!(
+                "internal error: a transform that changes records was asked only to filter a record of stream `{}`",
+                record.stream
+            ),
+            hint: None,
+        })
+    }
 
     /// Called once when the input ends (flushes files such as the validation dead-letter file).
     fn finish(&mut self) -> Result<(), TransformError> {

@@ -16,6 +16,7 @@ use serde_json::{Map, Number, Value, json};
 
 use super::{Transform, TransformError};
 use crate::singer::Message;
+use crate::singer::message::RecordMessage;
 
 /// What happens to a record that does not match its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,8 +382,13 @@ pub struct Violation {
     pub reason: String,
 }
 
-fn escape(k: &str) -> String {
-    k.replace('~', "~0").replace('/', "~1")
+/// A property name as a JSON Pointer segment (copied only when it has `~` or `/`).
+fn escape(k: &str) -> std::borrow::Cow<'_, str> {
+    if k.contains(['~', '/']) {
+        k.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        k.into()
+    }
 }
 
 impl Node {
@@ -607,8 +613,19 @@ impl Node {
                 });
             }
         }
+        // Records mostly list their properties in the schema's order: walk both together and
+        // look a name up (hashing it) only where the orders differ.
+        let mut entries = obj.iter();
+        let mut next = entries.next();
         for (k, node) in &self.properties {
-            if let Some(val) = obj.get(k) {
+            let found = match next {
+                Some((rk, v)) if rk == k => {
+                    next = entries.next();
+                    Some(v)
+                }
+                _ => obj.get(k),
+            };
+            if let Some(val) = found {
                 let len = path.len();
                 path.push('/');
                 path.push_str(&escape(k));
@@ -827,6 +844,69 @@ impl Transform for Validate {
         self.policy(stream) != Policy::Off
     }
 
+    fn filters_only(&self, _stream: &str) -> bool {
+        true
+    }
+
+    fn keep(&mut self, r: &RecordMessage) -> Result<bool, TransformError> {
+        let policy = self.policy(&r.stream);
+        let Some(state) = self.streams.get_mut(&r.stream) else {
+            return Err(TransformError {
+                message: format!(
+                    "a RECORD of stream `{}` arrived before its SCHEMA message",
+                    r.stream
+                ),
+                hint: Some("Singer requires a SCHEMA message before a stream's records".into()),
+            });
+        };
+        state.records += 1;
+        let number = state.records;
+        let Err(v) = state.schema.check(&r.record) else {
+            return Ok(true);
+        };
+        let at = if v.path.is_empty() {
+            "/".to_owned()
+        } else {
+            v.path.clone()
+        };
+        match policy {
+            Policy::Off => Ok(true),
+            Policy::Warn => {
+                self.warned += 1;
+                tracing::warn!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record does not match its schema");
+                Ok(true)
+            }
+            Policy::Skip => {
+                tracing::debug!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record skipped");
+                Ok(false)
+            }
+            Policy::Quarantine => {
+                let line = json!({
+                    "stream": r.stream,
+                    "record_number": number,
+                    "path": at,
+                    "reason": v.reason,
+                    "record": Value::Object(r.record.clone()),
+                });
+                self.write_quarantine(&line)?;
+                self.quarantined += 1;
+                Ok(false)
+            }
+            Policy::Fail => Err(TransformError {
+                message: format!(
+                    "record {} of stream `{}` does not match its schema\n  at `{at}`: {}",
+                    thousands(number),
+                    r.stream,
+                    v.reason
+                ),
+                hint: Some(format!(
+                    "set the validation policy of `{}` to `quarantine` to set such records aside and keep going",
+                    r.stream
+                )),
+            }),
+        }
+    }
+
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
         match message {
             Message::Schema(s) => {
@@ -847,64 +927,8 @@ impl Transform for Validate {
                 Ok(())
             }
             Message::Record(r) => {
-                let policy = self.policy(&r.stream);
-                let Some(state) = self.streams.get_mut(&r.stream) else {
-                    return Err(TransformError {
-                        message: format!(
-                            "a RECORD of stream `{}` arrived before its SCHEMA message",
-                            r.stream
-                        ),
-                        hint: Some(
-                            "Singer requires a SCHEMA message before a stream's records".into(),
-                        ),
-                    });
-                };
-                state.records += 1;
-                let number = state.records;
-                let Err(v) = state.schema.check(&r.record) else {
+                if self.keep(&r)? {
                     out.push(Message::Record(r));
-                    return Ok(());
-                };
-                let at = if v.path.is_empty() {
-                    "/".to_owned()
-                } else {
-                    v.path.clone()
-                };
-                match policy {
-                    Policy::Off => out.push(Message::Record(r)),
-                    Policy::Warn => {
-                        self.warned += 1;
-                        tracing::warn!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record does not match its schema");
-                        out.push(Message::Record(r));
-                    }
-                    Policy::Skip => {
-                        tracing::debug!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record skipped");
-                    }
-                    Policy::Quarantine => {
-                        let line = json!({
-                            "stream": r.stream,
-                            "record_number": number,
-                            "path": at,
-                            "reason": v.reason,
-                            "record": Value::Object(r.record),
-                        });
-                        self.write_quarantine(&line)?;
-                        self.quarantined += 1;
-                    }
-                    Policy::Fail => {
-                        return Err(TransformError {
-                            message: format!(
-                                "record {} of stream `{}` does not match its schema\n  at `{at}`: {}",
-                                thousands(number),
-                                r.stream,
-                                v.reason
-                            ),
-                            hint: Some(format!(
-                                "set the validation policy of `{}` to `quarantine` to set such records aside and keep going",
-                                r.stream
-                            )),
-                        });
-                    }
                 }
                 Ok(())
             }

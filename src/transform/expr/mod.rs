@@ -109,7 +109,11 @@ impl Expr {
 
     /// Evaluates the expression and converts the result to JSON.
     pub fn eval_json(&self, ctx: &Context<'_>) -> Result<Value, EvalError> {
-        self.eval(ctx)?.to_json()
+        match self.eval(ctx)? {
+            // A string the expression built (`md5(...)`, `str(...)`) moves into the record.
+            Py::Str(std::borrow::Cow::Owned(s)) => Ok(Value::String(s)),
+            other => other.to_json(),
+        }
     }
 }
 
