@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::due::decide_all;
 use crate::orchestrate::export::{self, ExportOptions};
 use crate::orchestrate::{
-    DueDecision, Flow, FlowKind, Interval, Plan, ScheduleRecord, project_flows,
+    DueDecision, Flow, FlowKind, Interval, Overlap, Plan, ScheduleRecord, project_flows,
 };
 use crate::printer::OutputFormat;
 use crate::project::Project;
@@ -390,7 +390,7 @@ fn run_now(ctx: &Context, name: &str) -> Result<()> {
     record.first_seen = record.first_seen.or(record.last_run);
     write_record(store.as_ref(), name, &record)?;
     let summary = run_locked(ctx, fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
-    finish(ctx, &summary)
+    finish(ctx, &summary, Overlap::Exit3)
 }
 
 fn now_from(flag: Option<String>) -> Result<DateTime<Utc>> {
@@ -464,7 +464,7 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
         return Ok(());
     }
     let summary = run_locked(ctx, fc, &store, &all, locks, &due, parallel)?;
-    finish(ctx, &summary)
+    finish(ctx, &summary, Overlap::Ignore)
 }
 
 fn export(ctx: &Context, image: Option<String>, output_dir: Option<PathBuf>) -> Result<()> {

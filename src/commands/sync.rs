@@ -11,8 +11,8 @@ use crate::commands::schedule::{read_record, write_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
 use crate::orchestrate::{
-    Blocks, Flow, FlowKind, FlowResult, Interval, Plan, Summary, attempt_trigger, project_flows,
-    select_by_names,
+    Blocks, Flow, FlowKind, FlowResult, FlowStatus, Interval, Overlap, Plan, Summary,
+    attempt_trigger, project_flows, select_by_names,
 };
 use crate::printer::OutputFormat;
 use crate::project::{Environment, EnvironmentChoice, Project};
@@ -211,12 +211,17 @@ pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> 
     Ok(())
 }
 
-/// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1.
-pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
-    let error = (!summary.succeeded()).then(|| failure(summary));
+/// Prints a summary (lines, or the JSON document) and turns a failure into exit code 1 (and,
+/// under [`Overlap::Exit3`], flows left to another process into exit code 3).
+pub fn finish(ctx: &Context, summary: &Summary, overlap: Overlap) -> Result<()> {
+    let error = match summary.exit_code_with(overlap) {
+        0 => None,
+        3 => Some(busy(summary)),
+        _ => Some(failure(summary)),
+    };
     match ctx.text_or_json()? {
         OutputFormat::Json => {
-            let mut doc = summary.to_json();
+            let mut doc = summary.to_json_with(overlap);
             if let Some(e) = &error {
                 doc["error"] = crate::printer::error_json(e);
             }
@@ -231,6 +236,24 @@ pub fn finish(ctx: &Context, summary: &Summary) -> Result<()> {
         }
     }
     error.map_or(Ok(()), Err)
+}
+
+/// The error of a summary in which nothing failed but some flows were left to the process
+/// already running them (exit 3).
+fn busy(summary: &Summary) -> Error {
+    let busy = summary
+        .flows
+        .iter()
+        .filter(|f| matches!(f.status, FlowStatus::AlreadyRunning | FlowStatus::Waiting))
+        .count();
+    Error::new(
+        ErrorKind::AlreadyRunning,
+        format!(
+            "{busy} of {} flows did not start: they, or flows they depend on, are running in another process",
+            summary.flows.len()
+        ),
+    )
+    .hint("run the sync again when the other run has ended (`dsm runs list` shows it)")
 }
 
 /// The error of a summary in which some flow did not succeed (exit 1).
@@ -343,5 +366,5 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     // Several flows at once would draw over each other's display.
     fc.live_progress &= args.parallel <= 1;
     let summary = run_plan(Arc::new(fc), &plan, args.parallel)?;
-    finish(ctx, &summary)
+    finish(ctx, &summary, Overlap::Exit3)
 }

@@ -179,6 +179,7 @@ fn skip_dependants(
 ) {
     let status = match reports[failed].as_ref().map(|r| r.status) {
         Some(FlowStatus::Paused) => FlowStatus::Paused,
+        Some(FlowStatus::AlreadyRunning | FlowStatus::Waiting) => FlowStatus::Waiting,
         _ => FlowStatus::Skipped,
     };
     let mut stack = vec![failed];
@@ -403,8 +404,15 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no retries");
         assert_eq!(summary.flows[0].status, FlowStatus::AlreadyRunning);
         assert_eq!(summary.flows[0].attempts.len(), 1);
-        // Its dependants wait for a run that did happen here: they are skipped.
-        assert_eq!(summary.flows[1].status, FlowStatus::Skipped);
+        // Its dependants wait for the other process's run: not started, not failed.
+        assert_eq!(summary.flows[1].status, FlowStatus::Waiting);
+        assert_eq!(summary.flows[1].skipped_because.as_deref(), Some("busy"));
+        assert!(summary.flows[1].attempts.is_empty());
+        assert_eq!(summary.exit_code(), 0);
+        assert_eq!(
+            summary.exit_code_with(crate::orchestrate::Overlap::Exit3),
+            3
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,21 @@ pub enum FlowStatus {
     /// It did not start because another process runs the same flow right now. Not a failure:
     /// an overlapping cron run is skipped, not retried.
     AlreadyRunning,
+    /// It did not start because a flow it depends on runs in another process right now (its
+    /// data is not ready yet). Not a failure, like [`FlowStatus::AlreadyRunning`].
+    Waiting,
+}
+
+/// How a summary's exit code treats flows that did not start because they, or a flow they
+/// depend on, run in another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Not a failure and not worth a non-zero exit: `dsm schedule run-due`, called every minute,
+    /// meets a long run still going as a matter of course.
+    Ignore,
+    /// Exit code 3 (the CLI's "not started, already running") when nothing failed: a `dsm sync`
+    /// or `dsm schedule run` asked for now did not do all it was asked.
+    Exit3,
 }
 
 impl FlowStatus {
@@ -33,7 +48,10 @@ impl FlowStatus {
     pub fn is_ok(self) -> bool {
         matches!(
             self,
-            FlowStatus::Succeeded | FlowStatus::Paused | FlowStatus::AlreadyRunning
+            FlowStatus::Succeeded
+                | FlowStatus::Paused
+                | FlowStatus::AlreadyRunning
+                | FlowStatus::Waiting
         )
     }
 
@@ -46,6 +64,7 @@ impl FlowStatus {
             FlowStatus::Skipped => "skipped",
             FlowStatus::Paused => "paused",
             FlowStatus::AlreadyRunning => "running elsewhere",
+            FlowStatus::Waiting => "waiting",
         }
     }
 }
@@ -110,9 +129,27 @@ impl Summary {
         self.flows.iter().all(|f| f.status.is_ok())
     }
 
-    /// 0 when every flow succeeded, was paused or is running elsewhere, else 1 (so cron mail and CI read it right).
+    /// 0 when every flow succeeded, was paused or is running elsewhere, else 1 (so cron mail and
+    /// CI read it right); `dsm schedule run-due`'s rule.
     pub fn exit_code(&self) -> u8 {
-        if self.succeeded() { 0 } else { 1 }
+        self.exit_code_with(Overlap::Ignore)
+    }
+
+    /// 1 when a flow failed, timed out or was skipped; otherwise 3 under [`Overlap::Exit3`] when a
+    /// flow did not start because it or a dependency runs elsewhere; otherwise 0.
+    pub fn exit_code_with(&self, overlap: Overlap) -> u8 {
+        if !self.succeeded() {
+            return 1;
+        }
+        let busy = self
+            .flows
+            .iter()
+            .any(|f| matches!(f.status, FlowStatus::AlreadyRunning | FlowStatus::Waiting));
+        if busy && overlap == Overlap::Exit3 {
+            3
+        } else {
+            0
+        }
     }
 
     /// One line per flow, names aligned:
@@ -126,6 +163,12 @@ impl Summary {
                 if f.status == FlowStatus::Skipped {
                     if let Some(dep) = &f.skipped_because {
                         line.push_str(&format!("  `{dep}` did not succeed"));
+                    }
+                    return line;
+                }
+                if f.status == FlowStatus::Waiting {
+                    if let Some(dep) = &f.skipped_because {
+                        line.push_str(&format!("  `{dep}` is running elsewhere"));
                     }
                     return line;
                 }
@@ -156,10 +199,15 @@ impl Summary {
 
     /// The `--format json` document (`schemas/sync-summary.schema.json`).
     pub fn to_json(&self) -> serde_json::Value {
+        self.to_json_with(Overlap::Ignore)
+    }
+
+    /// The `--format json` document, its `exit_code` under the given rule.
+    pub fn to_json_with(&self, overlap: Overlap) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("a summary is plain data");
         let object = value.as_object_mut().expect("a summary is an object");
         object.insert("succeeded".into(), self.succeeded().into());
-        object.insert("exit_code".into(), self.exit_code().into());
+        object.insert("exit_code".into(), self.exit_code_with(overlap).into());
         value
     }
 }
@@ -270,6 +318,29 @@ mod tests {
                 ],
             };
             assert_eq!(s.exit_code(), 1, "{bad:?}");
+            assert_eq!(s.exit_code_with(Overlap::Exit3), 1, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_flow_running_elsewhere_exits_3_only_where_asked_and_never_hides_a_failure() {
+        for busy in [FlowStatus::AlreadyRunning, FlowStatus::Waiting] {
+            let s = Summary {
+                flows: vec![
+                    report("a", FlowStatus::Succeeded, 1, 1),
+                    report("b", busy, 0, 0),
+                ],
+            };
+            assert_eq!(s.exit_code(), 0, "{busy:?}");
+            assert_eq!(s.exit_code_with(Overlap::Exit3), 3, "{busy:?}");
+            assert_eq!(s.to_json_with(Overlap::Exit3)["exit_code"], 3);
+            let failed = Summary {
+                flows: vec![
+                    report("a", FlowStatus::Failed, 1, 1),
+                    report("b", busy, 0, 0),
+                ],
+            };
+            assert_eq!(failed.exit_code_with(Overlap::Exit3), 1, "{busy:?}");
         }
     }
 

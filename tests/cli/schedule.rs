@@ -588,3 +588,42 @@ fn run_due_reports_a_flow_run_by_hand_as_running_elsewhere_not_failed() {
     // Only the run by hand is in the history for the slow flow.
     assert_eq!(runs_per_flow(&p).get("slow-hourly"), Some(&1));
 }
+
+#[test]
+fn a_sync_asked_for_a_flow_running_elsewhere_exits_3_with_its_summary() {
+    let p = builtin_project(TWO_HOURLY);
+    let mut by_hand = p.command(&["sync", "slow-hourly"]);
+    by_hand
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let by_hand = by_hand.spawn().unwrap();
+    wait_for_slow_tap(&p);
+    let out = crate::support::run(p.command(&[
+        "sync",
+        "slow-hourly",
+        "people-hourly",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["exit_code"], 3, "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 3, "{doc}");
+    let status = |name: &str| {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {doc}"))["status"]
+            .clone()
+    };
+    assert_eq!(status("slow-hourly"), "already_running");
+    assert_eq!(
+        status("people-hourly"),
+        "succeeded",
+        "the other flow still runs"
+    );
+    let by_hand = by_hand.wait_with_output().unwrap();
+    assert_eq!(by_hand.status.code(), Some(0));
+}
