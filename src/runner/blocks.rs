@@ -45,29 +45,18 @@ pub enum Step {
     Command(CommandStep),
 }
 
-/// Expands job names into their tasks (recursively, one level of lists flattened).
+/// Expands job names into their tasks, as `meltano run` does: one level only, so a job's tasks
+/// are plugin names even when a job has the same name (a job `tap-csv` whose task is
+/// `tap-csv target-jsonl` is common), and a job never expands into itself.
 pub fn expand_jobs(project: &Project, blocks: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for block in blocks {
-        expand_one(project, block, &mut out, 0)?;
+        match project.job(block) {
+            Some(job) => collect_task_words(&job.tasks, &mut out),
+            None => out.push(block.clone()),
+        }
     }
     Ok(out)
-}
-
-fn expand_one(project: &Project, block: &str, out: &mut Vec<String>, depth: usize) -> Result<()> {
-    if depth > 16 {
-        return Err(Error::config(format!("job `{block}` expands into itself")));
-    }
-    let Some(job) = project.job(block) else {
-        out.push(block.to_string());
-        return Ok(());
-    };
-    let mut words: Vec<String> = Vec::new();
-    collect_task_words(&job.tasks, &mut words);
-    for w in words {
-        expand_one(project, &w, out, depth + 1)?;
-    }
-    Ok(())
 }
 
 fn collect_task_words(tasks: &Value, out: &mut Vec<String>) {

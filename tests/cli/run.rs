@@ -286,6 +286,19 @@ fn job_names_expand_into_their_tasks() {
 }
 
 #[test]
+fn a_job_named_like_its_extractor_expands_once_as_in_meltano() {
+    let p = project("--generate 3 --stream users");
+    let yml = p.read("meltano.yml");
+    p.write(
+        "meltano.yml",
+        &format!("{yml}jobs:\n- name: tap-fake\n  tasks: [tap-fake target-fake]\n"),
+    );
+    let out = p.dsm(&["run", "tap-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records_in(&p), 3);
+}
+
+#[test]
 fn a_run_past_its_timeout_is_stopped_with_exit_124() {
     let p = project("--sleep-before 20000 --generate 1");
     let started = Instant::now();
