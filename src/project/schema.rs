@@ -265,8 +265,25 @@ impl<'s> Validator<'s> {
         true
     }
 
+    /// Reports the violations of the branch the node comes closest to: the fewest violations,
+    /// and among those the branch whose required keys the node has most of (an extractor/loader
+    /// schedule missing `transform` is told about `transform`, not about `job`).
     fn check_branches(&mut self, node: &Node, branches: &'s [J], path: &str) {
-        let mut best: Option<Vec<Violation>> = None;
+        let present = |branch: &J| -> usize {
+            let Value::Map(entries) = &node.value else {
+                return 0;
+            };
+            branch
+                .get("required")
+                .and_then(J::as_array)
+                .map_or(0, |r| {
+                    r.iter()
+                        .filter_map(J::as_str)
+                        .filter(|k| entries.iter().any(|(e, _)| e.name == *k))
+                        .count()
+                })
+        };
+        let mut best: Option<(Vec<Violation>, usize)> = None;
         for branch in branches {
             let mut sub = Validator {
                 root: self.root,
@@ -276,11 +293,15 @@ impl<'s> Validator<'s> {
             if sub.out.is_empty() {
                 return;
             }
-            if best.as_ref().is_none_or(|b| sub.out.len() < b.len()) {
-                best = Some(sub.out);
+            let have = present(branch);
+            let better = best.as_ref().is_none_or(|(b, h)| {
+                sub.out.len() < b.len() || (sub.out.len() == b.len() && have > *h)
+            });
+            if better {
+                best = Some((sub.out, have));
             }
         }
-        if let Some(b) = best {
+        if let Some((b, _)) = best {
             self.out.extend(b);
         }
     }

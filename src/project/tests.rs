@@ -247,3 +247,20 @@ fn deserialiser_messages_lose_the_values_they_quote() {
         assert_eq!(super::without_values(message), kept);
     }
 }
+
+#[test]
+fn an_extractor_loader_schedule_missing_transform_is_told_about_transform() {
+    let yaml = "schedules:\n- name: s\n  extractor: tap-a\n  loader: target-b\n  interval: '@daily'\n";
+    let (_t, p) = project(&[("meltano.yml", yaml)]);
+    let e = p.unwrap_err();
+    let all = format!("{}\n{}", e.message(), e.details().join("\n"));
+    assert!(all.contains("missing key `transform`"), "{all}");
+    assert!(!all.contains("`job`"), "{all}");
+    // A job schedule missing its interval still hears about the interval.
+    let yaml = "schedules:\n- name: s\n  job: j\n";
+    let (_t, p) = project(&[("meltano.yml", yaml)]);
+    let e = p.unwrap_err();
+    let all = format!("{}\n{}", e.message(), e.details().join("\n"));
+    assert!(all.contains("missing key `interval`"), "{all}");
+    assert!(!all.contains("`transform`"), "{all}");
+}
