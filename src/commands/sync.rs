@@ -327,14 +327,17 @@ pub fn flow_lock_id(flow: &Flow) -> StateId {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let fc = FlowContext::load(ctx, "sync")?;
-    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
-    let once_done = if args.names.is_empty() {
-        once_schedules_done(&fc.project, store.as_ref())?
-    } else {
-        Vec::new()
-    };
-    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
     if args.dry_run {
+        // A plan changes nothing: a project that has never run keeps having no store.
+        let path = crate::store::database_path(fc.database_uri.as_deref(), fc.project.root())?;
+        let once_done = if args.names.is_empty() && path.exists() {
+            let store =
+                crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
+            once_schedules_done(&fc.project, store.as_ref())?
+        } else {
+            Vec::new()
+        };
+        let plan = plan_for(&fc.project, &args.names, &once_done)?;
         match format {
             OutputFormat::Json => ctx.printer.json(&serde_json::json!({
                 "flows": plan.flows.iter().enumerate().map(|(i, f)| serde_json::json!({
@@ -352,6 +355,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         return Ok(());
     }
+    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
+    let once_done = if args.names.is_empty() {
+        once_schedules_done(&fc.project, store.as_ref())?
+    } else {
+        Vec::new()
+    };
+    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
     if plan.flows.is_empty() {
         ctx.printer
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");

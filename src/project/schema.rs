@@ -273,15 +273,12 @@ impl<'s> Validator<'s> {
             let Value::Map(entries) = &node.value else {
                 return 0;
             };
-            branch
-                .get("required")
-                .and_then(J::as_array)
-                .map_or(0, |r| {
-                    r.iter()
-                        .filter_map(J::as_str)
-                        .filter(|k| entries.iter().any(|(e, _)| e.name == *k))
-                        .count()
-                })
+            branch.get("required").and_then(J::as_array).map_or(0, |r| {
+                r.iter()
+                    .filter_map(J::as_str)
+                    .filter(|k| entries.iter().any(|(e, _)| e.name == *k))
+                    .count()
+            })
         };
         let mut best: Option<(Vec<Violation>, usize)> = None;
         for branch in branches {

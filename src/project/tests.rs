@@ -250,7 +250,8 @@ fn deserialiser_messages_lose_the_values_they_quote() {
 
 #[test]
 fn an_extractor_loader_schedule_missing_transform_is_told_about_transform() {
-    let yaml = "schedules:\n- name: s\n  extractor: tap-a\n  loader: target-b\n  interval: '@daily'\n";
+    let yaml =
+        "schedules:\n- name: s\n  extractor: tap-a\n  loader: target-b\n  interval: '@daily'\n";
     let (_t, p) = project(&[("meltano.yml", yaml)]);
     let e = p.unwrap_err();
     let all = format!("{}\n{}", e.message(), e.details().join("\n"));

@@ -85,6 +85,8 @@ fn dry_run_prints_dependencies_first() {
     assert_eq!(text.code, 0, "{}", text.stderr);
     assert!(text.stdout.contains("after-first"), "{}", text.stdout);
     assert!(!text.stdout.contains("broken"), "{}", text.stdout);
+    // Planning changes nothing: a project that never ran still has no store.
+    assert!(!p.root().join(".dsm/dsm.db").exists());
 }
 
 #[test]
