@@ -136,7 +136,7 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
         Err(e) if e.kind() == ErrorKind::AlreadyRunning => {
             FlowResult::already_running(e.to_string())
         }
-        Err(e) => FlowResult::failure(e.to_string()),
+        Err(e) => FlowResult::failure_with_details(e.to_string(), explain(&e)),
         Ok(reports) => {
             let records = reports
                 .iter()
@@ -145,7 +145,7 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
                 .sum();
             match reports.into_iter().find_map(|r| r.into_result().err()) {
                 Some(e) => {
-                    let mut result = FlowResult::failure(e.to_string());
+                    let mut result = FlowResult::failure_with_details(e.to_string(), explain(&e));
                     result.records = records;
                     result
                 }
@@ -153,6 +153,16 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
             }
         }
     }
+}
+
+/// The lines that explain a failed attempt beyond its message: the plugin's last stderr lines
+/// and the hints (where the run's log is).
+fn explain(e: &Error) -> Vec<String> {
+    e.details()
+        .iter()
+        .cloned()
+        .chain(e.hints().iter().map(|h| format!("hint: {h}")))
+        .collect()
 }
 
 /// Runs `plan` through the executor, `parallel` flows at a time.
@@ -256,13 +266,28 @@ fn busy(summary: &Summary) -> Error {
     .hint("run the sync again when the other run has ended (`dsm runs list` shows it)")
 }
 
-/// The error of a summary in which some flow did not succeed (exit 1).
+/// The error of a summary in which some flow did not succeed (exit 1). Its details say, for
+/// each flow that failed or timed out, what went wrong: the message, the plugin's last stderr
+/// lines and the run's log file, so a cron mail or CI log shows the cause without digging.
 fn failure(summary: &Summary) -> Error {
     let bad = summary.flows.iter().filter(|f| !f.status.is_ok()).count();
-    Error::failed(format!(
+    let mut error = Error::failed(format!(
         "{bad} of {} flows did not succeed",
         summary.flows.len()
-    ))
+    ));
+    for flow in summary
+        .flows
+        .iter()
+        .filter(|f| matches!(f.status, FlowStatus::Failed | FlowStatus::TimedOut))
+    {
+        if let Some(message) = &flow.error {
+            error = error.detail(format!("`{}`: {message}", flow.name));
+        }
+        for line in &flow.details {
+            error = error.detail(format!("  {line}"));
+        }
+    }
+    error
 }
 
 /// The plan of `dsm sync NAMES...` (all enabled flows when `names` is empty, except the `@once`

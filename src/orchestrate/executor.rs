@@ -26,6 +26,8 @@ pub struct FlowResult {
     pub records: u64,
     /// What went wrong, when it failed.
     pub error: Option<String>,
+    /// More about the failure, for people: the plugin's last stderr lines and where its log is.
+    pub details: Vec<String>,
     /// It did not start because another process runs the same flow (its lock is held): not
     /// retried, and not a failure.
     pub already_running: bool,
@@ -38,6 +40,7 @@ impl FlowResult {
             succeeded: true,
             records,
             error: None,
+            details: Vec::new(),
             already_running: false,
         }
     }
@@ -48,7 +51,16 @@ impl FlowResult {
             succeeded: false,
             records: 0,
             error: Some(error.into()),
+            details: Vec::new(),
             already_running: false,
+        }
+    }
+
+    /// A failed attempt, with the lines that explain it (stderr tail, log file).
+    pub fn failure_with_details(error: impl Into<String>, details: Vec<String>) -> FlowResult {
+        FlowResult {
+            details,
+            ..FlowResult::failure(error)
         }
     }
 
@@ -118,6 +130,7 @@ where
                     duration: Duration::ZERO,
                     attempts: Vec::new(),
                     error: None,
+                    details: Vec::new(),
                     skipped_because: None,
                     paused_reason: Some(reason.clone()),
                 });
@@ -143,6 +156,7 @@ where
                     duration: Duration::ZERO,
                     attempts: Vec::new(),
                     error: Some(format!("the flow's task stopped unexpectedly: {error}")),
+                    details: Vec::new(),
                     skipped_because: None,
                     paused_reason: None,
                 };
@@ -198,6 +212,7 @@ fn skip_dependants(
                 duration: Duration::ZERO,
                 attempts: Vec::new(),
                 error: None,
+                details: Vec::new(),
                 skipped_because: Some(plan.flows[cause].name.clone()),
                 paused_reason: None,
             });
@@ -239,6 +254,7 @@ where
                 records: result.records,
                 duration: attempt_started.elapsed(),
                 error: result.error,
+                details: result.details,
             },
             None => AttemptReport {
                 number,
@@ -249,6 +265,7 @@ where
                     "stopped after its timeout of {:?}",
                     flow.timeout.unwrap_or_default()
                 )),
+                details: Vec::new(),
             },
         };
         tracing::debug!(flow = %flow.name, attempt = number, status = ?report.status, "flow attempt ended");
@@ -270,6 +287,7 @@ where
         records: reports.iter().map(|a| a.records).sum(),
         duration: started.elapsed(),
         error: last.error.clone(),
+        details: last.details.clone(),
         attempts: reports,
         skipped_because: None,
         paused_reason: None,

@@ -88,6 +88,10 @@ pub struct AttemptReport {
     pub duration: Duration,
     /// What went wrong, when it did not succeed.
     pub error: Option<String>,
+    /// More about the failure for people (stderr tail, log file); in the sync's error details,
+    /// not in the JSON document's flows.
+    #[serde(skip)]
+    pub details: Vec<String>,
 }
 
 /// One flow's result.
@@ -108,6 +112,9 @@ pub struct FlowReport {
     pub attempts: Vec<AttemptReport>,
     /// The last attempt's error.
     pub error: Option<String>,
+    /// The last attempt's [`AttemptReport::details`].
+    #[serde(skip)]
+    pub details: Vec<String>,
     /// For a skipped flow: the dependency that failed or was skipped; for a flow paused
     /// because of a dependency: that dependency.
     pub skipped_because: Option<String>,
@@ -253,6 +260,7 @@ mod tests {
                 records: 0,
                 duration: Duration::from_millis(1500),
                 error: None,
+                details: Vec::new(),
             })
             .collect();
         FlowReport {
@@ -264,6 +272,7 @@ mod tests {
             attempts,
             error: (status == FlowStatus::Failed)
                 .then(|| "extractor `tap-x` exited with status 1".into()),
+            details: Vec::new(),
             skipped_because: (status == FlowStatus::Skipped).then(|| "load".into()),
             paused_reason: (status == FlowStatus::Paused)
                 .then(|| "source `tap-x` is inactive: moved to the new API".into()),

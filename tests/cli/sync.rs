@@ -17,7 +17,10 @@ fn project(extra: &str) -> TestProject {
         path.display().to_string()
     };
     let good = script("good-tap", format!("exec {TAP} --generate 3 \"$@\""));
-    let bad = script("bad-tap", format!("exec {TAP} --exit-code 1 \"$@\""));
+    let bad = script(
+        "bad-tap",
+        format!("exec {TAP} --stderr 'token expired for tap-bad' --exit-code 1 \"$@\""),
+    );
     let target = script(
         "target",
         format!(
@@ -136,6 +139,19 @@ fn three_flows_with_a_dependency_and_a_failure() {
     assert_eq!(status("after-first"), "succeeded", "{doc}");
     assert_eq!(status("broken"), "failed", "{doc}");
     assert_eq!(status("after-broken"), "skipped", "{doc}");
+    // The cause reaches the cron mail: the failed flow, its plugin's last stderr line, its log.
+    let details = doc["error"]["details"].to_string();
+    assert!(
+        details.contains("`broken`: extractor `tap-bad`"),
+        "{details}"
+    );
+    assert!(details.contains("token expired for tap-bad"), "{details}");
+    assert!(details.contains(".dsm/logs/"), "{details}");
+    assert!(
+        out.stderr.contains("token expired for tap-bad"),
+        "{}",
+        out.stderr
+    );
 
     let ok = p.dsm(&["sync", "first"]);
     assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
