@@ -165,6 +165,14 @@ pub struct TransformSpec {
     pub config: Object,
 }
 
+/// Setting level `annotations.dsm` (inside a setting's definition under `settings:`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DsmSetting {
+    /// Treat the setting as sensitive though its definition does not say so.
+    pub sensitive: Option<bool>,
+}
+
 /// Job and schedule level `annotations.dsm`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -278,6 +286,10 @@ mod tests {
             property_names_of("#/$defs/dsm/validation")
         );
         assert_eq!(fields::<DsmJob>(), property_names_of("#/$defs/dsm/job"));
+        assert_eq!(
+            fields::<DsmSetting>(),
+            property_names_of("#/$defs/dsm/setting")
+        );
     }
 
     #[test]

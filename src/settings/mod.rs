@@ -8,6 +8,7 @@
 
 pub mod expand;
 pub mod extras;
+pub mod processors;
 
 use std::collections::BTreeMap;
 
@@ -109,9 +110,22 @@ pub struct SettingValue {
     pub sensitive: bool,
     /// Variables it is read from, most specific first.
     pub env_vars: Vec<String>,
+    /// The value after the setting's `value_post_processor` (or `parse_date` for a
+    /// `date_iso8601` setting), when that changed it: what the plugin's config file holds.
+    #[serde(skip)]
+    pub processed: Option<J>,
 }
 
 impl SettingValue {
+    /// The value for the plugin's config file and `config print`: post-processed, masked when
+    /// sensitive and `safe`.
+    pub fn config_value(&self, safe: bool) -> Option<J> {
+        match &self.processed {
+            Some(p) if !(safe && self.sensitive) => Some(p.clone()),
+            _ => self.display_value(safe),
+        }
+    }
+
     /// The value for display: masked when sensitive and `safe`.
     pub fn display_value(&self, safe: bool) -> Option<J> {
         match &self.value {
@@ -220,15 +234,25 @@ pub fn flatten(config: &Object, declared: &dyn Fn(&str) -> bool) -> Vec<(String,
 
 /// Looks a setting up in a config map: the flat key first, then the nested path.
 fn lookup(config: &Object, name: &str) -> Option<J> {
-    if let Some(v) = config.get(name) {
-        return Some(v.clone());
+    let parts: Vec<&str> = name.split('.').collect();
+    lookup_parts(config, &parts)
+}
+
+/// Finds `a.b.c` as `{"a.b.c"}`, `{"a": {"b.c"}}`, `{"a.b": {"c"}}` or `{"a": {"b": {"c"}}}`:
+/// flattening a config that has dotted keys inside objects makes such names.
+fn lookup_parts(config: &Object, parts: &[&str]) -> Option<J> {
+    for split in (1..=parts.len()).rev() {
+        let Some(v) = config.get(&parts[..split].join(".")) else {
+            continue;
+        };
+        if split == parts.len() {
+            return Some(v.clone());
+        }
+        if let Some(found) = v.as_object().and_then(|o| lookup_parts(o, &parts[split..])) {
+            return Some(found);
+        }
     }
-    let mut parts = name.split('.');
-    let mut cur = config.get(parts.next()?)?;
-    for p in parts {
-        cur = cur.as_object()?.get(p)?;
-    }
-    Some(cur.clone())
+    None
 }
 
 /// Nests flat `a.b` keys into objects (Meltano's processing of `config print` output).
@@ -447,8 +471,20 @@ pub fn resolve(
             Some(v) => Some(cast(&def, v, &plugin.name, source)?),
             None => None,
         };
+        let post = def
+            .value_post_processor
+            .as_deref()
+            .or((def.kind.as_deref() == Some("date_iso8601")).then_some("parse_date"));
+        let processed = match (&value, post) {
+            (Some(v), Some(name)) if !masked_secret && !v.is_null() => {
+                let out = processors::apply(name, v.clone(), &def.name, &plugin.name)?;
+                (&out != v).then_some(out)
+            }
+            _ => None,
+        };
         let sensitive = is_sensitive(&def) || source == Source::SecretStore;
         values.push(SettingValue {
+            processed,
             name: def.name.clone(),
             value,
             source,
@@ -474,10 +510,21 @@ pub fn resolve(
     })
 }
 
-/// Whether a setting's definition makes it sensitive (`sensitive: true`, or a `password` or
-/// `oauth` kind, as Meltano treats them).
+/// Whether a setting's definition makes it sensitive: `sensitive: true`, a `password` or
+/// `oauth` kind (as Meltano treats them), or `annotations: {dsm: {sensitive: true}}` (for a
+/// setting a plugin's own definition does not mark, without changing what Meltano reads).
 pub fn is_sensitive(def: &SettingDef) -> bool {
-    def.sensitive.unwrap_or(false) || matches!(def.kind.as_deref(), Some("password" | "oauth"))
+    def.sensitive.unwrap_or(false)
+        || matches!(def.kind.as_deref(), Some("password" | "oauth"))
+        || def
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("dsm"))
+            .and_then(|d| {
+                serde_json::from_value::<crate::project::annotations::DsmSetting>(d.clone()).ok()
+            })
+            .and_then(|d| d.sensitive)
+            .unwrap_or(false)
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {
@@ -577,10 +624,14 @@ pub fn cast(def: &SettingDef, value: J, plugin: &str, source: Source) -> Result<
                 r"^(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.(\d+))?)?(Z|[+-](?:0\d|1[0-2]):(?:00|30))?$",
             )
             .expect("the pattern compiles")
-            .is_match(s);
+            .is_match(s)
+                // A relative date (`yesterday`, `3 days ago`) becomes an ISO time when the
+                // config file is written (`parse_date`, as in Meltano).
+                || processors::parse_date(s, chrono::Utc::now()).is_some();
             if !ok {
-                return Err(bad("an ISO 8601 date", &shown(&value))
-                    .hint("write it as `2024-01-31` or `2024-01-31T12:00:00Z`"));
+                return Err(bad("an ISO 8601 date", &shown(&value)).hint(
+                    "write it as `2024-01-31` or `2024-01-31T12:00:00Z`, or relative as `7 days ago`",
+                ));
             }
             value
         }
@@ -595,7 +646,10 @@ pub fn cast(def: &SettingDef, value: J, plugin: &str, source: Source) -> Result<
             bad("one of its options", &shown(&v)).hint(format!("use one of: {}", names.join(", ")))
         );
     }
-    Ok(v)
+    match &def.value_processor {
+        Some(name) if !v.is_null() => processors::apply(name, v, &def.name, plugin),
+        _ => Ok(v),
+    }
 }
 
 impl ResolvedSettings {
@@ -611,10 +665,24 @@ impl ResolvedSettings {
 
     /// The nested config object, with sensitive values masked when `safe`.
     pub fn config_json_masked(&self, safe: bool) -> J {
+        // Undeclared `blob.k` values (flattening the config produces them) merge into a declared
+        // object `blob`, as in Meltano, but never replace a declared value that a
+        // post-processor turned into something else (`stringify`; Meltano crashes there).
+        let shadowed = |v: &SettingValue| {
+            !v.declared
+                && self.values.iter().any(|d| {
+                    d.declared
+                        && d.config_value(false).is_some_and(|x| !x.is_object())
+                        && v.name.len() > d.name.len()
+                        && v.name.starts_with(&d.name)
+                        && v.name.as_bytes()[d.name.len()] == b'.'
+                })
+        };
         let flat: Vec<(String, J)> = self
             .values
             .iter()
-            .filter_map(|v| v.display_value(safe).map(|val| (v.name.clone(), val)))
+            .filter(|v| !shadowed(v))
+            .filter_map(|v| v.config_value(safe).map(|val| (v.name.clone(), val)))
             .collect();
         nest(&flat)
     }

@@ -205,8 +205,16 @@ fn bad_values_are_clear_errors_and_secrets_stay_masked() {
     );
     let e = run(&p, "tap-x", None, &[("TAP_X_CHOICE", "c")]).unwrap_err();
     assert!(e.hints()[0].contains("\"a\""), "{:?}", e.hints());
-    let e = run(&p, "tap-x", None, &[("TAP_X_START", "yesterday")]).unwrap_err();
+    let e = run(&p, "tap-x", None, &[("TAP_X_START", "someday")]).unwrap_err();
     assert!(e.message().contains("ISO 8601"));
+    // A relative date is accepted and reaches the config file as an ISO time.
+    let r = run(&p, "tap-x", None, &[("TAP_X_START", "yesterday")]).unwrap();
+    assert_eq!(r.get("start").unwrap().value, Some(J::from("yesterday")));
+    let start = r.config_json()["start"].as_str().unwrap().to_string();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&start, "%Y-%m-%dT%H:%M:%S%.f").is_ok(),
+        "{start}"
+    );
     let r = run(&p, "tap-x", None, &[]).unwrap();
     assert_eq!(r.config_json_masked(true)["password"], J::from(MASK));
     assert_eq!(r.config_json()["password"], J::from("hunter2"));
@@ -245,4 +253,69 @@ fn arrays_and_objects_reach_variables_as_python_writes_them() {
     );
     assert_eq!(env_text(&J::from("plain")), "plain");
     assert_eq!(env_text(&J::Null), "");
+}
+
+const PROCESSED: &str = "\
+plugins:
+  extractors:
+  - name: tap-p
+    namespace: tap_p
+    settings:
+    - name: region
+      value_processor: upcase_string
+    - name: opts
+      kind: object
+      value_processor: nest_object
+    - name: label
+      value_post_processor: upcase_string
+    - name: blob
+      kind: object
+      value_post_processor: stringify
+    - name: api_key
+      annotations:
+        dsm:
+          sensitive: true
+    config:
+      region: eu-west
+      opts: {a.b: 1, a.c: 2}
+      label: quiet
+      blob: {k: [1, 2]}
+      api_key: s3cr3t
+";
+
+#[test]
+fn value_processors_and_a_setting_marked_sensitive_in_annotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("meltano.yml"), PROCESSED).unwrap();
+    let p = Project::load(tmp.path()).unwrap();
+    let inputs = |vars: &[(&str, &str)]| Inputs {
+        environment: None,
+        process_env: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        store: &NoStore,
+    };
+    let r = resolve(&p, p.plugin("tap-p").unwrap(), &inputs(&[])).unwrap();
+    // The processor changes the typed value; the post-processor only what the plugin gets.
+    assert_eq!(r.get("region").unwrap().value, Some(J::from("EU-WEST")));
+    assert_eq!(
+        r.get("opts").unwrap().value,
+        Some(serde_json::json!({"a": {"b": 1, "c": 2}}))
+    );
+    assert_eq!(r.get("label").unwrap().value, Some(J::from("quiet")));
+    let config = r.config_json();
+    assert_eq!(config["label"], J::from("QUIET"));
+    assert_eq!(config["blob"], J::from(r#"{"k": [1, 2]}"#));
+    assert_eq!(config["api_key"], J::from("s3cr3t"));
+    assert!(r.get("api_key").unwrap().sensitive);
+    assert_eq!(r.config_json_masked(true)["api_key"], J::from(MASK));
+    assert!(r.plugin_env(true).iter().all(|(_, v)| v != "s3cr3t"));
+    // A processor that does not exist stops the project from loading, naming the line.
+    let bad = PROCESSED.replace("value_processor: upcase_string", "value_processor: shout");
+    std::fs::write(tmp.path().join("meltano.yml"), bad).unwrap();
+    let e = Project::load(tmp.path()).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.message().contains("\"shout\""), "{}", e.message());
+    assert!(e.message().contains("line 7"), "{}", e.message());
 }
