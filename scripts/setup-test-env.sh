@@ -23,7 +23,7 @@ fi
 # other's), stamped with its requirement so a re-run only reinstalls what changed. Meltano's
 # venv ships `uv`, which makes these installs take seconds; pip is the fallback.
 uv="$venv/bin/uv"
-while read -r name spec; do
+while read -r name spec || [ -n "$name" ]; do
   case "$name" in ''|'#'*) continue ;; esac
   dir="target/test-env/plugins/$name"
   if [ -f "$dir/.requirement" ] && [ "$(cat "$dir/.requirement")" = "$spec" ]; then
