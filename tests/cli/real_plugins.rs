@@ -1,6 +1,7 @@
 //! Real Python Singer plugins from the package index (`tap-spreadsheets`, an SDK tap reading
-//! CSV files incrementally, and the classic `target-jsonl`), run once by real Meltano and once by
-//! dsm on two copies of one project: the target's output and the saved state must be the same.
+//! CSV files incrementally, into the classic `target-jsonl` or the SDK's `target-csv`), run once
+//! by real Meltano and once by dsm on two copies of one project: the target's output and the
+//! saved state must be the same, after a full run and after an incremental one.
 //! `scripts/setup-test-env.sh` installs each plugin into its own venv beside Meltano's.
 
 use std::fs::File;
@@ -11,8 +12,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::support::{Output, TestProject, clean_env, meltano_venv, run};
-
-const STATE_ID: &str = "dev:tap-spreadsheets-to-target-jsonl";
 
 /// The executable `name` in its venv, `target/test-env/plugins/NAME/` beside Meltano's venv;
 /// panics with the setup command when it is missing.
@@ -70,9 +69,17 @@ plugins:
     config:
       destination_path: output
       do_timestamp_file: false
+  - name: target-csv
+    namespace: target_csv
+    executable: {target_csv}
+    settings:
+    - name: output_path
+    config:
+      output_path: output
 "#,
         tap = plugin("tap-spreadsheets").display(),
         target = plugin("target-jsonl").display(),
+        target_csv = plugin("target-csv").display(),
         input = input.display(),
     )
 }
@@ -115,19 +122,26 @@ fn rows(p: &TestProject) -> Vec<Value> {
         .collect()
 }
 
-/// The two projects after one more run each: Meltano's and dsm's rows and saved state.
-fn run_both(m: &TestProject, d: &TestProject) -> [(Vec<Value>, Value); 2] {
+/// Runs `tap-spreadsheets` into `loader` once more in each project, Meltano's then dsm's, and
+/// returns the state each saved.
+fn run_both(m: &TestProject, d: &TestProject, loader: &str) -> [Value; 2] {
+    let state_id = format!("dev:tap-spreadsheets-to-{loader}");
     ok(
-        meltano(m, &["run", "tap-spreadsheets", "target-jsonl"]),
+        meltano(m, &["run", "tap-spreadsheets", loader]),
         "meltano run",
     );
-    ok(
-        d.dsm(&["run", "tap-spreadsheets", "target-jsonl"]),
-        "dsm run",
+    ok(d.dsm(&["run", "tap-spreadsheets", loader]), "dsm run");
+    let m_state = ok(
+        meltano(m, &["state", "get", &state_id]),
+        "meltano state get",
     );
-    let m_state = ok(meltano(m, &["state", "get", STATE_ID]), "meltano state get");
-    let d_state = ok(d.dsm(&["state", "get", STATE_ID]), "dsm state get");
-    [(rows(m), m_state.json()), (rows(d), d_state.json())]
+    let d_state = ok(d.dsm(&["state", "get", &state_id]), "dsm state get");
+    [m_state.json(), d_state.json()]
+}
+
+fn projects(input: &Path) -> (TestProject, TestProject) {
+    let yml = meltano_yml(input);
+    (TestProject::new(&yml), TestProject::new(&yml))
 }
 
 /// The saved state once the tap has read files up to the mtime `bookmark`.
@@ -149,10 +163,10 @@ fn real_tap_spreadsheets_to_target_jsonl_matches_meltano_run_output_and_state() 
         "id,name,score\n1,Ada,1.5\n2,Bo,2\n",
         1_704_067_200,
     );
-    let yml = meltano_yml(input);
-    let (m, d) = (TestProject::new(&yml), TestProject::new(&yml));
+    let (m, d) = projects(input);
 
-    let [(m_rows, m_state), (d_rows, d_state)] = run_both(&m, &d);
+    let [m_state, d_state] = run_both(&m, &d, "target-jsonl");
+    let (m_rows, d_rows) = (rows(&m), rows(&d));
     assert_eq!(d_rows, m_rows, "dsm's target output differs from Meltano's");
     assert_eq!(d_state, m_state, "dsm's saved state differs from Meltano's");
     // And both are what the plugins are meant to produce, so a run that loses everything in
@@ -169,7 +183,8 @@ fn real_tap_spreadsheets_to_target_jsonl_matches_meltano_run_output_and_state() 
     // Incremental: a new file arrives (2024-02-01T00:00:00Z). The tap gets the saved state and
     // skips `a.csv` (no newer than the bookmark), so each target appends only the new row.
     input_file(input, "b.csv", "id,name,score\n3,Cy,3.25\n", 1_706_745_600);
-    let [(m_rows, m_state), (d_rows, d_state)] = run_both(&m, &d);
+    let [m_state, d_state] = run_both(&m, &d, "target-jsonl");
+    let (m_rows, d_rows) = (rows(&m), rows(&d));
     assert_eq!(
         d_rows, m_rows,
         "dsm's target output differs from Meltano's after the incremental run"
@@ -180,5 +195,58 @@ fn real_tap_spreadsheets_to_target_jsonl_matches_meltano_run_output_and_state() 
     );
     let ids: Vec<&Value> = d_rows.iter().map(|r| &r["id"]).collect();
     assert_eq!(ids, [&json!("1"), &json!("2"), &json!("3")]);
+    assert_eq!(d_state, state_at("2024-02-01T00:00:00+00:00"));
+}
+
+#[test]
+fn real_tap_spreadsheets_to_sdk_target_csv_matches_meltano_run_output_and_state() {
+    let input_dir = tempfile::tempdir().expect("temp dir");
+    let input = input_dir.path();
+    input_file(
+        input,
+        "a.csv",
+        "id,name,score\n1,Ada,1.5\n2,Bo,2\n",
+        1_704_067_200,
+    );
+    let (m, d) = projects(input);
+    let csv = "output/people.csv";
+
+    let [m_state, d_state] = run_both(&m, &d, "target-csv");
+    assert_eq!(d.read(csv), m.read(csv), "dsm's CSV differs from Meltano's");
+    assert_eq!(d_state, m_state, "dsm's saved state differs from Meltano's");
+    let a = input.join("a.csv").display().to_string();
+    assert_eq!(
+        d.read(csv),
+        format!(
+            "id,name,score,_sdc_last_modified,_sdc_filename,_sdc_stream,_sdc_worksheet\r\n\
+             1,Ada,1.5,2024-01-01 00:00:00+00:00,{a},people,\r\n\
+             2,Bo,2,2024-01-01 00:00:00+00:00,{a},people,\r\n"
+        )
+    );
+    assert_eq!(d_state, state_at("2024-01-01T00:00:00+00:00"));
+
+    // The SDK target writes date-times its own way (a space, not `T`), and replaces its file
+    // on each run: after the incremental run it holds only
+    // the row of the new file, in both projects.
+    input_file(input, "b.csv", "id,name,score\n3,Cy,3.25\n", 1_706_745_600);
+    let [m_state, d_state] = run_both(&m, &d, "target-csv");
+    assert_eq!(
+        d.read(csv),
+        m.read(csv),
+        "dsm's CSV differs from Meltano's after the incremental run"
+    );
+    assert_eq!(
+        d_state, m_state,
+        "dsm's saved state differs from Meltano's after the incremental run"
+    );
+    let b = input.join("b.csv").display().to_string();
+    assert!(
+        d.read(csv).ends_with(&format!(
+            "\r\n3,Cy,3.25,2024-02-01 00:00:00+00:00,{b},people,\r\n"
+        )),
+        "{}",
+        d.read(csv)
+    );
+    assert_eq!(d.read(csv).lines().count(), 2, "{}", d.read(csv));
     assert_eq!(d_state, state_at("2024-02-01T00:00:00+00:00"));
 }
