@@ -125,12 +125,19 @@ fn rows(p: &TestProject) -> Vec<Value> {
 /// Runs `tap-spreadsheets` into `loader` once more in each project, Meltano's then dsm's, and
 /// returns the state each saved.
 fn run_both(m: &TestProject, d: &TestProject, loader: &str) -> [Value; 2] {
+    run_both_with(m, d, loader, &[])
+}
+
+/// `run_both` with extra flags for `run`.
+fn run_both_with(m: &TestProject, d: &TestProject, loader: &str, flags: &[&str]) -> [Value; 2] {
     let state_id = format!("dev:tap-spreadsheets-to-{loader}");
-    ok(
-        meltano(m, &["run", "tap-spreadsheets", loader]),
-        "meltano run",
-    );
-    ok(d.dsm(&["run", "tap-spreadsheets", loader]), "dsm run");
+    let args: Vec<&str> = ["run"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .chain(["tap-spreadsheets", loader])
+        .collect();
+    ok(meltano(m, &args), "meltano run");
+    ok(d.dsm(&args), "dsm run");
     let m_state = ok(
         meltano(m, &["state", "get", &state_id]),
         "meltano state get",
@@ -248,5 +255,17 @@ fn real_tap_spreadsheets_to_sdk_target_csv_matches_meltano_run_output_and_state(
         d.read(csv)
     );
     assert_eq!(d.read(csv).lines().count(), 2, "{}", d.read(csv));
+    assert_eq!(d_state, state_at("2024-02-01T00:00:00+00:00"));
+
+    // `--full-refresh`: the saved state is ignored, both files are read again, and the state
+    // saved afterwards is the same.
+    let [m_state, d_state] = run_both_with(&m, &d, "target-csv", &["--full-refresh"]);
+    assert_eq!(
+        d.read(csv),
+        m.read(csv),
+        "dsm's CSV differs from Meltano's after a full refresh"
+    );
+    assert_eq!(d_state, m_state, "state after a full refresh");
+    assert_eq!(d.read(csv).lines().count(), 4, "{}", d.read(csv));
     assert_eq!(d_state, state_at("2024-02-01T00:00:00+00:00"));
 }
