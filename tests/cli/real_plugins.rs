@@ -58,6 +58,13 @@ plugins:
         format: csv
         table_name: people
         primary_keys: [id]
+  # The same tap with a selection: the catalog it gets marks `score` unselected.
+  - name: tap-people-names
+    inherit_from: tap-spreadsheets
+    select:
+    - people.id
+    - people.name
+    - people._sdc_last_modified
   loaders:
   - name: target-jsonl
     namespace: target_jsonl
@@ -130,11 +137,22 @@ fn run_both(m: &TestProject, d: &TestProject, loader: &str) -> [Value; 2] {
 
 /// `run_both` with extra flags for `run`.
 fn run_both_with(m: &TestProject, d: &TestProject, loader: &str, flags: &[&str]) -> [Value; 2] {
-    let state_id = format!("dev:tap-spreadsheets-to-{loader}");
+    run_pair(m, d, "tap-spreadsheets", loader, flags)
+}
+
+/// Runs `tap` into `loader` in each project and returns the state each saved.
+fn run_pair(
+    m: &TestProject,
+    d: &TestProject,
+    tap: &str,
+    loader: &str,
+    flags: &[&str],
+) -> [Value; 2] {
+    let state_id = format!("dev:{tap}-to-{loader}");
     let args: Vec<&str> = ["run"]
         .into_iter()
         .chain(flags.iter().copied())
-        .chain(["tap-spreadsheets", loader])
+        .chain([tap, loader])
         .collect();
     ok(meltano(m, &args), "meltano run");
     ok(d.dsm(&args), "dsm run");
@@ -268,4 +286,32 @@ fn real_tap_spreadsheets_to_sdk_target_csv_matches_meltano_run_output_and_state(
     assert_eq!(d_state, m_state, "state after a full refresh");
     assert_eq!(d.read(csv).lines().count(), 4, "{}", d.read(csv));
     assert_eq!(d_state, state_at("2024-02-01T00:00:00+00:00"));
+}
+
+#[test]
+fn real_sdk_tap_honours_the_selection_dsm_puts_in_its_catalog_as_under_meltano() {
+    let input_dir = tempfile::tempdir().expect("temp dir");
+    let input = input_dir.path();
+    input_file(
+        input,
+        "a.csv",
+        "id,name,score\n1,Ada,1.5\n2,Bo,2\n",
+        1_704_067_200,
+    );
+    let (m, d) = projects(input);
+
+    let [m_state, d_state] = run_pair(&m, &d, "tap-people-names", "target-jsonl", &[]);
+    let (m_rows, d_rows) = (rows(&m), rows(&d));
+    assert_eq!(d_rows, m_rows, "dsm's target output differs from Meltano's");
+    assert_eq!(d_state, m_state, "dsm's saved state differs from Meltano's");
+    // Only the selected properties reach the target (`score` and the unselected `_sdc_*`
+    // columns are left out by the tap itself).
+    assert_eq!(
+        d_rows,
+        [
+            json!({"id": "1", "name": "Ada", "_sdc_last_modified": "2024-01-01T00:00:00+00:00"}),
+            json!({"id": "2", "name": "Bo", "_sdc_last_modified": "2024-01-01T00:00:00+00:00"}),
+        ]
+    );
+    assert_eq!(d_state, state_at("2024-01-01T00:00:00+00:00"));
 }
