@@ -22,10 +22,15 @@ fi
 # Each real Singer plugin gets a venv of its own (their pins clash with Meltano's and with each
 # other's), stamped with its requirement so a re-run only reinstalls what changed. Meltano's
 # venv ships `uv`, which makes these installs take seconds; pip is the fallback.
+# The venvs are made at the physical path (symlinks resolved), because a venv records its own
+# path in its scripts: one made through a symlinked target/test-env (as a git worktree may share
+# the main checkout's) must keep working when that link is gone.
 uv="$venv/bin/uv"
+mkdir -p target/test-env/plugins
+plugins="$(cd target/test-env/plugins && pwd -P)"
 while read -r name spec || [ -n "$name" ]; do
   case "$name" in ''|'#'*) continue ;; esac
-  dir="target/test-env/plugins/$name"
+  dir="$plugins/$name"
   if [ -f "$dir/.requirement" ] && [ "$(cat "$dir/.requirement")" = "$spec" ]; then
     continue
   fi

@@ -315,3 +315,50 @@ fn real_sdk_tap_honours_the_selection_dsm_puts_in_its_catalog_as_under_meltano()
     );
     assert_eq!(d_state, state_at("2024-01-01T00:00:00+00:00"));
 }
+
+#[test]
+fn a_real_loader_that_fails_keeps_the_last_saved_state_as_under_meltano() {
+    let input_dir = tempfile::tempdir().expect("temp dir");
+    let input = input_dir.path();
+    input_file(input, "a.csv", "id,name,score\n1,Ada,1.5\n", 1_704_067_200);
+    let (m, d) = projects(input);
+    let [m_state, d_state] = run_both(&m, &d, "target-csv");
+    assert_eq!(d_state, m_state);
+
+    // A new file arrives, but the target cannot write: its output directory is a plain file.
+    // It fails after the tap has sent the new row and its STATE; neither tool may save that
+    // state, or the row would be skipped next time.
+    input_file(input, "b.csv", "id,name,score\n3,Cy,3.25\n", 1_706_745_600);
+    for p in [&m, &d] {
+        p.write("blocker", "not a directory\n");
+        let yml = p
+            .read("meltano.yml")
+            .replace("output_path: output\n", "output_path: blocker/out\n");
+        p.write("meltano.yml", &yml);
+    }
+    let state_id = "dev:tap-spreadsheets-to-target-csv";
+    let m_out = meltano(&m, &["run", "tap-spreadsheets", "target-csv"]);
+    let d_out = d.dsm(&["run", "tap-spreadsheets", "target-csv"]);
+    assert_eq!(m_out.code, 1, "meltano run:\n{}", m_out.stderr);
+    assert_eq!(d_out.code, 1, "dsm run:\n{}", d_out.stderr);
+    assert!(
+        d_out
+            .stderr
+            .contains("error: loader `target-csv` exited with status 1"),
+        "{}",
+        d_out.stderr
+    );
+    assert!(
+        d_out.stderr.contains("NotADirectoryError"),
+        "{}",
+        d_out.stderr
+    );
+    let m_state = ok(
+        meltano(&m, &["state", "get", state_id]),
+        "meltano state get",
+    )
+    .json();
+    let d_state = ok(d.dsm(&["state", "get", state_id]), "dsm state get").json();
+    assert_eq!(d_state, m_state, "state after the failed run");
+    assert_eq!(d_state, state_at("2024-01-01T00:00:00+00:00"));
+}
