@@ -1,7 +1,8 @@
 //! Real Python Singer plugins from the package index (`tap-spreadsheets`, an SDK tap reading
 //! CSV files incrementally, into the classic `target-jsonl` or the SDK's `target-csv`), run once
 //! by real Meltano and once by dsm on two copies of one project: the target's output and the
-//! saved state must be the same, after a full run and after an incremental one.
+//! saved state must be the same: after a full run, an incremental one, a `--full-refresh`, a
+//! selection, and a loader that fails.
 //! `scripts/setup-test-env.sh` installs each plugin into its own venv beside Meltano's.
 
 use std::fs::File;
@@ -164,6 +165,7 @@ fn run_pair(
     [m_state.json(), d_state.json()]
 }
 
+/// Two projects with the same `meltano.yml` reading `input`: Meltano's, then dsm's.
 fn projects(input: &Path) -> (TestProject, TestProject) {
     let yml = meltano_yml(input);
     (TestProject::new(&yml), TestProject::new(&yml))
