@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates (once) the Python environment the test suite uses: real Meltano and real Singer
-# plugins from the Python package index. Re-running is cheap: the requirements file's hash is
-# stamped, and nothing is reinstalled while it is unchanged.
+# Creates (once) the Python environments the test suite uses: real Meltano in target/test-env/venv,
+# and real Singer plugins from the Python package index, each in target/test-env/plugins/<name>.
+# Re-running is cheap: what was installed is stamped, and nothing is reinstalled while unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +10,38 @@ req="scripts/test-requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setting up the test environment in $venv (once)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -r "$req"
+  echo "$want" > "$stamp"
 fi
 
-echo "setting up the test environment in $venv (once)" >&2
-rm -rf "$venv"
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -r "$req"
-echo "$want" > "$stamp"
+# Each real Singer plugin gets a venv of its own (their pins clash with Meltano's and with each
+# other's), stamped with its requirement so a re-run only reinstalls what changed. Meltano's
+# venv ships `uv`, which makes these installs take seconds; pip is the fallback.
+# The venvs are made at the physical path (symlinks resolved), because a venv records its own
+# path in its scripts: one made through a symlinked target/test-env (as a git worktree may share
+# the main checkout's) must keep working when that link is gone.
+uv="$venv/bin/uv"
+mkdir -p target/test-env/plugins
+plugins="$(cd target/test-env/plugins && pwd -P)"
+while read -r name spec || [ -n "$name" ]; do
+  case "$name" in ''|'#'*) continue ;; esac
+  dir="$plugins/$name"
+  if [ -f "$dir/.requirement" ] && [ "$(cat "$dir/.requirement")" = "$spec" ]; then
+    continue
+  fi
+  echo "installing $spec into $dir (once)" >&2
+  rm -rf "$dir"
+  if ! { [ -x "$uv" ] && "$uv" venv --quiet --python python3 "$dir" &&
+         VIRTUAL_ENV="$dir" "$uv" pip install --quiet "$spec"; }; then
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet "$spec"
+  fi
+  test -x "$dir/bin/$name" || { echo "error: $spec installed no \`$name\` executable in $dir" >&2; exit 1; }
+  echo "$spec" > "$dir/.requirement"
+done < scripts/test-plugins.txt

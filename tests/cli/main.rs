@@ -6,6 +6,7 @@ mod init;
 mod json_contract;
 mod merge;
 mod plugin_env;
+mod real_plugins;
 mod run;
 mod schedule;
 mod select;
