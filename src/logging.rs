@@ -33,6 +33,8 @@ pub fn init(global: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(crate::progress::LogWriter)
+        // Colour only for a person at a terminal: cron mail and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // A second init (tests calling `run` twice) is harmless, so the error is ignored.
     let _ = match format {

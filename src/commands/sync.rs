@@ -138,6 +138,9 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
         }
         Err(e) => FlowResult::failure_with_details(e.to_string(), explain(&e)),
         Ok(reports) => {
+            for warning in reports.iter().flat_map(|r| r.warnings.iter()) {
+                tracing::warn!(flow = %flow.name, "{warning}");
+            }
             let records = reports
                 .iter()
                 .flat_map(|r| r.streams.values())

@@ -650,7 +650,8 @@ pub async fn run(
             "{} emitted no STATE message: the bookmark did not advance",
             specs[last].label()
         );
-        tracing::warn!("{warning}");
+        // The caller shows the run's warnings (once, beside its result).
+        tracing::debug!("{warning}");
         outcome.warnings.push(warning);
     }
     outcome.duration = started.elapsed();

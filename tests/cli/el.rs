@@ -491,6 +491,14 @@ fn a_run_whose_loader_emits_no_state_warns_that_the_bookmark_did_not_advance() {
         "{}",
         out.stderr
     );
+    // Said once, in plain text (stderr is not a terminal here).
+    assert_eq!(
+        out.stderr.matches("did not advance").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
     assert_eq!(
         p.read("out.jsonl").lines().count(),
         3,
