@@ -73,7 +73,7 @@ enum Format {
 }
 
 /// A compiled schema node.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Node {
     never: bool,
     types: Option<u8>,
@@ -114,7 +114,19 @@ fn type_bit(t: &str) -> u8 {
     }
 }
 
-fn compile(schema: &Value, path: &str) -> Result<Node, String> {
+/// How many `$ref`s deep compiling follows before it stops checking (a recursive schema, such
+/// as a tree of comments, is checked to this depth and accepted below it).
+const MAX_REF_DEPTH: usize = 16;
+
+/// Where a schema's `$ref`s point into: the whole SCHEMA message's schema, and how many
+/// references were followed on the way here.
+#[derive(Clone, Copy)]
+struct Refs<'a> {
+    root: &'a Value,
+    depth: usize,
+}
+
+fn compile(schema: &Value, path: &str, refs: Refs<'_>) -> Result<Node, String> {
     let obj = match schema {
         Value::Bool(true) => return Ok(Node::default()),
         Value::Bool(false) => {
@@ -126,6 +138,9 @@ fn compile(schema: &Value, path: &str) -> Result<Node, String> {
         Value::Object(o) => o,
         _ => return Err(format!("schema at `{path}` is not an object")),
     };
+    if let Some(target) = obj.get("$ref") {
+        return compile_ref(obj, target, path, refs);
+    }
     let mut n = Node::default();
     let f = |k: &str| obj.get(k).and_then(Value::as_f64);
     let u = |k: &str| obj.get(k).and_then(Value::as_u64).map(|v| v as usize);
@@ -141,8 +156,10 @@ fn compile(schema: &Value, path: &str) -> Result<Node, String> {
     }
     if let Some(Value::Object(props)) = obj.get("properties") {
         for (k, v) in props {
-            n.properties
-                .push((k.clone(), compile(v, &format!("{path}/properties/{k}"))?));
+            n.properties.push((
+                k.clone(),
+                compile(v, &format!("{path}/properties/{k}"), refs)?,
+            ));
         }
     }
     if let Some(Value::Array(req)) = obj.get("required") {
@@ -156,22 +173,23 @@ fn compile(schema: &Value, path: &str) -> Result<Node, String> {
         n.additional = Some(Box::new(compile(
             v,
             &format!("{path}/additionalProperties"),
+            refs,
         )?));
     }
     match obj.get("items") {
         Some(Value::Array(tuple)) => {
             for (i, s) in tuple.iter().enumerate() {
                 n.prefix_items
-                    .push(compile(s, &format!("{path}/items/{i}"))?);
+                    .push(compile(s, &format!("{path}/items/{i}"), refs)?);
             }
         }
-        Some(v) => n.items = Some(Box::new(compile(v, &format!("{path}/items"))?)),
+        Some(v) => n.items = Some(Box::new(compile(v, &format!("{path}/items"), refs)?)),
         None => {}
     }
     if let Some(Value::Array(p)) = obj.get("prefixItems") {
         for (i, s) in p.iter().enumerate() {
             n.prefix_items
-                .push(compile(s, &format!("{path}/prefixItems/{i}"))?);
+                .push(compile(s, &format!("{path}/prefixItems/{i}"), refs)?);
         }
     }
     n.enumeration = obj.get("enum").and_then(Value::as_array).cloned();
@@ -223,14 +241,62 @@ fn compile(schema: &Value, path: &str) -> Result<Node, String> {
     ] {
         if let Some(Value::Array(subs)) = obj.get(key) {
             for (i, s) in subs.iter().enumerate() {
-                list.push(compile(s, &format!("{path}/{key}/{i}"))?);
+                list.push(compile(s, &format!("{path}/{key}/{i}"), refs)?);
             }
         }
     }
     if let Some(s) = obj.get("not") {
-        n.not = Some(Box::new(compile(s, &format!("{path}/not"))?));
+        n.not = Some(Box::new(compile(s, &format!("{path}/not"), refs)?));
     }
     Ok(n)
+}
+
+/// A `$ref` to a place in the same schema (`#`, `#/definitions/x`, `#/$defs/x`): the target's
+/// rules, and those of any keywords beside the reference (later drafts apply both).
+fn compile_ref(
+    obj: &Map<String, Value>,
+    target: &Value,
+    path: &str,
+    refs: Refs<'_>,
+) -> Result<Node, String> {
+    let Some(pointer) = target.as_str().and_then(|t| t.strip_prefix('#')) else {
+        return Err(format!(
+            "`$ref` at `{path}` points outside the stream's schema ({target}); dsm validates against local references (`#/definitions/...`) only"
+        ));
+    };
+    if refs.depth >= MAX_REF_DEPTH {
+        return Ok(Node::default());
+    }
+    // JSON Pointer escapes: `~1` is `/`, `~0` is `~`; a `#` fragment may also be percent-encoded.
+    let pointer = pointer.replace("%24", "$").replace("%25", "%");
+    let resolved = refs.root.pointer(&pointer).ok_or_else(|| {
+        format!(
+            "`$ref` at `{path}` points to `#{pointer}`, which the stream's schema does not have"
+        )
+    })?;
+    let deeper = Refs {
+        root: refs.root,
+        depth: refs.depth + 1,
+    };
+    let mut node = compile(resolved, &format!("{path}/$ref"), deeper)?;
+    let siblings: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "$ref")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if siblings.keys().any(|k| {
+        !matches!(
+            k.as_str(),
+            "description" | "title" | "definitions" | "$defs" | "$comment"
+        )
+    }) {
+        let beside = compile(&Value::Object(siblings), path, refs)?;
+        node = Node {
+            all_of: vec![node, beside],
+            ..Node::default()
+        };
+    }
+    Ok(node)
 }
 
 fn value_type(v: &Value) -> u8 {
@@ -691,14 +757,21 @@ impl CompiledSchema {
     /// Compiles a stream's schema; an error names the keyword that cannot be used.
     pub fn compile(schema: &Value) -> Result<CompiledSchema, String> {
         Ok(CompiledSchema {
-            root: compile(schema, "")?,
+            root: compile(
+                schema,
+                "",
+                Refs {
+                    root: schema,
+                    depth: 0,
+                },
+            )?,
         })
     }
 
     /// Checks a record; the first violation found is returned.
     pub fn check(&self, record: &Map<String, Value>) -> Result<(), Violation> {
         let mut path = String::new();
-        self.root.check_object(record, &mut path)?;
+        check_root(&self.root, record, &mut path)?;
         if let Some(t) = self.root.types
             && t & T_OBJ == 0
         {
@@ -712,6 +785,29 @@ impl CompiledSchema {
         }
         Ok(())
     }
+}
+
+/// Checks a record against a top-level schema without copying it; the rarely used top-level
+/// `anyOf`/`oneOf`/`not` are checked on a copy.
+fn check_root(
+    node: &Node,
+    record: &Map<String, Value>,
+    path: &mut String,
+) -> Result<(), Violation> {
+    node.check_object(record, path)?;
+    for s in &node.all_of {
+        check_root(s, record, path)?;
+    }
+    if !node.any_of.is_empty() || !node.one_of.is_empty() || node.not.is_some() {
+        let combinators = Node {
+            any_of: node.any_of.clone(),
+            one_of: node.one_of.clone(),
+            not: node.not.clone(),
+            ..Node::default()
+        };
+        combinators.check(&Value::Object(record.clone()), path)?;
+    }
+    Ok(())
 }
 
 /// Per-stream validation settings.
@@ -1013,5 +1109,43 @@ mod tests {
         assert!(check(schema.clone(), r#"{"v": "x", "e": 1.0}"#).is_ok());
         assert!(check(schema.clone(), r#"{"v": -1}"#).is_err());
         assert!(check(schema, r#"{"e": "b"}"#).is_err());
+    }
+
+    #[test]
+    fn local_refs_are_followed_and_others_refused() {
+        let schema = json!({
+            "definitions": {"money": {"type": "string", "pattern": "^[0-9]+\\.[0-9]{2}$"},
+                            "node": {"type": "object", "properties": {"n": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}}}},
+            "properties": {"price": {"$ref": "#/definitions/money"}, "tree": {"$ref": "#/definitions/node"}}
+        });
+        let s = CompiledSchema::compile(&schema).unwrap();
+        let rec = |v: Value| v.as_object().unwrap().clone();
+        assert!(
+            s.check(&rec(
+                json!({"price": "3.50", "tree": {"n": 1, "kids": [{"n": 2}]}})
+            ))
+            .is_ok()
+        );
+        let bad = s.check(&rec(json!({"price": "3.5"}))).unwrap_err();
+        assert_eq!(bad.path, "/price");
+        let deep = s
+            .check(&rec(json!({"tree": {"n": 1, "kids": [{"n": "two"}]}})))
+            .unwrap_err();
+        assert_eq!(deep.path, "/tree/kids/0/n");
+        // A whole-record `$ref` with a keyword beside it: both apply.
+        let root = json!({"$defs": {"r": {"required": ["id"]}}, "$ref": "#/$defs/r", "properties": {"id": {"type": "integer"}}});
+        let s = CompiledSchema::compile(&root).unwrap();
+        assert!(s.check(&rec(json!({"id": 1}))).is_ok());
+        assert!(s.check(&rec(json!({"x": 1}))).is_err());
+        assert!(s.check(&rec(json!({"id": "1"}))).is_err());
+        let e = CompiledSchema::compile(
+            &json!({"properties": {"a": {"$ref": "https://example.com/s.json"}}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("local references"), "{e}");
+        let e =
+            CompiledSchema::compile(&json!({"properties": {"a": {"$ref": "#/definitions/nope"}}}))
+                .unwrap_err();
+        assert!(e.contains("does not have"), "{e}");
     }
 }
