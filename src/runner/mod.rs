@@ -651,10 +651,30 @@ fn read_state_file(path: &std::path::Path, extractor: &str) -> Result<String> {
     Ok(text)
 }
 
-/// Where the project's `meltano.yml` says Meltano keeps its state, when that is not the default
-/// system database: `state_backend.uri` other than `systemdb`, or a `database_uri`. Only the key
-/// is named, never its value (a URI can carry a password).
-fn meltano_state_elsewhere(project: &Project) -> Option<&'static str> {
+/// Where Meltano keeps this project's state, when that is not the default system database:
+/// `MELTANO_STATE_BACKEND_URI` (process environment, then `.env`) or `state_backend.uri` other
+/// than `systemdb`, else `MELTANO_DATABASE_URI` or `database_uri`, the order in which Meltano
+/// reads them. Returns the key and where it was found; never its value (a URI can carry a
+/// password).
+fn meltano_state_elsewhere(project: &Project) -> Option<(&'static str, &'static str)> {
+    let dotenv = project.dotenv().unwrap_or_default();
+    let from_env = |key: &str| {
+        std::env::var(key)
+            .ok()
+            .map(|v| (v, "in the environment"))
+            .or_else(|| {
+                dotenv
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| (v.clone(), "in .env"))
+            })
+            .filter(|(v, _)| !v.trim().is_empty())
+    };
+    let elsewhere = |uri: &str| uri.trim() != "systemdb";
+    if let Some((uri, place)) = from_env("MELTANO_STATE_BACKEND_URI") {
+        // The variable wins over meltano.yml, also when it says `systemdb`.
+        return elsewhere(&uri).then_some(("MELTANO_STATE_BACKEND_URI", place));
+    }
     let file = project.file();
     let backend = file
         .state_backend
@@ -662,21 +682,23 @@ fn meltano_state_elsewhere(project: &Project) -> Option<&'static str> {
         .and_then(|b| b.get("uri"))
         .filter(|uri| uri.as_str().map(str::trim) != Some("systemdb"));
     if backend.is_some() {
-        Some("state_backend.uri")
-    } else if file.database_uri.is_some() {
-        Some("database_uri")
-    } else {
-        None
+        return Some(("state_backend.uri", "in meltano.yml"));
     }
+    if let Some((_, place)) = from_env("MELTANO_DATABASE_URI") {
+        return Some(("MELTANO_DATABASE_URI", place));
+    }
+    file.database_uri
+        .is_some()
+        .then_some(("database_uri", "in meltano.yml"))
 }
 
 /// The error for a flow that would start from empty state while Meltano keeps its bookmark.
-fn refuse_empty_state(state_id: &StateId, place: &str) -> Error {
+fn refuse_empty_state(state_id: &StateId, (key, place): (&str, &str)) -> Error {
     Error::config(format!(
         "dsm has no state for `{state_id}` and will not start the flow from empty state"
     ))
     .detail(format!(
-        "the project keeps its Meltano state elsewhere (`{place}` in meltano.yml)"
+        "the project keeps its Meltano state elsewhere (`{key}` {place})"
     ))
     .hint("import Meltano's state first: `meltano state export > state.json`, then `dsm state import state.json`")
     .hint("or read a Meltano system database directly: `dsm state import-meltano [PATH]`")

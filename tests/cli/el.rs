@@ -444,6 +444,48 @@ fn a_flow_without_dsm_state_is_refused_when_meltano_keeps_state_elsewhere() {
 }
 
 #[test]
+fn meltano_state_named_by_a_variable_or_dotenv_is_elsewhere_too() {
+    let p = project("", "--generate 1 --stream users");
+    let mut cmd = p.command(&["run", "tap-disc", "target-fake"]);
+    cmd.env(
+        "MELTANO_STATE_BACKEND_URI",
+        "s3://user:pa55word@bucket/state",
+    );
+    let out = crate::support::run(cmd);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("(`MELTANO_STATE_BACKEND_URI` in the environment)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pa55word"), "{}", out.stderr);
+    // The variable wins over meltano.yml, also when it names the system database.
+    let p = project(
+        "state_backend:\n  uri: s3://bucket/state",
+        "--generate 1 --stream users",
+    );
+    let mut cmd = p.command(&["run", "tap-disc", "target-fake"]);
+    cmd.env("MELTANO_STATE_BACKEND_URI", "systemdb");
+    let out = crate::support::run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // `.env` counts like the environment.
+    let p = project("", "--generate 1 --stream users");
+    p.write(
+        ".env",
+        "MELTANO_DATABASE_URI=postgresql://m:pa55word@db/meltano\n",
+    );
+    let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(`MELTANO_DATABASE_URI` in .env)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pa55word"), "{}", out.stderr);
+}
+
+#[test]
 fn imported_state_lets_the_flow_start_and_systemdb_is_not_elsewhere() {
     let p = project(
         "state_backend:\n  uri: gs://bucket/state",
