@@ -201,8 +201,8 @@ impl Verdict {
     }
 }
 
-/// Runs `probes`, at most `parallel` at a time, each with `timeout`; results come back in the
-/// order of `probes`.
+/// Runs `probes`, at most `parallel` at a time and started in their order, each with `timeout`;
+/// results come back in the order of `probes`.
 pub async fn run_probes(
     probes: Vec<Probe>,
     parallel: usize,
@@ -212,11 +212,13 @@ pub async fn run_probes(
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut handles = Vec::new();
     for probe in probes {
-        let limit = Arc::clone(&limit);
         let run_dir = Arc::clone(&run_dir);
         let fallback = (probe.plugin.clone(), probe.plugin_type, probe.test_name());
+        // The permit is taken here, before the task exists, so tests start in the order given
+        // (with `--parallel 1`, strictly one after another in that order).
+        let permit = Arc::clone(&limit).acquire_owned().await;
         let handle = tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await;
+            let _permit = permit;
             run_probe(&probe, timeout, &run_dir).await
         });
         handles.push((fallback, handle));
