@@ -62,7 +62,7 @@ impl Default for PipelineOptions {
             grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(60),
             timeout: None,
-            chunk_bytes: 128 * 1024,
+            chunk_bytes: 256 * 1024,
             channel_chunks: 4,
             pipe_bytes: 1024 * 1024,
             log: None,

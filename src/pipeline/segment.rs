@@ -316,16 +316,16 @@ impl Reader {
         let bytes: &[u8] = sanitized.as_deref().unwrap_or(line);
         match &env.kind {
             MessageKind::Schema => {
-                if let Some(s) = &env.stream
+                if let Some(s) = env.stream.as_deref()
                     && !state.schemas.contains(s)
                 {
-                    state.schemas.insert(s.clone());
+                    state.schemas.insert(s.to_owned());
                 }
             }
             MessageKind::Record => {
                 // Most records are of the same stream as the one before: skip the hash.
-                if let Some(s) = &env.stream
-                    && *s != state.last_checked
+                if let Some(s) = env.stream.as_deref()
+                    && s != state.last_checked
                 {
                     if self.records_need_schema && !state.schemas.contains(s) {
                         self.bad_line(
@@ -336,7 +336,8 @@ impl Reader {
                         )?;
                         return Ok(Action::Skip);
                     }
-                    state.last_checked.clone_from(s);
+                    state.last_checked.clear();
+                    state.last_checked.push_str(s);
                 }
             }
             MessageKind::Unknown(t) if state.warned_types.insert(t.clone()) => {
@@ -345,7 +346,7 @@ impl Reader {
             _ => {}
         }
         if self.index == 0
-            && let Some(s) = &env.stream
+            && let Some(s) = env.stream.as_deref()
         {
             report.count(s, bytes.len(), env.kind == MessageKind::Record);
         }

@@ -5,6 +5,7 @@
 //! `-Infinity` tokens that singer-python writes for floats and reports where they are, so the
 //! caller can turn them into `null` (they are not JSON and must never be passed on).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Containers nested deeper than this are rejected (a guard against hostile input).
@@ -30,19 +31,20 @@ pub enum MessageKind {
 impl MessageKind {
     /// Parses a `type` value, ignoring ASCII case.
     pub fn from_type(value: &str) -> Self {
-        let known = [
-            ("SCHEMA", MessageKind::Schema),
-            ("RECORD", MessageKind::Record),
-            ("STATE", MessageKind::State),
-            ("ACTIVATE_VERSION", MessageKind::ActivateVersion),
-            ("BATCH", MessageKind::Batch),
-        ];
-        for (name, kind) in known {
-            if value.eq_ignore_ascii_case(name) {
-                return kind;
-            }
-        }
-        MessageKind::Unknown(value.to_owned())
+        Self::known(value.as_bytes()).unwrap_or_else(|| MessageKind::Unknown(value.to_owned()))
+    }
+
+    /// One of the five Singer types, from the bytes of a `type` value; no allocation.
+    fn known(value: &[u8]) -> Option<Self> {
+        let kind = match value.len() {
+            6 if value.eq_ignore_ascii_case(b"RECORD") => MessageKind::Record,
+            6 if value.eq_ignore_ascii_case(b"SCHEMA") => MessageKind::Schema,
+            5 if value.eq_ignore_ascii_case(b"STATE") => MessageKind::State,
+            5 if value.eq_ignore_ascii_case(b"BATCH") => MessageKind::Batch,
+            16 if value.eq_ignore_ascii_case(b"ACTIVATE_VERSION") => MessageKind::ActivateVersion,
+            _ => return None,
+        };
+        Some(kind)
     }
 
     /// The canonical (upper-case) name of the type.
@@ -69,18 +71,19 @@ impl MessageKind {
     }
 }
 
-/// What the scanner learned about a line.
+/// What the scanner learned about a line. The stream name is borrowed from the line unless it
+/// had to be unescaped: scanning a plain line allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// The message type.
     pub kind: MessageKind,
     /// The `stream` value, when the line has one.
-    pub stream: Option<String>,
+    pub stream: Option<Cow<'a, str>>,
     /// Byte ranges of `NaN` / `Infinity` / `-Infinity` tokens, to be replaced by `null`.
     pub non_finite: Vec<Range<usize>>,
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// Whether the line must be rewritten before it is passed on.
     pub fn needs_sanitizing(&self) -> bool {
         !self.non_finite.is_empty()
@@ -119,7 +122,7 @@ pub enum ScanError {
 }
 
 /// Scans one line (without its newline) and returns its envelope.
-pub fn scan(line: &[u8]) -> Result<Envelope, ScanError> {
+pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
     let mut s = Scanner {
         b: line,
         i: 0,
@@ -141,8 +144,8 @@ pub fn scan(line: &[u8]) -> Result<Envelope, ScanError> {
         };
     }
     s.i += 1;
-    let mut kind: Option<Result<String, ()>> = None;
-    let mut stream: Option<Result<String, ()>> = None;
+    let mut kind: Option<Result<Cow<'_, str>, ()>> = None;
+    let mut stream: Option<Result<Cow<'_, str>, ()>> = None;
     s.ws();
     if s.peek() == Some(b'}') {
         s.i += 1;
@@ -169,19 +172,22 @@ pub fn scan(line: &[u8]) -> Result<Envelope, ScanError> {
             match wanted {
                 Some(slot) if s.peek() == Some(b'"') => {
                     let r = s.string_range()?;
-                    let raw = &s.b[r.start - 1..r.end + 1];
-                    let text = if raw[1..raw.len() - 1].contains(&b'\\') {
-                        decode_string(raw).ok_or(ScanError::Syntax {
-                            offset: r.start,
-                            reason: "bad string escape",
-                        })?
+                    let b = s.b;
+                    let inner = &b[r.clone()];
+                    let text = if inner.contains(&b'\\') {
+                        Cow::Owned(decode_string(&b[r.start - 1..r.end + 1]).ok_or(
+                            ScanError::Syntax {
+                                offset: r.start,
+                                reason: "bad string escape",
+                            },
+                        )?)
                     } else {
-                        String::from_utf8(raw[1..raw.len() - 1].to_vec()).map_err(|_| {
+                        Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| {
                             ScanError::Syntax {
                                 offset: r.start,
                                 reason: "invalid UTF-8",
                             }
-                        })?
+                        })?)
                     };
                     *slot = Some(Ok(text));
                 }
@@ -209,7 +215,9 @@ pub fn scan(line: &[u8]) -> Result<Envelope, ScanError> {
     let kind = match kind {
         None => return Err(ScanError::MissingType),
         Some(Err(())) => return Err(ScanError::TypeNotString),
-        Some(Ok(t)) => MessageKind::from_type(&t),
+        Some(Ok(t)) => {
+            MessageKind::known(t.as_bytes()).unwrap_or_else(|| MessageKind::Unknown(t.into_owned()))
+        }
     };
     let stream = match stream {
         None => None,
@@ -244,6 +252,18 @@ pub fn sanitize(line: &[u8], non_finite: &[Range<usize>]) -> Vec<u8> {
 
 fn decode_string(quoted: &[u8]) -> Option<String> {
     serde_json::from_slice::<String>(quoted).ok()
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Flags (bit 7 of a byte) the bytes of `word` that equal `c`. A byte above a true match may
+/// be flagged wrongly (the subtraction borrows), never one below it: the lowest flag is exact,
+/// also after OR-ing the flags of several bytes.
+#[inline(always)]
+fn bytes_equal(word: u64, c: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(c));
+    x.wrapping_sub(ONES) & !x & HIGHS
 }
 
 struct Scanner<'a> {
@@ -298,18 +318,35 @@ impl Scanner<'_> {
         }
         let start = self.i + 1;
         let mut j = start;
-        // Keys and most values are short: a plain loop over the first bytes is cheaper than
-        // setting up memchr. A backslash or newline is left to the loop below.
-        let short_end = (start + 24).min(self.b.len());
-        while j < short_end {
-            match self.b[j] {
-                b'"' => {
-                    self.i = j + 1;
-                    return Ok(start..j);
-                }
-                b'\\' | b'\n' => break,
-                _ => j += 1,
+        // Keys and most values are short: eight bytes at a time (SWAR) over the first few
+        // words is cheaper than setting up memchr; longer strings go on with memchr below.
+        let mut words = 0;
+        while words < 4 && j + 8 <= self.b.len() {
+            let word = u64::from_le_bytes(self.b[j..j + 8].try_into().expect("8 bytes"));
+            let hits =
+                bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_equal(word, b'\n');
+            if hits == 0 {
+                j += 8;
+                words += 1;
+                continue;
             }
+            // The lowest flagged byte is always a true match (see `bytes_equal`).
+            let at = j + (hits.trailing_zeros() / 8) as usize;
+            match self.b[at] {
+                b'"' => {
+                    self.i = at + 1;
+                    return Ok(start..at);
+                }
+                b'\\' => j = at + 2,
+                _ => {
+                    self.i = at;
+                    return Err(self.err("control character in a string"));
+                }
+            }
+        }
+        if j > self.b.len() {
+            self.i = self.b.len();
+            return Err(self.err("unterminated string"));
         }
         loop {
             match memchr::memchr3(b'"', b'\\', b'\n', &self.b[j..]) {
@@ -476,6 +513,32 @@ mod tests {
     fn decodes_escaped_stream_names() {
         let e = scan(br#"{"type":"RECORD","stream":"a\"b\u00e9","record":{}}"#).unwrap();
         assert_eq!(e.stream.as_deref(), Some("a\"bé"));
+    }
+
+    #[test]
+    fn string_ends_and_escapes_are_found_at_every_offset() {
+        // Issue 3: strings are skipped eight bytes at a time; a quote, backslash or raw
+        // newline must be seen wherever it falls in a word.
+        for n in 0..48 {
+            let pad = "x".repeat(n);
+            let ok =
+                format!(r#"{{"type":"RECORD","stream":"s{pad}\"q","record":{{"a":"{pad}\\"}}}}"#);
+            let e = scan(ok.as_bytes()).unwrap();
+            assert_eq!(e.stream.as_deref(), Some(format!("s{pad}\"q").as_str()));
+            let raw_newline = format!(
+                r#"{{"type":"RECORD","stream":"s","record":{{"a":"{pad}
+"}}}}"#
+            );
+            assert_eq!(
+                scan(raw_newline.as_bytes()),
+                Err(ScanError::Syntax {
+                    offset: 45 + n,
+                    reason: "control character in a string"
+                })
+            );
+            let open = format!(r#"{{"type":"RECORD","stream":"s","record":{{"a":"{pad}\"#);
+            assert!(scan(open.as_bytes()).is_err(), "accepted {open}");
+        }
     }
 
     #[test]

@@ -98,7 +98,8 @@ impl SqliteStore {
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         enable_wal(&conn)?;
-        // FULL: a committed bookmark survives a power cut, not only a crash of dsm.
+        // FULL by default: a committed bookmark survives a power cut, not only a crash of dsm.
+        // Run-history writes relax this for their own transaction (see `write_history`).
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         migrate(&mut conn, path)?;
@@ -144,6 +145,30 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// Like [`Self::write`], for bookkeeping that need not survive a power cut: locks,
+    /// heartbeats and run-history rows. The transaction commits with `synchronous=NORMAL`,
+    /// which in WAL mode skips the fsync of the log at commit. The database stays consistent
+    /// after any crash; a crash of dsm alone loses nothing (the OS has the write); only a
+    /// power cut or OS crash may lose the last such transactions, and then the run reads as
+    /// killed (stale heartbeat) or is missing. Bookmarks, secrets and settings never go
+    /// through here: their commits stay FULL, and a FULL commit also syncs every relaxed
+    /// transaction before it.
+    fn write_history<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = (|| -> Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        // Back to FULL whatever happened, before any other write can use the connection.
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let out = out?;
+        restored?;
         Ok(out)
     }
 
@@ -706,7 +731,7 @@ impl Store for SqliteStore {
         force: bool,
     ) -> Result<FlowLock> {
         let token = uuid::Uuid::new_v4().to_string();
-        self.write(|tx| {
+        self.write_history(|tx| {
             if let Some(holder) = holder_in(tx, state_id, self.stale_after)? {
                 if !holder.stale && !force {
                     return Err(already_running_error(&holder));
@@ -745,7 +770,7 @@ impl Store for SqliteStore {
     }
 
     fn heartbeat(&self, lock: &FlowLock) -> Result<bool> {
-        self.write(|tx| {
+        self.write_history(|tx| {
             let now = now_text();
             let n = tx.execute(
                 "UPDATE flow_locks SET heartbeat_at = ?1 WHERE state_id = ?2 AND token = ?3",
@@ -762,7 +787,7 @@ impl Store for SqliteStore {
     }
 
     fn release_lock(&self, lock: &FlowLock) -> Result<()> {
-        self.write(|tx| {
+        self.write_history(|tx| {
             tx.execute(
                 "DELETE FROM flow_locks WHERE state_id = ?1 AND token = ?2",
                 params![lock.state_id.as_str(), lock.token],
@@ -777,7 +802,7 @@ impl Store for SqliteStore {
 
     fn begin_run(&self, run: &NewRun) -> Result<RunId> {
         let run_id = run.run_id.clone().unwrap_or_else(RunId::generate);
-        self.write(|tx| {
+        self.write_history(|tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
                 [run_id.as_str()],
@@ -808,7 +833,7 @@ impl Store for SqliteStore {
     }
 
     fn heartbeat_run(&self, run_id: &RunId) -> Result<()> {
-        self.write(|tx| {
+        self.write_history(|tx| {
             tx.execute(
                 "UPDATE runs SET heartbeat_at = ?1 WHERE run_id = ?2 AND status = 'running'",
                 params![now_text(), run_id.as_str()],
@@ -818,7 +843,7 @@ impl Store for SqliteStore {
     }
 
     fn record_stream_stats(&self, run_id: &RunId, stats: &[StreamStats]) -> Result<()> {
-        self.write(|tx| {
+        self.write_history(|tx| {
             for s in stats {
                 tx.execute(
                     "INSERT INTO run_streams (run_id, stream, records, bytes) VALUES (?1, ?2, ?3, ?4)
@@ -849,7 +874,7 @@ impl Store for SqliteStore {
                 "run `{run_id}` cannot finish with status `running`"
             )));
         }
-        self.write(|tx| {
+        self.write_history(|tx| {
             let n = tx.execute(
                 "UPDATE runs SET status = ?1, ended_at = ?2, heartbeat_at = ?2, error = ?3 WHERE run_id = ?4",
                 params![finish.status.as_str(), now_text(), finish.error, run_id.as_str()],
@@ -1067,7 +1092,7 @@ impl Store for SqliteStore {
     }
 
     fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()> {
-        self.write(|tx| {
+        self.write_history(|tx| {
             for a in artifacts {
                 tx.execute(
                     "INSERT INTO run_artifacts (run_id, path, kind, stream, records) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -641,3 +641,50 @@ fn the_heartbeat_thread_keeps_a_run_without_a_lock_alive() {
     );
     drop(beat);
 }
+
+/// `PRAGMA synchronous` of the store's connection: 1 is NORMAL, 2 is FULL.
+fn synchronous(store: &SqliteStore) -> i64 {
+    store
+        .read(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[test]
+fn run_history_writes_relax_durability_for_themselves_only() {
+    // Issue 3: run-history rows commit without an fsync; bookmarks must still commit FULL, so
+    // a relaxed write must hand the connection back at FULL, also when it fails.
+    let (_tmp, store) = open();
+    assert_eq!(synchronous(&store), 2);
+    let run = store
+        .begin_run(&NewRun {
+            trigger: "cli".into(),
+            ..NewRun::default()
+        })
+        .unwrap();
+    assert_eq!(synchronous(&store), 2);
+    let dup = store.begin_run(&NewRun {
+        run_id: Some(run.clone()),
+        trigger: "cli".into(),
+        ..NewRun::default()
+    });
+    assert!(dup.is_err());
+    assert_eq!(synchronous(&store), 2);
+    // Inside a relaxed write the connection is at NORMAL; inside a bookmark write at FULL.
+    let inside = store
+        .write_history(|tx| Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .unwrap();
+    assert_eq!(inside, 1);
+    let inside = store
+        .write(|tx| Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .unwrap();
+    assert_eq!(inside, 2);
+    store
+        .commit_state(
+            &sid("dev:a-to-b"),
+            r#"{"bookmarks":{"s":1}}"#,
+            false,
+            Some(&run),
+        )
+        .unwrap();
+    assert_eq!(synchronous(&store), 2);
+}
