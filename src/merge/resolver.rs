@@ -2,7 +2,7 @@
 //! emits a merged record only when its resolved value changed.
 //!
 //! Memory does not grow with the number of keys: one key's row is read, resolved and written
-//! back per record; SQLite's page cache is the only cache. Writes are batched in transactions
+//! back per record; the open batch's conflict-log rows and sent keys are held until it commits (bounded by the batch size, not by the number of keys). Writes are batched in transactions
 //! of at most [`Resolver::BATCH`] records or [`Resolver::MAX_BATCH_AGE`]; [`Resolver::flush`]
 //! commits the rest. Dropping a resolver without flushing rolls the open batch back, so records
 //! whose resolution was not committed are resolved and sent again next time.
