@@ -2,7 +2,7 @@
 //! emits a merged record only when its resolved value changed.
 //!
 //! Memory does not grow with the number of keys: one key's row is read, resolved and written
-//! back per record; SQLite's page cache is the only cache. Writes are batched in transactions
+//! back per record; the open batch's conflict-log rows and sent keys are held until it commits (bounded by the batch size, not by the number of keys). Writes are batched in transactions
 //! of at most [`Resolver::BATCH`] records or [`Resolver::MAX_BATCH_AGE`]; [`Resolver::flush`]
 //! commits the rest. Dropping a resolver without flushing rolls the open batch back, so records
 //! whose resolution was not committed are resolved and sent again next time.
@@ -33,7 +33,7 @@ use super::MergeError;
 use super::declaration::{MergedStream, NullKeyRule};
 use super::rules::{self, Candidate, Verdict};
 use super::schema::PROVENANCE_FIELD;
-use super::store::{self, EntityRow, NewConflict};
+use super::store::{self, ConflictRow, EntityRow};
 use super::value::normalise_time;
 
 /// The run a resolver works for.
@@ -91,6 +91,15 @@ pub struct Resolver {
     opened: Option<Instant>,
     mark: u64,
     stats: ResolverStats,
+    /// The last `time_extracted` seen and its normalised form: taps stamp runs of records with
+    /// the same time, and parsing and formatting it per record is a measurable share of the work.
+    last_arrival: Option<(String, Option<String>)>,
+    /// The conflict-log time (`logged_at`), formatted once per millisecond.
+    clock: LogClock,
+    /// Conflict-log rows of the open batch not yet written (see [`Resolver::write_pending`]).
+    conflicts: Vec<ConflictRow>,
+    /// Keys sent in the open batch, with their mark, not yet noted in `merge_unconfirmed`.
+    unconfirmed: Vec<(u64, String)>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -103,8 +112,24 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
-fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+/// The `logged_at` text of conflict-log rows (RFC 3339, milliseconds, UTC), formatted again only
+/// when the millisecond changes.
+#[derive(Debug, Default)]
+struct LogClock {
+    millis: i64,
+    text: String,
+}
+
+impl LogClock {
+    fn now(&mut self) -> &str {
+        let now = Utc::now();
+        let millis = now.timestamp_millis();
+        if self.text.is_empty() || millis != self.millis {
+            self.millis = millis;
+            self.text = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        }
+        &self.text
+    }
 }
 
 impl Resolver {
@@ -134,12 +159,44 @@ impl Resolver {
             opened: None,
             mark: 0,
             stats: ResolverStats::default(),
+            last_arrival: None,
+            clock: LogClock::default(),
+            conflicts: Vec::new(),
+            unconfirmed: Vec::new(),
         })
     }
 
-    /// The connection (for reading the tables, or the conflict log).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The connection (for reading the tables, or the conflict log), after writing the rows the
+    /// open batch still holds, so that reads see everything resolved so far.
+    pub fn connection(&mut self) -> Result<&Connection, MergeError> {
+        self.write_pending()?;
+        Ok(&self.conn)
+    }
+
+    /// Writes the conflict-log rows and unconfirmed keys the open batch holds. They are kept
+    /// back and written many rows per statement, which is cheaper than one statement each; they
+    /// are always written inside the batch's transaction, before it commits and before any other
+    /// statement reads or deletes those tables.
+    fn write_pending(&mut self) -> Result<(), MergeError> {
+        if !self.conflicts.is_empty() {
+            store::insert_conflicts(
+                &self.conn,
+                &self.decl.name,
+                &self.run.run_id,
+                &self.conflicts,
+            )?;
+            self.conflicts.clear();
+        }
+        if !self.unconfirmed.is_empty() {
+            store::note_unconfirmed_many(
+                &self.conn,
+                &self.decl.name,
+                &self.run.run_id,
+                &self.unconfirmed,
+            )?;
+            self.unconfirmed.clear();
+        }
+        Ok(())
     }
 
     /// The key in common field names.
@@ -159,6 +216,7 @@ impl Resolver {
 
     /// Commits the open batch.
     pub fn flush(&mut self) -> Result<(), MergeError> {
+        self.write_pending()?;
         if self.in_tx {
             self.conn.execute_batch("COMMIT")?;
             self.in_tx = false;
@@ -185,6 +243,7 @@ impl Resolver {
     /// The loader confirmed everything this run sent before `mark` (`None`: everything). Joins
     /// the open batch when there is one.
     pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
+        self.write_pending()?;
         store::confirm(&self.conn, &self.decl.name, &self.run.run_id, before)?;
         Ok(())
     }
@@ -266,8 +325,8 @@ impl Resolver {
         let key_values: Vec<&Value> = self.key.iter().map(|k| &mapped[k]).collect();
         let key = serde_json::to_string(&key_values).expect("JSON values serialise");
 
-        let arrival = time_extracted
-            .and_then(normalise_time)
+        let arrival = self
+            .arrival(time_extracted)
             .unwrap_or_else(|| self.started.clone());
         let row = store::load_entity(&self.conn, &self.decl.name, &key)?;
         let mut candidates: Candidates = match &row {
@@ -340,16 +399,23 @@ impl Resolver {
             &self.run.run_id,
         )?;
         if emitted.is_some() {
-            store::note_unconfirmed(
-                &self.conn,
-                &self.decl.name,
-                &self.run.run_id,
-                self.mark,
-                &key,
-            )?;
+            self.unconfirmed.push((self.mark, key));
         }
         self.tick()?;
         Ok(emitted)
+    }
+
+    /// `time_extracted` normalised (see [`normalise_time`]), remembering the last one.
+    fn arrival(&mut self, time_extracted: Option<&str>) -> Option<String> {
+        let text = time_extracted?;
+        match &self.last_arrival {
+            Some((seen, normal)) if seen == text => normal.clone(),
+            _ => {
+                let normal = normalise_time(text);
+                self.last_arrival = Some((text.to_owned(), normal.clone()));
+                normal
+            }
+        }
     }
 
     fn tick(&mut self) -> Result<(), MergeError> {
@@ -385,22 +451,16 @@ impl Resolver {
             NullKeyRule::Quarantine => {
                 let mut by_source = Map::new();
                 by_source.insert(source.to_owned(), Value::Object(record));
-                let now = now_text();
-                store::insert_conflict(
-                    &self.conn,
-                    &NewConflict {
-                        stream: &decl.name,
-                        key: "null",
-                        field,
-                        candidates: Value::Object(by_source).to_string(),
-                        winner: None,
-                        winning_source: None,
-                        rule: "null_key",
-                        outcome: "null_key",
-                        run_id: &self.run.run_id,
-                        logged_at: &now,
-                    },
-                )?;
+                self.conflicts.push(ConflictRow {
+                    key: "null".to_owned(),
+                    field: field.to_owned(),
+                    candidates: Value::Object(by_source).to_string(),
+                    winner: None,
+                    winning_source: None,
+                    rule: "null_key",
+                    outcome: "null_key",
+                    logged_at: self.clock.now().to_owned(),
+                });
                 self.stats.conflicts += 1;
                 self.tick()
             }
@@ -408,7 +468,11 @@ impl Resolver {
     }
 
     /// Resolves every field of a key from its candidates.
-    fn resolve_key(&self, key: &str, candidates: &Candidates) -> Result<KeyOutcome, MergeError> {
+    fn resolve_key(
+        &mut self,
+        key: &str,
+        candidates: &Candidates,
+    ) -> Result<KeyOutcome, MergeError> {
         let decl = &self.decl;
         let mut ordered: Vec<(usize, &str, &StoredCandidate)> = candidates
             .iter()
@@ -471,22 +535,16 @@ impl Resolver {
                     Verdict::Quarantine => ("quarantined", None, None),
                     Verdict::Fail => ("failed", None, None),
                 };
-                let now = now_text();
-                store::insert_conflict(
-                    &self.conn,
-                    &NewConflict {
-                        stream: &decl.name,
-                        key,
-                        field,
-                        candidates: Value::Object(by_source).to_string(),
-                        winner,
-                        winning_source,
-                        rule: rule.name(),
-                        outcome,
-                        run_id: &self.run.run_id,
-                        logged_at: &now,
-                    },
-                )?;
+                self.conflicts.push(ConflictRow {
+                    key: key.to_owned(),
+                    field: field.to_owned(),
+                    candidates: Value::Object(by_source).to_string(),
+                    winner,
+                    winning_source: winning_source.map(str::to_owned),
+                    rule: rule.name(),
+                    outcome,
+                    logged_at: self.clock.now().to_owned(),
+                });
                 out.conflicts += 1;
                 match resolution.verdict {
                     Verdict::Fail => {

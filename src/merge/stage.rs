@@ -54,16 +54,17 @@ impl MergeStage {
         })
     }
 
-    fn connection(&self) -> &Connection {
-        match (&self.resolver, &self.conn) {
+    fn connection(&mut self) -> Result<&Connection, MergeError> {
+        match (&mut self.resolver, &self.conn) {
             (Some(r), _) => r.connection(),
-            (None, Some(c)) => c,
+            (None, Some(c)) => Ok(c),
             (None, None) => unreachable!("the connection moves into the resolver"),
         }
     }
 
     fn on_schema(&mut self, schema: SchemaMessage) -> Result<SchemaMessage, MergeError> {
-        let stored = store::load_schemas(self.connection(), &self.decl.name)?;
+        let name = self.decl.name.clone();
+        let stored = store::load_schemas(self.connection()?, &name)?;
         let mut all: Vec<(&str, &SchemaMessage)> = stored
             .iter()
             .filter(|(s, _)| *s != self.source && self.decl.source(s).is_some())
@@ -72,7 +73,8 @@ impl MergeStage {
         all.push((self.source.as_str(), &schema));
         // Checked before any record of this source moves.
         let merged = self.decl.merged_schema(&all)?;
-        store::save_schema(self.connection(), &self.decl.name, &self.source, &schema)?;
+        let source = self.source.clone();
+        store::save_schema(self.connection()?, &name, &source, &schema)?;
         match &self.resolver {
             Some(r) if r_key(r) != merged.key => {
                 return Err(MergeError::declaration(format!(
@@ -184,7 +186,8 @@ impl MergeStage {
     pub fn finish(&mut self) -> Result<ResolverStats, MergeError> {
         if let Some(days) = self.decl.conflict_retention_days {
             let cutoff = Utc::now() - Duration::days(i64::from(days));
-            conflicts::prune(self.connection(), cutoff, Some(&self.decl.name))?;
+            let name = self.decl.name.clone();
+            conflicts::prune(self.connection()?, cutoff, Some(&name))?;
         }
         match self.resolver.as_mut() {
             Some(r) => {

@@ -1,6 +1,8 @@
 //! The SQLite tables of merged streams. Every function takes a `&rusqlite::Connection`, so the
 //! system store can hand over its connection.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
@@ -204,6 +206,110 @@ pub fn insert_conflict(conn: &Connection, c: &NewConflict<'_>) -> Result<(), Mer
         c.logged_at
     ])?;
     Ok(())
+}
+
+/// A conflict-log row the resolver holds until its batch is written (see [`insert_conflicts`]).
+#[derive(Debug, Clone)]
+pub struct ConflictRow {
+    /// The key (JSON array text).
+    pub key: String,
+    /// The common field.
+    pub field: String,
+    /// The candidates by source (JSON object text).
+    pub candidates: String,
+    /// The winning value (JSON text), if any.
+    pub winner: Option<String>,
+    /// The winning source, if any.
+    pub winning_source: Option<String>,
+    /// The rule.
+    pub rule: &'static str,
+    /// `resolved`, `quarantined`, `failed` or `null_key`.
+    pub outcome: &'static str,
+    /// When (RFC 3339, UTC).
+    pub logged_at: String,
+}
+
+/// Rows per multi-row INSERT: one statement per this many rows instead of one per row saves
+/// most of SQLite's per-statement work (binding stays per value; 10 × 32 values is far below
+/// SQLite's limit on parameters).
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT INTO {table} ({columns}) VALUES (?, …), …` with `rows` groups of `width` parameters.
+fn multi_row_insert(head: &str, width: usize, rows: usize) -> String {
+    let group = format!("({})", vec!["?"; width].join(", "));
+    format!("{head} VALUES {}", vec![group; rows].join(", "))
+}
+
+/// Runs the cached statement `sql` once per group of rows: full groups of [`ROWS_PER_INSERT`]
+/// through `full`, the rest one row at a time through `one`; `bind` gives one row's values.
+fn insert_rows<'a, T, const W: usize>(
+    conn: &Connection,
+    full: &str,
+    one: &str,
+    rows: &'a [T],
+    bind: impl Fn(&'a T) -> [&'a dyn rusqlite::ToSql; W],
+) -> Result<(), MergeError> {
+    let whole = rows.len() - rows.len() % ROWS_PER_INSERT;
+    let (head, tail) = rows.split_at(whole);
+    for (sql, groups) in [(full, head.chunks(ROWS_PER_INSERT)), (one, tail.chunks(1))] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        for group in groups {
+            let mut i = 0;
+            for row in group {
+                for v in bind(row) {
+                    i += 1;
+                    stmt.raw_bind_parameter(i, v)?;
+                }
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends rows to the conflict log of `stream`, in order (their ids follow that order).
+pub fn insert_conflicts(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+    rows: &[ConflictRow],
+) -> Result<(), MergeError> {
+    const HEAD: &str = "INSERT INTO merge_conflicts
+        (stream, key, field, candidates, winner, winning_source, rule, outcome, run_id, logged_at)";
+    static FULL: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 10, ROWS_PER_INSERT));
+    static ONE: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 10, 1));
+    insert_rows(conn, &FULL, &ONE, rows, |c| {
+        [
+            &stream,
+            &c.key,
+            &c.field,
+            &c.candidates,
+            &c.winner,
+            &c.winning_source,
+            &c.rule,
+            &c.outcome,
+            &run_id,
+            &c.logged_at,
+        ]
+    })
+}
+
+/// Notes that the records of `keys` (each with its mark) were sent by `run_id` and await the
+/// loader (see [`note_unconfirmed`]).
+pub fn note_unconfirmed_many(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+    keys: &[(u64, String)],
+) -> Result<(), MergeError> {
+    const HEAD: &str = "INSERT OR IGNORE INTO merge_unconfirmed (stream, run_id, mark, key)";
+    static FULL: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 4, ROWS_PER_INSERT));
+    static ONE: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 4, 1));
+    let marks: Vec<i64> = keys.iter().map(|(m, _)| mark_sql(*m)).collect();
+    let rows: Vec<(&i64, &String)> = marks.iter().zip(keys.iter().map(|(_, k)| k)).collect();
+    insert_rows(conn, &FULL, &ONE, &rows, |(mark, key)| {
+        [&stream, &run_id, *mark, *key]
+    })
 }
 
 /// Notes that the record of `key` was sent under `mark` of `run_id` and awaits the loader.

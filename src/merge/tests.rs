@@ -139,8 +139,8 @@ fn new_resolver(decl: MergedStream, run_id: &str) -> Resolver {
 }
 
 /// The resolved table keyed like the emitted outputs (by `id`).
-fn table(r: &Resolver) -> BTreeMap<String, Map<String, Value>> {
-    resolved_records(r.connection(), "companies")
+fn table(r: &mut Resolver) -> BTreeMap<String, Map<String, Value>> {
+    resolved_records(r.connection().unwrap(), "companies")
         .unwrap()
         .into_iter()
         .map(|(_, v)| (k_of(&v), v))
@@ -152,7 +152,7 @@ fn three_overlapping_sources_resolve_with_every_policy() {
     let mut r = new_resolver(every_policy(), "run-1");
     let mut outputs = BTreeMap::new();
     feed(&mut r, &inputs(), &mut outputs);
-    let t = table(&r);
+    let t = table(&mut r);
     let acme = &t["1"];
     assert_eq!(
         acme["name"],
@@ -180,14 +180,14 @@ fn three_overlapping_sources_resolve_with_every_policy() {
     // it had before the disagreement, and the key is held back.
     assert_eq!(t["2"]["name"], json!("Beta CSV"));
     assert_eq!(
-        quarantined_keys(r.connection(), "companies").unwrap(),
+        quarantined_keys(r.connection().unwrap(), "companies").unwrap(),
         ["[2]"]
     );
     assert_eq!(r.stats().null_keys, 1);
     // What was emitted, applied as upserts, is the resolved table.
     assert_eq!(outputs, t);
 
-    let log = conflicts::list(r.connection(), &ConflictFilter::default()).unwrap();
+    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
     let revenue = log
         .iter()
         .find(|e| e.key == json!([1]) && e.field == "revenue")
@@ -221,7 +221,7 @@ fn quarantined_key_is_released_when_sources_agree() {
     assert_eq!(outputs["2"]["name"], json!("Beta Manual"));
     assert_eq!(outputs["2"]["country"], json!("FR"));
     assert!(
-        quarantined_keys(r.connection(), "companies")
+        quarantined_keys(r.connection().unwrap(), "companies")
             .unwrap()
             .is_empty()
     );
@@ -254,12 +254,12 @@ fn final_table_is_the_same_whatever_order_the_sources_run_in() {
             let block: Vec<Input> = all.iter().filter(|x| x.0 == sources[i]).cloned().collect();
             feed(&mut r, &block, &mut outputs);
         }
-        let mut t = table(&r);
+        let mut t = table(&mut r);
         assert_eq!(outputs, t);
         // A key quarantined after it was sent keeps what was sent before the disagreement,
         // which depends on order by nature; every other key must match.
         assert_eq!(
-            quarantined_keys(r.connection(), "companies").unwrap(),
+            quarantined_keys(r.connection().unwrap(), "companies").unwrap(),
             ["[2]"]
         );
         t.remove("2");
@@ -274,14 +274,14 @@ fn replaying_the_same_input_emits_nothing_new() {
     let mut r = new_resolver(every_policy(), "run-1");
     let mut outputs = BTreeMap::new();
     assert!(feed(&mut r, &inputs(), &mut outputs) >= 4);
-    let before = table(&r);
-    let logged = conflicts::list(r.connection(), &ConflictFilter::default())
+    let before = table(&mut r);
+    let logged = conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
         .unwrap()
         .len();
     assert_eq!(feed(&mut r, &inputs(), &mut outputs), 0);
-    assert_eq!(table(&r), before);
+    assert_eq!(table(&mut r), before);
     assert_eq!(
-        conflicts::list(r.connection(), &ConflictFilter::default())
+        conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
             .unwrap()
             .len(),
         logged
@@ -322,7 +322,8 @@ fn a_source_synced_tomorrow_is_resolved_against_today() {
         "max keeps yesterday's csv value"
     );
     assert_eq!(acme["email"], json!("a@csv"));
-    let counts = conflicts::counts(tomorrow.connection(), &ConflictFilter::default()).unwrap();
+    let counts =
+        conflicts::counts(tomorrow.connection().unwrap(), &ConflictFilter::default()).unwrap();
     assert_eq!(counts[0].run_id, "d2");
 }
 
@@ -343,7 +344,7 @@ fn fail_rule_stops_on_disagreement_and_logs_it() {
         e.to_string(),
         "sources of merged stream `companies` disagree on field `revenue` of key [9]: 2 from `api`, 1 from `csv`"
     );
-    let log = conflicts::list(r.connection(), &ConflictFilter::default()).unwrap();
+    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
     assert_eq!(log[0].outcome, "failed");
 }
 
@@ -366,7 +367,7 @@ fn null_keys_follow_their_rule() {
             .is_none()
     );
     r.flush().unwrap();
-    let log = conflicts::list(r.connection(), &ConflictFilter::default()).unwrap();
+    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
     assert_eq!(
         (log[0].outcome.as_str(), log[0].field.as_str()),
         ("null_key", "id")
@@ -562,7 +563,7 @@ proptest! {
                 }
             }
             r.flush().unwrap();
-            let t = resolved_records(r.connection(), "companies").unwrap();
+            let t = resolved_records(r.connection().unwrap(), "companies").unwrap();
             (t, outputs)
         };
         let canonical: Vec<usize> =
