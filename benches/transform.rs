@@ -25,8 +25,21 @@ use serde_json::json;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const RECORDS: usize = 200_000;
-const ROUNDS: usize = 5;
+/// Whether this is a measurement (`cargo bench` passes `--bench`) rather than the smoke run
+/// `cargo test --all-targets` makes of every bench target.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// Records per round.
+fn records_per_round() -> usize {
+    if measuring() { 200_000 } else { 5_000 }
+}
+
+/// Rounds per scenario (the best counts).
+fn rounds() -> usize {
+    if measuring() { 5 } else { 1 }
+}
 
 fn lines() -> (Vec<u8>, Vec<Vec<u8>>) {
     let schema = json!({"type": "SCHEMA", "stream": "users", "key_properties": ["id"], "schema": {
@@ -43,7 +56,7 @@ fn lines() -> (Vec<u8>, Vec<Vec<u8>>) {
             "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
             "note": {"type": ["string", "null"]}}}});
     let countries = ["US", "DE", "FR", "JP"];
-    let records = (0..RECORDS)
+    let records = (0..records_per_round())
         .map(|i| {
             let line = format!(
                 r#"{{"type":"RECORD","stream":"users","record":{{"id":{i},"email":"user{i}@example.com","first_name":"Alice","last_name":"Smith","country":"{}","amount":{}.{:02},"created_at":"2024-01-01T12:34:56Z","status":"{}","score":{},"note":"lorem ipsum dolor sit amet"}},"time_extracted":"2024-01-01T12:35:00Z"}}"#,
@@ -89,7 +102,7 @@ fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], rec
     let mut best = Duration::MAX;
     let mut best_cpu = Duration::MAX;
     let mut written = 0usize;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         let mut t = make();
         let mut out = Vec::new();
         t.apply(Message::parse(schema).unwrap(), &mut out).unwrap();
@@ -138,8 +151,9 @@ fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], rec
 fn main() {
     let (schema, records) = lines();
     println!(
-        "{} records per round, best of {ROUNDS} rounds",
-        records.len()
+        "{} records per round, best of {} rounds",
+        records.len(),
+        rounds()
     );
     let baseline = |_: ()| -> Box<dyn Transform> {
         Box::new(StreamMaps::from_config(&json!({"stream_maps": {"users": {}}})).unwrap())
