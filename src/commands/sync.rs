@@ -355,17 +355,20 @@ pub fn flow_lock_id(flow: &Flow) -> StateId {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let fc = FlowContext::load(ctx, "sync")?;
+    // A plan changes nothing: a dry run of a project that never ran creates no store.
+    let uri = fc.database_uri.as_deref();
+    let has_store = crate::store::database_path(uri, fc.project.root())?.exists();
+    let store = if args.dry_run && !has_store {
+        None
+    } else {
+        Some(crate::store::open_for_project(uri, fc.project.root())?)
+    };
+    let once_done = match &store {
+        Some(store) if args.names.is_empty() => once_schedules_done(&fc.project, store.as_ref())?,
+        _ => Vec::new(),
+    };
+    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
     if args.dry_run {
-        // A plan changes nothing: a project that has never run keeps having no store.
-        let path = crate::store::database_path(fc.database_uri.as_deref(), fc.project.root())?;
-        let once_done = if args.names.is_empty() && path.exists() {
-            let store =
-                crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
-            once_schedules_done(&fc.project, store.as_ref())?
-        } else {
-            Vec::new()
-        };
-        let plan = plan_for(&fc.project, &args.names, &once_done)?;
         match format {
             OutputFormat::Json => ctx.printer.json(&serde_json::json!({
                 "flows": plan.flows.iter().enumerate().map(|(i, f)| serde_json::json!({
@@ -383,13 +386,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let store = crate::store::open_for_project(fc.database_uri.as_deref(), fc.project.root())?;
-    let once_done = if args.names.is_empty() {
-        once_schedules_done(&fc.project, store.as_ref())?
-    } else {
-        Vec::new()
-    };
-    let mut plan = plan_for(&fc.project, &args.names, &once_done)?;
+    let store = store.expect("opened unless this is a dry run");
     if plan.flows.is_empty() {
         ctx.printer
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");

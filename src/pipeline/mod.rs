@@ -176,6 +176,10 @@ impl CancelToken {
     }
 }
 
+/// The end of the warning a run whose loader confirmed no STATE carries (after the loader's
+/// label); callers that say it in their own words recognise it by this text.
+pub const NO_STATE_WARNING: &str = "emitted no STATE message: the bookmark did not advance";
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -646,10 +650,7 @@ pub async fn run(
         (None, None) => None,
     };
     if outcome.states_committed == 0 {
-        let warning = format!(
-            "{} emitted no STATE message: the bookmark did not advance",
-            specs[last].label()
-        );
+        let warning = format!("{} {NO_STATE_WARNING}", specs[last].label());
         // The caller shows the run's warnings (once, beside its result).
         tracing::debug!("{warning}");
         outcome.warnings.push(warning);

@@ -535,7 +535,7 @@ pub fn run_flow(
     let mut warnings = outcome.warnings.clone();
     // The pipeline's generic no-STATE warning gives way to the one below, which names the
     // state id and is left out where it does not apply (a failed run, `--no-state-update`).
-    warnings.retain(|w| !w.ends_with("emitted no STATE message: the bookmark did not advance"));
+    warnings.retain(|w| !w.ends_with(crate::pipeline::NO_STATE_WARNING));
     warnings.extend(record_quarantine(store.as_ref(), &run_id, &quarantined));
     warnings.extend(merge_warnings);
     if outcome.status == RunStatus::Success && !outcome.state_advanced() && !opts.no_state_update {

@@ -5,7 +5,10 @@
 //! runs on the value that goes into the plugin's config file and `config print`. A setting of
 //! kind `date_iso8601` without a post-processor gets `parse_date`, as in Meltano.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Duration, Months, Utc};
+use regex::Regex;
 use serde_json::Value as J;
 
 use crate::error::{Error, Result};
@@ -110,12 +113,16 @@ fn nest(into: &mut serde_json::Map<String, J>, path: &[String], value: J) {
 /// `3 days ago`, `2 weeks ago`, `1 month ago`, ...) becomes the ISO time it names; anything
 /// else is `None` (the value is kept as written, as Meltano does).
 pub fn parse_date(s: &str, now: DateTime<Utc>) -> Option<String> {
-    let iso = regex::Regex::new(
-        r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$",
-    )
-    .expect("the pattern compiles");
+    static ISO: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+            .expect("the pattern compiles")
+    });
+    static AGO: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(\d+|an?)\s+(second|minute|hour|day|week|month|year)s?\s+ago$")
+            .expect("the pattern compiles")
+    });
     let text = s.trim();
-    if iso.is_match(text) {
+    if ISO.is_match(text) {
         return Some(s.to_string());
     }
     let lower = text.to_lowercase();
@@ -124,11 +131,7 @@ pub fn parse_date(s: &str, now: DateTime<Utc>) -> Option<String> {
         "today" => now,
         "yesterday" => now - Duration::days(1),
         _ => {
-            let re = regex::Regex::new(
-                r"^(\d+|an?)\s+(second|minute|hour|day|week|month|year)s?\s+ago$",
-            )
-            .expect("the pattern compiles");
-            let caps = re.captures(&lower)?;
+            let caps = AGO.captures(&lower)?;
             let n: i64 = match &caps[1] {
                 "a" | "an" => 1,
                 digits => digits.parse().ok()?,
