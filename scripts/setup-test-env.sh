@@ -5,6 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A venv with pip. `python3 -m venv` needs ensurepip, which some distributions ship separately
+# (Debian's python3-venv); without it, virtualenv (which brings its own pip) is installed for
+# the user with pip and used instead.
+make_venv() {
+  if python3 -m venv "$1" 2>/dev/null; then
+    return
+  fi
+  rm -rf "$1"
+  echo "python3 -m venv cannot make $1 (no ensurepip?); using virtualenv instead" >&2
+  if ! python3 -m virtualenv --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet --user virtualenv 2>/dev/null ||
+      python3 -m pip install --quiet --user --break-system-packages virtualenv
+  fi
+  python3 -m virtualenv --quiet "$1"
+}
+
 venv="target/test-env/venv"
 req="scripts/test-requirements.txt"
 stamp="$venv/.requirements.sha256"
@@ -13,7 +29,7 @@ want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setting up the test environment in $venv (once)" >&2
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  make_venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -r "$req"
   echo "$want" > "$stamp"
@@ -39,7 +55,7 @@ while read -r name spec || [ -n "$name" ]; do
   if ! { [ -x "$uv" ] && "$uv" venv --quiet --python python3 "$dir" &&
          VIRTUAL_ENV="$dir" "$uv" pip install --quiet "$spec"; }; then
     rm -rf "$dir"
-    python3 -m venv "$dir"
+    make_venv "$dir"
     "$dir/bin/python" -m pip install --quiet "$spec"
   fi
   test -x "$dir/bin/$name" || { echo "error: $spec installed no \`$name\` executable in $dir" >&2; exit 1; }
