@@ -16,6 +16,17 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU seconds this process's threads have run so far (from /proc/self/task/*/schedstat, in
+/// nanoseconds): dsm's own share of the work, apart from the tap's and the target's.
+fn own_cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,9 +62,10 @@ async fn main() -> ExitCode {
     let records: u64 = outcome.streams.values().map(|c| c.records).sum();
     let bytes: u64 = outcome.streams.values().map(|c| c.bytes).sum();
     eprintln!(
-        "engine_bench: status={:?} records={records} bytes={bytes} states={states} seconds={:.3} peak_rss_kib={}",
+        "engine_bench: status={:?} records={records} bytes={bytes} states={states} seconds={:.3} cpu_seconds={} peak_rss_kib={}",
         outcome.status,
         outcome.duration.as_secs_f64(),
+        own_cpu_seconds().map_or("?".into(), |s| format!("{s:.3}")),
         peak_rss_kib().map_or("?".into(), |k| k.to_string()),
     );
     if let Some(e) = &outcome.error {
