@@ -38,6 +38,13 @@ impl MessageKind {
 
     /// One of the five Singer types, from the bytes of a `type` value; no allocation.
     fn known(value: &[u8]) -> Option<Self> {
+        // Taps write the upper-case names: compare those exactly before ignoring case.
+        match value {
+            b"RECORD" => return Some(MessageKind::Record),
+            b"STATE" => return Some(MessageKind::State),
+            b"SCHEMA" => return Some(MessageKind::Schema),
+            _ => {}
+        }
         let kind = match value.len() {
             6 if value.eq_ignore_ascii_case(b"RECORD") => MessageKind::Record,
             6 if value.eq_ignore_ascii_case(b"SCHEMA") => MessageKind::Schema,
@@ -129,101 +136,38 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         b: line,
         i: 0,
         non_finite: Vec::new(),
+        reason: "",
     };
     s.ws();
     if s.peek() != Some(b'{') {
         // Distinguish "valid JSON but not an object" from garbage.
-        return match s.value(0) {
-            Ok(()) => {
-                s.ws();
-                if s.i == s.b.len() {
-                    Err(ScanError::NotAnObject)
-                } else {
-                    Err(s.err("unexpected text after the value"))
-                }
-            }
-            Err(e) => Err(e),
-        };
-    }
-    s.i += 1;
-    let mut kind: Option<Result<Cow<'_, str>, ()>> = None;
-    let mut stream: Option<Result<Cow<'_, str>, ()>> = None;
-    s.ws();
-    if s.peek() == Some(b'}') {
-        s.i += 1;
-    } else {
-        loop {
-            s.ws();
-            let (key, key_escaped) = s.string_range()?;
-            s.ws();
-            s.expect(b':', "expected `:` after a key")?;
-            s.ws();
-            let key_bytes = &s.b[key.clone()];
-            let wanted = match key_bytes {
-                b"type" => Some(&mut kind),
-                b"stream" => Some(&mut stream),
-                _ if key_escaped => match decode_string(&s.b[key.start - 1..key.end + 1]) {
-                    Some(k) if k == "type" => Some(&mut kind),
-                    Some(k) if k == "stream" => Some(&mut stream),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match wanted {
-                Some(slot) if s.peek() == Some(b'"') => {
-                    let (r, escaped) = s.string_range()?;
-                    let b = s.b;
-                    let inner = &b[r.clone()];
-                    let text = if escaped {
-                        Cow::Owned(decode_string(&b[r.start - 1..r.end + 1]).ok_or(
-                            ScanError::Syntax {
-                                offset: r.start,
-                                reason: "bad string escape",
-                            },
-                        )?)
-                    } else {
-                        Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| {
-                            ScanError::Syntax {
-                                offset: r.start,
-                                reason: "invalid UTF-8",
-                            }
-                        })?)
-                    };
-                    *slot = Some(Ok(text));
-                }
-                Some(slot) => {
-                    s.value(1)?;
-                    *slot = Some(Err(()));
-                }
-                None => s.value(1)?,
-            }
-            s.ws();
-            match s.peek() {
-                Some(b',') => s.i += 1,
-                Some(b'}') => {
-                    s.i += 1;
-                    break;
-                }
-                _ => return Err(s.err("expected `,` or `}` in an object")),
-            }
+        if s.value(0).is_err() {
+            return Err(s.syntax_error());
         }
+        s.ws();
+        if s.i == s.b.len() {
+            return Err(ScanError::NotAnObject);
+        }
+        let _ = s.err("unexpected text after the value");
+        return Err(s.syntax_error());
     }
-    s.ws();
-    if s.i != s.b.len() {
-        return Err(s.err("unexpected text after the message"));
-    }
+    let Ok((kind, stream)) = s.message() else {
+        return Err(s.syntax_error());
+    };
     let kind = match kind {
         None => return Err(ScanError::MissingType),
-        Some(Err(())) => return Err(ScanError::TypeNotString),
-        Some(Ok(t)) => {
-            MessageKind::known(t.as_bytes()).unwrap_or_else(|| MessageKind::Unknown(t.into_owned()))
-        }
+        Some(Found::NotText) => return Err(ScanError::TypeNotString),
+        Some(Found::Text(r, false)) => MessageKind::known(&line[r.clone()]).map_or_else(
+            || text(line, r, false).map(|t| MessageKind::Unknown(t.into_owned())),
+            Ok,
+        )?,
+        Some(Found::Text(r, true)) => MessageKind::from_type(&text(line, r, true)?),
     };
     let stream = match stream {
         None => None,
-        Some(Err(())) if kind.needs_stream() => return Err(ScanError::StreamNotString),
-        Some(Err(())) => None,
-        Some(Ok(name)) => Some(name),
+        Some(Found::NotText) if kind.needs_stream() => return Err(ScanError::StreamNotString),
+        Some(Found::NotText) => None,
+        Some(Found::Text(r, escaped)) => Some(text(line, r, escaped)?),
     };
     if stream.is_none() && kind.needs_stream() {
         return Err(ScanError::MissingStream {
@@ -236,6 +180,37 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         non_finite: s.non_finite,
     })
 }
+
+/// The text of the string whose contents are `line[r]`: borrowed unless it has escapes.
+fn text(line: &[u8], r: Range<usize>, escaped: bool) -> Result<Cow<'_, str>, ScanError> {
+    if escaped {
+        decode_string(&line[r.start - 1..r.end + 1])
+            .map(Cow::Owned)
+            .ok_or(ScanError::Syntax {
+                offset: r.start,
+                reason: "bad string escape",
+            })
+    } else {
+        std::str::from_utf8(&line[r.clone()])
+            .map(Cow::Borrowed)
+            .map_err(|_| ScanError::Syntax {
+                offset: r.start,
+                reason: "invalid UTF-8",
+            })
+    }
+}
+
+/// A `type` or `stream` value as the scanner found it.
+enum Found {
+    /// A string: the range of its contents, and whether it has escapes.
+    Text(Range<usize>, bool),
+    /// Some other JSON value.
+    NotText,
+}
+
+/// A syntax error was found; what and where is in the [`Scanner`] (a zero-sized error keeps
+/// every `Result` of the scanner in a register).
+struct Stop;
 
 /// Returns the line with every non-finite token replaced by `null`.
 pub fn sanitize(line: &[u8], non_finite: &[Range<usize>]) -> Vec<u8> {
@@ -259,17 +234,26 @@ fn decode_string(quoted: &[u8]) -> Option<String> {
 /// SSE2 on x86-64 through `wide`, plain arrays elsewhere.
 #[inline(always)]
 fn string_specials(block: &[u8]) -> u32 {
+    let (quotes, others) = string_masks(block);
+    quotes | others
+}
+
+/// [`string_specials`] in two masks: the quotes, and the backslashes and control characters.
+#[inline(always)]
+fn string_masks(block: &[u8]) -> (u32, u32) {
     let v = u8x16::from(<[u8; 16]>::try_from(block).expect("a 16-byte block"));
     let quote = v.simd_eq(u8x16::splat(b'"'));
     let backslash = v.simd_eq(u8x16::splat(b'\\'));
     let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
-    (quote | backslash | control).to_bitmask()
+    (quote.to_bitmask(), (backslash | control).to_bitmask())
 }
 
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
     non_finite: Vec<Range<usize>>,
+    /// What was wrong at `i`, once a method has returned [`Stop`].
+    reason: &'static str,
 }
 
 impl Scanner<'_> {
@@ -278,11 +262,75 @@ impl Scanner<'_> {
         self.b.get(self.i).copied()
     }
 
-    fn err(&self, reason: &'static str) -> ScanError {
+    /// Records a syntax error at the current position.
+    #[cold]
+    fn err(&mut self, reason: &'static str) -> Stop {
+        self.reason = reason;
+        Stop
+    }
+
+    fn syntax_error(&self) -> ScanError {
         ScanError::Syntax {
             offset: self.i,
-            reason,
+            reason: self.reason,
         }
+    }
+
+    /// The message object from its `{` on: checks all of it, and finds `type` and `stream`.
+    fn message(&mut self) -> Result<(Option<Found>, Option<Found>), Stop> {
+        let mut kind = None;
+        let mut stream = None;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                let (key, key_escaped) = self.string_range()?;
+                self.ws();
+                self.expect(b':', "expected `:` after a key")?;
+                self.ws();
+                let key_bytes = &self.b[key.clone()];
+                let wanted = match key_bytes {
+                    b"type" => Some(&mut kind),
+                    b"stream" => Some(&mut stream),
+                    _ if key_escaped => {
+                        match decode_string(&self.b[key.start - 1..key.end + 1]).as_deref() {
+                            Some("type") => Some(&mut kind),
+                            Some("stream") => Some(&mut stream),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                match wanted {
+                    Some(slot) if self.peek() == Some(b'"') => {
+                        let (r, escaped) = self.string_range()?;
+                        *slot = Some(Found::Text(r, escaped));
+                    }
+                    Some(slot) => {
+                        self.value(1)?;
+                        *slot = Some(Found::NotText);
+                    }
+                    None => self.value(1)?,
+                }
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(b'}') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(self.err("expected `,` or `}` in an object")),
+                }
+            }
+        }
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(self.err("unexpected text after the message"));
+        }
+        Ok((kind, stream))
     }
 
     #[inline]
@@ -292,7 +340,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), ScanError> {
+    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<(), Stop> {
         if self.peek() == Some(byte) {
             self.i += 1;
             Ok(())
@@ -301,7 +349,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+    fn literal(&mut self, word: &[u8]) -> Result<(), Stop> {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
             Ok(())
@@ -314,15 +362,17 @@ impl Scanner<'_> {
     /// whether it has escapes. Escapes are checked (`\\u` needs four hex digits); control
     /// characters are refused.
     #[inline(always)]
-    fn string_range(&mut self) -> Result<(Range<usize>, bool), ScanError> {
+    fn string_range(&mut self) -> Result<(Range<usize>, bool), Stop> {
         // Most keys and values are short: one block holds the whole string, and the check
         // stays inline in the caller. Anything else goes the long way.
         let b = self.b;
         let start = self.i + 1;
         if self.peek() == Some(b'"') && start + 16 <= b.len() {
-            let hits = string_specials(&b[start..start + 16]);
-            let at = start + hits.trailing_zeros() as usize;
-            if hits != 0 && b[at] == b'"' {
+            let (quotes, others) = string_masks(&b[start..start + 16]);
+            // The closing quote is the first quote, with no backslash or control byte before it.
+            let first_quote = quotes & quotes.wrapping_neg();
+            if first_quote != 0 && others & (first_quote - 1) == 0 {
+                let at = start + quotes.trailing_zeros() as usize;
                 self.i = at + 1;
                 return Ok((start..at, false));
             }
@@ -333,7 +383,7 @@ impl Scanner<'_> {
     /// [`Self::string_range`] for any string: long ones, escaped ones, ones near the end of the
     /// line, and errors.
     #[inline(never)]
-    fn long_string(&mut self) -> Result<(Range<usize>, bool), ScanError> {
+    fn long_string(&mut self) -> Result<(Range<usize>, bool), Stop> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string"));
         }
@@ -387,7 +437,7 @@ impl Scanner<'_> {
 
     /// Checks the escape sequence whose backslash is at `at`; returns the index after it.
     #[cold]
-    fn escape(&mut self, at: usize) -> Result<usize, ScanError> {
+    fn escape(&mut self, at: usize) -> Result<usize, Stop> {
         let b = self.b;
         match b.get(at + 1) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
@@ -407,7 +457,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn number(&mut self) -> Result<(), ScanError> {
+    fn number(&mut self) -> Result<(), Stop> {
         let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -446,83 +496,99 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    fn value(&mut self, depth: usize) -> Result<(), ScanError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        match self.peek() {
-            Some(b'"') => self.string_range().map(|_| ()),
-            Some(b'{') => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.ws();
+    /// Skips one JSON value at `depth`, containers and all. Iterative: the containers open
+    /// inside the value are a stack of bits (set: an object), so deep input costs no stack and
+    /// the hot state stays in registers.
+    fn value(&mut self, depth: usize) -> Result<(), Stop> {
+        let mut objects = [0u64; MAX_DEPTH / 64 + 1];
+        let mut level = 0usize;
+        'value: loop {
+            // A value starts here; the whitespace before it is skipped.
+            match self.peek() {
+                Some(b'"') => {
                     self.string_range()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    if depth + level >= MAX_DEPTH {
+                        return Err(self.err("nested too deeply"));
+                    }
+                    self.i += 1;
                     self.ws();
-                    self.expect(b':', "expected `:` after a key")?;
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(());
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                    } else {
+                        let bit = 1u64 << (level % 64);
+                        if open == b'{' {
+                            objects[level / 64] |= bit;
+                            level += 1;
+                            self.key()?;
+                        } else {
+                            objects[level / 64] &= !bit;
+                            level += 1;
                         }
-                        _ => return Err(self.err("expected `,` or `}` in an object")),
+                        continue 'value;
                     }
                 }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') if self.b.get(self.i + 1) != Some(&b'I') => {
+                    self.number()?;
+                }
+                Some(b'N' | b'I' | b'-') => {
+                    let start = self.i;
+                    let word: &[u8] = match self.b[start] {
+                        b'N' => b"NaN",
+                        b'I' => b"Infinity",
+                        _ => b"-Infinity",
+                    };
+                    self.literal(word)?;
+                    self.non_finite.push(start..self.i);
+                }
+                Some(_) => return Err(self.err("expected a JSON value")),
+                None => return Err(self.err("unexpected end of line")),
             }
-            Some(b'[') => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
+            // A value ended: go on in the container it is part of.
+            loop {
+                if level == 0 {
                     return Ok(());
                 }
-                loop {
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
+                self.ws();
+                let in_object = objects[(level - 1) / 64] & (1u64 << ((level - 1) % 64)) != 0;
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.ws();
+                        if in_object {
+                            self.key()?;
                         }
-                        _ => return Err(self.err("expected `,` or `]` in an array")),
+                        continue 'value;
                     }
+                    Some(b'}') if in_object => {
+                        self.i += 1;
+                        level -= 1;
+                    }
+                    Some(b']') if !in_object => {
+                        self.i += 1;
+                        level -= 1;
+                    }
+                    _ if in_object => return Err(self.err("expected `,` or `}` in an object")),
+                    _ => return Err(self.err("expected `,` or `]` in an array")),
                 }
             }
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            Some(b'N') => {
-                let start = self.i;
-                self.literal(b"NaN")?;
-                self.non_finite.push(start..self.i);
-                Ok(())
-            }
-            Some(b'I') => {
-                let start = self.i;
-                self.literal(b"Infinity")?;
-                self.non_finite.push(start..self.i);
-                Ok(())
-            }
-            Some(b'-') if self.b.get(self.i + 1) == Some(&b'I') => {
-                let start = self.i;
-                self.literal(b"-Infinity")?;
-                self.non_finite.push(start..self.i);
-                Ok(())
-            }
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.err("expected a JSON value")),
-            None => Err(self.err("unexpected end of line")),
         }
+    }
+
+    /// A member's key and its `:`, up to the value (whitespace skipped).
+    #[inline(always)]
+    fn key(&mut self) -> Result<(), Stop> {
+        self.ws();
+        self.string_range()?;
+        self.ws();
+        self.expect(b':', "expected `:` after a key")?;
+        self.ws();
+        Ok(())
     }
 }
 
