@@ -503,51 +503,39 @@ impl Scanner<'_> {
         let mut objects = [0u64; MAX_DEPTH / 64 + 1];
         let mut level = 0usize;
         'value: loop {
-            // A value starts here; the whitespace before it is skipped.
-            match self.peek() {
-                Some(b'"') => {
-                    self.string_range()?;
+            // A value starts here; the whitespace before it is skipped. Strings and numbers,
+            // the common values, are told apart by plain comparisons first: a jump table over
+            // the first byte mispredicts on records that mix value types.
+            let first = self.peek();
+            if first == Some(b'"') {
+                self.string_range()?;
+            } else if matches!(first, Some(b'0'..=b'9'))
+                || (first == Some(b'-') && self.b.get(self.i + 1) != Some(&b'I'))
+            {
+                self.number()?;
+            } else if let Some(open @ (b'{' | b'[')) = first {
+                if depth + level >= MAX_DEPTH {
+                    return Err(self.err("nested too deeply"));
                 }
-                Some(open @ (b'{' | b'[')) => {
-                    if depth + level >= MAX_DEPTH {
-                        return Err(self.err("nested too deeply"));
-                    }
+                self.i += 1;
+                self.ws();
+                let close = if open == b'{' { b'}' } else { b']' };
+                if self.peek() == Some(close) {
                     self.i += 1;
-                    self.ws();
-                    let close = if open == b'{' { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.i += 1;
+                } else {
+                    let bit = 1u64 << (level % 64);
+                    if open == b'{' {
+                        objects[level / 64] |= bit;
+                        level += 1;
+                        self.key()?;
                     } else {
-                        let bit = 1u64 << (level % 64);
-                        if open == b'{' {
-                            objects[level / 64] |= bit;
-                            level += 1;
-                            self.key()?;
-                        } else {
-                            objects[level / 64] &= !bit;
-                            level += 1;
-                        }
-                        continue 'value;
+                        objects[level / 64] &= !bit;
+                        level += 1;
                     }
+                    continue 'value;
                 }
-                Some(b't') => self.literal(b"true")?,
-                Some(b'f') => self.literal(b"false")?,
-                Some(b'n') => self.literal(b"null")?,
-                Some(b'-' | b'0'..=b'9') if self.b.get(self.i + 1) != Some(&b'I') => {
-                    self.number()?;
-                }
-                Some(b'N' | b'I' | b'-') => {
-                    let start = self.i;
-                    let word: &[u8] = match self.b[start] {
-                        b'N' => b"NaN",
-                        b'I' => b"Infinity",
-                        _ => b"-Infinity",
-                    };
-                    self.literal(word)?;
-                    self.non_finite.push(start..self.i);
-                }
-                Some(_) => return Err(self.err("expected a JSON value")),
-                None => return Err(self.err("unexpected end of line")),
+            } else {
+                self.word(first)?;
             }
             // A value ended: go on in the container it is part of.
             loop {
@@ -578,6 +566,27 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// A value spelled as a word: `true`, `false`, `null`, or singer-python's `NaN`,
+    /// `Infinity` and `-Infinity` (recorded for sanitizing). `first` is the byte at `i`.
+    fn word(&mut self, first: Option<u8>) -> Result<(), Stop> {
+        let start = self.i;
+        let (word, non_finite): (&[u8], bool) = match first {
+            Some(b't') => (b"true", false),
+            Some(b'f') => (b"false", false),
+            Some(b'n') => (b"null", false),
+            Some(b'N') => (b"NaN", true),
+            Some(b'I') => (b"Infinity", true),
+            Some(b'-') => (b"-Infinity", true),
+            Some(_) => return Err(self.err("expected a JSON value")),
+            None => return Err(self.err("unexpected end of line")),
+        };
+        self.literal(word)?;
+        if non_finite {
+            self.non_finite.push(start..self.i);
+        }
+        Ok(())
     }
 
     /// A member's key and its `:`, up to the value (whitespace skipped).
