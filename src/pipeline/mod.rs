@@ -7,6 +7,8 @@
 //! messages are forwarded to the loader in their place in the stream).
 
 mod segment;
+#[cfg(target_os = "linux")]
+mod shadow;
 mod state;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,9 @@ pub struct PipelineOptions {
     pub channel_chunks: usize,
     /// Pipe buffer size asked of the kernel for the pipes dsm reads and writes (0: leave as is).
     pub pipe_bytes: usize,
+    /// Between two plugins with no native transform, pass checked lines on by tee/splice
+    /// (Linux): the kernel moves the pages and dsm copies nothing out (off: plain writes).
+    pub zero_copy: bool,
     /// The per-run log file that receives every plugin's stderr.
     pub log: Option<RunLog>,
     /// The live display the extractor's records are counted into (on a terminal).
@@ -65,6 +70,7 @@ impl Default for PipelineOptions {
             chunk_bytes: 256 * 1024,
             channel_chunks: 4,
             pipe_bytes: 1024 * 1024,
+            zero_copy: true,
             log: None,
             progress: None,
         }
@@ -374,12 +380,39 @@ pub async fn run(
             plugin::sys::grow_pipe(&stdout, options.pipe_bytes);
             plugin::sys::grow_pipe(&stdin, options.pipe_bytes);
         }
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(options.channel_chunks.max(1));
+        #[cfg(target_os = "linux")]
+        let (stdout, tee, sink) = if options.zero_copy && chain.is_empty() {
+            match shadow::open(stdout, stdin, options.pipe_bytes) {
+                Ok((tee, splice)) => (None, Some(tee), segment::Sink::Spliced(splice)),
+                Err(e) => {
+                    // Only fd exhaustion gets here; the pipes are spent, so the run stops.
+                    for p in procs.iter_mut() {
+                        outcome.exits.push(p.stop(options.grace).await);
+                    }
+                    outcome.error = Some(
+                        Error::failed(format!(
+                            "could not join {} to the next plugin: {e}",
+                            specs[i].label()
+                        ))
+                        .hint("raise the open-file limit (ulimit -n) and run again"),
+                    );
+                    outcome.duration = started.elapsed();
+                    return outcome;
+                }
+            }
+        } else {
+            (Some(stdout), None, segment::Sink::Plain(stdin))
+        };
+        #[cfg(not(target_os = "linux"))]
+        let (stdout, sink) = (Some(stdout), segment::Sink::Plain(stdin));
+        let (tx, rx) = mpsc::channel::<segment::Chunk>(options.channel_chunks.max(1));
         let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>(options.channel_chunks.max(1) + 1);
         let reader = segment::Reader {
             index: i,
             label: specs[i].label(),
-            stdout: Some(stdout),
+            stdout,
+            #[cfg(target_os = "linux")]
+            tee,
             transforms: chain,
             max_line: options.max_line,
             lenient: options.lenient,
@@ -400,7 +433,7 @@ pub async fn run(
         tasks.push(tokio::spawn(segment::write(
             i + 1,
             rx,
-            stdin,
+            sink,
             recycle_tx,
             events_tx.clone(),
         )));

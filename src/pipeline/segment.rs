@@ -13,6 +13,8 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
 use super::Event;
+#[cfg(target_os = "linux")]
+use super::shadow::{SpliceSide, TeeRead, TeeSide};
 use crate::error::Error;
 use crate::singer::codec::excerpt;
 use crate::singer::envelope::{MessageKind, sanitize, scan};
@@ -26,6 +28,27 @@ pub struct StreamCounts {
     pub records: u64,
     /// Bytes of all the stream's lines (SCHEMA, RECORD, ...), newlines excluded.
     pub bytes: u64,
+}
+
+/// What a reader hands its writer, in stream order.
+pub(super) enum Chunk {
+    /// Bytes to write.
+    Bytes(Vec<u8>),
+    /// Move this many bytes on from the shadow pipe (zero-copy forwarding).
+    #[cfg(target_os = "linux")]
+    Splice(usize),
+    /// Drop this many bytes from the shadow pipe (sent by copy instead, or not at all).
+    #[cfg(target_os = "linux")]
+    Discard(usize),
+}
+
+/// Where a writer writes: the next process's stdin as is, or through the shadow pipe.
+pub(super) enum Sink {
+    /// Plain writes of [`Chunk::Bytes`].
+    Plain(ChildStdin),
+    /// Zero-copy forwarding (see the `shadow` module).
+    #[cfg(target_os = "linux")]
+    Spliced(SpliceSide),
 }
 
 /// What a reader learned by the end of its input.
@@ -75,7 +98,11 @@ pub(super) struct Reader {
     pub lenient: bool,
     pub records_need_schema: bool,
     pub chunk_bytes: usize,
-    pub tx: mpsc::Sender<Vec<u8>>,
+    /// Set for zero-copy forwarding: the producer's output with its shadow pipe (then `stdout`
+    /// is `None`).
+    #[cfg(target_os = "linux")]
+    pub tee: Option<TeeSide>,
+    pub tx: mpsc::Sender<Chunk>,
     /// Written chunks coming back from the writer for reuse (no allocation per chunk).
     pub recycled: mpsc::Receiver<Vec<u8>>,
     pub events: mpsc::Sender<Event>,
@@ -157,6 +184,10 @@ impl Reader {
     /// write. Lines are checked in place; only a batch with a changed, dropped or sanitized
     /// line is copied, so plain records are never copied in user space.
     async fn pump(&mut self, report: &mut SegmentReport) -> Result<(), Error> {
+        #[cfg(target_os = "linux")]
+        if let Some(tee) = self.tee.take() {
+            return self.pump_spliced(report, tee).await;
+        }
         let mut stdout = self.stdout.take().expect("the reader runs once");
         let block = self.chunk_bytes.max(1 << 16);
         let mut buf = self.buffer(block);
@@ -234,7 +265,7 @@ impl Reader {
                     std::mem::replace(&mut buf, next)
                 }
             };
-            if !batch.is_empty() && self.tx.send(batch).await.is_err() {
+            if !batch.is_empty() && self.tx.send(Chunk::Bytes(batch)).await.is_err() {
                 // The writer stopped: the next process closed its input. The driver stops
                 // this producer; nothing more to do here.
                 return Ok(());
@@ -246,6 +277,165 @@ impl Reader {
                 return Ok(());
             }
         }
+    }
+
+    /// [`Self::pump`] with zero-copy forwarding: the bytes are read from a tee of the
+    /// producer's pipe, checked, and moved on from the shadow pipe by splice; only a batch with
+    /// a changed or dropped line goes by copy. The buffer stays with the reader.
+    #[cfg(target_os = "linux")]
+    async fn pump_spliced(
+        &mut self,
+        report: &mut SegmentReport,
+        mut tee: TeeSide,
+    ) -> Result<(), Error> {
+        let block = self.chunk_bytes.max(1 << 16);
+        let mut buf = vec![0u8; 2 * block];
+        let mut filled = 0;
+        // `buf[..unmirrored]` is not in the shadow: it goes on by copy.
+        let mut unmirrored = 0;
+        let mut state = LineState::default();
+        // Set while the rest of an over-long line is being thrown away (lenient mode).
+        let mut skipping = false;
+        loop {
+            if buf.len() - filled < block / 4 {
+                let grow = block.max(filled);
+                buf.resize(buf.len() + grow, 0);
+            }
+            let room = (filled + block).min(buf.len());
+            let n = match tee.read(&mut buf[filled..room], filled - unmirrored).await {
+                Ok(TeeRead::Data(n)) => n,
+                Ok(TeeRead::Copied(n)) => {
+                    // Not in the shadow: everything read so far goes on by copy.
+                    unmirrored = filled + n;
+                    n
+                }
+                Ok(TeeRead::Eof) => 0,
+                Ok(TeeRead::Full) => {
+                    // Only our unfinished line is in the shadow: it will go on by copy.
+                    if !self.send(Chunk::Discard(filled - unmirrored)).await {
+                        return Ok(());
+                    }
+                    unmirrored = filled;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.label, error = %e, "could not read the plugin's output");
+                    0
+                }
+            };
+            filled += n;
+            let eof = n == 0;
+            if skipping {
+                let cut = match memchr::memchr(b'\n', &buf[..filled]) {
+                    Some(i) => {
+                        skipping = false;
+                        i + 1
+                    }
+                    None => filled,
+                };
+                if !self
+                    .drop_front(&mut buf, &mut filled, &mut unmirrored, cut)
+                    .await
+                {
+                    return Ok(());
+                }
+                if skipping {
+                    if eof {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            // A last line without its newline gets one; that byte is not in the shadow.
+            let synthetic = eof && filled > 0 && buf[filled - 1] != b'\n';
+            if synthetic {
+                if filled == buf.len() {
+                    buf.push(b'\n');
+                } else {
+                    buf[filled] = b'\n';
+                }
+                filled += 1;
+            }
+            let mut end = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
+            let mut drop_tail = false;
+            if filled - end > self.max_line {
+                let number =
+                    report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
+                let what = format!("longer than the limit of {} bytes", self.max_line);
+                let head = &buf[end..(end + 320).min(filled)];
+                match self.bad_line(report, number, &what, head) {
+                    Ok(()) => {
+                        drop_tail = true;
+                        skipping = true;
+                    }
+                    Err(e) => state.fatal = Some(e),
+                }
+            }
+            let out = self.process(&mut buf[..filled], &mut end, report, &mut state);
+            self.show_progress(report);
+            let fatal = state.fatal.take();
+            // The bytes of `buf[..end]` that are in the shadow.
+            let synthetic_in_shadow_range = synthetic && end == filled && unmirrored < end;
+            let copied = unmirrored.min(end);
+            let mirrored = end - copied - usize::from(synthetic_in_shadow_range);
+            let sent = match out {
+                Some(bytes) => {
+                    (mirrored == 0 || self.send(Chunk::Discard(mirrored)).await)
+                        && (bytes.is_empty() || self.send(Chunk::Bytes(bytes)).await)
+                }
+                None => {
+                    (copied == 0 || self.send(Chunk::Bytes(buf[..copied].to_vec())).await)
+                        && (mirrored == 0 || self.send(Chunk::Splice(mirrored)).await)
+                        && (!synthetic_in_shadow_range
+                            || self.send(Chunk::Bytes(b"\n".to_vec())).await)
+                }
+            };
+            if !sent {
+                return Ok(());
+            }
+            buf.copy_within(end..filled, 0);
+            filled -= end;
+            unmirrored = unmirrored.saturating_sub(end);
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+            let all = filled;
+            if drop_tail
+                && !self
+                    .drop_front(&mut buf, &mut filled, &mut unmirrored, all)
+                    .await
+            {
+                return Ok(());
+            }
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Drops `buf[..cut]` (the bytes of a line thrown away), from the shadow too.
+    #[cfg(target_os = "linux")]
+    async fn drop_front(
+        &mut self,
+        buf: &mut [u8],
+        filled: &mut usize,
+        unmirrored: &mut usize,
+        cut: usize,
+    ) -> bool {
+        let mirrored = cut - (*unmirrored).min(cut);
+        if mirrored > 0 && !self.send(Chunk::Discard(mirrored)).await {
+            return false;
+        }
+        buf.copy_within(cut..*filled, 0);
+        *filled -= cut;
+        *unmirrored = unmirrored.saturating_sub(cut);
+        true
+    }
+
+    /// Hands a chunk to the writer; `false` when it has stopped (the next process closed its
+    /// input: the driver stops this producer).
+    async fn send(&mut self, chunk: Chunk) -> bool {
+        self.tx.send(chunk).await.is_ok()
     }
 
     /// Checks the complete lines `buf[..end]`. Returns `None` when they all pass unchanged,
@@ -486,12 +676,23 @@ fn apply_chain(
 /// Writes chunks to the next process's stdin; closes it when the reader is done.
 pub(super) async fn write(
     index: usize,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    mut stdin: ChildStdin,
+    mut rx: mpsc::Receiver<Chunk>,
+    sink: Sink,
     recycle: mpsc::Sender<Vec<u8>>,
     events: mpsc::Sender<Event>,
 ) {
-    while let Some(mut chunk) = rx.recv().await {
+    let mut stdin = match sink {
+        Sink::Plain(stdin) => stdin,
+        #[cfg(target_os = "linux")]
+        Sink::Spliced(side) => return write_spliced(index, rx, side, recycle, events).await,
+    };
+    while let Some(chunk) = rx.recv().await {
+        #[cfg_attr(not(target_os = "linux"), allow(irrefutable_let_patterns))]
+        let Chunk::Bytes(mut chunk) = chunk else {
+            // Only a reader with a shadow pipe sends these, and its writer has the shadow.
+            debug_assert!(false, "a splice chunk reached a plain writer");
+            continue;
+        };
         if let Err(error) = stdin.write_all(&chunk).await {
             tracing::debug!(%error, "the next plugin stopped reading its input");
             let _ = events.send(Event::InputBroken(index)).await;
@@ -504,4 +705,35 @@ pub(super) async fn write(
     // Announce before closing: the consumer's exit (which follows its EOF) must be seen after.
     let _ = events.send(Event::InputClosed(index)).await;
     drop(stdin);
+}
+
+/// [`write`] through the shadow pipe: spliced chunks move pages, byte chunks are written.
+#[cfg(target_os = "linux")]
+async fn write_spliced(
+    index: usize,
+    mut rx: mpsc::Receiver<Chunk>,
+    mut side: SpliceSide,
+    recycle: mpsc::Sender<Vec<u8>>,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        let done = match chunk {
+            Chunk::Bytes(mut bytes) => {
+                let done = side.write(&bytes).await;
+                bytes.clear();
+                let _ = recycle.try_send(bytes);
+                done
+            }
+            Chunk::Splice(n) => side.forward(n).await,
+            Chunk::Discard(n) => side.discard(n),
+        };
+        if let Err(error) = done {
+            tracing::debug!(%error, "the next plugin stopped reading its input");
+            let _ = events.send(Event::InputBroken(index)).await;
+            return;
+        }
+    }
+    // Announce before closing: the consumer's exit (which follows its EOF) must be seen after.
+    let _ = events.send(Event::InputClosed(index)).await;
+    drop(side);
 }

@@ -1,8 +1,10 @@
 //! The system calls the plugin runner needs that the standard library does not offer:
-//! signalling a whole process group, asking whether a process id is still alive, and growing a
-//! pipe's buffer.
+//! signalling a whole process group, asking whether a process id is still alive, growing a
+//! pipe's buffer, and moving pipe contents without copying them (`tee`/`splice`, Linux).
 
 use std::io;
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// SIGTERM: asks a plugin to stop.
 pub const SIGTERM: i32 = libc::SIGTERM;
@@ -58,6 +60,85 @@ fn raw_set_pipe_size(fd: i32, bytes: i32) -> i32 {
     // SAFETY: fcntl(F_SETPIPE_SZ) takes an fd and an integer and touches no memory of ours; an
     // invalid fd or size returns -1.
     unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) }
+}
+
+/// Duplicates up to `len` bytes waiting in the pipe `from` into the pipe `to` without consuming
+/// them (tee(2), non-blocking). `Ok(0)`: `from` is empty and closed.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: tee(2) takes two fds, a length and flags, and touches no memory of ours; the
+    // borrowed fds are open for the duration of the call.
+    let n = unsafe {
+        libc::tee(
+            from.as_raw_fd(),
+            to.as_raw_fd(),
+            len,
+            libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Moves up to `len` bytes from the pipe `from` into the pipe `to` (splice(2), non-blocking):
+/// the kernel hands the pages over instead of copying them.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: splice(2) between two pipes with null offsets touches no memory of ours; the
+    // borrowed fds are open for the duration of the call.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Puts a file descriptor in non-blocking mode (O_NONBLOCK).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFL / F_SETFL) takes an fd and integers and touches no memory of ours.
+    let r = unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+        }
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How many bytes wait in a pipe (FIONREAD).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn pipe_pending(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// A pipe's buffer size in bytes (F_GETPIPE_SZ).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn pipe_capacity(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: fcntl(F_GETPIPE_SZ) takes an fd and touches no memory of ours.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
 #[allow(unsafe_code)]
