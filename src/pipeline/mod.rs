@@ -104,6 +104,12 @@ pub struct Pipeline {
 pub trait StateSink {
     /// A non-empty JSON object the loader printed after flushing.
     fn on_state(&mut self, state: &Value) -> Result<(), Error>;
+
+    /// Several such objects that arrived together, in order. A sink may make them durable
+    /// at once; by default each goes to [`Self::on_state`].
+    fn on_states(&mut self, states: &[Value]) -> Result<(), Error> {
+        states.iter().try_for_each(|s| self.on_state(s))
+    }
 }
 
 impl<F> StateSink for F
@@ -605,10 +611,17 @@ pub async fn run(
             }
             state = states.recv(), if !states_done => {
                 match state {
-                    Some(state) => match sink.on_state(&state) {
+                    Some(state) => {
+                        // States that queued up while the last ones were saved are saved
+                        // together.
+                        let mut batch = vec![state];
+                        while let Ok(more) = states.try_recv() {
+                            batch.push(more);
+                        }
+                        match sink.on_states(&batch) {
                         Ok(()) => {
-                            outcome.states_committed += 1;
-                            outcome.last_state = Some(state);
+                            outcome.states_committed += batch.len() as u64;
+                            outcome.last_state = batch.pop();
                         }
                         Err(error) => {
                             if failure.is_none() {
@@ -617,7 +630,8 @@ pub async fn run(
                                 timers.push((tokio::time::Instant::now() + options.drain_timeout, Timer::Drain));
                             }
                         }
-                    },
+                    }
+                    }
                     None => states_done = true,
                 }
             }

@@ -154,25 +154,34 @@ impl TeeSide {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Either the producer has written nothing new, or the shadow ran out of
-                    // buffer slots (small writes fill slots before bytes).
-                    if sys::pipe_pending(self.source.get_ref().as_fd())? > 0 {
-                        if used == 0 {
-                            self.plain = true;
-                            return self.read_plain(buf).await;
+                    // buffer slots (small writes fill slots before bytes; and once the
+                    // producer is gone, a full shadow is the only reason left).
+                    if sys::pipe_pending(self.source.get_ref().as_fd())? == 0 {
+                        let mut ready = self.source.readable().await?;
+                        if !ready.ready().is_read_closed() {
+                            // Clears the readiness only if no new event came since
+                            // `readable` (tokio keeps the tick), so a write landing now is not
+                            // missed.
+                            let _ =
+                                ready.try_io(|fd| match sys::pipe_pending(fd.get_ref().as_fd())? {
+                                    0 => Err(io::ErrorKind::WouldBlock.into()),
+                                    _ => Ok(()),
+                                });
+                            continue;
                         }
-                        if used <= held {
-                            return Ok(TeeRead::Full);
+                        if used == 0 && sys::pipe_pending(self.source.get_ref().as_fd())? == 0 {
+                            return Ok(TeeRead::Eof);
                         }
-                        self.room.freed.notified().await;
-                        continue;
                     }
-                    let mut ready = self.source.readable().await?;
-                    // Clears the readiness only if no new event came since `readable` (tokio
-                    // keeps the tick), so a write landing now is not missed.
-                    let _ = ready.try_io(|fd| match sys::pipe_pending(fd.get_ref().as_fd())? {
-                        0 => Err(io::ErrorKind::WouldBlock.into()),
-                        _ => Ok(()),
-                    });
+                    if used == 0 {
+                        // An empty shadow that takes none of the producer's buffers.
+                        self.plain = true;
+                        return self.read_plain(buf).await;
+                    }
+                    if used <= held {
+                        return Ok(TeeRead::Full);
+                    }
+                    self.room.freed.notified().await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -816,6 +816,51 @@ struct CommitTarget<'a> {
     merge: Option<&'a merge_stage::FlowMerge>,
 }
 
+/// Saves what the loader confirms: every STATE it prints becomes the flow's bookmark.
+struct StateCommitter<'a> {
+    target: CommitTarget<'a>,
+    /// Whether a full refresh already cleared the stored state.
+    cleared: bool,
+}
+
+impl pipeline::StateSink for StateCommitter<'_> {
+    fn on_state(&mut self, state: &Value) -> Result<()> {
+        self.on_states(std::slice::from_ref(state))
+    }
+
+    fn on_states(&mut self, states: &[Value]) -> Result<()> {
+        let target = &self.target;
+        if let Some(m) = target.merge {
+            for state in states {
+                m.on_loader_state(state)?;
+            }
+        }
+        if !target.enabled {
+            return Ok(());
+        }
+        if target.full_refresh && !target.partial && !self.cleared {
+            // A full refresh replaces whatever was stored, partial half included. A partial
+            // one (`--select`, or `--state-strategy merge`) merges over it instead, as in
+            // Meltano, so the bookmarks of the streams it left out survive.
+            target.store.clear_state(&target.state_id)?;
+            self.cleared = true;
+        }
+        let values: Vec<String> = states.iter().map(Value::to_string).collect();
+        let outcomes = target.store.commit_states(
+            &target.state_id,
+            &values,
+            target.partial,
+            Some(&target.run_id),
+        )?;
+        for outcome in outcomes {
+            if let store::CommitOutcome::Ignored(reason) = outcome {
+                tracing::warn!(state_id = %target.state_id, ?reason, "a STATE message was not stored");
+            }
+        }
+        Ok(())
+    }
+}
+
 fn drive(
     pipeline: Pipeline,
     run_dir: &RunDir,
@@ -826,31 +871,9 @@ fn drive(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let mut cleared = false;
-    let mut sink = move |state: &Value| -> Result<()> {
-        if let Some(m) = target.merge {
-            m.on_loader_state(state)?;
-        }
-        if !target.enabled {
-            return Ok(());
-        }
-        if target.full_refresh && !target.partial && !cleared {
-            // A full refresh replaces whatever was stored, partial half included. A partial
-            // one (`--select`, or `--state-strategy merge`) merges over it instead, as in
-            // Meltano, so the bookmarks of the streams it left out survive.
-            target.store.clear_state(&target.state_id)?;
-            cleared = true;
-        }
-        let outcome = target.store.commit_state(
-            &target.state_id,
-            &state.to_string(),
-            target.partial,
-            Some(&target.run_id),
-        )?;
-        if let store::CommitOutcome::Ignored(reason) = outcome {
-            tracing::warn!(state_id = %target.state_id, ?reason, "a STATE message was not stored");
-        }
-        Ok(())
+    let mut sink = StateCommitter {
+        target,
+        cleared: false,
     };
     Ok(runtime.block_on(async {
         let (token, signals) = match cancel {

@@ -356,6 +356,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         run_id: Option<&RunId>,
     ) -> Result<CommitOutcome>;
 
+    /// [`Self::commit_state`] for several STATE values in the order the loader printed them,
+    /// made durable together (one transaction where the store has them): a burst of states
+    /// costs one sync, not one each.
+    fn commit_states(
+        &self,
+        state_id: &StateId,
+        values_json: &[String],
+        partial: bool,
+        run_id: Option<&RunId>,
+    ) -> Result<Vec<CommitOutcome>> {
+        values_json
+            .iter()
+            .map(|v| self.commit_state(state_id, v, partial, run_id))
+            .collect()
+    }
+
     /// Writes a payload with Meltano's rules (`partial` = merge, else set) and records `action`.
     fn write_state(
         &self,

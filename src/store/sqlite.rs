@@ -555,6 +555,44 @@ impl Store for SqliteStore {
         Ok(CommitOutcome::Committed)
     }
 
+    fn commit_states(
+        &self,
+        state_id: &StateId,
+        values_json: &[String],
+        partial: bool,
+        run_id: Option<&RunId>,
+    ) -> Result<Vec<CommitOutcome>> {
+        let detail = if partial { "partial" } else { "complete" };
+        let payloads: Vec<_> = values_json
+            .iter()
+            .map(|v| state::payload_from_state_value(v))
+            .collect();
+        self.write(|tx| {
+            for payload in payloads.iter().flatten() {
+                write_in(
+                    tx,
+                    state_id,
+                    payload,
+                    partial,
+                    StateAction::Committed,
+                    run_id,
+                    Some(detail),
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(payloads
+            .into_iter()
+            .map(|p| match p {
+                Ok(_) => CommitOutcome::Committed,
+                Err(reason) => {
+                    tracing::debug!(state_id = %state_id, %reason, "state value not stored");
+                    CommitOutcome::Ignored(reason)
+                }
+            })
+            .collect())
+    }
+
     fn write_state(
         &self,
         state_id: &StateId,

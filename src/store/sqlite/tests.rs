@@ -688,3 +688,48 @@ fn run_history_writes_relax_durability_for_themselves_only() {
         .unwrap();
     assert_eq!(synchronous(&store), 2);
 }
+
+#[test]
+fn a_burst_of_states_commits_as_one_sequence_of_single_commits_would() {
+    // Issue 3: states that queue up while dsm saves are saved in one transaction. The result
+    // must be what committing them one by one gives: same payload, one event per state, and
+    // the bad ones skipped.
+    let burst = [
+        r#"{"bookmarks":{"users":{"ts":1}}}"#,
+        "{}",
+        r#"{"bookmarks":{"orders":{"id":5}}}"#,
+        r#"{"bookmarks":{"orders":{"id":6}}}"#,
+    ];
+    for partial in [false, true] {
+        let (_tmp, one_by_one) = open();
+        let (_tmp2, together) = open();
+        let id = sid("dev:tap-to-target");
+        for s in burst {
+            one_by_one.commit_state(&id, s, partial, None).unwrap();
+        }
+        let values: Vec<String> = burst.iter().map(|s| (*s).to_owned()).collect();
+        let outcomes = together.commit_states(&id, &values, partial, None).unwrap();
+        assert_eq!(outcomes.len(), 4);
+        assert!(matches!(outcomes[1], CommitOutcome::Ignored(_)));
+        assert!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, CommitOutcome::Committed))
+                .count()
+                == 3
+        );
+        assert_eq!(
+            together.get_state_row(&id).unwrap().unwrap().merged(),
+            one_by_one.get_state_row(&id).unwrap().unwrap().merged()
+        );
+        let events = |s: &SqliteStore| -> Vec<String> {
+            s.state_events(Some(&id), 100)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect()
+        };
+        assert_eq!(events(&together), events(&one_by_one));
+        assert_eq!(events(&together).len(), 3);
+    }
+}
