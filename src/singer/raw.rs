@@ -128,7 +128,10 @@ impl RecordLine {
             s.ws();
             let key = s.plain_key()?;
             let name = &s.b[key.clone()];
-            if self.record.iter().any(|f| &s.b[f.key.clone()] == name) {
+            // Pairwise while the record is narrow; a wide one is checked once, sorted, below.
+            if self.record.len() < MAX_CHECKED_KEYS
+                && self.record.iter().any(|f| &s.b[f.key.clone()] == name)
+            {
                 return None;
             }
             s.ws();
@@ -138,10 +141,26 @@ impl RecordLine {
             self.record.push(field);
             s.ws();
             if s.try_eat(b'}') {
-                return Some(());
+                break;
             }
             s.eat(b',')?;
         }
+        if self.record.len() > MAX_CHECKED_KEYS {
+            let b = s.b;
+            self.keys.clear();
+            self.keys.extend(self.record.iter().map(|f| f.key.clone()));
+            self.keys
+                .sort_unstable_by(|x, y| b[x.clone()].cmp(&b[y.clone()]));
+            if self
+                .keys
+                .windows(2)
+                .any(|w| b[w[0].clone()] == b[w[1].clone()])
+            {
+                return None;
+            }
+            self.keys.clear();
+        }
+        Some(())
     }
 
     /// Reads one value into a [`Field`], parsing it when it cannot be copied.
@@ -403,6 +422,20 @@ mod tests {
             let parsed = r.record[0].parsed.as_ref().expect(value);
             assert_eq!(serde_json::to_string(parsed).unwrap(), written);
         }
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_in_a_wide_record() {
+        let props: Vec<String> = (0..100).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let line = |extra: &str| {
+            format!(
+                r#"{{"type":"RECORD","stream":"s","record":{{{}{extra}}}}}"#,
+                props.join(",")
+            )
+        };
+        assert_eq!(split(&line("")).unwrap().record.len(), 100);
+        assert!(split(&line(r#","k7":1"#)).is_none());
+        assert!(split(&line(r#","k70":1"#)).is_none());
     }
 
     #[test]
