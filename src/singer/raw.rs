@@ -32,6 +32,17 @@ pub struct Field {
     /// The value read, when its bytes are not what serde_json would write (see the module
     /// documentation); `None` means the bytes can be copied as they are.
     pub parsed: Option<Value>,
+    /// [`tag`] of the key: most keys that differ differ here, without a byte comparison.
+    tag: u64,
+}
+
+/// A key's length and first eight bytes in one word (equal keys have equal tags).
+#[inline]
+fn tag(key: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = key.len().min(8);
+    word[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(word).rotate_left(8) ^ key.len() as u64
 }
 
 /// A RECORD line's entries, reusable from line to line (no allocation once warm).
@@ -61,9 +72,16 @@ impl RecordLine {
 
     /// The property of `record` named `name`.
     pub fn property(&self, line: &[u8], name: &str) -> Option<&Field> {
+        self.position(line, name).map(|i| &self.record[i])
+    }
+
+    /// The index in `record` of the property named `name`.
+    pub fn position(&self, line: &[u8], name: &str) -> Option<usize> {
+        let name = name.as_bytes();
+        let t = tag(name);
         self.record
             .iter()
-            .find(|f| &line[f.key.clone()] == name.as_bytes())
+            .position(|f| f.tag == t && &line[f.key.clone()] == name)
     }
 
     fn top(&mut self, s: &mut Cursor<'_>) -> Option<()> {
@@ -128,9 +146,13 @@ impl RecordLine {
             s.ws();
             let key = s.plain_key()?;
             let name = &s.b[key.clone()];
+            let t = tag(name);
             // Pairwise while the record is narrow; a wide one is checked once, sorted, below.
             if self.record.len() < MAX_CHECKED_KEYS
-                && self.record.iter().any(|f| &s.b[f.key.clone()] == name)
+                && self
+                    .record
+                    .iter()
+                    .any(|f| f.tag == t && &s.b[f.key.clone()] == name)
             {
                 return None;
             }
@@ -174,7 +196,13 @@ impl RecordLine {
         } else {
             Some(serde_json::from_slice::<Value>(&s.b[value.clone()]).ok()?)
         };
-        Some(Field { key, value, parsed })
+        let tag = tag(&s.b[key.clone()]);
+        Some(Field {
+            key,
+            value,
+            parsed,
+            tag,
+        })
     }
 
     fn value(&mut self, s: &mut Cursor<'_>, depth: usize, canonical: &mut bool) -> Option<()> {
@@ -250,6 +278,35 @@ impl RecordLine {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The offset of the first `"`, `\\` or control character in `b`, eight bytes at a time.
+#[inline]
+fn plain_run(b: &[u8]) -> Option<usize> {
+    let mut j = 0;
+    while j + 8 <= b.len() {
+        let word = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // Bit 7 of a byte is set for a zero byte of `quote`/`backslash`, or a byte below 0x20
+        // of `word`. A borrow can flag a byte above a true hit, never one below it: the lowest
+        // flag is exact.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGHS;
+        if hits != 0 {
+            return Some(j + (hits.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    b[j..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|k| j + k)
+}
+
 fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -313,9 +370,7 @@ impl Cursor<'_> {
         let mut j = start;
         loop {
             // Bytes that end the plain run: the quote, a backslash, or a control character.
-            let at = j + self.b[j..]
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            let at = j + plain_run(&self.b[j..])?;
             match self.b[at] {
                 b'"' => {
                     self.i = at + 1;
@@ -421,6 +476,20 @@ mod tests {
             .unwrap();
             let parsed = r.record[0].parsed.as_ref().expect(value);
             assert_eq!(serde_json::to_string(parsed).unwrap(), written);
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_every_offset() {
+        // Eight bytes at a time: a quote, backslash or control character must be seen
+        // wherever it falls in a word, and nothing else (UTF-8 included) may stop the run.
+        for n in 0..40 {
+            let pad = "é".repeat(n / 2) + &"x".repeat(n % 2);
+            for c in ['"', '\\', '\t', '\u{1f}', '\u{0}'] {
+                let text = format!("{pad}{c}{pad}\"");
+                assert_eq!(plain_run(text.as_bytes()), Some(pad.len()), "{n} {c:?}");
+            }
+            assert_eq!(plain_run(pad.as_bytes()), None, "{n}");
         }
     }
 

@@ -496,12 +496,7 @@ impl StreamMaps {
                     continue;
                 };
                 let source = if let Some(p) = expr.as_property() {
-                    match sc
-                        .line
-                        .record
-                        .iter()
-                        .position(|f| &line[f.key.clone()] == p.as_bytes())
-                    {
+                    match sc.line.position(line, p) {
                         Some(i) => Source::Field(i),
                         None => {
                             let e = EvalError::NameNotDefined(p.to_owned());
@@ -534,11 +529,7 @@ impl StreamMaps {
                     .extend((0..sc.line.record.len()).map(|i| (Name::Field(i), Source::Field(i))));
             } else {
                 for k in c.key_properties.iter().flatten() {
-                    let found = sc
-                        .line
-                        .record
-                        .iter()
-                        .position(|f| &line[f.key.clone()] == k.as_bytes());
+                    let found = sc.line.position(line, k);
                     if let Some(i) = found
                         && !sc
                             .slots
