@@ -1,6 +1,8 @@
 //! Throughput of the native transforms as the pipeline pays for them: parse a raw line,
 //! apply the transform, serialise every output message (or, for a transform that only filters,
-//! such as validation, pass the kept line's own bytes on).
+//! such as validation, pass the kept line's own bytes on). Scenarios marked "line path" do what
+//! the pipeline does for a record of a mapped stream: scan the envelope, then map the record
+//! from its line (`Transform::apply_record_line`), parsing it in full only when that declines.
 //!
 //! Run with `cargo bench --bench transform [-- WORD]`; prints records per second for each scenario
 //! (best of several rounds over 200,000 records of about 250 bytes), by wall clock and by the
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use dsm::singer::Message;
+use dsm::singer::{Message, MessageKind, scan};
 use dsm::transform::{Policy, StreamMaps, Transform, Validate, ValidationSettings};
 use serde_json::json;
 
@@ -88,7 +90,13 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], records: &[Vec<u8>]) {
+fn measure(
+    name: &str,
+    line_path: bool,
+    make: &dyn Fn() -> Box<dyn Transform>,
+    schema: &[u8],
+    records: &[Vec<u8>],
+) {
     // `cargo bench --bench transform -- WORD` runs only the scenarios whose name has WORD (for
     // profiling one of them); cargo's own `--bench` flag is not a filter.
     let filters: Vec<String> = std::env::args()
@@ -111,6 +119,20 @@ fn measure(name: &str, make: &dyn Fn() -> Box<dyn Transform>, schema: &[u8], rec
         let start = Instant::now();
         let cpu = thread_cpu();
         for line in records {
+            if line_path {
+                let env = scan(line).unwrap();
+                let stream = env.stream.as_deref().unwrap();
+                if env.kind == MessageKind::Record
+                    && t.apply_record_line(stream, line, &mut sink).unwrap()
+                {
+                    if sink.len() > 1 << 20 {
+                        written += sink.len();
+                        black_box(&sink);
+                        sink.clear();
+                    }
+                    continue;
+                }
+            }
             let msg = Message::parse(line).unwrap();
             match &msg {
                 // As the pipeline does: a record only filters touch passes as its own bytes.
@@ -160,12 +182,14 @@ fn main() {
     };
     measure(
         "parse only (stream removed by the map)",
+        false,
         &|| Box::new(StreamMaps::from_config(&json!({"stream_maps": {"users": null}})).unwrap()),
         &schema,
         &records,
     );
     measure(
         "parse + serialise (identity map)",
+        false,
         &|| baseline(()),
         &schema,
         &records,
@@ -179,12 +203,21 @@ fn main() {
         "email_hash": "md5(email)"}}});
     measure(
         "stream map: rename + drop + md5() + filter",
+        false,
+        &|| Box::new(StreamMaps::from_config(&mapping).unwrap()),
+        &schema,
+        &records,
+    );
+    measure(
+        "stream map, line path (as the pipeline runs it)",
+        true,
         &|| Box::new(StreamMaps::from_config(&mapping).unwrap()),
         &schema,
         &records,
     );
     measure(
         "validation (policy fail)",
+        false,
         &|| {
             Box::new(
                 Validate::new(ValidationSettings {

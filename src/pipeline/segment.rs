@@ -557,6 +557,21 @@ impl Reader {
                 .as_deref()
                 .is_some_and(|s| self.transforms.iter().any(|t| t.touches(s)));
         if touched {
+            // A record that only the last transform of the chain touches can be mapped from its
+            // line, when that transform knows how: no message is built.
+            if env.kind == MessageKind::Record
+                && let Some(stream) = env.stream.as_deref()
+                && let Some((last, before)) = self.transforms.split_last_mut()
+                && before.iter().all(|t| !t.touches(stream))
+            {
+                state.transformed.clear();
+                let done = last
+                    .apply_record_line(stream, bytes, &mut state.transformed)
+                    .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
+                if done {
+                    return Ok(Action::Transformed);
+                }
+            }
             let message = match Message::parse_scanned(bytes, env.kind.clone()) {
                 Ok(m) => m,
                 Err(e) => {

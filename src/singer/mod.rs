@@ -9,6 +9,7 @@ pub mod codec;
 pub mod envelope;
 pub mod message;
 pub mod plugin_kit;
+pub mod raw;
 
 pub use envelope::{Envelope, MessageKind, ScanError, scan};
 pub use message::{Message, MessageError};

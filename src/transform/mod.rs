@@ -26,6 +26,19 @@ pub trait Transform: Send {
     /// Applies the transform to one message, pushing zero or more messages to `out`.
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError>;
 
+    /// A faster [`Transform::apply`] for a RECORD of `stream` that arrives as its line (no
+    /// newline; sanitized): appends to `out` what `apply` would output, each message written by
+    /// [`Message::write_line`] and followed by a newline, byte for byte, and returns `true`. Or
+    /// returns `false` having changed nothing, and the caller parses the line and calls `apply`.
+    fn apply_record_line(
+        &mut self,
+        _stream: &str,
+        _line: &[u8],
+        _out: &mut Vec<u8>,
+    ) -> Result<bool, TransformError> {
+        Ok(false)
+    }
+
     /// Whether this transform only ever passes a RECORD of `stream` on unchanged or drops it
     /// (validation does). When every transform touching a stream says so, the pipeline calls
     /// [`Transform::keep`] instead of [`Transform::apply`] for its records and passes the

@@ -16,6 +16,7 @@ use super::expr::{Context, EvalError, Expr, Faker};
 use super::{Transform, TransformError};
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
+use crate::singer::raw::{Field, RecordLine};
 
 const ELSE: &str = "__else__";
 const FILTER: &str = "__filter__";
@@ -66,6 +67,52 @@ struct CustomMap {
     key_properties: Option<Vec<String>>,
     include_by_default: bool,
     props: Vec<(String, Option<Expr>)>,
+    /// The properties the filter and the computed expressions read (a bare property name
+    /// copies its value and reads nothing); `None` when one reads the whole record.
+    reads: Option<Vec<String>>,
+    /// Each property name of `props` as a JSON string, for writing record lines.
+    prop_keys: Vec<Vec<u8>>,
+}
+
+impl CustomMap {
+    fn new(
+        filter: Option<Expr>,
+        key_properties: Option<Vec<String>>,
+        include_by_default: bool,
+        props: Vec<(String, Option<Expr>)>,
+    ) -> CustomMap {
+        let mut reads = filter
+            .as_ref()
+            .map_or(Some(Vec::new()), |f| f.record_names(None));
+        for (prop, expr) in &props {
+            let Some(expr) = expr else { continue };
+            if expr.as_property().is_some() {
+                continue;
+            }
+            match (expr.record_names(Some(prop)), reads.as_mut()) {
+                (Some(names), Some(all)) => {
+                    for n in names {
+                        if !all.contains(&n) {
+                            all.push(n);
+                        }
+                    }
+                }
+                _ => reads = None,
+            }
+        }
+        let prop_keys = props
+            .iter()
+            .map(|(p, _)| serde_json::to_vec(p).expect("a string always serialises"))
+            .collect();
+        CustomMap {
+            filter,
+            key_properties,
+            include_by_default,
+            props,
+            reads,
+            prop_keys,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,6 +126,8 @@ enum Kind {
 #[derive(Debug)]
 struct Mapper {
     alias: String,
+    /// `alias` as a JSON string.
+    alias_json: Vec<u8>,
     kind: Kind,
     schema: Value,
     flattened: bool,
@@ -88,6 +137,39 @@ struct Mapper {
 struct Registered {
     mappers: Vec<Mapper>,
     records: u64,
+    /// When records of the stream can be mapped from their line (see
+    /// [`Transform::apply_record_line`]): the properties the expressions read.
+    line_reads: Option<Vec<String>>,
+}
+
+/// Where a property of an output record comes from, in [`StreamMaps::apply_record_line`].
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The value of the input property at this index, as it came.
+    Field(usize),
+    /// The computed value at this index.
+    Value(usize),
+}
+
+/// The name of an output record property.
+#[derive(Debug, Clone, Copy)]
+enum Name {
+    /// The key of the input property at this index.
+    Field(usize),
+    /// The map's property at this index.
+    Prop(usize),
+}
+
+/// Buffers of the line path, kept from record to record.
+#[derive(Debug, Default)]
+struct LineScratch {
+    line: RecordLine,
+    /// The properties the expressions read, as values (other names may linger from earlier
+    /// records: no expression reads them).
+    partial: Map<String, Value>,
+    sources: Vec<Option<Source>>,
+    values: Vec<Value>,
+    slots: Vec<(Name, Source)>,
 }
 
 /// The stream-maps transform.
@@ -98,6 +180,7 @@ pub struct StreamMaps {
     map_config: Value,
     faker: RefCell<Faker>,
     streams: HashMap<String, Registered>,
+    scratch: LineScratch,
 }
 
 fn config_error(message: impl Into<String>) -> TransformError {
@@ -167,6 +250,7 @@ impl StreamMaps {
             map_config,
             faker: RefCell::new(Faker::new(seed)),
             streams: HashMap::new(),
+            scratch: LineScratch::default(),
         })
     }
 
@@ -224,6 +308,7 @@ impl StreamMaps {
                 _ => schema,
             };
             built.push(Mapper {
+                alias_json: serde_json::to_vec(&alias).expect("a string always serialises"),
                 alias,
                 kind,
                 schema,
@@ -231,11 +316,29 @@ impl StreamMaps {
             });
         }
         let records = self.streams.get(stream).map_or(0, |r| r.records);
+        let mut line_reads = Some(Vec::new());
+        for m in &built {
+            match (&m.kind, line_reads.as_mut()) {
+                _ if m.flattened => line_reads = None,
+                (Kind::Custom(c), Some(all)) => match &c.reads {
+                    Some(names) => {
+                        for n in names {
+                            if !all.contains(n) {
+                                all.push(n.clone());
+                            }
+                        }
+                    }
+                    None => line_reads = None,
+                },
+                _ => {}
+            }
+        }
         self.streams.insert(
             stream.to_owned(),
             Registered {
                 mappers: built,
                 records,
+                line_reads,
             },
         );
         Ok(())
@@ -311,6 +414,237 @@ impl StreamMaps {
         }
         Ok(())
     }
+}
+
+/// The line path: a RECORD mapped from its line, writing what [`StreamMaps::map_record`]
+/// followed by [`Message::write_line`] writes, without building the record.
+impl StreamMaps {
+    fn map_record_line(
+        &mut self,
+        stream: &str,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TransformError> {
+        let Some(reg) = self.streams.get_mut(stream) else {
+            // The full path reports the missing SCHEMA.
+            return Ok(false);
+        };
+        let Some(reads) = &reg.line_reads else {
+            return Ok(false);
+        };
+        let sc = &mut self.scratch;
+        if !sc.line.split(line) {
+            return Ok(false);
+        }
+        for name in reads {
+            match sc.line.property(line, name) {
+                Some(f) => {
+                    let Some(v) = read_field(line, f) else {
+                        return Ok(false);
+                    };
+                    match sc.partial.get_mut(name) {
+                        Some(slot) => *slot = v,
+                        None => {
+                            sc.partial.insert(name.clone(), v);
+                        }
+                    }
+                }
+                None => {
+                    sc.partial.swap_remove(name);
+                }
+            }
+        }
+        reg.records += 1;
+        let number = reg.records;
+        for mapper in &reg.mappers {
+            let c = match &mapper.kind {
+                Kind::Remove => continue,
+                Kind::Same => {
+                    sc.slots.clear();
+                    sc.slots.extend(
+                        (0..sc.line.record.len()).map(|i| (Name::Field(i), Source::Field(i))),
+                    );
+                    write_line(out, line, &sc.line, &mapper.alias_json, &sc.slots, &[], &[]);
+                    continue;
+                }
+                Kind::Custom(c) => c,
+            };
+            let ctx = Context {
+                record: &sc.partial,
+                property: None,
+                config: &self.map_config,
+                stream_name: &mapper.alias,
+                original_stream_name: stream,
+                fake: Some(&self.faker),
+            };
+            if let Some(f) = &c.filter {
+                let keep = f
+                    .eval(&ctx)
+                    .map_err(|e| eval_error(stream, number, FILTER, f, &e))?
+                    .truthy();
+                if !keep {
+                    continue;
+                }
+            }
+            // The values, in the order the full path computes them (so the same error comes
+            // first).
+            sc.sources.clear();
+            sc.values.clear();
+            for (prop, expr) in &c.props {
+                let Some(expr) = expr else {
+                    sc.sources.push(None);
+                    continue;
+                };
+                let source = if let Some(p) = expr.as_property() {
+                    match sc.line.position(line, p) {
+                        Some(i) => Source::Field(i),
+                        None => {
+                            let e = EvalError::NameNotDefined(p.to_owned());
+                            return Err(eval_error(stream, number, prop, expr, &e));
+                        }
+                    }
+                } else {
+                    let pctx = Context {
+                        property: Some(prop),
+                        ..ctx
+                    };
+                    let v = expr
+                        .eval_json(&pctx)
+                        .map_err(|e| eval_error(stream, number, prop, expr, &e))?;
+                    sc.values.push(v);
+                    Source::Value(sc.values.len() - 1)
+                };
+                sc.sources.push(Some(source));
+            }
+            // The output properties, in the order `apply` leaves them in.
+            let name_of = |n: Name| -> &[u8] {
+                match n {
+                    Name::Field(i) => &line[sc.line.record[i].key.clone()],
+                    Name::Prop(j) => c.props[j].0.as_bytes(),
+                }
+            };
+            sc.slots.clear();
+            if c.include_by_default {
+                sc.slots
+                    .extend((0..sc.line.record.len()).map(|i| (Name::Field(i), Source::Field(i))));
+            } else {
+                for k in c.key_properties.iter().flatten() {
+                    let found = sc.line.position(line, k);
+                    if let Some(i) = found
+                        && !sc
+                            .slots
+                            .iter()
+                            .any(|(n, _)| matches!(n, Name::Field(x) if *x == i))
+                    {
+                        sc.slots.push((Name::Field(i), Source::Field(i)));
+                    }
+                }
+            }
+            for (j, ((prop, _), source)) in c.props.iter().zip(&sc.sources).enumerate() {
+                let at = sc
+                    .slots
+                    .iter()
+                    .position(|(n, _)| name_of(*n) == prop.as_bytes());
+                match (source, at) {
+                    (None, Some(at)) => {
+                        sc.slots.remove(at);
+                    }
+                    (None, None) => {}
+                    (Some(s), Some(at)) => sc.slots[at].1 = *s,
+                    (Some(s), None) => sc.slots.push((Name::Prop(j), *s)),
+                }
+            }
+            write_line(
+                out,
+                line,
+                &sc.line,
+                &mapper.alias_json,
+                &sc.slots,
+                &c.prop_keys,
+                &sc.values,
+            );
+        }
+        Ok(true)
+    }
+}
+
+/// A property's value as the full parser reads it; `None` if it cannot be read (which
+/// [`RecordLine::split`] rules out).
+fn read_field(line: &[u8], f: &Field) -> Option<Value> {
+    if let Some(v) = &f.parsed {
+        return Some(v.clone());
+    }
+    let bytes = &line[f.value.clone()];
+    if let [b'"', inner @ .., b'"'] = bytes
+        && !inner.contains(&b'\\')
+    {
+        return std::str::from_utf8(inner)
+            .ok()
+            .map(|s| Value::String(s.to_owned()));
+    }
+    serde_json::from_slice(bytes).ok()
+}
+
+fn write_field(out: &mut Vec<u8>, line: &[u8], f: &Field) {
+    match &f.parsed {
+        None => out.extend_from_slice(&line[f.value.clone()]),
+        Some(v) => serde_json::to_writer(&mut *out, v).expect("a JSON value always serialises"),
+    }
+}
+
+/// Writes one RECORD line (and its newline) as [`Message::write_line`] would: `type`,
+/// `stream`, `record`, `version`, `time_extracted`, then the other keys of the input line.
+fn write_line(
+    out: &mut Vec<u8>,
+    line: &[u8],
+    input: &RecordLine,
+    alias_json: &[u8],
+    slots: &[(Name, Source)],
+    prop_keys: &[Vec<u8>],
+    values: &[Value],
+) {
+    out.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+    out.extend_from_slice(alias_json);
+    out.extend_from_slice(b",\"record\":{");
+    for (n, (name, source)) in slots.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        match name {
+            Name::Field(i) => {
+                out.push(b'"');
+                out.extend_from_slice(&line[input.record[*i].key.clone()]);
+                out.push(b'"');
+            }
+            Name::Prop(j) => out.extend_from_slice(&prop_keys[*j]),
+        }
+        out.push(b':');
+        match source {
+            Source::Field(i) => write_field(out, line, &input.record[*i]),
+            Source::Value(k) => serde_json::to_writer(&mut *out, &values[*k])
+                .expect("a JSON value always serialises"),
+        }
+    }
+    out.push(b'}');
+    const FIRST: [&[u8]; 2] = [b"version", b"time_extracted"];
+    for key in FIRST {
+        if let Some(f) = input.envelope.iter().find(|f| &line[f.key.clone()] == key) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+            write_field(out, line, f);
+        }
+    }
+    for f in &input.envelope {
+        let key = &line[f.key.clone()];
+        if !FIRST.contains(&key) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+            write_field(out, line, f);
+        }
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 fn hash_seed(text: &str) -> u64 {
@@ -461,12 +795,12 @@ fn parse_entry(key: &str, def: &Value) -> Result<Entry, TransformError> {
                     removed.0
                 )));
             }
-            EntryDef::Custom(Arc::new(CustomMap {
+            EntryDef::Custom(Arc::new(CustomMap::new(
                 filter,
                 key_properties,
                 include_by_default,
                 props,
-            }))
+            )))
         }
         other => {
             return Err(config_error(format!(
@@ -885,6 +1219,15 @@ impl Transform for StreamMaps {
             || self.entries.iter().any(|e| e.matches(stream))
     }
 
+    fn apply_record_line(
+        &mut self,
+        stream: &str,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TransformError> {
+        self.map_record_line(stream, line, out)
+    }
+
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
         match message {
             Message::Schema(msg) => {
@@ -1055,6 +1398,309 @@ mod tests {
             ]
         );
         assert_eq!(out[3]["record"], json!({"id": 1}));
+    }
+
+    /// The bytes a record became, or the error message.
+    type Mapped = Result<Vec<u8>, String>;
+
+    /// Maps `line` (after `schema`) both ways: the line path, and the full parse with `apply`
+    /// and `write_line`. Returns (line path result, full path result); `None` for the line
+    /// path when it declined.
+    fn both_paths(config: &Value, schema: &str, line: &str) -> Option<(Option<Mapped>, Mapped)> {
+        let mut fast = StreamMaps::from_config(config).ok()?;
+        let mut full = StreamMaps::from_config(config).unwrap();
+        let mut sink = Vec::new();
+        fast.apply(Message::parse(schema.as_bytes()).unwrap(), &mut sink)
+            .ok()?;
+        full.apply(Message::parse(schema.as_bytes()).unwrap(), &mut sink)
+            .unwrap();
+        let env = crate::singer::envelope::scan(line.as_bytes()).ok()?;
+        let stream = env.stream.as_deref().unwrap();
+        let mut out = Vec::new();
+        let line_path = match fast.apply_record_line(stream, line.as_bytes(), &mut out) {
+            Ok(true) => Some(Ok(out)),
+            Ok(false) => {
+                assert!(out.is_empty(), "declined after writing");
+                None
+            }
+            Err(e) => Some(Err(e.message)),
+        };
+        let full_path = match Message::parse_scanned(line.as_bytes(), env.kind.clone()) {
+            Err(e) => Err(format!("parse: {e}")),
+            Ok(m) => {
+                let mut msgs = Vec::new();
+                match full.apply(m, &mut msgs) {
+                    Err(e) => Err(e.message),
+                    Ok(()) => {
+                        let mut bytes = Vec::new();
+                        for m in msgs {
+                            m.write_line(&mut bytes);
+                            bytes.push(b'\n');
+                        }
+                        Ok(bytes)
+                    }
+                }
+            }
+        };
+        Some((line_path, full_path))
+    }
+
+    const USERS: &str = r#"{"type":"SCHEMA","stream":"users","schema":{"type":"object","properties":{"id":{"type":"integer"},"email":{"type":"string"},"status":{"type":"string"},"a":{},"b":{},"c":{}}},"key_properties":["id"]}"#;
+
+    #[test]
+    fn the_benchmark_map_takes_the_line_path_and_writes_what_the_full_path_writes() {
+        let config = json!({"stream_maps": {"users": {
+            "__alias__": "customers", "__filter__": "status == 'active'",
+            "contact": "email", "email": null, "note": null, "email_hash": "md5(email)"}}});
+        for (line, kept) in [
+            (
+                r#"{"type":"RECORD","stream":"users","record":{"id":1,"email":"u@x.io","status":"active","note":"n","amount":1.50},"time_extracted":"2024-01-01T00:00:00Z"}"#,
+                true,
+            ),
+            (
+                r#"{"type": "RECORD", "stream": "users", "record": {"id": 2, "email": "v@x.io", "status": "inactive", "a": [1, 2]}}"#,
+                false,
+            ),
+        ] {
+            let (fast, full) = both_paths(&config, USERS, line).unwrap();
+            let fast = fast.expect("the line path declined").unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&full.unwrap())
+            );
+            assert_eq!(!fast.is_empty(), kept, "{}", String::from_utf8_lossy(&fast));
+        }
+        let (fast, _) = both_paths(
+            &config,
+            USERS,
+            r#"{"type":"RECORD","stream":"users","record":{"id":1,"email":"u","status":"active"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(fast.unwrap().unwrap()).unwrap(),
+            r#"{"type":"RECORD","stream":"customers","record":{"id":1,"status":"active","contact":"u","email_hash":"7b774effe4a349c6dd82ad4f4f21d34c"}}
+"#
+        );
+    }
+
+    #[test]
+    fn maps_reading_the_whole_record_or_flattening_take_the_full_path() {
+        let line = r#"{"type":"RECORD","stream":"users","record":{"id":1}}"#;
+        for config in [
+            json!({"stream_maps": {"users": {"x": "record.get('id')"}}}),
+            json!({"stream_maps": {"users": {"x": "_['id']"}}}),
+            json!({"stream_maps": {"users": {}}, "flattening_enabled": true, "flattening_max_depth": 1}),
+        ] {
+            let (fast, full) = both_paths(&config, USERS, line).unwrap();
+            assert!(fast.is_none(), "{config}");
+            assert!(full.is_ok());
+        }
+    }
+
+    mod line_path {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => Just("null".to_owned()),
+                4 => Just("true".to_owned()),
+                16 => (-50i64..50).prop_map(|i| i.to_string()),
+                12 => prop::sample::select(vec![
+                    "-0", "1.50", "1E5", "2e-3", "0.0", "12345678901234567890123",
+                ])
+                .prop_map(str::to_owned),
+                16 => "[a-zé ]{0,5}".prop_map(|s| format!("\"{s}\"")),
+                12 => prop::sample::select(vec![
+                    r#""active""#,
+                    r#""a\"b\\c\n\t""#,
+                    r#""\u00e9\/x""#,
+                ])
+                .prop_map(str::to_owned),
+                // What serde_json refuses.
+                1 => prop::sample::select(vec!["01", "1.", r#""\ud800""#, "\"raw\ttab\""])
+                    .prop_map(str::to_owned),
+            ]
+        }
+
+        fn gap() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec!["", "", "", " "])
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            scalar().prop_recursive(3, 12, 3, |inner| {
+                prop_oneof![
+                    (prop::collection::vec(inner.clone(), 0..3), gap())
+                        .prop_map(|(v, g)| format!("[{g}{}]", v.join(&format!(",{g}")))),
+                    (
+                        prop::collection::vec(
+                            (prop::sample::select(vec!["k", "l", "k"]), inner),
+                            0..3
+                        ),
+                        gap()
+                    )
+                        .prop_map(|(v, g)| {
+                            let items: Vec<String> =
+                                v.iter().map(|(k, x)| format!("\"{k}\":{g}{x}")).collect();
+                            format!("{{{}}}", items.join(","))
+                        }),
+                ]
+            })
+        }
+
+        fn record() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                40 => prop::sample::select(vec!["a", "b", "c", "note", "d", "e", "f", "g", "h", "i", "j"]),
+                4 => prop::sample::select(vec!["id", "email", "status"]),
+                1 => Just("q\\\"k"),
+            ];
+            (
+                -3i64..100,
+                "[a-z]{1,4}",
+                prop::sample::select(vec!["active", "inactive"]),
+                prop::collection::vec((key, value(), gap()), 0..4),
+                any::<prop::sample::Index>(),
+            )
+                .prop_map(|(id, email, status, props, at)| {
+                    let mut items: Vec<String> = props
+                        .iter()
+                        .map(|(k, v, g)| format!("\"{k}\"{g}:{g}{v}"))
+                        .collect();
+                    // Mostly a record with the usual properties, somewhere among the others.
+                    if id >= 0 {
+                        let usual =
+                            format!(r#""id":{id},"email":"{email}@x.io","status":"{status}""#);
+                        items.insert(at.index(items.len() + 1), usual);
+                    }
+                    format!("{{{}}}", items.join(","))
+                })
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            (
+                record(),
+                prop::option::of(value()),
+                prop::option::of(value()),
+                prop::option::of(value()),
+                prop::sample::select(vec!["RECORD", "record"]),
+                gap(),
+                any::<prop::sample::Index>(),
+            )
+                .prop_map(|(record, version, time, extra, kind, g, at)| {
+                    let mut parts = vec![
+                        format!("\"type\":{g}\"{kind}\""),
+                        format!("\"stream\":\"users\""),
+                    ];
+                    if let Some(v) = version {
+                        parts.push(format!("\"version\":{v}"));
+                    }
+                    if let Some(e) = extra {
+                        parts.push(format!("\"x-extra\":{e}"));
+                    }
+                    if let Some(t) = time {
+                        parts.push(format!("\"time_extracted\":{t}"));
+                    }
+                    parts.insert(at.index(parts.len() + 1), format!("\"record\":{record}"));
+                    format!("{{{g}{}}}", parts.join(&format!(",{g}")))
+                })
+        }
+
+        fn mapping() -> impl Strategy<Value = Value> {
+            let whole = prop::sample::select(vec![json!("record.get('b')"), json!("_")]);
+            let expr = prop::sample::select(vec![
+                Value::Null,
+                json!("__NULL__"),
+                json!("id"),
+                json!("email"),
+                json!("a"),
+                json!("md5(str(email))"),
+                json!("str(a) + '!'"),
+                json!("self"),
+                json!("'const'"),
+                json!("int(id) * 2"),
+                json!("email"),
+                json!("md5(email)"),
+                json!("status.upper()"),
+            ]);
+            let expr = prop_oneof![12 => expr, 1 => whole];
+            let props = prop::collection::vec(
+                (
+                    prop::sample::select(vec!["id", "email", "status", "a", "b", "new"]),
+                    expr,
+                ),
+                0..5,
+            );
+            let filter = prop::sample::select(vec![
+                None,
+                None,
+                Some("status == 'active'"),
+                Some("status != 'active'"),
+                Some("len(str(email)) > 8"),
+                Some("record.get('c') is None"),
+            ]);
+            (
+                props,
+                filter,
+                any::<bool>(),
+                any::<bool>(),
+                prop::option::of(prop::sample::select(vec![
+                    json!(["id"]),
+                    json!(["status", "id"]),
+                    json!(null),
+                ])),
+                any::<bool>(),
+            )
+                .prop_map(|(props, filter, alias, else_null, keys, split)| {
+                    let mut map = Map::new();
+                    for (p, e) in props {
+                        map.insert(p.into(), e);
+                    }
+                    if let Some(f) = filter {
+                        map.insert(FILTER.into(), json!(f));
+                    }
+                    if alias {
+                        map.insert(ALIAS.into(), json!("customers"));
+                    }
+                    if else_null {
+                        map.insert(ELSE.into(), Value::Null);
+                    }
+                    if let Some(k) = keys {
+                        map.insert(KEY_PROPERTIES.into(), k);
+                    }
+                    let mut maps = Map::new();
+                    maps.insert("users".into(), Value::Object(map));
+                    if split {
+                        maps.insert(
+                            "copy".into(),
+                            json!({"__source__": "users", "status": "str(status) + '?'"}),
+                        );
+                    }
+                    json!({ "stream_maps": maps })
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Issue 5: the line path writes byte for byte what the full path writes (or fails
+            /// with the same message, or declines a line the full path refuses).
+            #[test]
+            fn writes_what_the_full_path_writes(config in mapping(), line in line()) {
+                let Some((fast, full)) = both_paths(&config, USERS, &line) else {
+                    return Ok(());
+                };
+                match (fast, full) {
+                    (None, _) => {}
+                    (Some(Ok(fast)), Ok(full)) => prop_assert_eq!(
+                        String::from_utf8_lossy(&fast),
+                        String::from_utf8_lossy(&full),
+                        "{} with {}", line, config
+                    ),
+                    (Some(Err(fast)), Err(full)) => prop_assert_eq!(fast, full),
+                    (fast, full) => prop_assert!(false, "{line} with {config}: line path {fast:?}, full path {full:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -137,6 +137,76 @@ fn a_meltano_map_transformer_mapping_runs_inside_dsm() {
     assert_eq!(plugins, ["tap-jsonl", "target-fake"]);
 }
 
+/// Issue 5 (speed): a map that reads only named properties runs from each record's line,
+/// without parsing it; the loader must get what the parsed path gives (property order, the
+/// filter, values, `time_extracted` kept) and a failing expression must name its record.
+#[test]
+fn a_map_over_named_properties_gives_what_the_parsed_path_gives() {
+    let mapping = |filter: &str| {
+        format!(
+            r#"  mappers:
+  - name: meltano-map-transformer
+    variant: meltano
+    executable: ./no-such-dir/meltano-map-transform
+    mappings:
+    - name: hide
+      config:
+        stream_maps:
+          users:
+            __alias__: people
+            __filter__: "{filter}"
+            contact: email
+            email: null
+            email_hash: "md5(email.lower())"
+            secret: __NULL__
+"#
+        )
+    };
+    let p = project("", &mapping("id != 2"));
+    let out = p.dsm(&["run", "tap-jsonl", "hide", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<Value> = p
+        .read("out.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("the loader got JSON"))
+        .filter(|m: &Value| m["type"] == "RECORD")
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for m in &lines {
+        assert_eq!(m["stream"], "people");
+        assert!(m["time_extracted"].is_string(), "{m}");
+        let keys: Vec<&str> = m["record"]
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["id", "age", "contact", "email_hash"], "{m}");
+    }
+    assert_eq!(
+        records(&p),
+        [
+            json!({"id": 1, "age": 31, "contact": "Ann@Example.com",
+                "email_hash": "257c57037d384ae37ea27a07e8a01665"}),
+            json!({"id": 3, "age": 17, "contact": "cy@example.com",
+                "email_hash": "3982b055a5775cdd7fb528b3f9f1d601"}),
+        ]
+    );
+
+    // Record 2 has `"age": "old"`: comparing it with a number fails, naming the record.
+    let p = project("", &mapping("age > 18"));
+    let out = p.dsm(&["run", "tap-jsonl", "hide", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("record 2 of stream `users`")
+            && out
+                .stderr
+                .contains("`__filter__` expression `age > 18` failed"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn other_mappers_still_run_as_processes() {
     let p = project(

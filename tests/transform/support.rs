@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use dsm::singer::Message;
+use dsm::singer::{Message, MessageKind, scan};
 use dsm::transform::{Transform, TransformError};
 use serde_json::Value;
 
@@ -49,4 +49,47 @@ pub fn run(t: &mut dyn Transform, input: &[Value]) -> Result<Vec<Value>, Transfo
         .iter()
         .map(|m| serde_json::from_slice(&m.to_line()).unwrap())
         .collect())
+}
+
+/// Like [`run`], but as the pipeline treats records: a RECORD is first offered to
+/// [`Transform::apply_record_line`] as its line, and parsed only when that declines. Returns
+/// the output and how many records took the line path.
+pub fn run_lines(
+    t: &mut dyn Transform,
+    input: &[Value],
+) -> Result<(Vec<Value>, usize), TransformError> {
+    let mut out = Vec::new();
+    let mut by_line = 0;
+    for v in input {
+        let line = serde_json::to_vec(v).unwrap();
+        let env = scan(&line).unwrap();
+        if env.kind == MessageKind::Record {
+            let stream = env.stream.as_deref().unwrap();
+            let mut bytes = Vec::new();
+            if t.touches(stream) && t.apply_record_line(stream, &line, &mut bytes)? {
+                by_line += 1;
+                for l in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    out.push(serde_json::from_slice(l).unwrap());
+                }
+                continue;
+            }
+        }
+        let msg = Message::parse(&line).unwrap();
+        let passes = match &msg {
+            Message::State(_) => true,
+            m => !m.stream().is_some_and(|s| t.touches(s)),
+        };
+        let mut produced = Vec::new();
+        if passes {
+            produced.push(msg);
+        } else {
+            t.apply(msg, &mut produced)?;
+        }
+        out.extend(
+            produced
+                .iter()
+                .map(|m| serde_json::from_slice::<Value>(&m.to_line()).unwrap()),
+        );
+    }
+    Ok((out, by_line))
 }

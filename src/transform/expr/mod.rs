@@ -102,6 +102,27 @@ impl Expr {
         }
     }
 
+    /// The record properties the expression can read while computing `property` (`None` for
+    /// `__filter__`): its bare names, and `property` itself when it uses `self`. `None` when it
+    /// reads the whole record (`record`, `_`), so every property may matter.
+    pub fn record_names(&self, property: Option<&str>) -> Option<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        let mut whole = false;
+        walk(&self.node, &mut |n| match n {
+            Node::Prop(p) if !names.contains(p) => names.push(p.clone()),
+            Node::Global(Global::Record) => whole = true,
+            Node::Global(Global::SelfValue) => {
+                if let Some(p) = property
+                    && !names.iter().any(|n| n == p)
+                {
+                    names.push(p.to_owned());
+                }
+            }
+            _ => {}
+        });
+        (!whole).then_some(names)
+    }
+
     /// Evaluates the expression on one record.
     pub fn eval<'a>(&'a self, ctx: &Context<'a>) -> Result<Py<'a>, EvalError> {
         eval::Interp::new(ctx, self.slots).eval(&self.node)
