@@ -11,12 +11,13 @@
 //!
 //! A committed batch can be ahead of the target: the records it sent may still be in a pipe or
 //! in the loader's buffer when the run dies. Left alone, the next run would find those records
-//! unchanged and never send them again, and the target would keep stale rows. So every key whose
-//! record is sent is also written to `merge_unconfirmed` in the same transaction, tagged with the
-//! run and the number of extractor STATE messages seen before it (the *mark*). When the loader
-//! emits a STATE after flushing, the rows before that STATE's mark are deleted
-//! ([`Resolver::confirm`]); a run that ends well deletes the rest. Rows a failed run leaves behind
-//! are sent again by the next run of the stream ([`Resolver::recover`]) before anything else.
+//! unchanged and never send them again, and the target would keep stale rows. So the row of
+//! every key whose record is sent also names, in the same write, the run that sent it and the
+//! number of extractor STATE messages seen before it (the *mark*). Each such run has a row in
+//! `merge_sends` saying how far its loader confirmed: when the loader emits a STATE after
+//! flushing, sends before that STATE's mark count as confirmed ([`Resolver::confirm`]); a run
+//! that ends well deletes its row, confirming the rest. Keys a failed run left unconfirmed are
+//! sent again by the next run of the stream ([`Resolver::recover`]) before anything else.
 //! What the resolver believes the target holds is thus never ahead of what the loader confirmed,
 //! while the batches stay short (SQLite has one writer per database, and the run history and
 //! bookmarks are written to the same file while the run goes on).
@@ -98,8 +99,9 @@ pub struct Resolver {
     clock: LogClock,
     /// Conflict-log rows of the open batch not yet written (see [`Resolver::write_pending`]).
     conflicts: Vec<ConflictRow>,
-    /// Keys sent in the open batch, with their mark, not yet noted in `merge_unconfirmed`.
-    unconfirmed: Vec<(u64, String)>,
+    /// This run's id in `merge_sends`, once the open batch made sure its row exists (see
+    /// [`Resolver::sender`]).
+    sender: Option<i64>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -162,7 +164,7 @@ impl Resolver {
             last_arrival: None,
             clock: LogClock::default(),
             conflicts: Vec::new(),
-            unconfirmed: Vec::new(),
+            sender: None,
         })
     }
 
@@ -173,7 +175,7 @@ impl Resolver {
         Ok(&self.conn)
     }
 
-    /// Writes the conflict-log rows and unconfirmed keys the open batch holds. They are kept
+    /// Writes the conflict-log rows the open batch holds. They are kept
     /// back and written many rows per statement, which is cheaper than one statement each; they
     /// are always written inside the batch's transaction, before it commits and before any other
     /// statement reads or deletes those tables.
@@ -186,15 +188,6 @@ impl Resolver {
                 &self.conflicts,
             )?;
             self.conflicts.clear();
-        }
-        if !self.unconfirmed.is_empty() {
-            store::note_unconfirmed_many(
-                &self.conn,
-                &self.decl.name,
-                &self.run.run_id,
-                &self.unconfirmed,
-            )?;
-            self.unconfirmed.clear();
         }
         Ok(())
     }
@@ -220,6 +213,7 @@ impl Resolver {
         if self.in_tx {
             self.conn.execute_batch("COMMIT")?;
             self.in_tx = false;
+            self.sender = None;
             self.pending = 0;
             self.opened = None;
         }
@@ -245,38 +239,51 @@ impl Resolver {
     pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
         self.write_pending()?;
         store::confirm(&self.conn, &self.decl.name, &self.run.run_id, before)?;
+        if before.is_none() {
+            // The run's row is gone; a later send adds a new one.
+            self.sender = None;
+        }
         Ok(())
+    }
+
+    /// This run's id in `merge_sends`, making sure within the open batch that its row exists:
+    /// it was added in this transaction or an earlier one that committed, and not deleted since,
+    /// so the keys naming it commit together with it.
+    fn sender(&mut self) -> Result<i64, MergeError> {
+        if let Some(id) = self.sender {
+            return Ok(id);
+        }
+        let id = store::sender_id(&self.conn, &self.decl.name, &self.run.run_id)?;
+        self.sender = Some(id);
+        Ok(id)
     }
 
     /// The records that earlier runs sent but no loader confirmed, to send again now; they
     /// become this run's unconfirmed keys.
     pub fn recover(&mut self) -> Result<Vec<Map<String, Value>>, MergeError> {
-        let keys = store::unconfirmed_keys(&self.conn, &self.decl.name, &self.run.run_id)?;
-        if keys.is_empty() {
+        let rows = store::unconfirmed_records(&self.conn, &self.decl.name, &self.run.run_id)?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
         self.begin()?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let resolved =
-                store::load_entity(&self.conn, &self.decl.name, key)?.and_then(|row| row.resolved);
-            let Some(text) = resolved else { continue };
-            let record: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, text) in &rows {
+            let record: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
                 MergeError::data(format!(
                     "the stored record of key {key} of merged stream `{}` is unreadable: {e}",
                     self.decl.name
                 ))
             })?;
-            store::note_unconfirmed(
-                &self.conn,
-                &self.decl.name,
-                &self.run.run_id,
-                self.mark,
-                key,
-            )?;
             out.push(record);
         }
-        store::forget_other_runs(&self.conn, &self.decl.name, &self.run.run_id)?;
+        let sender = self.sender()?;
+        store::take_over_unconfirmed(
+            &self.conn,
+            &self.decl.name,
+            &self.run.run_id,
+            sender,
+            self.mark,
+        )?;
         self.flush()?;
         self.stats.resent += out.len() as u64;
         tracing::info!(
@@ -386,6 +393,10 @@ impl Resolver {
                 (Some(text), Some(outcome.record))
             }
         };
+        let sent = match emitted {
+            Some(_) => Some((self.sender()?, self.mark)),
+            None => None,
+        };
         let new_row = EntityRow {
             candidates: serde_json::to_string(&candidates).expect("JSON values serialise"),
             resolved,
@@ -397,10 +408,8 @@ impl Resolver {
             &key,
             &new_row,
             &self.run.run_id,
+            sent,
         )?;
-        if emitted.is_some() {
-            self.unconfirmed.push((self.mark, key));
-        }
         self.tick()?;
         Ok(emitted)
     }

@@ -290,13 +290,11 @@ mod tests {
 
     fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
         let conn = Connection::open(path).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT run_id, mark, key FROM merge_unconfirmed ORDER BY mark, key")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        crate::merge::store::unconfirmed(&conn)
             .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+            .into_iter()
+            .map(|(_, run, mark, key)| (run, mark, key))
+            .collect()
     }
 
     fn stage(path: &std::path::Path, run: &str) -> MergeRun {

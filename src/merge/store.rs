@@ -9,17 +9,34 @@ use serde_json::{Map, Value};
 use super::MergeError;
 use crate::singer::message::{Message, SchemaMessage};
 
-/// The tables: the store's migrations 4 and 6, written to be idempotent.
-pub const MIGRATIONS: [&str; 2] = [
+/// The tables: the store's migrations 4, 6 and 9.
+pub const MIGRATIONS: [&str; 3] = [
     include_str!("../store/migrations/0004_merged_streams.sql"),
     include_str!("../store/migrations/0006_merge_runs.sql"),
+    include_str!("../store/migrations/0009_merge_sends.sql"),
 ];
 
-/// Creates the tables when missing (the system store does this on open; this serves bare
-/// connections such as tests and benchmarks).
+/// Creates the tables when missing, or upgrades them (the system store does this on open; this
+/// serves bare connections such as tests and benchmarks). Migrations 4 and 6 are idempotent;
+/// 9 is not, so the whole set runs only while its table `merge_sends` is missing, under a
+/// savepoint so that a failure leaves the tables as they were.
 pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
-    for m in MIGRATIONS {
-        conn.execute_batch(m)?;
+    let current: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merge_sends')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if current {
+        return Ok(());
+    }
+    conn.execute_batch("SAVEPOINT merge_migrate")?;
+    let applied = MIGRATIONS.iter().try_for_each(|m| conn.execute_batch(m));
+    match applied {
+        Ok(()) => conn.execute_batch("RELEASE merge_migrate")?,
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO merge_migrate; RELEASE merge_migrate")?;
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -55,20 +72,24 @@ pub fn load_entity(
         .optional()?)
 }
 
-/// Writes one key's row.
+/// Writes one key's row. `sent`: the record was sent to the target by the run with this id
+/// in `merge_sends` (see [`sender_id`]) under this mark; `None` keeps what the row held.
 pub fn save_entity(
     conn: &Connection,
     stream: &str,
     key: &str,
     row: &EntityRow,
     run_id: &str,
+    sent: Option<(i64, u64)>,
 ) -> Result<(), MergeError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO merge_entities (stream, key, candidates, resolved, quarantined, run_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO merge_entities
+             (stream, key, candidates, resolved, quarantined, run_id, sent_by, sent_mark)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (stream, key) DO UPDATE SET candidates = excluded.candidates,
              resolved = excluded.resolved, quarantined = excluded.quarantined,
-             run_id = excluded.run_id",
+             run_id = excluded.run_id, sent_by = coalesce(excluded.sent_by, sent_by),
+             sent_mark = coalesce(excluded.sent_mark, sent_mark)",
     )?;
     stmt.execute(params![
         stream,
@@ -76,7 +97,9 @@ pub fn save_entity(
         row.candidates,
         row.resolved,
         i64::from(row.quarantined),
-        run_id
+        run_id,
+        sent.map(|(id, _)| id),
+        sent.map(|(_, mark)| mark_sql(mark)),
     ])?;
     Ok(())
 }
@@ -294,83 +317,110 @@ pub fn insert_conflicts(
     })
 }
 
-/// Notes that the records of `keys` (each with its mark) were sent by `run_id` and await the
-/// loader (see [`note_unconfirmed`]).
-pub fn note_unconfirmed_many(
-    conn: &Connection,
-    stream: &str,
-    run_id: &str,
-    keys: &[(u64, String)],
-) -> Result<(), MergeError> {
-    const HEAD: &str = "INSERT OR IGNORE INTO merge_unconfirmed (stream, run_id, mark, key)";
-    static FULL: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 4, ROWS_PER_INSERT));
-    static ONE: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 4, 1));
-    let marks: Vec<i64> = keys.iter().map(|(m, _)| mark_sql(*m)).collect();
-    let rows: Vec<(&i64, &String)> = marks.iter().zip(keys.iter().map(|(_, k)| k)).collect();
-    insert_rows(conn, &FULL, &ONE, &rows, |(mark, key)| {
-        [&stream, &run_id, *mark, *key]
-    })
-}
-
-/// Notes that the record of `key` was sent under `mark` of `run_id` and awaits the loader.
-pub fn note_unconfirmed(
-    conn: &Connection,
-    stream: &str,
-    run_id: &str,
-    mark: u64,
-    key: &str,
-) -> Result<(), MergeError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO merge_unconfirmed (stream, run_id, mark, key) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    stmt.execute(params![stream, run_id, mark_sql(mark), key])?;
-    Ok(())
+/// The id in `merge_sends` of `run_id` sending records of `stream`, adding the row when
+/// missing. Called inside the write transaction that first refers to it, so the row and the
+/// keys naming it commit (or roll back) together.
+pub fn sender_id(conn: &Connection, stream: &str, run_id: &str) -> Result<i64, MergeError> {
+    conn.prepare_cached(
+        "INSERT INTO merge_sends (stream, run_id) VALUES (?1, ?2)
+         ON CONFLICT (stream, run_id) DO NOTHING",
+    )?
+    .execute(params![stream, run_id])?;
+    let id = conn
+        .prepare_cached("SELECT id FROM merge_sends WHERE stream = ?1 AND run_id = ?2")?
+        .query_row(params![stream, run_id], |r| r.get(0))?;
+    Ok(id)
 }
 
 fn mark_sql(mark: u64) -> i64 {
     i64::try_from(mark).unwrap_or(i64::MAX)
 }
 
-/// Forgets the keys of `run_id` sent before `mark` (the loader confirmed them); `None`: all.
+/// The loader confirmed the keys of `run_id` sent before `mark`; `None`: all of them (the run's
+/// row goes, and with it every mark naming it).
 pub fn confirm(
     conn: &Connection,
     stream: &str,
     run_id: &str,
     before: Option<u64>,
-) -> Result<usize, MergeError> {
-    let n = match before {
-        Some(m) => conn.execute(
-            "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id = ?2 AND mark < ?3",
-            params![stream, run_id, mark_sql(m)],
-        )?,
-        None => conn.execute(
-            "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id = ?2",
-            params![stream, run_id],
-        )?,
+) -> Result<(), MergeError> {
+    match before {
+        Some(m) => conn
+            .prepare_cached(
+                "UPDATE merge_sends SET confirmed_before = max(confirmed_before, ?3)
+                 WHERE stream = ?1 AND run_id = ?2",
+            )?
+            .execute(params![stream, run_id, mark_sql(m)])?,
+        None => conn
+            .prepare_cached("DELETE FROM merge_sends WHERE stream = ?1 AND run_id = ?2")?
+            .execute(params![stream, run_id])?,
     };
-    Ok(n)
+    Ok(())
 }
 
-/// Keys that earlier runs sent but no loader confirmed (those runs failed or crashed).
-pub fn unconfirmed_keys(
+/// Keys and records that runs other than `run_id` sent but no loader confirmed (those runs
+/// failed or crashed), in key order. Reads the stream's keys only when such a run exists.
+pub fn unconfirmed_records(
     conn: &Connection,
     stream: &str,
     run_id: &str,
-) -> Result<Vec<String>, MergeError> {
+) -> Result<Vec<(String, String)>, MergeError> {
+    let others: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM merge_sends WHERE stream = ?1 AND run_id <> ?2)",
+        )?
+        .query_row(params![stream, run_id], |r| r.get(0))?;
+    if !others {
+        return Ok(Vec::new());
+    }
     let mut stmt = conn.prepare(
-        "SELECT DISTINCT key FROM merge_unconfirmed WHERE stream = ?1 AND run_id <> ?2 ORDER BY key",
+        "SELECT e.key, e.resolved
+           FROM merge_entities e JOIN merge_sends s ON s.id = e.sent_by
+          WHERE e.stream = ?1 AND s.stream = ?1 AND s.run_id <> ?2
+            AND e.sent_mark >= s.confirmed_before AND e.resolved IS NOT NULL
+          ORDER BY e.key",
     )?;
-    let keys = stmt
-        .query_map(params![stream, run_id], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(keys)
+    let rows = stmt
+        .query_map(params![stream, run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<(String, String)>, _>>()?;
+    Ok(rows)
 }
 
-/// Drops the unconfirmed keys of every run but `run_id` (after they were sent again).
-pub fn forget_other_runs(conn: &Connection, stream: &str, run_id: &str) -> Result<(), MergeError> {
+/// Hands the keys other runs left unconfirmed (see [`unconfirmed_records`]) to the sender
+/// `sender` under `mark`, after they were sent again, and drops the other runs' rows.
+pub fn take_over_unconfirmed(
+    conn: &Connection,
+    stream: &str,
+    run_id: &str,
+    sender: i64,
+    mark: u64,
+) -> Result<(), MergeError> {
     conn.execute(
-        "DELETE FROM merge_unconfirmed WHERE stream = ?1 AND run_id <> ?2",
+        "UPDATE merge_entities SET sent_by = ?3, sent_mark = ?4
+          WHERE stream = ?1 AND resolved IS NOT NULL AND EXISTS (
+                SELECT 1 FROM merge_sends s
+                 WHERE s.id = merge_entities.sent_by AND s.stream = ?1 AND s.run_id <> ?2
+                   AND merge_entities.sent_mark >= s.confirmed_before)",
+        params![stream, run_id, sender, mark_sql(mark)],
+    )?;
+    conn.execute(
+        "DELETE FROM merge_sends WHERE stream = ?1 AND run_id <> ?2",
         params![stream, run_id],
     )?;
     Ok(())
+}
+
+/// Every key sent but not yet confirmed, of any stream and run: (stream, run, mark, key), by
+/// mark and key. For tests and inspection.
+pub fn unconfirmed(conn: &Connection) -> Result<Vec<(String, String, i64, String)>, MergeError> {
+    let mut stmt = conn.prepare(
+        "SELECT e.stream, s.run_id, e.sent_mark, e.key
+           FROM merge_entities e JOIN merge_sends s ON s.id = e.sent_by
+          WHERE e.sent_mark >= s.confirmed_before
+          ORDER BY e.sent_mark, e.key",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

@@ -622,3 +622,126 @@ fn dropping_a_stage_without_commit_sends_the_records_again_next_time() {
     assert_eq!(emitted(true), 1);
     assert_eq!(emitted(true), 0);
 }
+
+#[test]
+fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends() {
+    // Migration 9 moved the unconfirmed mark from `merge_unconfirmed` onto the key's row; a
+    // store written before it must keep its keys, and resend what its crashed run left.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsm.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(super::store::MIGRATIONS[0]).unwrap();
+    conn.execute_batch(super::store::MIGRATIONS[1]).unwrap();
+    let cand = |id: i64, name: &str| {
+        json!({"csv": {"r": {"id": id, "name": name}, "f": "2024-04-01T00:00:00Z",
+                       "l": "2024-04-01T00:00:00Z"}})
+        .to_string()
+    };
+    for (key, name) in [("[1]", "Acme"), ("[2]", "Beta"), ("[3]", "Gamma")] {
+        let id: i64 = key[1..2].parse().unwrap();
+        conn.execute(
+            "INSERT INTO merge_entities (stream, key, candidates, resolved, quarantined, run_id)
+             VALUES ('companies', ?1, ?2, ?3, 0, 'old')",
+            rusqlite::params![
+                key,
+                cand(id, name),
+                json!({"id": id, "name": name}).to_string()
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO merge_unconfirmed VALUES ('companies', 'old', 3, '[1]'),
+             ('companies', 'old', 5, '[1]'), ('companies', 'old', 2, '[2]');
+         INSERT INTO merge_conflicts (stream, key, field, candidates, winner, winning_source,
+             rule, outcome, run_id, logged_at)
+         VALUES ('companies', '[1]', 'name', '{}', NULL, NULL, 'priority', 'resolved', 'old',
+             '2024-04-01T00:00:00.000Z');",
+    )
+    .unwrap();
+
+    super::store::migrate(&conn).unwrap();
+    // A second call finds the tables current and changes nothing.
+    super::store::migrate(&conn).unwrap();
+    let pending = super::store::unconfirmed(&conn).unwrap();
+    let expected = |run: &str| {
+        vec![
+            ("companies".to_owned(), run.to_owned(), 2, "[2]".to_owned()),
+            ("companies".to_owned(), run.to_owned(), 5, "[1]".to_owned()),
+        ]
+    };
+    assert_eq!(pending, expected("old"));
+    let gone: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'merge_unconfirmed')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!gone, "the old table is dropped");
+    let names: Vec<Value> = resolved_records(&conn, "companies")
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("Acme"), json!("Beta"), json!("Gamma")]);
+    let logged = conflicts::list(&conn, &ConflictFilter::default()).unwrap();
+    assert_eq!(logged.len(), 1);
+    drop(conn);
+
+    // The next run sends keys 1 and 2 again, in key order, and they become its own.
+    let decl = MergedStream::parse(&json!({
+        "name": "companies",
+        "sources": [{"extractor": "tap-csv", "stream": "companies", "name": "csv"},
+                    {"extractor": "tap-api", "stream": "companies", "name": "api"}],
+        "key": ["id"]
+    }))
+    .unwrap();
+    let mut r = Resolver::new(
+        Connection::open(&path).unwrap(),
+        decl,
+        vec!["id".into()],
+        run("new"),
+    )
+    .unwrap();
+    r.set_mark(4);
+    let resent: Vec<Value> = r
+        .recover()
+        .unwrap()
+        .into_iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(resent, [json!(1), json!(2)]);
+    let mut pending = super::store::unconfirmed(r.connection().unwrap()).unwrap();
+    pending.sort_by(|a, b| a.3.cmp(&b.3));
+    assert_eq!(
+        pending,
+        [
+            (
+                "companies".to_owned(),
+                "new".to_owned(),
+                4,
+                "[1]".to_owned()
+            ),
+            (
+                "companies".to_owned(),
+                "new".to_owned(),
+                4,
+                "[2]".to_owned()
+            ),
+        ]
+    );
+    // The stored candidates still resolve: api's new name for key 3 loses to csv by priority
+    // (the declaration's order), so nothing changes and nothing is sent.
+    let Value::Object(rec) = json!({"id": 3, "name": "Gamma API"}) else {
+        unreachable!()
+    };
+    assert_eq!(r.resolve("api", rec, None).unwrap(), None);
+    r.confirm(None).unwrap();
+    r.flush().unwrap();
+    assert!(
+        super::store::unconfirmed(r.connection().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+}

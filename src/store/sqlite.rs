@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pruned_run_totals",
         include_str!("migrations/0008_pruned_run_totals.sql"),
     ),
+    (
+        9,
+        "merge_sends",
+        include_str!("migrations/0009_merge_sends.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
