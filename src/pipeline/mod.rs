@@ -473,6 +473,10 @@ pub async fn run(
     let mut states_done = false;
     let mut events_closed = false;
     let mut failure: Option<Error> = None;
+    // A reader's error about a producer dsm had already asked to stop (its last line cut short
+    // by the signal, say): reported only when nothing else went wrong, since the reason for
+    // the stop (a consumer that died, a cancel) comes first.
+    let mut after_stop: Option<Error> = None;
     let mut cancelled: Option<RunStatus> = None;
     let mut timers: Vec<(tokio::time::Instant, Timer)> = Vec::new();
     let mut cancel_rx = cancel.subscribe();
@@ -603,7 +607,11 @@ pub async fn run(
                         }
                         outcome.bad_lines += report.bad_lines;
                         if let Some(error) = report.error {
-                            failure.get_or_insert(error);
+                            if asked[i] && failure.is_none() {
+                                after_stop.get_or_insert(error);
+                            } else {
+                                failure.get_or_insert(error);
+                            }
                             stop(&stops, &mut asked, &exits, 0..i + 1, StopRequest::Terminate);
                         }
                     }
@@ -686,6 +694,9 @@ pub async fn run(
     }
 
     outcome.exits = exits.into_iter().flatten().collect();
+    if cancelled.is_none() {
+        failure = failure.or(after_stop);
+    }
     outcome.status = match (cancelled, &failure) {
         (Some(status), _) => status,
         (None, Some(_)) => RunStatus::Failed,

@@ -17,7 +17,7 @@ use super::Event;
 use super::shadow::{SpliceSide, TeeRead, TeeSide};
 use crate::error::Error;
 use crate::singer::codec::excerpt;
-use crate::singer::envelope::{MessageKind, sanitize, scan};
+use crate::singer::envelope::{Envelope, MessageKind, sanitize, scan};
 use crate::singer::message::Message;
 use crate::transform::Transform;
 
@@ -440,6 +440,10 @@ impl Reader {
 
     /// Checks the complete lines `buf[..end]`. Returns `None` when they all pass unchanged,
     /// else the bytes to send instead. On a fatal line, `end` is cut to before it.
+    ///
+    /// Consecutive RECORD lines that the last transform maps from their bytes are gathered and
+    /// handed over as one run (see [`Transform::apply_record_lines`]); any other line first
+    /// maps the run before it, so transforms see every message in stream order.
     fn process(
         &mut self,
         buf: &mut [u8],
@@ -450,11 +454,41 @@ impl Reader {
         let mut out: Option<Vec<u8>> = None;
         let mut copied = 0;
         let mut pos = 0;
+        state.run.clear();
         while pos < *end {
             let nl = memchr::memchr(b'\n', &buf[pos..*end]).map_or(*end, |k| pos + k);
             let line = &buf[pos..nl];
             report.lines += 1;
-            match self.line(line, report, state) {
+            let head = self.head(line, report, state);
+            if let Ok(Head::Defer(len)) = head {
+                if !state.run.is_empty()
+                    && state.run_stream != state.last_checked
+                    && let Err(stop) = self.map_run(buf, &mut out, &mut copied, report, state)
+                {
+                    *end = stop;
+                    break;
+                }
+                if state.run.is_empty() {
+                    state.run_stream.clone_from(&state.last_checked);
+                }
+                state.run.push(RunLine {
+                    range: pos..pos + len,
+                    next: nl + 1,
+                    number: report.lines,
+                });
+                pos = nl + 1;
+                continue;
+            }
+            if let Err(stop) = self.map_run(buf, &mut out, &mut copied, report, state) {
+                *end = stop;
+                break;
+            }
+            let action = head.and_then(|head| match head {
+                Head::Done(action) => Ok(action),
+                Head::Tail(env, sanitized) => self.tail(line, env, sanitized, report, state),
+                Head::Defer(_) => unreachable!("handled above"),
+            });
+            match action {
                 Ok(Action::Pass) => {}
                 Ok(action) => {
                     let o = out.get_or_insert_with(|| Vec::with_capacity(*end));
@@ -475,29 +509,112 @@ impl Reader {
             }
             pos = nl + 1;
         }
+        if state.fatal.is_none()
+            && let Err(stop) = self.map_run(buf, &mut out, &mut copied, report, state)
+        {
+            *end = stop;
+        }
         if let Some(o) = out.as_mut() {
             o.extend_from_slice(&buf[copied.min(*end)..*end]);
         }
         out
     }
 
-    /// What to do with one line (without its newline).
-    fn line(
+    /// Maps the gathered run of record lines into `out`. On a fatal line, sets `state.fatal`
+    /// and the line count, and returns the line's offset (the new end of the block).
+    fn map_run(
         &mut self,
-        raw: &[u8],
+        buf: &[u8],
+        out: &mut Option<Vec<u8>>,
+        copied: &mut usize,
         report: &mut SegmentReport,
         state: &mut LineState,
-    ) -> Result<Action, Error> {
+    ) -> Result<(), usize> {
+        let Some(first) = state.run.first() else {
+            return Ok(());
+        };
+        let o = out.get_or_insert_with(|| Vec::with_capacity(buf.len()));
+        o.extend_from_slice(&buf[*copied..first.range.start]);
+        let run = std::mem::take(&mut state.run);
+        let mut ranges = std::mem::take(&mut state.run_ranges);
+        ranges.clear();
+        ranges.extend(run.iter().map(|l| l.range.clone()));
+        let mut i = 0;
+        let result = loop {
+            let Some(last) = self.transforms.last_mut() else {
+                break Ok(());
+            };
+            let mapped = last.apply_record_lines(&state.run_stream, buf, &ranges[i..], o);
+            i += mapped.done;
+            let Some(at) = run.get(i) else {
+                *copied = run[i - 1].next;
+                break Ok(());
+            };
+            *copied = at.range.start;
+            if let Some(e) = mapped.error {
+                break Err((
+                    at,
+                    Error::from(e).detail(format!("at line {} of {}", at.number, self.label)),
+                ));
+            }
+            // A line the run could not map from its bytes takes the full path.
+            let line = &buf[at.range.clone()];
+            let action = match scan(line) {
+                Ok(env) => self.tail(line, env, None, report, state),
+                Err(e) => Err(Error::failed(format!(
+                    "{} wrote a bad line {}: {e}",
+                    self.label, at.number
+                ))),
+            };
+            match action {
+                Ok(action) => {
+                    match action {
+                        Action::Pass => o.extend_from_slice(&buf[at.range.start..at.next]),
+                        Action::Replace(bytes) => o.extend_from_slice(&bytes),
+                        Action::Transformed => o.extend_from_slice(&state.transformed),
+                        Action::Skip => {}
+                    }
+                    *copied = at.next;
+                }
+                Err(e) => break Err((at, e)),
+            }
+            i += 1;
+            if i == run.len() {
+                break Ok(());
+            }
+        };
+        let outcome = match result {
+            Ok(()) => Ok(()),
+            Err((at, e)) => {
+                report.lines = at.number - 1;
+                state.fatal = Some(e);
+                Err(at.range.start)
+            }
+        };
+        state.run = run;
+        state.run.clear();
+        state.run_ranges = ranges;
+        outcome
+    }
+
+    /// The checks and counts of one line (without its newline) that need no transform; says
+    /// whether the line is done, joins the run of record lines, or goes on to [`Self::tail`].
+    fn head<'a>(
+        &mut self,
+        raw: &'a [u8],
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Result<Head<'a>, Error> {
         let n = report.lines;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Action::Skip);
+            return Ok(Head::Done(Action::Skip));
         }
         let env = match scan(line) {
             Ok(env) => env,
             Err(e) => {
                 self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
-                return Ok(Action::Skip);
+                return Ok(Head::Done(Action::Skip));
             }
         };
         let sanitized = env
@@ -524,7 +641,7 @@ impl Reader {
                             &format!("RECORD of stream `{s}` before its SCHEMA"),
                             line,
                         )?;
-                        return Ok(Action::Skip);
+                        return Ok(Head::Done(Action::Skip));
                     }
                     state.last_checked.clear();
                     state.last_checked.push_str(s);
@@ -540,6 +657,34 @@ impl Reader {
         {
             report.count(s, bytes.len(), env.kind == MessageKind::Record);
         }
+        if self.transforms.is_empty() {
+            return Ok(Head::Done(pass_on(sanitized, line, raw)));
+        }
+        if sanitized.is_none()
+            && env.kind == MessageKind::Record
+            && let Some(stream) = env.stream.as_deref()
+            && let Some((last, before)) = self.transforms.split_last()
+            && last.touches(stream)
+            && last.maps_record_lines(stream)
+            && before.iter().all(|t| !t.touches(stream))
+        {
+            return Ok(Head::Defer(line.len()));
+        }
+        Ok(Head::Tail(env, sanitized))
+    }
+
+    /// What the transforms make of a line [`Self::head`] passed on (`raw` may end in `\r`).
+    fn tail(
+        &mut self,
+        raw: &[u8],
+        env: Envelope<'_>,
+        sanitized: Option<Vec<u8>>,
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Result<Action, Error> {
+        let n = report.lines;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let bytes: &[u8] = sanitized.as_deref().unwrap_or(line);
         if env.kind == MessageKind::State && !self.transforms.is_empty() {
             // STATE passes unchanged; transforms only learn where it is in the stream.
             if let Ok(Message::State(s)) = Message::parse(bytes) {
@@ -648,6 +793,31 @@ struct LineState {
     spare: Vec<Message>,
     /// The bytes of [`Action::Transformed`].
     transformed: Vec<u8>,
+    /// The record lines gathered for the last transform, all of stream `run_stream`.
+    run: Vec<RunLine>,
+    run_stream: String,
+    /// Scratch: the ranges of `run`.
+    run_ranges: Vec<std::ops::Range<usize>>,
+}
+
+/// A line after the checks that need no transform.
+enum Head<'a> {
+    /// Nothing for the transforms to do.
+    Done(Action),
+    /// A RECORD line (this many bytes, without `\r`) for the run the last transform maps.
+    Defer(usize),
+    /// The transforms see it.
+    Tail(Envelope<'a>, Option<Vec<u8>>),
+}
+
+/// A line of the run of record lines.
+struct RunLine {
+    /// The line's bytes in the block, without `\r` and newline.
+    range: std::ops::Range<usize>,
+    /// Where the next line starts.
+    next: usize,
+    /// The line's number in the producer's output.
+    number: u64,
 }
 
 /// What becomes of one line.

@@ -39,6 +39,40 @@ pub trait Transform: Send {
         Ok(false)
     }
 
+    /// Whether RECORD lines of `stream` can usually be mapped from their bytes (see
+    /// [`Transform::apply_record_lines`]); the pipeline then gathers runs of them.
+    fn maps_record_lines(&self, _stream: &str) -> bool {
+        false
+    }
+
+    /// [`Transform::apply_record_line`] for a run of consecutive RECORD lines of `stream`
+    /// (`lines` are ranges of `buf`, without newlines; none needed sanitizing). Appends the
+    /// outputs in order and says how many lines were mapped; the line after those either
+    /// failed (`error`) or needs the full path, and nothing of it was written. A transform may
+    /// map the lines on several threads.
+    fn apply_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[std::ops::Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        for (i, r) in lines.iter().enumerate() {
+            let mark = out.len();
+            let error = match self.apply_record_line(stream, &buf[r.clone()], out) {
+                Ok(true) => continue,
+                Ok(false) => None,
+                Err(e) => Some(e),
+            };
+            out.truncate(mark);
+            return LinesMapped { done: i, error };
+        }
+        LinesMapped {
+            done: lines.len(),
+            error: None,
+        }
+    }
+
     /// Whether this transform only ever passes a RECORD of `stream` on unchanged or drops it
     /// (validation does). When every transform touching a stream says so, the pipeline calls
     /// [`Transform::keep`] instead of [`Transform::apply`] for its records and passes the
@@ -70,6 +104,16 @@ pub trait Transform: Send {
     fn on_state(&mut self, _state: &serde_json::Value) -> Result<(), TransformError> {
         Ok(())
     }
+}
+
+/// How far [`Transform::apply_record_lines`] got.
+#[derive(Debug, Default)]
+pub struct LinesMapped {
+    /// The lines mapped, from the first.
+    pub done: usize,
+    /// Why the line after them could not be mapped; `None` with lines left means that line
+    /// needs the full path ([`Transform::apply`]).
+    pub error: Option<TransformError>,
 }
 
 /// A transform could not be applied; the run stops with this message.

@@ -7,13 +7,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
 
 use super::expr::{Context, EvalError, Expr, Faker};
-use super::{Transform, TransformError};
+use super::{LinesMapped, Transform, TransformError};
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
 use crate::singer::raw::{Field, RecordLine};
@@ -72,6 +73,8 @@ struct CustomMap {
     reads: Option<Vec<String>>,
     /// Each property name of `props` as a JSON string, for writing record lines.
     prop_keys: Vec<Vec<u8>>,
+    /// Whether the filter or an expression calls `fake` (see [`Expr::uses_fake`]).
+    uses_fake: bool,
 }
 
 impl CustomMap {
@@ -104,6 +107,11 @@ impl CustomMap {
             .iter()
             .map(|(p, _)| serde_json::to_vec(p).expect("a string always serialises"))
             .collect();
+        let uses_fake = filter.iter().any(Expr::uses_fake)
+            || props
+                .iter()
+                .filter_map(|(_, e)| e.as_ref())
+                .any(Expr::uses_fake);
         CustomMap {
             filter,
             key_properties,
@@ -111,6 +119,7 @@ impl CustomMap {
             props,
             reads,
             prop_keys,
+            uses_fake,
         }
     }
 }
@@ -140,6 +149,9 @@ struct Registered {
     /// When records of the stream can be mapped from their line (see
     /// [`Transform::apply_record_line`]): the properties the expressions read.
     line_reads: Option<Vec<String>>,
+    /// Whether records must be mapped one at a time, in order (`fake` is used); otherwise
+    /// runs of record lines are mapped on several threads.
+    in_order: bool,
 }
 
 /// Where a property of an output record comes from, in [`StreamMaps::apply_record_line`].
@@ -181,6 +193,8 @@ pub struct StreamMaps {
     faker: RefCell<Faker>,
     streams: HashMap<String, Registered>,
     scratch: LineScratch,
+    /// The other threads' buffers for runs of record lines.
+    parts: Vec<Part>,
 }
 
 fn config_error(message: impl Into<String>) -> TransformError {
@@ -251,6 +265,7 @@ impl StreamMaps {
             faker: RefCell::new(Faker::new(seed)),
             streams: HashMap::new(),
             scratch: LineScratch::default(),
+            parts: Vec::new(),
         })
     }
 
@@ -333,12 +348,16 @@ impl StreamMaps {
                 _ => {}
             }
         }
+        let in_order = built
+            .iter()
+            .any(|m| matches!(&m.kind, Kind::Custom(c) if c.uses_fake));
         self.streams.insert(
             stream.to_owned(),
             Registered {
                 mappers: built,
                 records,
                 line_reads,
+                in_order,
             },
         );
         Ok(())
@@ -416,6 +435,9 @@ impl StreamMaps {
     }
 }
 
+/// Runs shorter than this many lines per thread are mapped on the calling thread alone.
+const MIN_LINES_PER_THREAD: usize = 64;
+
 /// The line path: a RECORD mapped from its line, writing what [`StreamMaps::map_record`]
 /// followed by [`Message::write_line`] writes, without building the record.
 impl StreamMaps {
@@ -429,10 +451,176 @@ impl StreamMaps {
             // The full path reports the missing SCHEMA.
             return Ok(false);
         };
-        let Some(reads) = &reg.line_reads else {
+        let Some(reads) = reg.line_reads.as_deref() else {
             return Ok(false);
         };
-        let sc = &mut self.scratch;
+        let map = LineMap {
+            mappers: &reg.mappers,
+            reads,
+            config: &self.map_config,
+            stream,
+        };
+        let done = map.map(
+            Some(&self.faker),
+            &mut self.scratch,
+            reg.records + 1,
+            line,
+            out,
+        )?;
+        if done {
+            reg.records += 1;
+        }
+        Ok(done)
+    }
+
+    /// [`Transform::apply_record_lines`]: a long run of lines is cut into one part per thread
+    /// of rayon's pool, unless the stream's expressions use `fake` (whose values depend on
+    /// the order of the calls). The parts' outputs are joined in line order, and the first
+    /// part that stops (an error, or a line for the full path) ends the run there, as mapping
+    /// the lines one by one would.
+    fn map_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        let StreamMaps {
+            streams,
+            map_config,
+            faker,
+            scratch,
+            parts,
+            ..
+        } = self;
+        let Some(reg) = streams.get_mut(stream) else {
+            return LinesMapped::default();
+        };
+        let Some(reads) = reg.line_reads.as_deref() else {
+            return LinesMapped::default();
+        };
+        let map = LineMap {
+            mappers: &reg.mappers,
+            reads,
+            config: map_config,
+            stream,
+        };
+        let first = reg.records + 1;
+        let threads = if reg.in_order {
+            1
+        } else {
+            rayon::current_num_threads().min(lines.len() / MIN_LINES_PER_THREAD)
+        };
+        let result = if threads <= 1 {
+            map.map_all(Some(faker), scratch, first, buf, lines, out)
+        } else {
+            let size = lines.len().div_ceil(threads);
+            let mut chunks = lines.chunks(size);
+            let head_lines = chunks.next().unwrap_or_default();
+            let rest = chunks.len();
+            if parts.len() < rest {
+                parts.resize_with(rest, Part::default);
+            }
+            let mut head = LinesMapped::default();
+            rayon::in_place_scope(|s| {
+                for (k, (chunk, part)) in chunks.zip(parts.iter_mut()).enumerate() {
+                    let map = &map;
+                    let number = first + ((k + 1) * size) as u64;
+                    s.spawn(move |_| {
+                        part.out.clear();
+                        part.result = Some(map.map_all(
+                            None,
+                            &mut part.scratch,
+                            number,
+                            buf,
+                            chunk,
+                            &mut part.out,
+                        ));
+                    });
+                }
+                head = map.map_all(None, scratch, first, buf, head_lines, out);
+            });
+            let mut result = head;
+            if result.done == head_lines.len() {
+                for (k, part) in parts.iter_mut().take(rest).enumerate() {
+                    let mapped = part.result.take().unwrap_or_default();
+                    out.extend_from_slice(&part.out);
+                    result.done += mapped.done;
+                    result.error = mapped.error;
+                    let len = size.min(lines.len() - (k + 1) * size);
+                    if result.error.is_some() || mapped.done < len {
+                        break;
+                    }
+                }
+            }
+            for part in parts.iter_mut() {
+                part.result = None;
+            }
+            result
+        };
+        reg.records += result.done as u64 + u64::from(result.error.is_some());
+        result
+    }
+}
+
+/// A thread's share of a run of record lines, kept from run to run.
+#[derive(Default)]
+struct Part {
+    scratch: LineScratch,
+    out: Vec<u8>,
+    result: Option<LinesMapped>,
+}
+
+/// What maps the record lines of one stream; shared by the threads of a run.
+struct LineMap<'a> {
+    mappers: &'a [Mapper],
+    /// The properties the expressions read.
+    reads: &'a [String],
+    config: &'a Value,
+    stream: &'a str,
+}
+
+impl LineMap<'_> {
+    /// Maps `lines` (ranges of `buf`) in order, the first being record number `first` of the
+    /// stream. Stops at the first line that fails or needs the full path, leaving `out` as it
+    /// was before that line.
+    fn map_all(
+        &self,
+        fake: Option<&RefCell<Faker>>,
+        sc: &mut LineScratch,
+        first: u64,
+        buf: &[u8],
+        lines: &[Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        for (i, r) in lines.iter().enumerate() {
+            let mark = out.len();
+            let error = match self.map(fake, sc, first + i as u64, &buf[r.clone()], out) {
+                Ok(true) => continue,
+                Ok(false) => None,
+                Err(e) => Some(e),
+            };
+            out.truncate(mark);
+            return LinesMapped { done: i, error };
+        }
+        LinesMapped {
+            done: lines.len(),
+            error: None,
+        }
+    }
+
+    /// Maps one record line, record number `number` of the stream; `Ok(false)` (nothing
+    /// written) when the line needs the full path.
+    fn map(
+        &self,
+        fake: Option<&RefCell<Faker>>,
+        sc: &mut LineScratch,
+        number: u64,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TransformError> {
+        let stream = self.stream;
+        let reads = self.reads;
         if !sc.line.split(line) {
             return Ok(false);
         }
@@ -454,9 +642,7 @@ impl StreamMaps {
                 }
             }
         }
-        reg.records += 1;
-        let number = reg.records;
-        for mapper in &reg.mappers {
+        for mapper in self.mappers {
             let c = match &mapper.kind {
                 Kind::Remove => continue,
                 Kind::Same => {
@@ -472,10 +658,10 @@ impl StreamMaps {
             let ctx = Context {
                 record: &sc.partial,
                 property: None,
-                config: &self.map_config,
+                config: self.config,
                 stream_name: &mapper.alias,
                 original_stream_name: stream,
-                fake: Some(&self.faker),
+                fake,
             };
             if let Some(f) = &c.filter {
                 let keep = f
@@ -1228,6 +1414,22 @@ impl Transform for StreamMaps {
         self.map_record_line(stream, line, out)
     }
 
+    fn maps_record_lines(&self, stream: &str) -> bool {
+        self.streams
+            .get(stream)
+            .is_some_and(|r| r.line_reads.is_some())
+    }
+
+    fn apply_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        self.map_record_lines(stream, buf, lines, out)
+    }
+
     fn apply(&mut self, message: Message, out: &mut Vec<Message>) -> Result<(), TransformError> {
         match message {
             Message::Schema(msg) => {
@@ -1495,6 +1697,134 @@ mod tests {
             assert!(fast.is_none(), "{config}");
             assert!(full.is_ok());
         }
+    }
+
+    /// Maps `lines` (RECORDs of `users`, after [`USERS`]) one at a time with
+    /// `apply_record_line`, stopping as a run stops: the output, the lines mapped, the error.
+    fn one_by_one(config: &Value, lines: &[String]) -> (Vec<u8>, usize, Option<String>) {
+        let mut maps = StreamMaps::from_config(config).unwrap();
+        maps.apply(Message::parse(USERS.as_bytes()).unwrap(), &mut Vec::new())
+            .unwrap();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let mark = out.len();
+            match maps.apply_record_line("users", line.as_bytes(), &mut out) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.truncate(mark);
+                    return (out, i, None);
+                }
+                Err(e) => {
+                    out.truncate(mark);
+                    return (out, i, Some(e.message));
+                }
+            }
+        }
+        (out, lines.len(), None)
+    }
+
+    /// Maps `lines` as one run with `apply_record_lines` in a pool of `threads` threads.
+    fn as_run(
+        config: &Value,
+        lines: &[String],
+        threads: usize,
+    ) -> (Vec<u8>, usize, Option<String>) {
+        let mut maps = StreamMaps::from_config(config).unwrap();
+        maps.apply(Message::parse(USERS.as_bytes()).unwrap(), &mut Vec::new())
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        for line in lines {
+            ranges.push(buf.len()..buf.len() + line.len());
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        let mapped = pool.install(|| maps.apply_record_lines("users", &buf, &ranges, &mut out));
+        (out, mapped.done, mapped.error.map(|e| e.message))
+    }
+
+    fn users(n: usize, code: impl Fn(usize) -> String) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"RECORD","stream":"users","record":{{"id":{i},"email":"u{i}@x.io","status":"{}","code":{}}}}}"#,
+                    if i % 3 == 0 { "active" } else { "gone" },
+                    code(i)
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_on_several_threads_writes_and_stops_as_one_line_at_a_time_does() {
+        let config = json!({"stream_maps": {"users": {
+            "__filter__": "status == 'active'", "h": "md5(email)", "n": "int(code) + id"}}});
+        // 300 lines in four parts of 75: a failing line (`int('x')`) or one the line path
+        // declines (an escaped key) in each part, or none. Every third record passes the filter.
+        let escaped = r#"{"type":"RECORD","stream":"users","record":{"\u0069d":3,"status":"active","code":"1"}}"#;
+        for (k, declined) in [
+            (None, false),
+            (Some(0), false),
+            (Some(72), false),
+            (Some(75), false),
+            (Some(159), false),
+            (Some(297), false),
+            (Some(81), true),
+            (Some(230), true),
+        ] {
+            let mut lines = users(300, |i| {
+                if Some(i) == k {
+                    "\"x\"".into()
+                } else {
+                    format!("\"{i}\"")
+                }
+            });
+            if declined {
+                lines[k.unwrap()] = escaped.to_owned();
+            }
+            let expected = one_by_one(&config, &lines);
+            assert_eq!(expected.1, k.unwrap_or(300), "where the case stops");
+            assert_eq!(expected.2.is_some(), k.is_some() && !declined);
+            for threads in [1, 2, 4] {
+                let got = as_run(&config, &lines, threads);
+                assert_eq!(
+                    got.1, expected.1,
+                    "lines mapped, {threads} threads, bad line {k:?}"
+                );
+                assert_eq!(got.2, expected.2, "{threads} threads, bad line {k:?}");
+                assert!(
+                    got.0 == expected.0,
+                    "{threads} threads, bad line {k:?}: other bytes"
+                );
+            }
+        }
+        // The error names the record's number in the stream, whichever part it is in.
+        let lines = users(300, |i| {
+            if i == 201 {
+                "\"x\"".into()
+            } else {
+                "\"1\"".into()
+            }
+        });
+        let (_, done, error) = as_run(&config, &lines, 4);
+        assert_eq!(done, 201);
+        let error = error.unwrap();
+        assert!(error.contains("record 202"), "{error}");
+    }
+
+    #[test]
+    fn fake_values_stay_in_record_order_on_any_pool() {
+        let config = json!({"faker_config": {"seed": 3}, "stream_maps": {"users": {
+            "who": "fake.name()"}}});
+        let lines = users(300, |i| i.to_string());
+        let expected = one_by_one(&config, &lines);
+        assert_eq!(expected.1, 300);
+        assert!(as_run(&config, &lines, 4) == expected);
     }
 
     mod line_path {

@@ -1018,3 +1018,136 @@ async fn zero_copy_forwarding_delivers_exactly_what_plain_writes_deliver() {
         );
     }
 }
+
+/// Maps `line` (a RECORD of `trips`, or a SCHEMA) message by message, the reference path:
+/// parse, `apply`, write each output message.
+fn map_by_message(maps: &mut dsm::transform::StreamMaps, line: &str, out: &mut Vec<u8>) {
+    let mut produced = Vec::new();
+    maps.apply(Message::parse(line.as_bytes()).unwrap(), &mut produced)
+        .unwrap();
+    for m in produced {
+        m.write_line(out);
+        out.push(b'\n');
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_map_delivers_what_mapping_message_by_message_delivers() {
+    // Issue 5: runs of record lines are mapped on several threads. The target must get, in
+    // order, exactly what mapping each message alone gives: with another stream interleaved,
+    // STATE every few hundred lines, lines the line path leaves to the full parser (an escaped
+    // key, a repeated key), `\r\n`, blank lines, `NaN` in the other stream, and the SCHEMA
+    // sent again mid-stream. A failing expression stops the run at its line.
+    let config = json!({"stream_maps": {"trips": {
+        "__alias__": "journeys",
+        "__filter__": "id % 7 != 3",
+        "label": "'t' + str(id)",
+        "code": "int(code) * 2",
+        "note": null,
+    }}});
+    for bad_at in [None, Some(15_001u32)] {
+        let env = Env::new();
+        let mut reference = dsm::transform::StreamMaps::from_config(&config).unwrap();
+        let mut input = String::new();
+        let mut expected = Vec::new();
+        let push = |input: &mut String, line: &str| {
+            input.push_str(line);
+            input.push('\n');
+        };
+        push(&mut input, SCHEMA);
+        map_by_message(&mut reference, SCHEMA, &mut expected);
+        let other_schema = r#"{"type":"SCHEMA","stream":"other","schema":{"properties":{"v":{}}}}"#;
+        push(&mut input, other_schema);
+        expected.extend_from_slice(other_schema.as_bytes());
+        expected.push(b'\n');
+        let mut failing_line = 0;
+        for i in 0..20_000u32 {
+            let code = if Some(i) == bad_at { "x" } else { "12" };
+            let record = match i % 1009 {
+                5 => format!(
+                    r#"{{"type":"RECORD","stream":"trips","record":{{"\u0069d":{i},"code":"{code}"}}}}"#
+                ),
+                6 => format!(
+                    r#"{{"type":"RECORD","stream":"trips","record":{{"id":0,"id":{i},"code":"{code}"}}}}"#
+                ),
+                _ => format!(
+                    r#"{{"type":"RECORD","stream":"trips","record":{{"id":{i},"lon":-73.985130,"code":"{code}","note":"n{i}"}}}}"#
+                ),
+            };
+            match i % 997 {
+                7 => {
+                    // The same line ending in `\r\n`.
+                    input.push_str(&record);
+                    input.push_str("\r\n");
+                }
+                _ => push(&mut input, &record),
+            }
+            if Some(i) == bad_at {
+                failing_line = input.lines().count();
+                break;
+            }
+            map_by_message(&mut reference, &record, &mut expected);
+            match i % 331 {
+                0 => {
+                    let state = format!(r#"{{"type":"STATE","value":{{"n":{i}}}}}"#);
+                    push(&mut input, &state);
+                    expected.extend_from_slice(state.as_bytes());
+                    expected.push(b'\n');
+                }
+                1 => {
+                    push(
+                        &mut input,
+                        r#"{"type":"RECORD","stream":"other","record":{"v":NaN}}"#,
+                    );
+                    expected.extend_from_slice(
+                        br#"{"type":"RECORD","stream":"other","record":{"v":null}}"#,
+                    );
+                    expected.push(b'\n');
+                }
+                2 => push(&mut input, ""),
+                3 if i % 4 == 0 => {
+                    push(&mut input, SCHEMA);
+                    map_by_message(&mut reference, SCHEMA, &mut expected);
+                }
+                _ => {}
+            }
+        }
+        let path = env.path("input.jsonl");
+        std::fs::write(&path, &input).unwrap();
+        let out = env.path("out.jsonl");
+        let (outcome, _) = run_with(
+            &env,
+            PluginSpec::new("tap-cat", PluginRole::Extractor, "cat").args([path.as_str()]),
+            vec![Stage::Transform(Box::new(
+                dsm::transform::StreamMaps::from_config(&config).unwrap(),
+            ))],
+            target(["--output", &out]),
+            options(),
+            &CancelToken::new(),
+        )
+        .await;
+        let delivered = std::fs::read(&out).unwrap();
+        match bad_at {
+            None => {
+                assert_eq!(outcome.status, RunStatus::Success, "{:?}", outcome.error);
+                assert_eq!(outcome.streams["trips"].records, 20_000);
+            }
+            Some(i) => {
+                assert_eq!(outcome.status, RunStatus::Failed);
+                let text = message(&outcome);
+                assert!(
+                    text.contains(&format!("at line {failing_line} of extractor `tap-cat`")),
+                    "{text}"
+                );
+                assert!(text.contains(&format!("record {}", i + 1)), "{text}");
+            }
+        }
+        assert!(
+            delivered == expected,
+            "the target got {} bytes, mapping message by message gives {}; first difference at byte {:?}",
+            delivered.len(),
+            expected.len(),
+            delivered.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+    }
+}

@@ -123,6 +123,16 @@ impl Expr {
         (!whole).then_some(names)
     }
 
+    /// Whether the expression calls `fake`, whose values depend on how many came before: such
+    /// an expression must see the records one at a time, in order.
+    pub fn uses_fake(&self) -> bool {
+        let mut found = false;
+        walk(&self.node, &mut |n| {
+            found |= matches!(n, Node::Global(Global::Fake));
+        });
+        found
+    }
+
     /// Evaluates the expression on one record.
     pub fn eval<'a>(&'a self, ctx: &Context<'a>) -> Result<Py<'a>, EvalError> {
         eval::Interp::new(ctx, self.slots).eval(&self.node)
