@@ -559,6 +559,8 @@ impl Reader {
             }
             // A line the run could not map from its bytes takes the full path.
             let line = &buf[at.range.clone()];
+            // The full path names the line by the count, which is further on by now.
+            let counted = std::mem::replace(&mut report.lines, at.number);
             let action = match scan(line) {
                 Ok(env) => self.tail(line, env, None, report, state),
                 Err(e) => Err(Error::failed(format!(
@@ -566,6 +568,7 @@ impl Reader {
                     self.label, at.number
                 ))),
             };
+            report.lines = counted;
             match action {
                 Ok(action) => {
                     match action {

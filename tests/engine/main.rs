@@ -1045,7 +1045,8 @@ async fn a_stream_map_delivers_what_mapping_message_by_message_delivers() {
         "code": "int(code) * 2",
         "note": null,
     }}});
-    for bad_at in [None, Some(15_001u32)] {
+    // 14,131 is one of the lines with an escaped key: it fails in the full parser.
+    for bad_at in [None, Some(15_001u32), Some(14_131)] {
         let env = Env::new();
         let mut reference = dsm::transform::StreamMaps::from_config(&config).unwrap();
         let mut input = String::new();
@@ -1084,7 +1085,13 @@ async fn a_stream_map_delivers_what_mapping_message_by_message_delivers() {
             }
             if Some(i) == bad_at {
                 failing_line = input.lines().count();
-                break;
+            }
+            if failing_line > 0 {
+                // The lines after the failing one are read (in the same block) but not sent.
+                if i == bad_at.unwrap() + 40 {
+                    break;
+                }
+                continue;
             }
             map_by_message(&mut reference, &record, &mut expected);
             match i % 331 {
