@@ -143,10 +143,18 @@ impl Reader {
         }
         report.flush_current();
         let index = self.index;
+        // The producer's output stays open until the report is sent: a producer that dies of
+        // the closed pipe must not be seen before the reader's reason for stopping.
+        let stdout = self.stdout.take();
+        #[cfg(target_os = "linux")]
+        let tee = self.tee.take();
         // Dropping the chunk sender (with `self`) closes the next process's stdin.
         let events = self.events.clone();
         drop(self);
         let _ = events.send(Event::SegmentDone(index, report)).await;
+        drop(stdout);
+        #[cfg(target_os = "linux")]
+        drop(tee);
     }
 
     fn bad_line(
@@ -185,10 +193,23 @@ impl Reader {
     /// line is copied, so plain records are never copied in user space.
     async fn pump(&mut self, report: &mut SegmentReport) -> Result<(), Error> {
         #[cfg(target_os = "linux")]
-        if let Some(tee) = self.tee.take() {
-            return self.pump_spliced(report, tee).await;
+        if let Some(mut tee) = self.tee.take() {
+            let done = self.pump_spliced(report, &mut tee).await;
+            self.tee = Some(tee);
+            return done;
         }
         let mut stdout = self.stdout.take().expect("the reader runs once");
+        let done = self.pump_plain(report, &mut stdout).await;
+        self.stdout = Some(stdout);
+        done
+    }
+
+    /// [`Self::pump`] with plain reads.
+    async fn pump_plain(
+        &mut self,
+        report: &mut SegmentReport,
+        stdout: &mut ChildStdout,
+    ) -> Result<(), Error> {
         let block = self.chunk_bytes.max(1 << 16);
         let mut buf = self.buffer(block);
         let mut state = LineState::default();
@@ -286,7 +307,7 @@ impl Reader {
     async fn pump_spliced(
         &mut self,
         report: &mut SegmentReport,
-        mut tee: TeeSide,
+        tee: &mut TeeSide,
     ) -> Result<(), Error> {
         let block = self.chunk_bytes.max(1 << 16);
         let mut buf = vec![0u8; 2 * block];
