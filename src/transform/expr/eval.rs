@@ -1401,12 +1401,19 @@ impl<'c, 'a> Interp<'c, 'a> {
                         v.type_name()
                     ));
                 };
-                let hex = if f == Func::Md5 {
-                    hex::encode(md5::Md5::digest(s.as_bytes()))
+                // Hex digits written into one buffer (`hex::encode` collects them a char at a
+                // time).
+                let mut hex = [0u8; 64];
+                let n = if f == Func::Md5 {
+                    let digest = md5::Md5::digest(s.as_bytes());
+                    hex::encode_to_slice(digest, &mut hex[..32]).map(|()| 32)
                 } else {
-                    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-                };
-                Py::Str(Cow::Owned(hex))
+                    let digest = sha2::Sha256::digest(s.as_bytes());
+                    hex::encode_to_slice(digest, &mut hex).map(|()| 64)
+                }
+                .expect("the buffer fits the digest");
+                let hex = std::str::from_utf8(&hex[..n]).expect("hex digits are ASCII");
+                Py::Str(Cow::Owned(hex.to_owned()))
             }
             Func::List | Func::Tuple | Func::Set => {
                 arity(0, 1, "list")?;
