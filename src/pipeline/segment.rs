@@ -177,6 +177,24 @@ impl Reader {
         }
     }
 
+    /// Checks the unfinished line `buf[end..]` after the block's complete lines: `Ok(true)`
+    /// when it is already over the length limit and is to be skipped (lenient mode), an error
+    /// naming its line number otherwise.
+    fn unfinished_line(
+        &self,
+        report: &mut SegmentReport,
+        buf: &[u8],
+        end: usize,
+    ) -> Result<bool, Error> {
+        if buf.len() - end <= self.max_line {
+            return Ok(false);
+        }
+        let number = report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
+        let what = format!("longer than the limit of {} bytes", self.max_line);
+        let head = &buf[end..(end + 320).min(buf.len())];
+        self.bad_line(report, number, &what, head).map(|()| true)
+    }
+
     /// A fresh or recycled buffer with room for `want` bytes.
     fn buffer(&mut self, want: usize) -> Vec<u8> {
         let mut b = self
@@ -250,23 +268,16 @@ impl Reader {
                 Some(i) => i + 1,
                 None => 0,
             };
-            let pending = buf.len() - end;
-            if pending > self.max_line {
-                // No end of line within the limit.
-                let number =
-                    report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
-                let what = format!("longer than the limit of {} bytes", self.max_line);
-                let head = &buf[end..(end + 320).min(buf.len())];
-                match self.bad_line(report, number, &what, head) {
-                    Ok(()) => {
-                        buf.truncate(end);
-                        skipping = true;
-                    }
-                    Err(e) => {
-                        // Pass on the complete lines before it, then fail.
-                        buf.truncate(end);
-                        state.fatal = Some(e);
-                    }
+            match self.unfinished_line(report, &buf, end) {
+                Ok(false) => {}
+                Ok(true) => {
+                    buf.truncate(end);
+                    skipping = true;
+                }
+                Err(e) => {
+                    // Pass on the complete lines before it, then fail.
+                    buf.truncate(end);
+                    state.fatal = Some(e);
                 }
             }
             let out = self.process(&mut buf, &mut end, report, &mut state);
@@ -379,18 +390,13 @@ impl Reader {
             }
             let mut end = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
             let mut drop_tail = false;
-            if filled - end > self.max_line {
-                let number =
-                    report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
-                let what = format!("longer than the limit of {} bytes", self.max_line);
-                let head = &buf[end..(end + 320).min(filled)];
-                match self.bad_line(report, number, &what, head) {
-                    Ok(()) => {
-                        drop_tail = true;
-                        skipping = true;
-                    }
-                    Err(e) => state.fatal = Some(e),
+            match self.unfinished_line(report, &buf[..filled], end) {
+                Ok(false) => {}
+                Ok(true) => {
+                    drop_tail = true;
+                    skipping = true;
                 }
+                Err(e) => state.fatal = Some(e),
             }
             let out = self.process(&mut buf[..filled], &mut end, report, &mut state);
             self.show_progress(report);
