@@ -238,6 +238,36 @@ fn string_specials(block: &[u8]) -> u32 {
     quotes | others
 }
 
+/// The index of the first `"`, `\\` or control character in `b` at or after `from`: where a
+/// string's plain run ends. Sixteen bytes at a time; near the end of the line the block is the
+/// line's last sixteen bytes, with the ones before `from` masked off, and a line shorter than
+/// a block is read byte by byte.
+#[inline]
+pub(crate) fn string_special(b: &[u8], from: usize) -> Option<usize> {
+    let mut j = from;
+    loop {
+        let (base, hits) = if j + 16 <= b.len() {
+            (j, string_specials(&b[j..j + 16]))
+        } else if b.len() >= 16 && j < b.len() {
+            let base = b.len() - 16;
+            (base, string_specials(&b[base..]) & (u32::MAX << (j - base)))
+        } else {
+            return b
+                .get(j..)?
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .map(|k| j + k);
+        };
+        if hits != 0 {
+            return Some(base + hits.trailing_zeros() as usize);
+        }
+        j = base + 16;
+        if j >= b.len() {
+            return None;
+        }
+    }
+}
+
 /// [`string_specials`] in two masks: the quotes, and the backslashes and control characters.
 #[inline(always)]
 fn string_masks(block: &[u8]) -> (u32, u32) {
@@ -392,32 +422,10 @@ impl Scanner<'_> {
         let mut j = start;
         let mut escaped = false;
         loop {
-            // Sixteen bytes at a time. Near the end of the line the block is the line's last
-            // sixteen bytes, with the ones before `j` masked off; a line shorter than a block
-            // is read byte by byte.
-            let (base, hits) = if j + 16 <= b.len() {
-                (j, string_specials(&b[j..j + 16]))
-            } else if b.len() >= 16 && j < b.len() {
-                let base = b.len() - 16;
-                (base, string_specials(&b[base..]) & (u32::MAX << (j - base)))
-            } else {
-                match b[j.min(b.len())..]
-                    .iter()
-                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                {
-                    Some(k) => (j, 1 << k),
-                    None => (b.len(), 0),
-                }
+            let Some(at) = string_special(b, j) else {
+                self.i = b.len();
+                return Err(self.err("unterminated string"));
             };
-            if hits == 0 {
-                j = base + 16;
-                if j >= b.len() {
-                    self.i = b.len();
-                    return Err(self.err("unterminated string"));
-                }
-                continue;
-            }
-            let at = base + hits.trailing_zeros() as usize;
             match b[at] {
                 b'"' => {
                     self.i = at + 1;

@@ -14,6 +14,8 @@ use std::ops::Range;
 
 use serde_json::Value;
 
+use super::envelope::string_special;
+
 /// Containers nested deeper than this inside a property are left to the full parser (whose
 /// recursion limit then decides).
 const MAX_NESTING: usize = 64;
@@ -278,35 +280,6 @@ impl RecordLine {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The offset of the first `"`, `\\` or control character in `b`, eight bytes at a time.
-#[inline]
-fn plain_run(b: &[u8]) -> Option<usize> {
-    let mut j = 0;
-    while j + 8 <= b.len() {
-        let word = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        // Bit 7 of a byte is set for a zero byte of `quote`/`backslash`, or a byte below 0x20
-        // of `word`. A borrow can flag a byte above a true hit, never one below it: the lowest
-        // flag is exact.
-        let hits = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | word.wrapping_sub(ONES * 0x20) & !word)
-            & HIGHS;
-        if hits != 0 {
-            return Some(j + (hits.trailing_zeros() / 8) as usize);
-        }
-        j += 8;
-    }
-    b[j..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|k| j + k)
-}
-
 fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -370,7 +343,7 @@ impl Cursor<'_> {
         let mut j = start;
         loop {
             // Bytes that end the plain run: the quote, a backslash, or a control character.
-            let at = j + plain_run(&self.b[j..])?;
+            let at = string_special(self.b, j)?;
             match self.b[at] {
                 b'"' => {
                     self.i = at + 1;
@@ -481,15 +454,21 @@ mod tests {
 
     #[test]
     fn string_ends_are_found_at_every_offset() {
-        // Eight bytes at a time: a quote, backslash or control character must be seen
-        // wherever it falls in a word, and nothing else (UTF-8 included) may stop the run.
+        // A quote, backslash or control character must be seen wherever it falls in a block
+        // and from wherever the search starts, and nothing else (UTF-8 included) may stop it.
         for n in 0..40 {
             let pad = "é".repeat(n / 2) + &"x".repeat(n % 2);
             for c in ['"', '\\', '\t', '\u{1f}', '\u{0}'] {
                 let text = format!("{pad}{c}{pad}\"");
-                assert_eq!(plain_run(text.as_bytes()), Some(pad.len()), "{n} {c:?}");
+                for from in 0..=pad.len() {
+                    assert_eq!(
+                        string_special(text.as_bytes(), from),
+                        Some(pad.len()),
+                        "{n} {c:?} from {from}"
+                    );
+                }
             }
-            assert_eq!(plain_run(pad.as_bytes()), None, "{n}");
+            assert_eq!(string_special(pad.as_bytes(), 0), None, "{n}");
         }
     }
 
