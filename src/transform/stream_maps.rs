@@ -1536,6 +1536,34 @@ mod tests {
     }
 
     #[test]
+    fn fstrings_and_format_build_string_properties_on_both_paths() {
+        let config = json!({"stream_maps": {"users": {
+            "label": "f'{id:05d}-{email.upper()}'",
+            "line": "'{} <{}>'.format(id, email)"}}});
+        let out = run(
+            config.clone(),
+            &[
+                SCHEMA,
+                r#"{"type":"RECORD","stream":"users","record":{"id":7,"email":"a@x.io"}}"#,
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out[0]["schema"]["properties"]["label"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(out[1]["record"]["label"], json!("00007-A@X.IO"));
+        assert_eq!(out[1]["record"]["line"], json!("7 <a@x.io>"));
+        let (fast, full) = both_paths(
+            &config,
+            USERS,
+            r#"{"type":"RECORD","stream":"users","record":{"id":7,"email":"a@x.io","status":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(fast.expect("the line path maps it").unwrap(), full.unwrap());
+    }
+
+    #[test]
     fn untouched_streams_are_not_claimed() {
         let t =
             StreamMaps::from_config(&json!({"stream_maps": {"users": {"x": "1"}, "ord*": null}}))

@@ -73,6 +73,9 @@ pub enum Func {
     DtUtcNow,
     DateFromIso,
     DateToday,
+    /// `format(value, spec)`, with a conversion (`r`, `s`, `a`) as a third argument: the
+    /// replacement fields of f-strings. Named `__format__` so no record property is hidden.
+    Format,
 }
 
 const FUNCS: [(&str, Func); 21] = [
@@ -112,6 +115,7 @@ impl Global {
             "json" => Global::Json,
             "datetime" => Global::Datetime,
             "zip" => Global::Func(Func::Zip),
+            "__format__" => Global::Func(Func::Format),
             _ => {
                 return FUNCS
                     .iter()
@@ -148,6 +152,7 @@ impl Global {
 }
 
 const STR_METHODS: &[&str] = &[
+    "format",
     "lower",
     "upper",
     "strip",
@@ -560,6 +565,28 @@ fn py_str(v: &Py<'_>) -> String {
         Py::DateTime(dt, off) => iso_datetime(dt, off, ' '),
         other => py_repr(other),
     }
+}
+
+/// Python's `format(v, spec)`.
+fn format_py(v: &Py<'_>, spec: &str) -> Result<String, EvalError> {
+    use super::format::{Formattable, format_value};
+    let f = match v {
+        Py::Str(s) => Formattable::Str(s),
+        Py::Int(i) => Formattable::Int(*i),
+        Py::Bool(b) if !spec.is_empty() => Formattable::Int(i64::from(*b)),
+        Py::Float(f) => Formattable::Float(*f),
+        Py::Dec(d) => Formattable::Dec(d),
+        Py::Date(d) if !spec.is_empty() => {
+            return strftime(
+                spec,
+                &d.and_hms_opt(0, 0, 0).expect("midnight exists"),
+                &None,
+            );
+        }
+        Py::DateTime(dt, off) if !spec.is_empty() => return strftime(spec, dt, off),
+        other => Formattable::Other(py_str(other), other.type_name()),
+    };
+    format_value(f, spec, MAX_ALLOC)
 }
 
 /// Python's `repr()`.
@@ -1391,6 +1418,29 @@ impl<'c, 'a> Interp<'c, 'a> {
                     }
                 } as i64)
             }
+            Func::Format => {
+                arity(1, 3, "format")?;
+                let v = arg();
+                let mut text = |what: &str| -> Result<String, EvalError> {
+                    match it.next() {
+                        None => Ok(String::new()),
+                        Some(Py::Str(s)) => Ok(s.into_owned()),
+                        Some(other) => fail(format!(
+                            "format() {what} must be str, not {}",
+                            other.type_name()
+                        )),
+                    }
+                };
+                let spec = text("argument 2")?;
+                let conversion = text("conversion")?;
+                let v = match conversion.as_str() {
+                    "r" | "a" => Py::Str(Cow::Owned(py_repr(&v))),
+                    "s" => Py::Str(Cow::Owned(py_str(&v))),
+                    _ => v,
+                };
+                let s = format_py(&v, &spec)?;
+                return self.string(s);
+            }
             Func::Md5 | Func::Sha256 => {
                 arity(1, 1, "md5")?;
                 let v = arg();
@@ -1794,6 +1844,77 @@ impl<'c, 'a> Interp<'c, 'a> {
         Ok(())
     }
 
+    /// `template.format(*args, **kw)`: fields by automatic or explicit position, or by
+    /// keyword.
+    fn format_template(
+        &mut self,
+        template: &str,
+        args: &[Py<'a>],
+        kw: &[(&str, Py<'a>)],
+    ) -> Result<Py<'a>, EvalError> {
+        use super::format::{Piece, template_pieces};
+        let pieces = template_pieces(template).map_err(EvalError::Failed)?;
+        let mut out = String::new();
+        let mut auto = 0;
+        for piece in pieces {
+            let (what, conversion, spec) = match piece {
+                Piece::Text(t) => {
+                    out.push_str(&t);
+                    continue;
+                }
+                Piece::Field {
+                    what,
+                    conversion,
+                    spec,
+                } => (what, conversion, spec),
+            };
+            let value = if what.is_empty() {
+                auto += 1;
+                args.get(auto - 1).ok_or_else(|| {
+                    EvalError::Failed(format!(
+                        "Replacement index {} out of range for positional args tuple",
+                        auto - 1
+                    ))
+                })?
+            } else if let Ok(k) = what.parse::<usize>() {
+                args.get(k).ok_or_else(|| {
+                    EvalError::Failed(format!(
+                        "Replacement index {k} out of range for positional args tuple"
+                    ))
+                })?
+            } else if what.contains(['.', '[']) {
+                return fail(format!(
+                    "format field `{what}`: attributes and indexes in format fields are not supported"
+                ));
+            } else {
+                kw.iter()
+                    .find(|(n, _)| *n == what)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| EvalError::Failed(format!("KeyError: '{what}'")))?
+            };
+            let converted;
+            let value = match conversion {
+                Some('r' | 'a') => {
+                    converted = Py::Str(Cow::Owned(py_repr(value)));
+                    &converted
+                }
+                Some(_) => {
+                    converted = Py::Str(Cow::Owned(py_str(value)));
+                    &converted
+                }
+                None => value,
+            };
+            out.push_str(&format_py(value, &spec)?);
+            if out.len() > MAX_ALLOC {
+                return Err(EvalError::Limit(format!(
+                    "the expression allocated more than {} MiB",
+                    MAX_ALLOC / (1024 * 1024)
+                )));
+            }
+        }
+        self.string(out)
+    }
+
     fn method(
         &mut self,
         obj: Py<'a>,
@@ -1823,6 +1944,11 @@ impl<'c, 'a> Interp<'c, 'a> {
                 Some(s) => self.string(s),
                 None => fail(format!("fake.{name}() is not supported")),
             };
+        }
+        if name == "format"
+            && let Py::Str(template) = &obj
+        {
+            return self.format_template(template, &args, &kw);
         }
         if !kw.is_empty() && !matches!(name, "split" | "rsplit" | "isoformat" | "get") {
             return fail(format!("{name}() takes no keyword arguments"));

@@ -8,6 +8,7 @@
 
 mod eval;
 mod fake;
+mod format;
 mod parse;
 
 use std::cell::RefCell;

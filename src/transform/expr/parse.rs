@@ -2,8 +2,9 @@
 //!
 //! The grammar follows Python's expression grammar (precedence, chained comparisons,
 //! conditional expressions, comprehensions, slices, keyword arguments) but stops at
-//! expressions: no statements, lambdas, f-strings or walrus. Names are resolved later by
-//! [`super::compile`].
+//! expressions: no statements, lambdas or walrus. An f-string is read as the concatenation of
+//! its text and a call of the internal `__format__` built-in per replacement field. Names are
+//! resolved later by [`super::compile`].
 
 use super::ExprError;
 
@@ -40,13 +41,24 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
         if c == b'#' {
             return Err(ExprError::syntax("comments are not supported"));
         }
-        // String literals, with an optional r/b/u prefix.
+        // f-strings, with an optional r prefix.
+        let lower = |k: usize| bytes.get(i + k).map(u8::to_ascii_lowercase);
+        let quote_at = |k: usize| matches!(bytes.get(i + k), Some(b'\'' | b'"'));
+        let fstring = match (lower(0), lower(1)) {
+            (Some(b'f'), _) if quote_at(1) => Some((1, false)),
+            (Some(b'f'), Some(b'r')) | (Some(b'r'), Some(b'f')) if quote_at(2) => Some((2, true)),
+            _ => None,
+        };
+        if let Some((prefix_len, raw)) = fstring {
+            let (text, next) = string_literal(src, i + prefix_len, raw)?;
+            fstring_tokens(&text, &mut out)?;
+            i = next;
+            continue;
+        }
+        // String literals, with an optional r/u prefix.
         let (prefix_len, raw) = match (c, bytes.get(i + 1)) {
             (b'r' | b'R', Some(b'\'' | b'"')) => (1, true),
             (b'u' | b'U', Some(b'\'' | b'"')) => (1, false),
-            (b'f' | b'F', Some(b'\'' | b'"')) => {
-                return Err(ExprError::syntax("f-strings are not supported"));
-            }
             (b'\'' | b'"', _) => (0, false),
             _ => (usize::MAX, false),
         };
@@ -92,6 +104,41 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
     }
     out.push(Tok::End);
     Ok(out)
+}
+
+/// The tokens of an f-string whose text (escapes decoded) is `text`: `("" + "text" +
+/// __format__((expression), "spec", "conversion") + ...)`.
+fn fstring_tokens(text: &str, out: &mut Vec<Tok>) -> Result<(), ExprError> {
+    let pieces = super::format::fstring_pieces(text)
+        .map_err(|e| ExprError::syntax(format!("f-string: {e}")))?;
+    out.push(Tok::Op("("));
+    out.push(Tok::Str(String::new()));
+    for piece in pieces {
+        out.push(Tok::Op("+"));
+        match piece {
+            super::format::Piece::Text(t) => out.push(Tok::Str(t)),
+            super::format::Piece::Field {
+                what,
+                conversion,
+                spec,
+            } => {
+                out.push(Tok::Name("__format__".into()));
+                out.push(Tok::Op("("));
+                out.push(Tok::Op("("));
+                let mut inner = tokenize(&what)?;
+                inner.pop(); // End
+                out.extend(inner);
+                out.push(Tok::Op(")"));
+                out.push(Tok::Op(","));
+                out.push(Tok::Str(spec));
+                out.push(Tok::Op(","));
+                out.push(Tok::Str(conversion.map(String::from).unwrap_or_default()));
+                out.push(Tok::Op(")"));
+            }
+        }
+    }
+    out.push(Tok::Op(")"));
+    Ok(())
 }
 
 fn number(src: &str, start: usize) -> Result<(Tok, usize), ExprError> {
@@ -886,7 +933,7 @@ mod tests {
         for bad in [
             "x = 1",
             "lambda x: x",
-            "f'{x}'",
+            "f'{x'",
             "1 +",
             "(1",
             "a[1",

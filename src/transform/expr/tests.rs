@@ -269,3 +269,145 @@ fn python_float_repr() {
     assert_eq!(float_repr(0.0001), "0.0001");
     assert_eq!(float_repr(-2.5), "-2.5");
 }
+
+#[test]
+fn fstrings_and_str_format_match_python() {
+    // Each expected value is what CPython 3 gives for the same expression and record (the
+    // fraction numbers read as `Decimal`, as the Singer SDK reads them).
+    let r = json!({"name": "ann", "id": 42, "big": 1234567, "ratio": 0.123456,
+        "tiny": 0.0000123, "huge": 12345678901.0, "flag": true, "none": null,
+        "items": [1, "a"], "d": {"k": 1}});
+    let Value::Object(mut r) = r else {
+        unreachable!()
+    };
+    for (k, text) in [("amount", "19.990"), ("half", "2.675"), ("half2", "2.665")] {
+        r.insert(k.into(), serde_json::from_str(text).unwrap());
+    }
+    let r = Value::Object(r);
+    for (src, expected) in [
+        ("f'{name}-{id}'", "ann-42"),
+        ("f'{id:05d}'", "00042"),
+        ("f'{id:>6}|'", "    42|"),
+        ("f'{id:<6}|'", "42    |"),
+        ("f'{id:^7}|'", "  42   |"),
+        ("f'{id:*^7}|'", "**42***|"),
+        ("f'{id:+d}'", "+42"),
+        ("f'{-id: d}'", "-42"),
+        ("f'{big:,}'", "1,234,567"),
+        ("f'{big:_}'", "1_234_567"),
+        ("f'{big:010,}'", "01,234,567"),
+        ("f'{-big:015,d}'", "-00,001,234,567"),
+        ("f'{id:x} {id:X} {id:o} {id:b}'", "2a 2A 52 101010"),
+        ("f'{id:#x} {id:#o} {id:#b}'", "0x2a 0o52 0b101010"),
+        ("f'{255:#06x}'", "0x00ff"),
+        ("f'{65:c}'", "A"),
+        ("f'{ratio:.2f}'", "0.12"),
+        ("f'{ratio:.0f}'", "0"),
+        ("f'{ratio:10.3f}|'", "     0.123|"),
+        ("f'{ratio:<10.3f}|'", "0.123     |"),
+        ("f'{ratio:e}'", "1.234560e-01"),
+        ("f'{ratio:.3E}'", "1.235E-01"),
+        ("f'{ratio:g}'", "0.123456"),
+        ("f'{tiny:g}'", "1.23e-05"),
+        ("f'{huge:g}'", "1.23457e+10"),
+        ("f'{ratio:.2%}'", "12.35%"),
+        ("f'{ratio}'", "0.123456"),
+        ("f'{ratio:.3}'", "0.123"),
+        ("f'{huge:.3}'", "1.23e+10"),
+        ("f'{1.0:.3}'", "1.0"),
+        ("f'{ratio:+.1f}'", "+0.1"),
+        ("f'{-0.0:.1f}'", "-0.0"),
+        ("f'{2.5:.0f} {3.5:.0f}'", "2 4"),
+        ("f'{1234567.891:,.2f}'", "1,234,567.89"),
+        ("f'{id:.2f}'", "42.00"),
+        ("f'{id:e}'", "4.200000e+01"),
+        ("f'{float(\"inf\"):f} {float(\"nan\"):F}'", "inf NAN"),
+        ("f'{name!r}'", "'ann'"),
+        ("f'{name!s:>8}|'", "     ann|"),
+        ("f'{name:.2}'", "an"),
+        ("f'{name:_<8}'", "ann_____"),
+        ("f'{name:^9}'", "   ann   "),
+        ("f'{flag} {flag:d} {flag:>5}'", "True 1     1"),
+        ("f'{none}'", "None"),
+        ("f'{items}'", "[1, 'a']"),
+        ("f'{d}'", "{'k': 1}"),
+        ("f'{amount}'", "19.990"),
+        ("f'{amount:.1f}'", "20.0"),
+        ("f'{amount:.3f}'", "19.990"),
+        ("f'{amount:>10}|'", "    19.990|"),
+        ("f'{half:.2f} {half2:.2f}'", "2.68 2.66"),
+        ("f'{amount:,.2f}'", "19.99"),
+        (
+            "f'{id} is {\"big\" if id > 10 else \"small\"}'",
+            "42 is big",
+        ),
+        ("f'{id + 1}{{literal}}'", "43{literal}"),
+        ("f'{d[\"k\"]}'", "1"),
+        ("f'{name.upper()}'", "ANN"),
+        ("f'{id != 3}'", "True"),
+        ("f\"{name}'s\"", "ann's"),
+        ("'{} and {}'.format(name, id)", "ann and 42"),
+        ("'{1}-{0}'.format(name, id)", "42-ann"),
+        ("'{n:>5}|{m:.1f}'.format(n=id, m=ratio)", "   42|0.1"),
+        ("'{!r}'.format(name)", "'ann'"),
+        ("'{{}} {}'.format(id)", "{} 42"),
+        ("'{:,}'.format(big)", "1,234,567"),
+        (
+            "'{:%Y-%m-%d}'.format(datetime.date.fromisoformat('2024-01-05'))",
+            "2024-01-05",
+        ),
+        (
+            "f'{datetime.datetime.fromisoformat(\"2024-01-05T07:08:09\"):%Y%m%dT%H%M}'",
+            "20240105T0708",
+        ),
+    ] {
+        assert_eq!(ok(src, r.clone()), json!(expected), "{src}");
+    }
+}
+
+#[test]
+fn bad_format_fields_fail_clearly() {
+    let r = json!({"name": "ann", "id": 42, "items": [1]});
+    for (src, message) in [
+        (
+            "f'{name:d}'",
+            "Unknown format code 'd' for object of type 'str'",
+        ),
+        (
+            "f'{id:.2d}'",
+            "Precision not allowed in integer format specifier",
+        ),
+        ("f'{name:+}'", "Sign not allowed in string format specifier"),
+        (
+            "f'{items:>5}'",
+            "unsupported format string passed to list.__format__",
+        ),
+        ("f'{id:,x}'", "Cannot specify ',' with 'x'."),
+        ("'{} {}'.format(id)", "Replacement index 1 out of range"),
+        ("'{missing}'.format(id=1)", "KeyError: 'missing'"),
+        (
+            "'{0.real}'.format(id)",
+            "attributes and indexes in format fields are not supported",
+        ),
+    ] {
+        let e = run(src, r.clone()).expect_err(src).to_string();
+        assert!(e.contains(message), "{src}: {e}");
+    }
+    // Width and precision are capped, like every allocation.
+    let e = run("f'{id:>999999999999}'", r.clone()).expect_err("too wide");
+    assert!(matches!(e, EvalError::Limit(_)), "{e}");
+    let e = run("f'{id:.999999999999f}'", r).expect_err("too precise");
+    assert!(matches!(e, EvalError::Limit(_)), "{e}");
+    // Malformed f-strings are refused when the expression is compiled.
+    for src in [
+        "f'{}'",
+        "f'{name'",
+        "f'name}'",
+        "f'{name:{w}}'",
+        "f'{name!x}'",
+        "f'{name=}'",
+    ] {
+        let e = Expr::compile(src).expect_err(src).to_string();
+        assert!(e.contains("f-string"), "{src}: {e}");
+    }
+}
