@@ -187,6 +187,8 @@ const STR_METHODS: &[&str] = &[
     "rjust",
 ];
 const OTHER_METHODS: &[&str] = &[
+    // `datetime.datetime(...)`: the class, called.
+    "datetime",
     "get",
     "keys",
     "values",
@@ -565,6 +567,99 @@ fn py_str(v: &Py<'_>) -> String {
         Py::DateTime(dt, off) => iso_datetime(dt, off, ' '),
         other => py_repr(other),
     }
+}
+
+/// `datetime.datetime(year, month, day, hour=0, minute=0, second=0, microsecond=0)` or
+/// `datetime.date(year, month, day)`, by position or keyword, with Python's range checks.
+fn construct_datetime<'a>(
+    with_time: bool,
+    args: Vec<Py<'a>>,
+    kw: &[(&str, Py<'a>)],
+) -> Result<Py<'a>, EvalError> {
+    let names: &[&str] = if with_time {
+        &[
+            "year",
+            "month",
+            "day",
+            "hour",
+            "minute",
+            "second",
+            "microsecond",
+        ]
+    } else {
+        &["year", "month", "day"]
+    };
+    let class = if with_time { "datetime" } else { "date" };
+    if args.len() > names.len() {
+        return fail(format!(
+            "{class}() takes at most {} arguments ({} given)",
+            names.len(),
+            args.len()
+        ));
+    }
+    let mut parts: Vec<Option<i64>> = vec![None; names.len()];
+    for (i, a) in args.iter().enumerate() {
+        parts[i] = Some(match a {
+            Py::Int(n) => *n,
+            other => {
+                return fail(format!(
+                    "'{}' object cannot be interpreted as an integer",
+                    other.type_name()
+                ));
+            }
+        });
+    }
+    for (name, v) in kw {
+        let Some(i) = names.iter().position(|n| n == name) else {
+            return fail(format!(
+                "'{name}' is an invalid keyword argument for {class}()"
+            ));
+        };
+        if parts[i].is_some() {
+            return fail(format!(
+                "argument for {class}() given by name ('{name}') and position"
+            ));
+        }
+        let Py::Int(n) = v else {
+            return fail(format!(
+                "'{}' object cannot be interpreted as an integer",
+                v.type_name()
+            ));
+        };
+        parts[i] = Some(*n);
+    }
+    for (i, name) in names.iter().enumerate().take(3) {
+        if parts[i].is_none() {
+            return fail(format!(
+                "{class}() missing required argument '{name}' (pos {})",
+                i + 1
+            ));
+        }
+    }
+    let get = |i: usize| parts.get(i).copied().flatten().unwrap_or(0);
+    let in_range = |v: i64, lo: i64, hi: i64, name: &str| -> Result<u32, EvalError> {
+        if (lo..=hi).contains(&v) {
+            Ok(v as u32)
+        } else {
+            fail(format!("{name} must be in {lo}..{hi}"))
+        }
+    };
+    let year = in_range(get(0), 1, 9999, "year")?;
+    let month = in_range(get(1), 1, 12, "month")?;
+    let date = NaiveDate::from_ymd_opt(year as i32, month, get(2).clamp(0, 32) as u32)
+        .ok_or_else(|| EvalError::Failed("day is out of range for month".into()))?;
+    if !with_time {
+        return Ok(Py::Date(date));
+    }
+    let time = date
+        .and_hms_micro_opt(
+            in_range(get(3), 0, 23, "hour")?,
+            in_range(get(4), 0, 59, "minute")?,
+            in_range(get(5), 0, 59, "second")?,
+            in_range(get(6), 0, 999_999, "microsecond")?,
+        )
+        .expect("the parts were checked");
+    Ok(Py::DateTime(time, None))
 }
 
 /// Python's `format(v, spec)`.
@@ -1348,6 +1443,9 @@ impl<'c, 'a> Interp<'c, 'a> {
         mut args: Vec<Py<'a>>,
         kw: Vec<(&str, Py<'a>)>,
     ) -> Result<Py<'a>, EvalError> {
+        if matches!(g, Global::DatetimeClass | Global::DateClass) {
+            return construct_datetime(g == Global::DatetimeClass, args, &kw);
+        }
         let Global::Func(f) = g else {
             return fail(format!("'{}' is not callable", g.name()));
         };

@@ -411,3 +411,70 @@ fn bad_format_fields_fail_clearly() {
         assert!(e.contains("f-string"), "{src}: {e}");
     }
 }
+
+#[test]
+fn datetime_and_date_constructors_match_python() {
+    // Expected values from CPython 3 for the same expressions.
+    let r = json!({"ts": "2024-06-01T10:00:00", "day": "2023-05-05"});
+    for (src, expected) in [
+        (
+            "datetime.datetime(2024, 1, 5).isoformat()",
+            json!("2024-01-05T00:00:00"),
+        ),
+        (
+            "datetime.datetime(2024, 1, 5, 7, 8, 9).isoformat()",
+            json!("2024-01-05T07:08:09"),
+        ),
+        (
+            "datetime.datetime(2024, 2, 29, hour=23, minute=59, second=58, microsecond=5).isoformat()",
+            json!("2024-02-29T23:59:58.000005"),
+        ),
+        ("datetime.date(2024, 1, 5).isoformat()", json!("2024-01-05")),
+        (
+            "datetime.date(year=2023, month=12, day=31).strftime('%d/%m/%Y')",
+            json!("31/12/2023"),
+        ),
+        (
+            "str(datetime.datetime(2024, 1, 5, 7))",
+            json!("2024-01-05 07:00:00"),
+        ),
+        (
+            "datetime.datetime.fromisoformat(ts) > datetime.datetime(2024, 1, 1)",
+            json!(true),
+        ),
+        (
+            "datetime.date.fromisoformat(day) < datetime.date(2024, 1, 1)",
+            json!(true),
+        ),
+        ("datetime.datetime(2024, 3, 1).weekday()", json!(4)),
+    ] {
+        assert_eq!(ok(src, r.clone()), expected, "{src}");
+    }
+    for (src, message) in [
+        (
+            "datetime.date(2023, 2, 29)",
+            "day is out of range for month",
+        ),
+        ("datetime.date(2023, 13, 1)", "month must be in 1..12"),
+        ("datetime.datetime(2024, 1, 1, 24)", "hour must be in 0..23"),
+        (
+            "datetime.date(2024, 1)",
+            "missing required argument 'day' (pos 3)",
+        ),
+        (
+            "datetime.date(2024, 1, 1, 1)",
+            "takes at most 3 arguments (4 given)",
+        ),
+        (
+            "datetime.date(2024, 1, 1, month=2)",
+            "given by name ('month') and position",
+        ),
+        (
+            "datetime.date('2024', 1, 1)",
+            "'str' object cannot be interpreted as an integer",
+        ),
+    ] {
+        let e = run(src, r.clone()).expect_err(src).to_string();
+        assert!(e.contains(message), "{src}: {e}");
+    }
+}
