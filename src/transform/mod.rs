@@ -57,20 +57,9 @@ pub trait Transform: Send {
         lines: &[std::ops::Range<usize>],
         out: &mut Vec<u8>,
     ) -> LinesMapped {
-        for (i, r) in lines.iter().enumerate() {
-            let mark = out.len();
-            let error = match self.apply_record_line(stream, &buf[r.clone()], out) {
-                Ok(true) => continue,
-                Ok(false) => None,
-                Err(e) => Some(e),
-            };
-            out.truncate(mark);
-            return LinesMapped { done: i, error };
-        }
-        LinesMapped {
-            done: lines.len(),
-            error: None,
-        }
+        LinesMapped::each(lines.len(), out, |i, out| {
+            self.apply_record_line(stream, &buf[lines[i].clone()], out)
+        })
     }
 
     /// Whether this transform only ever passes a RECORD of `stream` on unchanged or drops it
@@ -114,6 +103,32 @@ pub struct LinesMapped {
     /// Why the line after them could not be mapped; `None` with lines left means that line
     /// needs the full path ([`Transform::apply`]).
     pub error: Option<TransformError>,
+}
+
+impl LinesMapped {
+    /// Maps lines `0..n` in order with `map` (which says `Ok(false)` for a line it leaves to
+    /// the full path), stopping at the first that fails or is left, with `out` as it was
+    /// before that line.
+    pub fn each(
+        n: usize,
+        out: &mut Vec<u8>,
+        mut map: impl FnMut(usize, &mut Vec<u8>) -> Result<bool, TransformError>,
+    ) -> LinesMapped {
+        for i in 0..n {
+            let mark = out.len();
+            let error = match map(i, out) {
+                Ok(true) => continue,
+                Ok(false) => None,
+                Err(e) => Some(e),
+            };
+            out.truncate(mark);
+            return LinesMapped { done: i, error };
+        }
+        LinesMapped {
+            done: n,
+            error: None,
+        }
+    }
 }
 
 /// A transform could not be applied; the run stops with this message.

@@ -593,20 +593,9 @@ impl LineMap<'_> {
         lines: &[Range<usize>],
         out: &mut Vec<u8>,
     ) -> LinesMapped {
-        for (i, r) in lines.iter().enumerate() {
-            let mark = out.len();
-            let error = match self.map(fake, sc, first + i as u64, &buf[r.clone()], out) {
-                Ok(true) => continue,
-                Ok(false) => None,
-                Err(e) => Some(e),
-            };
-            out.truncate(mark);
-            return LinesMapped { done: i, error };
-        }
-        LinesMapped {
-            done: lines.len(),
-            error: None,
-        }
+        LinesMapped::each(lines.len(), out, |i, out| {
+            self.map(fake, sc, first + i as u64, &buf[lines[i].clone()], out)
+        })
     }
 
     /// Maps one record line, record number `number` of the stream; `Ok(false)` (nothing
