@@ -10,7 +10,7 @@ use md5::Digest as _;
 use serde_json::{Map, Number, Value};
 
 use super::parse::{BinOp, CmpOp, Const, Generator, Node, Target};
-use super::{Context, EvalError, MAX_ALLOC, MAX_STEPS};
+use super::{Context, EvalError, MAX_ALLOC, MAX_STEPS, delta};
 
 /// Built-in names: variables, functions and modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum Global {
     DatetimeClass,
     /// `datetime.date`.
     DateClass,
+    /// `datetime.timedelta`.
+    DeltaClass,
     /// A function.
     Func(Func),
 }
@@ -129,7 +131,7 @@ impl Global {
     pub fn is_callable(&self) -> bool {
         matches!(
             self,
-            Global::Func(_) | Global::DatetimeClass | Global::DateClass
+            Global::Func(_) | Global::DatetimeClass | Global::DateClass | Global::DeltaClass
         )
     }
 
@@ -146,6 +148,7 @@ impl Global {
             Global::Datetime => "datetime",
             Global::DatetimeClass => "datetime.datetime",
             Global::DateClass => "datetime.date",
+            Global::DeltaClass => "datetime.timedelta",
             Global::Func(_) => "function",
         }
     }
@@ -187,8 +190,10 @@ const STR_METHODS: &[&str] = &[
     "rjust",
 ];
 const OTHER_METHODS: &[&str] = &[
-    // `datetime.datetime(...)`: the class, called.
+    // `datetime.datetime(...)` and `datetime.timedelta(...)`: the classes, called.
     "datetime",
+    "timedelta",
+    "total_seconds",
     "get",
     "keys",
     "values",
@@ -209,6 +214,9 @@ const OTHER_METHODS: &[&str] = &[
     "seed_instance",
 ];
 const ATTRIBUTES: &[&str] = &[
+    "days",
+    "seconds",
+    "microseconds",
     "year",
     "month",
     "day",
@@ -260,6 +268,8 @@ pub enum Py<'a> {
     Date(NaiveDate),
     /// A `datetime.datetime`, naive or with a fixed offset.
     DateTime(NaiveDateTime, Option<FixedOffset>),
+    /// A `datetime.timedelta`, in microseconds.
+    Delta(i64),
     /// A built-in function, module or object.
     Global(Global),
 }
@@ -277,6 +287,8 @@ pub enum Key {
     Str(String),
     /// A tuple.
     Tuple(Vec<Key>),
+    /// A timedelta, in microseconds.
+    Delta(i64),
 }
 
 impl Key {
@@ -287,6 +299,7 @@ impl Key {
             Key::Float(b) => Py::Float(f64::from_bits(*b)),
             Key::Str(s) => Py::Str(Cow::Owned(s.clone())),
             Key::Tuple(t) => Py::Tuple(t.iter().map(Key::to_py).collect()),
+            Key::Delta(d) => Py::Delta(*d),
         }
     }
 }
@@ -495,6 +508,7 @@ impl<'a> Py<'a> {
             Py::Tuple(_) => "tuple",
             Py::Date(_) => "date",
             Py::DateTime(..) => "datetime",
+            Py::Delta(_) => "timedelta",
             Py::Global(Global::Func(_)) => "builtin_function",
             Py::Global(_) => "module",
         }
@@ -514,6 +528,7 @@ impl<'a> Py<'a> {
             Py::List(l) | Py::Tuple(l) => !l.is_empty(),
             Py::Dict(d) => !d.is_empty(),
             Py::Date(_) | Py::DateTime(..) | Py::Global(_) => true,
+            Py::Delta(d) => *d != 0,
         }
     }
 
@@ -534,6 +549,8 @@ impl<'a> Py<'a> {
                 Err(_) => Value::String(d.to_string()),
             },
             Py::Str(s) => Value::String(s.to_string()),
+            // The SDK writes a timedelta as its `str()`.
+            Py::Delta(d) => Value::String(delta::to_str(*d)),
             Py::JArr(a) => Value::Array((*a).clone()),
             Py::JObj(o) => Value::Object((*o).clone()),
             Py::List(l) | Py::Tuple(l) => {
@@ -565,6 +582,7 @@ fn py_str(v: &Py<'_>) -> String {
         Py::Str(s) => s.to_string(),
         Py::Date(d) => d.format("%Y-%m-%d").to_string(),
         Py::DateTime(dt, off) => iso_datetime(dt, off, ' '),
+        Py::Delta(d) => delta::to_str(*d),
         other => py_repr(other),
     }
 }
@@ -662,6 +680,59 @@ fn construct_datetime<'a>(
     Ok(Py::DateTime(time, None))
 }
 
+/// `datetime.timedelta(days, seconds, microseconds, milliseconds, minutes, hours, weeks)`, by
+/// position or keyword, each an int or a float; fractions round to the microsecond, half to
+/// even.
+fn construct_delta<'a>(args: &[Py<'a>], kw: &[(&str, Py<'a>)]) -> Result<Py<'a>, EvalError> {
+    if args.len() > delta::UNITS.len() {
+        return fail(format!(
+            "timedelta() takes at most 7 arguments ({} given)",
+            args.len()
+        ));
+    }
+    let mut given: Vec<Option<&Py<'a>>> = vec![None; delta::UNITS.len()];
+    for (i, a) in args.iter().enumerate() {
+        given[i] = Some(a);
+    }
+    for (name, v) in kw {
+        let Some(i) = delta::UNITS.iter().position(|(n, _)| n == name) else {
+            return fail(format!(
+                "'{name}' is an invalid keyword argument for timedelta()"
+            ));
+        };
+        if given[i].is_some() {
+            return fail(format!(
+                "argument for timedelta() given by name ('{name}') and position"
+            ));
+        }
+        given[i] = Some(v);
+    }
+    let mut whole: i128 = 0;
+    let mut fraction = 0.0f64;
+    for (v, (_, unit)) in given.iter().zip(delta::UNITS) {
+        match v.map(num) {
+            None => {}
+            Some(Some(Num::I(i))) => whole += i128::from(i) * i128::from(unit),
+            Some(Some(Num::F(f))) => {
+                let w = f.trunc();
+                if w.abs() > 1.0e15 {
+                    return fail("OverflowError: timedelta out of range");
+                }
+                whole += (w as i128) * i128::from(unit);
+                fraction += (f - w) * unit as f64;
+            }
+            Some(None) => {
+                return fail(format!(
+                    "unsupported type for timedelta component: {}",
+                    v.map_or("None", |v| v.type_name())
+                ));
+            }
+        }
+    }
+    let micros = delta::round_micros(fraction)?;
+    Ok(Py::Delta(delta::checked(whole + i128::from(micros))?))
+}
+
 /// Python's `format(v, spec)`.
 fn format_py(v: &Py<'_>, spec: &str) -> Result<String, EvalError> {
     use super::format::{Formattable, format_value};
@@ -679,6 +750,7 @@ fn format_py(v: &Py<'_>, spec: &str) -> Result<String, EvalError> {
             );
         }
         Py::DateTime(dt, off) if !spec.is_empty() => return strftime(spec, dt, off),
+        Py::Delta(d) => Formattable::Other(delta::to_str(*d), "timedelta"),
         other => Formattable::Other(py_str(other), other.type_name()),
     };
     format_value(f, spec, MAX_ALLOC)
@@ -693,6 +765,7 @@ fn py_repr(v: &Py<'_>) -> String {
         Py::Int(i) => i.to_string(),
         Py::Float(f) => float_repr(*f),
         Py::Dec(d) => d.to_string(),
+        Py::Delta(d) => delta::to_repr(*d),
         Py::Str(s) => {
             let quote = if s.contains('\'') && !s.contains('"') {
                 '"'
@@ -798,6 +871,7 @@ fn py_eq(a: &Py<'_>, b: &Py<'_>) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q))
         }
         (Py::Date(x), Py::Date(y)) => x == y,
+        (Py::Delta(x), Py::Delta(y)) => x == y,
         (Py::DateTime(x, o), Py::DateTime(y, p)) => match (o, p) {
             (None, None) => x == y,
             (Some(o), Some(p)) => *x - *o == *y - *p,
@@ -841,6 +915,7 @@ fn py_cmp(a: &Py<'_>, b: &Py<'_>) -> Result<Ordering, EvalError> {
     match (a, b) {
         (Py::Str(x), Py::Str(y)) => Ok(x.cmp(y)),
         (Py::Date(x), Py::Date(y)) => Ok(x.cmp(y)),
+        (Py::Delta(x), Py::Delta(y)) => Ok(x.cmp(y)),
         (Py::DateTime(x, o), Py::DateTime(y, p)) => match (o, p) {
             (None, None) => Ok(x.cmp(y)),
             (Some(o), Some(p)) => Ok((*x - *o).cmp(&(*y - *p))),
@@ -882,6 +957,7 @@ fn key_of(v: &Py<'_>) -> Result<Key, EvalError> {
         }
         Py::Str(s) => Key::Str(s.to_string()),
         Py::Tuple(t) => Key::Tuple(t.iter().map(key_of).collect::<Result<_, _>>()?),
+        Py::Delta(d) => Key::Delta(*d),
         other => return fail(format!("unhashable type: '{}'", other.type_name())),
     })
 }
@@ -1073,6 +1149,7 @@ impl<'c, 'a> Interp<'c, 'a> {
             }
             Node::Neg(x) => match self.eval(x)? {
                 Py::Bool(b) => Py::Int(-i64::from(b)),
+                Py::Delta(d) => Py::Delta(delta::checked(-i128::from(d))?),
                 Py::Int(i) => Py::Int(i.checked_neg().ok_or_else(overflow)?),
                 v => match num(&v) {
                     Some(n) => Py::Float(-as_f64(n)),
@@ -1083,7 +1160,7 @@ impl<'c, 'a> Interp<'c, 'a> {
             },
             Node::Pos(x) => {
                 let v = self.eval(x)?;
-                if num(&v).is_none() {
+                if num(&v).is_none() && !matches!(v, Py::Delta(_)) {
                     return fail(format!("bad operand type for unary +: '{}'", v.type_name()));
                 }
                 v
@@ -1261,6 +1338,16 @@ impl<'c, 'a> Interp<'c, 'a> {
         Ok(match (&obj, name) {
             (Py::Global(Global::Datetime), "datetime") => Py::Global(Global::DatetimeClass),
             (Py::Global(Global::Datetime), "date") => Py::Global(Global::DateClass),
+            (Py::Global(Global::Datetime), "timedelta") => Py::Global(Global::DeltaClass),
+            (Py::Delta(d), _) => {
+                let (days, seconds, micros) = delta::parts(*d);
+                match name {
+                    "days" => Py::Int(days),
+                    "seconds" => Py::Int(seconds),
+                    "microseconds" => Py::Int(micros),
+                    _ => return no_attr(&obj, name),
+                }
+            }
             (Py::Global(Global::Json), "dumps") => Py::Global(Global::Func(Func::JsonDumps)),
             (Py::Global(Global::Json), "loads") => Py::Global(Global::Func(Func::JsonLoads)),
             (Py::Global(Global::DatetimeClass), "fromisoformat") => {
@@ -1424,10 +1511,85 @@ impl<'c, 'a> Interp<'c, 'a> {
                     a.iter().cycle().take(a.len() * n).cloned().collect(),
                 ))
             }
-            (BinOp::Add | BinOp::Sub, Py::DateTime(..) | Py::Date(_), _)
-            | (BinOp::Sub, _, Py::DateTime(..) | Py::Date(_)) => {
-                fail("date arithmetic is not supported")
+            (BinOp::Add, Py::DateTime(dt, off), Py::Delta(d))
+            | (BinOp::Add, Py::Delta(d), Py::DateTime(dt, off)) => {
+                Ok(Py::DateTime(delta::shift(dt, *d)?, *off))
             }
+            (BinOp::Sub, Py::DateTime(dt, off), Py::Delta(d)) => Ok(Py::DateTime(
+                delta::shift(dt, d.checked_neg().ok_or_else(overflow)?)?,
+                *off,
+            )),
+            (BinOp::Add, Py::Date(day), Py::Delta(d))
+            | (BinOp::Add, Py::Delta(d), Py::Date(day)) => {
+                Ok(Py::Date(delta::shift_date(day, *d)?))
+            }
+            (BinOp::Sub, Py::Date(day), Py::Delta(d)) => Ok(Py::Date(delta::shift_date(
+                day,
+                d.checked_neg().ok_or_else(overflow)?,
+            )?)),
+            (BinOp::Sub, Py::DateTime(a, o), Py::DateTime(b, p)) => match (o, p) {
+                (None, None) => Ok(Py::Delta(delta::between(a, b)?)),
+                (Some(o), Some(p)) => Ok(Py::Delta(delta::between(&(*a - *o), &(*b - *p))?)),
+                _ => fail("can't subtract offset-naive and offset-aware datetimes"),
+            },
+            (BinOp::Sub, Py::Date(a), Py::Date(b)) => Ok(Py::Delta(delta::between(
+                &a.and_hms_opt(0, 0, 0).expect("midnight exists"),
+                &b.and_hms_opt(0, 0, 0).expect("midnight exists"),
+            )?)),
+            (BinOp::Add, Py::Delta(a), Py::Delta(b)) => {
+                Ok(Py::Delta(delta::checked(i128::from(*a) + i128::from(*b))?))
+            }
+            (BinOp::Sub, Py::Delta(a), Py::Delta(b)) => {
+                Ok(Py::Delta(delta::checked(i128::from(*a) - i128::from(*b))?))
+            }
+            (BinOp::Mul, Py::Delta(d), n) | (BinOp::Mul, n, Py::Delta(d)) if num(n).is_some() => {
+                match num(n).expect("checked") {
+                    Num::I(i) => Ok(Py::Delta(delta::checked(i128::from(*d) * i128::from(i))?)),
+                    Num::F(f) => Ok(Py::Delta(delta::round_micros(*d as f64 * f)?)),
+                }
+            }
+            (BinOp::Div, Py::Delta(a), Py::Delta(b)) => {
+                if *b == 0 {
+                    return fail("division by zero");
+                }
+                Ok(Py::Float(*a as f64 / *b as f64))
+            }
+            (BinOp::FloorDiv, Py::Delta(a), Py::Delta(b)) => {
+                if *b == 0 {
+                    return fail("integer division or modulo by zero");
+                }
+                Ok(Py::Int(
+                    a.div_euclid(*b) - i64::from(a.rem_euclid(*b) != 0 && *b < 0),
+                ))
+            }
+            (BinOp::Mod, Py::Delta(a), Py::Delta(b)) => {
+                if *b == 0 {
+                    return fail("integer division or modulo by zero");
+                }
+                // Python's modulo takes the sign of the divisor.
+                Ok(Py::Delta(((a % b) + b) % b))
+            }
+            (BinOp::Div | BinOp::FloorDiv, Py::Delta(d), n) if num(n).is_some() => {
+                match (op, num(n).expect("checked")) {
+                    (_, Num::I(0)) => fail("integer division or modulo by zero"),
+                    (_, Num::F(0.0)) => fail("division by zero"),
+                    (BinOp::FloorDiv, Num::I(i)) => Ok(Py::Delta(
+                        d.div_euclid(i) - i64::from(d.rem_euclid(i) != 0 && i < 0),
+                    )),
+                    (BinOp::FloorDiv, Num::F(_)) => {
+                        fail("unsupported operand type(s) for //: 'datetime.timedelta' and 'float'")
+                    }
+                    (_, Num::I(i)) => Ok(Py::Delta(delta::round_micros(*d as f64 / i as f64)?)),
+                    (_, Num::F(f)) => Ok(Py::Delta(delta::round_micros(*d as f64 / f)?)),
+                }
+            }
+            (BinOp::Add | BinOp::Sub, Py::DateTime(..) | Py::Date(_) | Py::Delta(_), _)
+            | (BinOp::Sub, _, Py::DateTime(..) | Py::Date(_) | Py::Delta(_)) => fail(format!(
+                "unsupported operand type(s) for {}: '{}' and '{}'",
+                op_symbol(op),
+                l.type_name(),
+                r.type_name()
+            )),
             _ => fail(format!(
                 "unsupported operand type(s) for {}: '{}' and '{}'",
                 op_symbol(op),
@@ -1445,6 +1607,9 @@ impl<'c, 'a> Interp<'c, 'a> {
     ) -> Result<Py<'a>, EvalError> {
         if matches!(g, Global::DatetimeClass | Global::DateClass) {
             return construct_datetime(g == Global::DatetimeClass, args, &kw);
+        }
+        if g == Global::DeltaClass {
+            return construct_delta(&args, &kw);
         }
         let Global::Func(f) = g else {
             return fail(format!("'{}' is not callable", g.name()));
@@ -1635,7 +1800,11 @@ impl<'c, 'a> Interp<'c, 'a> {
             }
             Func::Abs => {
                 arity(1, 1, "abs")?;
-                match num(&arg()) {
+                let v = arg();
+                if let Py::Delta(d) = v {
+                    return Ok(Py::Delta(delta::checked(i128::from(d).abs())?));
+                }
+                match num(&v) {
                     Some(Num::I(i)) => Py::Int(i.checked_abs().ok_or_else(overflow)?),
                     Some(Num::F(x)) => Py::Float(x.abs()),
                     None => return fail("bad operand type for abs()"),
@@ -1884,7 +2053,7 @@ impl<'c, 'a> Interp<'c, 'a> {
                 s => s.to_string(),
             }),
             Py::Str(s) => json_string(s, o.ensure_ascii, out),
-            Py::Dec(_) | Py::Date(_) | Py::DateTime(..) | Py::Global(_) => {
+            Py::Dec(_) | Py::Date(_) | Py::DateTime(..) | Py::Delta(_) | Py::Global(_) => {
                 if o.default_str {
                     json_string(&py_str(v), o.ensure_ascii, out);
                 } else {
@@ -1920,6 +2089,11 @@ impl<'c, 'a> Interp<'c, 'a> {
                         Key::Float(b) => float_repr(f64::from_bits(b)),
                         Key::Tuple(_) => {
                             return fail("keys must be str, int, float, bool or None, not tuple");
+                        }
+                        Key::Delta(_) => {
+                            return fail(
+                                "keys must be str, int, float, bool or None, not timedelta",
+                            );
                         }
                     };
                     entries.push((ks, val));
@@ -2047,6 +2221,15 @@ impl<'c, 'a> Interp<'c, 'a> {
             && let Py::Str(template) = &obj
         {
             return self.format_template(template, &args, &kw);
+        }
+        if let Py::Delta(d) = obj {
+            if name != "total_seconds" {
+                return no_attr(&obj, name);
+            }
+            if !args.is_empty() || !kw.is_empty() {
+                return fail("total_seconds() takes no arguments");
+            }
+            return Ok(Py::Float(d as f64 / 1e6));
         }
         if !kw.is_empty() && !matches!(name, "split" | "rsplit" | "isoformat" | "get") {
             return fail(format!("{name}() takes no keyword arguments"));

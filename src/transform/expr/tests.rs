@@ -478,3 +478,168 @@ fn datetime_and_date_constructors_match_python() {
         assert!(e.contains(message), "{src}: {e}");
     }
 }
+
+#[test]
+fn timedelta_matches_python() {
+    // Expected values from CPython 3 (a timedelta result shown as its `str()`, which is also
+    // how the SDK writes one into a record).
+    let r = json!({"ts": "2024-06-01T10:00:00", "tz": "2024-06-01T12:00:00+02:00", "day": "2023-05-05"});
+    for (src, expected) in [
+        (
+            "str(datetime.timedelta(days=1, seconds=5))",
+            json!("1 day, 0:00:05"),
+        ),
+        (
+            "str(datetime.timedelta(hours=-1))",
+            json!("-1 day, 23:00:00"),
+        ),
+        (
+            "str(datetime.timedelta(1, 2, 3))",
+            json!("1 day, 0:00:02.000003"),
+        ),
+        (
+            "str(datetime.timedelta(weeks=1, minutes=90, milliseconds=1500))",
+            json!("7 days, 1:30:01.500000"),
+        ),
+        ("str(datetime.timedelta(hours=1.5))", json!("1:30:00")),
+        (
+            "str(datetime.timedelta(seconds=0.0000005))",
+            json!("0:00:00"),
+        ),
+        (
+            "str(datetime.timedelta(seconds=0.0000015))",
+            json!("0:00:00.000002"),
+        ),
+        (
+            "f'{datetime.timedelta(days=-1)!r}'",
+            json!("datetime.timedelta(days=-1)"),
+        ),
+        (
+            "f'{datetime.timedelta(0)!r}'",
+            json!("datetime.timedelta(0)"),
+        ),
+        (
+            "(datetime.datetime.fromisoformat(ts) - datetime.timedelta(hours=36)).isoformat()",
+            json!("2024-05-30T22:00:00"),
+        ),
+        (
+            "(datetime.datetime.fromisoformat(ts) + datetime.timedelta(minutes=1)).isoformat()",
+            json!("2024-06-01T10:01:00"),
+        ),
+        (
+            "(datetime.timedelta(minutes=1) + datetime.datetime.fromisoformat(ts)).isoformat()",
+            json!("2024-06-01T10:01:00"),
+        ),
+        (
+            "(datetime.datetime.fromisoformat(ts) - datetime.datetime(2024, 1, 1)).days",
+            json!(152),
+        ),
+        (
+            "(datetime.datetime.fromisoformat(ts) - datetime.datetime(2024, 1, 1)).total_seconds()",
+            json!(13168800.0),
+        ),
+        (
+            "(datetime.datetime.fromisoformat(tz) - datetime.datetime.fromisoformat(ts + '+00:00')).total_seconds()",
+            json!(0.0),
+        ),
+        (
+            "(datetime.date.fromisoformat(day) - datetime.date(2023, 1, 1)).days",
+            json!(124),
+        ),
+        (
+            "(datetime.date.fromisoformat(day) + datetime.timedelta(hours=36)).isoformat()",
+            json!("2023-05-06"),
+        ),
+        (
+            "(datetime.date.fromisoformat(day) - datetime.timedelta(days=5)).isoformat()",
+            json!("2023-04-30"),
+        ),
+        (
+            "datetime.timedelta(hours=1) * 3 == datetime.timedelta(hours=3)",
+            json!(true),
+        ),
+        ("str(datetime.timedelta(hours=1) * 2.5)", json!("2:30:00")),
+        ("str(2 * datetime.timedelta(seconds=1))", json!("0:00:02")),
+        (
+            "datetime.timedelta(hours=3) / datetime.timedelta(minutes=40)",
+            json!(4.5),
+        ),
+        (
+            "datetime.timedelta(hours=3) // datetime.timedelta(minutes=40)",
+            json!(4),
+        ),
+        (
+            "str(datetime.timedelta(hours=3) % datetime.timedelta(minutes=40))",
+            json!("0:20:00"),
+        ),
+        (
+            "str(datetime.timedelta(hours=1) / 7)",
+            json!("0:08:34.285714"),
+        ),
+        (
+            "str(datetime.timedelta(hours=1) // 7)",
+            json!("0:08:34.285714"),
+        ),
+        (
+            "str(datetime.timedelta(seconds=-7) // 2)",
+            json!("-1 day, 23:59:56.500000"),
+        ),
+        (
+            "str(-datetime.timedelta(seconds=1))",
+            json!("-1 day, 23:59:59"),
+        ),
+        ("str(abs(datetime.timedelta(seconds=-1)))", json!("0:00:01")),
+        (
+            "datetime.timedelta(days=1) > datetime.timedelta(hours=23)",
+            json!(true),
+        ),
+        ("bool(datetime.timedelta(0))", json!(false)),
+        ("datetime.timedelta(seconds=-1).days", json!(-1)),
+        ("datetime.timedelta(seconds=-1).seconds", json!(86399)),
+        (
+            "datetime.timedelta(microseconds=-1).microseconds",
+            json!(999999),
+        ),
+        ("f'{datetime.timedelta(seconds=90)}'", json!("0:01:30")),
+        ("datetime.timedelta(seconds=90)", json!("0:01:30")),
+        (
+            "datetime.datetime.fromisoformat(ts) - datetime.timedelta(days=2) > datetime.datetime(2024, 5, 30)",
+            json!(true),
+        ),
+    ] {
+        assert_eq!(ok(src, r.clone()), expected, "{src}");
+    }
+    for (src, message) in [
+        (
+            "datetime.timedelta(days=1000000000)",
+            "must have magnitude <= 999999999",
+        ),
+        (
+            "datetime.timedelta(hours='1')",
+            "unsupported type for timedelta component: str",
+        ),
+        (
+            "datetime.timedelta(1, days=1)",
+            "given by name ('days') and position",
+        ),
+        (
+            "datetime.timedelta(hours=1) + 1",
+            "unsupported operand type(s) for +: 'timedelta' and 'int'",
+        ),
+        (
+            "datetime.timedelta(hours=1) // 0",
+            "division or modulo by zero",
+        ),
+        (
+            "datetime.datetime(9999, 12, 31) + datetime.timedelta(days=1)",
+            "date value out of range",
+        ),
+        (
+            "datetime.datetime.fromisoformat(tz) - datetime.datetime.fromisoformat(ts)",
+            "can't subtract offset-naive and offset-aware",
+        ),
+    ] {
+        let e = run(src, r.clone()).expect_err(src).to_string();
+        assert!(e.contains(message), "{src}: {e}");
+    }
+}
