@@ -31,6 +31,7 @@ pub mod schema;
 pub mod stage;
 pub mod store;
 pub mod value;
+mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,7 @@ use super::rules::{self, Candidate, Verdict};
 use super::schema::PROVENANCE_FIELD;
 use super::store::{self, ConflictRow, EntityRow};
 use super::value::normalise_time;
+use super::writer::{Op, Writes};
 
 /// The run a resolver works for.
 #[derive(Debug, Clone)]
@@ -87,7 +88,8 @@ pub struct Resolver {
     key: Vec<String>,
     run: RunContext,
     started: String,
-    in_tx: bool,
+    /// Where the writes go: this connection, or a writer thread (see the `writer` module).
+    writes: Writes,
     pending: usize,
     opened: Option<Instant>,
     mark: u64,
@@ -99,9 +101,6 @@ pub struct Resolver {
     clock: LogClock,
     /// Conflict-log rows of the open batch not yet written (see [`Resolver::write_pending`]).
     conflicts: Vec<ConflictRow>,
-    /// This run's id in `merge_sends`, once the open batch made sure its row exists (see
-    /// [`Resolver::sender`]).
-    sender: Option<i64>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -150,13 +149,14 @@ impl Resolver {
     ) -> Result<Self, MergeError> {
         store::migrate(&conn)?;
         let started = run.started_at.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
+        let writes = Writes::new(&conn, &decl.name, &run.run_id)?;
         Ok(Resolver {
             conn,
             decl,
             key,
             run,
             started,
-            in_tx: false,
+            writes,
             pending: 0,
             opened: None,
             mark: 0,
@@ -164,30 +164,24 @@ impl Resolver {
             last_arrival: None,
             clock: LogClock::default(),
             conflicts: Vec::new(),
-            sender: None,
         })
     }
 
-    /// The connection (for reading the tables, or the conflict log), after writing the rows the
-    /// open batch still holds, so that reads see everything resolved so far.
+    /// The connection (for reading the tables, or the conflict log), after committing what
+    /// was resolved so far, so that reads see all of it.
     pub fn connection(&mut self) -> Result<&Connection, MergeError> {
-        self.write_pending()?;
+        self.flush()?;
         Ok(&self.conn)
     }
 
-    /// Writes the conflict-log rows the open batch holds. They are kept
-    /// back and written many rows per statement, which is cheaper than one statement each; they
-    /// are always written inside the batch's transaction, before it commits and before any other
-    /// statement reads or deletes those tables.
+    /// Sends the conflict-log rows the open batch holds. They are kept back and written many
+    /// rows per statement, which is cheaper than one statement each; they are always written
+    /// inside the batch's transaction, before it commits and before any other statement reads
+    /// or deletes those tables.
     fn write_pending(&mut self) -> Result<(), MergeError> {
         if !self.conflicts.is_empty() {
-            store::insert_conflicts(
-                &self.conn,
-                &self.decl.name,
-                &self.run.run_id,
-                &self.conflicts,
-            )?;
-            self.conflicts.clear();
+            let rows = std::mem::take(&mut self.conflicts);
+            self.writes.write(&self.conn, Op::Conflicts(rows))?;
         }
         Ok(())
     }
@@ -202,31 +196,30 @@ impl Resolver {
         &self.decl
     }
 
+    /// Whether the writes go to a writer thread (a WAL database file) rather than inline.
+    pub fn writes_behind(&self) -> bool {
+        self.writes.is_behind()
+    }
+
     /// What the resolver did so far.
     pub fn stats(&self) -> &ResolverStats {
         &self.stats
     }
 
-    /// Commits the open batch.
+    /// Commits the open batch, and waits until everything resolved so far is committed.
     pub fn flush(&mut self) -> Result<(), MergeError> {
         self.write_pending()?;
-        if self.in_tx {
-            self.conn.execute_batch("COMMIT")?;
-            self.in_tx = false;
-            self.sender = None;
-            self.pending = 0;
-            self.opened = None;
-        }
-        Ok(())
+        self.pending = 0;
+        self.opened = None;
+        self.writes.flush(&self.conn)
     }
 
-    fn begin(&mut self) -> Result<(), MergeError> {
-        if !self.in_tx {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.in_tx = true;
-            self.opened = Some(Instant::now());
-        }
-        Ok(())
+    /// Ends the open batch: commits it, without waiting for a writer thread to be done.
+    fn end_batch(&mut self) -> Result<(), MergeError> {
+        self.write_pending()?;
+        self.pending = 0;
+        self.opened = None;
+        self.writes.commit(&self.conn)
     }
 
     /// Sets the mark later records are sent under: the number of extractor STATE messages seen.
@@ -238,34 +231,19 @@ impl Resolver {
     /// the open batch when there is one.
     pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
         self.write_pending()?;
-        store::confirm(&self.conn, &self.decl.name, &self.run.run_id, before)?;
-        if before.is_none() {
-            // The run's row is gone; a later send adds a new one.
-            self.sender = None;
-        }
-        Ok(())
-    }
-
-    /// This run's id in `merge_sends`, making sure within the open batch that its row exists:
-    /// it was added in this transaction or an earlier one that committed, and not deleted since,
-    /// so the keys naming it commit together with it.
-    fn sender(&mut self) -> Result<i64, MergeError> {
-        if let Some(id) = self.sender {
-            return Ok(id);
-        }
-        let id = store::sender_id(&self.conn, &self.decl.name, &self.run.run_id)?;
-        self.sender = Some(id);
-        Ok(id)
+        self.writes.write(&self.conn, Op::Confirm(before))
     }
 
     /// The records that earlier runs sent but no loader confirmed, to send again now; they
     /// become this run's unconfirmed keys.
     pub fn recover(&mut self) -> Result<Vec<Map<String, Value>>, MergeError> {
+        // Everything sent so far is committed first: this works on the resolver's connection.
+        self.flush()?;
         let rows = store::unconfirmed_records(&self.conn, &self.decl.name, &self.run.run_id)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.begin()?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut out = Vec::with_capacity(rows.len());
         for (key, text) in &rows {
             let record: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
@@ -276,15 +254,23 @@ impl Resolver {
             })?;
             out.push(record);
         }
-        let sender = self.sender()?;
-        store::take_over_unconfirmed(
-            &self.conn,
-            &self.decl.name,
-            &self.run.run_id,
-            sender,
-            self.mark,
-        )?;
-        self.flush()?;
+        let taken =
+            store::sender_id(&self.conn, &self.decl.name, &self.run.run_id).and_then(|sender| {
+                store::take_over_unconfirmed(
+                    &self.conn,
+                    &self.decl.name,
+                    &self.run.run_id,
+                    sender,
+                    self.mark,
+                )
+            });
+        match taken {
+            Ok(()) => self.conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
         self.stats.resent += out.len() as u64;
         tracing::info!(
             stream = %self.decl.name,
@@ -320,7 +306,9 @@ impl Resolver {
             }
         };
         self.stats.records_in += 1;
-        self.begin()?;
+        if self.opened.is_none() {
+            self.opened = Some(Instant::now());
+        }
         let missing = self
             .key
             .iter()
@@ -335,7 +323,7 @@ impl Resolver {
         let arrival = self
             .arrival(time_extracted)
             .unwrap_or_else(|| self.started.clone());
-        let row = store::load_entity(&self.conn, &self.decl.name, &key)?;
+        let row = self.writes.load(&self.conn, &self.decl.name, &key)?;
         let mut candidates: Candidates = match &row {
             Some(r) => serde_json::from_str(&r.candidates).map_err(|e| {
                 MergeError::data(format!(
@@ -393,23 +381,14 @@ impl Resolver {
                 (Some(text), Some(outcome.record))
             }
         };
-        let sent = match emitted {
-            Some(_) => Some((self.sender()?, self.mark)),
-            None => None,
-        };
-        let new_row = EntityRow {
+        let sent = emitted.is_some().then_some(self.mark);
+        let row = EntityRow {
             candidates: serde_json::to_string(&candidates).expect("JSON values serialise"),
             resolved,
             quarantined: outcome.quarantined,
         };
-        store::save_entity(
-            &self.conn,
-            &self.decl.name,
-            &key,
-            &new_row,
-            &self.run.run_id,
-            sent,
-        )?;
+        self.writes
+            .write(&self.conn, Op::Entity { key, row, sent })?;
         self.tick()?;
         Ok(emitted)
     }
@@ -435,7 +414,7 @@ impl Resolver {
                 .opened
                 .is_some_and(|t| t.elapsed() >= Self::MAX_BATCH_AGE);
         if self.pending >= Self::BATCH || old {
-            self.flush()?;
+            self.end_batch()?;
         }
         Ok(())
     }

@@ -745,3 +745,151 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
             .is_empty()
     );
 }
+
+/// A resolver on a WAL database file at `path`: its writes go to the writer thread.
+fn wal_resolver(path: &std::path::Path, run_id: &str) -> Resolver {
+    let conn = Connection::open(path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let r = Resolver::new(conn, every_policy(), vec!["id".into()], run(run_id)).unwrap();
+    assert!(r.writes_behind(), "a WAL file gets the writer thread");
+    r
+}
+
+/// 12,000 records of 3,000 keys from the three sources, every key coming back in later
+/// batches (and some twice within one), with values that change from pass to pass.
+fn many_inputs() -> Vec<(&'static str, Value, &'static str)> {
+    let sources = [
+        ("csv", "2024-04-01T00:00:00Z"),
+        ("api", "2024-04-02T00:00:00Z"),
+        ("manual", "2024-03-15T00:00:00Z"),
+    ];
+    (0..12_000u64)
+        .map(|i| {
+            // Four passes over the keys: csv, api, manual, csv again.
+            let (source, time) = sources[(i / 3_000 % 3) as usize];
+            let id = (i * 7) % 3_000;
+            let name_field = if source == "csv" { "company_name" } else { "name" };
+            let city = ["Leeds", "York", "Hull"][(i % 7 % 3) as usize];
+            let mut rec = json!({"id": id, "revenue": (i * 13) % 1_000, "employees": i % 90,
+                "status": format!("s{}", i % 5), "updated_at": format!("2024-0{}-01T00:00:00Z", 1 + i % 9),
+                "city": city, "phone": i.to_string(),
+                "country": if i % 11 == 0 { "FR" } else { "UK" }});
+            rec[name_field] = json!(format!("company {id} from {source}"));
+            (source, rec, time)
+        })
+        .collect()
+}
+
+fn feed_all(
+    r: &mut Resolver,
+    items: &[(&'static str, Value, &'static str)],
+) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    for (source, record, time) in items {
+        let Value::Object(rec) = record.clone() else {
+            unreachable!()
+        };
+        if let Some(o) = r.resolve(source, rec, Some(time)).unwrap() {
+            out.push(o);
+        }
+    }
+    r.flush().unwrap();
+    out
+}
+
+#[test]
+fn writes_behind_a_thread_resolve_as_inline_writes_do() {
+    // Issue 6: on a WAL file the resolver's writes go to a thread while it resolves the next
+    // records. A key is read back while its last row is still queued or uncommitted, within a
+    // batch and across batches (12,000 records make three batches and more): every record,
+    // count, stored row and conflict must be what writing inline gives.
+    let items = many_inputs();
+    let mut inline = new_resolver(every_policy(), "run-1");
+    assert!(!inline.writes_behind());
+    let expected = feed_all(&mut inline, &items);
+    let dir = tempfile::tempdir().unwrap();
+    let mut behind = wal_resolver(&dir.path().join("dsm.db"), "run-1");
+    let got = feed_all(&mut behind, &items);
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "other records were sent");
+    assert_eq!(behind.stats(), inline.stats());
+    assert!(
+        inline.stats().conflicts > 1_000 && inline.stats().emitted > 3_000,
+        "{:?}",
+        inline.stats()
+    );
+    assert!(table(&mut behind) == table(&mut inline));
+    assert_eq!(
+        quarantined_keys(behind.connection().unwrap(), "companies").unwrap(),
+        quarantined_keys(inline.connection().unwrap(), "companies").unwrap()
+    );
+    let log = |r: &mut Resolver| {
+        conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.key, c.field, c.winner))
+            .collect::<Vec<_>>()
+    };
+    assert!(log(&mut behind) == log(&mut inline));
+}
+
+#[test]
+fn behind_a_thread_a_dropped_resolver_rolls_back_but_a_confirmation_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsm.db");
+    let items = many_inputs();
+    // Resolved but never flushed: nothing of it is stored.
+    let mut r = wal_resolver(&path, "run-1");
+    for (source, record, time) in &items[..100] {
+        let Value::Object(rec) = record.clone() else {
+            unreachable!()
+        };
+        r.resolve(source, rec, Some(time)).unwrap();
+    }
+    drop(r);
+    let conn = Connection::open(&path).unwrap();
+    assert!(resolved_records(&conn, "companies").unwrap().is_empty());
+    // Flushed, then confirmed and dropped without a flush: the confirmation is kept, so the
+    // next run has nothing to send again.
+    let mut r = wal_resolver(&path, "run-2");
+    let sent = feed_all(&mut r, &items[..100]);
+    assert!(!sent.is_empty());
+    assert!(!super::store::unconfirmed(&conn).unwrap().is_empty());
+    r.confirm(None).unwrap();
+    drop(r);
+    assert!(super::store::unconfirmed(&conn).unwrap().is_empty());
+    let mut next = wal_resolver(&path, "run-3");
+    assert!(next.recover().unwrap().is_empty());
+}
+
+#[test]
+fn behind_a_thread_a_failed_write_is_an_error_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsm.db");
+    let mut r = wal_resolver(&path, "run-1");
+    // The conflict log goes away under the resolver: the writer's insert fails.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE merge_conflicts")
+        .unwrap();
+    let mut failed = None;
+    for (source, record, time) in inputs() {
+        let Value::Object(rec) = record else {
+            unreachable!()
+        };
+        if let Err(e) = r.resolve(source, rec, Some(time)) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = match failed {
+        Some(e) => e,
+        None => r.flush().expect_err("the failed write is reported"),
+    };
+    assert!(e.to_string().contains("merge_conflicts"), "{e}");
+    // And again later: it is never dropped.
+    assert!(r.flush().is_err());
+}
