@@ -160,8 +160,9 @@ impl Writes {
             return Ok(Writes::Inline(applier));
         };
         // The writer's commits reset this connection's page cache; reading the file through a
-        // memory map makes the reads that follow cheap.
-        conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+        // memory map (at most 256 MiB of it: shared, reclaimable page cache, not heap) makes
+        // the reads that follow cheap.
+        conn.pragma_update(None, "mmap_size", 1_i64 << 28)?;
         let writer = Connection::open(&path)?;
         writer.busy_timeout(std::time::Duration::from_secs(60))?;
         let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
