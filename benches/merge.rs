@@ -167,6 +167,19 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let conn = Connection::open(&path).expect("open the store");
+    let rows = |table: &str| -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count rows")
+    };
+    println!(
+        "store: {} MiB (+ {} MiB WAL); {} key rows, {} conflict-log rows",
+        size(&path) >> 20,
+        size(&dir.path().join("dsm.db-wal")) >> 20,
+        rows("merge_entities"),
+        rows("merge_conflicts"),
+    );
     let n = (per * SOURCES.len()) as f64;
     println!(
         "resolved {n} records in {secs:.2}s wall ({:.0} records/s), {cpu:.2}s CPU ({:.0} records per CPU-second); emitted {emitted}, conflicts logged {conflicts}",

@@ -180,13 +180,28 @@ pub fn prune(
 ) -> Result<usize, MergeError> {
     migrate(conn)?;
     let cutoff = time_text(older_than);
-    let n = match stream {
-        Some(s) => conn.execute(
-            "DELETE FROM merge_conflicts WHERE logged_at < ?1 AND stream = ?2",
-            (cutoff, s),
-        )?,
-        None => conn.execute("DELETE FROM merge_conflicts WHERE logged_at < ?1", [cutoff])?,
+    let streams = match stream {
+        Some(s) => vec![s.to_owned()],
+        // Stream by stream, so each delete walks the index on (stream, logged_at); the
+        // streams themselves are found by hopping from one to the next in that index.
+        None => conn
+            .prepare(
+                "WITH RECURSIVE s(name) AS (
+                     SELECT min(stream) FROM merge_conflicts
+                     UNION ALL
+                     SELECT (SELECT min(stream) FROM merge_conflicts WHERE stream > s.name)
+                       FROM s WHERE s.name IS NOT NULL)
+                 SELECT name FROM s WHERE name IS NOT NULL",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?,
     };
+    let mut delete =
+        conn.prepare_cached("DELETE FROM merge_conflicts WHERE stream = ?1 AND logged_at < ?2")?;
+    let mut n = 0;
+    for s in &streams {
+        n += delete.execute((s, &cutoff))?;
+    }
     Ok(n)
 }
 
@@ -299,5 +314,47 @@ mod tests {
         assert_eq!(prune(&conn, cutoff, Some("b")).unwrap(), 0);
         assert_eq!(prune(&conn, cutoff, None).unwrap(), 2);
         assert_eq!(ids(list(&conn, &ConflictFilter::default()).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_log_made_before_version_10_loses_its_time_index_and_prunes_by_stream() {
+        let conn = Connection::open_in_memory().unwrap();
+        let old = &crate::merge::store::MIGRATIONS[..3];
+        old.iter().for_each(|m| conn.execute_batch(m).unwrap());
+        let index = |c: &Connection| -> bool {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'merge_conflicts_by_time')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert!(index(&conn));
+        migrate(&conn).unwrap();
+        assert!(!index(&conn));
+        // Pruning every stream walks the (stream, logged_at) index, never the whole log.
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN DELETE FROM merge_conflicts WHERE stream = ?1 AND logged_at < ?2",
+            )
+            .unwrap()
+            .query_map(("a", "2024"), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("merge_conflicts_by_stream")),
+            "{plan:?}"
+        );
+        log(&conn, "a", &["x", "y"], "r1", "2024-01-01T00:00:00.000Z");
+        log(&conn, "c", &["x", "y"], "r1", "2024-01-02T00:00:00.000Z");
+        log(&conn, "b", &["x", "y"], "r1", "2024-05-01T00:00:00.000Z");
+        let cutoff = "2024-02-01T00:00:00Z".parse().unwrap();
+        assert_eq!(prune(&conn, cutoff, None).unwrap(), 2);
+        let left = list(&conn, &ConflictFilter::default()).unwrap();
+        assert_eq!(
+            left.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 }

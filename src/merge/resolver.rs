@@ -69,14 +69,46 @@ pub struct ResolverStats {
     pub resent: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One source's candidate of a key, stored as `{"r": record, "f": first seen, "l": last seen}`.
+/// `l` is left out when it equals `f` (a key a source supplied once, the usual case): the
+/// timestamps are a large share of a key's row, and every byte of it is written to the WAL.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StoredWire")]
 struct StoredCandidate {
-    #[serde(rename = "r")]
     record: Map<String, Value>,
-    #[serde(rename = "f")]
     first_seen: String,
-    #[serde(rename = "l")]
     last_seen: String,
+}
+
+#[derive(Deserialize)]
+struct StoredWire {
+    r: Map<String, Value>,
+    f: String,
+    l: Option<String>,
+}
+
+impl From<StoredWire> for StoredCandidate {
+    fn from(w: StoredWire) -> Self {
+        StoredCandidate {
+            record: w.r,
+            last_seen: w.l.unwrap_or_else(|| w.f.clone()),
+            first_seen: w.f,
+        }
+    }
+}
+
+impl Serialize for StoredCandidate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let same = self.last_seen == self.first_seen;
+        let mut m = s.serialize_struct("StoredCandidate", if same { 2 } else { 3 })?;
+        m.serialize_field("r", &self.record)?;
+        m.serialize_field("f", &self.first_seen)?;
+        if !same {
+            m.serialize_field("l", &self.last_seen)?;
+        }
+        m.end()
+    }
 }
 
 type Candidates = BTreeMap<String, StoredCandidate>;
@@ -575,4 +607,38 @@ struct KeyOutcome {
     record: Map<String, Value>,
     quarantined: bool,
     conflicts: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_candidate_leaves_out_a_last_arrival_equal_to_the_first() {
+        let once: StoredCandidate =
+            serde_json::from_str(r#"{"r":{"id":1},"f":"2024-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(once.last_seen, "2024-01-01T00:00:00Z");
+        assert_eq!(
+            serde_json::to_string(&once).unwrap(),
+            r#"{"r":{"id":1},"f":"2024-01-01T00:00:00Z"}"#
+        );
+        // Rows written before `l` could be left out still read, and keep a later `l`.
+        let text = r#"{"r":{"id":1},"f":"2024-01-01T00:00:00Z","l":"2024-02-01T00:00:00Z"}"#;
+        let twice: StoredCandidate = serde_json::from_str(text).unwrap();
+        assert_eq!(twice.first_seen, "2024-01-01T00:00:00Z");
+        assert_eq!(twice.last_seen, "2024-02-01T00:00:00Z");
+        assert_eq!(serde_json::to_string(&twice).unwrap(), text);
+        let old: StoredCandidate = serde_json::from_str(
+            r#"{"r":{},"f":"2024-01-01T00:00:00Z","l":"2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(old, once_with_record(&once, Map::new()));
+    }
+
+    fn once_with_record(c: &StoredCandidate, record: Map<String, Value>) -> StoredCandidate {
+        StoredCandidate {
+            record,
+            ..c.clone()
+        }
+    }
 }

@@ -9,28 +9,33 @@ use serde_json::{Map, Value};
 use super::MergeError;
 use crate::singer::message::{Message, SchemaMessage};
 
-/// The tables: the store's migrations 4, 6 and 9.
-pub const MIGRATIONS: [&str; 3] = [
+/// The tables: the store's migrations 4, 6, 9 and 10.
+pub const MIGRATIONS: [&str; 4] = [
     include_str!("../store/migrations/0004_merged_streams.sql"),
     include_str!("../store/migrations/0006_merge_runs.sql"),
     include_str!("../store/migrations/0009_merge_sends.sql"),
+    include_str!("../store/migrations/0010_conflict_log_index.sql"),
 ];
 
 /// Creates the tables when missing, or upgrades them (the system store does this on open; this
-/// serves bare connections such as tests and benchmarks). Migrations 4 and 6 are idempotent;
-/// 9 is not, so the whole set runs only while its table `merge_sends` is missing, under a
-/// savepoint so that a failure leaves the tables as they were.
+/// serves bare connections such as tests and benchmarks). Migrations 4, 6 and 10 are
+/// idempotent; 9 is not, so the set up to 9 runs only while its table `merge_sends` is
+/// missing, under a savepoint so that a failure leaves the tables as they were.
 pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
-    let current: bool = conn
+    let state: (bool, bool) = conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merge_sends')",
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merge_sends'),
+                    EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index'
+                                AND name = 'merge_conflicts_by_time')",
         )?
-        .query_row([], |r| r.get(0))?;
-    if current {
-        return Ok(());
-    }
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let todo: &[&str] = match state {
+        (true, false) => return Ok(()),
+        (true, true) => &MIGRATIONS[3..],
+        (false, _) => &MIGRATIONS,
+    };
     conn.execute_batch("SAVEPOINT merge_migrate")?;
-    let applied = MIGRATIONS.iter().try_for_each(|m| conn.execute_batch(m));
+    let applied = todo.iter().try_for_each(|m| conn.execute_batch(m));
     match applied {
         Ok(()) => conn.execute_batch("RELEASE merge_migrate")?,
         Err(e) => {

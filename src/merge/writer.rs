@@ -140,6 +140,11 @@ pub(super) struct Behind {
     overlay: HashMap<String, (u64, EntityRow)>,
     /// Operations not sent yet.
     parcel: Vec<Op>,
+    /// Whether the resolver's connection holds a read transaction (see [`Writes::load`]).
+    reading: bool,
+    /// Whether a batch committed since that read transaction began, so it must end before the
+    /// next read: the rows of that batch left the overlay.
+    stale: bool,
 }
 
 impl Writes {
@@ -182,6 +187,8 @@ impl Writes {
             batch: 0,
             overlay: HashMap::new(),
             parcel: Vec::with_capacity(PARCEL),
+            reading: false,
+            stale: false,
         }))
     }
 
@@ -190,16 +197,29 @@ impl Writes {
     }
 
     /// The row of `key`: the latest one sent, else the database's.
+    ///
+    /// Behind the thread, reads share one read transaction until a batch commits: beginning
+    /// and ending one per read takes the WAL's locks each time, a measurable share of the
+    /// work. The transaction ends as soon as a commit is reported, because the rows of that
+    /// batch then leave the overlay and must be read from a snapshot that holds them.
     pub(super) fn load(
-        &self,
+        &mut self,
         conn: &Connection,
         stream: &str,
         key: &str,
     ) -> Result<Option<EntityRow>, MergeError> {
-        if let Writes::Behind(b) = self
-            && let Some((_, row)) = b.overlay.get(key)
-        {
-            return Ok(Some(row.clone()));
+        if let Writes::Behind(b) = self {
+            if let Some((_, row)) = b.overlay.get(key) {
+                return Ok(Some(row.clone()));
+            }
+            if b.reading && b.stale {
+                b.end_read(conn)?;
+            }
+            if !b.reading {
+                conn.execute_batch("BEGIN")?;
+                b.reading = true;
+                b.stale = false;
+            }
         }
         store::load_entity(conn, stream, key)
     }
@@ -243,6 +263,8 @@ impl Writes {
         match self {
             Writes::Inline(a) => a.commit(conn),
             Writes::Behind(b) => {
+                // The connection is free for other statements afterwards.
+                b.end_read(conn)?;
                 b.send_parcel()?;
                 let (reply, done) = mpsc::sync_channel(1);
                 let batch = b.batch;
@@ -265,6 +287,15 @@ impl Writes {
 }
 
 impl Behind {
+    /// Ends the read transaction of [`Writes::load`], if one is open.
+    fn end_read(&mut self, conn: &Connection) -> Result<(), MergeError> {
+        if self.reading {
+            self.reading = false;
+            conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
     fn send_parcel(&mut self) -> Result<(), MergeError> {
         if self.parcel.is_empty() {
             return Ok(());
@@ -287,7 +318,10 @@ impl Behind {
     fn drain_acks(&mut self) -> Result<(), MergeError> {
         while let Ok(ack) = self.acks.try_recv() {
             match ack {
-                Ack::Committed(batch) => self.overlay.retain(|_, (b, _)| *b > batch),
+                Ack::Committed(batch) => {
+                    self.overlay.retain(|_, (b, _)| *b > batch);
+                    self.stale = true;
+                }
                 Ack::Failed(e) => return Err(e),
             }
         }

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge_sends",
         include_str!("migrations/0009_merge_sends.sql"),
     ),
+    (
+        10,
+        "conflict_log_index",
+        include_str!("migrations/0010_conflict_log_index.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
