@@ -47,28 +47,26 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Resident memory of this process that is not a mapped file (the heap): what the resolver
-/// holds, without the pages of the database file SQLite reads through its memory map.
-fn anon_rss_kib() -> u64 {
+/// A figure of `/proc/self/status` in KiB (0 when unreadable).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|l| l.split_whitespace().next().and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
 }
 
+/// Resident memory of this process that is not a mapped file (the heap): what the resolver
+/// holds, without the pages of the database file SQLite reads through its memory map.
+fn anon_rss_kib() -> u64 {
+    status_kib("RssAnon:")
+}
+
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
+    status_kib("VmHWM:")
 }
 
 /// Writes source `s`'s `i`-th record into `out` (cleared first): 30% of the keys come from a

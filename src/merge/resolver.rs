@@ -632,13 +632,12 @@ mod tests {
             r#"{"r":{},"f":"2024-01-01T00:00:00Z","l":"2024-01-01T00:00:00Z"}"#,
         )
         .unwrap();
-        assert_eq!(old, once_with_record(&once, Map::new()));
-    }
-
-    fn once_with_record(c: &StoredCandidate, record: Map<String, Value>) -> StoredCandidate {
-        StoredCandidate {
-            record,
-            ..c.clone()
-        }
+        assert_eq!(
+            old,
+            StoredCandidate {
+                record: Map::new(),
+                ..once
+            }
+        );
     }
 }
