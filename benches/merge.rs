@@ -171,8 +171,13 @@ fn main() {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count rows")
     };
+    let entries: i64 = conn
+        .query_row("SELECT coalesce(sum(n), 0) FROM merge_conflicts", [], |r| {
+            r.get(0)
+        })
+        .expect("count conflict-log entries");
     println!(
-        "store: {} MiB (+ {} MiB WAL); {} key rows, {} conflict-log rows",
+        "store: {} MiB (+ {} MiB WAL); {} key rows, {} conflict-log rows holding {entries} entries",
         size(&path) >> 20,
         size(&dir.path().join("dsm.db-wal")) >> 20,
         rows("merge_entities"),
@@ -184,4 +189,9 @@ fn main() {
         n / secs,
         n / cpu
     );
+    // `DSM_BENCH_KEEP=<file>` keeps a copy of the store, to look into its tables afterwards.
+    if let Some(keep) = std::env::var_os("DSM_BENCH_KEEP") {
+        conn.execute("VACUUM INTO ?1", [keep.to_string_lossy()])
+            .expect("copy the store");
+    }
 }

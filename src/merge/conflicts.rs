@@ -72,27 +72,29 @@ fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The `WHERE` clause and its arguments for `filter`, over the log's rows `c` and their fields
+/// `f` (see [`ENTRIES`]).
 fn where_clause(filter: &ConflictFilter) -> (String, Vec<SqlValue>) {
     let mut clauses = Vec::new();
     let mut args = Vec::new();
     if let Some(s) = &filter.stream {
         args.push(SqlValue::Text(s.clone()));
-        clauses.push(format!("stream = ?{}", args.len()));
+        clauses.push(format!("c.stream = ?{}", args.len()));
     }
     if let Some(s) = &filter.source {
         args.push(SqlValue::Text(s.clone()));
         clauses.push(format!(
-            "EXISTS (SELECT 1 FROM json_each(candidates) WHERE json_each.key = ?{})",
+            "EXISTS (SELECT 1 FROM json_each(f.value, '$[1]') s WHERE s.key = ?{})",
             args.len()
         ));
     }
     if let Some(t) = filter.since {
         args.push(SqlValue::Text(time_text(t)));
-        clauses.push(format!("logged_at >= ?{}", args.len()));
+        clauses.push(format!("c.logged_at >= ?{}", args.len()));
     }
     if let Some(r) = &filter.run_id {
         args.push(SqlValue::Text(r.clone()));
-        clauses.push(format!("run_id = ?{}", args.len()));
+        clauses.push(format!("c.run_id = ?{}", args.len()));
     }
     let sql = if clauses.is_empty() {
         String::new()
@@ -107,23 +109,32 @@ fn json(text: &str) -> Value {
 }
 
 fn entry(r: &Row<'_>) -> rusqlite::Result<ConflictEntry> {
+    let outcome: String = r.get(8)?;
+    let resolved = outcome == "resolved";
     Ok(ConflictEntry {
         id: r.get(0)?,
         stream: r.get(1)?,
         key: json(&r.get::<_, String>(2)?),
         field: r.get(3)?,
         candidates: json(&r.get::<_, String>(4)?),
-        winner: r.get::<_, Option<String>>(5)?.map(|t| json(&t)),
-        winning_source: r.get(6)?,
+        winner: if resolved {
+            r.get::<_, Option<String>>(5)?.map(|t| json(&t))
+        } else {
+            None
+        },
+        winning_source: if resolved { r.get(6)? } else { None },
         rule: r.get(7)?,
-        outcome: r.get(8)?,
+        outcome,
         run_id: r.get(9)?,
         logged_at: r.get(10)?,
     })
 }
 
-const COLUMNS: &str =
-    "id, stream, key, field, candidates, winner, winning_source, rule, outcome, run_id, logged_at";
+/// Every entry: one per field of each row of the log (migration 11 describes the layout); an
+/// entry's id is its row's plus the field's place in the row.
+const ENTRIES: &str = "SELECT c.id + f.key, c.stream, c.key, f.value ->> 0, f.value -> 1,
+        f.value -> 2, f.value ->> 3, f.value ->> 4, f.value ->> 5, c.run_id, c.logged_at
+   FROM merge_conflicts c, json_each(c.fields) f";
 
 /// Lists entries, newest first.
 pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>, MergeError> {
@@ -133,7 +144,7 @@ pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEn
         .limit
         .map(|l| format!(" LIMIT {l}"))
         .unwrap_or_default();
-    let sql = format!("SELECT {COLUMNS} FROM merge_conflicts{clause} ORDER BY id DESC{limit}");
+    let sql = format!("{ENTRIES}{clause} ORDER BY c.id DESC, f.key DESC{limit}");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), entry)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -142,7 +153,11 @@ pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEn
 /// One entry by id.
 pub fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>, MergeError> {
     migrate(conn)?;
-    let sql = format!("SELECT {COLUMNS} FROM merge_conflicts WHERE id = ?1");
+    // The row holding entry `id` is the last one starting at or before it.
+    let sql = format!(
+        "{ENTRIES} WHERE c.id = (SELECT max(id) FROM merge_conflicts WHERE id <= ?1)
+            AND c.id + f.key = ?1"
+    );
     Ok(conn.query_row(&sql, [id], entry).optional()?)
 }
 
@@ -154,9 +169,11 @@ pub fn counts(
     migrate(conn)?;
     let (clause, args) = where_clause(filter);
     let sql = format!(
-        "SELECT run_id, stream, COUNT(*),
-                SUM(outcome IN ('quarantined', 'null_key')), SUM(outcome = 'failed'), MIN(logged_at)
-         FROM merge_conflicts{clause} GROUP BY run_id, stream ORDER BY MIN(id) DESC"
+        "SELECT c.run_id, c.stream, COUNT(*),
+                SUM(f.value ->> 5 IN ('quarantined', 'null_key')), SUM(f.value ->> 5 = 'failed'),
+                MIN(c.logged_at)
+         FROM merge_conflicts c, json_each(c.fields) f{clause}
+         GROUP BY c.run_id, c.stream ORDER BY MIN(c.id) DESC"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
@@ -196,11 +213,16 @@ pub fn prune(
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?,
     };
-    let mut delete =
-        conn.prepare_cached("DELETE FROM merge_conflicts WHERE stream = ?1 AND logged_at < ?2")?;
+    // A row holds `n` entries.
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM merge_conflicts WHERE stream = ?1 AND logged_at < ?2 RETURNING n",
+    )?;
     let mut n = 0;
     for s in &streams {
-        n += delete.execute((s, &cutoff))?;
+        let mut rows = delete.query((s, &cutoff))?;
+        while let Some(row) = rows.next()? {
+            n += usize::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+        }
     }
     Ok(n)
 }
@@ -208,33 +230,45 @@ pub fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge::store::{NewConflict, insert_conflict};
+    use crate::merge::store::{ConflictFields, FieldConflict, insert_conflicts, next_conflict_id};
 
-    fn log(conn: &Connection, stream: &str, sources: &[&str], run: &str, at: &str) {
+    /// Logs one row with one field per name in `fields`, each with a candidate of value 1 from
+    /// every source in `sources`.
+    fn log_fields(
+        conn: &Connection,
+        stream: &str,
+        fields: &[&str],
+        sources: &[&str],
+        run: &str,
+        at: &str,
+    ) {
         let cands: serde_json::Map<String, Value> = sources
             .iter()
             .map(|s| ((*s).to_owned(), Value::from(1)))
             .collect();
-        insert_conflict(
-            conn,
-            &NewConflict {
-                stream,
-                key: "[1]",
-                field: "f",
-                candidates: Value::Object(cands).to_string(),
-                winner: Some("1".into()),
-                winning_source: Some(sources[0]),
+        let one = Value::from(1);
+        let mut logged = ConflictFields::default();
+        for field in fields {
+            let quarantined = run == "r2";
+            logged.push(&FieldConflict {
+                field,
+                candidates: &cands,
+                winner: (!quarantined).then_some((&one, sources[0])),
                 rule: "priority",
-                outcome: if run == "r2" {
+                outcome: if quarantined {
                     "quarantined"
                 } else {
                     "resolved"
                 },
-                run_id: run,
-                logged_at: at,
-            },
-        )
-        .unwrap();
+            });
+        }
+        let row = logged.into_row("[1]".into(), at.into()).unwrap();
+        let first = next_conflict_id(conn).unwrap();
+        insert_conflicts(conn, stream, run, first, &[row]).unwrap();
+    }
+
+    fn log(conn: &Connection, stream: &str, sources: &[&str], run: &str, at: &str) {
+        log_fields(conn, stream, &["f"], sources, run, at);
     }
 
     fn db() -> Connection {
@@ -314,6 +348,75 @@ mod tests {
         assert_eq!(prune(&conn, cutoff, Some("b")).unwrap(), 0);
         assert_eq!(prune(&conn, cutoff, None).unwrap(), 2);
         assert_eq!(ids(list(&conn, &ConflictFilter::default()).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_row_of_several_fields_lists_as_one_entry_per_field_with_ids_of_their_own() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        log(&conn, "a", &["x", "y"], "r1", "2024-01-01T00:00:00.000Z");
+        // One record disagreeing on three fields; only the second has a candidate from `z`.
+        let (one, two) = (Value::from(1), Value::from(2));
+        let xy = serde_json::json!({"x": 1, "y": 2});
+        let xz = serde_json::json!({"x": 1, "z": 2});
+        let mut logged = ConflictFields::default();
+        for (field, cands, outcome) in [
+            ("name", &xy, "resolved"),
+            ("city", &xz, "quarantined"),
+            ("size", &xy, "resolved"),
+        ] {
+            logged.push(&FieldConflict {
+                field,
+                candidates: cands,
+                winner: (outcome == "resolved").then_some((&two, "y")),
+                rule: "max",
+                outcome,
+            });
+        }
+        let row = logged
+            .into_row("[7]".into(), "2024-01-02T00:00:00.000Z".into())
+            .unwrap();
+        let first = next_conflict_id(&conn).unwrap();
+        assert_eq!(first, 2);
+        let next = insert_conflicts(&conn, "a", "r1", first, &[row]).unwrap();
+        assert_eq!(next, 5, "the row takes three ids");
+        log(&conn, "a", &["x", "y"], "r1", "2024-01-03T00:00:00.000Z");
+
+        let all = list(&conn, &ConflictFilter::default()).unwrap();
+        assert_eq!(ids(all.clone()), [5, 4, 3, 2, 1]);
+        let fields: Vec<&str> = all.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["f", "size", "city", "name", "f"]);
+        let city = show(&conn, 3).unwrap().unwrap();
+        assert_eq!(city.key, serde_json::json!([7]));
+        assert_eq!(city.candidates, xz);
+        assert_eq!(city.outcome, "quarantined");
+        assert_eq!((city.winner, city.winning_source), (None, None));
+        let size = show(&conn, 4).unwrap().unwrap();
+        assert_eq!(size.winner, Some(two.clone()));
+        assert_eq!(size.winning_source.as_deref(), Some("y"));
+        assert_eq!(size.logged_at, "2024-01-02T00:00:00.000Z");
+        assert_eq!(show(&conn, 1).unwrap().unwrap().winner, Some(one));
+        assert_eq!(show(&conn, 6).unwrap(), None);
+        assert_eq!(show(&conn, 0).unwrap(), None);
+
+        // Filters and limits apply to entries, not rows.
+        let by_z = ConflictFilter {
+            source: Some("z".into()),
+            ..ConflictFilter::default()
+        };
+        assert_eq!(ids(list(&conn, &by_z).unwrap()), [3]);
+        let newest = ConflictFilter {
+            limit: Some(2),
+            ..ConflictFilter::default()
+        };
+        assert_eq!(ids(list(&conn, &newest).unwrap()), [5, 4]);
+        let c = counts(&conn, &ConflictFilter::default()).unwrap();
+        assert_eq!((c.len(), c[0].conflicts, c[0].quarantined), (1, 5, 1));
+        assert_eq!(counts(&conn, &by_z).unwrap()[0].conflicts, 1);
+        // Pruning counts the entries it removes.
+        let cutoff = "2024-01-02T12:00:00Z".parse().unwrap();
+        assert_eq!(prune(&conn, cutoff, None).unwrap(), 4);
+        assert_eq!(ids(list(&conn, &ConflictFilter::default()).unwrap()), [5]);
     }
 
     #[test]

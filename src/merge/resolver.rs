@@ -34,7 +34,7 @@ use super::MergeError;
 use super::declaration::{MergedStream, NullKeyRule};
 use super::rules::{self, Candidate, Verdict};
 use super::schema::PROVENANCE_FIELD;
-use super::store::{self, ConflictRow, EntityRow};
+use super::store::{self, ConflictFields, ConflictRow, EntityRow, FieldConflict};
 use super::value::normalise_time;
 use super::writer::{Op, Writes};
 
@@ -471,16 +471,17 @@ impl Resolver {
             NullKeyRule::Quarantine => {
                 let mut by_source = Map::new();
                 by_source.insert(source.to_owned(), Value::Object(record));
-                self.conflicts.push(ConflictRow {
-                    key: "null".to_owned(),
-                    field: field.to_owned(),
-                    candidates: Value::Object(by_source).to_string(),
+                let mut fields = ConflictFields::default();
+                fields.push(&FieldConflict {
+                    field,
+                    candidates: &by_source,
                     winner: None,
-                    winning_source: None,
                     rule: "null_key",
                     outcome: "null_key",
-                    logged_at: self.clock.now().to_owned(),
                 });
+                let logged_at = self.clock.now().to_owned();
+                self.conflicts
+                    .extend(fields.into_row("null".to_owned(), logged_at));
                 self.stats.conflicts += 1;
                 self.tick()
             }
@@ -519,6 +520,7 @@ impl Resolver {
             conflicts: 0,
         };
         let mut provenance = Map::new();
+        let mut logged = ConflictFields::default();
         let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(ordered.len());
         for field in fields {
             cands.clear();
@@ -546,28 +548,24 @@ impl Resolver {
             };
             let w = cands[resolution.winner];
             if resolution.disagreement {
-                let by_source: Map<String, Value> = cands
-                    .iter()
-                    .map(|c| (c.source.to_owned(), c.value.clone()))
-                    .collect();
-                let (outcome, winner, winning_source) = match resolution.verdict {
-                    Verdict::Resolved => ("resolved", Some(w.value.to_string()), Some(w.source)),
-                    Verdict::Quarantine => ("quarantined", None, None),
-                    Verdict::Fail => ("failed", None, None),
+                let (outcome, winner) = match resolution.verdict {
+                    Verdict::Resolved => ("resolved", Some((w.value, w.source))),
+                    Verdict::Quarantine => ("quarantined", None),
+                    Verdict::Fail => ("failed", None),
                 };
-                self.conflicts.push(ConflictRow {
-                    key: key.to_owned(),
-                    field: field.to_owned(),
-                    candidates: Value::Object(by_source).to_string(),
+                logged.push(&FieldConflict {
+                    field,
+                    candidates: BySource(&cands),
                     winner,
-                    winning_source: winning_source.map(str::to_owned),
                     rule: rule.name(),
                     outcome,
-                    logged_at: self.clock.now().to_owned(),
                 });
                 out.conflicts += 1;
                 match resolution.verdict {
                     Verdict::Fail => {
+                        let logged_at = self.clock.now().to_owned();
+                        self.conflicts
+                            .extend(logged.into_row(key.to_owned(), logged_at));
                         let values: Vec<String> = cands
                             .iter()
                             .filter(|c| !c.value.is_null())
@@ -599,7 +597,21 @@ impl Resolver {
             out.record
                 .insert(PROVENANCE_FIELD.to_owned(), Value::Object(provenance));
         }
+        if !logged.is_empty() {
+            let logged_at = self.clock.now().to_owned();
+            self.conflicts
+                .extend(logged.into_row(key.to_owned(), logged_at));
+        }
         Ok(out)
+    }
+}
+
+/// A field's candidates, serialised as a JSON object of values by source (in rank order).
+struct BySource<'a, 'c>(&'a [Candidate<'c>]);
+
+impl Serialize for BySource<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|c| (c.source, c.value)))
     }
 }
 

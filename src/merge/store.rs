@@ -9,30 +9,35 @@ use serde_json::{Map, Value};
 use super::MergeError;
 use crate::singer::message::{Message, SchemaMessage};
 
-/// The tables: the store's migrations 4, 6, 9 and 10.
-pub const MIGRATIONS: [&str; 4] = [
+/// The tables: the store's migrations 4, 6, 9, 10 and 11.
+pub const MIGRATIONS: [&str; 5] = [
     include_str!("../store/migrations/0004_merged_streams.sql"),
     include_str!("../store/migrations/0006_merge_runs.sql"),
     include_str!("../store/migrations/0009_merge_sends.sql"),
     include_str!("../store/migrations/0010_conflict_log_index.sql"),
+    include_str!("../store/migrations/0011_merge_rows.sql"),
 ];
 
 /// Creates the tables when missing, or upgrades them (the system store does this on open; this
 /// serves bare connections such as tests and benchmarks). Migrations 4, 6 and 10 are
-/// idempotent; 9 is not, so the set up to 9 runs only while its table `merge_sends` is
-/// missing, under a savepoint so that a failure leaves the tables as they were.
+/// idempotent; 9 and 11 are not, so each runs only while what it makes is missing (the table
+/// `merge_sends`, the conflict log's `fields` column), under a savepoint so that a failure
+/// leaves the tables as they were.
 pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
-    let state: (bool, bool) = conn
+    let state: (bool, bool, bool) = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merge_sends'),
                     EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index'
-                                AND name = 'merge_conflicts_by_time')",
+                                AND name = 'merge_conflicts_by_time'),
+                    EXISTS (SELECT 1 FROM pragma_table_info('merge_conflicts')
+                             WHERE name = 'fields')",
         )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let todo: &[&str] = match state {
-        (true, false) => return Ok(()),
-        (true, true) => &MIGRATIONS[3..],
-        (false, _) => &MIGRATIONS,
+        (false, _, _) => &MIGRATIONS,
+        (true, true, _) => &MIGRATIONS[3..],
+        (true, false, false) => &MIGRATIONS[4..],
+        (true, false, true) => return Ok(()),
     };
     conn.execute_batch("SAVEPOINT merge_migrate")?;
     let applied = todo.iter().try_for_each(|m| conn.execute_batch(m));
@@ -84,16 +89,15 @@ pub fn save_entity(
     stream: &str,
     key: &str,
     row: &EntityRow,
-    run_id: &str,
     sent: Option<(i64, u64)>,
 ) -> Result<(), MergeError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO merge_entities
-             (stream, key, candidates, resolved, quarantined, run_id, sent_by, sent_mark)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             (stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (stream, key) DO UPDATE SET candidates = excluded.candidates,
              resolved = excluded.resolved, quarantined = excluded.quarantined,
-             run_id = excluded.run_id, sent_by = coalesce(excluded.sent_by, sent_by),
+             sent_by = coalesce(excluded.sent_by, sent_by),
              sent_mark = coalesce(excluded.sent_mark, sent_mark)",
     )?;
     stmt.execute(params![
@@ -102,7 +106,6 @@ pub fn save_entity(
         row.candidates,
         row.resolved,
         i64::from(row.quarantined),
-        run_id,
         sent.map(|(id, _)| id),
         sent.map(|(_, mark)| mark_sql(mark)),
     ])?;
@@ -189,76 +192,98 @@ pub fn load_schemas(
     Ok(out)
 }
 
-/// One conflict-log row to insert.
-#[derive(Debug, Clone)]
-pub struct NewConflict<'a> {
-    /// The merged stream.
-    pub stream: &'a str,
-    /// The key (JSON array text).
-    pub key: &'a str,
+/// The fields one record disagreed on, as the conflict log stores them (see migration 11): a
+/// JSON array with one `[field, candidates by source, winner, winning source, rule, outcome]`
+/// array per field.
+#[derive(Debug, Clone, Default)]
+pub struct ConflictFields {
+    json: Vec<u8>,
+    n: usize,
+}
+
+/// A field's disagreement, to add to [`ConflictFields`].
+#[derive(Debug, Clone, Copy)]
+pub struct FieldConflict<'a, C> {
     /// The common field.
     pub field: &'a str,
-    /// The candidates by source (JSON object text).
-    pub candidates: String,
-    /// The winning value (JSON text), if any.
-    pub winner: Option<String>,
-    /// The winning source, if any.
-    pub winning_source: Option<&'a str>,
+    /// The candidates by source (serialises as a JSON object).
+    pub candidates: C,
+    /// The winning value and source, when one won (the outcome is then `resolved`).
+    pub winner: Option<(&'a Value, &'a str)>,
     /// The rule.
     pub rule: &'a str,
     /// `resolved`, `quarantined`, `failed` or `null_key`.
     pub outcome: &'a str,
-    /// The run.
-    pub run_id: &'a str,
-    /// When (RFC 3339, UTC).
-    pub logged_at: &'a str,
 }
 
-/// Appends a row to the conflict log.
-pub fn insert_conflict(conn: &Connection, c: &NewConflict<'_>) -> Result<(), MergeError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO merge_conflicts
-             (stream, key, field, candidates, winner, winning_source, rule, outcome, run_id, logged_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    stmt.execute(params![
-        c.stream,
-        c.key,
-        c.field,
-        c.candidates,
-        c.winner,
-        c.winning_source,
-        c.rule,
-        c.outcome,
-        c.run_id,
-        c.logged_at
-    ])?;
-    Ok(())
+impl ConflictFields {
+    /// Adds one field.
+    pub fn push<C: serde::Serialize>(&mut self, f: &FieldConflict<'_, C>) {
+        self.json.push(if self.n == 0 { b'[' } else { b',' });
+        let entry = (
+            f.field,
+            &f.candidates,
+            f.winner.map(|w| w.0),
+            f.winner.map(|w| w.1),
+            f.rule,
+            f.outcome,
+        );
+        serde_json::to_writer(&mut self.json, &entry).expect("JSON values serialise");
+        self.n += 1;
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no field was added.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The conflict-log row of `key`: these fields, logged at `logged_at`; `None` when no
+    /// field was added.
+    pub fn into_row(mut self, key: String, logged_at: String) -> Option<ConflictRow> {
+        if self.n == 0 {
+            return None;
+        }
+        self.json.push(b']');
+        Some(ConflictRow {
+            key,
+            logged_at,
+            n: i64::try_from(self.n).unwrap_or(i64::MAX),
+            fields: String::from_utf8(self.json).expect("serde_json writes UTF-8"),
+        })
+    }
 }
 
-/// A conflict-log row the resolver holds until its batch is written (see [`insert_conflicts`]).
+/// A conflict-log row the resolver holds until its batch is written (see [`insert_conflicts`]):
+/// one record's key and the fields it disagreed on.
 #[derive(Debug, Clone)]
 pub struct ConflictRow {
-    /// The key (JSON array text).
+    /// The key (JSON array text; `null` for a record without key).
     pub key: String,
-    /// The common field.
-    pub field: String,
-    /// The candidates by source (JSON object text).
-    pub candidates: String,
-    /// The winning value (JSON text), if any.
-    pub winner: Option<String>,
-    /// The winning source, if any.
-    pub winning_source: Option<String>,
-    /// The rule.
-    pub rule: &'static str,
-    /// `resolved`, `quarantined`, `failed` or `null_key`.
-    pub outcome: &'static str,
     /// When (RFC 3339, UTC).
     pub logged_at: String,
+    /// How many fields (at least one).
+    pub n: i64,
+    /// The fields (see [`ConflictFields`]).
+    pub fields: String,
+}
+
+/// The id the next conflict-log row gets: its entries take the ids from there on, one per field.
+/// Read inside the write transaction that inserts, so that no other writer takes the same ids.
+pub fn next_conflict_id(conn: &Connection) -> Result<i64, MergeError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT id + n FROM merge_conflicts ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(last.unwrap_or(1))
 }
 
 /// Rows per multi-row INSERT: one statement per this many rows instead of one per row saves
-/// most of SQLite's per-statement work (binding stays per value; 10 × 32 values is far below
+/// most of SQLite's per-statement work (binding stays per value; 32 × 7 values is far below
 /// SQLite's limit on parameters).
 const ROWS_PER_INSERT: usize = 32;
 
@@ -268,58 +293,51 @@ fn multi_row_insert(head: &str, width: usize, rows: usize) -> String {
     format!("{head} VALUES {}", vec![group; rows].join(", "))
 }
 
-/// Runs the cached statement `sql` once per group of rows: full groups of [`ROWS_PER_INSERT`]
-/// through `full`, the rest one row at a time through `one`; `bind` gives one row's values.
-fn insert_rows<'a, T, const W: usize>(
-    conn: &Connection,
-    full: &str,
-    one: &str,
-    rows: &'a [T],
-    bind: impl Fn(&'a T) -> [&'a dyn rusqlite::ToSql; W],
-) -> Result<(), MergeError> {
-    let whole = rows.len() - rows.len() % ROWS_PER_INSERT;
-    let (head, tail) = rows.split_at(whole);
-    for (sql, groups) in [(full, head.chunks(ROWS_PER_INSERT)), (one, tail.chunks(1))] {
-        let mut stmt = conn.prepare_cached(sql)?;
-        for group in groups {
-            let mut i = 0;
-            for row in group {
-                for v in bind(row) {
-                    i += 1;
-                    stmt.raw_bind_parameter(i, v)?;
-                }
-            }
-            stmt.raw_execute()?;
-        }
-    }
-    Ok(())
-}
-
-/// Appends rows to the conflict log of `stream`, in order (their ids follow that order).
+/// Appends rows to the conflict log of `stream`, in order, their entries numbered from `first`
+/// (see [`next_conflict_id`]); returns the id after the last entry.
 pub fn insert_conflicts(
     conn: &Connection,
     stream: &str,
     run_id: &str,
+    first: i64,
     rows: &[ConflictRow],
-) -> Result<(), MergeError> {
-    const HEAD: &str = "INSERT INTO merge_conflicts
-        (stream, key, field, candidates, winner, winning_source, rule, outcome, run_id, logged_at)";
-    static FULL: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 10, ROWS_PER_INSERT));
-    static ONE: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, 10, 1));
-    insert_rows(conn, &FULL, &ONE, rows, |c| {
-        [
-            &stream,
-            &c.key,
-            &c.field,
-            &c.candidates,
-            &c.winner,
-            &c.winning_source,
-            &c.rule,
-            &c.outcome,
-            &run_id,
-            &c.logged_at,
-        ]
-    })
+) -> Result<i64, MergeError> {
+    const HEAD: &str =
+        "INSERT INTO merge_conflicts (id, stream, key, run_id, logged_at, n, fields)";
+    const WIDTH: usize = 7;
+    static FULL: LazyLock<String> =
+        LazyLock::new(|| multi_row_insert(HEAD, WIDTH, ROWS_PER_INSERT));
+    static ONE: LazyLock<String> = LazyLock::new(|| multi_row_insert(HEAD, WIDTH, 1));
+    let whole = rows.len() - rows.len() % ROWS_PER_INSERT;
+    let (head, tail) = rows.split_at(whole);
+    let mut id = first;
+    for (sql, groups) in [
+        (&*FULL, head.chunks(ROWS_PER_INSERT)),
+        (&*ONE, tail.chunks(1)),
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        for group in groups {
+            let mut i = 0;
+            for row in group {
+                let values: [&dyn rusqlite::ToSql; WIDTH] = [
+                    &id,
+                    &stream,
+                    &row.key,
+                    &run_id,
+                    &row.logged_at,
+                    &row.n,
+                    &row.fields,
+                ];
+                for v in values {
+                    i += 1;
+                    stmt.raw_bind_parameter(i, v)?;
+                }
+                id += row.n;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    Ok(id)
 }
 
 /// The id in `merge_sends` of `run_id` sending records of `stream`, adding the row when

@@ -653,10 +653,12 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     conn.execute_batch(
         "INSERT INTO merge_unconfirmed VALUES ('companies', 'old', 3, '[1]'),
              ('companies', 'old', 5, '[1]'), ('companies', 'old', 2, '[2]');
-         INSERT INTO merge_conflicts (stream, key, field, candidates, winner, winning_source,
+         INSERT INTO merge_conflicts (id, stream, key, field, candidates, winner, winning_source,
              rule, outcome, run_id, logged_at)
-         VALUES ('companies', '[1]', 'name', '{}', NULL, NULL, 'priority', 'resolved', 'old',
-             '2024-04-01T00:00:00.000Z');",
+         VALUES (41, 'companies', '[1]', 'name', '{\"csv\":\"Acme\",\"api\":\"ACME\"}', '\"Acme\"',
+             'csv', 'priority', 'resolved', 'old', '2024-04-01T00:00:00.000Z'),
+             (42, 'companies', '[2]', 'city', '{\"csv\":\"Leeds\",\"api\":\"York\"}', NULL,
+             NULL, 'quarantine', 'quarantined', 'old', '2024-04-01T00:00:00.000Z');",
     )
     .unwrap();
 
@@ -685,8 +687,54 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
         .map(|(_, r)| r["name"].clone())
         .collect();
     assert_eq!(names, [json!("Acme"), json!("Beta"), json!("Gamma")]);
+    // Migration 11: each conflict-log row keeps its id and what it says.
     let logged = conflicts::list(&conn, &ConflictFilter::default()).unwrap();
-    assert_eq!(logged.len(), 1);
+    let summary: Vec<_> = logged
+        .iter()
+        .map(|e| {
+            (
+                e.id,
+                e.field.as_str(),
+                e.candidates.clone(),
+                e.winner.clone(),
+                e.winning_source.as_deref(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                42,
+                "city",
+                json!({"csv": "Leeds", "api": "York"}),
+                None,
+                None,
+                "quarantined"
+            ),
+            (
+                41,
+                "name",
+                json!({"csv": "Acme", "api": "ACME"}),
+                Some(json!("Acme")),
+                Some("csv"),
+                "resolved"
+            ),
+        ]
+    );
+    // The key rows moved to a table with rowids, without the unused `run_id`.
+    let table: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'merge_entities'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !table.contains("WITHOUT ROWID") && !table.contains("run_id"),
+        "{table}"
+    );
     drop(conn);
 
     // The next run sends keys 1 and 2 again, in key order, and they become its own.

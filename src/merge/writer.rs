@@ -65,6 +65,9 @@ pub(super) struct Applier {
     in_tx: bool,
     /// The run's id in `merge_sends` within the open transaction (see `store::sender_id`).
     sender: Option<i64>,
+    /// The id of the next conflict-log entry within the open transaction (see
+    /// `store::next_conflict_id`).
+    next_conflict: Option<i64>,
 }
 
 impl Applier {
@@ -94,11 +97,17 @@ impl Applier {
                     }
                     None => None,
                 };
-                store::save_entity(conn, &self.stream, &key, &row, &self.run_id, sent)
+                store::save_entity(conn, &self.stream, &key, &row, sent)
             }
             Op::Conflicts(rows) => {
                 self.begin(conn)?;
-                store::insert_conflicts(conn, &self.stream, &self.run_id, &rows)
+                let first = match self.next_conflict {
+                    Some(id) => id,
+                    None => store::next_conflict_id(conn)?,
+                };
+                let next = store::insert_conflicts(conn, &self.stream, &self.run_id, first, &rows)?;
+                self.next_conflict = Some(next);
+                Ok(())
             }
             Op::Confirm(before) => {
                 // Joins the open batch when there is one.
@@ -117,6 +126,7 @@ impl Applier {
             conn.execute_batch("COMMIT")?;
             self.in_tx = false;
             self.sender = None;
+            self.next_conflict = None;
         }
         Ok(())
     }
@@ -156,6 +166,7 @@ impl Writes {
             run_id: run_id.to_owned(),
             in_tx: false,
             sender: None,
+            next_conflict: None,
         };
         let wal = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?

@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "conflict_log_index",
         include_str!("migrations/0010_conflict_log_index.sql"),
     ),
+    (
+        11,
+        "merge_rows",
+        include_str!("migrations/0011_merge_rows.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
