@@ -72,8 +72,8 @@ fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The `WHERE` clause and its arguments for `filter`, over the log's rows `c` and their fields
-/// `f` (see [`ENTRIES`]).
+/// The `WHERE` clause and its arguments for `filter`, over the log's rows `c`; the source
+/// filter reads their fields as `f` (`json_each(c.fields)`).
 fn where_clause(filter: &ConflictFilter) -> (String, Vec<SqlValue>) {
     let mut clauses = Vec::new();
     let mut args = Vec::new();
@@ -108,46 +108,99 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-fn entry(r: &Row<'_>) -> rusqlite::Result<ConflictEntry> {
-    let outcome: String = r.get(8)?;
-    let resolved = outcome == "resolved";
-    Ok(ConflictEntry {
-        id: r.get(0)?,
-        stream: r.get(1)?,
-        key: json(&r.get::<_, String>(2)?),
-        field: r.get(3)?,
-        candidates: json(&r.get::<_, String>(4)?),
-        winner: if resolved {
-            r.get::<_, Option<String>>(5)?.map(|t| json(&t))
-        } else {
-            None
-        },
-        winning_source: if resolved { r.get(6)? } else { None },
-        rule: r.get(7)?,
-        outcome,
-        run_id: r.get(9)?,
-        logged_at: r.get(10)?,
-    })
+/// One field of a log row, as migration 11 stores it.
+type StoredField = (String, Value, Value, Option<String>, String, String);
+
+/// A row of the log: its first entry's id, stream, key, run, time and fields.
+struct LogRow {
+    id: i64,
+    stream: String,
+    key: String,
+    run_id: String,
+    logged_at: String,
+    fields: String,
 }
 
-/// Every entry: one per field of each row of the log (migration 11 describes the layout); an
-/// entry's id is its row's plus the field's place in the row.
-const ENTRIES: &str = "SELECT c.id + f.key, c.stream, c.key, f.value ->> 0, f.value -> 1,
-        f.value -> 2, f.value ->> 3, f.value ->> 4, f.value ->> 5, c.run_id, c.logged_at
-   FROM merge_conflicts c, json_each(c.fields) f";
+impl LogRow {
+    const COLUMNS: &str = "c.id, c.stream, c.key, c.run_id, c.logged_at, c.fields";
+
+    fn read(r: &Row<'_>) -> rusqlite::Result<LogRow> {
+        Ok(LogRow {
+            id: r.get(0)?,
+            stream: r.get(1)?,
+            key: r.get(2)?,
+            run_id: r.get(3)?,
+            logged_at: r.get(4)?,
+            fields: r.get(5)?,
+        })
+    }
+
+    /// The row's entries, in field order; entry `i` has id `id + i`.
+    fn entries(self) -> Result<Vec<ConflictEntry>, MergeError> {
+        let fields: Vec<StoredField> = serde_json::from_str(&self.fields).map_err(|e| {
+            MergeError::data(format!(
+                "conflict-log row {} of merged stream `{}` is unreadable: {e}",
+                self.id, self.stream
+            ))
+            .with_hint(
+                "the system database may be damaged; `dsm conflicts prune` can remove old rows",
+            )
+        })?;
+        let key = json(&self.key);
+        Ok(fields
+            .into_iter()
+            .zip(self.id..)
+            .map(|((field, candidates, winner, source, rule, outcome), id)| {
+                let resolved = outcome == "resolved";
+                ConflictEntry {
+                    id,
+                    stream: self.stream.clone(),
+                    key: key.clone(),
+                    field,
+                    candidates,
+                    winner: resolved.then_some(winner),
+                    winning_source: if resolved { source } else { None },
+                    rule,
+                    outcome,
+                    run_id: self.run_id.clone(),
+                    logged_at: self.logged_at.clone(),
+                }
+            })
+            .collect())
+    }
+}
 
 /// Lists entries, newest first.
+///
+/// The rows are read newest first and taken apart here, so that a limit stops the reading
+/// early: expanding the fields in SQL would sort the whole log before the first entry.
 pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>, MergeError> {
     migrate(conn)?;
-    let (clause, args) = where_clause(filter);
-    let limit = filter
-        .limit
-        .map(|l| format!(" LIMIT {l}"))
-        .unwrap_or_default();
-    let sql = format!("{ENTRIES}{clause} ORDER BY c.id DESC, f.key DESC{limit}");
+    let (clause, args) = where_clause(&ConflictFilter {
+        source: None,
+        ..filter.clone()
+    });
+    let sql = format!(
+        "SELECT {} FROM merge_conflicts c{clause} ORDER BY c.id DESC",
+        LogRow::COLUMNS
+    );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), entry)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+    let mut out = Vec::new();
+    while out.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        let entries = LogRow::read(row)?.entries()?;
+        let wanted = entries.into_iter().rev().filter(|e| {
+            filter
+                .source
+                .as_deref()
+                .is_none_or(|s| e.candidates.get(s).is_some())
+        });
+        out.extend(wanted.take(limit - out.len()));
+    }
+    Ok(out)
 }
 
 /// One entry by id.
@@ -155,10 +208,14 @@ pub fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>, MergeEr
     migrate(conn)?;
     // The row holding entry `id` is the last one starting at or before it.
     let sql = format!(
-        "{ENTRIES} WHERE c.id = (SELECT max(id) FROM merge_conflicts WHERE id <= ?1)
-            AND c.id + f.key = ?1"
+        "SELECT {} FROM merge_conflicts c
+          WHERE c.id = (SELECT max(id) FROM merge_conflicts WHERE id <= ?1)",
+        LogRow::COLUMNS
     );
-    Ok(conn.query_row(&sql, [id], entry).optional()?)
+    let Some(row) = conn.query_row(&sql, [id], LogRow::read).optional()? else {
+        return Ok(None);
+    };
+    Ok(row.entries()?.into_iter().find(|e| e.id == id))
 }
 
 /// Counts per run and stream (newest run first), with the same filters as [`list`].
