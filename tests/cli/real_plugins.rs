@@ -364,3 +364,123 @@ fn a_real_loader_that_fails_keeps_the_last_saved_state_as_under_meltano() {
     assert_eq!(d_state, m_state, "state after the failed run");
     assert_eq!(d_state, state_at("2024-01-01T00:00:00+00:00"));
 }
+
+/// Decimal arithmetic in a stream map: the Singer SDK reads a record's fraction numbers as
+/// `Decimal`, so the real `meltano-map-transform` computes them exactly. dsm's native mapping
+/// of the same records must give the same values, digit for digit (`1999.00`, not
+/// `1998.9999999999998`).
+#[test]
+fn decimal_arithmetic_in_a_mapping_matches_the_real_map_transformer() {
+    const ORDERS: &str = r#"{"id": 1, "amount": 19.99, "rate": 0.075, "qty": 3, "neg": -7.5}
+{"id": 2, "amount": 0.10, "rate": 0.2, "qty": 7, "neg": -0.30}
+{"id": 3, "amount": 1234567.891, "rate": 0.0001, "qty": 12, "neg": -100.000}
+"#;
+    let maps = json!({"orders": {
+        "cents": "amount * 100",
+        "each": "amount / qty",
+        "taxed": "amount + amount * rate",
+        "floor": "neg // 2",
+        "rest": "neg % 2",
+        "square": "amount ** 2",
+        "zero": "amount - amount",
+        "whole": "int(neg)",
+        "text": "str(amount * qty)",
+        "approx": "float(amount) * 1.5",
+        "big": "amount > 19.9"
+    }});
+
+    // The real mapper, on the lines dsm's tap-jsonl would send it.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({"stream_maps": maps}).to_string()).expect("write config");
+    let schema = json!({"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
+        "schema": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "amount": {"type": "number"},
+            "rate": {"type": "number"}, "qty": {"type": "integer"},
+            "neg": {"type": "number"}}}});
+    let mut input = format!("{schema}\n");
+    for line in ORDERS.lines() {
+        input.push_str(&format!(
+            r#"{{"type": "RECORD", "stream": "orders", "record": {line}}}"#
+        ));
+        input.push('\n');
+    }
+    let mut cmd = Command::new(plugin("meltano-map-transform"));
+    cmd.arg("--config").arg(&config);
+    clean_env(&mut cmd);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start meltano-map-transform");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("feed the mapper");
+    }
+    let out = child.wait_with_output().expect("the mapper ends");
+    assert!(
+        out.status.success(),
+        "meltano-map-transform failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+            .filter(|m| m["type"] == "RECORD")
+            .map(|m| m["record"].clone())
+            .collect()
+    };
+    let theirs = records(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(theirs.len(), 3, "{}", String::from_utf8_lossy(&out.stdout));
+    // A spot check that the SDK did keep the decimals exact, so the comparison means something.
+    assert_eq!(theirs[0]["cents"].to_string(), "1999.00");
+
+    // dsm: the built-in tap-jsonl, the same maps as a mapping run natively, a recording target.
+    let p = TestProject::new(&format!(
+        r#"plugins:
+  extractors:
+  - name: tap-jsonl
+    variant: dsm
+    config:
+      files:
+      - entity: orders
+        path: orders.jsonl
+        keys: [id]
+        schema: {schema}
+  mappers:
+  - name: meltano-map-transformer
+    variant: meltano
+    executable: ./no-such-dir/meltano-map-transform
+    mappings:
+    - name: money
+      config:
+        stream_maps: {maps}
+  loaders:
+  - name: target-fake
+    namespace: target_fake
+    executable: ./target.sh
+"#,
+        schema = schema["schema"],
+    ));
+    p.write("orders.jsonl", ORDERS);
+    p.write(
+        "target.sh",
+        &format!(
+            "#!/bin/sh\nexec {} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n",
+            env!("CARGO_BIN_EXE_dsm-fake-target")
+        ),
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let script = p.root().join("target.sh");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = p.dsm(&["run", "tap-jsonl", "money", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ours = records(&p.read("out.jsonl"));
+    // Compared as text: serde_json here keeps each number's digits.
+    let text = |v: &[Value]| v.iter().map(Value::to_string).collect::<Vec<_>>();
+    assert_eq!(text(&ours), text(&theirs));
+}

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use md5::Digest as _;
 use serde_json::{Map, Number, Value};
 
+use super::decimal::Dec;
 use super::parse::{BinOp, CmpOp, Const, Generator, Node, Target};
 use super::{Context, EvalError, MAX_ALLOC, MAX_STEPS, delta};
 
@@ -501,7 +502,7 @@ impl<'a> Py<'a> {
             Py::Bool(_) => "bool",
             Py::Int(_) => "int",
             Py::Float(_) => "float",
-            Py::Dec(_) => "Decimal",
+            Py::Dec(_) => "decimal.Decimal",
             Py::Str(_) => "str",
             Py::JArr(_) | Py::List(_) => "list",
             Py::JObj(_) | Py::Dict(_) => "dict",
@@ -709,9 +710,14 @@ fn construct_delta<'a>(args: &[Py<'a>], kw: &[(&str, Py<'a>)]) -> Result<Py<'a>,
     }
     let mut whole: i128 = 0;
     let mut fraction = 0.0f64;
-    for (v, (_, unit)) in given.iter().zip(delta::UNITS) {
+    for (v, (name, unit)) in given.iter().zip(delta::UNITS) {
         match v.map(num) {
             None => {}
+            Some(Some(Num::D(_))) => {
+                return fail(format!(
+                    "TypeError: unsupported type for timedelta {name} component: decimal.Decimal"
+                ));
+            }
             Some(Some(Num::I(i))) => whole += i128::from(i) * i128::from(unit),
             Some(Some(Num::F(f))) => {
                 let w = f.trunc();
@@ -826,10 +832,12 @@ fn py_repr(v: &Py<'_>) -> String {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Num {
     I(i64),
     F(f64),
+    /// A `decimal.Decimal` (a non-integral number of the record, or a result computed from one).
+    D(Dec),
 }
 
 fn num(v: &Py<'_>) -> Option<Num> {
@@ -837,7 +845,10 @@ fn num(v: &Py<'_>) -> Option<Num> {
         Py::Bool(b) => Some(Num::I(i64::from(*b))),
         Py::Int(i) => Some(Num::I(*i)),
         Py::Float(f) => Some(Num::F(*f)),
-        Py::Dec(d) => d.parse().ok().map(Num::F),
+        Py::Dec(d) => Some(match Dec::parse(d) {
+            Some(x) => Num::D(x),
+            None => Num::F(d.parse().unwrap_or(f64::NAN)),
+        }),
         _ => None,
     }
 }
@@ -846,6 +857,33 @@ fn as_f64(n: Num) -> f64 {
     match n {
         Num::I(i) => i as f64,
         Num::F(f) => f,
+        Num::D(d) => d.to_f64(),
+    }
+}
+
+/// A decimal result as a value.
+fn dec<'a>(r: Result<Dec, super::decimal::DecError>) -> Result<Py<'a>, EvalError> {
+    match r {
+        Ok(d) => Ok(Py::Dec(Cow::Owned(d.to_string()))),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Compares numbers the way Python does: exactly, also between a `Decimal` and a float.
+fn num_cmp(x: &Num, y: &Num) -> Option<Ordering> {
+    let exact = |n: &Num| match n {
+        Num::I(i) => Some(Dec::from_i64(*i)),
+        Num::F(f) => Dec::from_f64(*f),
+        Num::D(d) => Some(d.clone()),
+    };
+    match (x, y) {
+        (Num::I(a), Num::I(b)) => Some(a.cmp(b)),
+        (Num::D(_), _) | (_, Num::D(_)) => match (exact(x), exact(y)) {
+            (Some(a), Some(b)) => Some(a.cmp_value(&b)),
+            // An infinity or NaN float.
+            _ => as_f64(x.clone()).partial_cmp(&as_f64(y.clone())),
+        },
+        _ => as_f64(x.clone()).partial_cmp(&as_f64(y.clone())),
     }
 }
 
@@ -859,10 +897,7 @@ fn seq<'a>(v: &Py<'a>) -> Option<Vec<Py<'a>>> {
 
 fn py_eq(a: &Py<'_>, b: &Py<'_>) -> bool {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
-        return match (x, y) {
-            (Num::I(x), Num::I(y)) => x == y,
-            (x, y) => as_f64(x) == as_f64(y),
-        };
+        return num_cmp(&x, &y) == Some(Ordering::Equal);
     }
     match (a, b) {
         (Py::None, Py::None) => true,
@@ -907,10 +942,7 @@ fn dict_of<'a>(v: &Py<'a>) -> Option<IndexMap<Key, Py<'a>>> {
 
 fn py_cmp(a: &Py<'_>, b: &Py<'_>) -> Result<Ordering, EvalError> {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
-        return Ok(match (x, y) {
-            (Num::I(x), Num::I(y)) => x.cmp(&y),
-            (x, y) => as_f64(x).partial_cmp(&as_f64(y)).unwrap_or(Ordering::Equal),
-        });
+        return Ok(num_cmp(&x, &y).unwrap_or(Ordering::Equal));
     }
     match (a, b) {
         (Py::Str(x), Py::Str(y)) => Ok(x.cmp(y)),
@@ -1152,6 +1184,7 @@ impl<'c, 'a> Interp<'c, 'a> {
                 Py::Delta(d) => Py::Delta(delta::checked(-i128::from(d))?),
                 Py::Int(i) => Py::Int(i.checked_neg().ok_or_else(overflow)?),
                 v => match num(&v) {
+                    Some(Num::D(d)) => dec(d.neg())?,
                     Some(n) => Py::Float(-as_f64(n)),
                     None => {
                         return fail(format!("bad operand type for unary -: '{}'", v.type_name()));
@@ -1546,6 +1579,11 @@ impl<'c, 'a> Interp<'c, 'a> {
                 match num(n).expect("checked") {
                     Num::I(i) => Ok(Py::Delta(delta::checked(i128::from(*d) * i128::from(i))?)),
                     Num::F(f) => Ok(Py::Delta(delta::round_micros(*d as f64 * f)?)),
+                    Num::D(_) => fail(format!(
+                        "unsupported operand type(s) for *: '{}' and '{}'",
+                        l.type_name(),
+                        r.type_name()
+                    )),
                 }
             }
             (BinOp::Div, Py::Delta(a), Py::Delta(b)) => {
@@ -1571,6 +1609,10 @@ impl<'c, 'a> Interp<'c, 'a> {
             }
             (BinOp::Div | BinOp::FloorDiv, Py::Delta(d), n) if num(n).is_some() => {
                 match (op, num(n).expect("checked")) {
+                    (_, Num::D(_)) => fail(format!(
+                        "unsupported operand type(s) for {}: 'datetime.timedelta' and 'decimal.Decimal'",
+                        op_symbol(op)
+                    )),
                     (_, Num::I(0)) => fail("integer division or modulo by zero"),
                     (_, Num::F(0.0)) => fail("division by zero"),
                     (BinOp::FloorDiv, Num::I(i)) => Ok(Py::Delta(
@@ -1807,6 +1849,7 @@ impl<'c, 'a> Interp<'c, 'a> {
                 match num(&v) {
                     Some(Num::I(i)) => Py::Int(i.checked_abs().ok_or_else(overflow)?),
                     Some(Num::F(x)) => Py::Float(x.abs()),
+                    Some(Num::D(d)) => dec(d.abs())?,
                     None => return fail("bad operand type for abs()"),
                 }
             }
@@ -1821,6 +1864,8 @@ impl<'c, 'a> Interp<'c, 'a> {
                 };
                 match (x, nd) {
                     (Num::I(i), _) => Py::Int(i),
+                    (Num::D(d), None) => Py::Int(d.round_int().ok_or_else(overflow)?),
+                    (Num::D(d), Some(n)) => dec(d.round_to(n))?,
                     (Num::F(x), None) => Py::Int(float_to_int(x.round_ties_even())?),
                     (Num::F(x), Some(n)) => {
                         let p = 10f64.powi(n.clamp(-300, 300) as i32);
@@ -1843,15 +1888,13 @@ impl<'c, 'a> Interp<'c, 'a> {
                             i.type_name()
                         ))
                     })?;
-                    total = match arith(BinOp::Add, total, n)? {
-                        Py::Int(i) => Num::I(i),
-                        Py::Float(f) => Num::F(f),
-                        _ => unreachable!("number arithmetic gives numbers"),
-                    };
+                    let sum = arith(BinOp::Add, total, n)?;
+                    total = num(&sum).expect("number arithmetic gives numbers");
                 }
                 match total {
                     Num::I(i) => Py::Int(i),
                     Num::F(f) => Py::Float(f),
+                    Num::D(d) => dec(Ok(d))?,
                 }
             }
             Func::Any | Func::All => {
@@ -2751,7 +2794,54 @@ fn op_symbol(op: BinOp) -> &'static str {
 }
 
 fn arith<'a>(op: BinOp, x: Num, y: Num) -> Result<Py<'a>, EvalError> {
-    if let (Num::I(a), Num::I(b)) = (x, y) {
+    match (x, y) {
+        (Num::D(_), Num::F(_)) => fail(format!(
+            "TypeError: unsupported operand type(s) for {}: 'decimal.Decimal' and 'float'",
+            op_symbol(op)
+        )),
+        (Num::F(_), Num::D(_)) => fail(format!(
+            "TypeError: unsupported operand type(s) for {}: 'float' and 'decimal.Decimal'",
+            op_symbol(op)
+        )),
+        (x @ Num::D(_), y) | (x, y @ Num::D(_)) => {
+            let exact = |n: Num| match n {
+                Num::I(i) => Dec::from_i64(i),
+                Num::D(d) => d,
+                Num::F(_) => unreachable!("floats were turned away above"),
+            };
+            dec_arith(op, &exact(x), &exact(y))
+        }
+        (x, y) => float_or_int_arith(op, x, y),
+    }
+}
+
+/// Arithmetic on `Decimal`s (an integer operand was made one): exact within 28 digits.
+fn dec_arith<'a>(op: BinOp, a: &Dec, b: &Dec) -> Result<Py<'a>, EvalError> {
+    dec(match op {
+        BinOp::Add => a.add(b),
+        BinOp::Sub => a.sub(b),
+        BinOp::Mul => a.mul(b),
+        BinOp::Div => a.div(b),
+        BinOp::FloorDiv => a.floor_div(b),
+        BinOp::Mod => a.rem(b),
+        BinOp::Pow => {
+            let power = b.is_integral().then(|| b.trunc()).flatten();
+            match power.and_then(|n| a.powi(n)) {
+                Some(r) => r,
+                None => {
+                    return fail(
+                        "a Decimal raised to a non-integral or very large power is not supported; \
+                         convert with float() first",
+                    );
+                }
+            }
+        }
+    })
+}
+
+fn float_or_int_arith<'a>(op: BinOp, x: Num, y: Num) -> Result<Py<'a>, EvalError> {
+    if let (Num::I(a), Num::I(b)) = (&x, &y) {
+        let (a, b) = (*a, *b);
         return Ok(match op {
             BinOp::Add => Py::Int(a.checked_add(b).ok_or_else(overflow)?),
             BinOp::Sub => Py::Int(a.checked_sub(b).ok_or_else(overflow)?),
@@ -2848,7 +2938,10 @@ fn to_int<'a>(v: Py<'a>) -> Result<Py<'a>, EvalError> {
         Py::Int(_) => v,
         Py::Bool(b) => Py::Int(i64::from(*b)),
         Py::Float(f) => Py::Int(float_to_int(*f)?),
-        Py::Dec(d) => Py::Int(float_to_int(d.parse().unwrap_or(f64::NAN))?),
+        Py::Dec(d) => match Dec::parse(d) {
+            Some(x) => Py::Int(x.trunc().ok_or_else(overflow)?),
+            None => Py::Int(float_to_int(d.parse().unwrap_or(f64::NAN))?),
+        },
         Py::Str(s) => {
             let t = s.trim().replace('_', "");
             match t.parse::<i64>() {

@@ -6,6 +6,7 @@
 //! The language is what `simpleeval` (which the SDK uses) accepts, plus `len`, `min`, `max` and
 //! a few other pure built-ins users reach for.
 
+mod decimal;
 mod delta;
 mod eval;
 mod fake;

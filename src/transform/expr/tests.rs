@@ -643,3 +643,48 @@ fn timedelta_matches_python() {
         assert!(e.contains(message), "{src}: {e}");
     }
 }
+
+#[test]
+fn decimal_arithmetic_is_exact_as_in_python() {
+    // Each expected value is what CPython 3 gives with the record's fraction numbers read as
+    // `Decimal` (as the Singer SDK reads them); the JSON text keeps the Decimal's digits.
+    let record: Value = serde_json::from_str(
+        r#"{"amount": 19.99, "rate": 0.075, "qty": 3, "neg": -7.5, "price": 10.00}"#,
+    )
+    .unwrap();
+    for (src, expected) in [
+        ("amount * 100", "1999.00"),
+        ("amount * qty", "59.97"),
+        ("amount + rate", "20.065"),
+        ("amount - amount", "0.00"),
+        ("amount / 3", "6.663333333333333333333333333"),
+        ("price / 4", "2.50"),
+        ("neg // 2", "-3"),
+        ("neg % 2", "-1.5"),
+        ("round(amount)", "20"),
+        ("round(amount * rate, 2)", "1.50"),
+        ("abs(neg)", "7.5"),
+        ("-neg", "7.5"),
+        ("int(neg)", "-7"),
+        ("float(amount) * 1.5", "29.985"),
+        ("amount > 19.9", "true"),
+        ("amount == 19.99", "false"),
+        ("price == 10", "true"),
+        ("sum([amount, rate, 1])", "21.065"),
+        ("max(amount, 20)", "20"),
+        ("amount ** 2", "399.6001"),
+        ("str(amount * 100)", "\"1999.00\""),
+        ("qty / price", "0.3"),
+        ("min(neg, -8)", "-8"),
+    ] {
+        assert_eq!(line(&ok(src, record.clone())), expected, "{src}");
+    }
+    let e = run("amount * 1.5", record.clone()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unsupported operand type(s) for *: 'decimal.Decimal' and 'float'"),
+        "{e}"
+    );
+    let e = run("amount / (price - 10)", record).unwrap_err();
+    assert!(e.to_string().contains("DivisionByZero"), "{e}");
+}
