@@ -31,6 +31,9 @@ const OPS: [&str; 33] = [
 fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
     let bytes = src.as_bytes();
     let mut out = Vec::new();
+    // Where the last string literal or f-string ended (`out.len()` then): another one right
+    // after it joins it, as adjacent literals do in Python.
+    let mut string_end: Option<usize> = None;
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
@@ -51,7 +54,17 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
         };
         if let Some((prefix_len, raw)) = fstring {
             let (text, next) = string_literal(src, i + prefix_len, raw)?;
-            fstring_tokens(&text, &mut out)?;
+            let start = if string_end == Some(out.len()) {
+                match out.pop() {
+                    Some(Tok::Str(prev)) => Start::After(prev),
+                    // The `)` closing an f-string: this one goes on inside its parentheses.
+                    _ => Start::Within,
+                }
+            } else {
+                Start::Fresh
+            };
+            fstring_tokens(&text, &mut out, start)?;
+            string_end = Some(out.len());
             i = next;
             continue;
         }
@@ -65,11 +78,19 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
         if prefix_len != usize::MAX {
             let (s, next) = string_literal(src, i + prefix_len, raw)?;
             // Adjacent literals concatenate, as in Python.
-            if let Some(Tok::Str(prev)) = out.last_mut() {
-                prev.push_str(&s);
+            if string_end == Some(out.len()) {
+                match out.last_mut() {
+                    Some(Tok::Str(prev)) => prev.push_str(&s),
+                    // After an f-string: joined inside its parentheses.
+                    _ => {
+                        out.pop();
+                        out.extend([Tok::Op("+"), Tok::Str(s), Tok::Op(")")]);
+                    }
+                }
             } else {
                 out.push(Tok::Str(s));
             }
+            string_end = Some(out.len());
             i = next;
             continue;
         }
@@ -106,13 +127,26 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
     Ok(out)
 }
 
+/// How an f-string's tokens begin.
+enum Start {
+    /// On their own: `("" + ...`.
+    Fresh,
+    /// After a string literal it joins: `("literal" + ...`.
+    After(String),
+    /// Inside the parentheses of the f-string before it, whose `)` was taken off.
+    Within,
+}
+
 /// The tokens of an f-string whose text (escapes decoded) is `text`: `("" + "text" +
 /// __format__((expression), "spec", "conversion") + ...)`.
-fn fstring_tokens(text: &str, out: &mut Vec<Tok>) -> Result<(), ExprError> {
+fn fstring_tokens(text: &str, out: &mut Vec<Tok>, start: Start) -> Result<(), ExprError> {
     let pieces = super::format::fstring_pieces(text)
         .map_err(|e| ExprError::syntax(format!("f-string: {e}")))?;
-    out.push(Tok::Op("("));
-    out.push(Tok::Str(String::new()));
+    match start {
+        Start::Fresh => out.extend([Tok::Op("("), Tok::Str(String::new())]),
+        Start::After(prev) => out.extend([Tok::Op("("), Tok::Str(prev)]),
+        Start::Within => {}
+    }
     for piece in pieces {
         out.push(Tok::Op("+"));
         match piece {

@@ -688,3 +688,19 @@ fn decimal_arithmetic_is_exact_as_in_python() {
     let e = run("amount / (price - 10)", record).unwrap_err();
     assert!(e.to_string().contains("DivisionByZero"), "{e}");
 }
+
+#[test]
+fn adjacent_literals_and_fstrings_join_into_one_string() {
+    // What CPython 3 gives: the joined literals are one operand, so `* 2` repeats all of it.
+    let r = json!({"name": "ann", "id": 42});
+    for (src, expected) in [
+        ("f'{name}' '-x'", "ann-x"),
+        ("'a-' f'{id}'", "a-42"),
+        ("f'{name}' f'{id:03d}' 'z'", "ann042z"),
+        ("'p' f'{id}' 's' * 2", "p42sp42s"),
+        ("f'{name}' 'a' 'b' f'{id}'", "annab42"),
+        ("'a' 'b' * 2", "abab"),
+    ] {
+        assert_eq!(ok(src, r.clone()), json!(expected), "{src}");
+    }
+}
