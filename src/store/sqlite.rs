@@ -282,6 +282,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     // Another process may have migrated while we waited for the lock.
     let version = current_version(&tx)?;
     check(version)?;
+    if version > 0 && version < latest {
+        // Some upgrades rebuild tables, which takes a while on a large store.
+        tracing::info!(
+            database = %path.display(),
+            from = version,
+            to = latest,
+            "upgrading the system database's schema"
+        );
+    }
     for (number, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > version) {
         tx.execute_batch(sql).map_err(|e| {
             Error::failed(format!(
