@@ -275,17 +275,8 @@ impl Resolver {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let out: Vec<Map<String, Value>> = rows.into_iter().map(|(_, record)| record).collect();
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, text) in &rows {
-            let record: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
-                MergeError::data(format!(
-                    "the stored record of key {key} of merged stream `{}` is unreadable: {e}",
-                    self.decl.name
-                ))
-            })?;
-            out.push(record);
-        }
         let taken =
             store::sender_id(&self.conn, &self.decl.name, &self.run.run_id).and_then(|sender| {
                 store::take_over_unconfirmed(
@@ -356,21 +347,36 @@ impl Resolver {
             .arrival(time_extracted)
             .unwrap_or_else(|| self.started.clone());
         let row = self.writes.load(&self.conn, &self.decl.name, &key)?;
-        let mut candidates: Candidates = match &row {
-            Some(r) => serde_json::from_str(&r.candidates).map_err(|e| {
-                MergeError::data(format!(
-                    "the stored candidates of key {key} of merged stream `{}` are unreadable: {e}",
-                    self.decl.name
-                ))
-            })?,
-            None => Candidates::new(),
+        let (mut candidates, sent): (Candidates, Option<String>) = match row {
+            Some(r) => (
+                serde_json::from_str(&r.candidates).map_err(|e| {
+                    MergeError::data(format!(
+                        "the stored candidates of key {key} of merged stream `{}` are unreadable: {e}",
+                        self.decl.name
+                    ))
+                })?,
+                r.resolved,
+            ),
+            None => (Candidates::new(), None),
+        };
+        // The same record again is not a new arrival: nothing changes (replay is a no-op).
+        if candidates.get(source).is_some_and(|c| c.record == mapped) {
+            self.stats.unchanged += 1;
+            return self.tick().map(|()| None);
+        }
+        // What was last sent, read before this source's candidate changes.
+        let previous = match sent {
+            None => Previous::Nothing,
+            Some(text) => match text.strip_prefix(store::SAME_AS) {
+                Some(name) if name == source => match candidates.get(source) {
+                    Some(c) => Previous::Record(c.record.clone()),
+                    None => Previous::Text(text),
+                },
+                Some(name) => Previous::Candidate(name.to_owned()),
+                None => Previous::Text(text),
+            },
         };
         match candidates.get_mut(source) {
-            // The same record again is not a new arrival: nothing changes (replay is a no-op).
-            Some(c) if c.record == mapped => {
-                self.stats.unchanged += 1;
-                return self.tick().map(|()| None);
-            }
             Some(c) => {
                 c.record = mapped;
                 if arrival < c.first_seen {
@@ -399,18 +405,34 @@ impl Resolver {
             }
         };
         self.stats.conflicts += outcome.conflicts;
-        let previous = row.and_then(|r| r.resolved);
         let (resolved, emitted) = if outcome.quarantined {
+            // The target keeps what it was sent last.
             self.stats.quarantined += 1;
-            (previous, None)
+            let kept = match previous {
+                Previous::Nothing => None,
+                Previous::Text(text) => Some(text),
+                Previous::Candidate(name) => Some(format!("{}{name}", store::SAME_AS)),
+                Previous::Record(record) => Some(stored_resolution(&record, &candidates)),
+            };
+            (kept, None)
         } else {
-            let text = serde_json::to_string(&outcome.record).expect("JSON values serialise");
-            if previous.as_deref() == Some(text.as_str()) {
+            let unchanged = match &previous {
+                Previous::Nothing => false,
+                Previous::Text(text) => {
+                    serde_json::to_string(&outcome.record).expect("JSON values serialise") == *text
+                }
+                Previous::Record(record) => same_fields(record, &outcome.record),
+                Previous::Candidate(name) => candidates
+                    .get(name)
+                    .is_some_and(|c| same_fields(&c.record, &outcome.record)),
+            };
+            let stored = stored_resolution(&outcome.record, &candidates);
+            if unchanged {
                 self.stats.unchanged_output += 1;
-                (previous, None)
+                (Some(stored), None)
             } else {
                 self.stats.emitted += 1;
-                (Some(text), Some(outcome.record))
+                (Some(stored), Some(outcome.record))
             }
         };
         let sent = emitted.is_some().then_some(self.mark);
@@ -612,6 +634,36 @@ struct BySource<'a, 'c>(&'a [Candidate<'c>]);
 impl Serialize for BySource<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|c| (c.source, c.value)))
+    }
+}
+
+/// What a key's row says was last sent, read before a new record changes its candidates.
+enum Previous {
+    /// Nothing was sent.
+    Nothing,
+    /// This record (JSON text).
+    Text(String),
+    /// The record of this source's candidate, which the new record does not change.
+    Candidate(String),
+    /// The record of the source whose candidate the new record replaces: a copy of it.
+    Record(Map<String, Value>),
+}
+
+/// Whether two records have the same fields in the same order with equal values: what their
+/// JSON texts being equal means.
+fn same_fields(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// How a key's row stores the record sent (see `store::SAME_AS`): a reference to the candidate
+/// it is identical to (the usual case of a key one source supplies), else its JSON text.
+fn stored_resolution(record: &Map<String, Value>, candidates: &Candidates) -> String {
+    match candidates
+        .iter()
+        .find(|(_, c)| same_fields(&c.record, record))
+    {
+        Some((name, _)) => format!("{}{name}", store::SAME_AS),
+        None => serde_json::to_string(record).expect("JSON values serialise"),
     }
 }
 

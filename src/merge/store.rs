@@ -51,12 +51,51 @@ pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
     Ok(())
 }
 
+/// How a key row's `resolved` column names the record last sent when that record is exactly
+/// one source's candidate in the same row: this character and the source's name (`=csv`).
+/// Most keys come from one source, and their record would otherwise be written twice. Any
+/// other value is the record's JSON text.
+pub const SAME_AS: char = '=';
+
+/// The record a key row's `resolved` text stands for (see [`SAME_AS`]), given the row's
+/// candidates JSON.
+pub fn resolved_record(
+    stream: &str,
+    key: &str,
+    resolved: &str,
+    candidates: &str,
+) -> Result<Map<String, Value>, MergeError> {
+    let unreadable = |why: String| {
+        MergeError::data(format!(
+            "the stored record of key {key} of merged stream `{stream}` is unreadable: {why}"
+        ))
+    };
+    match resolved.strip_prefix(SAME_AS) {
+        None => serde_json::from_str(resolved).map_err(|e| unreadable(e.to_string())),
+        Some(source) => {
+            let mut all: Map<String, Value> =
+                serde_json::from_str(candidates).map_err(|e| unreadable(e.to_string()))?;
+            match all
+                .remove(source)
+                .as_mut()
+                .and_then(|c| c.get_mut("r"))
+                .map(Value::take)
+            {
+                Some(Value::Object(record)) => Ok(record),
+                _ => Err(unreadable(format!(
+                    "it names the candidate of source `{source}`, which the row does not hold"
+                ))),
+            }
+        }
+    }
+}
+
 /// One key's row: its candidates (JSON), the record last sent, and whether it is held back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityRow {
     /// The candidates JSON.
     pub candidates: String,
-    /// The record last sent to the target (JSON), if any.
+    /// The record last sent to the target, if any (see [`SAME_AS`]).
     pub resolved: Option<String>,
     /// Whether a `quarantine` rule holds the key back.
     pub quarantined: bool,
@@ -118,19 +157,20 @@ pub type KeyedRecord = (String, Map<String, Value>);
 /// The resolved table of a merged stream: key and the record last sent, in key order.
 pub fn resolved_records(conn: &Connection, stream: &str) -> Result<Vec<KeyedRecord>, MergeError> {
     let mut stmt = conn.prepare(
-        "SELECT key, resolved FROM merge_entities WHERE stream = ?1 AND resolved IS NOT NULL ORDER BY key",
+        "SELECT key, resolved, candidates FROM merge_entities
+          WHERE stream = ?1 AND resolved IS NOT NULL ORDER BY key",
     )?;
     let rows = stmt.query_map(params![stream], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (key, text) = row?;
-        let record = serde_json::from_str(&text).map_err(|e| {
-            MergeError::data(format!(
-                "the stored record of key {key} of merged stream `{stream}` is not JSON: {e}"
-            ))
-        })?;
+        let (key, resolved, candidates) = row?;
+        let record = resolved_record(stream, &key, &resolved, &candidates)?;
         out.push((key, record));
     }
     Ok(out)
@@ -387,7 +427,7 @@ pub fn unconfirmed_records(
     conn: &Connection,
     stream: &str,
     run_id: &str,
-) -> Result<Vec<(String, String)>, MergeError> {
+) -> Result<Vec<KeyedRecord>, MergeError> {
     let others: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM merge_sends WHERE stream = ?1 AND run_id <> ?2)",
@@ -397,16 +437,27 @@ pub fn unconfirmed_records(
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(
-        "SELECT e.key, e.resolved
+        "SELECT e.key, e.resolved, e.candidates
            FROM merge_entities e JOIN merge_sends s ON s.id = e.sent_by
           WHERE e.stream = ?1 AND s.stream = ?1 AND s.run_id <> ?2
             AND e.sent_mark >= s.confirmed_before AND e.resolved IS NOT NULL
           ORDER BY e.key",
     )?;
     let rows = stmt
-        .query_map(params![stream, run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<Vec<(String, String)>, _>>()?;
-    Ok(rows)
+        .query_map(params![stream, run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(key, resolved, candidates)| {
+            let record = resolved_record(stream, &key, &resolved, &candidates)?;
+            Ok((key, record))
+        })
+        .collect()
 }
 
 /// Hands the keys other runs left unconfirmed (see [`unconfirmed_records`]) to the sender

@@ -941,3 +941,61 @@ fn behind_a_thread_a_failed_write_is_an_error_of_the_run() {
     // And again later: it is never dropped.
     assert!(r.flush().is_err());
 }
+
+#[test]
+fn a_record_equal_to_a_candidate_is_stored_once_and_quarantine_keeps_what_was_sent() {
+    let decl = MergedStream::parse(&json!({
+        "name": "companies",
+        "sources": [{"extractor": "tap-a", "stream": "c", "name": "a"},
+                    {"extractor": "tap-b", "stream": "c", "name": "b"}],
+        "key": ["id"],
+        "priority": ["a", "b"],
+        "policy": "priority",
+        "fields": {"country": "quarantine", "email": "coalesce"}
+    }))
+    .unwrap();
+    let mut r = new_resolver(decl, "run-1");
+    let rec = |v: Value| -> Map<String, Value> {
+        let Value::Object(m) = v else { unreachable!() };
+        m
+    };
+    let stored = |r: &mut Resolver, key: &str| -> String {
+        r.connection()
+            .unwrap()
+            .query_row(
+                "SELECT resolved FROM merge_entities WHERE key = ?1",
+                [key],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let uk = json!({"id": 1, "name": "X", "country": "UK"});
+    let at = Some("2024-05-01T00:00:00Z");
+
+    // One source: the row names its candidate instead of holding the record twice.
+    assert!(r.resolve("a", rec(uk.clone()), at).unwrap().is_some());
+    assert_eq!(stored(&mut r, "[1]"), "=a");
+    // The other source agrees: nothing to send.
+    assert!(r.resolve("b", rec(uk.clone()), at).unwrap().is_none());
+    // `a` changes the quarantined field: held back, and the row still says the target has
+    // the UK record, now as `b`'s candidate (`a`'s changed).
+    let fr = json!({"id": 1, "name": "X", "country": "FR"});
+    assert!(r.resolve("a", rec(fr), at).unwrap().is_none());
+    assert_eq!(stored(&mut r, "[1]"), "=b");
+    assert_eq!(table(&mut r)["1"], rec(uk.clone()));
+    // `a` goes back to UK: the resolution is what the target has, so nothing is sent.
+    assert!(r.resolve("a", rec(uk.clone()), at).unwrap().is_none());
+    assert_eq!(table(&mut r)["1"], rec(uk));
+
+    // A resolution mixing the sources' fields is stored as its own JSON.
+    let mixed_a = json!({"id": 2, "name": "A", "email": null});
+    let mixed_b = json!({"id": 2, "name": "B", "email": "e@b"});
+    r.resolve("a", rec(mixed_a), at).unwrap();
+    let sent = r.resolve("b", rec(mixed_b), at).unwrap().expect("changed");
+    assert_eq!(
+        Value::Object(sent.clone()),
+        json!({"id": 2, "name": "A", "email": "e@b"})
+    );
+    assert!(stored(&mut r, "[2]").starts_with('{'));
+    assert_eq!(table(&mut r)["2"], sent);
+}
