@@ -25,10 +25,7 @@ use std::path::Path;
 /// Opens a connection to the system database at `db_path` for the secret and audit functions,
 /// after the store has created or migrated it (WAL, numbered migrations).
 pub fn open_connection(db_path: &Path) -> crate::error::Result<rusqlite::Connection> {
-    drop(crate::store::SqliteStore::open(db_path)?);
-    let conn = rusqlite::Connection::open(db_path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))?;
-    Ok(conn)
+    Ok(crate::store::SqliteStore::open(db_path)?.into_connection())
 }
 pub use key::MasterKey;
 pub use secret::{MASK, Secret};

@@ -125,6 +125,15 @@ impl SqliteStore {
         })
     }
 
+    /// The store's connection, for callers that work on the tables directly (the secret and
+    /// audit functions): opening the store once and handing over its connection saves opening
+    /// the file a second time.
+    pub fn into_connection(self) -> Connection {
+        self.conn
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Changes the heartbeat age after which a lock or running run counts as stale.
     #[must_use]
     pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
