@@ -416,17 +416,22 @@ impl Resolver {
             };
             (kept, None)
         } else {
+            let stored = stored_resolution(&outcome.record, &candidates);
             let unchanged = match &previous {
                 Previous::Nothing => false,
-                Previous::Text(text) => {
-                    serde_json::to_string(&outcome.record).expect("JSON values serialise") == *text
-                }
+                // `stored` is the record's JSON text unless it names a candidate.
+                Previous::Text(text) => match stored.strip_prefix(store::SAME_AS) {
+                    None => stored == *text,
+                    Some(_) => {
+                        serde_json::to_string(&outcome.record).expect("JSON values serialise")
+                            == *text
+                    }
+                },
                 Previous::Record(record) => same_fields(record, &outcome.record),
                 Previous::Candidate(name) => candidates
                     .get(name)
                     .is_some_and(|c| same_fields(&c.record, &outcome.record)),
             };
-            let stored = stored_resolution(&outcome.record, &candidates);
             if unchanged {
                 self.stats.unchanged_output += 1;
                 (Some(stored), None)

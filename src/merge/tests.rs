@@ -951,7 +951,7 @@ fn a_record_equal_to_a_candidate_is_stored_once_and_quarantine_keeps_what_was_se
         "key": ["id"],
         "priority": ["a", "b"],
         "policy": "priority",
-        "fields": {"country": "quarantine", "email": "coalesce"}
+        "fields": {"country": "quarantine", "email": "coalesce", "revenue": "max"}
     }))
     .unwrap();
     let mut r = new_resolver(decl, "run-1");
@@ -998,4 +998,16 @@ fn a_record_equal_to_a_candidate_is_stored_once_and_quarantine_keeps_what_was_se
     );
     assert!(stored(&mut r, "[2]").starts_with('{'));
     assert_eq!(table(&mut r)["2"], sent);
+    // A change that leaves such a resolution as it was sends nothing.
+    r.resolve("a", rec(json!({"id": 3, "name": "A", "revenue": 5})), at)
+        .unwrap();
+    r.resolve("b", rec(json!({"id": 3, "name": "B", "revenue": 10})), at)
+        .unwrap()
+        .expect("changed");
+    let again = r.resolve("a", rec(json!({"id": 3, "name": "A", "revenue": 7})), at);
+    assert_eq!(again.unwrap(), None, "`b`'s revenue still wins");
+    assert_eq!(
+        Value::Object(table(&mut r)["3"].clone()),
+        json!({"id": 3, "name": "A", "revenue": 10})
+    );
 }
