@@ -4,7 +4,8 @@
 //! lines, parsed and fed through a [`MergeStage`] into a null target; the store is a WAL SQLite
 //! file. Prints records/s, the peak resident memory and the heap at each quarter. The heap must
 //! stay flat as the number of keys grows; the peak also counts the database pages SQLite reads
-//! through its memory map (capped at 256 MiB).
+//! through its memory map (capped at 256 MiB). `DSM_BENCH_KEEP=FILE` keeps a copy of the store
+//! (for `sqlite3 FILE` and its `dbstat` table: what each table and index weighs).
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
