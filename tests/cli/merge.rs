@@ -506,3 +506,98 @@ fn dsm_sync_runs_the_merge_stage_too() {
         .unwrap();
     assert_eq!(crm, 0);
 }
+
+/// The `examples/merged-companies` project, as its README runs it: the job of its three
+/// sources, then the conflict log.
+#[test]
+fn the_merged_companies_example_resolves_its_three_sources() {
+    let p = TestProject::empty();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/merged-companies");
+    crate::support::copy_dir(&example, p.root());
+    let out = p.dsm(&["run", "merge-companies"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let db = rusqlite::Connection::open(p.root().join("output/companies.db")).expect("the db");
+    let rows: Vec<(i64, String, Option<String>, i64, String)> = db
+        .prepare("SELECT id, name, email, revenue, country FROM companies ORDER BY id")
+        .expect("the table")
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        rows,
+        [
+            // The manual name; the CRM's email (the others have none); billing's revenue (max).
+            (
+                1,
+                s("ACME Ltd"),
+                Some(s("sales@acme.example")),
+                1350,
+                s("GB")
+            ),
+            (
+                2,
+                s("Borealis AS"),
+                Some(s("billing@borealis.example")),
+                800,
+                s("NO")
+            ),
+            // Quarantined when billing disagreed on the country: as the CRM sent it.
+            (
+                3,
+                s("Cobalt Works"),
+                Some(s("info@cobalt.example")),
+                450,
+                s("DE")
+            ),
+            (
+                4,
+                s("Delta Foods"),
+                Some(s("hello@delta.example")),
+                300,
+                s("FR")
+            ),
+            (5, s("Ember Co"), Some(s("ap@ember.example")), 90, s("IE")),
+        ]
+    );
+    let provenance: String = db
+        .query_row(
+            "SELECT _dsm_provenance FROM companies WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("provenance");
+    let provenance: Value = serde_json::from_str(&provenance).expect("JSON");
+    assert_eq!(provenance["revenue"]["source"], "tap-billing");
+    assert_eq!(provenance["name"]["source"], "tap-manual");
+
+    let log = p.dsm(&["conflicts", "list", "--format", "json"]).json();
+    let entries = log.as_array().expect("a list");
+    let quarantined: Vec<(&Value, &str)> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "quarantined")
+        .map(|e| (&e["key"], e["field"].as_str().expect("a field")))
+        .collect();
+    assert_eq!(quarantined, [(&json!([3]), "country")]);
+    let ids: Vec<i64> = entries
+        .iter()
+        .map(|e| e["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as i64).rev().collect::<Vec<_>>(),
+        "one id per entry"
+    );
+
+    // Again: nothing changed, so nothing is sent.
+    let out = p.dsm(&["run", "merge-companies", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let counts = last_run_counts(&p);
+    assert!(!counts.is_empty());
+    assert!(counts.iter().all(|c| c["emitted"] == 0), "{counts:?}");
+}

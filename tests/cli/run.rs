@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::TestProject;
+use crate::support::{TestProject, copy_dir};
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
@@ -438,19 +438,6 @@ exec {TAP} "$@" --generate 1 --stream users
         2,
         "--refresh-catalog discovers"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
 }
 
 #[test]

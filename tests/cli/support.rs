@@ -133,3 +133,22 @@ pub fn meltano_venv() -> PathBuf {
     );
     venv
 }
+
+/// Copies an example project's folder, leaving out what running it in place leaves behind
+/// (`.dsm`, `output`, `.meltano`: each example's `.gitignore` lists them).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if [".dsm", "output", ".meltano"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let dest = to.join(&name);
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+}
