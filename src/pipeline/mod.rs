@@ -249,6 +249,8 @@ pub struct Outcome {
     pub lines: u64,
     /// Bad lines skipped in lenient mode.
     pub bad_lines: u64,
+    /// STATE messages the extractor wrote.
+    pub extractor_states: u64,
     /// States passed to the sink.
     pub states_committed: u64,
     /// The last state passed to the sink.
@@ -348,6 +350,7 @@ pub async fn run(
         streams: BTreeMap::new(),
         lines: 0,
         bad_lines: 0,
+        extractor_states: 0,
         states_committed: 0,
         last_state: None,
         warnings: Vec::new(),
@@ -604,6 +607,7 @@ pub async fn run(
                         if i == 0 {
                             outcome.lines = report.lines;
                             outcome.streams = report.streams;
+                            outcome.extractor_states = report.states;
                         }
                         outcome.bad_lines += report.bad_lines;
                         if let Some(error) = report.error {
@@ -707,7 +711,8 @@ pub async fn run(
         (Some(status), None) => Some(cancel_error(status, options.timeout)),
         (None, None) => None,
     };
-    if outcome.states_committed == 0 {
+    // An extractor that sent no STATE has no bookmark to advance (a full-table sync).
+    if outcome.states_committed == 0 && outcome.extractor_states > 0 {
         let warning = format!("{} {NO_STATE_WARNING}", specs[last].label());
         // The caller shows the run's warnings (once, beside its result).
         tracing::debug!("{warning}");

@@ -56,6 +56,8 @@ pub(super) enum Sink {
 pub(super) struct SegmentReport {
     pub lines: u64,
     pub bad_lines: u64,
+    /// STATE messages read (counted for the extractor's output only).
+    pub states: u64,
     pub streams: BTreeMap<String, StreamCounts>,
     pub error: Option<Error>,
     /// Counts of the stream of the latest lines, moved to `streams` when the stream changes
@@ -682,10 +684,12 @@ impl Reader {
             }
             _ => {}
         }
-        if self.index == 0
-            && let Some(s) = env.stream.as_deref()
-        {
-            report.count(s, bytes.len(), env.kind == MessageKind::Record);
+        if self.index == 0 {
+            if let Some(s) = env.stream.as_deref() {
+                report.count(s, bytes.len(), env.kind == MessageKind::Record);
+            } else if env.kind == MessageKind::State {
+                report.states += 1;
+            }
         }
         if self.transforms.is_empty() {
             return Ok(Head::Done(pass_on(sanitized, line, raw)));

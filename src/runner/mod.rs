@@ -538,7 +538,11 @@ pub fn run_flow(
     warnings.retain(|w| !w.ends_with(crate::pipeline::NO_STATE_WARNING));
     warnings.extend(record_quarantine(store.as_ref(), &run_id, &quarantined));
     warnings.extend(merge_warnings);
-    if outcome.status == RunStatus::Success && !outcome.state_advanced() && !opts.no_state_update {
+    if outcome.status == RunStatus::Success
+        && !outcome.state_advanced()
+        && outcome.extractor_states > 0
+        && !opts.no_state_update
+    {
         warnings.push(format!(
             "loader `{}` emitted no STATE: the bookmark of `{state_id}` did not advance",
             flow.loader

@@ -713,6 +713,16 @@ impl<W: Write> MessageWriter<W> {
         self.write_value(&json!({"type": "STATE", "value": value}))
     }
 
+    /// The STATE that ends a sync, left out when there is nothing to bookmark (`{}`): a
+    /// full-table sync has no bookmark to advance, and an empty STATE only makes the runner
+    /// say so.
+    pub fn final_state(&mut self, value: &Value) -> Result<(), PluginError> {
+        if value.as_object().is_some_and(serde_json::Map::is_empty) {
+            return Ok(());
+        }
+        self.state(value)
+    }
+
     /// An `ACTIVATE_VERSION` message.
     pub fn activate_version(&mut self, stream: &str, version: u64) -> Result<(), PluginError> {
         self.write_value(&json!({"type": "ACTIVATE_VERSION", "stream": stream, "version": version}))

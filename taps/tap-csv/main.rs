@@ -401,7 +401,7 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
         };
         sync_stream(stream, &selection, &mut state, &time_extracted, &mut out)?;
     }
-    out.state(&state)?;
+    out.final_state(&state)?;
     out.flush()
 }
 

@@ -284,6 +284,6 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
             out.state(&state)?;
         }
     }
-    out.state(&state)?;
+    out.final_state(&state)?;
     out.flush()
 }

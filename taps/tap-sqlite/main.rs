@@ -255,6 +255,6 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
             kit::set_bookmark(&mut state, name, k, v);
         }
     }
-    out.state(&state)?;
+    out.final_state(&state)?;
     out.flush()
 }

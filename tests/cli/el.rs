@@ -524,6 +524,25 @@ fn a_run_whose_loader_emits_no_state_warns_that_the_bookmark_did_not_advance() {
 {"type": "RECORD", "stream": "users", "record": {"id": 2}}
 "#,
     );
+    // The tap sent no STATE (a full-table sync): there is no bookmark to advance, nothing to say.
+    let out = p.dsm(&["el", "tap-disc", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("did not advance"), "{}", out.stderr);
+
+    // The tap sends a STATE, and the loader never confirms one.
+    p.write(
+        "records.jsonl",
+        r#"{"type": "SCHEMA", "stream": "users", "schema": {"properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}
+{"type": "RECORD", "stream": "users", "record": {"id": 1}}
+{"type": "RECORD", "stream": "users", "record": {"id": 2}}
+{"type": "STATE", "value": {"bookmarks": {"users": {"id": 2}}}}
+"#,
+    );
+    script(
+        &p,
+        "target.sh",
+        &format!("exec {TARGET} \"$@\" --no-state --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
+    );
     let out = p.dsm(&["el", "tap-disc", "target-fake"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
@@ -543,12 +562,17 @@ fn a_run_whose_loader_emits_no_state_warns_that_the_bookmark_did_not_advance() {
     assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
     assert_eq!(
         p.read("out.jsonl").lines().count(),
-        3,
+        4,
         "the records arrived"
     );
     assert_eq!(stored_state(&p, "tap-disc-to-target-fake"), json!({}));
 
     // With a STATE the loader confirms, there is no such warning.
+    script(
+        &p,
+        "target.sh",
+        &format!("exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
+    );
     p.write(
         "records.jsonl",
         r#"{"type": "SCHEMA", "stream": "users", "schema": {"properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}

@@ -22,7 +22,8 @@ fn tap_csv_piped_into_target_sqlite_through_an_os_pipe() {
     let tap_cfg = write_json(
         dir.path(),
         "tap.json",
-        &json!({"files": [{"entity": "orders", "path": "orders.csv", "keys": ["order_id"]}]}),
+        &json!({"files": [{"entity": "orders", "path": "orders.csv", "keys": ["order_id"],
+            "replication_key": "order_id"}]}),
     );
     let tgt_cfg = target(dir.path());
     let mut tap = Command::new(bin("tap-csv"))
@@ -54,10 +55,16 @@ fn tap_csv_piped_into_target_sqlite_through_an_os_pipe() {
     let cols = columns(&db, "orders");
     assert_eq!(cols[0], ("order_id".to_owned(), "INTEGER".to_owned()));
     assert_eq!(cols[2], ("total".to_owned(), "REAL".to_owned()));
-    // The tap's final STATE came out of the target after the commit.
+    // The tap's STATE came out of the target after the commit (a target prints the state
+    // value, as Singer targets do).
     let stdout = String::from_utf8(out.stdout).unwrap();
-    // (a target prints the state value, as Singer targets do).
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["{}"]);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a state")).unwrap();
+    assert_eq!(
+        last["bookmarks"]["orders"]["replication_key_value"],
+        json!(2),
+        "{stdout}"
+    );
 }
 
 #[test]

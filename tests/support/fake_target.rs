@@ -5,7 +5,8 @@
 //! Options: `--output FILE`, `--dump FILE` (args, environment, config as JSON), `--pid-file FILE`,
 //! `--stderr TEXT` (repeatable), `--bad-states` (print `{}` and a non-JSON line first),
 //! `--read-delay-ms MS` (per line: a slow loader), `--exit-after N` (stop reading after N lines),
-//! `--summary FILE` (counts as JSON at the end), `--exit-code C`.
+//! `--summary FILE` (counts as JSON at the end), `--exit-code C`, `--no-state` (flush on STATE
+//! but print nothing: a loader that never confirms).
 
 #![allow(clippy::print_stderr, reason = "a test plugin talks to its stderr")]
 
@@ -21,6 +22,7 @@ struct Opts {
     pid_file: Option<String>,
     stderr: Vec<String>,
     bad_states: bool,
+    no_state: bool,
     read_delay_ms: u64,
     exit_after: Option<u64>,
     summary: Option<String>,
@@ -40,6 +42,7 @@ fn parse() -> Result<Opts, String> {
             "--pid-file" => o.pid_file = Some(val()?),
             "--stderr" => o.stderr.push(val()?),
             "--bad-states" => o.bad_states = true,
+            "--no-state" => o.no_state = true,
             "--read-delay-ms" => o.read_delay_ms = num(val()?)?,
             "--exit-after" => o.exit_after = Some(num(val()?)?),
             "--summary" => o.summary = Some(val()?),
@@ -101,11 +104,13 @@ fn run(o: &Opts) -> io::Result<()> {
             if let Some(out) = output.as_mut() {
                 out.flush()?;
             }
-            let msg: serde_json::Value =
-                serde_json::from_slice(trimmed).map_err(io::Error::other)?;
-            serde_json::to_writer(&mut stdout, &msg["value"]).map_err(io::Error::other)?;
-            stdout.write_all(b"\n")?;
-            stdout.flush()?;
+            if !o.no_state {
+                let msg: serde_json::Value =
+                    serde_json::from_slice(trimmed).map_err(io::Error::other)?;
+                serde_json::to_writer(&mut stdout, &msg["value"]).map_err(io::Error::other)?;
+                stdout.write_all(b"\n")?;
+                stdout.flush()?;
+            }
         } else if memchr::memmem::find(trimmed, b"\"RECORD\"").is_some() {
             records += 1;
         }
