@@ -218,9 +218,10 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                 .map(|(k, c)| format!("{k}: {}", c.records))
                 .collect();
             ctx.printer.notice(format!(
-                "run of `{}` succeeded in {:.1}s: {records} records{}",
+                "run of `{}` succeeded in {:.1}s: {records} record{}{}",
                 report.state_id,
                 report.duration.as_secs_f64(),
+                if records == 1 { "" } else { "s" },
                 if per_stream.is_empty() {
                     String::new()
                 } else {

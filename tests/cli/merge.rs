@@ -517,6 +517,13 @@ fn the_merged_companies_example_resolves_its_three_sources() {
     crate::support::copy_dir(&example, p.root());
     let out = p.dsm(&["run", "merge-companies"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // Full-table sources have no bookmark: nothing to warn about.
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(": 1 record (manual: 1)"),
+        "{}",
+        out.stderr
+    );
 
     let db = rusqlite::Connection::open(p.root().join("output/companies.db")).expect("the db");
     let rows: Vec<(i64, String, Option<String>, i64, String)> = db
