@@ -601,10 +601,23 @@ fn the_merged_companies_example_resolves_its_three_sources() {
         "one id per entry"
     );
 
-    // Again: nothing changed, so nothing is sent.
-    let out = p.dsm(&["run", "merge-companies", "--format", "json"]);
+    // Again: nothing changed, so none of the three sources' runs sends anything.
+    let out = p.dsm(&["run", "merge-companies"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let counts = last_run_counts(&p);
-    assert!(!counts.is_empty());
-    assert!(counts.iter().all(|c| c["emitted"] == 0), "{counts:?}");
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    let runs = runs.as_array().expect("a list");
+    assert_eq!(runs.len(), 6, "two jobs of three runs");
+    for run in &runs[..3] {
+        let id = run["run_id"].as_str().expect("run id");
+        let shown = p.dsm(&["runs", "show", id, "--format", "json"]).json();
+        let counts = shown["merged_streams"]
+            .as_array()
+            .expect("merged-stream counts");
+        assert_eq!(counts.len(), 1, "{shown}");
+        assert!(
+            counts[0]["records_in"].as_u64().expect("a count") > 0,
+            "{shown}"
+        );
+        assert_eq!(counts[0]["emitted"], 0, "{shown}");
+    }
 }
