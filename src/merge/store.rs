@@ -272,11 +272,6 @@ impl ConflictFields {
         self.n += 1;
     }
 
-    /// How many fields.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
     /// Whether no field was added.
     pub fn is_empty(&self) -> bool {
         self.n == 0

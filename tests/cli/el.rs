@@ -2,11 +2,9 @@
 //! refusal to start from empty state when Meltano keeps the state elsewhere, and the warning
 //! for a run whose loader confirmed no STATE. Real processes: the fake tap and target.
 
-use std::os::unix::fs::PermissionsExt;
-
 use serde_json::{Value, json};
 
-use crate::support::TestProject;
+use crate::support::{TestProject, script};
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
@@ -70,12 +68,6 @@ exec {TAP} "$@" {tap_args}
         &format!("exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
     );
     p
-}
-
-fn script(p: &TestProject, name: &str, body: &str) {
-    p.write(name, &format!("#!/bin/sh\n{body}"));
-    let path = p.root().join(name);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn exists(p: &TestProject, rel: &str) -> bool {

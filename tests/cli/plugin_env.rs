@@ -3,12 +3,11 @@
 //! file they were handed. Needs Meltano in `DSM_TEST_VENV` (fails loudly without it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{TestProject, clean_env, meltano_venv, run};
+use crate::support::{TestProject, clean_env, meltano_venv, run, script};
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
@@ -91,12 +90,6 @@ const MELTANO_RUNTIME: &[&str] = &[
     "SINGER_SDK_LOG_CONFIG",
     "PYTHONWARNINGS",
 ];
-
-fn script(p: &TestProject, name: &str, body: &str) {
-    p.write(name, &format!("#!/bin/sh\n{body}"));
-    let path = p.root().join(name);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-}
 
 /// Runs `program run tap-envdump target-envdump` and returns the tap's and target's dumps.
 fn run_and_collect(p: &TestProject, mut cmd: Command, who: &str) -> (Value, Value) {

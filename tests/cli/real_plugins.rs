@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::support::{Output, TestProject, clean_env, meltano_venv, run};
+use crate::support::{Output, TestProject, clean_env, meltano_venv, run, script};
 
 /// The executable `name` in its venv, `target/test-env/plugins/NAME/` beside Meltano's venv;
 /// panics with the setup command when it is missing.
@@ -465,18 +465,14 @@ fn decimal_arithmetic_in_a_mapping_matches_the_real_map_transformer() {
         schema = schema["schema"],
     ));
     p.write("orders.jsonl", ORDERS);
-    p.write(
+    script(
+        &p,
         "target.sh",
         &format!(
-            "#!/bin/sh\nexec {} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n",
+            "exec {} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n",
             env!("CARGO_BIN_EXE_dsm-fake-target")
         ),
     );
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let script = p.root().join("target.sh");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
     let out = p.dsm(&["run", "tap-jsonl", "money", "target-fake"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let ours = records(&p.read("out.jsonl"));

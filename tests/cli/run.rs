@@ -1,13 +1,12 @@
 //! `dsm run`, `dsm el` and `dsm invoke` with real processes: the fake tap and target built from
 //! this package, behind small wrapper scripts that pick their behaviour.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestProject, copy_dir};
+use crate::support::{TestProject, copy_dir, script};
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
@@ -65,12 +64,6 @@ exec {TAP} "$@" --dump "$MELTANO_PROJECT_ROOT/tap-dump.json" {args}
 "#
         ),
     );
-}
-
-fn script(p: &TestProject, name: &str, body: &str) {
-    p.write(name, &format!("#!/bin/sh\n{body}"));
-    let path = p.root().join(name);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn state(p: &TestProject, id: &str) -> Value {

@@ -152,3 +152,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Writes an executable shell script `name` in the project: `#!/bin/sh` and `body`.
+pub fn script(p: &TestProject, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    p.write(name, &format!("#!/bin/sh\n{body}"));
+    let path = p.root().join(name);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

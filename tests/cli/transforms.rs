@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::{Value, json};
 
-use crate::support::TestProject;
+use crate::support::{TestProject, script};
 
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
 const TAP_JSONL: &str = env!("CARGO_BIN_EXE_tap-jsonl");
@@ -50,12 +50,6 @@ fn project(extractor_extra: &str, rest: &str) -> TestProject {
         &format!("exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
     );
     p
-}
-
-fn script(p: &TestProject, name: &str, body: &str) {
-    p.write(name, &format!("#!/bin/sh\n{body}"));
-    let path = p.root().join(name);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// What the loader received: every message but STATE, without the tap's run-dependent

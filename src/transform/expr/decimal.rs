@@ -4,6 +4,9 @@
 //! would give `1998.9999999999998`. Results follow the General Decimal Arithmetic rules Python
 //! implements: exact when they fit in 28 digits (keeping the operands' exponents, so trailing
 //! zeros stay), otherwise rounded once.
+//!
+//! `merge::value` keeps a comparison-only decimal of its own: it orders numbers on the merge's
+//! per-record path, where reading digits as text is cheaper than building big integers.
 
 use std::cmp::Ordering;
 
@@ -374,7 +377,19 @@ impl Dec {
 
     /// Rounds to `places` digits after the point, half to even (Python's `round(d, places)`).
     pub fn round_to(&self, places: i64) -> Result<Dec, DecError> {
-        let out = self.rescale(-places);
+        // A result longer than the precision is refused before its digits are made (`places`
+        // comes from the expression and may be huge).
+        let exp = places
+            .checked_neg()
+            .filter(|e| e.abs() <= 2 * EMAX)
+            .ok_or(DecError::InvalidOperation)?;
+        if exp < self.exp
+            && !self.is_zero()
+            && digits(&self.coeff) as i64 + (self.exp - exp) > PREC as i64
+        {
+            return Err(DecError::InvalidOperation);
+        }
+        let out = self.rescale(exp);
         if digits(&out.coeff) > PREC {
             return Err(DecError::InvalidOperation);
         }
@@ -507,6 +522,16 @@ mod tests {
         for bad in ["", "-", ".", "1.2.3", "1e", "abc", "1x", "NaN"] {
             assert_eq!(Dec::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rounding_to_absurd_places_is_refused_without_making_the_digits() {
+        assert_eq!(d("1.5").round_to(i64::MAX), Err(DecError::InvalidOperation));
+        assert_eq!(d("1.5").round_to(i64::MIN), Err(DecError::InvalidOperation));
+        assert_eq!(d("1.5").round_to(1_000_000_000), Err(DecError::InvalidOperation));
+        // What Python gives for round(Decimal('1.5'), -40) and round(Decimal('1.5'), 3).
+        assert_eq!(d("1.5").round_to(-40).unwrap().to_string(), "0E+40");
+        assert_eq!(d("1.5").round_to(3).unwrap().to_string(), "1.500");
     }
 
     #[test]
