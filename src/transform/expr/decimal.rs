@@ -528,7 +528,10 @@ mod tests {
     fn rounding_to_absurd_places_is_refused_without_making_the_digits() {
         assert_eq!(d("1.5").round_to(i64::MAX), Err(DecError::InvalidOperation));
         assert_eq!(d("1.5").round_to(i64::MIN), Err(DecError::InvalidOperation));
-        assert_eq!(d("1.5").round_to(1_000_000_000), Err(DecError::InvalidOperation));
+        assert_eq!(
+            d("1.5").round_to(1_000_000_000),
+            Err(DecError::InvalidOperation)
+        );
         // What Python gives for round(Decimal('1.5'), -40) and round(Decimal('1.5'), 3).
         assert_eq!(d("1.5").round_to(-40).unwrap().to_string(), "0E+40");
         assert_eq!(d("1.5").round_to(3).unwrap().to_string(), "1.500");
