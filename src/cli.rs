@@ -128,6 +128,8 @@ pub enum Command {
     Health(commands::health::Args),
     /// The run history.
     Runs(commands::runs::Args),
+    /// Run logs: list them, show one (Meltano's `logs` commands).
+    Logs(commands::logs::Args),
     /// Metrics for monitoring systems.
     Metrics(commands::metrics::Args),
     /// The map of flows: sources, transforms, destinations.

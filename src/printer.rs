@@ -75,6 +75,26 @@ impl Printer {
         let _ = out.flush();
     }
 
+    /// Copies a reader to stdout as it reads (a log file, without holding it in memory). A closed
+    /// pipe ends the copy quietly; a read error is returned.
+    pub fn copy_from(&self, reader: &mut impl io::Read) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if out.write_all(&buf[..n]).is_err() {
+                return Ok(());
+            }
+        }
+        let _ = out.flush();
+        Ok(())
+    }
+
     /// Writes a value as pretty JSON to stdout.
     pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) {
         let text = serde_json::to_string_pretty(value).expect("serialising plain data cannot fail");

@@ -13,6 +13,7 @@ pub mod init;
 pub mod install;
 pub mod invoke;
 pub mod job;
+pub mod logs;
 pub mod metrics;
 pub mod plugins;
 pub mod remove;
@@ -119,6 +120,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Test(args) => test::run(ctx, args),
         Command::Health(args) => health::run(ctx, args),
         Command::Runs(args) => runs::run(ctx, args),
+        Command::Logs(args) => logs::run(ctx, args),
         Command::Metrics(args) => metrics::run(ctx, args),
         Command::Flows(args) => flows::run(ctx, args),
         Command::Conflicts(args) => conflicts::run(ctx, args),

@@ -190,7 +190,7 @@ impl Summary {
                 let attempts = f.attempts.len();
                 line.push_str(&format!(
                     "  {} record{}  {}  {} attempt{}",
-                    thousands(f.records),
+                    crate::progress::group_thousands(f.records),
                     if f.records == 1 { "" } else { "s" },
                     human_duration(f.duration),
                     attempts,
@@ -217,19 +217,6 @@ impl Summary {
         object.insert("exit_code".into(), self.exit_code_with(overlap).into());
         value
     }
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `0.4s`, `12.4s`, `3m05s`, `1h02m`.
@@ -358,8 +345,8 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
         assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(crate::progress::group_thousands(999), "999");
+        assert_eq!(crate::progress::group_thousands(1000), "1,000");
     }
 
     /// The checked-in schema names exactly the keys the summary writes, and requires them all.

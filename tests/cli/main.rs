@@ -4,6 +4,7 @@ mod config;
 mod el;
 mod init;
 mod json_contract;
+mod logs;
 mod merge;
 mod plugin_env;
 mod real_plugins;

@@ -355,6 +355,43 @@ fn dry_run_starts_nothing_and_records_nothing() {
     assert_eq!(runs, json!([]));
 }
 
+/// Issue #22: Meltano's other spellings: `el --dry`, `-f` for `--force`, and the hidden
+/// `--merge-state` (= `--state-strategy merge`).
+#[test]
+fn meltanos_short_and_older_flag_spellings_are_accepted() {
+    let p = project("--generate 1 --stream s");
+    let out = p.dsm(&["el", "tap-fake", "target-fake", "--dry"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!path(&p, "tap-dump.json").exists(), "--dry starts nothing");
+
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "-f"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Merge keeps a bookmark the run does not send; overwrite would drop it.
+    let id = "tap-fake-to-target-fake";
+    let set = p.dsm(&[
+        "state",
+        "set",
+        id,
+        r#"{"singer_state": {"bookmarks": {"other": {"id": 9}}}}"#,
+    ]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--merge-state"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, id),
+        json!({"singer_state": {"bookmarks": {"other": {"id": 9}, "s": {"id": 1}}}})
+    );
+    let both = p.dsm(&[
+        "run",
+        "tap-fake",
+        "target-fake",
+        "--merge-state",
+        "--state-strategy",
+        "overwrite",
+    ]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
+
 #[test]
 fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
     let p = project("--generate 1 --stream s");
