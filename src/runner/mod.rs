@@ -472,6 +472,7 @@ pub fn run_flow(
         timeout: opts.timeout,
         log,
         progress: progress.clone(),
+        loader_takes_batches: loader.has_capability("batch"),
         ..PipelineOptions::default()
     };
     if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
