@@ -414,3 +414,133 @@ fn a_renamed_label_set_is_enforced_and_unknown_names_are_errors_with_their_line(
     let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
     assert_refused(&p, &out);
 }
+
+#[test]
+fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_export_bundles() {
+    let p = project(
+        "annotations:\n  dsm:\n    defaults: {default_loader: target-fake}\n",
+        &format!(
+            "{SSN_CONFIDENTIAL}\n        validation: {{on_error: quarantine}}\n        transforms:\n        - type: field_mask\n          config:\n            transformations:\n            - {{tap_stream_name: users, field_id: ssn, type: MASK-HIDDEN}}"
+        ),
+        "        clearance: confidential",
+        "",
+    );
+    // One event that does not match its schema, for the quarantine file.
+    p.write(
+        "events.jsonl",
+        "{\"id\": 1, \"kind\": \"login\"}\n{\"id\": \"two\", \"kind\": \"logout\"}\n",
+    );
+
+    let text = p.dsm(&["flows"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "tap-jsonl [internal] → transform:field_mask → target-fake [internal, clearance confidential]"
+        ),
+        "{}",
+        text.stdout
+    );
+    let dot = p.dsm(&["flows", "--format", "dot"]).stdout;
+    assert!(
+        dot.contains("label=\"target-fake [internal, clearance confidential]\""),
+        "{dot}"
+    );
+    let mermaid = p.dsm(&["flows", "--format", "mermaid"]).stdout;
+    assert!(
+        mermaid.contains("\"target-fake [internal, clearance confidential]\""),
+        "{mermaid}"
+    );
+    let json = p.dsm(&["flows", "--format", "json"]).json();
+    let steps = &json[0]["chains"][0];
+    assert_eq!(steps[0]["label"], "internal", "{json}");
+    assert_eq!(steps[2]["label"], "internal");
+    assert_eq!(steps[2]["clearance"], "confidential");
+    assert_eq!(steps[2]["refused"], false);
+
+    let list = p.dsm(&["sources", "list", "--format", "json"]).json();
+    let tap = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|s| s["name"] == "tap-jsonl")
+        .expect("the tap");
+    assert_eq!(tap["classification"], "internal");
+    let loader = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|s| s["name"] == "target-fake")
+        .expect("the loader");
+    assert_eq!(loader["classification"], "confidential");
+    let text = p.dsm(&["sources", "list"]).stdout;
+    assert!(text.contains("CLASSIFICATION"), "{text}");
+    let show = p.dsm(&["sources", "show", "tap-jsonl"]).stdout;
+    assert!(show.contains("classification internal"), "{show}");
+    assert!(
+        show.contains("stream users: internal (the label of source `tap-jsonl`)"),
+        "{show}"
+    );
+
+    // The dumped catalog carries each stream's label.
+    let dump = p.dsm(&["el", "tap-jsonl", "target-fake", "--dump", "catalog"]);
+    assert_eq!(dump.code, 0, "{}", dump.stderr);
+    let catalog: Value = serde_json::from_str(&dump.stdout).expect("a catalog");
+    let users = catalog["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .find(|s| s["stream"] == "users")
+        .expect("users");
+    let root = users["metadata"]
+        .as_array()
+        .expect("metadata")
+        .iter()
+        .find(|m| m["breadcrumb"] == serde_json::json!([]))
+        .expect("stream metadata");
+    assert_eq!(root["metadata"]["dsm-classification"], "internal");
+
+    let run = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    let run_id = runs[0]["run_id"].as_str().expect("a run id").to_owned();
+    let shown = p.dsm(&["runs", "show", &run_id, "--format", "json"]).json();
+    let labels: Vec<(&str, &str)> = shown["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| (l["stream"].as_str().unwrap(), l["label"].as_str().unwrap()))
+        .collect();
+    assert_eq!(labels, [("events", "internal"), ("users", "internal")]);
+    let artifact = &shown["artifacts"][0];
+    assert_eq!(artifact["label"], "internal", "{shown}");
+    let path = artifact["path"].as_str().expect("a path");
+    assert!(
+        path.ends_with(&format!("{run_id}-events.internal.jsonl")),
+        "{path}"
+    );
+    let text = p.dsm(&["runs", "show", &run_id]).stdout;
+    assert!(text.contains("LABEL"), "{text}");
+
+    // The export bundle records the labels of the data its store holds.
+    let key = p.root().join(".keys/master.key");
+    let key = key.to_str().expect("a path");
+    let mut init = p.command(&["secrets", "init", "--key-file", key]);
+    init.env("DSM_MASTER_KEY_FILE", key);
+    assert_eq!(crate::support::run(init).code, 0);
+    let mut export = p.command(&["export", "--output", "bundle.json"]);
+    export.env("DSM_MASTER_KEY_FILE", key);
+    let out = crate::support::run(export);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the bundle holds data labelled up to `internal`"),
+        "{}",
+        out.stderr
+    );
+    let bundle: Value = serde_json::from_str(&p.read("bundle.json")).expect("a bundle");
+    assert_eq!(
+        bundle["labels"][0]["label"], "internal",
+        "{}",
+        bundle["labels"]
+    );
+}
