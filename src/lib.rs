@@ -5,6 +5,7 @@
 //! the crate, `commands` ties everything together.
 
 pub mod catalog;
+pub mod classification;
 pub mod cli;
 pub mod commands;
 pub mod envvars;

@@ -36,6 +36,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             summary.audit_entries,
             args.output.display()
         ));
+        if let Some(label) = &summary.classification {
+            ctx.printer.notice(format!(
+                "the bundle holds data labelled up to `{label}` (merged rows, conflict logs, bookmarks): keep it where that label may go"
+            ));
+        }
     }
     Ok(())
 }

@@ -131,6 +131,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     .hint("`dsm runs list` shows recent runs")
             })?;
             let shown = Shown {
+                labels: store.stream_labels(&id)?,
                 artifacts: store.run_artifacts(&id)?,
                 merged_streams: merge_counts(ctx, &id),
                 run: &run,
@@ -242,6 +243,9 @@ impl<'a> Listed<'a> {
 struct Shown<'a> {
     #[serde(flatten)]
     run: &'a RunRecord,
+    /// The classification label of each stream the run sent (empty in an unclassified
+    /// project).
+    labels: Vec<crate::classification::StreamLabel>,
     /// Quarantine files and the like.
     artifacts: Vec<RunArtifact>,
     /// Per merged stream and source: records in, sent, conflicts logged ...
@@ -306,13 +310,45 @@ fn render_show(shown: &Shown<'_>) -> String {
     }
     if !run.streams.is_empty() {
         out.push('\n');
+        let label_of = |stream: &str| {
+            shown
+                .labels
+                .iter()
+                .find(|l| l.stream == stream)
+                .or_else(|| {
+                    shown
+                        .labels
+                        .iter()
+                        .find(|l| l.stream == crate::classification::OTHER_STREAMS)
+                })
+                .map_or_else(|| "-".to_owned(), |l| l.label.clone())
+        };
         let rows: Vec<Vec<String>> = run
             .streams
             .iter()
-            .map(|s| vec![s.stream.clone(), s.records.to_string(), s.bytes.to_string()])
+            .map(|s| {
+                let mut row = vec![s.stream.clone(), s.records.to_string(), s.bytes.to_string()];
+                if !shown.labels.is_empty() {
+                    row.push(label_of(&s.stream));
+                }
+                row
+            })
+            .collect();
+        let headers: &[&str] = if shown.labels.is_empty() {
+            &["STREAM", "RECORDS", "BYTES"]
+        } else {
+            &["STREAM", "RECORDS", "BYTES", "LABEL"]
+        };
+        out.push_str(&crate::printer::render_table(headers, &rows));
+    } else if !shown.labels.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = shown
+            .labels
+            .iter()
+            .map(|l| vec![l.stream.clone(), l.label.clone(), l.because.clone()])
             .collect();
         out.push_str(&crate::printer::render_table(
-            &["STREAM", "RECORDS", "BYTES"],
+            &["STREAM", "LABEL", "BECAUSE"],
             &rows,
         ));
     }
@@ -325,13 +361,14 @@ fn render_show(shown: &Shown<'_>) -> String {
                 vec![
                     a.kind.clone(),
                     a.stream.clone().unwrap_or_else(|| "-".into()),
+                    a.label.clone().unwrap_or_else(|| "-".into()),
                     a.records.to_string(),
                     a.path.display().to_string(),
                 ]
             })
             .collect();
         out.push_str(&crate::printer::render_table(
-            &["FILE", "STREAM", "RECORDS", "PATH"],
+            &["FILE", "STREAM", "LABEL", "RECORDS", "PATH"],
             &rows,
         ));
     }

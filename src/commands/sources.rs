@@ -148,7 +148,8 @@ fn find<'a>(sources: &'a [SourceInfo], name: &str) -> Result<&'a SourceInfo> {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let project = Project::load(&ctx.project_root()?)?;
-    let sources = project_sources(&project);
+    let mut sources = project_sources(&project);
+    fill_classification(&project, &mut sources)?;
     let store = open_store(ctx)?;
     match args.command {
         SourcesCommand::List(filters) => {
@@ -190,6 +191,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                                 } else {
                                     e.info.labels.join(",")
                                 },
+                                e.info.classification.clone().unwrap_or_else(|| "-".into()),
                                 e.status.as_str().to_owned(),
                                 e.reason.unwrap_or_default().to_owned(),
                             ]
@@ -197,7 +199,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                         .collect();
                     ctx.printer.table(
                         &[
-                            "NAME", "PLUGIN", "TYPE", "PROVIDER", "CATEGORY", "LABELS", "STATUS",
+                            "NAME",
+                            "PLUGIN",
+                            "TYPE",
+                            "PROVIDER",
+                            "CATEGORY",
+                            "LABELS",
+                            "CLASSIFICATION",
+                            "STATUS",
                             "REASON",
                         ],
                         &rows,
@@ -275,6 +284,36 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
 }
 
+/// In a classified project: each extractor's source label and derived stream labels, each
+/// loader's clearance.
+fn fill_classification(project: &Project, sources: &mut [SourceInfo]) -> Result<()> {
+    use crate::classification::{Scheme, clearance, is_classified};
+    use crate::project::PluginType;
+    if !is_classified(project) {
+        return Ok(());
+    }
+    let scheme = Scheme::of(project)?;
+    for info in sources.iter_mut() {
+        if info.plugin_type == "loader" {
+            let loader = project.find_plugin(&info.name, Some(PluginType::Loaders))?;
+            info.classification = clearance(project, &scheme, loader)?.map(|c| c.label.name);
+        } else {
+            let plugin = project.find_plugin(&info.name, Some(PluginType::Extractors))?;
+            info.classification = Some(
+                plugin
+                    .annotations
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.classification.clone())
+                    .unwrap_or_else(|| scheme.default_label().name.clone()),
+            );
+            info.stream_labels =
+                crate::runner::labels::declared(project, plugin, &[])?.unwrap_or_default();
+        }
+    }
+    Ok(())
+}
+
 fn operator_change(
     ctx: &Context,
     sources: &[SourceInfo],
@@ -338,6 +377,22 @@ fn render_show(
         "labels",
         dash((!info.labels.is_empty()).then(|| info.labels.join(", "))),
     );
+    if let Some(c) = &info.classification {
+        let what = if info.plugin_type == "loader" {
+            "clearance"
+        } else {
+            "classification"
+        };
+        field(what, c.clone());
+    }
+    for l in &info.stream_labels {
+        let stream = if l.stream == crate::classification::OTHER_STREAMS {
+            "other streams".to_owned()
+        } else {
+            format!("stream {}", l.stream)
+        };
+        field("", format!("{stream}: {} ({})", l.label, l.because));
+    }
     field("status", status.status.as_str().to_owned());
     if let Some(reason) = &status.reason {
         field("reason", reason.clone());

@@ -16,6 +16,42 @@ pub struct DsmProject {
     pub merged_streams: Vec<MergedStream>,
     /// Project-wide defaults for flows.
     pub defaults: Option<Defaults>,
+    /// The classification labels (`crate::classification` applies them).
+    pub classification: Option<ClassificationDecl>,
+}
+
+/// `annotations.dsm.classification`: the project's labels and the default of a source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassificationDecl {
+    /// The labels; empty: the built-in set.
+    pub labels: Vec<LabelDecl>,
+    /// The label of a source that declares none.
+    pub default: Option<String>,
+}
+
+/// One declared classification label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabelDecl {
+    /// Its name.
+    pub name: String,
+    /// Its order: higher is more restricted.
+    pub rank: u32,
+    /// Who may see data carrying it (default: the source's own organisation).
+    pub visibility: Option<Visibility>,
+}
+
+/// Who may see data carrying a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Anyone.
+    Everyone,
+    /// Members of any organisation.
+    Organisations,
+    /// Members of the source's own organisation.
+    Own,
 }
 
 /// Project-wide defaults.
@@ -119,6 +155,8 @@ pub struct DsmPlugin {
     pub validation: Option<Validation>,
     /// Built-in transforms applied to its output.
     pub transforms: Vec<TransformSpec>,
+    /// A loader's clearance: the highest classification label it may receive.
+    pub clearance: Option<String>,
 }
 
 /// `annotations.dsm.source`.
@@ -134,6 +172,10 @@ pub struct SourceInfo {
     pub category: Option<String>,
     /// Free labels.
     pub labels: Vec<String>,
+    /// The source's classification label.
+    pub classification: Option<String>,
+    /// Labels of single fields, by stream then field.
+    pub fields: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// Kind of a source.
@@ -284,6 +326,14 @@ mod tests {
         assert_eq!(
             fields::<Validation>(),
             property_names_of("#/$defs/dsm/validation")
+        );
+        assert_eq!(
+            fields::<ClassificationDecl>(),
+            property_names_of("#/$defs/dsm/classification")
+        );
+        assert_eq!(
+            fields::<LabelDecl>(),
+            property_names_of("#/$defs/dsm/classification/properties/labels/items")
         );
         assert_eq!(fields::<DsmJob>(), property_names_of("#/$defs/dsm/job"));
         assert_eq!(

@@ -720,6 +720,7 @@ impl Project {
             }
         }
         self.check_schedule_time_zones(&file);
+        self.check_classification(&file);
         if let Some(d) = &self.file.default_environment
             && !self.file.environments.iter().any(|e| &e.name == d)
         {
@@ -737,6 +738,112 @@ impl Project {
 }
 
 impl Project {
+    /// Classification labels: the declaration must hold together, and every label a source, a
+    /// field or a loader names must be one of its labels.
+    fn check_classification(&mut self, file: &Path) {
+        let declared = self.dsm().classification;
+        let decl_node = self
+            .tree
+            .get("annotations")
+            .and_then(|a| a.get("dsm"))
+            .and_then(|d| d.get("classification"));
+        let scheme = match crate::classification::Scheme::from_decl(declared.as_ref()) {
+            Ok(s) => s,
+            Err(problems) => {
+                for p in problems {
+                    self.diagnostics.push(Diagnostic::error(
+                        "bad-classification",
+                        file,
+                        decl_node.map(|n| n.pos),
+                        format!("`annotations.dsm.classification`: {p}"),
+                        Some("declare `labels: [{name, rank, visibility}]` and a `default` that is one of them".into()),
+                    ));
+                }
+                return;
+            }
+        };
+        let mut found = Vec::new();
+        for p in &self.plugins {
+            let node = self
+                .tree
+                .get("plugins")
+                .and_then(|n| n.get(p.plugin_type.key()))
+                .and_then(|l| {
+                    l.items().iter().find(|n| {
+                        n.get("name").map(yaml::Node::to_json) == Some(J::String(p.name.clone()))
+                    })
+                })
+                .and_then(|n| n.get("annotations"))
+                .and_then(|a| a.get("dsm"));
+            let mut named: Vec<(String, String, Option<Pos>)> = Vec::new();
+            let source_node = node.and_then(|n| n.get("source"));
+            if let Some(source) = &p.annotations.source {
+                if let Some(c) = &source.classification {
+                    named.push((
+                        c.clone(),
+                        "`annotations.dsm.source.classification`".into(),
+                        source_node.and_then(|s| s.key_pos("classification")),
+                    ));
+                }
+                for (stream, fields) in &source.fields {
+                    let stream_node = source_node
+                        .and_then(|s| s.get("fields"))
+                        .and_then(|f| f.get(stream));
+                    for (field, label) in fields {
+                        named.push((
+                            label.clone(),
+                            format!("`annotations.dsm.source.fields` (`{stream}.{field}`)"),
+                            stream_node.and_then(|s| s.key_pos(field)),
+                        ));
+                    }
+                }
+            }
+            if let Some(c) = &p.annotations.clearance {
+                named.push((
+                    c.clone(),
+                    "`annotations.dsm.clearance`".into(),
+                    node.and_then(|n| n.key_pos("clearance")),
+                ));
+            }
+            if p.plugin_type == PluginType::Loaders
+                && p.annotations.clearance.is_none()
+                && crate::classification::is_classified(self)
+            {
+                found.push(Diagnostic {
+                    code: "loader-without-clearance",
+                    severity: Severity::Warning,
+                    file: file.to_path_buf(),
+                    pos: node.map(|n| n.pos),
+                    message: format!(
+                        "loader `{}` declares no clearance: in this classified project it accepts only `{}`, the lowest label",
+                        p.name,
+                        scheme.lowest().name
+                    ),
+                    hint: Some(format!(
+                        "set `annotations.dsm.clearance` on `{}` to the highest label its destination may hold",
+                        p.name
+                    )),
+                });
+            }
+            for (label, place, pos) in named {
+                if scheme.label(&label).is_none() {
+                    let (message, hint) = scheme.unknown(
+                        &label,
+                        &format!("{place} of {} `{}`", p.plugin_type.singular(), p.name),
+                    );
+                    found.push(Diagnostic::error(
+                        "unknown-classification-label",
+                        file,
+                        pos,
+                        message,
+                        Some(hint),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
     /// A schedule's `annotations.dsm.timezone` must be an IANA name (its cron interval is read
     /// there), and a job has no interval to read in a zone.
     fn check_schedule_time_zones(&mut self, file: &Path) {

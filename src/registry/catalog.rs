@@ -66,6 +66,13 @@ pub struct SourceInfo {
     pub inherit_from: Option<String>,
     /// Its variant, if any.
     pub variant: Option<String>,
+    /// In a classified project: an extractor's source label (declared, else the project's
+    /// default), or a loader's clearance (declared, else the lowest label); filled in by the
+    /// caller.
+    pub classification: Option<String>,
+    /// In a classified project, the label of each stream an extractor sends to a loader, derived
+    /// from the declarations (`*`: streams not known before a run); filled in by the caller.
+    pub stream_labels: Vec<crate::classification::StreamLabel>,
     /// Its `config` block as written (mask it before showing it).
     #[serde(skip)]
     pub config: Value,
@@ -165,6 +172,8 @@ pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
         labels: annotation.labels.clone(),
         inherit_from: plugin.parent.clone(),
         variant: plugin.variant.clone(),
+        classification: None,
+        stream_labels: Vec::new(),
         config: Value::Object(plugin.config.clone()),
     }
 }

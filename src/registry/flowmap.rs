@@ -17,6 +17,27 @@ pub struct Step {
     pub name: String,
     /// `extractor`, `transform`, `mapper`, `loader`, `command` or `unknown`.
     pub role: String,
+    /// In a classified project: an extractor's source label, or the highest label a loader
+    /// receives (derived through the chain); filled in by the caller.
+    pub label: Option<String>,
+    /// In a classified project, a loader's clearance; filled in by the caller.
+    pub clearance: Option<String>,
+    /// Whether the loader's label is above its clearance (the flow is refused when it runs).
+    pub refused: bool,
+}
+
+impl Step {
+    /// The step as text: its name, and its label and clearance when it has them.
+    fn display(&self) -> String {
+        match (&self.label, &self.clearance) {
+            (Some(l), Some(c)) if self.refused => {
+                format!("{} [{l} above clearance {c}: refused]", self.name)
+            }
+            (Some(l), Some(c)) => format!("{} [{l}, clearance {c}]", self.name),
+            (Some(l), None) => format!("{} [{l}]", self.name),
+            _ => self.name.clone(),
+        }
+    }
 }
 
 /// One flow.
@@ -58,6 +79,9 @@ fn classify(project: &Project, block: &str) -> Step {
     Step {
         name: block.to_owned(),
         role: role.to_owned(),
+        label: None,
+        clearance: None,
+        refused: false,
     }
 }
 
@@ -74,6 +98,9 @@ fn chain(project: &Project, blocks: &[&str]) -> Vec<Step> {
                 .map(|t| Step {
                     name: format!("transform:{}", t.kind),
                     role: "transform".to_owned(),
+                    label: None,
+                    clearance: None,
+                    refused: false,
                 })
                 .collect(),
             _ => Vec::new(),
@@ -213,7 +240,7 @@ pub fn render_text(flows: &[FlowEntry]) -> String {
             let _ = writeln!(out, "  after: {}", f.depends_on.join(", "));
         }
         for c in &f.chains {
-            let names: Vec<&str> = c.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<String> = c.iter().map(Step::display).collect();
             let _ = writeln!(out, "  {}", names.join(" → "));
         }
     }
@@ -256,9 +283,10 @@ pub fn render_dot(flows: &[FlowEntry]) -> String {
             for (id, step) in ids.iter().zip(steps) {
                 let _ = writeln!(
                     out,
-                    "    {id} [label={}, shape={}];",
-                    dot_quote(&step.name),
-                    shape(&step.role)
+                    "    {id} [label={}, shape={}{}];",
+                    dot_quote(&step.display()),
+                    shape(&step.role),
+                    if step.refused { ", color=red" } else { "" }
                 );
             }
             if ids.len() > 1 {
@@ -309,7 +337,11 @@ pub fn render_mermaid(flows: &[FlowEntry]) -> String {
                     "transform" | "mapper" => ("[/", "/]"),
                     _ => ("[", "]"),
                 };
-                let _ = writeln!(out, "    {id}{open}{}{close}", mermaid_label(&step.name));
+                let _ = writeln!(
+                    out,
+                    "    {id}{open}{}{close}",
+                    mermaid_label(&step.display())
+                );
             }
             if ids.len() > 1 {
                 let _ = writeln!(out, "    {}", ids.join(" --> "));

@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod catalog;
 pub mod command;
+pub mod labels;
 pub mod merge_stage;
 mod spec;
 pub mod stages;
@@ -324,6 +325,28 @@ pub fn run_flow(
         extractor_spec.args.push(path.display().to_string());
         catalog_path = Some(path);
     }
+    // Classification: every stream's label, derived before anything but discovery has run;
+    // a stream above the loader's clearance stops the flow here, before the loader starts.
+    let catalog_value = match &catalog_path {
+        Some(path) => Some(read_prepared_catalog(path)?),
+        None => None,
+    };
+    let labels = labels::derive(project, extractor, &mut flow_stages, catalog_value.as_ref())?;
+    let mut guard = None;
+    if let Some(labels) = &labels
+        && opts.dump != Some(Dump::Catalog)
+    {
+        let scheme = crate::classification::Scheme::of(project)?;
+        if let Some(clearance) = crate::classification::clearance(project, &scheme, loader)? {
+            crate::classification::enforce(labels, &loader.name, &clearance)?;
+            guard = Some(labels::Guard::new(
+                labels,
+                scheme.highest(),
+                clearance.label.rank,
+                &loader.name,
+            ));
+        }
+    }
     if opts.dump == Some(Dump::Catalog) {
         let Some(path) = &catalog_path else {
             return Err(Error::config(format!(
@@ -332,10 +355,10 @@ pub fn run_flow(
             ))
             .hint("declare the tap's capabilities in meltano.yml, e.g. `capabilities: [catalog, discover, state]`"));
         };
-        let text = std::fs::read_to_string(path)?;
-        let catalog: Value = serde_json::from_str(&text).map_err(|e| {
-            Error::failed(format!("internal: the prepared catalog is not JSON: {e}"))
-        })?;
+        let mut catalog = read_prepared_catalog(path)?;
+        if let Some(labels) = &labels {
+            annotate_catalog(&mut catalog, labels);
+        }
         return Ok(dumped(flow, state_id, &catalog));
     }
     // Merged streams this extractor feeds: checked now, before any data moves.
@@ -457,6 +480,11 @@ pub fn run_flow(
         plugins: plugins_of_run,
     });
     let run_id = begun?;
+    if let Some(labels) = &labels
+        && let Err(e) = store.record_stream_labels(&run_id, labels)
+    {
+        tracing::warn!(error = %e, "could not record the streams' classification labels");
+    }
     let heartbeat = store::HeartbeatThread::start(
         store.clone(),
         Some(lock.lock.clone()),
@@ -488,6 +516,11 @@ pub fn run_flow(
                     .as_ref()
                     .map(|m| crate::pipeline::Stage::Transform(m.transform())),
             )
+            .chain(guard.map(|g| {
+                crate::pipeline::Stage::Transform(
+                    Box::new(g) as Box<dyn crate::transform::Transform>
+                )
+            }))
             .collect(),
         loader: loader_spec,
         options,
@@ -633,6 +666,49 @@ fn with_overrides(extractor: &Plugin, opts: &RunOptions) -> Result<Option<Plugin
         plugin.state = Some(path.display().to_string());
     }
     Ok(Some(plugin))
+}
+
+/// The catalog file prepared for the tap.
+fn read_prepared_catalog(path: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::failed(format!("internal: the prepared catalog is not JSON: {e}")))
+}
+
+/// Adds each stream's classification label to its stream-level metadata as
+/// `dsm-classification` (for `dsm el --dump catalog`; taps ignore keys they do not know).
+fn annotate_catalog(catalog: &mut Value, labels: &[crate::classification::StreamLabel]) {
+    let other = labels
+        .iter()
+        .find(|l| l.stream == crate::classification::OTHER_STREAMS);
+    let Some(streams) = catalog.get_mut("streams").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for entry in streams {
+        let name = entry
+            .get("stream")
+            .or_else(|| entry.get("tap_stream_id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(label) = labels.iter().find(|l| l.stream == name).or(other) else {
+            continue;
+        };
+        let Some(metadata) = entry.get_mut("metadata").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let root = metadata.iter_mut().find(|m| {
+            m.get("breadcrumb")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        });
+        if let Some(Value::Object(md)) = root.and_then(|m| m.get_mut("metadata")) {
+            md.insert(
+                "dsm-classification".into(),
+                Value::String(label.label.clone()),
+            );
+        }
+    }
 }
 
 /// Reads a state file given with `--state` or the extractor's `state`, checking it is JSON.
@@ -915,6 +991,12 @@ pub fn invoke(
             command: None,
         },
     };
+    // Data piped into a loader comes from nowhere dsm can label: fail closed.
+    if let Ok(plugin) = project.find_plugin(&step.plugin, Some(PluginType::Loaders))
+        && !std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
+        crate::classification::enforce_piped(project, plugin)?;
+    }
     command::run(project, env, &step, args, command::CommandOutput::Inherit)
 }
 

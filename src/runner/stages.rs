@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 
 use super::spec;
+use crate::classification::Derivation;
 use crate::error::{Error, Result};
 use crate::plugin::{PluginRole, PluginSpec};
 use crate::project::annotations::{OnError, TransformSpec, Validation};
@@ -96,6 +97,24 @@ impl FlowStages {
             Step::Process(spec) => Some(spec.as_mut()),
             _ => None,
         })
+    }
+
+    /// Follows classification labels through the steps; the validation step learns the label
+    /// of each stream it sees (for its dead-letter files' names).
+    pub fn derive(&mut self, d: &mut Derivation) {
+        for s in &mut self.steps {
+            match s {
+                Step::Native { transform, .. } => d.through(transform.as_ref()),
+                Step::Process(spec) => d.through_process(&spec.name),
+                Step::Validation(p) => {
+                    p.labels = d
+                        .labels()
+                        .into_iter()
+                        .map(|l| (l.stream, l.label))
+                        .collect();
+                }
+            }
+        }
     }
 
     /// The dry-run plan of the steps: a process's command line (by `line`), or what dsm runs.
@@ -283,7 +302,7 @@ fn transform_config_error(e: TransformError, what: &str) -> Error {
 }
 
 /// One entry of `annotations.dsm.transforms`.
-fn annotation_transform(t: &TransformSpec, what: &str) -> Result<Box<dyn Transform>> {
+pub(crate) fn annotation_transform(t: &TransformSpec, what: &str) -> Result<Box<dyn Transform>> {
     const KINDS: [&str; 4] = ["stream_maps", "field_mask", "transform_field", "validation"];
     let config = Value::Object(t.config.clone());
     let inner: Box<dyn Transform> = match t.kind.replace('-', "_").as_str() {
@@ -323,6 +342,14 @@ struct OnlyStreams {
 }
 
 impl Transform for OnlyStreams {
+    fn lineage(&self, stream: &str) -> Vec<crate::transform::Lineage> {
+        if self.streams.contains(stream) {
+            self.inner.lineage(stream)
+        } else {
+            vec![crate::transform::Lineage::same(stream)]
+        }
+    }
+
     fn touches(&self, stream: &str) -> bool {
         self.streams.contains(stream) && self.inner.touches(stream)
     }
@@ -341,6 +368,9 @@ impl Transform for OnlyStreams {
 pub struct ValidationPolicies {
     default: Policy,
     streams: HashMap<String, Policy>,
+    /// The classification label of each stream here (`*`: the others), when the project
+    /// classifies its data.
+    labels: BTreeMap<String, String>,
 }
 
 impl ValidationPolicies {
@@ -408,19 +438,23 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
     if default == Policy::Off && streams.values().all(|p| *p == Policy::Off) {
         return None;
     }
-    Some(ValidationPolicies { default, streams })
+    Some(ValidationPolicies {
+        default,
+        streams,
+        labels: BTreeMap::new(),
+    })
 }
 
 /// The dead-letter files of a run, filled in while it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Quarantined {
-    files: Arc<Mutex<BTreeMap<String, (PathBuf, u64)>>>,
+    files: Arc<Mutex<BTreeMap<String, (PathBuf, u64, Option<String>)>>>,
 }
 
 impl Quarantined {
-    fn set(&self, stream: &str, path: &Path, records: u64) {
+    fn set(&self, stream: &str, path: &Path, records: u64, label: Option<String>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        files.insert(stream.to_owned(), (path.to_path_buf(), records));
+        files.insert(stream.to_owned(), (path.to_path_buf(), records, label));
     }
 
     /// The files written, for the run history.
@@ -428,12 +462,13 @@ impl Quarantined {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files
             .iter()
-            .filter(|(_, (_, n))| *n > 0)
-            .map(|(stream, (path, n))| RunArtifact {
+            .filter(|(_, (_, n, _))| *n > 0)
+            .map(|(stream, (path, n, label))| RunArtifact {
                 path: path.clone(),
                 kind: "quarantine".into(),
                 stream: Some(stream.clone()),
                 records: *n,
+                label: label.clone(),
             })
             .collect()
     }
@@ -450,6 +485,14 @@ struct StreamValidation {
 }
 
 impl StreamValidation {
+    fn label_of(&self, stream: &str) -> Option<&str> {
+        let labels = &self.policies.labels;
+        labels
+            .get(stream)
+            .or_else(|| labels.get(crate::classification::OTHER_STREAMS))
+            .map(String::as_str)
+    }
+
     fn file_of(&self, stream: &str) -> PathBuf {
         // Stream names and `--run-id` values may hold `/` or `..`: keep to one file name.
         let safe = |s: &str| -> String {
@@ -463,7 +506,15 @@ impl StreamValidation {
                 })
                 .collect()
         };
-        let name = format!("{}-{}.jsonl", safe(&self.run_id), safe(stream));
+        let name = match self.label_of(stream) {
+            Some(label) => format!(
+                "{}-{}.{}.jsonl",
+                safe(&self.run_id),
+                safe(stream),
+                safe(label)
+            ),
+            None => format!("{}-{}.jsonl", safe(&self.run_id), safe(stream)),
+        };
         self.dir.join(name)
     }
 
@@ -510,7 +561,8 @@ impl Transform for StreamValidation {
         if after != before
             && let Some(path) = v.quarantine_path().map(Path::to_path_buf)
         {
-            self.files.set(&stream, &path, after);
+            let label = self.label_of(&stream).map(str::to_owned);
+            self.files.set(&stream, &path, after, label);
         }
         result
     }

@@ -60,15 +60,65 @@ pub struct Bundle {
     pub dsm_version: String,
     /// How its secrets are encrypted.
     pub secrets: Protection,
+    /// The classification labels of the data the store holds (merged streams' rows, conflict
+    /// logs, bookmarks): the label each stream last ran with, by stream. Empty for a project
+    /// that does not classify its data, and in bundles written before labels existed.
+    #[serde(default)]
+    pub labels: Vec<BundleLabel>,
     /// SHA-256 of the database bytes, hex.
     pub sha256: String,
     /// The SQLite database, base64.
     pub database: String,
 }
 
+/// The classification label of one stream whose data a bundle may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleLabel {
+    /// The stream.
+    pub stream: String,
+    /// The highest label it ran with.
+    pub label: String,
+    /// That label's rank.
+    pub rank: u32,
+}
+
+/// The labels recorded by the runs in the store: the highest of each stream.
+fn recorded_labels(conn: &Connection) -> Vec<BundleLabel> {
+    let read = || -> rusqlite::Result<Vec<BundleLabel>> {
+        let mut stmt = conn.prepare(
+            "SELECT stream, label, rank FROM run_stream_labels AS l
+             WHERE rank = (SELECT MAX(rank) FROM run_stream_labels WHERE stream = l.stream)
+             GROUP BY stream ORDER BY stream",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BundleLabel {
+                stream: r.get(0)?,
+                label: r.get(1)?,
+                rank: r.get(2)?,
+            })
+        })?;
+        rows.collect()
+    };
+    // A store from before labels existed has no such table: nothing was labelled.
+    read().unwrap_or_default()
+}
+
+/// The name of the highest of `labels`.
+fn highest_label(labels: &[BundleLabel]) -> Option<String> {
+    labels
+        .iter()
+        .fold(None, |best: Option<&BundleLabel>, l| match best {
+            Some(b) if b.rank >= l.rank => Some(b),
+            _ => Some(l),
+        })
+        .map(|l| l.label.clone())
+}
+
 /// What an export or import moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// The highest classification label of the data in the bundle (none when unlabelled).
+    pub classification: Option<String>,
     /// Secrets in the bundle.
     pub secrets: usize,
     /// Audit entries in the bundle.
@@ -162,6 +212,8 @@ pub fn export(
         }
     };
     let summary_counts = (count(&copy, "secrets")?, count(&copy, "audit_log")?);
+    let labels = recorded_labels(&copy);
+    let classification = highest_label(&labels);
     // Leave rollback-journal mode so the copy is one self-contained file.
     copy.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
     drop(copy);
@@ -173,12 +225,14 @@ pub fn export(
         created_at: super::actor::now(),
         dsm_version: env!("CARGO_PKG_VERSION").to_string(),
         secrets: protection,
+        labels,
         sha256: sha256_hex(&bytes),
         database: BASE64.encode(&bytes),
     };
     let text = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
     write_private(output, &text)?;
     Ok(Summary {
+        classification,
         secrets: summary_counts.0,
         audit_entries: summary_counts.1,
         database_bytes: bytes.len(),
@@ -320,6 +374,7 @@ pub fn import(
         ),
     )?;
     let summary = Summary {
+        classification: highest_label(&bundle.labels),
         secrets: count(&conn, "secrets")?,
         audit_entries: count(&conn, "audit_log")?,
         database_bytes: bytes.len(),

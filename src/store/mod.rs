@@ -17,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::classification::StreamLabel;
 use crate::envvars;
 use crate::error::{Error, ErrorKind, Result};
 use crate::project::PRIVATE_DIR;
@@ -220,6 +221,8 @@ pub struct RunArtifact {
     pub stream: Option<String>,
     /// How many records it holds.
     pub records: u64,
+    /// The classification label of its stream, when the project classifies its data.
+    pub label: Option<String>,
 }
 
 /// Counters of runs that were pruned from the history, kept so that totals never go down.
@@ -447,6 +450,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The files a run left behind.
     fn run_artifacts(&self, run_id: &RunId) -> Result<Vec<RunArtifact>>;
+
+    /// Records the classification label of each stream a run sends (upserted by stream).
+    fn record_stream_labels(&self, run_id: &RunId, labels: &[StreamLabel]) -> Result<()>;
+
+    /// The classification labels a run recorded.
+    fn stream_labels(&self, run_id: &RunId) -> Result<Vec<StreamLabel>>;
 
     /// One run.
     fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>>;

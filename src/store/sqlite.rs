@@ -16,6 +16,7 @@ use super::{
     RunFinish, RunId, RunRecord, RunStatus, SourceStatusChange, StateAction, StateEvent, Store,
     StreamStats, already_running_error, format_time,
 };
+use crate::classification::StreamLabel;
 use crate::error::{Error, Result};
 
 /// The migrations, in order. A database records the highest version applied in
@@ -71,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "merge_rows",
         include_str!("migrations/0011_merge_rows.sql"),
+    ),
+    (
+        12,
+        "classification_labels",
+        include_str!("migrations/0012_classification_labels.sql"),
     ),
 ];
 
@@ -1136,6 +1142,7 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM run_plugins WHERE run_id = ?1", [id])?;
                 tx.execute("DELETE FROM run_streams WHERE run_id = ?1", [id])?;
                 tx.execute("DELETE FROM run_artifacts WHERE run_id = ?1", [id])?;
+                tx.execute("DELETE FROM run_stream_labels WHERE run_id = ?1", [id])?;
                 n += tx.execute("DELETE FROM runs WHERE run_id = ?1", [id])?;
             }
             Ok(n)
@@ -1166,14 +1173,15 @@ impl Store for SqliteStore {
         self.write_history(|tx| {
             for a in artifacts {
                 tx.execute(
-                    "INSERT INTO run_artifacts (run_id, path, kind, stream, records) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, stream = excluded.stream, records = excluded.records",
+                    "INSERT INTO run_artifacts (run_id, path, kind, stream, records, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, stream = excluded.stream, records = excluded.records, label = excluded.label",
                     params![
                         run_id.as_str(),
                         a.path.display().to_string(),
                         a.kind,
                         a.stream,
-                        i64::try_from(a.records).unwrap_or(i64::MAX)
+                        i64::try_from(a.records).unwrap_or(i64::MAX),
+                        a.label
                     ],
                 )
                 .map_err(|e| match e {
@@ -1192,7 +1200,7 @@ impl Store for SqliteStore {
     fn run_artifacts(&self, run_id: &RunId) -> Result<Vec<RunArtifact>> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT path, kind, stream, records FROM run_artifacts WHERE run_id = ?1 ORDER BY kind, stream, path",
+                "SELECT path, kind, stream, records, label FROM run_artifacts WHERE run_id = ?1 ORDER BY kind, stream, path",
             )?;
             let rows = stmt.query_map([run_id.as_str()], |r| {
                 Ok(RunArtifact {
@@ -1200,6 +1208,7 @@ impl Store for SqliteStore {
                     kind: r.get(1)?,
                     stream: r.get(2)?,
                     records: r.get::<_, i64>(3)?.max(0) as u64,
+                    label: r.get(4)?,
                 })
             })?;
             let mut out = Vec::new();
@@ -1207,6 +1216,36 @@ impl Store for SqliteStore {
                 out.push(row?);
             }
             Ok(out)
+        })
+    }
+
+    fn record_stream_labels(&self, run_id: &RunId, labels: &[StreamLabel]) -> Result<()> {
+        self.write_history(|tx| {
+            for l in labels {
+                tx.execute(
+                    "INSERT INTO run_stream_labels (run_id, stream, label, rank, because) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (run_id, stream) DO UPDATE SET label = excluded.label, rank = excluded.rank, because = excluded.because",
+                    params![run_id.as_str(), l.stream, l.label, l.rank, l.because],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stream_labels(&self, run_id: &RunId) -> Result<Vec<StreamLabel>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT stream, label, rank, because FROM run_stream_labels WHERE run_id = ?1 ORDER BY stream",
+            )?;
+            let rows = stmt.query_map([run_id.as_str()], |r| {
+                Ok(StreamLabel {
+                    stream: r.get(0)?,
+                    label: r.get(1)?,
+                    rank: r.get(2)?,
+                    because: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 

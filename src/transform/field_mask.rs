@@ -4,14 +4,14 @@
 //! pipeline never routes STATE here), `equals: 0`, `false` and `""` are real conditions, and a
 //! value a mask cannot process stops the run instead of passing through unmasked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use regex::Regex;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::expr::{iso_datetime, parse_iso_datetime};
-use super::{Transform, TransformError};
+use super::{Keeps, Lineage, Transform, TransformError};
 use crate::singer::Message;
 use crate::singer::message::SchemaMessage;
 
@@ -402,6 +402,28 @@ impl FieldMask {
 }
 
 impl Transform for FieldMask {
+    fn lineage(&self, stream: &str) -> Vec<Lineage> {
+        // A value replaced by a constant on every record (no `when`, the whole column) is gone;
+        // a hash or a partial mask still carries it.
+        let removed: BTreeSet<String> = self
+            .rules
+            .get(stream)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|r| {
+                r.when.is_empty()
+                    && r.field_paths.is_empty()
+                    && matches!(r.mask, Mask::SetNull | Mask::MaskHidden | Mask::MaskNumber)
+            })
+            .map(|r| r.field.clone())
+            .collect();
+        vec![Lineage {
+            keeps: Keeps::AllBut(removed),
+            ..Lineage::same(stream)
+        }]
+    }
+
     fn touches(&self, stream: &str) -> bool {
         self.rules.contains_key(stream)
     }

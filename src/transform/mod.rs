@@ -93,6 +93,47 @@ pub trait Transform: Send {
     fn on_state(&mut self, _state: &serde_json::Value) -> Result<(), TransformError> {
         Ok(())
     }
+
+    /// What becomes of stream `stream` (for classification labels): each output stream and
+    /// which input properties it is made from. The default passes the stream on as it is.
+    fn lineage(&self, stream: &str) -> Vec<Lineage> {
+        vec![Lineage::same(stream)]
+    }
+}
+
+/// Which properties of an input stream one output stream is made from, so a classification
+/// label follows a field through renames, hashing and removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The output stream's name.
+    pub stream: String,
+    /// Which input properties pass on under their own names.
+    pub keeps: Keeps,
+    /// Input properties whose values feed a computed property or decide which records pass
+    /// (a filter); `None` when an expression reads the whole record.
+    pub reads: Option<std::collections::BTreeSet<String>>,
+}
+
+/// Which input properties pass on unchanged in name (values may be masked or hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keeps {
+    /// Every property.
+    All,
+    /// Every property but these (removed, or replaced by a value computed without them).
+    AllBut(std::collections::BTreeSet<String>),
+    /// None of them.
+    Nothing,
+}
+
+impl Lineage {
+    /// The stream passed on unchanged.
+    pub fn same(stream: &str) -> Lineage {
+        Lineage {
+            stream: stream.to_owned(),
+            keeps: Keeps::All,
+            reads: Some(std::collections::BTreeSet::new()),
+        }
+    }
 }
 
 /// How far [`Transform::apply_record_lines`] got.

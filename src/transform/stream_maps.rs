@@ -6,7 +6,7 @@
 //! with types inferred from the expressions, and STATE never comes here.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value, json};
 
 use super::expr::{Context, EvalError, Expr, Faker};
-use super::{LinesMapped, Transform, TransformError};
+use super::{Keeps, Lineage, LinesMapped, Transform, TransformError};
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
 use crate::singer::raw::{Field, RecordLine};
@@ -269,8 +269,8 @@ impl StreamMaps {
         })
     }
 
-    fn register(&mut self, msg: &SchemaMessage) -> Result<(), TransformError> {
-        let stream = msg.stream.as_str();
+    /// The output streams of input stream `stream`, with what each does to it.
+    fn outputs(&self, stream: &str) -> Result<Vec<(String, Kind)>, TransformError> {
         let default_kind = if self.else_remove {
             Kind::Remove
         } else {
@@ -305,6 +305,12 @@ impl StreamMaps {
                 mappers.push((alias, kind));
             }
         }
+        Ok(mappers)
+    }
+
+    fn register(&mut self, msg: &SchemaMessage) -> Result<(), TransformError> {
+        let stream = msg.stream.as_str();
+        let mappers = self.outputs(stream)?;
         let mut built = Vec::with_capacity(mappers.len());
         for (alias, kind) in mappers {
             let schema = match &kind {
@@ -882,6 +888,32 @@ fn compile(stream: &str, property: &str, source: &str) -> Result<Expr, Transform
     })
 }
 
+/// Which input properties a custom map's output is made from: the properties it passes on by
+/// name, and those its filter and expressions read.
+fn custom_lineage(c: &CustomMap, stream: String) -> Lineage {
+    let named: BTreeSet<String> = c.props.iter().map(|(p, _)| p.clone()).collect();
+    let mut reads = c
+        .filter
+        .as_ref()
+        .map_or(Some(Vec::new()), |f| f.record_names(None));
+    for (prop, expr) in &c.props {
+        let Some(expr) = expr else { continue };
+        match (expr.record_names(Some(prop)), reads.as_mut()) {
+            (Some(names), Some(all)) => all.extend(names),
+            _ => reads = None,
+        }
+    }
+    Lineage {
+        stream,
+        keeps: if c.include_by_default {
+            Keeps::AllBut(named)
+        } else {
+            Keeps::Nothing
+        },
+        reads: reads.map(|r| r.into_iter().collect()),
+    }
+}
+
 fn parse_entry(key: &str, def: &Value) -> Result<Entry, TransformError> {
     let mut source = key.to_owned();
     let mut alias = None;
@@ -1388,6 +1420,31 @@ fn flatten_record_node(
 }
 
 impl Transform for StreamMaps {
+    fn lineage(&self, stream: &str) -> Vec<Lineage> {
+        let Ok(outputs) = self.outputs(stream) else {
+            // An alias that cannot be computed: the stream keeps everything it had.
+            return vec![Lineage {
+                reads: None,
+                ..Lineage::same(stream)
+            }];
+        };
+        outputs
+            .into_iter()
+            .filter_map(|(alias, kind)| {
+                let mut lineage = match kind {
+                    Kind::Remove => return None,
+                    Kind::Same => Lineage::same(&alias),
+                    Kind::Custom(c) => custom_lineage(&c, alias),
+                };
+                if self.flattening.is_some() {
+                    // Flattened properties take new names: whatever passed on counts as read.
+                    lineage.reads = None;
+                }
+                Some(lineage)
+            })
+            .collect()
+    }
+
     fn touches(&self, stream: &str) -> bool {
         self.else_remove
             || self.flattening.is_some()

@@ -349,3 +349,39 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         validator(n.trim_end_matches(".schema.json"));
     }
 }
+
+/// Issue 26: in a classified project the label fields are filled in, and the documents still
+/// match their schemas.
+#[test]
+fn issue_26_classification_labels_match_the_schemas() {
+    let p = fixture();
+    let text = p.read("meltano.yml").replace(
+        "    capabilities: [state]\n",
+        "    capabilities: [state]\n    annotations:\n      dsm:\n        source: {classification: internal}\n",
+    );
+    let text = text.replace(
+        "    config: {destination_path: out}\n",
+        "    config: {destination_path: out}\n    annotations:\n      dsm: {clearance: confidential}\n",
+    );
+    p.write("meltano.yml", &text);
+    let sync = p.dsm(&["sync"]);
+    assert_eq!(sync.code, 0, "{}", sync.stderr);
+    let run_id = {
+        let out = p.dsm(&["--format", "json", "runs", "list"]);
+        out.json()[0]["run_id"].as_str().unwrap().to_string()
+    };
+    let check = |name: &str, args: &[&str]| {
+        let mut full = vec!["--format", "json"];
+        full.extend(args);
+        let out = p.dsm(&full);
+        assert_eq!(out.code, 0, "{full:?}: {}", out.stderr);
+        assert_matches(name, &full, &out)
+    };
+    let flows = check("flows", &["flows"]);
+    assert_eq!(flows[0]["chains"][0][1]["clearance"], "confidential");
+    let sources = check("sources-list", &["sources", "list"]);
+    assert_eq!(sources[0]["classification"], "internal");
+    assert_eq!(sources[0]["stream_labels"][0]["label"], "internal");
+    let shown = check("runs-show", &["runs", "show", &run_id]);
+    assert_eq!(shown["labels"][0]["label"], "internal", "{shown}");
+}

@@ -1,6 +1,7 @@
 //! CLI integration tests: one module per command, sharing the `TestProject` helper.
 
 mod batch;
+mod classification;
 mod config;
 mod el;
 mod init;
