@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge_rows",
         include_str!("migrations/0011_merge_rows.sql"),
     ),
+    (
+        12,
+        "config_history_files",
+        include_str!("migrations/0012_config_history_files.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

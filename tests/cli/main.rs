@@ -1,5 +1,6 @@
 //! CLI integration tests: one module per command, sharing the `TestProject` helper.
 
+mod completions;
 mod config;
 mod el;
 mod init;
