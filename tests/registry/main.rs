@@ -326,7 +326,7 @@ fn runs_list_filters_and_prune_removes_old_runs_with_their_files() {
 
     let done = p.dsm(&["runs", "prune", "--older-than", "30d"]);
     assert!(done.status.success());
-    assert!(String::from_utf8_lossy(&done.stderr).contains("removed 2 run(s) and 1 file(s)"));
+    assert!(String::from_utf8_lossy(&done.stderr).contains("removed 2 runs and 1 file"));
     assert!(!quarantine.join("a40.users.jsonl").exists());
     assert!(quarantine.join("a1.users.jsonl").exists());
     assert_eq!(
