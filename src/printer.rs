@@ -221,7 +221,10 @@ mod tests {
     fn a_multi_line_cell_shows_its_first_line() {
         let text = render_table(
             &["NAME", "REASON"],
-            &[vec!["tap-x".into(), "Traceback:\n  File x\nValueError".into()]],
+            &[vec![
+                "tap-x".into(),
+                "Traceback:\n  File x\nValueError".into(),
+            ]],
         );
         assert_eq!(text, "NAME   REASON\ntap-x  Traceback: [...]\n");
     }

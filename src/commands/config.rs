@@ -383,7 +383,11 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
             };
             let default = match &v.definition.value {
                 Some(d) if !d.is_null() && !matches!(v.source, Source::Default | Source::Unset) => {
-                    let d = if safe && v.sensitive { J::from(MASK) } else { d.clone() };
+                    let d = if safe && v.sensitive {
+                        J::from(MASK)
+                    } else {
+                        d.clone()
+                    };
                     format!(" (default: {})", shown(Some(d)))
                 }
                 _ => String::new(),
@@ -421,7 +425,11 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
 /// setting is sensitive and `safe`).
 fn unexpanded(v: &settings::SettingValue, safe: bool) -> Option<J> {
     let raw = v.unexpanded.clone()?;
-    Some(if safe && v.sensitive { J::from(MASK) } else { raw })
+    Some(if safe && v.sensitive {
+        J::from(MASK)
+    } else {
+        raw
+    })
 }
 
 /// The setting name from words: several words make a nested name.
@@ -759,7 +767,15 @@ fn history(ctx: &Context, target: &Target) -> Result<()> {
         })
         .collect();
     ctx.printer.table(
-        &["VERSION", "AT", "BY", "ENVIRONMENT", "ACTION", "SETTING", "COMMAND"],
+        &[
+            "VERSION",
+            "AT",
+            "BY",
+            "ENVIRONMENT",
+            "ACTION",
+            "SETTING",
+            "COMMAND",
+        ],
         &rows,
     );
     Ok(())

@@ -96,8 +96,7 @@ fn normalize(path: &std::path::Path) -> PathBuf {
 /// `s` quoted for a POSIX shell when it holds anything but plain path characters.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@".contains(c))
     {
         s.to_string()

@@ -23,11 +23,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => ctx.printer.raw(page()?),
         Some(dir) => {
             let dir = ctx.cwd()?.join(dir);
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Error::failed(format!("cannot create `{}`: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::failed(format!("cannot create `{}`: {e}", dir.display())))?;
             clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
-                Error::failed(format!("cannot write the manual pages to `{}`: {e}", dir.display()))
+                Error::failed(format!(
+                    "cannot write the manual pages to `{}`: {e}",
+                    dir.display()
+                ))
             })?;
             ctx.printer
                 .notice(format!("wrote the manual pages to `{}`", dir.display()));

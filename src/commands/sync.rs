@@ -147,7 +147,10 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
                 .map(|c| c.records)
                 .sum();
             let notes = FlowNotes {
-                destinations: reports.iter().filter_map(|r| r.destination.clone()).collect(),
+                destinations: reports
+                    .iter()
+                    .filter_map(|r| r.destination.clone())
+                    .collect(),
                 resent: reports.iter().filter_map(|r| r.resent.clone()).collect(),
                 run_ids: reports
                     .iter()

@@ -566,7 +566,10 @@ async fn load(
         None => leaves(format!(
             "stream `{TEST_STREAM}` with one record (id 1) in the loader's destination"
         )),
-        Some(c) => match footprint.as_ref().map_or_else(|| remove_test_stream(c), |f| f.undo(c)) {
+        Some(c) => match footprint
+            .as_ref()
+            .map_or_else(|| remove_test_stream(c), |f| f.undo(c))
+        {
             Ok(()) => None,
             Err(e) => leaves(format!("{e} (remove it by hand)")),
         },

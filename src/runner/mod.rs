@@ -690,7 +690,11 @@ fn resent_note(streams: &BTreeMap<String, StreamCounts>, state: Option<&Value>) 
         parts.push(format!(
             "{} incremental and {} again from the bookmarked row (`>=`: at-least-once)",
             list_is(&incremental),
-            if incremental.len() == 1 { "starts" } else { "start" }
+            if incremental.len() == 1 {
+                "starts"
+            } else {
+                "start"
+            }
         ));
     }
     (!parts.is_empty()).then(|| format!("records sent again: {}", parts.join("; ")))
@@ -1057,13 +1061,17 @@ mod tests {
             ("empty".to_string(), counts(0)),
         ]
         .into();
-        let state = json!({"bookmarks": {"orders": {"replication_key": "id", "replication_key_value": 7}}});
+        let state =
+            json!({"bookmarks": {"orders": {"replication_key": "id", "replication_key_value": 7}}});
         assert_eq!(
             resent_note(&streams, Some(&state)).unwrap(),
             "records sent again: `users` is full-table (no bookmark), so every run sends all rows; \
              `orders` is incremental and starts again from the bookmarked row (`>=`: at-least-once)"
         );
-        assert_eq!(resent_note(&[("e".to_string(), counts(0))].into(), None), None);
+        assert_eq!(
+            resent_note(&[("e".to_string(), counts(0))].into(), None),
+            None
+        );
     }
 
     #[test]
@@ -1073,7 +1081,10 @@ mod tests {
             "`target-sqlite` (database `output/warehouse.db`)"
         );
         assert_eq!(
-            destination("target-pg", &json!({"host": crate::settings::MASK, "dbname": "dw"})),
+            destination(
+                "target-pg",
+                &json!({"host": crate::settings::MASK, "dbname": "dw"})
+            ),
             "`target-pg` (dbname `dw`)"
         );
         assert_eq!(destination("target-x", &json!({})), "`target-x`");

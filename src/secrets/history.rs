@@ -25,8 +25,7 @@ use crate::project::edit::{self, Seg};
 pub const SCHEMA: &str = include_str!("../store/migrations/0007_config_history.sql");
 
 /// Each version's environment and whole project file: the system store's migration 12.
-pub const FILES_SCHEMA: &str =
-    include_str!("../store/migrations/0012_config_history_files.sql");
+pub const FILES_SCHEMA: &str = include_str!("../store/migrations/0012_config_history_files.sql");
 
 /// Which plugin a history belongs to.
 #[derive(Debug, Clone)]
@@ -437,9 +436,8 @@ pub fn rollback(
     let current_text = std::fs::read_to_string(&file)?;
     let verbatim = saved_text.filter(|then| {
         p.plugin_type.is_some_and(|ty| {
-            rest_of_file(then, ty, p.name).is_some_and(|a| {
-                rest_of_file(&current_text, ty, p.name).is_some_and(|b| a == b)
-            })
+            rest_of_file(then, ty, p.name)
+                .is_some_and(|a| rest_of_file(&current_text, ty, p.name).is_some_and(|b| a == b))
         })
     });
     if let Some(text) = &verbatim {

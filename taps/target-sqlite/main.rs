@@ -434,9 +434,7 @@ impl<'c> Loader<'c> {
             .iter()
             .map(|c| {
                 !key_properties.contains(c)
-                    && types
-                        .iter()
-                        .any(|(n, ty)| n == c && *ty == SqlType::Text)
+                    && types.iter().any(|(n, ty)| n == c && *ty == SqlType::Text)
             })
             .collect();
         // The statement borrows the connection, which outlives the loader.
@@ -835,12 +833,21 @@ mod tests {
     #[test]
     fn numbers_are_stored_only_where_they_stay_exact() {
         assert_eq!(number_fit("42"), NumberFit::Integer(42));
-        assert_eq!(number_fit("-9223372036854775808"), NumberFit::Integer(i64::MIN));
+        assert_eq!(
+            number_fit("-9223372036854775808"),
+            NumberFit::Integer(i64::MIN)
+        );
         assert_eq!(number_fit("19.99"), NumberFit::Real(19.99));
         assert_eq!(number_fit("1e2"), NumberFit::Real(100.0));
         assert_eq!(number_fit("-0.0"), NumberFit::Real(-0.0));
-        assert_eq!(number_fit("1.7976931348623157e308"), NumberFit::Real(f64::MAX));
-        assert_eq!(number_fit("0.30000000000000004"), NumberFit::Real(0.30000000000000004));
+        assert_eq!(
+            number_fit("1.7976931348623157e308"),
+            NumberFit::Real(f64::MAX)
+        );
+        assert_eq!(
+            number_fit("0.30000000000000004"),
+            NumberFit::Real(0.30000000000000004)
+        );
         for inexact in [
             "99999999999999999999999",
             "9223372036854775808",
@@ -858,6 +865,9 @@ mod tests {
         assert_eq!(decimal_parts("100"), decimal_parts("1e2"));
         assert_eq!(decimal_parts("0.0012"), decimal_parts("1.2e-3"));
         assert_eq!(decimal_parts("0"), decimal_parts("-0e0"));
-        assert_ne!(decimal_parts("1e23"), decimal_parts("99999999999999999999999"));
+        assert_ne!(
+            decimal_parts("1e23"),
+            decimal_parts("99999999999999999999999")
+        );
     }
 }

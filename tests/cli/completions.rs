@@ -61,7 +61,11 @@ fn issue_30_completions_for_every_shell() {
     }
     let out = p.dsm(&["completions", "tcsh"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("accepted values: bash"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("accepted values: bash"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -83,7 +87,12 @@ fn issue_30_the_man_page_names_every_command_and_global_flag() {
     // One page per command and subcommand, for `man dsm-config-list`.
     let out = p.dsm(&["man", "--output-dir", "man1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    for page in ["dsm.1", "dsm-sync.1", "dsm-config-list.1", "dsm-completions.1"] {
+    for page in [
+        "dsm.1",
+        "dsm-sync.1",
+        "dsm-config-list.1",
+        "dsm-completions.1",
+    ] {
         assert!(p.root().join("man1").join(page).is_file(), "{page}");
     }
 }

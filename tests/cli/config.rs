@@ -397,7 +397,13 @@ plugins:
     .env("PW", "hunter2");
     let out = p.dsm(&["config", "list", "tap-x"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    insta::assert_snapshot!(out.stdout, @"");
+    insta::assert_snapshot!(out.stdout, @r#"
+    Settings:
+    host [env: TAP_X_HOST, TAP_EX_HOST] current value: "localhost" (from default)
+    port [env: TAP_X_PORT, TAP_EX_PORT] (default: 5432) current value: 6000 (from meltano.yml)
+    path [env: TAP_X_PATH, TAP_EX_PATH] current value: "/srv/in" (from meltano.yml: "$DATA_DIR/in")
+    password [env: TAP_X_PASSWORD, TAP_EX_PASSWORD] (default: (redacted)) current value: (redacted) (from meltano.yml: (redacted))
+    "#);
     let out = p.dsm(&["config", "list", "tap-x", "--format", "json"]);
     let settings = out.json()["settings"].clone();
     assert_eq!(settings[2]["unexpanded"], "$DATA_DIR/in");
@@ -455,7 +461,11 @@ plugins:
         assert!(out.stderr.contains(expected), "{}", out.stderr);
     }
     let out = p.dsm(&["config", "set", "tap-x", "mode", "quick"]);
-    assert!(out.stderr.contains("use one of: \"fast\", \"safe\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("use one of: \"fast\", \"safe\""),
+        "{}",
+        out.stderr
+    );
     assert_eq!(p.read("meltano.yml"), before);
     // A sensitive integer through `secrets set`: refused without showing the value.
     let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "pin"], "12ab");
@@ -466,7 +476,10 @@ plugins:
         out.stderr
     );
     assert!(!out.stderr.contains("12ab"), "{}", out.stderr);
-    assert_eq!(p.dsm(&["secrets", "list", "--format", "json"]).json(), serde_json::json!([]));
+    assert_eq!(
+        p.dsm(&["secrets", "list", "--format", "json"]).json(),
+        serde_json::json!([])
+    );
     let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "pin"], "1234");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(p.dsm(&["config", "set", "tap-x", "flag", "yes"]).code, 0);
@@ -501,12 +514,25 @@ plugins:
 ";
     let p = TestProject::new(yml).env("USER", "ann");
     assert_eq!(p.dsm(&["config", "set", "tap-x", "port", "1"]).code, 0);
-    let out = p.dsm(&["--environment", "prod", "config", "set", "tap-x", "host", "b"]);
+    let out = p.dsm(&[
+        "--environment",
+        "prod",
+        "config",
+        "set",
+        "tap-x",
+        "host",
+        "b",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = p.dsm(&["config", "history", "tap-x"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let re = regex::Regex::new(r"\d{4}-\d\d-\d\dT[\d:.]+Z").unwrap();
-    insta::assert_snapshot!(re.replace_all(&out.stdout, "[AT]"), @"");
+    insta::assert_snapshot!(re.replace_all(&out.stdout, "[AT]"), @r"
+    VERSION  AT                        BY   ENVIRONMENT  ACTION    SETTING  COMMAND
+    1        [AT]  ann  -            baseline           dsm config set tap-x port
+    2        [AT]  ann  -            set       port     dsm config set tap-x port
+    3        [AT]  ann  prod         set       host     dsm config set tap-x host
+    ");
     let out = p.dsm(&["config", "history", "tap-x", "--format", "json"]);
     let envs: Vec<serde_json::Value> = out.json()["versions"]
         .as_array()
@@ -514,7 +540,14 @@ plugins:
         .iter()
         .map(|v| v["environment"].clone())
         .collect();
-    assert_eq!(envs, [serde_json::Value::Null, serde_json::Value::Null, "prod".into()]);
+    assert_eq!(
+        envs,
+        [
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            "prod".into()
+        ]
+    );
 
     let out = p.dsm(&["config", "rollback", "tap-x", "--to", "1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

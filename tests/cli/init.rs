@@ -52,7 +52,10 @@ fn issue_30_init_next_steps_work_when_pasted() {
     let yml = std::fs::read_to_string(root.join("meltano.yml")).unwrap();
     assert!(!yml.contains("version:"), "{yml}");
     for file in ["meltano.yml", ".gitignore"] {
-        let mode = std::fs::metadata(root.join(file)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(root.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o644, "{file}");
     }
     // Paste the steps into a shell, as a user would, with this dsm first on PATH.
@@ -82,6 +85,9 @@ fn issue_30_init_next_steps_work_when_pasted() {
     assert!(yml.contains("name: tap-csv"), "{yml}");
     assert!(yml.contains("users.csv"), "{yml}");
     // Meltano 4 does not warn about the file (no deprecated `version`).
-    let mode = std::fs::metadata(root.join("meltano.yml")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(root.join("meltano.yml"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o644);
 }

@@ -395,11 +395,15 @@ fn issue_30_quickstart_sync_says_where_the_data_went_and_why_it_sends_again() {
     };
     let out = p.dsm(&["sync"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    insta::assert_snapshot!(mask(&out.stdout), @"");
+    insta::assert_snapshot!(mask(&out.stdout), @"daily-warehouse-load  succeeded  21 records  [TIME]  1 attempt  → `target-sqlite` (database `output/warehouse.db`)");
     assert!(!out.stderr.contains("sent again"), "{}", out.stderr);
     let out = p.dsm(&["sync"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    insta::assert_snapshot!(mask(&out.stdout), @"");
-    let notes: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("note:")).collect();
-    insta::assert_snapshot!(notes.join("\n"), @"");
+    insta::assert_snapshot!(mask(&out.stdout), @"daily-warehouse-load  succeeded  14 records  [TIME]  1 attempt  → `target-sqlite` (database `output/warehouse.db`)");
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect();
+    insta::assert_snapshot!(notes.join("\n"), @"note: `daily-warehouse-load`: records sent again: `customers`, `products` are full-table (no bookmark), so every run sends all rows; `orders` is incremental and starts again from the bookmarked row (`>=`: at-least-once)");
 }

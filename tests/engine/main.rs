@@ -515,13 +515,17 @@ async fn invalid_utf8_is_a_bad_extractor_line_with_its_number() {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(SCHEMA.as_bytes());
     bytes.extend_from_slice(b"\n{\"type\":\"STATE\",\"value\":{\"n\":1}}\n");
-    bytes.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":\"trips\",\"record\":{\"id\":1,\"x\":\"\xff\xfe\"}}\n");
+    bytes.extend_from_slice(
+        b"{\"type\":\"RECORD\",\"stream\":\"trips\",\"record\":{\"id\":1,\"x\":\"\xff\xfe\"}}\n",
+    );
     std::fs::write(&path, bytes).unwrap();
     let (outcome, states) = run(&env, tap(["--replay", &path]), target([])).await;
     assert_eq!(outcome.status, RunStatus::Failed);
     let text = message(&outcome);
     assert!(
-        text.contains("extractor `tap-fake` wrote a bad line 3: not a Singer message (not valid JSON at byte"),
+        text.contains(
+            "extractor `tap-fake` wrote a bad line 3: not a Singer message (not valid JSON at byte"
+        ),
         "{text}"
     );
     assert!(text.contains("invalid UTF-8"), "{text}");

@@ -369,7 +369,13 @@ fn issue_30_target_sqlite_never_rounds_a_number() {
 {"type":"RECORD","stream":"t","record":{"id":2,"amount":1e999999}}
 {"type":"RECORD","stream":"t","record":{"id":3,"amount":19.99}}
 "#;
-    run(dir.path(), "target-sqlite", &["--config", &cfg], input.as_bytes()).assert_ok();
+    run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    )
+    .assert_ok();
     let db = dir.path().join("out/warehouse.db");
     assert_eq!(
         query(&db, "SELECT id, amount, typeof(amount) FROM t ORDER BY id"),
@@ -385,21 +391,35 @@ fn issue_30_target_sqlite_never_rounds_a_number() {
 {"type":"RECORD","stream":"r","record":{"id":1,"x":2.5}}
 {"type":"RECORD","stream":"r","record":{"id":2,"x":1e999999}}
 "#;
-    let out = run(dir.path(), "target-sqlite", &["--config", &cfg], input.as_bytes());
+    let out = run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    );
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("input line 3: record of stream `r`: field `x` is the number 1e999999, which no SQLite INTEGER or REAL holds exactly"),
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("[\"number\", \"string\"]"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[\"number\", \"string\"]"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.to_lowercase().contains("inf"), "{}", out.stderr);
 
     // Never in a key column, not even a TEXT one.
     let input = r#"{"type":"SCHEMA","stream":"k","schema":{"properties":{"id":{"type":["number","string"]}}},"key_properties":["id"]}
 {"type":"RECORD","stream":"k","record":{"id":99999999999999999999999}}
 "#;
-    let out = run(dir.path(), "target-sqlite", &["--config", &cfg], input.as_bytes());
+    let out = run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    );
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("field `id`"), "{}", out.stderr);
     assert!(out.stderr.contains("key column"), "{}", out.stderr);

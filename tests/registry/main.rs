@@ -429,13 +429,19 @@ fn sources_list_show_and_operator_status_changes() {
     );
     assert!(stderr.contains("did you mean `tap-postgres`?"), "{stderr}");
 
-    p.ok(&[
+    let out = p.dsm(&[
         "sources",
         "maintenance",
         "tap-postgres",
         "--reason",
         "replica rebuild",
     ]);
+    assert!(out.status.success());
+    // Issue 30: it said "is now maintenance".
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "`tap-postgres` is now in maintenance (syncs skip it)\n"
+    );
     assert_eq!(only(&["--status", "maintenance"]), ["tap-postgres"]);
     let shown = json(&p.ok(&["sources", "show", "tap-postgres", "--format", "json"]));
     assert_eq!(shown["status"]["status"], "maintenance");
