@@ -61,7 +61,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     ctx.printer
         .notice(format!("created a dsm project in `{}`", dir.display()));
     let mut steps = Vec::new();
-    if dir != cwd {
+    if ctx.global.cwd.is_some() {
+        // The shell is not where `--cwd` pointed: the whole path.
+        steps.push(format!("cd {}", shell_word(&dir.display().to_string())));
+    } else if dir != cwd {
         let shown = dir.strip_prefix(&cwd).unwrap_or(&dir);
         steps.push(format!("cd {}", shell_word(&shown.display().to_string())));
     }
