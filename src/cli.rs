@@ -136,4 +136,8 @@ pub enum Command {
     Flows(commands::flows::Args),
     /// The conflict log of merged streams.
     Conflicts(commands::conflicts::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::completions::Args),
+    /// Print the manual page, or write one page per command with `--output-dir`.
+    Man(commands::man::Args),
 }

@@ -2,6 +2,7 @@
 
 pub mod add;
 pub mod audit;
+pub mod completions;
 pub mod config;
 pub mod conflicts;
 pub mod el;
@@ -14,6 +15,7 @@ pub mod install;
 pub mod invoke;
 pub mod job;
 pub mod logs;
+pub mod man;
 pub mod metrics;
 pub mod plugins;
 pub mod remove;
@@ -124,5 +126,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Metrics(args) => metrics::run(ctx, args),
         Command::Flows(args) => flows::run(ctx, args),
         Command::Conflicts(args) => conflicts::run(ctx, args),
+        Command::Completions(args) => completions::run(ctx, args),
+        Command::Man(args) => man::run(ctx, args),
     }
 }

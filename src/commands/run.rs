@@ -268,6 +268,12 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                     format!(" ({})", per_stream.join(", "))
                 }
             ));
+            if let Some(destination) = &report.destination {
+                ctx.printer.notice(format!("  loaded into {destination}"));
+            }
+            if let Some(note) = &report.resent {
+                ctx.printer.notice(format!("note: {note}"));
+            }
         }
         if let Err(e) = report.into_result() {
             failure = Some(e);

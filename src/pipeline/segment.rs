@@ -202,7 +202,15 @@ impl Reader {
         let number = report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
         let what = format!("longer than the limit of {} bytes", self.max_line);
         let head = &buf[end..(end + 320).min(buf.len())];
-        self.bad_line(report, number, &what, head).map(|()| true)
+        self.bad_line(report, number, &what, head)
+            .map(|()| true)
+            .map_err(|e| {
+                e.hint(format!(
+                    "the limit is the `elt.buffer_size` setting, in bytes: raise it in \
+                     meltano.yml (`elt: {{buffer_size: {}}}`)",
+                    self.max_line.saturating_mul(2)
+                ))
+            })
     }
 
     /// A fresh or recycled buffer with room for `want` bytes.

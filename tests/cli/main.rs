@@ -2,6 +2,7 @@
 
 mod batch;
 mod classification;
+mod completions;
 mod config;
 mod el;
 mod init;

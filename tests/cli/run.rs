@@ -504,9 +504,24 @@ fn quickstart_loads_the_csv_files_into_sqlite_with_the_built_in_plugins() {
         "the state id has the environment"
     );
 
-    // The job name runs the same flow.
+    // Issue 30: it says where the data went.
+    assert!(
+        out.stderr
+            .contains("  loaded into `target-sqlite` (database `output/warehouse.db`)\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("sent again"), "{}", out.stderr);
+
+    // The job name runs the same flow; the second run says why records were sent again.
     let out = p.dsm(&["run", "load-warehouse"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("note: records sent again: `customers`, `products` are full-table"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// The README's first command, as written: `dsm --cwd examples/quickstart sync` from the folder
