@@ -24,8 +24,8 @@ use crate::project::edit::{self, Seg};
 /// The table's definition: the system store's migration 7.
 pub const SCHEMA: &str = include_str!("../store/migrations/0007_config_history.sql");
 
-/// Each version's environment and whole project file: the system store's migration 12.
-pub const FILES_SCHEMA: &str = include_str!("../store/migrations/0012_config_history_files.sql");
+/// Each version's environment and whole project file: the system store's migration 13.
+pub const FILES_SCHEMA: &str = include_str!("../store/migrations/0013_config_history_files.sql");
 
 /// Which plugin a history belongs to.
 #[derive(Debug, Clone)]
