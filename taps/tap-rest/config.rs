@@ -795,7 +795,7 @@ fn parse_endpoint(
     name: &str,
     default_paginator: Option<&Value>,
 ) -> Result<Endpoint, PluginError> {
-    let path = opt_str(o, "path", at)?.unwrap_or_else(|| name.to_owned());
+    let mut path = opt_str(o, "path", at)?.unwrap_or_else(|| name.to_owned());
     let method = opt_str(o, "method", at)?
         .unwrap_or_else(|| "GET".into())
         .to_ascii_uppercase();
@@ -834,10 +834,13 @@ fn parse_endpoint(
                     let r = obj(v, &format!("{at}.params.{k}"))?;
                     let res = req_str(r, "resource", &format!("{at}.params.{k}"))?;
                     let field = req_str(r, "field", &format!("{at}.params.{k}"))?;
-                    params.push((
-                        k.clone(),
-                        Value::String(format!("{{resources.{res}.{field}}}")),
-                    ));
+                    let placeholder = format!("{{resources.{res}.{field}}}");
+                    // As in dlt: into the path where it names the param, else the query.
+                    if path.contains(&format!("{{{k}}}")) {
+                        path = path.replace(&format!("{{{k}}}"), &placeholder);
+                    } else {
+                        params.push((k.clone(), Value::String(placeholder)));
+                    }
                 }
                 _ => params.push((k.clone(), v.clone())),
             }

@@ -154,6 +154,26 @@ impl Limiter {
         }
     }
 
+    /// How long a request to `host` would wait now.
+    pub fn expected_wait(&mut self, host: &str) -> Duration {
+        let limit = self.limit;
+        let now = Instant::now();
+        let bucket = self.bucket(host);
+        let paused = bucket
+            .paused_until
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+        let Some(l) = limit else { return paused };
+        let tokens = (bucket.tokens
+            + now.duration_since(bucket.last).as_secs_f64() * l.requests_per_second)
+            .min(l.burst);
+        let refill = if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / l.requests_per_second)
+        };
+        paused + refill
+    }
+
     /// Pauses every request to `host` for `d` (the longest pause asked for wins).
     pub fn pause(&mut self, host: &str, d: Duration) {
         let until = Instant::now() + d;
@@ -324,10 +344,10 @@ impl Http {
         }
     }
 
-    fn oauth_token(&mut self, force: bool) -> Result<String, PluginError> {
+    fn oauth_token(&mut self, force: bool, valid_for: Duration) -> Result<String, PluginError> {
         if !force
             && let Some(t) = &self.token
-            && Instant::now() < t.refresh_at
+            && Instant::now() + valid_for < t.refresh_at
         {
             return Ok(t.value.clone());
         }
@@ -368,7 +388,12 @@ impl Http {
             ],
             json: None,
         };
-        let resp = self.send_raw(&req, Some(body.into_bytes()), "the OAuth2 token request")?;
+        let resp = self.send_raw(
+            &req,
+            Some(body.into_bytes()),
+            "the OAuth2 token request",
+            false,
+        )?;
         if !(200..300).contains(&resp.status) {
             return Err(PluginError::data_hint(
                 format!(
@@ -406,7 +431,12 @@ impl Http {
         Ok(value)
     }
 
-    fn authorize(&mut self, req: &mut Request, force_refresh: bool) -> Result<(), PluginError> {
+    fn authorize(
+        &mut self,
+        req: &mut Request,
+        force_refresh: bool,
+        valid_for: Duration,
+    ) -> Result<(), PluginError> {
         match self.auth.clone() {
             None => {}
             Some(Auth::Bearer { token }) => {
@@ -431,7 +461,7 @@ impl Http {
                     .push(("Authorization".into(), format!("Basic {b}")));
             }
             Some(Auth::OAuth2ClientCredentials { .. }) => {
-                let token = self.oauth_token(force_refresh)?;
+                let token = self.oauth_token(force_refresh, valid_for)?;
                 req.headers
                     .push(("Authorization".into(), format!("Bearer {token}")));
             }
@@ -442,54 +472,46 @@ impl Http {
     /// Sends `req` with authentication, the rate limit and retries. `what` names the request
     /// in messages (`page 3 of resource `users``).
     pub fn send(&mut self, req: &Request, what: &str) -> Result<Response, PluginError> {
-        let mut req_auth = req.clone();
+        let mut base = req.clone();
         for (k, v) in self.headers.clone() {
-            if !req_auth
-                .headers
-                .iter()
-                .any(|(h, _)| h.eq_ignore_ascii_case(&k))
-            {
-                req_auth.headers.push((k, v));
+            if !base.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(&k)) {
+                base.headers.push((k, v));
             }
         }
-        let base = req_auth.clone();
-        self.authorize(&mut req_auth, false)?;
-        let body = req_auth
+        let body = base
             .json
             .as_ref()
             .map(|j| serde_json::to_vec(j).expect("a JSON value always serialises"));
         if body.is_some() {
-            req_auth
-                .headers
+            base.headers
                 .push(("Content-Type".into(), "application/json".into()));
         }
-        let resp = self.send_raw(&req_auth, body.clone(), what)?;
-        if resp.status == 401 && matches!(self.auth, Some(Auth::OAuth2ClientCredentials { .. })) {
-            // The token may have been revoked or expired early: fetch a new one, once.
-            let mut again = base;
-            self.authorize(&mut again, true)?;
-            if body.is_some() {
-                again
-                    .headers
-                    .push(("Content-Type".into(), "application/json".into()));
-            }
-            return self.send_raw(&again, body, what);
-        }
-        Ok(resp)
+        self.send_raw(&base, body, what, true)
     }
 
     fn send_raw(
         &mut self,
-        req: &Request,
+        base: &Request,
         body: Option<Vec<u8>>,
         what: &str,
+        authorize: bool,
     ) -> Result<Response, PluginError> {
-        let url = req.full_url();
-        let shown = self.display_url(&url);
-        let host = host_of(&url).to_owned();
+        let host = host_of(&base.url).to_owned();
+        let oauth = matches!(self.auth, Some(Auth::OAuth2ClientCredentials { .. }));
         let mut attempt = 0;
+        let mut refreshed_after_401 = false;
+        let mut force_refresh = false;
         loop {
             attempt += 1;
+            let mut req = base.clone();
+            if authorize {
+                // The token must still be good when the rate limit lets the request go.
+                let wait = self.limiter.expected_wait(&host);
+                self.authorize(&mut req, force_refresh, wait)?;
+                force_refresh = false;
+            }
+            let url = req.full_url();
+            let shown = self.display_url(&url);
             self.limiter.acquire(&host);
             self.requests += 1;
             let mut builder = ureq::http::Request::builder()
@@ -551,6 +573,13 @@ impl Http {
                             ));
                         }
                         self.limiter.pause(&host, wait);
+                    }
+                    if resp.status == 401 && authorize && oauth && !refreshed_after_401 {
+                        // The token may have been revoked or expired early: a new one, once.
+                        refreshed_after_401 = true;
+                        force_refresh = true;
+                        attempt -= 1;
+                        continue;
                     }
                     let retryable = resp.status == 429 || resp.status >= 500;
                     if !retryable || last {

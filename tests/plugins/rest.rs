@@ -217,14 +217,16 @@ fn requests_never_exceed_the_rate_limit_across_parents_and_children() {
         .map(|q| q["t"].as_f64().unwrap())
         .collect();
     assert_eq!(times.len(), 12 + 1 + 6);
-    // In any window of w seconds at most burst + rps * w requests. The server stamps arrival,
-    // which can bunch sends by a little network jitter: 5 ms of slack on the window.
+    // In any window of w seconds at most burst + rps * w requests. The server stamps arrivals,
+    // and on a loaded machine one request can reach it a few ms later than it was sent (the
+    // first one also connects), bunching it with the next: 20 ms of slack on the window, less
+    // than one request at this rate, so one request over the limit still fails the test.
     for i in 0..times.len() {
         for j in i..times.len() {
             let w = times[j] - times[i];
             let n = (j - i + 1) as f64;
             assert!(
-                n <= burst + rps * (w + 0.005),
+                n <= burst + rps * (w + 0.020),
                 "{n} requests in {w:.4} s (requests {i}..={j})"
             );
         }
@@ -418,11 +420,14 @@ fn parent_child_resources_with_fields_from_the_parent() {
     assert_eq!(ids(&r, "posts"), vec![101, 102, 201, 202, 301, 302]);
     let first = &r.records()[0];
     assert_eq!(first["_users_name"], "user-1");
-    // The `resolve` form puts the value in the query (dlt's older way); the path is literal.
+    // dlt's older `resolve` form: the value goes into the path's `{uid}`.
+    assert_eq!(ids(&r, "posts2"), vec![101, 102, 201, 202, 301, 302]);
     let reqs = api.requests();
-    assert!(
-        reqs.iter()
-            .any(|q| q["path"] == "/users/{uid}/posts" && q["query"] == "uid=1")
+    assert_eq!(reqs.iter().filter(|q| q["path"] == "/users").count(), 1);
+    assert_eq!(
+        reqs.len(),
+        1 + 3 + 3,
+        "the parent once, each child once per parent record"
     );
 }
 
@@ -558,4 +563,86 @@ fn discover_lists_resources_and_bad_configs_say_what_to_do() {
         "{}",
         down.stderr
     );
+}
+
+/// `examples/rest-api`, as its README runs it (on a free port instead of 8765): a first run
+/// loads every resource, a second one asks for events from the bookmark on.
+#[test]
+fn the_rest_api_example_loads_sqlite_and_resumes_from_its_bookmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &["--items", "95"]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rest-api/meltano.yml");
+    let yml = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("127.0.0.1:8765", &format!("127.0.0.1:{}", api.port));
+    let p = crate::support::Project::new(&yml);
+    let out = p.dsm(&["run", "tap-rest", "target-sqlite"]);
+    out.assert_ok();
+    let db = p.root().join("output/api.db");
+    let count =
+        |t: &str| crate::support::query(&db, &format!("SELECT count(*) FROM {t}"))[0][0].clone();
+    assert_eq!(count("users"), "3");
+    assert_eq!(count("posts"), "6");
+    assert_eq!(count("events"), "95");
+    assert_eq!(count("items"), "95");
+    let again = p.dsm(&["run", "tap-rest", "target-sqlite"]);
+    again.assert_ok();
+    let asked: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|q| q["path"] == "/incremental")
+        .map(|q| q["query"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "since=2024-01-01T00%3A00%3A00Z",
+            "since=2024-01-01T01%3A35%3A00Z"
+        ]
+    );
+    // Merged on the key and replaced by version: the same rows, no duplicates.
+    assert_eq!(count("events"), "95");
+    assert_eq!(count("items"), "95");
+    assert_eq!(count("posts"), "6");
+}
+
+/// The same example under real Meltano: tap-rest is an ordinary Singer tap to it.
+#[test]
+fn the_rest_api_example_runs_under_meltano() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &["--items", "30"]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rest-api/meltano.yml");
+    let yml = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("127.0.0.1:8765", &format!("127.0.0.1:{}", api.port));
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("meltano.yml"), yml).unwrap();
+    let bin_dir = crate::support::bin("tap-rest")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = Command::new(crate::meltano::meltano())
+        .args(["run", "load-api"])
+        .current_dir(&project)
+        .env("PATH", path)
+        .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .env_remove("MELTANO_PROJECT_ROOT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meltano run load-api failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = project.join("output/api.db");
+    let count =
+        |t: &str| crate::support::query(&db, &format!("SELECT count(*) FROM {t}"))[0][0].clone();
+    assert_eq!(count("posts"), "6");
+    assert_eq!(count("events"), "30");
+    assert_eq!(count("items"), "30");
 }
