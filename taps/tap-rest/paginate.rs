@@ -305,10 +305,6 @@ impl Pager {
         Ok(true)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call site per paginator kind"
-    )]
     fn range(
         &mut self,
         r: Range<'_>,

@@ -556,6 +556,21 @@ fn discover_lists_resources_and_bad_configs_say_what_to_do() {
             "resources": ["users"]}),
         &[],
     );
+    std::fs::write(dir.path().join("not-a-bundle.pem"), "hello").unwrap();
+    let bundle = tap(
+        dir.path(),
+        &json!({"client": {"base_url": "https://127.0.0.1:9/", "ca_bundle": "not-a-bundle.pem"},
+            "resources": ["users"]}),
+        &[],
+    );
+    assert_eq!(bundle.code, 2);
+    assert!(
+        bundle
+            .stderr
+            .contains("`client.ca_bundle` file `not-a-bundle.pem` holds no certificate"),
+        "{}",
+        bundle.stderr
+    );
     assert_eq!(down.code, 1);
     assert!(
         down.stderr.contains("page 1 of resource `users`")
@@ -645,4 +660,28 @@ fn the_rest_api_example_runs_under_meltano() {
     assert_eq!(count("posts"), "6");
     assert_eq!(count("events"), "30");
     assert_eq!(count("items"), "30");
+}
+
+#[test]
+fn rate_limit_headers_pause_requests_until_the_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 requests per 0.3 s window; one more in the window is refused with 429.
+    let api = Api::start(
+        dir.path(),
+        &["--items", "95", "--budget", "4", "--budget-window", "0.3"],
+    );
+    let mut c = client(&api, json!({}));
+    // No retries: a single 429 fails the run, so only waiting for the reset gets through.
+    c["retry"]["max_attempts"] = 1.into();
+    let r = tap(
+        dir.path(),
+        &json!({"client": c, "resources": [{"name": "p", "endpoint": {"path": "page_number",
+            "paginator": {"type": "page_number", "base_page": 1, "total_path": "total_pages"}}}]}),
+        &[],
+    );
+    r.assert_ok();
+    assert_eq!(ids(&r, "p"), (1..=95).collect::<Vec<_>>());
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 10);
+    assert!(reqs.iter().all(|q| q["status"] == 200), "{reqs:?}");
 }

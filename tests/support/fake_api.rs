@@ -8,7 +8,9 @@
 //! `query`, `status`), `--items N` (default 95), `--page-size N` (default 10), `--users N`
 //! (default 3), `--seed N`, `--fail-rate F` (500s), `--reset-rate F` (connections closed
 //! without an answer), `--throttle-every N` (every Nth request gets 429), `--retry-after V`
-//! (default `1`), `--token-ttl SECS` (OAuth2 tokens, default 2).
+//! (default `1`), `--token-ttl SECS` (OAuth2 tokens, default 2), `--budget N --budget-window
+//! SECS` (at most N requests per window, announced in `X-RateLimit-Remaining` and
+//! `X-RateLimit-Reset`, seconds to the window's end; a request over the budget gets 429).
 //!
 //! Endpoints: `/page_number?page=` (base 1, `total_pages`), `/offset?offset=&limit=` (`total`),
 //! `/cursor?cursor=` (`next_cursor`), `/json_link?page=` (relative `next`),
@@ -47,6 +49,8 @@ struct Opts {
     throttle_every: u64,
     retry_after: String,
     token_ttl: f64,
+    budget: u64,
+    budget_window: f64,
 }
 
 struct Shared {
@@ -55,6 +59,8 @@ struct Shared {
     count: u64,
     log: Option<std::fs::File>,
     tokens: HashMap<String, Instant>,
+    /// The budget's window: its end and the requests in it.
+    window: Option<(Instant, u64)>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -71,6 +77,8 @@ fn parse() -> Result<Opts, String> {
         throttle_every: 0,
         retry_after: "1".into(),
         token_ttl: 2.0,
+        budget: 0,
+        budget_window: 1.0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,6 +98,8 @@ fn parse() -> Result<Opts, String> {
             "--throttle-every" => o.throttle_every = num(val()?)?,
             "--retry-after" => o.retry_after = val()?,
             "--token-ttl" => o.token_ttl = float(val()?)?,
+            "--budget" => o.budget = num(val()?)?,
+            "--budget-window" => o.budget_window = float(val()?)?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -126,6 +136,7 @@ fn main() -> std::process::ExitCode {
         count: 0,
         log,
         tokens: HashMap::new(),
+        window: None,
     }));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -259,13 +270,41 @@ fn serve(stream: TcpStream, shared: &Arc<Mutex<Shared>>) -> std::io::Result<()> 
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         // Faults first: a throttled or failed request never reaches the endpoint.
+        let mut budget = Vec::new();
         let fault = {
             let mut s = shared.lock().unwrap();
             s.count += 1;
             let n = s.count;
             let o = s.opts.clone();
             let roll: f64 = s.rng.random();
-            if o.throttle_every > 0 && n % o.throttle_every == 0 {
+            let mut budget_headers = Vec::new();
+            let mut over_budget = false;
+            if o.budget > 0 {
+                let now = Instant::now();
+                let (end, count) = match s.window {
+                    Some((end, count)) if now < end => (end, count + 1),
+                    _ => (now + std::time::Duration::from_secs_f64(o.budget_window), 1),
+                };
+                s.window = Some((end, count));
+                over_budget = count > o.budget;
+                budget_headers = vec![
+                    (
+                        "X-RateLimit-Remaining".to_owned(),
+                        o.budget.saturating_sub(count).to_string(),
+                    ),
+                    (
+                        "X-RateLimit-Reset".to_owned(),
+                        format!("{:.3}", (end - now).as_secs_f64()),
+                    ),
+                ];
+            }
+            if over_budget {
+                Some(Resp {
+                    status: 429,
+                    headers: budget_headers,
+                    body: json!({"error": "over budget"}).to_string(),
+                })
+            } else if o.throttle_every > 0 && n.is_multiple_of(o.throttle_every) {
                 Some(Resp {
                     status: 429,
                     headers: vec![("Retry-After".into(), o.retry_after.clone())],
@@ -280,13 +319,15 @@ fn serve(stream: TcpStream, shared: &Arc<Mutex<Shared>>) -> std::io::Result<()> 
             } else if roll < o.reset_rate + o.fail_rate {
                 Some(status(500, "internal error"))
             } else {
+                budget = budget_headers;
                 None
             }
         };
-        let resp = match fault {
+        let mut resp = match fault {
             Some(f) => f,
             None => route(&req, shared, &host(&req)),
         };
+        resp.headers.append(&mut budget);
         {
             let mut s = shared.lock().unwrap();
             if let Some(log) = s.log.as_mut() {
