@@ -685,3 +685,41 @@ fn rate_limit_headers_pause_requests_until_the_reset() {
     assert_eq!(reqs.len(), 10);
     assert!(reqs.iter().all(|q| q["status"] == 200), "{reqs:?}");
 }
+
+#[test]
+fn a_catalog_schema_is_used_as_given_and_deselection_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &["--items", "5"]);
+    let config = json!({"client": client(&api, json!({})),
+        "resources": [{"name": "items", "endpoint": "offset"}, {"name": "users"}]});
+    let discovered = tap(dir.path(), &config, &["--discover"]);
+    discovered.assert_ok();
+    let mut catalog: Value = serde_json::from_str(&discovered.stdout).unwrap();
+    // What Meltano's `schema` extra does to the catalog: a declared type for `id`.
+    let items = &mut catalog["streams"][0];
+    assert_eq!(items["tap_stream_id"], "items");
+    items["schema"]["properties"] = json!({"id": {"type": ["string", "null"]}});
+    items["metadata"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"breadcrumb": ["properties", "name"], "metadata": {"selected": false}}));
+    // `users` deselected as a stream.
+    catalog["streams"][1]["metadata"][0]["metadata"]["selected"] = false.into();
+    write_json(dir.path(), "catalog.json", &catalog);
+    let r = tap(dir.path(), &config, &["--catalog", "catalog.json"]);
+    r.assert_ok();
+    let schema = &r.of_type("SCHEMA")[0];
+    assert_eq!(
+        schema["schema"]["properties"],
+        json!({"id": {"type": ["string", "null"]}, "updated_at": {"type": ["string", "null"]}})
+    );
+    assert_eq!(
+        r.records()[0],
+        json!({"id": 1, "updated_at": "2024-01-01T00:01:00Z"})
+    );
+    assert!(ids(&r, "users").is_empty());
+    assert!(
+        api.requests().iter().all(|q| q["path"] != "/users"),
+        "not requested at all"
+    );
+}
