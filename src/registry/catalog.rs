@@ -84,6 +84,7 @@ const KNOWN: &[(&str, SourceType, &str)] = &[
     ("tap-csv", SourceType::File, "CSV files"),
     ("tap-jsonl", SourceType::File, "JSONL files"),
     ("tap-sqlite", SourceType::Database, "SQLite"),
+    ("tap-rest", SourceType::Api, "REST API"),
     ("target-jsonl", SourceType::File, "JSONL files"),
     ("target-csv", SourceType::File, "CSV files"),
     ("target-sqlite", SourceType::Database, "SQLite"),

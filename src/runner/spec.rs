@@ -18,6 +18,7 @@ pub const BUILTINS: &[&str] = &[
     "tap-csv",
     "tap-jsonl",
     "tap-sqlite",
+    "tap-rest",
     "target-csv",
     "target-jsonl",
     "target-sqlite",

@@ -10,6 +10,7 @@ mod install;
 mod meltano;
 mod project_cmds;
 mod python_example;
+mod rest;
 mod sdk_streams;
 mod support;
 mod taps;

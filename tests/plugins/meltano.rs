@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::support::{bin, query, rows};
 
-fn meltano() -> PathBuf {
+pub fn meltano() -> PathBuf {
     let venv = std::env::var_os("DSM_TEST_VENV").unwrap_or_else(|| {
         panic!(
             "DSM_TEST_VENV is not set: run `scripts/setup-test-env.sh` and point DSM_TEST_VENV \

@@ -12,6 +12,7 @@ pub fn bin(name: &str) -> PathBuf {
         "tap-csv" => env!("CARGO_BIN_EXE_tap-csv"),
         "tap-jsonl" => env!("CARGO_BIN_EXE_tap-jsonl"),
         "tap-sqlite" => env!("CARGO_BIN_EXE_tap-sqlite"),
+        "tap-rest" => env!("CARGO_BIN_EXE_tap-rest"),
         "target-jsonl" => env!("CARGO_BIN_EXE_target-jsonl"),
         "target-csv" => env!("CARGO_BIN_EXE_target-csv"),
         "target-sqlite" => env!("CARGO_BIN_EXE_target-sqlite"),
@@ -20,10 +21,11 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// The names of all built-in plugins.
-pub const PLUGINS: [&str; 6] = [
+pub const PLUGINS: [&str; 7] = [
     "tap-csv",
     "tap-jsonl",
     "tap-sqlite",
+    "tap-rest",
     "target-jsonl",
     "target-csv",
     "target-sqlite",
