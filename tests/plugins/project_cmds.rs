@@ -311,6 +311,19 @@ fn plugins_list_available_filters_by_type_and_search() {
 }
 
 #[test]
+fn plugins_list_available_table_of_mappers() {
+    let p = Project::new(YML);
+    let run = p.dsm(&["plugins", "list", "--available", "--type", "mapper"]);
+    run.assert_ok();
+    insta::assert_snapshot!(run.stdout, @r"
+    TYPE    NAME                     VARIANT                 LABEL                         PIP_URL
+    mapper  meltano-map-transformer  meltano (default)       Meltano Map Transformer       meltano-map-transform
+    mapper  transform-field          transferwise (default)  Pipelinewise Transform Field  pipelinewise-transform-field
+    mapper  map-gpt-embeddings       meltanolabs (default)   Map GPT Embeddings            git+https://github.com/meltanolabs/map-gpt-embeddings.git
+    ");
+}
+
+#[test]
 fn custom_and_inherited_plugins_from_flags() {
     let p = Project::new(YML);
     p.dsm(&[
