@@ -188,13 +188,6 @@ fn of_type(ty: PluginType) -> impl Iterator<Item = &'static Known> {
     all().iter().filter(move |k| k.plugin_type == ty)
 }
 
-/// Every catalog entry of a type as (name, variant, definition).
-pub fn entries(ty: PluginType) -> Vec<(String, String, PluginDef)> {
-    of_type(ty)
-        .filter_map(|k| Some((k.name.to_string(), k.variant.to_string(), k.definition()?)))
-        .collect()
-}
-
 /// The entry for a name and variant; without a variant, dsm's built-in one (so a plugin added by
 /// name runs offline), else the default variant of Meltano's index, else the first listed.
 pub fn lookup(ty: PluginType, name: &str, variant: Option<&str>) -> Option<&'static Known> {
