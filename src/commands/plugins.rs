@@ -75,7 +75,8 @@ fn list(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<(
                     "name": p.name,
                     "type": p.plugin_type.singular(),
                     "variant": p.variant,
-                    "inherit_from": p.parent,
+                    // (A parent that is a known plugin, not one of the project, too.)
+                    "inherit_from": p.parent.as_ref().or(p.raw.inherit_from.as_ref()),
                     "definition": p.definition,
                     "pip_url": p.pip_url.as_deref().map(install::redact),
                     "executable": crate::runner::resolve_executable(&project, p),

@@ -229,7 +229,10 @@ pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
             .or(cat_provider.map(str::to_owned)),
         category: annotation.category.clone(),
         labels: annotation.labels.clone(),
-        inherit_from: plugin.parent.clone(),
+        inherit_from: plugin
+            .parent
+            .clone()
+            .or_else(|| plugin.raw.inherit_from.clone()),
         variant: plugin.variant.clone(),
         config: Value::Object(plugin.config.clone()),
     }

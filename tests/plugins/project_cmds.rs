@@ -220,6 +220,8 @@ fn add_as_with_a_variant_inherits_from_the_known_plugin_and_its_lock_file() {
         .find(|i| i["name"] == "github-prod")
         .unwrap();
     assert_eq!(gh["definition"]["kind"], "locked", "{gh}");
+    assert_eq!(gh["inherit_from"], "tap-github", "{gh}");
+    assert_eq!(gh["variant"], "meltanolabs", "{gh}");
     assert_eq!(
         gh["executable"].as_str().map(|e| e.ends_with("tap-github")),
         Some(true),

@@ -88,6 +88,13 @@ fn sources_get_their_type_from_what_the_plugin_is() {
     );
     assert_eq!(type_of("sheets").0, "file");
     assert_eq!(type_of("code"), ("api".into(), Some("GitHub".into())));
+    let code = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "code")
+        .unwrap();
+    assert_eq!(code["inherit_from"], "tap-github");
     assert_eq!(type_of("tap-zendesk").0, "api");
     assert_eq!(
         type_of("tap-github"),
