@@ -99,9 +99,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     let mut added = Vec::new();
     for name in &names {
-        let ty = match ty_word {
-            Some(t) => t,
-            None => infer_type(name)?,
+        let ty = match (ty_word, &inherit_from) {
+            (Some(t), _) => t,
+            // `dsm add tap-csv --as files`: the parent's name tells the type.
+            (None, Some(parent)) => infer_type(name).or_else(|_| infer_type(parent))?,
+            (None, None) => infer_type(name)?,
         };
         if project.plugins_of(ty).any(|p| &p.name == name) {
             ctx.printer.warn(format!(

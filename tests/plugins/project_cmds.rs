@@ -191,8 +191,9 @@ fn add_as_with_a_variant_inherits_from_the_known_plugin_and_its_lock_file() {
         "github-prod",
     ])
     .assert_ok();
-    // Without a variant, a parent the project lacks is the known plugin's default variant.
-    p.dsm(&["add", "loader", "target-postgres", "--as", "warehouse"])
+    // Without a variant, a parent the project lacks is the known plugin's default variant
+    // (and with no type word, the parent's name tells the type).
+    p.dsm(&["add", "target-postgres", "--as", "warehouse"])
         .assert_ok();
     let text = p.read("meltano.yml");
     assert!(
