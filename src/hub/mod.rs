@@ -357,15 +357,15 @@ mod tests {
                 .variant,
             "dsm"
         );
-        // No built-in: the index's default, not the first by name (`airbyte` < `meltanolabs`).
-        assert!(variants(PluginType::Extractors, "tap-postgres").contains(&"airbyte".into()));
+        // No built-in: the index's default, not the first by name (`potloc` < `singer-io`).
+        let ex = PluginType::Extractors;
+        assert_eq!(variants(ex, "tap-hubspot")[0], "singer-io");
+        assert!(variants(ex, "tap-hubspot").contains(&"potloc".into()));
         assert_eq!(
-            lookup(PluginType::Extractors, "tap-postgres", None)
-                .unwrap()
-                .variant,
-            "meltanolabs"
+            lookup(ex, "tap-hubspot", None).unwrap().variant,
+            "singer-io"
         );
-        assert!(lookup(PluginType::Extractors, "tap-postgres", Some("nope")).is_none());
+        assert!(lookup(ex, "tap-hubspot", Some("nope")).is_none());
     }
 
     #[test]

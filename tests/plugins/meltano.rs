@@ -197,7 +197,14 @@ fn meltano_accepts_what_dsm_add_writes_for_catalog_plugins() {
     // mapper) and one inheriting from a known plugin's variant.
     p.dsm(&["add", "extractor", "tap-github"]).assert_ok();
     p.dsm(&["add", "extractor", "tap-hubspot"]).assert_ok();
-    p.dsm(&["add", "loader", "target-postgres"]).assert_ok();
+    p.dsm(&[
+        "add",
+        "loader",
+        "target-postgres",
+        "--variant",
+        "meltanolabs",
+    ])
+    .assert_ok();
     p.dsm(&["add", "mapper", "meltano-map-transformer"])
         .assert_ok();
     p.dsm(&[

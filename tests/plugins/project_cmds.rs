@@ -193,7 +193,7 @@ fn add_as_with_a_variant_inherits_from_the_known_plugin_and_its_lock_file() {
     .assert_ok();
     // Without a variant, a parent the project lacks is the known plugin's default variant
     // (and with no type word, the parent's name tells the type).
-    p.dsm(&["add", "target-postgres", "--as", "warehouse"])
+    p.dsm(&["add", "target-snowflake", "--as", "warehouse"])
         .assert_ok();
     let text = p.read("meltano.yml");
     assert!(
@@ -204,7 +204,7 @@ fn add_as_with_a_variant_inherits_from_the_known_plugin_and_its_lock_file() {
     );
     assert!(
         text.contains(
-            "  - name: warehouse\n    inherit_from: target-postgres\n    variant: meltanolabs\n"
+            "  - name: warehouse\n    inherit_from: target-snowflake\n    variant: meltanolabs\n"
         ),
         "{text}"
     );
@@ -244,16 +244,21 @@ fn plugins_list_available_filters_by_type_and_search() {
         "--type",
         "loader",
         "--search",
-        "postgres",
+        "snowflake",
     ]);
     run.assert_ok();
     assert!(
         run.stdout
-            .contains("target-postgres  meltanolabs (default)"),
+            .contains("target-snowflake  meltanolabs (default)"),
         "{}",
         run.stdout
     );
-    assert!(!run.stdout.contains("tap-postgres"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("target-snowflake  datamill-co "),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("tap-snowflake"), "{}", run.stdout);
     let json = p.dsm(&[
         "--format",
         "json",
