@@ -27,7 +27,8 @@ pub struct Args {
     /// The plugin type (instead of a leading TYPE word).
     #[arg(long, value_name = "TYPE")]
     pub plugin_type: Option<String>,
-    /// A variant of a known plugin other than the default one.
+    /// A variant of a known plugin other than the default one (with `--as`/`--inherit-from`:
+    /// of the known plugin inherited from).
     #[arg(long)]
     pub variant: Option<String>,
     /// Add a plugin inheriting from this plugin of the project.
@@ -98,9 +99,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     let mut added = Vec::new();
     for name in &names {
-        let ty = match ty_word {
-            Some(t) => t,
-            None => infer_type(name)?,
+        let ty = match (ty_word, &inherit_from) {
+            (Some(t), _) => t,
+            // `dsm add tap-csv --as files`: the parent's name tells the type.
+            (None, Some(parent)) => infer_type(name).or_else(|_| infer_type(parent))?,
+            (None, None) => infer_type(name)?,
         };
         if project.plugins_of(ty).any(|p| &p.name == name) {
             ctx.printer.warn(format!(
@@ -112,7 +115,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         let (entry, lock) = if args.custom {
             (custom_entry(name, &args)?, None)
         } else if let Some(parent) = &inherit_from {
-            (inherited_entry(&project, ty, parent)?, None)
+            let in_project = project.plugins_of(ty).any(|p| &p.name == parent);
+            if args.variant.is_some() || (!in_project && !hub::variants(ty, parent).is_empty()) {
+                // As Meltano does: the parent is the known plugin of that variant (a variant
+                // named is always the known plugin's, even when the project has `parent`).
+                let (known, lock) = catalog_entry(ty, parent, args.variant.as_deref())?;
+                let mut entry = Map::new();
+                entry.insert("inherit_from".into(), J::String(parent.clone()));
+                entry.extend(known);
+                (entry, lock)
+            } else {
+                (inherited_entry(&project, ty, parent)?, None)
+            }
         } else {
             catalog_entry(ty, name, args.variant.as_deref())?
         };
@@ -127,6 +141,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         edit::edit_project_file(&root, |doc| doc.set(&path, &J::Object(entry.clone())))?;
         let how = match (&lock, &inherit_from, args.custom) {
             (_, _, true) => "custom".to_string(),
+            (Some((rel, _)), Some(p), _) => format!(
+                "inheriting from `{p}` variant `{}`, lock file `{}`",
+                entry.get("variant").and_then(J::as_str).unwrap_or_default(),
+                rel.display()
+            ),
             (_, Some(p), _) => format!("inheriting from `{p}`"),
             (Some((rel, _)), _, _) => format!(
                 "variant `{}`, lock file `{}`",

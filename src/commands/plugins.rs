@@ -32,8 +32,12 @@ pub struct ListArgs {
     #[arg(long)]
     pub available: bool,
     /// Only plugins of this type.
-    #[arg(long, value_name = "TYPE")]
+    #[arg(long, visible_alias = "type", value_name = "TYPE")]
     pub plugin_type: Option<String>,
+    /// With `--available`: only plugins whose name, variant, label, description or keywords hold
+    /// every word of TEXT (ignoring case).
+    #[arg(long, value_name = "TEXT", requires = "available")]
+    pub search: Option<String>,
 }
 
 /// Runs `dsm plugins`.
@@ -48,7 +52,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 None => None,
             };
             if a.available {
-                available(ctx, format, ty)
+                available(ctx, format, ty, a.search.as_deref())
             } else {
                 list(ctx, format, ty)
             }
@@ -71,7 +75,8 @@ fn list(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<(
                     "name": p.name,
                     "type": p.plugin_type.singular(),
                     "variant": p.variant,
-                    "inherit_from": p.parent,
+                    // (A parent that is a known plugin, not one of the project, too.)
+                    "inherit_from": p.parent.as_ref().or(p.raw.inherit_from.as_ref()),
                     "definition": p.definition,
                     "pip_url": p.pip_url.as_deref().map(install::redact),
                     "executable": crate::runner::resolve_executable(&project, p),
@@ -111,44 +116,92 @@ fn list(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<(
     Ok(())
 }
 
-fn available(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<()> {
-    let mut items = Vec::new();
-    for t in PluginType::ALL
-        .into_iter()
-        .filter(|t| ty.is_none_or(|w| w == *t))
-    {
-        for (name, variant, def) in hub::entries(t) {
-            items.push((t, name, variant, def));
-        }
-    }
+fn available(
+    ctx: &Context,
+    format: OutputFormat,
+    ty: Option<PluginType>,
+    search: Option<&str>,
+) -> Result<()> {
+    let items: Vec<&hub::Known> = hub::all()
+        .iter()
+        .filter(|k| ty.is_none_or(|t| t == k.plugin_type))
+        .filter(|k| search.is_none_or(|s| hub::matches(k, s)))
+        .collect();
+    // What `dsm add NAME` picks when no variant is given.
+    let picked = |k: &hub::Known| {
+        hub::lookup(k.plugin_type, k.name, None).is_some_and(|d| d.variant == k.variant)
+    };
     if format == OutputFormat::Json {
         let out: Vec<_> = items
             .iter()
-            .map(|(t, name, variant, def)| {
+            .map(|k| {
+                let settings: Vec<_> = k
+                    .definition()
+                    .and_then(|d| d.settings)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| {
+                        let sensitive = crate::settings::is_sensitive(&s);
+                        json!({
+                            "name": s.name,
+                            "kind": s.kind.as_deref().unwrap_or("string"),
+                            "label": s.label,
+                            "description": s.description,
+                            "sensitive": sensitive,
+                            // A sensitive setting's default is not shown, whatever it is.
+                            "value": if sensitive { None } else { s.value },
+                            "options": s.options,
+                        })
+                    })
+                    .collect();
                 json!({
-                    "name": name,
-                    "type": t.singular(),
-                    "variant": variant,
-                    "description": def.description,
-                    "pip_url": def.pip_url,
+                    "name": k.name,
+                    "type": k.plugin_type.singular(),
+                    "variant": k.variant,
+                    "default": picked(k),
+                    "index_default": k.is_index_default(),
+                    "builtin": k.is_builtin(),
+                    "label": k.summary.label,
+                    "description": k.summary.description,
+                    "pip_url": k.summary.pip_url,
+                    "keywords": k.summary.keywords,
+                    "projects": k.projects(),
+                    "settings": settings,
                 })
             })
             .collect();
         ctx.printer.json(&out);
         return Ok(());
     }
+    if items.is_empty() {
+        let what = search.map_or_else(String::new, |s| format!(" matching `{s}`"));
+        ctx.printer.notice(format!(
+            "dsm's catalog has no {}{what}",
+            ty.map_or("plugin".to_string(), |t| t.singular().to_string())
+        ));
+        return Ok(());
+    }
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|(t, name, variant, def)| {
+        .map(|k| {
+            let variant = if picked(k) {
+                format!("{} (default)", k.variant)
+            } else {
+                k.variant.to_string()
+            };
             vec![
-                t.singular().to_string(),
-                name.clone(),
-                variant.clone(),
-                def.pip_url.clone().unwrap_or_else(|| "(built-in)".into()),
+                k.plugin_type.singular().to_string(),
+                k.name.to_string(),
+                variant,
+                k.summary.label.clone().unwrap_or_default(),
+                k.summary
+                    .pip_url
+                    .clone()
+                    .unwrap_or_else(|| "(built-in)".into()),
             ]
         })
         .collect();
     ctx.printer
-        .table(&["TYPE", "NAME", "VARIANT", "PIP_URL"], &rows);
+        .table(&["TYPE", "NAME", "VARIANT", "LABEL", "PIP_URL"], &rows);
     Ok(())
 }

@@ -555,14 +555,67 @@ impl Project {
         }
         chain.push(def.name.clone());
         if let Some(parent_name) = &def.inherit_from {
-            let Some(parent_def) = self
+            // As in Meltano: with a `variant`, or when the project has no plugin of that name,
+            // the parent is the known plugin `parent_name` (its lock file, else dsm's catalog).
+            let in_project = self
                 .file
                 .plugins
                 .of(ty)
                 .iter()
                 .find(|p| &p.name == parent_name)
-                .cloned()
-            else {
+                .filter(|_| def.variant.is_none())
+                .cloned();
+            if in_project.is_none() {
+                let variant = def.variant.as_deref();
+                if let Some((lock_file, base)) = find_lock(&self.root, ty, parent_name, variant) {
+                    return Ok(build_plugin(
+                        ty,
+                        def,
+                        Some(&base),
+                        Definition::Locked { lock_file },
+                        None,
+                    ));
+                }
+                if let Some(base) = crate::hub::find(ty, parent_name, variant) {
+                    return Ok(build_plugin(
+                        ty,
+                        def,
+                        Some(&base),
+                        Definition::Catalog,
+                        None,
+                    ));
+                }
+                if let Some(v) = variant {
+                    let known = crate::hub::variants(ty, parent_name);
+                    let hint = if known.is_empty() {
+                        format!(
+                            "add its lock file `plugins/{}/{parent_name}--{v}.lock`, or remove `variant` to inherit from a plugin of the project",
+                            ty.key()
+                        )
+                    } else {
+                        format!(
+                            "known variants of `{parent_name}`: {}; or remove `variant` to inherit from a plugin of the project",
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    return Err(Diagnostic::error(
+                        "unknown-variant",
+                        &file,
+                        self.plugin_pos(ty, &def.name, "variant"),
+                        format!(
+                            "{} `{}` inherits from `{parent_name}` variant `{v}`, which has no lock file and is not in dsm's catalog",
+                            ty.singular(),
+                            def.name
+                        ),
+                        Some(hint),
+                    ));
+                }
+            }
+            let Some(parent_def) = in_project else {
                 let names: Vec<&str> = self
                     .file
                     .plugins

@@ -95,6 +95,61 @@ fn missing_parent_is_an_error_with_did_you_mean() {
 }
 
 #[test]
+fn inherit_from_with_a_variant_takes_the_known_plugin_not_the_projects() {
+    // As in Meltano: a `variant` makes the parent the known plugin of that variant (its lock
+    // file, else dsm's catalog), even when the project has a plugin of that name.
+    let lock = r#"{"plugin_type": "extractors", "name": "tap-csv", "namespace": "tap_csv",
+        "variant": "meltanolabs", "pip_url": "from-the-lock", "executable": "tap-csv",
+        "settings": [{"name": "files", "kind": "array"}]}"#;
+    let yaml = "plugins:\n  extractors:\n  - name: tap-csv\n    variant: dsm\n  - name: a\n    inherit_from: tap-csv\n    variant: meltanolabs\n  - name: b\n    inherit_from: tap-github\n  - name: c\n    inherit_from: tap-csv\n";
+    let (_t, p) = project(&[
+        ("meltano.yml", yaml),
+        ("plugins/extractors/tap-csv--meltanolabs.lock", lock),
+    ]);
+    let p = p.unwrap();
+    let a = p.plugin("a").unwrap();
+    assert_eq!(a.pip_url.as_deref(), Some("from-the-lock"));
+    assert!(
+        matches!(a.definition, Definition::Locked { .. }),
+        "{:?}",
+        a.definition
+    );
+    assert_eq!(a.parent, None);
+    // Not in the project and no variant: the catalog's default variant of that name.
+    let b = p.plugin("b").unwrap();
+    assert_eq!(b.definition, Definition::Catalog);
+    assert_eq!(b.variant.as_deref(), Some("meltanolabs"));
+    assert_eq!(b.executable, "tap-github");
+    // No variant and in the project: the project's plugin, as before.
+    let c = p.plugin("c").unwrap();
+    assert_eq!(
+        c.definition,
+        Definition::Inherited {
+            parent: "tap-csv".into()
+        }
+    );
+}
+
+#[test]
+fn inherit_from_an_unknown_variant_is_an_error_listing_the_known_ones() {
+    let yaml = "plugins:\n  extractors:\n  - name: tap-csv\n    variant: dsm\n  - name: a\n    inherit_from: tap-csv\n    variant: nope\n";
+    let (_t, p) = project(&[("meltano.yml", yaml)]);
+    let e = p.unwrap_err();
+    assert!(
+        e.message()
+            .contains("inherits from `tap-csv` variant `nope`"),
+        "{}",
+        e.message()
+    );
+    assert!(e.message().contains("line 7"), "{}", e.message());
+    assert!(
+        e.hints()[0].contains("`dsm`, `meltanolabs`"),
+        "{:?}",
+        e.hints()
+    );
+}
+
+#[test]
 fn shadowing_plugin_reads_its_lock_file() {
     let lock = r#"{"plugin_type": "loaders", "name": "target-jsonl", "namespace": "target_jsonl",
         "variant": "andyh1203", "pip_url": "target-jsonl", "settings": [{"name": "destination_path", "value": "output"}]}"#;

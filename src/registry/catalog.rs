@@ -14,8 +14,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::hub;
 use crate::project::annotations::SourceKind;
 use crate::project::{Plugin, PluginType, Project};
+use crate::runner::BUILTINS;
 
 /// The broad kind of a source or destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -79,7 +81,8 @@ pub struct SourceInfo {
 }
 
 /// Type and provider of plugins dsm knows, by (base) name. The built-in plugins first, then
-/// common Singer connectors; anything else is judged by words in its name.
+/// common Singer connectors; anything else is judged by words in its name, then by the keywords
+/// of its entry in dsm's catalog of known plugins.
 const KNOWN: &[(&str, SourceType, &str)] = &[
     ("tap-csv", SourceType::File, "CSV files"),
     ("tap-jsonl", SourceType::File, "JSONL files"),
@@ -141,7 +144,8 @@ impl From<SourceKind> for SourceType {
     }
 }
 
-/// The name the catalog knows a plugin by: its own, or that of the plugin it inherits from.
+/// The name the catalog knows a plugin by: its own, or that of the plugin it inherits from (a
+/// plugin of the project, or a known plugin named by `inherit_from` with a `variant`).
 fn base_name<'a>(project: &'a Project, plugin: &'a Plugin) -> &'a str {
     let mut current = plugin;
     for _ in 0..16 {
@@ -154,13 +158,75 @@ fn base_name<'a>(project: &'a Project, plugin: &'a Plugin) -> &'a str {
             None => break,
         }
     }
-    &current.name
+    current
+        .raw
+        .inherit_from
+        .as_deref()
+        .filter(|_| current.parent.is_none())
+        .unwrap_or(&current.name)
+}
+
+/// The known plugin a project plugin is, judged by what it runs: a built-in plugin (its variant
+/// `dsm`, or its executable a built-in one with nothing to install), else the catalog plugin
+/// whose package it installs, else the plugin it inherits from or its own name when dsm knows
+/// that name, else the catalog plugin whose namespace or executable it has, else its base name.
+fn identity<'a>(project: &'a Project, plugin: &'a Plugin) -> &'a str {
+    let exe = if plugin.executable.is_empty() {
+        plugin.name.as_str()
+    } else {
+        plugin.executable.as_str()
+    };
+    let builtin =
+        plugin.variant.as_deref() == Some(hub::BUILTIN_VARIANT) || plugin.pip_url.is_none();
+    if builtin && let Some(b) = BUILTINS.iter().find(|b| **b == exe) {
+        return b;
+    }
+    let ty = plugin.plugin_type;
+    if let Some(k) = hub::identify(ty, plugin.pip_url.as_deref(), "", "") {
+        return k.name;
+    }
+    let base = base_name(project, plugin);
+    if KNOWN.iter().any(|(n, _, _)| *n == base) || !hub::variants(ty, base).is_empty() {
+        return base;
+    }
+    hub::identify(ty, None, &plugin.namespace, exe).map_or(base, |k| k.name)
+}
+
+/// The type Meltano's index gives a known plugin by its keywords (`file`, `database`, `api`).
+fn type_from_keywords(ty: PluginType, name: &str) -> Option<SourceType> {
+    let known = hub::lookup(ty, name, None)?;
+    let has = |w: &str| {
+        known
+            .summary
+            .keywords
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(w))
+    };
+    if has("file") {
+        Some(SourceType::File)
+    } else if has("database") || has("db") {
+        Some(SourceType::Database)
+    } else if has("api") {
+        Some(SourceType::Api)
+    } else {
+        None
+    }
 }
 
 /// Describes one plugin.
 pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
     let annotation = plugin.annotations.source.clone().unwrap_or_default();
-    let (cat_type, cat_provider) = catalog_entry(base_name(project, plugin));
+    let name = identity(project, plugin);
+    let (mut cat_type, mut cat_provider) = catalog_entry(name);
+    if cat_type == SourceType::Other
+        && let Some(t) = type_from_keywords(plugin.plugin_type, name)
+    {
+        cat_type = t;
+    }
+    if cat_provider.is_none() {
+        cat_provider =
+            hub::lookup(plugin.plugin_type, name, None).and_then(|k| k.summary.label.as_deref());
+    }
     SourceInfo {
         name: plugin.name.clone(),
         plugin_type: plugin.plugin_type.singular().to_owned(),
@@ -171,7 +237,10 @@ pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
             .or(cat_provider.map(str::to_owned)),
         category: annotation.category.clone(),
         labels: annotation.labels.clone(),
-        inherit_from: plugin.parent.clone(),
+        inherit_from: plugin
+            .parent
+            .clone()
+            .or_else(|| plugin.raw.inherit_from.clone()),
         variant: plugin.variant.clone(),
         classification: None,
         stream_labels: Vec::new(),

@@ -142,6 +142,10 @@ fn issue_2_every_json_output_matches_its_schema() {
         ("health", vec!["health"]),
         ("metrics", vec!["metrics"]),
         ("plugins-list", vec!["plugins", "list"]),
+        (
+            "plugins-list-available",
+            vec!["plugins", "list", "--available"],
+        ),
         ("schedule-list", vec!["schedule", "list"]),
         ("secrets-list", vec!["secrets", "list"]),
         ("audit-list", vec!["audit", "list"]),
@@ -173,6 +177,7 @@ fn issue_2_every_json_output_matches_its_schema() {
     assert_eq!(count(&["secrets", "list"]), 1);
     assert!(count(&["audit", "list"]) >= 2);
     assert_eq!(count(&["plugins", "list"]), 2);
+    assert!(count(&["plugins", "list", "--available"]) > 200);
 }
 
 #[test]
@@ -330,6 +335,7 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "logs-list",
         "logs-show",
         "metrics",
+        "plugins-list-available",
         "plugins-list",
         "runs-list",
         "runs-show",

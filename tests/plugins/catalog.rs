@@ -67,40 +67,131 @@ fn catalog_entries_are_well_formed_lock_files() {
         }
         assert!(e["capabilities"].is_array(), "{rel}");
         assert!(e["settings_group_validation"].is_array(), "{rel}");
-        let settings = e["settings"].as_array().unwrap();
-        assert!(!settings.is_empty(), "{rel}");
-        for s in settings {
+        assert!(
+            e["settings_source"].is_string(),
+            "{rel}: no settings_source"
+        );
+        for s in e["settings"].as_array().unwrap() {
             assert!(s["name"].is_string(), "{rel}: {s}");
             assert!(
                 KINDS.contains(&s["kind"].as_str().unwrap()),
                 "{rel}: kind of {s}"
             );
             assert!(s["sensitive"].is_boolean(), "{rel}: {s}");
+            assert!(s["label"].is_string(), "{rel}: {s}");
+            if matches!(s["kind"].as_str(), Some("password" | "oauth")) {
+                assert_eq!(s["sensitive"], true, "{rel}: {s}");
+            }
+            if s["kind"] == "options" {
+                assert!(!s["options"].as_array().unwrap().is_empty(), "{rel}: {s}");
+            }
         }
         if e["variant"] == "dsm" {
             assert!(e.get("pip_url").is_none(), "{rel}");
-        } else {
-            let pip = e["pip_url"].as_str().unwrap();
-            assert!(pip.contains("=="), "{rel}: pip_url pins no version");
+        } else if dir != "utilities" {
+            // (Some utilities run from a container image and install nothing.)
             assert!(
-                e["settings_source"].is_string(),
-                "{rel}: no settings_source"
+                !e["pip_url"].as_str().unwrap_or_default().is_empty(),
+                "{rel}: no pip_url"
             );
         }
     }
-    let python: Vec<&Value> = all
+}
+
+fn index() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("taps/catalog/index.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn catalog_covers_the_most_used_plugins_of_meltanos_index() {
+    let all = entries();
+    let index = index();
+    let source = &index["source"];
+    assert_eq!(source["repository"], "meltano/hub");
+    assert_eq!(source["commit"].as_str().unwrap().len(), 40, "{source}");
+    assert!(source["date"].is_string(), "{source}");
+    let rows = index["plugins"].as_array().unwrap();
+    // The index lists exactly the files that are not dsm's built-ins.
+    let mut listed: Vec<String> = rows
         .iter()
-        .map(|(_, e)| e)
-        .filter(|e| e["variant"] != "dsm")
+        .map(|r| {
+            format!(
+                "{}/{}--{}.json",
+                r["plugin_type"].as_str().unwrap(),
+                r["name"].as_str().unwrap(),
+                r["variant"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert!(
-        python.len() >= 25,
-        "only {} non-built-in entries",
-        python.len()
-    );
-    for kind in ["extractors", "loaders"] {
-        assert!(python.iter().filter(|e| e["plugin_type"] == kind).count() >= 8);
+    listed.sort();
+    let files: Vec<String> = all
+        .iter()
+        .filter(|(_, e)| e["variant"] != "dsm")
+        .map(|(rel, _)| rel.clone())
+        .collect();
+    assert_eq!(listed, files);
+    let defaults = |ty: &str| {
+        rows.iter()
+            .filter(|r| r["plugin_type"] == ty && r["default"] == true)
+            .count()
+    };
+    // The 100 most used extractors, every loader, the mappers and utilities: one default
+    // variant each.
+    assert_eq!(defaults("extractors"), 100);
+    assert!(defaults("loaders") >= 50, "{}", defaults("loaders"));
+    assert!(defaults("mappers") >= 3);
+    assert!(defaults("utilities") >= 20);
+    for (ty, name) in [
+        ("extractors", "tap-github"),
+        ("extractors", "tap-postgres"),
+        ("extractors", "tap-salesforce"),
+        ("extractors", "tap-hubspot"),
+        ("loaders", "target-postgres"),
+        ("loaders", "target-snowflake"),
+        ("loaders", "target-bigquery"),
+        ("mappers", "meltano-map-transformer"),
+        ("utilities", "dbt-postgres"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["plugin_type"] == ty && r["name"] == name && r["default"] == true)
+            .unwrap_or_else(|| panic!("no default variant of {ty} `{name}`"));
+        let (_, entry) = all
+            .iter()
+            .find(|(rel, _)| {
+                *rel == format!("{ty}/{name}--{}.json", row["variant"].as_str().unwrap())
+            })
+            .unwrap();
+        assert!(
+            !entry["settings"].as_array().unwrap().is_empty() || ty == "mappers",
+            "{ty} `{name}` has no settings"
+        );
     }
+    // Ranks follow the usage figures: a name ranked higher has at least as many projects.
+    let ex: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["plugin_type"] == "extractors" && r["default"] == true)
+        .collect();
+    assert_eq!(ex[0]["rank"], 1);
+    assert!(
+        ex.windows(2)
+            .all(|w| w[0]["rank"].as_u64() < w[1]["rank"].as_u64())
+    );
+    // Nearly every extractor and loader comes with settings to build a form from.
+    let with_settings = all
+        .iter()
+        .filter(|(rel, _)| !rel.starts_with("utilities") && !rel.starts_with("mappers"))
+        .filter(|(_, e)| !e["settings"].as_array().unwrap().is_empty())
+        .count();
+    let total = all
+        .iter()
+        .filter(|(rel, _)| !rel.starts_with("utilities") && !rel.starts_with("mappers"))
+        .count();
+    assert!(
+        with_settings * 100 >= total * 95,
+        "{with_settings} of {total}"
+    );
 }
 
 #[test]
@@ -129,7 +220,7 @@ fn built_in_catalog_entries_match_the_binaries_about() {
             .collect();
         assert_eq!(
             from_about, in_catalog,
-            "{rel} is stale: run `scripts/refresh-catalog.py --builtins target/debug --skip-python`"
+            "{rel} is stale: run `scripts/refresh-catalog.py --builtins target/debug`"
         );
         assert_eq!(
             about["capabilities"], entry["capabilities"],

@@ -168,3 +168,63 @@ fn quickstart_example_is_a_meltano_project_whose_job_loads_the_warehouse() {
         rows(&[&["2"]])
     );
 }
+
+/// Runs `meltano` in `dir` (no network: definitions come from the lock files) and returns stdout.
+fn meltano_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(meltano())
+        .args(args)
+        .current_dir(dir)
+        .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .env("MELTANO_DISABLE_TRACKING", "true")
+        .env_remove("MELTANO_PROJECT_ROOT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meltano {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn meltano_accepts_what_dsm_add_writes_for_catalog_plugins() {
+    let p = crate::support::Project::new(
+        "default_environment: dev\nproject_id: dsm-catalog-test\nenvironments:\n- name: dev\n",
+    );
+    // Plugins of the catalog from Meltano's index (an SDK tap, a classic tap, an SDK target, a
+    // mapper) and one inheriting from a known plugin's variant.
+    p.dsm(&["add", "extractor", "tap-github"]).assert_ok();
+    p.dsm(&["add", "extractor", "tap-hubspot"]).assert_ok();
+    p.dsm(&[
+        "add",
+        "loader",
+        "target-postgres",
+        "--variant",
+        "meltanolabs",
+    ])
+    .assert_ok();
+    p.dsm(&["add", "mapper", "meltano-map-transformer"])
+        .assert_ok();
+    p.dsm(&[
+        "add",
+        "extractor",
+        "tap-github",
+        "--variant",
+        "meltanolabs",
+        "--as",
+        "github-prod",
+    ])
+    .assert_ok();
+    for (name, setting) in [
+        ("tap-github", "repositories"),
+        ("tap-hubspot", "client_id"),
+        ("target-postgres", "database"),
+        ("meltano-map-transformer", "stream_maps"),
+        ("github-prod", "GITHUB_PROD_REPOSITORIES"),
+    ] {
+        let out = meltano_ok(p.root(), &["config", "list", name, "--all"]);
+        assert!(out.contains(setting), "meltano config list {name}:\n{out}");
+    }
+}

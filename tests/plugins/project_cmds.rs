@@ -43,7 +43,7 @@ fn add_by_name_writes_the_entry_and_meltanos_lock_file_keeping_comments() {
     assert!(text.contains("- name: prod   # production\n"), "{text}");
     assert!(
         text.contains(
-            "  loaders:\n  - name: target-csv\n    variant: meltanolabs\n    pip_url: \"meltanolabs-target-csv==0.5.0\"\n"
+            "  loaders:\n  - name: target-csv\n    variant: meltanolabs\n    pip_url: meltanolabs-target-csv\n"
         ),
         "{text}"
     );
@@ -115,6 +115,220 @@ fn unknown_names_get_did_you_mean_and_exit_2() {
         run.stderr
     );
     assert_eq!(p.read("meltano.yml"), YML);
+}
+
+#[test]
+fn add_as_with_an_unknown_variant_is_an_error_listing_the_known_ones() {
+    let p = Project::new(YML);
+    // tap-csv is in the project (variant dsm): a variant named still means the known plugin's.
+    for args in [
+        &[
+            "add",
+            "extractor",
+            "tap-csv",
+            "--variant",
+            "nope",
+            "--as",
+            "more-csv",
+        ][..],
+        &[
+            "add",
+            "extractor",
+            "more-csv",
+            "--inherit-from",
+            "tap-csv",
+            "--variant",
+            "nope",
+        ][..],
+        &[
+            "add",
+            "extractor",
+            "tap-github",
+            "--variant",
+            "nope",
+            "--as",
+            "gh",
+        ][..],
+    ] {
+        let run = p.dsm(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("has no variant `nope` in dsm's catalog"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("known variants: `"), "{}", run.stderr);
+    }
+    let run = p.dsm(&[
+        "add",
+        "extractor",
+        "tap-csv",
+        "--variant",
+        "nope",
+        "--as",
+        "x",
+    ]);
+    assert!(
+        run.stderr.contains("`dsm`, `meltanolabs`"),
+        "built-in first, then the index's default: {}",
+        run.stderr
+    );
+    assert_eq!(p.read("meltano.yml"), YML);
+    assert!(!p.root().join("plugins").exists());
+}
+
+#[test]
+fn add_as_with_a_variant_inherits_from_the_known_plugin_and_its_lock_file() {
+    let p = Project::new(YML);
+    p.dsm(&[
+        "add",
+        "extractor",
+        "tap-github",
+        "--variant",
+        "meltanolabs",
+        "--as",
+        "github-prod",
+    ])
+    .assert_ok();
+    // Without a variant, a parent the project lacks is the known plugin's default variant
+    // (and with no type word, the parent's name tells the type).
+    p.dsm(&["add", "target-snowflake", "--as", "warehouse"])
+        .assert_ok();
+    let text = p.read("meltano.yml");
+    assert!(
+        text.contains(
+            "  - name: github-prod\n    inherit_from: tap-github\n    variant: meltanolabs\n    pip_url: meltanolabs-tap-github\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  - name: warehouse\n    inherit_from: target-snowflake\n    variant: meltanolabs\n"
+        ),
+        "{text}"
+    );
+    let lock: Value =
+        serde_json::from_str(&p.read("plugins/extractors/tap-github--meltanolabs.lock")).unwrap();
+    assert_eq!(lock["name"], "tap-github");
+    let list = p.dsm(&["plugins", "list", "--format", "json"]);
+    list.assert_ok();
+    let items: Value = serde_json::from_str(&list.stdout).unwrap();
+    let gh = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "github-prod")
+        .unwrap();
+    assert_eq!(gh["definition"]["kind"], "locked", "{gh}");
+    assert_eq!(gh["inherit_from"], "tap-github", "{gh}");
+    assert_eq!(gh["variant"], "meltanolabs", "{gh}");
+    assert_eq!(
+        gh["executable"].as_str().map(|e| e.ends_with("tap-github")),
+        Some(true),
+        "{gh}"
+    );
+    // Its settings are the known plugin's, under its own name.
+    let config = p.dsm(&["config", "list", "github-prod"]);
+    config.assert_ok();
+    assert!(config.stdout.contains("repositories"), "{}", config.stdout);
+}
+
+#[test]
+fn plugins_list_available_filters_by_type_and_search() {
+    let p = Project::new(YML);
+    let run = p.dsm(&[
+        "plugins",
+        "list",
+        "--available",
+        "--type",
+        "loader",
+        "--search",
+        "snowflake",
+    ]);
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("target-snowflake  meltanolabs (default)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("target-snowflake  datamill-co "),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("tap-snowflake"), "{}", run.stdout);
+    let json = p.dsm(&[
+        "--format",
+        "json",
+        "plugins",
+        "list",
+        "--available",
+        "--search",
+        "map-transformer",
+    ]);
+    json.assert_ok();
+    let items: Value = serde_json::from_str(&json.stdout).unwrap();
+    let names: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["meltano-map-transformer"]);
+    assert_eq!(items[0]["type"], "mapper");
+    assert_eq!(items[0]["default"], true);
+    let settings = items[0]["settings"].as_array().unwrap();
+    assert!(
+        settings
+            .iter()
+            .any(|s| s["name"] == "stream_maps" && s["kind"] == "object")
+    );
+    // A password's default is never shown; the built-ins come first among the extractors.
+    let all = p.dsm(&[
+        "--format",
+        "json",
+        "plugins",
+        "list",
+        "--available",
+        "--type",
+        "extractor",
+    ]);
+    let items: Value = serde_json::from_str(&all.stdout).unwrap();
+    let items = items.as_array().unwrap();
+    assert_eq!(items[0]["variant"], "dsm");
+    assert!(items.len() > 100);
+    for i in items {
+        for s in i["settings"].as_array().unwrap() {
+            if s["sensitive"] == true {
+                assert!(s["value"].is_null(), "{}: {s}", i["name"]);
+            }
+        }
+    }
+    let none = p.dsm(&["plugins", "list", "--available", "--search", "zzzz-no-such"]);
+    none.assert_ok();
+    assert!(
+        none.stderr
+            .contains("dsm's catalog has no plugin matching `zzzz-no-such`"),
+        "{}",
+        none.stderr
+    );
+    // `--search` is for the catalog only.
+    assert_eq!(p.dsm(&["plugins", "list", "--search", "x"]).code, 2);
+}
+
+#[test]
+fn plugins_list_available_table_of_mappers() {
+    let p = Project::new(YML);
+    let run = p.dsm(&["plugins", "list", "--available", "--type", "mapper"]);
+    run.assert_ok();
+    insta::assert_snapshot!(run.stdout, @r"
+    TYPE    NAME                     VARIANT                 LABEL                         PIP_URL
+    mapper  meltano-map-transformer  meltano (default)       Meltano Map Transformer       meltano-map-transform
+    mapper  transform-field          transferwise (default)  Pipelinewise Transform Field  pipelinewise-transform-field
+    mapper  map-gpt-embeddings       meltanolabs (default)   Map GPT Embeddings            git+https://github.com/meltanolabs/map-gpt-embeddings.git
+    ");
 }
 
 #[test]

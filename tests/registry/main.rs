@@ -16,6 +16,7 @@ use dsm::store::{
 use serde_json::Value;
 
 mod connection_tests;
+mod source_types;
 
 struct TestProject {
     dir: tempfile::TempDir,
