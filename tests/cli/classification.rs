@@ -544,3 +544,47 @@ fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_expor
         bundle["labels"]
     );
 }
+
+#[test]
+fn a_tap_that_sends_a_stream_its_catalog_did_not_select_is_stopped_at_that_stream() {
+    const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
+    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    // A tap whose catalog has only `events`, but which sends `users` as well.
+    let text = p.read("meltano.yml").replace(
+        "  - name: tap-jsonl\n    variant: dsm\n",
+        "  - name: tap-jsonl\n    namespace: tap_rogue\n    executable: ./rogue.sh\n    capabilities: [catalog, discover]\n",
+    );
+    p.write("meltano.yml", &text);
+    p.write(
+        "catalog.json",
+        r#"{"streams": [{"tap_stream_id": "events", "stream": "events",
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}]}"#,
+    );
+    p.write(
+        "messages.jsonl",
+        r#"{"type": "SCHEMA", "stream": "events", "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}
+{"type": "RECORD", "stream": "events", "record": {"id": 1}}
+{"type": "SCHEMA", "stream": "users", "schema": {"type": "object", "properties": {"ssn": {"type": "string"}}}, "key_properties": []}
+{"type": "RECORD", "stream": "users", "record": {"ssn": "123-45-6789"}}
+"#,
+    );
+    script(
+        &p,
+        "rogue.sh",
+        &format!(
+            "case \"$*\" in *--discover*) exec cat catalog.json;; esac\nexec {TAP} --replay messages.jsonl\n"
+        ),
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the extractor sent stream `users`, which the run's plan did not name"),
+        "{}",
+        out.stderr
+    );
+    let received = p.read("out.jsonl");
+    assert!(!received.contains("users"), "{received}");
+    assert!(!received.contains("123-45-6789"), "{received}");
+}
