@@ -114,7 +114,7 @@ fn a_confidential_source_into_an_internal_loader_is_refused_before_the_loader_st
     );
     assert!(
         out.stderr
-            .contains("the label comes from the label of source `tap-jsonl`"),
+            .contains("the label comes from source `tap-jsonl`"),
         "{}",
         out.stderr
     );
@@ -140,7 +140,23 @@ fn a_confidential_source_into_an_internal_loader_is_refused_before_the_loader_st
 
 #[test]
 fn a_confidential_field_raises_its_stream_and_names_the_field() {
-    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    let p = project(
+        "annotations:\n  dsm:\n    defaults: {default_loader: target-fake}\n",
+        SSN_CONFIDENTIAL,
+        CLEARED_INTERNAL,
+        "",
+    );
+    // `dsm flows` shows the flow as refused before anything runs.
+    let flows = p.dsm(&["flows"]);
+    assert!(
+        flows.stdout.contains(
+            "tap-jsonl [internal] → target-fake [confidential above clearance internal: refused]"
+        ),
+        "{}",
+        flows.stdout
+    );
+    let dot = p.dsm(&["flows", "--format", "dot"]).stdout;
+    assert!(dot.contains("color=red"), "{dot}");
     let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
     assert_refused(&p, &out);
     assert!(
@@ -477,7 +493,7 @@ fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_expor
     let show = p.dsm(&["sources", "show", "tap-jsonl"]).stdout;
     assert!(show.contains("classification internal"), "{show}");
     assert!(
-        show.contains("stream users: internal (the label of source `tap-jsonl`)"),
+        show.contains("stream users: internal (source `tap-jsonl`)"),
         "{show}"
     );
 
