@@ -320,6 +320,33 @@ fn select_narrows_the_streams_checked_but_cannot_send_a_confidential_one() {
 }
 
 #[test]
+fn a_given_catalog_is_checked_as_it_selects() {
+    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    let dump = p.dsm(&["el", "tap-jsonl", "target-fake", "--dump", "catalog"]);
+    assert_eq!(dump.code, 0, "{}", dump.stderr);
+    p.write("all.json", &dump.stdout);
+    assert_refused(
+        &p,
+        &p.dsm(&["el", "tap-jsonl", "target-fake", "--catalog", "all.json"]),
+    );
+    // The same catalog with `users` deselected goes through.
+    let mut catalog: Value = serde_json::from_str(&dump.stdout).expect("a catalog");
+    for stream in catalog["streams"].as_array_mut().expect("streams") {
+        if stream["stream"] == "users" {
+            for m in stream["metadata"].as_array_mut().expect("metadata") {
+                if m["breadcrumb"] == serde_json::json!([]) {
+                    m["metadata"]["selected"] = Value::Bool(false);
+                }
+            }
+        }
+    }
+    p.write("events.json", &catalog.to_string());
+    let out = p.dsm(&["el", "tap-jsonl", "target-fake", "--catalog", "events.json"]);
+    assert_sent(&p, &out);
+    assert!(!p.read("out.jsonl").contains("ssn"));
+}
+
+#[test]
 fn invoking_a_loader_with_piped_input_fails_closed() {
     let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
     let out = p.dsm(&["invoke", "target-fake"]);
