@@ -128,10 +128,16 @@ pub enum Command {
     Health(commands::health::Args),
     /// The run history.
     Runs(commands::runs::Args),
+    /// Run logs: list them, show one (Meltano's `logs` commands).
+    Logs(commands::logs::Args),
     /// Metrics for monitoring systems.
     Metrics(commands::metrics::Args),
     /// The map of flows: sources, transforms, destinations.
     Flows(commands::flows::Args),
     /// The conflict log of merged streams.
     Conflicts(commands::conflicts::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::completions::Args),
+    /// Print the manual page, or write one page per command with `--output-dir`.
+    Man(commands::man::Args),
 }

@@ -75,15 +75,43 @@ impl Printer {
         let _ = out.flush();
     }
 
+    /// Copies a reader to stdout as it reads (a log file, without holding it in memory). A closed
+    /// pipe ends the copy quietly; a read error is returned.
+    pub fn copy_from(&self, reader: &mut impl io::Read) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if out.write_all(&buf[..n]).is_err() {
+                return Ok(());
+            }
+        }
+        let _ = out.flush();
+        Ok(())
+    }
+
     /// Writes a value as pretty JSON to stdout.
     pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) {
         let text = serde_json::to_string_pretty(value).expect("serialising plain data cannot fail");
         self.line(text);
     }
 
-    /// Writes a table: a header row and rows, columns padded to their widest cell.
+    /// Writes a table: a header row and rows, columns padded to their widest cell. A cell of
+    /// several lines (an error with a traceback) shows its first line, and a notice says where
+    /// the rest is.
     pub fn table(&self, header: &[&str], rows: &[Vec<String>]) {
         self.raw(render_table(header, rows));
+        if rows.iter().flatten().any(|c| c.contains('\n')) {
+            self.notice(
+                "note: a cell shows only the first line of its text; `--format json` has it \
+                 whole, and `dsm runs show RUN_ID` a run's whole error",
+            );
+        }
     }
 
     /// A notice for the user on stderr (suppressed by `--quiet`).
@@ -142,8 +170,37 @@ pub fn render_error(error: &Error) -> String {
     text
 }
 
+/// `n` and the noun, singular for one: `1 record`, `2 records`, `1 STATE message`. `noun` is the
+/// singular; the plural adds `s` to its last word.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n: u64 = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Renders rows under a header with columns padded to the widest cell.
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // One line per row: a multi-line cell keeps its first line, marked as cut.
+    let cut: Vec<Vec<String>>;
+    let rows = if rows.iter().flatten().any(|c| c.contains('\n')) {
+        cut = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| match c.split_once('\n') {
+                        Some((first, _)) => format!("{} [...]", first.trim_end()),
+                        None => c.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        &cut
+    } else {
+        rows
+    };
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -178,6 +235,26 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 30: a multi-line error broke the table.
+    #[test]
+    fn a_multi_line_cell_shows_its_first_line() {
+        let text = render_table(
+            &["NAME", "REASON"],
+            &[vec![
+                "tap-x".into(),
+                "Traceback:\n  File x\nValueError".into(),
+            ]],
+        );
+        assert_eq!(text, "NAME   REASON\ntap-x  Traceback: [...]\n");
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1u64, "record"), "1 record");
+        assert_eq!(count(0u64, "record"), "0 records");
+        assert_eq!(count(2u32, "STATE message"), "2 STATE messages");
+    }
 
     #[test]
     fn table_pads_columns_to_the_widest_cell() {

@@ -193,9 +193,10 @@ impl Progress {
             0.0
         };
         let line = format!(
-            "run {run} {outcome} in {secs:.1}s: {} stream(s), {} records ({}), {rate:.0} records/s",
-            inner.streams.len(),
+            "run {run} {outcome} in {secs:.1}s: {}, {} record{} ({}), {rate:.0} records/s",
+            crate::printer::count(inner.streams.len() as u64, "stream"),
             group_thousands(records),
+            if records == 1 { "" } else { "s" },
             human_bytes(bytes),
         );
         for l in inner.streams.values() {
@@ -329,7 +330,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains(": 2 stream(s), 1,502 records (3.0 KiB), "),
+            line.contains(": 2 streams, 1,502 records (3.0 KiB), "),
             "{line}"
         );
         let counts = p.counts();
@@ -351,7 +352,7 @@ mod tests {
                 Progress::with_output(mode, ProgressDrawTarget::hidden(), Box::new(buf.clone()));
             p.records("users", 3, 30);
             let line = p.finished("r1", "failed");
-            assert!(line.contains("1 stream(s), 3 records (30 B)"), "{line}");
+            assert!(line.contains("1 stream, 3 records (30 B)"), "{line}");
             assert_eq!(buf.text(), "", "{mode:?}");
             assert_eq!(p.counts()["users"].records, 3);
         }

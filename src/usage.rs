@@ -72,6 +72,8 @@ pub fn usage_error(e: &clap::Error, args: &[OsString]) -> Error {
             })
             .unwrap_or_default()
     };
+    // Whether the message already says "did you mean": clap's suggestion is then not repeated.
+    let mut suggested = false;
     let message = match e.kind() {
         ClapKind::UnknownArgument => match arg.as_deref() {
             Some(flag) if flag.starts_with("--") => match flag.split_once('=') {
@@ -89,10 +91,17 @@ pub fn usage_error(e: &clap::Error, args: &[OsString]) -> Error {
         },
         ClapKind::InvalidSubcommand => {
             let typed = context_string(e, ContextKind::InvalidSubcommand);
-            format!(
-                "unrecognized subcommand{}; its value is not shown",
-                position(typed.as_deref())
-            )
+            match typed.as_deref().and_then(|t| near_command(args, t)) {
+                // A near-miss of a command name is no secret: name it and the command meant.
+                Some((parent, typed, meant)) => {
+                    suggested = true;
+                    format!("unknown command `{parent}{typed}`; did you mean `{parent}{meant}`?")
+                }
+                None => format!(
+                    "unrecognized subcommand{}; its value is not shown",
+                    position(typed.as_deref())
+                ),
+            }
         }
         ClapKind::InvalidValue
         | ClapKind::ValueValidation
@@ -127,6 +136,9 @@ pub fn usage_error(e: &clap::Error, args: &[OsString]) -> Error {
         ContextKind::SuggestedArg,
         ContextKind::SuggestedValue,
     ] {
+        if suggested && kind == ContextKind::SuggestedSubcommand {
+            continue;
+        }
         for s in context_strings(e, kind) {
             error = error.hint(format!("did you mean `{s}`?"));
         }
@@ -147,9 +159,37 @@ pub fn usage_error(e: &clap::Error, args: &[OsString]) -> Error {
     error.hint(help_hint(args))
 }
 
-/// `dsm SUBCOMMAND --help`, naming as many subcommand words as were typed before any flag.
-fn help_hint(args: &[OsString]) -> String {
-    // Global flags that take a value may come before the subcommand words.
+/// For a mistyped subcommand `typed`, close enough to a known one by the project's did-you-mean:
+/// the words of the parent command (`"config "`, or `""` at the top), `typed`, and the command
+/// meant.
+fn near_command(args: &[OsString], typed: &str) -> Option<(String, String, String)> {
+    let mut parent = String::new();
+    let mut tree = <Cli as clap::CommandFactory>::command();
+    for word in subcommand_words(args) {
+        if word == typed {
+            break;
+        }
+        match tree.find_subcommand(word) {
+            Some(sub) => {
+                parent.push_str(sub.get_name());
+                parent.push(' ');
+                tree = sub.clone();
+            }
+            None => return None,
+        }
+    }
+    let names: Vec<&str> = tree
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name())
+        .collect();
+    let meant = crate::error::did_you_mean(typed, names.iter().copied())?;
+    Some((parent, typed.to_string(), meant.to_string()))
+}
+
+/// The words of the command line that are not flags or flag values (global flags that take a
+/// value may come before the subcommand words).
+fn subcommand_words(args: &[OsString]) -> Vec<&str> {
     const TAKES_VALUE: [&str; 6] = [
         "--cwd",
         "--environment",
@@ -165,11 +205,14 @@ fn help_hint(args: &[OsString]) -> String {
             tokens.next();
         } else if !t.starts_with('-') {
             words.push(t);
-            if words.len() == 2 {
-                break;
-            }
         }
     }
+    words
+}
+
+/// `dsm SUBCOMMAND --help`, naming as many subcommand words as were typed before any flag.
+fn help_hint(args: &[OsString]) -> String {
+    let words: Vec<&str> = subcommand_words(args).into_iter().take(2).collect();
     let mut cmd = String::from("dsm");
     let mut tree = <Cli as clap::CommandFactory>::command();
     for w in words {
@@ -255,10 +298,25 @@ mod tests {
     }
 
     #[test]
-    fn a_mistyped_subcommand_gets_a_suggestion() {
-        let text = all_text(&error_for("dsm valdate"));
-        assert!(text.contains("did you mean `validate`?"), "{text}");
-        assert!(!text.contains("valdate"), "{text}");
+    fn a_mistyped_subcommand_is_named_with_the_command_meant() {
+        let e = error_for("dsm sycn");
+        assert_eq!(e.message(), "unknown command `sycn`; did you mean `sync`?");
+        let text = all_text(&e);
+        assert_eq!(text.matches("did you mean").count(), 1, "{text}");
+        let e = error_for("dsm --cwd x config lsit tap-x");
+        assert_eq!(
+            e.message(),
+            "unknown command `config lsit`; did you mean `config list`?"
+        );
+    }
+
+    #[test]
+    fn a_subcommand_that_resembles_nothing_stays_hidden() {
+        let text = all_text(&error_for("dsm hunter2"));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("argument 1"), "{text}");
+        let text = all_text(&error_for("dsm secrets s3cr3t-Valu3"));
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 
     #[test]

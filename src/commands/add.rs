@@ -359,7 +359,7 @@ fn write_lock(root: &Path, rel: &Path, text: &str) -> Result<()> {
     }
     let mut body = text.trim_end().to_string();
     body.push('\n');
-    edit::write_atomic(&path, &body)
+    edit::write_new_shared(&path, &body)
 }
 
 /// Records a project change in the audit log when the secrets store is set up (a master key is

@@ -337,10 +337,12 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
                     "value": v.display_value(safe),
                     "source": v.source,
                     "env_var": v.env_vars.first(),
+                    "env_vars": v.env_vars,
                     "kind": v.definition.kind.clone().unwrap_or_else(|| "string".into()),
                     "sensitive": v.sensitive,
                     "declared": v.declared,
                     "default": if safe && v.sensitive { v.definition.value.as_ref().map(|_| J::from(MASK)) } else { v.definition.value.clone() },
+                    "unexpanded": unexpanded(v, safe),
                 })
             })
             .collect();
@@ -367,25 +369,45 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
         text.push_str(title);
         text.push('\n');
         for v in rows {
-            let env = v
-                .env_vars
-                .first()
-                .map(|e| format!(" [env: {e}]"))
-                .unwrap_or_default();
-            let value = match v.display_value(safe) {
+            // Like Meltano: every variable that sets it, the declared default where the value
+            // is not that default, and the value as written where `$VAR` expansion changed it.
+            let env = if v.env_vars.is_empty() {
+                String::new()
+            } else {
+                format!(" [env: {}]", v.env_vars.join(", "))
+            };
+            let shown = |val: Option<J>| match val {
                 Some(J::String(s)) if s == MASK => "(redacted)".to_string(),
                 Some(val) => val.to_string(),
                 None => "(unset)".to_string(),
             };
+            let default = match &v.definition.value {
+                Some(d) if !d.is_null() && !matches!(v.source, Source::Default | Source::Unset) => {
+                    let d = if safe && v.sensitive {
+                        J::from(MASK)
+                    } else {
+                        d.clone()
+                    };
+                    format!(" (default: {})", shown(Some(d)))
+                }
+                _ => String::new(),
+            };
+            let value = shown(v.display_value(safe));
+            let raw = unexpanded(v, safe)
+                .map(|u| format!(": {}", shown(Some(u))))
+                .unwrap_or_default();
             let origin = match v.source {
                 Source::Unset => String::new(),
                 Source::Inherited => format!(
                     " (inherited from `{}`)",
                     p.parent.as_deref().unwrap_or("parent")
                 ),
-                s => format!(" (from {})", s.label()),
+                s => format!(" (from {}{raw})", s.label()),
             };
-            text.push_str(&format!("{}{env} current value: {value}{origin}\n", v.name));
+            text.push_str(&format!(
+                "{}{env}{default} current value: {value}{origin}\n",
+                v.name
+            ));
         }
     }
     if text.is_empty() {
@@ -397,6 +419,17 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
     }
     ctx.printer.raw(text);
     Ok(())
+}
+
+/// The value as written before `$VAR` expansion, when expansion changed it (masked when the
+/// setting is sensitive and `safe`).
+fn unexpanded(v: &settings::SettingValue, safe: bool) -> Option<J> {
+    let raw = v.unexpanded.clone()?;
+    Some(if safe && v.sensitive {
+        J::from(MASK)
+    } else {
+        raw
+    })
 }
 
 /// The setting name from words: several words make a nested name.
@@ -411,10 +444,11 @@ fn config_path(l: &Loaded, p: &Plugin, words: &[String]) -> Vec<Seg> {
     path
 }
 
-fn plugin_ref(p: &Plugin) -> PluginRef<'_> {
+fn plugin_ref<'a>(p: &'a Plugin, l: &'a Loaded) -> PluginRef<'a> {
     PluginRef {
         plugin_type: Some(p.plugin_type),
         name: &p.name,
+        environment: l.environment.as_deref(),
     }
 }
 
@@ -519,14 +553,12 @@ fn set(
     let raw = serde_json::from_str::<J>(&value_text)
         .unwrap_or_else(|_| J::String(value_text.to_string()));
     let typed = match &def {
-        Some(d) => settings::cast(d, raw.clone(), &p.name, Source::Env).or_else(|_| {
-            settings::cast(d, J::String(value_text.to_string()), &p.name, Source::Env)
-        })?,
+        Some(d) => settings::check_set_value(d, &value_text, &p.name, !sensitive)?,
         None => raw,
     };
     let root = l.project.root().to_path_buf();
     let conn = open_db(ctx, &l)?;
-    let pref = plugin_ref(p);
+    let pref = plugin_ref(p, &l);
     let command = format!("dsm config set {} {name}", p.name);
     // The key is checked before anything changes, so a missing key changes nothing.
     let key = match place {
@@ -614,7 +646,7 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
     let name = setting_name(words);
     let root = l.project.root().to_path_buf();
     let conn = open_db(ctx, &l)?;
-    let pref = plugin_ref(p);
+    let pref = plugin_ref(p, &l);
     let command = format!("dsm config unset {} {name}", p.name);
     history::ensure_baseline(&conn, &root, &pref, &command)?;
     let mut removed = unset_secret(&conn, p, &name, &command)?;
@@ -651,7 +683,7 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
     let p = plugin(&l, target)?;
     let root = l.project.root().to_path_buf();
     let conn = open_db(ctx, &l)?;
-    let pref = plugin_ref(p);
+    let pref = plugin_ref(p, &l);
     let command = format!("dsm config reset {}", p.name);
     history::ensure_baseline(&conn, &root, &pref, &command)?;
     let secrets: Vec<String> = secret_store::list(&conn)?
@@ -727,6 +759,7 @@ fn history(ctx: &Context, target: &Target) -> Result<()> {
                 v.version.to_string(),
                 v.at.clone(),
                 v.user.clone(),
+                v.environment.clone().unwrap_or_else(|| "-".into()),
                 v.action.clone(),
                 v.setting.clone().unwrap_or_default(),
                 v.command.clone(),
@@ -734,7 +767,15 @@ fn history(ctx: &Context, target: &Target) -> Result<()> {
         })
         .collect();
     ctx.printer.table(
-        &["VERSION", "AT", "BY", "ACTION", "SETTING", "COMMAND"],
+        &[
+            "VERSION",
+            "AT",
+            "BY",
+            "ENVIRONMENT",
+            "ACTION",
+            "SETTING",
+            "COMMAND",
+        ],
         &rows,
     );
     Ok(())
@@ -748,7 +789,7 @@ fn rollback(ctx: &Context, target: &Target, to: i64) -> Result<()> {
     // The key is needed only when secrets change; rollback says so if it is missing.
     let key = find_key(&conn).ok();
     let command = format!("dsm config rollback {} --to {to}", p.name);
-    let version = history::rollback(&conn, &root, &plugin_ref(p), to, key.as_ref(), &command)?;
+    let version = history::rollback(&conn, &root, &plugin_ref(p, &l), to, key.as_ref(), &command)?;
     if ctx.printer.format() == OutputFormat::Json {
         ctx.printer.json(&serde_json::json!({
             "plugin": p.name, "restored": to, "version": version,

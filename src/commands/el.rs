@@ -66,11 +66,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         mappers: Vec::new(),
         loader: args.loader,
     };
+    let choice = args.flags.install_choice();
     crate::commands::install::auto_install(
         &ctx.printer,
         &project,
         &[flow.extractor.clone(), flow.loader.clone()],
+        choice,
     )?;
+    if choice == crate::commands::run::InstallChoice::OnlyInstall {
+        return Ok(());
+    }
     let report = runner::run_flow(&project, env, &flow, &opts)?;
     finish(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }

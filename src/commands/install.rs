@@ -213,10 +213,22 @@ pub fn auto_install_enabled(project: &Project) -> Result<bool> {
     Ok(project.file().auto_install == Some(true))
 }
 
-/// With `auto_install` on, installs the plugins that `blocks` (after job expansion) name and
-/// that are not installed yet.
-pub fn auto_install(printer: &Printer, project: &Project, blocks: &[String]) -> Result<()> {
-    if !auto_install_enabled(project)? {
+/// Installs the plugins that `blocks` (after job expansion) name and that are missing or
+/// changed, when `choice` says so (`--install`, `--only-install`) or, without a flag, when
+/// `auto_install` is on.
+pub fn auto_install(
+    printer: &Printer,
+    project: &Project,
+    blocks: &[String],
+    choice: crate::commands::run::InstallChoice,
+) -> Result<()> {
+    use crate::commands::run::InstallChoice;
+    let install = match choice {
+        InstallChoice::Install | InstallChoice::OnlyInstall => true,
+        InstallChoice::NoInstall => false,
+        InstallChoice::Auto => auto_install_enabled(project)?,
+    };
+    if !install {
         return Ok(());
     }
     let words = crate::runner::blocks::expand_jobs(project, blocks)?;

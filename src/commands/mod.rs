@@ -2,6 +2,7 @@
 
 pub mod add;
 pub mod audit;
+pub mod completions;
 pub mod config;
 pub mod conflicts;
 pub mod el;
@@ -13,6 +14,8 @@ pub mod init;
 pub mod install;
 pub mod invoke;
 pub mod job;
+pub mod logs;
+pub mod man;
 pub mod metrics;
 pub mod plugins;
 pub mod remove;
@@ -119,8 +122,11 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Test(args) => test::run(ctx, args),
         Command::Health(args) => health::run(ctx, args),
         Command::Runs(args) => runs::run(ctx, args),
+        Command::Logs(args) => logs::run(ctx, args),
         Command::Metrics(args) => metrics::run(ctx, args),
         Command::Flows(args) => flows::run(ctx, args),
         Command::Conflicts(args) => conflicts::run(ctx, args),
+        Command::Completions(args) => completions::run(ctx, args),
+        Command::Man(args) => man::run(ctx, args),
     }
 }

@@ -31,7 +31,7 @@ pub struct RunFlags {
     #[arg(long)]
     pub no_state_update: bool,
     /// Run even when another run of the same flow holds its lock.
-    #[arg(long)]
+    #[arg(long, short = 'f')]
     pub force: bool,
     /// Appended to the state id as `:{SUFFIX}`.
     #[arg(long, value_name = "SUFFIX")]
@@ -39,11 +39,14 @@ pub struct RunFlags {
     /// How STATE messages are written.
     #[arg(long, value_enum)]
     pub state_strategy: Option<StateStrategy>,
+    /// Meltano's older spelling of `--state-strategy merge`.
+    #[arg(long, hide = true, conflicts_with = "state_strategy")]
+    pub merge_state: bool,
     /// Run catalog discovery even when a cached catalog matches.
     #[arg(long)]
     pub refresh_catalog: bool,
     /// Show what would run without starting any plugin.
-    #[arg(long)]
+    #[arg(long, visible_alias = "dry")]
     pub dry_run: bool,
     /// The id to record this run under.
     #[arg(long, value_name = "ID")]
@@ -51,6 +54,29 @@ pub struct RunFlags {
     /// Stop the run after this long: seconds, or `90s`, `15m`, `2h` (exit 124).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Install the plugins the run needs when they are missing or changed, then run.
+    #[arg(long, overrides_with_all = ["no_install", "only_install"])]
+    pub install: bool,
+    /// Do not install plugins, even with `auto_install` on.
+    #[arg(long, overrides_with_all = ["install", "only_install"])]
+    pub no_install: bool,
+    /// Install the plugins the run needs when missing or changed, then exit without running.
+    #[arg(long, overrides_with_all = ["install", "no_install"])]
+    pub only_install: bool,
+}
+
+/// What a run does about plugins that are not installed (Meltano's `--install`,
+/// `--no-install`, `--only-install`; without a flag the project's `auto_install` decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallChoice {
+    /// As `auto_install` (or `DSM_AUTO_INSTALL` / `MELTANO_AUTO_INSTALL`) says.
+    Auto,
+    /// Install what is missing, then run.
+    Install,
+    /// Install nothing.
+    NoInstall,
+    /// Install what is missing, then stop.
+    OnlyInstall,
 }
 
 /// Parses `30`, `30s`, `15m`, `2h`.
@@ -97,10 +123,24 @@ fn env_bool(flag: &str) -> Result<bool> {
 }
 
 impl RunFlags {
+    /// What to do about plugins that are not installed.
+    pub fn install_choice(&self) -> InstallChoice {
+        if self.only_install {
+            InstallChoice::OnlyInstall
+        } else if self.install {
+            InstallChoice::Install
+        } else if self.no_install {
+            InstallChoice::NoInstall
+        } else {
+            InstallChoice::Auto
+        }
+    }
+
     /// The flags merged with their environment variables, as runner options.
     pub fn options(&self, ctx: &Context) -> Result<RunOptions> {
         let state_strategy = match (self.state_strategy, env_value("STATE_STRATEGY")) {
             (Some(s), _) => s,
+            (None, _) if self.merge_state => StateStrategy::Merge,
             (None, None) => StateStrategy::Auto,
             (None, Some(v)) => {
                 <StateStrategy as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
@@ -228,6 +268,12 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                     format!(" ({})", per_stream.join(", "))
                 }
             ));
+            if let Some(destination) = &report.destination {
+                ctx.printer.notice(format!("  loaded into {destination}"));
+            }
+            if let Some(note) = &report.resent {
+                ctx.printer.notice(format!("note: {note}"));
+            }
         }
         if let Err(e) = report.into_result() {
             failure = Some(e);
@@ -250,7 +296,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     let opts = args.flags.options(ctx)?;
-    crate::commands::install::auto_install(&ctx.printer, &project, &args.blocks)?;
+    let choice = args.flags.install_choice();
+    crate::commands::install::auto_install(&ctx.printer, &project, &args.blocks, choice)?;
+    if choice == InstallChoice::OnlyInstall {
+        return Ok(());
+    }
     let reports = runner::run_steps(&project, env, &args.blocks, &opts)?;
     finish(ctx, reports)
 }

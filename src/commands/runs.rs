@@ -169,9 +169,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 OutputFormat::Text => {
                     let verb = if dry_run { "would remove" } else { "removed" };
                     ctx.printer.notice(format!(
-                        "{verb} {} run(s) and {} file(s)",
-                        outcome.runs.len(),
-                        outcome.files.len()
+                        "{verb} {} and {}",
+                        crate::printer::count(outcome.runs.len() as u64, "run"),
+                        crate::printer::count(outcome.files.len() as u64, "file")
                     ));
                     for (path, reason) in &outcome.failed_files {
                         ctx.printer

@@ -266,6 +266,8 @@ fn record_history(
     let pref = history::PluginRef {
         plugin_type,
         name: plugin,
+        // Secrets belong to the plugin, not to one environment.
+        environment: None,
     };
     match change {
         None => history::ensure_baseline(conn, root, &pref, command),
@@ -280,6 +282,14 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
     let (key, _) = master_key(&conn)?;
     let value = read_value(&args)?;
     let n = &args.name;
+    // A value the setting's kind refuses is refused now, not at the next run.
+    if let Some(def) = crate::project::Project::load(&root)
+        .ok()
+        .and_then(|p| p.find_plugin(&n.plugin, None).ok().cloned())
+        .and_then(|p| p.setting(&n.setting).cloned())
+    {
+        crate::settings::check_set_value(&def, value.expose(), &n.plugin, false)?;
+    }
     record_history(&root, &conn, &n.plugin, "dsm secrets set", None)?;
     secrets::set_secret(
         &conn,

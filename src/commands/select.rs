@@ -257,7 +257,7 @@ fn list(
     for p in &select {
         out.push_str(&format!("\t{}\n", SelectPattern::parse(p).raw));
     }
-    out.push_str("\nSelected attributes:\n");
+    out.push_str("\nSelected properties:\n");
     for (stream, _, prop, state) in &rows {
         out.push_str(&format!(
             "\t[{:<MARK_WIDTH$}] {stream}.{prop}\n",

@@ -347,7 +347,10 @@ fn operator_change(
     ctx.printer.notice(format!(
         "`{}` is now {}{}",
         change.name,
-        status.as_str(),
+        match status {
+            OperatorStatus::Maintenance => "in maintenance",
+            other => other.as_str(),
+        },
         if status == OperatorStatus::Active {
             ""
         } else {

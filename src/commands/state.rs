@@ -56,6 +56,14 @@ pub enum StateCommand {
         #[arg(long)]
         no_validate: bool,
     },
+    /// Edit a flow's state in `$VISUAL` / `$EDITOR` (checked before it is saved; audited).
+    ///
+    /// The state opens as pretty JSON (`{}` when the flow has none); saving an empty file or
+    /// the same state changes nothing.
+    Edit {
+        /// The state id.
+        state_id: String,
+    },
     /// Add bookmarks to a flow's state (deep-merged over what it has).
     Merge {
         /// The state id to merge into.
@@ -151,6 +159,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             ctx.printer.notice(format!("state of `{id}` set"));
             Ok(())
         }
+        StateCommand::Edit { state_id } => edit(ctx, &StateId::new(state_id)),
         StateCommand::Merge {
             state_id,
             state,
@@ -243,6 +252,69 @@ pub(crate) fn open_store(ctx: &Context) -> Result<Arc<dyn Store>> {
         ctx.project_root()?
     };
     store::open_for_project(ctx.global.database_uri.as_deref(), &base)
+}
+
+/// `dsm state edit`: the state in a private temporary file, the user's editor on it, the result
+/// checked as `dsm state set` checks it, then stored and audited.
+fn edit(ctx: &Context, id: &StateId) -> Result<()> {
+    let store = open_store(ctx)?;
+    let current = store.get_state(id)?;
+    let initial = current.clone().unwrap_or_else(|| Value::Object(Map::new()));
+    let text = serde_json::to_string_pretty(&initial).expect("a JSON value serialises") + "\n";
+    // The folder is the owner's alone (0700), and goes when `dir` drops.
+    let dir = tempfile::Builder::new()
+        .prefix("dsm-state-edit-")
+        .tempdir()?;
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, text.as_bytes())?;
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+        .unwrap_or_else(|| "vi".to_owned());
+    let mut words = shlex::split(&editor)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| {
+            Error::config(format!("the editor `{editor}` cannot be split into words"))
+                .hint("set `EDITOR` to a command such as `vim` or `code --wait`")
+        })?;
+    let program = words.remove(0);
+    let status = std::process::Command::new(&program)
+        .args(&words)
+        .arg(&path)
+        .status()
+        .map_err(|e| {
+            Error::config(format!("cannot start the editor `{program}`: {e}"))
+                .hint("set `VISUAL` or `EDITOR` to an editor on PATH")
+        })?;
+    if !status.success() {
+        return Err(Error::failed(format!(
+            "the editor `{program}` exited with {status}; the state of `{id}` is unchanged"
+        )));
+    }
+    let edited = std::fs::read_to_string(&path)?;
+    if edited.trim().is_empty() {
+        ctx.printer
+            .notice(format!("empty file: the state of `{id}` is unchanged"));
+        return Ok(());
+    }
+    let payload: Value = serde_json::from_str(&edited).map_err(|e| {
+        Error::config(format!(
+            "the edited state of `{id}` is not JSON: line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+        .hint("nothing was saved; run `dsm state edit` again")
+    })?;
+    if payload == initial {
+        ctx.printer
+            .notice(format!("no change: the state of `{id}` is unchanged"));
+        return Ok(());
+    }
+    validate_payload(&payload)?;
+    store.write_state(id, &payload, false, StateAction::Set, Some("edited"))?;
+    crate::commands::add::audit(ctx, "dsm state edit", "state.edit", id.as_str());
+    ctx.printer.notice(format!("state of `{id}` saved"));
+    Ok(())
 }
 
 fn no_state(id: &StateId) -> Error {

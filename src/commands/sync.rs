@@ -11,7 +11,7 @@ use crate::commands::schedule::{read_record, write_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::orchestrate::project_flows::{runs_in_plain_sync, scheduled_jobs};
 use crate::orchestrate::{
-    Blocks, Flow, FlowKind, FlowResult, FlowStatus, Interval, Overlap, Plan, Summary,
+    Blocks, Flow, FlowKind, FlowNotes, FlowResult, FlowStatus, Interval, Overlap, Plan, Summary,
     attempt_trigger, project_flows, select_by_names,
 };
 use crate::printer::OutputFormat;
@@ -146,14 +146,27 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
                 .flat_map(|r| r.streams.values())
                 .map(|c| c.records)
                 .sum();
-            match reports.into_iter().find_map(|r| r.into_result().err()) {
+            let notes = FlowNotes {
+                destinations: reports
+                    .iter()
+                    .filter_map(|r| r.destination.clone())
+                    .collect(),
+                resent: reports.iter().filter_map(|r| r.resent.clone()).collect(),
+                run_ids: reports
+                    .iter()
+                    .filter_map(|r| r.run_id.as_ref().map(ToString::to_string))
+                    .collect(),
+            };
+            let mut result = match reports.into_iter().find_map(|r| r.into_result().err()) {
                 Some(e) => {
                     let mut result = FlowResult::failure_with_details(e.to_string(), explain(&e));
                     result.records = records;
                     result
                 }
                 None => FlowResult::success(records),
-            }
+            };
+            result.notes = notes;
+            result
         }
     }
 }
@@ -246,6 +259,11 @@ pub fn finish(ctx: &Context, summary: &Summary, overlap: Overlap) -> Result<()> 
             for line in summary.lines() {
                 ctx.printer.line(line);
             }
+            for flow in &summary.flows {
+                for note in &flow.notes.resent {
+                    ctx.printer.notice(format!("note: `{}`: {note}", flow.name));
+                }
+            }
         }
     }
     error.map_or(Ok(()), Err)
@@ -275,8 +293,8 @@ fn busy(summary: &Summary) -> Error {
 fn failure(summary: &Summary) -> Error {
     let bad = summary.flows.iter().filter(|f| !f.status.is_ok()).count();
     let mut error = Error::failed(format!(
-        "{bad} of {} flows did not succeed",
-        summary.flows.len()
+        "{bad} of {} did not succeed",
+        crate::printer::count(summary.flows.len() as u64, "flow")
     ));
     for flow in summary
         .flows

@@ -64,16 +64,16 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
         return Err(error);
     }
     ctx.printer.line(format!(
-        "{} is valid: {} plugins, {} environments, {} jobs, {} schedules{}",
+        "{} is valid: {}, {}, {}, {}{}",
         project::PROJECT_FILE,
-        project.plugins().len(),
-        project.environments().len(),
-        project.jobs().len(),
-        project.schedules().len(),
+        printer::count(project.plugins().len() as u64, "plugin"),
+        printer::count(project.environments().len() as u64, "environment"),
+        printer::count(project.jobs().len() as u64, "job"),
+        printer::count(project.schedules().len() as u64, "schedule"),
         if warnings.is_empty() {
             String::new()
         } else {
-            format!(" ({} warnings)", warnings.len())
+            format!(" ({})", printer::count(warnings.len() as u64, "warning"))
         }
     ));
     Ok(())

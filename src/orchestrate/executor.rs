@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::flow::Flow;
 use super::graph::Plan;
-use super::summary::{AttemptReport, FlowReport, FlowStatus, Summary};
+use super::summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, Summary};
 
 /// What one attempt of a flow did, as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub struct FlowResult {
     /// It did not start because another process runs the same flow (its lock is held): not
     /// retried, and not a failure.
     pub already_running: bool,
+    /// Where the data went and why records were sent again, for people.
+    pub notes: FlowNotes,
 }
 
 impl FlowResult {
@@ -42,6 +44,7 @@ impl FlowResult {
             error: None,
             details: Vec::new(),
             already_running: false,
+            notes: FlowNotes::default(),
         }
     }
 
@@ -53,6 +56,7 @@ impl FlowResult {
             error: Some(error.into()),
             details: Vec::new(),
             already_running: false,
+            notes: FlowNotes::default(),
         }
     }
 
@@ -133,6 +137,7 @@ where
                     details: Vec::new(),
                     skipped_because: None,
                     paused_reason: Some(reason.clone()),
+                    notes: FlowNotes::default(),
                 });
                 skip_dependants(plan, &dependants, i, &mut finished, &mut reports);
                 continue;
@@ -159,6 +164,7 @@ where
                     details: Vec::new(),
                     skipped_because: None,
                     paused_reason: None,
+                    notes: FlowNotes::default(),
                 };
                 (i, report)
             }
@@ -215,6 +221,7 @@ fn skip_dependants(
                 details: Vec::new(),
                 skipped_because: Some(plan.flows[cause].name.clone()),
                 paused_reason: None,
+                notes: FlowNotes::default(),
             });
             stack.push(d);
         }
@@ -255,6 +262,7 @@ where
                 duration: attempt_started.elapsed(),
                 error: result.error,
                 details: result.details,
+                notes: result.notes,
             },
             None => AttemptReport {
                 number,
@@ -266,6 +274,7 @@ where
                     flow.timeout.unwrap_or_default()
                 )),
                 details: Vec::new(),
+                notes: FlowNotes::default(),
             },
         };
         tracing::debug!(flow = %flow.name, attempt = number, status = ?report.status, "flow attempt ended");
@@ -288,6 +297,7 @@ where
         duration: started.elapsed(),
         error: last.error.clone(),
         details: last.details.clone(),
+        notes: last.notes.clone(),
         attempts: reports,
         skipped_because: None,
         paused_reason: None,

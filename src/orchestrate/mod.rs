@@ -27,7 +27,7 @@ pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
 pub use project_flows::project_flows;
 pub use retry::{RetryBackoff, RetryPolicy, attempt_of_trigger, attempt_trigger, parse_duration};
-pub use summary::{AttemptReport, FlowReport, FlowStatus, Overlap, Summary};
+pub use summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, Overlap, Summary};
 
 use crate::error::Error;
 

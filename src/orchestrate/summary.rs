@@ -74,6 +74,17 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
+/// What a flow's summary line adds for people (not part of the JSON document).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowNotes {
+    /// Where the data went: the loader and its destination, one per run of the attempt.
+    pub destinations: Vec<String>,
+    /// Why records were sent again though the flow synced before.
+    pub resent: Vec<String>,
+    /// The run ids of the attempt, for `dsm runs show`.
+    pub run_ids: Vec<String>,
+}
+
 /// One attempt of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptReport {
@@ -92,6 +103,9 @@ pub struct AttemptReport {
     /// not in the JSON document's flows.
     #[serde(skip)]
     pub details: Vec<String>,
+    /// Destination, records sent again, run ids.
+    #[serde(skip)]
+    pub notes: FlowNotes,
 }
 
 /// One flow's result.
@@ -120,6 +134,9 @@ pub struct FlowReport {
     pub skipped_because: Option<String>,
     /// For a paused flow: why (`source `tap-x` is in maintenance: reason`).
     pub paused_reason: Option<String>,
+    /// The last attempt's [`AttemptReport::notes`].
+    #[serde(skip)]
+    pub notes: FlowNotes,
 }
 
 /// All flows of one `dsm sync`, in plan order (dependencies first, then the project file's order).
@@ -190,14 +207,26 @@ impl Summary {
                 let attempts = f.attempts.len();
                 line.push_str(&format!(
                     "  {} record{}  {}  {} attempt{}",
-                    thousands(f.records),
+                    crate::progress::group_thousands(f.records),
                     if f.records == 1 { "" } else { "s" },
                     human_duration(f.duration),
                     attempts,
                     if attempts == 1 { "" } else { "s" },
                 ));
                 if let Some(error) = &f.error {
-                    line.push_str(&format!("  {error}"));
+                    // A line per flow: a message of several lines shows its first, and says
+                    // where the rest is.
+                    let mut lines = error.lines();
+                    line.push_str(&format!("  {}", lines.next().unwrap_or_default()));
+                    if lines.next().is_some() {
+                        match f.notes.run_ids.last() {
+                            Some(id) => line.push_str(&format!(" (more: `dsm runs show {id}`)")),
+                            None => line.push_str(" (more below)"),
+                        }
+                    }
+                }
+                if f.status == FlowStatus::Succeeded && !f.notes.destinations.is_empty() {
+                    line.push_str(&format!("  → {}", f.notes.destinations.join(", ")));
                 }
                 line
             })
@@ -217,19 +246,6 @@ impl Summary {
         object.insert("exit_code".into(), self.exit_code_with(overlap).into());
         value
     }
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `0.4s`, `12.4s`, `3m05s`, `1h02m`.
@@ -261,6 +277,7 @@ mod tests {
                 duration: Duration::from_millis(1500),
                 error: None,
                 details: Vec::new(),
+                notes: FlowNotes::default(),
             })
             .collect();
         FlowReport {
@@ -276,7 +293,28 @@ mod tests {
             skipped_because: (status == FlowStatus::Skipped).then(|| "load".into()),
             paused_reason: (status == FlowStatus::Paused)
                 .then(|| "source `tap-x` is inactive: moved to the new API".into()),
+            notes: FlowNotes::default(),
         }
+    }
+
+    // Issue 30: a multi-line error broke the summary, and a sync did not say where data went.
+    #[test]
+    fn lines_show_an_error_s_first_line_and_where_the_data_went() {
+        let mut failed = report("load", FlowStatus::Failed, 0, 1);
+        failed.error = Some("Traceback (most recent call last):\n  File x\nValueError".into());
+        failed.notes.run_ids = vec!["0192-abc".into()];
+        let mut ok = report("csv", FlowStatus::Succeeded, 1, 1);
+        ok.notes.destinations = vec!["`target-sqlite` (database `out.db`)".into()];
+        let summary = Summary {
+            flows: vec![failed, ok],
+        };
+        assert_eq!(
+            summary.lines(),
+            [
+                "load  failed     0 records  12.4s  1 attempt  Traceback (most recent call last): (more: `dsm runs show 0192-abc`)",
+                "csv   succeeded  1 record  12.4s  1 attempt  → `target-sqlite` (database `out.db`)",
+            ]
+        );
     }
 
     #[test]
@@ -358,8 +396,8 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
         assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(crate::progress::group_thousands(999), "999");
+        assert_eq!(crate::progress::group_thousands(1000), "1,000");
     }
 
     /// The checked-in schema names exactly the keys the summary writes, and requires them all.

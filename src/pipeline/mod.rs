@@ -56,6 +56,9 @@ pub struct PipelineOptions {
     pub log: Option<RunLog>,
     /// The live display the extractor's records are counted into (on a terminal).
     pub progress: Option<crate::progress::Progress>,
+    /// The loader declares the `batch` capability: BATCH messages that no transform reads are
+    /// relayed to it; otherwise dsm reads their files and sends RECORD messages.
+    pub loader_takes_batches: bool,
 }
 
 impl Default for PipelineOptions {
@@ -73,6 +76,7 @@ impl Default for PipelineOptions {
             zero_copy: true,
             log: None,
             progress: None,
+            loader_takes_batches: true,
         }
     }
 }
@@ -382,6 +386,7 @@ pub async fn run(
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
 
     // Segments: stdout of i → stdin of i+1.
+    let last_segment = transforms.len();
     for (i, chain) in transforms.into_iter().enumerate() {
         let stdout = procs[i].take_stdout().expect("stdout was piped");
         let stdin = procs[i + 1].take_stdin().expect("stdin was piped");
@@ -437,6 +442,7 @@ pub async fn run(
                 None
             },
             shown: BTreeMap::new(),
+            expand_all_batches: i + 1 == last_segment && !options.loader_takes_batches,
         };
         readers.push(tokio::spawn(reader.run()));
         tasks.push(tokio::spawn(segment::write(

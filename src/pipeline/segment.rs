@@ -112,7 +112,15 @@ pub(super) struct Reader {
     pub progress: Option<crate::progress::Progress>,
     /// Records and bytes per stream already passed to `progress`.
     pub shown: BTreeMap<String, StreamCounts>,
+    /// Read every BATCH message's files and send RECORD messages instead (the next plugin is
+    /// a loader that does not declare the `batch` capability). Batches of streams a transform
+    /// of this segment touches are always read.
+    pub expand_all_batches: bool,
 }
+
+/// The most record bytes one BATCH message may expand to (its records are sent on as one
+/// block): a larger batch is an error that says to make the tap's batches smaller.
+const MAX_BATCH_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Reader {
     /// Passes the counts gathered since the last call to the live display: once per block
@@ -194,7 +202,15 @@ impl Reader {
         let number = report.lines + memchr::memchr_iter(b'\n', &buf[..end]).count() as u64 + 1;
         let what = format!("longer than the limit of {} bytes", self.max_line);
         let head = &buf[end..(end + 320).min(buf.len())];
-        self.bad_line(report, number, &what, head).map(|()| true)
+        self.bad_line(report, number, &what, head)
+            .map(|()| true)
+            .map_err(|e| {
+                e.hint(format!(
+                    "the limit is the `elt.buffer_size` setting, in bytes: raise it in \
+                     meltano.yml (`elt: {{buffer_size: {}}}`)",
+                    self.max_line.saturating_mul(2)
+                ))
+            })
     }
 
     /// A fresh or recycled buffer with room for `want` bytes.
@@ -691,6 +707,14 @@ impl Reader {
                 report.states += 1;
             }
         }
+        if env.kind == MessageKind::Batch
+            && env
+                .stream
+                .as_deref()
+                .is_some_and(|s| self.expands_batches_of(s))
+        {
+            return Ok(Head::Tail(env, sanitized));
+        }
         if self.transforms.is_empty() {
             return Ok(Head::Done(pass_on(sanitized, line, raw)));
         }
@@ -728,6 +752,14 @@ impl Reader {
                     })?;
                 }
             }
+        }
+        if env.kind == MessageKind::Batch
+            && env
+                .stream
+                .as_deref()
+                .is_some_and(|s| self.expands_batches_of(s))
+        {
+            return self.expand_batch(bytes, line, report, state);
         }
         let touched = !self.transforms.is_empty()
             && env.kind != MessageKind::State
@@ -795,6 +827,90 @@ impl Reader {
             return Ok(Action::Transformed);
         }
         Ok(pass_on(sanitized, line, raw))
+    }
+}
+
+impl Reader {
+    /// Whether a BATCH message of `stream` is read here rather than relayed.
+    fn expands_batches_of(&self, stream: &str) -> bool {
+        self.expand_all_batches || self.transforms.iter().any(|t| t.touches(stream))
+    }
+
+    /// Reads the files of a BATCH message and puts its records through the transforms as if the
+    /// producer had sent them as RECORD lines; what comes out replaces the BATCH line.
+    fn expand_batch(
+        &mut self,
+        bytes: &[u8],
+        line: &[u8],
+        report: &mut SegmentReport,
+        state: &mut LineState,
+    ) -> Result<Action, Error> {
+        let n = report.lines;
+        let batch = match Message::parse_scanned(bytes, MessageKind::Batch) {
+            Ok(Message::Batch(b)) => b,
+            Ok(_) => unreachable!("a BATCH line parses as BATCH"),
+            Err(e) => {
+                self.bad_line(report, n, &format!("not a Singer message ({e})"), line)?;
+                return Ok(Action::Skip);
+            }
+        };
+        let at = |e: Error| e.detail(format!("at line {n} of {}", self.label));
+        let batch_error = |e: crate::singer::batch::BatchError| {
+            let hint = match &e {
+                crate::singer::batch::BatchError::TooLarge { .. } => {
+                    "make the tap's batches smaller (the Singer SDK's `batch_config.batch_size`)"
+                }
+                _ => {
+                    "turn off the tap's `batch_config` to send records, or declare nothing in dsm that reads this stream"
+                }
+            };
+            Error::failed(e.to_string()).hint(hint)
+        };
+        crate::singer::batch::check(&batch).map_err(|e| at(batch_error(e)))?;
+        let LineState {
+            produced,
+            spare,
+            transformed,
+            ..
+        } = state;
+        transformed.clear();
+        let stream = batch.stream.clone();
+        let mut record_bytes = 0u64;
+        let mut records = 0u64;
+        let transforms = &mut self.transforms;
+        let read = crate::singer::batch::for_each_record(&batch, MAX_BATCH_BYTES, |record| {
+            let message = Message::Record(crate::singer::message::RecordMessage {
+                stream: stream.clone(),
+                record,
+                version: None,
+                time_extracted: None,
+                extra: serde_json::Map::new(),
+            });
+            let before = transformed.len();
+            if transforms.is_empty() {
+                message.write_line(transformed);
+                transformed.push(b'\n');
+            } else {
+                apply_chain(transforms, message, produced, spare)?;
+                for m in produced.drain(..) {
+                    m.write_line(transformed);
+                    transformed.push(b'\n');
+                }
+            }
+            record_bytes += (transformed.len() - before) as u64;
+            records += 1;
+            Ok::<(), crate::transform::TransformError>(())
+        })
+        .map_err(|e| at(batch_error(e)))?;
+        read.map_err(|e| at(Error::from(e)))?;
+        if self.index == 0 {
+            // The records count as the stream's, as if the tap had sent them one by one.
+            report.count(&stream, 0, false);
+            report.current.1.records += records;
+            report.current.1.bytes += record_bytes;
+        }
+        tracing::debug!(plugin = %self.label, stream = %stream, records, "read a BATCH message's files and sent its records");
+        Ok(Action::Transformed)
     }
 }
 

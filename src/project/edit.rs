@@ -607,6 +607,18 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `path` with `text` as a file to commit and share: readable by everyone (0644 on Unix),
+/// where [`write_atomic`] would leave a new file owner-only (its temporary file's mode).
+pub fn write_new_shared(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, text)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}
+
 /// Edits `meltano.yml` under `root` with `f` and writes it back atomically when it changed.
 pub fn edit_project_file<T>(root: &Path, f: impl FnOnce(&mut Document) -> Result<T>) -> Result<T> {
     let path = root.join(super::PROJECT_FILE);

@@ -219,7 +219,12 @@ fn judge(subject: Subject, newest_first: &[&RunRecord], opts: &HealthOptions) ->
     let newest_failed = n > 0 && in_window.iter().take(n).all(|r| is_failure(r.status));
     let expected = opts.expected_every.get(subject.name());
     let (verdict, reason) = if newest_failed {
-        (Verdict::Failing, format!("the last {n} run(s) failed"))
+        let runs = if n == 1 {
+            "run".to_string()
+        } else {
+            format!("{n} runs")
+        };
+        (Verdict::Failing, format!("the last {runs} failed"))
     } else if let Some(every) = expected
         && last_success.is_none_or(|t| opts.now.signed_duration_since(t) > *every)
     {
@@ -235,12 +240,18 @@ fn judge(subject: Subject, newest_first: &[&RunRecord], opts: &HealthOptions) ->
     } else if failures > 0 {
         (
             Verdict::Degraded,
-            format!("{failures} of {} run(s) failed", in_window.len()),
+            format!(
+                "{failures} of {} failed",
+                crate::printer::count(in_window.len() as u64, "run")
+            ),
         )
     } else if in_window.is_empty() {
         (Verdict::NoRuns, "no finished run in the window".to_owned())
     } else {
-        (Verdict::Healthy, format!("{successes} successful run(s)"))
+        (
+            Verdict::Healthy,
+            crate::printer::count(successes as u64, "successful run"),
+        )
     };
 
     Health {
@@ -490,7 +501,7 @@ mod tests {
         assert_eq!(line(&report, &src("tap-a")).verdict, Verdict::Failing);
         assert_eq!(
             line(&report, &src("tap-a")).reason,
-            "the last 3 run(s) failed"
+            "the last 3 runs failed"
         );
         let b = line(&report, &src("tap-b"));
         assert_eq!(b.verdict, Verdict::Stale);

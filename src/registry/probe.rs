@@ -393,7 +393,8 @@ async fn extract(
             match exit {
                 None => timed_out("it did not exit after closing its output", timeout),
                 Some(exit) if exit.success() => Verdict::fail(format!(
-                    "it exited with status 0 after {line_no} lines without a RECORD or BATCH message"
+                    "it exited with status 0 after {} without a RECORD or BATCH message",
+                    crate::printer::count(line_no, "line")
                 )),
                 Some(exit) => Verdict::fail(format!("it exited with {}", exit.describe())),
             }
@@ -527,6 +528,7 @@ async fn load(
     run_dir: &RunDir,
     tail: &mut Vec<String>,
 ) -> Verdict {
+    let footprint = cleanup.map(Footprint::before);
     let mut process = match start(&probe.spec, run_dir, true) {
         Ok(p) => p,
         Err(v) => return v,
@@ -564,12 +566,80 @@ async fn load(
         None => leaves(format!(
             "stream `{TEST_STREAM}` with one record (id 1) in the loader's destination"
         )),
-        Some(c) => match remove_test_stream(c) {
+        Some(c) => match footprint
+            .as_ref()
+            .map_or_else(|| remove_test_stream(c), |f| f.undo(c))
+        {
             Ok(()) => None,
             Err(e) => leaves(format!("{e} (remove it by hand)")),
         },
     };
     verdict
+}
+
+impl Cleanup {
+    /// The file the test writes to.
+    fn path(&self) -> &Path {
+        match self {
+            Cleanup::File(p) | Cleanup::SqliteTable(p) => p,
+        }
+    }
+}
+
+/// What existed before a load test, so that what the test created can go again: the file
+/// (a new database goes whole, with its `-wal`/`-shm`/`-journal` companions) and the folders
+/// the target made for it.
+#[derive(Debug)]
+pub struct Footprint {
+    existed: bool,
+    /// Folders that did not exist, deepest first.
+    created_dirs: Vec<PathBuf>,
+}
+
+impl Footprint {
+    /// Notes what exists of `cleanup`'s file and its folders now.
+    pub fn before(cleanup: &Cleanup) -> Footprint {
+        let path = cleanup.path();
+        let created_dirs = path
+            .ancestors()
+            .skip(1)
+            .filter(|d| !d.as_os_str().is_empty())
+            .take_while(|d| !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        Footprint {
+            existed: path.exists(),
+            created_dirs,
+        }
+    }
+
+    /// Removes the test stream, then whatever the test created that was not there before.
+    pub fn undo(&self, cleanup: &Cleanup) -> std::result::Result<(), String> {
+        remove_test_stream(cleanup)?;
+        if !self.existed {
+            let path = cleanup.path();
+            let mut files = vec![path.to_path_buf()];
+            if matches!(cleanup, Cleanup::SqliteTable(_)) {
+                for suffix in ["-wal", "-shm", "-journal"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    files.push(PathBuf::from(p));
+                }
+            }
+            for f in files {
+                match std::fs::remove_file(&f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("could not remove `{}`: {e}", f.display())),
+                }
+            }
+        }
+        // Only empty folders go: anything else written there since is not the test's.
+        for dir in &self.created_dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
 }
 
 /// Removes what a built-in target wrote for the test stream.
@@ -787,5 +857,46 @@ mod tests {
         assert!(!file.exists());
         // Already gone is fine.
         remove_test_stream(&Cleanup::File(file)).unwrap();
+    }
+
+    // Issue 30: `dsm test` of a loader left the database file and folders it created.
+    #[test]
+    fn undo_removes_what_the_test_created_and_keeps_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("new/deeper/w.db");
+        let cleanup = Cleanup::SqliteTable(db.clone());
+        let footprint = Footprint::before(&cleanup);
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE \"_dsm_test\" (id INTEGER);")
+            .unwrap();
+        drop(conn);
+        footprint.undo(&cleanup).unwrap();
+        assert!(!dir.path().join("new").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // A database that was there keeps its file and its other tables.
+        let db = dir.path().join("kept.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE keep (id INTEGER);")
+            .unwrap();
+        let cleanup = Cleanup::SqliteTable(db.clone());
+        let footprint = Footprint::before(&cleanup);
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE \"_dsm_test\" (id INTEGER);")
+            .unwrap();
+        footprint.undo(&cleanup).unwrap();
+        assert!(db.exists());
+
+        // A file target's new folder goes with its file.
+        let file = dir.path().join("out/_dsm_test.jsonl");
+        let cleanup = Cleanup::File(file.clone());
+        let footprint = Footprint::before(&cleanup);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "{}\n").unwrap();
+        footprint.undo(&cleanup).unwrap();
+        assert!(!dir.path().join("out").exists());
     }
 }

@@ -127,6 +127,11 @@ pub struct RunReport {
     pub plan: Vec<String>,
     /// With [`RunOptions::dump`]: the file's content; nothing ran.
     pub dump: Option<String>,
+    /// Where the data went: the loader and the setting that names its destination
+    /// (`` `target-sqlite` (database `output/warehouse.db`) ``), never a sensitive value.
+    pub destination: Option<String>,
+    /// When an earlier run of the flow succeeded and this one sent records again: why.
+    pub resent: Option<String>,
 }
 
 impl RunReport {
@@ -245,7 +250,7 @@ pub fn run_flow(
         &extractor_built.shared_env,
         db,
     )?;
-    let mut loader_spec = spec::build_after(
+    let loader_built = spec::build_after(
         project,
         env,
         loader,
@@ -253,8 +258,9 @@ pub fn run_flow(
         None,
         db,
         &extractor_built.shared_env,
-    )?
-    .spec;
+    )?;
+    let destination = destination(&loader.name, &loader_built.masked_config);
+    let mut loader_spec = loader_built.spec;
     // Meltano hands the loader the extractor's variables (never the sensitive ones here).
     for (k, v) in &extractor_built.shared_env {
         loader_spec
@@ -373,6 +379,14 @@ pub fn run_flow(
         run_id: &run_id,
         run_dir: &run_dir,
     })?;
+    // Whether this flow has synced before: then records sent again deserve a word.
+    let synced_before = !store
+        .list_runs(&store::RunFilter {
+            state_id: Some(state_id.clone()),
+            status: Some(store::RunStatus::Success),
+            limit: Some(1),
+        })?
+        .is_empty();
     let mut start_state = None;
     if extractor.has_capability("state") && !opts.full_refresh {
         start_state = match &extractor.state {
@@ -434,6 +448,8 @@ pub fn run_flow(
         log_path: None,
         plan,
         dump: None,
+        destination: None,
+        resent: None,
     };
     if opts.dry_run {
         let command_line = |s: &PluginSpec| {
@@ -502,6 +518,7 @@ pub fn run_flow(
         timeout: opts.timeout,
         log,
         progress: progress.clone(),
+        loader_takes_batches: loader.has_capability("batch"),
         ..PipelineOptions::default()
     };
     if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
@@ -603,6 +620,16 @@ pub fn run_flow(
     if let Err(e) = store.finish_run(&run_id, &finish) {
         tracing::warn!(error = %e, "could not record the end of the run");
     }
+    let resent = (synced_before && outcome.status == RunStatus::Success)
+        .then(|| {
+            let state = store
+                .get_state(&state_id)
+                .ok()
+                .flatten()
+                .and_then(|payload| payload.get("singer_state").cloned());
+            resent_note(&outcome.streams, state.as_ref())
+        })
+        .flatten();
     drop(lock);
     let mut error = outcome.error;
     if let Some(e) = error.take() {
@@ -612,8 +639,8 @@ pub fn run_flow(
         ));
         if outcome.states_committed > 0 {
             e = e.hint(format!(
-                "the bookmark of `{state_id}` advanced only as far as the loader confirmed ({} STATE messages committed)",
-                outcome.states_committed
+                "the bookmark of `{state_id}` advanced only as far as the loader confirmed ({} committed)",
+                crate::printer::count(outcome.states_committed, "STATE message")
             ));
         }
         error = Some(e);
@@ -631,7 +658,91 @@ pub fn run_flow(
         log_path: Some(log_path),
         plan: Vec::new(),
         dump: None,
+        destination: Some(destination),
+        resent,
     })
+}
+
+/// The settings that name where a loader writes, most telling first.
+const DESTINATION_SETTINGS: [&str; 12] = [
+    "destination_path",
+    "output_path",
+    "database",
+    "path",
+    "file_path",
+    "filepath",
+    "folder",
+    "dbname",
+    "database_name",
+    "bucket",
+    "host",
+    "account",
+];
+
+/// `` `target-sqlite` (database `output/warehouse.db`) ``: the loader, with the first of
+/// [`DESTINATION_SETTINGS`] its config sets (from the masked config: never a secret).
+fn destination(loader: &str, masked_config: &Value) -> String {
+    let found = DESTINATION_SETTINGS.iter().find_map(|k| {
+        let v = masked_config.get(*k)?;
+        let text = match v {
+            Value::String(s) if !s.is_empty() && s != crate::settings::MASK => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(format!("{k} `{text}`"))
+    });
+    match found {
+        Some(f) => format!("`{loader}` ({f})"),
+        None => format!("`{loader}`"),
+    }
+}
+
+/// Why a run sent records although the flow synced before: streams without a bookmark in the
+/// saved state are full-table (every row, every run), and streams with one start again at the
+/// bookmarked row, which replication keys compare with `>=` (at-least-once, as the Singer SDK).
+fn resent_note(streams: &BTreeMap<String, StreamCounts>, state: Option<&Value>) -> Option<String> {
+    let bookmarks = state.and_then(|s| s.get("bookmarks"));
+    let has_bookmark = |stream: &str| {
+        bookmarks
+            .and_then(|b| b.get(stream))
+            .is_some_and(|b| b.get("replication_key_value").is_some())
+    };
+    let (mut full, mut incremental) = (Vec::new(), Vec::new());
+    for (stream, _) in streams.iter().filter(|(_, c)| c.records > 0) {
+        if has_bookmark(stream) {
+            incremental.push(format!("`{stream}`"));
+        } else {
+            full.push(format!("`{stream}`"));
+        }
+    }
+    let mut parts = Vec::new();
+    if !full.is_empty() {
+        parts.push(format!(
+            "{} full-table (no bookmark), so every run sends all rows",
+            list_is(&full)
+        ));
+    }
+    if !incremental.is_empty() {
+        parts.push(format!(
+            "{} incremental and {} again from the bookmarked row (`>=`: at-least-once)",
+            list_is(&incremental),
+            if incremental.len() == 1 {
+                "starts"
+            } else {
+                "start"
+            }
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("records sent again: {}", parts.join("; ")))
+}
+
+/// `` `a` is `` or `` `a`, `b` are ``.
+fn list_is(names: &[String]) -> String {
+    if names.len() == 1 {
+        format!("{} is", names[0])
+    } else {
+        format!("{} are", names.join(", "))
+    }
 }
 
 /// The extractor with `dsm el`'s `--select/--exclude`, `--catalog` and `--state` laid over it;
@@ -801,6 +912,8 @@ fn dumped(flow: &Flow, state_id: StateId, value: &Value) -> RunReport {
         duration: Duration::ZERO,
         log_path: None,
         plan: Vec::new(),
+        destination: None,
+        resent: None,
         dump: Some(
             serde_json::to_string_pretty(value).expect("serialising a JSON value cannot fail"),
         ),
@@ -824,9 +937,10 @@ fn record_quarantine(
         .iter()
         .map(|a| {
             format!(
-                "{} record(s) of stream `{}` failed validation and were quarantined in `{}`",
-                a.records,
+                "{} of stream `{}` failed validation and {} quarantined in `{}`",
+                crate::printer::count(a.records, "record"),
                 a.stream.as_deref().unwrap_or("?"),
+                if a.records == 1 { "was" } else { "were" },
                 a.path.display()
             )
         })
@@ -1009,4 +1123,55 @@ pub fn plugin_spec(
     role: PluginRole,
 ) -> Result<PluginSpec> {
     Ok(spec::build(project, env, plugin, role, None)?.spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn counts(records: u64) -> StreamCounts {
+        StreamCounts {
+            records,
+            ..StreamCounts::default()
+        }
+    }
+
+    // Issue 30: a second `dsm sync` sent records again without saying why.
+    #[test]
+    fn resent_note_names_full_table_and_incremental_streams() {
+        let streams: BTreeMap<String, StreamCounts> = [
+            ("users".to_string(), counts(3)),
+            ("orders".to_string(), counts(1)),
+            ("empty".to_string(), counts(0)),
+        ]
+        .into();
+        let state =
+            json!({"bookmarks": {"orders": {"replication_key": "id", "replication_key_value": 7}}});
+        assert_eq!(
+            resent_note(&streams, Some(&state)).unwrap(),
+            "records sent again: `users` is full-table (no bookmark), so every run sends all rows; \
+             `orders` is incremental and starts again from the bookmarked row (`>=`: at-least-once)"
+        );
+        assert_eq!(
+            resent_note(&[("e".to_string(), counts(0))].into(), None),
+            None
+        );
+    }
+
+    #[test]
+    fn destination_names_the_loader_and_where_it_writes_never_a_secret() {
+        assert_eq!(
+            destination("target-sqlite", &json!({"database": "output/warehouse.db"})),
+            "`target-sqlite` (database `output/warehouse.db`)"
+        );
+        assert_eq!(
+            destination(
+                "target-pg",
+                &json!({"host": crate::settings::MASK, "dbname": "dw"})
+            ),
+            "`target-pg` (dbname `dw`)"
+        );
+        assert_eq!(destination("target-x", &json!({})), "`target-x`");
+    }
 }

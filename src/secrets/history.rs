@@ -24,6 +24,9 @@ use crate::project::edit::{self, Seg};
 /// The table's definition: the system store's migration 7.
 pub const SCHEMA: &str = include_str!("../store/migrations/0007_config_history.sql");
 
+/// Each version's environment and whole project file: the system store's migration 13.
+pub const FILES_SCHEMA: &str = include_str!("../store/migrations/0013_config_history_files.sql");
+
 /// Which plugin a history belongs to.
 #[derive(Debug, Clone)]
 pub struct PluginRef<'a> {
@@ -31,6 +34,8 @@ pub struct PluginRef<'a> {
     pub plugin_type: Option<PluginType>,
     /// The plugin's name.
     pub name: &'a str,
+    /// The environment the change is made in (`None` for the top level of `meltano.yml`).
+    pub environment: Option<&'a str>,
 }
 
 /// One version, as `dsm config history` shows it (never values of sensitive settings).
@@ -42,6 +47,8 @@ pub struct Version {
     pub at: String,
     /// The OS user.
     pub user: String,
+    /// The environment the change was made in (`None` for the top level, or not recorded).
+    pub environment: Option<String>,
     /// The command that made the change.
     pub command: String,
     /// `baseline`, `set`, `unset`, `reset`, `secret.set`, `secret.unset` or `rollback`.
@@ -59,6 +66,7 @@ pub struct Version {
 fn migrate(conn: &Connection) -> Result<()> {
     super::schema::migrate(conn)?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(FILES_SCHEMA)?;
     Ok(())
 }
 
@@ -98,6 +106,48 @@ fn yml_block(root: &Path, p: &PluginRef<'_>) -> Result<J> {
         }
     }
     Ok(json!({ "plugin": find(doc.get("plugins")), "environments": envs }))
+}
+
+/// `meltano.yml` as data without the plugin's entries (top level and in every environment),
+/// and without the containers that leaves empty: what a rollback of the plugin must not change.
+fn rest_of_file(text: &str, ty: PluginType, name: &str) -> Option<J> {
+    let mut doc: J = serde_saphyr::from_str(text).ok()?;
+    fn drop_plugin(plugins: &mut J, ty: PluginType, name: &str) {
+        let Some(map) = plugins.as_object_mut() else {
+            return;
+        };
+        if let Some(J::Array(list)) = map.get_mut(ty.key()) {
+            list.retain(|e| e.get("name").and_then(J::as_str) != Some(name));
+            if list.is_empty() {
+                map.remove(ty.key());
+            }
+        }
+    }
+    if let Some(plugins) = doc.get_mut("plugins") {
+        drop_plugin(plugins, ty, name);
+    }
+    for env in doc
+        .get_mut("environments")
+        .and_then(J::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(env) = env.as_object_mut() else {
+            continue;
+        };
+        if let Some(config) = env.get_mut("config").and_then(J::as_object_mut) {
+            if let Some(plugins) = config.get_mut("plugins") {
+                drop_plugin(plugins, ty, name);
+                if plugins.as_object().is_some_and(Map::is_empty) {
+                    config.remove("plugins");
+                }
+            }
+            if config.is_empty() {
+                env.remove("config");
+            }
+        }
+    }
+    Some(doc)
 }
 
 fn hash(v: &J) -> String {
@@ -171,6 +221,7 @@ pub fn record(
 ) -> Result<i64> {
     migrate(conn)?;
     let yml = yml_block(root, p)?;
+    let file_text = std::fs::read_to_string(root.join(crate::project::PROJECT_FILE)).ok();
     let stored = stored_values(conn, p)?;
     let sealed = sealed_rows(conn, p.name)?;
     let tx = begin(conn)?;
@@ -193,6 +244,11 @@ pub fn record(
             stored.to_string(),
             sealed.to_string(),
         ],
+    )?;
+    tx.execute(
+        "INSERT INTO config_history_files (plugin, version, environment, file_text)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![p.name, version, p.environment, file_text],
     )?;
     tx.commit()?;
     Ok(version)
@@ -220,8 +276,11 @@ pub fn list(
 ) -> Result<Vec<Version>> {
     migrate(conn)?;
     let mut stmt = conn.prepare(
-        "SELECT version, at, os_user, command, action, setting, yml, stored, sealed
-         FROM config_history WHERE plugin = ?1 ORDER BY version",
+        "SELECT h.version, at, os_user, command, action, setting, yml, stored, sealed,
+           f.environment
+         FROM config_history h
+         LEFT JOIN config_history_files f ON f.plugin = h.plugin AND f.version = h.version
+         WHERE h.plugin = ?1 ORDER BY h.version",
     )?;
     let rows = stmt.query_map(params![plugin], |r| {
         Ok((
@@ -234,11 +293,12 @@ pub fn list(
             r.get::<_, String>(6)?,
             r.get::<_, String>(7)?,
             r.get::<_, String>(8)?,
+            r.get::<_, Option<String>>(9)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (version, at, user, command, action, setting, yml, stored, sealed) = row?;
+        let (version, at, user, command, action, setting, yml, stored, sealed, environment) = row?;
         let yml: J = serde_json::from_str(&yml).unwrap_or(J::Null);
         let mut config = Map::new();
         if let Some(entry) = yml.get("plugin").filter(|e| !e.is_null()) {
@@ -271,6 +331,7 @@ pub fn list(
             version,
             at,
             user,
+            environment,
             command,
             action,
             setting,
@@ -360,8 +421,30 @@ pub fn rollback(
         }
     }
 
-    // meltano.yml first: if it fails, nothing else changed.
-    if let Some(ty) = p.plugin_type {
+    // meltano.yml first: if it fails, nothing else changed. When the rest of the file is as it
+    // was at that version, the file is restored byte for byte (comments, quoting, order);
+    // otherwise only the plugin's `config` entries are rewritten.
+    let saved_text: Option<String> = conn
+        .query_row(
+            "SELECT file_text FROM config_history_files WHERE plugin = ?1 AND version = ?2",
+            params![p.name, version],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let file = root.join(crate::project::PROJECT_FILE);
+    let current_text = std::fs::read_to_string(&file)?;
+    let verbatim = saved_text.filter(|then| {
+        p.plugin_type.is_some_and(|ty| {
+            rest_of_file(then, ty, p.name)
+                .is_some_and(|a| rest_of_file(&current_text, ty, p.name).is_some_and(|b| a == b))
+        })
+    });
+    if let Some(text) = &verbatim {
+        if *text != current_text {
+            edit::write_atomic(&file, text)?;
+        }
+    } else if let Some(ty) = p.plugin_type {
         let envs_now: Vec<String> = now
             .get("environments")
             .and_then(J::as_object)

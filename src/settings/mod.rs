@@ -652,6 +652,62 @@ pub fn cast(def: &SettingDef, value: J, plugin: &str, source: Source) -> Result<
     }
 }
 
+/// Checks a value typed for `dsm config set` or `dsm secrets set` against the setting's kind
+/// before anything is stored, and returns it typed. A value the kind refuses is a usage error
+/// (exit 2) naming the setting and its kind; the value itself is shown only when `show_value`
+/// (never for a sensitive setting).
+pub fn check_set_value(def: &SettingDef, text: &str, plugin: &str, show_value: bool) -> Result<J> {
+    let kind = def.kind.as_deref().unwrap_or("string");
+    let expected = match kind {
+        "integer" => "a whole number",
+        "decimal" => "a number",
+        "boolean" => "`true` or `false`",
+        "object" => "a JSON object",
+        "array" => "a JSON array",
+        "options" => "one of its options",
+        "email" => "an email address",
+        "date_iso8601" => "an ISO 8601 date",
+        _ => "a value of that kind",
+    };
+    let refuse = |hints: &[String]| {
+        let got = if show_value {
+            format!("`{text}`")
+        } else {
+            "the value given (not shown)".to_string()
+        };
+        let mut e = Error::config(format!(
+            "setting `{}` of `{plugin}` is of kind `{kind}` and takes {expected}; {got} is not",
+            def.name
+        ));
+        for h in hints {
+            e = e.hint(h.clone());
+        }
+        e
+    };
+    if kind == "boolean" {
+        return match text.trim().to_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(J::Bool(true)),
+            "false" | "0" | "no" | "off" => Ok(J::Bool(false)),
+            _ => Err(refuse(&["write `true` or `false`".to_string()])),
+        };
+    }
+    let raw = serde_json::from_str::<J>(text).unwrap_or_else(|_| J::String(text.to_string()));
+    let typed = cast(def, raw, plugin, Source::Env)
+        .or_else(|_| cast(def, J::String(text.to_string()), plugin, Source::Env))
+        .map_err(|e| refuse(e.hints()))?;
+    let fits = match kind {
+        "integer" => typed.as_i64().is_some() || typed.as_u64().is_some(),
+        "decimal" => typed.is_number(),
+        "object" => typed.is_object(),
+        "array" => typed.is_array(),
+        _ => true,
+    };
+    if !fits {
+        return Err(refuse(&[]));
+    }
+    Ok(typed)
+}
+
 impl ResolvedSettings {
     /// The setting called `name`.
     pub fn get(&self, name: &str) -> Option<&SettingValue> {

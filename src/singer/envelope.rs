@@ -132,6 +132,17 @@ pub enum ScanError {
 
 /// Scans one line (without its newline) and returns its envelope.
 pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
+    // JSON text is UTF-8 (RFC 8259): a line that is not is the producer's fault, and is named
+    // here with its line number rather than left to fail in the next plugin. Plain ASCII, the
+    // common case, is told apart a word at a time.
+    if !line.is_ascii()
+        && let Err(e) = std::str::from_utf8(line)
+    {
+        return Err(ScanError::Syntax {
+            offset: e.valid_up_to(),
+            reason: "invalid UTF-8",
+        });
+    }
     let mut s = Scanner {
         b: line,
         i: 0,
@@ -727,6 +738,18 @@ mod tests {
         assert!(scan(&line).is_err());
     }
 
+    // Issue 30: a tap's invalid UTF-8 went through and failed in the loader instead.
+    #[test]
+    fn invalid_utf8_is_refused_with_its_offset() {
+        let line = b"{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"n\":\"caf\xe9\"}}";
+        let e = scan(line).unwrap_err();
+        assert_eq!(e.to_string(), "not valid JSON at byte 48: invalid UTF-8");
+        assert!(
+            scan("{\"type\":\"RECORD\",\"stream\":\"s\",\"record\":{\"n\":\"café\"}}".as_bytes())
+                .is_ok()
+        );
+    }
+
     proptest::proptest! {
         /// Whatever serde_json can serialise, the scanner accepts and reads the same envelope.
         #[test]
@@ -749,9 +772,9 @@ mod tests {
 
         /// Changing one byte of a valid message: whatever serde_json refuses, the scanner
         /// refuses too (except bytes that could spell `NaN`/`Infinity`, which the scanner
-        /// accepts on purpose; only ASCII bytes, as the scanner leaves UTF-8 to the target).
+        /// accepts on purpose). Bytes of 0x80 and up break UTF-8, which both refuse.
         #[test]
-        fn refuses_what_serde_json_refuses(at in 0usize..200, byte in 0u8..0x80) {
+        fn refuses_what_serde_json_refuses(at in 0usize..200, byte in 0u8..=0xff) {
             let mut line = br#"{"type":"RECORD","stream":"users","record":{"id":12,"name":"a\"b\u00e9 c","n":-1.5e3,"ok":[true,false,null],"o":{}},"time_extracted":"2024-01-01T00:00:00Z"}"#.to_vec();
             let at = at % line.len();
             proptest::prop_assume!(!matches!(byte, b'N' | b'I'));

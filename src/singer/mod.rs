@@ -5,6 +5,7 @@
 //! building it), so records pass through untouched. Stages that need the content parse the
 //! full [`message::Message`].
 
+pub mod batch;
 pub mod codec;
 pub mod envelope;
 pub mod message;

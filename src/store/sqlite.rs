@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "classification_labels",
         include_str!("migrations/0012_classification_labels.sql"),
     ),
+    (
+        13,
+        "config_history_files",
+        include_str!("migrations/0013_config_history_files.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

@@ -916,18 +916,6 @@ impl Validate {
     }
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl Transform for Validate {
     fn finish(&mut self) -> Result<(), TransformError> {
         if let Some(w) = &mut self.quarantine {
@@ -991,7 +979,7 @@ impl Transform for Validate {
             Policy::Fail => Err(TransformError {
                 message: format!(
                     "record {} of stream `{}` does not match its schema\n  at `{at}`: {}",
-                    thousands(number),
+                    crate::progress::group_thousands(number),
                     r.stream,
                     v.reason
                 ),

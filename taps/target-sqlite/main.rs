@@ -132,6 +132,9 @@ struct Table<'c> {
     columns: Vec<String>,
     key_properties: Vec<String>,
     required: Vec<String>,
+    /// Per column: whether a number no INTEGER or REAL holds exactly may be stored as its
+    /// JSON text (a TEXT column that is not part of the key).
+    exact_text_ok: Vec<bool>,
     insert: Statement<'c>,
 }
 
@@ -426,6 +429,14 @@ impl<'c> Loader<'c> {
                 updates.join(", ")
             ));
         }
+        let types = self.existing_columns(&name)?;
+        let exact_text_ok = columns
+            .iter()
+            .map(|c| {
+                !key_properties.contains(c)
+                    && types.iter().any(|(n, ty)| n == c && *ty == SqlType::Text)
+            })
+            .collect();
         // The statement borrows the connection, which outlives the loader.
         let insert = self
             .conn
@@ -438,6 +449,7 @@ impl<'c> Loader<'c> {
                 columns,
                 key_properties,
                 required,
+                exact_text_ok,
                 insert,
             },
         );
@@ -509,9 +521,28 @@ impl<'c> Loader<'c> {
             } else {
                 record.get(col, i)
             };
-            let value = raw
-                .map(to_sql)
-                .unwrap_or(ToSqlOutput::Owned(SqlValue::Null));
+            let value = match raw {
+                None => ToSqlOutput::Owned(SqlValue::Null),
+                Some(raw) => to_sql(raw, table.exact_text_ok[i]).ok_or_else(|| {
+                    let text = raw.get();
+                    let shown: String = text.chars().take(40).collect();
+                    let more = if shown.len() < text.len() { "..." } else { "" };
+                    let column = if table.key_properties.contains(col) {
+                        "key column".to_string()
+                    } else {
+                        "column, which is not TEXT,".to_string()
+                    };
+                    PluginError::data_hint(
+                        format!(
+                            "input line {line}: record of stream `{stream}`: field `{col}` is the \
+                             number {shown}{more}, which no SQLite INTEGER or REAL holds exactly; \
+                             it is not stored in its {column} rounded"
+                        ),
+                        "declare the property as `{\"type\": [\"number\", \"string\"]}` (a TEXT \
+                         column) to keep such numbers exactly as their JSON text",
+                    )
+                })?,
+            };
             table
                 .insert
                 .raw_bind_parameter(i + 1, value)
@@ -577,12 +608,14 @@ impl<'c> Loader<'c> {
     }
 }
 
-/// A JSON value as an SQLite value: text for strings, 1/0 for booleans, integers when they
-/// fit, otherwise reals; objects and arrays as their JSON text. Text is borrowed from the input
-/// line when it has no escapes.
-fn to_sql(raw: &RawValue) -> ToSqlOutput<'_> {
+/// A JSON value as an SQLite value: text for strings, 1/0 for booleans, objects and arrays as
+/// their JSON text; a number as INTEGER when it is a whole number of 64 bits, as REAL when the
+/// double nearest to it reads back as the same number, and otherwise (beyond a double's range
+/// or digits) as its exact JSON text when `exact_text_ok`, else `None` (refused: never rounded,
+/// never infinite). Text is borrowed from the input line when it has no escapes.
+fn to_sql(raw: &RawValue, exact_text_ok: bool) -> Option<ToSqlOutput<'_>> {
     let text = raw.get();
-    let owned = |v: SqlValue| ToSqlOutput::Owned(v);
+    let owned = |v: SqlValue| Some(ToSqlOutput::Owned(v));
     match text.as_bytes().first() {
         None | Some(b'n') => owned(SqlValue::Null),
         Some(b't') => owned(SqlValue::Integer(1)),
@@ -590,26 +623,79 @@ fn to_sql(raw: &RawValue) -> ToSqlOutput<'_> {
         Some(b'"') => {
             let inner = &text[1..text.len() - 1];
             if !inner.contains('\\') {
-                return ToSqlOutput::Borrowed(ValueRef::Text(inner.as_bytes()));
+                return Some(ToSqlOutput::Borrowed(ValueRef::Text(inner.as_bytes())));
             }
             match serde_json::from_str::<String>(text) {
                 Ok(s) => owned(SqlValue::Text(s)),
-                Err(_) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+                Err(_) => Some(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))),
             }
         }
-        Some(b'{') | Some(b'[') => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-        Some(_) => {
-            if !text.contains(['.', 'e', 'E'])
-                && let Ok(i) = text.parse::<i64>()
-            {
-                return owned(SqlValue::Integer(i));
+        Some(b'{') | Some(b'[') => Some(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))),
+        Some(_) => match number_fit(text) {
+            NumberFit::Integer(i) => owned(SqlValue::Integer(i)),
+            NumberFit::Real(f) => owned(SqlValue::Real(f)),
+            NumberFit::Inexact if exact_text_ok => {
+                Some(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())))
             }
-            match text.parse::<f64>() {
-                Ok(f) => owned(SqlValue::Real(f)),
-                Err(_) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-            }
-        }
+            NumberFit::Inexact => None,
+        },
     }
+}
+
+/// How a JSON number can be stored without changing it.
+#[derive(Debug, PartialEq)]
+enum NumberFit {
+    /// A whole number that fits 64 bits.
+    Integer(i64),
+    /// A double that reads back as the same number (its shortest form has the same digits).
+    Real(f64),
+    /// Neither: beyond a double's range (`1e999999`) or digits (`99999999999999999999999`).
+    Inexact,
+}
+
+fn number_fit(text: &str) -> NumberFit {
+    let has_exponent = text.contains(['e', 'E']);
+    if !has_exponent
+        && !text.contains('.')
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return NumberFit::Integer(i);
+    }
+    let Ok(f) = text.parse::<f64>() else {
+        return NumberFit::Inexact;
+    };
+    if !f.is_finite() {
+        return NumberFit::Inexact;
+    }
+    // Up to 15 significant digits always survive a double's round trip (DBL_DIG).
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if (!has_exponent && digits <= 15) || decimal_parts(text) == decimal_parts(&format!("{f:e}")) {
+        NumberFit::Real(f)
+    } else {
+        NumberFit::Inexact
+    }
+}
+
+/// A decimal number's value as (negative, significant digits, exponent) with the value
+/// `0.DIGITS × 10^exponent`; zero is `(false, "", 0)`. Two spellings of one number compare equal.
+fn decimal_parts(text: &str) -> Option<(bool, String, i64)> {
+    let (neg, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], rest[at + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = format!("{int}{frac}");
+    let leading = all.bytes().take_while(|b| *b == b'0').count();
+    let digits = all[leading..].trim_end_matches('0');
+    if digits.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let point = i64::try_from(int.len()).ok()? - i64::try_from(leading).ok()?;
+    Some((neg, digits.to_string(), point.checked_add(exp)?))
 }
 
 fn run(args: PluginArgs) -> Result<(), PluginError> {
@@ -737,4 +823,51 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
     result?;
     committed?;
     loader.out.flush().map_err(kit::output_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 30: `99999999999999999999999` became the REAL 1e23 and `1e999999` became Inf.
+    #[test]
+    fn numbers_are_stored_only_where_they_stay_exact() {
+        assert_eq!(number_fit("42"), NumberFit::Integer(42));
+        assert_eq!(
+            number_fit("-9223372036854775808"),
+            NumberFit::Integer(i64::MIN)
+        );
+        assert_eq!(number_fit("19.99"), NumberFit::Real(19.99));
+        assert_eq!(number_fit("1e2"), NumberFit::Real(100.0));
+        assert_eq!(number_fit("-0.0"), NumberFit::Real(-0.0));
+        assert_eq!(
+            number_fit("1.7976931348623157e308"),
+            NumberFit::Real(f64::MAX)
+        );
+        assert_eq!(
+            number_fit("0.30000000000000004"),
+            NumberFit::Real(0.30000000000000004)
+        );
+        for inexact in [
+            "99999999999999999999999",
+            "9223372036854775808",
+            "1e999999",
+            "-1e999999",
+            "0.1000000000000000000001",
+            "1e-999999",
+        ] {
+            assert_eq!(number_fit(inexact), NumberFit::Inexact, "{inexact}");
+        }
+    }
+
+    #[test]
+    fn decimal_parts_compare_spellings_of_one_number() {
+        assert_eq!(decimal_parts("100"), decimal_parts("1e2"));
+        assert_eq!(decimal_parts("0.0012"), decimal_parts("1.2e-3"));
+        assert_eq!(decimal_parts("0"), decimal_parts("-0e0"));
+        assert_ne!(
+            decimal_parts("1e23"),
+            decimal_parts("99999999999999999999999")
+        );
+    }
 }

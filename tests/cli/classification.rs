@@ -589,7 +589,8 @@ fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_expor
 }
 
 #[test]
-fn a_tap_that_sends_a_stream_its_catalog_did_not_select_is_stopped_at_that_stream() {
+fn a_tap_that_sends_a_stream_its_catalog_did_not_select_is_stopped_at_that_stream_also_as_a_batch()
+{
     const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
     let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
     // A tap whose catalog has only `events`, but which sends `users` as well.
@@ -630,4 +631,39 @@ fn a_tap_that_sends_a_stream_its_catalog_did_not_select_is_stopped_at_that_strea
     let received = p.read("out.jsonl");
     assert!(!received.contains("users"), "{received}");
     assert!(!received.contains("123-45-6789"), "{received}");
+
+    // The same stream as a BATCH, to a loader that takes batches: stopped the same way.
+    p.write("users-batch.jsonl", "{\"ssn\": \"123-45-6789\"}\n");
+    let batch = serde_json::json!({"type": "BATCH", "stream": "users",
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "manifest": [format!("file://{}", p.root().join("users-batch.jsonl").display())]});
+    let messages = p.read("messages.jsonl");
+    let with_batch: Vec<String> = messages
+        .lines()
+        .map(|l| {
+            if l.contains("\"RECORD\", \"stream\": \"users\"") {
+                batch.to_string()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(with_batch.iter().any(|l| l.contains("BATCH")));
+    p.write("messages.jsonl", &(with_batch.join("\n") + "\n"));
+    let text = p.read("meltano.yml").replace(
+        "    executable: ./target.sh\n",
+        "    executable: ./target.sh\n    capabilities: [batch]\n",
+    );
+    p.write("meltano.yml", &text);
+    std::fs::remove_file(p.root().join("out.jsonl")).expect("the earlier output");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the extractor sent stream `users`, which the run's plan did not name"),
+        "{}",
+        out.stderr
+    );
+    let received = p.read("out.jsonl");
+    assert!(!received.contains("users"), "{received}");
 }

@@ -137,7 +137,12 @@ fn set_rejects_a_bad_value_for_the_kind() {
     let p = TestProject::new(YML);
     let out = p.dsm(&["config", "set", "tap-x", "port", "seven"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("must be an integer"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("setting `port` of `tap-x` is of kind `integer` and takes a whole number; `seven` is not"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(p.read("meltano.yml"), YML);
 }
 
@@ -361,4 +366,196 @@ fn history_records_each_change_and_rollback_restores_a_version() {
     assert!(p.read("meltano.yml").contains("host: by-hand"));
     let out = p.dsm(&["config", "rollback", "tap-x", "--to", "99"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+// Issue 30: `config list` showed one variable, no default and not the value as written.
+#[test]
+fn issue_30_list_shows_defaults_raw_values_and_every_variable() {
+    let p = TestProject::new(
+        "\
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_ex
+    settings:
+    - name: host
+      value: localhost
+    - name: port
+      kind: integer
+      value: 5432
+    - name: path
+    - name: password
+      sensitive: true
+      value: default-secret
+    config:
+      port: 6000
+      path: $DATA_DIR/in
+      password: $PW
+",
+    )
+    .env("DATA_DIR", "/srv")
+    .env("PW", "hunter2");
+    let out = p.dsm(&["config", "list", "tap-x"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(out.stdout, @r#"
+    Settings:
+    host [env: TAP_X_HOST, TAP_EX_HOST] current value: "localhost" (from default)
+    port [env: TAP_X_PORT, TAP_EX_PORT] (default: 5432) current value: 6000 (from meltano.yml)
+    path [env: TAP_X_PATH, TAP_EX_PATH] current value: "/srv/in" (from meltano.yml: "$DATA_DIR/in")
+    password [env: TAP_X_PASSWORD, TAP_EX_PASSWORD] (default: (redacted)) current value: (redacted) (from meltano.yml: (redacted))
+    "#);
+    let out = p.dsm(&["config", "list", "tap-x", "--format", "json"]);
+    let settings = out.json()["settings"].clone();
+    assert_eq!(settings[2]["unexpanded"], "$DATA_DIR/in");
+    assert_eq!(settings[2]["value"], "/srv/in");
+    assert_eq!(
+        settings[2]["env_vars"],
+        serde_json::json!(["TAP_X_PATH", "TAP_EX_PATH"])
+    );
+    assert_eq!(settings[0]["unexpanded"], serde_json::Value::Null);
+    assert_eq!(settings[3]["unexpanded"], "********");
+    assert!(!out.stdout.contains("hunter2") && !out.stdout.contains("default-secret"));
+}
+
+// Issue 30: a value the setting's kind refuses was stored, and failed only at the next run.
+#[test]
+fn issue_30_set_checks_the_kind_at_set_time() {
+    let p = with_key(
+        "\
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    settings:
+    - name: flag
+      kind: boolean
+    - name: mode
+      kind: options
+      options:
+      - {label: Fast, value: fast}
+      - {label: Safe, value: safe}
+    - name: ratio
+      kind: integer
+    - name: pin
+      kind: integer
+      sensitive: true
+",
+    );
+    let before = p.read("meltano.yml");
+    for (args, expected) in [
+        (
+            vec!["config", "set", "tap-x", "flag", "maybe"],
+            "setting `flag` of `tap-x` is of kind `boolean` and takes `true` or `false`; `maybe` is not",
+        ),
+        (
+            vec!["config", "set", "tap-x", "mode", "quick"],
+            "setting `mode` of `tap-x` is of kind `options` and takes one of its options; `quick` is not",
+        ),
+        (
+            vec!["config", "set", "tap-x", "ratio", "2.5"],
+            "setting `ratio` of `tap-x` is of kind `integer` and takes a whole number; `2.5` is not",
+        ),
+    ] {
+        let out = p.dsm(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+    }
+    let out = p.dsm(&["config", "set", "tap-x", "mode", "quick"]);
+    assert!(
+        out.stderr.contains("use one of: \"fast\", \"safe\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.read("meltano.yml"), before);
+    // A sensitive integer through `secrets set`: refused without showing the value.
+    let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "pin"], "12ab");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("setting `pin` of `tap-x` is of kind `integer` and takes a whole number; the value given (not shown) is not"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("12ab"), "{}", out.stderr);
+    assert_eq!(
+        p.dsm(&["secrets", "list", "--format", "json"]).json(),
+        serde_json::json!([])
+    );
+    let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "pin"], "1234");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(p.dsm(&["config", "set", "tap-x", "flag", "yes"]).code, 0);
+}
+
+// Issue 30: a rollback left empty environment stubs, dropped comments and re-quoted values;
+// `config history` did not say in which environment a change was made.
+#[test]
+fn issue_30_rollback_restores_the_file_byte_for_byte_and_history_names_the_environment() {
+    let yml = "\
+# the team's project
+default_environment: dev
+env:
+  GREETING: hello $USER
+environments:
+- name: dev
+- name: prod
+  env:
+    LEVEL: \"3\"
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    env:
+      FOO: 'bar'
+    settings:
+    - name: host
+    - name: port
+      kind: integer
+    config:
+      host: a   # the first host
+";
+    let p = TestProject::new(yml).env("USER", "ann");
+    assert_eq!(p.dsm(&["config", "set", "tap-x", "port", "1"]).code, 0);
+    let out = p.dsm(&[
+        "--environment",
+        "prod",
+        "config",
+        "set",
+        "tap-x",
+        "host",
+        "b",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["config", "history", "tap-x"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let re = regex::Regex::new(r"\d{4}-\d\d-\d\dT[\d:.]+Z").unwrap();
+    insta::assert_snapshot!(re.replace_all(&out.stdout, "[AT]"), @r"
+    VERSION  AT                        BY   ENVIRONMENT  ACTION    SETTING  COMMAND
+    1        [AT]  ann  -            baseline           dsm config set tap-x port
+    2        [AT]  ann  -            set       port     dsm config set tap-x port
+    3        [AT]  ann  prod         set       host     dsm config set tap-x host
+    ");
+    let out = p.dsm(&["config", "history", "tap-x", "--format", "json"]);
+    let envs: Vec<serde_json::Value> = out.json()["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["environment"].clone())
+        .collect();
+    assert_eq!(
+        envs,
+        [
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            "prod".into()
+        ]
+    );
+
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(p.read("meltano.yml"), yml);
+    // Forward again to version 3, also exactly as it was then.
+    let out = p.dsm(&["config", "rollback", "tap-x", "--to", "3"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let now = p.read("meltano.yml");
+    assert!(now.contains("host: a   # the first host"), "{now}");
+    assert!(now.contains("LEVEL: \"3\""), "{now}");
 }

@@ -1,10 +1,13 @@
 //! CLI integration tests: one module per command, sharing the `TestProject` helper.
 
+mod batch;
 mod classification;
+mod completions;
 mod config;
 mod el;
 mod init;
 mod json_contract;
+mod logs;
 mod merge;
 mod plugin_env;
 mod real_plugins;

@@ -480,3 +480,74 @@ fn decimal_arithmetic_in_a_mapping_matches_the_real_map_transformer() {
     let text = |v: &[Value]| v.iter().map(Value::to_string).collect::<Vec<_>>();
     assert_eq!(text(&ours), text(&theirs));
 }
+
+// Issue 30: `dsm config list` shows what Meltano's does: per setting, the variable that sets it,
+// the default where the value differs, and the value as written where `$VAR` expansion changed it.
+#[test]
+fn config_list_shows_what_meltano_config_list_shows() {
+    let p = TestProject::new(
+        "\
+project_id: cfg
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    executable: /bin/true
+    settings:
+    - name: host
+      value: localhost
+    - name: port
+      kind: integer
+      value: 5432
+    - name: path
+    - name: user
+    config:
+      path: $DATA_DIR/in
+      port: 6000
+",
+    );
+    let mut cmd = p.command(&["config", "list", "tap-x"]);
+    cmd.env("DATA_DIR", "/srv");
+    let dsm = ok(run(cmd), "dsm config list");
+    let mut cmd = Command::new(meltano_venv().join("bin/meltano"));
+    cmd.args(["config", "list", "tap-x", "--all"])
+        .current_dir(p.root());
+    clean_env(&mut cmd);
+    cmd.env("DATA_DIR", "/srv")
+        .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false");
+    let meltano = ok(run(cmd), "meltano config list");
+    // `name [env: VARS] (default: D) current value: V (from PLACE: RAW)`, as each prints it.
+    let line_re = regex::Regex::new(
+        r"^(\w+) \[env: ([^\]]+)\]( \(default: [^)]*\))? current value: .*?(\(from [^:)]+(: .*)?\))?$",
+    )
+    .unwrap();
+    let facts = |text: &str| -> std::collections::BTreeMap<String, (Vec<String>, bool, bool)> {
+        text.lines()
+            .filter_map(|l| line_re.captures(l))
+            .map(|c| {
+                let vars = c[2].split(", ").map(str::to_string).collect();
+                (
+                    c[1].to_string(),
+                    (vars, c.get(3).is_some(), c.get(5).is_some()),
+                )
+            })
+            .collect()
+    };
+    let (d, m) = (facts(&dsm.stdout), facts(&meltano.stdout));
+    assert_eq!(
+        d.keys().collect::<Vec<_>>(),
+        m.keys().collect::<Vec<_>>(),
+        "dsm:\n{}\nmeltano:\n{}",
+        dsm.stdout,
+        meltano.stdout
+    );
+    for (name, (m_vars, m_default, m_raw)) in &m {
+        let (d_vars, d_default, d_raw) = &d[name];
+        for v in m_vars {
+            assert!(d_vars.contains(v), "`{name}`: dsm lacks {v}: {d_vars:?}");
+        }
+        assert_eq!(d_default, m_default, "`{name}` default shown");
+        assert_eq!(d_raw, m_raw, "`{name}` raw value shown");
+    }
+    assert!(m["path"].2 && m["port"].1, "{}", meltano.stdout);
+}

@@ -355,6 +355,43 @@ fn dry_run_starts_nothing_and_records_nothing() {
     assert_eq!(runs, json!([]));
 }
 
+/// Issue #22: Meltano's other spellings: `el --dry`, `-f` for `--force`, and the hidden
+/// `--merge-state` (= `--state-strategy merge`).
+#[test]
+fn meltanos_short_and_older_flag_spellings_are_accepted() {
+    let p = project("--generate 1 --stream s");
+    let out = p.dsm(&["el", "tap-fake", "target-fake", "--dry"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!path(&p, "tap-dump.json").exists(), "--dry starts nothing");
+
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "-f"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Merge keeps a bookmark the run does not send; overwrite would drop it.
+    let id = "tap-fake-to-target-fake";
+    let set = p.dsm(&[
+        "state",
+        "set",
+        id,
+        r#"{"singer_state": {"bookmarks": {"other": {"id": 9}}}}"#,
+    ]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let out = p.dsm(&["run", "tap-fake", "target-fake", "--merge-state"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, id),
+        json!({"singer_state": {"bookmarks": {"other": {"id": 9}, "s": {"id": 1}}}})
+    );
+    let both = p.dsm(&[
+        "run",
+        "tap-fake",
+        "target-fake",
+        "--merge-state",
+        "--state-strategy",
+        "overwrite",
+    ]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
+
 #[test]
 fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
     let p = project("--generate 1 --stream s");
@@ -467,9 +504,24 @@ fn quickstart_loads_the_csv_files_into_sqlite_with_the_built_in_plugins() {
         "the state id has the environment"
     );
 
-    // The job name runs the same flow.
+    // Issue 30: it says where the data went.
+    assert!(
+        out.stderr
+            .contains("  loaded into `target-sqlite` (database `output/warehouse.db`)\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("sent again"), "{}", out.stderr);
+
+    // The job name runs the same flow; the second run says why records were sent again.
     let out = p.dsm(&["run", "load-warehouse"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("note: records sent again: `customers`, `products` are full-table"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// The README's first command, as written: `dsm --cwd examples/quickstart sync` from the folder

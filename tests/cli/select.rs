@@ -162,7 +162,7 @@ fn list_prints_selected_properties_like_meltano() {
         out.stdout,
         "Legend:\n\tselected\n\texcluded\n\tautomatic\n\tunsupported\n\n\
          Enabled patterns:\n\tusers.name\n\t!users.email\n\n\
-         Selected attributes:\n\
+         Selected properties:\n\
          \t[automatic  ] users.id\n\
          \t[selected   ] users.name\n"
     );

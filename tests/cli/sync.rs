@@ -381,3 +381,29 @@ fn sources_in_maintenance_or_disabled_are_paused_not_failed() {
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("failed"), "{}", out.stdout);
 }
+
+// Issue 30: the quickstart's `dsm sync` did not say where the data went, and a second run sent
+// records again without saying why.
+#[test]
+fn issue_30_quickstart_sync_says_where_the_data_went_and_why_it_sends_again() {
+    let p = crate::support::TestProject::empty();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    crate::support::copy_dir(&example, p.root());
+    let mask = |text: &str| {
+        let re = regex::Regex::new(r"\d+\.\ds").unwrap();
+        re.replace_all(text, "[TIME]").into_owned()
+    };
+    let out = p.dsm(&["sync"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(mask(&out.stdout), @"daily-warehouse-load  succeeded  21 records  [TIME]  1 attempt  → `target-sqlite` (database `output/warehouse.db`)");
+    assert!(!out.stderr.contains("sent again"), "{}", out.stderr);
+    let out = p.dsm(&["sync"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(mask(&out.stdout), @"daily-warehouse-load  succeeded  14 records  [TIME]  1 attempt  → `target-sqlite` (database `output/warehouse.db`)");
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect();
+    insta::assert_snapshot!(notes.join("\n"), @"note: `daily-warehouse-load`: records sent again: `customers`, `products` are full-table (no bookmark), so every run sends all rows; `orders` is incremental and starts again from the bookmarked row (`>=`: at-least-once)");
+}

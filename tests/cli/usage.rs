@@ -66,3 +66,20 @@ fn flag_values_and_invalid_values_are_not_echoed() {
         out.stderr
     );
 }
+
+// Issue 30: `dsm sycn` said only "unrecognized subcommand (argument 1)".
+#[test]
+fn issue_30_a_near_miss_of_a_command_is_named() {
+    let p = TestProject::new("version: 1\nproject_id: p\n");
+    let out = p.dsm(&["sycn"]);
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(out.stderr, @r"
+    error: unknown command `sycn`; did you mean `sync`?
+      Usage: dsm [OPTIONS] <COMMAND>
+
+    hint: see `dsm --help`
+    ");
+    let out = p.dsm(&["secrets", SECRET]);
+    assert_eq!(out.code, 2);
+    assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+}

@@ -110,3 +110,30 @@ fn json_lists_every_error_with_position_code_and_hint_and_exits_2() {
     assert_eq!(doc["diagnostics"][1]["code"], "wrong-type", "{doc}");
     assert_eq!(doc["diagnostics"][1]["line"], 6, "{doc}");
 }
+
+// Issue 30: "1 jobs", "1 environments".
+#[test]
+fn issue_30_validate_counts_in_the_singular_for_one() {
+    let p = TestProject::new(
+        "\
+environments:
+- name: dev
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+  loaders:
+  - name: target-x
+    namespace: target_x
+jobs:
+- name: j
+  tasks: [tap-x target-x]
+",
+    );
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "meltano.yml is valid: 2 plugins, 1 environment, 1 job, 0 schedules\n"
+    );
+}

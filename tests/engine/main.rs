@@ -501,6 +501,36 @@ async fn a_huge_line_names_the_plugin_and_line_number() {
         text.contains(r#"| {"type":"RECORD","stream":"huge""#),
         "{text}"
     );
+    // Issue 30: the error says which setting raises the limit.
+    let hints = outcome.error.as_ref().unwrap().hints().join("\n");
+    assert!(hints.contains("`elt.buffer_size`"), "{hints}");
+    assert!(hints.contains("buffer_size: 2097152"), "{hints}");
+}
+
+// Issue 30: a tap's invalid UTF-8 reached the loader and was reported as the loader's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_a_bad_extractor_line_with_its_number() {
+    let env = Env::new();
+    let path = env.path("in.jsonl");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(SCHEMA.as_bytes());
+    bytes.extend_from_slice(b"\n{\"type\":\"STATE\",\"value\":{\"n\":1}}\n");
+    bytes.extend_from_slice(
+        b"{\"type\":\"RECORD\",\"stream\":\"trips\",\"record\":{\"id\":1,\"x\":\"\xff\xfe\"}}\n",
+    );
+    std::fs::write(&path, bytes).unwrap();
+    let (outcome, states) = run(&env, tap(["--replay", &path]), target([])).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let text = message(&outcome);
+    assert!(
+        text.contains(
+            "extractor `tap-fake` wrote a bad line 3: not a Singer message (not valid JSON at byte"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("invalid UTF-8"), "{text}");
+    assert!(!text.contains("loader"), "{text}");
+    assert_eq!(states, vec![json!({"n": 1})]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,3 +213,37 @@ fn file_targets_reject_a_record_before_its_schema() {
         );
     }
 }
+
+// Issue 30: the built-in file targets keep a number's JSON text exactly (no float round trip).
+#[test]
+fn issue_30_file_targets_keep_numbers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_json(dir.path(), "c.json", &json!({"destination_path": "out"}));
+    let input = r#"{"type":"SCHEMA","stream":"n","schema":{"properties":{"id":{"type":"integer"},"x":{"type":"number"}}},"key_properties":["id"]}
+{"type":"RECORD","stream":"n","record":{"id":1,"x":99999999999999999999999}}
+{"type":"RECORD","stream":"n","record":{"id":2,"x":1e999999}}
+{"type":"RECORD","stream":"n","record":{"id":3,"x":0.1000000000000000000001}}
+"#;
+    run(
+        dir.path(),
+        "target-csv",
+        &["--config", &cfg],
+        input.as_bytes(),
+    )
+    .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/n.csv")).unwrap(),
+        "id,x\n1,99999999999999999999999\n2,1e999999\n3,0.1000000000000000000001\n"
+    );
+    run(
+        dir.path(),
+        "target-jsonl",
+        &["--config", &cfg],
+        input.as_bytes(),
+    )
+    .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/n.jsonl")).unwrap(),
+        "{\"id\":1,\"x\":99999999999999999999999}\n{\"id\":2,\"x\":1e999999}\n{\"id\":3,\"x\":0.1000000000000000000001}\n"
+    );
+}

@@ -136,3 +136,40 @@ fn built_in_plugins_need_no_install() {
     assert!(run.stderr.contains("nothing to install"), "{}", run.stderr);
     assert!(!p.root().join(".dsm/plugins").exists());
 }
+
+/// Issue #22: `dsm run`/`el` take Meltano's `--install`, `--no-install` and `--only-install`.
+#[test]
+fn run_install_flags_choose_whether_to_install_and_whether_to_run() {
+    let p = project("auto_install: true\n");
+    let venv = p
+        .root()
+        .join(".dsm/plugins/loaders/target-jsonl/venv/bin/target-jsonl");
+    let written = |p: &Project| std::fs::read_dir(p.root().join("out")).unwrap().count();
+
+    // `--no-install` wins over `auto_install: true`: nothing installed, so the run fails.
+    let run = p.dsm(&["run", "tap-csv", "target-jsonl", "--no-install"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(!venv.exists(), "--no-install installed nothing");
+
+    // `--only-install` installs and stops before any plugin runs.
+    let only = p.dsm(&["el", "tap-csv", "target-jsonl", "--only-install"]);
+    only.assert_ok();
+    assert!(venv.is_file(), "{}", only.stderr);
+    assert_eq!(written(&p), 0, "nothing ran");
+    let runs = p.dsm(&["--format", "json", "runs", "list"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        1,
+        "only the failed run: {runs}"
+    );
+
+    // `--install` without `auto_install` installs what is missing, then runs.
+    std::fs::remove_dir_all(p.root().join(".dsm/plugins")).unwrap();
+    let yml = p.read("meltano.yml").replace("auto_install: true\n", "");
+    std::fs::write(p.root().join("meltano.yml"), yml).unwrap();
+    let run = p.dsm(&["run", "tap-csv", "target-jsonl", "--install"]);
+    run.assert_ok();
+    assert!(venv.is_file());
+    assert_eq!(written(&p), 1);
+}

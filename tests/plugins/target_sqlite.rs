@@ -356,3 +356,72 @@ fn target_sqlite_non_sqlite_file_is_a_clear_error() {
     let missing = run(dir.path(), "target-sqlite", &["--config", "nope.json"], b"");
     assert_eq!(missing.code, 2);
 }
+
+// Issue 30: `99999999999999999999999` was stored as the REAL 1e23 and `1e999999` as Inf.
+#[test]
+fn issue_30_target_sqlite_never_rounds_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = target(dir.path());
+    // `amount` may be a number or a string: a TEXT column, where a number no double holds
+    // exactly is kept as its JSON text.
+    let input = r#"{"type":"SCHEMA","stream":"t","schema":{"properties":{"id":{"type":"integer"},"amount":{"type":["number","string"]}}},"key_properties":["id"]}
+{"type":"RECORD","stream":"t","record":{"id":1,"amount":99999999999999999999999}}
+{"type":"RECORD","stream":"t","record":{"id":2,"amount":1e999999}}
+{"type":"RECORD","stream":"t","record":{"id":3,"amount":19.99}}
+"#;
+    run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    )
+    .assert_ok();
+    let db = dir.path().join("out/warehouse.db");
+    assert_eq!(
+        query(&db, "SELECT id, amount, typeof(amount) FROM t ORDER BY id"),
+        rows(&[
+            &["1", "99999999999999999999999", "text"],
+            &["2", "1e999999", "text"],
+            &["3", "19.99", "text"],
+        ])
+    );
+
+    // A REAL column refuses such a number, naming the line, record field and stream.
+    let input = r#"{"type":"SCHEMA","stream":"r","schema":{"properties":{"id":{"type":"integer"},"x":{"type":"number"}}},"key_properties":["id"]}
+{"type":"RECORD","stream":"r","record":{"id":1,"x":2.5}}
+{"type":"RECORD","stream":"r","record":{"id":2,"x":1e999999}}
+"#;
+    let out = run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("input line 3: record of stream `r`: field `x` is the number 1e999999, which no SQLite INTEGER or REAL holds exactly"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("[\"number\", \"string\"]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.to_lowercase().contains("inf"), "{}", out.stderr);
+
+    // Never in a key column, not even a TEXT one.
+    let input = r#"{"type":"SCHEMA","stream":"k","schema":{"properties":{"id":{"type":["number","string"]}}},"key_properties":["id"]}
+{"type":"RECORD","stream":"k","record":{"id":99999999999999999999999}}
+"#;
+    let out = run(
+        dir.path(),
+        "target-sqlite",
+        &["--config", &cfg],
+        input.as_bytes(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("field `id`"), "{}", out.stderr);
+    assert!(out.stderr.contains("key column"), "{}", out.stderr);
+    assert_eq!(query(&db, "SELECT count(*) FROM k"), rows(&[&["0"]]));
+}

@@ -326,7 +326,7 @@ fn runs_list_filters_and_prune_removes_old_runs_with_their_files() {
 
     let done = p.dsm(&["runs", "prune", "--older-than", "30d"]);
     assert!(done.status.success());
-    assert!(String::from_utf8_lossy(&done.stderr).contains("removed 2 run(s) and 1 file(s)"));
+    assert!(String::from_utf8_lossy(&done.stderr).contains("removed 2 runs and 1 file"));
     assert!(!quarantine.join("a40.users.jsonl").exists());
     assert!(quarantine.join("a1.users.jsonl").exists());
     assert_eq!(
@@ -429,13 +429,19 @@ fn sources_list_show_and_operator_status_changes() {
     );
     assert!(stderr.contains("did you mean `tap-postgres`?"), "{stderr}");
 
-    p.ok(&[
+    let out = p.dsm(&[
         "sources",
         "maintenance",
         "tap-postgres",
         "--reason",
         "replica rebuild",
     ]);
+    assert!(out.status.success());
+    // Issue 30: it said "is now maintenance".
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "`tap-postgres` is now in maintenance (syncs skip it)\n"
+    );
     assert_eq!(only(&["--status", "maintenance"]), ["tap-postgres"]);
     let shown = json(&p.ok(&["sources", "show", "tap-postgres", "--format", "json"]));
     assert_eq!(shown["status"]["status"], "maintenance");
