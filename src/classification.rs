@@ -345,7 +345,7 @@ impl Derivation {
                         ),
                     )?
                     .clone(),
-                because: format!("the label of source `{}`", extractor.name),
+                because: format!("source `{}`", extractor.name),
             },
             None => Raise {
                 label: scheme.default_label().clone(),

@@ -104,7 +104,8 @@ fn merged(project: &Project, scheme: &Scheme, extractor: &str, d: &mut Derivatio
         let mut others = Vec::new();
         for s in decl.sources.iter().filter(|s| s.extractor != extractor) {
             let plugin = project.find_plugin(&s.extractor, Some(PluginType::Extractors))?;
-            let theirs = Derivation::of_source(scheme, plugin, Some(&[s.stream.clone()]))?;
+            let theirs =
+                Derivation::of_source(scheme, plugin, Some(std::slice::from_ref(&s.stream)))?;
             others.push(theirs.content(&s.stream));
         }
         for s in decl.sources.iter().filter(|s| s.extractor == extractor) {

@@ -345,12 +345,14 @@ pub fn run_flow(
         let scheme = crate::classification::Scheme::of(project)?;
         if let Some(clearance) = crate::classification::clearance(project, &scheme, loader)? {
             crate::classification::enforce(labels, &loader.name, &clearance)?;
-            guard = Some(labels::Guard::new(
-                labels,
-                scheme.highest(),
-                clearance.label.rank,
-                &loader.name,
-            ));
+            // With streams not known before the run (`*`), every stream was checked already;
+            // otherwise a stream the plan did not name is checked when it arrives.
+            let all_checked = labels
+                .iter()
+                .any(|l| l.stream == crate::classification::OTHER_STREAMS);
+            guard = (!all_checked).then(|| {
+                labels::Guard::new(labels, scheme.highest(), clearance.label.rank, &loader.name)
+            });
         }
     }
     if opts.dump == Some(Dump::Catalog) {

@@ -448,8 +448,11 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
 /// The dead-letter files of a run, filled in while it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Quarantined {
-    files: Arc<Mutex<BTreeMap<String, (PathBuf, u64, Option<String>)>>>,
+    files: Arc<Mutex<BTreeMap<String, QuarantineFile>>>,
 }
+
+/// A dead-letter file: where, how many records, and its stream's classification label.
+type QuarantineFile = (PathBuf, u64, Option<String>);
 
 impl Quarantined {
     fn set(&self, stream: &str, path: &Path, records: u64, label: Option<String>) {

@@ -222,6 +222,7 @@ pub struct RunArtifact {
     /// How many records it holds.
     pub records: u64,
     /// The classification label of its stream, when the project classifies its data.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
 }
 

@@ -114,7 +114,7 @@ fn a_confidential_source_into_an_internal_loader_is_refused_before_the_loader_st
     );
     assert!(
         out.stderr
-            .contains("the label comes from the label of source `tap-jsonl`"),
+            .contains("the label comes from source `tap-jsonl`"),
         "{}",
         out.stderr
     );
@@ -140,7 +140,23 @@ fn a_confidential_source_into_an_internal_loader_is_refused_before_the_loader_st
 
 #[test]
 fn a_confidential_field_raises_its_stream_and_names_the_field() {
-    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    let p = project(
+        "annotations:\n  dsm:\n    defaults: {default_loader: target-fake}\n",
+        SSN_CONFIDENTIAL,
+        CLEARED_INTERNAL,
+        "",
+    );
+    // `dsm flows` shows the flow as refused before anything runs.
+    let flows = p.dsm(&["flows"]);
+    assert!(
+        flows.stdout.contains(
+            "tap-jsonl [internal] → target-fake [confidential above clearance internal: refused]"
+        ),
+        "{}",
+        flows.stdout
+    );
+    let dot = p.dsm(&["flows", "--format", "dot"]).stdout;
+    assert!(dot.contains("color=red"), "{dot}");
     let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
     assert_refused(&p, &out);
     assert!(
@@ -299,6 +315,33 @@ fn select_narrows_the_streams_checked_but_cannot_send_a_confidential_one() {
     let out = p.dsm(&["el", "tap-jsonl", "target-fake", "--select", "users.*"]);
     assert_refused(&p, &out);
     let out = p.dsm(&["el", "tap-jsonl", "target-fake", "--select", "events.*"]);
+    assert_sent(&p, &out);
+    assert!(!p.read("out.jsonl").contains("ssn"));
+}
+
+#[test]
+fn a_given_catalog_is_checked_as_it_selects() {
+    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    let dump = p.dsm(&["el", "tap-jsonl", "target-fake", "--dump", "catalog"]);
+    assert_eq!(dump.code, 0, "{}", dump.stderr);
+    p.write("all.json", &dump.stdout);
+    assert_refused(
+        &p,
+        &p.dsm(&["el", "tap-jsonl", "target-fake", "--catalog", "all.json"]),
+    );
+    // The same catalog with `users` deselected goes through.
+    let mut catalog: Value = serde_json::from_str(&dump.stdout).expect("a catalog");
+    for stream in catalog["streams"].as_array_mut().expect("streams") {
+        if stream["stream"] == "users" {
+            for m in stream["metadata"].as_array_mut().expect("metadata") {
+                if m["breadcrumb"] == serde_json::json!([]) {
+                    m["metadata"]["selected"] = Value::Bool(false);
+                }
+            }
+        }
+    }
+    p.write("events.json", &catalog.to_string());
+    let out = p.dsm(&["el", "tap-jsonl", "target-fake", "--catalog", "events.json"]);
     assert_sent(&p, &out);
     assert!(!p.read("out.jsonl").contains("ssn"));
 }
@@ -477,7 +520,7 @@ fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_expor
     let show = p.dsm(&["sources", "show", "tap-jsonl"]).stdout;
     assert!(show.contains("classification internal"), "{show}");
     assert!(
-        show.contains("stream users: internal (the label of source `tap-jsonl`)"),
+        show.contains("stream users: internal (source `tap-jsonl`)"),
         "{show}"
     );
 
@@ -543,4 +586,84 @@ fn labels_show_in_flows_sources_runs_the_catalog_dump_quarantine_files_and_expor
         "{}",
         bundle["labels"]
     );
+}
+
+#[test]
+fn a_tap_that_sends_a_stream_its_catalog_did_not_select_is_stopped_at_that_stream_also_as_a_batch()
+{
+    const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
+    let p = project("", SSN_CONFIDENTIAL, CLEARED_INTERNAL, "");
+    // A tap whose catalog has only `events`, but which sends `users` as well.
+    let text = p.read("meltano.yml").replace(
+        "  - name: tap-jsonl\n    variant: dsm\n",
+        "  - name: tap-jsonl\n    namespace: tap_rogue\n    executable: ./rogue.sh\n    capabilities: [catalog, discover]\n",
+    );
+    p.write("meltano.yml", &text);
+    p.write(
+        "catalog.json",
+        r#"{"streams": [{"tap_stream_id": "events", "stream": "events",
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}]}"#,
+    );
+    p.write(
+        "messages.jsonl",
+        r#"{"type": "SCHEMA", "stream": "events", "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}
+{"type": "RECORD", "stream": "events", "record": {"id": 1}}
+{"type": "SCHEMA", "stream": "users", "schema": {"type": "object", "properties": {"ssn": {"type": "string"}}}, "key_properties": []}
+{"type": "RECORD", "stream": "users", "record": {"ssn": "123-45-6789"}}
+"#,
+    );
+    script(
+        &p,
+        "rogue.sh",
+        &format!(
+            "case \"$*\" in *--discover*) exec cat catalog.json;; esac\nexec {TAP} --replay messages.jsonl\n"
+        ),
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the extractor sent stream `users`, which the run's plan did not name"),
+        "{}",
+        out.stderr
+    );
+    let received = p.read("out.jsonl");
+    assert!(!received.contains("users"), "{received}");
+    assert!(!received.contains("123-45-6789"), "{received}");
+
+    // The same stream as a BATCH, to a loader that takes batches: stopped the same way.
+    p.write("users-batch.jsonl", "{\"ssn\": \"123-45-6789\"}\n");
+    let batch = serde_json::json!({"type": "BATCH", "stream": "users",
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "manifest": [format!("file://{}", p.root().join("users-batch.jsonl").display())]});
+    let messages = p.read("messages.jsonl");
+    let with_batch: Vec<String> = messages
+        .lines()
+        .map(|l| {
+            if l.contains("\"RECORD\", \"stream\": \"users\"") {
+                batch.to_string()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(with_batch.iter().any(|l| l.contains("BATCH")));
+    p.write("messages.jsonl", &(with_batch.join("\n") + "\n"));
+    let text = p.read("meltano.yml").replace(
+        "    executable: ./target.sh\n",
+        "    executable: ./target.sh\n    capabilities: [batch]\n",
+    );
+    p.write("meltano.yml", &text);
+    std::fs::remove_file(p.root().join("out.jsonl")).expect("the earlier output");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the extractor sent stream `users`, which the run's plan did not name"),
+        "{}",
+        out.stderr
+    );
+    let received = p.read("out.jsonl");
+    assert!(!received.contains("users"), "{received}");
 }

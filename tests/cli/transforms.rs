@@ -357,7 +357,7 @@ fn validation_quarantine_writes_the_record_with_its_reason_and_lists_the_file() 
         .join(format!(".dsm/quarantine/{run_id}-users.jsonl"));
     assert_eq!(
         show["artifacts"],
-        json!([{"path": file.display().to_string(), "kind": "quarantine", "stream": "users", "records": 1, "label": null}])
+        json!([{"path": file.display().to_string(), "kind": "quarantine", "stream": "users", "records": 1}])
     );
     let mode = std::fs::metadata(&file)
         .expect("the file")
