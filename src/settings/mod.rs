@@ -684,6 +684,11 @@ pub fn check_set_value(def: &SettingDef, text: &str, plugin: &str, show_value: b
         }
         e
     };
+    // A `$VAR` reference is expanded at run time, where the expanded value is checked.
+    let reference = regex::Regex::new(r"\$\{?[A-Za-z_]").expect("the pattern compiles");
+    if reference.is_match(text) {
+        return Ok(J::String(text.to_string()));
+    }
     if kind == "boolean" {
         return match text.trim().to_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(J::Bool(true)),

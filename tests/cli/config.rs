@@ -483,6 +483,14 @@ plugins:
     let out = dsm_stdin(&p, &["secrets", "set", "tap-x", "pin"], "1234");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(p.dsm(&["config", "set", "tap-x", "flag", "yes"]).code, 0);
+    // A `$VAR` reference is checked when a run expands it, not at set time.
+    let out = p.dsm(&["config", "set", "tap-x", "ratio", "${RATIO}"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        p.read("meltano.yml").contains("${RATIO}"),
+        "{}",
+        p.read("meltano.yml")
+    );
 }
 
 // Issue 30: a rollback left empty environment stubs, dropped comments and re-quoted values;
