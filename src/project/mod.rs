@@ -814,16 +814,31 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
             );
         }
     };
-    let violations = schema::validate(&tree);
-    let ok = violations.is_empty();
-    for v in violations {
-        diags.push(Diagnostic::error(
-            v.code,
-            rel,
-            Some(v.pos),
-            v.message,
-            v.hint,
-        ));
+    let mut ok = true;
+    for v in schema::validate(&tree) {
+        let severity = match extra_key(&v) {
+            Some(Extra::Known) => continue,
+            Some(Extra::Unknown) => Severity::Warning,
+            None => {
+                ok = false;
+                Severity::Error
+            }
+        };
+        let hint = match severity {
+            Severity::Warning => Some(format!(
+                "Meltano accepts it and dsm ignores it; {}",
+                v.hint.as_deref().unwrap_or("remove it if it is a typo")
+            )),
+            Severity::Error => v.hint,
+        };
+        diags.push(Diagnostic {
+            code: v.code,
+            severity,
+            file: rel.to_path_buf(),
+            pos: Some(v.pos),
+            message: v.message,
+            hint,
+        });
     }
     let json = tree.to_json();
     let file = if ok {
@@ -848,6 +863,54 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
         lenient(json)
     };
     (tree, file)
+}
+
+/// What a key outside dsm's schema is, where Meltano accepts keys of its own choosing.
+enum Extra {
+    /// A key Meltano or its lock files know (`keywords`, `maintenance_status`, ...) or a
+    /// `_`-prefixed one: accepted without a word.
+    Known,
+    /// Any other key: accepted with a warning (it may be a typo).
+    Unknown,
+}
+
+/// Keys of plugin definitions (hub entries, lock files) that Meltano accepts and dsm has no use
+/// for.
+const MELTANO_PLUGIN_KEYS: &[&str] = &[
+    "hidden",
+    "keywords",
+    "maintenance_status",
+    "supported_python_versions",
+    "domain_url",
+    "quality",
+    "default_variant",
+    "variants",
+    "original",
+    "update",
+    "definition",
+];
+
+/// Whether an `unknown-key` violation is a key Meltano accepts anyway: on a plugin, on a
+/// plugin's setting, on a schedule or at the top of the file (Meltano keeps those as extras);
+/// never inside `annotations.dsm`, an environment or a job, which Meltano or dsm reject.
+fn extra_key(v: &schema::Violation) -> Option<Extra> {
+    static PLACE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    if v.code != "unknown-key" {
+        return None;
+    }
+    let re = PLACE.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:plugins\.[a-z]+\[\d+\]\.(?:settings\[\d+\]\.)?|schedules\[\d+\]\.)?([^.\[\]]+)$",
+        )
+        .expect("a valid pattern")
+    });
+    let key = re.captures(&v.path)?.get(1)?.as_str();
+    let on_plugin = v.path.starts_with("plugins.") && !v.path.contains(".settings[");
+    if key.starts_with('_') || (on_plugin && MELTANO_PLUGIN_KEYS.contains(&key)) {
+        Some(Extra::Known)
+    } else {
+        Some(Extra::Unknown)
+    }
 }
 
 /// A deserialiser's message without the values it quotes (`invalid type: string "..."`,
@@ -877,6 +940,20 @@ fn lenient(json: J) -> ProjectFile {
         }
     }
     serde_json::from_value(J::Object(out)).unwrap_or_default()
+}
+
+/// The files the main file's `include_paths` (in its parsed `tree`) name, relative to the root,
+/// in the order they are read; globs that match nothing are left out.
+pub(crate) fn included_files(root: &Path, tree: &yaml::Node) -> Vec<PathBuf> {
+    let globs: Vec<String> = tree
+        .get("include_paths")
+        .map(yaml::Node::to_json)
+        .and_then(|j| serde_json::from_value(j).ok())
+        .unwrap_or_default();
+    includes(root, &globs, &mut Vec::new())
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 /// The files matched by `include_paths`, relative to the root, each with the glob that matched.
@@ -1065,7 +1142,14 @@ fn build_plugin(
     commands.extend(def.commands.clone().unwrap_or_default());
     let is_inherited = matches!(definition, Definition::Inherited { .. });
     let mut raw = def.clone();
-    raw.namespace = pick!(namespace);
+    // As in Meltano, a plugin that inherits (`inherit_from`) has a namespace of its own, from
+    // its own name: its parent's environment variables reach it only through the inherited
+    // layer, below what it sets itself. A shadowing or locked definition keeps the base's.
+    raw.namespace = if is_inherited {
+        def.namespace.clone()
+    } else {
+        pick!(namespace)
+    };
     raw.variant = pick!(variant);
     raw.executable = pick!(executable);
     raw.pip_url = pick!(pip_url);

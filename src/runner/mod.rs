@@ -194,6 +194,8 @@ pub fn run_flow(
     flow: &Flow,
     opts: &RunOptions,
 ) -> Result<RunReport> {
+    // `--timeout` bounds the whole run: discovery, then the pipeline in what is left.
+    let deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let extractor = project.find_plugin(&flow.extractor, Some(PluginType::Extractors))?;
     let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
     // Meltano's extras (`select`, `metadata`, `catalog`, `dialect`, ...) as they resolve from
@@ -319,6 +321,7 @@ pub fn run_flow(
             spec: &extractor_spec,
             refresh: opts.refresh_catalog || opts.full_refresh,
             run_dir: &run_dir,
+            deadline,
         })?;
         extractor_spec.args.push(flag.to_string());
         extractor_spec.args.push(path.display().to_string());
@@ -360,10 +363,14 @@ pub fn run_flow(
                 .and_then(|payload| payload.get("singer_state").cloned())
                 .map(|s| s.to_string()),
         };
-        if start_state.is_none()
-            && let Some(place) = meltano_state_elsewhere(project)
-        {
-            return Err(refuse_empty_state(&state_id, place));
+        if start_state.is_none() {
+            if let Some(place) = meltano_state_elsewhere(project) {
+                return Err(refuse_empty_state(&state_id, place));
+            }
+            let meltano_db = store::meltano::default_path(project.root());
+            if store::meltano::has_state(&meltano_db, &state_id)? {
+                return Err(refuse_meltano_default(&state_id));
+            }
         }
     }
     if opts.dump == Some(Dump::State) {
@@ -469,7 +476,7 @@ pub fn run_flow(
         .live_progress
         .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live));
     let mut options = PipelineOptions {
-        timeout: opts.timeout,
+        timeout: deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())),
         log,
         progress: progress.clone(),
         ..PipelineOptions::default()
@@ -706,6 +713,19 @@ fn refuse_empty_state(state_id: &StateId, (key, place): (&str, &str)) -> Error {
     ))
     .hint("import Meltano's state first: `meltano state export > state.json`, then `dsm state import state.json`")
     .hint("or read a Meltano system database directly: `dsm state import-meltano [PATH]`")
+    .hint("to start from empty state on purpose, run with `--full-refresh`")
+}
+
+/// The error for a flow that would start from empty state while Meltano's default system
+/// database (`.meltano/meltano.db`) has its bookmark.
+fn refuse_meltano_default(state_id: &StateId) -> Error {
+    Error::config(format!(
+        "dsm has no state for `{state_id}` and will not start the flow from empty state"
+    ))
+    .detail(
+        "Meltano's system database `.meltano/meltano.db` has state for it (Meltano ran this flow)",
+    )
+    .hint("import Meltano's state first: `dsm state import-meltano`")
     .hint("to start from empty state on purpose, run with `--full-refresh`")
 }
 

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::spec;
 use crate::error::{Error, Result};
 use crate::plugin::{PluginRole, PluginSpec};
-use crate::project::annotations::{OnError, TransformSpec, Validation};
+use crate::project::annotations::{Dialect, OnError, TransformSpec, Validation};
 use crate::project::{Environment, PRIVATE_DIR, Plugin, Project};
 use crate::singer::Message;
 use crate::store::RunArtifact;
@@ -152,6 +152,11 @@ pub fn build(
     database_uri: Option<&str>,
 ) -> Result<FlowStages> {
     let mut steps = Vec::new();
+    let dialect = project
+        .dsm()
+        .stream_maps
+        .map(|o| o.dialect)
+        .unwrap_or_default();
 
     if !extractor.has_capability("stream-maps")
         && let Some(Value::Object(config)) = extractor_spec.config.as_mut()
@@ -162,7 +167,7 @@ pub fn build(
                 "the `stream_maps` settings of extractor `{}`",
                 extractor.name
             );
-            let transform = compile_maps(&maps, &what).map_err(|e| {
+            let transform = compile_maps(&maps, &what, dialect).map_err(|e| {
                 e.hint(format!(
                     "`{}` has no `stream-maps` capability, so dsm applies its stream maps itself",
                     extractor.name
@@ -184,7 +189,7 @@ pub fn build(
         );
         steps.push(Step::Native {
             label: format!("{} of extractor `{}`", t.kind, extractor.name),
-            transform: annotation_transform(t, &what)?,
+            transform: annotation_transform(t, &what, dialect)?,
         });
     }
 
@@ -212,7 +217,7 @@ pub fn build(
                 Some(m) => format!("mapping `{}` of mapper `{}`", m.name, mapper.name),
                 None => format!("mapper `{}`", mapper.name),
             };
-            let transform = compile_maps(&pick_map_keys(&config), &what)?;
+            let transform = compile_maps(&pick_map_keys(&config), &what, dialect)?;
             steps.push(Step::Native {
                 label: format!("{what} (stream maps)"),
                 transform,
@@ -259,7 +264,11 @@ fn wants_maps(config: &Map<String, Value>) -> bool {
 }
 
 /// Compiles stream maps; an error names `what` and is a configuration error (exit 2).
-fn compile_maps(config: &Map<String, Value>, what: &str) -> Result<Box<dyn Transform>> {
+fn compile_maps(
+    config: &Map<String, Value>,
+    what: &str,
+    dialect: Dialect,
+) -> Result<Box<dyn Transform>> {
     let mut config = config.clone();
     // Values from environment variables arrive as JSON text.
     for key in ["stream_maps", "stream_map_config", "faker_config"] {
@@ -271,6 +280,15 @@ fn compile_maps(config: &Map<String, Value>, what: &str) -> Result<Box<dyn Trans
     }
     let maps = StreamMaps::from_config(&Value::Object(config))
         .map_err(|e| transform_config_error(e, what))?;
+    if dialect == Dialect::Sdk
+        && let Some((map, prop, name)) = maps.beyond_sdk().into_iter().next()
+    {
+        return Err(Error::config(format!(
+            "{what}: stream map `{map}`, property `{prop}` uses `{name}`, which the Singer SDK's stream maps do not have: `meltano run` would fail on it"
+        ))
+        .hint("rewrite the expression with what the SDK has (`int`, `float`, `str`, `bool`, `md5`, `sha256`, `datetime`, `json`, f-strings, string methods other than `format`)")
+        .hint("or make the project dsm-only on purpose: `annotations: {dsm: {stream_maps: {dialect: extended}}}` at the top of meltano.yml"));
+    }
     Ok(Box::new(maps))
 }
 
@@ -283,11 +301,15 @@ fn transform_config_error(e: TransformError, what: &str) -> Error {
 }
 
 /// One entry of `annotations.dsm.transforms`.
-fn annotation_transform(t: &TransformSpec, what: &str) -> Result<Box<dyn Transform>> {
+fn annotation_transform(
+    t: &TransformSpec,
+    what: &str,
+    dialect: Dialect,
+) -> Result<Box<dyn Transform>> {
     const KINDS: [&str; 4] = ["stream_maps", "field_mask", "transform_field", "validation"];
     let config = Value::Object(t.config.clone());
     let inner: Box<dyn Transform> = match t.kind.replace('-', "_").as_str() {
-        "stream_maps" => compile_maps(&t.config, what)?,
+        "stream_maps" => compile_maps(&t.config, what, dialect)?,
         "field_mask" | "transform_field" => {
             Box::new(FieldMask::from_config(&config).map_err(|e| transform_config_error(e, what))?)
         }

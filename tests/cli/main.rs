@@ -2,6 +2,7 @@
 
 mod config;
 mod el;
+mod includes;
 mod init;
 mod json_contract;
 mod merge;
