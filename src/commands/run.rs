@@ -194,6 +194,9 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
         for w in &report.warnings {
             ctx.printer.warn(w);
         }
+        for n in &report.notes {
+            ctx.printer.notice(n);
+        }
         if json {
             docs.push(serde_json::json!({
                 "state_id": report.state_id,

@@ -683,6 +683,7 @@ impl Project {
             }
         }
         self.diagnostics.extend(warnings);
+        self.check_duplicates(&file);
         let mut seen = BTreeSet::new();
         for env in &self.file.environments {
             if !seen.insert(env.name.clone()) {
@@ -737,6 +738,55 @@ impl Project {
 }
 
 impl Project {
+    /// The same plugin, job or schedule named twice in `meltano.yml` itself (twice across
+    /// files is found while merging the included files): only one of them would be used.
+    fn check_duplicates(&mut self, file: &Path) {
+        let mut lists: Vec<(Vec<&str>, &str, String)> = PluginType::ALL
+            .iter()
+            .map(|ty| {
+                let names = self.file.plugins.of(*ty).iter().map(|p| p.name.as_str());
+                (names.collect(), ty.key(), ty.singular().to_string())
+            })
+            .collect();
+        lists.push((
+            self.file.jobs.iter().map(|j| j.name.as_str()).collect(),
+            "jobs",
+            "job".into(),
+        ));
+        lists.push((
+            self.file
+                .schedules
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+            "schedules",
+            "schedule".into(),
+        ));
+        let mut found = Vec::new();
+        for (names, key, what) in lists {
+            let items = if key == "jobs" || key == "schedules" {
+                self.tree.get(key)
+            } else {
+                self.tree.get("plugins").and_then(|n| n.get(key))
+            };
+            for (i, name) in names.iter().enumerate() {
+                if names[..i].contains(name) {
+                    found.push(Diagnostic::error(
+                        "duplicate-definition",
+                        file,
+                        items.and_then(|l| l.items().get(i)).map(|n| n.pos),
+                        format!("{what} `{name}` is defined twice"),
+                        Some(
+                            "keep one definition: commands and runs would read only one of them"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
     /// A schedule's `annotations.dsm.timezone` must be an IANA name (its cron interval is read
     /// there), and a job has no interval to read in a zone.
     fn check_schedule_time_zones(&mut self, file: &Path) {

@@ -32,6 +32,11 @@ pub struct CatalogInputs<'a> {
 
 /// The catalog file to pass to the tap, written into the run directory.
 pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
+    prepare_reporting(inputs).map(|(path, _)| path)
+}
+
+/// [`prepare`], also saying whether the catalog is one an earlier run discovered (cached).
+pub fn prepare_reporting(inputs: &CatalogInputs<'_>) -> Result<(PathBuf, bool)> {
     let CatalogInputs {
         project,
         plugin,
@@ -40,6 +45,7 @@ pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
         run_dir,
         deadline,
     } = inputs;
+    let mut cached = false;
     let mut catalog = match &plugin.catalog {
         Some(path) => {
             let path = project.root().join(path);
@@ -50,7 +56,12 @@ pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
                 ))
             })?
         }
-        None => discovered(project, plugin, spec, *refresh, run_dir, *deadline)?,
+        None => {
+            let (catalog, from_cache) =
+                discovered(project, plugin, spec, *refresh, run_dir, *deadline)?;
+            cached = from_cache;
+            catalog
+        }
     };
     let filter = crate::catalog::SelectFilter {
         patterns: plugin.select_filter.clone().unwrap_or_default(),
@@ -80,7 +91,7 @@ pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
     }
     let path = run_dir.path().join(format!("{}.catalog.json", spec.name));
     write_private(&path, &catalog)?;
-    Ok(path)
+    Ok((path, cached))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -110,7 +121,7 @@ fn discovered(
     refresh: bool,
     run_dir: &RunDir,
     deadline: Option<Instant>,
-) -> Result<Value> {
+) -> Result<(Value, bool)> {
     let dir = project.root().join(".dsm/run").join(&plugin.name);
     let cache = dir.join("tap.properties.json");
     let key_file = dir.join("tap.properties.key");
@@ -136,11 +147,7 @@ fn discovered(
         && std::fs::read_to_string(&key_file).is_ok_and(|k| k.trim() == key)
         && let Ok(v) = read_json(&cache)
     {
-        tracing::info!(
-            plugin = %plugin.name,
-            "using the catalog discovered by an earlier run (its config, schema and metadata rules are unchanged); `--refresh-catalog` discovers it again"
-        );
-        return Ok(v);
+        return Ok((v, true));
     }
     let mut cmd = Command::new(&spec.executable);
     if let Some(config) = &spec.config {
@@ -224,5 +231,5 @@ fn discovered(
         // A cache left by an older dsm must not be read by a later one.
         let _ = std::fs::remove_file(&key_file);
     }
-    Ok(catalog)
+    Ok((catalog, false))
 }

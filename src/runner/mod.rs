@@ -126,6 +126,8 @@ pub struct RunReport {
     pub plan: Vec<String>,
     /// With [`RunOptions::dump`]: the file's content; nothing ran.
     pub dump: Option<String>,
+    /// Things worth knowing that are not problems (a cached catalog was used).
+    pub notes: Vec<String>,
 }
 
 impl RunReport {
@@ -314,8 +316,9 @@ pub fn run_flow(
         None
     };
     let mut catalog_path = None;
+    let mut notes = Vec::new();
     if let Some(flag) = catalog_flag {
-        let path = catalog::prepare(&catalog::CatalogInputs {
+        let (path, cached) = catalog::prepare_reporting(&catalog::CatalogInputs {
             project,
             plugin: extractor,
             spec: &extractor_spec,
@@ -323,6 +326,12 @@ pub fn run_flow(
             run_dir: &run_dir,
             deadline,
         })?;
+        if cached {
+            notes.push(format!(
+                "using the catalog of `{}` discovered by an earlier run (its config, `schema` and `metadata` are unchanged); `--refresh-catalog` discovers it again",
+                extractor.name
+            ));
+        }
         extractor_spec.args.push(flag.to_string());
         extractor_spec.args.push(path.display().to_string());
         catalog_path = Some(path);
@@ -416,6 +425,7 @@ pub fn run_flow(
         log_path: None,
         plan,
         dump: None,
+        notes: notes.clone(),
     };
     if opts.dry_run {
         let command_line = |s: &PluginSpec| {
@@ -603,6 +613,7 @@ pub fn run_flow(
         log_path: Some(log_path),
         plan: Vec::new(),
         dump: None,
+        notes,
     })
 }
 
@@ -746,6 +757,7 @@ fn dumped(flow: &Flow, state_id: StateId, value: &Value) -> RunReport {
         dump: Some(
             serde_json::to_string_pretty(value).expect("serialising a JSON value cannot fail"),
         ),
+        notes: Vec::new(),
     }
 }
 
@@ -755,24 +767,32 @@ fn record_quarantine(
     run_id: &RunId,
     quarantined: &stages::Quarantined,
 ) -> Vec<String> {
+    // Every record validation dropped is counted and reported.
+    let mut warnings: Vec<String> = quarantined
+        .skipped()
+        .iter()
+        .map(|(stream, n)| {
+            format!(
+                "{n} record(s) of stream `{stream}` failed validation and were dropped (policy `skip`)"
+            )
+        })
+        .collect();
     let artifacts = quarantined.artifacts();
     if artifacts.is_empty() {
-        return Vec::new();
+        return warnings;
     }
     if let Err(e) = store.record_run_artifacts(run_id, &artifacts) {
         tracing::warn!(error = %e, "could not record the quarantine files");
     }
-    artifacts
-        .iter()
-        .map(|a| {
-            format!(
-                "{} record(s) of stream `{}` failed validation and were quarantined in `{}`",
-                a.records,
-                a.stream.as_deref().unwrap_or("?"),
-                a.path.display()
-            )
-        })
-        .collect()
+    warnings.extend(artifacts.iter().map(|a| {
+        format!(
+            "{} record(s) of stream `{}` failed validation and were quarantined in `{}`",
+            a.records,
+            a.stream.as_deref().unwrap_or("?"),
+            a.path.display()
+        )
+    }));
+    warnings
 }
 
 fn render_error(e: &Error) -> String {

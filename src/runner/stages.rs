@@ -437,9 +437,22 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
 #[derive(Debug, Clone, Default)]
 pub struct Quarantined {
     files: Arc<Mutex<BTreeMap<String, (PathBuf, u64)>>>,
+    /// Records the `skip` policy dropped, by stream.
+    skipped: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Quarantined {
+    fn set_skipped(&self, stream: &str, records: u64) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.insert(stream.to_owned(), records);
+    }
+
+    /// The records validation dropped (`skip`), by stream.
+    pub fn skipped(&self) -> Vec<(String, u64)> {
+        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.iter().map(|(s, n)| (s.clone(), *n)).collect()
+    }
+
     fn set(&self, stream: &str, path: &Path, records: u64) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.insert(stream.to_owned(), (path.to_path_buf(), records));
@@ -526,13 +539,17 @@ impl Transform for StreamValidation {
             return Ok(());
         };
         let v = self.validator(&stream)?;
-        let before = v.quarantined();
+        let (before, skipped_before) = (v.quarantined(), v.skipped());
         let result = v.apply(message, out);
         let after = v.quarantined();
+        let skipped = v.skipped();
         if after != before
             && let Some(path) = v.quarantine_path().map(Path::to_path_buf)
         {
             self.files.set(&stream, &path, after);
+        }
+        if skipped != skipped_before {
+            self.files.set_skipped(&stream, skipped);
         }
         result
     }

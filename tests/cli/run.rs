@@ -432,7 +432,7 @@ exec {TAP} "$@" --generate 1 --stream users
         // The run says when it uses a cached catalog.
         assert_eq!(
             out.stderr
-                .contains("using the catalog discovered by an earlier run"),
+                .contains("using the catalog of `tap-disc` discovered by an earlier run"),
             i == 1,
             "{}",
             out.stderr

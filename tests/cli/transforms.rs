@@ -339,6 +339,14 @@ fn validation_skip_drops_the_bad_record() {
     let ids: Vec<Value> = records(&p).iter().map(|r| r["id"].clone()).collect();
     assert_eq!(ids, [json!(1), json!(3)]);
     assert!(!p.root().join(".dsm/quarantine").exists());
+    // A dropped record is counted and reported, never lost without a word.
+    assert!(
+        out.stderr.contains(
+            "1 record(s) of stream `users` failed validation and were dropped (policy `skip`)"
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -522,7 +530,7 @@ fn stream_map_functions_the_sdk_lacks_are_refused_unless_the_project_opts_into_e
     }
     // What the SDK has runs under the default dialect, as under the SDK.
     for expr in [
-        "dict(a=id)",
+        "dict([('a', id)])",
         "str(id) + email.upper()",
         "md5(email)",
         "f'{id:03d}'",

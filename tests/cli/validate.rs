@@ -274,6 +274,7 @@ schedules:
   interval: 61 * * * *
   extractor: tap-x
   loader: target-y
+  transform: skip
 ",
     );
     let out = p.dsm(&["validate", "--format", "json"]);
@@ -318,10 +319,76 @@ schedules:
         6,
         "cron fields",
     );
-    has("dependency-cycle", "meltano.yml", 0, "depends_on");
     // Messages speak of the project, never of a library's types.
     for d in doc["diagnostics"].as_array().unwrap() {
         let m = d["message"].as_str().unwrap();
         assert!(!m.contains("Error(") && !m.contains("Policy"), "{m}");
     }
+    // With valid schedules, a `depends_on` cycle is found too.
+    std::fs::remove_file(p.root().join("schedules.meltano.yml")).unwrap();
+    let yml = p
+        .read("meltano.yml")
+        .replace("include_paths: [./schedules.meltano.yml]\n", "")
+        .replace("target-yy", "target-y");
+    p.write("meltano.yml", &yml);
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("flows depend on each other in a cycle: a → b → a in meltano.yml"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: remove one `depends_on` entry along the cycle"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn duplicates_in_one_file_are_errors_with_the_line_of_the_second() {
+    let p = TestProject::new(
+        "\
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+  - name: tap-x
+    namespace: tap_x
+jobs:
+- name: j
+  tasks: [tap-x]
+- name: j
+  tasks: [tap-x]
+",
+    );
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("extractor `tap-x` is defined twice in meltano.yml (line 5, column 5)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("job `j` is defined twice in meltano.yml (line 10, column 3)"),
+        "{}",
+        out.stderr
+    );
+    // A key twice in one mapping: named in words, not with the parser's option names.
+    let p = TestProject::new(
+        "plugins:\n  extractors:\n  - name: tap-x\n    namespace: a\n    namespace: b\n",
+    );
+    let out = p.dsm(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the key `namespace` appears twice in the same mapping"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Policy"), "{}", out.stderr);
 }
