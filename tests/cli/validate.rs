@@ -392,3 +392,78 @@ jobs:
     );
     assert!(!out.stderr.contains("Policy"), "{}", out.stderr);
 }
+
+#[test]
+fn validate_reports_values_of_the_wrong_kind_and_stream_maps_that_cannot_run() {
+    let p = TestProject::new(
+        "\
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    settings:
+    - {name: port, kind: integer}
+    - {name: ssl, kind: boolean}
+    - {name: host}
+    - {name: stream_maps, kind: object}
+    config:
+      port: abc
+      ssl: $TAP_X_SSL
+      host: 1
+      stream_maps:
+        users:
+          x: 'len(name)'
+  mappers:
+  - name: meltano-map-transformer
+    namespace: meltano_map_transformer
+    pip_url: meltano-map-transform
+    mappings:
+    - name: hide
+      config:
+        stream_maps:
+          users:
+            y: '1 +'
+",
+    );
+    let out = p.dsm(&["validate", "--format", "json"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let doc = out.json();
+    let found: Vec<(String, u64, String)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["line"].as_u64().unwrap_or(0),
+                d["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |code: &str, line: u64, text: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(c, l, m)| c == code && *l == line && m.contains(text)),
+            "no {code} at line {line} with `{text}` in {doc:#}"
+        );
+    };
+    has(
+        "wrong-kind",
+        11,
+        "setting `port` of extractor `tap-x` is of kind `integer`",
+    );
+    has(
+        "invalid-stream-map",
+        14,
+        "uses `len`, which the Singer SDK's stream maps do not have",
+    );
+    has("invalid-stream-map", 21, "mapping `hide`");
+    // An environment variable reference is checked when the run resolves it; a string setting
+    // takes any value.
+    assert_eq!(
+        found.iter().filter(|(c, _, _)| c == "wrong-kind").count(),
+        1,
+        "{doc:#}"
+    );
+}
