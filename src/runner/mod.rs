@@ -777,6 +777,11 @@ fn record_quarantine(
             )
         })
         .collect();
+    for stream in quarantined.unmatched() {
+        warnings.push(format!(
+            "the extractor's validation policy names stream `{stream}`, which this run did not send: check the name in `annotations.dsm.validation.streams`"
+        ));
+    }
     let artifacts = quarantined.artifacts();
     if artifacts.is_empty() {
         return warnings;

@@ -363,6 +363,9 @@ impl Transform for OnlyStreams {
 pub struct ValidationPolicies {
     default: Policy,
     streams: HashMap<String, Policy>,
+    /// The streams the extractor's own `annotations.dsm.validation.streams` names (a run that
+    /// never sees one of them says so: the name may be wrong).
+    named: Vec<String>,
 }
 
 impl ValidationPolicies {
@@ -396,6 +399,10 @@ fn policy_of(mode: OnError) -> Policy {
 pub fn validation_policies(project: &Project, extractor: &Plugin) -> Option<ValidationPolicies> {
     let defaults = project.dsm().defaults.and_then(|d| d.validation);
     let own = extractor.annotations.validation.clone();
+    let named: Vec<String> = own
+        .as_ref()
+        .map(|v| v.streams.keys().cloned().collect())
+        .unwrap_or_default();
     let merged = match (defaults, own) {
         (None, None) => return None,
         (Some(v), None) | (None, Some(v)) => v,
@@ -409,7 +416,10 @@ pub fn validation_policies(project: &Project, extractor: &Plugin) -> Option<Vali
             }
         }
     };
-    policies_of(&merged)
+    policies_of(&merged).map(|mut p| {
+        p.named = named;
+        p
+    })
 }
 
 fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
@@ -430,7 +440,11 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
     if default == Policy::Off && streams.values().all(|p| *p == Policy::Off) {
         return None;
     }
-    Some(ValidationPolicies { default, streams })
+    Some(ValidationPolicies {
+        default,
+        streams,
+        named: Vec::new(),
+    })
 }
 
 /// The dead-letter files of a run, filled in while it runs.
@@ -439,9 +453,19 @@ pub struct Quarantined {
     files: Arc<Mutex<BTreeMap<String, (PathBuf, u64)>>>,
     /// Records the `skip` policy dropped, by stream.
     skipped: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Streams a validation policy names that the run never sent.
+    unmatched: Arc<Mutex<Vec<String>>>,
 }
 
 impl Quarantined {
+    /// The streams the extractor's validation policies name that this run never sent.
+    pub fn unmatched(&self) -> Vec<String> {
+        self.unmatched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn set_skipped(&self, stream: &str, records: u64) {
         let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
         skipped.insert(stream.to_owned(), records);
@@ -555,6 +579,18 @@ impl Transform for StreamValidation {
     }
 
     fn finish(&mut self) -> Result<(), TransformError> {
+        let unmatched: Vec<String> = self
+            .policies
+            .named
+            .iter()
+            .filter(|s| self.policies.policy(s) != Policy::Off && !self.per_stream.contains_key(*s))
+            .cloned()
+            .collect();
+        *self
+            .files
+            .unmatched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = unmatched;
         let mut first = Ok(());
         for v in self.per_stream.values_mut() {
             let r = v.finish();

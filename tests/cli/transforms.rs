@@ -347,6 +347,31 @@ fn validation_skip_drops_the_bad_record() {
         "{}",
         out.stderr
     );
+    assert!(!out.stderr.contains("did not send"), "{}", out.stderr);
+}
+
+#[test]
+fn a_validation_policy_naming_a_stream_the_run_never_sent_is_reported() {
+    let p = project(
+        "    annotations:
+      dsm:
+        validation:
+          on_error: warn
+          streams: {userz: skip}
+",
+        "",
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "the extractor's validation policy names stream `userz`, which this run did not send"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The policy did not apply: the bad record went on with a warning (the default `warn`).
+    assert_eq!(records(&p).len(), 3);
 }
 
 #[test]
