@@ -55,6 +55,20 @@ dsm = {
                 "items": {"$ref": "#/$defs/dsm/merged_stream"},
             },
             "defaults": {"$ref": "#/$defs/dsm/defaults"},
+            "stream_maps": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "How dsm reads stream-map expressions",
+                "properties": {
+                    "dialect": {
+                        "type": "string",
+                        "enum": ["sdk", "extended"],
+                        "description": "`sdk` (the default): exactly the functions the Singer "
+                        "SDK's mapper has; `extended`: also dsm's wider set (`len`, `min`, "
+                        "`round`, `str.format` ...), which makes the project dsm-only",
+                    },
+                },
+            },
         },
     },
     "defaults": {

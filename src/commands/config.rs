@@ -612,7 +612,7 @@ fn set(
                 ));
             }
             let path = config_path(&l, p, name_words);
-            edit::edit_project_file(&root, |doc| doc.set(&path, &typed))?;
+            edit::edit_defining_file(&root, &path, |doc| doc.set(&path, &typed))?;
             match &l.environment {
                 Some(e) => format!("environment `{e}` in meltano.yml"),
                 None => "meltano.yml".to_string(),
@@ -654,7 +654,7 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
         config_path(&l, p, words),
         config_path(&l, p, std::slice::from_ref(&name)),
     ] {
-        removed |= edit::edit_project_file(&root, |doc| doc.remove(&path))?;
+        removed |= edit::edit_defining_file(&root, &path, |doc| doc.remove(&path))?;
     }
     let var = settings::env_var_name(&p.name, &name);
     removed |= edit::dotenv_unset(&root, &[var])? > 0;
@@ -699,7 +699,7 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
     }
     let mut path = edit::plugin_path(l.environment.as_deref(), p.plugin_type.key(), &p.name);
     path.push(Seg::key("config"));
-    let had = edit::edit_project_file(&root, |doc| doc.remove(&path))?;
+    let had = edit::edit_defining_file(&root, &path, |doc| doc.remove(&path))?;
     let vars: Vec<String> = p
         .settings
         .iter()

@@ -49,6 +49,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         Some(n) => Some(project.environment(n)?),
         None => None,
     };
+    if args.dump.is_none() {
+        crate::commands::run::check_disabled(
+            ctx,
+            &project,
+            std::slice::from_ref(&args.extractor),
+            args.flags.include_disabled,
+        )?;
+    }
     let mut opts = args.flags.options(ctx)?;
     opts.state_id = args.state_id;
     // Meltano's `_select_filter` override: the selected entities, then `!entity` for each

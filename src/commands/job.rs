@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
-use crate::project::edit::{Seg, edit_project_file};
+use crate::project::edit::{Seg, edit_defining_file, edit_project_file};
 use crate::project::{Project, yaml};
 
 /// Arguments of `dsm job`.
@@ -117,17 +117,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             if project.job(&job_name).is_none() {
                 return Err(unknown_job(&job_name));
             }
-            edit_project_file(&root, |doc| {
-                doc.set(
-                    &[Seg::key("jobs"), Seg::item(&job_name), Seg::key("tasks")],
-                    &tasks,
-                )
-            })?;
+            let path = [Seg::key("jobs"), Seg::item(&job_name), Seg::key("tasks")];
+            edit_defining_file(&root, &path, |doc| doc.set(&path, &tasks))?;
             ctx.printer.notice(format!("Updated job `{job_name}`"));
             Ok(())
         }
         JobCommand::Remove { job_name } => {
-            let removed = edit_project_file(&root, |doc| doc.remove_item(&jobs_path(), &job_name))?;
+            let path = [Seg::key("jobs"), Seg::item(&job_name)];
+            let removed =
+                edit_defining_file(&root, &path, |doc| doc.remove_item(&jobs_path(), &job_name))?;
             if !removed {
                 return Err(unknown_job(&job_name));
             }

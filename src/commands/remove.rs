@@ -108,30 +108,27 @@ fn remove_one(project: &Project, plugin: &Plugin) -> Result<()> {
         .iter()
         .map(|e| e.name.clone())
         .collect();
-    edit::edit_project_file(root, |doc| {
-        for env in &envs {
-            doc.remove_item(
-                &[
-                    Seg::key("environments"),
-                    Seg::item(env),
-                    Seg::key("config"),
-                    Seg::key("plugins"),
-                    Seg::key(ty),
-                ],
-                &plugin.name,
-            )?;
-        }
-        let removed = doc.remove_item(&[Seg::key("plugins"), Seg::key(ty)], &plugin.name)?;
-        if !removed {
-            return Err(Error::config(format!(
-                "{} `{}` is not defined in meltano.yml itself",
-                plugin.plugin_type.singular(),
-                plugin.name
-            ))
-            .hint("it comes from a file under `include_paths`; remove it there"));
-        }
-        Ok(())
-    })?;
+    // Each block is removed from the file that holds it, an `include_paths` file included.
+    let def = [Seg::key("plugins"), Seg::key(ty), Seg::item(&plugin.name)];
+    let removed =
+        edit::edit_defining_file(root, &def, |doc| doc.remove_item(&def[..2], &plugin.name))?;
+    if !removed {
+        return Err(Error::failed(format!(
+            "{} `{}` was not found in any project file",
+            plugin.plugin_type.singular(),
+            plugin.name
+        )));
+    }
+    for env in &envs {
+        let block = [
+            Seg::key("environments"),
+            Seg::item(env),
+            Seg::key("config"),
+            Seg::key("plugins"),
+            Seg::key(ty),
+        ];
+        edit::edit_defining_file(root, &block, |doc| doc.remove_item(&block, &plugin.name))?;
+    }
     // The lock file goes when no other plugin of the project shares it.
     if let Definition::Locked { lock_file } = &plugin.definition {
         remove_file(&root.join(lock_file))?;

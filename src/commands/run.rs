@@ -6,8 +6,10 @@ use crate::commands::Context;
 use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
-use crate::project::{EnvironmentChoice, Project};
+use crate::project::{EnvironmentChoice, PluginType, Project};
+use crate::registry::{SourceStatus, held_out_of_syncs};
 use crate::runner::{self, RunOptions, StateStrategy, StepReport};
+use crate::store;
 
 /// Arguments of `dsm run`.
 #[derive(Debug, clap::Args)]
@@ -63,6 +65,9 @@ pub struct RunFlags {
     /// Install the plugins the run needs when missing or changed, then exit without running.
     #[arg(long, overrides_with_all = ["install", "no_install"])]
     pub only_install: bool,
+    /// Run a source an operator disabled or put in maintenance (`dsm sources disable`).
+    #[arg(long)]
+    pub include_disabled: bool,
 }
 
 /// What a run does about plugins that are not installed (Meltano's `--install`,
@@ -229,6 +234,9 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
         for w in &report.warnings {
             ctx.printer.warn(w);
         }
+        for n in &report.notes {
+            ctx.printer.notice(n);
+        }
         if json {
             docs.push(serde_json::json!({
                 "state_id": report.state_id,
@@ -288,6 +296,61 @@ pub(crate) fn finish(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
     }
 }
 
+/// Refuses to run a source an operator took out of syncs (`dsm sources disable|maintenance`)
+/// unless `--include-disabled`; `blocks` may name jobs.
+pub(crate) fn check_disabled(
+    ctx: &Context,
+    project: &Project,
+    blocks: &[String],
+    include_disabled: bool,
+) -> Result<()> {
+    let names: Vec<String> = runner::blocks::expand_jobs(project, blocks)?
+        .iter()
+        .map(|b| b.split(':').next().unwrap_or(b).to_string())
+        .filter(|n| {
+            project
+                .plugins_of(PluginType::Extractors)
+                .any(|p| &p.name == n)
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let path = store::database_path(ctx.global.database_uri.as_deref(), project.root())?;
+    if !path.is_file() {
+        return Ok(());
+    }
+    let db = store::open_for_project(ctx.global.database_uri.as_deref(), project.root())?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(held) = held_out_of_syncs(db.as_ref(), &refs)?.into_iter().next() else {
+        return Ok(());
+    };
+    let status = match held.status {
+        SourceStatus::Maintenance => "in maintenance",
+        other => other.as_str(),
+    };
+    let mut why = format!("source `{}` is {status}", held.name);
+    if let Some(reason) = &held.reason {
+        why.push_str(&format!(": {reason}"));
+    }
+    why.push_str(&format!(
+        " (set by {}",
+        held.set_by.as_deref().unwrap_or("an unnamed operator")
+    ));
+    if let Some(since) = held.since {
+        why.push_str(&format!(" on {}", store::format_time(since)));
+    }
+    why.push(')');
+    if include_disabled {
+        ctx.printer
+            .warn(format!("{why}; running it because of `--include-disabled`"));
+        return Ok(());
+    }
+    Err(Error::config(why)
+        .hint(format!("`dsm sources enable {}` puts it back", held.name))
+        .hint("or pass `--include-disabled` to run it this once"))
+}
+
 /// Runs `dsm run`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let (project, env) = load(ctx)?;
@@ -295,6 +358,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         Some(n) => Some(project.environment(n)?),
         None => None,
     };
+    check_disabled(ctx, &project, &args.blocks, args.flags.include_disabled)?;
     let opts = args.flags.options(ctx)?;
     let choice = args.flags.install_choice();
     crate::commands::install::auto_install(&ctx.printer, &project, &args.blocks, choice)?;

@@ -24,7 +24,7 @@ use crate::orchestrate::{
 };
 use crate::printer::OutputFormat;
 use crate::project::Project;
-use crate::project::edit::{Seg, edit_project_file};
+use crate::project::edit::{Seg, edit_defining_file, edit_project_file};
 use crate::store::{self, FlowLock, HeartbeatThread, StateId, Store};
 
 /// The store settings namespace of schedule records.
@@ -131,7 +131,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         ScheduleCommand::Set { name, fields } => set(ctx, &name, &fields),
         ScheduleCommand::Remove { name } => {
             let root = ctx.project_root()?;
-            if !edit_project_file(&root, |doc| doc.remove_item(&schedules_path(), &name))? {
+            let path = [Seg::key("schedules"), Seg::item(&name)];
+            if !edit_defining_file(&root, &path, |doc| {
+                doc.remove_item(&schedules_path(), &name)
+            })? {
                 return Err(unknown_schedule(&name));
             }
             ctx.printer.notice(format!("Removed schedule `{name}`"));
@@ -206,7 +209,8 @@ fn set(ctx: &Context, name: &str, f: &Fields) -> Result<()> {
         return Err(Error::config("nothing to change")
             .hint("pass `--interval`, `--job`, `--extractor`, `--loader` or `--transform`"));
     }
-    edit_project_file(&root, |doc| {
+    let owner = [Seg::key("schedules"), Seg::item(name)];
+    edit_defining_file(&root, &owner, |doc| {
         let item = |key: &str| vec![Seg::key("schedules"), Seg::item(name), Seg::key(key)];
         for (key, value) in &changes {
             if let Some(v) = value {
@@ -364,7 +368,7 @@ fn run_locked(
         f.kind == FlowKind::Schedule && names.contains(&f.name)
     });
     let summary = plan.map_err(Error::from).and_then(|mut plan| {
-        pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+        pause_held_sources(ctx, &fc.project, store.as_ref(), &mut plan)?;
         run_plan(Arc::new(fc), &plan, parallel)
     });
     drop(heartbeats);

@@ -145,7 +145,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     );
     path.push(Seg::key("select"));
     let value = J::Array(patterns.into_iter().map(J::String).collect());
-    edit::edit_project_file(project.root(), |doc| {
+    edit::edit_defining_file(project.root(), &path, |doc| {
         // Appending keeps the comments of the other patterns.
         if let Some(p) = &appended
             && doc.append(&path, &J::String(p.clone()))?

@@ -206,8 +206,24 @@ pub fn run_plan(fc: Arc<FlowContext>, plan: &Plan, parallel: usize) -> Result<Su
 /// Marks the flows of `plan` that use a source an operator took out of syncs (`dsm sources
 /// disable|maintenance`, status `inactive` or `maintenance`) as paused, with a notice for each:
 /// the executor reports them without starting them, and a pause is not a failure.
-pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> Result<()> {
-    let mut names: Vec<String> = plan.flows.iter().flat_map(|f| f.plugin_names()).collect();
+pub fn pause_held_sources(
+    ctx: &Context,
+    project: &Project,
+    store: &dyn Store,
+    plan: &mut Plan,
+) -> Result<()> {
+    // A schedule's `job:` (or a task naming a job) stands for the job's plugins.
+    let plugins_of = |flow: &Flow| -> Vec<String> {
+        let names = flow.plugin_names();
+        let mut out: Vec<String> = crate::runner::blocks::expand_jobs(project, &names)
+            .unwrap_or(names)
+            .iter()
+            .map(|n| n.split(':').next().unwrap_or(n).to_string())
+            .collect();
+        out.dedup();
+        out
+    };
+    let mut names: Vec<String> = plan.flows.iter().flat_map(|f| plugins_of(f)).collect();
     names.sort();
     names.dedup();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -216,7 +232,7 @@ pub fn pause_held_sources(ctx: &Context, store: &dyn Store, plan: &mut Plan) -> 
         return Ok(());
     }
     for flow in &mut plan.flows {
-        let uses = flow.plugin_names();
+        let uses = plugins_of(flow);
         let Some(state) = held.iter().find(|s| uses.contains(&s.name)) else {
             continue;
         };
@@ -410,7 +426,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .notice("nothing to sync: no enabled schedule, job or extractor with a default loader");
         return Ok(());
     }
-    pause_held_sources(ctx, store.as_ref(), &mut plan)?;
+    pause_held_sources(ctx, &fc.project, store.as_ref(), &mut plan)?;
     if args.names.is_empty() {
         mark_once_schedules_run(store.as_ref(), &plan)?;
     }

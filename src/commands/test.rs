@@ -250,6 +250,7 @@ fn catalog_plan(
             spec,
             refresh: false,
             run_dir,
+            deadline: None,
         };
         return match runner::catalog::prepare(&inputs) {
             Ok(path) => (

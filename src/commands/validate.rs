@@ -29,7 +29,12 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
     let project = Project::check(&root)?;
-    let diags = project.diagnostics();
+    let mut diags = project.diagnostics().to_vec();
+    // What breaks only when flows run, once the file itself reads.
+    if project::diagnostics_error(&diags).is_none() {
+        diags.extend(crate::orchestrate::check::check(&project));
+    }
+    let diags = diags.as_slice();
     let warnings: Vec<_> = diags
         .iter()
         .filter(|d| d.severity == Severity::Warning)

@@ -58,6 +58,21 @@ pub const SHORTCUTS: &[&str] = &[
     "@none",
 ];
 
+/// What is wrong with a cron expression, in words (the library's message without its type
+/// names such as `ComponentError`).
+fn cron_reason(e: &croner::errors::CronError) -> String {
+    use croner::errors::CronError as E;
+    match e {
+        E::InvalidPattern(m) | E::IllegalCharacters(m) | E::ComponentError(m) => {
+            m.trim_end_matches('.').to_string()
+        }
+        E::EmptyPattern => "the expression is empty".to_string(),
+        E::InvalidDate | E::InvalidTime | E::TimeSearchLimitExceeded => {
+            "the expression matches no time".to_string()
+        }
+    }
+}
+
 impl Interval {
     /// Reads an interval in time zone `tz` (Meltano schedules are in UTC unless told otherwise).
     pub fn parse(written: &str, tz: Tz) -> Result<Interval, OrchestrateError> {
@@ -97,7 +112,7 @@ impl Interval {
             .parse()
             .map_err(|e| OrchestrateError::BadInterval {
                 interval: written.to_string(),
-                reason: format!("{e:?}"),
+                reason: cron_reason(&e),
                 suggestion: None,
             })?;
         Ok(Interval::Cron {

@@ -10,6 +10,7 @@
 //! - [`summary`]: the end-of-sync lines, the JSON shape and the exit code;
 //! - [`export`]: crontab lines, systemd units and Kubernetes CronJobs.
 
+pub mod check;
 pub mod due;
 pub mod executor;
 pub mod export;

@@ -18,6 +18,8 @@ pub struct DsmProject {
     pub defaults: Option<Defaults>,
     /// The classification labels (`crate::classification` applies them).
     pub classification: Option<ClassificationDecl>,
+    /// How stream-map expressions are read.
+    pub stream_maps: Option<StreamMapsOptions>,
 }
 
 /// `annotations.dsm.classification`: the project's labels and the default of a source.
@@ -52,6 +54,25 @@ pub enum Visibility {
     Organisations,
     /// Members of the source's own organisation.
     Own,
+}
+
+/// `annotations.dsm.stream_maps`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamMapsOptions {
+    /// Which functions expressions may call.
+    pub dialect: Dialect,
+}
+
+/// Which stream-map functions a project may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// Exactly what the Singer SDK's mapper accepts: the project runs under Meltano too.
+    #[default]
+    Sdk,
+    /// dsm's wider set as well (`len`, `min`, `round`, `str.format` ...): dsm only.
+    Extended,
 }
 
 /// Project-wide defaults.

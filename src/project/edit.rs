@@ -5,7 +5,7 @@
 //! indentation of their siblings. Files are written atomically (temp file, then rename).
 //! Flow-style (`{...}`) mappings on the path are replaced as a whole.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value as J;
 
@@ -157,6 +157,26 @@ impl Document {
                 }
             }
         }
+    }
+
+    /// Whether the document has the key or named item at `path`.
+    pub fn has(&self, path: &[Seg]) -> Result<bool> {
+        let tree = self.tree()?;
+        let mut cur = &tree;
+        for seg in path {
+            let next = match seg {
+                Seg::Key(k) => cur.get(k),
+                Seg::Item(name) => cur
+                    .items()
+                    .iter()
+                    .find(|n| n.get("name").map(Node::to_json) == Some(J::String(name.clone()))),
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 
     /// Appends `item` to the block-style, non-empty sequence at `path`, leaving its other items
@@ -621,7 +641,62 @@ pub fn write_new_shared(path: &Path, text: &str) -> Result<()> {
 
 /// Edits `meltano.yml` under `root` with `f` and writes it back atomically when it changed.
 pub fn edit_project_file<T>(root: &Path, f: impl FnOnce(&mut Document) -> Result<T>) -> Result<T> {
-    let path = root.join(super::PROJECT_FILE);
+    edit_file(root, Path::new(super::PROJECT_FILE), f)
+}
+
+/// Edits the file that defines what `path` leads into, as Meltano does: a plugin, environment,
+/// job or schedule that an `include_paths` file defines is changed in that file, never given a
+/// second definition in `meltano.yml`. Anything else, and anything new, goes to `meltano.yml`.
+pub fn edit_defining_file<T>(
+    root: &Path,
+    path: &[Seg],
+    f: impl FnOnce(&mut Document) -> Result<T>,
+) -> Result<T> {
+    let file = defining_file(root, owner(path))?;
+    edit_file(root, &file, f)
+}
+
+/// The part of `path` naming what a project file defines: `plugins.<type>[name]`,
+/// `environments[name]`, `jobs[name]` or `schedules[name]`; empty for anything else.
+fn owner(path: &[Seg]) -> &[Seg] {
+    match path {
+        [Seg::Key(p), Seg::Key(_), Seg::Item(_), ..] if p == "plugins" => &path[..3],
+        [Seg::Key(k), Seg::Item(_), ..]
+            if ["environments", "jobs", "schedules"].contains(&k.as_str()) =>
+        {
+            &path[..2]
+        }
+        _ => &[],
+    }
+}
+
+/// The file, relative to `root`, whose text has `owner`: `meltano.yml` first, then the
+/// included files in the order Meltano reads them; `meltano.yml` when none has it.
+pub(crate) fn defining_file(root: &Path, owner: &[Seg]) -> Result<PathBuf> {
+    let main = PathBuf::from(super::PROJECT_FILE);
+    if owner.is_empty() {
+        return Ok(main);
+    }
+    let text = std::fs::read_to_string(root.join(&main))?;
+    let doc = Document::new(text);
+    if doc.has(owner)? {
+        return Ok(main);
+    }
+    for rel in super::included_files(root, &doc.tree()?) {
+        let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
+            continue;
+        };
+        if Document::new(text).has(owner).unwrap_or(false) {
+            return Ok(rel);
+        }
+    }
+    Ok(main)
+}
+
+/// Edits the project file `rel` (relative to `root`) with `f`; writes it back atomically when
+/// it changed.
+fn edit_file<T>(root: &Path, rel: &Path, f: impl FnOnce(&mut Document) -> Result<T>) -> Result<T> {
+    let path = root.join(rel);
     let text = std::fs::read_to_string(&path)?;
     let mut doc = Document::new(text.clone());
     let out = f(&mut doc)?;
@@ -629,10 +704,14 @@ pub fn edit_project_file<T>(root: &Path, f: impl FnOnce(&mut Document) -> Result
         // Never write a file dsm itself cannot read back.
         yaml::parse(doc.text()).map_err(|e| {
             Error::failed(format!(
-                "dsm produced invalid YAML while editing meltano.yml: {}",
+                "dsm produced invalid YAML while editing {}: {}",
+                rel.display(),
                 e.message
             ))
-            .hint("this is a bug in dsm; meltano.yml was left unchanged")
+            .hint(format!(
+                "this is a bug in dsm; {} was left unchanged",
+                rel.display()
+            ))
         })?;
         write_atomic(&path, doc.text())?;
     }

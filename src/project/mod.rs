@@ -736,6 +736,7 @@ impl Project {
             }
         }
         self.diagnostics.extend(warnings);
+        self.check_duplicates(&file);
         let mut seen = BTreeSet::new();
         for env in &self.file.environments {
             if !seen.insert(env.name.clone()) {
@@ -897,6 +898,55 @@ impl Project {
         self.diagnostics.extend(found);
     }
 
+    /// The same plugin, job or schedule named twice in `meltano.yml` itself (twice across
+    /// files is found while merging the included files): only one of them would be used.
+    fn check_duplicates(&mut self, file: &Path) {
+        let mut lists: Vec<(Vec<&str>, &str, String)> = PluginType::ALL
+            .iter()
+            .map(|ty| {
+                let names = self.file.plugins.of(*ty).iter().map(|p| p.name.as_str());
+                (names.collect(), ty.key(), ty.singular().to_string())
+            })
+            .collect();
+        lists.push((
+            self.file.jobs.iter().map(|j| j.name.as_str()).collect(),
+            "jobs",
+            "job".into(),
+        ));
+        lists.push((
+            self.file
+                .schedules
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+            "schedules",
+            "schedule".into(),
+        ));
+        let mut found = Vec::new();
+        for (names, key, what) in lists {
+            let items = if key == "jobs" || key == "schedules" {
+                self.tree.get(key)
+            } else {
+                self.tree.get("plugins").and_then(|n| n.get(key))
+            };
+            for (i, name) in names.iter().enumerate() {
+                if names[..i].contains(name) {
+                    found.push(Diagnostic::error(
+                        "duplicate-definition",
+                        file,
+                        items.and_then(|l| l.items().get(i)).map(|n| n.pos),
+                        format!("{what} `{name}` is defined twice"),
+                        Some(
+                            "keep one definition: commands and runs would read only one of them"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
     /// A schedule's `annotations.dsm.timezone` must be an IANA name (its cron interval is read
     /// there), and a job has no interval to read in a zone.
     fn check_schedule_time_zones(&mut self, file: &Path) {
@@ -974,16 +1024,31 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
             );
         }
     };
-    let violations = schema::validate(&tree);
-    let ok = violations.is_empty();
-    for v in violations {
-        diags.push(Diagnostic::error(
-            v.code,
-            rel,
-            Some(v.pos),
-            v.message,
-            v.hint,
-        ));
+    let mut ok = true;
+    for v in schema::validate(&tree) {
+        let severity = match extra_key(&v) {
+            Some(Extra::Known) => continue,
+            Some(Extra::Unknown) => Severity::Warning,
+            None => {
+                ok = false;
+                Severity::Error
+            }
+        };
+        let hint = match severity {
+            Severity::Warning => Some(format!(
+                "Meltano accepts it and dsm ignores it; {}",
+                v.hint.as_deref().unwrap_or("remove it if it is a typo")
+            )),
+            Severity::Error => v.hint,
+        };
+        diags.push(Diagnostic {
+            code: v.code,
+            severity,
+            file: rel.to_path_buf(),
+            pos: Some(v.pos),
+            message: v.message,
+            hint,
+        });
     }
     let json = tree.to_json();
     let file = if ok {
@@ -1008,6 +1073,54 @@ fn read_file(text: &str, rel: &Path, diags: &mut Vec<Diagnostic>) -> (yaml::Node
         lenient(json)
     };
     (tree, file)
+}
+
+/// What a key outside dsm's schema is, where Meltano accepts keys of its own choosing.
+enum Extra {
+    /// A key Meltano or its lock files know (`keywords`, `maintenance_status`, ...) or a
+    /// `_`-prefixed one: accepted without a word.
+    Known,
+    /// Any other key: accepted with a warning (it may be a typo).
+    Unknown,
+}
+
+/// Keys of plugin definitions (hub entries, lock files) that Meltano accepts and dsm has no use
+/// for.
+const MELTANO_PLUGIN_KEYS: &[&str] = &[
+    "hidden",
+    "keywords",
+    "maintenance_status",
+    "supported_python_versions",
+    "domain_url",
+    "quality",
+    "default_variant",
+    "variants",
+    "original",
+    "update",
+    "definition",
+];
+
+/// Whether an `unknown-key` violation is a key Meltano accepts anyway: on a plugin, on a
+/// plugin's setting, on a schedule or at the top of the file (Meltano keeps those as extras);
+/// never inside `annotations.dsm`, an environment or a job, which Meltano or dsm reject.
+fn extra_key(v: &schema::Violation) -> Option<Extra> {
+    static PLACE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    if v.code != "unknown-key" {
+        return None;
+    }
+    let re = PLACE.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:plugins\.[a-z]+\[\d+\]\.(?:settings\[\d+\]\.)?|schedules\[\d+\]\.)?([^.\[\]]+)$",
+        )
+        .expect("a valid pattern")
+    });
+    let key = re.captures(&v.path)?.get(1)?.as_str();
+    let on_plugin = v.path.starts_with("plugins.") && !v.path.contains(".settings[");
+    if key.starts_with('_') || (on_plugin && MELTANO_PLUGIN_KEYS.contains(&key)) {
+        Some(Extra::Known)
+    } else {
+        Some(Extra::Unknown)
+    }
 }
 
 /// A deserialiser's message without the values it quotes (`invalid type: string "..."`,
@@ -1037,6 +1150,20 @@ fn lenient(json: J) -> ProjectFile {
         }
     }
     serde_json::from_value(J::Object(out)).unwrap_or_default()
+}
+
+/// The files the main file's `include_paths` (in its parsed `tree`) name, relative to the root,
+/// in the order they are read; globs that match nothing are left out.
+pub(crate) fn included_files(root: &Path, tree: &yaml::Node) -> Vec<PathBuf> {
+    let globs: Vec<String> = tree
+        .get("include_paths")
+        .map(yaml::Node::to_json)
+        .and_then(|j| serde_json::from_value(j).ok())
+        .unwrap_or_default();
+    includes(root, &globs, &mut Vec::new())
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 /// The files matched by `include_paths`, relative to the root, each with the glob that matched.
@@ -1225,7 +1352,14 @@ fn build_plugin(
     commands.extend(def.commands.clone().unwrap_or_default());
     let is_inherited = matches!(definition, Definition::Inherited { .. });
     let mut raw = def.clone();
-    raw.namespace = pick!(namespace);
+    // As in Meltano, a plugin that inherits (`inherit_from`) has a namespace of its own, from
+    // its own name: its parent's environment variables reach it only through the inherited
+    // layer, below what it sets itself. A shadowing or locked definition keeps the base's.
+    raw.namespace = if is_inherited {
+        def.namespace.clone()
+    } else {
+        pick!(namespace)
+    };
     raw.variant = pick!(variant);
     raw.executable = pick!(executable);
     raw.pip_url = pick!(pip_url);

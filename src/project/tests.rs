@@ -62,7 +62,8 @@ fn inheritance_takes_the_parents_definition() {
             parent: "tap-base".into()
         }
     );
-    assert_eq!(child.namespace, "tap_base");
+    // As in Meltano, an inheriting plugin's namespace comes from its own name.
+    assert_eq!(child.namespace, "tap_child");
     assert_eq!(child.executable, "tap-base-exe");
     assert_eq!(child.pip_url.as_deref(), Some("tap-base==1.0"));
     assert!(child.has_capability("state"));

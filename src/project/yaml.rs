@@ -155,12 +155,29 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
         });
         let message = e.to_string();
         // The first line carries the reason; the rest is a source snippet we render ourselves.
-        let first = message.lines().next().unwrap_or("invalid YAML").to_string();
+        let first = message.lines().next().unwrap_or("invalid YAML");
         ParseError {
-            message: first,
+            message: plain_reason(first),
             pos: pos.filter(|p| p.line > 0),
         }
     })
+}
+
+/// The parser's reason in the project's words: without its own `error: line L column C:`
+/// prefix (the position is reported apart) and without advice about the parser's options.
+fn plain_reason(first: &str) -> String {
+    let mut reason = first.trim();
+    if let Some(rest) = reason.strip_prefix("error: ")
+        && let Some((at, after)) = rest.split_once(": ")
+        && at.starts_with("line ")
+    {
+        reason = after;
+    }
+    if let Some(key) = reason.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set ").next().unwrap_or(key).trim();
+        return format!("the key `{key}` appears twice in the same mapping");
+    }
+    reason.to_string()
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -268,6 +285,17 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicate_key_is_named_without_the_parsers_internals() {
+        let e = parse("plugins:\n  extractors:\n  - name: a\n    namespace: x\n    namespace: y\n")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the key `namespace` appears twice in the same mapping"
+        );
+        assert_eq!(e.pos, Some(Pos { line: 5, column: 5 }));
+    }
 
     #[test]
     fn keeps_positions_of_keys_and_values() {

@@ -1,13 +1,16 @@
 //! The tap's catalog for a run: the project's own `catalog`, or `--discover` output cached under
 //! `.dsm/run/<extractor>/`, with Meltano's selection rules (`crate::catalog`) applied.
 
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::plugin::{PluginSpec, RunDir};
 use crate::project::{Plugin, Project};
 
@@ -23,17 +26,26 @@ pub struct CatalogInputs<'a> {
     pub refresh: bool,
     /// The run's private directory.
     pub run_dir: &'a RunDir,
+    /// When the run's `--timeout` (or a schedule's) expires: discovery is stopped then.
+    pub deadline: Option<Instant>,
 }
 
 /// The catalog file to pass to the tap, written into the run directory.
 pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
+    prepare_reporting(inputs).map(|(path, _)| path)
+}
+
+/// [`prepare`], also saying whether the catalog is one an earlier run discovered (cached).
+pub fn prepare_reporting(inputs: &CatalogInputs<'_>) -> Result<(PathBuf, bool)> {
     let CatalogInputs {
         project,
         plugin,
         spec,
         refresh,
         run_dir,
+        deadline,
     } = inputs;
+    let mut cached = false;
     let mut catalog = match &plugin.catalog {
         Some(path) => {
             let path = project.root().join(path);
@@ -44,7 +56,12 @@ pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
                 ))
             })?
         }
-        None => discovered(project, plugin, spec, *refresh, run_dir)?,
+        None => {
+            let (catalog, from_cache) =
+                discovered(project, plugin, spec, *refresh, run_dir, *deadline)?;
+            cached = from_cache;
+            catalog
+        }
     };
     let filter = crate::catalog::SelectFilter {
         patterns: plugin.select_filter.clone().unwrap_or_default(),
@@ -74,7 +91,7 @@ pub fn prepare(inputs: &CatalogInputs<'_>) -> Result<PathBuf> {
     }
     let path = run_dir.path().join(format!("{}.catalog.json", spec.name));
     write_private(&path, &catalog)?;
-    Ok(path)
+    Ok((path, cached))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -103,7 +120,8 @@ fn discovered(
     spec: &PluginSpec,
     refresh: bool,
     run_dir: &RunDir,
-) -> Result<Value> {
+    deadline: Option<Instant>,
+) -> Result<(Value, bool)> {
     let dir = project.root().join(".dsm/run").join(&plugin.name);
     let cache = dir.join("tap.properties.json");
     let key_file = dir.join("tap.properties.key");
@@ -113,15 +131,23 @@ fn discovered(
         h.update(serde_json::to_vec(&plugin.schema).unwrap_or_default());
         h.update(serde_json::to_vec(&plugin.metadata).unwrap_or_default());
         h.update(spec.executable.display().to_string().as_bytes());
+        // A new version of the package can discover a different catalog.
+        h.update(plugin.pip_url.as_deref().unwrap_or_default().as_bytes());
         hex::encode(h.finalize())
     };
-    let use_cache = !refresh && plugin.use_cached_catalog != Some(false);
+    // As in Meltano, only a plugin installed from a package is cached: one without `pip_url`
+    // (a built-in or local program) or installed editable (`-e`) may discover something new
+    // on every run.
+    let cacheable = plugin
+        .pip_url
+        .as_deref()
+        .is_some_and(|p| !p.trim_start().starts_with("-e"));
+    let use_cache = cacheable && !refresh && plugin.use_cached_catalog != Some(false);
     if use_cache
         && std::fs::read_to_string(&key_file).is_ok_and(|k| k.trim() == key)
         && let Ok(v) = read_json(&cache)
     {
-        tracing::debug!(plugin = %plugin.name, "using the cached catalog");
-        return Ok(v);
+        return Ok((v, true));
     }
     let mut cmd = Command::new(&spec.executable);
     if let Some(config) = &spec.config {
@@ -132,25 +158,58 @@ fn discovered(
     for k in &spec.env_remove {
         cmd.env_remove(k);
     }
+    // Output goes to unnamed temporary files, so waiting on the process (bounded by the
+    // deadline) never blocks on a full pipe.
+    let mut stdout = tempfile::tempfile()?;
+    let mut stderr = tempfile::tempfile()?;
     cmd.envs(&spec.env)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::from(stdout.try_clone()?))
+        .stderr(Stdio::from(stderr.try_clone()?))
+        // Its own process group, so a timeout stops a wrapper script's children too.
+        .process_group(0);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let out = cmd.output().map_err(|e| {
+    let mut child = cmd.spawn().map_err(|e| {
         Error::failed(format!(
             "could not start extractor `{}` (`{}`) for discovery: {e}",
             plugin.name,
             spec.executable.display()
         ))
     })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = crate::plugin::sys::signal_group(child.id(), crate::plugin::sys::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "catalog discovery of extractor `{}` did not finish within the run's timeout",
+                    plugin.name
+                ),
+            )
+            .hint("raise `--timeout`, or supply a catalog with `catalog:` in meltano.yml to skip discovery"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |file: &mut std::fs::File| -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        file.seek(SeekFrom::Start(0))?;
+        file.read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    let out_bytes = read(&mut stdout)?;
+    if !status.success() {
+        let err_bytes = read(&mut stderr)?;
+        let stderr = String::from_utf8_lossy(&err_bytes);
         let mut err = Error::failed(format!(
-            "catalog discovery of extractor `{}` failed ({})",
-            plugin.name, out.status
+            "catalog discovery of extractor `{}` failed ({status})",
+            plugin.name
         ));
         let lines: Vec<&str> = stderr.lines().collect();
         for line in &lines[lines.len().saturating_sub(20)..] {
@@ -158,14 +217,19 @@ fn discovered(
         }
         return Err(err.hint("supply a catalog with `catalog:` in meltano.yml to skip discovery"));
     }
-    let catalog: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+    let catalog: Value = serde_json::from_slice(&out_bytes).map_err(|e| {
         Error::failed(format!(
             "extractor `{}` printed a catalog that is not JSON: {e}",
             plugin.name
         ))
     })?;
-    std::fs::create_dir_all(&dir)?;
-    write_private(&cache, &catalog)?;
-    std::fs::write(&key_file, &key)?;
-    Ok(catalog)
+    if cacheable {
+        std::fs::create_dir_all(&dir)?;
+        write_private(&cache, &catalog)?;
+        std::fs::write(&key_file, &key)?;
+    } else {
+        // A cache left by an older dsm must not be read by a later one.
+        let _ = std::fs::remove_file(&key_file);
+    }
+    Ok((catalog, false))
 }

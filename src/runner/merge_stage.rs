@@ -269,6 +269,7 @@ fn other_catalog(inputs: &MergeInputs<'_>, extractor: &str) -> Option<Value> {
         spec: &spec,
         refresh: false,
         run_dir: inputs.run_dir,
+        deadline: None,
     });
     match found {
         Ok(path) => read_json(&path).ok(),

@@ -132,6 +132,8 @@ pub struct RunReport {
     pub destination: Option<String>,
     /// When an earlier run of the flow succeeded and this one sent records again: why.
     pub resent: Option<String>,
+    /// Things worth knowing that are not problems (a cached catalog was used).
+    pub notes: Vec<String>,
 }
 
 impl RunReport {
@@ -200,6 +202,8 @@ pub fn run_flow(
     flow: &Flow,
     opts: &RunOptions,
 ) -> Result<RunReport> {
+    // `--timeout` bounds the whole run: discovery, then the pipeline in what is left.
+    let deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let extractor = project.find_plugin(&flow.extractor, Some(PluginType::Extractors))?;
     let loader = project.find_plugin(&flow.loader, Some(PluginType::Loaders))?;
     // Meltano's extras (`select`, `metadata`, `catalog`, `dialect`, ...) as they resolve from
@@ -319,14 +323,22 @@ pub fn run_flow(
         None
     };
     let mut catalog_path = None;
+    let mut notes = Vec::new();
     if let Some(flag) = catalog_flag {
-        let path = catalog::prepare(&catalog::CatalogInputs {
+        let (path, cached) = catalog::prepare_reporting(&catalog::CatalogInputs {
             project,
             plugin: extractor,
             spec: &extractor_spec,
             refresh: opts.refresh_catalog || opts.full_refresh,
             run_dir: &run_dir,
+            deadline,
         })?;
+        if cached {
+            notes.push(format!(
+                "using the catalog of `{}` discovered by an earlier run (its config, `schema` and `metadata` are unchanged); `--refresh-catalog` discovers it again",
+                extractor.name
+            ));
+        }
         extractor_spec.args.push(flag.to_string());
         extractor_spec.args.push(path.display().to_string());
         catalog_path = Some(path);
@@ -399,10 +411,14 @@ pub fn run_flow(
                 .and_then(|payload| payload.get("singer_state").cloned())
                 .map(|s| s.to_string()),
         };
-        if start_state.is_none()
-            && let Some(place) = meltano_state_elsewhere(project)
-        {
-            return Err(refuse_empty_state(&state_id, place));
+        if start_state.is_none() {
+            if let Some(place) = meltano_state_elsewhere(project) {
+                return Err(refuse_empty_state(&state_id, place));
+            }
+            let meltano_db = store::meltano::default_path(project.root());
+            if store::meltano::has_state(&meltano_db, &state_id)? {
+                return Err(refuse_meltano_default(&state_id));
+            }
         }
     }
     if opts.dump == Some(Dump::State) {
@@ -450,6 +466,7 @@ pub fn run_flow(
         dump: None,
         destination: None,
         resent: None,
+        notes: notes.clone(),
     };
     if opts.dry_run {
         let command_line = |s: &PluginSpec| {
@@ -515,7 +532,7 @@ pub fn run_flow(
         .live_progress
         .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live));
     let mut options = PipelineOptions {
-        timeout: opts.timeout,
+        timeout: deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())),
         log,
         progress: progress.clone(),
         loader_takes_batches: loader.has_capability("batch"),
@@ -660,6 +677,7 @@ pub fn run_flow(
         dump: None,
         destination: Some(destination),
         resent,
+        notes,
     })
 }
 
@@ -898,6 +916,19 @@ fn refuse_empty_state(state_id: &StateId, (key, place): (&str, &str)) -> Error {
     .hint("to start from empty state on purpose, run with `--full-refresh`")
 }
 
+/// The error for a flow that would start from empty state while Meltano's default system
+/// database (`.meltano/meltano.db`) has its bookmark.
+fn refuse_meltano_default(state_id: &StateId) -> Error {
+    Error::config(format!(
+        "dsm has no state for `{state_id}` and will not start the flow from empty state"
+    ))
+    .detail(
+        "Meltano's system database `.meltano/meltano.db` has state for it (Meltano ran this flow)",
+    )
+    .hint("import Meltano's state first: `dsm state import-meltano`")
+    .hint("to start from empty state on purpose, run with `--full-refresh`")
+}
+
 /// The report of `--dump`: the value as pretty JSON; nothing ran.
 fn dumped(flow: &Flow, state_id: StateId, value: &Value) -> RunReport {
     RunReport {
@@ -917,6 +948,7 @@ fn dumped(flow: &Flow, state_id: StateId, value: &Value) -> RunReport {
         dump: Some(
             serde_json::to_string_pretty(value).expect("serialising a JSON value cannot fail"),
         ),
+        notes: Vec::new(),
     }
 }
 
@@ -926,25 +958,38 @@ fn record_quarantine(
     run_id: &RunId,
     quarantined: &stages::Quarantined,
 ) -> Vec<String> {
+    // Every record validation dropped is counted and reported.
+    let mut warnings: Vec<String> = quarantined
+        .skipped()
+        .iter()
+        .map(|(stream, n)| {
+            format!(
+                "{n} record(s) of stream `{stream}` failed validation and were dropped (policy `skip`)"
+            )
+        })
+        .collect();
+    for stream in quarantined.unmatched() {
+        warnings.push(format!(
+            "the extractor's validation policy names stream `{stream}`, which this run did not send: check the name in `annotations.dsm.validation.streams`"
+        ));
+    }
     let artifacts = quarantined.artifacts();
     if artifacts.is_empty() {
-        return Vec::new();
+        return warnings;
     }
     if let Err(e) = store.record_run_artifacts(run_id, &artifacts) {
         tracing::warn!(error = %e, "could not record the quarantine files");
     }
-    artifacts
-        .iter()
-        .map(|a| {
-            format!(
-                "{} of stream `{}` failed validation and {} quarantined in `{}`",
-                crate::printer::count(a.records, "record"),
-                a.stream.as_deref().unwrap_or("?"),
-                if a.records == 1 { "was" } else { "were" },
-                a.path.display()
-            )
-        })
-        .collect()
+    warnings.extend(artifacts.iter().map(|a| {
+        format!(
+            "{} of stream `{}` failed validation and {} quarantined in `{}`",
+            crate::printer::count(a.records, "record"),
+            a.stream.as_deref().unwrap_or("?"),
+            if a.records == 1 { "was" } else { "were" },
+            a.path.display()
+        )
+    }));
+    warnings
 }
 
 fn render_error(e: &Error) -> String {

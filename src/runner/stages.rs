@@ -25,7 +25,7 @@ use super::spec;
 use crate::classification::Derivation;
 use crate::error::{Error, Result};
 use crate::plugin::{PluginRole, PluginSpec};
-use crate::project::annotations::{OnError, TransformSpec, Validation};
+use crate::project::annotations::{Dialect, OnError, TransformSpec, Validation};
 use crate::project::{Environment, PRIVATE_DIR, Plugin, Project};
 use crate::singer::Message;
 use crate::store::RunArtifact;
@@ -171,6 +171,11 @@ pub fn build(
     database_uri: Option<&str>,
 ) -> Result<FlowStages> {
     let mut steps = Vec::new();
+    let dialect = project
+        .dsm()
+        .stream_maps
+        .map(|o| o.dialect)
+        .unwrap_or_default();
 
     if !extractor.has_capability("stream-maps")
         && let Some(Value::Object(config)) = extractor_spec.config.as_mut()
@@ -181,7 +186,7 @@ pub fn build(
                 "the `stream_maps` settings of extractor `{}`",
                 extractor.name
             );
-            let transform = compile_maps(&maps, &what).map_err(|e| {
+            let transform = compile_maps(&maps, &what, dialect).map_err(|e| {
                 e.hint(format!(
                     "`{}` has no `stream-maps` capability, so dsm applies its stream maps itself",
                     extractor.name
@@ -203,7 +208,7 @@ pub fn build(
         );
         steps.push(Step::Native {
             label: format!("{} of extractor `{}`", t.kind, extractor.name),
-            transform: annotation_transform(t, &what)?,
+            transform: annotation_transform(t, &what, dialect)?,
         });
     }
 
@@ -231,7 +236,7 @@ pub fn build(
                 Some(m) => format!("mapping `{}` of mapper `{}`", m.name, mapper.name),
                 None => format!("mapper `{}`", mapper.name),
             };
-            let transform = compile_maps(&pick_map_keys(&config), &what)?;
+            let transform = compile_maps(&pick_map_keys(&config), &what, dialect)?;
             steps.push(Step::Native {
                 label: format!("{what} (stream maps)"),
                 transform,
@@ -278,7 +283,11 @@ fn wants_maps(config: &Map<String, Value>) -> bool {
 }
 
 /// Compiles stream maps; an error names `what` and is a configuration error (exit 2).
-fn compile_maps(config: &Map<String, Value>, what: &str) -> Result<Box<dyn Transform>> {
+fn compile_maps(
+    config: &Map<String, Value>,
+    what: &str,
+    dialect: Dialect,
+) -> Result<Box<dyn Transform>> {
     let mut config = config.clone();
     // Values from environment variables arrive as JSON text.
     for key in ["stream_maps", "stream_map_config", "faker_config"] {
@@ -290,6 +299,15 @@ fn compile_maps(config: &Map<String, Value>, what: &str) -> Result<Box<dyn Trans
     }
     let maps = StreamMaps::from_config(&Value::Object(config))
         .map_err(|e| transform_config_error(e, what))?;
+    if dialect == Dialect::Sdk
+        && let Some((map, prop, name)) = maps.beyond_sdk().into_iter().next()
+    {
+        return Err(Error::config(format!(
+            "{what}: stream map `{map}`, property `{prop}` uses `{name}`, which the Singer SDK's stream maps do not have: `meltano run` would fail on it"
+        ))
+        .hint("rewrite the expression with what the SDK has (`int`, `float`, `str`, `bool`, `md5`, `sha256`, `datetime`, `json`, f-strings, string methods other than `format`)")
+        .hint("or make the project dsm-only on purpose: `annotations: {dsm: {stream_maps: {dialect: extended}}}` at the top of meltano.yml"));
+    }
     Ok(Box::new(maps))
 }
 
@@ -302,11 +320,15 @@ fn transform_config_error(e: TransformError, what: &str) -> Error {
 }
 
 /// One entry of `annotations.dsm.transforms`.
-pub(crate) fn annotation_transform(t: &TransformSpec, what: &str) -> Result<Box<dyn Transform>> {
+pub(crate) fn annotation_transform(
+    t: &TransformSpec,
+    what: &str,
+    dialect: Dialect,
+) -> Result<Box<dyn Transform>> {
     const KINDS: [&str; 4] = ["stream_maps", "field_mask", "transform_field", "validation"];
     let config = Value::Object(t.config.clone());
     let inner: Box<dyn Transform> = match t.kind.replace('-', "_").as_str() {
-        "stream_maps" => compile_maps(&t.config, what)?,
+        "stream_maps" => compile_maps(&t.config, what, dialect)?,
         "field_mask" | "transform_field" => {
             Box::new(FieldMask::from_config(&config).map_err(|e| transform_config_error(e, what))?)
         }
@@ -371,6 +393,9 @@ pub struct ValidationPolicies {
     /// The classification label of each stream here (`*`: the others), when the project
     /// classifies its data.
     labels: BTreeMap<String, String>,
+    /// The streams the extractor's own `annotations.dsm.validation.streams` names (a run that
+    /// never sees one of them says so: the name may be wrong).
+    named: Vec<String>,
 }
 
 impl ValidationPolicies {
@@ -404,6 +429,10 @@ fn policy_of(mode: OnError) -> Policy {
 pub fn validation_policies(project: &Project, extractor: &Plugin) -> Option<ValidationPolicies> {
     let defaults = project.dsm().defaults.and_then(|d| d.validation);
     let own = extractor.annotations.validation.clone();
+    let named: Vec<String> = own
+        .as_ref()
+        .map(|v| v.streams.keys().cloned().collect())
+        .unwrap_or_default();
     let merged = match (defaults, own) {
         (None, None) => return None,
         (Some(v), None) | (None, Some(v)) => v,
@@ -417,7 +446,10 @@ pub fn validation_policies(project: &Project, extractor: &Plugin) -> Option<Vali
             }
         }
     };
-    policies_of(&merged)
+    policies_of(&merged).map(|mut p| {
+        p.named = named;
+        p
+    })
 }
 
 fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
@@ -442,6 +474,7 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
         default,
         streams,
         labels: BTreeMap::new(),
+        named: Vec::new(),
     })
 }
 
@@ -449,12 +482,35 @@ fn policies_of(v: &Validation) -> Option<ValidationPolicies> {
 #[derive(Debug, Clone, Default)]
 pub struct Quarantined {
     files: Arc<Mutex<BTreeMap<String, QuarantineFile>>>,
+    /// Records the `skip` policy dropped, by stream.
+    skipped: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Streams a validation policy names that the run never sent.
+    unmatched: Arc<Mutex<Vec<String>>>,
 }
 
 /// A dead-letter file: where, how many records, and its stream's classification label.
 type QuarantineFile = (PathBuf, u64, Option<String>);
 
 impl Quarantined {
+    /// The streams the extractor's validation policies name that this run never sent.
+    pub fn unmatched(&self) -> Vec<String> {
+        self.unmatched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_skipped(&self, stream: &str, records: u64) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.insert(stream.to_owned(), records);
+    }
+
+    /// The records validation dropped (`skip`), by stream.
+    pub fn skipped(&self) -> Vec<(String, u64)> {
+        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.iter().map(|(s, n)| (s.clone(), *n)).collect()
+    }
+
     fn set(&self, stream: &str, path: &Path, records: u64, label: Option<String>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.insert(stream.to_owned(), (path.to_path_buf(), records, label));
@@ -558,19 +614,35 @@ impl Transform for StreamValidation {
             return Ok(());
         };
         let v = self.validator(&stream)?;
-        let before = v.quarantined();
+        let (before, skipped_before) = (v.quarantined(), v.skipped());
         let result = v.apply(message, out);
         let after = v.quarantined();
+        let skipped = v.skipped();
         if after != before
             && let Some(path) = v.quarantine_path().map(Path::to_path_buf)
         {
             let label = self.label_of(&stream).map(str::to_owned);
             self.files.set(&stream, &path, after, label);
         }
+        if skipped != skipped_before {
+            self.files.set_skipped(&stream, skipped);
+        }
         result
     }
 
     fn finish(&mut self) -> Result<(), TransformError> {
+        let unmatched: Vec<String> = self
+            .policies
+            .named
+            .iter()
+            .filter(|s| self.policies.policy(s) != Policy::Off && !self.per_stream.contains_key(*s))
+            .cloned()
+            .collect();
+        *self
+            .files
+            .unmatched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = unmatched;
         let mut first = Ok(());
         for v in self.per_stream.values_mut() {
             let r = v.finish();

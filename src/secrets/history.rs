@@ -475,19 +475,14 @@ pub fn rollback(
                 .unwrap_or(J::Null);
             places.push((Some(env.clone()), config));
         }
-        edit::edit_project_file(root, |doc| {
-            for (env, config) in &places {
-                let mut path = edit::plugin_path(env.as_deref(), ty.key(), p.name);
-                path.push(Seg::key("config"));
-                match config {
-                    J::Object(m) if !m.is_empty() => doc.set(&path, config)?,
-                    _ => {
-                        doc.remove(&path)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        for (env, config) in &places {
+            let mut path = edit::plugin_path(env.as_deref(), ty.key(), p.name);
+            path.push(Seg::key("config"));
+            edit::edit_defining_file(root, &path, |doc| match config {
+                J::Object(m) if !m.is_empty() => doc.set(&path, config),
+                _ => doc.remove(&path).map(|_| ()),
+            })?;
+        }
     }
     let tx = begin(conn)?;
     if let Some(ty) = p.plugin_type {

@@ -144,9 +144,15 @@ fn child_inherits_parent_values_and_reads_namespace_variables() {
     assert_eq!(r.get("host").unwrap().value, Some(J::from("other")));
     assert_eq!(r.get("port").unwrap().source, Source::Inherited);
     assert_eq!(r.get("port").unwrap().value, Some(J::from(7)));
-    // The namespace prefix is shared with the parent.
+    // As in Meltano, an inheriting plugin's namespace is its own (`tap_y`): the parent's
+    // variable reaches it through the inherited layer, below anything the child sets.
     assert_eq!(r.get("flag").unwrap().value, Some(J::Bool(true)));
-    assert_eq!(r.get("flag").unwrap().source, Source::Env);
+    assert_eq!(r.get("flag").unwrap().source, Source::Inherited);
+    let r = run(&p, "tap-y", Some("dev"), &[("TAP_X_HOST", "parent-env")]).unwrap();
+    assert_eq!(r.get("host").unwrap().value, Some(J::from("other")));
+    let r = run(&p, "tap-y", Some("dev"), &[("TAP_Y_HOST", "own-env")]).unwrap();
+    assert_eq!(r.get("host").unwrap().value, Some(J::from("own-env")));
+    assert_eq!(r.get("host").unwrap().source, Source::Env);
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use rusqlite::{Connection, OpenFlags};
-use serde_json::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+use serde_json::{Map, Value};
 
 use super::state::{StateId, StoredState};
 use crate::error::{Error, Result};
@@ -25,30 +25,13 @@ pub fn read_states(path: &Path) -> Result<Vec<StoredState>> {
         ))
         .hint("pass its path: `dsm state import-meltano PATH` (Meltano keeps it in `.meltano/meltano.db`)"));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| {
-        Error::failed(format!(
-            "cannot open Meltano's database `{}` read-only: {e}",
-            path.display()
-        ))
-    })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "query_only", true)?;
-    let has_state: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_state {
+    let Some(conn) = open(path)? else {
         return Err(Error::config(format!(
             "`{}` has no `state` table",
             path.display()
         ))
         .hint("is it a Meltano system database? Meltano 2.0 and later keep state there; run any `meltano state list` once to upgrade an older one"));
-    }
+    };
     let mut stmt = conn.prepare(
         "SELECT state_id, completed_state, partial_state, updated_at FROM state ORDER BY state_id",
     )?;
@@ -81,6 +64,58 @@ pub fn read_states(path: &Path) -> Result<Vec<StoredState>> {
         });
     }
     Ok(out)
+}
+
+/// Opens Meltano's database read-only; `None` when it has no `state` table.
+fn open(path: &Path) -> Result<Option<Connection>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| {
+        Error::failed(format!(
+            "cannot open Meltano's database `{}` read-only: {e}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "query_only", true)?;
+    let has_state: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(has_state.then_some(conn))
+}
+
+/// Whether Meltano's database at `path` holds state for `id` (completed or partial, not empty).
+/// `false` when there is no such file or it has no `state` table.
+pub fn has_state(path: &Path, id: &StateId) -> Result<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let Some(conn) = open(path)? else {
+        return Ok(false);
+    };
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT completed_state, partial_state FROM state WHERE state_id = ?1",
+            [id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let filled = |text: Option<String>| {
+        text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| match v {
+                // `{"singer_state": {}}` carries no bookmark.
+                Value::Object(map) => map.iter().any(|(k, v)| {
+                    !(k == "singer_state" && v.as_object().is_some_and(Map::is_empty))
+                }),
+                Value::Null => false,
+                _ => true,
+            })
+    };
+    Ok(row.is_some_and(|(completed, partial)| filled(completed) || filled(partial)))
 }
 
 /// Meltano (SQLAlchemy) writes naive UTC times like `2024-05-01 13:19:49.707894`.

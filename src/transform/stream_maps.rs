@@ -209,6 +209,28 @@ fn is_null(v: &Value) -> bool {
 }
 
 impl StreamMaps {
+    /// Where the maps use what the Singer SDK's mapper refuses (see [`Expr::beyond_sdk`]):
+    /// `(stream map, property or `__filter__`, function)` for each use.
+    pub fn beyond_sdk(&self) -> Vec<(String, String, &'static str)> {
+        let mut out = Vec::new();
+        for entry in &self.entries {
+            let EntryDef::Custom(map) = &entry.def else {
+                continue;
+            };
+            let exprs = map.filter.iter().map(|f| ("__filter__", f)).chain(
+                map.props
+                    .iter()
+                    .filter_map(|(p, e)| e.as_ref().map(|e| (p.as_str(), e))),
+            );
+            for (prop, expr) in exprs {
+                for name in expr.beyond_sdk() {
+                    out.push((entry.key.clone(), prop.to_owned(), name));
+                }
+            }
+        }
+        out
+    }
+
     /// Builds the transform from a plugin configuration holding `stream_maps`,
     /// `stream_map_config`, `faker_config`, `flattening_enabled`, `flattening_max_depth` and
     /// `flattening_separator` (the keys of an SDK tap's or mapper's config).

@@ -835,6 +835,7 @@ pub struct Validate {
     quarantine: Option<BufWriter<File>>,
     quarantined: u64,
     warned: u64,
+    skipped: u64,
 }
 
 impl Validate {
@@ -854,6 +855,7 @@ impl Validate {
             quarantine: None,
             quarantined: 0,
             warned: 0,
+            skipped: 0,
         })
     }
 
@@ -863,6 +865,11 @@ impl Validate {
             .get(stream)
             .copied()
             .unwrap_or(self.settings.default)
+    }
+
+    /// How many records the `skip` policy dropped.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// How many records went to the dead-letter file.
@@ -961,6 +968,7 @@ impl Transform for Validate {
                 Ok(true)
             }
             Policy::Skip => {
+                self.skipped += 1;
                 tracing::debug!(stream = %r.stream, record = number, path = %at, reason = %v.reason, "record skipped");
                 Ok(false)
             }

@@ -26,6 +26,7 @@ plugins:
   extractors:
   - name: tap-disc
     namespace: tap_disc
+    pip_url: tap-disc==1.0
     executable: ./disc.sh
     capabilities: [catalog, discover, state]
     select: ['users.*', 'orders.*', '!events.*']
@@ -138,7 +139,8 @@ fn select_and_exclude_filter_after_the_project_select_rules() {
         dump_catalog(&p, &["--select", "*", "--exclude", "orders"]),
         sel(&[("users", true), ("orders", false), ("events", false)])
     );
-    // A dump runs discovery (once, then the cache) but never the tap or the target.
+    // A dump runs discovery (once, then the cache: the tap is installed from a package) but
+    // never the tap or the target.
     assert_eq!(p.read("discoveries").lines().count(), 1);
     assert!(!exists(&p, "tap-runs") && !exists(&p, "out.jsonl"));
 
@@ -575,4 +577,90 @@ fn a_run_whose_loader_emits_no_state_warns_that_the_bookmark_did_not_advance() {
     let out = p.dsm(&["el", "tap-disc", "target-fake"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("did not advance"), "{}", out.stderr);
+}
+
+/// Runs real Meltano in the project (from `DSM_TEST_VENV`), asserting it succeeds.
+fn meltano(p: &TestProject, args: &[&str]) {
+    let mut cmd = std::process::Command::new(crate::support::meltano_venv().join("bin/meltano"));
+    crate::support::clean_env(&mut cmd);
+    cmd.args(args)
+        .current_dir(p.root())
+        .env("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false");
+    let out = crate::support::run(cmd);
+    assert_eq!(out.code, 0, "meltano {args:?}: {}", out.stderr);
+}
+
+#[test]
+fn a_flow_meltano_ran_is_refused_until_its_state_is_imported_from_meltanos_default_database() {
+    let p = project("", "--generate 1 --stream users");
+    // Real Meltano writes the bookmark to its default system database, `.meltano/meltano.db`.
+    meltano(
+        &p,
+        &[
+            "state",
+            "set",
+            "--force",
+            "tap-disc-to-target-fake",
+            r#"{"singer_state": {"bookmarks": {"users": {"id": 40}}}}"#,
+        ],
+    );
+    // A bookmark of another flow does not stop this one's sibling.
+    meltano(
+        &p,
+        &[
+            "state",
+            "set",
+            "--force",
+            "tap-nostate-to-target-fake",
+            r#"{"singer_state": {"bookmarks": {"x": {"id": 1}}}}"#,
+        ],
+    );
+    for args in [
+        ["run", "tap-disc", "target-fake"],
+        ["el", "tap-disc", "target-fake"],
+    ] {
+        let out = p.dsm(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("dsm has no state for `tap-disc-to-target-fake` and will not start")
+                && out.stderr.contains("`.meltano/meltano.db`")
+                && out
+                    .stderr
+                    .contains("hint: import Meltano's state first: `dsm state import-meltano`")
+                && out.stderr.contains("--full-refresh"),
+            "{}",
+            out.stderr
+        );
+        assert!(!exists(&p, "tap-runs"), "no plugin started");
+    }
+    // The exact command the hint names brings the bookmark over; the flow then starts from it.
+    let out = p.dsm(&["state", "import-meltano"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen: Value = serde_json::from_str(&p.read("seen-state.json")).expect("json");
+    assert_eq!(seen, json!({"bookmarks": {"users": {"id": 40}}}));
+}
+
+#[test]
+fn full_refresh_starts_a_flow_meltano_ran_from_empty_state_on_purpose() {
+    let p = project("", "--generate 1 --stream users");
+    meltano(
+        &p,
+        &[
+            "state",
+            "set",
+            "--force",
+            "tap-disc-to-target-fake",
+            r#"{"singer_state": {"bookmarks": {"users": {"id": 40}}}}"#,
+        ],
+    );
+    let out = p.dsm(&["run", "tap-disc", "target-fake", "--full-refresh"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!exists(&p, "seen-state.json"), "no state passed");
+    // The next run has dsm's own state and starts from it.
+    let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(exists(&p, "seen-state.json"));
 }

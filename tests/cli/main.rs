@@ -5,6 +5,7 @@ mod classification;
 mod completions;
 mod config;
 mod el;
+mod includes;
 mod init;
 mod json_contract;
 mod logs;

@@ -172,6 +172,17 @@ fn dsm_hands_plugins_the_environment_meltano_does_except_secrets() {
         };
     }
     let (m_tap, m_target) = run_and_collect(&p, meltano_cmd, "meltano");
+    // Meltano's run left its bookmark in `.meltano/meltano.db`: dsm refuses to start the flow
+    // from empty state until it is imported, as its error says.
+    let refused = p.dsm(&["run", "tap-envdump", "target-envdump"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("`dsm state import-meltano`"),
+        "{}",
+        refused.stderr
+    );
+    let imported = p.dsm(&["state", "import-meltano"]);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
     let (d_tap, d_target) = run_and_collect(&p, dsm_cmd, "dsm");
 
     for (plugin, m, d) in [("tap", &m_tap, &d_tap), ("target", &m_target, &d_target)] {

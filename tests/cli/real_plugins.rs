@@ -16,7 +16,7 @@ use crate::support::{Output, TestProject, clean_env, meltano_venv, run, script};
 
 /// The executable `name` in its venv, `target/test-env/plugins/NAME/` beside Meltano's venv;
 /// panics with the setup command when it is missing.
-fn plugin(name: &str) -> PathBuf {
+pub(crate) fn plugin(name: &str) -> PathBuf {
     let venv = meltano_venv();
     let exe = venv
         .parent()

@@ -307,6 +307,34 @@ fn a_run_past_its_timeout_is_stopped_with_exit_124() {
 }
 
 #[test]
+fn a_timeout_bounds_catalog_discovery_too() {
+    let p = project("");
+    let yml = p.read("meltano.yml").replace(
+        "  - name: tap-raw\n",
+        "  - name: tap-hang\n    namespace: tap_hang\n    executable: ./hang.sh\n    capabilities: [catalog, discover]\n  - name: tap-raw\n",
+    );
+    p.write("meltano.yml", &yml);
+    // `--discover` never ends (a child of the script sleeps); the run must not wait for it.
+    script(&p, "hang.sh", "sleep 600\n");
+    let started = Instant::now();
+    let out = p.dsm(&["run", "tap-hang", "target-fake", "--timeout", "2"]);
+    assert_eq!(out.code, 124, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "catalog discovery of extractor `tap-hang` did not finish within the run's timeout"
+        ),
+        "{}",
+        out.stderr
+    );
+    // A hang guard, not a speed check: without the fix the run waits ten minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn sigterm_stops_the_run_gracefully_with_exit_143() {
     let p =
         project("--pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\" --sleep-before 20000 --generate 1");
@@ -411,7 +439,7 @@ fn discovered_catalog_is_selected_cached_and_passed_with_catalog() {
     let p = project("");
     let yml = p.read("meltano.yml").replace(
         "  - name: tap-raw\n",
-        "  - name: tap-disc\n    namespace: tap_disc\n    executable: ./disc.sh\n    capabilities: [catalog, discover, state]\n    select: [users.id, '!orders']\n  - name: tap-raw\n",
+        "  - name: tap-disc\n    namespace: tap_disc\n    pip_url: tap-disc==1.0\n    executable: ./disc.sh\n    capabilities: [catalog, discover, state]\n    select: [users.id, '!orders']\n  - name: tap-raw\n",
     );
     p.write("meltano.yml", &yml);
     p.write(
@@ -435,14 +463,22 @@ exec {TAP} "$@" --generate 1 --stream users
 "#
         ),
     );
-    for _ in 0..2 {
+    for i in 0..2 {
         let out = p.dsm(&["run", "tap-disc", "target-fake"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
+        // The run says when it uses a cached catalog.
+        assert_eq!(
+            out.stderr
+                .contains("using the catalog of `tap-disc` discovered by an earlier run"),
+            i == 1,
+            "{}",
+            out.stderr
+        );
     }
     assert_eq!(
         p.read("discoveries").lines().count(),
         1,
-        "the catalog is cached"
+        "the catalog of a plugin installed from a package is cached"
     );
     let catalog: Value = serde_json::from_str(&p.read("seen-catalog.json")).expect("json");
     let selected = |stream: usize, crumb: Value| {
@@ -468,6 +504,58 @@ exec {TAP} "$@" --generate 1 --stream users
         2,
         "--refresh-catalog discovers"
     );
+}
+
+#[test]
+fn a_catalog_is_discovered_again_where_meltano_does_not_cache_it() {
+    // A local program (no `pip_url`, as the built-in taps) or an editable install: a source
+    // that gained a column is seen on the next run, as in Meltano.
+    for pip_url in ["", "    pip_url: -e ./tap-disc\n"] {
+        let p = project("");
+        let yml = p.read("meltano.yml").replace(
+            "  - name: tap-raw\n",
+            &format!("  - name: tap-disc\n    namespace: tap_disc\n{pip_url}    executable: ./disc.sh\n    capabilities: [catalog, discover]\n  - name: tap-raw\n"),
+        );
+        p.write("meltano.yml", &yml);
+        script(
+            &p,
+            "disc.sh",
+            &format!(
+                r#"prev=""
+for a in "$@"; do
+  if [ "$a" = "--discover" ]; then echo x >> "$MELTANO_PROJECT_ROOT/discoveries"; cat "$MELTANO_PROJECT_ROOT/catalog.json"; exit 0; fi
+  if [ "$prev" = "--catalog" ]; then cp "$a" "$MELTANO_PROJECT_ROOT/seen-catalog.json"; fi
+  prev="$a"
+done
+exec {TAP} "$@" --generate 1 --stream users
+"#
+            ),
+        );
+        let catalog = |columns: &str| {
+            format!(
+                r#"{{"streams": [{{"tap_stream_id": "users", "schema": {{"properties": {{{columns}}}}}, "metadata": []}}]}}"#
+            )
+        };
+        p.write("catalog.json", &catalog(r#""id": {"type": "integer"}"#));
+        let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        p.write(
+            "catalog.json",
+            &catalog(r#""id": {"type": "integer"}, "email": {"type": "string"}"#),
+        );
+        let out = p.dsm(&["run", "tap-disc", "target-fake"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            !out.stderr
+                .contains("using the catalog discovered by an earlier run")
+        );
+        assert_eq!(p.read("discoveries").lines().count(), 2, "{pip_url}");
+        let seen: Value = serde_json::from_str(&p.read("seen-catalog.json")).expect("json");
+        assert!(
+            seen["streams"][0]["schema"]["properties"]["email"].is_object(),
+            "the new column reaches the tap: {seen}"
+        );
+    }
 }
 
 #[test]

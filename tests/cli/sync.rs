@@ -382,6 +382,93 @@ fn sources_in_maintenance_or_disabled_are_paused_not_failed() {
     assert!(out.stdout.contains("failed"), "{}", out.stdout);
 }
 
+#[test]
+fn a_schedule_running_a_job_pauses_when_its_source_is_disabled() {
+    // Meltano's usual form (the quickstart's): a schedule names a job.
+    let p = project(
+        "\
+jobs:
+- name: load-good
+  tasks: [tap-good target-x]
+schedules:
+- name: nightly
+  interval: '@daily'
+  job: load-good
+",
+    );
+    let out = p.dsm(&["sources", "disable", "tap-good", "--reason", "retired"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for args in [
+        &["sync", "nightly"][..],
+        &["schedule", "run", "nightly"][..],
+    ] {
+        let out = p.dsm(args);
+        assert_eq!(out.code, 0, "{args:?}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .contains("nightly  paused     source `tap-good` is inactive: retired"),
+            "{args:?}: {}",
+            out.stdout
+        );
+    }
+    assert!(
+        runs_triggered(&p, "").is_empty(),
+        "a paused flow starts no run"
+    );
+}
+
+#[test]
+fn an_explicit_run_of_a_disabled_source_is_refused_unless_include_disabled() {
+    let p = project(
+        "\
+jobs:
+- name: load-good
+  tasks: [tap-good target-x]
+",
+    );
+    let out = p.dsm(&[
+        "sources",
+        "maintenance",
+        "tap-good",
+        "--reason",
+        "vendor outage",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for args in [
+        &["run", "tap-good", "target-x"][..],
+        &["run", "load-good"][..],
+        &["el", "tap-good", "target-x"][..],
+    ] {
+        let out = p.dsm(args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("error: source `tap-good` is in maintenance: vendor outage (set by "),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("`dsm sources enable tap-good`")
+                && out.stderr.contains("`--include-disabled`"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(runs_triggered(&p, "").is_empty(), "no run started");
+    let out = p.dsm(&["run", "load-good", "--include-disabled"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("running it because of `--include-disabled`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(runs_triggered(&p, "").len(), 1);
+    // Another source's flow is not concerned.
+    let out = p.dsm(&["run", "tap-bad", "target-x"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+}
+
 // Issue 30: the quickstart's `dsm sync` did not say where the data went, and a second run sent
 // records again without saying why.
 #[test]

@@ -339,6 +339,39 @@ fn validation_skip_drops_the_bad_record() {
     let ids: Vec<Value> = records(&p).iter().map(|r| r["id"].clone()).collect();
     assert_eq!(ids, [json!(1), json!(3)]);
     assert!(!p.root().join(".dsm/quarantine").exists());
+    // A dropped record is counted and reported, never lost without a word.
+    assert!(
+        out.stderr.contains(
+            "1 record(s) of stream `users` failed validation and were dropped (policy `skip`)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("did not send"), "{}", out.stderr);
+}
+
+#[test]
+fn a_validation_policy_naming_a_stream_the_run_never_sent_is_reported() {
+    let p = project(
+        "    annotations:
+      dsm:
+        validation:
+          on_error: warn
+          streams: {userz: skip}
+",
+        "",
+    );
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "the extractor's validation policy names stream `userz`, which this run did not send"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The policy did not apply: the bad record went on with a warning (the default `warn`).
+    assert_eq!(records(&p).len(), 3);
 }
 
 #[test]
@@ -440,4 +473,97 @@ fn a_bad_expression_fails_before_any_process_starts_with_exit_2() {
         !p.root().join("started").exists(),
         "no plugin (not even discovery) ran"
     );
+}
+
+/// Runs the real Singer SDK mapper (`meltano-map-transform` from the test environment) with
+/// `maps` on one `users` record; whether it succeeded, and its stderr.
+fn sdk_mapper(maps: &Value) -> (bool, String) {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({"stream_maps": maps}).to_string()).expect("write config");
+    let mut cmd = std::process::Command::new(crate::real_plugins::plugin("meltano-map-transform"));
+    cmd.arg("--config").arg(&config);
+    crate::support::clean_env(&mut cmd);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start meltano-map-transform");
+    let input = r#"{"type": "SCHEMA", "stream": "users", "key_properties": ["id"], "schema": {"type": "object", "properties": {"id": {"type": "integer"}, "email": {"type": "string"}}}}
+{"type": "RECORD", "stream": "users", "record": {"id": 1, "email": "ann@example.com"}}
+"#;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("feed the mapper");
+    let out = child.wait_with_output().expect("the mapper ends");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The project with one `stream_maps` transform computing `x` from `expr`; `top` goes first.
+fn mapping(top: &str, expr: &str) -> TestProject {
+    let p = project(
+        &format!(
+            "    annotations:\n      dsm:\n        transforms:\n        - type: stream_maps\n          config:\n            stream_maps:\n              users:\n                x: \"{expr}\"\n"
+        ),
+        "",
+    );
+    let text = p.read("meltano.yml");
+    p.write("meltano.yml", &format!("{top}{text}"));
+    p
+}
+
+#[test]
+fn stream_map_functions_the_sdk_lacks_are_refused_unless_the_project_opts_into_extended() {
+    for (expr, name) in [
+        ("len(email)", "len"),
+        ("round(id / 3, 1)", "round"),
+        ("'<{}>'.format(email)", "str.format"),
+        ("sorted([id, 0])", "sorted"),
+    ] {
+        // The reference: the SDK's own mapper fails on it.
+        let (ok, stderr) = sdk_mapper(&json!({"users": {"x": expr}}));
+        assert!(!ok, "the SDK ran `{expr}`:\n{stderr}");
+
+        let p = mapping("", expr);
+        let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+        assert_eq!(out.code, 2, "{expr}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "stream map `users`, property `x` uses `{name}`, which the Singer SDK's stream maps do not have"
+            )) && out.stderr.contains("dialect: extended"),
+            "{}",
+            out.stderr
+        );
+        assert!(!p.root().join("out.jsonl").exists(), "nothing ran");
+
+        // `dialect: extended` makes the project dsm-only on purpose: it runs.
+        let p = mapping(
+            "annotations:\n  dsm:\n    stream_maps:\n      dialect: extended\n",
+            expr,
+        );
+        let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+        assert_eq!(out.code, 0, "{expr}: {}", out.stderr);
+        assert!(records(&p).iter().all(|r| r.get("x").is_some()));
+    }
+    // What the SDK has runs under the default dialect, as under the SDK.
+    for expr in [
+        "dict([('a', id)])",
+        "str(id) + email.upper()",
+        "md5(email)",
+        "f'{id:03d}'",
+    ] {
+        let (ok, stderr) = sdk_mapper(&json!({"users": {"x": expr}}));
+        assert!(ok, "the SDK refused `{expr}`:\n{stderr}");
+        let p = mapping("", expr);
+        let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+        assert_eq!(out.code, 0, "{expr}: {}", out.stderr);
+    }
 }

@@ -105,6 +105,46 @@ const FUNCS: [(&str, Func); 21] = [
     ("enumerate", Func::Enumerate),
 ];
 
+/// The name of a function the Singer SDK's evaluator does not define (its functions are
+/// simpleeval's `int`, `float`, `str`, `rand`, `randint`, the compound types `list`, `tuple`,
+/// `dict`, `set`, and the mapper's `bool`, `md5`, `sha256`, `datetime`, `json`); `None` for one
+/// it has. f-strings call `__format__`, which the SDK runs as f-strings.
+pub(crate) fn sdk_missing(f: Func) -> Option<&'static str> {
+    Some(match f {
+        Func::Len => "len",
+        Func::Min => "min",
+        Func::Max => "max",
+        Func::Abs => "abs",
+        Func::Round => "round",
+        Func::Sum => "sum",
+        Func::Sorted => "sorted",
+        Func::Any => "any",
+        Func::All => "all",
+        Func::Range => "range",
+        Func::Enumerate => "enumerate",
+        Func::Zip => "zip",
+        Func::Int
+        | Func::Float
+        | Func::Str
+        | Func::Bool
+        | Func::Md5
+        | Func::Sha256
+        | Func::Dict
+        | Func::List
+        | Func::Tuple
+        | Func::Set
+        | Func::JsonDumps
+        | Func::JsonLoads
+        | Func::DtFromIso
+        | Func::DtStrptime
+        | Func::DtNow
+        | Func::DtUtcNow
+        | Func::DateFromIso
+        | Func::DateToday
+        | Func::Format => return None,
+    })
+}
+
 impl Global {
     /// The built-in a bare name refers to, if any.
     pub fn by_name(name: &str) -> Option<Global> {

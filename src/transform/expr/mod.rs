@@ -136,6 +136,30 @@ impl Expr {
         found
     }
 
+    /// What the expression uses beyond the Singer SDK's evaluator: functions the SDK does not
+    /// define (`len`, `min`, `round` ...) and the `format` / `format_map` string methods it
+    /// refuses. Empty when the SDK's mapper runs it as well (the `sdk` dialect).
+    pub fn beyond_sdk(&self) -> Vec<&'static str> {
+        let mut found: Vec<&'static str> = Vec::new();
+        walk(&self.node, &mut |n| {
+            let name = match n {
+                Node::Global(Global::Func(f)) => eval::sdk_missing(*f),
+                Node::Call(callee, _, _) => match callee.as_ref() {
+                    Node::Attr(_, m) if m == "format" => Some("str.format"),
+                    Node::Attr(_, m) if m == "format_map" => Some("str.format_map"),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(name) = name
+                && !found.contains(&name)
+            {
+                found.push(name);
+            }
+        });
+        found
+    }
+
     /// Evaluates the expression on one record.
     pub fn eval<'a>(&'a self, ctx: &Context<'a>) -> Result<Py<'a>, EvalError> {
         eval::Interp::new(ctx, self.slots).eval(&self.node)
