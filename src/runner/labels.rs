@@ -79,7 +79,11 @@ pub fn declared(
     let streams = catalog.as_ref().map(catalog_streams);
     let mut d = Derivation::of_source(&scheme, extractor, streams.as_deref())?;
     for t in &extractor.annotations.transforms {
-        if let Ok(transform) = super::stages::annotation_transform(t, "a transform", crate::project::annotations::Dialect::Extended) {
+        if let Ok(transform) = super::stages::annotation_transform(
+            t,
+            "a transform",
+            crate::project::annotations::Dialect::Extended,
+        ) {
             d.through(transform.as_ref());
         }
     }
