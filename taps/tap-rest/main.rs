@@ -517,14 +517,16 @@ impl<'a> Sync<'a> {
                     )
                 })?)
             };
-            let items = match &doc {
+            let mut doc = doc;
+            let items = match doc.as_mut() {
                 None => Vec::new(),
                 Some(d) => select_items(d, r, &what)?,
             };
-            for item in &items {
+            let seen = paginate::PageSummary::of(&items);
+            for item in items {
                 let mut record = match item {
-                    Value::Object(o) => o.clone(),
-                    other => Map::from_iter([("value".to_owned(), other.clone())]),
+                    Value::Object(o) => o,
+                    other => Map::from_iter([("value".to_owned(), other)]),
                 };
                 if let Some(p) = parent {
                     for f in &r.include_from_parent {
@@ -545,7 +547,7 @@ impl<'a> Sync<'a> {
                     self.resource(c, Some(&ctx))?;
                 }
             }
-            if !pager.next(&resp, doc.as_ref(), &items, &mut req, &what)? {
+            if !pager.next(&resp, doc.as_ref(), &seen, &mut req, &what)? {
                 break;
             }
         }
@@ -634,13 +636,20 @@ impl<'a> Sync<'a> {
             self.out.write_value(&msg)?;
             *sent = true;
         }
-        let mut msg = json!({"type": "RECORD", "stream": r.table_name, "record": record,
-            "time_extracted": self.time_extracted});
+        // The RECORD line is written from the record in place: no copy into a message value.
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+        kit::write_json_str(&mut line, &r.table_name);
+        line.extend_from_slice(b",\"record\":");
+        serde_json::to_writer(&mut line, &*record).map_err(|e| kit::output_error(e.into()))?;
         if let Some(v) = st.version {
-            msg["version"] = v.into();
+            line.extend_from_slice(format!(",\"version\":{v}").as_bytes());
         }
+        line.extend_from_slice(b",\"time_extracted\":");
+        kit::write_json_str(&mut line, &self.time_extracted);
+        line.push(b'}');
         st.records += 1;
-        self.out.write_value(&msg)
+        self.out.write_line(&line)
     }
 }
 
@@ -684,7 +693,7 @@ fn status_error(what: &str, method: &str, resp: &Response) -> PluginError {
 /// The records of a page: at `data_selector`, else the page itself when it is a list, else
 /// its one list under a usual name (`data`, `items`, `results`, ...) or its only list, else the
 /// object itself.
-fn select_items(doc: &Value, r: &Resource, what: &str) -> Result<Vec<Value>, PluginError> {
+fn select_items(doc: &mut Value, r: &Resource, what: &str) -> Result<Vec<Value>, PluginError> {
     if let Some(sel) = &r.endpoint.data_selector {
         let found = sel.find(doc);
         return Ok(match found.as_slice() {
@@ -695,19 +704,30 @@ fn select_items(doc: &Value, r: &Resource, what: &str) -> Result<Vec<Value>, Plu
             many => many.iter().map(|v| (*v).clone()).collect(),
         });
     }
+    // The records are moved out of the page: the paginator reads only other parts of it.
     match doc {
-        Value::Array(a) => Ok(a.clone()),
+        Value::Array(a) => Ok(std::mem::take(a)),
         Value::Object(o) => {
             for key in [
                 "data", "items", "results", "records", "entries", "objects", "rows",
             ] {
-                if let Some(Value::Array(a)) = o.get(key) {
-                    return Ok(a.clone());
+                if let Some(Value::Array(a)) = o.get_mut(key) {
+                    return Ok(std::mem::take(a));
                 }
             }
-            let lists: Vec<&Vec<Value>> = o.values().filter_map(Value::as_array).collect();
+            let lists: Vec<&String> = o
+                .iter()
+                .filter(|(_, v)| v.is_array())
+                .map(|(k, _)| k)
+                .collect();
             match lists.as_slice() {
-                [one] => Ok((*one).clone()),
+                [one] => {
+                    let key = (*one).clone();
+                    Ok(match o.get_mut(&key) {
+                        Some(Value::Array(a)) => std::mem::take(a),
+                        _ => Vec::new(),
+                    })
+                }
                 [] => Ok(vec![doc.clone()]),
                 _ => Err(PluginError::config_hint(
                     format!(
@@ -716,9 +736,9 @@ fn select_items(doc: &Value, r: &Resource, what: &str) -> Result<Vec<Value>, Plu
                     format!(
                         "set `data_selector` of resource `{}` to one of: {}",
                         r.name,
-                        o.iter()
-                            .filter(|(_, v)| v.is_array())
-                            .map(|(k, _)| k.as_str())
+                        lists
+                            .iter()
+                            .map(|k| k.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),

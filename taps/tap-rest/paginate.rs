@@ -5,7 +5,6 @@ use std::collections::HashSet;
 
 use dsm::singer::plugin_kit::PluginError;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::PaginatorSpec;
 use crate::http::{Request, Response};
@@ -18,8 +17,30 @@ pub struct Pager {
     value: i64,
     /// Cursors and URLs seen so far.
     seen: HashSet<String>,
-    /// A digest of the previous page's items, to catch an API that ignores the page parameter.
-    last_digest: Option<[u8; 32]>,
+    /// The previous page, to catch an API that ignores the page parameter.
+    last_page: Option<PageSummary>,
+}
+
+/// What is kept of a page to recognise it again: its length and its first and last records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageSummary {
+    len: usize,
+    first: Option<Value>,
+    last: Option<Value>,
+}
+
+impl PageSummary {
+    pub fn of(items: &[Value]) -> Self {
+        PageSummary {
+            len: items.len(),
+            first: items.first().cloned(),
+            last: items.last().cloned(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The numbers of a range paginator (`page_number`, `offset`).
@@ -103,7 +124,7 @@ impl Pager {
             spec,
             value,
             seen: HashSet::new(),
-            last_digest: None,
+            last_page: None,
         }
     }
 
@@ -131,29 +152,23 @@ impl Pager {
         &mut self,
         resp: &Response,
         doc: Option<&Value>,
-        items: &[Value],
+        items: &PageSummary,
         req: &mut Request,
         what: &str,
     ) -> Result<bool, PluginError> {
-        // Two identical non-empty pages in a row: the API ignores how it is asked to page.
+        // Two identical non-empty pages in a row (same length, same first and last record):
+        // the API ignores how it is asked to page.
         if !items.is_empty() && !matches!(self.spec, PaginatorSpec::SinglePage) {
-            let mut h = Sha256::new();
-            for i in items {
-                h.update(i.to_string().as_bytes());
-                h.update(b"\n");
-            }
-            let digest: [u8; 32] = h.finalize().into();
-            if self.last_digest == Some(digest) {
+            if self.last_page.as_ref() == Some(items) {
                 return Err(loop_error(
                     what,
                     format!(
                         "`{}` returned the same {} items as the page before",
-                        resp.url,
-                        items.len()
+                        resp.url, items.len
                     ),
                 ));
             }
-            self.last_digest = Some(digest);
+            self.last_page = Some(items.clone());
         }
         let spec = self.spec.clone();
         match &spec {
@@ -310,7 +325,7 @@ impl Pager {
         r: Range<'_>,
         param: &str,
         doc: Option<&Value>,
-        items: &[Value],
+        items: &PageSummary,
         req: &mut Request,
         what: &str,
     ) -> Result<bool, PluginError> {

@@ -1,6 +1,7 @@
 //! A stream's JSON Schema: declared columns (dlt's `columns` or the catalog's schema) as given,
 //! other fields inferred from the records, widening as new fields and types appear.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
@@ -74,15 +75,17 @@ impl Schema {
     }
 
     /// The record without deselected properties.
-    pub fn shape(&self, record: &Map<String, Value>) -> Map<String, Value> {
+    pub fn shape<'r>(&self, record: &'r Map<String, Value>) -> Cow<'r, Map<String, Value>> {
         if self.deselected.is_empty() {
-            return record.clone();
+            return Cow::Borrowed(record);
         }
-        record
-            .iter()
-            .filter(|(k, _)| !self.deselected.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        Cow::Owned(
+            record
+                .iter()
+                .filter(|(k, _)| !self.deselected.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     /// Takes in a record; true when the schema changed (a new field, or a new type of one).
