@@ -37,6 +37,7 @@ BUILTINS = [
     ("extractors", "tap-csv", "CSV files"),
     ("extractors", "tap-jsonl", "JSON-lines files"),
     ("extractors", "tap-sqlite", "SQLite"),
+    ("extractors", "tap-postgres", "PostgreSQL"), ("loaders", "target-postgres", "PostgreSQL"),
     ("loaders", "target-jsonl", "JSON-lines files"),
     ("loaders", "target-csv", "CSV files"),
     ("loaders", "target-sqlite", "SQLite"),
