@@ -21,7 +21,7 @@ tap_pin="meltanolabs-tap-postgres==0.10.0"
 target_pin="meltanolabs-target-postgres==0.8.1"
 
 cargo build --release --quiet --bin dsm --bin tap-postgres --bin target-postgres
-bin="$root/target/release"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 venvs="$root/target/bench-postgres"
 mkdir -p "$venvs"
 for p in "tap:$tap_pin" "target:$target_pin"; do
