@@ -65,7 +65,16 @@ config() { # database [extra JSON members]
         "$port" "$1" "${2:+, $2}"
 }
 config src > "$work/tap.json"
-config src '"sqlalchemy_url": "postgresql://postgres:dsm-test@127.0.0.1:'"$port"'/src"' > "$work/ml-tap.json"
+config src '"filter_schemas": ["public"], "sqlalchemy_url": "postgresql://postgres:dsm-test@127.0.0.1:'"$port"'/src"' > "$work/ml-tap.json"
+# MeltanoLabs' tap syncs only what a catalog selects.
+"$venvs/tap-venv/bin/tap-postgres" --config "$work/ml-tap.json" --discover 2>/dev/null | python3 -c '
+import json, sys
+catalog = json.load(sys.stdin)
+for stream in catalog["streams"]:
+    for m in stream["metadata"]:
+        if m["breadcrumb"] == []:
+            m["metadata"]["selected"] = stream["tap_stream_id"] == "public-customers"
+json.dump(catalog, sys.stdout)' > "$work/ml-catalog.json"
 
 # records/s by wall clock and by CPU time of the measured process tree (user + system).
 measure() {
@@ -82,16 +91,16 @@ echo "--- tap: read the table to /dev/null"
 measure "COPY TO STDOUT (psql)" psql -q "$base/src" -c "COPY public.customers TO STDOUT"
 measure "dsm tap-postgres" "$bin/tap-postgres" --config "$work/tap.json"
 "$bin/tap-postgres" --config "$work/tap.json" --discover > "$work/catalog.json"
-measure "meltanolabs-tap-postgres" "$venvs/tap-venv/bin/tap-postgres" --config "$work/ml-tap.json"
+measure "meltanolabs-tap-postgres" "$venvs/tap-venv/bin/tap-postgres" --config "$work/ml-tap.json" --catalog "$work/ml-catalog.json"
 
 echo "--- target: load the same records into an empty database"
 "$bin/tap-postgres" --config "$work/tap.json" > "$work/records.singer"
 psql -q "$base/src" -c "\\copy public.customers TO '$work/customers.csv' (FORMAT csv)"
 pg_dump -s -t public.customers "$base/src" | psql -q "$base/dst_copy"
 measure "psql \\copy FROM (CSV)" psql -q "$base/dst_copy" -c "\\copy public.customers FROM '$work/customers.csv' (FORMAT csv)"
-config dst_dsm > "$work/target.json"
+config dst_dsm '"default_target_schema": "public"' > "$work/target.json"
 measure "dsm target-postgres" sh -c "'$bin/target-postgres' --config '$work/target.json' < '$work/records.singer'"
-config dst_ml '"sqlalchemy_url": "postgresql://postgres:dsm-test@127.0.0.1:'"$port"'/dst_ml"' > "$work/ml-target.json"
+config dst_ml '"default_target_schema": "public", "sqlalchemy_url": "postgresql://postgres:dsm-test@127.0.0.1:'"$port"'/dst_ml"' > "$work/ml-target.json"
 measure "meltanolabs-target-postgres" sh -c "'$venvs/target-venv/bin/target-postgres' --config '$work/ml-target.json' < '$work/records.singer'"
 for db in dst_copy dst_dsm dst_ml; do
     echo "  $db: $(psql -Atc 'SELECT count(*) FROM public.customers' "$base/$db") rows"
@@ -104,8 +113,8 @@ version: 1
 default_environment: dev
 environments: [{name: dev}]
 plugins:
-  extractors: [{name: tap-postgres, variant: dsm, config: {host: 127.0.0.1, port: $port, user: postgres, database: src, ssl_mode: disable}}]
-  loaders: [{name: target-postgres, variant: dsm, config: {host: 127.0.0.1, port: $port, user: postgres, database: e2e_dsm, ssl_mode: disable}}]
+  extractors: [{name: tap-postgres, variant: dsm, config: {host: 127.0.0.1, port: $port, user: postgres, database: src, filter_schemas: [public], ssl_mode: disable}}]
+  loaders: [{name: target-postgres, variant: dsm, config: {host: 127.0.0.1, port: $port, user: postgres, database: e2e_dsm, default_target_schema: public, ssl_mode: disable}}]
 YML
 cat > "$work/ml-project/meltano.yml" <<YML
 version: 1
@@ -113,8 +122,8 @@ default_environment: dev
 project_id: dsm-bench-postgres
 environments: [{name: dev}]
 plugins:
-  extractors: [{name: tap-postgres, namespace: tap_postgres, executable: $venvs/tap-venv/bin/tap-postgres, capabilities: [catalog, discover, state, about], config: {sqlalchemy_url: "postgresql://postgres:dsm-test@127.0.0.1:$port/src"}}]
-  loaders: [{name: target-postgres, namespace: target_postgres, executable: $venvs/target-venv/bin/target-postgres, config: {sqlalchemy_url: "postgresql://postgres:dsm-test@127.0.0.1:$port/e2e_ml"}}]
+  extractors: [{name: tap-postgres, namespace: tap_postgres, executable: $venvs/tap-venv/bin/tap-postgres, capabilities: [catalog, discover, state, about], select: [public-customers.*], config: {filter_schemas: [public], sqlalchemy_url: "postgresql://postgres:dsm-test@127.0.0.1:$port/src"}}]
+  loaders: [{name: target-postgres, namespace: target_postgres, executable: $venvs/target-venv/bin/target-postgres, config: {default_target_schema: public, sqlalchemy_url: "postgresql://postgres:dsm-test@127.0.0.1:$port/e2e_ml"}}]
 YML
 export TAP_POSTGRES_PASSWORD=dsm-test TARGET_POSTGRES_PASSWORD=dsm-test
 measure "dsm run (built-ins)" "$bin/dsm" --cwd "$work/dsm-project" run tap-postgres target-postgres
