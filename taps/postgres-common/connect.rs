@@ -175,6 +175,12 @@ pub fn error_text(e: &postgres::Error) -> String {
                 s.push_str(": ");
                 s.push_str(d);
             }
+            // Where in a COPY the bad value was (`COPY items, line 2, column id: "x"`).
+            if let Some(w) = db.where_().filter(|w| w.starts_with("COPY")) {
+                s.push_str(" (");
+                s.push_str(w);
+                s.push(')');
+            }
             s
         }
         None => {

@@ -821,3 +821,31 @@ fn the_example_project_runs_the_built_ins_with_dsm_run_and_resumes() {
         "order 101 is before the bookmark and is not read again"
     );
 }
+
+#[test]
+fn a_value_the_column_cannot_hold_names_the_stream_table_and_column() {
+    let dst = Db::new("badvalue");
+    let dir = tempfile::tempdir().unwrap();
+    let messages = vec![
+        schema(
+            "public-n",
+            json!({"id": {"type": "integer"}, "qty": {"type": "integer"}}),
+            &["id"],
+        ),
+        record("public-n", json!({"id": 1, "qty": 2})),
+        record("public-n", json!({"id": 2, "qty": "two"})),
+    ];
+    let out = run(
+        "target-postgres",
+        dir.path(),
+        &dst.settings(),
+        &[],
+        &lines(&messages),
+    );
+    assert_eq!(out.code, 1);
+    for part in ["stream `public-n`", "`public.n`", "column qty", "\"two\""] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    // The batch failed as a whole: nothing of it is in the table.
+    assert_eq!(dst.one("SELECT count(*) FROM n"), "0");
+}
