@@ -269,6 +269,8 @@ struct Stream {
     rows: u64,
     /// `overwrite`: the table is emptied in the stream's first batch of the run.
     truncate: bool,
+    /// Upsert: COPY straight into the table until a batch meets a key already there.
+    copy_first: bool,
 }
 
 impl Stream {
@@ -618,11 +620,11 @@ impl Loader {
         let key_index = self.has_key_index(&schema, &table, &keys)?;
         let truncate = self.method == LoadMethod::Overwrite
             && self.streams.get(&msg.stream).is_none_or(|s| s.truncate);
-        let buf = self
+        let (buf, copy_first) = self
             .streams
             .remove(&msg.stream)
-            .map(|s| s.buf)
-            .unwrap_or_default();
+            .map(|s| (s.buf, s.copy_first))
+            .unwrap_or((Vec::new(), true));
         self.streams.insert(
             msg.stream.clone(),
             Stream {
@@ -634,6 +636,7 @@ impl Loader {
                 buf,
                 rows: 0,
                 truncate,
+                copy_first,
             },
         );
         Ok(())
@@ -824,7 +827,7 @@ impl Loader {
                 .transaction()
                 .map_err(|e| db_err("cannot begin a transaction", &e))?;
             for name in &names {
-                let s = &self.streams[name];
+                let s = self.streams.get_mut(name).expect("listed above");
                 load_stream(&mut tx, s, name, self.method, &mut self.stage_counter)?;
             }
             tx.commit()
@@ -914,18 +917,47 @@ impl Loader {
     }
 }
 
+enum CopyError {
+    Db(postgres::Error),
+    Io(std::io::Error),
+}
+
+impl CopyError {
+    fn into_plugin(self, what: &dyn Fn(&postgres::Error, &str) -> PluginError) -> PluginError {
+        match self {
+            CopyError::Db(e) => what(&e, "cannot COPY rows"),
+            CopyError::Io(e) => PluginError::data(format!("COPY failed: {e}")),
+        }
+    }
+}
+
+/// `COPY table (columns) FROM STDIN` of the buffered COPY text.
+fn copy_rows(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    col_list: &str,
+    rows: &[u8],
+) -> Result<(), CopyError> {
+    let mut writer = tx
+        .copy_in(format!("COPY {table} ({col_list}) FROM STDIN").as_str())
+        .map_err(CopyError::Db)?;
+    writer.write_all(rows).map_err(CopyError::Io)?;
+    writer.finish().map(|_| ()).map_err(CopyError::Db)
+}
+
 /// Loads one stream's buffered rows inside the batch's transaction.
 fn load_stream(
     tx: &mut postgres::Transaction<'_>,
-    s: &Stream,
+    s: &mut Stream,
     stream: &str,
     method: LoadMethod,
     stage_counter: &mut u64,
 ) -> Result<(), PluginError> {
     let t = s.qualified();
+    let (schema, table) = (s.schema.clone(), s.table.clone());
     let what = |e: &postgres::Error, step: &str| {
         db_err(
-            format!("stream `{stream}`: {step} into `{}.{}`", s.schema, s.table),
+            format!("stream `{stream}`: {step} into `{schema}.{table}`"),
             e,
         )
     };
@@ -939,6 +971,24 @@ fn load_stream(
     let cols: Vec<String> = s.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let col_list = cols.join(", ");
     let merge = method != LoadMethod::Append && !s.keys.is_empty();
+    if merge && s.key_index && s.copy_first {
+        // New keys only (a first load): the unique index turns any key already in the table,
+        // or twice in the batch, into an error, and then the batch is merged through staging.
+        // After the first such batch the stream is always staged.
+        let mut savepoint = tx
+            .transaction()
+            .map_err(|e| what(&e, "cannot start a savepoint"))?;
+        match copy_rows(&mut savepoint, &t, &col_list, &s.buf) {
+            Ok(()) => {
+                return savepoint
+                    .commit()
+                    .map_err(|e| what(&e, "cannot release the savepoint"));
+            }
+            // Most likely a key already in the table; any other error comes back from the
+            // staged load, after the savepoint is rolled back.
+            Err(_) => s.copy_first = false,
+        }
+    }
     let copy_into = if merge {
         *stage_counter += 1;
         let stage = quote_ident(&format!("_dsm_stage_{stage_counter}"));
@@ -952,13 +1002,7 @@ fn load_stream(
     } else {
         t.clone()
     };
-    let mut writer = tx
-        .copy_in(format!("COPY {copy_into} ({col_list}) FROM STDIN").as_str())
-        .map_err(|e| what(&e, "cannot start COPY"))?;
-    writer
-        .write_all(&s.buf)
-        .map_err(|e| PluginError::data(format!("stream `{stream}`: COPY failed: {e}")))?;
-    writer.finish().map_err(|e| what(&e, "cannot COPY rows"))?;
+    copy_rows(tx, &copy_into, &col_list, &s.buf).map_err(|e| e.into_plugin(&what))?;
     if !merge {
         return Ok(());
     }
