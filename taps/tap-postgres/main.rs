@@ -36,9 +36,10 @@ fn about() -> About {
     About {
         name: "tap-postgres",
         description: "Reads PostgreSQL tables and views with COPY, full-table or incrementally by a \
-replication key (dsm built-in). Full-table streams are ordered by their primary key and restart \
-from the beginning; incremental streams are ordered by the replication key and resume from the \
-bookmark. Log-based replication (logical decoding) is not supported. Values keep their exact text: \
+replication key (dsm built-in). Full-table streams are ordered by their primary key and, every \
+10,000 rows, bookmark the last key sent (`last_pk_fetched` with the table version), so an \
+interrupted sync resumes after it; incremental streams are ordered by the replication key and \
+resume from the bookmark. Log-based replication (logical decoding) is not supported. Values keep their exact text: \
 numeric digits, timestamps (with time zone in UTC), dates, json/jsonb as JSON, arrays, uuid, \
 bytea as base64; NaN and infinities are sent as the strings PostgreSQL writes for them.",
         capabilities: &["catalog", "discover", "state", "properties", "about"],
@@ -278,12 +279,24 @@ fn sync_table<C: postgres::GenericClient>(
     let from = format!("{}.{} AS t", quote_ident(&t.schema), quote_ident(&t.name));
     let rk = sel.replication_key.clone();
     let bookmark = rk.as_deref().and_then(|k| kit::bookmark(state, &stream, k));
+    let full = sel.method == ReplicationMethod::FullTable;
+    // A full-table sync of a table with a primary key can resume after the last key sent.
+    let pk: &[String] = if full && rk.is_none() {
+        &t.primary_key
+    } else {
+        &[]
+    };
+    let resume = if pk.is_empty() {
+        None
+    } else {
+        full_table_resume(state, &stream, pk)
+    };
+    let mut extra = String::new();
+    for c in rk.iter().chain(pk) {
+        extra.push_str(&format!(", to_json({})::text", q(c)));
+    }
     let mut sql = format!(
-        "COPY (SELECT row_to_json(r)::text{} FROM {from} CROSS JOIN LATERAL (SELECT {}) AS r",
-        match &rk {
-            Some(k) => format!(", to_json({})::text", q(k)),
-            None => String::new(),
-        },
+        "COPY (SELECT row_to_json(r)::text{extra} FROM {from} CROSS JOIN LATERAL (SELECT {}) AS r",
         exprs.join(", ")
     );
     if let Some(k) = &rk {
@@ -305,10 +318,30 @@ fn sync_table<C: postgres::GenericClient>(
         sql.push_str(&format!(" ORDER BY {}", q(k)));
     } else if !t.primary_key.is_empty() {
         let keys: Vec<String> = t.primary_key.iter().map(|k| q(k)).collect();
+        if let Some((_, last_pk)) = &resume {
+            let mut values = Vec::new();
+            for k in pk {
+                let ty = &t
+                    .columns
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .expect("a key column")
+                    .sql_type;
+                values.push(bookmark_literal(&last_pk[k], ty));
+            }
+            sql.push_str(&format!(
+                " WHERE ({}) > ({})",
+                keys.join(", "),
+                values.join(", ")
+            ));
+        }
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
     }
     sql.push_str(") TO STDOUT (FORMAT binary)");
-    let version = (sel.method == ReplicationMethod::FullTable).then(kit::new_table_version);
+    let version = match &resume {
+        Some((v, _)) => Some(*v),
+        None => full.then(kit::new_table_version),
+    };
     let table_name = format!("{}.{}", t.schema, t.name);
     let reader = client
         .copy_out(sql.as_str())
@@ -316,7 +349,9 @@ fn sync_table<C: postgres::GenericClient>(
     let read_err =
         |e: std::io::Error| PluginError::data(format!("reading table `{table_name}` failed: {e}"));
     let mut copy = BinaryCopy::new(reader).map_err(read_err)?;
-    let mut fields: Vec<Option<Vec<u8>>> = vec![None; if rk.is_some() { 2 } else { 1 }];
+    let mut fields: Vec<Option<Vec<u8>>> = vec![None; 1 + usize::from(rk.is_some()) + pk.len()];
+    let pk_at = 1 + usize::from(rk.is_some());
+    let mut pk_state_sent = resume.is_some();
     // Every line starts the same way and ends the same way: build both once.
     let mut prefix = Vec::new();
     prefix.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
@@ -348,7 +383,8 @@ fn sync_table<C: postgres::GenericClient>(
         line.extend_from_slice(&suffix);
         out.write_line(&line)?;
         count += 1;
-        if let Some(Some(v)) = fields.get(1)
+        if rk.is_some()
+            && let Some(Some(v)) = fields.get(1)
             && v.as_slice() != b"null"
         {
             match &mut last {
@@ -363,6 +399,24 @@ fn sync_table<C: postgres::GenericClient>(
             kit::set_bookmark(state, &stream, k, parse_bookmark(v)?);
             out.state(state)?;
         }
+        if let (Some(v), true) = (version, !pk.is_empty() && count.is_multiple_of(STATE_EVERY)) {
+            let mut last_pk = Map::new();
+            for (i, k) in pk.iter().enumerate() {
+                let raw = fields[pk_at + i].as_deref().unwrap_or(b"null");
+                last_pk.insert(k.clone(), parse_bookmark(raw)?);
+            }
+            bookmarks(state).insert(
+                stream.clone(),
+                json!({"version": v, "last_pk_fetched": last_pk}),
+            );
+            out.state(state)?;
+            pk_state_sent = true;
+        }
+    }
+    if pk_state_sent {
+        // Done: the next full-table sync starts from the beginning with a new version.
+        bookmarks(state).remove(&stream);
+        out.state(state)?;
     }
     if let Some(v) = version {
         out.activate_version(&stream, v)?;
@@ -372,6 +426,30 @@ fn sync_table<C: postgres::GenericClient>(
         out.state(state)?;
     }
     Ok(())
+}
+
+/// The version and last primary key of an interrupted full-table sync, from the state.
+fn full_table_resume(
+    state: &Value,
+    stream: &str,
+    pk: &[String],
+) -> Option<(u64, Map<String, Value>)> {
+    let b = state.get("bookmarks")?.get(stream)?;
+    let version = b.get("version")?.as_u64()?;
+    let last = b.get("last_pk_fetched")?.as_object()?;
+    pk.iter()
+        .all(|k| last.get(k).is_some_and(|v| !v.is_null()))
+        .then(|| (version, last.clone()))
+}
+
+/// The state's `bookmarks` object, created when missing.
+fn bookmarks(state: &mut Value) -> &mut Map<String, Value> {
+    if !state.get("bookmarks").is_some_and(Value::is_object) {
+        state["bookmarks"] = json!({});
+    }
+    state["bookmarks"]
+        .as_object_mut()
+        .expect("made an object above")
 }
 
 fn parse_bookmark(v: &[u8]) -> Result<Value, PluginError> {

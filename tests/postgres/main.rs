@@ -849,3 +849,48 @@ fn a_value_the_column_cannot_hold_names_the_stream_table_and_column() {
     // The batch failed as a whole: nothing of it is in the table.
     assert_eq!(dst.one("SELECT count(*) FROM n"), "0");
 }
+
+#[test]
+fn an_interrupted_full_table_sync_resumes_after_the_last_key_with_its_version() {
+    let src = Db::new("fullresume");
+    src.exec(
+        "CREATE TABLE big (a int, b text, v text, PRIMARY KEY (a, b));
+         INSERT INTO big SELECT g / 2, (g % 2)::text, 'v' || g FROM generate_series(0, 24999) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let first = run("tap-postgres", dir.path(), &src.settings(), &[], b"").ok();
+    let msgs = first.lines();
+    let states: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "STATE").collect();
+    // After 10,000 and 20,000 rows; then the bookmark is gone once the table is done (the
+    // table's own STATE and the final one).
+    assert_eq!(states.len(), 4, "{states:?}");
+    let mid = states[0]["value"].clone();
+    assert_eq!(
+        mid["bookmarks"]["public-big"]["last_pk_fetched"],
+        json!({"a": 4999, "b": "1"})
+    );
+    assert_eq!(states[2]["value"], json!({"bookmarks": {}}));
+    assert_eq!(states[3]["value"], json!({"bookmarks": {}}));
+    let version = msgs[1]["version"].clone();
+    assert_eq!(mid["bookmarks"]["public-big"]["version"], version);
+
+    std::fs::write(dir.path().join("state.json"), mid.to_string()).unwrap();
+    let second = run(
+        "tap-postgres",
+        dir.path(),
+        &src.settings(),
+        &["--state", "state.json"],
+        b"",
+    )
+    .ok();
+    let msgs = second.lines();
+    let records: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "RECORD").collect();
+    assert_eq!(records.len(), 15_000);
+    assert_eq!(records[0]["record"]["v"], "v10000");
+    assert!(records.iter().all(|r| r["version"] == version));
+    let activate = msgs
+        .iter()
+        .find(|m| m["type"] == "ACTIVATE_VERSION")
+        .unwrap();
+    assert_eq!(activate["version"], version);
+}
