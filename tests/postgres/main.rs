@@ -894,3 +894,47 @@ fn an_interrupted_full_table_sync_resumes_after_the_last_key_with_its_version() 
         .unwrap();
     assert_eq!(activate["version"], version);
 }
+
+#[test]
+fn only_variant_dsm_selects_the_built_ins_and_other_definitions_run_what_they_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("meltano.yml"),
+        "version: 1\ndefault_environment: dev\nenvironments: [{name: dev}]\nplugins:\n  \
+         extractors:\n  - name: tap-postgres\n    variant: meltanolabs\n    \
+         pip_url: meltanolabs-tap-postgres==0.10.0\n  loaders:\n  - name: target-postgres\n    \
+         namespace: target_postgres\n  - name: target-pg\n    inherit_from: target-postgres\n    \
+         variant: dsm\n",
+    )
+    .unwrap();
+    let out = dsm(dir.path(), &["plugins", "list", "--format", "json"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    let find = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    // MeltanoLabs' tap from its venv, a custom `target-postgres` from PATH, as before.
+    assert_eq!(find("tap-postgres")["executable"], "tap-postgres");
+    assert_eq!(find("tap-postgres")["status"], "missing");
+    assert_eq!(find("target-postgres")["executable"], "target-postgres");
+    let builtin = find("target-pg");
+    assert_eq!(builtin["status"], "built_in");
+    assert_eq!(
+        builtin["executable"],
+        env!("CARGO_BIN_EXE_target-postgres"),
+        "variant dsm runs the built-in next to dsm"
+    );
+    let about = Command::new(bin("tap-postgres"))
+        .args(["--about"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&about.stdout).contains("Log-based replication"),
+        "--about says log-based replication is out of scope"
+    );
+}
