@@ -20,8 +20,13 @@ n="${1:-1000000}"
 tap_pin="meltanolabs-tap-postgres==0.10.0"
 target_pin="meltanolabs-target-postgres==0.8.1"
 
-cargo build --release --quiet --bin dsm --bin tap-postgres --bin target-postgres
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
+# DSM_BENCH_BIN: a folder with already built binaries (to try the script on a debug build).
+if [[ -n "${DSM_BENCH_BIN:-}" ]]; then
+    bin="$DSM_BENCH_BIN"
+else
+    cargo build --release --quiet --bin dsm --bin tap-postgres --bin target-postgres
+    bin="${CARGO_TARGET_DIR:-$root/target}/release"
+fi
 venvs="$root/target/bench-postgres"
 mkdir -p "$venvs"
 for p in "tap:$tap_pin" "target:$target_pin"; do
@@ -80,7 +85,7 @@ json.dump(catalog, sys.stdout)' > "$work/ml-catalog.json"
 measure() {
     local label="$1"; shift
     local TIMEFORMAT='%R %U %S' t
-    t=$( { time "$@" > /dev/null; } 2>&1 )
+    t=$( { time "$@" > /dev/null 2>> "$work/stderr.log"; } 2>&1 )
     awk -v n="$n" -v label="$label" -v t="$t" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
         split(t, a, " "); cpu = a[2] + a[3];
         printf "%-34s %8.2f s wall %10.0f rows/s   client CPU %7.2f s   load %s\n",
@@ -96,7 +101,7 @@ measure "meltanolabs-tap-postgres" "$venvs/tap-venv/bin/tap-postgres" --config "
 echo "--- target: load the same records into an empty database"
 "$bin/tap-postgres" --config "$work/tap.json" > "$work/records.singer"
 psql -q "$base/src" -c "\\copy public.customers TO '$work/customers.csv' (FORMAT csv)"
-pg_dump -s -t public.customers "$base/src" | psql -q "$base/dst_copy"
+pg_dump -s -t public.customers "$base/src" | psql -q "$base/dst_copy" > /dev/null
 measure "psql \\copy FROM (CSV)" psql -q "$base/dst_copy" -c "\\copy public.customers FROM '$work/customers.csv' (FORMAT csv)"
 config dst_dsm '"default_target_schema": "public"' > "$work/target.json"
 measure "dsm target-postgres" sh -c "'$bin/target-postgres' --config '$work/target.json' < '$work/records.singer'"
