@@ -61,7 +61,7 @@ SELECT i, 'Customer ' || i, 'customer' || i || '@example.com', 18 + (i * 7919) %
        timestamptz '2024-01-01 00:00+00' + (i || ' seconds')::interval,
        (ARRAY['DE','FR','US','GB','NL','SE','IT','ES','PL','JP'])[1 + i % 10],
        ((i * 31) % 10000) / 10000.0, 'note number ' || (i % 1000)
-FROM generate_series(1, $n) i;
+FROM generate_series(1::bigint, $n) i;
 VACUUM ANALYZE public.customers;
 SQL
 

@@ -2,8 +2,9 @@
 //!
 //! Discovery reads the system catalogs: one stream `<schema>-<table>` per table or view, key
 //! properties from the primary key, JSON Schema types with an `x-sql-datatype` hint. Rows are
-//! streamed with `COPY (SELECT ...) TO STDOUT (FORMAT binary)`, the server turning each row into
-//! JSON (`row_to_json`), so values keep their exact text and nothing holds a whole table.
+//! streamed with `COPY (SELECT col::text, ...) TO STDOUT (FORMAT binary)`: every value arrives
+//! as PostgreSQL's own text (arrays as its JSON), is written into the record line as JSON by its
+//! type, so values keep their exact text and nothing holds a whole table.
 
 #[path = "../postgres-common/connect.rs"]
 mod connect;
@@ -57,8 +58,106 @@ struct ColumnInfo {
     /// `format_type()`: `numeric(10,2)`, `timestamp with time zone`, `integer[]`.
     sql_type: String,
     schema: Value,
-    /// `bytea`: selected as base64.
-    bytea: bool,
+    /// How its value becomes JSON.
+    kind: ValueKind,
+}
+
+/// How a column is selected (as text, in COPY's binary framing) and written as JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ValueKind {
+    /// Integers and booleans: their text is their JSON.
+    Raw,
+    /// numeric and floats: their text, but NaN and the infinities as strings.
+    Number,
+    /// Text and anything else: a JSON string of the value's text.
+    Text,
+    /// timestamp with time zone (the session is in UTC): `2024-01-02T03:04:05+00:00`.
+    TimestampTz,
+    /// timestamp: `2024-01-02T03:04:05`.
+    Timestamp,
+    /// json and jsonb: their text is JSON.
+    Json,
+    /// bytea: base64 text.
+    Bytea,
+    /// Arrays: the server writes JSON (`to_json`).
+    Array,
+}
+
+impl ValueKind {
+    fn of(typname: &str, category: &str) -> ValueKind {
+        if category == "A" {
+            return ValueKind::Array;
+        }
+        match typname {
+            "int2" | "int4" | "int8" | "oid" | "bool" => ValueKind::Raw,
+            "numeric" | "float4" | "float8" => ValueKind::Number,
+            "timestamptz" => ValueKind::TimestampTz,
+            "timestamp" => ValueKind::Timestamp,
+            "json" | "jsonb" => ValueKind::Json,
+            "bytea" => ValueKind::Bytea,
+            _ => ValueKind::Text,
+        }
+    }
+
+    /// The select expression for column `col` (already quoted and qualified).
+    fn select(self, col: &str) -> String {
+        match self {
+            ValueKind::Bytea => format!("translate(encode({col}, 'base64'), E'\\n', '')"),
+            ValueKind::Array => format!("to_json({col})::text"),
+            _ => format!("{col}::text"),
+        }
+    }
+}
+
+/// Appends a column value (its text from the server) as JSON.
+fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: &[u8]) -> Result<(), String> {
+    let as_str = || std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"));
+    match kind {
+        ValueKind::Raw | ValueKind::Array => out.extend_from_slice(text),
+        ValueKind::Number => {
+            if text
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+                && text.last().is_some_and(u8::is_ascii_digit)
+            {
+                out.extend_from_slice(text);
+            } else {
+                kit::write_json_str(out, as_str()?);
+            }
+        }
+        ValueKind::Text | ValueKind::Bytea => kit::write_json_str(out, as_str()?),
+        ValueKind::TimestampTz | ValueKind::Timestamp => {
+            // `2024-01-02 03:04:05.123456+00` (ISO DateStyle); infinities and BC dates as is.
+            let s = as_str()?;
+            if s.len() >= 19 && s.as_bytes()[10] == b' ' && !s.ends_with(" BC") {
+                let mut t = String::with_capacity(s.len() + 3);
+                t.push_str(&s[..10]);
+                t.push('T');
+                t.push_str(&s[11..]);
+                let b = t.as_bytes();
+                if kind == ValueKind::TimestampTz
+                    && b.len() >= 3
+                    && matches!(b[b.len() - 3], b'+' | b'-')
+                {
+                    t.push_str(":00");
+                }
+                kit::write_json_str(out, &t);
+            } else {
+                kit::write_json_str(out, s);
+            }
+        }
+        ValueKind::Json => {
+            if memchr::memchr2(b'\n', b'\r', text).is_some() {
+                // json keeps the line breaks it was written with: re-serialise on one line.
+                let v: Value =
+                    serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+                out.extend_from_slice(&serde_json::to_vec(&v).expect("a JSON value serialises"));
+            } else {
+                out.extend_from_slice(text);
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Table {
@@ -168,7 +267,7 @@ fn discover(client: &mut Client, only: &[String]) -> Result<Vec<Table>, PluginEr
             name: column,
             sql_type,
             schema: s,
-            bytea: typname == "bytea",
+            kind: ValueKind::of(&typname, &category),
         });
     }
     if let Some(t) = tables.last_mut() {
@@ -263,18 +362,20 @@ fn sync_table<C: postgres::GenericClient>(
     out.schema(&stream, sel)?;
     let q = |c: &str| format!("t.{}", quote_ident(c));
     let mut exprs = Vec::new();
+    let mut kinds = Vec::new();
+    let mut keys_json = Vec::new();
     for p in &sel.properties {
         let col = t.columns.iter().find(|c| &c.name == p).ok_or_else(|| {
             PluginError::config(format!(
                 "the catalog selects `{p}` of stream `{stream}`, which the table does not have"
             ))
         })?;
-        let e = if col.bytea {
-            format!("translate(encode({}, 'base64'), E'\\n', '')", q(p))
-        } else {
-            q(p)
-        };
-        exprs.push(format!("{e} AS {}", quote_ident(p)));
+        exprs.push(col.kind.select(&q(p)));
+        kinds.push(col.kind);
+        let mut key = Vec::new();
+        kit::write_json_str(&mut key, p);
+        key.push(b':');
+        keys_json.push(key);
     }
     let from = format!("{}.{} AS t", quote_ident(&t.schema), quote_ident(&t.name));
     let rk = sel.replication_key.clone();
@@ -295,10 +396,12 @@ fn sync_table<C: postgres::GenericClient>(
     for c in rk.iter().chain(pk) {
         extra.push_str(&format!(", to_json({})::text", q(c)));
     }
-    let mut sql = format!(
-        "COPY (SELECT row_to_json(r)::text{extra} FROM {from} CROSS JOIN LATERAL (SELECT {}) AS r",
-        exprs.join(", ")
-    );
+    // `SELECT FROM t` (no column) is valid: a stream with no property selected.
+    let mut sql = format!("COPY (SELECT {}{extra} FROM {from}", exprs.join(", "));
+    if exprs.is_empty() {
+        extra = extra.trim_start_matches(", ").to_owned();
+        sql = format!("COPY (SELECT {extra} FROM {from}");
+    }
     if let Some(k) = &rk {
         let col = t.columns.iter().find(|c| &c.name == k).ok_or_else(|| {
             PluginError::config(format!(
@@ -349,8 +452,10 @@ fn sync_table<C: postgres::GenericClient>(
     let read_err =
         |e: std::io::Error| PluginError::data(format!("reading table `{table_name}` failed: {e}"));
     let mut copy = BinaryCopy::new(reader).map_err(read_err)?;
-    let mut fields: Vec<Option<Vec<u8>>> = vec![None; 1 + usize::from(rk.is_some()) + pk.len()];
-    let pk_at = 1 + usize::from(rk.is_some());
+    let n = kinds.len();
+    let mut fields: Vec<Option<Vec<u8>>> = vec![None; n + usize::from(rk.is_some()) + pk.len()];
+    let rk_at = n;
+    let pk_at = n + usize::from(rk.is_some());
     let mut pk_state_sent = resume.is_some();
     // Every line starts the same way and ends the same way: build both once.
     let mut prefix = Vec::new();
@@ -368,23 +473,30 @@ fn sync_table<C: postgres::GenericClient>(
     let mut count = 0u64;
     let mut last: Option<Vec<u8>> = None;
     while copy.next(&mut fields).map_err(read_err)? {
-        let record = fields[0].as_deref().unwrap_or(b"{}");
         line.clear();
         line.extend_from_slice(&prefix);
-        if memchr::memchr2(b'\n', b'\r', record).is_some() {
-            // A json column keeps its own line breaks: re-serialise on one line.
-            let v: Value = serde_json::from_slice(record).map_err(|e| {
-                PluginError::data(format!("table `{table_name}`: a row is not JSON: {e}"))
-            })?;
-            line.extend_from_slice(&serde_json::to_vec(&v).expect("a JSON value serialises"));
-        } else {
-            line.extend_from_slice(record);
+        line.push(b'{');
+        for i in 0..n {
+            if i > 0 {
+                line.push(b',');
+            }
+            line.extend_from_slice(&keys_json[i]);
+            match &fields[i] {
+                None => line.extend_from_slice(b"null"),
+                Some(text) => push_json(&mut line, kinds[i], text).map_err(|e| {
+                    PluginError::data(format!(
+                        "table `{table_name}`, column `{}`: a value is {e}",
+                        sel.properties[i]
+                    ))
+                })?,
+            }
         }
+        line.push(b'}');
         line.extend_from_slice(&suffix);
         out.write_line(&line)?;
         count += 1;
         if rk.is_some()
-            && let Some(Some(v)) = fields.get(1)
+            && let Some(Some(v)) = fields.get(rk_at)
             && v.as_slice() != b"null"
         {
             match &mut last {
