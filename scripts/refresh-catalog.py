@@ -50,6 +50,7 @@ BUILTINS = [
     ("extractors", "tap-jsonl", "JSON-lines files"),
     ("extractors", "tap-sqlite", "SQLite"),
     ("extractors", "tap-rest", "REST API"),
+    ("extractors", "tap-postgres", "PostgreSQL"), ("loaders", "target-postgres", "PostgreSQL"),
     ("loaders", "target-jsonl", "JSON-lines files"),
     ("loaders", "target-csv", "CSV files"),
     ("loaders", "target-sqlite", "SQLite"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs dsm's whole test suite on a fresh machine: installs what the tests need, then runs them.
-# Needs only the Rust toolchain, Python 3 and pip; everything else is installed here.
+# Needs only the Rust toolchain, Python 3 and pip; everything else is installed here (PostgreSQL
+# server binaries with apt-get when missing, by scripts/pg-test-cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,4 +9,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
 
 export DSM_TEST_VENV="$PWD/target/test-env/venv"
+
+# One throwaway PostgreSQL cluster for the whole run (tests/postgres and any test that reads
+# DSM_TEST_PG_URL make a database each in it); stopped and deleted however the run ends.
+PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dsm-test-pg.XXXXXX")
+trap 'bash scripts/pg-test-cluster.sh stop "$PG_DIR"' EXIT
+DSM_TEST_PG_URL=$(bash scripts/pg-test-cluster.sh start "$PG_DIR")
+export DSM_TEST_PG_URL
+
 cargo test --all-targets --locked

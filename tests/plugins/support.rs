@@ -16,12 +16,14 @@ pub fn bin(name: &str) -> PathBuf {
         "target-jsonl" => env!("CARGO_BIN_EXE_target-jsonl"),
         "target-csv" => env!("CARGO_BIN_EXE_target-csv"),
         "target-sqlite" => env!("CARGO_BIN_EXE_target-sqlite"),
+        "tap-postgres" => env!("CARGO_BIN_EXE_tap-postgres"),
+        "target-postgres" => env!("CARGO_BIN_EXE_target-postgres"),
         other => panic!("no plugin `{other}`"),
     })
 }
 
 /// The names of all built-in plugins.
-pub const PLUGINS: [&str; 7] = [
+pub const PLUGINS: [&str; 9] = [
     "tap-csv",
     "tap-jsonl",
     "tap-sqlite",
@@ -29,6 +31,8 @@ pub const PLUGINS: [&str; 7] = [
     "target-jsonl",
     "target-csv",
     "target-sqlite",
+    "tap-postgres",
+    "target-postgres",
 ];
 
 /// What a plugin run produced.
