@@ -211,7 +211,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             let status = source_statuses(store.as_ref(), &[name.as_str()])?.remove(0);
             let history = status_history(store.as_ref(), &name, 20)?;
             let now = Utc::now();
-            let window = Duration::days(7);
+            let window = Duration::try_days(7).expect("seven days fit in a TimeDelta");
             let runs: Vec<RunRecord> = store
                 .list_runs_since(now - window)?
                 .into_iter()

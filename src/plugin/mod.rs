@@ -14,6 +14,6 @@ pub mod sys;
 
 pub use process::{
     PluginExit, PluginProcess, PluginRole, PluginSpec, RunLog, STDERR_TAIL_LINES, StderrTail,
-    StopRequest, spawn,
+    StopRequest, apply_env, spawn, withhold_access,
 };
 pub use runtime::{RunDir, runtime_base};

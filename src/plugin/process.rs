@@ -259,6 +259,30 @@ pub enum StopRequest {
     Kill,
 }
 
+/// Applies a spec's environment to a command about to start the plugin: its variables, the
+/// ones it must not inherit, and last every dsm variable that grants access (the master key,
+/// tokens, the store's address), whichever layer set it.
+pub fn apply_env(spec: &PluginSpec, cmd: &mut std::process::Command) {
+    for key in &spec.env_remove {
+        cmd.env_remove(key);
+    }
+    cmd.envs(&spec.env);
+    withhold_access(cmd);
+}
+
+/// Removes every dsm variable that grants access from a plugin command's environment, both
+/// inherited and set on the command.
+pub fn withhold_access(cmd: &mut std::process::Command) {
+    let set: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.and(k.to_str()).map(str::to_string))
+        .filter(|k| crate::envvars::grants_access(k))
+        .collect();
+    for key in crate::envvars::access_vars_present().into_iter().chain(set) {
+        cmd.env_remove(key);
+    }
+}
+
 /// A started plugin.
 #[derive(Debug)]
 pub struct PluginProcess {
@@ -290,10 +314,7 @@ pub fn spawn(
         cmd.arg("--config").arg(path);
     }
     cmd.args(&spec.args);
-    for key in &spec.env_remove {
-        cmd.env_remove(key);
-    }
-    cmd.envs(&spec.env);
+    apply_env(spec, cmd.as_std_mut());
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

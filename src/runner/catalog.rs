@@ -129,11 +129,8 @@ fn discovered(
         cmd.arg("--config").arg(path);
     }
     cmd.arg("--discover");
-    for k in &spec.env_remove {
-        cmd.env_remove(k);
-    }
-    cmd.envs(&spec.env)
-        .stdin(Stdio::null())
+    crate::plugin::apply_env(spec, &mut cmd);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(cwd) = &spec.cwd {

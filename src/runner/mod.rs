@@ -287,11 +287,11 @@ pub fn run_flow(
     let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
     // The lock comes before the state is read, so a run never starts from a bookmark that the
     // run finishing just before it has since moved.
-    let run_id = opts
-        .run_id
-        .clone()
-        .map(RunId::new)
-        .unwrap_or_else(RunId::generate);
+    let run_id = match opts.run_id.as_deref() {
+        Some(text) => RunId::parse(text)
+            .map_err(|e| Error::config(e).hint("leave out `--run-id` and dsm makes one"))?,
+        None => RunId::generate(),
+    };
     let lock = if opts.dry_run || opts.dump.is_some() {
         None
     } else {

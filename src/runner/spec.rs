@@ -358,6 +358,8 @@ pub fn build_after(
     // A secret written to `.env` (where `meltano config set` puts them) reaches the plugin
     // only through its config file.
     vars.retain(|k, _| !(dotenv.contains_key(k) && remove.contains(k)));
+    // Nothing that grants access to dsm itself reaches a plugin (see `envvars::ACCESS`).
+    vars.retain(|k, _| !crate::envvars::grants_access(k));
     spec.env = vars;
     spec.env_remove = remove
         .into_iter()

@@ -128,6 +128,14 @@ pub enum ScanError {
     /// `stream` is not a string.
     #[error("the message `stream` is not a string")]
     StreamNotString,
+    /// A RECORD without an object in `record`, or a SCHEMA without an object in `schema`.
+    #[error("{kind} message: `{field}` must be an object")]
+    BodyNotObject {
+        /// The type of the message.
+        kind: &'static str,
+        /// `record` or `schema`.
+        field: &'static str,
+    },
 }
 
 /// Scans one line (without its newline) and returns its envelope.
@@ -151,7 +159,7 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         let _ = s.err("unexpected text after the value");
         return Err(s.syntax_error());
     }
-    let Ok((kind, stream)) = s.message() else {
+    let Ok((kind, stream, bodies)) = s.message() else {
         return Err(s.syntax_error());
     };
     let kind = match kind {
@@ -173,6 +181,17 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         return Err(ScanError::MissingStream {
             kind: kind.as_str().to_owned(),
         });
+    }
+    // A message that passes through untouched still carries an object where a target needs one.
+    let body = match kind {
+        MessageKind::Record => Some(("RECORD", "record", bodies.record)),
+        MessageKind::Schema => Some(("SCHEMA", "schema", bodies.schema)),
+        _ => None,
+    };
+    if let Some((kind, field, is_object)) = body
+        && is_object != Some(true)
+    {
+        return Err(ScanError::BodyNotObject { kind, field });
     }
     Ok(Envelope {
         kind,
@@ -206,6 +225,13 @@ enum Found {
     Text(Range<usize>, bool),
     /// Some other JSON value.
     NotText,
+}
+
+/// Whether the `record` and `schema` values of a message are objects (`None`: absent).
+#[derive(Default)]
+struct Bodies {
+    record: Option<bool>,
+    schema: Option<bool>,
 }
 
 /// A syntax error was found; what and where is in the [`Scanner`] (a zero-sized error keeps
@@ -307,9 +333,10 @@ impl Scanner<'_> {
     }
 
     /// The message object from its `{` on: checks all of it, and finds `type` and `stream`.
-    fn message(&mut self) -> Result<(Option<Found>, Option<Found>), Stop> {
+    fn message(&mut self) -> Result<(Option<Found>, Option<Found>, Bodies), Stop> {
         let mut kind = None;
         let mut stream = None;
+        let mut bodies = Bodies::default();
         self.i += 1;
         self.ws();
         if self.peek() == Some(b'}') {
@@ -322,6 +349,19 @@ impl Scanner<'_> {
                 self.expect(b':', "expected `:` after a key")?;
                 self.ws();
                 let key_bytes = &self.b[key.clone()];
+                let is_object = Some(self.peek() == Some(b'{'));
+                match key_bytes {
+                    b"record" => bodies.record = is_object,
+                    b"schema" => bodies.schema = is_object,
+                    _ if key_escaped => {
+                        match decode_string(&self.b[key.start - 1..key.end + 1]).as_deref() {
+                            Some("record") => bodies.record = is_object,
+                            Some("schema") => bodies.schema = is_object,
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
                 let wanted = match key_bytes {
                     b"type" => Some(&mut kind),
                     b"stream" => Some(&mut stream),
@@ -360,7 +400,7 @@ impl Scanner<'_> {
         if self.i != self.b.len() {
             return Err(self.err("unexpected text after the message"));
         }
-        Ok((kind, stream))
+        Ok((kind, stream, bodies))
     }
 
     #[inline]
