@@ -412,3 +412,170 @@ fn a_too_deep_stream_map_fails_validate_and_run_before_any_plugin_starts() {
     let run = p.dsm(&["run", "tap-replay", "target-fake"]);
     assert_eq!(run.code, 0, "{}", run.all());
 }
+
+/// Issue #20 points 13 and 22: a store that is not a database or is damaged is refused at
+/// once (no retries), with its path and what to do, as a configuration problem (exit 2).
+#[test]
+fn a_store_that_cannot_be_opened_names_its_path_and_what_to_do() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let db = p.path(".dsm/dsm.db");
+    // Checkpoint the WAL into the file, then damage the first page after its header.
+    drop(p.db().pragma_update(None, "wal_checkpoint", "TRUNCATE"));
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    for f in [".dsm/dsm.db-wal", ".dsm/dsm.db-shm"] {
+        let _ = std::fs::remove_file(p.path(f));
+    }
+    let run = p.dsm(&["runs", "list"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains(".dsm/dsm.db"), "{}", run.stderr);
+    assert!(run.stderr.contains("damaged"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: restore it from a backup"),
+        "{}",
+        run.stderr
+    );
+
+    std::fs::write(
+        &db,
+        "this is not a database, just some text that is long enough\n".repeat(100),
+    )
+    .unwrap();
+    let run = p.dsm(&["runs", "list"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("is not a dsm system database"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(".dsm/dsm.db"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
+
+/// Issue #20 point 9: `.dsm/` and what dsm creates in it are its owner's alone, and the
+/// catalog cache key is keyed, not a plain hash of a config that holds secrets.
+#[test]
+fn the_private_folder_and_its_files_are_owner_only() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let mode = |rel: &str| std::fs::metadata(p.path(rel)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(".dsm"), 0o700);
+    assert_eq!(mode(".dsm/dsm.db"), 0o600);
+    assert_eq!(mode(".dsm/logs"), 0o700);
+    for entry in std::fs::read_dir(p.path(".dsm/logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let m = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{}", path.display());
+    }
+}
+
+/// Issue #20 point 3: a plugin that echoes its secrets on stderr (its config file, the
+/// JSON-escaped, URL-encoded and basic-auth forms) leaves them nowhere dsm keeps or prints:
+/// not dsm's stderr, the run log, or the run history.
+#[test]
+fn secrets_a_plugin_prints_are_redacted_everywhere_dsm_keeps_them() {
+    use base64::Engine as _;
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let secret = "pa ss/wo\"rd-91b2e7";
+    let user = "svc-loader";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+    let url = "pa%20ss%2Fwo%22rd-91b2e7";
+    script(
+        &p,
+        "tap.sh",
+        &format!(
+            "cat \"$2\" >&2\necho \"url: {url} basic: {basic}\" >&2\necho 'raw: pa ss/wo\"rd-91b2e7' >&2\nexit 3"
+        ),
+    );
+    let yml = std::fs::read_to_string(p.path("meltano.yml")).unwrap();
+    std::fs::write(
+        p.path("meltano.yml"),
+        yml.replace(
+            "    executable: ./tap.sh\n",
+            "    executable: ./tap.sh\n    settings:\n    - {name: username}\n    - {name: password, kind: password}\n    config: {username: svc-loader}\n",
+        ),
+    )
+    .unwrap();
+    let set = p.dsm_stdin(
+        &["config", "set", "tap-replay", "password", "--value-stdin"],
+        &format!("{secret}\n"),
+    );
+    assert_eq!(set.code, 0, "{}", set.all());
+    let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.all().contains("********"), "{}", run.all());
+    let runs = p.dsm(&["runs", "list", "--format", "json"]);
+    let mut kept = vec![run.all(), runs.stdout.clone()];
+    for entry in std::fs::read_dir(p.path(".dsm/logs")).unwrap() {
+        kept.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    for text in &kept {
+        for form in [
+            secret,
+            "pa ss/wo\\\"rd-91b2e7",
+            url,
+            basic.as_str(),
+            "rd-91b2e7",
+        ] {
+            assert!(!text.contains(form), "`{form}` kept in:\n{text}");
+        }
+    }
+}
+
+/// Issue #20 point 3: a sensitive value shorter than 6 characters cannot be redacted safely;
+/// `config set` says so.
+#[test]
+fn config_set_warns_about_a_sensitive_value_too_short_to_redact() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let yml = std::fs::read_to_string(p.path("meltano.yml")).unwrap();
+    std::fs::write(
+        p.path("meltano.yml"),
+        yml.replace(
+            "    executable: ./tap.sh\n",
+            "    executable: ./tap.sh\n    settings:\n    - {name: password, kind: password}\n",
+        ),
+    )
+    .unwrap();
+    let set = p.dsm_stdin(
+        &["config", "set", "tap-replay", "password", "--value-stdin"],
+        "abc\n",
+    );
+    assert_eq!(set.code, 0, "{}", set.all());
+    assert!(
+        set.stderr.contains("shorter than 6 characters"),
+        "{}",
+        set.stderr
+    );
+    let set = p.dsm_stdin(
+        &["config", "set", "tap-replay", "password", "--value-stdin"],
+        "long-enough-value\n",
+    );
+    assert!(!set.stderr.contains("shorter than"), "{}", set.stderr);
+}
+
+/// Issue #20 point 20: the documented retention runs after every run, so the history stays
+/// bounded under `DSM_RUNS_RETENTION_KEEP`.
+#[test]
+fn retention_from_the_environment_runs_after_every_run() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    for _ in 0..3 {
+        let out = p
+            .command(&["run", "tap-replay", "target-fake"])
+            .env("DSM_RUNS_RETENTION_KEEP", "1")
+            .output()
+            .unwrap();
+        let run = Project::finish(out);
+        assert_eq!(run.code, 0, "{}", run.all());
+    }
+    let n: i64 = p
+        .db()
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "only the newest run is kept");
+}
