@@ -809,4 +809,30 @@ mod tests {
             proptest::prop_assert!(scan(&line[..cut]).is_err());
         }
     }
+
+    // Issue #20 point 21: the scanner (untouched streams) and the full parser (transformed
+    // streams) agree on which RECORD and SCHEMA bodies are bad lines.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn scanner_and_parser_agree_on_record_and_schema_bodies(
+            kind in proptest::sample::select(vec!["RECORD", "SCHEMA"]),
+            body in proptest::sample::select(vec![
+                "null", "[]", "[1,{}]", "{}", "1", "\"x\"", "true", "{\"a\":[1]}", "NaN",
+            ]),
+            escaped_key in proptest::bool::ANY,
+        ) {
+            let field = if kind.eq_ignore_ascii_case("RECORD") { "record" } else { "schema" };
+            let key = if escaped_key {
+                format!("\\u{:04x}{}", field.as_bytes()[0], &field[1..])
+            } else {
+                field.to_owned()
+            };
+            let line = format!(r#"{{"type":"{kind}","stream":"s","{key}":{body}}}"#);
+            let scanned = scan(line.as_bytes()).is_ok();
+            let parsed = crate::singer::message::Message::parse(line.as_bytes()).is_ok();
+            proptest::prop_assert_eq!(scanned, parsed, "{}", line);
+            proptest::prop_assert_eq!(scanned, body.starts_with('{'), "{}", line);
+        }
+    }
 }

@@ -781,7 +781,10 @@ impl Parser {
             if self.is_op("*") || self.is_op("**") {
                 return Err(ExprError::syntax("argument unpacking is not supported"));
             }
-            if let (Tok::Name(n), Tok::Op("=")) = (self.peek().clone(), &self.toks[self.pos + 1]) {
+            // An unclosed call (`range(`) ends in `End` with nothing after it.
+            if let (Tok::Name(n), Some(Tok::Op("="))) =
+                (self.peek().clone(), self.toks.get(self.pos + 1))
+            {
                 self.next();
                 self.next();
                 kwargs.push((n, self.expr()?));

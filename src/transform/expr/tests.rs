@@ -752,6 +752,15 @@ fn deep_chains_are_compile_errors_and_the_deepest_allowed_tree_evaluates() {
     assert!(evaluated[2].is_err(), "an index past a list of one item");
 }
 
+/// Found by the property test below: an unclosed call at the end of the source used to index
+/// past the last token (a panic); it is a syntax error.
+#[test]
+fn an_unclosed_call_is_a_syntax_error() {
+    for src in ["range(", "len(x", "f(a=", "str(1,"] {
+        assert!(Expr::compile(src).is_err(), "{src}");
+    }
+}
+
 /// Issue #20 point 15: a `range` whose bounds are 64 bits apart, a step that would wrap and a
 /// split into millions of parts are refused by the memory cap before they allocate, and
 /// small ones still work exactly.
@@ -784,4 +793,44 @@ fn ranges_and_splits_are_charged_before_they_allocate() {
     assert_eq!(ok("list(range(5, 5))", r.clone()), json!([]));
     assert_eq!(ok("len('a,b,,c'.split(','))", r.clone()), json!(4));
     assert_eq!(ok("'a b  c'.split(None, 1)", r), json!(["a", "b  c"]));
+}
+
+// Issue #20, "prove it holds": any text compiles or is refused, and whatever compiles
+// evaluates or fails within its caps; never a panic. Fixed case counts keep CI short.
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn any_source_compiles_or_is_refused(src in "\\PC{0,200}") {
+        let _ = Expr::compile(&src);
+    }
+
+    #[test]
+    fn any_expression_of_expression_words_evaluates_or_fails(
+        words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "1", "-5", "2.5", "'ab'", "count", "name", "[0]", "(", ")", "[", "]", "+", "-",
+                "*", "//", "%", "**", ",", ".upper()", ".split('a')", "range(", "len(", "str(",
+                "int(", " if ", " else ", " and ", " or ", " not ", "f'{", "}'", "[1:2]",
+                "9223372036854775807", "{", ":", "}", " for x in ", "x",
+            ]),
+            0..40,
+        )
+    ) {
+        let src = words.concat();
+        if let Ok(expr) = Expr::compile(&src) {
+            let record = json!({"count": 3, "name": "banana"});
+            let Value::Object(record) = record else { unreachable!() };
+            let config = json!({});
+            let ctx = Context {
+                record: &record,
+                property: Some("name"),
+                config: &config,
+                stream_name: "s",
+                original_stream_name: "s",
+                fake: None,
+            };
+            let _ = expr.eval_json(&ctx);
+        }
+    }
 }
