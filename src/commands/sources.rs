@@ -9,7 +9,7 @@ use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::printer::OutputFormat;
 use crate::project::{EnvironmentChoice, Project};
-use crate::registry::catalog::{SourceInfo, SourceType, mask_config, project_sources};
+use crate::registry::catalog::{SourceInfo, SourceType, project_sources};
 use crate::registry::status::current_user;
 use crate::registry::{
     Health, HealthOptions, OperatorStatus, SourceState, SourceStatus, Subject, health_report,
@@ -230,7 +230,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .into_iter()
             .find(|h| h.subject == Subject::Source(name.clone()));
             let last_runs: Vec<&RunRecord> = runs.iter().take(5).collect();
-            let config = mask_config(&info.config);
+            // Masked when the source was listed, by the plugin's declared settings.
+            let config = info.config.clone();
             match format {
                 OutputFormat::Json => ctx.printer.json(&serde_json::json!({
                     "source": info,

@@ -579,3 +579,31 @@ fn retention_from_the_environment_runs_after_every_run() {
         .unwrap();
     assert_eq!(n, 1, "only the newest run is kept");
 }
+
+/// Issue #20 point 10: `dsm sources show` masks by the plugin's declared settings (the rule
+/// `config list` uses), not by words in the setting's name.
+#[test]
+fn sources_show_masks_what_the_plugin_declares_sensitive() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let yml = std::fs::read_to_string(p.path("meltano.yml")).unwrap();
+    std::fs::write(
+        p.path("meltano.yml"),
+        yml.replace(
+            "    executable: ./tap.sh\n",
+            "    executable: ./tap.sh\n    settings:\n    - {name: sqlalchemy_url, sensitive: true}\n    - {name: token_url}\n    config:\n      sqlalchemy_url: postgresql://u:hunter2-db@db/x\n      token_url: https://auth.example/token\n      api_secret: undeclared-but-secret\n",
+        ),
+    )
+    .unwrap();
+    let show = p.dsm(&["sources", "show", "tap-replay", "--format", "json"]);
+    assert_eq!(show.code, 0, "{}", show.all());
+    let doc: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(doc["config"]["sqlalchemy_url"], "********", "{doc}");
+    assert_eq!(
+        doc["config"]["token_url"], "https://auth.example/token",
+        "{doc}"
+    );
+    assert_eq!(doc["config"]["api_secret"], "********", "{doc}");
+    assert!(!show.all().contains("hunter2-db"));
+    let text = p.dsm(&["sources", "show", "tap-replay"]);
+    assert!(!text.all().contains("hunter2-db"), "{}", text.all());
+}
