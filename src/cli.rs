@@ -141,3 +141,18 @@ pub enum Command {
     /// Print the manual page, or write one page per command with `--output-dir`.
     Man(commands::man::Args),
 }
+
+/// The most flows, tests or installs dsm runs at the same time (`--parallel`).
+pub const MAX_PARALLEL: usize = 256;
+
+/// Reads `--parallel N` for every command that takes it: a whole number from 1 to
+/// [`MAX_PARALLEL`].
+pub fn parse_parallel(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PARALLEL).contains(&n) => Ok(n),
+        Ok(0) => Err("`--parallel` must be at least 1".into()),
+        _ => Err(format!(
+            "`--parallel` takes a whole number from 1 to {MAX_PARALLEL}"
+        )),
+    }
+}

@@ -21,6 +21,44 @@ pub const LOG_FORMAT: &str = "DSM_LOG_FORMAT";
 pub const MASTER_KEY: &str = "DSM_MASTER_KEY";
 /// A file holding the master key (must be readable by its owner only).
 pub const MASTER_KEY_FILE: &str = "DSM_MASTER_KEY_FILE";
+/// An API token for `dsm serve` clients.
+pub const TOKEN: &str = "DSM_TOKEN";
+
+/// dsm's variables that grant access to the store, its key or its API. None of them ever
+/// reaches a plugin, whatever the project file or the shell says (see [`grants_access`]).
+pub const ACCESS: &[&str] = &[MASTER_KEY, MASTER_KEY_FILE, TOKEN, DATABASE_URI];
+
+/// Whether a variable is one of dsm's that grants access: those in [`ACCESS`], and any other
+/// `DSM_` variable whose name speaks of a key, token, password, secret, credential or database,
+/// so that a variable added later is withheld from plugins without a second list to keep.
+pub fn grants_access(name: &str) -> bool {
+    if ACCESS.contains(&name) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix("DSM_") else {
+        return false;
+    };
+    let upper = rest.to_ascii_uppercase();
+    [
+        "KEY",
+        "TOKEN",
+        "PASSWORD",
+        "PASSPHRASE",
+        "SECRET",
+        "CREDENTIAL",
+        "DATABASE",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+}
+
+/// The names of the variables in dsm's own environment that must not reach a plugin.
+pub fn access_vars_present() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| grants_access(k))
+        .collect()
+}
 /// Directory for private per-run plugin config files (falls back to `XDG_RUNTIME_DIR`).
 pub const RUNTIME_DIR: &str = "DSM_RUNTIME_DIR";
 /// The XDG runtime directory, used for private per-run files when set.

@@ -4,10 +4,15 @@
 //! in this library. Dependencies between modules point one way: `singer` knows nothing else in
 //! the crate, `commands` ties everything together.
 
+// Unit tests build their fixed spans with the panicking constructors that `clippy.toml` keeps
+// out of the code that takes user input.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod catalog;
 pub mod classification;
 pub mod cli;
 pub mod commands;
+pub mod duration;
 pub mod envvars;
 pub mod error;
 pub mod hub;
@@ -54,7 +59,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
 pub fn run(cli: Cli) -> u8 {
     let ctx = Context::new(cli.global.clone());
     logging::init(&cli.global);
-    match commands::dispatch(&ctx, cli.command) {
+    match logging::check_env(&cli.global).and_then(|()| commands::dispatch(&ctx, cli.command)) {
         Ok(()) => 0,
         Err(error) => {
             tracing::debug!(error = ?error, "command failed");

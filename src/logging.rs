@@ -2,15 +2,47 @@
 
 use crate::cli::{GlobalArgs, LogFormat, LogLevel};
 use crate::envvars;
+use crate::error::Error;
+
+/// A log variable's value read like its flag; an empty or unset variable is `None`.
+fn from_env<T: clap::ValueEnum>(name: &str) -> Result<Option<T>, Error> {
+    let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let names = || {
+        T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| format!("`{}`", p.get_name())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    value
+        .to_str()
+        .and_then(|v| T::from_str(v.trim(), true).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Error::config(format!("`{name}` is not one of {}", names()))
+                .hint(format!("set `{name}` to one of those, or unset it"))
+        })
+}
+
+/// Checks `DSM_LOG_LEVEL` and `DSM_LOG_FORMAT` as strictly as their flags (a bad value is a
+/// usage error, exit 2), unless the flag is given and wins.
+pub fn check_env(global: &GlobalArgs) -> Result<(), Error> {
+    if global.log_level.is_none() {
+        from_env::<LogLevel>(envvars::LOG_LEVEL)?;
+    }
+    if global.log_format.is_none() {
+        from_env::<LogFormat>(envvars::LOG_FORMAT)?;
+    }
+    Ok(())
+}
 
 /// The log format: `--log-format`, else `DSM_LOG_FORMAT`, else text.
 pub fn log_format(global: &GlobalArgs) -> LogFormat {
     global
         .log_format
-        .or_else(|| {
-            let value = std::env::var(envvars::LOG_FORMAT).ok()?;
-            clap::ValueEnum::from_str(&value, true).ok()
-        })
+        .or_else(|| from_env(envvars::LOG_FORMAT).ok().flatten())
         .unwrap_or(LogFormat::Text)
 }
 
@@ -18,10 +50,7 @@ pub fn log_format(global: &GlobalArgs) -> LogFormat {
 pub fn init(global: &GlobalArgs) {
     let level = global
         .log_level
-        .or_else(|| {
-            let value = std::env::var(envvars::LOG_LEVEL).ok()?;
-            clap::ValueEnum::from_str(&value, true).ok()
-        })
+        .or_else(|| from_env(envvars::LOG_LEVEL).ok().flatten())
         .unwrap_or(LogLevel::Warning);
     let format = log_format(global);
     let filter = match level {

@@ -550,6 +550,13 @@ fn set(
         }
         None => read_value(!value_stdin, &format!("`{name}` for {kind} `{}`", p.name))?,
     };
+    if sensitive && !value_text.is_empty() && value_text.len() < crate::plugin::MIN_REDACTED_LEN {
+        ctx.printer.warn(format!(
+            "`{name}` of `{}` is shorter than {} characters: dsm cannot redact so short a value from what plugins print",
+            p.name,
+            crate::plugin::MIN_REDACTED_LEN
+        ));
+    }
     let raw = serde_json::from_str::<J>(&value_text)
         .unwrap_or_else(|_| J::String(value_text.to_string()));
     let typed = match &def {

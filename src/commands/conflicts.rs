@@ -1,6 +1,6 @@
 //! `dsm conflicts list|show|counts|prune`: the conflict log of merged streams.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::Connection;
 
 use crate::commands::Context;
@@ -62,16 +62,13 @@ fn parse_moment(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         Error::config(format!("`{text}` is not a time"))
             .hint("use a duration back from now (`30d`, `12h`, `45m`), a date or an RFC 3339 time")
     };
-    if let Some(unit) = text.chars().last().filter(|c| c.is_ascii_alphabetic())
-        && let Ok(n) = text[..text.len() - 1].parse::<i64>()
-    {
-        let d = match unit {
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            'm' => Duration::minutes(n),
-            _ => return Err(bad()),
+    // A duration back from now, in the one grammar (see `crate::duration`).
+    if text.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return match crate::duration::parse(text) {
+            Ok(d) => crate::duration::before(now, d).ok_or_else(bad),
+            Err(e) if e.reason == "longer than 100 years" => Err(e.into()),
+            Err(_) => Err(bad()),
         };
-        return Ok(now - d);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
@@ -230,7 +227,12 @@ mod tests {
             parse_moment("2024-01-31T10:00:00+02:00", now).unwrap(),
             "2024-01-31T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
-        assert!(parse_moment("2w", now).is_err());
+        assert_eq!(
+            parse_moment("2w", now).unwrap(),
+            "2024-04-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_moment("2x", now).is_err());
+        assert!(parse_moment("99999999999999999999d", now).is_err());
         assert!(parse_moment("soon", now).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::commands::Context;
 use crate::commands::state::open_store;
@@ -79,10 +79,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         .max()
         .unwrap_or(window);
     let store = open_store(ctx)?;
-    let runs = store.list_runs_since(now - lookback)?;
+    let earliest = |d: chrono::Duration| {
+        now.checked_sub_signed(d)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let runs = store.list_runs_since(earliest(lookback))?;
     let opts = HealthOptions {
         now,
-        since: now - window,
+        since: earliest(window),
         failing_after: args.failing_after,
         expected_every,
         known_sources,

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     pub clean: bool,
     /// How many plugins to install at the same time (default: the number of CPUs).
-    #[arg(long, short = 'p', value_name = "N")]
+    #[arg(long, short = 'p', value_name = "N", value_parser = crate::cli::parse_parallel)]
     pub parallel: Option<usize>,
 }
 

@@ -50,8 +50,8 @@ pub struct RunFlags {
     /// Show what would run without starting any plugin.
     #[arg(long, visible_alias = "dry")]
     pub dry_run: bool,
-    /// The id to record this run under.
-    #[arg(long, value_name = "ID")]
+    /// The id to record this run under: a UUID.
+    #[arg(long, value_name = "UUID", value_parser = parse_run_id)]
     pub run_id: Option<String>,
     /// Stop the run after this long: seconds, or `90s`, `15m`, `2h` (exit 124).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -84,26 +84,22 @@ pub enum InstallChoice {
     OnlyInstall,
 }
 
-/// Parses `30`, `30s`, `15m`, `2h`.
+/// Checks a `--run-id`: a UUID only, since it names files (see [`RunId::parse`]).
+fn parse_run_id(text: &str) -> std::result::Result<String, String> {
+    crate::store::RunId::parse(text).map(|id| id.as_str().to_string())
+}
+
+/// Parses a duration flag (`30`, `30s`, `15m`, `2h`) in the one grammar of
+/// [`crate::duration`].
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try `90`, `90s`, `15m`, `2h`)"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit in `{text}` (use s, m or h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{text}` is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    // The value itself is not repeated (see `usage`): the reason and the grammar are.
+    crate::duration::parse(text).map_err(|e| {
+        format!(
+            "not a duration: {}; {}",
+            e.reason,
+            crate::duration::DurationError::hint()
+        )
+    })
 }
 
 fn env_value(flag: &str) -> Option<String> {
@@ -157,7 +153,7 @@ impl RunFlags {
         let timeout = match (self.timeout, env_value("TIMEOUT")) {
             (Some(t), _) => Some(t),
             (None, None) => None,
-            (None, Some(v)) => Some(parse_duration(&v).map_err(Error::config)?),
+            (None, Some(v)) => Some(crate::duration::parse(&v)?),
         };
         Ok(RunOptions {
             full_refresh: self.full_refresh || env_bool("FULL_REFRESH")?,
@@ -171,7 +167,11 @@ impl RunFlags {
             state_strategy,
             refresh_catalog: self.refresh_catalog || env_bool("REFRESH_CATALOG")?,
             dry_run: self.dry_run || env_bool("DRY_RUN")?,
-            run_id: self.run_id.clone().or_else(|| env_value("RUN_ID")),
+            run_id: match (&self.run_id, env_value("RUN_ID")) {
+                (Some(id), _) => Some(id.clone()),
+                (None, Some(v)) => Some(parse_run_id(&v).map_err(Error::config)?),
+                (None, None) => None,
+            },
             timeout,
             trigger: "cli".into(),
             database_uri: ctx.global.database_uri.clone(),

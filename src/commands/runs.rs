@@ -85,7 +85,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 })?,
                 _ => {
                     let all = match &since {
-                        Some(age) => store.list_runs_since(Utc::now() - parse_age(age)?)?,
+                        Some(age) => store.list_runs_since(
+                            Utc::now()
+                                .checked_sub_signed(parse_age(age)?)
+                                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC),
+                        )?,
                         None => store.list_runs(&RunFilter {
                             state_id: state_id.clone(),
                             status,

@@ -74,7 +74,7 @@ pub enum ScheduleCommand {
         #[arg(long, hide = true, value_name = "RFC3339")]
         now: Option<String>,
         /// How many due schedules run at the same time.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = crate::cli::parse_parallel)]
         parallel: usize,
     },
     /// Write crontab lines, systemd units or Kubernetes CronJobs for the schedules

@@ -325,26 +325,26 @@ fn discover(
         f.write_all(resolved.config_json().to_string().as_bytes())?;
     }
     let exe = executable(project, plugin);
-    let output = Command::new(&exe)
-        .arg("--config")
+    let mut cmd = Command::new(&exe);
+    cmd.arg("--config")
         .arg(&config_path)
         .arg("--discover")
         .current_dir(project.root())
         .stdin(Stdio::null())
-        .env(crate::envvars::MELTANO_PROJECT_ROOT, project.root())
-        .output()
-        .map_err(|e| {
-            Error::failed(format!(
-                "cannot run extractor `{}` (`{}`) with `--discover`",
-                plugin.name,
-                exe.display()
-            ))
-            .detail(e.to_string())
-            .hint(format!(
-                "install it with `dsm install extractor {}`",
-                plugin.name
-            ))
-        })?;
+        .env(crate::envvars::MELTANO_PROJECT_ROOT, project.root());
+    crate::plugin::withhold_access(&mut cmd);
+    let output = cmd.output().map_err(|e| {
+        Error::failed(format!(
+            "cannot run extractor `{}` (`{}`) with `--discover`",
+            plugin.name,
+            exe.display()
+        ))
+        .detail(e.to_string())
+        .hint(format!(
+            "install it with `dsm install extractor {}`",
+            plugin.name
+        ))
+    })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let mut err = Error::failed(format!(

@@ -9,7 +9,7 @@ use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::printer::OutputFormat;
 use crate::project::{EnvironmentChoice, Project};
-use crate::registry::catalog::{SourceInfo, SourceType, mask_config, project_sources};
+use crate::registry::catalog::{SourceInfo, SourceType, project_sources};
 use crate::registry::status::current_user;
 use crate::registry::{
     Health, HealthOptions, OperatorStatus, SourceState, SourceStatus, Subject, health_report,
@@ -220,7 +220,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             let status = source_statuses(store.as_ref(), &[name.as_str()])?.remove(0);
             let history = status_history(store.as_ref(), &name, 20)?;
             let now = Utc::now();
-            let window = Duration::days(7);
+            let window = Duration::try_days(7).expect("seven days fit in a TimeDelta");
             let runs: Vec<RunRecord> = store
                 .list_runs_since(now - window)?
                 .into_iter()
@@ -239,7 +239,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .into_iter()
             .find(|h| h.subject == Subject::Source(name.clone()));
             let last_runs: Vec<&RunRecord> = runs.iter().take(5).collect();
-            let config = mask_config(&info.config);
+            // Masked when the source was listed, by the plugin's declared settings.
+            let config = info.config.clone();
             match format {
                 OutputFormat::Json => ctx.printer.json(&serde_json::json!({
                     "source": info,

@@ -33,7 +33,8 @@ pub struct Args {
         long,
         visible_alias = "parallelism",
         default_value_t = 1,
-        value_name = "N"
+        value_name = "N",
+        value_parser = crate::cli::parse_parallel
     )]
     pub parallel: usize,
     /// Print the plan (flows in order, with their dependencies) without running anything.

@@ -36,11 +36,12 @@ pub struct Args {
     #[arg(long)]
     pub loaders: bool,
     /// How many tests run at the same time.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = crate::cli::parse_parallel)]
     pub parallel: usize,
-    /// How long one test may take before it is stopped and reported as timed out.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    pub timeout: u64,
+    /// How long one test may take before it is stopped and reported as timed out: seconds,
+    /// or `90s`, `15m`, `2h`.
+    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = super::run::parse_duration)]
+    pub timeout: Duration,
     /// Also write the results as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -55,10 +56,7 @@ const BUILTIN_FILE_TARGETS: [(&str, &str); 2] = [("target-jsonl", "jsonl"), ("ta
 /// Runs `dsm test`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
-    if args.parallel == 0 {
-        return Err(Error::config("`--parallel` must be at least 1"));
-    }
-    if args.timeout == 0 {
+    if args.timeout.is_zero() {
         return Err(Error::config("`--timeout` must be at least 1 second"));
     }
     if args.names.is_empty() && !args.all {
@@ -88,7 +86,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let results = runtime.block_on(run_probes(
         probes,
         args.parallel,
-        Duration::from_secs(args.timeout),
+        args.timeout,
         Arc::clone(&run_dir),
     ));
     drop(runtime);

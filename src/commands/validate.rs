@@ -47,7 +47,12 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
             ctx.printer.notice(format!("hint: {h}"));
         }
     }
-    let error = project::diagnostics_error(diags);
+    // Stream maps and transforms compile as a run would compile them, before any plugin starts.
+    let error = project::diagnostics_error(diags).or_else(|| {
+        let mut errors = crate::runner::stages::check_transforms(&project).into_iter();
+        let first = errors.next()?;
+        Some(errors.fold(first, |all, e| all.detail(format!("also: {}", e.message()))))
+    });
     if format == OutputFormat::Json {
         let mut doc = serde_json::json!({
             "valid": error.is_none(),

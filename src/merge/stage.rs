@@ -185,7 +185,10 @@ impl MergeStage {
     /// returns the counts for the run history.
     pub fn finish(&mut self) -> Result<ResolverStats, MergeError> {
         if let Some(days) = self.decl.conflict_retention_days {
-            let cutoff = Utc::now() - Duration::days(i64::from(days));
+            // A retention past the calendar's start keeps everything.
+            let cutoff = Duration::try_days(i64::from(days))
+                .and_then(|d| Utc::now().checked_sub_signed(d))
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
             let name = self.decl.name.clone();
             conflicts::prune(self.connection()?, cutoff, Some(&name))?;
         }

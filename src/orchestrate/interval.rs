@@ -171,11 +171,11 @@ impl Interval {
                 }
                 // In the hour a DST change repeats, a local time maps back to its first
                 // occurrence; step past the repeated hour so time only moves forward.
-                find(t + Duration::hours(1)).filter(|next| *next > t)
+                find(t.checked_add_signed(Duration::try_hours(1)?)?).filter(|next| *next > t)
             }
             Interval::Once => {
                 let minute = t.with_second(0)?.with_nanosecond(0)?;
-                Some(minute + Duration::minutes(1))
+                minute.checked_add_signed(Duration::try_minutes(1)?)
             }
             Interval::Manual { .. } => None,
         }
@@ -190,13 +190,13 @@ impl Interval {
         // croner only searches forward: look back over growing windows until one holds a tick,
         // then walk forward to the last tick that is not after `now`.
         for lookback in [
-            Duration::hours(2),
-            Duration::days(2),
-            Duration::days(32),
-            Duration::days(367),
-            Duration::days(3660),
+            Duration::try_hours(2),
+            Duration::try_days(2),
+            Duration::try_days(32),
+            Duration::try_days(367),
+            Duration::try_days(3660),
         ] {
-            let mut tick = self.next_after(now - lookback)?;
+            let mut tick = self.next_after(now.checked_sub_signed(lookback?)?)?;
             if tick > now {
                 continue;
             }

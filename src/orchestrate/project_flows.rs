@@ -129,7 +129,12 @@ pub fn flow_annotations(dsm: Option<&DsmJob>) -> Result<FlowAnnotations, Orchest
 
 fn duration(d: &annotations::Duration) -> Result<Duration, OrchestrateError> {
     match d {
-        annotations::Duration::Seconds(s) => Ok(Duration::from_secs(*s)),
+        annotations::Duration::Seconds(s) => {
+            crate::duration::seconds(*s).map_err(|e| OrchestrateError::BadDuration {
+                value: e.text,
+                reason: e.reason.to_string(),
+            })
+        }
         annotations::Duration::Text(t) => parse_duration(t),
     }
 }

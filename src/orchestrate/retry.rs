@@ -53,7 +53,7 @@ impl RetryBackoff {
         if !seconds.is_finite() || seconds >= self.max.as_secs_f64() {
             self.max
         } else {
-            Duration::from_secs_f64(seconds)
+            Duration::try_from_secs_f64(seconds).unwrap_or(self.max)
         }
     }
 
@@ -142,11 +142,11 @@ pub fn duration_from_json(value: &serde_json::Value) -> Result<Duration, Orchest
         serde_json::Value::String(s) => parse_duration(s),
         serde_json::Value::Number(n) => n
             .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| OrchestrateError::BadDuration {
+            .ok_or("expected a non-negative number of seconds")
+            .and_then(|s| crate::duration::seconds_f64(s).map_err(|e| e.reason))
+            .map_err(|reason| OrchestrateError::BadDuration {
                 value: n.to_string(),
-                reason: "expected a non-negative number of seconds".into(),
+                reason: reason.into(),
             }),
         other => Err(OrchestrateError::BadDuration {
             value: other.to_string(),
@@ -155,47 +155,13 @@ pub fn duration_from_json(value: &serde_json::Value) -> Result<Duration, Orchest
     }
 }
 
-/// Reads `500ms`, `30s`, `5m`, `2h`, `1d`, combinations such as `1h30m`, or bare seconds (`90`).
+/// Reads `500ms`, `30s`, `5m`, `2h`, `1d`, combinations such as `1h30m`, or bare seconds (`90`),
+/// in the one grammar of [`crate::duration`].
 pub fn parse_duration(text: &str) -> Result<Duration, OrchestrateError> {
-    let bad = |reason: &str| OrchestrateError::BadDuration {
-        value: text.to_string(),
-        reason: reason.to_string(),
-    };
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if let Ok(seconds) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| bad("a number at the end has no unit (ms, s, m, h, d)"))?;
-        if digits == 0 {
-            return Err(bad("expected a number before each unit"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("expected a number before each unit"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(bad("units are ms, s, m, h and d")),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(number * scale);
-    }
-    Ok(total)
+    crate::duration::parse(text).map_err(|e| OrchestrateError::BadDuration {
+        value: e.text,
+        reason: e.reason.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -416,6 +416,8 @@ struct Captured {
 
 /// Runs a command with stdout and stderr read into one text (stderr after stdout).
 fn run_capturing(cmd: &mut Command) -> std::io::Result<Captured> {
+    // A package's build scripts are plugin code too: no dsm access variable reaches them.
+    super::process::withhold_access(cmd);
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let mut err = child.stderr.take().expect("stderr is piped");
     let reader = std::thread::spawn(move || {

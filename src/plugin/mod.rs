@@ -13,7 +13,7 @@ mod runtime;
 pub mod sys;
 
 pub use process::{
-    PluginExit, PluginProcess, PluginRole, PluginSpec, RunLog, STDERR_TAIL_LINES, StderrTail,
-    StopRequest, spawn,
+    MIN_REDACTED_LEN, PluginExit, PluginProcess, PluginRole, PluginSpec, RunLog, STDERR_TAIL_LINES,
+    StderrTail, StopRequest, apply_env, redact, redaction_forms, spawn, withhold_access,
 };
 pub use runtime::{RunDir, runtime_base};

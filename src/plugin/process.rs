@@ -65,6 +65,57 @@ pub struct PluginSpec {
     pub config: Option<serde_json::Value>,
     /// The working directory (the project root, usually).
     pub cwd: Option<PathBuf>,
+    /// Sensitive values dsm hands the plugin, in every form it may print them (see
+    /// [`redaction_forms`]): replaced by `********` in whatever dsm keeps of its stderr.
+    pub redact: Arc<Vec<String>>,
+}
+
+/// Shortest sensitive value dsm redacts: a shorter one would mask ordinary words
+/// (`dsm config set` warns about such values).
+pub const MIN_REDACTED_LEN: usize = 6;
+
+/// The forms a plugin may print a secret in: as is, JSON-escaped, URL-encoded, and for each
+/// user name the base64 of `user:secret` (HTTP basic authentication). Values shorter than
+/// [`MIN_REDACTED_LEN`] are left out; the longest forms come first, so a longer one is
+/// replaced before a shorter one inside it.
+pub fn redaction_forms(secrets: &[String], users: &[String]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut forms = Vec::new();
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
+        forms.push(secret.clone());
+        let json = serde_json::to_string(secret).expect("a string serialises");
+        forms.push(json[1..json.len() - 1].to_string());
+        let url: String = secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        forms.push(url.replace("%20", "+"));
+        forms.push(url);
+        for user in users {
+            let pair = format!("{user}:{secret}");
+            forms.push(base64::engine::general_purpose::STANDARD.encode(&pair));
+            forms.push(base64::engine::general_purpose::URL_SAFE.encode(&pair));
+        }
+    }
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+/// `line` with every form in `forms` replaced by `********`.
+pub fn redact<'l>(line: &'l str, forms: &[String]) -> std::borrow::Cow<'l, str> {
+    let mut out = std::borrow::Cow::Borrowed(line);
+    for form in forms {
+        if out.contains(form.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(form.as_str(), "********"));
+        }
+    }
+    out
 }
 
 impl fmt::Debug for PluginSpec {
@@ -78,6 +129,7 @@ impl fmt::Debug for PluginSpec {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("config", &self.config.as_ref().map(|_| "********"))
             .field("cwd", &self.cwd)
+            .field("redact", &self.redact.len())
             .finish()
     }
 }
@@ -94,6 +146,7 @@ impl PluginSpec {
             env_remove: Vec::new(),
             config: None,
             cwd: None,
+            redact: Arc::default(),
         }
     }
 
@@ -145,12 +198,13 @@ impl RunLog {
     /// Opens (appending) or creates the log file.
     pub fn open(path: &Path) -> std::io::Result<RunLog> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::project::create_private_dir(parent)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
         Ok(RunLog {
             file: Arc::new(Mutex::new(file)),
         })
@@ -259,6 +313,30 @@ pub enum StopRequest {
     Kill,
 }
 
+/// Applies a spec's environment to a command about to start the plugin: its variables, the
+/// ones it must not inherit, and last every dsm variable that grants access (the master key,
+/// tokens, the store's address), whichever layer set it.
+pub fn apply_env(spec: &PluginSpec, cmd: &mut std::process::Command) {
+    for key in &spec.env_remove {
+        cmd.env_remove(key);
+    }
+    cmd.envs(&spec.env);
+    withhold_access(cmd);
+}
+
+/// Removes every dsm variable that grants access from a plugin command's environment, both
+/// inherited and set on the command.
+pub fn withhold_access(cmd: &mut std::process::Command) {
+    let set: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.and(k.to_str()).map(str::to_string))
+        .filter(|k| crate::envvars::grants_access(k))
+        .collect();
+    for key in crate::envvars::access_vars_present().into_iter().chain(set) {
+        cmd.env_remove(key);
+    }
+}
+
 /// A started plugin.
 #[derive(Debug)]
 pub struct PluginProcess {
@@ -290,10 +368,7 @@ pub fn spawn(
         cmd.arg("--config").arg(path);
     }
     cmd.args(&spec.args);
-    for key in &spec.env_remove {
-        cmd.env_remove(key);
-    }
-    cmd.envs(&spec.env);
+    apply_env(spec, cmd.as_std_mut());
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
@@ -324,6 +399,7 @@ pub fn spawn(
         spec.role,
         tail.clone(),
         log.cloned(),
+        spec.redact.clone(),
     ));
     tracing::debug!(plugin = %spec.name, role = %spec.role, pid, "plugin started");
     Ok(PluginProcess {
@@ -342,6 +418,7 @@ async fn read_stderr(
     role: PluginRole,
     tail: StderrTail,
     log: Option<RunLog>,
+    redactions: Arc<Vec<String>>,
 ) {
     let mut reader = LineReader::new(BufReader::new(stderr), STDERR_MAX_LINE);
     let mut buf = Vec::new();
@@ -357,6 +434,9 @@ async fn read_stderr(
             }
             Err(LineError::Io(_)) => break,
         };
+        // A secret the plugin echoes is kept nowhere: not in dsm's stderr, the log file, or
+        // the tail that error messages and the run history quote.
+        let line = redact(&line, &redactions).into_owned();
         tracing::info!(plugin = %name, role = %role, stdio = "stderr", "{line}");
         if let Some(log) = &log {
             log.write_line(&name, &line);

@@ -266,27 +266,11 @@ pub enum Duration {
 }
 
 impl Duration {
-    /// The duration, or `None` when the text has no valid form.
+    /// The duration, or `None` when it is not one (see [`crate::duration`]).
     pub fn to_std(&self) -> Option<std::time::Duration> {
         match self {
-            Duration::Seconds(s) => Some(std::time::Duration::from_secs(*s)),
-            Duration::Text(t) => {
-                let t = t.trim();
-                let split = t
-                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                    .unwrap_or(t.len());
-                let (num, unit) = t.split_at(split);
-                let n: f64 = num.parse().ok()?;
-                let secs = match unit {
-                    "" | "s" => n,
-                    "ms" => n / 1000.0,
-                    "m" => n * 60.0,
-                    "h" => n * 3600.0,
-                    "d" => n * 86400.0,
-                    _ => return None,
-                };
-                std::time::Duration::try_from_secs_f64(secs).ok()
-            }
+            Duration::Seconds(s) => crate::duration::seconds(*s).ok(),
+            Duration::Text(t) => crate::duration::parse(t).ok(),
         }
     }
 }

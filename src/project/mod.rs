@@ -31,6 +31,16 @@ pub const PROJECT_FILE: &str = "meltano.yml";
 /// dsm's private folder in a project (holds the system store, plugin environments, run logs).
 pub const PRIVATE_DIR: &str = ".dsm";
 
+/// Creates a folder and its missing parents readable by their owner only (0700): the store,
+/// logs, run folders and quarantine files under `.dsm/` are nobody else's business.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
 /// Finds the project root the way Meltano does: `DSM_PROJECT_ROOT` (or `MELTANO_PROJECT_ROOT`)
 /// when set, else the first directory from `start` upward that holds a `meltano.yml`.
 pub fn find_root(start: &Path) -> Result<PathBuf> {

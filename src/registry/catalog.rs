@@ -75,7 +75,7 @@ pub struct SourceInfo {
     /// In a classified project, the label of each stream an extractor sends to a loader, derived
     /// from the declarations (`*`: streams not known before a run); filled in by the caller.
     pub stream_labels: Vec<crate::classification::StreamLabel>,
-    /// Its `config` block as written (mask it before showing it).
+    /// Its `config` block, sensitive values masked ([`mask_plugin_config`]).
     #[serde(skip)]
     pub config: Value,
 }
@@ -244,7 +244,7 @@ pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
         variant: plugin.variant.clone(),
         classification: None,
         stream_labels: Vec::new(),
-        config: Value::Object(plugin.config.clone()),
+        config: mask_plugin_config(plugin),
     }
 }
 
@@ -271,6 +271,35 @@ pub fn is_secret_key(key: &str) -> bool {
     ]
     .iter()
     .any(|w| k.contains(w))
+}
+
+/// A plugin's `config` block with its sensitive values replaced by `********`, by the one rule
+/// of `settings::is_sensitive` (declared `sensitive`, kind `password`/`oauth`) for every
+/// setting the plugin declares; a key it does not declare falls back to [`mask_config`]'s
+/// name words, so an undeclared secret is not shown either. Variable references (`$TOKEN`)
+/// are kept.
+pub fn mask_plugin_config(plugin: &Plugin) -> Value {
+    let masked = |v: &Value| match v {
+        Value::String(s) if s.starts_with('$') => v.clone(),
+        _ => Value::String("********".into()),
+    };
+    Value::Object(
+        plugin
+            .config
+            .iter()
+            .map(|(k, v)| {
+                let shown = match plugin.setting(k) {
+                    Some(def) if crate::settings::is_sensitive(def) => masked(v),
+                    Some(_) => v.clone(),
+                    None => {
+                        let one = serde_json::json!({ k.clone(): v.clone() });
+                        mask_config(&one)[k.as_str()].clone()
+                    }
+                };
+                (k.clone(), shown)
+            })
+            .collect(),
+    )
 }
 
 /// A copy of a config block with secret-looking values replaced by `********` (environment

@@ -309,7 +309,8 @@ pub fn schedule_expectations(
             continue;
         };
         let period = next - last;
-        let expected = period + (period / 10).max(Duration::minutes(1));
+        let expected = period
+            + (period / 10).max(Duration::try_minutes(1).expect("a minute fits in a TimeDelta"));
         let mut names: Vec<String> = schedule.extractor.iter().cloned().collect();
         if let Some(job) = schedule.job.as_deref().and_then(|j| project.job(j)) {
             for task in job.task_list() {

@@ -243,8 +243,40 @@ pub fn render_prometheus(snap: &MetricsSnapshot) -> String {
 }
 
 /// Writes `text` to `path` atomically: a temp file in the same folder, then a rename, so the
-/// node exporter's textfile collector never reads a half-written file.
+/// node exporter's textfile collector never reads a half-written file. Only a regular file is
+/// replaced that way: a symlink keeps pointing where it did (the file it names is replaced),
+/// and a device, FIFO or socket (`/dev/stdout`) is written through, never replaced.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| {
+        Error::failed(format!("cannot write `{}`: {e}", path.display()))
+            .hint("check that the folder exists and is writable")
+    };
+    let through = |create: bool| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(create)
+            .open(path)
+            .map_err(fail)?;
+        f.write_all(text.as_bytes()).map_err(fail)
+    };
+    match std::fs::metadata(path) {
+        // A device, FIFO or socket, directly or behind a symlink.
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => through(false),
+        // A regular file behind a symlink: replace the file, keep the link.
+        Ok(meta) if meta.is_file() && path.is_symlink() => {
+            let real = std::fs::canonicalize(path).map_err(fail)?;
+            replace_regular(&real, text)
+        }
+        // A symlink to nothing yet: create the file it names.
+        Err(_) if path.is_symlink() => through(true),
+        _ => replace_regular(path, text),
+    }
+}
+
+/// [`write_atomically`] for a path that is a regular file or does not exist.
+fn replace_regular(path: &Path, text: &str) -> Result<()> {
     use std::io::Write as _;
     let dir = path
         .parent()

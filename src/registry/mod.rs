@@ -14,7 +14,7 @@ pub mod status;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::RunRecord;
 
 pub use health::{Health, HealthOptions, Subject, Verdict, health_report};
@@ -25,27 +25,10 @@ pub use status::{
     source_status, source_statuses, status_history,
 };
 
-/// Parses an age or window such as `90s`, `15m`, `24h`, `7d` or `2w` (a bare number is seconds).
+/// Parses an age or window such as `90s`, `15m`, `24h`, `7d` or `2w` (a bare number is seconds)
+/// in the one duration grammar (see [`crate::duration`]).
 pub fn parse_age(text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let bad = || {
-        Error::config(format!("`{text}` is not a duration"))
-            .hint("write a number with a unit: `90s`, `15m`, `24h`, `7d` or `2w`")
-    };
-    let n: i64 = digits.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(secs)
-        .and_then(Duration::try_seconds)
-        .ok_or_else(bad)
+    Ok(crate::duration::signed(crate::duration::parse(text)?))
 }
 
 /// How long a finished run took (`None` while it runs; a killed run counts until its last

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::plugin::{PluginSpec, RunDir};
@@ -114,6 +114,38 @@ fn write_private(path: &Path, value: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The project's key for catalog cache keys: 32 random bytes in `.dsm/run/cache.key` (0600),
+/// made on first use.
+fn cache_key_secret(root: &Path) -> Result<Vec<u8>> {
+    let path = root.join(".dsm/run/cache.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() == 32
+    {
+        return Ok(bytes);
+    }
+    crate::project::create_private_dir(&root.join(".dsm/run"))?;
+    let bytes: [u8; 32] = rand::random();
+    write_private_bytes(&path, &bytes)?;
+    Ok(bytes.to_vec())
+}
+
+fn write_private_text(path: &Path, text: &str) -> Result<()> {
+    write_private_bytes(path, text.as_bytes())
+}
+
+fn write_private_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
 fn discovered(
     project: &Project,
     plugin: &Plugin,
@@ -125,15 +157,20 @@ fn discovered(
     let dir = project.root().join(".dsm/run").join(&plugin.name);
     let cache = dir.join("tap.properties.json");
     let key_file = dir.join("tap.properties.key");
+    crate::project::create_private_dir(&dir)?;
+    // Keyed, so the cache key (which covers the config, secrets included) says nothing about
+    // a secret to whoever reads it without the project's private key file.
     let key = {
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&spec.config).unwrap_or_default());
-        h.update(serde_json::to_vec(&plugin.schema).unwrap_or_default());
-        h.update(serde_json::to_vec(&plugin.metadata).unwrap_or_default());
+        use hmac::Mac as _;
+        let mut h = hmac::Hmac::<Sha256>::new_from_slice(&cache_key_secret(project.root())?)
+            .expect("HMAC takes a key of any length");
+        h.update(&serde_json::to_vec(&spec.config).unwrap_or_default());
+        h.update(&serde_json::to_vec(&plugin.schema).unwrap_or_default());
+        h.update(&serde_json::to_vec(&plugin.metadata).unwrap_or_default());
         h.update(spec.executable.display().to_string().as_bytes());
         // A new version of the package can discover a different catalog.
         h.update(plugin.pip_url.as_deref().unwrap_or_default().as_bytes());
-        hex::encode(h.finalize())
+        hex::encode(h.finalize().into_bytes())
     };
     // As in Meltano, only a plugin installed from a package is cached: one without `pip_url`
     // (a built-in or local program) or installed editable (`-e`) may discover something new
@@ -155,15 +192,12 @@ fn discovered(
         cmd.arg("--config").arg(path);
     }
     cmd.arg("--discover");
-    for k in &spec.env_remove {
-        cmd.env_remove(k);
-    }
+    crate::plugin::apply_env(spec, &mut cmd);
     // Output goes to unnamed temporary files, so waiting on the process (bounded by the
     // deadline) never blocks on a full pipe.
     let mut stdout = tempfile::tempfile()?;
     let mut stderr = tempfile::tempfile()?;
-    cmd.envs(&spec.env)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::from(stdout.try_clone()?))
         .stderr(Stdio::from(stderr.try_clone()?))
         // Its own process group, so a timeout stops a wrapper script's children too.
@@ -226,7 +260,7 @@ fn discovered(
     if cacheable {
         std::fs::create_dir_all(&dir)?;
         write_private(&cache, &catalog)?;
-        std::fs::write(&key_file, &key)?;
+        write_private_text(&key_file, &key)?;
     } else {
         // A cache left by an older dsm must not be read by a later one.
         let _ = std::fs::remove_file(&key_file);

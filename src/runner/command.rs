@@ -157,10 +157,7 @@ pub fn run(
 
     let mut cmd = std::process::Command::new(&executable);
     cmd.args(&args);
-    for k in &spec.env_remove {
-        cmd.env_remove(k);
-    }
-    cmd.envs(&spec.env);
+    crate::plugin::apply_env(&spec, &mut cmd);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

@@ -294,15 +294,31 @@ pub fn run_flow(
             .cloned()
             .collect();
     }
+    // A plugin may print any secret of the flow (a tap echoing its config, a target the
+    // extractor's variables): each plugin's stderr is redacted of them all.
+    let mut forms: Vec<String> = std::iter::once(&extractor_spec)
+        .chain(flow_stages.process_specs())
+        .chain(std::iter::once(&loader_spec))
+        .flat_map(|s| s.redact.iter().cloned())
+        .collect();
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    let forms = Arc::new(forms);
+    for s in std::iter::once(&mut extractor_spec)
+        .chain(flow_stages.process_specs_mut())
+        .chain(std::iter::once(&mut loader_spec))
+    {
+        s.redact = forms.clone();
+    }
 
     let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
     // The lock comes before the state is read, so a run never starts from a bookmark that the
     // run finishing just before it has since moved.
-    let run_id = opts
-        .run_id
-        .clone()
-        .map(RunId::new)
-        .unwrap_or_else(RunId::generate);
+    let run_id = match opts.run_id.as_deref() {
+        Some(text) => RunId::parse(text)
+            .map_err(|e| Error::config(e).hint("leave out `--run-id` and dsm makes one"))?,
+        None => RunId::generate(),
+    };
     let lock = if opts.dry_run || opts.dump.is_some() {
         None
     } else {
@@ -648,6 +664,12 @@ pub fn run_flow(
         })
         .flatten();
     drop(lock);
+    // The documented retention (`DSM_RUNS_RETENTION_KEEP` / `_MAX_AGE`) runs after every run.
+    crate::registry::retention::auto_prune(
+        store.as_ref(),
+        &project.root().join(crate::project::PRIVATE_DIR),
+        chrono::Utc::now(),
+    );
     let mut error = outcome.error;
     if let Some(e) = error.take() {
         let mut e = e.hint(format!(

@@ -13,6 +13,39 @@ use crate::project::{Environment, Mapping, Object, Plugin, Project};
 use crate::secrets::layer::{Reveal, StoreLayer};
 use crate::settings::{self, Inputs, ResolvedSettings, expand};
 
+/// The sensitive values of a config (the string leaves its masked copy hides) into `secrets`,
+/// and the values of user-name settings (`user`, `username`, `login`, `client_id`) into
+/// `users`, for [`crate::plugin::redaction_forms`].
+fn masked_leaves(
+    config: &Value,
+    masked: &Value,
+    key: &str,
+    secrets: &mut Vec<String>,
+    users: &mut Vec<String>,
+) {
+    match (config, masked) {
+        (Value::Object(c), Value::Object(m)) => {
+            for (k, v) in c {
+                masked_leaves(v, m.get(k).unwrap_or(&Value::Null), k, secrets, users);
+            }
+        }
+        (Value::Array(c), Value::Array(m)) => {
+            for (i, v) in c.iter().enumerate() {
+                masked_leaves(v, m.get(i).unwrap_or(&Value::Null), key, secrets, users);
+            }
+        }
+        (Value::String(c), m) if m != config => secrets.push(c.clone()),
+        (Value::Number(_) | Value::Bool(_), m) if m != config => secrets.push(config.to_string()),
+        (Value::String(c), _) => {
+            let k = key.to_ascii_lowercase();
+            if ["user", "username", "user_name", "login", "client_id"].contains(&k.as_str()) {
+                users.push(c.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The built-in plugins shipped as binaries next to `dsm`.
 pub const BUILTINS: &[&str] = &[
     "tap-csv",
@@ -353,12 +386,20 @@ pub fn build_after(
             vars.insert("VIRTUAL_ENV".into(), venv.display().to_string());
         }
     }
+    let redact = {
+        let (mut secrets, mut users) = (Vec::new(), Vec::new());
+        masked_leaves(&config, &masked_config, "", &mut secrets, &mut users);
+        std::sync::Arc::new(crate::plugin::redaction_forms(&secrets, &users))
+    };
     let mut spec = PluginSpec::new(plugin.name.clone(), role, executable)
         .config(config)
         .cwd(project.root());
+    spec.redact = redact;
     // A secret written to `.env` (where `meltano config set` puts them) reaches the plugin
     // only through its config file.
     vars.retain(|k, _| !(dotenv.contains_key(k) && remove.contains(k)));
+    // Nothing that grants access to dsm itself reaches a plugin (see `envvars::ACCESS`).
+    vars.retain(|k, _| !crate::envvars::grants_access(k));
     spec.env = vars;
     spec.env_remove = remove
         .into_iter()

@@ -251,6 +251,55 @@ pub fn build(
     Ok(FlowStages { steps })
 }
 
+/// Compiles every stream map and transform dsm would run for the project, without starting
+/// anything: `dsm validate` reports what a run would refuse (an expression nested too deeply,
+/// a syntax error, an unknown function). Values given through variables (text) are checked
+/// when a run resolves them.
+pub fn check_transforms(project: &Project) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let dialect = project
+        .dsm()
+        .stream_maps
+        .map(|o| o.dialect)
+        .unwrap_or_default();
+    let written = |config: &Map<String, Value>| {
+        let maps = pick_map_keys(config);
+        (wants_maps(&maps) && !maps.values().any(Value::is_string)).then_some(maps)
+    };
+    for extractor in project.plugins_of(crate::project::PluginType::Extractors) {
+        if !extractor.has_capability("stream-maps")
+            && let Some(maps) = written(&extractor.config)
+        {
+            let what = format!(
+                "the `stream_maps` settings of extractor `{}`",
+                extractor.name
+            );
+            errors.extend(compile_maps(&maps, &what, dialect).err());
+        }
+        for (i, t) in extractor.annotations.transforms.iter().enumerate() {
+            let what = format!(
+                "transform {} (`{}`) in `annotations.dsm.transforms` of extractor `{}`",
+                i + 1,
+                t.kind,
+                extractor.name
+            );
+            errors.extend(annotation_transform(t, &what, dialect).err());
+        }
+    }
+    for mapper in project.plugins_of(crate::project::PluginType::Mappers) {
+        if !is_map_transformer(mapper) {
+            continue;
+        }
+        for mapping in &mapper.mappings {
+            if let Some(maps) = written(&mapping.config) {
+                let what = format!("mapping `{}` of mapper `{}`", mapping.name, mapper.name);
+                errors.extend(compile_maps(&maps, &what, dialect).err());
+            }
+        }
+    }
+    errors
+}
+
 /// Moves the stream-map keys out of a tap's config.
 fn take_map_keys(config: &mut Map<String, Value>) -> Map<String, Value> {
     STREAM_MAP_KEYS
@@ -581,7 +630,7 @@ impl StreamValidation {
         if !self.per_stream.contains_key(stream) {
             let policy = self.policies.policy(stream);
             let quarantine_path = if policy == Policy::Quarantine {
-                std::fs::create_dir_all(&self.dir).map_err(|e| TransformError {
+                crate::project::create_private_dir(&self.dir).map_err(|e| TransformError {
                     message: format!("cannot create `{}`: {e}", self.dir.display()),
                     hint: None,
                 })?;

@@ -129,19 +129,21 @@ pub fn parse_date(s: &str, now: DateTime<Utc>) -> Option<String> {
     let at = match lower.as_str() {
         "now" => now,
         "today" => now,
-        "yesterday" => now - Duration::days(1),
+        "yesterday" => now.checked_sub_signed(Duration::try_days(1)?)?,
         _ => {
             let caps = AGO.captures(&lower)?;
             let n: i64 = match &caps[1] {
                 "a" | "an" => 1,
                 digits => digits.parse().ok()?,
             };
+            // A huge N is no date: `None`, never an overflow.
+            let back = |span: Option<Duration>| now.checked_sub_signed(span?);
             match &caps[2] {
-                "second" => now - Duration::seconds(n),
-                "minute" => now - Duration::minutes(n),
-                "hour" => now - Duration::hours(n),
-                "day" => now - Duration::days(n),
-                "week" => now - Duration::weeks(n),
+                "second" => back(Duration::try_seconds(n))?,
+                "minute" => back(Duration::try_minutes(n))?,
+                "hour" => back(Duration::try_hours(n))?,
+                "day" => back(Duration::try_days(n))?,
+                "week" => back(Duration::try_weeks(n))?,
                 "month" => now.checked_sub_months(Months::new(u32::try_from(n).ok()?))?,
                 _ => {
                     now.checked_sub_months(Months::new(u32::try_from(n).ok()?.checked_mul(12)?))?

@@ -128,6 +128,14 @@ pub enum ScanError {
     /// `stream` is not a string.
     #[error("the message `stream` is not a string")]
     StreamNotString,
+    /// A RECORD without an object in `record`, or a SCHEMA without an object in `schema`.
+    #[error("{kind} message: `{field}` must be an object")]
+    BodyNotObject {
+        /// The type of the message.
+        kind: &'static str,
+        /// `record` or `schema`.
+        field: &'static str,
+    },
 }
 
 /// Scans one line (without its newline) and returns its envelope.
@@ -162,7 +170,7 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         let _ = s.err("unexpected text after the value");
         return Err(s.syntax_error());
     }
-    let Ok((kind, stream)) = s.message() else {
+    let Ok((kind, stream, bodies)) = s.message() else {
         return Err(s.syntax_error());
     };
     let kind = match kind {
@@ -184,6 +192,17 @@ pub fn scan(line: &[u8]) -> Result<Envelope<'_>, ScanError> {
         return Err(ScanError::MissingStream {
             kind: kind.as_str().to_owned(),
         });
+    }
+    // A message that passes through untouched still carries an object where a target needs one.
+    let body = match kind {
+        MessageKind::Record => Some(("RECORD", "record", bodies.record)),
+        MessageKind::Schema => Some(("SCHEMA", "schema", bodies.schema)),
+        _ => None,
+    };
+    if let Some((kind, field, is_object)) = body
+        && is_object != Some(true)
+    {
+        return Err(ScanError::BodyNotObject { kind, field });
     }
     Ok(Envelope {
         kind,
@@ -217,6 +236,13 @@ enum Found {
     Text(Range<usize>, bool),
     /// Some other JSON value.
     NotText,
+}
+
+/// Whether the `record` and `schema` values of a message are objects (`None`: absent).
+#[derive(Default)]
+struct Bodies {
+    record: Option<bool>,
+    schema: Option<bool>,
 }
 
 /// A syntax error was found; what and where is in the [`Scanner`] (a zero-sized error keeps
@@ -318,9 +344,10 @@ impl Scanner<'_> {
     }
 
     /// The message object from its `{` on: checks all of it, and finds `type` and `stream`.
-    fn message(&mut self) -> Result<(Option<Found>, Option<Found>), Stop> {
+    fn message(&mut self) -> Result<(Option<Found>, Option<Found>, Bodies), Stop> {
         let mut kind = None;
         let mut stream = None;
+        let mut bodies = Bodies::default();
         self.i += 1;
         self.ws();
         if self.peek() == Some(b'}') {
@@ -333,6 +360,19 @@ impl Scanner<'_> {
                 self.expect(b':', "expected `:` after a key")?;
                 self.ws();
                 let key_bytes = &self.b[key.clone()];
+                let is_object = Some(self.peek() == Some(b'{'));
+                match key_bytes {
+                    b"record" => bodies.record = is_object,
+                    b"schema" => bodies.schema = is_object,
+                    _ if key_escaped => {
+                        match decode_string(&self.b[key.start - 1..key.end + 1]).as_deref() {
+                            Some("record") => bodies.record = is_object,
+                            Some("schema") => bodies.schema = is_object,
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
                 let wanted = match key_bytes {
                     b"type" => Some(&mut kind),
                     b"stream" => Some(&mut stream),
@@ -371,7 +411,7 @@ impl Scanner<'_> {
         if self.i != self.b.len() {
             return Err(self.err("unexpected text after the message"));
         }
-        Ok((kind, stream))
+        Ok((kind, stream, bodies))
     }
 
     #[inline]
@@ -790,6 +830,32 @@ mod tests {
             let line = br#"{"type":"RECORD","stream":"users","record":{"id":12,"n":"x"}}"#;
             let cut = cut.min(line.len() - 1);
             proptest::prop_assert!(scan(&line[..cut]).is_err());
+        }
+    }
+
+    // Issue #20 point 21: the scanner (untouched streams) and the full parser (transformed
+    // streams) agree on which RECORD and SCHEMA bodies are bad lines.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn scanner_and_parser_agree_on_record_and_schema_bodies(
+            kind in proptest::sample::select(vec!["RECORD", "SCHEMA"]),
+            body in proptest::sample::select(vec![
+                "null", "[]", "[1,{}]", "{}", "1", "\"x\"", "true", "{\"a\":[1]}", "NaN",
+            ]),
+            escaped_key in proptest::bool::ANY,
+        ) {
+            let field = if kind.eq_ignore_ascii_case("RECORD") { "record" } else { "schema" };
+            let key = if escaped_key {
+                format!("\\u{:04x}{}", field.as_bytes()[0], &field[1..])
+            } else {
+                field.to_owned()
+            };
+            let line = format!(r#"{{"type":"{kind}","stream":"s","{key}":{body}}}"#);
+            let scanned = scan(line.as_bytes()).is_ok();
+            let parsed = crate::singer::message::Message::parse(line.as_bytes()).is_ok();
+            proptest::prop_assert_eq!(scanned, parsed, "{}", line);
+            proptest::prop_assert_eq!(scanned, body.starts_with('{'), "{}", line);
         }
     }
 }

@@ -411,12 +411,21 @@ impl Message {
             MessageKind::Schema => {
                 const K: &str = "SCHEMA";
                 let stream = take_stream(&mut obj, K)?;
-                let schema = obj
-                    .shift_remove("schema")
-                    .ok_or_else(|| MessageError::Field {
-                        kind: K,
-                        problem: "`schema` is missing".into(),
-                    })?;
+                let schema = match obj.shift_remove("schema") {
+                    Some(schema @ Value::Object(_)) => schema,
+                    Some(_) => {
+                        return Err(MessageError::Field {
+                            kind: K,
+                            problem: "`schema` must be an object".into(),
+                        });
+                    }
+                    None => {
+                        return Err(MessageError::Field {
+                            kind: K,
+                            problem: "`schema` is missing".into(),
+                        });
+                    }
+                };
                 let key_properties = string_list(
                     obj.shift_remove("key_properties").unwrap_or(Value::Null),
                     K,

@@ -39,9 +39,23 @@ impl RunId {
         RunId(uuid::Uuid::now_v7().to_string())
     }
 
-    /// Wraps an id given by a user.
+    /// Wraps an id read back from the store or named to look one up.
     pub fn new(id: impl Into<String>) -> Self {
         RunId(id.into())
+    }
+
+    /// An id a user chose for a new run (`--run-id`, `DSM_RUN_RUN_ID`): only a UUID, as
+    /// Meltano accepts, written in its lower-case hyphenated form. The id names files under
+    /// `.dsm/`, so anything else (a path such as `../../x`) is refused.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        uuid::Uuid::try_parse(text.trim())
+            .map(|u| RunId(u.hyphenated().to_string()))
+            .map_err(|_| {
+                format!(
+                    "a run id must be a UUID, such as `{}`",
+                    uuid::Uuid::now_v7().hyphenated()
+                )
+            })
     }
 
     /// The id as text.

@@ -107,7 +107,7 @@ impl SqliteStore {
     /// schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::project::create_private_dir(dir).map_err(|e| {
                 Error::failed(format!(
                     "cannot create the folder of the system database `{}`: {e}",
                     path.display()
@@ -115,15 +115,33 @@ impl SqliteStore {
                 .hint("check the permissions, or pass `--database-uri` to put it elsewhere")
             })?;
         }
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::failed(format!(
-                "cannot open the system database `{}`: {e}",
-                path.display()
-            ))
-            .hint("check the permissions, or pass `--database-uri` to put it elsewhere")
-        })?;
+        let new = !path.exists();
+        let mut conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        // A new store is its owner's alone (0600); SQLite gives its WAL and shared-memory
+        // files the same mode. An existing file keeps the mode its owner chose.
+        #[cfg(unix)]
+        if new {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    Error::config(format!(
+                        "cannot make the new system database `{}` private: {e}",
+                        path.display()
+                    ))
+                },
+            )?;
+        }
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        enable_wal(&conn)?;
+        // A file that is not a database, is damaged or cannot be read says so at once, with
+        // its path and what to do (no retries: these do not go away by waiting).
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| open_error(path, e))?;
+        enable_wal(&conn).map_err(|e| match e {
+            WalError::Sqlite(e) => open_error(path, e),
+            WalError::Other(e) => e,
+        })?;
         // FULL by default: a committed bookmark survives a power cut, not only a crash of dsm.
         // Run-history writes relax this for their own transaction (see `write_history`).
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -224,26 +242,91 @@ impl SqliteStore {
     }
 }
 
-fn enable_wal(conn: &Connection) -> Result<()> {
+/// Why WAL mode could not be enabled.
+enum WalError {
+    /// SQLite refused (not busy: that is retried).
+    Sqlite(rusqlite::Error),
+    /// Anything else, already explained.
+    Other(Error),
+}
+
+fn enable_wal(conn: &Connection) -> std::result::Result<(), WalError> {
     // Switching to WAL needs a moment of exclusive access; a second process creating the same
-    // database at the same instant can see SQLITE_BUSY here, so retry for a while.
+    // database at the same instant can see SQLITE_BUSY here, so retry that for a while. Any
+    // other error (read-only, full disk, damaged file) will not go away: report it at once.
     let mut last = None;
     for attempt in 0..100u64 {
         match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
             Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
             Ok(mode) => {
-                return Err(Error::failed(format!(
-                    "the system database cannot use WAL mode (it stays in `{mode}`)"
-                ))
-                .hint("put the database on a local file system with `--database-uri`"));
+                return Err(WalError::Other(
+                    Error::failed(format!(
+                        "the system database cannot use WAL mode (it stays in `{mode}`)"
+                    ))
+                    .hint("put the database on a local file system with `--database-uri`"),
+                ));
             }
-            Err(e) => {
+            Err(e) if is_busy(&e) => {
                 last = Some(e);
                 std::thread::sleep(Duration::from_millis(10 + attempt));
             }
+            Err(e) => return Err(WalError::Sqlite(e)),
         }
     }
-    Err(last.map_or_else(|| Error::failed("cannot enable WAL mode"), Error::from))
+    Err(last.map_or_else(
+        || WalError::Other(Error::failed("cannot enable WAL mode")),
+        WalError::Sqlite,
+    ))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// The error for a store that cannot be opened: its path, what is wrong in words, and what to
+/// do. A configuration problem (exit 2), not a failed run.
+fn open_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    let shown = path.display();
+    let (what, hint) = match e.sqlite_error_code() {
+        Some(C::NotADatabase) => (
+            format!("`{shown}` is not a dsm system database (not an SQLite file, or encrypted)"),
+            "restore the file from a backup or `dsm import` a bundle into a new store; \
+             `--database-uri` points dsm at another file",
+        ),
+        Some(C::DatabaseCorrupt) => (
+            format!("the system database `{shown}` is damaged ({e})"),
+            "restore it from a backup or `dsm import` a bundle; `sqlite3 FILE .recover` may \
+             save what is left of it",
+        ),
+        Some(C::ReadOnly) => (
+            format!("the system database `{shown}` is read-only"),
+            "dsm writes to its store: make the file and its folder writable, or remount the \
+             file system read-write",
+        ),
+        Some(C::DiskFull) => (
+            format!("the disk holding the system database `{shown}` is full"),
+            "free some space there, then run the command again",
+        ),
+        Some(C::CannotOpen | C::PermissionDenied) => (
+            format!("cannot open the system database `{shown}` ({e})"),
+            "check that the file and its folder exist and are readable and writable by you, \
+             or pass `--database-uri` to put it elsewhere",
+        ),
+        Some(C::SystemIoFailure) => (
+            format!("the system database `{shown}` cannot be read or written (disk I/O error)"),
+            "the file system may be full, read-only or failing: check it (`df`, `mount`), \
+             then run the command again",
+        ),
+        _ => (
+            format!("cannot open the system database `{shown}`: {e}"),
+            "check the permissions, or pass `--database-uri` to put it elsewhere",
+        ),
+    };
+    Error::config(what).hint(hint).with_source(e)
 }
 
 fn current_version(conn: &Connection) -> Result<i64> {

@@ -198,6 +198,12 @@ fn dsm_hands_plugins_the_environment_meltano_does_except_secrets() {
                 assert_eq!(dv, None, "{plugin}: dsm must not export secret `{k}`");
                 continue;
             }
+            if dsm::envvars::grants_access(k) {
+                // dsm's access variables (the store's address here) never reach a plugin
+                // (issue #20); Meltano passes the shell's on. A deliberate difference.
+                assert_eq!(dv, None, "{plugin}: dsm must not pass `{k}` to a plugin");
+                continue;
+            }
             if MELTANO_RUNTIME.contains(&k.as_str()) || meltano_setting(k) {
                 continue;
             }

@@ -5,6 +5,10 @@
     clippy::unwrap_used,
     reason = "test support code: a failed unwrap fails the test"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "fixed spans of hours and days, never user input"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod hardening;
 mod leak;
 
 const CANARY: &str = "CANARY-ghp-7f3a9c";

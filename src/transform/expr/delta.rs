@@ -104,7 +104,8 @@ pub(crate) fn shift(dt: &NaiveDateTime, micros: i64) -> Result<NaiveDateTime, Ev
 /// `date + timedelta`: Python adds the whole days only.
 pub(crate) fn shift_date(d: &NaiveDate, micros: i64) -> Result<NaiveDate, EvalError> {
     let days = parts(micros).0;
-    d.checked_add_signed(TimeDelta::days(days))
+    TimeDelta::try_days(days)
+        .and_then(|span| d.checked_add_signed(span))
         .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
         .ok_or_else(|| EvalError::Failed("OverflowError: date value out of range".into()))
 }

@@ -1960,19 +1960,25 @@ impl<'c, 'a> Interp<'c, 'a> {
                 if step == 0 {
                     return fail("range() arg 3 must not be zero");
                 }
-                let len = if step > 0 {
-                    (stop - start).max(0) as u64 / step as u64
+                // The exact length in 128 bits (no bound wraps), charged before anything is
+                // allocated; each item is computed from its index (no step wraps).
+                let (start, stop, step) = (i128::from(start), i128::from(stop), i128::from(step));
+                let span = if step > 0 { stop - start } else { start - stop };
+                let len = if span <= 0 {
+                    0
                 } else {
-                    (start - stop).max(0) as u64 / step.unsigned_abs()
+                    (span + step.abs() - 1) / step.abs()
                 };
-                self.charge((len as usize).saturating_mul(16))?;
-                let mut out = Vec::new();
-                let mut i = start;
-                while (step > 0 && i < stop) || (step < 0 && i > stop) {
-                    out.push(Py::Int(i));
-                    i += step;
-                }
-                Py::List(out)
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                self.charge(len.saturating_mul(std::mem::size_of::<Py<'_>>()))?;
+                Py::List(
+                    (0..len)
+                        .map(|k| {
+                            let i = start + step * k as i128;
+                            Py::Int(i64::try_from(i).expect("between start and stop"))
+                        })
+                        .collect(),
+                )
             }
             Func::Enumerate => {
                 arity(1, 2, "enumerate")?;
@@ -2380,15 +2386,34 @@ impl<'c, 'a> Interp<'c, 'a> {
                                 }
                             }
                         }
+                        // What the parts will take is charged before they are made.
+                        let count = match sep.as_deref() {
+                            Some("") | None => s.split_whitespace().count(),
+                            Some(sep) => s.matches(sep).count() + 1,
+                        };
+                        let count = match usize::try_from(max) {
+                            Ok(max) => count.min(max.saturating_add(1)),
+                            Err(_) => count,
+                        };
+                        self.charge(
+                            s.len()
+                                + count.saturating_mul(
+                                    std::mem::size_of::<Py<'_>>() + std::mem::size_of::<String>(),
+                                ),
+                        )?;
                         let parts = split(s, sep.as_deref(), max, name == "rsplit")?;
-                        self.charge(s.len() + parts.len() * 32)?;
                         return Ok(Py::List(
                             parts.into_iter().map(|p| Py::Str(Cow::Owned(p))).collect(),
                         ));
                     }
                     "splitlines" => {
                         want(0, 0)?;
-                        self.charge(s.len() * 2)?;
+                        self.charge(
+                            s.len()
+                                + s.lines()
+                                    .count()
+                                    .saturating_mul(std::mem::size_of::<Py<'_>>()),
+                        )?;
                         return Ok(Py::List(
                             s.lines()
                                 .map(|p| Py::Str(Cow::Owned(p.to_string())))

@@ -12,6 +12,10 @@ use super::ExprError;
 const MAX_SOURCE: usize = 10_000;
 /// Deepest nesting accepted, so a hostile `((((…` cannot overflow the stack.
 const MAX_DEPTH: usize = 64;
+/// Most levels in the parsed tree, counting the links of operator chains (`a + b + ...`),
+/// call, subscript and attribute chains (`x[0][0]...`) and nested f-strings next to the
+/// nesting above: evaluation walks the tree recursively, so its height bounds the stack.
+pub(crate) const MAX_HEIGHT: usize = 96;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {
@@ -29,6 +33,14 @@ const OPS: [&str; 33] = [
 ];
 
 fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
+    tokenize_at(src, 0)
+}
+
+/// [`tokenize`] of an expression inside `nesting` f-strings.
+fn tokenize_at(src: &str, nesting: usize) -> Result<Vec<Tok>, ExprError> {
+    if nesting > MAX_DEPTH {
+        return Err(ExprError::syntax("f-strings are nested too deeply"));
+    }
     let bytes = src.as_bytes();
     let mut out = Vec::new();
     // Where the last string literal or f-string ended (`out.len()` then): another one right
@@ -63,7 +75,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
             } else {
                 Start::Fresh
             };
-            fstring_tokens(&text, &mut out, start)?;
+            fstring_tokens(&text, &mut out, start, nesting)?;
             string_end = Some(out.len());
             i = next;
             continue;
@@ -139,7 +151,12 @@ enum Start {
 
 /// The tokens of an f-string whose text (escapes decoded) is `text`: `("" + "text" +
 /// __format__((expression), "spec", "conversion") + ...)`.
-fn fstring_tokens(text: &str, out: &mut Vec<Tok>, start: Start) -> Result<(), ExprError> {
+fn fstring_tokens(
+    text: &str,
+    out: &mut Vec<Tok>,
+    start: Start,
+    nesting: usize,
+) -> Result<(), ExprError> {
     let pieces = super::format::fstring_pieces(text)
         .map_err(|e| ExprError::syntax(format!("f-string: {e}")))?;
     match start {
@@ -159,7 +176,7 @@ fn fstring_tokens(text: &str, out: &mut Vec<Tok>, start: Start) -> Result<(), Ex
                 out.push(Tok::Name("__format__".into()));
                 out.push(Tok::Op("("));
                 out.push(Tok::Op("("));
-                let mut inner = tokenize(&what)?;
+                let mut inner = tokenize_at(&what, nesting + 1)?;
                 inner.pop(); // End
                 out.extend(inner);
                 out.push(Tok::Op(")"));
@@ -399,6 +416,7 @@ pub(crate) fn parse(src: &str) -> Result<Node, ExprError> {
         toks,
         pos: 0,
         depth: 0,
+        links: 0,
     };
     let node = p.expr_list_or_single()?;
     if p.peek() != &Tok::End {
@@ -425,6 +443,8 @@ struct Parser {
     toks: Vec<Tok>,
     pos: usize,
     depth: usize,
+    /// Links of the operator and postfix chains being built (see [`MAX_HEIGHT`]).
+    links: usize,
 }
 
 impl Parser {
@@ -485,6 +505,25 @@ impl Parser {
         Ok(())
     }
 
+    /// One more link in a chain the caller is building; `open` counts the caller's links, which
+    /// it gives back with [`Self::unlink`] when its chain is done.
+    fn link(&mut self, open: &mut usize) -> Result<(), ExprError> {
+        self.links += 1;
+        *open += 1;
+        if self.depth + self.links > MAX_HEIGHT {
+            return Err(ExprError::syntax(format!(
+                "expression is nested too deeply (more than {MAX_HEIGHT} levels of operators, \
+                 calls and subscripts)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn unlink<T>(&mut self, open: usize, result: T) -> T {
+        self.links -= open;
+        result
+    }
+
     /// `a, b` at the top level is a tuple, as in Python.
     fn expr_list_or_single(&mut self) -> Result<Node, ExprError> {
         let first = self.expr()?;
@@ -529,8 +568,15 @@ impl Parser {
     }
 
     fn or_expr(&mut self) -> Result<Node, ExprError> {
+        let mut open = 0;
+        let result = self.or_chain(&mut open);
+        self.unlink(open, result)
+    }
+
+    fn or_chain(&mut self, open: &mut usize) -> Result<Node, ExprError> {
         let mut left = self.and_expr()?;
         while self.eat_kw("or") {
+            self.link(open)?;
             let right = self.and_expr()?;
             left = Node::Or(Box::new(left), Box::new(right));
         }
@@ -538,8 +584,15 @@ impl Parser {
     }
 
     fn and_expr(&mut self) -> Result<Node, ExprError> {
+        let mut open = 0;
+        let result = self.and_chain(&mut open);
+        self.unlink(open, result)
+    }
+
+    fn and_chain(&mut self, open: &mut usize) -> Result<Node, ExprError> {
         let mut left = self.not_expr()?;
         while self.eat_kw("and") {
+            self.link(open)?;
             let right = self.not_expr()?;
             left = Node::And(Box::new(left), Box::new(right));
         }
@@ -601,6 +654,12 @@ impl Parser {
     }
 
     fn arith(&mut self) -> Result<Node, ExprError> {
+        let mut open = 0;
+        let result = self.arith_chain(&mut open);
+        self.unlink(open, result)
+    }
+
+    fn arith_chain(&mut self, open: &mut usize) -> Result<Node, ExprError> {
         let mut left = self.term()?;
         loop {
             let op = if self.eat_op("+") {
@@ -612,12 +671,19 @@ impl Parser {
             } else {
                 return Ok(left);
             };
+            self.link(open)?;
             let right = self.term()?;
             left = Node::Bin(op, Box::new(left), Box::new(right));
         }
     }
 
     fn term(&mut self) -> Result<Node, ExprError> {
+        let mut open = 0;
+        let result = self.term_chain(&mut open);
+        self.unlink(open, result)
+    }
+
+    fn term_chain(&mut self, open: &mut usize) -> Result<Node, ExprError> {
         let mut left = self.unary()?;
         loop {
             let op = if self.eat_op("*") {
@@ -631,6 +697,7 @@ impl Parser {
             } else {
                 return Ok(left);
             };
+            self.link(open)?;
             let right = self.unary()?;
             left = Node::Bin(op, Box::new(left), Box::new(right));
         }
@@ -671,8 +738,17 @@ impl Parser {
     }
 
     fn postfix(&mut self) -> Result<Node, ExprError> {
+        let mut open = 0;
+        let result = self.postfix_chain(&mut open);
+        self.unlink(open, result)
+    }
+
+    fn postfix_chain(&mut self, open: &mut usize) -> Result<Node, ExprError> {
         let mut node = self.atom()?;
         loop {
+            if self.is_op(".") || self.is_op("(") || self.is_op("[") {
+                self.link(open)?;
+            }
             if self.eat_op(".") {
                 match self.next() {
                     Tok::Name(n) => node = Node::Attr(Box::new(node), n),
@@ -705,7 +781,10 @@ impl Parser {
             if self.is_op("*") || self.is_op("**") {
                 return Err(ExprError::syntax("argument unpacking is not supported"));
             }
-            if let (Tok::Name(n), Tok::Op("=")) = (self.peek().clone(), &self.toks[self.pos + 1]) {
+            // An unclosed call (`range(`) ends in `End` with nothing after it.
+            if let (Tok::Name(n), Some(Tok::Op("="))) =
+                (self.peek().clone(), self.toks.get(self.pos + 1))
+            {
                 self.next();
                 self.next();
                 kwargs.push((n, self.expr()?));

@@ -704,3 +704,133 @@ fn adjacent_literals_and_fstrings_join_into_one_string() {
         assert_eq!(ok(src, r.clone()), json!(expected), "{src}");
     }
 }
+
+/// Issue #20 point 14: chains and nestings that used to overflow the stack (about 1,500 `+`
+/// terms, 2,000 `[0]` subscripts, long call chains, all under the source limit) are
+/// compile errors, and the tallest tree that compiles evaluates within a 2 MiB thread stack
+/// (a Tokio worker's) even in a debug build.
+#[test]
+fn deep_chains_are_compile_errors_and_the_deepest_allowed_tree_evaluates() {
+    let plus = format!("1{}", " + 1".repeat(1_500));
+    let subscripts = format!("[[0]]{}", "[0]".repeat(2_000));
+    let calls = format!("x{}", ".lower()".repeat(1_200));
+    let ands = format!("True{}", " and True".repeat(1_000));
+    for src in [&plus, &subscripts, &calls, &ands] {
+        let err = Expr::compile(src).expect_err("too deep to compile");
+        assert!(err.0.contains("too deeply"), "{err}");
+    }
+
+    // The tallest trees that compile: one long chain, and a chain under nested parentheses.
+    let links = parse::MAX_HEIGHT - 2;
+    let longest = format!("count{}", " + 1".repeat(links));
+    let nested = format!(
+        "{}count{}{}",
+        "(".repeat(20),
+        " * 1".repeat(links - 42),
+        ")".repeat(20)
+    );
+    let subscripted = format!("[[[0]]]{}", "[0]".repeat(links - 2));
+    let evaluated = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            [longest, nested, subscripted]
+                .iter()
+                .map(|src| run(src, json!({"count": 1})).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap()
+        .join()
+        .expect("evaluation stayed within the stack");
+    assert!(
+        matches!(&evaluated[0], Ok(v) if *v == json!(links as i64 + 1)),
+        "{evaluated:?}"
+    );
+    assert!(
+        matches!(&evaluated[1], Ok(v) if *v == json!(1)),
+        "{evaluated:?}"
+    );
+    assert!(evaluated[2].is_err(), "an index past a list of one item");
+}
+
+/// Found by the property test below: an unclosed call at the end of the source used to index
+/// past the last token (a panic); it is a syntax error.
+#[test]
+fn an_unclosed_call_is_a_syntax_error() {
+    for src in ["range(", "len(x", "f(a=", "str(1,"] {
+        assert!(Expr::compile(src).is_err(), "{src}");
+    }
+}
+
+/// Issue #20 point 15: a `range` whose bounds are 64 bits apart, a step that would wrap and a
+/// split into millions of parts are refused by the memory cap before they allocate, and
+/// small ones still work exactly.
+#[test]
+fn ranges_and_splits_are_charged_before_they_allocate() {
+    let r = json!({});
+    for src in [
+        "range(-5, 9223372036854775807)[0]",
+        "range(-9223372036854775807, 9223372036854775807, 3)[0]",
+        "range(9223372036854775807, -9223372036854775807, -1)[0]",
+        "len(('a'*16000000).split('a'))",
+        "len(('a\\n'*4000000).splitlines())",
+        "len((' a'*4000000).split())",
+    ] {
+        let err = run(src, r.clone()).expect_err(src);
+        assert!(matches!(err, EvalError::Limit(_)), "{src}: {err}");
+    }
+    assert_eq!(
+        ok(
+            "list(range(9223372036854775805, 9223372036854775807))",
+            r.clone()
+        ),
+        json!([9223372036854775805_i64, 9223372036854775806_i64])
+    );
+    assert_eq!(
+        ok("list(range(10, 0, -3))", r.clone()),
+        json!([10, 7, 4, 1])
+    );
+    assert_eq!(ok("list(range(0, 10, 4))", r.clone()), json!([0, 4, 8]));
+    assert_eq!(ok("list(range(5, 5))", r.clone()), json!([]));
+    assert_eq!(ok("len('a,b,,c'.split(','))", r.clone()), json!(4));
+    assert_eq!(ok("'a b  c'.split(None, 1)", r), json!(["a", "b  c"]));
+}
+
+// Issue #20, "prove it holds": any text compiles or is refused, and whatever compiles
+// evaluates or fails within its caps; never a panic. Fixed case counts keep CI short.
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn any_source_compiles_or_is_refused(src in "\\PC{0,200}") {
+        let _ = Expr::compile(&src);
+    }
+
+    #[test]
+    fn any_expression_of_expression_words_evaluates_or_fails(
+        words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "1", "-5", "2.5", "'ab'", "count", "name", "[0]", "(", ")", "[", "]", "+", "-",
+                "*", "//", "%", "**", ",", ".upper()", ".split('a')", "range(", "len(", "str(",
+                "int(", " if ", " else ", " and ", " or ", " not ", "f'{", "}'", "[1:2]",
+                "9223372036854775807", "{", ":", "}", " for x in ", "x",
+            ]),
+            0..40,
+        )
+    ) {
+        let src = words.concat();
+        if let Ok(expr) = Expr::compile(&src) {
+            let record = json!({"count": 3, "name": "banana"});
+            let Value::Object(record) = record else { unreachable!() };
+            let config = json!({});
+            let ctx = Context {
+                record: &record,
+                property: Some("name"),
+                config: &config,
+                stream_name: "s",
+                original_stream_name: "s",
+                fake: None,
+            };
+            let _ = expr.eval_json(&ctx);
+        }
+    }
+}
