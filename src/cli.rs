@@ -134,4 +134,8 @@ pub enum Command {
     Flows(commands::flows::Args),
     /// The conflict log of merged streams.
     Conflicts(commands::conflicts::Args),
+    /// API tokens for `dsm serve`.
+    Tokens(commands::tokens::Args),
+    /// Serve the HTTP API over the registry, runs and credentials.
+    Serve(commands::serve::Args),
 }

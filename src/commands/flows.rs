@@ -5,8 +5,7 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::Project;
-use crate::registry::flowmap::{flow_map, render_dot, render_mermaid, render_text};
-use crate::registry::source_statuses;
+use crate::registry::flowmap::{flows_with_status, render_dot, render_mermaid, render_text};
 
 /// Arguments of `dsm flows` (`--format text|dot|mermaid|json`).
 #[derive(Debug, clap::Args)]
@@ -20,18 +19,8 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
             .hint("`dsm flows` accepts `--format text`, `dot`, `mermaid` or `json`"));
     }
     let project = Project::load(&ctx.project_root()?)?;
-    let mut flows = flow_map(&project);
     let store = open_store(ctx)?;
-    let names: Vec<&str> = flows.iter().filter_map(|f| f.first_extractor()).collect();
-    let statuses = source_statuses(store.as_ref(), &names)?;
-    for f in &mut flows {
-        f.status = f.first_extractor().and_then(|e| {
-            statuses
-                .iter()
-                .find(|s| s.name == e)
-                .map(|s| s.status.as_str().to_owned())
-        });
-    }
+    let flows = flows_with_status(&project, store.as_ref())?;
     match format.as_str() {
         "json" => ctx.printer.json(&flows),
         _ if flows.is_empty() => ctx.printer.notice(

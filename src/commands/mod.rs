@@ -21,10 +21,12 @@ pub mod runs;
 pub mod schedule;
 pub mod secrets;
 pub mod select;
+pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod sync;
 pub mod test;
+pub mod tokens;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -122,5 +124,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Metrics(args) => metrics::run(ctx, args),
         Command::Flows(args) => flows::run(ctx, args),
         Command::Conflicts(args) => conflicts::run(ctx, args),
+        Command::Tokens(args) => tokens::run(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
     }
 }

@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge_rows",
         include_str!("migrations/0011_merge_rows.sql"),
     ),
+    (
+        12,
+        "api_tokens",
+        include_str!("migrations/0012_api_tokens.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -1356,6 +1361,8 @@ fn holder_in(
         stale,
     }))
 }
+
+mod tokens;
 
 #[cfg(test)]
 mod tests;
