@@ -4,7 +4,11 @@
 //! `DSM_BENCH_ADDR`, `DSM_BENCH_TOKEN`, `DSM_BENCH_PATH`, `DSM_BENCH_CLIENTS`,
 //! `DSM_BENCH_REQUESTS` set.
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, reason = "a benchmark program")]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    reason = "a benchmark program"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -48,10 +52,9 @@ fn main() {
     let path = env("DSM_BENCH_PATH", "/healthz");
     let clients: usize = env("DSM_BENCH_CLIENTS", "50").parse().unwrap();
     let requests: usize = env("DSM_BENCH_REQUESTS", "200").parse().unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
-    )
-    .into_bytes();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .into_bytes();
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
@@ -72,7 +75,10 @@ fn main() {
             })
         })
         .collect();
-    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let wall = started.elapsed();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1];

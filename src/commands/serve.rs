@@ -50,6 +50,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         },
         store,
         args.read_only,
+        tls.is_some(),
     )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -147,7 +147,14 @@ fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
                 })
                 .collect();
             ctx.printer.table(
-                &["NAME", "ROLE", "ORGANISATION", "CREATED", "EXPIRES", "LAST USED"],
+                &[
+                    "NAME",
+                    "ROLE",
+                    "ORGANISATION",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                ],
                 &rows,
             );
         }

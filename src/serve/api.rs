@@ -4,11 +4,11 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -56,9 +56,90 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(v)| ApiQuery(v))
             .map_err(|e| {
-                Problem::bad_request("the query string is not valid")
-                    .detail(e.body_text())
+                Problem::bad_request("the query string is not valid").detail(e.body_text())
             })
+    }
+}
+
+/// A JSON request body parsed into `T`: malformed JSON is 400, a well-formed body with unknown
+/// fields or wrong types is 422 (with a pointer), a body over the limit is 413.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let v = v.split(';').next().unwrap_or("").trim();
+                v.eq_ignore_ascii_case("application/json")
+                    || v.to_ascii_lowercase().ends_with("+json")
+            });
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be JSON",
+            )
+            .detail("send `Content-Type: application/json`"));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    super::too_large()
+                } else {
+                    Problem::bad_request("the request body could not be read")
+                }
+            })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+        if parsed.is_ok()
+            && let Err(e) = de.end()
+        {
+            return Err(Problem::bad_request("the request body is not valid JSON")
+                .detail(format!("at line {}, column {}: {e}", e.line(), e.column())));
+        }
+        match parsed {
+            Ok(v) => Ok(ApiJson(v)),
+            Err(e) => {
+                let inner = e.inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    Err(
+                        Problem::bad_request("the request body is not valid JSON").detail(format!(
+                            "at line {}, column {}",
+                            inner.line(),
+                            inner.column()
+                        )),
+                    )
+                } else {
+                    let pointer = e
+                        .path()
+                        .iter()
+                        .map(|seg| match seg {
+                            serde_path_to_error::Segment::Seq { index } => index.to_string(),
+                            serde_path_to_error::Segment::Map { key } => {
+                                key.replace('~', "~0").replace('/', "~1")
+                            }
+                            serde_path_to_error::Segment::Enum { variant } => variant.clone(),
+                            serde_path_to_error::Segment::Unknown => "?".into(),
+                        })
+                        .fold(String::new(), |acc, seg| acc + "/" + &seg);
+                    let mut detail = inner.to_string();
+                    if let Some(at) = detail.find(" at line ") {
+                        detail.truncate(at);
+                    }
+                    Err(Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "the request body is not valid",
+                    )
+                    .field(pointer, detail))
+                }
+            }
+        }
     }
 }
 
@@ -70,8 +151,10 @@ fn parse_enum<E: clap::ValueEnum>(name: &str, text: &Option<String>) -> Result<O
                     .iter()
                     .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
                     .collect();
-                Problem::bad_request(format!("`{name}` is not valid"))
-                    .field(format!("#/query/{name}"), format!("use one of: {}", accepted.join(", ")))
+                Problem::bad_request(format!("`{name}` is not valid")).field(
+                    format!("#/query/{name}"),
+                    format!("use one of: {}", accepted.join(", ")),
+                )
             })
         })
         .transpose()
@@ -284,6 +367,8 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(flows))
         .routes(routes!(audit))
         .routes(routes!(metrics))
+        .routes(routes!(set_credentials))
+        .routes(routes!(create_session, end_session))
 }
 
 /// The OpenAPI 3.1 document of the API, as served by `GET /api/openapi.json`.
@@ -321,28 +406,29 @@ async fn healthz() -> Json<Alive> {
     })
 }
 
-/// Readiness: the store answers and the project is loaded. Needs no token.
+/// Readiness: the store answers and `meltano.yml` loads. Needs no token.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses((status = 200, body = Alive), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Alive>, Problem> {
     let store = app.store.clone();
     blocking(move || {
-        store
-            .list_tokens()
-            .map(|_| ())
-            .map_err(|e| {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the system store does not answer")
-                    .detail(e.message().to_owned())
-            })
+        store.list_tokens().map(|_| ()).map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the system store does not answer",
+            )
+            .detail(e.message().to_owned())
+        })
     })
     .await?;
+    // A file that stopped loading keeps the last good project in use, but the server is not
+    // serving what is on disk: not ready until it is fixed.
     let loaded = app.loaded();
-    if loaded.project.is_none() {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the project is not loaded",
-        )
-        .detail(loaded.error.unwrap_or_default()));
+    if let Some(error) = loaded.error {
+        return Err(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "meltano.yml does not load")
+                .detail(error),
+        );
     }
     Ok(Json(Alive {
         status: "ready".into(),
@@ -448,34 +534,44 @@ async fn list_sources_handler(
     .await
 }
 
+/// A setting that is not sensitive.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlainSetting {
+    /// The setting's name.
+    pub name: String,
+    /// Always `false`.
+    pub sensitive: bool,
+    /// Whether `meltano.yml` gives it a value.
+    pub is_set: bool,
+    /// Its value in `meltano.yml`, else its declared default (any JSON value, or null).
+    #[schema(value_type = Value, required = true)]
+    pub value: Option<Value>,
+    /// Its declared kind.
+    pub kind: Option<String>,
+}
+
+/// A sensitive setting (declared `sensitive`, `kind: password`, or named like a credential):
+/// only whether it is set, never a value.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SensitiveSetting {
+    /// The setting's name.
+    pub name: String,
+    /// Always `true`.
+    pub sensitive: bool,
+    /// Whether a value is set (in `meltano.yml`, the secret store or the system database).
+    pub is_set: bool,
+}
+
 /// A setting of a source. A sensitive one never carries its value.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum SettingView {
     /// A setting that is not sensitive.
-    Plain {
-        /// The setting's name.
-        name: String,
-        /// Always `false`.
-        sensitive: bool,
-        /// Whether `meltano.yml` gives it a value.
-        is_set: bool,
-        /// Its value in `meltano.yml`, else its declared default.
-        #[schema(value_type = Object)]
-        value: Option<Value>,
-        /// Its declared kind.
-        kind: Option<String>,
-    },
-    /// A sensitive setting (declared `sensitive`, `kind: password`, or named like a
-    /// credential): only whether it is set.
-    Sensitive {
-        /// The setting's name.
-        name: String,
-        /// Always `true`.
-        sensitive: bool,
-        /// Whether a value is set (in `meltano.yml`, the secret store or the system database).
-        is_set: bool,
-    },
+    Plain(PlainSetting),
+    /// A sensitive setting.
+    Sensitive(SensitiveSetting),
 }
 
 /// One source with its settings.
@@ -490,10 +586,13 @@ pub struct SourceDetail {
 
 fn find_source<'a>(sources: &'a [SourceInfo], id: &str) -> Result<&'a SourceInfo, Problem> {
     sources.iter().find(|s| s.name == id).ok_or_else(|| {
-        let mut problem = Problem::not_found(format!("no extractor or loader `{id}` in meltano.yml"));
+        let mut problem =
+            Problem::not_found(format!("no extractor or loader `{id}` in meltano.yml"));
         problem.detail = Some(
             match crate::error::did_you_mean(id, sources.iter().map(|s| s.name.as_str())) {
-                Some(close) => format!("did you mean `{close}`? GET /api/sources lists every source"),
+                Some(close) => {
+                    format!("did you mean `{close}`? GET /api/sources lists every source")
+                }
                 None => "GET /api/sources lists every source".into(),
             },
         );
@@ -572,13 +671,13 @@ async fn get_source(
                 let is_set = in_yml.is_some_and(|v| v.as_str() != Some(""))
                     || stored.contains(&name)
                     || store.get_setting(&namespace, &name)?.is_some();
-                settings.push(SettingView::Sensitive {
+                settings.push(SettingView::Sensitive(SensitiveSetting {
                     name,
                     sensitive: true,
                     is_set,
-                });
+                }));
             } else {
-                settings.push(SettingView::Plain {
+                settings.push(SettingView::Plain(PlainSetting {
                     is_set: in_yml.is_some(),
                     value: in_yml
                         .map(crate::registry::catalog::mask_config)
@@ -586,7 +685,7 @@ async fn get_source(
                     kind: def.and_then(|d| d.kind.clone()),
                     name,
                     sensitive: false,
-                });
+                }));
             }
         }
         Ok(Json(SourceDetail { entry, settings }))
@@ -611,7 +710,12 @@ async fn source_health(
         let now = Utc::now();
         let window = chrono::Duration::hours(24);
         let expected_every = schedule_expectations(&project, now);
-        let lookback = expected_every.values().copied().chain([window]).max().unwrap_or(window);
+        let lookback = expected_every
+            .values()
+            .copied()
+            .chain([window])
+            .max()
+            .unwrap_or(window);
         let runs = store.list_runs_since(now - lookback)?;
         let report = health_report(
             &runs,
@@ -729,8 +833,10 @@ async fn list_runs(
                 attempt: crate::orchestrate::attempt_of_trigger(&run.trigger),
             })
             .collect();
-        Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor }))
-            .into_response())
+        Ok(
+            Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor }))
+                .into_response(),
+        )
     })
     .await
 }
@@ -918,4 +1024,231 @@ async fn metrics(State(app): State<Arc<App>>, _caller: Caller) -> Result<Respons
         Ok(response)
     })
     .await
+}
+
+// ----- actions -----
+
+/// The body of `POST /api/sources/{id}/credentials`.
+/// No `Debug`: the values are secrets.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsRequest {
+    /// Sensitive settings and their new values.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// What `POST /api/sources/{id}/credentials` changed: names only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialsSet {
+    /// The source.
+    pub source: String,
+    /// The settings set, sorted.
+    pub settings: Vec<String>,
+}
+
+/// Sets or rotates sensitive settings of a source in the encrypted secret store (operator).
+/// Values never come back; the answer lists the names.
+#[utoipa::path(post, path = "/api/sources/{id}/credentials", tag = "sources", params(SourceId),
+    request_body = CredentialsRequest,
+    responses((status = 200, body = CredentialsSet),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn set_credentials(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CredentialsRequest>,
+) -> Result<Json<CredentialsSet>, Problem> {
+    caller.require(Role::Operator)?;
+    let (project, loaded) = app.project()?;
+    let info = find_source(&loaded.sources, &id)?.clone();
+    if body.settings.is_empty() {
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no settings to set")
+                .field("/settings", "name at least one sensitive setting"),
+        );
+    }
+    let plugin = project
+        .plugins()
+        .iter()
+        .find(|p| p.name == info.name && p.plugin_type.singular() == info.plugin_type)
+        .ok_or_else(Problem::internal)?
+        .clone();
+    let mut refused = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only sensitive settings are set here",
+    )
+    .detail(format!(
+        "set other settings in meltano.yml or with `dsm config set {} NAME`",
+        info.name
+    ));
+    for (name, value) in &body.settings {
+        let def = plugin.settings.iter().find(|s| &s.name == name);
+        let declared =
+            def.is_some_and(|d| d.sensitive == Some(true) || d.kind.as_deref() == Some("password"));
+        let sensitive = crate::secrets::sensitive::is_sensitive(name, declared)
+            || (def.is_none() && is_secret_key(name));
+        if !sensitive {
+            refused = refused.field(
+                format!("/settings/{}", name.replace('~', "~0").replace('/', "~1")),
+                "not a sensitive setting",
+            );
+        } else if value.is_empty() {
+            refused = refused.field(
+                format!("/settings/{}", name.replace('~', "~0").replace('/', "~1")),
+                "the value is empty",
+            );
+        }
+    }
+    if !refused.errors.is_empty() {
+        return Err(refused);
+    }
+    let db_path = app.database_path.clone();
+    let root = app.root.clone();
+    blocking(move || {
+        use crate::secrets::master_key::KeyLookup;
+        let conn = crate::secrets::open_connection(&db_path)?;
+        let key = KeyLookup::from_env()
+            .find()
+            .and_then(|(key, source)| {
+                crate::secrets::store::check_key(&conn, &key, &source.to_string()).map(|_| key)
+            })
+            .map_err(|e| {
+                Problem::new(StatusCode::CONFLICT, "the secret store cannot be written")
+                    .detail(format!(
+                        "{e}; start `dsm serve` where `dsm secrets init` made the master key (or set `DSM_MASTER_KEY_FILE`)"
+                    ))
+            })?;
+        let command = format!("dsm serve (token {})", caller.name);
+        let pref = crate::secrets::history::PluginRef {
+            plugin_type: Some(plugin.plugin_type),
+            name: &plugin.name,
+        };
+        crate::secrets::history::ensure_baseline(&conn, &root, &pref, &command)?;
+        let names: Vec<String> = body.settings.keys().cloned().collect();
+        for (name, value) in body.settings {
+            let value = crate::secrets::Secret::new(value);
+            crate::secrets::set_secret(&conn, &key, &plugin.name, &name, &value, &command)
+                .map_err(crate::error::Error::from)?;
+            crate::secrets::history::record(&conn, &root, &pref, &command, "set", Some(&name))?;
+        }
+        Ok(Json(CredentialsSet {
+            source: plugin.name.clone(),
+            settings: names,
+        }))
+    })
+    .await
+}
+
+// ----- browser sessions -----
+
+/// The body of `POST /api/session`. No `Debug`: it holds a token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// An API token (`dsm tokens create`).
+    pub token: String,
+}
+
+/// Who a session acts as.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The organisation it is limited to.
+    pub organisation: Option<String>,
+    /// When the token (and so the session) expires; sessions also end after 12 hours idle.
+    pub expires_at: Option<String>,
+}
+
+/// Signs a browser in: checks the token and sets the `HttpOnly`, `SameSite=Strict` cookie
+/// `dsm_session`, which then stands for the token. Needs no `Authorization` header.
+#[utoipa::path(post, path = "/api/session", tag = "session", security(()),
+    request_body = SessionRequest,
+    responses((status = 201, body = SessionInfo, headers(("Set-Cookie" = String, description = "dsm_session"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn create_session(
+    State(app): State<Arc<App>>,
+    axum::extract::ConnectInfo(super::Peer(peer)): axum::extract::ConnectInfo<super::Peer>,
+    ApiJson(body): ApiJson<SessionRequest>,
+) -> Result<Response, Problem> {
+    let now = std::time::Instant::now();
+    if let Some(secs) = app.limiter.blocked_for(peer.ip(), now) {
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed attempts from this address",
+        )
+        .detail(format!("try again in {secs} s with a valid token"));
+        problem.retry_after = Some(secs);
+        return Err(problem);
+    }
+    let store = app.store.clone();
+    let token = body.token;
+    let found = blocking(move || {
+        let tokens = store.list_tokens()?;
+        Ok(super::token::authenticate(&tokens, &token, Utc::now()))
+    })
+    .await?;
+    let Some(record) = found else {
+        app.limiter.record_failure(peer.ip(), now);
+        return Err(Problem::unauthorized("the token is not valid")
+            .detail("it may be mistyped, revoked or expired; `dsm tokens list` shows the tokens"));
+    };
+    let id = app.sessions.create(record.token_hash.clone(), now);
+    let mut cookie = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Strict",
+        super::auth::SESSION_COOKIE,
+        id.as_str()
+    );
+    if app.secure_cookies {
+        cookie.push_str("; Secure");
+    }
+    if let Some(at) = record.expires_at {
+        let secs = (at - Utc::now()).num_seconds().max(0);
+        cookie.push_str(&format!("; Max-Age={secs}"));
+    }
+    let info = SessionInfo {
+        name: record.name.clone(),
+        role: record.role,
+        organisation: record.organisation.clone(),
+        expires_at: record.expires_at.map(crate::store::format_time),
+    };
+    let mut response = (StatusCode::CREATED, Json(info)).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| Problem::internal())?,
+    );
+    response.extensions_mut().insert(Caller {
+        name: record.name,
+        role: record.role,
+        organisation: record.organisation,
+    });
+    Ok(response)
+}
+
+/// Signs a browser out: ends the session of the `dsm_session` cookie and clears the cookie.
+#[utoipa::path(delete, path = "/api/session", tag = "session", security(()),
+    responses((status = 204, description = "The session ended (or there was none)")))]
+async fn end_session(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(id) = super::auth::session_cookie(&headers) {
+        app.sessions.end(&id);
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("dsm_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
 }

@@ -100,7 +100,10 @@ impl FailureLimiter {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded memory under a flood from many addresses: forget windows that have passed.
         if map.len() > 10_000 {
-            map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            map.retain(|_, l| {
+                l.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
         }
         let list = map.entry(addr).or_default();
         list.push_back(now);
@@ -110,11 +113,87 @@ impl FailureLimiter {
     }
 }
 
-/// Paths answered without a token.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
+/// The browser session cookie.
+pub const SESSION_COOKIE: &str = "dsm_session";
+/// A session unused this long ends.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug)]
+struct Session {
+    token_hash: Vec<u8>,
+    last_seen: Instant,
 }
 
+/// Browser sessions: a random id in an `HttpOnly`, `SameSite=Strict` cookie stands for a token.
+/// Only a hash of each id is kept, in memory (a restart ends every session).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<Vec<u8>, Session>>,
+}
+
+impl Sessions {
+    /// Starts a session for the token whose hash is `token_hash`; returns the session id.
+    pub fn create(&self, token_hash: Vec<u8>, now: Instant) -> zeroize::Zeroizing<String> {
+        let id = super::token::generate();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        map.insert(
+            super::token::hash(&id),
+            Session {
+                token_hash,
+                last_seen: now,
+            },
+        );
+        id
+    }
+
+    /// The token hash of a live session, refreshing its idle time.
+    fn touch(&self, id: &str, now: Instant) -> Option<Vec<u8>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let key = super::token::hash(id);
+        let session = map.get_mut(&key)?;
+        if now.duration_since(session.last_seen) >= SESSION_IDLE {
+            map.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.token_hash.clone())
+    }
+
+    /// Ends a session; returns whether it existed.
+    pub fn end(&self, id: &str) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&super::token::hash(id)).is_some()
+    }
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the request's `Origin` is this server (the same scheme, host and port as its
+/// `Host`): a state-changing request carrying the session cookie must come from the server's
+/// own pages.
+fn same_origin(headers: &axum::http::HeaderMap, tls: bool) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let scheme = if tls { "https" } else { "http" };
+    matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"))
+}
+
+/// Paths answered without a token (`/api/session` checks the token in its body itself).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/api/session")
+}
 /// Whether a request changes something (refused under `--read-only`).
 pub fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -133,8 +212,9 @@ fn bearer(request: &Request) -> Option<Result<&str, ()>> {
     }))
 }
 
-/// The authentication layer: public paths pass; everything else needs a valid bearer token
-/// (which becomes the request's [`Caller`]); addresses with too many failures get 429; under
+/// The authentication layer: public paths pass; everything else needs a valid bearer token or
+/// session cookie (whose token becomes the request's [`Caller`]); a state-changing request by
+/// cookie needs the server's own `Origin`; addresses with too many failures get 429; under
 /// `--read-only` state-changing requests get 403.
 pub async fn authenticate(
     State(app): State<Arc<App>>,
@@ -155,25 +235,45 @@ pub async fn authenticate(
         problem.retry_after = Some(secs);
         return problem.into_response();
     }
-    let token = match bearer(&request) {
-        None => {
-            return Problem::unauthorized("this request needs a token")
-                .detail("send `Authorization: Bearer TOKEN`; `dsm tokens create NAME --role viewer` makes one")
-                .into_response();
-        }
+    // A bearer token first; without one, the session cookie.
+    let credential = match bearer(&request) {
+        Some(Ok(token)) => Ok(token.to_owned()),
         Some(Err(())) => {
             app.limiter.record_failure(peer.ip(), now);
             return Problem::unauthorized("the Authorization header is not `Bearer TOKEN`")
                 .detail("send `Authorization: Bearer TOKEN`")
                 .into_response();
         }
-        Some(Ok(token)) => token.to_owned(),
+        None => match session_cookie(request.headers()) {
+            Some(id) => Err(id),
+            None => {
+                return Problem::unauthorized("this request needs a token")
+                    .detail("send `Authorization: Bearer TOKEN`; `dsm tokens create NAME --role viewer` makes one")
+                    .into_response();
+            }
+        },
     };
+    let by_session = credential.is_err();
+    let token_hash = match credential {
+        Ok(token) => Some(super::token::hash(&token)),
+        Err(id) => app.sessions.touch(&id, now),
+    };
+    if by_session
+        && is_state_changing(request.method())
+        && !same_origin(request.headers(), app.secure_cookies)
+    {
+        return Problem::forbidden("a cross-site request was refused")
+            .detail("a request carrying the session cookie that changes something must send the server's own `Origin`")
+            .into_response();
+    }
     let store = app.store.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
+        let Some(token_hash) = token_hash else {
+            return Ok(None);
+        };
         let tokens = store.list_tokens()?;
         let now = Utc::now();
-        let found = super::token::authenticate(&tokens, &token, now);
+        let found = super::token::by_hash(&tokens, &token_hash, now);
         if let Some(t) = &found
             && t.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY)
         {
@@ -186,9 +286,15 @@ pub async fn authenticate(
         Ok(Ok(Some(record))) => record,
         Ok(Ok(None)) => {
             app.limiter.record_failure(peer.ip(), now);
-            return Problem::unauthorized("the token is not valid")
-                .detail("it may be mistyped, revoked or expired; `dsm tokens list` shows the tokens")
-                .into_response();
+            let problem = if by_session {
+                Problem::unauthorized("the session is not valid")
+                    .detail("it ended, its token was revoked or expired, or it was idle for 12 hours; sign in again with POST /api/session")
+            } else {
+                Problem::unauthorized("the token is not valid").detail(
+                    "it may be mistyped, revoked or expired; `dsm tokens list` shows the tokens",
+                )
+            };
+            return problem.into_response();
         }
         Ok(Err(error)) => return Problem::from(error).into_response(),
         Err(_) => return Problem::internal().into_response(),
@@ -203,8 +309,11 @@ pub async fn authenticate(
         role: record.role,
         organisation: record.organisation,
     };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    // For the access log, which runs outside this layer.
+    response.extensions_mut().insert(caller);
+    response
 }
 
 #[cfg(test)]
@@ -221,7 +330,9 @@ mod tests {
             assert_eq!(limiter.blocked_for(addr, t0), None, "after {i}");
             limiter.record_failure(addr, t0);
         }
-        let wait = limiter.blocked_for(addr, t0 + Duration::from_secs(15)).unwrap();
+        let wait = limiter
+            .blocked_for(addr, t0 + Duration::from_secs(15))
+            .unwrap();
         assert_eq!(wait, 45);
         assert_eq!(limiter.blocked_for(other, t0), None);
         assert_eq!(limiter.blocked_for(addr, t0 + FAILURE_WINDOW), None);

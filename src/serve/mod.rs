@@ -18,11 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::Result;
@@ -71,6 +71,10 @@ pub struct App {
     pub read_only: bool,
     /// Failed attempts per address.
     pub limiter: FailureLimiter,
+    /// Browser sessions.
+    pub sessions: auth::Sessions,
+    /// Whether the server speaks TLS (cookies get `Secure`, origins `https`).
+    pub secure_cookies: bool,
     loaded: RwLock<Loaded>,
 }
 
@@ -87,6 +91,7 @@ impl App {
         environment: EnvironmentChoice,
         store: Arc<dyn Store>,
         read_only: bool,
+        tls: bool,
     ) -> Result<Self> {
         let app = App {
             root,
@@ -95,6 +100,8 @@ impl App {
             store,
             read_only,
             limiter: FailureLimiter::default(),
+            sessions: auth::Sessions::default(),
+            secure_cookies: tls,
             loaded: RwLock::new(Loaded {
                 project: None,
                 sources: Arc::new(Vec::new()),
@@ -109,7 +116,10 @@ impl App {
 
     /// The project as last loaded.
     pub fn loaded(&self) -> Loaded {
-        self.loaded.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The loaded project, or 503 when it never loaded.
@@ -237,8 +247,11 @@ async fn body_limit(request: Request, next: Next) -> Response {
 
 /// The 413 answer.
 pub fn too_large() -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")
-        .detail(format!("send at most {MAX_BODY} bytes"))
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is too large",
+    )
+    .detail(format!("send at most {MAX_BODY} bytes"))
 }
 
 async fn not_found(request: Request) -> Problem {
@@ -249,7 +262,11 @@ async fn not_found(request: Request) -> Problem {
 async fn method_not_allowed(request: Request) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("`{}` does not accept {}", request.uri().path(), request.method()),
+        format!(
+            "`{}` does not accept {}",
+            request.uri().path(),
+            request.method()
+        ),
     )
     .detail("GET /api/openapi.json lists the methods of every endpoint")
 }
@@ -275,8 +292,13 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_answer))
-        .layer(fixed(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
+        ))
+        .layer(fixed(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
+        ))
         .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
         .layer(fixed(header::REFERRER_POLICY, "no-referrer"))

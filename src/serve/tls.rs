@@ -22,19 +22,24 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| {
-            Error::config(format!("cannot read the certificate `{}`: {e}", cert.display()))
-                .hint("`--tls-cert` takes a PEM file with the server's certificate chain")
+            Error::config(format!(
+                "cannot read the certificate `{}`: {e}",
+                cert.display()
+            ))
+            .hint("`--tls-cert` takes a PEM file with the server's certificate chain")
         })?;
     if certs.is_empty() {
-        return Err(Error::config(format!(
-            "`{}` holds no certificate",
-            cert.display()
-        ))
-        .hint("`--tls-cert` takes a PEM file with `-----BEGIN CERTIFICATE-----` blocks"));
+        return Err(
+            Error::config(format!("`{}` holds no certificate", cert.display()))
+                .hint("`--tls-cert` takes a PEM file with `-----BEGIN CERTIFICATE-----` blocks"),
+        );
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        Error::config(format!("cannot read the private key `{}`: {e}", key.display()))
-            .hint("`--tls-key` takes a PEM file with the certificate's private key")
+        Error::config(format!(
+            "cannot read the private key `{}`: {e}",
+            key.display()
+        ))
+        .hint("`--tls-key` takes a PEM file with the certificate's private key")
     })?;
     #[expect(
         deprecated,

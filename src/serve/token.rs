@@ -82,10 +82,18 @@ pub fn authenticate(
     presented: &str,
     now: DateTime<Utc>,
 ) -> Option<TokenRecord> {
-    let presented = hash(presented);
+    by_hash(tokens, &hash(presented), now)
+}
+
+/// [`authenticate`] with the token's hash.
+pub fn by_hash(
+    tokens: &[TokenRecord],
+    presented: &[u8],
+    now: DateTime<Utc>,
+) -> Option<TokenRecord> {
     let mut found = None;
     for record in tokens {
-        let equal: bool = record.token_hash.ct_eq(&presented).into();
+        let equal: bool = record.token_hash.ct_eq(presented).into();
         if equal && found.is_none() {
             found = Some(record);
         }

@@ -372,7 +372,9 @@ fn issue_24_tokens_create_and_list_match_their_schemas_and_never_list_the_token(
     let days = (expires - chrono::Utc::now()).num_hours() as f64 / 24.0;
     assert!((29.9..=30.0).contains(&days), "{days}");
     // No organisation, no expiry: both null.
-    let args2 = ["--format", "json", "tokens", "create", "viewer1", "--role", "viewer"];
+    let args2 = [
+        "--format", "json", "tokens", "create", "viewer1", "--role", "viewer",
+    ];
     let plain = assert_matches("tokens-create", &args2, &p.dsm(&args2));
     assert!(plain["organisation"].is_null() && plain["expires_at"].is_null());
 
@@ -400,7 +402,11 @@ fn issue_24_tokens_create_and_list_match_their_schemas_and_never_list_the_token(
     assert_eq!(revoked.code, 0, "{}", revoked.stderr);
     let unknown = p.dsm(&["tokens", "revoke", "ci-bot"]);
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("no token named `ci-bot`"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no token named `ci-bot`"),
+        "{}",
+        unknown.stderr
+    );
     assert_eq!(p.dsm(&list_args).json().as_array().unwrap().len(), 1);
 }
 
@@ -422,7 +428,12 @@ fn issue_24_token_create_and_revoke_are_audited_by_name() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["targets"][0].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["targets"][0].as_str().unwrap(),
+            )
+        })
         .collect();
     assert!(actions.contains(&("token.create", "ops")), "{actions:?}");
     assert!(actions.contains(&("token.revoke", "ops")), "{actions:?}");

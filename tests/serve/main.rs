@@ -24,6 +24,10 @@ struct Project {
 }
 
 fn clean(cmd: &mut Command, root: &Path) {
+    let key = root.join(".keys/master.key");
+    if key.exists() {
+        cmd.env("DSM_MASTER_KEY_FILE", &key);
+    }
     for (k, _) in std::env::vars() {
         if ["TAP_", "TARGET_", "MELTANO_", "DSM_", "MAPPER_"]
             .iter()
@@ -64,6 +68,14 @@ impl Project {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Makes a master key (so secrets can be stored and changes are audited).
+    fn with_master_key(self) -> Self {
+        let key = self.root().join(".keys/master.key");
+        let (code, _, err) = self.dsm(&["secrets", "init", "--key-file", key.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        self
     }
 
     /// Creates a token and returns it.
@@ -136,8 +148,7 @@ impl Answer {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// Asserts an RFC 9457 problem document with this status, and returns it.
@@ -151,13 +162,22 @@ impl Answer {
         );
         let doc = self.json();
         assert_eq!(doc["status"], status);
-        assert!(doc["title"].as_str().is_some_and(|t| !t.is_empty()), "{doc}");
+        assert!(
+            doc["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{doc}"
+        );
         doc
     }
 }
 
 impl Server {
-    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in headers {
@@ -202,7 +222,10 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(100));
                 return (status.code().unwrap_or(-1), self.log());
             }
-            assert!(Instant::now() < deadline, "dsm serve did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "dsm serve did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -275,14 +298,32 @@ fn issue_24_probes_need_no_token_and_everything_else_does() {
     let p = fixture();
     let viewer = p.token("viewer", "viewer");
     let server = p.serve(&[]);
-    assert_eq!(server.call("GET", "/healthz", &[], None).json()["status"], "ok");
-    assert_eq!(server.call("GET", "/readyz", &[], None).json()["status"], "ready");
+    assert_eq!(
+        server.call("GET", "/healthz", &[], None).json()["status"],
+        "ok"
+    );
+    assert_eq!(
+        server.call("GET", "/readyz", &[], None).json()["status"],
+        "ready"
+    );
     let anonymous = server.call("GET", "/api/sources", &[], None);
     anonymous.problem(401);
-    assert!(anonymous.header("www-authenticate").unwrap().starts_with("Bearer"));
-    server.get("/api/sources", "dsm_not-a-real-token").problem(401);
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
     server
-        .call("GET", "/metrics", &[("Authorization", "Basic dXNlcjpwdw==")], None)
+        .get("/api/sources", "dsm_not-a-real-token")
+        .problem(401);
+    server
+        .call(
+            "GET",
+            "/metrics",
+            &[("Authorization", "Basic dXNlcjpwdw==")],
+            None,
+        )
         .problem(401);
     let ok = server.get("/api/sources", &viewer);
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -331,15 +372,28 @@ fn issue_24_roles_read_only_and_unknown_routes() {
     server.get("/api/nothing-here", &admin).problem(404);
     let auth = format!("Bearer {admin}");
     server
-        .call("POST", "/api/flows", &[("Authorization", &auth)], Some(b"{}"))
+        .call(
+            "POST",
+            "/api/flows",
+            &[("Authorization", &auth)],
+            Some(b"{}"),
+        )
         .problem(405);
     drop(server);
 
     let read_only = p.serve(&["--read-only"]);
     assert!(read_only.log().contains("(read-only)"));
-    let refused = read_only.call("POST", "/api/flows", &[("Authorization", &auth)], Some(b"{}"));
+    let refused = read_only.call(
+        "POST",
+        "/api/flows",
+        &[("Authorization", &auth)],
+        Some(b"{}"),
+    );
     let doc = refused.problem(403);
-    assert!(doc["title"].as_str().unwrap().contains("read-only"), "{doc}");
+    assert!(
+        doc["title"].as_str().unwrap().contains("read-only"),
+        "{doc}"
+    );
     assert_eq!(read_only.get("/api/flows", &viewer).status, 200);
 }
 
@@ -361,7 +415,10 @@ fn issue_24_security_headers_no_cors_and_bad_requests_are_problems() {
     ] {
         let csp = answer.header("content-security-policy").unwrap();
         assert!(csp.contains("default-src 'none'"), "{csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
         assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
         assert!(answer.header("access-control-allow-origin").is_none());
     }
@@ -382,14 +439,27 @@ fn issue_24_security_headers_no_cors_and_bad_requests_are_problems() {
     assert_eq!(bad_limit["errors"][0]["pointer"], "#/query/limit");
     server.get("/api/sources?limit=abc", &viewer).problem(400);
     server.get("/api/sources?cursor=%%%", &viewer).problem(400);
-    server.get("/api/sources?status=sleepy", &viewer).problem(400);
+    server
+        .get("/api/sources?status=sleepy", &viewer)
+        .problem(400);
     server.get("/api/sources?colour=red", &viewer).problem(400);
-    server.get("/api/runs?since=yesterday", &viewer).problem(400);
-    server.get("/api/sources/..%2F..%2Fetc%2Fpasswd", &viewer).problem(404);
-    server.get("/api/runs/..%2Fmeltano.yml", &viewer).problem(404);
+    server
+        .get("/api/runs?since=yesterday", &viewer)
+        .problem(400);
+    server
+        .get("/api/sources/..%2F..%2Fetc%2Fpasswd", &viewer)
+        .problem(404);
+    server
+        .get("/api/runs/..%2Fmeltano.yml", &viewer)
+        .problem(404);
     let huge = vec![b'x'; 2 * 1024 * 1024];
     server
-        .call("POST", "/api/flows", &[("Authorization", &auth)], Some(&huge))
+        .call(
+            "POST",
+            "/api/flows",
+            &[("Authorization", &auth)],
+            Some(&huge),
+        )
         .problem(413);
 }
 
@@ -457,7 +527,10 @@ fn issue_24_sources_filter_page_and_never_show_a_sensitive_value() {
     assert_eq!(setting("region")["value"], "eu");
     assert_eq!(setting("region")["sensitive"], false);
     let missing = server.get("/api/sources/tap-fak", &viewer).problem(404);
-    assert!(missing["detail"].as_str().unwrap().contains("tap-fake"), "{missing}");
+    assert!(
+        missing["detail"].as_str().unwrap().contains("tap-fake"),
+        "{missing}"
+    );
     let health = server.get("/api/sources/tap-fake/health", &viewer);
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.json()["runs"], 1);
@@ -468,7 +541,9 @@ fn issue_24_runs_flows_metrics_and_the_log_tail_is_redacted() {
     let p = fixture();
     let viewer = p.token("viewer", "viewer");
     let server = p.serve(&[]);
-    let runs = server.get("/api/runs?source=tap-fake&status=success", &viewer).json();
+    let runs = server
+        .get("/api/runs?source=tap-fake&status=success", &viewer)
+        .json();
     let items = runs["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{runs}");
     let id = items[0]["run_id"].as_str().unwrap();
@@ -486,7 +561,10 @@ fn issue_24_runs_flows_metrics_and_the_log_tail_is_redacted() {
     assert_eq!(doc["status"], "success");
     let tail = doc["log_tail"].as_array().unwrap();
     let text: Vec<&str> = tail.iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(text.iter().any(|l| l.contains("connecting with")), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.contains("connecting with")),
+        "{text:?}"
+    );
     assert!(!run.body.contains(SECRET), "{text:?}");
     assert!(!run.body.contains("hunter22"), "{text:?}");
     server.get("/api/runs/no-such-run", &viewer).problem(404);
@@ -495,7 +573,12 @@ fn issue_24_runs_flows_metrics_and_the_log_tail_is_redacted() {
     assert!(flows.as_array().is_some_and(|f| !f.is_empty()), "{flows}");
     let metrics = server.get("/metrics", &viewer);
     assert_eq!(metrics.status, 200);
-    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert!(metrics.body.contains("tap-fake"), "{}", metrics.body);
 }
 
@@ -514,7 +597,11 @@ fn assert_documented(doc: &Value, method: &str, path: &str, value: &Value) {
         .iter_errors(value)
         .map(|e| format!("at `{}`: {e}", e.instance_path()))
         .collect();
-    assert!(problems.is_empty(), "{method} {path}:\n{}\n{value:#}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{method} {path}:\n{}\n{value:#}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -523,7 +610,11 @@ fn issue_24_openapi_document_matches_the_handlers_and_the_answers() {
     let admin = p.token("admin", "admin");
     let server = p.serve(&[]);
     let doc = server.get("/api/openapi.json", &admin).json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     // The checked-in copy is the served one (regenerate with DSM_UPDATE_SCHEMAS=1).
     let checked_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/api/openapi.json");
     let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
@@ -549,7 +640,10 @@ fn issue_24_openapi_document_matches_the_handlers_and_the_answers() {
             );
             assert!(
                 ![404, 405].contains(&answer.status)
-                    || answer.json()["title"].as_str().unwrap_or("").starts_with("no run"),
+                    || answer.json()["title"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("no run"),
                 "{method} {concrete} is documented but answers {}: {}",
                 answer.status,
                 answer.body
@@ -566,7 +660,10 @@ fn issue_24_openapi_document_matches_the_handlers_and_the_answers() {
     for (path, concrete) in [
         ("/api/sources", "/api/sources".to_owned()),
         ("/api/sources/{id}", "/api/sources/tap-fake".to_owned()),
-        ("/api/sources/{id}/health", "/api/sources/tap-fake/health".to_owned()),
+        (
+            "/api/sources/{id}/health",
+            "/api/sources/tap-fake/health".to_owned(),
+        ),
         ("/api/runs", "/api/runs".to_owned()),
         ("/api/runs/{id}", format!("/api/runs/{run_id}")),
         ("/api/flows", "/api/flows".to_owned()),
@@ -608,7 +705,10 @@ fn issue_24_reloads_meltano_yml_and_stops_gracefully_on_sigterm() {
         if server.call("GET", "/readyz", &[], None).status == 503 {
             break;
         }
-        assert!(Instant::now() < deadline, "/readyz never reported the broken file");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported the broken file"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(server.get("/api/sources/tap-added", &viewer).status, 200);
@@ -627,5 +727,149 @@ fn issue_24_warns_without_tls_off_loopback_and_refuses_bad_flags() {
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = p.dsm(&["serve", "--tls-cert", "nope.pem", "--tls-key", "nope.key"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("cannot read the certificate `nope.pem`"), "{err}");
+    assert!(
+        err.contains("cannot read the certificate `nope.pem`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn issue_24_operators_set_credentials_by_name_and_the_values_never_come_back() {
+    let p = fixture().with_master_key();
+    let viewer = p.token("viewer", "viewer");
+    let ops = p.token("ops", "operator");
+    let server = p.serve(&[]);
+    let post = |token: &str, body: &str, content_type: &str| {
+        let auth = format!("Bearer {token}");
+        server.call(
+            "POST",
+            "/api/sources/tap-fake/credentials",
+            &[("Authorization", &auth), ("Content-Type", content_type)],
+            Some(body.as_bytes()),
+        )
+    };
+    let json = "application/json";
+    let new_value = "rotated-credential-0042";
+    let body = format!(r#"{{"settings": {{"api_token": "{new_value}"}}}}"#);
+    post(&viewer, &body, json).problem(403);
+    let ok = post(&ops, &body, json);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(
+        ok.json(),
+        serde_json::json!({"source": "tap-fake", "settings": ["api_token"]})
+    );
+    assert!(!ok.body.contains(new_value));
+    // It is in the encrypted store, audited with the token's name; the value is nowhere.
+    let (_, secrets, _) = p.dsm(&["--format", "json", "secrets", "list"]);
+    assert!(secrets.contains("\"api_token\""), "{secrets}");
+    let (_, audit, _) = p.dsm(&["--format", "json", "audit", "list"]);
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "secret.set"
+                && e["command"] == "dsm serve (token ops)"
+                && e["targets"][0] == "tap-fake.api_token"),
+        "{audit:#}"
+    );
+    assert!(!server.log().contains(new_value));
+    let shown = server.get("/api/sources/tap-fake", &viewer);
+    assert!(!shown.body.contains(new_value));
+
+    // Bad bodies are problems that say where.
+    let region = post(&ops, r#"{"settings": {"region": "us"}}"#, json).problem(422);
+    assert_eq!(region["errors"][0]["pointer"], "/settings/region");
+    let typed = post(&ops, r#"{"settings": {"api_token": 5}}"#, json).problem(422);
+    assert_eq!(typed["errors"][0]["pointer"], "/settings/api_token");
+    post(&ops, r#"{"settings": {}, "extra": 1}"#, json).problem(422);
+    post(&ops, r#"{"settings": {}}"#, json).problem(422);
+    post(&ops, r#"{"settings": "#, json).problem(400);
+    post(&ops, "settings=1", "application/x-www-form-urlencoded").problem(415);
+    let auth = format!("Bearer {ops}");
+    server
+        .call(
+            "POST",
+            "/api/sources/nope/credentials",
+            &[("Authorization", &auth), ("Content-Type", json)],
+            Some(body.as_bytes()),
+        )
+        .problem(404);
+}
+
+/// The `dsm_session` cookie of a `Set-Cookie` header, as a `Cookie` header value.
+fn session_cookie(answer: &Answer) -> String {
+    let set = answer.header("set-cookie").unwrap();
+    set.split(';').next().unwrap().trim().to_owned()
+}
+
+#[test]
+fn issue_24_browser_sessions_use_a_strict_cookie_and_refuse_cross_site_changes() {
+    let p = fixture().with_master_key();
+    let ops = p.token("ops", "operator");
+    let server = p.serve(&[]);
+    let json = ("Content-Type", "application/json");
+    server
+        .call(
+            "POST",
+            "/api/session",
+            &[json],
+            Some(br#"{"token": "dsm_nope"}"#),
+        )
+        .problem(401);
+    let body = format!(r#"{{"token": "{ops}"}}"#);
+    let signed_in = server.call("POST", "/api/session", &[json], Some(body.as_bytes()));
+    assert_eq!(signed_in.status, 201, "{}", signed_in.body);
+    assert_eq!(signed_in.json()["role"], "operator");
+    let set = signed_in.header("set-cookie").unwrap().to_owned();
+    for attribute in ["dsm_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    assert!(!set.contains(&ops), "the cookie is not the token: {set}");
+    let cookie = session_cookie(&signed_in);
+    let with_cookie = [("Cookie", cookie.as_str())];
+    assert_eq!(
+        server
+            .call("GET", "/api/sources", &with_cookie, None)
+            .status,
+        200
+    );
+
+    // A state-changing request by cookie needs the server's own Origin.
+    let origin = server.base.clone();
+    let change = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("Cookie", cookie.as_str()), json];
+        headers.extend_from_slice(extra);
+        server.call(
+            "POST",
+            "/api/sources/tap-fake/credentials",
+            &headers,
+            Some(br#"{"settings": {"api_token": "from-the-browser"}}"#),
+        )
+    };
+    change(&[]).problem(403);
+    change(&[("Origin", "https://evil.example")]).problem(403);
+    let ok = change(&[("Origin", &origin)]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    // Signing out ends the session; so does revoking its token.
+    let out = server.call("DELETE", "/api/session", &with_cookie, None);
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    server
+        .call("GET", "/api/sources", &with_cookie, None)
+        .problem(401);
+    let again = server.call("POST", "/api/session", &[json], Some(body.as_bytes()));
+    let cookie2 = session_cookie(&again);
+    assert_eq!(
+        server
+            .call("GET", "/api/flows", &[("Cookie", &cookie2)], None)
+            .status,
+        200
+    );
+    assert_eq!(p.dsm(&["tokens", "revoke", "ops"]).0, 0);
+    server
+        .call("GET", "/api/flows", &[("Cookie", &cookie2)], None)
+        .problem(401);
 }

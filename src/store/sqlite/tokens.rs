@@ -15,7 +15,9 @@ fn time(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
     text.map(|t| {
         DateTime::parse_from_rfc3339(&t)
             .map(|d| d.with_timezone(&Utc))
-            .map_err(|e| Error::failed(format!("system database holds a bad token time `{t}`: {e}")))
+            .map_err(|e| {
+                Error::failed(format!("system database holds a bad token time `{t}`: {e}"))
+            })
     })
     .transpose()
 }
@@ -95,9 +97,8 @@ impl TokenStore for SqliteStore {
 
     fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM api_tokens ORDER BY name"
-            ))?;
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY name"))?;
             let rows = stmt
                 .query_map([], record)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
