@@ -349,7 +349,7 @@ impl Modify for BearerAuth {
         description = "The HTTP API of `dsm serve`: the registry of sources, runs and flows."
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem))
+    components(schemas(Problem, PluginKind, RunStatusParam))
 )]
 struct ApiDoc;
 
@@ -384,8 +384,58 @@ pub fn openapi_document() -> &'static Value {
         for (name, text, items) in CLI_SCHEMAS {
             schemas.insert((*name).to_owned(), embed_cli_schema(name, text, *items));
         }
+        add_common_responses(&mut doc);
         doc
     })
+}
+
+/// Adds the answers every operation behind a token can give, set in one place like the layers
+/// that give them: 401 (no or bad token), 429 (too many failures), 403 for state-changing
+/// ones (`--read-only`, cross-site cookie), 413 for ones with a body, 400 for ones with query
+/// parameters.
+fn add_common_responses(doc: &mut Value) {
+    let problem = serde_json::json!({
+        "description": "A problem document",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let public = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+            let has_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let mut codes = Vec::new();
+            if !public {
+                codes.extend(["401", "429"]);
+                if method != "get" {
+                    codes.push("403");
+                }
+            }
+            if !op["requestBody"].is_null() {
+                codes.push("413");
+            }
+            if has_query {
+                codes.push("400");
+            }
+            let Some(responses) = op["responses"].as_object_mut() else {
+                continue;
+            };
+            for code in codes {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem.clone());
+            }
+        }
+    }
 }
 
 // ----- service -----

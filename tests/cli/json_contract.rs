@@ -336,6 +336,8 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "state-get",
         "state-list",
         "test",
+        "tokens-create",
+        "tokens-list",
         "validate",
     ]
     .map(|n| format!("{n}.schema.json"));
