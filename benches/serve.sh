@@ -19,9 +19,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --release --bin dsm
+# DSM_BENCH_BIN runs another build of dsm (e.g. target/debug/dsm to try the script out; the
+# figures in the README come from the release build).
+if [ -n "${DSM_BENCH_BIN:-}" ]; then
+  BIN=$DSM_BENCH_BIN
+else
+  cargo build --quiet --release --bin dsm
+  BIN=$PWD/target/release/dsm
+fi
 cargo bench --quiet --bench serve_client --no-run 2>/dev/null
-BIN=$PWD/target/release/dsm
 
 python3 - "$WORK/meltano.yml" "$SOURCES" <<'PY'
 import sys

@@ -902,12 +902,22 @@ pub struct RunIdParam {
 /// The last `n` lines of a run's log with credentials in URLs and the project's written-out
 /// secret values hidden.
 fn log_tail(path: &std::path::Path, secrets: &[String], n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read(path) else {
+    use std::io::{Read, Seek, SeekFrom};
+    // Read only the end of a long log.
+    const TAIL_BYTES: u64 = 256 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else {
         return Vec::new();
     };
-    // Read only the end of a long log.
-    let start = text.len().saturating_sub(256 * 1024);
-    let text = String::from_utf8_lossy(&text[start..]);
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .is_err()
+        || file.take(TAIL_BYTES).read_to_end(&mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
