@@ -27,7 +27,11 @@ else
   cargo build --quiet --release --bin dsm
   BIN=$PWD/target/release/dsm
 fi
-cargo bench --quiet --bench serve_client --no-run 2>/dev/null
+# The client is built like dsm: release, or the dev profile when trying out another build.
+PROFILE=()
+[ -n "${DSM_BENCH_BIN:-}" ] && PROFILE=(--profile dev)
+client() { cargo bench --quiet "${PROFILE[@]}" --bench serve_client 2>/dev/null; }
+cargo bench --quiet "${PROFILE[@]}" --bench serve_client --no-run 2>/dev/null
 
 python3 - "$WORK/meltano.yml" "$SOURCES" <<'PY'
 import sys
@@ -50,6 +54,6 @@ done
 [ -n "${ADDR:-}" ] || { cat "$WORK/serve.log"; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $SOURCES sources; $DSM_BENCH_CLIENTS clients x $DSM_BENCH_REQUESTS requests"
 export DSM_BENCH_ADDR=$ADDR DSM_BENCH_TOKEN=$TOKEN
-DSM_BENCH_PATH=/healthz cargo bench --quiet --bench serve_client 2>/dev/null
-DSM_BENCH_PATH='/api/sources?limit=100' cargo bench --quiet --bench serve_client 2>/dev/null
-DSM_BENCH_PATH='/api/sources?limit=100&provider=P7' cargo bench --quiet --bench serve_client 2>/dev/null
+DSM_BENCH_PATH=/healthz client
+DSM_BENCH_PATH='/api/sources?limit=100' client
+DSM_BENCH_PATH='/api/sources?limit=100&provider=P7' client
