@@ -61,3 +61,20 @@ while read -r name spec || [ -n "$name" ]; do
   test -x "$dir/bin/$name" || { echo "error: $spec installed no \`$name\` executable in $dir" >&2; exit 1; }
   echo "$spec" > "$dir/.requirement"
 done < scripts/test-plugins.txt
+
+# schemathesis, pinned, in a venv of its own: the `serve` test suite runs it over the OpenAPI
+# document of a throwaway `dsm serve` (tests/serve/main.rs finds it at target/schemathesis).
+schemathesis_spec="schemathesis==4.32.5"
+st_dir="$(mkdir -p target && cd target && pwd -P)/schemathesis"
+if [ ! -f "$st_dir/.requirement" ] || [ "$(cat "$st_dir/.requirement")" != "$schemathesis_spec" ]; then
+  echo "installing $schemathesis_spec into $st_dir (once)" >&2
+  rm -rf "$st_dir"
+  if ! { [ -x "$uv" ] && "$uv" venv --quiet --python python3 "$st_dir" &&
+         VIRTUAL_ENV="$st_dir" "$uv" pip install --quiet "$schemathesis_spec"; }; then
+    rm -rf "$st_dir"
+    make_venv "$st_dir"
+    "$st_dir/bin/python" -m pip install --quiet "$schemathesis_spec"
+  fi
+  test -x "$st_dir/bin/st" || { echo "error: $schemathesis_spec installed no \`st\` in $st_dir" >&2; exit 1; }
+  echo "$schemathesis_spec" > "$st_dir/.requirement"
+fi

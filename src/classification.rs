@@ -295,7 +295,7 @@ impl Content {
 }
 
 /// The label of one stream as it leaves dsm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StreamLabel {
     /// The stream (`*`: every stream whose name is not known before the run).
     pub stream: String,

@@ -140,6 +140,10 @@ pub enum Command {
     Completions(commands::completions::Args),
     /// Print the manual page, or write one page per command with `--output-dir`.
     Man(commands::man::Args),
+    /// API tokens for `dsm serve`.
+    Tokens(commands::tokens::Args),
+    /// Serve the HTTP API over the registry, runs and credentials.
+    Serve(commands::serve::Args),
 }
 
 /// The most flows, tests or installs dsm runs at the same time (`--parallel`).

@@ -27,6 +27,7 @@ pub mod project;
 pub mod registry;
 pub mod runner;
 pub mod secrets;
+pub mod serve;
 pub mod settings;
 pub mod singer;
 pub mod store;

@@ -60,7 +60,10 @@ pub fn init(global: &GlobalArgs) {
         LogLevel::Error | LogLevel::Critical => "error",
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        // The access log of `dsm serve` (target `dsm::access`) is always on.
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{filter},dsm::access=info"
+        )))
         .with_writer(crate::progress::LogWriter)
         // Colour only for a person at a terminal: cron mail and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

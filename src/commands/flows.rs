@@ -6,8 +6,7 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::{PluginType, Project};
-use crate::registry::flowmap::{FlowEntry, flow_map, render_dot, render_mermaid, render_text};
-use crate::registry::source_statuses;
+use crate::registry::flowmap::{FlowEntry, flows_with_status, render_dot, render_mermaid, render_text};
 use crate::runner;
 
 /// Arguments of `dsm flows` (`--format text|dot|mermaid|json`).
@@ -22,18 +21,8 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
             .hint("`dsm flows` accepts `--format text`, `dot`, `mermaid` or `json`"));
     }
     let project = Project::load(&ctx.project_root()?)?;
-    let mut flows = flow_map(&project);
     let store = open_store(ctx)?;
-    let names: Vec<&str> = flows.iter().filter_map(|f| f.first_extractor()).collect();
-    let statuses = source_statuses(store.as_ref(), &names)?;
-    for f in &mut flows {
-        f.status = f.first_extractor().and_then(|e| {
-            statuses
-                .iter()
-                .find(|s| s.name == e)
-                .map(|s| s.status.as_str().to_owned())
-        });
-    }
+    let mut flows = flows_with_status(&project, store.as_ref())?;
     fill_labels(&project, &mut flows)?;
     match format.as_str() {
         "json" => ctx.printer.json(&flows),

@@ -24,10 +24,12 @@ pub mod runs;
 pub mod schedule;
 pub mod secrets;
 pub mod select;
+pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod sync;
 pub mod test;
+pub mod tokens;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -128,5 +130,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Conflicts(args) => conflicts::run(ctx, args),
         Command::Completions(args) => completions::run(ctx, args),
         Command::Man(args) => man::run(ctx, args),
+        Command::Tokens(args) => tokens::run(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
     }
 }

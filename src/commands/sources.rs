@@ -2,7 +2,6 @@
 //! show one, and operator status changes (`disable`, `enable`, `maintenance`).
 
 use chrono::{Duration, Utc};
-use serde::Serialize;
 
 use crate::commands::Context;
 use crate::commands::state::open_store;
@@ -10,6 +9,7 @@ use crate::error::{Error, Result, did_you_mean};
 use crate::printer::OutputFormat;
 use crate::project::{EnvironmentChoice, Project};
 use crate::registry::catalog::{SourceInfo, SourceType, project_sources};
+use crate::registry::listing::{SourceFilter, list_sources};
 use crate::registry::status::current_user;
 use crate::registry::{
     Health, HealthOptions, OperatorStatus, SourceState, SourceStatus, Subject, health_report,
@@ -77,52 +77,18 @@ pub struct ChangeArgs {
     pub reason: Option<String>,
 }
 
-/// One line of `dsm sources list`.
-#[derive(Debug, Serialize)]
-struct Entry<'a> {
-    #[serde(flatten)]
-    info: &'a SourceInfo,
-    environment: Option<String>,
-    status: SourceStatus,
-    reason: Option<&'a str>,
-    since: Option<String>,
-    running_run: Option<&'a crate::store::RunId>,
-    last_run: Option<&'a crate::store::RunId>,
-    skipped_by_syncs: bool,
-}
-
-fn eq_ci(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
-fn matches(args: &ListArgs, info: &SourceInfo, st: &SourceState) -> bool {
-    let opt_eq = |want: &Option<String>, have: &Option<String>| {
-        want.as_deref()
-            .is_none_or(|w| have.as_deref().is_some_and(|h| eq_ci(w, h)))
-    };
-    let search_hit = args.search.as_deref().is_none_or(|q| {
-        let q = q.to_lowercase();
-        [
-            Some(info.name.as_str()),
-            info.provider.as_deref(),
-            info.category.as_deref(),
-            st.reason.as_deref(),
-            Some(info.source_type.as_str()),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(info.labels.iter().map(String::as_str))
-        .any(|field| field.to_lowercase().contains(&q))
-    });
-    args.source_type.is_none_or(|t| t == info.source_type)
-        && args.status.is_none_or(|s| s == st.status)
-        && opt_eq(&args.category, &info.category)
-        && opt_eq(&args.provider, &info.provider)
-        && args
-            .label
-            .iter()
-            .all(|l| info.labels.iter().any(|have| eq_ci(have, l)))
-        && search_hit
+impl ListArgs {
+    fn filter(&self) -> SourceFilter {
+        SourceFilter {
+            source_type: self.source_type,
+            status: self.status,
+            category: self.category.clone(),
+            provider: self.provider.clone(),
+            labels: self.label.clone(),
+            plugin_type: None,
+            search: self.search.clone(),
+        }
+    }
 }
 
 fn environment(ctx: &Context, project: &Project) -> Result<Option<String>> {
@@ -153,24 +119,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let store = open_store(ctx)?;
     match args.command {
         SourcesCommand::List(filters) => {
-            let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-            let states = source_statuses(store.as_ref(), &names)?;
             let env = environment(ctx, &project)?;
-            let entries: Vec<Entry<'_>> = sources
-                .iter()
-                .zip(&states)
-                .filter(|(info, st)| matches(&filters, info, st))
-                .map(|(info, st)| Entry {
-                    info,
-                    environment: env.clone(),
-                    status: st.status,
-                    reason: st.reason.as_deref(),
-                    since: st.since.map(format_time),
-                    running_run: st.running_run.as_ref(),
-                    last_run: st.last_run.as_ref(),
-                    skipped_by_syncs: st.skipped_by_syncs,
-                })
-                .collect();
+            let (entries, _) = list_sources(
+                store.as_ref(),
+                &sources,
+                &filters.filter(),
+                env.as_deref(),
+                0,
+                usize::MAX,
+            )?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&entries),
                 OutputFormat::Text if entries.is_empty() => {
@@ -193,7 +150,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                                 },
                                 e.info.classification.clone().unwrap_or_else(|| "-".into()),
                                 e.status.as_str().to_owned(),
-                                e.reason.unwrap_or_default().to_owned(),
+                                e.reason.clone().unwrap_or_default(),
                             ]
                         })
                         .collect();

@@ -20,7 +20,7 @@ use crate::project::{Plugin, PluginType, Project};
 use crate::runner::BUILTINS;
 
 /// The broad kind of a source or destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceType {
     /// Files: CSV, JSONL, Parquet, object storage.
@@ -49,7 +49,7 @@ impl SourceType {
 }
 
 /// One extractor or loader of the project, as the registry describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SourceInfo {
     /// The plugin's name.
     pub name: String,

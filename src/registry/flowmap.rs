@@ -118,6 +118,25 @@ fn dsm_job(
     (dsm.depends_on, dsm.enabled != Some(false))
 }
 
+/// [`flow_map`] with each flow's status: its first extractor's (`dsm flows`, `GET /api/flows`).
+pub fn flows_with_status(
+    project: &Project,
+    store: &dyn crate::store::Store,
+) -> crate::error::Result<Vec<FlowEntry>> {
+    let mut flows = flow_map(project);
+    let names: Vec<&str> = flows.iter().filter_map(|f| f.first_extractor()).collect();
+    let statuses = super::source_statuses(store, &names)?;
+    for f in &mut flows {
+        f.status = f.first_extractor().and_then(|e| {
+            statuses
+                .iter()
+                .find(|s| s.name == e)
+                .map(|s| s.status.as_str().to_owned())
+        });
+    }
+    Ok(flows)
+}
+
 /// The project's flows: schedules first, then jobs no schedule runs, then extractors with a
 /// default loader that no schedule or job names.
 pub fn flow_map(project: &Project) -> Vec<FlowEntry> {

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod flowmap;
 pub mod health;
+pub mod listing;
 pub mod metrics;
 pub mod probe;
 pub mod retention;

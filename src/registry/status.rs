@@ -15,7 +15,7 @@ pub const ORIGIN_OPERATOR: &str = "operator";
 pub const ORIGIN_TEST: &str = "test";
 
 /// A source's status as shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceStatus {
     /// Enabled, and its last run succeeded (or it has not run yet).

@@ -8,6 +8,7 @@ pub mod liveness;
 pub mod meltano;
 pub mod sqlite;
 pub mod state;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::project::PRIVATE_DIR;
 
 pub use sqlite::SqliteStore;
 pub use state::{CommitOutcome, IgnoredReason, StateId, StoredState};
+pub use tokens::{NewToken, Role, TokenRecord, TokenStore};
 
 /// The store's file name inside the project's private folder.
 pub const DATABASE_FILE: &str = "dsm.db";
@@ -349,7 +351,7 @@ pub struct RunFilter {
 
 /// The system store. Implementations are `Send + Sync`; every call blocks, so async callers go
 /// through `spawn_blocking`. Each write is one transaction that takes the write lock up front.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: TokenStore + Send + Sync + std::fmt::Debug {
     /// Where the store lives, for messages.
     fn location(&self) -> String;
 

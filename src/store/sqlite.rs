@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "config_history_files",
         include_str!("migrations/0013_config_history_files.sql"),
     ),
+    (
+        14,
+        "api_tokens",
+        include_str!("migrations/0014_api_tokens.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -1483,6 +1488,8 @@ fn holder_in(
         stale,
     }))
 }
+
+mod tokens;
 
 #[cfg(test)]
 mod tests;

@@ -347,6 +347,8 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "state-get",
         "state-list",
         "test",
+        "tokens-create",
+        "tokens-list",
         "validate",
     ]
     .map(|n| format!("{n}.schema.json"));
@@ -390,4 +392,100 @@ fn issue_26_classification_labels_match_the_schemas() {
     assert_eq!(sources[0]["stream_labels"][0]["label"], "internal");
     let shown = check("runs-show", &["runs", "show", &run_id]);
     assert_eq!(shown["labels"][0]["label"], "internal", "{shown}");
+}
+
+#[test]
+fn issue_24_tokens_create_and_list_match_their_schemas_and_never_list_the_token() {
+    let p = TestProject::new("version: 1\n");
+    let args = [
+        "--format",
+        "json",
+        "tokens",
+        "create",
+        "ci-bot",
+        "--role",
+        "operator",
+        "--organisation",
+        "acme",
+        "--expires",
+        "30d",
+    ];
+    let out = p.dsm(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let created = assert_matches("tokens-create", &args, &out);
+    assert_eq!(created["role"], "operator");
+    assert_eq!(created["organisation"], "acme");
+    let token = created["token"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> =
+        created["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.0).contains(&days), "{days}");
+    // No organisation, no expiry: both null.
+    let args2 = [
+        "--format", "json", "tokens", "create", "viewer1", "--role", "viewer",
+    ];
+    let plain = assert_matches("tokens-create", &args2, &p.dsm(&args2));
+    assert!(plain["organisation"].is_null() && plain["expires_at"].is_null());
+
+    let list_args = ["--format", "json", "tokens", "list"];
+    let list = p.dsm(&list_args);
+    let doc = assert_matches("tokens-list", &list_args, &list);
+    let names: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ci-bot", "viewer1"]);
+    let text = p.dsm(&["tokens", "list"]);
+    assert!(!list.stdout.contains(&token) && !text.stdout.contains(&token));
+    // The store keeps a hash, not the token.
+    let db = std::fs::read(p.root().join(".dsm/dsm.db")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    // A second token of the same name is refused; revoking an unknown name says so.
+    let again = p.dsm(&["tokens", "create", "ci-bot", "--role", "admin"]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let revoked = p.dsm(&["tokens", "revoke", "ci-bot"]);
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    let unknown = p.dsm(&["tokens", "revoke", "ci-bot"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no token named `ci-bot`"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(p.dsm(&list_args).json().as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn issue_24_token_create_and_revoke_are_audited_by_name() {
+    let p = TestProject::new("version: 1\n");
+    let key = p.root().join(".keys/master.key");
+    let p = p.env("DSM_MASTER_KEY_FILE", key.to_str().unwrap());
+    let init = p.dsm(&["secrets", "init", "--key-file", key.to_str().unwrap()]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let created = p.dsm(&["tokens", "create", "ops", "--role", "admin"]);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let token = created.stdout.trim().to_owned();
+    assert!(token.starts_with("dsm_"), "{}", created.stdout);
+    assert_eq!(p.dsm(&["tokens", "revoke", "ops"]).code, 0);
+    let audit = p.dsm(&["--format", "json", "audit", "list"]);
+    let entries = audit.json();
+    let actions: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["targets"][0].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("token.create", "ops")), "{actions:?}");
+    assert!(actions.contains(&("token.revoke", "ops")), "{actions:?}");
+    assert!(!audit.stdout.contains(&token));
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
 }

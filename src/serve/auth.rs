@@ -1,0 +1,353 @@
+//! Who is calling: bearer tokens checked against the store's hashes, roles, the `--read-only`
+//! switch, and the limit on failed attempts per address.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use super::App;
+use super::problem::Problem;
+use crate::store::Role;
+
+/// Failed attempts from one address within [`FAILURE_WINDOW`] after which it gets 429.
+pub const MAX_FAILURES: usize = 10;
+/// The window failed attempts are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How often a token's `last_used_at` is written at most.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The caller of a request, once its token is accepted.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (what the audit log and access log record).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The organisation it is limited to, if any.
+    pub organisation: Option<String>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "token `{}` has the {} role; this needs {}",
+                self.name,
+                self.role.as_str(),
+                role.as_str()
+            ))
+            .detail(format!(
+                "ask an administrator for a token with `dsm tokens create NAME --role {}`",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Problem::unauthorized("this request needs a token"))
+    }
+}
+
+/// Failed attempts per address, in a sliding window.
+#[derive(Debug, Default)]
+pub struct FailureLimiter {
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+impl FailureLimiter {
+    /// Seconds the address must wait, when it has used up its failed attempts.
+    pub fn blocked_for(&self, addr: IpAddr, now: Instant) -> Option<u64> {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.get_mut(&addr)?;
+        while list
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
+            list.pop_front();
+        }
+        if list.is_empty() {
+            map.remove(&addr);
+            return None;
+        }
+        (list.len() >= MAX_FAILURES).then(|| {
+            let oldest = *list.front().expect("the list is not empty");
+            let left = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
+            left.as_secs().max(1)
+        })
+    }
+
+    /// Records a failed attempt.
+    pub fn record_failure(&self, addr: IpAddr, now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded memory under a flood from many addresses: forget windows that have passed.
+        if map.len() > 10_000 {
+            map.retain(|_, l| {
+                l.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
+        }
+        let list = map.entry(addr).or_default();
+        list.push_back(now);
+        while list.len() > MAX_FAILURES {
+            list.pop_front();
+        }
+    }
+}
+
+/// The browser session cookie.
+pub const SESSION_COOKIE: &str = "dsm_session";
+/// A session unused this long ends.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug)]
+struct Session {
+    token_hash: Vec<u8>,
+    last_seen: Instant,
+}
+
+/// Browser sessions: a random id in an `HttpOnly`, `SameSite=Strict` cookie stands for a token.
+/// Only a hash of each id is kept, in memory (a restart ends every session).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<Vec<u8>, Session>>,
+}
+
+impl Sessions {
+    /// Starts a session for the token whose hash is `token_hash`; returns the session id.
+    pub fn create(&self, token_hash: Vec<u8>, now: Instant) -> zeroize::Zeroizing<String> {
+        let id = super::token::generate();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        map.insert(
+            super::token::hash(&id),
+            Session {
+                token_hash,
+                last_seen: now,
+            },
+        );
+        id
+    }
+
+    /// The token hash of a live session, refreshing its idle time.
+    fn touch(&self, id: &str, now: Instant) -> Option<Vec<u8>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let key = super::token::hash(id);
+        let session = map.get_mut(&key)?;
+        if now.duration_since(session.last_seen) >= SESSION_IDLE {
+            map.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.token_hash.clone())
+    }
+
+    /// Ends a session; returns whether it existed.
+    pub fn end(&self, id: &str) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&super::token::hash(id)).is_some()
+    }
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the request's `Origin` is this server (the same scheme, host and port as its
+/// `Host`): a state-changing request carrying the session cookie must come from the server's
+/// own pages.
+fn same_origin(headers: &axum::http::HeaderMap, tls: bool) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let scheme = if tls { "https" } else { "http" };
+    matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"))
+}
+
+/// Paths answered without a token (`/api/session` checks the token in its body itself).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/api/session")
+}
+/// Whether a request changes something (refused under `--read-only`).
+pub fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn bearer(request: &Request) -> Option<Result<&str, ()>> {
+    let value = request.headers().get(header::AUTHORIZATION)?;
+    let text = value.to_str().map_err(|_| ());
+    Some(text.and_then(|t| {
+        let (scheme, token) = t.split_once(' ').ok_or(())?;
+        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+            Ok(token.trim())
+        } else {
+            Err(())
+        }
+    }))
+}
+
+/// The authentication layer: public paths pass; everything else needs a valid bearer token or
+/// session cookie (whose token becomes the request's [`Caller`]); a state-changing request by
+/// cookie needs the server's own `Origin`; addresses with too many failures get 429; under
+/// `--read-only` state-changing requests get 403.
+pub async fn authenticate(
+    State(app): State<Arc<App>>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let now = Instant::now();
+    if let Some(secs) = app.limiter.blocked_for(peer.ip(), now) {
+        let mut problem = Problem::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too many failed attempts from this address",
+        )
+        .detail(format!("try again in {secs} s with a valid token"));
+        problem.retry_after = Some(secs);
+        return problem.into_response();
+    }
+    // A bearer token first; without one, the session cookie.
+    let credential = match bearer(&request) {
+        Some(Ok(token)) => Ok(token.to_owned()),
+        Some(Err(())) => {
+            app.limiter.record_failure(peer.ip(), now);
+            return Problem::unauthorized("the Authorization header is not `Bearer TOKEN`")
+                .detail("send `Authorization: Bearer TOKEN`")
+                .into_response();
+        }
+        None => match session_cookie(request.headers()) {
+            Some(id) => Err(id),
+            None => {
+                return Problem::unauthorized("this request needs a token")
+                    .detail("send `Authorization: Bearer TOKEN`; `dsm tokens create NAME --role viewer` makes one")
+                    .into_response();
+            }
+        },
+    };
+    let by_session = credential.is_err();
+    let token_hash = match credential {
+        Ok(token) => Some(super::token::hash(&token)),
+        Err(id) => app.sessions.touch(&id, now),
+    };
+    if by_session
+        && is_state_changing(request.method())
+        && !same_origin(request.headers(), app.secure_cookies)
+    {
+        return Problem::forbidden("a cross-site request was refused")
+            .detail("a request carrying the session cookie that changes something must send the server's own `Origin`")
+            .into_response();
+    }
+    let store = app.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
+        let Some(token_hash) = token_hash else {
+            return Ok(None);
+        };
+        let tokens = store.list_tokens()?;
+        let now = Utc::now();
+        let found = super::token::by_hash(&tokens, &token_hash, now);
+        if let Some(t) = &found
+            && t.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY)
+        {
+            store.touch_token(&t.name, now)?;
+        }
+        Ok(found)
+    })
+    .await;
+    let record = match found {
+        Ok(Ok(Some(record))) => record,
+        Ok(Ok(None)) => {
+            app.limiter.record_failure(peer.ip(), now);
+            let problem = if by_session {
+                Problem::unauthorized("the session is not valid")
+                    .detail("it ended, its token was revoked or expired, or it was idle for 12 hours; sign in again with POST /api/session")
+            } else {
+                Problem::unauthorized("the token is not valid").detail(
+                    "it may be mistyped, revoked or expired; `dsm tokens list` shows the tokens",
+                )
+            };
+            return problem.into_response();
+        }
+        Ok(Err(error)) => return Problem::from(error).into_response(),
+        Err(_) => return Problem::internal().into_response(),
+    };
+    if app.read_only && is_state_changing(request.method()) {
+        return Problem::forbidden("the server is read-only")
+            .detail("it was started with `--read-only`; restart it without to allow changes")
+            .into_response();
+    }
+    let caller = Caller {
+        name: record.name,
+        role: record.role,
+        organisation: record.organisation,
+    };
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    // For the access log, which runs outside this layer.
+    response.extensions_mut().insert(caller);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_blocked_after_ten_failures_in_a_minute_and_freed_after() {
+        let limiter = FailureLimiter::default();
+        let addr: IpAddr = "127.0.0.9".parse().unwrap();
+        let other: IpAddr = "127.0.0.10".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            assert_eq!(limiter.blocked_for(addr, t0), None, "after {i}");
+            limiter.record_failure(addr, t0);
+        }
+        let wait = limiter
+            .blocked_for(addr, t0 + Duration::from_secs(15))
+            .unwrap();
+        assert_eq!(wait, 45);
+        assert_eq!(limiter.blocked_for(other, t0), None);
+        assert_eq!(limiter.blocked_for(addr, t0 + FAILURE_WINDOW), None);
+    }
+
+    #[test]
+    fn roles_include_the_lower_ones() {
+        let caller = Caller {
+            name: "ops".into(),
+            role: Role::Operator,
+            organisation: None,
+        };
+        assert!(caller.require(Role::Viewer).is_ok());
+        assert!(caller.require(Role::Operator).is_ok());
+        let refused = caller.require(Role::Admin).unwrap_err();
+        assert_eq!(refused.status, 403);
+    }
+}
