@@ -6,7 +6,9 @@ use crate::commands::Context;
 use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::{PluginType, Project};
-use crate::registry::flowmap::{FlowEntry, flows_with_status, render_dot, render_mermaid, render_text};
+use crate::registry::flowmap::{
+    FlowEntry, flows_with_status, render_dot, render_mermaid, render_text,
+};
 use crate::runner;
 
 /// Arguments of `dsm flows` (`--format text|dot|mermaid|json`).

@@ -758,7 +758,7 @@ async fn source_health(
     let store = app.store.clone();
     blocking(move || {
         let now = Utc::now();
-        let window = chrono::Duration::hours(24);
+        let window = chrono::TimeDelta::try_hours(24).expect("24 hours is a valid duration");
         let expected_every = schedule_expectations(&project, now);
         let lookback = expected_every
             .values()

@@ -22,7 +22,10 @@ pub const MAX_FAILURES: usize = 10;
 /// The window failed attempts are counted in.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// How often a token's `last_used_at` is written at most.
-const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+const TOUCH_EVERY: chrono::TimeDelta = match chrono::TimeDelta::try_seconds(60) {
+    Some(d) => d,
+    None => panic!("60 seconds is a valid duration"),
+};
 
 /// The caller of a request, once its token is accepted.
 #[derive(Debug, Clone)]

@@ -231,8 +231,10 @@ fn opt_bool(o: &Map<String, Value>, key: &str, at: &str) -> Result<Option<bool>,
     }
 }
 
-fn seconds(f: f64) -> Duration {
-    Duration::from_secs_f64(f)
+/// A number of seconds from the config; a negative or absurd one (over 100 years) is an error.
+fn seconds(f: f64, at: &str) -> Result<Duration, PluginError> {
+    dsm::duration::seconds_f64(f)
+        .map_err(|e| bad(at, format!("is not a usable number of seconds: {e}")))
 }
 
 /// A path setting: absent means the default, `null` means none.
@@ -461,12 +463,21 @@ fn parse_client(o: &Map<String, Value>) -> Result<Client, PluginError> {
             }
             Retry {
                 max_attempts: max_attempts as u32,
-                max_delay: seconds(opt_f64(r, "max_delay", "client.retry")?.unwrap_or(300.0)),
-                backoff: seconds(opt_f64(r, "backoff", "client.retry")?.unwrap_or(1.0)),
+                max_delay: seconds(
+                    opt_f64(r, "max_delay", "client.retry")?.unwrap_or(300.0),
+                    "client.retry.max_delay",
+                )?,
+                backoff: seconds(
+                    opt_f64(r, "backoff", "client.retry")?.unwrap_or(1.0),
+                    "client.retry.backoff",
+                )?,
             }
         }
     };
-    let timeout = seconds(opt_f64(o, "timeout", "client")?.unwrap_or(60.0));
+    let timeout = seconds(
+        opt_f64(o, "timeout", "client")?.unwrap_or(60.0),
+        "client.timeout",
+    )?;
     if timeout.is_zero() {
         return Err(bad("client.timeout", "must be above 0"));
     }
@@ -535,7 +546,8 @@ fn parse_auth(a: &Map<String, Value>) -> Result<Auth, PluginError> {
                 request_data,
                 default_token_expiration: seconds(
                     opt_f64(a, "default_token_expiration", at)?.unwrap_or(3600.0),
-                ),
+                    &format!("{at}.default_token_expiration"),
+                )?,
             }
         }
         "" => {

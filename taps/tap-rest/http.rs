@@ -13,6 +13,12 @@ use serde_json::Value;
 
 use crate::config::{Auth, Client, RateLimit, Retry};
 
+/// A wait computed from a server's answer or the bucket: never negative, and an absurd one
+/// saturates instead of panicking (the caller caps waits at `client.retry.max_delay`).
+fn wait_of(f: f64) -> Duration {
+    Duration::try_from_secs_f64(f.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// Largest response body read (a page bigger than this is an error, not an allocation).
 const MAX_BODY: u64 = 256 * 1024 * 1024;
 
@@ -150,7 +156,7 @@ impl Limiter {
                 return;
             }
             let wait = (1.0 - bucket.tokens) / l.requests_per_second;
-            std::thread::sleep(Duration::from_secs_f64(wait));
+            std::thread::sleep(wait_of(wait));
         }
     }
 
@@ -169,7 +175,7 @@ impl Limiter {
         let refill = if tokens >= 1.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - tokens) / l.requests_per_second)
+            wait_of((1.0 - tokens) / l.requests_per_second)
         };
         paused + refill
     }
@@ -188,7 +194,7 @@ impl Limiter {
 pub fn retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| wait_of(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let when: SystemTime = when.with_timezone(&chrono::Utc).into();
@@ -218,7 +224,7 @@ pub fn budget_wait(resp: &Response) -> Option<Duration> {
             } else {
                 reset.max(0.0)
             };
-            return Some(Duration::from_secs_f64(secs));
+            return Some(wait_of(secs));
         }
     }
     None
@@ -421,7 +427,7 @@ impl Http {
             .get("expires_in")
             .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
             .filter(|f| f.is_finite() && *f > 0.0)
-            .map_or(default_token_expiration, Duration::from_secs_f64);
+            .map_or(default_token_expiration, wait_of);
         // Refresh ahead of expiry: a tenth of the lifetime, at most a minute, early.
         let margin = (lifetime / 10).min(Duration::from_secs(60));
         self.token = Some(Token {

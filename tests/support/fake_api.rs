@@ -283,7 +283,11 @@ fn serve(stream: TcpStream, shared: &Arc<Mutex<Shared>>) -> std::io::Result<()> 
                 let now = Instant::now();
                 let (end, count) = match s.window {
                     Some((end, count)) if now < end => (end, count + 1),
-                    _ => (now + std::time::Duration::from_secs_f64(o.budget_window), 1),
+                    _ => (
+                        now + std::time::Duration::try_from_secs_f64(o.budget_window)
+                            .unwrap_or_default(),
+                        1,
+                    ),
                 };
                 s.window = Some((end, count));
                 over_budget = count > o.budget;
