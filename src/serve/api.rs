@@ -990,6 +990,12 @@ async fn get_run(
             .unwrap_or_default();
         let mut doc = serde_json::to_value(&run).map_err(|_| Problem::internal())?;
         let obj = doc.as_object_mut().ok_or_else(Problem::internal)?;
+        // The document of `dsm runs show --format json`: the labels its streams had too.
+        let labels = store.stream_labels(&run_id)?;
+        obj.insert(
+            "labels".into(),
+            serde_json::to_value(&labels).map_err(|_| Problem::internal())?,
+        );
         obj.insert(
             "artifacts".into(),
             serde_json::to_value(&artifacts).map_err(|_| Problem::internal())?,

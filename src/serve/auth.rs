@@ -219,6 +219,14 @@ fn bearer(request: &Request) -> Option<Result<&str, ()>> {
 /// session cookie (whose token becomes the request's [`Caller`]); a state-changing request by
 /// cookie needs the server's own `Origin`; addresses with too many failures get 429; under
 /// `--read-only` state-changing requests get 403.
+/// Answers a request refused before its handler ran, after reading what is left of its body
+/// (bounded by the API's 1 MiB limit): a client still sending a body must not see the
+/// connection close under it instead of the answer.
+async fn refuse(request: Request, response: Response) -> Response {
+    let _ = axum::body::to_bytes(request.into_body(), 1024 * 1024).await;
+    response
+}
+
 pub async fn authenticate(
     State(app): State<Arc<App>>,
     ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
@@ -236,23 +244,25 @@ pub async fn authenticate(
         )
         .detail(format!("try again in {secs} s with a valid token"));
         problem.retry_after = Some(secs);
-        return problem.into_response();
+        return refuse(request, problem.into_response()).await;
     }
     // A bearer token first; without one, the session cookie.
     let credential = match bearer(&request) {
         Some(Ok(token)) => Ok(token.to_owned()),
         Some(Err(())) => {
             app.limiter.record_failure(peer.ip(), now);
-            return Problem::unauthorized("the Authorization header is not `Bearer TOKEN`")
+            let answer = Problem::unauthorized("the Authorization header is not `Bearer TOKEN`")
                 .detail("send `Authorization: Bearer TOKEN`")
                 .into_response();
+            return refuse(request, answer).await;
         }
         None => match session_cookie(request.headers()) {
             Some(id) => Err(id),
             None => {
-                return Problem::unauthorized("this request needs a token")
+                let answer = Problem::unauthorized("this request needs a token")
                     .detail("send `Authorization: Bearer TOKEN`; `dsm tokens create NAME --role viewer` makes one")
                     .into_response();
+                return refuse(request, answer).await;
             }
         },
     };
@@ -265,9 +275,10 @@ pub async fn authenticate(
         && is_state_changing(request.method())
         && !same_origin(request.headers(), app.secure_cookies)
     {
-        return Problem::forbidden("a cross-site request was refused")
+        let answer = Problem::forbidden("a cross-site request was refused")
             .detail("a request carrying the session cookie that changes something must send the server's own `Origin`")
             .into_response();
+        return refuse(request, answer).await;
     }
     let store = app.store.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
@@ -297,7 +308,7 @@ pub async fn authenticate(
                     "it may be mistyped, revoked or expired; `dsm tokens list` shows the tokens",
                 )
             };
-            return problem.into_response();
+            return refuse(request, problem.into_response()).await;
         }
         Ok(Err(error)) => return Problem::from(error).into_response(),
         Err(_) => return Problem::internal().into_response(),
