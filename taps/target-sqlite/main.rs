@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use dsm::singer::codec::{DEFAULT_MAX_LINE, LineReader};
 use dsm::singer::plugin_kit::{self as kit, About, PluginArgs, PluginError};
+use dsm::singer::raw::Fields;
 use dsm::singer::{Message, message::SchemaMessage};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Statement};
@@ -149,42 +150,6 @@ struct FastLine<'a> {
     record: Option<Fields<'a>>,
     #[serde(borrow)]
     version: Option<&'a RawValue>,
-}
-
-/// A record's properties in their order, borrowed from the line (no tree, no hashing).
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Fields<'a> {
-    /// The value of `key`, looking first where the `hint`-th property usually is.
-    fn get(&self, key: &str, hint: usize) -> Option<&'a RawValue> {
-        match self.0.get(hint) {
-            Some((k, v)) if k == key => Some(*v),
-            _ => self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Fields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> Result<Fields<'a>, M::Error> {
-                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(16));
-                while let Some((k, val)) = m.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    v.push((k, val));
-                }
-                Ok(Fields(v))
-            }
-        }
-        d.deserialize_map(Visit(std::marker::PhantomData))
-    }
 }
 
 struct Loader<'c> {
