@@ -311,7 +311,8 @@ pub fn run_flow(
         s.redact = forms.clone();
     }
 
-    let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    // State lives in the project's `file://` / `s3://` state backend when it names one.
+    let store = crate::state_backend::open_for_project(opts.database_uri.as_deref(), project)?;
     // The lock comes before the state is read, so a run never starts from a bookmark that the
     // run finishing just before it has since moved.
     let run_id = match opts.run_id.as_deref() {
@@ -427,7 +428,7 @@ pub fn run_flow(
                 .and_then(|payload| payload.get("singer_state").cloned())
                 .map(|s| s.to_string()),
         };
-        if start_state.is_none() {
+        if start_state.is_none() && !crate::state_backend::holds_state(project) {
             if let Some(place) = meltano_state_elsewhere(project) {
                 return Err(refuse_empty_state(&state_id, place));
             }
