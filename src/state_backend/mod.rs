@@ -29,9 +29,9 @@ use crate::project::Project;
 use crate::store::state::{apply_write, payload_from_state_value};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
 use crate::store::{
-    self, CommitOutcome, FlowLock, ImportReport, LockHolder, NewRun, PluginExit, PrunedTotal,
-    RunArtifact, RunFilter, RunFinish, RunId, RunRecord, SourceStatusChange, StateAction,
-    StateEvent, StateId, Store, StoredState, StreamStats,
+    self, CommitOutcome, FlowLock, ImportReport, LockHolder, NewRun, PrunedTotal, RunArtifact,
+    RunFilter, RunFinish, RunId, RunRecord, SourceStatusChange, StateAction, StateEvent, StateId,
+    Store, StoredState, StreamStats,
 };
 
 /// The file holding a state id's state, as Meltano names it.

@@ -384,11 +384,20 @@ fn s3_secret_from_dsms_secret_store() {
     );
     let key = tmp.path().join("master.key");
     let key_env = [("DSM_MASTER_KEY_FILE", key.to_str().unwrap())];
-    dsm(&dir, &["secrets", "init", "--key-file", key.to_str().unwrap()], &[]).ok("secrets init");
+    dsm(
+        &dir,
+        &["secrets", "init", "--key-file", key.to_str().unwrap()],
+        &[],
+    )
+    .ok("secrets init");
     // Without the secret: refused, naming where it can come from.
     let out = dsm(&dir, &["state", "list"], &key_env);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("aws_secret_access_key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("aws_secret_access_key"),
+        "{}",
+        out.stderr
+    );
     let secret = tmp.path().join("secret.txt");
     std::fs::write(&secret, "stored-secret-access-key\n").unwrap();
     dsm(
@@ -415,7 +424,10 @@ fn s3_secret_from_dsms_secret_store() {
         &dir,
         &["state", "get", "flow"],
         &[
-            ("MELTANO_STATE_BACKEND_S3_AWS_SECRET_ACCESS_KEY", "stored-secret-access-key"),
+            (
+                "MELTANO_STATE_BACKEND_S3_AWS_SECRET_ACCESS_KEY",
+                "stored-secret-access-key",
+            ),
             ("AWS_DEFAULT_REGION", "us-east-1"),
         ],
     )
