@@ -333,19 +333,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_units() {
-        assert_eq!(
-            Duration::Seconds(5).to_std(),
-            Some(std::time::Duration::from_secs(5))
-        );
-        assert_eq!(
-            Duration::Text("5m".into()).to_std(),
-            Some(std::time::Duration::from_secs(300))
-        );
-        assert_eq!(Duration::Text("5 parsecs".into()).to_std(), None);
-    }
-
-    #[test]
     fn validation_reads_modes_per_stream() {
         let v = serde_json::json!({"on_error": "warn", "streams": {"users": "quarantine", "logs": "off"}});
         let p: Validation = serde_json::from_value(v).unwrap();

@@ -1,3 +1,5 @@
+use serde_json::Value as J;
+
 use super::*;
 
 fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Project>) {

@@ -1,3 +1,8 @@
+use std::cmp::Ordering;
+use std::path::PathBuf;
+
+use serde_json::json;
+
 use super::*;
 
 fn spec() -> StreamSpec {

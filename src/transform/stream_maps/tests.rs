@@ -1,3 +1,5 @@
+use serde_json::json;
+
 use super::*;
 
 fn run(config: Value, lines: &[&str]) -> Result<Vec<Value>, TransformError> {
