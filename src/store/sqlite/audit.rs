@@ -113,21 +113,16 @@ impl SqliteStore {
         Some(self.path.parent()?.join(AUDIT_HEAD_FILE))
     }
 
-    /// Writes the head file atomically (a temporary file renamed over it).
+    /// Writes the head file atomically, readable by its owner only.
     pub(super) fn write_head(&self, head: &ChainLink) -> Result<()> {
         let Some(path) = self.head_path() else {
             return Ok(());
         };
-        let dir = path.parent().expect("the head file is beside the database");
         let text = format!("{} {}\n", head.seq, hex::encode(&head.mac));
-        let io = |e: std::io::Error| {
-            Error::failed(format!("cannot write `{}`: {e}", path.display())).with_source(e)
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::files::replace_atomically(&path, text.as_bytes(), crate::files::Mode::Set(0o600))
+            .map_err(|e| {
+                Error::failed(format!("cannot write `{}`: {e}", path.display())).with_source(e)
+            })
     }
 
     fn read_head(&self) -> Result<RecordedHead> {
