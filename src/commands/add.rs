@@ -394,9 +394,9 @@ pub(crate) fn audit(ctx: &Context, command: &str, action: &str, target: &str) {
         return;
     };
     let result = (|| -> Result<()> {
-        let (_, conn) = crate::commands::secrets::open_database(ctx)?;
-        crate::secrets::store::check_key(&conn, &key, &source.to_string())?;
-        crate::secrets::audit::append(&conn, &key, &Entry::new(command, action, [target]))?;
+        let (_, conn) = ctx.open_project_store()?;
+        crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string())?;
+        crate::secrets::audit::append(conn.as_ref(), &key, &Entry::new(command, action, [target]))?;
         Ok(())
     })();
     if let Err(error) = result {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::EnvironmentChoice;
 use crate::serve::{self, App};
@@ -35,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     })?;
     let root = ctx.project_root()?;
     let database_path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(serve::tls::acceptor(cert, key)?),
         _ => None,

@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::commands::Context;
 use crate::commands::run::load;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::plugin::{PluginRole, PluginSpec, RunDir, runtime_base};
 use crate::printer::OutputFormat;
@@ -401,7 +400,7 @@ fn not_installed(spec: &PluginSpec) -> Option<String> {
 
 /// Writes each tested plugin's overall result into its status history.
 fn record(ctx: &Context, chosen: &[(&Plugin, bool)], results: &[ProbeResult]) {
-    let store = match open_store(ctx) {
+    let store = match ctx.open_store() {
         Ok(s) => s,
         Err(e) => {
             ctx.printer.warn(format!(

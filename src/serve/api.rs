@@ -689,8 +689,8 @@ async fn get_source(
             .iter()
             .find(|p| p.name == info.name && p.plugin_type.singular() == info.plugin_type)
             .ok_or_else(Problem::internal)?;
-        let stored: Vec<String> = crate::secrets::open_connection(&db_path)
-            .and_then(|c| Ok(crate::secrets::store::list(&c)?))
+        let stored: Vec<String> = crate::store::open_path(&db_path)
+            .and_then(|c| Ok(crate::secrets::store::list(c.as_ref())?))
             .map(|list| {
                 list.into_iter()
                     .filter(|s| s.plugin == info.name)
@@ -849,7 +849,19 @@ async fn list_runs(
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Response, Problem> {
     let paging = Paging::read(q.limit, q.cursor.as_deref())?;
-    let status: Option<RunStatus> = parse_enum("status", &q.status)?;
+    let status: Option<RunStatus> = q
+        .status
+        .as_deref()
+        .map(|t| {
+            t.parse().map_err(|_| {
+                let accepted: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                Problem::bad_request("`status` is not valid".to_string()).field(
+                    "#/query/status".to_string(),
+                    format!("use one of: {}", accepted.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let since = time_param("since", &q.since)?;
     let until = time_param("until", &q.until)?;
     let store = app.store.clone();
@@ -978,9 +990,8 @@ async fn get_run(
                 .detail("GET /api/runs lists recent runs")
         })?;
         let artifacts = store.run_artifacts(&run_id)?;
-        let merged = rusqlite::Connection::open(&db_path)
-            .map_err(crate::error::Error::from)
-            .and_then(|c| Ok(crate::merge::run::run_stats(&c, run_id.as_str())?))
+        let merged = crate::store::merged::MergedDb::open(&db_path)
+            .and_then(|c| c.run_stats(run_id.as_str()))
             .unwrap_or_default();
         let secrets = project.as_deref().map(written_secrets).unwrap_or_default();
         let tail = run
@@ -1061,8 +1072,8 @@ async fn audit(
     let until = time_param("until", &q.until)?.map(crate::store::format_time);
     let db_path = app.database_path.clone();
     blocking(move || {
-        let conn = crate::secrets::open_connection(&db_path)?;
-        let records = crate::secrets::audit::list(&conn, since.as_deref())
+        let conn = crate::store::open_path(&db_path)?;
+        let records = crate::secrets::audit::list(conn.as_ref(), since.as_deref())
             .map_err(crate::error::Error::from)?;
         let records: Vec<_> = records
             .into_iter()
@@ -1179,11 +1190,11 @@ async fn set_credentials(
     let root = app.root.clone();
     blocking(move || {
         use crate::secrets::master_key::KeyLookup;
-        let conn = crate::secrets::open_connection(&db_path)?;
+        let conn = crate::store::open_path(&db_path)?;
         let key = KeyLookup::from_env()
             .find()
             .and_then(|(key, source)| {
-                crate::secrets::store::check_key(&conn, &key, &source.to_string()).map(|_| key)
+                crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string()).map(|_| key)
             })
             .map_err(|e| {
                 Problem::new(StatusCode::CONFLICT, "the secret store cannot be written")
@@ -1197,13 +1208,13 @@ async fn set_credentials(
             name: &plugin.name,
             environment: None,
         };
-        crate::secrets::history::ensure_baseline(&conn, &root, &pref, &command)?;
+        crate::secrets::history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
         let names: Vec<String> = body.settings.keys().cloned().collect();
         for (name, value) in body.settings {
             let value = crate::secrets::Secret::new(value);
-            crate::secrets::set_secret(&conn, &key, &plugin.name, &name, &value, &command)
+            crate::secrets::set_secret(conn.as_ref(), &key, &plugin.name, &name, &value, &command)
                 .map_err(crate::error::Error::from)?;
-            crate::secrets::history::record(&conn, &root, &pref, &command, "set", Some(&name))?;
+            crate::secrets::history::record(conn.as_ref(), &root, &pref, &command, "set", Some(&name))?;
         }
         Ok(Json(CredentialsSet {
             source: plugin.name.clone(),
