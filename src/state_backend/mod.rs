@@ -601,6 +601,12 @@ impl Store for BackedStore {
         self.inner.location()
     }
 
+    fn snapshot_sqlite(&self, path: &std::path::Path) -> Result<()> {
+        self.inner.snapshot_sqlite(path)
+    }
+}
+
+impl StateStore for BackedStore {
     fn get_state_row(&self, state_id: &StateId) -> Result<Option<StoredState>> {
         self.backend.get(state_id)
     }
@@ -723,7 +729,9 @@ impl Store for BackedStore {
     fn state_events(&self, state_id: Option<&StateId>, limit: usize) -> Result<Vec<StateEvent>> {
         self.inner.state_events(state_id, limit)
     }
+}
 
+impl RunLocks for BackedStore {
     fn acquire_lock(
         &self,
         state_id: &StateId,
@@ -741,6 +749,9 @@ impl Store for BackedStore {
     fn lock_holder(&self, state_id: &StateId) -> Result<Option<LockHolder>> {
         self.inner.lock_holder(state_id)
     }
+}
+
+impl RunHistory for BackedStore {
     fn begin_run(&self, run: &NewRun) -> Result<RunId> {
         self.inner.begin_run(run)
     }
@@ -759,14 +770,10 @@ impl Store for BackedStore {
     fn run_artifacts(&self, run_id: &RunId) -> Result<Vec<RunArtifact>> {
         self.inner.run_artifacts(run_id)
     }
-    fn record_stream_labels(
-        &self,
-        run_id: &RunId,
-        labels: &[crate::classification::StreamLabel],
-    ) -> Result<()> {
+    fn record_stream_labels(&self, run_id: &RunId, labels: &[StreamLabel]) -> Result<()> {
         self.inner.record_stream_labels(run_id, labels)
     }
-    fn stream_labels(&self, run_id: &RunId) -> Result<Vec<crate::classification::StreamLabel>> {
+    fn stream_labels(&self, run_id: &RunId) -> Result<Vec<StreamLabel>> {
         self.inner.stream_labels(run_id)
     }
     fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>> {
@@ -787,6 +794,12 @@ impl Store for BackedStore {
     fn pruned_totals(&self) -> Result<Vec<PrunedTotal>> {
         self.inner.pruned_totals()
     }
+    fn highest_stream_labels(&self) -> Result<Vec<StreamLabel>> {
+        self.inner.highest_stream_labels()
+    }
+}
+
+impl SourceStatusStore for BackedStore {
     fn record_source_status(&self, change: &SourceStatusChange) -> Result<()> {
         self.inner.record_source_status(change)
     }
@@ -797,6 +810,9 @@ impl Store for BackedStore {
     ) -> Result<Vec<SourceStatusChange>> {
         self.inner.source_status_history(source, limit)
     }
+}
+
+impl SettingsStore for BackedStore {
     fn get_setting(&self, namespace: &str, name: &str) -> Result<Option<Value>> {
         self.inner.get_setting(namespace, name)
     }
@@ -808,6 +824,88 @@ impl Store for BackedStore {
     }
     fn list_settings(&self, namespace: &str) -> Result<Vec<(String, Value)>> {
         self.inner.list_settings(namespace)
+    }
+    fn raw_settings(&self, namespace: &str) -> Result<Vec<(String, String)>> {
+        self.inner.raw_settings(namespace)
+    }
+    fn clear_settings(&self, namespace: &str) -> Result<usize> {
+        self.inner.clear_settings(namespace)
+    }
+}
+
+impl SecretStore for BackedStore {
+    fn current_key(&self) -> Result<Option<KeyCheck>> {
+        self.inner.current_key()
+    }
+    fn register_first_key(&self, check_value: &[u8]) -> Result<()> {
+        self.inner.register_first_key(check_value)
+    }
+    fn sealed_secret(&self, plugin: &str, setting: &str) -> Result<Option<SealedSecret>> {
+        self.inner.sealed_secret(plugin, setting)
+    }
+    fn sealed_secrets(&self, plugin: Option<&str>) -> Result<Vec<SealedSecret>> {
+        self.inner.sealed_secrets(plugin)
+    }
+    fn secret_infos(&self) -> Result<Vec<SecretInfo>> {
+        self.inner.secret_infos()
+    }
+    fn put_secret(
+        &self,
+        secret: &SealedSecret,
+        updated_by: &str,
+        entry: &AuditAppend<'_>,
+    ) -> Result<()> {
+        self.inner.put_secret(secret, updated_by, entry)
+    }
+    fn delete_secret(&self, plugin: &str, setting: &str, entry: &AuditAppend<'_>) -> Result<bool> {
+        self.inner.delete_secret(plugin, setting, entry)
+    }
+    fn rotate_secrets(
+        &self,
+        rotate: &mut dyn FnMut(RotationInput) -> Result<Rotation>,
+    ) -> Result<usize> {
+        self.inner.rotate_secrets(rotate)
+    }
+}
+
+impl AuditStore for BackedStore {
+    fn append_audit(&self, entry: &AuditAppend<'_>) -> Result<ChainLink> {
+        self.inner.append_audit(entry)
+    }
+    fn audit_rows(&self, since: Option<&str>) -> Result<Vec<AuditRow>> {
+        self.inner.audit_rows(since)
+    }
+    fn audit_chain(&self) -> Result<AuditChain> {
+        self.inner.audit_chain()
+    }
+    fn prune_audit(
+        &self,
+        before: &str,
+        anchor_mac: &dyn Fn(&ChainLink) -> Vec<u8>,
+        entry: &dyn Fn(&ChainLink, &ChainLink) -> AuditRow,
+    ) -> Result<usize> {
+        self.inner.prune_audit(before, anchor_mac, &ChainLink) -> AuditRow,)
+    }
+    fn record_audit_head(&self, head: &ChainLink) -> Result<()> {
+        self.inner.record_audit_head(head)
+    }
+}
+
+impl ConfigHistoryStore for BackedStore {
+    fn latest_config_version(&self, plugin: &str) -> Result<Option<(i64, String)>> {
+        self.inner.latest_config_version(plugin)
+    }
+    fn record_config_version(&self, row: &ConfigVersionRow) -> Result<i64> {
+        self.inner.record_config_version(row)
+    }
+    fn config_versions(&self, plugin: &str) -> Result<Vec<ConfigVersionRow>> {
+        self.inner.config_versions(plugin)
+    }
+    fn config_version(&self, plugin: &str, version: i64) -> Result<Option<ConfigVersionRow>> {
+        self.inner.config_version(plugin, version)
+    }
+    fn restore_config(&self, restore: &ConfigRestore<'_>) -> Result<()> {
+        self.inner.restore_config(restore)
     }
 }
 
