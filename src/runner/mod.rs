@@ -465,7 +465,7 @@ pub fn run_flow(
         let path = run_dir
             .path()
             .join(format!("{}.state.json", extractor_spec.name));
-        write_private_text(&path, &text)?;
+        crate::files::write_private(&path, text.as_bytes())?;
         extractor_spec.args.push("--state".into());
         extractor_spec.args.push(path.display().to_string());
     }
@@ -1025,19 +1025,6 @@ fn render_error(e: &Error) -> String {
         s.push_str(d);
     }
     s
-}
-
-fn write_private_text(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// A mapper block: a mapper plugin's name, or the name of one of its mappings.
