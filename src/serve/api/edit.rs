@@ -181,7 +181,8 @@ fn write_checked(
     if doc.text() == before {
         return Ok(());
     }
-    yedit::write_atomic(&path, doc.text())?;
+    crate::files::replace_atomically(&path, doc.text().as_bytes(), crate::files::Mode::Keep)
+        .map_err(crate::error::Error::from)?;
     let checked = match Project::load(&app.root) {
         Err(error) => {
             let mut problem = Problem::new(
@@ -197,7 +198,8 @@ fn write_checked(
         Ok(project) => verify(&project),
     };
     if let Err(problem) = checked {
-        yedit::write_atomic(&path, &before)?;
+        crate::files::replace_atomically(&path, before.as_bytes(), crate::files::Mode::Keep)
+            .map_err(crate::error::Error::from)?;
         return Err(problem);
     }
     app.reload_if_changed()?;
