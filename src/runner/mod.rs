@@ -98,6 +98,9 @@ pub struct RunOptions {
     /// Show the live per-stream display while the run moves data (a terminal; one run at a
     /// time).
     pub live_progress: bool,
+    /// A progress reporter of the caller's (`dsm serve` reads its counts for the event
+    /// stream); takes the place of the live display.
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// What one flow's run did.
@@ -545,9 +548,10 @@ pub fn run_flow(
     );
 
     let log = RunLog::open(&log_path).ok();
-    let progress = opts
-        .live_progress
-        .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live));
+    let progress = opts.progress.clone().or_else(|| {
+        opts.live_progress
+            .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live))
+    });
     let mut options = PipelineOptions {
         timeout: deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())),
         log,
