@@ -119,7 +119,7 @@ impl ValueKind {
 fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: &[u8]) -> Result<(), String> {
     let as_str = || std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"));
     match kind {
-        ValueKind::Raw | ValueKind::Array => out.extend_from_slice(text),
+        ValueKind::Raw => out.extend_from_slice(text),
         ValueKind::Bool => {
             out.extend_from_slice(if text == b"t" { &b"true"[..] } else { b"false" })
         }
@@ -157,9 +157,10 @@ fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: &[u8]) -> Result<(), Stri
                 kit::write_json_str(out, as_str()?);
             }
         }
-        ValueKind::Json => {
+        ValueKind::Json | ValueKind::Array => {
             if memchr::memchr2(b'\n', b'\r', text).is_some() {
-                // json keeps the line breaks it was written with: re-serialise on one line.
+                // json keeps the line breaks it was written with (also inside an array's
+                // `to_json`): re-serialise on one line.
                 let v: Value =
                     serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
                 out.extend_from_slice(&serde_json::to_vec(&v).expect("a JSON value serialises"));
