@@ -480,3 +480,45 @@ pub fn quote_ident(name: &str) -> String {
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_come_off_a_url_and_the_rest_stays() {
+        let (url, mode, root) = split_tls_params(
+            "u:p@h:5/db?application_name=x&sslmode=verify-ca&sslrootcert=%2Ftmp%2Fca.crt",
+        )
+        .unwrap();
+        assert_eq!(url, "u:p@h:5/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-ca"));
+        assert_eq!(root.as_deref(), Some("/tmp/ca.crt"));
+        let (url, mode, root) = split_tls_params("u:p@h/db").unwrap();
+        assert_eq!((url.as_str(), mode, root), ("u:p@h/db", None, None));
+        assert!(split_tls_params("h/db?sslrootcert=%zz").is_err());
+    }
+
+    #[test]
+    fn ssl_enable_follows_meltanolabs_and_refuses_a_silent_downgrade() {
+        let plan = |v: Value| client_config(v.as_object().unwrap());
+        let tls = |v: Value| plan(v).map(|p| p.tls);
+        assert_eq!(tls(json!({"user": "u"})).unwrap(), Tls::Prefer);
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": true})).unwrap(),
+            Tls::VerifyFull
+        );
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": "true", "ssl_mode": "require"})).unwrap(),
+            Tls::Require
+        );
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": false, "ssl_mode": "disable"})).unwrap(),
+            Tls::Disable
+        );
+        assert!(tls(json!({"user": "u", "ssl_enable": false, "ssl_mode": "verify-ca"})).is_err());
+        // A URL's `sslmode` wins over the setting.
+        let url = json!({"sqlalchemy_url": "postgresql://u:p@h/db?sslmode=disable", "ssl_mode": "require"});
+        assert_eq!(tls(url).unwrap(), Tls::Disable);
+    }
+}

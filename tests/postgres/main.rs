@@ -1439,7 +1439,7 @@ fn dsm_killed_mid_batch_resumes_on_the_next_run_without_loss_or_duplicates() {
         let b = v["singer_state"]["bookmarks"]["public-big"].clone();
         b.get("last_pk_fetched").is_some().then_some(b)
     };
-    let mut run = dsm_command(
+    let mut first = dsm_command(
         dir.path(),
         &["run", "tap-postgres", "target-postgres"],
         &env,
@@ -1451,14 +1451,14 @@ fn dsm_killed_mid_batch_resumes_on_the_next_run_without_loss_or_duplicates() {
     // Progress: dsm has stored a bookmark the target confirmed (so batches are committed).
     wait_for("a stored bookmark of the running sync", || {
         assert!(
-            run.try_wait().unwrap().is_none(),
+            first.try_wait().unwrap().is_none(),
             "the run ended before it was killed"
         );
         bookmark().is_some()
     });
-    let plugins = descendants(run.id());
-    run.kill().unwrap(); // SIGKILL
-    run.wait().unwrap();
+    let plugins = descendants(first.id());
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
     // The plugins lose their pipes with dsm and end; wait for them before the next run.
     wait_for("the plugins of the killed run to end", || {
         plugins.iter().all(|p| gone(*p))
