@@ -24,9 +24,25 @@ fn server_url() -> String {
     })
 }
 
-/// A database of its own for a test, on the test server.
+/// A database of its own for a test, on the test server (dropped with it).
 struct Db {
     config: postgres::Config,
+    name: String,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // The shared server outlives the test run: leave nothing behind (FORCE ends sessions a
+        // plugin may still hold).
+        if let Ok(base) = server_url().parse::<postgres::Config>()
+            && let Ok(mut admin) = base.connect(postgres::NoTls)
+        {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
 
 impl Db {
@@ -44,7 +60,7 @@ impl Db {
             .unwrap();
         let mut config = base;
         config.dbname(&name);
-        Db { config }
+        Db { config, name }
     }
 
     fn client(&self) -> postgres::Client {
