@@ -251,7 +251,13 @@ pub(crate) fn open_store(ctx: &Context) -> Result<Arc<dyn Store>> {
     } else {
         ctx.project_root()?
     };
-    store::open_for_project(ctx.global.database_uri.as_deref(), &base)
+    let uri = ctx.global.database_uri.as_deref();
+    // A project whose `state_backend.uri` is `file://` or `s3://` keeps its state there.
+    if base.join("meltano.yml").is_file() {
+        let project = crate::project::Project::load(&base)?;
+        return crate::state_backend::open_for_project(uri, &project);
+    }
+    store::open_for_project(uri, &base)
 }
 
 /// `dsm state edit`: the state in a private temporary file, the user's editor on it, the result

@@ -311,7 +311,8 @@ pub fn run_flow(
         s.redact = forms.clone();
     }
 
-    let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    // State lives in the project's `file://` / `s3://` state backend when it names one.
+    let store = crate::state_backend::open_for_project(opts.database_uri.as_deref(), project)?;
     // The lock comes before the state is read, so a run never starts from a bookmark that the
     // run finishing just before it has since moved.
     let run_id = match opts.run_id.as_deref() {
@@ -427,7 +428,7 @@ pub fn run_flow(
                 .and_then(|payload| payload.get("singer_state").cloned())
                 .map(|s| s.to_string()),
         };
-        if start_state.is_none() {
+        if start_state.is_none() && !crate::state_backend::holds_state(project) {
             if let Some(place) = meltano_state_elsewhere(project) {
                 return Err(refuse_empty_state(&state_id, place));
             }
@@ -462,7 +463,7 @@ pub fn run_flow(
         let path = run_dir
             .path()
             .join(format!("{}.state.json", extractor_spec.name));
-        write_private_text(&path, &text)?;
+        crate::files::write_private(&path, text.as_bytes())?;
         extractor_spec.args.push("--state".into());
         extractor_spec.args.push(path.display().to_string());
     }
@@ -1021,19 +1022,6 @@ fn render_error(e: &Error) -> String {
         s.push_str(d);
     }
     s
-}
-
-fn write_private_text(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// A mapper block: a mapper plugin's name, or the name of one of its mappings.
