@@ -386,6 +386,7 @@ fn split_row(line: &[u8], fields: &mut [Field], scratch: &mut Vec<u8>) -> std::i
         };
     }
     let mut start = 0;
+    let count = fields.len();
     for (i, slot) in fields.iter_mut().enumerate() {
         let end = memchr::memchr(b'\t', &line[start..]).map_or(line.len(), |p| start + p);
         let f = &line[start..end];
@@ -398,12 +399,12 @@ fn split_row(line: &[u8], fields: &mut [Field], scratch: &mut Vec<u8>) -> std::i
             unescape(f, scratch);
             Field::Scratch(a, scratch.len())
         };
-        let last = i + 1 == fields.len();
+        let last = i + 1 == count;
         if last != (end == line.len()) {
             return Err(std::io::Error::other(format!(
                 "COPY sent a row of {} fields, expected {}",
                 line.split(|b| *b == b'\t').count(),
-                fields.len()
+                count
             )));
         }
         start = end + 1;
