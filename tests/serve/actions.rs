@@ -29,7 +29,7 @@ impl Server {
         self.call("POST", path, &[("Authorization", &auth)], None)
     }
 
-    fn delete(&self, path: &str, token: &str) -> Answer {
+    pub(crate) fn delete(&self, path: &str, token: &str) -> Answer {
         let auth = format!("Bearer {token}");
         self.call("DELETE", path, &[("Authorization", &auth)], None)
     }
