@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use crate::commands::Context;
-use crate::commands::secrets::{master_key, open_database, read_passphrase};
+use crate::commands::secrets::{master_key, open_database};
+use crate::commands::shared::read_passphrase;
 use crate::error::Result;
 use crate::printer::OutputFormat;
 use crate::secrets::bundle;

@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::hub;
+use crate::plugin::executable::BUILTINS;
 use crate::project::annotations::SourceKind;
 use crate::project::{Plugin, PluginType, Project};
-use crate::runner::BUILTINS;
 
 /// The broad kind of a source or destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
