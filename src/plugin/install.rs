@@ -513,7 +513,7 @@ pub fn auto_install_enabled(project: &Project) -> Result<bool> {
 pub fn targets_of(project: &Project, plugins: &[&Plugin]) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     for p in plugins {
-        if let Some(t) = install::target(project, p)
+        if let Some(t) = target(project, p)
             && !out.iter().any(|o| o.dir == t.dir)
         {
             out.push(t);

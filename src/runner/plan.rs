@@ -402,7 +402,10 @@ plugins:
             }
         );
         assert_eq!(plan.destination, "`target-b` (database `out.db`)");
-        assert_eq!(plan.extractor_config.1["token"], json!(crate::settings::MASK));
+        assert_eq!(
+            plan.extractor_config.1["token"],
+            json!(crate::settings::MASK)
+        );
         // dsm runs the stream maps itself: they left the tap's config file.
         let config = plan.extractor_spec.config.as_ref().unwrap();
         assert!(config.get("stream_maps").is_none(), "{config}");
@@ -418,7 +421,10 @@ plugins:
         assert!(!dump.dump.unwrap().contains("s3cr3t"));
         drop(plan);
         assert!(!db.exists(), "no system database");
-        assert!(!root.join(crate::project::PRIVATE_DIR).exists(), "no `.dsm`");
+        assert!(
+            !root.join(crate::project::PRIVATE_DIR).exists(),
+            "no `.dsm`"
+        );
         assert!(!root.join("started").exists(), "no plugin started");
     }
 
