@@ -1,6 +1,6 @@
-//! Running flows of a project in two steps: [`plan`] resolves the plugins' settings once and
+//! Running flows of a project in two steps: [`plan()`] resolves the plugins' settings once and
 //! builds their specs, the stages, the catalog plan and the state id without writing anything
-//! or starting any process; [`execute`] takes the flow lock, records the run, drives the engine
+//! or starting any process; [`execute()`] takes the flow lock, records the run, drives the engine
 //! and commits every STATE the loader confirms.
 //!
 //! `dsm run`, `dsm el`, `dsm invoke`, `dsm sync` and schedules (through [`crate::orchestrate`])
@@ -216,7 +216,7 @@ pub fn state_id_for(env: Option<&Environment>, flow: &Flow, opts: &RunOptions) -
     )
 }
 
-/// Runs one flow: [`plan`], then [`execute`] (`dsm el --dump extractor-config|loader-config`
+/// Runs one flow: [`plan()`], then [`execute()`] (`dsm el --dump extractor-config|loader-config`
 /// only render the plan). Setup errors (unknown plugin, lock held → exit 3) are `Err`; a run
 /// that started is reported in `Ok` whatever its outcome (see [`RunReport::into_result`]).
 pub fn run_flow(

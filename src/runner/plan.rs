@@ -5,7 +5,7 @@
 //!
 //! Planning writes nothing and starts no process; it reads the project, the captured process
 //! environment and `.env`, and the system store's settings and secrets. `dsm el --dump
-//! extractor-config|loader-config` render a plan; [`super::execute`] runs one.
+//! extractor-config|loader-config` render a plan; [`super::execute()`] runs one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub enum CatalogPlan {
     },
 }
 
-/// A flow, planned: what [`super::execute`] runs.
+/// A flow, planned: what [`super::execute()`] runs.
 pub struct FlowPlan<'a> {
     /// The flow.
     pub flow: Flow,
@@ -214,7 +214,7 @@ fn seal(
 
 impl FlowPlan<'_> {
     /// `dsm el --dump extractor-config|loader-config`: the config file the plugin would get,
-    /// masked unless `unsafe_values`. Other dumps need the run's side ([`super::execute`]).
+    /// masked unless `unsafe_values`. Other dumps need the run's side ([`super::execute()`]).
     pub fn dump_config(&self, which: Dump, unsafe_values: bool) -> Option<RunReport> {
         let (config, masked) = match which {
             Dump::ExtractorConfig => &self.extractor_config,
