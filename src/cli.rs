@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
+pub mod usage;
+
 /// dsm: a fast, safe runtime for Singer connectors that runs Meltano projects.
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +78,18 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Reads `text` as a `value_enum` flag would (case ignored, aliases accepted), for environment
+/// variables that stand in for a flag. The error lists the accepted names, each in backticks.
+pub fn flag_value<T: ValueEnum>(text: &str) -> Result<T, String> {
+    T::from_str(text.trim(), true).map_err(|_| {
+        T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| format!("`{}`", p.get_name())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// dsm's commands.

@@ -15,7 +15,7 @@ pub mod commands;
 pub mod duration;
 pub mod envvars;
 pub mod error;
-pub mod hub;
+pub mod files;
 pub mod logging;
 pub mod merge;
 pub mod orchestrate;
@@ -24,6 +24,7 @@ pub mod plugin;
 pub mod printer;
 pub mod progress;
 pub mod project;
+pub mod pyjson;
 pub mod registry;
 pub mod runner;
 pub mod secrets;
@@ -32,20 +33,19 @@ pub mod settings;
 pub mod singer;
 pub mod store;
 pub mod transform;
-pub mod usage;
 
 use cli::Cli;
 use commands::Context;
 
 /// Runs dsm with the raw command line (program name first) and returns the process exit code.
 /// A usage error is rendered like any other error (as JSON on stdout too with `--format json`),
-/// without echoing the values typed (see [`usage`]).
+/// without echoing the values typed (see [`cli::usage`]).
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
-    match usage::parse(args.clone()) {
-        usage::Parsed::Run(cli) => run(*cli),
-        usage::Parsed::Printed(code) => code,
-        usage::Parsed::Usage(error) => {
-            let format = if usage::wants_json(&args) {
+    match cli::usage::parse(args.clone()) {
+        cli::usage::Parsed::Run(cli) => run(*cli),
+        cli::usage::Parsed::Printed(code) => code,
+        cli::usage::Parsed::Usage(error) => {
+            let format = if cli::usage::wants_json(&args) {
                 printer::OutputFormat::Json
             } else {
                 printer::OutputFormat::Text

@@ -1,27 +1,20 @@
 //! Log setup: `tracing` to stderr, as text or JSON lines, at the level the user asked for.
 
-use crate::cli::{GlobalArgs, LogFormat, LogLevel};
+use crate::cli::{GlobalArgs, LogFormat, LogLevel, flag_value};
 use crate::envvars;
 use crate::error::Error;
 
-/// A log variable's value read like its flag; an empty or unset variable is `None`.
-fn from_env<T: clap::ValueEnum>(name: &str) -> Result<Option<T>, Error> {
+/// A log variable's value read like its flag (`parse` is the flag's parser, whose error lists the
+/// accepted names); an empty or unset variable is `None`.
+fn from_env<T>(name: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, Error> {
     let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let names = || {
-        T::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value().map(|p| format!("`{}`", p.get_name())))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    value
-        .to_str()
-        .and_then(|v| T::from_str(v.trim(), true).ok())
+    // A value that is not UTF-8 fails like any other unknown name.
+    parse(value.to_str().unwrap_or("\u{0}"))
         .map(Some)
-        .ok_or_else(|| {
-            Error::config(format!("`{name}` is not one of {}", names()))
+        .map_err(|names| {
+            Error::config(format!("`{name}` is not one of {names}"))
                 .hint(format!("set `{name}` to one of those, or unset it"))
         })
 }
@@ -30,10 +23,10 @@ fn from_env<T: clap::ValueEnum>(name: &str) -> Result<Option<T>, Error> {
 /// usage error, exit 2), unless the flag is given and wins.
 pub fn check_env(global: &GlobalArgs) -> Result<(), Error> {
     if global.log_level.is_none() {
-        from_env::<LogLevel>(envvars::LOG_LEVEL)?;
+        from_env(envvars::LOG_LEVEL, flag_value::<LogLevel>)?;
     }
     if global.log_format.is_none() {
-        from_env::<LogFormat>(envvars::LOG_FORMAT)?;
+        from_env(envvars::LOG_FORMAT, flag_value::<LogFormat>)?;
     }
     Ok(())
 }
@@ -42,7 +35,7 @@ pub fn check_env(global: &GlobalArgs) -> Result<(), Error> {
 pub fn log_format(global: &GlobalArgs) -> LogFormat {
     global
         .log_format
-        .or_else(|| from_env(envvars::LOG_FORMAT).ok().flatten())
+        .or_else(|| from_env(envvars::LOG_FORMAT, flag_value).ok().flatten())
         .unwrap_or(LogFormat::Text)
 }
 
@@ -50,7 +43,7 @@ pub fn log_format(global: &GlobalArgs) -> LogFormat {
 pub fn init(global: &GlobalArgs) {
     let level = global
         .log_level
-        .or_else(|| from_env(envvars::LOG_LEVEL).ok().flatten())
+        .or_else(|| from_env(envvars::LOG_LEVEL, flag_value).ok().flatten())
         .unwrap_or(LogLevel::Warning);
     let format = log_format(global);
     let filter = match level {

@@ -1,6 +1,6 @@
 //! `dsm add`: adds a plugin to `meltano.yml` the way `meltano add` does.
 //!
-//! A known plugin comes from dsm's catalog ([`crate::hub`]): the project gets `name`, `variant`
+//! A known plugin comes from dsm's catalog ([`crate::project::hub`]): the project gets `name`, `variant`
 //! and `pip_url`, and the full definition is written as Meltano 4's lock file
 //! `plugins/<type>/<name>--<variant>.lock`. `--inherit-from` adds `name` and `inherit_from`;
 //! `--custom` adds a definition from flags (Meltano prompts for them; dsm never prompts). The rest
@@ -13,8 +13,8 @@ use serde_json::{Map, Value as J};
 use crate::commands::Context;
 use crate::commands::shared::{audit, install_plugins, split_type};
 use crate::error::{Error, Result, did_you_mean};
-use crate::hub;
 use crate::project::edit;
+use crate::project::hub;
 use crate::project::{PluginType, Project};
 
 /// Arguments of `dsm add`.

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 .hint("dsm init never overwrites a project; pick an empty directory"),
         );
     }
-    crate::project::create_private_dir(&dir.join(PRIVATE_DIR))?;
+    crate::files::create_private_dir(&dir.join(PRIVATE_DIR))?;
     let project_id = uuid::Uuid::new_v4();
     let text = format!(
         "default_environment: dev\n\

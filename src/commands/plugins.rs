@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::commands::Context;
 use crate::error::Result;
-use crate::hub;
 use crate::plugin::install;
 use crate::printer::OutputFormat;
+use crate::project::hub;
 use crate::project::{Definition, PluginType, Project};
 
 /// Arguments of `dsm plugins`.

@@ -44,6 +44,42 @@ pub enum SourcesCommand {
     Maintenance(ChangeArgs),
 }
 
+// The flags' values are the registry's own types; their command-line grammar lives here so the
+// library does not depend on clap. The help texts are the types' doc comments.
+impl clap::ValueEnum for SourceType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &SourceType::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            SourceType::File => "Files: CSV, JSONL, Parquet, object storage",
+            SourceType::Database => "Operational databases",
+            SourceType::Api => "Web APIs and SaaS",
+            SourceType::Warehouse => "Analytical warehouses",
+            SourceType::Other => "Anything else",
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+impl clap::ValueEnum for SourceStatus {
+    fn value_variants<'a>() -> &'a [Self] {
+        &SourceStatus::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            SourceStatus::Active => "Enabled, and its last run succeeded (or it has not run yet)",
+            SourceStatus::Inactive => "Disabled by an operator: syncs skip it",
+            SourceStatus::Syncing => "A run is going right now (live heartbeat)",
+            SourceStatus::Error => "Its last run failed or was killed",
+            SourceStatus::Maintenance => "Under maintenance, set by an operator: syncs skip it",
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
 /// Filters of `dsm sources list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {

@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 
 use super::OrchestrateError;
 use super::interval::Interval;
-use super::retry::{RetryBackoff, RetryPolicy, duration_from_json};
+use super::retry::RetryPolicy;
 
 /// Where a flow comes from in `meltano.yml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -156,52 +156,6 @@ impl Default for FlowAnnotations {
     }
 }
 
-impl FlowAnnotations {
-    /// Reads the orchestration keys of an `annotations.dsm` block given as JSON. Other keys
-    /// are left to the project model, which validates the whole block.
-    pub fn from_json(block: &serde_json::Value) -> Result<FlowAnnotations, OrchestrateError> {
-        let mut out = FlowAnnotations::default();
-        let Some(map) = block.as_object() else {
-            return Ok(out);
-        };
-        let wrong = |key: &str, expected: &str, v: &serde_json::Value| {
-            OrchestrateError::BadAnnotation(format!("`{key}` must be {expected}, not {v}"))
-        };
-        if let Some(v) = map.get("depends_on") {
-            out.depends_on = match v {
-                serde_json::Value::String(s) => vec![s.clone()],
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| wrong("depends_on", "a list of flow names", v))
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => return Err(wrong("depends_on", "a flow name or a list of them", v)),
-            };
-        }
-        if let Some(v) = map.get("retries") {
-            out.retry.retries = v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| wrong("retries", "a whole number of at least 0", v))?;
-        }
-        if let Some(v) = map.get("retry_backoff") {
-            out.retry.backoff = RetryBackoff::from_json(v)?;
-        }
-        if let Some(v) = map.get("timeout").filter(|v| !v.is_null()) {
-            out.timeout = Some(duration_from_json(v)?);
-        }
-        if let Some(v) = map.get("enabled") {
-            out.enabled = v
-                .as_bool()
-                .ok_or_else(|| wrong("enabled", "true or false", v))?;
-        }
-        Ok(out)
-    }
-}
-
 impl Flow {
     /// Sets the orchestration fields from a flow's `annotations.dsm`.
     pub fn with_annotations(mut self, annotations: FlowAnnotations) -> Flow {
@@ -220,54 +174,30 @@ pub fn parse_time_zone(schedule: &str, name: &str) -> Result<Tz, OrchestrateErro
         .map_err(|_| OrchestrateError::UnknownTimeZone {
             schedule: schedule.to_string(),
             zone: name.to_string(),
-            suggestion: super::graph::closest(
+            suggestion: crate::error::did_you_mean(
                 name,
                 chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
-            ),
+            )
+            .map(str::to_owned),
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn annotations_read_every_orchestration_key() {
-        let a = FlowAnnotations::from_json(&json!({
-            "depends_on": ["load-users", "job:daily"],
-            "retries": 2,
-            "retry_backoff": {"initial": "1s", "max": "1m", "multiplier": 3},
-            "timeout": "1h",
-            "enabled": false,
-            "validation": {"ignored": "here"}
-        }))
-        .unwrap();
-        assert_eq!(a.depends_on, ["load-users", "job:daily"]);
-        assert_eq!(a.retry.max_attempts(), 3);
-        assert_eq!(a.retry.backoff.delay_before(3), Duration::from_secs(3));
-        assert_eq!(a.timeout, Some(Duration::from_secs(3600)));
+    fn annotations_set_the_orchestration_fields() {
+        let a = FlowAnnotations {
+            depends_on: vec!["load-users".into(), "job:daily".into()],
+            timeout: Some(Duration::from_secs(3600)),
+            enabled: false,
+            ..FlowAnnotations::default()
+        };
         let flow = Flow::new("f", FlowKind::Job, Blocks::Tasks(vec![])).with_annotations(a);
+        assert_eq!(flow.depends_on, ["load-users", "job:daily"]);
+        assert_eq!(flow.timeout, Some(Duration::from_secs(3600)));
         assert!(!flow.runs_in_sync());
-
-        assert_eq!(
-            FlowAnnotations::from_json(&json!({"depends_on": "a"}))
-                .unwrap()
-                .depends_on,
-            ["a"]
-        );
-        assert_eq!(
-            FlowAnnotations::from_json(&json!(null)).unwrap(),
-            FlowAnnotations::default()
-        );
-        for bad in [
-            json!({"retries": -1}),
-            json!({"enabled": "no"}),
-            json!({"depends_on": [1]}),
-            json!({"timeout": "soon"}),
-        ] {
-            assert!(FlowAnnotations::from_json(&bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

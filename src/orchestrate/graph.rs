@@ -12,16 +12,6 @@ use std::sync::Arc;
 use super::OrchestrateError;
 use super::flow::Flow;
 
-/// The closest of `candidates` to `name`, when it is close enough to be a likely typo.
-pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_string())
-}
-
 /// Finds the flow a name means: `NAME`, or `KIND:NAME` (`schedule:daily`, `job:daily`,
 /// `extractor:tap-x`) when a schedule, a job or an extractor share the name.
 fn resolve(
@@ -49,7 +39,8 @@ fn resolve(
         [i] => Ok(i),
         [] => Err(OrchestrateError::UnknownFlow {
             name: name.to_string(),
-            suggestion: closest(bare, all.iter().map(|f| f.name.as_str())),
+            suggestion: crate::error::did_you_mean(bare, all.iter().map(|f| f.name.as_str()))
+                .map(str::to_owned),
         }),
         _ => Err(OrchestrateError::AmbiguousName {
             name: name.to_string(),

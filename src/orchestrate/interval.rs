@@ -91,7 +91,8 @@ impl Interval {
                 .ok_or_else(|| OrchestrateError::BadInterval {
                     interval: written.to_string(),
                     reason: format!("unknown shortcut; use one of {}", SHORTCUTS.join(", ")),
-                    suggestion: super::graph::closest(written, SHORTCUTS.iter().copied()),
+                    suggestion: crate::error::did_you_mean(written, SHORTCUTS.iter().copied())
+                        .map(str::to_owned),
                 })?
                 .to_string()
         } else {

@@ -108,9 +108,6 @@ pub enum OrchestrateError {
         /// Why it was rejected.
         reason: String,
     },
-    /// A `retry_backoff` block that could not be read.
-    #[error("`retry_backoff` is not valid: {0}")]
-    BadBackoff(String),
     /// An orchestration key in `annotations.dsm` with a value of the wrong shape.
     #[error("in `annotations.dsm`: {0}")]
     BadAnnotation(String),

@@ -56,47 +56,6 @@ impl RetryBackoff {
             Duration::try_from_secs_f64(seconds).unwrap_or(self.max)
         }
     }
-
-    /// Reads a `retry_backoff` block (a mapping with `initial`, `max`, `multiplier`).
-    pub fn from_json(value: &serde_json::Value) -> Result<RetryBackoff, OrchestrateError> {
-        let map = value.as_object().ok_or_else(|| {
-            OrchestrateError::BadBackoff(
-                "expected a mapping with `initial`, `max`, `multiplier`".into(),
-            )
-        })?;
-        let mut backoff = RetryBackoff::default();
-        for (key, v) in map {
-            match key.as_str() {
-                "initial" => backoff.initial = duration_from_json(v)?,
-                "max" => backoff.max = duration_from_json(v)?,
-                "multiplier" => {
-                    backoff.multiplier = v
-                        .as_f64()
-                        .filter(|m| m.is_finite() && *m >= 1.0)
-                        .ok_or_else(|| {
-                            OrchestrateError::BadBackoff(format!(
-                                "`multiplier` must be a number of at least 1, not {v}"
-                            ))
-                        })?;
-                }
-                other => {
-                    let hint = super::graph::closest(other, ["initial", "max", "multiplier"])
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    return Err(OrchestrateError::BadBackoff(format!(
-                        "unknown key `{other}`{hint}"
-                    )));
-                }
-            }
-        }
-        if backoff.max < backoff.initial {
-            return Err(OrchestrateError::BadBackoff(format!(
-                "`max` ({:?}) is shorter than `initial` ({:?})",
-                backoff.max, backoff.initial
-            )));
-        }
-        Ok(backoff)
-    }
 }
 
 /// How often a flow is tried and how long to wait in between.
@@ -136,25 +95,6 @@ pub fn attempt_of_trigger(trigger: &str) -> u32 {
         .unwrap_or(1)
 }
 
-/// Reads a duration given as a string (`90s`, `1h30m`) or a number of seconds.
-pub fn duration_from_json(value: &serde_json::Value) -> Result<Duration, OrchestrateError> {
-    match value {
-        serde_json::Value::String(s) => parse_duration(s),
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .ok_or("expected a non-negative number of seconds")
-            .and_then(|s| crate::duration::seconds_f64(s).map_err(|e| e.reason))
-            .map_err(|reason| OrchestrateError::BadDuration {
-                value: n.to_string(),
-                reason: reason.into(),
-            }),
-        other => Err(OrchestrateError::BadDuration {
-            value: other.to_string(),
-            reason: "expected a duration such as `30s`, `5m` or `1h`".into(),
-        }),
-    }
-}
-
 /// Reads `500ms`, `30s`, `5m`, `2h`, `1d`, combinations such as `1h30m`, or bare seconds (`90`),
 /// in the one grammar of [`crate::duration`].
 pub fn parse_duration(text: &str) -> Result<Duration, OrchestrateError> {
@@ -180,7 +120,6 @@ mod tests {
         assert_eq!(attempt_of_trigger("cli"), 1);
         assert_eq!(attempt_of_trigger("sync:x (attempt two of 3)"), 1);
     }
-    use serde_json::json;
 
     #[test]
     fn durations_read_units_combinations_and_bare_seconds() {
@@ -196,28 +135,12 @@ mod tests {
 
     #[test]
     fn backoff_grows_by_the_multiplier_and_stops_at_the_cap() {
-        let backoff =
-            RetryBackoff::from_json(&json!({"initial": "5s", "max": "30s", "multiplier": 2}))
-                .unwrap();
+        let backoff = RetryBackoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+        };
         let waits: Vec<u64> = (1..=6).map(|a| backoff.delay_before(a).as_secs()).collect();
         assert_eq!(waits, [0, 5, 10, 20, 30, 30]);
-    }
-
-    #[test]
-    fn backoff_defaults_and_rejects_unknown_keys_with_a_suggestion() {
-        assert_eq!(
-            RetryBackoff::from_json(&json!({})).unwrap(),
-            RetryBackoff::default()
-        );
-        let err = RetryBackoff::from_json(&json!({"inital": "5s"})).unwrap_err();
-        assert!(err.to_string().contains("did you mean `initial`"), "{err}");
-        assert!(RetryBackoff::from_json(&json!({"multiplier": 0.5})).is_err());
-        assert!(RetryBackoff::from_json(&json!({"initial": "10m", "max": "1m"})).is_err());
-        assert_eq!(
-            RetryBackoff::from_json(&json!({"initial": 1.5}))
-                .unwrap()
-                .initial,
-            Duration::from_millis(1500)
-        );
     }
 }

@@ -404,7 +404,11 @@ pub fn install(target: &Target, installer: &Installer, clean: bool) -> Result<Ou
         installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let text = serde_json::to_string_pretty(&stamp).expect("a stamp always serializes");
-    crate::project::edit::write_atomic(&target.dir.join(STAMP_FILE), &(text + "\n"))?;
+    crate::files::replace_atomically(
+        &target.dir.join(STAMP_FILE),
+        (text + "\n").as_bytes(),
+        crate::files::Mode::Keep,
+    )?;
     Ok(Outcome::Installed)
 }
 

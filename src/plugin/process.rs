@@ -198,13 +198,9 @@ impl RunLog {
     /// Opens (appending) or creates the log file.
     pub fn open(path: &Path) -> std::io::Result<RunLog> {
         if let Some(parent) = path.parent() {
-            crate::project::create_private_dir(parent)?;
+            crate::files::create_private_dir(parent)?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
+        let file = crate::files::append_private(path)?;
         Ok(RunLog {
             file: Arc::new(Mutex::new(file)),
         })

@@ -265,21 +265,6 @@ pub enum Duration {
     Text(String),
 }
 
-impl Duration {
-    /// The duration, or `None` when it is not one (see [`crate::duration`]).
-    pub fn to_std(&self) -> Option<std::time::Duration> {
-        match self {
-            Duration::Seconds(s) => crate::duration::seconds(*s).ok(),
-            Duration::Text(t) => crate::duration::parse(t).ok(),
-        }
-    }
-}
-
-/// Reads one level's `annotations.dsm` from JSON (after validation).
-pub fn from_json<T: serde::de::DeserializeOwned>(value: &J) -> Result<T, serde_json::Error> {
-    serde_json::from_value(value.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,32 +333,22 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_units() {
-        assert_eq!(
-            Duration::Seconds(5).to_std(),
-            Some(std::time::Duration::from_secs(5))
-        );
-        assert_eq!(
-            Duration::Text("5m".into()).to_std(),
-            Some(std::time::Duration::from_secs(300))
-        );
-        assert_eq!(Duration::Text("5 parsecs".into()).to_std(), None);
-    }
-
-    #[test]
     fn validation_reads_modes_per_stream() {
         let v = serde_json::json!({"on_error": "warn", "streams": {"users": "quarantine", "logs": "off"}});
-        let p: Validation = from_json(&v).unwrap();
+        let p: Validation = serde_json::from_value(v).unwrap();
         assert_eq!(p.on_error, Some(OnError::Warn));
         assert_eq!(p.streams["users"], OnError::Quarantine);
         assert_eq!(p.streams["logs"], OnError::Off);
-        assert!(from_json::<Validation>(&serde_json::json!({"streams": {"u": "drop"}})).is_err());
+        assert!(
+            serde_json::from_value::<Validation>(serde_json::json!({"streams": {"u": "drop"}}))
+                .is_err()
+        );
     }
 
     #[test]
     fn plugin_annotations_read_from_yaml() {
         let v = serde_json::json!({"source": {"type": "database", "labels": ["x"]}, "default_loader": "target-jsonl"});
-        let p: DsmPlugin = from_json(&v).unwrap();
+        let p: DsmPlugin = serde_json::from_value(v).unwrap();
         assert_eq!(p.source.unwrap().kind, Some(SourceKind::Database));
         assert_eq!(p.default_loader.as_deref(), Some("target-jsonl"));
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as J;
 
 use crate::error::{Error, Result};
+use crate::files::{Mode, replace_atomically};
 use crate::project::yaml::{self, Node, Value};
 
 /// One step of a path into the document.
@@ -613,29 +614,10 @@ pub fn inline(v: &J) -> String {
     }
 }
 
-/// Writes `text` to `path` atomically: a temp file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.flush()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), meta.permissions())?;
-    }
-    tmp.persist(path).map_err(|e| Error::from(e.error))?;
-    Ok(())
-}
-
 /// Writes `path` with `text` as a file to commit and share: readable by everyone (0644 on Unix),
-/// where [`write_atomic`] would leave a new file owner-only (its temporary file's mode).
+/// where other atomic writes leave a new file owner-only.
 pub fn write_new_shared(path: &Path, text: &str) -> Result<()> {
-    write_atomic(path, text)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
-    }
+    replace_atomically(path, text.as_bytes(), Mode::Set(0o644))?;
     Ok(())
 }
 
@@ -713,7 +695,7 @@ fn edit_file<T>(root: &Path, rel: &Path, f: impl FnOnce(&mut Document) -> Result
                 rel.display()
             ))
         })?;
-        write_atomic(&path, doc.text())?;
+        replace_atomically(&path, doc.text().as_bytes(), Mode::Keep)?;
     }
     Ok(out)
 }
@@ -745,12 +727,8 @@ pub fn dotenv_set(root: &Path, key: &str, value: &str) -> Result<()> {
     }
     let mut out = lines.join("\n");
     out.push('\n');
-    let existed = path.exists();
-    write_atomic(&path, &out)?;
-    if !existed {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // A new `.env` is owner-only; an existing one keeps its permissions.
+    replace_atomically(&path, out.as_bytes(), Mode::Keep)?;
     Ok(())
 }
 
@@ -769,7 +747,7 @@ pub fn dotenv_unset(root: &Path, keys: &[String]) -> Result<usize> {
     if removed > 0 {
         let mut out = kept.join("\n");
         out.push('\n');
-        write_atomic(&path, &out)?;
+        replace_atomically(&path, out.as_bytes(), Mode::Keep)?;
     }
     Ok(removed)
 }

@@ -423,8 +423,9 @@ fn join_examples(e: &[J]) -> String {
         .join(", ")
 }
 
-/// Every key name the schema declares in some `properties` (for drift checks).
-pub fn property_names_of(pointer: &str) -> Vec<String> {
+/// Every key name the schema declares in some `properties` (for the tests' drift checks).
+#[cfg(test)]
+pub(crate) fn property_names_of(pointer: &str) -> Vec<String> {
     let v = Validator {
         root: schema(),
         out: Vec::new(),

@@ -1,3 +1,5 @@
+use serde_json::Value as J;
+
 use super::*;
 
 fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Project>) {
@@ -277,8 +279,8 @@ jobs:
         .unwrap();
     assert_eq!(job.retries, Some(2));
     assert_eq!(
-        job.timeout.unwrap().to_std(),
-        Some(std::time::Duration::from_secs(300))
+        job.timeout,
+        Some(crate::project::annotations::Duration::Text("5m".into()))
     );
 }
 

@@ -14,13 +14,13 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::hub;
 use crate::plugin::executable::BUILTINS;
 use crate::project::annotations::SourceKind;
+use crate::project::hub;
 use crate::project::{Plugin, PluginType, Project};
 
 /// The broad kind of a source or destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceType {
     /// Files: CSV, JSONL, Parquet, object storage.
@@ -36,6 +36,15 @@ pub enum SourceType {
 }
 
 impl SourceType {
+    /// Every value, in the order lists and help show them.
+    pub const ALL: [SourceType; 5] = [
+        SourceType::File,
+        SourceType::Database,
+        SourceType::Api,
+        SourceType::Warehouse,
+        SourceType::Other,
+    ];
+
     /// The word shown to users.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -242,65 +242,16 @@ pub fn render_prometheus(snap: &MetricsSnapshot) -> String {
     out
 }
 
-/// Writes `text` to `path` atomically: a temp file in the same folder, then a rename, so the
-/// node exporter's textfile collector never reads a half-written file. Only a regular file is
-/// replaced that way: a symlink keeps pointing where it did (the file it names is replaced),
-/// and a device, FIFO or socket (`/dev/stdout`) is written through, never replaced.
+/// Writes `text` to `path` atomically (see [`crate::files::replace_atomically`]), readable by
+/// everyone: the node exporter's textfile collector, which often runs as another user, never
+/// reads a half-written file.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let fail = |e: std::io::Error| {
-        Error::failed(format!("cannot write `{}`: {e}", path.display()))
-            .hint("check that the folder exists and is writable")
-    };
-    let through = |create: bool| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .create(create)
-            .open(path)
-            .map_err(fail)?;
-        f.write_all(text.as_bytes()).map_err(fail)
-    };
-    match std::fs::metadata(path) {
-        // A device, FIFO or socket, directly or behind a symlink.
-        Ok(meta) if !meta.is_file() && !meta.is_dir() => through(false),
-        // A regular file behind a symlink: replace the file, keep the link.
-        Ok(meta) if meta.is_file() && path.is_symlink() => {
-            let real = std::fs::canonicalize(path).map_err(fail)?;
-            replace_regular(&real, text)
-        }
-        // A symlink to nothing yet: create the file it names.
-        Err(_) if path.is_symlink() => through(true),
-        _ => replace_regular(path, text),
-    }
-}
-
-/// [`write_atomically`] for a path that is a regular file or does not exist.
-fn replace_regular(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| {
-        Error::failed(format!("cannot write `{}`: {e}", path.display()))
-            .hint("check that the folder exists and is writable")
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".dsm-metrics-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    tmp.write_all(text.as_bytes()).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    // Readable by the exporter, which often runs as another user.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(fail)?;
-    }
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    crate::files::replace_atomically(path, text.as_bytes(), crate::files::Mode::Set(0o644)).map_err(
+        |e| {
+            Error::failed(format!("cannot write `{}`: {e}", path.display()))
+                .hint("check that the folder exists and is writable")
+        },
+    )
 }
 
 #[cfg(test)]
@@ -383,7 +334,7 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".dsm-metrics-"))
+            .filter(|e| e.file_name() != "dsm.prom")
             .collect();
         assert!(leftovers.is_empty());
     }

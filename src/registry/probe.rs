@@ -476,21 +476,9 @@ async fn discover(
         .path()
         .join(format!("{}.test-catalog.json", probe.plugin));
     let text = serde_json::to_vec(&catalog).expect("a JSON value serialises");
-    write_private(&path, &text)
+    crate::files::write_private(&path, &text)
         .map_err(|e| Verdict::fail(format!("could not write the catalog: {e}")))?;
     Ok(path)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }
 
 /// The three messages a loader test sends.

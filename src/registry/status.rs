@@ -15,7 +15,7 @@ pub const ORIGIN_OPERATOR: &str = "operator";
 pub const ORIGIN_TEST: &str = "test";
 
 /// A source's status as shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceStatus {
     /// Enabled, and its last run succeeded (or it has not run yet).
@@ -31,6 +31,15 @@ pub enum SourceStatus {
 }
 
 impl SourceStatus {
+    /// Every value, in the order lists and help show them.
+    pub const ALL: [SourceStatus; 5] = [
+        SourceStatus::Active,
+        SourceStatus::Inactive,
+        SourceStatus::Syncing,
+        SourceStatus::Error,
+        SourceStatus::Maintenance,
+    ];
+
     /// The word shown to users.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -102,16 +102,8 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn write_private(path: &Path, value: &Value) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(&serde_json::to_vec(value).map_err(|e| Error::failed(e.to_string()))?)?;
-    Ok(())
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::failed(e.to_string()))?;
+    Ok(crate::files::write_private(path, &bytes)?)
 }
 
 /// The project's key for catalog cache keys: 32 random bytes in `.dsm/run/cache.key` (0600),
@@ -123,27 +115,10 @@ fn cache_key_secret(root: &Path) -> Result<Vec<u8>> {
     {
         return Ok(bytes);
     }
-    crate::project::create_private_dir(&root.join(".dsm/run"))?;
+    crate::files::create_private_dir(&root.join(".dsm/run"))?;
     let bytes: [u8; 32] = rand::random();
-    write_private_bytes(&path, &bytes)?;
+    crate::files::write_private(&path, &bytes)?;
     Ok(bytes.to_vec())
-}
-
-fn write_private_text(path: &Path, text: &str) -> Result<()> {
-    write_private_bytes(path, text.as_bytes())
-}
-
-fn write_private_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    Ok(())
 }
 
 fn discovered(
@@ -157,7 +132,7 @@ fn discovered(
     let dir = project.root().join(".dsm/run").join(&plugin.name);
     let cache = dir.join("tap.properties.json");
     let key_file = dir.join("tap.properties.key");
-    crate::project::create_private_dir(&dir)?;
+    crate::files::create_private_dir(&dir)?;
     // Keyed, so the cache key (which covers the config, secrets included) says nothing about
     // a secret to whoever reads it without the project's private key file.
     let key = {
@@ -260,7 +235,7 @@ fn discovered(
     if cacheable {
         std::fs::create_dir_all(&dir)?;
         write_private(&cache, &catalog)?;
-        write_private_text(&key_file, &key)?;
+        crate::files::write_private(&key_file, key.as_bytes())?;
     } else {
         // A cache left by an older dsm must not be read by a later one.
         let _ = std::fs::remove_file(&key_file);

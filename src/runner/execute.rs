@@ -70,7 +70,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
         let path = run_dir
             .path()
             .join(format!("{}.state.json", plan.extractor_spec.name));
-        write_private_text(&path, &text)?;
+        crate::files::write_private(&path, text.as_bytes())?;
         plan.extractor_spec.args.push("--state".into());
         plan.extractor_spec.args.push(path.display().to_string());
     }
@@ -724,19 +724,6 @@ fn render_error(e: &Error) -> String {
         s.push_str(d);
     }
     s
-}
-
-fn write_private_text(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Releases a flow lock when dropped (on every path out of a run).

@@ -622,7 +622,7 @@ impl StreamValidation {
         if !self.per_stream.contains_key(stream) {
             let policy = self.policies.policy(stream);
             let quarantine_path = if policy == Policy::Quarantine {
-                crate::project::create_private_dir(&self.dir).map_err(|e| TransformError {
+                crate::files::create_private_dir(&self.dir).map_err(|e| TransformError {
                     message: format!("cannot create `{}`: {e}", self.dir.display()),
                     hint: None,
                 })?;

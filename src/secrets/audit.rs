@@ -233,14 +233,10 @@ pub fn write_head(conn: &Connection, head: &Head) -> Result<()> {
     let Some(path) = head_path(conn) else {
         return Ok(());
     };
-    let dir = path.parent().expect("the head file is beside the database");
     let text = format!("{} {}\n", head.seq, hex::encode(&head.mac));
     let io = |e| SecretsError::io(format!("cannot write `{}`", path.display()), e);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(&path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::files::replace_atomically(&path, text.as_bytes(), crate::files::Mode::Set(0o600))
+        .map_err(io)
 }
 
 fn read_head(conn: &Connection) -> Result<Option<Result<Head, String>>> {

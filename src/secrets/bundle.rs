@@ -5,7 +5,6 @@
 //! passphrase, re-encrypted on the copy under a key derived with Argon2id, so the bundle can be
 //! restored where the original master key is not available. The audit chain travels with them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{OsRng, rand_core::RngCore};
@@ -150,16 +149,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Writes `path` atomically with owner-only permissions.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e| SecretsError::io(format!("cannot write `{}`", path.display()), e);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::files::replace_atomically(path, bytes, crate::files::Mode::Set(0o600))
+        .map_err(|e| SecretsError::io(format!("cannot write `{}`", path.display()), e))
 }
 
 /// Exports the store behind `conn` to `output`. With a passphrase the copy's secrets and audit

@@ -4,7 +4,6 @@
 //! quoted), which is what Meltano's `meltano config set` writes. Every other line, comments and
 //! blank lines included, is kept byte for byte.
 
-use std::io::Write;
 use std::path::Path;
 
 use rusqlite::Connection;
@@ -178,17 +177,9 @@ pub fn import_env(
 /// original's permissions.
 fn rewrite(path: &Path, contents: &[u8]) -> Result<()> {
     let io = |e| SecretsError::io(format!("cannot rewrite `{}`", path.display()), e);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let permissions = std::fs::metadata(path).map_err(io)?.permissions();
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(contents).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    std::fs::set_permissions(tmp.path(), permissions).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    // The file must exist; it keeps its permissions.
+    std::fs::metadata(path).map_err(io)?;
+    crate::files::replace_atomically(path, contents, crate::files::Mode::Keep).map_err(io)
 }
 
 #[cfg(test)]

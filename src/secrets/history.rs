@@ -442,7 +442,7 @@ pub fn rollback(
     });
     if let Some(text) = &verbatim {
         if *text != current_text {
-            edit::write_atomic(&file, text)?;
+            crate::files::replace_atomically(&file, text.as_bytes(), crate::files::Mode::Keep)?;
         }
     } else if let Some(ty) = p.plugin_type {
         let envs_now: Vec<String> = now

@@ -314,11 +314,7 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
         return Err(SecretsError::KeyExists(format!("`{}`", path.display())));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(io)?;
+        crate::files::create_private_dir(dir).map_err(io)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

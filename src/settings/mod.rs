@@ -724,69 +724,8 @@ pub fn env_text(v: &J) -> String {
     match v {
         J::String(s) => s.clone(),
         J::Null => String::new(),
-        other => python_json(other),
+        other => crate::pyjson::dumps(other),
     }
-}
-
-/// JSON as Python's `json.dumps` writes it, which is how Meltano puts arrays and objects into
-/// variables: `", "` and `": "` between items, non-ASCII characters as `\uXXXX` escapes.
-pub fn python_json(v: &J) -> String {
-    let mut out = String::new();
-    write_python_json(v, &mut out);
-    out
-}
-
-fn write_python_json(v: &J, out: &mut String) {
-    match v {
-        J::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_json(item, out);
-            }
-            out.push(']');
-        }
-        J::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_string(k, out);
-                out.push_str(": ");
-                write_python_json(item, out);
-            }
-            out.push('}');
-        }
-        J::String(s) => write_python_string(s, out),
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-fn write_python_string(s: &str, out: &mut String) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c.is_ascii() && u32::from(c) >= 0x20 => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

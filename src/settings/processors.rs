@@ -52,7 +52,7 @@ pub fn apply_at(
         },
         "stringify" => match value {
             J::String(_) => Ok(value),
-            other => Ok(J::String(super::python_json(&other))),
+            other => Ok(J::String(crate::pyjson::dumps(&other))),
         },
         "parse_date" => match value {
             J::String(s) => Ok(J::String(parse_date(&s, now).unwrap_or(s))),

@@ -1,4 +1,5 @@
-//! The Singer protocol: message types, the envelope scanner, the line codec.
+//! The Singer protocol: message types, the envelope scanner, the line codec, the JSON Schema
+//! checker for records.
 //!
 //! This module knows nothing else in the crate. The pipeline's hot path uses [`envelope::scan`],
 //! which reads only a line's `type` and `stream` (validating the rest of the line without
@@ -11,6 +12,7 @@ pub mod envelope;
 pub mod message;
 pub mod plugin_kit;
 pub mod raw;
+pub mod schema;
 
 pub use envelope::{Envelope, MessageKind, ScanError, scan};
 pub use message::{Message, MessageError};

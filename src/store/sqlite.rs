@@ -112,7 +112,7 @@ impl SqliteStore {
     /// schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::project::create_private_dir(dir).map_err(|e| {
+            crate::files::create_private_dir(dir).map_err(|e| {
                 Error::failed(format!(
                     "cannot create the folder of the system database `{}`: {e}",
                     path.display()

@@ -126,10 +126,12 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
     let mut sync = Sync {
         http: Http::new(&config.client)?,
         config: &config,
-        streams: HashMap::new(),
-        tables: HashMap::new(),
-        out,
-        time_extracted: kit::now_rfc3339(),
+        w: Writer {
+            streams: HashMap::new(),
+            tables: HashMap::new(),
+            out,
+            time_extracted: kit::now_rfc3339(),
+        },
     };
     for r in &config.resources {
         let spec = stream_spec(r);
@@ -152,11 +154,12 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
         });
         // Resources that share a table share its schema: one SCHEMA that grows with both.
         let table = sync
+            .w
             .tables
             .entry(r.table_name.clone())
             .or_insert_with(|| (Schema::new(Map::new(), HashSet::new()), false));
         table.0.declare(declared, deselected(entry));
-        sync.streams.insert(
+        sync.w.streams.insert(
             r.name.clone(),
             Stream {
                 emit: chosen,
@@ -183,6 +186,7 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
         for name in sync.tree(&r.name) {
             let res = config.resource(&name).expect("a resource of the tree");
             let st = sync
+                .w
                 .streams
                 .get_mut(&name)
                 .expect("every resource has a stream");
@@ -193,23 +197,23 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
                 kit::set_bookmark(&mut state, &name, &inc.cursor_text, v);
             }
             if let (Some(v), true) = (st.version, st.emit) {
-                sync.out.activate_version(&res.table_name, v)?;
+                sync.w.out.activate_version(&res.table_name, v)?;
             }
         }
-        sync.out.state(&state)?;
+        sync.w.out.state(&state)?;
     }
     let summary: Vec<String> = config
         .resources
         .iter()
-        .filter(|r| sync.streams[&r.name].emit)
-        .map(|r| format!("{} {}", sync.streams[&r.name].records, r.name))
+        .filter(|r| sync.w.streams[&r.name].emit)
+        .map(|r| format!("{} {}", sync.w.streams[&r.name].records, r.name))
         .collect();
     http::tracing_line(&format!(
         "{} requests; records: {}",
         sync.http.requests,
         summary.join(", ")
     ));
-    sync.out.flush()
+    sync.w.out.flush()
 }
 
 /// Property names deselected in the catalog entry.
@@ -248,6 +252,12 @@ struct Stream {
 struct Sync<'a> {
     http: Http,
     config: &'a Config,
+    w: Writer,
+}
+
+/// What turns records into messages: the streams, their schemas and the output. Apart from the
+/// HTTP client, so that a page's records are written while the next page is being fetched.
+struct Writer {
     streams: HashMap<String, Stream>,
     /// Each table's schema, and whether it was sent.
     tables: HashMap<String, (Schema, bool)>,
@@ -295,7 +305,7 @@ impl<'a> Sync<'a> {
 
     /// Whether a resource must be requested: it is emitted, or a resource under it is.
     fn runs(&self, r: &Resource) -> bool {
-        self.tree(&r.name).iter().any(|n| self.streams[n].emit)
+        self.tree(&r.name).iter().any(|n| self.w.streams[n].emit)
     }
 
     /// Replaces `{incremental.start_value}`, `{incremental.end_value}`,
@@ -324,7 +334,7 @@ impl<'a> Sync<'a> {
                         r.name
                     ))
                 })?;
-                let st = &self.streams[&r.name];
+                let st = &self.w.streams[&r.name];
                 Some(match f {
                     "start_value" | "last_value" => st.start.clone().unwrap_or(Value::Null),
                     "initial_value" => inc.initial_value.clone().unwrap_or(Value::Null),
@@ -445,7 +455,7 @@ impl<'a> Sync<'a> {
             }
         }
         if let Some(inc) = &r.endpoint.incremental {
-            let st = &self.streams[&r.name];
+            let st = &self.w.streams[&r.name];
             if let (Some(p), Some(v)) = (&inc.start_param, &st.start) {
                 req.set_query(p, value_text(v));
             }
@@ -487,17 +497,17 @@ impl<'a> Sync<'a> {
             .into_iter()
             .filter(|c| self.runs(c))
             .collect();
-        let mut page = 0u64;
+        let page_name = |page: u64| match parent {
+            None => format!("page {page} of resource `{}`", r.name),
+            Some(p) => format!(
+                "page {page} of resource `{}` (for a record of `{}`)",
+                r.name, p.name
+            ),
+        };
+        let mut page = 1u64;
+        let mut what = page_name(page);
+        let mut resp = self.http.send(&req, &what)?;
         loop {
-            page += 1;
-            let what = match parent {
-                None => format!("page {page} of resource `{}`", r.name),
-                Some(p) => format!(
-                    "page {page} of resource `{}` (for a record of `{}`)",
-                    r.name, p.name
-                ),
-            };
-            let resp = self.http.send(&req, &what)?;
             if Self::ignored(r, &resp) {
                 break;
             }
@@ -523,37 +533,59 @@ impl<'a> Sync<'a> {
                 Some(d) => select_items(d, r, &what)?,
             };
             let seen = paginate::PageSummary::of(&items);
-            for item in items {
-                let mut record = match item {
-                    Value::Object(o) => o,
-                    other => Map::from_iter([("value".to_owned(), other)]),
-                };
-                if let Some(p) = parent {
-                    for f in &r.include_from_parent {
-                        if let Some(v) = p.record.get(f) {
-                            record.insert(format!("_{}_{}", p.name, f), v.clone());
+            // The next request is known from this page alone: it is sent while this page's
+            // records are written, unless child resources need the client for each record.
+            // A paginator error (a repeated cursor) comes after this page's records.
+            let more = pager.next(&resp, doc.as_ref(), &seen, &mut req, &what);
+            let next_what = page_name(page + 1);
+            if children.is_empty() && matches!(more, Ok(true)) {
+                let http = &mut self.http;
+                let writer = &mut self.w;
+                let (written, fetched) = std::thread::scope(|s| {
+                    let fetch = s.spawn(|| http.send(&req, &next_what));
+                    let written = items.into_iter().try_for_each(|item| {
+                        let record = with_parent_fields(item, r, parent);
+                        if writer.in_range(r, &record, &what)? {
+                            writer.emit(r, &record)?;
                         }
+                        Ok::<(), PluginError>(())
+                    });
+                    (written, fetch.join())
+                });
+                written?;
+                resp = fetched.unwrap_or_else(|_| {
+                    Err(PluginError::data(format!(
+                        "{next_what}: the request failed unexpectedly"
+                    )))
+                })?;
+            } else {
+                for item in items {
+                    let record = with_parent_fields(item, r, parent);
+                    if !self.w.in_range(r, &record, &what)? {
+                        continue;
+                    }
+                    self.w.emit(r, &record)?;
+                    for c in &children {
+                        let ctx = ParentCtx {
+                            name: &r.name,
+                            record: &record,
+                        };
+                        self.resource(c, Some(&ctx))?;
                     }
                 }
-                if !self.in_range(r, &record, &what)? {
-                    continue;
+                if !more? {
+                    break;
                 }
-                self.emit(r, &record)?;
-                for c in &children {
-                    let ctx = ParentCtx {
-                        name: &r.name,
-                        record: &record,
-                    };
-                    self.resource(c, Some(&ctx))?;
-                }
+                resp = self.http.send(&req, &next_what)?;
             }
-            if !pager.next(&resp, doc.as_ref(), &seen, &mut req, &what)? {
-                break;
-            }
+            page += 1;
+            what = next_what;
         }
         Ok(())
     }
+}
 
+impl Writer {
     /// Incremental: whether the record is in `[start, end)`, and the largest value seen.
     fn in_range(
         &mut self,
@@ -651,6 +683,26 @@ impl<'a> Sync<'a> {
         st.records += 1;
         self.out.write_line(&line)
     }
+}
+
+/// A page item as a record, with the fields `include_from_parent` copies from its parent.
+fn with_parent_fields(
+    item: Value,
+    r: &Resource,
+    parent: Option<&ParentCtx<'_>>,
+) -> Map<String, Value> {
+    let mut record = match item {
+        Value::Object(o) => o,
+        other => Map::from_iter([("value".to_owned(), other)]),
+    };
+    if let Some(p) = parent {
+        for f in &r.include_from_parent {
+            if let Some(v) = p.record.get(f) {
+                record.insert(format!("_{}_{}", p.name, f), v.clone());
+            }
+        }
+    }
+    record
 }
 
 fn preview(v: &Value) -> String {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::project::{PluginDef, PluginType};
+use super::{PluginDef, PluginType};
 use serde::Deserialize;
 
 mod compiled {
