@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use dsm::merge::{MergeStage, MergedStream, RunContext};
+use dsm::merge::{MergeStage, MergedDb, MergedStream, RunContext};
 use dsm::singer::Message;
 use dsm::transform::Transform;
 use rusqlite::Connection;
@@ -131,6 +131,7 @@ fn main() {
             run_id: format!("bench-{name}"),
             started_at: Utc::now(),
         };
+        let conn = MergedDb::from_connection(conn).expect("the merged-stream tables");
         let mut stage = MergeStage::new(conn, decl.clone(), name, run).expect("a stage");
         stage.apply(schema.clone(), &mut out).expect("the schema");
         let mut text = String::with_capacity(256);

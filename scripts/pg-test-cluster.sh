@@ -5,6 +5,10 @@
 #                                          starts it on a free loopback port and prints its
 #                                          superuser URL on stdout (the only line printed there)
 #   scripts/pg-test-cluster.sh stop DIR    stops that cluster and deletes DIR
+#   scripts/pg-test-cluster.sh start DIR --tls CERT KEY
+#                                          the same with TLS on (ssl=on), the server presenting
+#                                          the PEM certificate CERT (its chain) and key KEY;
+#                                          clients may still connect without TLS
 #
 # It uses Debian's server binaries (/usr/lib/postgresql/<version>/bin, the newest version found),
 # installing the `postgresql` package with apt-get when there are none. The cluster belongs to an
@@ -53,7 +57,7 @@ free_port() {
 }
 
 start() {
-    local dir="$1" bin port
+    local dir="$1" cert="${2:-}" key="${3:-}" bin port tls=""
     bin=$(find_bin)
     mkdir -p "$dir"
     [[ -z "$(ls -A "$dir")" ]] || die "folder \`$dir\` is not empty"
@@ -68,9 +72,16 @@ start() {
         --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; die "initdb failed"; }
     rm -f "$dir/.pwfile"
+    if [[ -n "$cert" ]]; then
+        # The server refuses a key that others can read; both files go into the data folder.
+        install -m 600 "$cert" "$dir/data/server.crt"
+        install -m 600 "$key" "$dir/data/server.key"
+        [[ "$(id -u)" -ne 0 ]] || chown postgres "$dir/data/server.crt" "$dir/data/server.key"
+        tls="-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    fi
     port=$(free_port)
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='$dir' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='$dir' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $tls" \
         >&2 || { cat "$dir/server.log" >&2; die "the server did not start"; }
     echo "$bin" >"$dir/bin"
     echo "postgres://postgres:$PASSWORD@127.0.0.1:$port/postgres"
@@ -86,7 +97,15 @@ stop() {
 }
 
 case "${1:-}" in
-    start) [[ $# -eq 2 ]] || die "usage: $0 start DIR"; start "$2" ;;
+    start)
+        if [[ $# -eq 5 && "$3" == "--tls" ]]; then
+            [[ -r "$4" && -r "$5" ]] || die "cannot read the certificate \`$4\` or the key \`$5\`"
+            start "$2" "$4" "$5"
+        else
+            [[ $# -eq 2 ]] || die "usage: $0 start DIR [--tls CERT KEY]"
+            start "$2"
+        fi
+        ;;
     stop) [[ $# -eq 2 ]] || die "usage: $0 stop DIR"; stop "$2" ;;
-    *) die "usage: $0 start DIR | stop DIR" ;;
+    *) die "usage: $0 start DIR [--tls CERT KEY] | stop DIR" ;;
 esac

@@ -78,3 +78,20 @@ if [ ! -f "$st_dir/.requirement" ] || [ "$(cat "$st_dir/.requirement")" != "$sch
   test -x "$st_dir/bin/st" || { echo "error: $schemathesis_spec installed no \`st\` in $st_dir" >&2; exit 1; }
   echo "$schemathesis_spec" > "$st_dir/.requirement"
 fi
+
+# moto's S3 server, pinned, in a venv of its own: the state backend tests (tests/meltano_state/)
+# start it on a free loopback port as the S3-compatible store both Meltano and dsm write to.
+moto_spec="moto[server]==5.2.5"
+moto_dir="$(mkdir -p target && cd target && pwd -P)/moto"
+if [ ! -f "$moto_dir/.requirement" ] || [ "$(cat "$moto_dir/.requirement")" != "$moto_spec" ]; then
+  echo "installing $moto_spec into $moto_dir (once)" >&2
+  rm -rf "$moto_dir"
+  if ! { [ -x "$uv" ] && "$uv" venv --quiet --python python3 "$moto_dir" &&
+         VIRTUAL_ENV="$moto_dir" "$uv" pip install --quiet "$moto_spec"; }; then
+    rm -rf "$moto_dir"
+    make_venv "$moto_dir"
+    "$moto_dir/bin/python" -m pip install --quiet "$moto_spec"
+  fi
+  test -x "$moto_dir/bin/moto_server" || { echo "error: $moto_spec installed no \`moto_server\` in $moto_dir" >&2; exit 1; }
+  echo "$moto_spec" > "$moto_dir/.requirement"
+fi

@@ -86,3 +86,26 @@ pub const RUNS_RETENTION_MAX_AGE: &str = "DSM_RUNS_RETENTION_MAX_AGE";
 /// Automatic pruning of the run history after each run: keep the newest N runs of each flow.
 /// With [`RUNS_RETENTION_MAX_AGE`] too, a run goes only when both let it go.
 pub const RUNS_RETENTION_KEEP: &str = "DSM_RUNS_RETENTION_KEEP";
+
+/// Meltano's `state_backend.uri` (`systemdb`, `file:///path`, `s3://bucket/prefix`); wins over
+/// meltano.yml, as in Meltano. See `dsm::state_backend`.
+pub const MELTANO_STATE_BACKEND_URI: &str = "MELTANO_STATE_BACKEND_URI";
+/// Meltano's `state_backend.lock_timeout_seconds`: a lock older than this is stale.
+pub const MELTANO_STATE_BACKEND_LOCK_TIMEOUT: &str = "MELTANO_STATE_BACKEND_LOCK_TIMEOUT_SECONDS";
+/// Meltano's `state_backend.lock_retry_seconds`: the wait between looks at a held lock.
+pub const MELTANO_STATE_BACKEND_LOCK_RETRY: &str = "MELTANO_STATE_BACKEND_LOCK_RETRY_SECONDS";
+/// Meltano's `state_backend.s3.endpoint_url`.
+pub const MELTANO_STATE_BACKEND_S3_ENDPOINT: &str = "MELTANO_STATE_BACKEND_S3_ENDPOINT_URL";
+/// Meltano's `state_backend.s3.aws_access_key_id`.
+pub const MELTANO_STATE_BACKEND_S3_KEY_ID: &str = "MELTANO_STATE_BACKEND_S3_AWS_ACCESS_KEY_ID";
+/// Meltano's `state_backend.s3.aws_secret_access_key`.
+pub const MELTANO_STATE_BACKEND_S3_SECRET: &str = "MELTANO_STATE_BACKEND_S3_AWS_SECRET_ACCESS_KEY";
+/// AWS's own credential and region variables, read by the `s3://` state backend when the
+/// `state_backend.s3.*` settings leave them out.
+pub const AWS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];

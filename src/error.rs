@@ -179,12 +179,6 @@ impl From<std::io::Error> for Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::failed(format!("system database error: {e}")).with_source(e)
-    }
-}
-
 /// Suggests the closest candidate to `input` (for "did you mean" hints), if any is close enough.
 pub fn did_you_mean<'a>(
     input: &str,

@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod serve;
 pub mod settings;
 pub mod singer;
+pub mod state_backend;
 pub mod store;
 pub mod transform;
 

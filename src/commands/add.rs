@@ -193,9 +193,9 @@ pub(crate) fn infer_type(name: &str) -> Result<PluginType> {
 }
 
 /// A lock file to write: its path relative to the project root and its text.
-type LockFile = (PathBuf, &'static str);
+pub(crate) type LockFile = (PathBuf, &'static str);
 
-fn catalog_entry(
+pub(crate) fn catalog_entry(
     ty: PluginType,
     name: &str,
     variant: Option<&str>,
@@ -331,7 +331,7 @@ fn custom_entry(name: &str, args: &Args) -> Result<Map<String, J>> {
     Ok(entry)
 }
 
-fn write_lock(root: &Path, rel: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_lock(root: &Path, rel: &Path, text: &str) -> Result<()> {
     let path = root.join(rel);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)

@@ -1,7 +1,6 @@
 //! `dsm audit`: read, verify and prune the audit log.
 
 use crate::commands::Context;
-use crate::commands::secrets::{master_key, open_database};
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::secrets::audit;
@@ -53,11 +52,11 @@ pub fn parse_time(text: &str) -> Result<String> {
 /// Runs `dsm audit`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
-    let (_, conn) = open_database(ctx)?;
+    let (_, conn) = ctx.open_project_store()?;
     match args.command {
         AuditCommand::List { since } => {
             let since = since.as_deref().map(parse_time).transpose()?;
-            let records = audit::list(&conn, since.as_deref())?;
+            let records = audit::list(conn.as_ref(), since.as_deref())?;
             if format == OutputFormat::Json {
                 ctx.printer.json(&records);
                 return Ok(());
@@ -82,8 +81,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             Ok(())
         }
         AuditCommand::Verify => {
-            let (key, _) = master_key(&conn)?;
-            let report = audit::verify(&conn, &key)?;
+            let (key, _) = crate::secrets::store::find_key(conn.as_ref())?;
+            let report = audit::verify(conn.as_ref(), &key)?;
             let error = (!report.is_ok()).then(|| {
                 let mut err = Error::failed(format!(
                     "the audit log was tampered with ({} problems)",
@@ -114,9 +113,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             error.map_or(Ok(()), Err)
         }
         AuditCommand::Prune { before } => {
-            let (key, _) = master_key(&conn)?;
+            let (key, _) = crate::secrets::store::find_key(conn.as_ref())?;
             let before = parse_time(&before)?;
-            let removed = audit::prune(&conn, &key, &before, "dsm audit prune")?;
+            let removed = audit::prune(conn.as_ref(), &key, &before, "dsm audit prune")?;
             if format == OutputFormat::Json {
                 ctx.printer.json(&serde_json::json!({ "removed": removed }));
             } else {

@@ -4,7 +4,8 @@
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
-use rusqlite::Connection;
+use std::sync::Arc;
+
 use serde_json::Value as J;
 use zeroize::Zeroizing;
 
@@ -18,6 +19,7 @@ use crate::secrets::layer::{Reveal, StoreLayer, settings_namespace};
 use crate::secrets::{self as secret_store, MasterKey, Secret};
 use crate::settings::extras::Extras;
 use crate::settings::{self, Inputs, MASK, ResolvedSettings, Source, is_sensitive};
+use crate::store::Store;
 
 /// Arguments of `dsm config`.
 #[derive(Debug, clap::Args)]
@@ -452,13 +454,13 @@ fn plugin_ref<'a>(p: &'a Plugin, l: &'a Loaded) -> PluginRef<'a> {
 }
 
 /// Opens (creating if needed) the system database, for commands that write to it.
-fn open_db(ctx: &Context, l: &Loaded) -> Result<Connection> {
-    secret_store::open_connection(&db_path(ctx, l)?)
+fn open_db(ctx: &Context, l: &Loaded) -> Result<Arc<dyn Store>> {
+    crate::store::open_path(&db_path(ctx, l)?)
 }
 
 /// The master key, checked against the database; `None` when there is none to find.
-fn find_key(conn: &Connection) -> Result<MasterKey> {
-    Ok(crate::commands::secrets::master_key(conn)?.0)
+fn find_key(conn: &dyn Store) -> Result<MasterKey> {
+    Ok(secret_store::store::find_key(conn)?.0)
 }
 
 /// Reads a value from standard input, or from a hidden prompt on a terminal.
@@ -568,12 +570,12 @@ fn set(
     let command = format!("dsm config set {} {name}", p.name);
     // The key is checked before anything changes, so a missing key changes nothing.
     let key = match place {
-        Place::Secrets => Some(find_key(&conn).map_err(|e| {
+        Place::Secrets => Some(find_key(conn.as_ref()).map_err(|e| {
             e.hint("or pass `--store dotenv` to write it to `.env` in plain text, as Meltano does")
         })?),
         _ => None,
     };
-    history::ensure_baseline(&conn, &root, &pref, &command)?;
+    history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
     let shown = if sensitive {
         MASK.to_string()
     } else {
@@ -583,7 +585,7 @@ fn set(
         Place::Secrets => {
             let text = Secret::new(settings::env_text(&typed));
             secret_store::set_secret(
-                &conn,
+                conn.as_ref(),
                 key.as_ref().expect("looked up for this place"),
                 &p.name,
                 &name,
@@ -598,16 +600,7 @@ fn set(
             format!("`.env` as `{var}`")
         }
         Place::Db => {
-            conn.execute(
-                "INSERT INTO settings (namespace, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (namespace, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                rusqlite::params![
-                    settings_namespace(p.plugin_type, &p.name),
-                    name,
-                    typed.to_string(),
-                    crate::store::format_time(chrono::Utc::now())
-                ],
-            )?;
+            conn.set_setting(&settings_namespace(p.plugin_type, &p.name), &name, &typed)?;
             "the system database".to_string()
         }
         Place::MeltanoYml => {
@@ -625,7 +618,7 @@ fn set(
             }
         }
     };
-    let version = history::record(&conn, &root, &pref, &command, "set", Some(&name))?;
+    let version = history::record(conn.as_ref(), &root, &pref, &command, "set", Some(&name))?;
     ctx.printer.notice(format!(
         "{kind} `{}` setting `{name}` was set in {where_}: {shown} (config version {version})",
         p.name
@@ -634,7 +627,7 @@ fn set(
 }
 
 /// Removes one stored secret when there is one; needs the key only then.
-fn unset_secret(conn: &Connection, p: &Plugin, name: &str, command: &str) -> Result<bool> {
+fn unset_secret(conn: &dyn Store, p: &Plugin, name: &str, command: &str) -> Result<bool> {
     let stored = secret_store::list(conn)?
         .iter()
         .any(|s| s.plugin == p.name && s.setting == name);
@@ -654,8 +647,8 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
     let conn = open_db(ctx, &l)?;
     let pref = plugin_ref(p, &l);
     let command = format!("dsm config unset {} {name}", p.name);
-    history::ensure_baseline(&conn, &root, &pref, &command)?;
-    let mut removed = unset_secret(&conn, p, &name, &command)?;
+    history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
+    let mut removed = unset_secret(conn.as_ref(), p, &name, &command)?;
     for path in [
         config_path(&l, p, words),
         config_path(&l, p, std::slice::from_ref(&name)),
@@ -664,13 +657,10 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
     }
     let var = settings::env_var_name(&p.name, &name);
     removed |= edit::dotenv_unset(&root, &[var])? > 0;
-    removed |= conn.execute(
-        "DELETE FROM settings WHERE namespace = ?1 AND name = ?2",
-        rusqlite::params![settings_namespace(p.plugin_type, &p.name), name],
-    )? > 0;
+    removed |= conn.unset_setting(&settings_namespace(p.plugin_type, &p.name), &name)?;
     let kind = p.plugin_type.singular();
     if removed {
-        let version = history::record(&conn, &root, &pref, &command, "unset", Some(&name))?;
+        let version = history::record(conn.as_ref(), &root, &pref, &command, "unset", Some(&name))?;
         ctx.printer.notice(format!(
             "{kind} `{}` setting `{name}` was unset (config version {version})",
             p.name
@@ -691,16 +681,16 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
     let conn = open_db(ctx, &l)?;
     let pref = plugin_ref(p, &l);
     let command = format!("dsm config reset {}", p.name);
-    history::ensure_baseline(&conn, &root, &pref, &command)?;
-    let secrets: Vec<String> = secret_store::list(&conn)?
+    history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
+    let secrets: Vec<String> = secret_store::list(conn.as_ref())?
         .into_iter()
         .filter(|s| s.plugin == p.name)
         .map(|s| s.setting)
         .collect();
     if !secrets.is_empty() {
-        let key = find_key(&conn)?;
+        let key = find_key(conn.as_ref())?;
         for s in &secrets {
-            secret_store::unset(&conn, &key, &p.name, s, &command)?;
+            secret_store::unset(conn.as_ref(), &key, &p.name, s, &command)?;
         }
     }
     let mut path = edit::plugin_path(l.environment.as_deref(), p.plugin_type.key(), &p.name);
@@ -713,13 +703,10 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
         .map(|d| settings::env_var_name(&p.name, &d.name))
         .collect();
     let dot = edit::dotenv_unset(&root, &vars)?;
-    let db = conn.execute(
-        "DELETE FROM settings WHERE namespace = ?1",
-        rusqlite::params![settings_namespace(p.plugin_type, &p.name)],
-    )?;
+    let db = conn.clear_settings(&settings_namespace(p.plugin_type, &p.name))?;
     let changed = had || dot > 0 || db > 0 || !secrets.is_empty();
     let suffix = if changed {
-        let version = history::record(&conn, &root, &pref, &command, "reset", None)?;
+        let version = history::record(conn.as_ref(), &root, &pref, &command, "reset", None)?;
         format!(" (config version {version})")
     } else {
         " (it had no stored values)".to_string()
@@ -739,7 +726,11 @@ fn history(ctx: &Context, target: &Target) -> Result<()> {
     let sensitive = |name: &str| p.setting(name).is_some_and(is_sensitive);
     let path = db_path(ctx, &l)?;
     let versions = if path.exists() {
-        history::list(&secret_store::open_connection(&path)?, &p.name, &sensitive)?
+        history::list(
+            crate::store::open_path(&path)?.as_ref(),
+            &p.name,
+            &sensitive,
+        )?
     } else {
         Vec::new()
     };
@@ -793,9 +784,16 @@ fn rollback(ctx: &Context, target: &Target, to: i64) -> Result<()> {
     let root = l.project.root().to_path_buf();
     let conn = open_db(ctx, &l)?;
     // The key is needed only when secrets change; rollback says so if it is missing.
-    let key = find_key(&conn).ok();
+    let key = find_key(conn.as_ref()).ok();
     let command = format!("dsm config rollback {} --to {to}", p.name);
-    let version = history::rollback(&conn, &root, &plugin_ref(p, &l), to, key.as_ref(), &command)?;
+    let version = history::rollback(
+        conn.as_ref(),
+        &root,
+        &plugin_ref(p, &l),
+        to,
+        key.as_ref(),
+        &command,
+    )?;
     if ctx.printer.format() == OutputFormat::Json {
         ctx.printer.json(&serde_json::json!({
             "plugin": p.name, "restored": to, "version": version,

@@ -1,12 +1,11 @@
 //! `dsm conflicts list|show|counts|prune`: the conflict log of merged streams.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::Connection;
 
 use crate::commands::Context;
 use crate::error::{Error, Result};
-use crate::merge::conflicts::{self, ConflictEntry, ConflictFilter};
 use crate::printer::OutputFormat;
+use crate::store::merged::{ConflictEntry, ConflictFilter, MergedDb};
 
 /// Arguments of `dsm conflicts`.
 #[derive(Debug, clap::Args)]
@@ -80,7 +79,7 @@ fn parse_moment(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         .ok_or_else(bad)
 }
 
-fn open(ctx: &Context) -> Result<Connection> {
+fn open(ctx: &Context) -> Result<MergedDb> {
     let root = ctx.project_root()?;
     let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
     if !path.is_file() {
@@ -91,9 +90,7 @@ fn open(ctx: &Context) -> Result<Connection> {
     }
     // Opening the store brings its schema (and so the conflict-log table) up to date.
     drop(crate::store::SqliteStore::open(&path)?);
-    let conn = Connection::open(&path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))?;
-    Ok(conn)
+    MergedDb::open(&path)
 }
 
 fn filter(args: FilterArgs) -> Result<ConflictFilter> {
@@ -128,7 +125,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let conn = open(ctx)?;
     match args.command {
         ConflictsCommand::List(f) => {
-            let entries = conflicts::list(&conn, &filter(f)?)?;
+            let entries = conn.conflicts(&filter(f)?)?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&entries),
                 OutputFormat::Text => ctx.printer.table(
@@ -140,7 +137,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             }
         }
         ConflictsCommand::Show { id } => {
-            let entry = conflicts::show(&conn, id)?.ok_or_else(|| {
+            let entry = conn.conflict(id)?.ok_or_else(|| {
                 Error::config(format!("no conflict-log entry {id}"))
                     .hint("`dsm conflicts list` shows the ids")
             })?;
@@ -166,7 +163,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             }
         }
         ConflictsCommand::Counts(f) => {
-            let counts = conflicts::counts(&conn, &filter(f)?)?;
+            let counts = conn.conflict_counts(&filter(f)?)?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&counts),
                 OutputFormat::Text => ctx.printer.table(
@@ -196,7 +193,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         ConflictsCommand::Prune { older_than, stream } => {
             let cutoff = parse_moment(&older_than, Utc::now())?;
-            let n = conflicts::prune(&conn, cutoff, stream.as_deref())?;
+            let n = conn.prune_conflicts(cutoff, stream.as_deref())?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&serde_json::json!({ "pruned": n })),
                 OutputFormat::Text => ctx

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use crate::commands::Context;
-use crate::commands::secrets::{master_key, open_database};
 use crate::commands::shared::read_passphrase;
 use crate::error::Result;
 use crate::printer::OutputFormat;
@@ -24,10 +23,10 @@ pub struct Args {
 /// Runs `dsm export`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
-    let (_, conn) = open_database(ctx)?;
-    let (key, _) = master_key(&conn)?;
+    let (_, conn) = ctx.open_project_store()?;
+    let (key, _) = crate::secrets::store::find_key(conn.as_ref())?;
     let passphrase = args.passphrase.then(|| read_passphrase(true)).transpose()?;
-    let summary = bundle::export(&conn, &key, passphrase.as_ref(), &args.output)?;
+    let summary = bundle::export(conn.as_ref(), &key, passphrase.as_ref(), &args.output)?;
     if format == OutputFormat::Json {
         ctx.printer.json(&summary);
     } else {

@@ -3,7 +3,6 @@
 
 use crate::classification;
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::{PluginType, Project};
 use crate::registry::flowmap::{
@@ -23,7 +22,7 @@ pub fn run(ctx: &Context, _args: Args) -> Result<()> {
             .hint("`dsm flows` accepts `--format text`, `dot`, `mermaid` or `json`"));
     }
     let project = Project::load(&ctx.project_root()?)?;
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let mut flows = flows_with_status(&project, store.as_ref())?;
     fill_labels(&project, &mut flows)?;
     match format.as_str() {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, ErrorKind, Result};
 use crate::printer::OutputFormat;
 use crate::project::{PluginType, Project};
@@ -78,7 +77,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         .chain([window])
         .max()
         .unwrap_or(window);
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let earliest = |d: chrono::Duration| {
         now.checked_sub_signed(d)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::store::{RunFilter, RunId, RunRecord, RunStatus, format_time};
@@ -146,7 +145,7 @@ fn list(ctx: &Context, format: OutputFormat, limit: usize) -> Result<()> {
     if limit == 0 {
         return Err(Error::config("`--limit` must be at least 1"));
     }
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let runs = store.list_runs(&RunFilter {
         state_id: None,
         status: None,
@@ -215,7 +214,7 @@ fn list(ctx: &Context, format: OutputFormat, limit: usize) -> Result<()> {
 }
 
 fn show(ctx: &Context, format: OutputFormat, log_id: &str, tail: Option<usize>) -> Result<()> {
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let id = RunId::new(log_id.to_owned());
     let run = store.get_run(&id)?.ok_or_else(|| {
         Error::config(format!("no run `{log_id}` in the system database"))

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::registry::{render_prometheus, snapshot, write_atomically};
 
@@ -32,7 +31,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 .hint("`dsm metrics` accepts `--format prometheus` or `--format json`"));
         }
     };
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let runs = store.list_runs_since(DateTime::<Utc>::UNIX_EPOCH)?;
     let snap = snapshot(&runs, &store.pruned_totals()?, Utc::now());
     let text = if json {

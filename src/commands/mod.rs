@@ -87,6 +87,37 @@ impl Context {
         crate::project::find_root(&self.cwd()?)
     }
 
+    /// The system store of the project (or the one `--database-uri` names), opened and
+    /// migrated; see [`crate::store::open_for_command`].
+    pub fn open_store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+        crate::store::open_for_command(
+            self.global.database_uri.as_deref(),
+            self.project_root(),
+            || self.cwd(),
+        )
+    }
+
+    /// The store for `dsm state`: as [`Context::open_store`], except that a project whose
+    /// `state_backend.uri` is `file://` or `s3://` keeps its state there.
+    pub fn open_state_store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+        let store = self.open_store()?;
+        match self.project_root() {
+            Ok(root) if root.join("meltano.yml").is_file() => {
+                let project = crate::project::Project::load(&root)?;
+                let db = crate::store::database_path(self.global.database_uri.as_deref(), &root)?;
+                crate::state_backend::attach(store, &project, Some(&db))
+            }
+            _ => Ok(store),
+        }
+    }
+
+    /// The project root and its system store, for commands that need a project.
+    pub fn open_project_store(&self) -> Result<(PathBuf, std::sync::Arc<dyn crate::store::Store>)> {
+        let root = self.project_root()?;
+        let store = crate::store::open_for_project(self.global.database_uri.as_deref(), &root)?;
+        Ok((root, store))
+    }
+
     /// The `--format` value for commands that take only `text` and `json`; anything else is a
     /// usage error naming the accepted values.
     pub fn text_or_json(&self) -> Result<OutputFormat> {

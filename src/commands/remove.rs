@@ -62,7 +62,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
 }
 
 /// What still names `plugin` (ignoring the plugins being removed together with it).
-fn still_used(project: &Project, plugin: &Plugin, removing: &[String]) -> Option<String> {
+pub(crate) fn still_used(
+    project: &Project,
+    plugin: &Plugin,
+    removing: &[String],
+) -> Option<String> {
     let name = plugin.name.as_str();
     for job in project.jobs() {
         if job.task_list().iter().any(|task| {
@@ -100,7 +104,7 @@ fn block_names(block: &str, name: &str) -> bool {
     block == name || block.split_once(':').is_some_and(|(p, _)| p == name)
 }
 
-fn remove_one(project: &Project, plugin: &Plugin) -> Result<()> {
+pub(crate) fn remove_one(project: &Project, plugin: &Plugin) -> Result<()> {
     let root = project.root();
     let ty = plugin.plugin_type.key();
     let envs: Vec<String> = project

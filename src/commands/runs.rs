@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::merge::MergeRunStats;
 use crate::printer::OutputFormat;
@@ -35,7 +34,7 @@ pub enum RunsCommand {
         since: Option<String>,
         /// Only runs with this status.
         #[arg(long, value_enum)]
-        status: Option<RunStatus>,
+        status: Option<StatusArg>,
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -64,6 +63,30 @@ pub enum RunsCommand {
     },
 }
 
+/// A run status as `--status` takes it (the store's [`RunStatus`] knows nothing of clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    /// Still going.
+    Running,
+    /// Finished and succeeded.
+    Success,
+    /// Finished and failed.
+    Failed,
+    /// Ended without finishing (killed, crashed, or interrupted).
+    Killed,
+}
+
+impl From<StatusArg> for RunStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Running => RunStatus::Running,
+            StatusArg::Success => RunStatus::Success,
+            StatusArg::Failed => RunStatus::Failed,
+            StatusArg::Killed => RunStatus::Killed,
+        }
+    }
+}
+
 /// Runs `dsm runs`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
@@ -75,7 +98,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             status,
             limit,
         } => {
-            let store = open_store(ctx)?;
+            let status = status.map(RunStatus::from);
+            let store = ctx.open_store()?;
             let state_id = state_id.map(StateId::new);
             let runs = match (&since, &source) {
                 (None, None) => store.list_runs(&RunFilter {
@@ -129,7 +153,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         RunsCommand::Show { run_id } => {
             let id = RunId::new(run_id);
-            let store = open_store(ctx)?;
+            let store = ctx.open_store()?;
             let run = store.get_run(&id)?.ok_or_else(|| {
                 Error::config(format!("no run `{id}` in the system database"))
                     .hint("`dsm runs list` shows recent runs")
@@ -152,7 +176,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             dry_run,
             run_ids,
         } => {
-            let store = open_store(ctx)?;
+            let store = ctx.open_store()?;
             let private = ctx
                 .project_root()
                 .map(|root| root.join(crate::project::PRIVATE_DIR))
@@ -262,8 +286,8 @@ fn merge_counts(ctx: &Context, id: &RunId) -> Vec<MergeRunStats> {
     let base = ctx.project_root().or_else(|_| ctx.cwd());
     let counts = base
         .and_then(|b| crate::store::database_path(ctx.global.database_uri.as_deref(), &b))
-        .and_then(|path| Ok(rusqlite::Connection::open(path)?))
-        .and_then(|conn| Ok(crate::merge::run::run_stats(&conn, id.as_str())?));
+        .and_then(|path| crate::store::merged::MergedDb::open(&path))
+        .and_then(|conn| conn.run_stats(id.as_str()));
     counts.unwrap_or_else(|e| {
         tracing::warn!(error = %e.message(), "could not read the merged-stream counts of the run");
         Vec::new()

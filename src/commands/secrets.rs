@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::commands::Context;
@@ -11,7 +10,7 @@ use crate::commands::shared::strip_newline;
 use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
-use crate::secrets::master_key::{self, KeyLookup, KeySource, Keyring};
+use crate::secrets::master_key::{self, KeySource, Keyring};
 use crate::secrets::{self, MasterKey, Secret, dotenv, history, store};
 
 /// Arguments of `dsm secrets`.
@@ -89,21 +88,6 @@ pub struct ImportEnvArgs {
     pub env_file: Option<PathBuf>,
 }
 
-/// Opens the project's system database: migrated by the store, then a connection of our own
-/// for the secret and audit tables.
-pub(crate) fn open_database(ctx: &Context) -> Result<(PathBuf, Connection)> {
-    let root = ctx.project_root()?;
-    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
-    Ok((root, secrets::open_connection(&path)?))
-}
-
-/// Finds the master key and checks it against the database's key check value.
-pub(crate) fn master_key(conn: &Connection) -> Result<(MasterKey, KeySource)> {
-    let (key, source) = KeyLookup::from_env().find()?;
-    store::check_key(conn, &key, &source.to_string())?;
-    Ok((key, source))
-}
-
 /// Runs `dsm secrets`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
@@ -162,8 +146,8 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
 }
 
 fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
-    let (_, conn) = open_database(ctx)?;
-    let secrets = secrets::list(&conn)?;
+    let (_, conn) = ctx.open_project_store()?;
+    let secrets = secrets::list(conn.as_ref())?;
     if format == OutputFormat::Json {
         ctx.printer.json(&secrets);
         return Ok(());
@@ -221,7 +205,7 @@ fn done(ctx: &Context, format: OutputFormat, action: &str, name: &NameArgs, text
 /// project when it defines the plugin).
 fn record_history(
     root: &Path,
-    conn: &Connection,
+    conn: &dyn crate::store::Store,
     plugin: &str,
     command: &str,
     change: Option<(&str, &str)>,
@@ -244,8 +228,8 @@ fn record_history(
 }
 
 fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
-    let (root, conn) = open_database(ctx)?;
-    let (key, _) = master_key(&conn)?;
+    let (root, conn) = ctx.open_project_store()?;
+    let (key, _) = store::find_key(conn.as_ref())?;
     let value = read_value(&args)?;
     let n = &args.name;
     // A value the setting's kind refuses is refused now, not at the next run.
@@ -256,9 +240,9 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
     {
         crate::settings::check_set_value(&def, value.expose(), &n.plugin, false)?;
     }
-    record_history(&root, &conn, &n.plugin, "dsm secrets set", None)?;
+    record_history(&root, conn.as_ref(), &n.plugin, "dsm secrets set", None)?;
     secrets::set_secret(
-        &conn,
+        conn.as_ref(),
         &key,
         &n.plugin,
         &n.setting,
@@ -267,7 +251,7 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
     )?;
     record_history(
         &root,
-        &conn,
+        conn.as_ref(),
         &n.plugin,
         "dsm secrets set",
         Some(("secret.set", &n.setting)),
@@ -278,11 +262,17 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
 }
 
 fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
-    let (root, conn) = open_database(ctx)?;
-    let (key, _) = master_key(&conn)?;
-    record_history(&root, &conn, &args.plugin, "dsm secrets unset", None)?;
+    let (root, conn) = ctx.open_project_store()?;
+    let (key, _) = store::find_key(conn.as_ref())?;
+    record_history(
+        &root,
+        conn.as_ref(),
+        &args.plugin,
+        "dsm secrets unset",
+        None,
+    )?;
     secrets::unset(
-        &conn,
+        conn.as_ref(),
         &key,
         &args.plugin,
         &args.setting,
@@ -290,7 +280,7 @@ fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
     )?;
     record_history(
         &root,
-        &conn,
+        conn.as_ref(),
         &args.plugin,
         "dsm secrets unset",
         Some(("secret.unset", &args.setting)),
@@ -301,8 +291,8 @@ fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
 }
 
 fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
-    let (_, conn) = open_database(ctx)?;
-    let (old, source) = master_key(&conn)?;
+    let (_, conn) = ctx.open_project_store()?;
+    let (old, source) = store::find_key(conn.as_ref())?;
     let new = MasterKey::generate();
     // The new key is on disk before the database changes, so it can never be lost.
     let (written, replaces) = match (args.new_key_file, &source) {
@@ -320,7 +310,7 @@ fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
         }
     };
     master_key::write_key_file(&written, &new)?;
-    let count = match secrets::rotate(&conn, &old, &new, "dsm secrets rotate") {
+    let count = match secrets::rotate(conn.as_ref(), &old, &new, "dsm secrets rotate") {
         Ok(n) => n,
         Err(e) => {
             let _ = std::fs::remove_file(&written);
@@ -361,9 +351,9 @@ fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
 }
 
 fn verify(ctx: &Context, format: OutputFormat) -> Result<()> {
-    let (_, conn) = open_database(ctx)?;
-    let (key, _) = master_key(&conn)?;
-    let report = secrets::verify(&conn, &key)?;
+    let (_, conn) = ctx.open_project_store()?;
+    let (key, _) = store::find_key(conn.as_ref())?;
+    let report = secrets::verify(conn.as_ref(), &key)?;
     let error = (!report.failed.is_empty()).then(|| {
         let mut err = Error::failed(format!("{} secrets do not decrypt", report.failed.len()));
         for (plugin, setting) in &report.failed {
@@ -407,8 +397,8 @@ fn plugin_names(root: &Path) -> Result<Vec<String>> {
 }
 
 fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Result<()> {
-    let (root, conn) = open_database(ctx)?;
-    let (key, _) = master_key(&conn)?;
+    let (root, conn) = ctx.open_project_store()?;
+    let (key, _) = store::find_key(conn.as_ref())?;
     let env_file = args.env_file.unwrap_or_else(|| root.join(".env"));
     if !env_file.exists() {
         return Err(Error::config(format!(
@@ -418,7 +408,7 @@ fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Resul
     }
     let plugins = plugin_names(&root)?;
     let report = dotenv::import_env(
-        &conn,
+        conn.as_ref(),
         &key,
         &env_file,
         &plugins,

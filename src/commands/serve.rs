@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::project::EnvironmentChoice;
 use crate::serve::{self, App};
@@ -35,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     })?;
     let root = ctx.project_root()?;
     let database_path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(serve::tls::acceptor(cert, key)?),
         _ => None,
@@ -71,6 +70,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             );
         }
         serve::spawn_reloader(&app);
+        app.runs.spawn_progress();
         let scheme = if tls.is_some() { "https" } else { "http" };
         ctx.printer.notice(format!(
             "serving `{}` on {scheme}://{local}{}",
@@ -83,19 +83,32 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             Some(acceptor) => {
                 let listener = serve::tls::TlsListener::new(tcp, acceptor)?;
                 axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(stopping(app.clone()))
                     .await
             }
             None => {
                 axum::serve(tcp, service)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(stopping(app.clone()))
                     .await
             }
         };
+        // The runs this server started were asked to stop with the signal; they are recorded
+        // as `killed` once their loaders flushed (or their plugins were killed).
+        let runs = app.runs.clone();
+        let _ = tokio::task::spawn_blocking(move || runs.stop_all()).await;
         served.map_err(|e| Error::failed(format!("the server stopped: {e}")))?;
         ctx.printer.notice("stopped");
         Ok(())
     })
+}
+
+/// Resolves on SIGTERM or SIGINT, after ending the event streams and asking the runs this
+/// server started to stop (requests in flight still finish).
+async fn stopping(app: Arc<App>) {
+    shutdown_signal().await;
+    app.begin_shutdown();
+    let runs = app.runs.clone();
+    let _ = tokio::task::spawn_blocking(move || runs.cancel_all()).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -633,11 +633,9 @@ pub fn audit(ctx: &Context, command: &str, action: &str, target: &str) {
         return;
     };
     let result = (|| -> Result<()> {
-        let root = ctx.project_root()?;
-        let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
-        let conn = crate::secrets::open_connection(&path)?;
-        crate::secrets::store::check_key(&conn, &key, &source.to_string())?;
-        crate::secrets::audit::append(&conn, &key, &Entry::new(command, action, [target]))?;
+        let (_, conn) = ctx.open_project_store()?;
+        crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string())?;
+        crate::secrets::audit::append(conn.as_ref(), &key, &Entry::new(command, action, [target]))?;
         Ok(())
     })();
     if let Err(error) = result {

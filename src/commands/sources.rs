@@ -4,7 +4,6 @@
 use chrono::{Duration, Utc};
 
 use crate::commands::Context;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::printer::OutputFormat;
 use crate::project::{EnvironmentChoice, Project};
@@ -152,7 +151,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let project = Project::load(&ctx.project_root()?)?;
     let mut sources = project_sources(&project);
     fill_classification(&project, &mut sources)?;
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     match args.command {
         SourcesCommand::List(filters) => {
             let env = environment(ctx, &project)?;

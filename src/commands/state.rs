@@ -3,16 +3,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::commands::Context;
-use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::store::state::{parse_payload, validate_payload};
-use crate::store::{self, StateAction, StateId, Store, StoredState, meltano};
+use crate::store::{self, StateAction, StateId, StoredState, meltano};
 
 /// Arguments of `dsm state`.
 #[derive(Debug, clap::Args)]
@@ -153,7 +151,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             if !no_validate {
                 validate_payload(&payload)?;
             }
-            let store = open_store(ctx)?;
+            let store = ctx.open_state_store()?;
             let id = StateId::new(state_id);
             store.write_state(&id, &payload, false, StateAction::Set, None)?;
             ctx.printer.notice(format!("state of `{id}` set"));
@@ -166,7 +164,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             from_state_id,
             input_file,
         } => {
-            let store = open_store(ctx)?;
+            let store = ctx.open_state_store()?;
             let id = StateId::new(state_id);
             let (payload, detail) = match from_state_id {
                 Some(src) => {
@@ -191,13 +189,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     return Err(Error::config("`dsm state clear --all` deletes the state of every flow")
                         .hint("add `--force` to confirm; `dsm state export > backup.json` keeps a copy first"));
                 }
-                let n = open_store(ctx)?.clear_all_states()?;
+                let n = ctx.open_state_store()?.clear_all_states()?;
                 ctx.printer
                     .notice(format!("cleared the state of {n} state ids"));
                 return Ok(());
             }
             let id = StateId::new(state_id.expect("clap requires STATE_ID without --all"));
-            if open_store(ctx)?.clear_state(&id)? {
+            if ctx.open_state_store()?.clear_state(&id)? {
                 ctx.printer.notice(format!("state of `{id}` cleared"));
             } else {
                 ctx.printer.notice(format!("`{id}` had no state"));
@@ -210,7 +208,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             force: _,
         } => {
             let (src, dst) = (StateId::new(src_state_id), StateId::new(dst_state_id));
-            open_store(ctx)?.copy_state(&src, &dst, false)?;
+            ctx.open_state_store()?.copy_state(&src, &dst, false)?;
             ctx.printer
                 .notice(format!("state of `{src}` copied to `{dst}`"));
             Ok(())
@@ -221,13 +219,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             force: _,
         } => {
             let (src, dst) = (StateId::new(src_state_id), StateId::new(dst_state_id));
-            open_store(ctx)?.copy_state(&src, &dst, true)?;
+            ctx.open_state_store()?.copy_state(&src, &dst, true)?;
             ctx.printer
                 .notice(format!("state of `{src}` moved to `{dst}`"));
             Ok(())
         }
         StateCommand::Export => {
-            let rows = open_store(ctx)?.list_states(None)?;
+            let rows = ctx.open_state_store()?.list_states(None)?;
             ctx.printer.line(export_json(&rows));
             Ok(())
         }
@@ -241,23 +239,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
 }
 
-/// Opens the store for a state or runs command: `--database-uri` / `DSM_DATABASE_URI` when
-/// given (no project needed), else `.dsm/dsm.db` of the project.
-pub(crate) fn open_store(ctx: &Context) -> Result<Arc<dyn Store>> {
-    let explicit = ctx.global.database_uri.is_some()
-        || std::env::var_os(envvars::DATABASE_URI).is_some_and(|v| !v.is_empty());
-    let base = if explicit {
-        ctx.project_root().or_else(|_| ctx.cwd())?
-    } else {
-        ctx.project_root()?
-    };
-    store::open_for_project(ctx.global.database_uri.as_deref(), &base)
-}
-
 /// `dsm state edit`: the state in a private temporary file, the user's editor on it, the result
 /// checked as `dsm state set` checks it, then stored and audited.
 fn edit(ctx: &Context, id: &StateId) -> Result<()> {
-    let store = open_store(ctx)?;
+    let store = ctx.open_state_store()?;
     let current = store.get_state(id)?;
     let initial = current.clone().unwrap_or_else(|| Value::Object(Map::new()));
     let text = serde_json::to_string_pretty(&initial).expect("a JSON value serialises") + "\n";
@@ -324,7 +309,7 @@ fn no_state(id: &StateId) -> Error {
 
 fn list(ctx: &Context, pattern: Option<&str>) -> Result<()> {
     let format = ctx.text_or_json()?;
-    let rows = open_store(ctx)?.list_states(pattern)?;
+    let rows = ctx.open_state_store()?.list_states(pattern)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.state_id.as_str()).collect();
     match format {
         OutputFormat::Json => ctx.printer.json(&ids),
@@ -347,7 +332,8 @@ fn get(ctx: &Context, id: &StateId) -> Result<()> {
         }
     };
     // Like Meltano, a flow without state prints `{}`.
-    let value = open_store(ctx)?
+    let value = ctx
+        .open_state_store()?
         .get_state(id)?
         .unwrap_or_else(|| Value::Object(Map::new()));
     let text = if pretty {
@@ -399,7 +385,9 @@ fn import(ctx: &Context, file: Option<&Path>, skip_existing: bool) -> Result<()>
         }
     };
     let rows = parse_export(&text, &origin)?;
-    let report = open_store(ctx)?.import_states(&rows, !skip_existing, &origin)?;
+    let report = ctx
+        .open_state_store()?
+        .import_states(&rows, !skip_existing, &origin)?;
     report_import(ctx, &report, &origin)
 }
 
@@ -448,7 +436,7 @@ fn import_meltano(ctx: &Context, path: Option<&str>, overwrite: bool) -> Result<
         None => meltano::default_path(&ctx.project_root()?),
     };
     let rows = meltano::read_states(&path)?;
-    let store = open_store(ctx)?;
+    let store = ctx.open_state_store()?;
     if Path::new(&store.location()) == path {
         return Err(
             Error::config("dsm's store and Meltano's database are the same file")

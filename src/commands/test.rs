@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::commands::Context;
 use crate::commands::shared::load;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result, did_you_mean};
 use crate::plugin::{PluginRole, PluginSpec, RunDir, runtime_base};
 use crate::printer::OutputFormat;
@@ -92,7 +91,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     drop(runtime);
     drop(run_dir);
 
-    record(ctx, &chosen, &results);
+    match ctx.open_store() {
+        Ok(store) => {
+            let names: Vec<&str> = chosen.iter().map(|(p, _)| p.name.as_str()).collect();
+            for warning in record_results(store.as_ref(), &names, &results) {
+                ctx.printer.warn(warning);
+            }
+        }
+        Err(e) => ctx.printer.warn(format!(
+            "could not record the test results in the run history: {}",
+            e.message()
+        )),
+    }
     if let Some(path) = &args.junit {
         write_junit(path, &results)?;
     }
@@ -399,23 +409,19 @@ fn not_installed(spec: &PluginSpec) -> Option<String> {
     })
 }
 
-/// Writes each tested plugin's overall result into its status history.
-fn record(ctx: &Context, chosen: &[(&Plugin, bool)], results: &[ProbeResult]) {
-    let store = match open_store(ctx) {
-        Ok(s) => s,
-        Err(e) => {
-            ctx.printer.warn(format!(
-                "could not record the test results in the run history: {}",
-                e.message()
-            ));
-            return;
-        }
-    };
+/// Writes each tested plugin's overall result into its status history; returns warnings for
+/// the results that could not be written.
+pub fn record_results(
+    store: &dyn crate::store::Store,
+    plugins: &[&str],
+    results: &[ProbeResult],
+) -> Vec<String> {
     let now = chrono::Utc::now();
-    for (plugin, _) in chosen {
+    let mut warnings = Vec::new();
+    for plugin in plugins {
         let mine: Vec<&ProbeResult> = results
             .iter()
-            .filter(|r| r.plugin == plugin.name && r.status != ProbeStatus::Skipped)
+            .filter(|r| r.plugin == *plugin && r.status != ProbeStatus::Skipped)
             .collect();
         if mine.is_empty() {
             continue;
@@ -429,20 +435,40 @@ fn record(ctx: &Context, chosen: &[(&Plugin, bool)], results: &[ProbeResult]) {
                 r.reason.as_deref().unwrap_or("")
             )
         });
-        if let Err(e) = record_test_result(
-            store.as_ref(),
-            &plugin.name,
-            failure.is_none(),
-            reason.as_deref(),
-            now,
-        ) {
-            ctx.printer.warn(format!(
-                "could not record the test result of `{}`: {}",
-                plugin.name,
+        if let Err(e) = record_test_result(store, plugin, failure.is_none(), reason.as_deref(), now)
+        {
+            warnings.push(format!(
+                "could not record the test result of `{plugin}`: {}",
                 e.message()
             ));
         }
     }
+    warnings
+}
+
+/// The tests `dsm test NAME` runs for one plugin, and the run folder they share (the HTTP
+/// API's `POST /api/sources/{id}/test` runs them with [`run_probes`]).
+pub fn probes_for_plugin(
+    project: &Project,
+    env: Option<&Environment>,
+    name: &str,
+) -> Result<(Vec<Probe>, Arc<RunDir>)> {
+    let args = Args {
+        names: vec![name.to_owned()],
+        all: false,
+        loaders: false,
+        parallel: 1,
+        timeout: Duration::from_secs(60),
+        junit: None,
+    };
+    let chosen = choose(project, &args)?;
+    let base = runtime_base(&project.root().join(".dsm/run"));
+    let run_dir = Arc::new(RunDir::create(&base)?);
+    let mut probes = Vec::new();
+    for (plugin, named) in &chosen {
+        probes.extend(probes_for(project, env, plugin, *named, &args, &run_dir)?);
+    }
+    Ok((probes, run_dir))
 }
 
 fn write_junit(path: &Path, results: &[ProbeResult]) -> Result<()> {

@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use crate::commands::Context;
 use crate::commands::shared::audit;
-use crate::commands::state::open_store;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::serve::token;
@@ -41,13 +40,34 @@ pub struct CreateArgs {
     /// What the token may do: `viewer` reads, `operator` also tests, syncs, sets credentials and
     /// stops runs, `admin` also changes sources and reads the audit log.
     #[arg(long, value_enum)]
-    pub role: Role,
+    pub role: RoleArg,
     /// Limit the token to one organisation (default: all).
     #[arg(long, value_name = "ORG")]
     pub organisation: Option<String>,
     /// Make the token stop working after this long: `30d`, `12h`, `90m`.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
+}
+
+/// A token role as `--role` takes it (the store's [`Role`] knows nothing of clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Reads sources, runs, flows, health and metrics.
+    Viewer,
+    /// Also tests sources, starts syncs, sets credentials and stops runs.
+    Operator,
+    /// Also registers, changes and deletes sources and reads the audit log.
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
 }
 
 /// What `dsm tokens create --format json` prints.
@@ -89,11 +109,11 @@ fn create(ctx: &Context, format: OutputFormat, args: CreateArgs) -> Result<()> {
             Some(Utc::now() + d)
         }
     };
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let created = token::create(
         store.as_ref(),
         &args.name,
-        args.role,
+        args.role.into(),
         args.organisation,
         expires_at,
         crate::registry::status::current_user().unwrap_or_else(|| "unknown".into()),
@@ -124,7 +144,7 @@ fn create(ctx: &Context, format: OutputFormat, args: CreateArgs) -> Result<()> {
 }
 
 fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     let tokens = store.list_tokens()?;
     match format {
         OutputFormat::Json => ctx.printer.json(&tokens),
@@ -163,7 +183,7 @@ fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
 }
 
 fn revoke(ctx: &Context, format: OutputFormat, name: &str) -> Result<()> {
-    let store = open_store(ctx)?;
+    let store = ctx.open_store()?;
     if !store.revoke_token(name)? {
         let names: Vec<String> = store.list_tokens()?.into_iter().map(|t| t.name).collect();
         let mut err = Error::config(format!("no token named `{name}`"));

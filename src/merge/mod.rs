@@ -5,12 +5,13 @@
 //! - [`schema`]: checks the sources' SCHEMA messages against a declaration, builds the merged SCHEMA;
 //! - [`value`]: the total order on JSON values the rules use (numbers exactly, dates as instants);
 //! - [`rules`]: resolving one field from its candidates;
-//! - [`store`]: the SQLite tables (current candidates and winner per key, schemas, conflict log);
 //! - [`resolver`]: the per-record engine, emitting only records whose resolved value changed;
-//! - [`conflicts`]: listing, showing, counting and pruning the conflict log;
 //! - [`stage`]: the [`crate::transform::Transform`] the pipeline runs for one source;
 //! - [`run`]: the stages of one run as one transform, with the hooks for loader-confirmed STATE
 //!   and the end of the run (counts for the run history).
+//!
+//! The rows (current candidates and winner per key, schemas, the conflict log, the sends of each
+//! run and its counts) are kept by [`crate::store::merged`].
 //!
 //! # Arrival
 //!
@@ -22,24 +23,20 @@
 //! source listed first in `priority`. With `time_extracted` on every record this makes `first`
 //! and `last` independent of the order in which the sources are synced too.
 
-pub mod conflicts;
 pub mod declaration;
 pub mod resolver;
 pub mod rules;
 pub mod run;
 pub mod schema;
 pub mod stage;
-pub mod store;
 pub mod value;
-mod writer;
 
-#[cfg(test)]
-mod tests;
-
-pub use conflicts::{ConflictEntry, ConflictFilter, RunConflictCount};
+pub use crate::store::merged::{
+    ConflictEntry, ConflictFilter, MergeRunStats, MergedDb, ResolverStats, RunConflictCount,
+};
 pub use declaration::{MergedStream, NullKeyRule, Rule, Source, TieBreak, merged_streams};
-pub use resolver::{Resolver, ResolverStats, RunContext};
-pub use run::{MergeRun, MergeRunStats};
+pub use resolver::{Resolver, RunContext};
+pub use run::MergeRun;
 pub use schema::MergedSchema;
 pub use stage::MergeStage;
 
@@ -64,9 +61,9 @@ pub enum MergeError {
         /// What to do about it.
         hint: Option<String>,
     },
-    /// The system database failed.
-    #[error("system database error: {0}")]
-    Store(#[from] rusqlite::Error),
+    /// The system store failed (its error says how).
+    #[error("{0}")]
+    Store(#[from] Error),
 }
 
 impl MergeError {
@@ -100,13 +97,17 @@ impl MergeError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             MergeError::Declaration { hint, .. } | MergeError::Data { hint, .. } => hint.as_deref(),
-            MergeError::Store(_) => None,
+            MergeError::Store(e) => e.hints().first().map(String::as_str),
         }
     }
 }
 
 impl From<MergeError> for Error {
     fn from(e: MergeError) -> Self {
+        let e = match e {
+            MergeError::Store(e) => return e,
+            other => other,
+        };
         let kind = match e {
             MergeError::Declaration { .. } => ErrorKind::Config,
             _ => ErrorKind::Failed,

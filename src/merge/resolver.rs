@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -34,9 +33,11 @@ use super::MergeError;
 use super::declaration::{MergedStream, NullKeyRule};
 use super::rules::{self, Candidate, Verdict};
 use super::schema::PROVENANCE_FIELD;
-use super::store::{self, ConflictFields, ConflictRow, EntityRow, FieldConflict};
 use super::value::normalise_time;
-use super::writer::{Op, Writes};
+use crate::store::merged::{
+    self as store, ConflictFields, ConflictRow, EntityRow, FieldConflict, MergeWrite as Op,
+    MergedDb, StreamDb,
+};
 
 /// The run a resolver works for.
 #[derive(Debug, Clone)]
@@ -47,27 +48,7 @@ pub struct RunContext {
     pub started_at: DateTime<Utc>,
 }
 
-/// What a resolver did so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ResolverStats {
-    /// Records received.
-    pub records_in: u64,
-    /// Merged records emitted (their resolved value changed).
-    pub emitted: u64,
-    /// Records identical to what their source sent before (nothing to do).
-    pub unchanged: u64,
-    /// Records whose resolution did not change the output.
-    pub unchanged_output: u64,
-    /// Conflict-log rows written (one per disagreeing field).
-    pub conflicts: u64,
-    /// Records held back by a `quarantine` rule.
-    pub quarantined: u64,
-    /// Records skipped or quarantined for a missing or null key.
-    pub null_keys: u64,
-    /// Records sent again because an earlier run sent them and then failed before its loader
-    /// confirmed them.
-    pub resent: u64,
-}
+pub use crate::store::merged::ResolverStats;
 
 /// One source's candidate of a key, stored as `{"r": record, "f": first seen, "l": last seen}`.
 /// `l` is left out when it equals `f` (a key a source supplied once, the usual case): the
@@ -115,13 +96,11 @@ type Candidates = BTreeMap<String, StoredCandidate>;
 
 /// Resolves the records of one merged stream against the store.
 pub struct Resolver {
-    conn: Connection,
     decl: MergedStream,
     key: Vec<String>,
-    run: RunContext,
     started: String,
-    /// Where the writes go: this connection, or a writer thread (see the `writer` module).
-    writes: Writes,
+    /// The stream's rows; writes go inline or to a writer thread.
+    db: StreamDb,
     pending: usize,
     opened: Option<Instant>,
     mark: u64,
@@ -174,21 +153,18 @@ impl Resolver {
 
     /// A resolver for `decl` with its (already validated) key, creating the tables if needed.
     pub fn new(
-        conn: Connection,
+        db: MergedDb,
         decl: MergedStream,
         key: Vec<String>,
         run: RunContext,
     ) -> Result<Self, MergeError> {
-        store::migrate(&conn)?;
         let started = run.started_at.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
-        let writes = Writes::new(&conn, &decl.name, &run.run_id)?;
+        let db = db.into_stream(&decl.name, &run.run_id)?;
         Ok(Resolver {
-            conn,
+            db,
             decl,
             key,
-            run,
             started,
-            writes,
             pending: 0,
             opened: None,
             mark: 0,
@@ -199,11 +175,11 @@ impl Resolver {
         })
     }
 
-    /// The connection (for reading the tables, or the conflict log), after committing what
-    /// was resolved so far, so that reads see all of it.
-    pub fn connection(&mut self) -> Result<&Connection, MergeError> {
+    /// The tables (for reading them, or the conflict log), after committing what was
+    /// resolved so far, so that reads see all of it.
+    pub fn connection(&mut self) -> Result<&MergedDb, MergeError> {
         self.flush()?;
-        Ok(&self.conn)
+        Ok(self.db.tables())
     }
 
     /// Sends the conflict-log rows the open batch holds. They are kept back and written many
@@ -213,7 +189,7 @@ impl Resolver {
     fn write_pending(&mut self) -> Result<(), MergeError> {
         if !self.conflicts.is_empty() {
             let rows = std::mem::take(&mut self.conflicts);
-            self.writes.write(&self.conn, Op::Conflicts(rows))?;
+            self.db.write(Op::Conflicts(rows))?;
         }
         Ok(())
     }
@@ -230,7 +206,7 @@ impl Resolver {
 
     /// Whether the writes go to a writer thread (a WAL database file) rather than inline.
     pub fn writes_behind(&self) -> bool {
-        self.writes.is_behind()
+        self.db.is_behind()
     }
 
     /// What the resolver did so far.
@@ -243,7 +219,7 @@ impl Resolver {
         self.write_pending()?;
         self.pending = 0;
         self.opened = None;
-        self.writes.flush(&self.conn)
+        Ok(self.db.flush()?)
     }
 
     /// Ends the open batch: commits it, without waiting for a writer thread to be done.
@@ -251,7 +227,7 @@ impl Resolver {
         self.write_pending()?;
         self.pending = 0;
         self.opened = None;
-        self.writes.commit(&self.conn)
+        Ok(self.db.commit()?)
     }
 
     /// Sets the mark later records are sent under: the number of extractor STATE messages seen.
@@ -263,7 +239,7 @@ impl Resolver {
     /// the open batch when there is one.
     pub fn confirm(&mut self, before: Option<u64>) -> Result<(), MergeError> {
         self.write_pending()?;
-        self.writes.write(&self.conn, Op::Confirm(before))
+        Ok(self.db.write(Op::Confirm(before))?)
     }
 
     /// The records that earlier runs sent but no loader confirmed, to send again now; they
@@ -271,29 +247,11 @@ impl Resolver {
     pub fn recover(&mut self) -> Result<Vec<Map<String, Value>>, MergeError> {
         // Everything sent so far is committed first: this works on the resolver's connection.
         self.flush()?;
-        let rows = store::unconfirmed_records(&self.conn, &self.decl.name, &self.run.run_id)?;
+        let rows = self.db.take_over_unconfirmed(self.mark)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let out: Vec<Map<String, Value>> = rows.into_iter().map(|(_, record)| record).collect();
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let taken =
-            store::sender_id(&self.conn, &self.decl.name, &self.run.run_id).and_then(|sender| {
-                store::take_over_unconfirmed(
-                    &self.conn,
-                    &self.decl.name,
-                    &self.run.run_id,
-                    sender,
-                    self.mark,
-                )
-            });
-        match taken {
-            Ok(()) => self.conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
         self.stats.resent += out.len() as u64;
         tracing::info!(
             stream = %self.decl.name,
@@ -346,7 +304,7 @@ impl Resolver {
         let arrival = self
             .arrival(time_extracted)
             .unwrap_or_else(|| self.started.clone());
-        let row = self.writes.load(&self.conn, &self.decl.name, &key)?;
+        let row = self.db.load(&key)?;
         let (mut candidates, sent): (Candidates, Option<String>) = match row {
             Some(r) => (
                 serde_json::from_str(&r.candidates).map_err(|e| {
@@ -446,8 +404,7 @@ impl Resolver {
             resolved,
             quarantined: outcome.quarantined,
         };
-        self.writes
-            .write(&self.conn, Op::Entity { key, row, sent })?;
+        self.db.write(Op::Entity { key, row, sent })?;
         self.tick()?;
         Ok(emitted)
     }

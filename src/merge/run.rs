@@ -9,32 +9,18 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, params};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::MergeError;
-use super::resolver::ResolverStats;
 use super::stage::MergeStage;
 use crate::singer::Message;
+use crate::store::merged::{MergeRunStats, MergedDb};
 use crate::transform::{Transform, TransformError};
 
 /// How many extractor STATE values are remembered while waiting for the loader to echo one.
 /// Older ones are forgotten: their records then wait for a later STATE or the end of the run
 /// (being late to confirm is safe; being early is not).
 const MAX_MARKS: usize = 4096;
-
-/// What a run did to one merged stream from one source (a row of `merge_run_stats`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MergeRunStats {
-    /// The merged stream.
-    pub stream: String,
-    /// The source.
-    pub source: String,
-    /// The counts.
-    #[serde(flatten)]
-    pub stats: ResolverStats,
-}
 
 struct Inner {
     stages: Vec<MergeStage>,
@@ -110,7 +96,7 @@ impl MergeRun {
     pub fn finish(
         &self,
         succeeded: bool,
-        conn: &Connection,
+        conn: &MergedDb,
         run_id: &str,
     ) -> Result<Vec<MergeRunStats>, MergeError> {
         let mut inner = self.lock();
@@ -127,73 +113,9 @@ impl MergeRun {
             });
         }
         drop(inner);
-        record_stats(conn, run_id, &out)?;
+        conn.record_run_stats(run_id, &out)?;
         Ok(out)
     }
-}
-
-/// Writes a run's counts to `merge_run_stats`.
-pub fn record_stats(
-    conn: &Connection,
-    run_id: &str,
-    stats: &[MergeRunStats],
-) -> Result<(), MergeError> {
-    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for s in stats {
-        conn.execute(
-            "INSERT INTO merge_run_stats
-                 (run_id, stream, source, records_in, emitted, resent, conflicts, quarantined,
-                  null_keys, unchanged, same_output)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (run_id, stream, source) DO UPDATE SET records_in = excluded.records_in,
-                 emitted = excluded.emitted, resent = excluded.resent,
-                 unchanged = excluded.unchanged, same_output = excluded.same_output,
-                 conflicts = excluded.conflicts, quarantined = excluded.quarantined,
-                 null_keys = excluded.null_keys",
-            params![
-                run_id,
-                s.stream,
-                s.source,
-                n(s.stats.records_in),
-                n(s.stats.emitted),
-                n(s.stats.resent),
-                n(s.stats.conflicts),
-                n(s.stats.quarantined),
-                n(s.stats.null_keys),
-                n(s.stats.unchanged),
-                n(s.stats.unchanged_output)
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-/// The counts a run recorded, by stream and source.
-pub fn run_stats(conn: &Connection, run_id: &str) -> Result<Vec<MergeRunStats>, MergeError> {
-    super::store::migrate(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT stream, source, records_in, emitted, resent, conflicts, quarantined, null_keys,
-                unchanged, same_output
-         FROM merge_run_stats WHERE run_id = ?1 ORDER BY stream, source",
-    )?;
-    let u = |v: i64| u64::try_from(v).unwrap_or(0);
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(MergeRunStats {
-            stream: r.get(0)?,
-            source: r.get(1)?,
-            stats: ResolverStats {
-                records_in: u(r.get(2)?),
-                emitted: u(r.get(3)?),
-                resent: u(r.get(4)?),
-                conflicts: u(r.get(5)?),
-                quarantined: u(r.get(6)?),
-                null_keys: u(r.get(7)?),
-                unchanged: u(r.get(8)?),
-                unchanged_output: u(r.get(9)?),
-            },
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The pipeline side of a [`MergeRun`].
@@ -289,8 +211,8 @@ mod tests {
     }
 
     fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
-        let conn = Connection::open(path).unwrap();
-        crate::merge::store::unconfirmed(&conn)
+        let conn = MergedDb::open(path).unwrap();
+        conn.unconfirmed()
             .unwrap()
             .into_iter()
             .map(|(_, run, mark, key)| (run, mark, key))
@@ -304,7 +226,7 @@ mod tests {
             "key": ["id"]
         }))
         .unwrap();
-        let conn = Connection::open(path).unwrap();
+        let conn = MergedDb::open(path).unwrap();
         let ctx = RunContext {
             run_id: run.into(),
             started_at: chrono::Utc::now(),
@@ -348,7 +270,7 @@ mod tests {
 
         // The run fails here: the next run sends record 4 again, right after the SCHEMA.
         t.finish().unwrap();
-        let conn = Connection::open(&db).unwrap();
+        let conn = MergedDb::open(&db).unwrap();
         run.finish(false, &conn, "r1").unwrap();
         drop((t, run));
         let next = stage(&db, "r2");
@@ -369,6 +291,6 @@ mod tests {
             unconfirmed(&db).is_empty(),
             "a run that ends well confirms all"
         );
-        assert_eq!(run_stats(&conn, "r2").unwrap(), stats);
+        assert_eq!(conn.run_stats("r2").unwrap(), stats);
     }
 }

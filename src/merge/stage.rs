@@ -2,16 +2,14 @@
 //! messages and emits the merged stream's SCHEMA and the RECORDs whose resolved value changed.
 
 use chrono::{Duration, Utc};
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 use super::MergeError;
-use super::conflicts;
 use super::declaration::MergedStream;
 use super::resolver::{Resolver, ResolverStats, RunContext};
-use super::store;
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
+use crate::store::merged::MergedDb;
 use crate::transform::{Transform, TransformError};
 
 /// Resolves one source's records into a merged stream (see the [`Transform`] impl).
@@ -21,14 +19,14 @@ pub struct MergeStage {
     source: String,
     source_stream: String,
     run: RunContext,
-    conn: Option<Connection>,
+    conn: Option<MergedDb>,
     resolver: Option<Resolver>,
 }
 
 impl MergeStage {
     /// A stage for the source named `source` of `decl`, storing into `conn`.
     pub fn new(
-        conn: Connection,
+        conn: MergedDb,
         decl: MergedStream,
         source: &str,
         run: RunContext,
@@ -43,7 +41,6 @@ impl MergeStage {
                 .with_hint(format!("its sources are: {}", decl.priority.join(", "))));
             }
         };
-        store::migrate(&conn)?;
         Ok(MergeStage {
             decl,
             source: source.to_owned(),
@@ -54,7 +51,7 @@ impl MergeStage {
         })
     }
 
-    fn connection(&mut self) -> Result<&Connection, MergeError> {
+    fn connection(&mut self) -> Result<&MergedDb, MergeError> {
         match (&mut self.resolver, &self.conn) {
             (Some(r), _) => r.connection(),
             (None, Some(c)) => Ok(c),
@@ -64,7 +61,7 @@ impl MergeStage {
 
     fn on_schema(&mut self, schema: SchemaMessage) -> Result<SchemaMessage, MergeError> {
         let name = self.decl.name.clone();
-        let stored = store::load_schemas(self.connection()?, &name)?;
+        let stored = self.connection()?.load_schemas(&name)?;
         let mut all: Vec<(&str, &SchemaMessage)> = stored
             .iter()
             .filter(|(s, _)| *s != self.source && self.decl.source(s).is_some())
@@ -74,7 +71,7 @@ impl MergeStage {
         // Checked before any record of this source moves.
         let merged = self.decl.merged_schema(&all)?;
         let source = self.source.clone();
-        store::save_schema(self.connection()?, &name, &source, &schema)?;
+        self.connection()?.save_schema(&name, &source, &schema)?;
         match &self.resolver {
             Some(r) if r_key(r) != merged.key => {
                 return Err(MergeError::declaration(format!(
@@ -190,7 +187,7 @@ impl MergeStage {
                 .and_then(|d| Utc::now().checked_sub_signed(d))
                 .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
             let name = self.decl.name.clone();
-            conflicts::prune(self.connection()?, cutoff, Some(&name))?;
+            self.connection()?.prune_conflicts(cutoff, Some(&name))?;
         }
         match self.resolver.as_mut() {
             Some(r) => {

@@ -675,9 +675,47 @@ pub(crate) fn defining_file(root: &Path, owner: &[Seg]) -> Result<PathBuf> {
     Ok(main)
 }
 
-/// Edits the project file `rel` (relative to `root`) with `f`; writes it back atomically when
-/// it changed.
+thread_local! {
+    /// Whether this thread holds the project's edit lock (taking it again is a no-op).
+    static LOCK_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The project's edit lock, held until dropped (see [`lock_project`]).
+#[derive(Debug)]
+pub struct ProjectLock {
+    file: Option<std::fs::File>,
+}
+
+impl Drop for ProjectLock {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            LOCK_HELD.with(|h| h.set(false));
+        }
+    }
+}
+
+/// Takes the project's edit lock: an exclusive lock on the project folder, so `dsm` commands
+/// and `dsm serve` changing the same project files wait for each other instead of one
+/// silently overwriting the other's change. Re-entrant on the same thread.
+pub fn lock_project(root: &Path) -> Result<ProjectLock> {
+    if LOCK_HELD.with(std::cell::Cell::get) {
+        return Ok(ProjectLock { file: None });
+    }
+    let file = std::fs::File::open(root)?;
+    file.lock().map_err(|e| {
+        Error::failed(format!(
+            "cannot lock the project folder `{}` for editing: {e}",
+            root.display()
+        ))
+    })?;
+    LOCK_HELD.with(|h| h.set(true));
+    Ok(ProjectLock { file: Some(file) })
+}
+
+/// Edits the project file `rel` (relative to `root`) with `f` under the project's edit lock;
+/// writes it back atomically when it changed.
 fn edit_file<T>(root: &Path, rel: &Path, f: impl FnOnce(&mut Document) -> Result<T>) -> Result<T> {
+    let _lock = lock_project(root)?;
     let path = root.join(rel);
     let text = std::fs::read_to_string(&path)?;
     let mut doc = Document::new(text.clone());

@@ -376,16 +376,14 @@ mod tests {
                 .contains("dsm_stream_records_total{source=\"tap-github\",stream=\"issues\"} 142"),
             "{before}"
         );
-        let db = rusqlite::Connection::open(dir.path().join(".dsm/dsm.db")).unwrap();
-        let merge_rows = |db: &rusqlite::Connection| -> i64 {
-            db.query_row("SELECT COUNT(*) FROM merge_run_stats", [], |r| r.get(0))
-                .unwrap()
+        let db = dir.path().join(".dsm/dsm.db");
+        let merge_rows = |db: &std::path::Path| -> i64 {
+            crate::store::sqlite::testing::query_i64(db, "SELECT COUNT(*) FROM merge_run_stats")
         };
-        db.execute(
+        crate::store::sqlite::testing::execute(
+            &db,
             "INSERT INTO merge_run_stats (run_id, stream, source) VALUES ('old-1', 'companies', 'csv')",
-            [],
-        )
-        .unwrap();
+        );
         assert_eq!(merge_rows(&db), 1);
         assert_eq!(
             s.delete_runs(&[RunId::new("old-1"), RunId::new("old-2")])

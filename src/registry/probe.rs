@@ -642,17 +642,14 @@ pub fn remove_test_stream(cleanup: &Cleanup) -> std::result::Result<(), String> 
             if !db.exists() {
                 return Ok(());
             }
-            let drop = || -> rusqlite::Result<()> {
-                let conn = rusqlite::Connection::open(db)?;
-                conn.busy_timeout(Duration::from_secs(5))?;
-                conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{TEST_STREAM}\""))
-            };
-            drop().map_err(|e| {
-                format!(
-                    "could not drop table `{TEST_STREAM}` in `{}`: {e}",
-                    db.display()
-                )
-            })
+            crate::store::sqlite::drop_table_in(db, TEST_STREAM, Duration::from_secs(5)).map_err(
+                |e| {
+                    format!(
+                        "could not drop table `{TEST_STREAM}` in `{}`: {e}",
+                        db.display()
+                    )
+                },
+            )
         }
     }
 }
@@ -776,6 +773,7 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::testing as sql;
 
     fn result(status: ProbeStatus, reason: Option<&str>) -> ProbeResult {
         ProbeResult {
@@ -823,22 +821,12 @@ mod tests {
     fn cleanup_drops_the_sqlite_table_and_removes_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(
+        sql::execute(
+            &db,
             "CREATE TABLE \"_dsm_test\" (id INTEGER); CREATE TABLE keep (id INTEGER);",
-        )
-        .unwrap();
-        drop(conn);
+        );
         remove_test_stream(&Cleanup::SqliteTable(db.clone())).unwrap();
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        assert_eq!(tables, ["keep"]);
+        assert_eq!(sql::tables(&db), ["keep"]);
         let file = dir.path().join("_dsm_test.jsonl");
         std::fs::write(&file, "{}\n").unwrap();
         remove_test_stream(&Cleanup::File(file.clone())).unwrap();
@@ -855,26 +843,20 @@ mod tests {
         let cleanup = Cleanup::SqliteTable(db.clone());
         let footprint = Footprint::before(&cleanup);
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE \"_dsm_test\" (id INTEGER);")
-            .unwrap();
-        drop(conn);
+        sql::execute(
+            &db,
+            "PRAGMA journal_mode = WAL; CREATE TABLE \"_dsm_test\" (id INTEGER);",
+        );
         footprint.undo(&cleanup).unwrap();
         assert!(!dir.path().join("new").exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
         // A database that was there keeps its file and its other tables.
         let db = dir.path().join("kept.db");
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .execute_batch("CREATE TABLE keep (id INTEGER);")
-            .unwrap();
+        sql::execute(&db, "CREATE TABLE keep (id INTEGER);");
         let cleanup = Cleanup::SqliteTable(db.clone());
         let footprint = Footprint::before(&cleanup);
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .execute_batch("CREATE TABLE \"_dsm_test\" (id INTEGER);")
-            .unwrap();
+        sql::execute(&db, "CREATE TABLE \"_dsm_test\" (id INTEGER);");
         footprint.undo(&cleanup).unwrap();
         assert!(db.exists());
 

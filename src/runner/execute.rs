@@ -21,7 +21,8 @@ use crate::store::{self, NewRun, RunFinish, RunId, StateId, Store, StreamStats};
 /// [`RunReport::into_result`]).
 pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
     let opts = plan.options.clone();
-    let store = store::open_for_project(opts.database_uri.as_deref(), project.root())?;
+    // State lives in the project's `file://` / `s3://` state backend when it names one.
+    let store = crate::state_backend::open_for_project(opts.database_uri.as_deref(), project)?;
     let run_id = match opts.run_id.as_deref() {
         Some(text) => RunId::parse(text)
             .map_err(|e| Error::config(e).hint("leave out `--run-id` and dsm makes one"))?,
@@ -213,7 +214,7 @@ fn start_state(
             .and_then(|payload| payload.get("singer_state").cloned())
             .map(|s| s.to_string()),
     };
-    if state.is_none() {
+    if state.is_none() && !crate::state_backend::holds_state(project) {
         if let Some(place) = meltano_state_elsewhere(project, plan.specs.inputs()) {
             return Err(refuse_empty_state(&plan.state_id, place));
         }
@@ -287,9 +288,10 @@ fn run(
     );
 
     let log = RunLog::open(&log_path).ok();
-    let progress = opts
-        .live_progress
-        .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live));
+    let progress = opts.progress.clone().or_else(|| {
+        opts.live_progress
+            .then(|| crate::progress::Progress::new(crate::progress::ProgressMode::Live))
+    });
     let mut options = PipelineOptions {
         timeout: plan
             .deadline

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -15,9 +14,7 @@ use crate::plugin::{PluginRole, RunDir};
 use crate::project::{PluginType, Project};
 use crate::singer::message::SchemaMessage;
 use crate::store::RunId;
-
-/// How long a merge connection waits for another writer of the system database.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+use crate::store::merged::MergedDb;
 
 /// The merge stages of one flow, with what the end of the run needs.
 #[derive(Debug)]
@@ -138,16 +135,8 @@ pub fn prepare(inputs: &MergeInputs<'_>) -> Result<Option<FlowMerge>> {
     }))
 }
 
-fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|e| {
-        Error::failed(format!(
-            "cannot open the system database `{}` for merged streams: {e}",
-            path.display()
-        ))
-    })?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    merge::store::migrate(&conn)?;
-    Ok(conn)
+fn open(path: &Path) -> Result<MergedDb> {
+    MergedDb::open(path)
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -199,11 +188,11 @@ fn schema_from_catalog(catalog: &Value, stream: &str) -> Option<SchemaMessage> {
 /// catalog; for the other sources what they sent in earlier runs, else their catalogs.
 fn check_schemas(
     inputs: &MergeInputs<'_>,
-    conn: &Connection,
+    conn: &MergedDb,
     decl: &MergedStream,
     catalog: Option<&Value>,
 ) -> Result<()> {
-    let stored = merge::store::load_schemas(conn, &decl.name)?;
+    let stored = conn.load_schemas(&decl.name)?;
     let mut known: Vec<(String, SchemaMessage)> = Vec::new();
     for s in &decl.sources {
         let schema = if s.extractor == inputs.extractor {

@@ -99,6 +99,9 @@ pub struct RunOptions {
     /// Show the live per-stream display while the run moves data (a terminal; one run at a
     /// time).
     pub live_progress: bool,
+    /// A progress reporter of the caller's (`dsm serve` reads its counts for the event
+    /// stream); takes the place of the live display.
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// What one flow's run did.

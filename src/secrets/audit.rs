@@ -6,20 +6,17 @@
 //! `audit.head` beside the database, so entries cut from the end are detected too. Pruning keeps
 //! the last pruned entry's MAC as a MAC-protected anchor the chain continues from.
 
-use std::path::PathBuf;
-
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::actor;
 use super::error::SecretsError;
 use super::key::{AuditKey, MasterKey};
-use super::store::begin;
-use super::{actor, schema};
+use crate::store::Store;
+use crate::store::audit::{AuditChain, AuditRow, RecordedHead, Rekeyed};
+
+pub use crate::store::audit::{AUDIT_HEAD_FILE as HEAD_FILE, ChainLink as Head};
 
 type Result<T, E = SecretsError> = std::result::Result<T, E>;
-
-/// Name of the file beside the database that records the chain's head.
-pub const HEAD_FILE: &str = "audit.head";
 
 /// One thing to record: which command did what to which names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +65,6 @@ pub struct Record {
     mac: Vec<u8>,
 }
 
-/// The last link of the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    /// Sequence number of the last entry.
-    pub seq: i64,
-    /// Its MAC.
-    pub mac: Vec<u8>,
-}
-
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
@@ -118,61 +106,23 @@ fn targets_json(targets: &[String]) -> String {
     serde_json::to_string(targets).expect("a list of strings serialises")
 }
 
-struct Anchor {
-    seq: i64,
-    mac: Vec<u8>,
-    anchor_mac: Vec<u8>,
-}
-
-fn anchor(conn: &Connection) -> Result<Option<Anchor>> {
-    Ok(conn
-        .query_row(
-            "SELECT seq, mac, anchor_mac FROM audit_anchor WHERE id = 1",
-            [],
-            |r| {
-                Ok(Anchor {
-                    seq: r.get(0)?,
-                    mac: r.get(1)?,
-                    anchor_mac: r.get(2)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
-fn last(conn: &Connection) -> Result<Head> {
-    let row: Option<Head> = conn
-        .query_row(
-            "SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(Head {
-                    seq: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(head) = row {
-        return Ok(head);
+impl Record {
+    fn from_row(row: AuditRow) -> Record {
+        Record {
+            seq: row.seq,
+            at: row.at,
+            os_user: row.os_user,
+            host: row.host,
+            command: row.command,
+            action: row.action,
+            targets: serde_json::from_str(&row.targets).unwrap_or_else(|_| vec![row.targets]),
+            mac: row.mac,
+        }
     }
-    Ok(match anchor(conn)? {
-        Some(a) => Head {
-            seq: a.seq,
-            mac: a.mac,
-        },
-        None => Head {
-            seq: 0,
-            mac: Vec::new(),
-        },
-    })
 }
 
-/// Appends `entry` inside the caller's transaction and returns the new head. The caller writes
-/// the head file with [`write_head`] after committing.
-pub(crate) fn append_in(conn: &Connection, key: &MasterKey, entry: &Entry) -> Result<Head> {
-    schema::migrate(conn)?;
-    let prev = last(conn)?;
+/// The row that records `entry` after the link `prev`, with its MAC under `key`.
+pub(crate) fn next_row(key: &MasterKey, prev: &Head, entry: &Entry) -> AuditRow {
     let mut record = Record {
         seq: prev.seq + 1,
         at: actor::now(),
@@ -185,134 +135,48 @@ pub(crate) fn append_in(conn: &Connection, key: &MasterKey, entry: &Entry) -> Re
     };
     let targets = targets_json(&record.targets);
     record.mac = entry_mac(&key.audit_key(), &prev.mac, &record, &targets);
-    conn.execute(
-        "INSERT INTO audit_log (seq, at, os_user, host, command, action, targets, mac)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            record.seq,
-            record.at,
-            record.os_user,
-            record.host,
-            record.command,
-            record.action,
-            targets,
-            record.mac
-        ],
-    )?;
-    Ok(Head {
+    AuditRow {
         seq: record.seq,
+        at: record.at,
+        os_user: record.os_user,
+        host: record.host,
+        command: record.command,
+        action: record.action,
+        targets,
         mac: record.mac,
-    })
-}
-
-/// Appends `entry` to the audit log. Other modules call this on every change to configuration,
-/// plugins, schedules and state, and on every read of a secret for a run.
-///
-/// Outside a transaction it commits and updates the head file at once. Inside the caller's
-/// transaction the entry commits with it, and the head file catches up at the next append
-/// (verification accepts a head that is behind, but not one that is ahead).
-pub fn append(conn: &Connection, key: &MasterKey, entry: &Entry) -> Result<()> {
-    if !conn.is_autocommit() {
-        append_in(conn, key, entry)?;
-        return Ok(());
     }
-    let tx = begin(conn)?;
-    let head = append_in(&tx, key, entry)?;
-    tx.commit()?;
-    write_head(conn, &head)
 }
 
-/// Where the head file of the database behind `conn` lives (`None` for in-memory databases).
-pub fn head_path(conn: &Connection) -> Option<PathBuf> {
-    let db = PathBuf::from(conn.path().filter(|p| !p.is_empty())?);
-    Some(db.parent()?.join(HEAD_FILE))
+/// What the store calls, inside its transaction, to build the row recording `entry`.
+pub(crate) fn builder<'a>(key: &'a MasterKey, entry: &'a Entry) -> impl Fn(&Head) -> AuditRow + 'a {
+    move |prev| next_row(key, prev, entry)
 }
 
-/// Writes the head file atomically (a temporary file renamed over it).
-pub fn write_head(conn: &Connection, head: &Head) -> Result<()> {
-    let Some(path) = head_path(conn) else {
-        return Ok(());
-    };
-    let text = format!("{} {}\n", head.seq, hex::encode(&head.mac));
-    let io = |e| SecretsError::io(format!("cannot write `{}`", path.display()), e);
-    crate::files::replace_atomically(&path, text.as_bytes(), crate::files::Mode::Set(0o600))
-        .map_err(io)
-}
-
-fn read_head(conn: &Connection) -> Result<Option<Result<Head, String>>> {
-    let Some(path) = head_path(conn) else {
-        return Ok(None);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Some(Err(format!(
-                "head file `{}` is missing",
-                path.display()
-            ))));
-        }
-        Err(e) => {
-            return Err(SecretsError::io(
-                format!("cannot read `{}`", path.display()),
-                e,
-            ));
-        }
-    };
-    let parsed = text.trim().split_once(' ').and_then(|(seq, mac)| {
-        Some(Head {
-            seq: seq.parse().ok()?,
-            mac: hex::decode(mac).ok()?,
-        })
-    });
-    Ok(Some(parsed.ok_or_else(|| {
-        format!("head file `{}` is unreadable", path.display())
-    })))
-}
-
-fn records(conn: &Connection, since: Option<&str>) -> Result<Vec<Record>> {
-    schema::migrate(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, os_user, host, command, action, targets, mac FROM audit_log
-         WHERE ?1 IS NULL OR at >= ?1 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![since], |r| {
-        let targets: String = r.get(6)?;
-        Ok(Record {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            os_user: r.get(2)?,
-            host: r.get(3)?,
-            command: r.get(4)?,
-            action: r.get(5)?,
-            targets: serde_json::from_str(&targets).unwrap_or_else(|_| vec![targets]),
-            mac: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+/// Appends `entry` to the audit log, in a transaction of its own, and updates the head. Other
+/// modules call this on every change to configuration, plugins, schedules and state, and on
+/// every read of a secret for a run.
+pub fn append(store: &dyn Store, key: &MasterKey, entry: &Entry) -> Result<()> {
+    store.append_audit(&builder(key, entry))?;
+    Ok(())
 }
 
 /// The entries at or after `since` (RFC 3339 text, compared as text), oldest first.
-pub fn list(conn: &Connection, since: Option<&str>) -> Result<Vec<Record>> {
-    records(conn, since)
+pub fn list(store: &dyn Store, since: Option<&str>) -> Result<Vec<Record>> {
+    Ok(store
+        .audit_rows(since)?
+        .into_iter()
+        .map(Record::from_row)
+        .collect())
 }
 
-fn raw_targets(conn: &Connection, seq: i64) -> Result<String> {
-    Ok(
-        conn.query_row("SELECT targets FROM audit_log WHERE seq = ?1", [seq], |r| {
-            r.get(0)
-        })?,
-    )
-}
-
-/// Walks the chain with `key`, returning the report and the recomputed links.
-fn walk(conn: &Connection, key: &AuditKey) -> Result<AuditReport> {
-    schema::migrate(conn)?;
+/// Walks the chain with `key`, returning the report.
+fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
     let mut report = AuditReport::default();
     let mut prev = Head {
         seq: 0,
         mac: Vec::new(),
     };
-    if let Some(a) = anchor(conn)? {
+    if let Some(a) = &chain.anchor {
         if !key.verify(&[b"anchor", &a.seq.to_be_bytes(), &a.mac], &a.anchor_mac) {
             report
                 .problems
@@ -321,10 +185,11 @@ fn walk(conn: &Connection, key: &AuditKey) -> Result<AuditReport> {
         report.anchored_at = a.seq;
         prev = Head {
             seq: a.seq,
-            mac: a.mac,
+            mac: a.mac.clone(),
         };
     }
-    for record in records(conn, None)? {
+    for row in &chain.rows {
+        let record = Record::from_row(row.clone());
         report.entries += 1;
         if record.seq != prev.seq + 1 {
             report.problems.push(format!(
@@ -333,8 +198,7 @@ fn walk(conn: &Connection, key: &AuditKey) -> Result<AuditReport> {
                 record.seq - 1
             ));
         }
-        let targets = raw_targets(conn, record.seq)?;
-        let expected = entry_mac(key, &prev.mac, &record, &targets);
+        let expected = entry_mac(key, &prev.mac, &record, &row.targets);
         if expected != record.mac {
             report.problems.push(format!(
                 "entry {} ({} at {}) was altered, inserted or its predecessor removed",
@@ -346,27 +210,26 @@ fn walk(conn: &Connection, key: &AuditKey) -> Result<AuditReport> {
             mac: record.mac,
         };
     }
-    match read_head(conn)? {
-        Some(Err(problem)) if prev.seq > 0 => report.problems.push(problem),
-        None | Some(Err(_)) => {}
-        Some(Ok(head)) if head.seq > prev.seq => report.problems.push(format!(
+    match &chain.head {
+        RecordedHead::Problem(problem) if prev.seq > 0 => report.problems.push(problem.clone()),
+        RecordedHead::NotKept | RecordedHead::Problem(_) => {}
+        RecordedHead::At(head) if head.seq > prev.seq => report.problems.push(format!(
             "entries {} to {} were cut from the end (the head file records entry {})",
             prev.seq + 1,
             head.seq,
             head.seq
         )),
-        Some(Ok(head)) => {
+        RecordedHead::At(head) => {
             let stored = if head.seq == report.anchored_at {
-                anchor(conn)?.map(|a| a.mac)
+                chain.anchor.as_ref().map(|a| a.mac.as_slice())
             } else {
-                conn.query_row(
-                    "SELECT mac FROM audit_log WHERE seq = ?1",
-                    [head.seq],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
-                .optional()?
+                chain
+                    .rows
+                    .iter()
+                    .find(|r| r.seq == head.seq)
+                    .map(|r| r.mac.as_slice())
             };
-            if stored.as_deref() != Some(head.mac.as_slice()) && head.seq > 0 {
+            if stored != Some(head.mac.as_slice()) && head.seq > 0 {
                 report.problems.push(format!(
                     "entry {} does not match the head file (the log was rewritten)",
                     head.seq
@@ -379,85 +242,69 @@ fn walk(conn: &Connection, key: &AuditKey) -> Result<AuditReport> {
             }
         }
     }
-    Ok(report)
+    report
 }
 
 /// Verifies the whole chain under `key`: every MAC, no gaps, the anchor, and the head file.
-pub fn verify(conn: &Connection, key: &MasterKey) -> Result<AuditReport> {
-    walk(conn, &key.audit_key())
+pub fn verify(store: &dyn Store, key: &MasterKey) -> Result<AuditReport> {
+    Ok(walk(&store.audit_chain()?, &key.audit_key()))
 }
 
 /// Removes entries older than `before` (RFC 3339), keeping the last removed entry's MAC as the
 /// anchor the chain continues from. Refuses when the log does not verify, so pruning cannot hide
 /// tampering. Returns how many entries were removed.
-pub fn prune(conn: &Connection, key: &MasterKey, before: &str, command: &str) -> Result<usize> {
-    let report = verify(conn, key)?;
+pub fn prune(store: &dyn Store, key: &MasterKey, before: &str, command: &str) -> Result<usize> {
+    let report = verify(store, key)?;
     if !report.is_ok() {
         return Err(SecretsError::AuditBroken(report.problems.join("; ")));
     }
-    let tx = begin(conn)?;
-    let boundary: Option<Head> = tx
-        .query_row(
-            "SELECT seq, mac FROM audit_log WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
-            [before],
-            |r| {
-                Ok(Head {
-                    seq: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            },
+    let audit_key = key.audit_key();
+    let mark = |boundary: &Head| anchor_mac(&audit_key, boundary.seq, &boundary.mac);
+    // The entry names the last pruned entry, which only the store knows inside its
+    // transaction.
+    let entry = |prev: &Head, boundary: &Head| {
+        next_row(
+            key,
+            prev,
+            &Entry::new(
+                command,
+                "audit.prune",
+                [format!("entries up to {}", boundary.seq)],
+            ),
         )
-        .optional()?;
-    let Some(boundary) = boundary else {
-        return Ok(0);
     };
-    let removed = tx.execute("DELETE FROM audit_log WHERE seq <= ?1", [boundary.seq])?;
-    tx.execute(
-        "INSERT OR REPLACE INTO audit_anchor (id, seq, mac, anchor_mac) VALUES (1, ?1, ?2, ?3)",
-        params![
-            boundary.seq,
-            boundary.mac,
-            anchor_mac(&key.audit_key(), boundary.seq, &boundary.mac)
-        ],
-    )?;
-    let head = append_in(
-        &tx,
-        key,
-        &Entry::new(
-            command,
-            "audit.prune",
-            [format!("entries up to {}", boundary.seq)],
-        ),
-    )?;
-    tx.commit()?;
-    write_head(conn, &head)?;
-    Ok(removed)
+    Ok(store.prune_audit(before, &mark, &entry)?)
 }
 
-/// Re-computes every MAC of the chain under `new_key`, inside the caller's transaction (key
-/// rotation). Refuses when the chain does not verify under `old_key`.
-pub(crate) fn rekey_in(conn: &Connection, old_key: &MasterKey, new_key: &MasterKey) -> Result<()> {
-    let report = verify(conn, old_key)?;
+/// Re-computes every MAC of `chain` under `new_key` (key rotation); returns the new MACs and
+/// the chain's new last link. Refuses when the chain does not verify under `old_key`.
+pub(crate) fn rekey(
+    chain: &AuditChain,
+    old_key: &MasterKey,
+    new_key: &MasterKey,
+) -> Result<(Rekeyed, Head)> {
+    let report = walk(chain, &old_key.audit_key());
     if !report.is_ok() {
         return Err(SecretsError::AuditBroken(report.problems.join("; ")));
     }
     let new = new_key.audit_key();
-    let mut prev_mac = Vec::new();
-    if let Some(a) = anchor(conn)? {
-        conn.execute(
-            "UPDATE audit_anchor SET anchor_mac = ?1 WHERE id = 1",
-            [anchor_mac(&new, a.seq, &a.mac)],
-        )?;
-        prev_mac = a.mac;
+    let mut out = Rekeyed::default();
+    let mut last = Head {
+        seq: 0,
+        mac: Vec::new(),
+    };
+    if let Some(a) = &chain.anchor {
+        out.anchor_mac = Some(anchor_mac(&new, a.seq, &a.mac));
+        last = Head {
+            seq: a.seq,
+            mac: a.mac.clone(),
+        };
     }
-    for record in records(conn, None)? {
-        let targets = raw_targets(conn, record.seq)?;
-        let mac = entry_mac(&new, &prev_mac, &record, &targets);
-        conn.execute(
-            "UPDATE audit_log SET mac = ?1 WHERE seq = ?2",
-            params![mac, record.seq],
-        )?;
-        prev_mac = mac;
+    for row in &chain.rows {
+        let record = Record::from_row(row.clone());
+        let mac = entry_mac(&new, &last.mac, &record, &row.targets);
+        out.macs.push((row.seq, mac.clone()));
+        last = Head { seq: row.seq, mac };
     }
-    Ok(())
+    Ok((out, last))
 }

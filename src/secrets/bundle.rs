@@ -10,15 +10,15 @@ use std::path::{Path, PathBuf};
 use aes_gcm::aead::{OsRng, rand_core::RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rusqlite::{Connection, MAIN_DB, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::audit::{self, Entry, Head};
+use super::audit::{self, Entry};
 use super::error::SecretsError;
 use super::key::{KEY_LEN, MasterKey};
 use super::{Secret, store};
+use crate::store::{AuditStore as _, SqliteStore, Store};
 
 type Result<T, E = SecretsError> = std::result::Result<T, E>;
 
@@ -82,24 +82,17 @@ pub struct BundleLabel {
 }
 
 /// The labels recorded by the runs in the store: the highest of each stream.
-fn recorded_labels(conn: &Connection) -> Vec<BundleLabel> {
-    let read = || -> rusqlite::Result<Vec<BundleLabel>> {
-        let mut stmt = conn.prepare(
-            "SELECT stream, label, rank FROM run_stream_labels AS l
-             WHERE rank = (SELECT MAX(rank) FROM run_stream_labels WHERE stream = l.stream)
-             GROUP BY stream ORDER BY stream",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(BundleLabel {
-                stream: r.get(0)?,
-                label: r.get(1)?,
-                rank: r.get(2)?,
-            })
-        })?;
-        rows.collect()
-    };
-    // A store from before labels existed has no such table: nothing was labelled.
-    read().unwrap_or_default()
+fn recorded_labels(store: &dyn Store) -> Vec<BundleLabel> {
+    store
+        .highest_stream_labels()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| BundleLabel {
+            stream: l.stream,
+            label: l.label,
+            rank: l.rank,
+        })
+        .collect()
 }
 
 /// The name of the highest of `labels`.
@@ -138,9 +131,9 @@ fn passphrase_key(passphrase: &Secret, salt: &[u8], m: u32, t: u32, p: u32) -> R
     Ok(MasterKey::from_bytes(*out))
 }
 
-fn count(conn: &Connection, table: &str) -> Result<usize> {
-    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-    Ok(usize::try_from(n).unwrap_or(0))
+/// How many secrets and audit entries a store holds.
+fn counts(store: &dyn Store) -> Result<(usize, usize)> {
+    Ok((store.secret_infos()?.len(), store.audit_rows(None)?.len()))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -153,18 +146,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| SecretsError::io(format!("cannot write `{}`", path.display()), e))
 }
 
-/// Exports the store behind `conn` to `output`. With a passphrase the copy's secrets and audit
+/// Exports `store` to `output`. With a passphrase the copy's secrets and audit
 /// chain are re-keyed to the passphrase key; the live store is untouched (except for an audit
 /// entry recording the export).
 pub fn export(
-    conn: &Connection,
+    live: &dyn Store,
     key: &MasterKey,
     passphrase: Option<&Secret>,
     output: &Path,
 ) -> Result<Summary> {
-    store::check_key(conn, key, "the current key")?;
+    store::check_key(live, key, "the current key")?;
     audit::append(
-        conn,
+        live,
         key,
         &Entry::new(
             "dsm export",
@@ -175,13 +168,10 @@ pub fn export(
     let scratch =
         tempfile::tempdir().map_err(|e| SecretsError::io("cannot make a temporary folder", e))?;
     let copy_path = scratch.path().join("bundle.db");
-    conn.backup(MAIN_DB, &copy_path, None)?;
-    let copy = Connection::open(&copy_path)?;
-    // The copy's chain is checked against the live head file when it is re-keyed.
-    if let Some(head) = audit::head_path(conn).filter(|p| p.exists()) {
-        std::fs::copy(&head, scratch.path().join(audit::HEAD_FILE))
-            .map_err(|e| SecretsError::io("cannot copy the audit head file", e))?;
-    }
+    // The copy's chain is checked against the live head file (copied beside it) when it is
+    // re-keyed.
+    live.snapshot_sqlite(&copy_path)?;
+    let copy = SqliteStore::open(&copy_path)?;
     let protection = match passphrase {
         None => Protection::MasterKey,
         Some(passphrase) => {
@@ -202,12 +192,11 @@ pub fn export(
             }
         }
     };
-    let summary_counts = (count(&copy, "secrets")?, count(&copy, "audit_log")?);
+    let summary_counts = counts(&copy)?;
     let labels = recorded_labels(&copy);
     let classification = highest_label(&labels);
-    // Leave rollback-journal mode so the copy is one self-contained file.
-    copy.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))?;
-    drop(copy);
+    // Leave WAL mode so the copy is one self-contained file.
+    copy.into_single_file()?;
     let bytes = std::fs::read(&copy_path)
         .map_err(|e| SecretsError::io("cannot read the database copy", e))?;
     let bundle = Bundle {
@@ -257,39 +246,6 @@ pub fn read(path: &Path) -> Result<(Bundle, Vec<u8>)> {
     Ok((bundle, bytes))
 }
 
-/// Whether the database at `path` holds anything worth keeping.
-fn has_data(path: &Path) -> Result<bool> {
-    if !path.exists() {
-        return Ok(false);
-    }
-    let conn = Connection::open(path)?;
-    for table in ["secrets", "audit_log", "state", "runs", "settings"] {
-        let n: Option<i64> = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .optional()
-            .unwrap_or(None);
-        if n.unwrap_or(0) > 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-fn last_head(conn: &Connection) -> Result<Option<Head>> {
-    Ok(conn
-        .query_row(
-            "SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(Head {
-                    seq: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
 /// Restores the bundle at `bundle_path` as the database `db_path` of a fresh project, with its
 /// secrets and audit chain under `key`. Refuses to overwrite a store that holds data.
 pub fn import(
@@ -299,7 +255,7 @@ pub fn import(
     db_path: &Path,
 ) -> Result<Summary> {
     let (bundle, bytes) = read(bundle_path)?;
-    if has_data(db_path)? {
+    if SqliteStore::holds_data(db_path)? {
         return Err(SecretsError::Invalid(format!(
             "the system database `{}` already holds data; import restores into a fresh project",
             db_path.display()
@@ -320,10 +276,14 @@ pub fn import(
         .map_err(|e| SecretsError::io("cannot stage the import", e))?;
     let staged = staging.path().join("dsm.db");
     std::fs::write(&staged, &bytes).map_err(|e| SecretsError::io("cannot stage the import", e))?;
-    let conn = Connection::open(&staged)?;
+    // Opening brings an older bundle's schema up to date.
+    let conn = SqliteStore::open(&staged)?;
     // The bundle has no head file: its own last entry is the head (the checksum protects it).
-    if let Some(head) = last_head(&conn)? {
-        audit::write_head(&conn, &head)?;
+    if let Some(last) = conn.audit_rows(None)?.pop() {
+        conn.record_audit_head(&audit::Head {
+            seq: last.seq,
+            mac: last.mac,
+        })?;
     }
     match &bundle.secrets {
         Protection::MasterKey => {
@@ -364,13 +324,14 @@ pub fn import(
             [bundle_path.display().to_string()],
         ),
     )?;
+    let (secrets, audit_entries) = counts(&conn)?;
     let summary = Summary {
         classification: highest_label(&bundle.labels),
-        secrets: count(&conn, "secrets")?,
-        audit_entries: count(&conn, "audit_log")?,
+        secrets,
+        audit_entries,
         database_bytes: bytes.len(),
     };
-    drop(conn);
+    conn.into_single_file()?;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db_path.as_os_str().to_owned();
         p.push(suffix);

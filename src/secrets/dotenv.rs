@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -14,6 +13,7 @@ use super::error::SecretsError;
 use super::key::MasterKey;
 use super::sensitive::is_sensitive;
 use super::{Secret, store};
+use crate::store::Store;
 
 type Result<T, E = SecretsError> = std::result::Result<T, E>;
 
@@ -115,7 +115,7 @@ fn owner(variable: &str, plugins: &[String]) -> Option<(String, String)> {
 /// whether a plugin's setting is declared sensitive. Values are stored before the file is
 /// rewritten, so an interruption leaves them in both places, never in neither.
 pub fn import_env(
-    conn: &Connection,
+    db: &dyn Store,
     key: &MasterKey,
     env_file: &Path,
     plugins: &[String],
@@ -160,7 +160,7 @@ pub fn import_env(
             continue;
         };
         let value = Secret::new(assignment.value.to_string());
-        store::set_secret(conn, key, &plugin, &setting, &value, command)?;
+        store::set_secret(db, key, &plugin, &setting, &value, command)?;
         report.moved.push(Moved {
             variable: assignment.name,
             plugin,
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn moves_sensitive_lines_and_keeps_everything_else_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("dsm.db")).unwrap();
+        let conn = crate::store::SqliteStore::open(&dir.path().join("dsm.db")).unwrap();
         let key = MasterKey::generate();
         let env = dir.path().join(".env");
         std::fs::write(

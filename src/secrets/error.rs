@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Something the secret store, key lookup or audit log could not do.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +75,9 @@ pub enum SecretsError {
     /// Bad input from the user (empty value, bad name, ...).
     #[error("{0}")]
     Invalid(String),
-    /// The database failed.
-    #[error("system database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The system store failed (its error says how).
+    #[error("{0}")]
+    Store(#[from] Error),
     /// A file could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -136,7 +136,7 @@ impl From<SecretsError> for Error {
             SecretsError::AuditBroken(_) => Error::failed(message)
                 .hint("run `dsm audit verify` for details"),
             SecretsError::Invalid(_) => Error::config(message),
-            SecretsError::Database(source) => Error::new(ErrorKind::Failed, message).with_source(source),
+            SecretsError::Store(e) => e,
             SecretsError::Io { source, .. } => Error::failed(message).with_source(source),
         }
     }

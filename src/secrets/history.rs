@@ -8,7 +8,6 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value as J, json};
 use sha2::{Digest, Sha256};
@@ -16,16 +15,13 @@ use sha2::{Digest, Sha256};
 use super::actor;
 use super::key::MasterKey;
 use super::layer::settings_namespace;
-use super::store::{begin, check_key};
+use super::store::check_key;
 use crate::error::{Error, Result};
 use crate::project::PluginType;
 use crate::project::edit::{self, Seg};
-
-/// The table's definition: the system store's migration 7.
-pub const SCHEMA: &str = include_str!("../store/migrations/0007_config_history.sql");
-
-/// Each version's environment and whole project file: the system store's migration 13.
-pub const FILES_SCHEMA: &str = include_str!("../store/migrations/0013_config_history_files.sql");
+use crate::store::Store;
+use crate::store::config_history::{ConfigRestore, ConfigVersionRow};
+use crate::store::secrets::SealedSecret;
 
 /// Which plugin a history belongs to.
 #[derive(Debug, Clone)]
@@ -61,13 +57,6 @@ pub struct Version {
     pub stored: J,
     /// Names of the settings with an encrypted value after the change.
     pub secrets: Vec<String>,
-}
-
-fn migrate(conn: &Connection) -> Result<()> {
-    super::schema::migrate(conn)?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(FILES_SCHEMA)?;
-    Ok(())
 }
 
 /// The plugin's entries in `meltano.yml`: `{"plugin": entry, "environments": {env: entry}}`.
@@ -154,104 +143,77 @@ fn hash(v: &J) -> String {
     hex::encode(Sha256::digest(v.to_string().as_bytes()))
 }
 
-fn stored_values(conn: &Connection, p: &PluginRef<'_>) -> Result<J> {
+fn stored_values(store: &dyn Store, p: &PluginRef<'_>) -> Result<J> {
     let Some(ty) = p.plugin_type else {
         return Ok(J::Object(Map::new()));
     };
-    let mut stmt = conn.prepare("SELECT name, value FROM settings WHERE namespace = ?1")?;
-    let rows = stmt.query_map(params![settings_namespace(ty, p.name)], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
     let mut out = Map::new();
-    for row in rows {
-        let (k, v) = row?;
+    for (k, v) in store.raw_settings(&settings_namespace(ty, p.name))? {
         out.insert(k, serde_json::from_str(&v).unwrap_or(J::String(v)));
     }
     Ok(J::Object(out))
 }
 
-fn sealed_rows(conn: &Connection, plugin: &str) -> Result<J> {
-    let mut stmt = conn.prepare(
-        "SELECT setting, key_version, nonce, ciphertext FROM secrets WHERE plugin = ?1 ORDER BY setting",
-    )?;
-    let rows = stmt.query_map(params![plugin], |r| {
-        Ok(json!({
-            "setting": r.get::<_, String>(0)?,
-            "key_version": r.get::<_, i64>(1)?,
-            "nonce": B64.encode(r.get::<_, Vec<u8>>(2)?),
-            "ciphertext": B64.encode(r.get::<_, Vec<u8>>(3)?),
-        }))
-    })?;
-    Ok(J::Array(rows.collect::<rusqlite::Result<_>>()?))
-}
-
-fn latest(conn: &Connection, plugin: &str) -> Result<Option<(i64, String)>> {
-    Ok(conn
-        .query_row(
-            "SELECT version, yml_hash FROM config_history WHERE plugin = ?1 ORDER BY version DESC LIMIT 1",
-            params![plugin],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+fn sealed_rows(store: &dyn Store, plugin: &str) -> Result<J> {
+    Ok(J::Array(
+        store
+            .sealed_secrets(Some(plugin))?
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "setting": s.setting,
+                    "key_version": s.key_version,
+                    "nonce": B64.encode(s.nonce),
+                    "ciphertext": B64.encode(s.ciphertext),
+                })
+            })
+            .collect(),
+    ))
 }
 
 /// Records the plugin's configuration as it is now as version 1 (`baseline`), when it has no
 /// history yet, so the first change can be rolled back. Call before changing anything.
 pub fn ensure_baseline(
-    conn: &Connection,
+    store: &dyn Store,
     root: &Path,
     p: &PluginRef<'_>,
     command: &str,
 ) -> Result<()> {
-    migrate(conn)?;
-    if latest(conn, p.name)?.is_none() {
-        record(conn, root, p, command, "baseline", None)?;
+    if store.latest_config_version(p.name)?.is_none() {
+        record(store, root, p, command, "baseline", None)?;
     }
     Ok(())
 }
 
 /// Records the plugin's configuration as it is now, after a change; returns the new version.
 pub fn record(
-    conn: &Connection,
+    store: &dyn Store,
     root: &Path,
     p: &PluginRef<'_>,
     command: &str,
     action: &str,
     setting: Option<&str>,
 ) -> Result<i64> {
-    migrate(conn)?;
     let yml = yml_block(root, p)?;
     let file_text = std::fs::read_to_string(root.join(crate::project::PROJECT_FILE)).ok();
-    let stored = stored_values(conn, p)?;
-    let sealed = sealed_rows(conn, p.name)?;
-    let tx = begin(conn)?;
-    let version = latest(&tx, p.name)?.map_or(1, |(v, _)| v + 1);
-    tx.execute(
-        "INSERT INTO config_history (plugin, version, plugin_type, at, os_user, command, action,
-           setting, yml, yml_hash, stored, sealed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            p.name,
-            version,
-            p.plugin_type.map(|t| t.key()),
-            actor::now(),
-            actor::os_user(),
-            command,
-            action,
-            setting,
-            yml.to_string(),
-            hash(&yml),
-            stored.to_string(),
-            sealed.to_string(),
-        ],
-    )?;
-    tx.execute(
-        "INSERT INTO config_history_files (plugin, version, environment, file_text)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![p.name, version, p.environment, file_text],
-    )?;
-    tx.commit()?;
-    Ok(version)
+    let stored = stored_values(store, p)?;
+    let sealed = sealed_rows(store, p.name)?;
+    store.record_config_version(&ConfigVersionRow {
+        plugin: p.name.to_string(),
+        version: 0,
+        plugin_type: p.plugin_type.map(|t| t.key().to_string()),
+        at: actor::now(),
+        os_user: actor::os_user(),
+        command: command.to_string(),
+        action: action.to_string(),
+        setting: setting.map(str::to_string),
+        yml: yml.to_string(),
+        yml_hash: hash(&yml),
+        stored: stored.to_string(),
+        sealed: sealed.to_string(),
+        environment: p.environment.map(str::to_string),
+        file_text,
+    })
 }
 
 /// The non-sensitive view of a plugin entry's `config` (sensitive values never reach
@@ -270,35 +232,25 @@ fn config_of(entry: &J, sensitive: &dyn Fn(&str) -> bool) -> J {
 
 /// Every version of `plugin`, oldest first. `sensitive` tells which setting names to mask.
 pub fn list(
-    conn: &Connection,
+    store: &dyn Store,
     plugin: &str,
     sensitive: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Version>> {
-    migrate(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT h.version, at, os_user, command, action, setting, yml, stored, sealed,
-           f.environment
-         FROM config_history h
-         LEFT JOIN config_history_files f ON f.plugin = h.plugin AND f.version = h.version
-         WHERE h.plugin = ?1 ORDER BY h.version",
-    )?;
-    let rows = stmt.query_map(params![plugin], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, String>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (version, at, user, command, action, setting, yml, stored, sealed, environment) = row?;
+    for row in store.config_versions(plugin)? {
+        let ConfigVersionRow {
+            version,
+            at,
+            os_user: user,
+            command,
+            action,
+            setting,
+            yml,
+            stored,
+            sealed,
+            environment,
+            ..
+        } = row;
         let yml: J = serde_json::from_str(&yml).unwrap_or(J::Null);
         let mut config = Map::new();
         if let Some(entry) = yml.get("plugin").filter(|e| !e.is_null()) {
@@ -348,22 +300,14 @@ pub fn list(
 /// when the plugin's entries in `meltano.yml` differ from the last recorded version (edited by
 /// hand). Returns the new version recorded for the rollback.
 pub fn rollback(
-    conn: &Connection,
+    store: &dyn Store,
     root: &Path,
     p: &PluginRef<'_>,
     version: i64,
     key: Option<&MasterKey>,
     command: &str,
 ) -> Result<i64> {
-    migrate(conn)?;
-    let row: Option<(String, String, String)> = conn
-        .query_row(
-            "SELECT yml, stored, sealed FROM config_history WHERE plugin = ?1 AND version = ?2",
-            params![p.name, version],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((yml, stored, sealed)) = row else {
+    let Some(row) = store.config_version(p.name, version)? else {
         return Err(
             Error::config(format!("`{}` has no config version {version}", p.name)).hint(format!(
                 "`dsm config history {}` lists its versions",
@@ -371,7 +315,9 @@ pub fn rollback(
             )),
         );
     };
-    let (last, last_hash) = latest(conn, p.name)?.expect("a version exists, so a latest one does");
+    let (last, last_hash) = store
+        .latest_config_version(p.name)?
+        .expect("a version exists, so a latest one does");
     let now = yml_block(root, p)?;
     if hash(&now) != last_hash {
         return Err(Error::config(format!(
@@ -392,12 +338,12 @@ pub fn rollback(
             ))
         })
     };
-    let target = parse(&yml)?;
-    let stored = parse(&stored)?;
-    let sealed = parse(&sealed)?;
+    let target = parse(&row.yml)?;
+    let stored = parse(&row.stored)?;
+    let sealed = parse(&row.sealed)?;
     let sealed = sealed.as_array().cloned().unwrap_or_default();
     if !sealed.is_empty()
-        || !sealed_rows(conn, p.name)?
+        || !sealed_rows(store, p.name)?
             .as_array()
             .is_none_or(Vec::is_empty)
     {
@@ -408,7 +354,7 @@ pub fn rollback(
             ))
             .hint("create or point dsm at the key: `dsm secrets init`, `DSM_MASTER_KEY_FILE`")
         })?;
-        let current = check_key(conn, key, "the master key")?;
+        let current = check_key(store, key, "the master key")?;
         if sealed
             .iter()
             .any(|s| s.get("key_version").and_then(J::as_i64) != Some(current))
@@ -424,14 +370,7 @@ pub fn rollback(
     // meltano.yml first: if it fails, nothing else changed. When the rest of the file is as it
     // was at that version, the file is restored byte for byte (comments, quoting, order);
     // otherwise only the plugin's `config` entries are rewritten.
-    let saved_text: Option<String> = conn
-        .query_row(
-            "SELECT file_text FROM config_history_files WHERE plugin = ?1 AND version = ?2",
-            params![p.name, version],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
+    let saved_text: Option<String> = row.file_text;
     let file = root.join(crate::project::PROJECT_FILE);
     let current_text = std::fs::read_to_string(&file)?;
     let verbatim = saved_text.filter(|then| {
@@ -484,42 +423,38 @@ pub fn rollback(
             })?;
         }
     }
-    let tx = begin(conn)?;
-    if let Some(ty) = p.plugin_type {
-        let ns = settings_namespace(ty, p.name);
-        tx.execute("DELETE FROM settings WHERE namespace = ?1", params![ns])?;
-        for (k, v) in stored.as_object().into_iter().flatten() {
-            tx.execute(
-                "INSERT INTO settings (namespace, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![ns, k, v.to_string(), actor::now()],
-            )?;
-        }
-    }
-    tx.execute("DELETE FROM secrets WHERE plugin = ?1", params![p.name])?;
+    let namespace = p.plugin_type.map(|ty| settings_namespace(ty, p.name));
+    let values: Vec<(String, String)> = stored
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let mut secrets = Vec::with_capacity(sealed.len());
     for s in &sealed {
         let text = |k: &str| s.get(k).and_then(J::as_str).unwrap_or_default().to_string();
         let bytes = |k: &str| {
             B64.decode(text(k))
                 .map_err(|e| Error::failed(format!("config history row is damaged: {e}")))
         };
-        tx.execute(
-            "INSERT INTO secrets (plugin, setting, key_version, nonce, ciphertext, updated_at, updated_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                p.name,
-                text("setting"),
-                s.get("key_version").and_then(J::as_i64),
-                bytes("nonce")?,
-                bytes("ciphertext")?,
-                actor::now(),
-                actor::os_user()
-            ],
-        )?;
+        secrets.push(SealedSecret {
+            plugin: p.name.to_string(),
+            setting: text("setting"),
+            key_version: s.get("key_version").and_then(J::as_i64).unwrap_or_default(),
+            nonce: bytes("nonce")?,
+            ciphertext: bytes("ciphertext")?,
+        });
     }
-    tx.commit()?;
+    store.restore_config(&ConfigRestore {
+        namespace: namespace.as_deref(),
+        values: &values,
+        plugin: p.name,
+        secrets: &secrets,
+        updated_by: &actor::os_user(),
+    })?;
     if let Some(key) = key {
         super::audit::append(
-            conn,
+            store,
             key,
             &super::audit::Entry::new(
                 command,
@@ -529,7 +464,7 @@ pub fn rollback(
         )?;
     }
     record(
-        conn,
+        store,
         root,
         p,
         command,

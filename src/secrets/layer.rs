@@ -7,15 +7,15 @@
 
 use std::cell::RefCell;
 use std::path::Path;
-
-use rusqlite::{Connection, params};
+use std::sync::Arc;
 
 use super::key::MasterKey;
 use super::master_key::KeyLookup;
-use super::{schema, store};
+use super::store;
 use crate::error::{Error, Result};
 use crate::project::{Object, PluginType};
 use crate::settings::SystemStore;
+use crate::store::Store;
 
 /// What the layer does with a stored secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub fn settings_namespace(plugin_type: PluginType, plugin: &str) -> String {
 
 /// The system database as a [`SystemStore`].
 pub struct StoreLayer {
-    conn: Option<Connection>,
+    conn: Option<Arc<dyn Store>>,
     reveal: Reveal,
     key: RefCell<Option<MasterKey>>,
 }
@@ -54,7 +54,7 @@ impl StoreLayer {
     /// The layer for the database at `db_path`; empty when the file does not exist.
     pub fn open(db_path: &Path, reveal: Reveal) -> Result<StoreLayer> {
         let conn = if db_path.exists() {
-            Some(super::open_connection(db_path)?)
+            Some(crate::store::open_path(db_path)?)
         } else {
             None
         };
@@ -74,7 +74,7 @@ impl StoreLayer {
         }
     }
 
-    fn key(&self, conn: &Connection) -> Result<MasterKey> {
+    fn key(&self, conn: &dyn Store) -> Result<MasterKey> {
         if let Some(k) = self.key.borrow().as_ref() {
             return Ok(k.clone());
         }
@@ -91,14 +91,8 @@ impl SystemStore for StoreLayer {
             return Ok(Object::new());
         };
         let namespace = settings_namespace(plugin_type, plugin);
-        let mut stmt =
-            conn.prepare("SELECT name, value FROM settings WHERE namespace = ?1 ORDER BY name")?;
-        let rows = stmt.query_map(params![namespace], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
         let mut out = Object::new();
-        for row in rows {
-            let (name, text) = row?;
+        for (name, text) in conn.raw_settings(&namespace)? {
             let value = serde_json::from_str(&text).map_err(|e| {
                 Error::config(format!(
                     "the system database holds a malformed value for setting `{name}` of `{plugin}`: {e}"
@@ -114,13 +108,11 @@ impl SystemStore for StoreLayer {
         let Some(conn) = &self.conn else {
             return Ok(Vec::new());
         };
-        schema::migrate(conn)?;
-        let mut stmt =
-            conn.prepare("SELECT setting FROM secrets WHERE plugin = ?1 ORDER BY setting")?;
-        let names = stmt
-            .query_map(params![plugin], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(names)
+        Ok(conn
+            .sealed_secrets(Some(plugin))?
+            .into_iter()
+            .map(|s| s.setting)
+            .collect())
     }
 
     fn secret_value(&self, plugin: &str, setting: &str) -> Result<Option<String>> {
@@ -130,14 +122,16 @@ impl SystemStore for StoreLayer {
         if self.reveal == Reveal::Masked {
             return Ok(None);
         }
-        let key = self.key(conn).map_err(|e| {
+        let key = self.key(conn.as_ref()).map_err(|e| {
             e.detail(format!(
                 "setting `{setting}` of `{plugin}` is stored encrypted and needs the master key"
             ))
         })?;
         let value = match &self.reveal {
-            Reveal::ForRun(command) => store::read_for_run(conn, &key, plugin, setting, command)?,
-            _ => store::get_secret(conn, &key, plugin, setting)?,
+            Reveal::ForRun(command) => {
+                store::read_for_run(conn.as_ref(), &key, plugin, setting, command)?
+            }
+            _ => store::get_secret(conn.as_ref(), &key, plugin, setting)?,
         };
         Ok(value.map(|s| s.expose().to_string()))
     }

@@ -116,6 +116,32 @@ impl FailureLimiter {
     }
 }
 
+/// Which tokens had their last use written recently, so concurrent requests write it once.
+#[derive(Debug, Default)]
+pub struct Touches {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Touches {
+    /// Whether this request is the one to write `name`'s last use (none did in the last
+    /// minute).
+    pub fn claim(&self, name: &str, now: Instant) -> bool {
+        let every = Duration::from_secs(60);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last
+            .get(name)
+            .is_some_and(|at| now.duration_since(*at) < every)
+        {
+            return false;
+        }
+        if last.len() > 10_000 {
+            last.retain(|_, at| now.duration_since(*at) < every);
+        }
+        last.insert(name.to_owned(), now);
+        true
+    }
+}
+
 /// The browser session cookie.
 pub const SESSION_COOKIE: &str = "dsm_session";
 /// A session unused this long ends.
@@ -286,16 +312,25 @@ pub async fn authenticate(
             return Ok(None);
         };
         let tokens = store.list_tokens()?;
-        let now = Utc::now();
-        let found = super::token::by_hash(&tokens, &token_hash, now);
-        if let Some(t) = &found
-            && t.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY)
-        {
-            store.touch_token(&t.name, now)?;
-        }
-        Ok(found)
+        Ok(super::token::by_hash(&tokens, &token_hash, Utc::now()))
     })
     .await;
+    // The token's last use is written at most once a minute, by one request, off the
+    // request's path: a burst of requests must not queue behind as many store writes.
+    if let Ok(Ok(Some(t))) = &found {
+        let now = Utc::now();
+        if t.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY)
+            && app.touches.claim(&t.name, Instant::now())
+        {
+            let store = app.store.clone();
+            let name = t.name.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = store.touch_token(&name, now) {
+                    tracing::warn!(error = %error.message(), "could not record a token's last use");
+                }
+            });
+        }
+    }
     let record = match found {
         Ok(Ok(Some(record))) => record,
         Ok(Ok(None)) => {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod executor;
 pub mod problem;
 pub mod tls;
 pub mod token;
@@ -73,8 +74,14 @@ pub struct App {
     pub limiter: FailureLimiter,
     /// Browser sessions.
     pub sessions: auth::Sessions,
+    /// Tokens whose last use was written recently.
+    pub touches: auth::Touches,
     /// Whether the server speaks TLS (cookies get `Secure`, origins `https`).
     pub secure_cookies: bool,
+    /// The runs this server started, and the event stream.
+    pub runs: Arc<executor::Runs>,
+    /// Turns `true` when the server begins to shut down (event streams end).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     loaded: RwLock<Loaded>,
 }
 
@@ -97,10 +104,13 @@ impl App {
             root,
             database_path,
             environment,
+            runs: Arc::new(executor::Runs::new(store.clone())),
+            shutdown: tokio::sync::watch::channel(false).0,
             store,
             read_only,
             limiter: FailureLimiter::default(),
             sessions: auth::Sessions::default(),
+            touches: auth::Touches::default(),
             secure_cookies: tls,
             loaded: RwLock::new(Loaded {
                 project: None,
@@ -112,6 +122,12 @@ impl App {
         };
         app.reload_if_changed()?;
         Ok(app)
+    }
+
+    /// Shutdown begins: event streams end, new runs are refused and the runs this server
+    /// started are asked to stop (see [`executor::Runs::stop_all`] for waiting on them).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 
     /// The project as last loaded.

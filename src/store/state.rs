@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::store::RunId;
 
 /// The top-level key of a state payload, as in Meltano.
 pub const SINGER_STATE_KEY: &str = "singer_state";
@@ -213,6 +214,143 @@ pub fn apply_write(
             (empty(), merged)
         }
     }
+}
+
+/// How a state row was changed (recorded in the state events table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateAction {
+    /// A run committed a STATE message from its loader.
+    Committed,
+    /// `state set`: the completed state was replaced.
+    Set,
+    /// `state merge`: a payload was merged into the partial state.
+    Merged,
+    /// `state clear`.
+    Cleared,
+    /// `state copy` onto this id.
+    Copied,
+    /// `state move` onto this id (the source gets `Cleared`).
+    Moved,
+    /// `state import` or `state import-meltano`.
+    Imported,
+}
+
+impl StateAction {
+    /// The name stored in the events table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateAction::Committed => "committed",
+            StateAction::Set => "set",
+            StateAction::Merged => "merged",
+            StateAction::Cleared => "cleared",
+            StateAction::Copied => "copied",
+            StateAction::Moved => "moved",
+            StateAction::Imported => "imported",
+        }
+    }
+}
+
+/// One recorded change of a state row.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateEvent {
+    /// Increasing event number.
+    pub event_id: i64,
+    /// The state id that changed.
+    pub state_id: StateId,
+    /// When it changed.
+    pub at: DateTime<Utc>,
+    /// What happened (`committed`, `set`, `merged`, ...).
+    pub action: String,
+    /// The run that committed it, if any.
+    pub run_id: Option<RunId>,
+    /// Free text: `partial`/`complete`, the source id of a copy, the file of an import.
+    pub detail: Option<String>,
+    /// The payload written, if any.
+    pub payload: Option<Value>,
+}
+
+/// What `import` did with each state id.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Ids written.
+    pub imported: Vec<StateId>,
+    /// Ids left alone because dsm already had state for them.
+    pub skipped: Vec<StateId>,
+}
+
+/// Singer state per state id, with its event history. Every write is one transaction that
+/// records its event together with the row it changes.
+pub trait StateStore {
+    /// The stored row for `state_id`, if any.
+    fn get_state_row(&self, state_id: &StateId) -> Result<Option<StoredState>>;
+
+    /// The merged payload `{"singer_state": ...}` the next run starts from, if any.
+    fn get_state(&self, state_id: &StateId) -> Result<Option<Value>> {
+        Ok(self.get_state_row(state_id)?.map(|row| row.merged()))
+    }
+
+    /// Commits the `value` of a STATE message the loader printed (its JSON text), wrapped as
+    /// `{"singer_state": value}`: `partial` deep-merges it over the partial state, otherwise it
+    /// replaces the completed state. `{}`, non-objects and invalid JSON are not stored.
+    fn commit_state(
+        &self,
+        state_id: &StateId,
+        value_json: &str,
+        partial: bool,
+        run_id: Option<&RunId>,
+    ) -> Result<CommitOutcome>;
+
+    /// [`Self::commit_state`] for several STATE values in the order the loader printed them,
+    /// made durable together (one transaction where the store has them): a burst of states
+    /// costs one sync, not one each.
+    fn commit_states(
+        &self,
+        state_id: &StateId,
+        values_json: &[String],
+        partial: bool,
+        run_id: Option<&RunId>,
+    ) -> Result<Vec<CommitOutcome>> {
+        values_json
+            .iter()
+            .map(|v| self.commit_state(state_id, v, partial, run_id))
+            .collect()
+    }
+
+    /// Writes a payload with Meltano's rules (`partial` = merge, else set) and records `action`.
+    fn write_state(
+        &self,
+        state_id: &StateId,
+        payload: &Value,
+        partial: bool,
+        action: StateAction,
+        detail: Option<&str>,
+    ) -> Result<()>;
+
+    /// All rows whose id matches the glob `pattern` (`*` matches anything), sorted by id.
+    fn list_states(&self, pattern: Option<&str>) -> Result<Vec<StoredState>>;
+
+    /// Deletes one row; returns whether it existed.
+    fn clear_state(&self, state_id: &StateId) -> Result<bool>;
+
+    /// Deletes every row; returns how many.
+    fn clear_all_states(&self) -> Result<usize>;
+
+    /// Sets `dst` to the merged state of `src` (and clears `src` when `remove_source`), in one
+    /// transaction. Fails when `src` has no state.
+    fn copy_state(&self, src: &StateId, dst: &StateId, remove_source: bool) -> Result<()>;
+
+    /// Writes whole rows (both halves), like `meltano state import`. Existing rows are replaced
+    /// when `overwrite`, else skipped. One transaction; `source` is recorded in the events.
+    fn import_states(
+        &self,
+        rows: &[StoredState],
+        overwrite: bool,
+        source: &str,
+    ) -> Result<ImportReport>;
+
+    /// The recorded changes of one state id (or all), oldest first, at most `limit`.
+    fn state_events(&self, state_id: Option<&StateId>, limit: usize) -> Result<Vec<StateEvent>>;
 }
 
 #[cfg(test)]

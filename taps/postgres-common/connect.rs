@@ -30,6 +30,10 @@ pub fn settings_schema() -> Map<String, Value> {
             "default": "prefer",
             "description": "TLS as libpq's sslmode: `verify-ca` checks the server certificate against `ssl_certificate_authority`, `verify-full` also checks the host name."
         },
+        "ssl_enable": {
+            "type": "boolean",
+            "description": "MeltanoLabs' switch for `ssl_mode`: when true, `ssl_mode` applies and defaults to `verify-full`; when false, `ssl_mode` may only be `disable`, `allow` or `prefer`. Unset: `ssl_mode` applies as given."
+        },
         "ssl_certificate_authority": {
             "type": "string",
             "description": "PEM file (or PEM text) of the certificate authority for `verify-ca` and `verify-full` (default ~/.postgresql/root.crt)."
@@ -60,15 +64,95 @@ enum Tls {
     VerifyFull,
 }
 
+/// How the connection is made, from the plugin's settings.
+struct Plan {
+    pg: Config,
+    tls: Tls,
+    /// `ssl_certificate_authority` (or a URL's `sslrootcert`): a PEM file or PEM text.
+    ca: Option<String>,
+}
+
+/// A boolean setting given as a JSON boolean or as the text `true`/`false`.
+fn flag(config: &Map<String, Value>, key: &str) -> Result<Option<bool>, PluginError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(v) => Err(PluginError::config(format!(
+            "setting `{key}` must be true or false, not {v}"
+        ))),
+    }
+}
+
+/// `%XX` escapes of a URL query value decoded (`+` stays as it is, as libpq reads it).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Splits libpq's TLS parameters (`sslmode`, `sslrootcert`) off a connection URL's query:
+/// the client library reads the rest, these two are applied here.
+fn split_tls_params(url: &str) -> Result<(String, Option<String>, Option<String>), PluginError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let (mut mode, mut root) = (None, None);
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            percent_decode(v).ok_or_else(|| {
+                PluginError::config(format!(
+                    "setting `sqlalchemy_url`: the value of `{k}` is not valid percent-encoded UTF-8"
+                ))
+            })
+        };
+        match k {
+            "sslmode" => mode = Some(decoded()?),
+            "sslrootcert" => root = Some(decoded()?),
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, mode, root))
+}
+
 /// Builds the client configuration from the plugin's settings. Nothing secret reaches an
 /// error message.
-fn client_config(config: &Map<String, Value>) -> Result<(Config, Tls), PluginError> {
+fn client_config(config: &Map<String, Value>) -> Result<Plan, PluginError> {
+    let mut ssl_mode = text(config, "ssl_mode").map(str::to_owned);
+    let mut ca = text(config, "ssl_certificate_authority").map(str::to_owned);
     let mut pg = if let Some(url) = text(config, "sqlalchemy_url") {
         // `postgresql+psycopg2://…` names a Python driver: the URL after the scheme is the same.
         let rest = url
             .split_once("://")
             .map(|(_, r)| r)
             .ok_or_else(|| PluginError::config("setting `sqlalchemy_url` is not a URL"))?;
+        // As with MeltanoLabs' plugins, TLS parameters in the URL win over the settings.
+        let (rest, url_mode, url_root) = split_tls_params(rest)?;
+        if url_mode.is_some() {
+            ssl_mode = url_mode;
+        }
+        if url_root.is_some() {
+            ca = url_root;
+        }
         format!("postgresql://{rest}")
             .parse::<Config>()
             .map_err(|_| {
@@ -106,7 +190,20 @@ fn client_config(config: &Map<String, Value>) -> Result<(Config, Tls), PluginErr
             "set `user` (and `password`, `host`, `database`), or `sqlalchemy_url`",
         ));
     }
-    let tls = match text(config, "ssl_mode").unwrap_or("prefer") {
+    // MeltanoLabs' `ssl_enable` switches `ssl_mode` on (with their default `verify-full`);
+    // switched off, a mode that promises encryption would be a silent downgrade: refused.
+    let mode = match (flag(config, "ssl_enable")?, ssl_mode.as_deref()) {
+        (Some(true), None) => "verify-full",
+        (Some(false), Some(m @ ("require" | "verify-ca" | "verify-full"))) => {
+            return Err(PluginError::config_hint(
+                format!("setting `ssl_mode` is `{m}` but `ssl_enable` is false"),
+                "set `ssl_enable` to true, or remove `ssl_enable` (dsm applies `ssl_mode` as given)",
+            ));
+        }
+        (_, Some(m)) => m,
+        (_, None) => "prefer",
+    };
+    let tls = match mode {
         "disable" => Tls::Disable,
         "prefer" | "allow" => Tls::Prefer,
         "require" => Tls::Require,
@@ -125,26 +222,35 @@ fn client_config(config: &Map<String, Value>) -> Result<(Config, Tls), PluginErr
         _ => SslMode::Require,
     });
     pg.application_name("dsm");
-    Ok((pg, tls))
+    Ok(Plan { pg, tls, ca })
 }
 
 /// Connects with the plugin's settings, naming the server (never the password) on failure.
 pub fn connect(config: &Map<String, Value>) -> Result<Client, PluginError> {
-    let (pg, tls) = client_config(config)?;
+    let Plan { pg, tls, ca } = client_config(config)?;
     let where_ = describe(&pg);
     let result = match tls {
         Tls::Disable => pg.connect(postgres::NoTls),
         _ => pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-            rustls_config(config, tls)?,
+            rustls_config(ca.as_deref(), tls)?,
         )),
     };
     result.map_err(|e| {
+        let text = error_text(&e);
+        let hint = if text.contains("not valid for name") {
+            "the server's certificate does not name the host connected to: use a host name the \
+             certificate names, or `ssl_mode: verify-ca` to check only that the certificate \
+             authority signed it"
+        } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+            "the server's certificate is not signed by the authority in \
+             `ssl_certificate_authority`: give that setting the PEM file of the authority that \
+             signed it"
+        } else {
+            "check `host`, `port`, `user`, `password`, `database` and `ssl_mode`"
+        };
         PluginError::data_hint(
-            format!(
-                "cannot connect to PostgreSQL at {where_}: {}",
-                error_text(&e)
-            ),
-            "check `host`, `port`, `user`, `password`, `database` and `ssl_mode`",
+            format!("cannot connect to PostgreSQL at {where_}: {text}"),
+            hint,
         )
     })
 }
@@ -196,10 +302,7 @@ pub fn error_text(e: &postgres::Error) -> String {
     }
 }
 
-fn rustls_config(
-    config: &Map<String, Value>,
-    tls: Tls,
-) -> Result<rustls::ClientConfig, PluginError> {
+fn rustls_config(ca: Option<&str>, tls: Tls) -> Result<rustls::ClientConfig, PluginError> {
     // ring's provider is deprecated only for lacking post-quantum key exchange; the other
     // provider (aws-lc-rs) needs a C toolchain and CMake to build.
     #[allow(deprecated)]
@@ -209,7 +312,7 @@ fn rustls_config(
         .map_err(|e| PluginError::config(format!("TLS setup failed: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = match tls {
         Tls::VerifyCa | Tls::VerifyFull => {
-            let roots = Arc::new(root_store(config)?);
+            let roots = Arc::new(root_store(ca)?);
             let webpki =
                 rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
                     .build()
@@ -228,25 +331,27 @@ fn rustls_config(
         .with_no_client_auth())
 }
 
-fn root_store(config: &Map<String, Value>) -> Result<rustls::RootCertStore, PluginError> {
-    let setting = text(config, "ssl_certificate_authority");
-    let pem: Vec<u8> = match setting {
+fn root_store(ca: Option<&str>) -> Result<rustls::RootCertStore, PluginError> {
+    let home = || std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let pem: Vec<u8> = match ca {
         Some(s) if s.contains("-----BEGIN") => s.as_bytes().to_vec(),
-        Some(path) => std::fs::read(path).map_err(|e| {
-            PluginError::config(format!(
-                "cannot read `ssl_certificate_authority` file `{path}`: {e}"
-            ))
-        })?,
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            let path = std::path::Path::new(&home).join(".postgresql/root.crt");
-            std::fs::read(&path).map_err(|_| {
-                PluginError::config_hint(
-                    "`ssl_mode` verify-ca/verify-full needs the server's certificate authority",
-                    "set `ssl_certificate_authority` to its PEM file",
-                )
+        Some(path) => {
+            let file = match path.strip_prefix("~/") {
+                Some(rest) => home().join(rest),
+                None => std::path::PathBuf::from(path),
+            };
+            std::fs::read(&file).map_err(|e| {
+                PluginError::config(format!(
+                    "cannot read `ssl_certificate_authority` file `{path}`: {e}"
+                ))
             })?
         }
+        None => std::fs::read(home().join(".postgresql/root.crt")).map_err(|_| {
+            PluginError::config_hint(
+                "`ssl_mode` verify-ca/verify-full needs the server's certificate authority",
+                "set `ssl_certificate_authority` to its PEM file",
+            )
+        })?,
     };
     let mut store = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -374,4 +479,46 @@ pub fn quote_ident(name: &str) -> String {
 #[allow(dead_code, reason = "only tap-postgres writes literals")]
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_come_off_a_url_and_the_rest_stays() {
+        let (url, mode, root) = split_tls_params(
+            "u:p@h:5/db?application_name=x&sslmode=verify-ca&sslrootcert=%2Ftmp%2Fca.crt",
+        )
+        .unwrap();
+        assert_eq!(url, "u:p@h:5/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-ca"));
+        assert_eq!(root.as_deref(), Some("/tmp/ca.crt"));
+        let (url, mode, root) = split_tls_params("u:p@h/db").unwrap();
+        assert_eq!((url.as_str(), mode, root), ("u:p@h/db", None, None));
+        assert!(split_tls_params("h/db?sslrootcert=%zz").is_err());
+    }
+
+    #[test]
+    fn ssl_enable_follows_meltanolabs_and_refuses_a_silent_downgrade() {
+        let plan = |v: Value| client_config(v.as_object().unwrap());
+        let tls = |v: Value| plan(v).map(|p| p.tls);
+        assert_eq!(tls(json!({"user": "u"})).unwrap(), Tls::Prefer);
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": true})).unwrap(),
+            Tls::VerifyFull
+        );
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": "true", "ssl_mode": "require"})).unwrap(),
+            Tls::Require
+        );
+        assert_eq!(
+            tls(json!({"user": "u", "ssl_enable": false, "ssl_mode": "disable"})).unwrap(),
+            Tls::Disable
+        );
+        assert!(tls(json!({"user": "u", "ssl_enable": false, "ssl_mode": "verify-ca"})).is_err());
+        // A URL's `sslmode` wins over the setting.
+        let url = json!({"sqlalchemy_url": "postgresql://u:p@h/db?sslmode=disable", "ssl_mode": "require"});
+        assert_eq!(tls(url).unwrap(), Tls::Disable);
+    }
 }

@@ -2,14 +2,15 @@
 //!
 //! Discovery reads the system catalogs: one stream `<schema>-<table>` per table or view, key
 //! properties from the primary key, JSON Schema types with an `x-sql-datatype` hint. Rows are
-//! streamed with `COPY (SELECT col::text, ...) TO STDOUT (FORMAT binary)`: every value arrives
-//! as PostgreSQL's own text (arrays as its JSON), is written into the record line as JSON by its
-//! type, so values keep their exact text and nothing holds a whole table.
+//! streamed with `COPY (SELECT col, ...) TO STDOUT`: every value arrives as the text of its
+//! type's output function (arrays as the server's JSON, bytea as base64), is written into the
+//! record line as JSON by its type, so values keep their exact text and nothing holds a whole
+//! table.
 
 #[path = "../postgres-common/connect.rs"]
 mod connect;
 
-use std::io::{BufReader, Read};
+use std::io::BufRead;
 
 use connect::{error_text, quote_ident, quote_literal};
 use dsm::singer::plugin_kit::{
@@ -62,11 +63,13 @@ struct ColumnInfo {
     kind: ValueKind,
 }
 
-/// How a column is selected (as text, in COPY's binary framing) and written as JSON.
+/// How a column is selected for COPY's text output and written as JSON.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum ValueKind {
-    /// Integers and booleans: their text is their JSON.
+    /// Integers: their text is their JSON.
     Raw,
+    /// Booleans: `t` or `f` in COPY text.
+    Bool,
     /// numeric and floats: their text, but NaN and the infinities as strings.
     Number,
     /// Text and anything else: a JSON string of the value's text.
@@ -89,7 +92,8 @@ impl ValueKind {
             return ValueKind::Array;
         }
         match typname {
-            "int2" | "int4" | "int8" | "oid" | "bool" => ValueKind::Raw,
+            "int2" | "int4" | "int8" | "oid" => ValueKind::Raw,
+            "bool" => ValueKind::Bool,
             "numeric" | "float4" | "float8" => ValueKind::Number,
             "timestamptz" => ValueKind::TimestampTz,
             "timestamp" => ValueKind::Timestamp,
@@ -103,8 +107,10 @@ impl ValueKind {
     fn select(self, col: &str) -> String {
         match self {
             ValueKind::Bytea => format!("translate(encode({col}, 'base64'), E'\\n', '')"),
-            ValueKind::Array => format!("to_json({col})::text"),
-            _ => format!("{col}::text"),
+            ValueKind::Array => format!("to_json({col})"),
+            // COPY writes the value with its type's output function: the same text a cast to
+            // text gives, without making that text value first.
+            _ => col.to_owned(),
         }
     }
 }
@@ -113,7 +119,10 @@ impl ValueKind {
 fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: &[u8]) -> Result<(), String> {
     let as_str = || std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"));
     match kind {
-        ValueKind::Raw | ValueKind::Array => out.extend_from_slice(text),
+        ValueKind::Raw => out.extend_from_slice(text),
+        ValueKind::Bool => {
+            out.extend_from_slice(if text == b"t" { &b"true"[..] } else { b"false" })
+        }
         ValueKind::Number => {
             if text
                 .first()
@@ -128,27 +137,30 @@ fn push_json(out: &mut Vec<u8>, kind: ValueKind, text: &[u8]) -> Result<(), Stri
         ValueKind::Text | ValueKind::Bytea => kit::write_json_str(out, as_str()?),
         ValueKind::TimestampTz | ValueKind::Timestamp => {
             // `2024-01-02 03:04:05.123456+00` (ISO DateStyle); infinities and BC dates as is.
-            let s = as_str()?;
-            if s.len() >= 19 && s.as_bytes()[10] == b' ' && !s.ends_with(" BC") {
-                let mut t = String::with_capacity(s.len() + 3);
-                t.push_str(&s[..10]);
-                t.push('T');
-                t.push_str(&s[11..]);
-                let b = t.as_bytes();
-                if kind == ValueKind::TimestampTz
-                    && b.len() >= 3
-                    && matches!(b[b.len() - 3], b'+' | b'-')
-                {
-                    t.push_str(":00");
+            // Digits, `-`, `:`, `.`, `+` and one space: nothing to escape in the usual form.
+            if text.len() >= 19
+                && text[10] == b' '
+                && !text.ends_with(b" BC")
+                && text
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b"-:.+ ".contains(b))
+            {
+                out.push(b'"');
+                out.extend_from_slice(&text[..10]);
+                out.push(b'T');
+                out.extend_from_slice(&text[11..]);
+                if kind == ValueKind::TimestampTz && matches!(text[text.len() - 3], b'+' | b'-') {
+                    out.extend_from_slice(b":00");
                 }
-                kit::write_json_str(out, &t);
+                out.push(b'"');
             } else {
-                kit::write_json_str(out, s);
+                kit::write_json_str(out, as_str()?);
             }
         }
-        ValueKind::Json => {
+        ValueKind::Json | ValueKind::Array => {
             if memchr::memchr2(b'\n', b'\r', text).is_some() {
-                // json keeps the line breaks it was written with: re-serialise on one line.
+                // json keeps the line breaks it was written with (also inside an array's
+                // `to_json`): re-serialise on one line.
                 let v: Value =
                     serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
                 out.extend_from_slice(&serde_json::to_vec(&v).expect("a JSON value serialises"));
@@ -292,52 +304,167 @@ fn spec(t: &Table) -> StreamSpec {
     }
 }
 
-/// Reads `COPY ... (FORMAT binary)` output: a header, then tuples of length-prefixed fields.
-struct BinaryCopy<R: Read> {
-    inner: BufReader<R>,
+/// Where a field of a COPY text row is.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Null,
+    /// As it came, a range of the row's line.
+    Line(usize, usize),
+    /// Unescaped, a range of the row's scratch buffer.
+    Scratch(usize, usize),
 }
 
-impl<R: Read> BinaryCopy<R> {
-    fn new(inner: R) -> std::io::Result<Self> {
-        let mut inner = BufReader::with_capacity(256 * 1024, inner);
-        let mut header = [0u8; 19];
-        inner.read_exact(&mut header)?;
-        if &header[..11] != b"PGCOPY\n\xff\r\n\0" {
-            return Err(std::io::Error::other("not a binary COPY stream"));
-        }
-        let ext = u32::from_be_bytes([header[15], header[16], header[17], header[18]]);
-        std::io::copy(&mut (&mut inner).take(u64::from(ext)), &mut std::io::sink())?;
-        Ok(BinaryCopy { inner })
-    }
+/// One row of `COPY ... TO STDOUT` text output.
+struct Row<'a> {
+    line: &'a [u8],
+    scratch: &'a [u8],
+    fields: &'a [Field],
+}
 
-    /// The next tuple's fields into `fields` (None for NULL); false at the end.
-    fn next(&mut self, fields: &mut [Option<Vec<u8>>]) -> std::io::Result<bool> {
-        let mut n = [0u8; 2];
-        self.inner.read_exact(&mut n)?;
-        let count = i16::from_be_bytes(n);
-        if count == -1 {
-            return Ok(false);
+impl Row<'_> {
+    /// Field `i`'s text, None for NULL.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        match self.fields[i] {
+            Field::Null => None,
+            Field::Line(a, b) => Some(&self.line[a..b]),
+            Field::Scratch(a, b) => Some(&self.scratch[a..b]),
         }
-        if usize::try_from(count).ok() != Some(fields.len()) {
+    }
+}
+
+/// Appends COPY text field `f` with its backslash escapes undone.
+fn unescape(f: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < f.len() {
+        let Some(p) = memchr::memchr(b'\\', &f[i..]) else {
+            out.extend_from_slice(&f[i..]);
+            return;
+        };
+        out.extend_from_slice(&f[i..i + p]);
+        i += p + 1;
+        let Some(&c) = f.get(i) else {
+            return;
+        };
+        i += 1;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                // `\ooo`: up to three octal digits.
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match f.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+/// Splits one line of COPY text (without its newline) into `fields`: tab-separated, `\N` for
+/// NULL, backslash escapes undone into `scratch`.
+fn split_row(line: &[u8], fields: &mut [Field], scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    scratch.clear();
+    if fields.is_empty() {
+        return if line.is_empty() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                "COPY sent a value for a row with no column",
+            ))
+        };
+    }
+    let mut start = 0;
+    let count = fields.len();
+    for (i, slot) in fields.iter_mut().enumerate() {
+        let end = memchr::memchr(b'\t', &line[start..]).map_or(line.len(), |p| start + p);
+        let f = &line[start..end];
+        *slot = if f == b"\\N" {
+            Field::Null
+        } else if memchr::memchr(b'\\', f).is_none() {
+            Field::Line(start, end)
+        } else {
+            let a = scratch.len();
+            unescape(f, scratch);
+            Field::Scratch(a, scratch.len())
+        };
+        let last = i + 1 == count;
+        if last != (end == line.len()) {
             return Err(std::io::Error::other(format!(
-                "COPY sent {count} fields, expected {}",
-                fields.len()
+                "COPY sent a row of {} fields, expected {}",
+                line.split(|b| *b == b'\t').count(),
+                count
             )));
         }
-        for f in fields.iter_mut() {
-            let mut len = [0u8; 4];
-            self.inner.read_exact(&mut len)?;
-            let len = i32::from_be_bytes(len);
-            if len < 0 {
-                *f = None;
-                continue;
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// Reads `COPY ... TO STDOUT` text output and hands every row to `row`, its fields as slices
+/// of the reader's own buffer where they need no unescaping: the server sends each row in one
+/// CopyData message, which the client keeps as one buffer, so a value is copied only into its
+/// line. A row split over two messages is put together first.
+fn read_text_copy<R: BufRead>(
+    inner: &mut R,
+    columns: usize,
+    mut row: impl FnMut(&Row<'_>) -> Result<(), PluginError>,
+    read_err: impl Fn(std::io::Error) -> PluginError,
+) -> Result<(), PluginError> {
+    let mut fields = vec![Field::Null; columns];
+    let mut scratch = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = inner.fill_buf().map_err(&read_err)?;
+        if chunk.is_empty() {
+            if !pending.is_empty() {
+                return Err(read_err(std::io::Error::other(
+                    "the COPY data ended inside a row",
+                )));
             }
-            let buf = f.get_or_insert_with(Vec::new);
-            buf.clear();
-            buf.resize(len as usize, 0);
-            self.inner.read_exact(buf)?;
+            return Ok(());
         }
-        Ok(true)
+        if pending.is_empty() {
+            let mut pos = 0;
+            while let Some(nl) = memchr::memchr(b'\n', &chunk[pos..]) {
+                let line = &chunk[pos..pos + nl];
+                split_row(line, &mut fields, &mut scratch).map_err(&read_err)?;
+                row(&Row {
+                    line,
+                    scratch: &scratch,
+                    fields: &fields,
+                })?;
+                pos += nl + 1;
+            }
+            pending.extend_from_slice(&chunk[pos..]);
+            let n = chunk.len();
+            inner.consume(n);
+        } else if let Some(nl) = memchr::memchr(b'\n', chunk) {
+            pending.extend_from_slice(&chunk[..nl]);
+            inner.consume(nl + 1);
+            split_row(&pending, &mut fields, &mut scratch).map_err(&read_err)?;
+            row(&Row {
+                line: &pending,
+                scratch: &scratch,
+                fields: &fields,
+            })?;
+            pending.clear();
+        } else {
+            pending.extend_from_slice(chunk);
+            let n = chunk.len();
+            inner.consume(n);
+        }
     }
 }
 
@@ -392,16 +519,28 @@ fn sync_table<C: postgres::GenericClient>(
     } else {
         full_table_resume(state, &stream, pk)
     };
-    let mut extra = String::new();
+    // Where the replication key and the primary key columns are in each row: a selected
+    // column is read from its field, any other is selected after the record's fields.
+    let n = exprs.len();
+    let mut key_fields: Vec<(usize, ValueKind)> = Vec::new();
     for c in rk.iter().chain(pk) {
-        extra.push_str(&format!(", to_json({})::text", q(c)));
+        let col = t.columns.iter().find(|x| &x.name == c).ok_or_else(|| {
+            PluginError::config(format!(
+                "replication key `{c}` is not a column of table `{}.{}`",
+                t.schema, t.name
+            ))
+        })?;
+        let at = match sel.properties.iter().position(|p| p == c) {
+            Some(i) => i,
+            None => {
+                exprs.push(col.kind.select(&q(c)));
+                exprs.len() - 1
+            }
+        };
+        key_fields.push((at, col.kind));
     }
     // `SELECT FROM t` (no column) is valid: a stream with no property selected.
-    let mut sql = format!("COPY (SELECT {}{extra} FROM {from}", exprs.join(", "));
-    if exprs.is_empty() {
-        extra = extra.trim_start_matches(", ").to_owned();
-        sql = format!("COPY (SELECT {extra} FROM {from}");
-    }
+    let mut sql = format!("COPY (SELECT {} FROM {from}", exprs.join(", "));
     if let Some(k) = &rk {
         let col = t.columns.iter().find(|c| &c.name == k).ok_or_else(|| {
             PluginError::config(format!(
@@ -418,7 +557,11 @@ fn sync_table<C: postgres::GenericClient>(
                 bookmark_literal(b, &col.sql_type)
             ));
         }
-        sql.push_str(&format!(" ORDER BY {}", q(k)));
+        // Rows sharing a replication key value come in primary key order: the same order
+        // every time.
+        let mut order = vec![q(k)];
+        order.extend(t.primary_key.iter().filter(|c| *c != k).map(|c| q(c)));
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
     } else if !t.primary_key.is_empty() {
         let keys: Vec<String> = t.primary_key.iter().map(|k| q(k)).collect();
         if let Some((_, last_pk)) = &resume {
@@ -440,22 +583,23 @@ fn sync_table<C: postgres::GenericClient>(
         }
         sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
     }
-    sql.push_str(") TO STDOUT (FORMAT binary)");
+    sql.push_str(") TO STDOUT");
     let version = match &resume {
         Some((v, _)) => Some(*v),
         None => full.then(kit::new_table_version),
     };
     let table_name = format!("{}.{}", t.schema, t.name);
-    let reader = client
+    let mut reader = client
         .copy_out(sql.as_str())
         .map_err(|e| db_err(format!("cannot read table `{table_name}`"), &e))?;
     let read_err =
         |e: std::io::Error| PluginError::data(format!("reading table `{table_name}` failed: {e}"));
-    let mut copy = BinaryCopy::new(reader).map_err(read_err)?;
-    let n = kinds.len();
-    let mut fields: Vec<Option<Vec<u8>>> = vec![None; n + usize::from(rk.is_some()) + pk.len()];
-    let rk_at = n;
-    let pk_at = n + usize::from(rk.is_some());
+    let columns = exprs.len();
+    let (rk_field, pk_fields) = if rk.is_some() {
+        (key_fields.first().copied(), &key_fields[1..])
+    } else {
+        (None, &key_fields[..])
+    };
     let mut pk_state_sent = resume.is_some();
     // Every line starts the same way and ends the same way: build both once.
     let mut prefix = Vec::new();
@@ -472,59 +616,70 @@ fn sync_table<C: postgres::GenericClient>(
     let mut line = Vec::with_capacity(4096);
     let mut count = 0u64;
     let mut last: Option<Vec<u8>> = None;
-    while copy.next(&mut fields).map_err(read_err)? {
-        line.clear();
-        line.extend_from_slice(&prefix);
-        line.push(b'{');
-        for i in 0..n {
-            if i > 0 {
-                line.push(b',');
-            }
-            line.extend_from_slice(&keys_json[i]);
-            match &fields[i] {
-                None => line.extend_from_slice(b"null"),
-                Some(text) => push_json(&mut line, kinds[i], text).map_err(|e| {
-                    PluginError::data(format!(
-                        "table `{table_name}`, column `{}`: a value is {e}",
-                        sel.properties[i]
-                    ))
-                })?,
-            }
-        }
-        line.push(b'}');
-        line.extend_from_slice(&suffix);
-        out.write_line(&line)?;
-        count += 1;
-        if rk.is_some()
-            && let Some(Some(v)) = fields.get(rk_at)
-            && v.as_slice() != b"null"
-        {
-            match &mut last {
-                Some(l) => {
-                    l.clear();
-                    l.extend_from_slice(v);
+    read_text_copy(
+        &mut reader,
+        columns,
+        |fields| {
+            line.clear();
+            line.extend_from_slice(&prefix);
+            line.push(b'{');
+            for i in 0..n {
+                if i > 0 {
+                    line.push(b',');
                 }
-                None => last = Some(v.clone()),
+                line.extend_from_slice(&keys_json[i]);
+                match fields.get(i) {
+                    None => line.extend_from_slice(b"null"),
+                    Some(text) => push_json(&mut line, kinds[i], text).map_err(|e| {
+                        PluginError::data(format!(
+                            "table `{table_name}`, column `{}`: a value is {e}",
+                            sel.properties[i]
+                        ))
+                    })?,
+                }
             }
-        }
-        if let (Some(k), Some(v), true) = (&rk, &last, count.is_multiple_of(STATE_EVERY)) {
-            kit::set_bookmark(state, &stream, k, parse_bookmark(v)?);
-            out.state(state)?;
-        }
-        if let (Some(v), true) = (version, !pk.is_empty() && count.is_multiple_of(STATE_EVERY)) {
-            let mut last_pk = Map::new();
-            for (i, k) in pk.iter().enumerate() {
-                let raw = fields[pk_at + i].as_deref().unwrap_or(b"null");
-                last_pk.insert(k.clone(), parse_bookmark(raw)?);
+            line.push(b'}');
+            line.extend_from_slice(&suffix);
+            out.write_line(&line)?;
+            count += 1;
+            if let Some((at, _)) = rk_field
+                && let Some(v) = fields.get(at)
+            {
+                match &mut last {
+                    Some(l) => {
+                        l.clear();
+                        l.extend_from_slice(v);
+                    }
+                    None => last = Some(v.to_vec()),
+                }
             }
-            bookmarks(state).insert(
-                stream.clone(),
-                json!({"version": v, "last_pk_fetched": last_pk}),
-            );
-            out.state(state)?;
-            pk_state_sent = true;
-        }
-    }
+            if let (Some(k), Some((_, kind)), Some(v), true) =
+                (&rk, rk_field, &last, count.is_multiple_of(STATE_EVERY))
+            {
+                kit::set_bookmark(state, &stream, k, key_json(kind, v)?);
+                out.state(state)?;
+            }
+            if let (Some(v), true) = (version, !pk.is_empty() && count.is_multiple_of(STATE_EVERY))
+            {
+                let mut last_pk = Map::new();
+                for (k, (at, kind)) in pk.iter().zip(pk_fields) {
+                    let v = match fields.get(*at) {
+                        Some(text) => key_json(*kind, text)?,
+                        None => Value::Null,
+                    };
+                    last_pk.insert(k.clone(), v);
+                }
+                bookmarks(state).insert(
+                    stream.clone(),
+                    json!({"version": v, "last_pk_fetched": last_pk}),
+                );
+                out.state(state)?;
+                pk_state_sent = true;
+            }
+            Ok(())
+        },
+        read_err,
+    )?;
     if pk_state_sent {
         // Done: the next full-table sync starts from the beginning with a new version.
         bookmarks(state).remove(&stream);
@@ -533,8 +688,8 @@ fn sync_table<C: postgres::GenericClient>(
     if let Some(v) = version {
         out.activate_version(&stream, v)?;
     }
-    if let (Some(k), Some(v)) = (&rk, &last) {
-        kit::set_bookmark(state, &stream, k, parse_bookmark(v)?);
+    if let (Some(k), Some((_, kind)), Some(v)) = (&rk, rk_field, &last) {
+        kit::set_bookmark(state, &stream, k, key_json(kind, v)?);
         out.state(state)?;
     }
     Ok(())
@@ -564,9 +719,14 @@ fn bookmarks(state: &mut Value) -> &mut Map<String, Value> {
         .expect("made an object above")
 }
 
-fn parse_bookmark(v: &[u8]) -> Result<Value, PluginError> {
-    serde_json::from_slice(v)
-        .map_err(|e| PluginError::data(format!("a replication key value is not JSON: {e}")))
+/// A key column's value (its COPY text) as the JSON a bookmark holds: the same JSON its
+/// records carry.
+fn key_json(kind: ValueKind, text: &[u8]) -> Result<Value, PluginError> {
+    let mut json = Vec::with_capacity(text.len() + 8);
+    push_json(&mut json, kind, text)
+        .map_err(|e| PluginError::data(format!("a key column's value is {e}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| PluginError::data(format!("a key column's value is not JSON: {e}")))
 }
 
 fn run(args: PluginArgs) -> Result<(), PluginError> {
@@ -621,4 +781,55 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
     }
     out.final_state(&state)?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(
+        data: &[u8],
+        cap: usize,
+        columns: usize,
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, PluginError> {
+        let mut reader = std::io::BufReader::with_capacity(cap, data);
+        let mut seen = Vec::new();
+        read_text_copy(
+            &mut reader,
+            columns,
+            |r| {
+                seen.push((0..columns).map(|i| r.get(i).map(<[u8]>::to_vec)).collect());
+                Ok(())
+            },
+            |e| PluginError::data(e.to_string()),
+        )?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn copy_text_rows_are_split_unescaped_and_put_together_across_buffers() {
+        let data = b"1\t\\N\thello\n22\t\ta\\tb\\\\c\\nd\\101\n";
+        let want: Vec<Vec<Option<Vec<u8>>>> = vec![
+            vec![Some(b"1".to_vec()), None, Some(b"hello".to_vec())],
+            vec![
+                Some(b"22".to_vec()),
+                Some(Vec::new()),
+                Some(b"a\tb\\c\ndA".to_vec()),
+            ],
+        ];
+        // One buffer holding everything, and buffers of 1 to 7 bytes (rows split anywhere).
+        for cap in [data.len(), 1, 2, 3, 5, 7] {
+            assert_eq!(
+                read_all(data, cap, 3).unwrap(),
+                want,
+                "buffer of {cap} bytes"
+            );
+        }
+        // Cut short inside a row, or a row of the wrong width: errors, not panics.
+        assert!(read_all(&data[..data.len() - 3], 64, 3).is_err());
+        assert!(read_all(data, 64, 2).is_err());
+        assert!(read_all(data, 64, 4).is_err());
+        // A stream with no column selected: empty lines.
+        assert_eq!(read_all(b"\n\n", 64, 0).unwrap().len(), 2);
+    }
 }

@@ -71,7 +71,12 @@ fn about() -> About {
         "hard_delete": {
             "type": "boolean",
             "default": false,
-            "description": "On ACTIVATE_VERSION delete rows of older versions (otherwise set their `_sdc_deleted_at`)."
+            "description": "On ACTIVATE_VERSION delete the rows of older versions and rows without a version; otherwise set their `_sdc_deleted_at` (as MeltanoLabs' target does)."
+        },
+        "activate_version": {
+            "type": "boolean",
+            "default": true,
+            "description": "Act on ACTIVATE_VERSION messages; false ignores them (rows of older versions stay as they are)."
         }
     });
     if let Value::Object(m) = more {
@@ -294,6 +299,8 @@ struct Loader {
     method: LoadMethod,
     metadata: bool,
     hard_delete: bool,
+    /// `activate_version: false` ignores ACTIVATE_VERSION messages.
+    activate_versions: bool,
     batch_rows: u64,
     pending_rows: u64,
     /// The newest STATE not yet passed on: it waits for the batch before it to commit.
@@ -572,15 +579,19 @@ impl Loader {
                 kind: Kind::of(ty),
             });
         }
-        // Rows with a table version keep it even without the metadata columns.
-        if !columns.iter().any(|c| c.name == VERSION_COLUMN)
-            && existing.iter().any(|(c, _)| c == VERSION_COLUMN)
-        {
-            columns.push(Column {
-                name: VERSION_COLUMN.to_owned(),
-                source: Source::Version,
-                kind: Kind::Plain,
-            });
+        // Rows with a table version keep it even without the metadata columns, and a row
+        // loaded again clears the `_sdc_deleted_at` an older ACTIVATE_VERSION set.
+        for (name, source) in [
+            (VERSION_COLUMN, Source::Version),
+            (DELETED_COLUMN, Source::Property(DELETED_COLUMN.to_owned())),
+        ] {
+            if !columns.iter().any(|c| c.name == name) && existing.iter().any(|(c, _)| c == name) {
+                columns.push(Column {
+                    name: name.to_owned(),
+                    source,
+                    kind: Kind::Plain,
+                });
+            }
         }
         let key_index = self.has_key_index(&schema, &table, &keys)?;
         let truncate = self.method == LoadMethod::Overwrite
@@ -693,11 +704,18 @@ impl Loader {
                 "ALTER TABLE {t} ADD COLUMN {DELETED_COLUMN} timestamp with time zone"
             ))?;
         }
+        let s = self.streams.get_mut(stream).expect("checked above");
         if !has_version {
-            let s = self.streams.get_mut(stream).expect("checked above");
             s.columns.push(Column {
                 name: VERSION_COLUMN.to_owned(),
                 source: Source::Version,
+                kind: Kind::Plain,
+            });
+        }
+        if deleted_at && !s.columns.iter().any(|c| c.name == DELETED_COLUMN) {
+            s.columns.push(Column {
+                name: DELETED_COLUMN.to_owned(),
+                source: Source::Property(DELETED_COLUMN.to_owned()),
                 kind: Kind::Plain,
             });
         }
@@ -865,6 +883,9 @@ impl Loader {
                 "input line {line}: ACTIVATE_VERSION of stream `{stream}` has a version that is not an integer"
             ))
         })?;
+        if !self.activate_versions {
+            return Ok(());
+        }
         self.flush()?;
         self.ensure_version_columns(stream, !self.hard_delete)?;
         let t = self.streams[stream].qualified();
@@ -1003,12 +1024,13 @@ fn load_stream(
         .map_err(|e| what(&e, "cannot merge the batch"))
 }
 
-fn config_bool(config: &Map<String, Value>, key: &str) -> Result<bool, PluginError> {
+/// A boolean setting (a JSON boolean or the text `true`/`false`); None when unset.
+fn config_bool(config: &Map<String, Value>, key: &str) -> Result<Option<bool>, PluginError> {
     match config.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s == "true" => Ok(true),
-        Some(Value::String(s)) if s == "false" => Ok(false),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
         Some(v) => Err(PluginError::config(format!(
             "setting `{key}` must be true or false, not {v}"
         ))),
@@ -1046,8 +1068,9 @@ fn run(args: PluginArgs) -> Result<(), PluginError> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
         method,
-        metadata: config_bool(&config, "add_record_metadata")?,
-        hard_delete: config_bool(&config, "hard_delete")?,
+        metadata: config_bool(&config, "add_record_metadata")?.unwrap_or(false),
+        hard_delete: config_bool(&config, "hard_delete")?.unwrap_or(false),
+        activate_versions: config_bool(&config, "activate_version")?.unwrap_or(true),
         batch_rows,
         pending_rows: 0,
         pending_state: None,

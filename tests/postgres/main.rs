@@ -24,9 +24,25 @@ fn server_url() -> String {
     })
 }
 
-/// A database of its own for a test, on the test server.
+/// A database of its own for a test, on the test server (dropped with it).
 struct Db {
     config: postgres::Config,
+    name: String,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // The shared server outlives the test run: leave nothing behind (FORCE ends sessions a
+        // plugin may still hold).
+        if let Ok(base) = server_url().parse::<postgres::Config>()
+            && let Ok(mut admin) = base.connect(postgres::NoTls)
+        {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
 
 impl Db {
@@ -44,7 +60,7 @@ impl Db {
             .unwrap();
         let mut config = base;
         config.dbname(&name);
-        Db { config }
+        Db { config, name }
     }
 
     fn client(&self) -> postgres::Client {
@@ -612,39 +628,71 @@ fn activate_version_soft_deletes_or_hard_deletes_older_versions() {
         lines(&m)
     };
     let dir = tempfile::tempdir().unwrap();
-    for hard in [false, true] {
-        let db = Db::new(if hard { "hard" } else { "soft" });
-        let cfg = db.with(json!({"hard_delete": hard, "add_record_metadata": true}));
-        run(
-            "target-postgres",
-            dir.path(),
-            &cfg,
-            &[],
-            &sync(1, &[1, 2, 3]),
-        )
-        .ok();
-        run("target-postgres", dir.path(), &cfg, &[], &sync(2, &[2, 3])).ok();
-        let rows = db.rows(
-            "SELECT id, _sdc_table_version, _sdc_deleted_at IS NOT NULL, _sdc_extracted_at IS NULL, _sdc_batched_at IS NOT NULL FROM v ORDER BY id",
-        );
-        let row = |id: &str, v: &str, del: &str| {
-            vec![
-                id.to_owned(),
-                v.to_owned(),
-                del.to_owned(),
-                "t".to_owned(),
-                "t".to_owned(),
-            ]
-        };
-        if hard {
-            assert_eq!(rows, vec![row("2", "2", "f"), row("3", "2", "f")]);
-        } else {
+    for metadata in [true, false] {
+        for hard in [false, true] {
+            let db = Db::new(if hard { "hard" } else { "soft" });
+            let cfg = db.with(json!({"hard_delete": hard, "add_record_metadata": metadata}));
+            let load = |messages: &[u8]| {
+                run("target-postgres", dir.path(), &cfg, &[], messages).ok();
+            };
+            load(&sync(1, &[1, 2, 3]));
+            // A row written by someone else has no version: not part of any sync.
+            db.exec("INSERT INTO v (id) VALUES (100)");
+            load(&sync(2, &[2, 3]));
+            let row =
+                |id: &str, v: &str, del: &str| vec![id.to_owned(), v.to_owned(), del.to_owned()];
+            let kept = vec![row("2", "2", "f"), row("3", "2", "f")];
+            if hard {
+                // (Without the metadata columns a hard delete needs no `_sdc_deleted_at`.)
+                let rows = db.rows("SELECT id, _sdc_table_version, 'f' FROM v ORDER BY id");
+                assert_eq!(rows, kept, "metadata {metadata}");
+            } else {
+                let rows = db.rows(
+                    "SELECT id, _sdc_table_version, _sdc_deleted_at IS NOT NULL FROM v ORDER BY id",
+                );
+                // MeltanoLabs' soft delete: older versions and unversioned rows get a
+                // deletion time, the activated version's rows none.
+                let mut all = vec![row("1", "1", "t")];
+                all.extend(kept);
+                all.push(row("100", "NULL", "t"));
+                assert_eq!(rows, all, "metadata {metadata}");
+                // A row that comes back in a newer version is no longer deleted.
+                load(&sync(3, &[1, 2]));
+                assert_eq!(
+                    db.rows("SELECT id, _sdc_deleted_at IS NOT NULL FROM v ORDER BY id"),
+                    vec![
+                        vec!["1".to_owned(), "f".to_owned()],
+                        vec!["2".to_owned(), "f".to_owned()],
+                        vec!["3".to_owned(), "t".to_owned()],
+                        vec!["100".to_owned(), "t".to_owned()],
+                    ],
+                    "metadata {metadata}"
+                );
+            }
+            if metadata {
+                assert_eq!(
+                    db.one("SELECT count(*) FROM v WHERE _sdc_extracted_at IS NULL AND _sdc_batched_at IS NOT NULL AND id <> 100"),
+                    db.one("SELECT count(*) FROM v WHERE id <> 100")
+                );
+            }
+            // An ACTIVATE_VERSION with no records of its version: every row is older.
+            load(&sync(9, &[]));
             assert_eq!(
-                rows,
-                vec![row("1", "1", "t"), row("2", "2", "f"), row("3", "2", "f")]
+                db.one(if hard {
+                    "SELECT count(*) FROM v"
+                } else {
+                    "SELECT count(*) FROM v WHERE _sdc_deleted_at IS NULL"
+                }),
+                "0"
             );
         }
     }
+    // `activate_version: false` ignores the message (MeltanoLabs' setting).
+    let db = Db::new("noactivate");
+    let cfg = db.with(json!({"hard_delete": true, "activate_version": false}));
+    run("target-postgres", dir.path(), &cfg, &[], &sync(1, &[1, 2])).ok();
+    run("target-postgres", dir.path(), &cfg, &[], &sync(2, &[2])).ok();
+    assert_eq!(db.one("SELECT count(*) FROM v"), "2");
 }
 
 #[test]
@@ -744,6 +792,16 @@ fn sqlalchemy_url_replaces_the_separate_settings() {
 
 /// Runs dsm in `dir` with a clean environment plus `env`.
 fn dsm(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let out = dsm_command(dir, args, env).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The dsm command `dsm()` runs, to spawn it instead.
+fn dsm_command(dir: &Path, args: &[&str], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
     cmd.args(args).current_dir(dir);
     for (k, _) in std::env::vars() {
@@ -759,22 +817,12 @@ fn dsm(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd
 }
 
-#[test]
-fn the_example_project_runs_the_built_ins_with_dsm_run_and_resumes() {
-    let src = Db::new("shop_src");
-    let dst = Db::new("shop_dst");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres");
-    src.exec(&std::fs::read_to_string(example.join("seed.sql")).unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(example.join("meltano.yml"), dir.path().join("meltano.yml")).unwrap();
+/// The plugins' settings as the environment variables dsm reads for `tap-postgres` (`src`)
+/// and `target-postgres` (`dst`).
+fn plugin_env(src: &Db, dst: &Db) -> Vec<(String, String)> {
     let (s, d) = (src.settings(), dst.settings());
     let mut env = Vec::new();
     for (prefix, db) in [("TAP_POSTGRES", &s), ("TARGET_POSTGRES", &d)] {
@@ -786,6 +834,18 @@ fn the_example_project_runs_the_built_ins_with_dsm_run_and_resumes() {
             env.push((format!("{prefix}_{}", key.to_uppercase()), v));
         }
     }
+    env
+}
+
+#[test]
+fn the_example_project_runs_the_built_ins_with_dsm_run_and_resumes() {
+    let src = Db::new("shop_src");
+    let dst = Db::new("shop_dst");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres");
+    src.exec(&std::fs::read_to_string(example.join("seed.sql")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(example.join("meltano.yml"), dir.path().join("meltano.yml")).unwrap();
+    let env = plugin_env(&src, &dst);
     let first = dsm(
         dir.path(),
         &["run", "tap-postgres", "target-postgres"],
@@ -929,6 +989,32 @@ fn only_variant_dsm_selects_the_built_ins_and_other_definitions_run_what_they_ra
         env!("CARGO_BIN_EXE_target-postgres"),
         "variant dsm runs the built-in next to dsm"
     );
+    // `dsm add ... --variant dsm` adds the built-ins from dsm's catalog, with nothing to install.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::write(
+        fresh.path().join("meltano.yml"),
+        "version: 1\ndefault_environment: dev\nenvironments: [{name: dev}]\n",
+    )
+    .unwrap();
+    for (kind, name) in [("extractor", "tap-postgres"), ("loader", "target-postgres")] {
+        let out = dsm(fresh.path(), &["add", kind, name, "--variant", "dsm"], &[]);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    }
+    let yml = std::fs::read_to_string(fresh.path().join("meltano.yml")).unwrap();
+    assert!(!yml.contains("pip_url"), "{yml}");
+    let out = dsm(fresh.path(), &["plugins", "list", "--format", "json"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    for name in ["tap-postgres", "target-postgres"] {
+        let p = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not added: {list}"));
+        assert_eq!(p["variant"], "dsm", "{p}");
+        assert_eq!(p["status"], "built_in", "{p}");
+    }
     let about = Command::new(bin("tap-postgres"))
         .args(["--about"])
         .output()
@@ -937,4 +1023,514 @@ fn only_variant_dsm_selects_the_built_ins_and_other_definitions_run_what_they_ra
         String::from_utf8_lossy(&about.stdout).contains("Log-based replication"),
         "--about says log-based replication is out of scope"
     );
+}
+
+/// A PostgreSQL server of a test's own, started by `scripts/pg-test-cluster.sh` and stopped
+/// (its folder deleted) when dropped.
+struct OwnCluster {
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl OwnCluster {
+    fn start(dir: &Path, extra: &[&str]) -> OwnCluster {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the cluster did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        OwnCluster {
+            dir: dir.to_owned(),
+            url,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        let config: postgres::Config = self.url.parse().unwrap();
+        config.get_ports()[0]
+    }
+
+    fn admin(&self) -> postgres::Client {
+        let config: postgres::Config = self.url.parse().unwrap();
+        config.connect(postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Runs `openssl` (the command-line tool) in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (the command-line tool) is needed here: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway certificate authority `NAME.crt` / `NAME.key` (EC P-256) in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, crt, subject) = (
+        format!("{name}.key"),
+        format!("{name}.crt"),
+        format!("/CN=dsm test authority {name}"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+#[test]
+fn ssl_modes_encrypt_and_verify_against_a_tls_server_of_its_own() {
+    let work = tempfile::tempdir().unwrap();
+    // The cluster belongs to the unprivileged `postgres` user when run as root: it must be able
+    // to reach its folder.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let w = work.path();
+    make_ca(w, "ca");
+    make_ca(w, "other-ca");
+    // The server's certificate names `localhost` only, and is signed by `ca`.
+    openssl(
+        w,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        w.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        w,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let cluster = OwnCluster::start(
+        &w.join("cluster"),
+        &[
+            "--tls",
+            w.join("server.crt").to_str().unwrap(),
+            w.join("server.key").to_str().unwrap(),
+        ],
+    );
+    // `tls_only` may log in over TLS only, `plain_only` without TLS only: whether a plugin's
+    // connection is encrypted shows in whether it gets in.
+    let hba = cluster.dir.join("data/pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!(
+            "hostssl all tls_only 127.0.0.1/32 scram-sha-256\n\
+             host all tls_only all reject\n\
+             hostnossl all plain_only 127.0.0.1/32 scram-sha-256\n\
+             host all plain_only all reject\n{old}"
+        ),
+    )
+    .unwrap();
+    let mut admin = cluster.admin();
+    admin
+        .batch_execute(
+            "CREATE ROLE tls_only LOGIN PASSWORD 'pw-tls'; \
+             CREATE ROLE plain_only LOGIN PASSWORD 'pw-plain'; \
+             SELECT pg_reload_conf();",
+        )
+        .unwrap();
+    let ca = w.join("ca.crt").to_str().unwrap().to_owned();
+    let other_ca = w.join("other-ca.crt").to_str().unwrap().to_owned();
+    let port = cluster.port();
+    let cfg = |host: &str, user: &str, extra: Value| {
+        let mut c = json!({
+            "host": host, "port": port, "user": user,
+            "password": if user == "tls_only" { "pw-tls" } else { "pw-plain" },
+            "database": "postgres",
+        });
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let discover = |c: &Value| run("tap-postgres", dir.path(), c, &["--discover"], b"");
+
+    // verify-full: the authority given and the host name the certificate names.
+    let full = json!({"ssl_mode": "verify-full", "ssl_certificate_authority": ca});
+    discover(&cfg("localhost", "tls_only", full.clone())).ok();
+    // ... the authority as PEM text in the setting, as MeltanoLabs' plugins accept it.
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    discover(&cfg(
+        "localhost",
+        "tls_only",
+        json!({"ssl_mode": "verify-full", "ssl_certificate_authority": pem}),
+    ))
+    .ok();
+    // ... MeltanoLabs' `ssl_enable` alone means verify-full.
+    discover(&cfg(
+        "localhost",
+        "tls_only",
+        json!({"ssl_enable": true, "ssl_certificate_authority": ca}),
+    ))
+    .ok();
+    // ... and through a URL's libpq parameters.
+    let url = format!(
+        "postgresql://tls_only:pw-tls@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        ca.replace('/', "%2F")
+    );
+    discover(&json!({"sqlalchemy_url": url})).ok();
+    // A host name the certificate does not name: refused, saying why and what to do.
+    let out = discover(&cfg("127.0.0.1", "tls_only", full.clone()));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not valid for name") && out.stderr.contains("verify-ca"),
+        "{}",
+        out.stderr
+    );
+    let out = discover(&cfg(
+        "127.0.0.1",
+        "tls_only",
+        json!({"ssl_enable": true, "ssl_certificate_authority": ca}),
+    ));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    // Another authority: refused too.
+    let out = discover(&cfg(
+        "localhost",
+        "tls_only",
+        json!({"ssl_mode": "verify-full", "ssl_certificate_authority": other_ca}),
+    ));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not signed by the authority"),
+        "{}",
+        out.stderr
+    );
+
+    // verify-ca: any host name, but only the right authority.
+    let verify_ca =
+        |auth: &str| json!({"ssl_mode": "verify-ca", "ssl_certificate_authority": auth});
+    discover(&cfg("127.0.0.1", "tls_only", verify_ca(&ca))).ok();
+    let out = discover(&cfg("127.0.0.1", "tls_only", verify_ca(&other_ca)));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not signed by the authority"),
+        "{}",
+        out.stderr
+    );
+    // Without an authority at all: a configuration error before connecting.
+    let out = discover(&cfg(
+        "127.0.0.1",
+        "tls_only",
+        json!({"ssl_mode": "verify-ca", "ssl_certificate_authority": w.join("missing.crt").to_str().unwrap()}),
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ssl_certificate_authority"),
+        "{}",
+        out.stderr
+    );
+
+    // require: encrypted (the TLS-only user gets in, the plain-only one does not), nothing
+    // verified (another authority, a wrong host name).
+    let require = json!({"ssl_mode": "require", "ssl_certificate_authority": other_ca});
+    discover(&cfg("127.0.0.1", "tls_only", require.clone())).ok();
+    let out = discover(&cfg("127.0.0.1", "plain_only", require));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pg_hba.conf"),
+        "the server refused the encrypted connection: {}",
+        out.stderr
+    );
+    // prefer: encrypted when the server can.
+    discover(&cfg("127.0.0.1", "tls_only", json!({"ssl_mode": "prefer"}))).ok();
+    // disable: not encrypted.
+    discover(&cfg(
+        "127.0.0.1",
+        "plain_only",
+        json!({"ssl_mode": "disable"}),
+    ))
+    .ok();
+    let out = discover(&cfg(
+        "127.0.0.1",
+        "tls_only",
+        json!({"ssl_mode": "disable"}),
+    ));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("pg_hba.conf"), "{}", out.stderr);
+    // `ssl_enable: false` with a mode that promises encryption is a contradiction, refused.
+    let out = discover(&cfg(
+        "localhost",
+        "tls_only",
+        json!({"ssl_enable": false, "ssl_mode": "verify-full", "ssl_certificate_authority": ca}),
+    ));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`ssl_enable` is false"),
+        "{}",
+        out.stderr
+    );
+
+    // The target connects the same way: a record loaded over verify-full.
+    admin
+        .batch_execute("GRANT CREATE ON DATABASE postgres TO tls_only")
+        .unwrap();
+    let messages = vec![
+        schema("public-t", json!({"id": {"type": "integer"}}), &["id"]),
+        record("public-t", json!({"id": 1})),
+    ];
+    run(
+        "target-postgres",
+        dir.path(),
+        &cfg(
+            "localhost",
+            "tls_only",
+            json!({"ssl_mode": "verify-full", "ssl_certificate_authority": ca, "default_target_schema": "tls_only"}),
+        ),
+        &[],
+        &lines(&messages),
+    )
+    .ok();
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM tls_only.t", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+/// The processes below `pid` (children, their children, ...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+            && let Some(ppid) = rest.split(' ').nth(1).and_then(|x| x.parse::<u32>().ok())
+        {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let me = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == me)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaps).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Waits for `what` to hold, checking every 20 ms; a hang guard, not a timing check.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn dsm_killed_mid_batch_resumes_on_the_next_run_without_loss_or_duplicates() {
+    let src = Db::new("killsrc");
+    let dst = Db::new("killdst");
+    let n = 300_000u64;
+    src.exec(&format!(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text NOT NULL, at timestamptz NOT NULL);
+         INSERT INTO big SELECT g, 'value ' || g, timestamptz '2024-01-01' + g * interval '1 second'
+         FROM generate_series(1, {n}) g;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    // Full table: the tap bookmarks the last key every 10,000 rows; the target commits every
+    // 10,000 (one batch per STATE), soft-deleting older versions at the end.
+    std::fs::write(
+        dir.path().join("meltano.yml"),
+        "version: 1\ndefault_environment: dev\nenvironments: [{name: dev}]\nplugins:\n  \
+         extractors:\n  - name: tap-postgres\n    variant: dsm\n    select: [public-big.*]\n  \
+         loaders:\n  - name: target-postgres\n    variant: dsm\n    config:\n      \
+         batch_size_rows: 10000\n      default_target_schema: public\n",
+    )
+    .unwrap();
+    let env = plugin_env(&src, &dst);
+    let state_id = "dev:tap-postgres-to-target-postgres";
+    let bookmark = || -> Option<Value> {
+        let out = dsm(dir.path(), &["state", "get", state_id], &env);
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        let b = v["singer_state"]["bookmarks"]["public-big"].clone();
+        b.get("last_pk_fetched").is_some().then_some(b)
+    };
+    let mut first = dsm_command(
+        dir.path(),
+        &["run", "tap-postgres", "target-postgres"],
+        &env,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Progress: dsm has stored a bookmark the target confirmed (so batches are committed).
+    wait_for("a stored bookmark of the running sync", || {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        bookmark().is_some()
+    });
+    let plugins = descendants(first.id());
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    // The plugins lose their pipes with dsm and end; wait for them before the next run.
+    wait_for("the plugins of the killed run to end", || {
+        plugins.iter().all(|p| gone(*p))
+    });
+    let saved = bookmark().expect("the bookmark survives the kill");
+    let last = saved["last_pk_fetched"]["id"].as_u64().unwrap();
+    let loaded: u64 = dst.one("SELECT count(*) FROM public.big").parse().unwrap();
+    assert!(
+        last < n && loaded < n,
+        "killed mid-run: bookmark {last}, {loaded} rows loaded"
+    );
+    assert!(
+        loaded >= last,
+        "the bookmark of row {last} was stored before its rows were committed ({loaded})"
+    );
+    // A row before the bookmark changes at the source: a resumed sync does not read it again
+    // (a restarted one would).
+    src.exec("UPDATE big SET v = 'changed after the kill' WHERE id = 1");
+
+    let second = dsm(
+        dir.path(),
+        &["run", "tap-postgres", "target-postgres"],
+        &env,
+    );
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    let expected_len: u64 = (1..=n).map(|i| format!("value {i}").len() as u64).sum();
+    assert_eq!(
+        dst.rows(
+            "SELECT count(*), count(DISTINCT id), min(id), max(id), sum(length(v)) FROM public.big"
+        ),
+        vec![vec![
+            n.to_string(),
+            n.to_string(),
+            "1".to_owned(),
+            n.to_string(),
+            expected_len.to_string()
+        ]],
+        "every row exactly once"
+    );
+    assert_eq!(
+        dst.one("SELECT v FROM public.big WHERE id = 1"),
+        "value 1",
+        "the second run resumed after the bookmark instead of starting over"
+    );
+    // Both runs loaded one table version: ACTIVATE_VERSION marked nothing as deleted.
+    assert_eq!(
+        dst.rows(
+            "SELECT count(DISTINCT _sdc_table_version), count(_sdc_deleted_at) FROM public.big"
+        ),
+        vec![vec!["1".to_owned(), "0".to_owned()]]
+    );
+    assert_eq!(
+        dst.one("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_dsm\\_stage%'"),
+        "0",
+        "no staging table is left behind"
+    );
+    // The run finished: its bookmark is gone, so the next sync starts a new version.
+    assert!(bookmark().is_none());
 }

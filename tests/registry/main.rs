@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{Duration, Utc};
-use dsm::store::{
-    PluginExit, RunId, RunRecord, RunStatus, SqliteStore, StateId, Store, StreamStats,
-};
+use dsm::store::prelude::*;
+use dsm::store::{PluginExit, RunId, RunRecord, RunStatus, SqliteStore, StateId, StreamStats};
 use serde_json::Value;
 
 mod connection_tests;

@@ -107,6 +107,11 @@ impl Project {
     fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path(".dsm/dsm.db")).unwrap()
     }
+
+    /// The project's store, for the library's secret and audit functions.
+    fn store(&self) -> dsm::store::SqliteStore {
+        dsm::store::SqliteStore::open(&self.path(".dsm/dsm.db")).unwrap()
+    }
 }
 
 fn tree_contains(dir: &Path, needle: &str) -> Vec<PathBuf> {
@@ -181,7 +186,7 @@ fn from_file_reads_the_value_and_drops_one_newline() {
     ]);
     assert_eq!(run.code, 0, "{}", run.all());
     let key = dsm::secrets::master_key::read_key_file(&p.key_file()).unwrap();
-    let value = dsm::secrets::get_secret(&p.db(), &key, "tap-github", "auth_token")
+    let value = dsm::secrets::get_secret(&p.store(), &key, "tap-github", "auth_token")
         .unwrap()
         .unwrap();
     assert_eq!(value.expose(), CANARY);
@@ -284,7 +289,7 @@ fn rotate_replaces_the_key_file_and_every_value_survives() {
     assert_eq!(p.dsm(&["secrets", "verify"]).code, 0);
     assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
     let key = dsm::secrets::master_key::read_key_file(&p.key_file()).unwrap();
-    let value = dsm::secrets::get_secret(&p.db(), &key, "tap-github", "auth_token")
+    let value = dsm::secrets::get_secret(&p.store(), &key, "tap-github", "auth_token")
         .unwrap()
         .unwrap();
     assert_eq!(value.expose(), CANARY);
@@ -473,7 +478,7 @@ fn tables(conn: &rusqlite::Connection) -> Vec<String> {
 
 /// A project with two secrets, a state and a stored setting.
 fn populated() -> Project {
-    use dsm::store::Store as _;
+    use dsm::store::prelude::*;
     let p = Project::initialised();
     assert_eq!(
         p.dsm_stdin(&["secrets", "set", "tap-github", "auth_token"], CANARY)
@@ -554,28 +559,29 @@ fn export_with_a_passphrase_restores_everything_under_another_key() {
         }
     }
     let key = dsm::secrets::master_key::read_key_file(&target.key_file()).unwrap();
-    let token = dsm::secrets::get_secret(&b, &key, "tap-github", "auth_token")
+    let token = dsm::secrets::get_secret(&target.store(), &key, "tap-github", "auth_token")
         .unwrap()
         .unwrap();
     assert_eq!(token.expose(), CANARY);
-    let names = |c: &rusqlite::Connection| -> Vec<(String, String, String)> {
+    let names = |c: &dsm::store::SqliteStore| -> Vec<(String, String, String)> {
         dsm::secrets::list(c)
             .unwrap()
             .into_iter()
             .map(|s| (s.plugin, s.setting, s.updated_at))
             .collect()
     };
-    assert_eq!(names(&a), names(&b));
+    let (sa, sb) = (source.store(), target.store());
+    assert_eq!(names(&sa), names(&sb));
     // The audit history came along, re-keyed, and still verifies.
     assert_eq!(target.dsm(&["audit", "verify"]).code, 0);
-    let actions = |c: &rusqlite::Connection| -> Vec<String> {
+    let actions = |c: &dsm::store::SqliteStore| -> Vec<String> {
         dsm::secrets::audit::list(c, None)
             .unwrap()
             .into_iter()
             .map(|r| r.action)
             .collect()
     };
-    let (before, after) = (actions(&a), actions(&b));
+    let (before, after) = (actions(&sa), actions(&sb));
     assert_eq!(after[..before.len()], before[..]);
     assert_eq!(
         after[before.len()..],

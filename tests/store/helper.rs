@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dsm::store::{NewRun, SqliteStore, StateId, Store};
+use dsm::store::prelude::*;
+use dsm::store::{NewRun, SqliteStore, StateId};
 use serde_json::json;
 
 use crate::{TestProject, parse};

@@ -8,6 +8,8 @@
     reason = "test support code: a failed unwrap fails the test"
 )]
 
+mod boundary;
+mod contract;
 mod helper;
 mod meltano;
 
@@ -294,9 +296,8 @@ fn a_database_from_a_newer_dsm_is_refused() {
 
 #[test]
 fn runs_list_and_show_read_the_history() {
-    use dsm::store::{
-        NewRun, PluginExit, RunFinish, RunStatus, SqliteStore, StateId, Store, StreamStats,
-    };
+    use dsm::store::prelude::*;
+    use dsm::store::{NewRun, PluginExit, RunFinish, RunStatus, SqliteStore, StateId, StreamStats};
     let p = TestProject::new();
     let store = SqliteStore::open(&p.db()).unwrap();
     let ok = store

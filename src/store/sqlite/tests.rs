@@ -4,6 +4,8 @@ use serde_json::json;
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::store::prelude::*;
+use crate::store::{NewRun, RunFilter, StateId};
 
 fn open() -> (tempfile::TempDir, SqliteStore) {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,218 +73,6 @@ fn meltanos_database_is_never_migrated() {
 }
 
 #[test]
-fn commits_follow_meltanos_partial_and_complete_rules() {
-    let (_tmp, store) = open();
-    let id = sid("dev:tap-a-to-target-b");
-    assert_eq!(store.get_state(&id).unwrap(), None);
-    store
-        .commit_state(&id, r#"{"bookmarks":{"users":{"ts":1}}}"#, false, None)
-        .unwrap();
-    store
-        .commit_state(&id, r#"{"bookmarks":{"orders":{"id":5}}}"#, true, None)
-        .unwrap();
-    store
-        .commit_state(&id, r#"{"bookmarks":{"orders":{"id":6}}}"#, true, None)
-        .unwrap();
-    let row = store.get_state_row(&id).unwrap().unwrap();
-    assert_eq!(
-        row.completed,
-        json!({"singer_state": {"bookmarks": {"users": {"ts": 1}}}})
-    );
-    assert_eq!(
-        row.partial,
-        json!({"singer_state": {"bookmarks": {"orders": {"id": 6}}}})
-    );
-    assert_eq!(
-        store.get_state(&id).unwrap().unwrap(),
-        json!({"singer_state": {"bookmarks": {"users": {"ts": 1}, "orders": {"id": 6}}}})
-    );
-    // A complete commit replaces completed and clears partial.
-    store
-        .commit_state(&id, r#"{"bookmarks":{"x":1}}"#, false, None)
-        .unwrap();
-    let row = store.get_state_row(&id).unwrap().unwrap();
-    assert_eq!(row.partial, json!({}));
-    assert_eq!(
-        store.get_state(&id).unwrap().unwrap(),
-        json!({"singer_state": {"bookmarks": {"x": 1}}})
-    );
-}
-
-#[test]
-fn empty_or_invalid_state_never_overwrites_a_bookmark() {
-    let (_tmp, store) = open();
-    let id = sid("dev:a-to-b");
-    store
-        .commit_state(&id, r#"{"bookmarks":{"u":1}}"#, false, None)
-        .unwrap();
-    for bad in ["{}", "not json", "[]", "null"] {
-        for partial in [false, true] {
-            let out = store.commit_state(&id, bad, partial, None).unwrap();
-            assert!(matches!(out, CommitOutcome::Ignored(_)), "{bad}");
-        }
-    }
-    assert_eq!(
-        store.get_state(&id).unwrap().unwrap(),
-        json!({"singer_state": {"bookmarks": {"u": 1}}})
-    );
-    // Only the one real commit is in the event log.
-    let events = store.state_events(Some(&id), 100).unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].action, "committed");
-}
-
-#[test]
-fn every_change_is_an_event() {
-    let (_tmp, store) = open();
-    let a = sid("a");
-    let b = sid("b");
-    let run = RunId::new("r1");
-    store
-        .commit_state(&a, r#"{"x":1}"#, true, Some(&run))
-        .unwrap();
-    store
-        .write_state(
-            &a,
-            &json!({"singer_state": {"y": 2}}),
-            true,
-            StateAction::Merged,
-            None,
-        )
-        .unwrap();
-    store.copy_state(&a, &b, false).unwrap();
-    store.copy_state(&b, &sid("c"), true).unwrap();
-    store.clear_state(&a).unwrap();
-    let events = store.state_events(None, 100).unwrap();
-    let summary: Vec<(String, String)> = events
-        .iter()
-        .map(|e| (e.state_id.to_string(), e.action.clone()))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            ("a", "committed"),
-            ("a", "merged"),
-            ("b", "copied"),
-            ("c", "moved"),
-            ("b", "cleared"),
-            ("a", "cleared")
-        ]
-        .map(|(x, y)| (x.to_owned(), y.to_owned()))
-    );
-    assert_eq!(events[0].run_id, Some(run));
-    assert_eq!(
-        store.get_state(&sid("c")).unwrap().unwrap(),
-        json!({"singer_state": {"x": 1, "y": 2}})
-    );
-    assert!(store.get_state(&b).unwrap().is_none());
-}
-
-#[test]
-fn copying_missing_state_fails_and_changes_nothing() {
-    let (_tmp, store) = open();
-    let err = store
-        .copy_state(&sid("nope"), &sid("dst"), false)
-        .unwrap_err();
-    assert_eq!(err.exit_code(), 2);
-    assert!(store.list_states(None).unwrap().is_empty());
-}
-
-#[test]
-fn list_filters_with_star_globs() {
-    let (_tmp, store) = open();
-    for id in ["dev:tap-a-to-t", "dev:tap_b-to-t", "prod:tap-a-to-t"] {
-        store
-            .commit_state(&sid(id), r#"{"a":1}"#, false, None)
-            .unwrap();
-    }
-    let ids = |p: Option<&str>| -> Vec<String> {
-        store
-            .list_states(p)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.state_id.to_string())
-            .collect()
-    };
-    assert_eq!(ids(None).len(), 3);
-    assert_eq!(ids(Some("dev:*")), ["dev:tap-a-to-t", "dev:tap_b-to-t"]);
-    assert_eq!(ids(Some("*tap-a*")), ["dev:tap-a-to-t", "prod:tap-a-to-t"]);
-    assert_eq!(ids(Some("dev:tap-a-to-t")), ["dev:tap-a-to-t"]);
-    assert!(ids(Some("dev")).is_empty());
-    assert!(glob_match("a*b*c", "axxbyyc"));
-    assert!(!glob_match("a*b*c", "axxcyyb"));
-    assert!(!glob_match("ab*ba", "aba"));
-}
-
-#[test]
-fn import_skips_existing_ids_unless_overwriting() {
-    let (_tmp, store) = open();
-    store
-        .commit_state(&sid("a"), r#"{"mine":1}"#, false, None)
-        .unwrap();
-    let rows = vec![
-        StoredState {
-            state_id: sid("a"),
-            completed: json!({"singer_state": {"theirs": 1}}),
-            partial: json!({}),
-            updated_at: None,
-        },
-        StoredState {
-            state_id: sid("b"),
-            completed: json!({"singer_state": {"b": 1}}),
-            partial: json!({"singer_state": {"p": 2}}),
-            updated_at: None,
-        },
-    ];
-    let report = store.import_states(&rows, false, "test").unwrap();
-    assert_eq!(report.imported, [sid("b")]);
-    assert_eq!(report.skipped, [sid("a")]);
-    assert_eq!(
-        store.get_state(&sid("a")).unwrap().unwrap(),
-        json!({"singer_state": {"mine": 1}})
-    );
-    assert_eq!(
-        store.get_state(&sid("b")).unwrap().unwrap(),
-        json!({"singer_state": {"b": 1, "p": 2}})
-    );
-    let report = store.import_states(&rows, true, "test").unwrap();
-    assert_eq!(report.imported.len(), 2);
-    assert_eq!(
-        store.get_state(&sid("a")).unwrap().unwrap(),
-        json!({"singer_state": {"theirs": 1}})
-    );
-}
-
-#[test]
-fn a_second_lock_on_a_flow_is_refused_naming_the_holder() {
-    let (_tmp, store) = open();
-    let id = sid("dev:tap-a-to-target-b");
-    let lock = store.acquire_lock(&id, None, false).unwrap();
-    let err = store.acquire_lock(&id, None, false).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AlreadyRunning);
-    assert_eq!(err.exit_code(), 3);
-    assert!(
-        err.message().contains("`dev:tap-a-to-target-b`"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message()
-            .contains(&format!("pid {}", std::process::id()))
-    );
-    assert!(err.hints()[0].contains("--force"));
-    assert!(store.heartbeat(&lock).unwrap());
-    // --force takes it over; the old holder learns it lost the lock.
-    let forced = store.acquire_lock(&id, None, true).unwrap();
-    assert!(!store.heartbeat(&lock).unwrap());
-    store.release_lock(&lock).unwrap(); // not the holder any more: no effect
-    assert!(store.lock_holder(&id).unwrap().is_some());
-    store.release_lock(&forced).unwrap();
-    assert!(store.lock_holder(&id).unwrap().is_none());
-    store.acquire_lock(&id, None, false).unwrap();
-}
-
-#[test]
 fn a_lock_with_an_old_heartbeat_or_a_dead_pid_is_taken() {
     let (_tmp, store) = open();
     let id = sid("f");
@@ -310,121 +100,6 @@ fn a_lock_with_an_old_heartbeat_or_a_dead_pid_is_taken() {
         .unwrap();
     assert!(store.lock_holder(&id).unwrap().unwrap().stale);
     store.acquire_lock(&id, None, false).unwrap();
-}
-
-#[test]
-fn run_history_records_each_step() {
-    let (_tmp, store) = open();
-    let run = store
-        .begin_run(&NewRun {
-            state_id: Some(sid("dev:a-to-b")),
-            environment: Some("dev".into()),
-            trigger: "cli".into(),
-            log_path: Some("/tmp/x.log".into()),
-            plugins: vec![
-                PluginExit {
-                    plugin: "tap-a".into(),
-                    role: "extractor".into(),
-                    exit_code: None,
-                },
-                PluginExit {
-                    plugin: "target-b".into(),
-                    role: "loader".into(),
-                    exit_code: None,
-                },
-            ],
-            ..NewRun::default()
-        })
-        .unwrap();
-    let got = store.get_run(&run).unwrap().unwrap();
-    assert_eq!(got.status, RunStatus::Running);
-    assert_eq!(got.pid, std::process::id());
-    store
-        .record_stream_stats(
-            &run,
-            &[StreamStats {
-                stream: "users".into(),
-                records: 5,
-                bytes: 100,
-            }],
-        )
-        .unwrap();
-    store
-        .record_stream_stats(
-            &run,
-            &[StreamStats {
-                stream: "users".into(),
-                records: 9,
-                bytes: 180,
-            }],
-        )
-        .unwrap();
-    store
-        .finish_run(
-            &run,
-            &RunFinish {
-                status: RunStatus::Failed,
-                error: Some("extractor `tap-a` exited with status 3".into()),
-                plugins: vec![
-                    PluginExit {
-                        plugin: "tap-a".into(),
-                        role: "extractor".into(),
-                        exit_code: Some(3),
-                    },
-                    PluginExit {
-                        plugin: "target-b".into(),
-                        role: "loader".into(),
-                        exit_code: Some(0),
-                    },
-                ],
-            },
-        )
-        .unwrap();
-    let got = store.get_run(&run).unwrap().unwrap();
-    assert_eq!(got.status, RunStatus::Failed);
-    assert!(got.ended_at.is_some());
-    assert_eq!(
-        got.streams,
-        [StreamStats {
-            stream: "users".into(),
-            records: 9,
-            bytes: 180
-        }]
-    );
-    assert_eq!(got.plugins[0].exit_code, Some(3));
-    assert_eq!(got.plugins[1].exit_code, Some(0));
-    assert_eq!(got.log_path.as_deref(), Some(Path::new("/tmp/x.log")));
-    // Reusing a run id is refused; unknown runs are reported.
-    let dup = store.begin_run(&NewRun {
-        run_id: Some(run.clone()),
-        trigger: "cli".into(),
-        ..NewRun::default()
-    });
-    assert!(dup.is_err());
-    assert!(
-        store
-            .finish_run(
-                &RunId::new("nope"),
-                &RunFinish {
-                    status: RunStatus::Success,
-                    error: None,
-                    plugins: vec![]
-                }
-            )
-            .is_err()
-    );
-    assert!(
-        store
-            .record_stream_stats(
-                &RunId::new("nope"),
-                &[StreamStats {
-                    stream: "s".into(),
-                    records: 1,
-                    bytes: 1
-                }]
-            )
-            .is_err()
-    );
 }
 
 #[test]
@@ -502,32 +177,6 @@ fn a_running_run_whose_process_died_reads_as_killed() {
     assert_eq!(limited.len(), 2);
     // Newest first.
     assert_eq!(limited[0].run_id, old);
-}
-
-#[test]
-fn settings_round_trip() {
-    let (_tmp, store) = open();
-    assert_eq!(store.get_setting("tap-a", "start_date").unwrap(), None);
-    store
-        .set_setting("tap-a", "start_date", &json!("2024-01-01"))
-        .unwrap();
-    store.set_setting("tap-a", "limit", &json!(10)).unwrap();
-    store.set_setting("tap-a", "limit", &json!(20)).unwrap();
-    store.set_setting("tap-b", "limit", &json!(1)).unwrap();
-    assert_eq!(
-        store.get_setting("tap-a", "limit").unwrap(),
-        Some(json!(20))
-    );
-    assert_eq!(
-        store.list_settings("tap-a").unwrap(),
-        [
-            ("limit".to_owned(), json!(20)),
-            ("start_date".to_owned(), json!("2024-01-01"))
-        ]
-    );
-    assert!(store.unset_setting("tap-a", "limit").unwrap());
-    assert!(!store.unset_setting("tap-a", "limit").unwrap());
-    assert_eq!(store.get_setting("tap-a", "limit").unwrap(), None);
 }
 
 #[test]
@@ -690,51 +339,6 @@ fn run_history_writes_relax_durability_for_themselves_only() {
 }
 
 #[test]
-fn a_burst_of_states_commits_as_one_sequence_of_single_commits_would() {
-    // Issue 3: states that queue up while dsm saves are saved in one transaction. The result
-    // must be what committing them one by one gives: same payload, one event per state, and
-    // the bad ones skipped.
-    let burst = [
-        r#"{"bookmarks":{"users":{"ts":1}}}"#,
-        "{}",
-        r#"{"bookmarks":{"orders":{"id":5}}}"#,
-        r#"{"bookmarks":{"orders":{"id":6}}}"#,
-    ];
-    for partial in [false, true] {
-        let (_tmp, one_by_one) = open();
-        let (_tmp2, together) = open();
-        let id = sid("dev:tap-to-target");
-        for s in burst {
-            one_by_one.commit_state(&id, s, partial, None).unwrap();
-        }
-        let values: Vec<String> = burst.iter().map(|s| (*s).to_owned()).collect();
-        let outcomes = together.commit_states(&id, &values, partial, None).unwrap();
-        assert_eq!(outcomes.len(), 4);
-        assert!(matches!(outcomes[1], CommitOutcome::Ignored(_)));
-        assert!(
-            outcomes
-                .iter()
-                .filter(|o| matches!(o, CommitOutcome::Committed))
-                .count()
-                == 3
-        );
-        assert_eq!(
-            together.get_state_row(&id).unwrap().unwrap().merged(),
-            one_by_one.get_state_row(&id).unwrap().unwrap().merged()
-        );
-        let events = |s: &SqliteStore| -> Vec<String> {
-            s.state_events(Some(&id), 100)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.action)
-                .collect()
-        };
-        assert_eq!(events(&together), events(&one_by_one));
-        assert_eq!(events(&together).len(), 3);
-    }
-}
-
-#[test]
 fn a_store_at_version_10_upgrades_with_its_merged_streams_intact() {
     // Migration 11 rebuilds the conflict log and the key rows: what a store made by the
     // previous release holds must read the same afterwards.
@@ -768,15 +372,9 @@ fn a_store_at_version_10_upgrades_with_its_merged_streams_intact() {
 
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), latest_version());
-    let (records, entry) = store
-        .read(|c| {
-            let records = crate::merge::store::resolved_records(c, "companies")
-                .map_err(|e| Error::failed(e.to_string()))?;
-            let entry =
-                crate::merge::conflicts::show(c, 7).map_err(|e| Error::failed(e.to_string()))?;
-            Ok((records, entry))
-        })
-        .unwrap();
+    let merged = super::merged::MergedDb::open(&path).unwrap();
+    let records = merged.resolved_records("companies").unwrap();
+    let entry = merged.conflict(7).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].1["name"], json!("Acme"));
     let entry = entry.expect("entry 7 kept its id");
@@ -788,4 +386,11 @@ fn a_store_at_version_10_upgrades_with_its_merged_streams_intact() {
             Some(json!("Acme"))
         )
     );
+}
+
+#[test]
+fn state_id_globs_match_like_meltanos() {
+    assert!(glob_match("a*b*c", "axxbyyc"));
+    assert!(!glob_match("a*b*c", "axxcyyb"));
+    assert!(!glob_match("ab*ba", "aba"));
 }

@@ -1,4 +1,6 @@
-//! Cross-module tests: three overlapping sources, arrival-order invariance, replay, stages.
+//! Merged streams end to end on SQLite: three overlapping sources, arrival-order invariance,
+//! replay, stages, the writer thread on WAL files, and upgrades of old tables. They live with
+//! the SQLite backend because several build or inspect the tables with SQL.
 
 use std::collections::BTreeMap;
 
@@ -7,12 +9,14 @@ use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
-use super::conflicts::{self, ConflictFilter};
-use super::declaration::MergedStream;
-use super::resolver::{Resolver, RunContext};
-use super::stage::MergeStage;
-use super::store::{quarantined_keys, resolved_records};
+use super::MergedDb;
+use super::conflicts;
+use super::tables::{self as store, quarantined_keys, resolved_records};
+use crate::merge::declaration::MergedStream;
+use crate::merge::resolver::{Resolver, RunContext};
+use crate::merge::stage::MergeStage;
 use crate::singer::Message;
+use crate::store::merged::ConflictFilter;
 use crate::transform::Transform;
 
 fn run(id: &str) -> RunContext {
@@ -129,13 +133,7 @@ fn feed(
 
 fn new_resolver(decl: MergedStream, run_id: &str) -> Resolver {
     let key = decl.key.clone().unwrap();
-    Resolver::new(
-        Connection::open_in_memory().unwrap(),
-        decl,
-        key,
-        run(run_id),
-    )
-    .unwrap()
+    Resolver::new(MergedDb::in_memory().unwrap(), decl, key, run(run_id)).unwrap()
 }
 
 /// The resolved table keyed like the emitted outputs (by `id`).
@@ -295,7 +293,7 @@ fn a_source_synced_tomorrow_is_resolved_against_today() {
     let decl = every_policy();
     let key = vec!["id".to_owned()];
     let mut today = Resolver::new(
-        Connection::open(&path).unwrap(),
+        MergedDb::open(&path).unwrap(),
         decl.clone(),
         key.clone(),
         run("d1"),
@@ -305,8 +303,7 @@ fn a_source_synced_tomorrow_is_resolved_against_today() {
     let csv: Vec<Input> = inputs().into_iter().filter(|x| x.0 == "csv").collect();
     feed(&mut today, &csv, &mut outputs);
     drop(today);
-    let mut tomorrow =
-        Resolver::new(Connection::open(&path).unwrap(), decl, key, run("d2")).unwrap();
+    let mut tomorrow = Resolver::new(MergedDb::open(&path).unwrap(), decl, key, run("d2")).unwrap();
     let api = [(
         "api",
         json!({"id": 1, "name": "Acme API", "revenue": 50}),
@@ -330,9 +327,11 @@ fn a_source_synced_tomorrow_is_resolved_against_today() {
 #[test]
 fn fail_rule_stops_on_disagreement_and_logs_it() {
     let mut decl = every_policy();
-    decl.fields.push(("employees2".into(), super::Rule::Fail));
+    decl.fields
+        .push(("employees2".into(), crate::merge::Rule::Fail));
     decl.fields.retain(|(f, _)| f != "revenue");
-    decl.fields.push(("revenue".into(), super::Rule::Fail));
+    decl.fields
+        .push(("revenue".into(), crate::merge::Rule::Fail));
     let mut r = new_resolver(decl, "run-f");
     let rec = |v: Value| v.as_object().unwrap().clone();
     r.resolve("csv", rec(json!({"id": 9, "revenue": 1})), None)
@@ -352,14 +351,14 @@ fn fail_rule_stops_on_disagreement_and_logs_it() {
 fn null_keys_follow_their_rule() {
     let rec = |v: Value| v.as_object().unwrap().clone();
     let mut decl = every_policy();
-    decl.null_key = super::NullKeyRule::Fail;
+    decl.null_key = crate::merge::NullKeyRule::Fail;
     let mut r = new_resolver(decl.clone(), "r");
     let e = r
         .resolve("csv", rec(json!({"name": "x"})), None)
         .unwrap_err();
     assert!(e.to_string().contains("no value for key field `id`"), "{e}");
 
-    decl.null_key = super::NullKeyRule::Quarantine;
+    decl.null_key = crate::merge::NullKeyRule::Quarantine;
     let mut r = new_resolver(decl, "r");
     assert!(
         r.resolve("csv", rec(json!({"id": null})), None)
@@ -410,7 +409,7 @@ fn stage_emits_the_merged_schema_and_changed_records() {
     let path = dir.path().join("dsm.db");
     let decl = every_policy();
     let mut stage = MergeStage::new(
-        Connection::open(&path).unwrap(),
+        MergedDb::open(&path).unwrap(),
         decl.clone(),
         "csv",
         run("s1"),
@@ -466,8 +465,7 @@ fn stage_emits_the_merged_schema_and_changed_records() {
     drop(stage);
 
     // The next source's schema is checked against the stored one before data moves.
-    let mut api =
-        MergeStage::new(Connection::open(&path).unwrap(), decl, "api", run("s2")).unwrap();
+    let mut api = MergeStage::new(MergedDb::open(&path).unwrap(), decl, "api", run("s2")).unwrap();
     let e = api
         .apply(
             line(json!({"type": "SCHEMA", "stream": "orgs", "key_properties": ["id"],
@@ -603,7 +601,7 @@ fn dropping_a_stage_without_commit_sends_the_records_again_next_time() {
                         "record": {"id": 7, "company_name": "Acme"}});
     let emitted = |commit: bool| {
         let mut stage = MergeStage::new(
-            Connection::open(&path).unwrap(),
+            MergedDb::open(&path).unwrap(),
             every_policy(),
             "csv",
             run("x"),
@@ -630,8 +628,8 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dsm.db");
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(super::store::MIGRATIONS[0]).unwrap();
-    conn.execute_batch(super::store::MIGRATIONS[1]).unwrap();
+    conn.execute_batch(store::MIGRATIONS[0]).unwrap();
+    conn.execute_batch(store::MIGRATIONS[1]).unwrap();
     let cand = |id: i64, name: &str| {
         json!({"csv": {"r": {"id": id, "name": name}, "f": "2024-04-01T00:00:00Z",
                        "l": "2024-04-01T00:00:00Z"}})
@@ -662,10 +660,10 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     )
     .unwrap();
 
-    super::store::migrate(&conn).unwrap();
+    store::migrate(&conn).unwrap();
     // A second call finds the tables current and changes nothing.
-    super::store::migrate(&conn).unwrap();
-    let pending = super::store::unconfirmed(&conn).unwrap();
+    store::migrate(&conn).unwrap();
+    let pending = store::unconfirmed(&conn).unwrap();
     let expected = |run: &str| {
         vec![
             ("companies".to_owned(), run.to_owned(), 2, "[2]".to_owned()),
@@ -746,7 +744,7 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     }))
     .unwrap();
     let mut r = Resolver::new(
-        Connection::open(&path).unwrap(),
+        MergedDb::open(&path).unwrap(),
         decl,
         vec!["id".into()],
         run("new"),
@@ -760,7 +758,7 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
         .map(|m| m["id"].clone())
         .collect();
     assert_eq!(resent, [json!(1), json!(2)]);
-    let mut pending = super::store::unconfirmed(r.connection().unwrap()).unwrap();
+    let mut pending = store::unconfirmed(r.connection().unwrap()).unwrap();
     pending.sort_by(|a, b| a.3.cmp(&b.3));
     assert_eq!(
         pending,
@@ -788,7 +786,7 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     r.confirm(None).unwrap();
     r.flush().unwrap();
     assert!(
-        super::store::unconfirmed(r.connection().unwrap())
+        store::unconfirmed(r.connection().unwrap())
             .unwrap()
             .is_empty()
     );
@@ -801,7 +799,13 @@ fn wal_resolver(path: &std::path::Path, run_id: &str) -> Resolver {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let r = Resolver::new(conn, every_policy(), vec!["id".into()], run(run_id)).unwrap();
+    let r = Resolver::new(
+        MergedDb::from_connection(conn).unwrap(),
+        every_policy(),
+        vec!["id".into()],
+        run(run_id),
+    )
+    .unwrap();
     assert!(r.writes_behind(), "a WAL file gets the writer thread");
     r
 }
@@ -905,10 +909,10 @@ fn behind_a_thread_a_dropped_resolver_rolls_back_but_a_confirmation_stands() {
     let mut r = wal_resolver(&path, "run-2");
     let sent = feed_all(&mut r, &items[..100]);
     assert!(!sent.is_empty());
-    assert!(!super::store::unconfirmed(&conn).unwrap().is_empty());
+    assert!(!store::unconfirmed(&conn).unwrap().is_empty());
     r.confirm(None).unwrap();
     drop(r);
-    assert!(super::store::unconfirmed(&conn).unwrap().is_empty());
+    assert!(store::unconfirmed(&conn).unwrap().is_empty());
     let mut next = wal_resolver(&path, "run-3");
     assert!(next.recover().unwrap().is_empty());
 }

@@ -20,28 +20,15 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::MergeError;
-use super::store::{self, ConflictRow, EntityRow};
+use super::tables as store;
+use crate::error::{Error, Result};
+use crate::store::merged::{EntityRow, MergeWrite as Op};
 
 /// Messages that may wait in the queue (bounded: the resolver waits when the thread is this far
 /// behind).
 const QUEUE: usize = 16;
 /// Operations sent to the thread together (one wake-up per this many).
 const PARCEL: usize = 512;
-
-/// One write.
-pub(super) enum Op {
-    /// A key's row; `sent`: the record was sent under this mark (see `store::save_entity`).
-    Entity {
-        key: String,
-        row: EntityRow,
-        sent: Option<u64>,
-    },
-    /// Conflict-log rows.
-    Conflicts(Vec<ConflictRow>),
-    /// The loader confirmed the sends before this mark (`None`: all).
-    Confirm(Option<u64>),
-}
 
 enum Msg {
     Ops(Vec<Op>),
@@ -55,7 +42,7 @@ enum Msg {
 /// What the thread reports: a batch committed, or the write that failed.
 enum Ack {
     Committed(u64),
-    Failed(MergeError),
+    Failed(Error),
 }
 
 /// Applies operations on a connection, opening the write transaction on the first write.
@@ -71,7 +58,7 @@ pub(super) struct Applier {
 }
 
 impl Applier {
-    fn begin(&mut self, conn: &Connection) -> Result<(), MergeError> {
+    fn begin(&mut self, conn: &Connection) -> Result<()> {
         if !self.in_tx {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             self.in_tx = true;
@@ -79,7 +66,7 @@ impl Applier {
         Ok(())
     }
 
-    fn apply(&mut self, conn: &Connection, op: Op) -> Result<(), MergeError> {
+    fn apply(&mut self, conn: &Connection, op: Op) -> Result<()> {
         match op {
             Op::Entity { key, row, sent } => {
                 self.begin(conn)?;
@@ -121,7 +108,7 @@ impl Applier {
         }
     }
 
-    fn commit(&mut self, conn: &Connection) -> Result<(), MergeError> {
+    fn commit(&mut self, conn: &Connection) -> Result<()> {
         if self.in_tx {
             conn.execute_batch("COMMIT")?;
             self.in_tx = false;
@@ -160,7 +147,7 @@ pub(super) struct Behind {
 impl Writes {
     /// Writes for `stream` of run `run_id`, behind a thread when `conn` is a WAL database
     /// file a second connection can open; inline otherwise.
-    pub(super) fn new(conn: &Connection, stream: &str, run_id: &str) -> Result<Writes, MergeError> {
+    pub(super) fn new(conn: &Connection, stream: &str, run_id: &str) -> Result<Writes> {
         let applier = Applier {
             stream: stream.to_owned(),
             run_id: run_id.to_owned(),
@@ -190,7 +177,7 @@ impl Writes {
         let thread = std::thread::Builder::new()
             .name("dsm-merge-writer".into())
             .spawn(move || run_writer(writer, applier, &rx, &ack_tx))
-            .map_err(|e| MergeError::data(format!("cannot start the merge writer thread: {e}")))?;
+            .map_err(|e| Error::failed(format!("cannot start the merge writer thread: {e}")))?;
         Ok(Writes::Behind(Behind {
             tx: Some(tx),
             acks,
@@ -218,7 +205,7 @@ impl Writes {
         conn: &Connection,
         stream: &str,
         key: &str,
-    ) -> Result<Option<EntityRow>, MergeError> {
+    ) -> Result<Option<EntityRow>> {
         if let Writes::Behind(b) = self {
             if let Some((_, row)) = b.overlay.get(key) {
                 return Ok(Some(row.clone()));
@@ -236,7 +223,7 @@ impl Writes {
     }
 
     /// Sends (or applies) one write.
-    pub(super) fn write(&mut self, conn: &Connection, op: Op) -> Result<(), MergeError> {
+    pub(super) fn write(&mut self, conn: &Connection, op: Op) -> Result<()> {
         match self {
             Writes::Inline(a) => a.apply(conn, op),
             Writes::Behind(b) => {
@@ -256,7 +243,7 @@ impl Writes {
     }
 
     /// Ends the batch: commits it (behind the thread, without waiting).
-    pub(super) fn commit(&mut self, conn: &Connection) -> Result<(), MergeError> {
+    pub(super) fn commit(&mut self, conn: &Connection) -> Result<()> {
         match self {
             Writes::Inline(a) => a.commit(conn),
             Writes::Behind(b) => {
@@ -270,7 +257,7 @@ impl Writes {
     }
 
     /// Commits everything sent and waits until it is committed; reports any failed write.
-    pub(super) fn flush(&mut self, conn: &Connection) -> Result<(), MergeError> {
+    pub(super) fn flush(&mut self, conn: &Connection) -> Result<()> {
         match self {
             Writes::Inline(a) => a.commit(conn),
             Writes::Behind(b) => {
@@ -289,7 +276,7 @@ impl Writes {
                     .unwrap_or_else(|_| Err("the merge writer thread stopped".to_owned()));
                 // A failure is also reported on the acks, with its own message.
                 b.drain_acks()?;
-                outcome.map_err(MergeError::data)?;
+                outcome.map_err(Error::failed)?;
                 b.overlay.clear();
                 Ok(())
             }
@@ -299,7 +286,7 @@ impl Writes {
 
 impl Behind {
     /// Ends the read transaction of [`Writes::load`], if one is open.
-    fn end_read(&mut self, conn: &Connection) -> Result<(), MergeError> {
+    fn end_read(&mut self, conn: &Connection) -> Result<()> {
         if self.reading {
             self.reading = false;
             conn.execute_batch("COMMIT")?;
@@ -307,7 +294,7 @@ impl Behind {
         Ok(())
     }
 
-    fn send_parcel(&mut self) -> Result<(), MergeError> {
+    fn send_parcel(&mut self) -> Result<()> {
         if self.parcel.is_empty() {
             return Ok(());
         }
@@ -315,18 +302,18 @@ impl Behind {
         self.send(Msg::Ops(parcel))
     }
 
-    fn send(&mut self, msg: Msg) -> Result<(), MergeError> {
+    fn send(&mut self, msg: Msg) -> Result<()> {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
         if sent {
             return Ok(());
         }
         // The thread ended: it reports why on the acks.
         self.drain_acks()?;
-        Err(MergeError::data("the merge writer thread stopped"))
+        Err(Error::failed("the merge writer thread stopped"))
     }
 
     /// Forgets the rows of committed batches; returns a write's failure.
-    fn drain_acks(&mut self) -> Result<(), MergeError> {
+    fn drain_acks(&mut self) -> Result<()> {
         while let Ok(ack) = self.acks.try_recv() {
             match ack {
                 Ack::Committed(batch) => {

@@ -1,72 +1,13 @@
-//! The conflict log: listing with filters, one entry, counts per run, and retention.
+//! The conflict log on SQLite: listing with filters, one entry, counts per run, and retention.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use serde::Serialize;
 use serde_json::Value;
 
-use super::MergeError;
-use super::store::migrate;
-
-/// One logged disagreement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConflictEntry {
-    /// The entry's id (for `dsm conflicts show`).
-    pub id: i64,
-    /// The merged stream.
-    pub stream: String,
-    /// The key, as a JSON array (`null` for a record without key).
-    pub key: Value,
-    /// The common field.
-    pub field: String,
-    /// The candidate values by source.
-    pub candidates: Value,
-    /// The winning value, when one won.
-    pub winner: Option<Value>,
-    /// The winning source, when one won.
-    pub winning_source: Option<String>,
-    /// The rule that decided.
-    pub rule: String,
-    /// `resolved`, `quarantined`, `failed` or `null_key`.
-    pub outcome: String,
-    /// The run.
-    pub run_id: String,
-    /// When (RFC 3339, UTC).
-    pub logged_at: String,
-}
-
-/// Which entries to list.
-#[derive(Debug, Clone, Default)]
-pub struct ConflictFilter {
-    /// Only this merged stream.
-    pub stream: Option<String>,
-    /// Only entries where this source had a candidate.
-    pub source: Option<String>,
-    /// Only entries logged at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Only this run.
-    pub run_id: Option<String>,
-    /// At most this many (newest first).
-    pub limit: Option<u32>,
-}
-
-/// How many conflicts a run logged for a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunConflictCount {
-    /// The run.
-    pub run_id: String,
-    /// The merged stream.
-    pub stream: String,
-    /// Rows logged.
-    pub conflicts: u64,
-    /// Of which quarantined (including records without key).
-    pub quarantined: u64,
-    /// Of which failed the run.
-    pub failed: u64,
-    /// When the run logged its first entry.
-    pub first_logged_at: String,
-}
+use super::tables::migrate;
+use crate::error::{Error, Result};
+use crate::store::merged::{ConflictEntry, ConflictFilter, RunConflictCount};
 
 fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -136,15 +77,13 @@ impl LogRow {
     }
 
     /// The row's entries, in field order; entry `i` has id `id + i`.
-    fn entries(self) -> Result<Vec<ConflictEntry>, MergeError> {
+    fn entries(self) -> Result<Vec<ConflictEntry>> {
         let fields: Vec<StoredField> = serde_json::from_str(&self.fields).map_err(|e| {
-            MergeError::data(format!(
+            Error::failed(format!(
                 "conflict-log row {} of merged stream `{}` is unreadable: {e}",
                 self.id, self.stream
             ))
-            .with_hint(
-                "the system database may be damaged; `dsm conflicts prune` can remove old rows",
-            )
+            .hint("the system database may be damaged; `dsm conflicts prune` can remove old rows")
         })?;
         let key = json(&self.key);
         Ok(fields
@@ -174,7 +113,7 @@ impl LogRow {
 ///
 /// The rows are read newest first and taken apart here, so that a limit stops the reading
 /// early: expanding the fields in SQL would sort the whole log before the first entry.
-pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>, MergeError> {
+pub(super) fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>> {
     migrate(conn)?;
     let (clause, args) = where_clause(&ConflictFilter {
         source: None,
@@ -204,7 +143,7 @@ pub fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<ConflictEn
 }
 
 /// One entry by id.
-pub fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>, MergeError> {
+pub(super) fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>> {
     migrate(conn)?;
     // The row holding entry `id` is the last one starting at or before it.
     let sql = format!(
@@ -219,10 +158,7 @@ pub fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>, MergeEr
 }
 
 /// Counts per run and stream (newest run first), with the same filters as [`list`].
-pub fn counts(
-    conn: &Connection,
-    filter: &ConflictFilter,
-) -> Result<Vec<RunConflictCount>, MergeError> {
+pub(super) fn counts(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<RunConflictCount>> {
     migrate(conn)?;
     let (clause, args) = where_clause(filter);
     let sql = format!(
@@ -247,11 +183,11 @@ pub fn counts(
 }
 
 /// Deletes entries logged before `older_than` (optionally of one stream); returns how many.
-pub fn prune(
+pub(super) fn prune(
     conn: &Connection,
     older_than: DateTime<Utc>,
     stream: Option<&str>,
-) -> Result<usize, MergeError> {
+) -> Result<usize> {
     migrate(conn)?;
     let cutoff = time_text(older_than);
     let streams = match stream {
@@ -286,8 +222,9 @@ pub fn prune(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tables::{insert_conflicts, next_conflict_id};
     use super::*;
-    use crate::merge::store::{ConflictFields, FieldConflict, insert_conflicts, next_conflict_id};
+    use crate::store::merged::{ConflictFields, FieldConflict};
 
     /// Logs one row with one field per name in `fields`, each with a candidate of value 1 from
     /// every source in `sources`.
@@ -479,7 +416,7 @@ mod tests {
     #[test]
     fn a_log_made_before_version_10_loses_its_time_index_and_prunes_by_stream() {
         let conn = Connection::open_in_memory().unwrap();
-        let old = &crate::merge::store::MIGRATIONS[..3];
+        let old = &super::super::tables::MIGRATIONS[..3];
         old.iter().for_each(|m| conn.execute_batch(m).unwrap());
         let index = |c: &Connection| -> bool {
             c.query_row(

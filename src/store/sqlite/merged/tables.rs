@@ -1,21 +1,22 @@
-//! The SQLite tables of merged streams. Every function takes a `&rusqlite::Connection`, so the
-//! system store can hand over its connection.
+//! The SQLite tables of merged streams: key rows, schemas, the conflict log's inserts and the
+//! sends of each run. Every function works on the connection of a [`super::MergedDb`].
 
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::MergeError;
+use crate::error::{Error, Result};
 use crate::singer::message::{Message, SchemaMessage};
+use crate::store::merged::{ConflictRow, EntityRow, KeyedRecord, SAME_AS};
 
 /// The tables: the store's migrations 4, 6, 9, 10 and 11.
-pub const MIGRATIONS: [&str; 5] = [
-    include_str!("../store/migrations/0004_merged_streams.sql"),
-    include_str!("../store/migrations/0006_merge_runs.sql"),
-    include_str!("../store/migrations/0009_merge_sends.sql"),
-    include_str!("../store/migrations/0010_conflict_log_index.sql"),
-    include_str!("../store/migrations/0011_merge_rows.sql"),
+pub(crate) const MIGRATIONS: [&str; 5] = [
+    include_str!("../../migrations/0004_merged_streams.sql"),
+    include_str!("../../migrations/0006_merge_runs.sql"),
+    include_str!("../../migrations/0009_merge_sends.sql"),
+    include_str!("../../migrations/0010_conflict_log_index.sql"),
+    include_str!("../../migrations/0011_merge_rows.sql"),
 ];
 
 /// Creates the tables when missing, or upgrades them (the system store does this on open; this
@@ -23,7 +24,7 @@ pub const MIGRATIONS: [&str; 5] = [
 /// idempotent; 9 and 11 are not, so each runs only while what it makes is missing (the table
 /// `merge_sends`, the conflict log's `fields` column), under a savepoint so that a failure
 /// leaves the tables as they were.
-pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let state: (bool, bool, bool) = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merge_sends'),
@@ -51,22 +52,16 @@ pub fn migrate(conn: &Connection) -> Result<(), MergeError> {
     Ok(())
 }
 
-/// How a key row's `resolved` column names the record last sent when that record is exactly
-/// one source's candidate in the same row: this character and the source's name (`=csv`).
-/// Most keys come from one source, and their record would otherwise be written twice. Any
-/// other value is the record's JSON text.
-pub const SAME_AS: char = '=';
-
 /// The record a key row's `resolved` text stands for (see [`SAME_AS`]), given the row's
 /// candidates JSON.
-pub fn resolved_record(
+pub(super) fn resolved_record(
     stream: &str,
     key: &str,
     resolved: &str,
     candidates: &str,
-) -> Result<Map<String, Value>, MergeError> {
+) -> Result<Map<String, Value>> {
     let unreadable = |why: String| {
-        MergeError::data(format!(
+        Error::failed(format!(
             "the stored record of key {key} of merged stream `{stream}` is unreadable: {why}"
         ))
     };
@@ -90,23 +85,8 @@ pub fn resolved_record(
     }
 }
 
-/// One key's row: its candidates (JSON), the record last sent, and whether it is held back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntityRow {
-    /// The candidates JSON.
-    pub candidates: String,
-    /// The record last sent to the target, if any (see [`SAME_AS`]).
-    pub resolved: Option<String>,
-    /// Whether a `quarantine` rule holds the key back.
-    pub quarantined: bool,
-}
-
 /// Reads one key's row.
-pub fn load_entity(
-    conn: &Connection,
-    stream: &str,
-    key: &str,
-) -> Result<Option<EntityRow>, MergeError> {
+pub(super) fn load_entity(conn: &Connection, stream: &str, key: &str) -> Result<Option<EntityRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT candidates, resolved, quarantined FROM merge_entities WHERE stream = ?1 AND key = ?2",
     )?;
@@ -123,13 +103,13 @@ pub fn load_entity(
 
 /// Writes one key's row. `sent`: the record was sent to the target by the run with this id
 /// in `merge_sends` (see [`sender_id`]) under this mark; `None` keeps what the row held.
-pub fn save_entity(
+pub(super) fn save_entity(
     conn: &Connection,
     stream: &str,
     key: &str,
     row: &EntityRow,
     sent: Option<(i64, u64)>,
-) -> Result<(), MergeError> {
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO merge_entities
              (stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
@@ -151,11 +131,8 @@ pub fn save_entity(
     Ok(())
 }
 
-/// A key (JSON array text) and its record.
-pub type KeyedRecord = (String, Map<String, Value>);
-
 /// The resolved table of a merged stream: key and the record last sent, in key order.
-pub fn resolved_records(conn: &Connection, stream: &str) -> Result<Vec<KeyedRecord>, MergeError> {
+pub(super) fn resolved_records(conn: &Connection, stream: &str) -> Result<Vec<KeyedRecord>> {
     let mut stmt = conn.prepare(
         "SELECT key, resolved, candidates FROM merge_entities
           WHERE stream = ?1 AND resolved IS NOT NULL ORDER BY key",
@@ -177,7 +154,7 @@ pub fn resolved_records(conn: &Connection, stream: &str) -> Result<Vec<KeyedReco
 }
 
 /// Keys of a merged stream currently held back by a `quarantine` rule.
-pub fn quarantined_keys(conn: &Connection, stream: &str) -> Result<Vec<String>, MergeError> {
+pub(super) fn quarantined_keys(conn: &Connection, stream: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT key FROM merge_entities WHERE stream = ?1 AND quarantined = 1 ORDER BY key",
     )?;
@@ -188,12 +165,12 @@ pub fn quarantined_keys(conn: &Connection, stream: &str) -> Result<Vec<String>, 
 }
 
 /// Remembers the SCHEMA message a source sent for a merged stream.
-pub fn save_schema(
+pub(super) fn save_schema(
     conn: &Connection,
     stream: &str,
     source: &str,
     schema: &SchemaMessage,
-) -> Result<(), MergeError> {
+) -> Result<()> {
     let text = serde_json::to_string(&Message::Schema(schema.clone()).to_value())
         .expect("a JSON value always serialises");
     conn.execute(
@@ -205,10 +182,10 @@ pub fn save_schema(
 }
 
 /// The SCHEMA messages the sources of a merged stream sent last, by source name.
-pub fn load_schemas(
+pub(super) fn load_schemas(
     conn: &Connection,
     stream: &str,
-) -> Result<Vec<(String, SchemaMessage)>, MergeError> {
+) -> Result<Vec<(String, SchemaMessage)>> {
     let mut stmt =
         conn.prepare("SELECT source, schema FROM merge_schemas WHERE stream = ?1 ORDER BY source")?;
     let rows = stmt.query_map(params![stream], |r| {
@@ -223,7 +200,7 @@ pub fn load_schemas(
         match parsed {
             Some(Message::Schema(s)) => out.push((source, s)),
             _ => {
-                return Err(MergeError::data(format!(
+                return Err(Error::failed(format!(
                     "the stored schema of source `{source}` of merged stream `{stream}` is unreadable"
                 )));
             }
@@ -232,84 +209,9 @@ pub fn load_schemas(
     Ok(out)
 }
 
-/// The fields one record disagreed on, as the conflict log stores them (see migration 11): a
-/// JSON array with one `[field, candidates by source, winner, winning source, rule, outcome]`
-/// array per field.
-#[derive(Debug, Clone, Default)]
-pub struct ConflictFields {
-    json: Vec<u8>,
-    n: usize,
-}
-
-/// A field's disagreement, to add to [`ConflictFields`].
-#[derive(Debug, Clone, Copy)]
-pub struct FieldConflict<'a, C> {
-    /// The common field.
-    pub field: &'a str,
-    /// The candidates by source (serialises as a JSON object).
-    pub candidates: C,
-    /// The winning value and source, when one won (the outcome is then `resolved`).
-    pub winner: Option<(&'a Value, &'a str)>,
-    /// The rule.
-    pub rule: &'a str,
-    /// `resolved`, `quarantined`, `failed` or `null_key`.
-    pub outcome: &'a str,
-}
-
-impl ConflictFields {
-    /// Adds one field.
-    pub fn push<C: serde::Serialize>(&mut self, f: &FieldConflict<'_, C>) {
-        self.json.push(if self.n == 0 { b'[' } else { b',' });
-        let entry = (
-            f.field,
-            &f.candidates,
-            f.winner.map(|w| w.0),
-            f.winner.map(|w| w.1),
-            f.rule,
-            f.outcome,
-        );
-        serde_json::to_writer(&mut self.json, &entry).expect("JSON values serialise");
-        self.n += 1;
-    }
-
-    /// Whether no field was added.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// The conflict-log row of `key`: these fields, logged at `logged_at`; `None` when no
-    /// field was added.
-    pub fn into_row(mut self, key: String, logged_at: String) -> Option<ConflictRow> {
-        if self.n == 0 {
-            return None;
-        }
-        self.json.push(b']');
-        Some(ConflictRow {
-            key,
-            logged_at,
-            n: i64::try_from(self.n).unwrap_or(i64::MAX),
-            fields: String::from_utf8(self.json).expect("serde_json writes UTF-8"),
-        })
-    }
-}
-
-/// A conflict-log row the resolver holds until its batch is written (see [`insert_conflicts`]):
-/// one record's key and the fields it disagreed on.
-#[derive(Debug, Clone)]
-pub struct ConflictRow {
-    /// The key (JSON array text; `null` for a record without key).
-    pub key: String,
-    /// When (RFC 3339, UTC).
-    pub logged_at: String,
-    /// How many fields (at least one).
-    pub n: i64,
-    /// The fields (see [`ConflictFields`]).
-    pub fields: String,
-}
-
 /// The id the next conflict-log row gets: its entries take the ids from there on, one per field.
 /// Read inside the write transaction that inserts, so that no other writer takes the same ids.
-pub fn next_conflict_id(conn: &Connection) -> Result<i64, MergeError> {
+pub(super) fn next_conflict_id(conn: &Connection) -> Result<i64> {
     let last: Option<i64> = conn
         .prepare_cached("SELECT id + n FROM merge_conflicts ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| r.get(0))
@@ -330,13 +232,13 @@ fn multi_row_insert(head: &str, width: usize, rows: usize) -> String {
 
 /// Appends rows to the conflict log of `stream`, in order, their entries numbered from `first`
 /// (see [`next_conflict_id`]); returns the id after the last entry.
-pub fn insert_conflicts(
+pub(super) fn insert_conflicts(
     conn: &Connection,
     stream: &str,
     run_id: &str,
     first: i64,
     rows: &[ConflictRow],
-) -> Result<i64, MergeError> {
+) -> Result<i64> {
     const HEAD: &str =
         "INSERT INTO merge_conflicts (id, stream, key, run_id, logged_at, n, fields)";
     const WIDTH: usize = 7;
@@ -378,7 +280,7 @@ pub fn insert_conflicts(
 /// The id in `merge_sends` of `run_id` sending records of `stream`, adding the row when
 /// missing. Called inside the write transaction that first refers to it, so the row and the
 /// keys naming it commit (or roll back) together.
-pub fn sender_id(conn: &Connection, stream: &str, run_id: &str) -> Result<i64, MergeError> {
+pub(super) fn sender_id(conn: &Connection, stream: &str, run_id: &str) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO merge_sends (stream, run_id) VALUES (?1, ?2)
          ON CONFLICT (stream, run_id) DO NOTHING",
@@ -396,12 +298,12 @@ fn mark_sql(mark: u64) -> i64 {
 
 /// The loader confirmed the keys of `run_id` sent before `mark`; `None`: all of them (the run's
 /// row goes, and with it every mark naming it).
-pub fn confirm(
+pub(super) fn confirm(
     conn: &Connection,
     stream: &str,
     run_id: &str,
     before: Option<u64>,
-) -> Result<(), MergeError> {
+) -> Result<()> {
     match before {
         Some(m) => conn
             .prepare_cached(
@@ -418,11 +320,11 @@ pub fn confirm(
 
 /// Keys and records that runs other than `run_id` sent but no loader confirmed (those runs
 /// failed or crashed), in key order. Reads the stream's keys only when such a run exists.
-pub fn unconfirmed_records(
+pub(super) fn unconfirmed_records(
     conn: &Connection,
     stream: &str,
     run_id: &str,
-) -> Result<Vec<KeyedRecord>, MergeError> {
+) -> Result<Vec<KeyedRecord>> {
     let others: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM merge_sends WHERE stream = ?1 AND run_id <> ?2)",
@@ -457,13 +359,13 @@ pub fn unconfirmed_records(
 
 /// Hands the keys other runs left unconfirmed (see [`unconfirmed_records`]) to the sender
 /// `sender` under `mark`, after they were sent again, and drops the other runs' rows.
-pub fn take_over_unconfirmed(
+pub(super) fn take_over_unconfirmed(
     conn: &Connection,
     stream: &str,
     run_id: &str,
     sender: i64,
     mark: u64,
-) -> Result<(), MergeError> {
+) -> Result<()> {
     conn.execute(
         "UPDATE merge_entities SET sent_by = ?3, sent_mark = ?4
           WHERE stream = ?1 AND resolved IS NOT NULL AND EXISTS (
@@ -481,7 +383,7 @@ pub fn take_over_unconfirmed(
 
 /// Every key sent but not yet confirmed, of any stream and run: (stream, run, mark, key), by
 /// mark and key. For tests and inspection.
-pub fn unconfirmed(conn: &Connection) -> Result<Vec<(String, String, i64, String)>, MergeError> {
+pub(super) fn unconfirmed(conn: &Connection) -> Result<Vec<(String, String, i64, String)>> {
     let mut stmt = conn.prepare(
         "SELECT e.stream, s.run_id, e.sent_mark, e.key
            FROM merge_entities e JOIN merge_sends s ON s.id = e.sent_by

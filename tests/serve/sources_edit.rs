@@ -1,0 +1,298 @@
+//! Registering and changing sources over HTTP (issue #24): written with the CLI's
+//! comment-preserving edit into the file that defines the plugin, `ETag`/`If-Match`, sensitive
+//! values refused, admin only, audited.
+
+use super::*;
+
+fn send(server: &Server, method: &str, path: &str, token: &str, body: &Value) -> Answer {
+    send_with(server, method, path, token, body, &[])
+}
+
+fn send_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let auth = format!("Bearer {token}");
+    let content_type = if method == "PATCH" {
+        "application/merge-patch+json"
+    } else {
+        "application/json"
+    };
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", content_type),
+    ];
+    headers.extend_from_slice(extra);
+    server.call(
+        method,
+        path,
+        &headers,
+        Some(serde_json::to_vec(body).unwrap().as_slice()),
+    )
+}
+
+fn project_with_comments() -> Project {
+    let p = fixture().with_master_key();
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    p.write(
+        "meltano.yml",
+        &yml.replace(
+            "  - name: tap-github\n",
+            "  # keep: the GitHub source\n  - name: tap-github\n",
+        )
+        .replace(
+            "  - name: tap-postgres\n",
+            "  - name: tap-postgres-child\n    inherit_from: tap-postgres\n  - name: tap-postgres\n",
+        )
+        .replace(
+            "jobs:\n",
+            "include_paths: ['./extra/*.meltano.yml']\njobs:\n",
+        ),
+    );
+    std::fs::create_dir_all(p.root().join("extra")).unwrap();
+    p.write(
+        "extra/more.meltano.yml",
+        "# included file\nplugins:\n  extractors:\n  - name: tap-included\n    namespace: tap_included\n    executable: ./tap.sh\n    config: {region: eu} # inline note\n",
+    );
+    p
+}
+
+#[test]
+fn issue_24_sources_are_registered_changed_and_deleted_by_admins_only() {
+    let p = project_with_comments();
+    let ops = p.token("ops", "operator");
+    let admin = p.token("admin", "admin");
+    let server = p.serve(&[]);
+    let new = serde_json::json!({
+        "name": "tap-new",
+        "plugin": {"namespace": "tap_new", "executable": "./tap.sh",
+                   "settings": [{"name": "api_key", "kind": "password"}]},
+        "config": {"region": "us"},
+        "secrets": {"api_key": "new-secret-value"},
+        "source": {"provider": "Acme", "category": "crm", "labels": ["core"]}
+    });
+    send(&server, "POST", "/api/sources", &ops, &new).problem(403);
+    // Unknown top-level fields and wrong types are 422 with a pointer.
+    let mut unknown = new.clone();
+    unknown["colour"] = "red".into();
+    let doc = send(&server, "POST", "/api/sources", &admin, &unknown).problem(422);
+    assert!(doc.to_string().contains("colour"), "{doc}");
+    let mut bad_source = new.clone();
+    bad_source["source"] = serde_json::json!({"provider": "Acme", "size": 3});
+    let doc = send(&server, "POST", "/api/sources", &admin, &bad_source).problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/source", "{doc}");
+    // A secret in `config` is refused: it belongs in `secrets` (or /credentials).
+    let mut leaky = new.clone();
+    leaky["config"]["api_key"] = "oops".into();
+    let doc = send(&server, "POST", "/api/sources", &admin, &leaky).problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/config/api_key", "{doc}");
+    let name_taken = serde_json::json!({"name": "tap-github", "plugin": {"namespace": "x"}});
+    send(&server, "POST", "/api/sources", &admin, &name_taken).problem(409);
+
+    let created = send(&server, "POST", "/api/sources", &admin, &new);
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/api/sources/tap-new"));
+    let tag = created.header("etag").unwrap().to_owned();
+    let doc = created.json();
+    assert_eq!(doc["provider"], "Acme");
+    assert!(!created.body.contains("new-secret-value"));
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    assert!(yml.contains("  # keep: the GitHub source\n"), "{yml}");
+    assert!(yml.contains("name: tap-new"), "{yml}");
+    assert!(!yml.contains("new-secret-value"), "{yml}");
+    // The secret went to the encrypted store.
+    let (code, out, err) = p.dsm(&["secrets", "list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("api_key"), "{out}");
+    assert!(!out.contains("new-secret-value"), "{out}");
+    let got = server.get("/api/sources/tap-new", &ops);
+    assert_eq!(got.header("etag"), Some(tag.as_str()));
+
+    // PATCH: a merge patch; a stale If-Match is a conflict, the current one goes through.
+    let patch = serde_json::json!({"config": {"region": "ap", "page_size": 50}});
+    let stale = send_with(
+        &server,
+        "PATCH",
+        "/api/sources/tap-new",
+        &admin,
+        &patch,
+        &[("If-Match", "\"0000\"")],
+    );
+    stale.problem(409);
+    let patched = send_with(
+        &server,
+        "PATCH",
+        "/api/sources/tap-new",
+        &admin,
+        &patch,
+        &[("If-Match", &tag)],
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let new_tag = patched.header("etag").unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    assert!(yml.contains("region: ap"), "{yml}");
+    assert!(yml.contains("page_size: 50"), "{yml}");
+    assert!(yml.contains("  # keep: the GitHub source\n"), "{yml}");
+    // The old tag is stale now.
+    send_with(
+        &server,
+        "PATCH",
+        "/api/sources/tap-new",
+        &admin,
+        &patch,
+        &[("If-Match", &tag)],
+    )
+    .problem(409);
+    // Sensitive values are refused in PATCH and PUT.
+    let doc = send(
+        &server,
+        "PATCH",
+        "/api/sources/tap-new",
+        &admin,
+        &serde_json::json!({"config": {"api_key": "leak"}}),
+    )
+    .problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/config/api_key", "{doc}");
+    send(
+        &server,
+        "PUT",
+        "/api/sources/tap-new",
+        &admin,
+        &serde_json::json!({"namespace": "tap_new", "config": {"password": "leak"}}),
+    )
+    .problem(422);
+    // A renaming PUT is refused; a project that would not load is refused and left alone.
+    send(
+        &server,
+        "PUT",
+        "/api/sources/tap-new",
+        &admin,
+        &serde_json::json!({"name": "tap-other"}),
+    )
+    .problem(422);
+    let before = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    send(
+        &server,
+        "PUT",
+        "/api/sources/tap-new",
+        &admin,
+        &serde_json::json!({"namespace": "tap_new", "inherit_from": "tap-nowhere"}),
+    )
+    .problem(422);
+    assert_eq!(
+        std::fs::read_to_string(p.root().join("meltano.yml")).unwrap(),
+        before
+    );
+    // PUT replaces the whole entry.
+    let put = send(
+        &server,
+        "PUT",
+        "/api/sources/tap-new",
+        &admin,
+        &serde_json::json!({"namespace": "tap_new", "executable": "./tap.sh", "config": {"region": "sa"}}),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    assert!(yml.contains("region: sa"), "{yml}");
+    assert!(!yml.contains("page_size"), "{yml}");
+
+    // A source defined in an included file is changed there.
+    let patched = send(
+        &server,
+        "PATCH",
+        "/api/sources/tap-included",
+        &admin,
+        &serde_json::json!({"config": {"region": "us"}}),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let included = std::fs::read_to_string(p.root().join("extra/more.meltano.yml")).unwrap();
+    assert!(included.starts_with("# included file\n"), "{included}");
+    assert!(included.contains("us"), "{included}");
+    assert!(
+        !std::fs::read_to_string(p.root().join("meltano.yml"))
+            .unwrap()
+            .contains("tap-included")
+    );
+
+    // DELETE: refused while another plugin inherits from it, or a job runs it.
+    let doc = server
+        .delete("/api/sources/tap-postgres", &admin)
+        .problem(409);
+    assert!(doc["title"].as_str().unwrap().contains("inherits"), "{doc}");
+    server.delete("/api/sources/tap-fake", &admin).problem(409);
+    server.delete("/api/sources/tap-new", &ops).problem(403);
+    let gone = server.delete("/api/sources/tap-new", &admin);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    server.get("/api/sources/tap-new", &ops).problem(404);
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    assert!(!yml.contains("tap-new"), "{yml}");
+    assert!(yml.contains("  # keep: the GitHub source\n"), "{yml}");
+
+    // Every change is in the audit chain with the token's name.
+    let audit = server.get("/api/audit?limit=500", &admin).json();
+    let actions: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["command"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for action in [
+        "source.create",
+        "source.patch",
+        "source.replace",
+        "source.delete",
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, c)| a == action && c == "dsm serve (token admin)"),
+            "{action} not audited: {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn issue_24_a_source_registered_from_a_template_comes_from_the_catalog() {
+    let p = fixture();
+    let admin = p.token("admin", "admin");
+    let server = p.serve(&[]);
+    let doc = send(
+        &server,
+        "POST",
+        "/api/sources",
+        &admin,
+        &serde_json::json!({"name": "tap-x", "template": "tap-no-such-plugin"}),
+    )
+    .problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/template", "{doc}");
+    send(
+        &server,
+        "POST",
+        "/api/sources",
+        &admin,
+        &serde_json::json!({"name": "tap-x"}),
+    )
+    .problem(422);
+    let created = send(
+        &server,
+        "POST",
+        "/api/sources",
+        &admin,
+        &serde_json::json!({"name": "target-csv", "template": "target-csv"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.json()["plugin_type"], "loader");
+    let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    assert!(yml.contains("name: target-csv"), "{yml}");
+    assert!(yml.contains("variant:"), "{yml}");
+}

@@ -1,0 +1,774 @@
+//! The store's contract: what every backend of the system store must do, written against the
+//! store's traits only. [`sqlite`] runs it on SQLite; a new backend adds a factory and one
+//! line in [`run_contract!`] (PostgreSQL: issue 23).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use dsm::error::ErrorKind;
+use dsm::store::audit::{AuditRow, ChainLink, RecordedHead};
+use dsm::store::config_history::{ConfigRestore, ConfigVersionRow};
+use dsm::store::prelude::*;
+use dsm::store::secrets::SealedSecret;
+use dsm::store::{
+    CommitOutcome, NewRun, NewToken, PluginExit, Role, RunFinish, RunId, RunStatus,
+    SourceStatusChange, StateAction, StateId, StoredState, StreamStats,
+};
+
+/// Makes empty stores of one backend.
+pub trait Backend {
+    /// A new, empty store, and what keeps it alive (a temporary folder, a database to drop).
+    fn open(&self) -> (Box<dyn std::any::Any>, Arc<dyn Store>);
+}
+
+/// SQLite files in temporary folders.
+pub struct Sqlite;
+
+impl Backend for Sqlite {
+    fn open(&self) -> (Box<dyn std::any::Any>, Arc<dyn Store>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = dsm::store::SqliteStore::open(&tmp.path().join(".dsm/dsm.db")).unwrap();
+        (Box::new(tmp), Arc::new(store))
+    }
+}
+
+/// One `#[test]` per contract function, for one backend.
+macro_rules! run_contract {
+    ($module:ident, $backend:expr, [$($name:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$backend);
+                }
+            )*
+        }
+    };
+}
+
+run_contract!(
+    sqlite,
+    super::Sqlite,
+    [
+        commits_follow_meltanos_partial_and_complete_rules,
+        empty_or_invalid_state_never_overwrites_a_bookmark,
+        every_change_is_an_event,
+        copying_missing_state_fails_and_changes_nothing,
+        list_filters_with_star_globs,
+        import_skips_existing_ids_unless_overwriting,
+        a_second_lock_on_a_flow_is_refused_naming_the_holder,
+        run_history_records_each_step,
+        settings_round_trip,
+        a_burst_of_states_commits_as_one_sequence_of_single_commits_would,
+        secrets_are_stored_sealed_and_audited,
+        the_audit_chain_appends_and_prunes_in_one_transaction,
+        config_versions_number_and_restore,
+        source_status_is_a_history,
+        tokens_round_trip
+    ]
+);
+
+fn sid(s: &str) -> StateId {
+    StateId::new(s)
+}
+
+pub fn commits_follow_meltanos_partial_and_complete_rules(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let id = sid("dev:tap-a-to-target-b");
+    assert_eq!(store.get_state(&id).unwrap(), None);
+    store
+        .commit_state(&id, r#"{"bookmarks":{"users":{"ts":1}}}"#, false, None)
+        .unwrap();
+    store
+        .commit_state(&id, r#"{"bookmarks":{"orders":{"id":5}}}"#, true, None)
+        .unwrap();
+    store
+        .commit_state(&id, r#"{"bookmarks":{"orders":{"id":6}}}"#, true, None)
+        .unwrap();
+    let row = store.get_state_row(&id).unwrap().unwrap();
+    assert_eq!(
+        row.completed,
+        json!({"singer_state": {"bookmarks": {"users": {"ts": 1}}}})
+    );
+    assert_eq!(
+        row.partial,
+        json!({"singer_state": {"bookmarks": {"orders": {"id": 6}}}})
+    );
+    assert_eq!(
+        store.get_state(&id).unwrap().unwrap(),
+        json!({"singer_state": {"bookmarks": {"users": {"ts": 1}, "orders": {"id": 6}}}})
+    );
+    // A complete commit replaces completed and clears partial.
+    store
+        .commit_state(&id, r#"{"bookmarks":{"x":1}}"#, false, None)
+        .unwrap();
+    let row = store.get_state_row(&id).unwrap().unwrap();
+    assert_eq!(row.partial, json!({}));
+    assert_eq!(
+        store.get_state(&id).unwrap().unwrap(),
+        json!({"singer_state": {"bookmarks": {"x": 1}}})
+    );
+}
+
+pub fn empty_or_invalid_state_never_overwrites_a_bookmark(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let id = sid("dev:a-to-b");
+    store
+        .commit_state(&id, r#"{"bookmarks":{"u":1}}"#, false, None)
+        .unwrap();
+    for bad in ["{}", "not json", "[]", "null"] {
+        for partial in [false, true] {
+            let out = store.commit_state(&id, bad, partial, None).unwrap();
+            assert!(matches!(out, CommitOutcome::Ignored(_)), "{bad}");
+        }
+    }
+    assert_eq!(
+        store.get_state(&id).unwrap().unwrap(),
+        json!({"singer_state": {"bookmarks": {"u": 1}}})
+    );
+    // Only the one real commit is in the event log.
+    let events = store.state_events(Some(&id), 100).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, "committed");
+}
+
+pub fn every_change_is_an_event(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let a = sid("a");
+    let b = sid("b");
+    let run = RunId::new("r1");
+    store
+        .commit_state(&a, r#"{"x":1}"#, true, Some(&run))
+        .unwrap();
+    store
+        .write_state(
+            &a,
+            &json!({"singer_state": {"y": 2}}),
+            true,
+            StateAction::Merged,
+            None,
+        )
+        .unwrap();
+    store.copy_state(&a, &b, false).unwrap();
+    store.copy_state(&b, &sid("c"), true).unwrap();
+    store.clear_state(&a).unwrap();
+    let events = store.state_events(None, 100).unwrap();
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.state_id.to_string(), e.action.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a", "committed"),
+            ("a", "merged"),
+            ("b", "copied"),
+            ("c", "moved"),
+            ("b", "cleared"),
+            ("a", "cleared")
+        ]
+        .map(|(x, y)| (x.to_owned(), y.to_owned()))
+    );
+    assert_eq!(events[0].run_id, Some(run));
+    assert_eq!(
+        store.get_state(&sid("c")).unwrap().unwrap(),
+        json!({"singer_state": {"x": 1, "y": 2}})
+    );
+    assert!(store.get_state(&b).unwrap().is_none());
+}
+
+pub fn copying_missing_state_fails_and_changes_nothing(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let err = store
+        .copy_state(&sid("nope"), &sid("dst"), false)
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(store.list_states(None).unwrap().is_empty());
+}
+
+pub fn list_filters_with_star_globs(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    for id in ["dev:tap-a-to-t", "dev:tap_b-to-t", "prod:tap-a-to-t"] {
+        store
+            .commit_state(&sid(id), r#"{"a":1}"#, false, None)
+            .unwrap();
+    }
+    let ids = |p: Option<&str>| -> Vec<String> {
+        store
+            .list_states(p)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.state_id.to_string())
+            .collect()
+    };
+    assert_eq!(ids(None).len(), 3);
+    assert_eq!(ids(Some("dev:*")), ["dev:tap-a-to-t", "dev:tap_b-to-t"]);
+    assert_eq!(ids(Some("*tap-a*")), ["dev:tap-a-to-t", "prod:tap-a-to-t"]);
+    assert_eq!(ids(Some("dev:tap-a-to-t")), ["dev:tap-a-to-t"]);
+    assert!(ids(Some("dev")).is_empty());
+}
+
+pub fn import_skips_existing_ids_unless_overwriting(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    store
+        .commit_state(&sid("a"), r#"{"mine":1}"#, false, None)
+        .unwrap();
+    let rows = vec![
+        StoredState {
+            state_id: sid("a"),
+            completed: json!({"singer_state": {"theirs": 1}}),
+            partial: json!({}),
+            updated_at: None,
+        },
+        StoredState {
+            state_id: sid("b"),
+            completed: json!({"singer_state": {"b": 1}}),
+            partial: json!({"singer_state": {"p": 2}}),
+            updated_at: None,
+        },
+    ];
+    let report = store.import_states(&rows, false, "test").unwrap();
+    assert_eq!(report.imported, [sid("b")]);
+    assert_eq!(report.skipped, [sid("a")]);
+    assert_eq!(
+        store.get_state(&sid("a")).unwrap().unwrap(),
+        json!({"singer_state": {"mine": 1}})
+    );
+    assert_eq!(
+        store.get_state(&sid("b")).unwrap().unwrap(),
+        json!({"singer_state": {"b": 1, "p": 2}})
+    );
+    let report = store.import_states(&rows, true, "test").unwrap();
+    assert_eq!(report.imported.len(), 2);
+    assert_eq!(
+        store.get_state(&sid("a")).unwrap().unwrap(),
+        json!({"singer_state": {"theirs": 1}})
+    );
+}
+
+pub fn a_second_lock_on_a_flow_is_refused_naming_the_holder(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let id = sid("dev:tap-a-to-target-b");
+    let lock = store.acquire_lock(&id, None, false).unwrap();
+    let err = store.acquire_lock(&id, None, false).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyRunning);
+    assert_eq!(err.exit_code(), 3);
+    assert!(
+        err.message().contains("`dev:tap-a-to-target-b`"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message()
+            .contains(&format!("pid {}", std::process::id()))
+    );
+    assert!(err.hints()[0].contains("--force"));
+    assert!(store.heartbeat(&lock).unwrap());
+    // --force takes it over; the old holder learns it lost the lock.
+    let forced = store.acquire_lock(&id, None, true).unwrap();
+    assert!(!store.heartbeat(&lock).unwrap());
+    store.release_lock(&lock).unwrap(); // not the holder any more: no effect
+    assert!(store.lock_holder(&id).unwrap().is_some());
+    store.release_lock(&forced).unwrap();
+    assert!(store.lock_holder(&id).unwrap().is_none());
+    store.acquire_lock(&id, None, false).unwrap();
+}
+
+pub fn run_history_records_each_step(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let run = store
+        .begin_run(&NewRun {
+            state_id: Some(sid("dev:a-to-b")),
+            environment: Some("dev".into()),
+            trigger: "cli".into(),
+            log_path: Some("/tmp/x.log".into()),
+            plugins: vec![
+                PluginExit {
+                    plugin: "tap-a".into(),
+                    role: "extractor".into(),
+                    exit_code: None,
+                },
+                PluginExit {
+                    plugin: "target-b".into(),
+                    role: "loader".into(),
+                    exit_code: None,
+                },
+            ],
+            ..NewRun::default()
+        })
+        .unwrap();
+    let got = store.get_run(&run).unwrap().unwrap();
+    assert_eq!(got.status, RunStatus::Running);
+    assert_eq!(got.pid, std::process::id());
+    store
+        .record_stream_stats(
+            &run,
+            &[StreamStats {
+                stream: "users".into(),
+                records: 5,
+                bytes: 100,
+            }],
+        )
+        .unwrap();
+    store
+        .record_stream_stats(
+            &run,
+            &[StreamStats {
+                stream: "users".into(),
+                records: 9,
+                bytes: 180,
+            }],
+        )
+        .unwrap();
+    store
+        .finish_run(
+            &run,
+            &RunFinish {
+                status: RunStatus::Failed,
+                error: Some("extractor `tap-a` exited with status 3".into()),
+                plugins: vec![
+                    PluginExit {
+                        plugin: "tap-a".into(),
+                        role: "extractor".into(),
+                        exit_code: Some(3),
+                    },
+                    PluginExit {
+                        plugin: "target-b".into(),
+                        role: "loader".into(),
+                        exit_code: Some(0),
+                    },
+                ],
+            },
+        )
+        .unwrap();
+    let got = store.get_run(&run).unwrap().unwrap();
+    assert_eq!(got.status, RunStatus::Failed);
+    assert!(got.ended_at.is_some());
+    assert_eq!(
+        got.streams,
+        [StreamStats {
+            stream: "users".into(),
+            records: 9,
+            bytes: 180
+        }]
+    );
+    assert_eq!(got.plugins[0].exit_code, Some(3));
+    assert_eq!(got.plugins[1].exit_code, Some(0));
+    assert_eq!(got.log_path.as_deref(), Some(Path::new("/tmp/x.log")));
+    // Reusing a run id is refused; unknown runs are reported.
+    let dup = store.begin_run(&NewRun {
+        run_id: Some(run.clone()),
+        trigger: "cli".into(),
+        ..NewRun::default()
+    });
+    assert!(dup.is_err());
+    assert!(
+        store
+            .finish_run(
+                &RunId::new("nope"),
+                &RunFinish {
+                    status: RunStatus::Success,
+                    error: None,
+                    plugins: vec![]
+                }
+            )
+            .is_err()
+    );
+    assert!(
+        store
+            .record_stream_stats(
+                &RunId::new("nope"),
+                &[StreamStats {
+                    stream: "s".into(),
+                    records: 1,
+                    bytes: 1
+                }]
+            )
+            .is_err()
+    );
+}
+
+pub fn settings_round_trip(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    assert_eq!(store.get_setting("tap-a", "start_date").unwrap(), None);
+    store
+        .set_setting("tap-a", "start_date", &json!("2024-01-01"))
+        .unwrap();
+    store.set_setting("tap-a", "limit", &json!(10)).unwrap();
+    store.set_setting("tap-a", "limit", &json!(20)).unwrap();
+    store.set_setting("tap-b", "limit", &json!(1)).unwrap();
+    assert_eq!(
+        store.get_setting("tap-a", "limit").unwrap(),
+        Some(json!(20))
+    );
+    assert_eq!(
+        store.list_settings("tap-a").unwrap(),
+        [
+            ("limit".to_owned(), json!(20)),
+            ("start_date".to_owned(), json!("2024-01-01"))
+        ]
+    );
+    assert!(store.unset_setting("tap-a", "limit").unwrap());
+    assert!(!store.unset_setting("tap-a", "limit").unwrap());
+    assert_eq!(store.get_setting("tap-a", "limit").unwrap(), None);
+}
+
+pub fn a_burst_of_states_commits_as_one_sequence_of_single_commits_would(b: &dyn Backend) {
+    // Issue 3: states that queue up while dsm saves are saved in one transaction. The result
+    // must be what committing them one by one gives: same payload, one event per state, and
+    // the bad ones skipped.
+    let burst = [
+        r#"{"bookmarks":{"users":{"ts":1}}}"#,
+        "{}",
+        r#"{"bookmarks":{"orders":{"id":5}}}"#,
+        r#"{"bookmarks":{"orders":{"id":6}}}"#,
+    ];
+    for partial in [false, true] {
+        let (_guard, one_by_one) = b.open();
+        let (_guard2, together) = b.open();
+        let id = sid("dev:tap-to-target");
+        for s in burst {
+            one_by_one.commit_state(&id, s, partial, None).unwrap();
+        }
+        let values: Vec<String> = burst.iter().map(|s| (*s).to_owned()).collect();
+        let outcomes = together.commit_states(&id, &values, partial, None).unwrap();
+        assert_eq!(outcomes.len(), 4);
+        assert!(matches!(outcomes[1], CommitOutcome::Ignored(_)));
+        assert!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, CommitOutcome::Committed))
+                .count()
+                == 3
+        );
+        assert_eq!(
+            together.get_state_row(&id).unwrap().unwrap().merged(),
+            one_by_one.get_state_row(&id).unwrap().unwrap().merged()
+        );
+        let events = |s: &dyn Store| -> Vec<String> {
+            s.state_events(Some(&id), 100)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect()
+        };
+        assert_eq!(events(together.as_ref()), events(one_by_one.as_ref()));
+        assert_eq!(events(together.as_ref()).len(), 3);
+    }
+}
+
+pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    assert_eq!(store.current_key().unwrap(), None);
+    store.register_first_key(b"check-1").unwrap();
+    store.register_first_key(b"check-2").unwrap();
+    let key = store.current_key().unwrap().unwrap();
+    assert_eq!(
+        (key.version, key.check_value.as_slice()),
+        (1, &b"check-1"[..])
+    );
+    let sealed = |setting: &str, byte: u8| SealedSecret {
+        plugin: "tap-a".into(),
+        setting: setting.into(),
+        key_version: 1,
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 20],
+    };
+    let entry = |action: &'static str| {
+        move |prev: &ChainLink| AuditRow {
+            seq: prev.seq + 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            os_user: "me".into(),
+            host: "here".into(),
+            command: "dsm test".into(),
+            action: action.into(),
+            targets: "[\"tap-a.password\"]".into(),
+            mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+        }
+    };
+    store
+        .put_secret(&sealed("password", 1), "me", &entry("secret.set"))
+        .unwrap();
+    store
+        .put_secret(&sealed("password", 2), "me", &entry("secret.set"))
+        .unwrap();
+    store
+        .put_secret(&sealed("token", 3), "me", &entry("secret.set"))
+        .unwrap();
+    assert_eq!(
+        store.sealed_secret("tap-a", "password").unwrap(),
+        Some(sealed("password", 2))
+    );
+    assert_eq!(store.sealed_secret("tap-a", "nope").unwrap(), None);
+    assert_eq!(
+        store.sealed_secrets(Some("tap-a")).unwrap(),
+        [sealed("password", 2), sealed("token", 3)]
+    );
+    assert!(store.sealed_secrets(Some("tap-b")).unwrap().is_empty());
+    let infos = store.secret_infos().unwrap();
+    assert_eq!(infos.len(), 2);
+    assert_eq!(
+        (infos[0].setting.as_str(), infos[0].updated_by.as_str()),
+        ("password", "me")
+    );
+    assert!(
+        store
+            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .unwrap()
+    );
+    // Every change and only changes were audited, chained in order.
+    let rows = store.audit_rows(None).unwrap();
+    let actions: Vec<(i64, &str)> = rows.iter().map(|r| (r.seq, r.action.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            (1, "secret.set"),
+            (2, "secret.set"),
+            (3, "secret.set"),
+            (4, "secret.unset")
+        ]
+    );
+    // A rotation that fails changes nothing.
+    let failed = store.rotate_secrets(&mut |_| Err(dsm::error::Error::failed("no")));
+    assert!(failed.is_err());
+    assert_eq!(store.current_key().unwrap().unwrap().version, 1);
+    assert_eq!(store.sealed_secrets(None).unwrap(), [sealed("password", 2)]);
+    // A rotation replaces values, MACs and the key, and appends its entry, together.
+    let n = store
+        .rotate_secrets(&mut |input| {
+            assert_eq!(input.secrets, [sealed("password", 2)]);
+            assert_eq!(input.chain.rows.len(), 4);
+            let mut s = sealed("password", 9);
+            s.key_version = 2;
+            Ok(dsm::store::secrets::Rotation {
+                secrets: vec![s],
+                key: dsm::store::secrets::KeyCheck {
+                    version: 2,
+                    check_value: b"check-2".to_vec(),
+                },
+                chain: dsm::store::audit::Rekeyed {
+                    anchor_mac: None,
+                    macs: input
+                        .chain
+                        .rows
+                        .iter()
+                        .map(|r| (r.seq, vec![7; 32]))
+                        .collect(),
+                },
+                entry: entry("secrets.rotate")(&ChainLink {
+                    seq: 4,
+                    mac: vec![7; 32],
+                }),
+            })
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    let key = store.current_key().unwrap().unwrap();
+    assert_eq!(
+        (key.version, key.check_value.as_slice()),
+        (2, &b"check-2"[..])
+    );
+    assert_eq!(
+        store
+            .sealed_secret("tap-a", "password")
+            .unwrap()
+            .unwrap()
+            .nonce,
+        vec![9; 12]
+    );
+    let rows = store.audit_rows(None).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows[..4].iter().all(|r| r.mac == vec![7; 32]));
+    assert_eq!(rows[4].action, "secrets.rotate");
+}
+
+pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let at = |day: u32| format!("2026-01-{day:02}T00:00:00.000Z");
+    let entry = |day: u32| {
+        let at = at(day);
+        move |prev: &ChainLink| AuditRow {
+            seq: prev.seq + 1,
+            at: at.clone(),
+            os_user: "me".into(),
+            host: "here".into(),
+            command: "dsm test".into(),
+            action: "config.set".into(),
+            targets: "[]".into(),
+            mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+        }
+    };
+    for day in 1..=4 {
+        let head = store.append_audit(&entry(day)).unwrap();
+        assert_eq!(head.seq, i64::from(day));
+    }
+    assert_eq!(store.audit_rows(Some(&at(3))).unwrap().len(), 2);
+    let chain = store.audit_chain().unwrap();
+    assert!(chain.anchor.is_none());
+    assert_eq!(chain.rows.len(), 4);
+    if let RecordedHead::At(head) = &chain.head {
+        assert_eq!(head.seq, 4);
+    }
+    // Nothing older than the first entry: nothing changes.
+    let none = store
+        .prune_audit(&at(1), &|_| vec![0; 32], &|_, _| unreachable!())
+        .unwrap();
+    assert_eq!(none, 0);
+    let removed = store
+        .prune_audit(
+            &at(3),
+            &|link| vec![link.seq as u8; 32],
+            &|prev, boundary| {
+                assert_eq!((prev.seq, boundary.seq), (4, 2));
+                entry(5)(prev)
+            },
+        )
+        .unwrap();
+    assert_eq!(removed, 2);
+    let chain = store.audit_chain().unwrap();
+    let anchor = chain.anchor.unwrap();
+    assert_eq!(
+        (anchor.seq, anchor.mac.clone(), anchor.anchor_mac),
+        (2, vec![2; 32], vec![2; 32])
+    );
+    let seqs: Vec<i64> = chain.rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [3, 4, 5]);
+}
+
+pub fn config_versions_number_and_restore(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    assert_eq!(store.latest_config_version("tap-a").unwrap(), None);
+    let row = |action: &str, hash: &str| ConfigVersionRow {
+        plugin: "tap-a".into(),
+        plugin_type: Some("extractors".into()),
+        at: "2026-01-01T00:00:00.000Z".into(),
+        os_user: "me".into(),
+        command: "dsm config set".into(),
+        action: action.into(),
+        yml: "{}".into(),
+        yml_hash: hash.into(),
+        stored: "{}".into(),
+        sealed: "[]".into(),
+        environment: Some("dev".into()),
+        file_text: Some("version: 1\n".into()),
+        ..ConfigVersionRow::default()
+    };
+    assert_eq!(
+        store.record_config_version(&row("baseline", "h1")).unwrap(),
+        1
+    );
+    assert_eq!(store.record_config_version(&row("set", "h2")).unwrap(), 2);
+    assert_eq!(
+        store.latest_config_version("tap-a").unwrap(),
+        Some((2, "h2".to_owned()))
+    );
+    let versions = store.config_versions("tap-a").unwrap();
+    let summary: Vec<(i64, &str, Option<&str>)> = versions
+        .iter()
+        .map(|v| (v.version, v.action.as_str(), v.environment.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "baseline", Some("dev")), (2, "set", Some("dev"))]
+    );
+    let one = store.config_version("tap-a", 1).unwrap().unwrap();
+    assert_eq!(one.file_text.as_deref(), Some("version: 1\n"));
+    assert!(store.config_version("tap-a", 3).unwrap().is_none());
+    // A restore replaces the plugin's stored values and secrets, and nothing else.
+    store
+        .set_setting("extractors.tap-a.default", "old", &json!(1))
+        .unwrap();
+    store
+        .set_setting("extractors.tap-b.default", "keep", &json!(2))
+        .unwrap();
+    let secret = SealedSecret {
+        plugin: "tap-a".into(),
+        setting: "password".into(),
+        key_version: 1,
+        nonce: vec![1; 12],
+        ciphertext: vec![2; 20],
+    };
+    store
+        .restore_config(&ConfigRestore {
+            namespace: Some("extractors.tap-a.default"),
+            values: &[("limit".to_owned(), "20".to_owned())],
+            plugin: "tap-a",
+            secrets: std::slice::from_ref(&secret),
+            updated_by: "me",
+        })
+        .unwrap();
+    assert_eq!(
+        store.list_settings("extractors.tap-a.default").unwrap(),
+        [("limit".to_owned(), json!(20))]
+    );
+    assert_eq!(
+        store.raw_settings("extractors.tap-b.default").unwrap(),
+        [("keep".to_owned(), "2".to_owned())]
+    );
+    assert_eq!(store.sealed_secrets(Some("tap-a")).unwrap(), [secret]);
+    assert_eq!(store.clear_settings("extractors.tap-a.default").unwrap(), 1);
+    assert!(
+        store
+            .list_settings("extractors.tap-a.default")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn source_status_is_a_history(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let change = |source: &str, status: &str, minute: u32| SourceStatusChange {
+        source: source.into(),
+        status: status.into(),
+        reason: Some("why".into()),
+        user: None,
+        origin: "operator".into(),
+        at: format!("2026-01-01T00:{minute:02}:00Z").parse().unwrap(),
+    };
+    store
+        .record_source_status(&change("tap-a", "inactive", 1))
+        .unwrap();
+    store
+        .record_source_status(&change("tap-b", "maintenance", 2))
+        .unwrap();
+    store
+        .record_source_status(&change("tap-a", "active", 3))
+        .unwrap();
+    let a = store.source_status_history(Some("tap-a"), 10).unwrap();
+    assert_eq!(
+        a,
+        [change("tap-a", "active", 3), change("tap-a", "inactive", 1)]
+    );
+    assert_eq!(store.source_status_history(None, 2).unwrap().len(), 2);
+}
+
+pub fn tokens_round_trip(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let token = NewToken {
+        name: "ci".into(),
+        role: Role::Operator,
+        organisation: None,
+        token_hash: vec![1; 32],
+        expires_at: None,
+        created_by: "me".into(),
+    };
+    let made = store.create_token(&token).unwrap();
+    assert_eq!((made.name.as_str(), made.role), ("ci", Role::Operator));
+    assert!(store.create_token(&token).is_err(), "names are unique");
+    let at = "2026-01-01T00:00:00Z".parse().unwrap();
+    store.touch_token("ci", at).unwrap();
+    let listed = store.list_tokens().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(at));
+    assert_eq!(listed[0].token_hash, vec![1; 32]);
+    assert!(store.revoke_token("ci").unwrap());
+    assert!(!store.revoke_token("ci").unwrap());
+    assert!(store.list_tokens().unwrap().is_empty());
+}
