@@ -27,7 +27,15 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::project::Project;
 use crate::store::state::{apply_write, payload_from_state_value};
+use crate::classification::StreamLabel;
+use crate::store::audit::{AuditAppend, AuditChain};
+use crate::store::config_history::ConfigRestore;
+use crate::store::secrets::{KeyCheck, Rotation, RotationInput};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
+use crate::store::{
+    AuditRow, AuditStore, ChainLink, ConfigHistoryStore, ConfigVersionRow, RunHistory, RunLocks,
+    SealedSecret, SecretInfo, SecretStore, SettingsStore, SourceStatusStore, StateStore,
+};
 use crate::store::{
     self, CommitOutcome, FlowLock, ImportReport, LockHolder, NewRun, PrunedTotal, RunArtifact,
     RunFilter, RunFinish, RunId, RunRecord, SourceStatusChange, StateAction, StateEvent, StateId,
@@ -884,7 +892,7 @@ impl AuditStore for BackedStore {
         anchor_mac: &dyn Fn(&ChainLink) -> Vec<u8>,
         entry: &dyn Fn(&ChainLink, &ChainLink) -> AuditRow,
     ) -> Result<usize> {
-        self.inner.prune_audit(before, anchor_mac, &ChainLink) -> AuditRow,)
+        self.inner.prune_audit(before, anchor_mac, entry)
     }
     fn record_audit_head(&self, head: &ChainLink) -> Result<()> {
         self.inner.record_audit_head(head)
