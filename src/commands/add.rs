@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as J};
 
 use crate::commands::Context;
+use crate::commands::shared::{audit, install_plugins, split_type};
 use crate::error::{Error, Result, did_you_mean};
 use crate::project::edit;
 use crate::project::hub;
 use crate::project::{PluginType, Project};
-use crate::secrets::audit::Entry;
 
 /// Arguments of `dsm add`.
 #[derive(Debug, clap::Args)]
@@ -167,48 +167,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         added.push(name.clone());
     }
     if args.install && !added.is_empty() {
-        crate::commands::install::run(
-            ctx,
-            crate::commands::install::Args {
-                plugins: added,
-                ..Default::default()
-            },
-        )?;
+        install_plugins(ctx, &added, None, false, None)?;
     }
     Ok(())
-}
-
-/// Splits `[TYPE] NAME...` into the type (from the word or `--plugin-type`) and the names.
-pub(crate) fn split_type(
-    words: &[String],
-    flag: Option<&str>,
-) -> Result<(Option<PluginType>, Vec<String>)> {
-    let parse = |w: &str| {
-        PluginType::parse(w).ok_or_else(|| {
-            Error::config(format!("unknown plugin type `{w}`"))
-                .hint("use one of `extractor`, `loader`, `mapper`, `utility`")
-        })
-    };
-    let mut ty = flag.map(parse).transpose()?;
-    let mut names: Vec<String> = words.to_vec();
-    if words.len() > 1
-        && let Some(t) = PluginType::parse(&words[0])
-    {
-        if ty.is_some_and(|f| f != t) {
-            return Err(Error::config(format!(
-                "`--plugin-type` and `{}` name different types",
-                words[0]
-            )));
-        }
-        ty = Some(t);
-        names.remove(0);
-    } else if words.len() == 1 && PluginType::parse(&words[0]).is_some() {
-        return Err(
-            Error::config(format!("`dsm add {}` needs a plugin name", words[0]))
-                .hint(format!("for example `dsm add {} NAME`", words[0])),
-        );
-    }
-    Ok((ty, names))
 }
 
 /// Meltano's guess of a type from a name: `tap-` is an extractor, `target-` a loader.
@@ -379,28 +340,4 @@ pub(crate) fn write_lock(root: &Path, rel: &Path, text: &str) -> Result<()> {
     let mut body = text.trim_end().to_string();
     body.push('\n');
     edit::write_new_shared(&path, &body)
-}
-
-/// Records a project change in the audit log when the secrets store is set up (a master key is
-/// found); a project without one has no audit log, so nothing is recorded and nothing fails.
-pub(crate) fn audit(ctx: &Context, command: &str, action: &str, target: &str) {
-    use crate::secrets::master_key::KeyLookup;
-    let lookup = KeyLookup {
-        keyring: None,
-        ..KeyLookup::from_env()
-    };
-    let Ok((key, source)) = lookup.find() else {
-        tracing::debug!(action, "no master key; the change is not audited");
-        return;
-    };
-    let result = (|| -> Result<()> {
-        let (_, conn) = ctx.open_project_store()?;
-        crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string())?;
-        crate::secrets::audit::append(conn.as_ref(), &key, &Entry::new(command, action, [target]))?;
-        Ok(())
-    })();
-    if let Err(error) = result {
-        ctx.printer
-            .warn(format!("the change was made but not audited: {error}"));
-    }
 }

@@ -1,7 +1,6 @@
 //! `dsm config`: show and change plugin settings, in Meltano 4's shape:
 //! `dsm config [--safe|--unsafe] list|print|set|unset|reset PLUGIN ...`.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
@@ -163,7 +162,7 @@ fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<Resolved
     let layer = StoreLayer::open(&db_path(ctx, l)?, reveal)?;
     let inputs = Inputs {
         store: &layer,
-        ..Inputs::from_process(env)
+        ..Inputs::capture(&l.project, env)?
     };
     let r = settings::resolve(&l.project, p, &inputs)?;
     for w in &r.warnings {
@@ -220,8 +219,8 @@ fn resolve_extras(ctx: &Context, target: &Target) -> Result<(Plugin, Extras)> {
         Some(n) => Some(l.project.environment(n)?),
         None => None,
     };
-    let process_env: BTreeMap<String, String> = std::env::vars().collect();
-    let extras = settings::extras::resolve(&l.project, &p, env, &process_env)?;
+    let inputs = Inputs::capture(&l.project, env)?;
+    let extras = settings::extras::resolve(&l.project, &p, &inputs)?;
     Ok((p, extras))
 }
 

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::commands::Context;
-use crate::commands::run::{RunFlags, finish, load};
+use crate::commands::shared::{RunFlags, check_disabled, install_before_run, load, print_reports};
 use crate::error::{Error, Result};
+use crate::plugin::install::InstallChoice;
 use crate::runner::{self, Dump, Flow};
 
 /// Arguments of `dsm el`.
@@ -33,13 +34,37 @@ pub struct Args {
     pub state: Option<PathBuf>,
     /// Print this file as the run would prepare it, and exit without running.
     #[arg(long, value_enum, value_name = "WHAT")]
-    pub dump: Option<Dump>,
+    pub dump: Option<DumpArg>,
     /// With `--dump`: show sensitive config values instead of `********`.
     #[arg(long = "unsafe", requires = "dump")]
     pub show_secrets: bool,
     /// The flags shared with `dsm run`.
     #[command(flatten)]
     pub flags: RunFlags,
+}
+
+/// `--dump` (the runner's [`Dump`], as clap reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumpArg {
+    /// The catalog the tap would get, after selection.
+    Catalog,
+    /// The state the tap would start from.
+    State,
+    /// The extractor's config file.
+    ExtractorConfig,
+    /// The loader's config file.
+    LoaderConfig,
+}
+
+impl From<DumpArg> for Dump {
+    fn from(a: DumpArg) -> Dump {
+        match a {
+            DumpArg::Catalog => Dump::Catalog,
+            DumpArg::State => Dump::State,
+            DumpArg::ExtractorConfig => Dump::ExtractorConfig,
+            DumpArg::LoaderConfig => Dump::LoaderConfig,
+        }
+    }
 }
 
 /// Runs `dsm el`.
@@ -50,7 +75,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     if args.dump.is_none() {
-        crate::commands::run::check_disabled(
+        check_disabled(
             ctx,
             &project,
             std::slice::from_ref(&args.extractor),
@@ -67,7 +92,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     opts.catalog = args.catalog.as_deref().map(absolute).transpose()?;
     opts.state_file = args.state.as_deref().map(absolute).transpose()?;
-    opts.dump = args.dump;
+    opts.dump = args.dump.map(Dump::from);
     opts.dump_unsafe = args.show_secrets;
     let flow = Flow {
         extractor: args.extractor,
@@ -75,17 +100,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         loader: args.loader,
     };
     let choice = args.flags.install_choice();
-    crate::commands::install::auto_install(
+    install_before_run(
         &ctx.printer,
         &project,
         &[flow.extractor.clone(), flow.loader.clone()],
         choice,
     )?;
-    if choice == crate::commands::run::InstallChoice::OnlyInstall {
+    if choice == InstallChoice::OnlyInstall {
         return Ok(());
     }
     let report = runner::run_flow(&project, env, &flow, &opts)?;
-    finish(ctx, vec![runner::StepReport::Flow(Box::new(report))])
+    print_reports(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }
 
 /// A path typed on the command line, made absolute against the current directory.

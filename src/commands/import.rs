@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::commands::Context;
-use crate::commands::secrets::read_passphrase;
+use crate::commands::shared::read_passphrase;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::secrets::bundle::{self, Protection};

@@ -3,7 +3,7 @@
 //! dsm exits with the plugin's exit code.
 
 use crate::commands::Context;
-use crate::commands::run::load;
+use crate::commands::shared::load;
 use crate::error::{Error, Result};
 use crate::runner;
 

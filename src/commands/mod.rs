@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod select;
 pub mod serve;
+pub mod shared;
 pub mod sources;
 pub mod state;
 pub mod sync;

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         PluginsCommand::List(a) => {
             let ty = match a.plugin_type.as_deref() {
                 Some(t) => {
-                    crate::commands::add::split_type(&[t.to_string(), String::new()], None)?.0
+                    crate::commands::shared::split_type(&[t.to_string(), String::new()], None)?.0
                 }
                 None => None,
             };
@@ -79,7 +79,7 @@ fn list(ctx: &Context, format: OutputFormat, ty: Option<PluginType>) -> Result<(
                     "inherit_from": p.parent.as_ref().or(p.raw.inherit_from.as_ref()),
                     "definition": p.definition,
                     "pip_url": p.pip_url.as_deref().map(install::redact),
-                    "executable": crate::runner::resolve_executable(&project, p),
+                    "executable": crate::plugin::executable::resolve_executable(&project, p),
                     "status": install::status(&project, p),
                 })
             })

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::commands::Context;
-use crate::commands::add::{audit, split_type};
+use crate::commands::shared::{audit, split_type};
 use crate::error::{Error, Result};
 use crate::plugin::install;
 use crate::project::edit::{self, Seg};

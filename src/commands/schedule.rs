@@ -2,9 +2,8 @@
 //! `meltano.yml` in place), running schedules now or when due, and exporting them to cron,
 //! systemd or Kubernetes.
 //!
-//! `run-due` keeps, per schedule, when it was first seen and when it last ran in the store's
-//! settings (namespace `schedule`). Each schedule run holds the store lock `schedule:NAME`, so
-//! two `run-due` processes started at once run each due schedule exactly once.
+//! `run-due` keeps, per schedule, when it was first seen and when it last ran, and each
+//! schedule run holds a lock (see [`crate::orchestrate::records`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,21 +13,20 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::commands::Context;
-use crate::commands::sync::{FlowContext, finish, pause_held_sources, run_plan};
+use crate::commands::shared::{flow_context, print_summary};
 use crate::envvars;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::orchestrate::due::decide_all;
 use crate::orchestrate::export::{self, ExportOptions};
+use crate::orchestrate::records::{lock_id, read_record, try_lock, write_record};
+use crate::orchestrate::sync::run_locked_schedules;
 use crate::orchestrate::{
-    DueDecision, Flow, FlowKind, Interval, Overlap, Plan, ScheduleRecord, project_flows,
+    DueDecision, Flow, FlowContext, FlowKind, Interval, Overlap, ScheduleRecord, project_flows,
 };
 use crate::printer::OutputFormat;
 use crate::project::Project;
 use crate::project::edit::{Seg, edit_defining_file, edit_project_file};
-use crate::store::{self, FlowLock, HeartbeatThread, StateId, Store};
-
-/// The store settings namespace of schedule records.
-pub const RECORD_NAMESPACE: &str = "schedule";
+use crate::store::{self, FlowLock, Store};
 
 /// Arguments of `dsm schedule`.
 #[derive(Debug, clap::Args)]
@@ -300,50 +298,7 @@ fn schedule_flows(project: &Project) -> Result<Vec<Flow>> {
     Ok(project_flows(project)?)
 }
 
-fn lock_id(name: &str) -> StateId {
-    StateId::new(format!("schedule:{name}"))
-}
-
-/// What the store remembers about schedule `name` (first seen, last run, running now).
-pub(crate) fn read_record(store: &dyn Store, name: &str) -> Result<ScheduleRecord> {
-    let value = store.get_setting(RECORD_NAMESPACE, name)?;
-    let time = |key: &str| {
-        value
-            .as_ref()
-            .and_then(|v| v.get(key))
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let running = store.lock_holder(&lock_id(name))?.is_some_and(|h| !h.stale);
-    Ok(ScheduleRecord {
-        first_seen: time("first_seen"),
-        last_run: time("last_run"),
-        running,
-    })
-}
-
-/// Stores what `run-due` remembers about schedule `name`.
-pub(crate) fn write_record(store: &dyn Store, name: &str, record: &ScheduleRecord) -> Result<()> {
-    let t = |t: Option<DateTime<Utc>>| t.map(store::format_time);
-    store.set_setting(
-        RECORD_NAMESPACE,
-        name,
-        &json!({"first_seen": t(record.first_seen), "last_run": t(record.last_run)}),
-    )
-}
-
-/// Takes the schedule's lock; `None` when another process holds it.
-fn try_lock(store: &dyn Store, name: &str) -> Result<Option<FlowLock>> {
-    match store.acquire_lock(&lock_id(name), None, false) {
-        Ok(lock) => Ok(Some(lock)),
-        Err(e) if e.kind() == ErrorKind::AlreadyRunning => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Runs the flows named in `names` (already locked), releasing the locks afterwards. Flows
-/// whose sources are `inactive` or in `maintenance` are reported as paused.
+/// Runs the locked schedules `names`, printing the notices of paused ones.
 fn run_locked(
     ctx: &Context,
     fc: FlowContext,
@@ -353,33 +308,13 @@ fn run_locked(
     names: &[String],
     parallel: usize,
 ) -> Result<crate::orchestrate::Summary> {
-    let heartbeats: Vec<HeartbeatThread> = locks
-        .iter()
-        .map(|l| {
-            HeartbeatThread::start(
-                Arc::clone(store),
-                Some(l.clone()),
-                None,
-                store::liveness::HEARTBEAT_INTERVAL,
-            )
-        })
-        .collect();
-    let plan = Plan::build(all, |f| {
-        f.kind == FlowKind::Schedule && names.contains(&f.name)
-    });
-    let summary = plan.map_err(Error::from).and_then(|mut plan| {
-        pause_held_sources(ctx, &fc.project, store.as_ref(), &mut plan)?;
-        run_plan(Arc::new(fc), &plan, parallel)
-    });
-    drop(heartbeats);
-    for lock in &locks {
-        store.release_lock(lock)?;
-    }
-    summary
+    run_locked_schedules(fc, store, all, locks, names, parallel, &|n| {
+        ctx.printer.notice(n)
+    })
 }
 
 fn run_now(ctx: &Context, name: &str) -> Result<()> {
-    let fc = FlowContext::load(ctx, "schedule")?;
+    let fc = flow_context(ctx, "schedule")?;
     let all = schedule_flows(&fc.project)?;
     if !all
         .iter()
@@ -394,7 +329,7 @@ fn run_now(ctx: &Context, name: &str) -> Result<()> {
     record.first_seen = record.first_seen.or(record.last_run);
     write_record(store.as_ref(), name, &record)?;
     let summary = run_locked(ctx, fc, &store, &all, vec![lock], &[name.to_string()], 1)?;
-    finish(ctx, &summary, Overlap::Exit3)
+    print_summary(ctx, &summary, Overlap::Exit3)
 }
 
 fn now_from(flag: Option<String>) -> Result<DateTime<Utc>> {
@@ -409,7 +344,7 @@ fn now_from(flag: Option<String>) -> Result<DateTime<Utc>> {
 
 fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
     let now = now_from(now)?;
-    let fc = FlowContext::load(ctx, "schedule")?;
+    let fc = flow_context(ctx, "schedule")?;
     let all = schedule_flows(&fc.project)?;
     let schedules: Vec<Flow> = all
         .iter()
@@ -468,7 +403,7 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
         return Ok(());
     }
     let summary = run_locked(ctx, fc, &store, &all, locks, &due, parallel)?;
-    finish(ctx, &summary, Overlap::Ignore)
+    print_summary(ctx, &summary, Overlap::Ignore)
 }
 
 fn export(ctx: &Context, image: Option<String>, output_dir: Option<PathBuf>) -> Result<()> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::commands::Context;
+use crate::commands::shared::strip_newline;
 use crate::envvars;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
@@ -164,17 +165,6 @@ fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-/// Drops one trailing newline (`\n` or `\r\n`), which editors and `echo` add.
-fn strip_newline(mut text: Zeroizing<String>) -> Zeroizing<String> {
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    text
-}
-
 fn read_value(args: &SetArgs) -> Result<Secret> {
     let text = if let Some(path) = &args.from_file {
         Zeroizing::new(
@@ -197,30 +187,6 @@ fn read_value(args: &SetArgs) -> Result<Secret> {
         return Err(Error::config("the value is empty")
             .hint("type it at the prompt, pipe it on stdin, or pass `--from-file PATH`")
             .hint("to remove a value use `dsm secrets unset PLUGIN SETTING`"));
-    }
-    Ok(Secret::new(text.to_string()))
-}
-
-/// Reads a passphrase: a hidden prompt on a terminal (twice when `confirm`), else the first
-/// line of standard input. Never an argument.
-pub(crate) fn read_passphrase(confirm: bool) -> Result<Secret> {
-    let text = if std::io::stdin().is_terminal() {
-        let first = Zeroizing::new(rpassword::prompt_password("bundle passphrase: ")?);
-        if confirm {
-            let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
-            if *again != *first {
-                return Err(Error::config("the passphrases differ"));
-            }
-        }
-        first
-    } else {
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin().read_line(&mut line)?;
-        strip_newline(line)
-    };
-    if text.is_empty() {
-        return Err(Error::config("the passphrase is empty")
-            .hint("type it at the prompt or pipe it on standard input"));
     }
     Ok(Secret::new(text.to_string()))
 }

@@ -171,7 +171,8 @@ fn list(
 ) -> Result<()> {
     // The extras as Meltano resolves them: variables, `.env`, environment block, meltano.yml,
     // parent, default.
-    let plugin = &crate::settings::extras::effective_plugin(project, environment, plugin)?;
+    let inputs = Inputs::capture(project, environment)?;
+    let plugin = &crate::settings::extras::effective_plugin(project, plugin, &inputs)?;
     let select = plugin
         .select
         .clone()
@@ -186,7 +187,7 @@ fn list(
 
     let mut cat = match &custom {
         Some(file) => read_catalog(&project.root().join(file))?,
-        None => discover(project, environment, plugin)?,
+        None => discover(project, &inputs, plugin)?,
     };
     let applied = if custom.is_some() {
         catalog::apply_select_filter(&mut cat, &filter)
@@ -300,11 +301,7 @@ fn executable(project: &Project, plugin: &Plugin) -> PathBuf {
 }
 
 /// Runs the tap with `--config <private file> --discover` and parses its catalog.
-fn discover(
-    project: &Project,
-    environment: Option<&crate::project::Environment>,
-    plugin: &Plugin,
-) -> Result<J> {
+fn discover(project: &Project, inputs: &Inputs<'_>, plugin: &Plugin) -> Result<J> {
     if !plugin.has_capability("discover") {
         return Err(Error::config(format!(
             "cannot list the selection of extractor `{}`: it does not declare the `discover` capability",
@@ -312,7 +309,7 @@ fn discover(
         ))
         .hint("add `discover` (and `catalog` or `properties`) to its `capabilities` in meltano.yml"));
     }
-    let resolved = settings::resolve(project, plugin, &Inputs::from_process(environment))?;
+    let resolved = settings::resolve(project, plugin, inputs)?;
     // The config reaches the tap through a file only its owner can read, removed afterwards.
     let dir = tempfile::Builder::new().prefix("dsm-discover-").tempdir()?;
     let config_path = dir.path().join("config.json");

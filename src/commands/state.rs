@@ -297,7 +297,7 @@ fn edit(ctx: &Context, id: &StateId) -> Result<()> {
     }
     validate_payload(&payload)?;
     store.write_state(id, &payload, false, StateAction::Set, Some("edited"))?;
-    crate::commands::add::audit(ctx, "dsm state edit", "state.edit", id.as_str());
+    crate::commands::shared::audit(ctx, "dsm state edit", "state.edit", id.as_str());
     ctx.printer.notice(format!("state of `{id}` saved"));
     Ok(())
 }

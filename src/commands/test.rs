@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::commands::Context;
-use crate::commands::run::load;
+use crate::commands::shared::load;
 use crate::error::{Error, Result, did_you_mean};
 use crate::plugin::{PluginRole, PluginSpec, RunDir, runtime_base};
 use crate::printer::OutputFormat;
@@ -39,7 +39,7 @@ pub struct Args {
     pub parallel: usize,
     /// How long one test may take before it is stopped and reported as timed out: seconds,
     /// or `90s`, `15m`, `2h`.
-    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = super::run::parse_duration)]
+    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = crate::commands::shared::parse_duration)]
     pub timeout: Duration,
     /// Also write the results as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
@@ -175,8 +175,8 @@ fn probes_for(
     args: &Args,
     run_dir: &RunDir,
 ) -> Result<Vec<Probe>> {
-    let plugin = &crate::settings::extras::effective_plugin(project, env, plugin)?;
-    let spec = runner::plugin_spec(project, env, plugin, role_of(plugin))?;
+    let (plugin, spec) = runner::plan::plugin(project, env, plugin, role_of(plugin), None)?;
+    let plugin = &plugin;
     let plugin_type = plugin.plugin_type.singular();
     let probe = |kind: ProbeKind, spec: PluginSpec| {
         let cannot_run = not_installed(&spec);

@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::commands::Context;
-use crate::commands::add::audit;
+use crate::commands::shared::audit;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::serve::token;

@@ -8,7 +8,9 @@
 //! - [`retry`]: `retries`, `retry_backoff`, `timeout` and durations;
 //! - [`executor`]: runs a plan with a concurrency limit, retries, timeouts and skips;
 //! - [`summary`]: the end-of-sync lines, the JSON shape and the exit code;
-//! - [`export`]: crontab lines, systemd units and Kubernetes CronJobs.
+//! - [`export`]: crontab lines, systemd units and Kubernetes CronJobs;
+//! - [`sync`]: running flows with the runner (one attempt, a whole plan), the plan of `dsm sync`;
+//! - [`records`]: what the store remembers about each schedule, and its lock.
 
 pub mod check;
 pub mod due;
@@ -18,8 +20,10 @@ pub mod flow;
 pub mod graph;
 pub mod interval;
 pub mod project_flows;
+pub mod records;
 pub mod retry;
 pub mod summary;
+pub mod sync;
 
 pub use due::{DueDecision, ScheduleRecord, decide_due};
 pub use executor::{AttemptOutcome, FlowResult, execute};
@@ -29,6 +33,7 @@ pub use interval::Interval;
 pub use project_flows::project_flows;
 pub use retry::{RetryBackoff, RetryPolicy, attempt_of_trigger, attempt_trigger, parse_duration};
 pub use summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, Overlap, Summary};
+pub use sync::{FlowContext, run_flow, run_plan};
 
 use crate::error::Error;
 

@@ -134,7 +134,7 @@ pub fn is_builtin(plugin: &Plugin) -> bool {
         plugin.executable.as_str()
     };
     plugin.variant.as_deref() == Some("dsm")
-        || (plugin.pip_url.is_none() && crate::runner::BUILTINS.contains(&exe))
+        || (plugin.pip_url.is_none() && super::executable::BUILTINS.contains(&exe))
 }
 
 /// The environment `plugin` needs installed, if any.
@@ -445,6 +445,85 @@ fn run_capturing(cmd: &mut Command) -> std::io::Result<Captured> {
         },
         text,
     })
+}
+
+/// What a run does about plugins that are not installed (Meltano's `--install`,
+/// `--no-install`, `--only-install`; without a flag the project's `auto_install` decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallChoice {
+    /// As `auto_install` (or `DSM_AUTO_INSTALL` / `MELTANO_AUTO_INSTALL`) says.
+    Auto,
+    /// Install what is missing, then run.
+    Install,
+    /// Install nothing.
+    NoInstall,
+    /// Install what is missing, then stop.
+    OnlyInstall,
+}
+
+/// The plugins a run of `blocks` (after job expansion) installs first under `choice`: those
+/// the blocks name (or whose mappings they name) when `choice` says so (`--install`,
+/// `--only-install`) or, without a flag, when `auto_install` is on; none otherwise.
+pub fn plugins_to_install<'a>(
+    project: &'a Project,
+    blocks: &[String],
+    choice: InstallChoice,
+) -> Result<Vec<&'a Plugin>> {
+    let install = match choice {
+        InstallChoice::Install | InstallChoice::OnlyInstall => true,
+        InstallChoice::NoInstall => false,
+        InstallChoice::Auto => auto_install_enabled(project)?,
+    };
+    if !install {
+        return Ok(Vec::new());
+    }
+    let words = crate::runner::blocks::expand_jobs(project, blocks)?;
+    Ok(project
+        .plugins()
+        .iter()
+        .filter(|p| {
+            words.iter().any(|w| {
+                let name = w.split_once(':').map_or(w.as_str(), |(n, _)| n);
+                name == p.name || p.mappings.iter().any(|m| m.name == name)
+            })
+        })
+        .collect())
+}
+
+/// Whether `auto_install` is on: `DSM_AUTO_INSTALL` / `MELTANO_AUTO_INSTALL`, else the project's
+/// `auto_install:`. Off when unset (Meltano's default is on; dsm never reaches for the network
+/// unless asked).
+pub fn auto_install_enabled(project: &Project) -> Result<bool> {
+    for var in [
+        crate::envvars::AUTO_INSTALL,
+        crate::envvars::MELTANO_AUTO_INSTALL,
+    ] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" | "t" | "y" => Ok(true),
+                "0" | "false" | "no" | "off" | "f" | "n" => Ok(false),
+                _ => Err(Error::config(format!(
+                    "`{var}` must be true or false, found `{v}`"
+                ))),
+            };
+        }
+    }
+    Ok(project.file().auto_install == Some(true))
+}
+
+/// The distinct environments the plugins need (an inherited plugin shares its parent's).
+pub fn targets_of(project: &Project, plugins: &[&Plugin]) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for p in plugins {
+        if let Some(t) = target(project, p)
+            && !out.iter().any(|o| o.dir == t.dir)
+        {
+            out.push(t);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! [`PluginProcess::wait_or_stop`] stops it the way Meltano users expect: SIGTERM to the group,
 //! then SIGKILL after a grace period.
 
+pub mod executable;
 pub mod install;
 mod process;
 mod runtime;

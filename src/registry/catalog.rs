@@ -14,10 +14,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::plugin::executable::BUILTINS;
 use crate::project::annotations::SourceKind;
 use crate::project::hub;
 use crate::project::{Plugin, PluginType, Project};
-use crate::runner::BUILTINS;
 
 /// The broad kind of a source or destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

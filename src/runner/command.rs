@@ -110,17 +110,18 @@ pub fn run(
     extra: &[String],
     output: CommandOutput,
 ) -> Result<i32> {
-    let plugin = &crate::settings::extras::effective_plugin(
-        project,
-        env,
+    let specs = spec::SpecBuilder::new(project, env, None)?;
+    let resolved = specs.resolve(
         project.find_plugin(&step.plugin, None)?,
+        &Default::default(),
     )?;
+    let plugin = &resolved.plugin;
     let role = match plugin.plugin_type {
         PluginType::Loaders => PluginRole::Loader,
         PluginType::Mappers => PluginRole::Mapper,
         _ => PluginRole::Extractor,
     };
-    let spec = spec::build(project, env, plugin, role, None)?.spec;
+    let spec = specs.spec(&resolved, role, None).spec;
     let base = runtime_base(&project.root().join(".dsm/run"));
     let run_dir = RunDir::create(&base)?;
 
@@ -128,16 +129,23 @@ pub fn run(
     let mut args: Vec<String> = Vec::new();
     match &step.command {
         Some(command) => {
-            let process_env: std::collections::BTreeMap<String, String> = std::env::vars()
-                .filter(|(k, _)| !spec.env_remove.contains(k))
-                .collect();
-            let lookup = |n: &str| spec.env.get(n).or_else(|| process_env.get(n)).cloned();
+            let process_env = &specs.inputs().process_env;
+            let lookup = |n: &str| {
+                spec.env
+                    .get(n)
+                    .or_else(|| {
+                        process_env
+                            .get(n)
+                            .filter(|_| !spec.env_remove.iter().any(|r| r == n))
+                    })
+                    .cloned()
+            };
             let (exe, words) = command_line(plugin, command, &lookup)?;
             if let Some(exe) = exe {
                 // A command's own executable is found like the plugin's (venv, then PATH).
                 let mut alias = plugin.clone();
                 alias.executable = exe;
-                executable = spec::resolve_executable(project, &alias);
+                executable = crate::plugin::executable::resolve_executable(project, &alias);
             }
             args.extend(words);
         }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::merge::{self, MergeRun, MergeStage, MergedStream, RunContext};
 use crate::pipeline::{Outcome, RunStatus};
 use crate::plugin::{PluginRole, RunDir};
-use crate::project::{Environment, PluginType, Project};
+use crate::project::{PluginType, Project};
 use crate::singer::message::SchemaMessage;
 use crate::store::RunId;
 use crate::store::merged::MergedDb;
@@ -80,8 +80,8 @@ fn drop_unset(v: &mut Value) {
 pub struct MergeInputs<'a> {
     /// The project.
     pub project: &'a Project,
-    /// The environment.
-    pub env: Option<&'a Environment>,
+    /// Resolves the other sources' specs from the flow's captured inputs.
+    pub specs: &'a super::spec::SpecBuilder<'a>,
     /// The flow's extractor.
     pub extractor: &'a str,
     /// The catalog file the extractor runs with, if it takes one.
@@ -241,17 +241,12 @@ fn other_catalog(inputs: &MergeInputs<'_>, extractor: &str) -> Option<Value> {
         .project
         .find_plugin(extractor, Some(PluginType::Extractors))
         .ok()?;
-    let plugin =
-        &crate::settings::extras::effective_plugin(inputs.project, inputs.env, plugin).ok()?;
-    let spec = super::spec::build(
-        inputs.project,
-        inputs.env,
-        plugin,
-        PluginRole::Extractor,
-        None,
-    )
-    .ok()?
-    .spec;
+    let resolved = inputs.specs.resolve(plugin, &Default::default()).ok()?;
+    let plugin = &resolved.plugin;
+    let spec = inputs
+        .specs
+        .spec(&resolved, PluginRole::Extractor, None)
+        .spec;
     let found = super::catalog::prepare(&super::catalog::CatalogInputs {
         project: inputs.project,
         plugin,

@@ -2,16 +2,17 @@
 //! builds them, except that sensitive values travel only in the private config file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::envvars;
+use std::path::PathBuf;
+
 use crate::error::Result;
+use crate::plugin::executable::resolve_executable;
 use crate::plugin::{PluginRole, PluginSpec};
 use crate::project::{Environment, Mapping, Object, Plugin, Project};
 use crate::secrets::layer::{Reveal, StoreLayer};
-use crate::settings::{self, Inputs, ResolvedSettings, expand};
+use crate::settings::{self, Inputs, PluginSettings, ResolvedSettings};
 
 /// The sensitive values of a config (the string leaves its masked copy hides) into `secrets`,
 /// and the values of user-name settings (`user`, `username`, `login`, `client_id`) into
@@ -46,17 +47,6 @@ fn masked_leaves(
     }
 }
 
-/// The built-in plugins shipped as binaries next to `dsm`.
-pub const BUILTINS: &[&str] = &[
-    "tap-csv",
-    "tap-jsonl",
-    "tap-sqlite",
-    "tap-rest",
-    "target-csv",
-    "target-jsonl",
-    "target-sqlite",
-];
-
 /// A plugin's spec plus the variables Meltano passes on from an extractor to the loader.
 pub struct Built {
     /// The spec.
@@ -65,55 +55,6 @@ pub struct Built {
     pub shared_env: BTreeMap<String, String>,
     /// The config file's content with sensitive values masked (`dsm el --dump ...-config`).
     pub masked_config: Value,
-}
-
-/// Where a plugin's executable is: a path as written, a built-in binary (variant `dsm`, or a
-/// built-in's name without `pip_url`) next to `dsm` or in `DSM_BUILTIN_BIN_DIR`, the plugin's
-/// venv under `.dsm/plugins/` (or Meltano's `.meltano/`), else the name, looked up on `PATH`.
-pub fn resolve_executable(project: &Project, plugin: &Plugin) -> PathBuf {
-    let exe = if plugin.executable.is_empty() {
-        plugin.name.as_str()
-    } else {
-        plugin.executable.as_str()
-    };
-    if exe.contains('/') {
-        return project.root().join(exe);
-    }
-    let builtin = plugin.variant.as_deref() == Some("dsm")
-        || (plugin.pip_url.is_none() && BUILTINS.contains(&exe));
-    if builtin {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        if let Some(d) = std::env::var_os(envvars::BUILTIN_BIN_DIR).filter(|d| !d.is_empty()) {
-            dirs.push(PathBuf::from(d));
-        }
-        if let Some(d) = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(PathBuf::from))
-        {
-            dirs.push(d);
-        }
-        if let Some(found) = dirs.iter().map(|d| d.join(exe)).find(|p| p.is_file()) {
-            return found;
-        }
-    }
-    if plugin.pip_url.is_some() {
-        let ty = plugin.plugin_type.key();
-        // An inherited plugin with its parent's `pip_url` runs from the parent's environment.
-        let owner = crate::plugin::install::venv_owner(project, plugin);
-        for dir in [".dsm/plugins", ".meltano"] {
-            let candidate = project
-                .root()
-                .join(dir)
-                .join(ty)
-                .join(&owner.name)
-                .join("venv/bin")
-                .join(exe);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from(exe)
 }
 
 /// The variables for a plugin's settings, leaving out sensitive ones, and the names that could
@@ -194,89 +135,104 @@ fn extras(plugin: &Plugin, role: PluginRole) -> Vec<(String, Value)> {
     out
 }
 
-fn overlay(
-    block: &Object,
-    env: &mut BTreeMap<String, String>,
-    lookup_base: &BTreeMap<String, String>,
-) {
-    for (k, v) in block {
-        let raw = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut exp = expand::Expansion::default();
-        let value = {
-            let lookup = |n: &str| env.get(n).or_else(|| lookup_base.get(n)).cloned();
-            expand::expand_str(&raw, &lookup, &mut exp)
-        };
-        env.insert(k.clone(), value);
+/// Builds the specs of a flow's plugins from inputs captured once: the process environment and
+/// `.env` (see [`Inputs::capture`]), the active environment, and the system database named by
+/// `--database-uri` (or `DSM_DATABASE_URI`, or the project's default). Values stored there
+/// (plain settings and, decrypted with the master key, secrets) take their place in the
+/// settings' layers; each secret a plugin receives is audited, and reaches it only in the
+/// config file.
+pub struct SpecBuilder<'a> {
+    project: &'a Project,
+    inputs: Inputs<'a>,
+    db: PathBuf,
+}
+
+impl<'a> SpecBuilder<'a> {
+    /// Captures the inputs of `project` under `env`.
+    pub fn new(
+        project: &'a Project,
+        env: Option<&'a Environment>,
+        database_uri: Option<&str>,
+    ) -> Result<SpecBuilder<'a>> {
+        Ok(SpecBuilder {
+            project,
+            inputs: Inputs::capture(project, env)?,
+            db: crate::store::database_path(database_uri, project.root())?,
+        })
+    }
+
+    /// The captured inputs.
+    pub fn inputs(&self) -> &Inputs<'a> {
+        &self.inputs
+    }
+
+    /// The project.
+    pub fn project(&self) -> &'a Project {
+        self.project
+    }
+
+    /// `plugin` with its effective extras in its fields.
+    pub fn effective(&self, plugin: &Plugin) -> Result<Plugin> {
+        settings::extras::effective_plugin(self.project, plugin, &self.inputs)
+    }
+
+    /// Resolves everything `plugin` gets. A plugin downstream of an extractor also sees
+    /// `upstream` (the extractor's [`Built::shared_env`]), as Meltano's loader settings do, so
+    /// a loader `config` can refer to `$MELTANO_EXTRACT__LOAD_SCHEMA`; the shell's own
+    /// variables win.
+    pub fn resolve(
+        &self,
+        plugin: &Plugin,
+        upstream: &BTreeMap<String, String>,
+    ) -> Result<PluginSettings> {
+        let layer = StoreLayer::open(
+            &self.db,
+            Reveal::ForRun(format!("dsm run ({})", plugin.name)),
+        )?;
+        let inputs = self.inputs.downstream_of(upstream);
+        let resolved = settings::resolve_plugin(self.project, plugin, &inputs.with_store(&layer))?;
+        for w in &resolved.settings.warnings {
+            tracing::warn!(plugin = %plugin.name, "{w}");
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves `plugin` and builds its spec in `role`; a mapping's config is laid over the
+    /// mapper's.
+    pub fn build(
+        &self,
+        plugin: &Plugin,
+        role: PluginRole,
+        mapping: Option<&Mapping>,
+        upstream: &BTreeMap<String, String>,
+    ) -> Result<Built> {
+        let resolved = self.resolve(plugin, upstream)?;
+        Ok(self.spec(&resolved, role, mapping))
+    }
+
+    /// The spec of a resolved plugin (whose `plugin` may carry `dsm el`'s overrides).
+    pub fn spec(
+        &self,
+        resolved: &PluginSettings,
+        role: PluginRole,
+        mapping: Option<&Mapping>,
+    ) -> Built {
+        from_resolved(self.project, &self.inputs, resolved, role, mapping)
     }
 }
 
-/// Builds the spec of `plugin` in `role`; a mapping's config is laid over the mapper's. The
-/// system database is the one `DSM_DATABASE_URI` or the project's default names.
-pub fn build(
+/// Puts a resolved plugin together into its spec: the config file's content, the variables
+/// of its `env:` blocks, `.env`, its settings and Meltano's extras, its executable.
+fn from_resolved(
     project: &Project,
-    env: Option<&Environment>,
-    plugin: &Plugin,
+    inputs: &Inputs<'_>,
+    resolved: &PluginSettings,
     role: PluginRole,
     mapping: Option<&Mapping>,
-) -> Result<Built> {
-    build_in(project, env, plugin, role, mapping, None)
-}
-
-/// [`build`] with the system database named by `--database-uri`. Values stored there (plain
-/// settings and, decrypted with the master key, secrets) take their place in the settings'
-/// layers; each secret a plugin receives is audited, and reaches it only in the config file.
-pub fn build_in(
-    project: &Project,
-    env: Option<&Environment>,
-    plugin: &Plugin,
-    role: PluginRole,
-    mapping: Option<&Mapping>,
-    database_uri: Option<&str>,
-) -> Result<Built> {
-    build_after(
-        project,
-        env,
-        plugin,
-        role,
-        mapping,
-        database_uri,
-        &BTreeMap::new(),
-    )
-}
-
-/// [`build_in`] for a plugin downstream of an extractor: its settings also see `upstream` (the
-/// extractor's [`Built::shared_env`]), as Meltano's loader settings do, so a loader `config`
-/// can refer to `$MELTANO_EXTRACT__LOAD_SCHEMA`. The shell's own variables win.
-pub fn build_after(
-    project: &Project,
-    env: Option<&Environment>,
-    plugin: &Plugin,
-    role: PluginRole,
-    mapping: Option<&Mapping>,
-    database_uri: Option<&str>,
-    upstream: &BTreeMap<String, String>,
-) -> Result<Built> {
-    let db = crate::store::database_path(database_uri, project.root())?;
-    let layer = StoreLayer::open(&db, Reveal::ForRun(format!("dsm run ({})", plugin.name)))?;
-    let mut inputs = Inputs {
-        store: &layer,
-        ..Inputs::from_process(env)
-    };
-    for (k, v) in upstream {
-        inputs
-            .process_env
-            .entry(k.clone())
-            .or_insert_with(|| v.clone());
-    }
-    let resolved = settings::resolve(project, plugin, &inputs)?;
-    for w in &resolved.warnings {
-        tracing::warn!(plugin = %plugin.name, "{w}");
-    }
-    let mut config = resolved.config_json();
-    let mut masked_config = resolved.config_json_masked(true);
+) -> Built {
+    let plugin = &resolved.plugin;
+    let mut config = resolved.config.clone();
+    let mut masked_config = resolved.masked_config.clone();
     for c in [&mut config, &mut masked_config] {
         if let (Some(m), Some(obj)) = (mapping, c.as_object_mut()) {
             for (k, v) in &m.config {
@@ -284,50 +240,10 @@ pub fn build_after(
             }
         }
     }
-    let process_env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    vars.insert(
-        envvars::MELTANO_PROJECT_ROOT.into(),
-        project.root().display().to_string(),
-    );
-    if let Some(e) = env {
-        vars.insert(envvars::MELTANO_ENVIRONMENT.into(), e.name.clone());
-    }
-    overlay(project.env(), &mut vars, &process_env);
-    // Meltano hands a plugin the variables of the project's `.env` too, over the project's
-    // `env:` block; here the shell's own values win, and secrets are dropped below.
-    let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
-    for (k, v) in &dotenv {
-        if !process_env.contains_key(k) {
-            vars.insert(k.clone(), v.clone());
-        }
-    }
-    // Meltano expands a plugin's `env:` against the environment's `env:` block (expanded
-    // first), though the environment's block still wins over the plugin's in the end.
-    let mut active = vars.clone();
-    if let Some(e) = env {
-        overlay(&e.env, &mut active, &process_env);
-    }
-    let mut plugin_vars = active.clone();
-    overlay(&plugin.env, &mut plugin_vars, &process_env);
-    for k in plugin.env.keys() {
-        if let Some(v) = plugin_vars.get(k) {
-            vars.insert(k.clone(), v.clone());
-        }
-    }
-    if let Some(e) = env {
-        for k in e.env.keys() {
-            if let Some(v) = active.get(k) {
-                vars.insert(k.clone(), v.clone());
-            }
-        }
-        if let Some(ep) = project.environment_plugin(e, plugin)
-            && let Some(block) = &ep.env
-        {
-            overlay(block, &mut vars, &process_env);
-        }
-    }
-    let (setting_vars, remove) = plugin_env(&resolved);
+    let process_env = &inputs.process_env;
+    let dotenv = &inputs.dotenv;
+    let mut vars = resolved.settings.env_overlay.clone();
+    let (setting_vars, remove) = plugin_env(&resolved.settings);
     let mut shared = BTreeMap::new();
     let (kind, verb) = match role {
         PluginRole::Extractor => ("EXTRACTOR", "EXTRACT"),
@@ -405,7 +321,7 @@ pub fn build_after(
         .into_iter()
         .filter(|k| !spec.env.contains_key(k))
         .collect();
-    Ok(Built {
+    Built {
         spec,
         shared_env: if role == PluginRole::Extractor {
             shared
@@ -413,5 +329,5 @@ pub fn build_after(
             BTreeMap::new()
         },
         masked_config,
-    })
+    }
 }

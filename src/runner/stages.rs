@@ -26,7 +26,7 @@ use crate::classification::Derivation;
 use crate::error::{Error, Result};
 use crate::plugin::{PluginRole, PluginSpec};
 use crate::project::annotations::{Dialect, OnError, TransformSpec, Validation};
-use crate::project::{Environment, PRIVATE_DIR, Plugin, Project};
+use crate::project::{PRIVATE_DIR, Plugin, Project};
 use crate::singer::Message;
 use crate::store::RunArtifact;
 use crate::transform::{
@@ -162,14 +162,13 @@ impl FlowStages {
 /// `annotations.dsm.transforms`, validation, then each mapper block (natively for the map-transformer
 /// family). Nothing is started; a configuration that cannot run is an error (exit 2).
 pub fn build(
-    project: &Project,
-    env: Option<&Environment>,
+    specs: &spec::SpecBuilder<'_>,
     extractor: &Plugin,
     extractor_spec: &mut PluginSpec,
     mappers: &[String],
     shared_env: &BTreeMap<String, String>,
-    database_uri: Option<&str>,
 ) -> Result<FlowStages> {
+    let project = specs.project();
     let mut steps = Vec::new();
     let dialect = project
         .dsm()
@@ -219,14 +218,7 @@ pub fn build(
 
     for name in mappers {
         let (mapper, mapping) = super::find_mapper(project, name)?;
-        let built = spec::build_in(
-            project,
-            env,
-            mapper,
-            PluginRole::Mapper,
-            mapping,
-            database_uri,
-        )?;
+        let built = specs.build(mapper, PluginRole::Mapper, mapping, &BTreeMap::new())?;
         if is_map_transformer(mapper) {
             let config = match built.spec.config {
                 Some(Value::Object(c)) => c,

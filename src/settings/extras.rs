@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::Value as J;
 
 use crate::error::{Error, Result};
-use crate::project::{Environment, Plugin, PluginDef, PluginType, Project};
-use crate::settings::{Source, env_var_name};
+use crate::project::{Plugin, PluginDef, PluginType, Project};
+use crate::settings::{Inputs, Source, env_var_name};
 
 /// How an extra's text in a variable is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,19 +237,14 @@ fn json_kind(v: &J) -> &'static str {
     }
 }
 
-/// Resolves the extras of `plugin` in Meltano's order (see the module's documentation), with
-/// `process_env` as the process environment.
-pub fn resolve(
-    project: &Project,
-    plugin: &Plugin,
-    environment: Option<&Environment>,
-    process_env: &BTreeMap<String, String>,
-) -> Result<Extras> {
+/// Resolves the extras of `plugin` in Meltano's order (see the module's documentation) from
+/// the captured `inputs`.
+pub fn resolve(project: &Project, plugin: &Plugin, inputs: &Inputs<'_>) -> Result<Extras> {
     let list = defs(plugin.plugin_type);
     if list.is_empty() {
         return Ok(Extras::default());
     }
-    let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
+    let environment = inputs.environment;
     let env_block = environment.and_then(|e| project.environment_plugin(e, plugin));
     let own = project
         .file()
@@ -260,7 +255,7 @@ pub fn resolve(
     let parent = match &plugin.parent {
         Some(name) => {
             let p = project.find_plugin(name, Some(plugin.plugin_type))?;
-            Some(resolve(project, p, environment, process_env)?)
+            Some(resolve(project, p, inputs)?)
         }
         None => None,
     };
@@ -299,9 +294,10 @@ pub fn resolve(
                 crate::project::Definition::Inherited { .. }
             )
         });
-        let (value, source) = if let Some(v) = from_vars(process_env, "in the environment")? {
+        let (value, source) = if let Some(v) = from_vars(&inputs.process_env, "in the environment")?
+        {
             (Some(v), Source::Env)
-        } else if let Some(v) = from_vars(&dotenv, "in `.env`")? {
+        } else if let Some(v) = from_vars(&inputs.dotenv, "in `.env`")? {
             (Some(v), Source::Dotenv)
         } else if let Some(v) = env_block.and_then(|d| from_def(d, def.key)) {
             (Some(v), Source::Environment)
@@ -326,15 +322,10 @@ pub fn resolve(
     Ok(Extras { values })
 }
 
-/// `plugin` with its effective extras in its fields, read with the current process
-/// environment; the plugin as it is when it has no extras.
-pub fn effective_plugin(
-    project: &Project,
-    environment: Option<&Environment>,
-    plugin: &Plugin,
-) -> Result<Plugin> {
-    let process_env: BTreeMap<String, String> = std::env::vars().collect();
-    let extras = resolve(project, plugin, environment, &process_env)?;
+/// `plugin` with its effective extras in its fields, read from the captured `inputs`; the
+/// plugin as it is when it has no extras.
+pub fn effective_plugin(project: &Project, plugin: &Plugin, inputs: &Inputs<'_>) -> Result<Plugin> {
+    let extras = resolve(project, plugin, inputs)?;
     let mut out = plugin.clone();
     if !extras.values.is_empty() {
         extras.apply(&mut out);

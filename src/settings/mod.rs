@@ -8,6 +8,7 @@
 
 pub mod expand;
 pub mod extras;
+mod inputs;
 pub mod processors;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as J};
 
 use crate::error::{Error, Result};
-use crate::project::{Environment, Object, Plugin, PluginType, Project, SettingDef};
+use crate::project::{Object, Plugin, PluginType, Project, SettingDef};
+
+pub use inputs::{EnvLayers, Inputs, Place, PluginSettings, resolve_plugin};
 
 /// What `--safe` output shows instead of a sensitive value.
 pub const MASK: &str = "********";
@@ -150,30 +153,12 @@ pub struct ResolvedSettings {
     pub values: Vec<SettingValue>,
     /// Warnings (undefined `$VAR`s), for the caller to show.
     pub warnings: Vec<String>,
+    /// The variables the project's, the environment's and the plugin's `env:` blocks (and
+    /// `.env`) set for the plugin's process, expanded; see [`EnvLayers`].
+    pub env_overlay: BTreeMap<String, String>,
     /// The variables the plugin runs with (see [`ResolvedSettings::plugin_env`]).
     env_prefixes: Vec<String>,
     verb: String,
-}
-
-/// What resolution reads besides the project.
-pub struct Inputs<'a> {
-    /// The active environment, if any.
-    pub environment: Option<&'a Environment>,
-    /// The process environment.
-    pub process_env: BTreeMap<String, String>,
-    /// The system store.
-    pub store: &'a dyn SystemStore,
-}
-
-impl<'a> Inputs<'a> {
-    /// Inputs with the current process environment and no store.
-    pub fn from_process(environment: Option<&'a Environment>) -> Inputs<'a> {
-        Inputs {
-            environment,
-            process_env: std::env::vars().collect(),
-            store: &NoStore,
-        }
-    }
 }
 
 /// Meltano's env var name: parts joined with `_`, non-alphanumerics to `_`, upper case.
@@ -290,65 +275,12 @@ pub fn resolve(
 
     // The environment Meltano expands against and reads settings from: `.env` under the
     // process environment, with the project's, plugin's and environment's `env:` over both.
-    let dotenv: BTreeMap<String, String> = project.dotenv()?.into_iter().collect();
-    let mut env_map = inputs.process_env.clone();
-    // Meltano puts its own project variables into the environment values expand against.
-    env_map.insert(
-        crate::envvars::MELTANO_PROJECT_ROOT.to_string(),
-        project.root().display().to_string(),
-    );
-    if let Some(e) = inputs.environment {
-        env_map.insert(
-            crate::envvars::MELTANO_ENVIRONMENT.to_string(),
-            e.name.clone(),
-        );
-    }
+    let dotenv = &inputs.dotenv;
     let env_plugin = inputs
         .environment
         .and_then(|e| project.environment_plugin(e, plugin));
-    let overlay = |block: &Object,
-                   env_map: &mut BTreeMap<String, String>,
-                   warnings: &mut Vec<String>|
-     -> Result<()> {
-        for (k, v) in block {
-            let raw = match v {
-                J::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let mut exp = expand::Expansion::default();
-            let lookup = |n: &str| env_map.get(n).cloned().or_else(|| dotenv.get(n).cloned());
-            let value = expand::expand_str(&raw, &lookup, &mut exp);
-            missing_vars(&exp, strict, &format!("`env` variable `{k}`"), warnings)?;
-            env_map.insert(k.clone(), value);
-        }
-        Ok(())
-    };
-    overlay(project.env(), &mut env_map, &mut warnings)?;
-    // Meltano expands a plugin's `env:` against the environment's `env:` block (expanded
-    // first), though the environment's block still wins over the plugin's in the end.
-    let mut active = env_map.clone();
-    if let Some(e) = inputs.environment {
-        overlay(&e.env, &mut active, &mut warnings)?;
-    }
-    let mut plugin_vars = active.clone();
-    overlay(&plugin.env, &mut plugin_vars, &mut warnings)?;
-    for k in plugin.env.keys() {
-        if let Some(v) = plugin_vars.get(k) {
-            env_map.insert(k.clone(), v.clone());
-        }
-    }
-    if let Some(e) = inputs.environment {
-        for k in e.env.keys() {
-            if let Some(v) = active.get(k) {
-                env_map.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(ep) = env_plugin
-        && let Some(env) = &ep.env
-    {
-        overlay(env, &mut env_map, &mut warnings)?;
-    }
+    let layers = inputs::EnvLayers::expand(project, plugin, inputs, strict, &mut warnings)?;
+    let env_map = layers.resolution_env(&inputs.process_env);
 
     // Definitions: declared ones, then undeclared keys (parent's first, then own).
     // Like Meltano, config is flattened all the way down and a key that is not a setting's
@@ -416,7 +348,7 @@ pub fn resolve(
         let mut masked_secret = false;
         let (raw, source, expandable) = if let Some(v) = from_env(&env_map) {
             (Some(v), Source::Env, false)
-        } else if let Some(v) = from_env(&dotenv) {
+        } else if let Some(v) = from_env(dotenv) {
             (Some(v), Source::Dotenv, false)
         } else if secret_names.contains(&def.name) {
             let v = match inputs.store.secret_value(&plugin.name, &def.name)? {
@@ -507,6 +439,7 @@ pub fn resolve(
         warnings,
         env_prefixes: dedup(env_prefixes),
         verb,
+        env_overlay: layers.plugin_env(&inputs.process_env, dotenv),
     })
 }
 
@@ -537,7 +470,7 @@ fn dedup(v: Vec<String>) -> Vec<String> {
     out
 }
 
-fn missing_vars(
+pub(crate) fn missing_vars(
     exp: &expand::Expansion,
     strict: bool,
     what: &str,

@@ -78,6 +78,7 @@ fn run(
     let inputs = Inputs {
         environment,
         process_env,
+        dotenv: p.dotenv().unwrap().into_iter().collect(),
         store: &NoStore,
     };
     resolve(p, p.plugin(plugin).unwrap(), &inputs)
@@ -130,6 +131,7 @@ fn system_store_sits_between_meltano_yml_and_the_default() {
     let inputs = Inputs {
         environment: None,
         process_env: BTreeMap::new(),
+        dotenv: BTreeMap::new(),
         store: &Store,
     };
     let r = resolve(&p, p.plugin("tap-x").unwrap(), &inputs).unwrap();
@@ -300,6 +302,7 @@ fn value_processors_and_a_setting_marked_sensitive_in_annotations() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        dotenv: BTreeMap::new(),
         store: &NoStore,
     };
     let r = resolve(&p, p.plugin("tap-p").unwrap(), &inputs(&[])).unwrap();
@@ -324,4 +327,38 @@ fn value_processors_and_a_setting_marked_sensitive_in_annotations() {
     assert_eq!(e.exit_code(), 2);
     assert!(e.message().contains("\"shout\""), "{}", e.message());
     assert!(e.message().contains("line 7"), "{}", e.message());
+}
+
+// Issue 19: the `env:` blocks are expanded once, with the settings: the variables a plugin
+// gets carry the project's block, `.env` (over it, unless the shell sets the variable) and the
+// environment's block, and under `ff.strict_env_var_mode` an undefined variable in a block is
+// an error before anything runs.
+#[test]
+fn env_overlay_comes_from_the_one_resolution_with_its_checks() {
+    let (_t, p) = setup(Some("PROJ=from-dotenv\nONLY_DOTENV=d\n"));
+    let r = run(&p, "tap-x", Some("dev"), &[]).unwrap();
+    let env = &r.env_overlay;
+    assert_eq!(env["PROJ"], "from-dotenv");
+    assert_eq!(env["ONLY_DOTENV"], "d");
+    assert_eq!(env["ENV_LEVEL"], "from-dev");
+    assert_eq!(env["MELTANO_ENVIRONMENT"], "dev");
+    // The shell's own value wins over `.env`: the variable is inherited, not set.
+    let r = run(&p, "tap-x", Some("dev"), &[("ONLY_DOTENV", "shell")]).unwrap();
+    assert!(!r.env_overlay.contains_key("ONLY_DOTENV"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}ff:\n  strict_env_var_mode: true\n",
+        YAML.replace("  PROJ: projval", "  PROJ: ${DSM_TEST_NOT_SET_ANYWHERE}")
+    );
+    std::fs::write(tmp.path().join("meltano.yml"), yaml).unwrap();
+    let p = Project::load(tmp.path()).unwrap();
+    let e = run(&p, "tap-y", None, &[]).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(
+        e.message()
+            .contains("`env` variable `PROJ` refers to `$DSM_TEST_NOT_SET_ANYWHERE`"),
+        "{}",
+        e.message()
+    );
 }

@@ -266,3 +266,60 @@ fn dsm_hands_plugins_the_environment_meltano_does_except_secrets() {
     assert_eq!(d_tap["config"]["password"], "s3cret-in-dotenv");
     assert_eq!(d_target["config"]["schema"], "raw_env");
 }
+
+/// Issue #19: the variables of the `env:` blocks a plugin gets are expanded once, with its
+/// settings: they see `.env` like settings do (a block referring to a `.env` variable used to
+/// reach the plugin empty), an undefined variable is a warning, and under
+/// `ff.strict_env_var_mode` an error that stops the plugin from starting.
+#[test]
+fn env_blocks_reach_the_plugin_expanded_once_with_the_strict_mode_checks() {
+    let yml = "version: 1
+project_id: dsm-env-overlay
+send_anonymous_usage_stats: false
+env:
+  GREETING: hello-${FROM_DOTENV}
+plugins:
+  utilities:
+  - name: echoer
+    executable: ./echo.sh
+    env:
+      TARGETED: to-${NEVER_SET_ANYWHERE}
+";
+    let p = TestProject::new(yml);
+    p.write(".env", "FROM_DOTENV=dotenv-value\n");
+    script(
+        &p,
+        "echo.sh",
+        "echo \"GREETING=$GREETING TARGETED=$TARGETED\" > echoed.txt\n",
+    );
+    let out = p.dsm(&["invoke", "echoer"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        p.read("echoed.txt").trim(),
+        "GREETING=hello-dotenv-value TARGETED=to-"
+    );
+    assert!(
+        out.stderr.contains("`NEVER_SET_ANYWHERE`") || out.stderr.contains("NEVER_SET_ANYWHERE"),
+        "the undefined variable is named in a warning: {}",
+        out.stderr
+    );
+    std::fs::remove_file(p.root().join("echoed.txt")).expect("rm");
+
+    p.write(
+        "meltano.yml",
+        &format!("{yml}ff:\n  strict_env_var_mode: true\n"),
+    );
+    let out = p.dsm(&["invoke", "echoer"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`env` variable `TARGETED` refers to `$NEVER_SET_ANYWHERE`, which is not set"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.root().join("echoed.txt").exists(),
+        "the plugin did not start"
+    );
+}
