@@ -24,22 +24,22 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::classification::StreamLabel;
 use crate::error::{Error, Result};
 use crate::project::Project;
-use crate::store::state::{apply_write, payload_from_state_value};
-use crate::classification::StreamLabel;
 use crate::store::audit::{AuditAppend, AuditChain};
 use crate::store::config_history::ConfigRestore;
 use crate::store::secrets::{KeyCheck, Rotation, RotationInput};
+use crate::store::state::{apply_write, payload_from_state_value};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
-use crate::store::{
-    AuditRow, AuditStore, ChainLink, ConfigHistoryStore, ConfigVersionRow, RunHistory, RunLocks,
-    SealedSecret, SecretInfo, SecretStore, SettingsStore, SourceStatusStore, StateStore,
-};
 use crate::store::{
     self, CommitOutcome, FlowLock, ImportReport, LockHolder, NewRun, PrunedTotal, RunArtifact,
     RunFilter, RunFinish, RunId, RunRecord, SourceStatusChange, StateAction, StateEvent, StateId,
     Store, StoredState, StreamStats,
+};
+use crate::store::{
+    AuditRow, AuditStore, ChainLink, ConfigHistoryStore, ConfigVersionRow, RunHistory, RunLocks,
+    SealedSecret, SecretInfo, SecretStore, SettingsStore, SourceStatusStore, StateStore,
 };
 
 /// The file holding a state id's state, as Meltano names it.

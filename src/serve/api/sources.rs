@@ -471,7 +471,14 @@ pub(super) fn write_secrets(
         let value = crate::secrets::Secret::new(value);
         crate::secrets::set_secret(conn.as_ref(), &key, &plugin.name, &name, &value, &command)
             .map_err(crate::error::Error::from)?;
-        crate::secrets::history::record(conn.as_ref(), &app.root, &pref, &command, "set", Some(&name))?;
+        crate::secrets::history::record(
+            conn.as_ref(),
+            &app.root,
+            &pref,
+            &command,
+            "set",
+            Some(&name),
+        )?;
     }
     Ok(names)
 }
