@@ -198,13 +198,14 @@ impl Settings {
         let mut s3_secret = get(ENV_S3_SECRET, &["s3", "aws_secret_access_key"])
             .map(|(v, _)| crate::secrets::Secret::new(v));
         let mut s3_key_id = get(ENV_S3_KEY_ID, &["s3", "aws_access_key_id"]).map(|(v, _)| v);
-        if uri.starts_with("s3://") && (s3_secret.is_none() || s3_key_id.is_none()) {
-            if let Some(db) = db_path {
-                s3_key_id = s3_key_id.or(stored_secret(db, "state_backend.s3.aws_access_key_id")?);
-                if s3_secret.is_none() {
-                    s3_secret = stored_secret(db, "state_backend.s3.aws_secret_access_key")?
-                        .map(crate::secrets::Secret::new);
-                }
+        if uri.starts_with("s3://")
+            && (s3_secret.is_none() || s3_key_id.is_none())
+            && let Some(db) = db_path
+        {
+            s3_key_id = s3_key_id.or(stored_secret(db, "state_backend.s3.aws_access_key_id")?);
+            if s3_secret.is_none() {
+                s3_secret = stored_secret(db, "state_backend.s3.aws_secret_access_key")?
+                    .map(crate::secrets::Secret::new);
             }
         }
         Ok(Some(Settings {
@@ -653,7 +654,7 @@ impl StateStore for BackedStore {
                     Err(reason) => outcomes.push(CommitOutcome::Ignored(reason)),
                 }
             }
-            let changed = outcomes.iter().any(|o| *o == CommitOutcome::Committed);
+            let changed = outcomes.contains(&CommitOutcome::Committed);
             Ok((halves.filter(|_| changed), outcomes))
         })
     }
