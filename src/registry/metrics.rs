@@ -334,9 +334,9 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name() != "dsm.prom")
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".dsm.prom"))
             .collect();
-        assert!(leftovers.is_empty());
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     }
 
     #[test]

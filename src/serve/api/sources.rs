@@ -183,9 +183,15 @@ pub(super) async fn get_source(
     let info = find_source(&loaded.sources, &id)?.clone();
     let app2 = app.clone();
     blocking(move || {
-        let tag = super::edit::etag_of(&app2.root, &info)?;
+        // A file that does not read right now (being edited, broken) gives no ETag: the last
+        // good project still answers, and an edit without a fresh ETag is refused.
+        let tag = super::edit::etag_of(&app2.root, &info).ok();
         let detail = source_detail(&app2, &project, &loaded, info)?;
-        super::edit::with_etag(Json(detail).into_response(), &tag)
+        let response = Json(detail).into_response();
+        match tag {
+            Some(tag) => super::edit::with_etag(response, &tag),
+            None => Ok(response),
+        }
     })
     .await
 }
