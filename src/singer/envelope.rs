@@ -528,6 +528,10 @@ impl Scanner<'_> {
         if self.i == digits_start {
             return Err(self.err("expected a digit"));
         }
+        // JSON numbers have no leading zeros (`02` is not a number, `0.2` is).
+        if self.i - digits_start > 1 && self.b[digits_start] == b'0' {
+            return Err(self.err("a number does not start with `0` unless it is 0"));
+        }
         if self.peek() == Some(b'.') {
             self.i += 1;
             let frac = self.i;
@@ -769,6 +773,19 @@ mod tests {
             r#"{"type":"RECORD","stream":"s","record":{"a":null,"b":[null,null],"c":"NaN"}}"#
         );
         assert!(scan(&clean).unwrap().non_finite.is_empty());
+    }
+
+    // Found by the proptest below: `02` passed the scanner, which serde_json refuses.
+    #[test]
+    fn numbers_with_leading_zeros_are_refused() {
+        for bad in ["02", "-01", "00.5", "01e3"] {
+            let line = format!(r#"{{"type":"RECORD","stream":"s","record":{{"id":{bad}}}}}"#);
+            assert!(scan(line.as_bytes()).is_err(), "{bad}");
+        }
+        for good in ["0", "-0", "0.5", "0e3", "10", "-10.25"] {
+            let line = format!(r#"{{"type":"RECORD","stream":"s","record":{{"id":{good}}}}}"#);
+            assert!(scan(line.as_bytes()).is_ok(), "{good}");
+        }
     }
 
     #[test]
