@@ -398,7 +398,8 @@ fn dump_state_prints_the_state_the_tap_would_start_from() {
 fn a_flow_without_dsm_state_is_refused_when_meltano_keeps_state_elsewhere() {
     // (A `file://` or `s3://` state backend is read by dsm itself and `gs://`/`azure://` are
     // refused by name: tests/meltano_state covers those.)
-    for top in ["database_uri: postgresql://meltano:pa55word@db.example/meltano"] {
+    {
+        let top = "database_uri: postgresql://meltano:pa55word@db.example/meltano";
         let p = project(top, "--generate 2 --stream users");
         let out = p.dsm(&["run", "tap-disc", "target-fake"]);
         assert_eq!(out.code, 2, "{top}: {}", out.stderr);
