@@ -75,6 +75,10 @@ pub const MELTANO_AUTO_INSTALL: &str = "MELTANO_AUTO_INSTALL";
 pub const RUN_PREFIX: &str = "DSM_RUN_";
 /// Meltano's prefix for the same variables (`MELTANO_RUN_FULL_REFRESH` ...), read after dsm's.
 pub const MELTANO_RUN_PREFIX: &str = "MELTANO_RUN_";
+/// Meltano's variable for `--run-id` (`DSM_RUN_RUN_ID` is dsm's).
+pub const MELTANO_RUN_ID: &str = "MELTANO_RUN_ID";
+/// Meltano's variable for `dsm el --state-id`.
+pub const MELTANO_STATE_ID: &str = "MELTANO_STATE_ID";
 
 /// Test-only: the time `dsm schedule run-due` takes as now (RFC 3339), so tests can move the
 /// clock. Not for production use.

@@ -16,7 +16,7 @@ pub struct Args {
     /// The loader.
     pub loader: String,
     /// Read and write state under this id instead of `{env}:{tap}-to-{target}`.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = crate::envvars::MELTANO_STATE_ID)]
     pub state_id: Option<String>,
     /// Extract only these streams (or `stream.property` patterns); repeatable. Replaces the
     /// extractor's `select_filter` and applies after its `select` rules, as in Meltano.

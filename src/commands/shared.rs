@@ -318,23 +318,34 @@ fn parse_run_id(text: &str) -> std::result::Result<String, String> {
     crate::store::RunId::parse(text).map(|id| id.as_str().to_string())
 }
 
-fn env_value(flag: &str) -> Option<String> {
-    [envvars::RUN_PREFIX, envvars::MELTANO_RUN_PREFIX]
-        .iter()
-        .find_map(|p| std::env::var(format!("{p}{flag}")).ok())
-        .filter(|v| !v.is_empty())
+/// The variable that sets a run flag, and its value: `DSM_RUN_<FLAG>` first, then Meltano's
+/// name for it (`MELTANO_RUN_<FLAG>`, except `--run-id`, which Meltano reads from
+/// `MELTANO_RUN_ID`). Empty values count as unset.
+fn env_value(flag: &str) -> Option<(String, String)> {
+    let meltano = match flag {
+        "RUN_ID" => envvars::MELTANO_RUN_ID.to_string(),
+        _ => format!("{}{flag}", envvars::MELTANO_RUN_PREFIX),
+    };
+    [format!("{}{flag}", envvars::RUN_PREFIX), meltano]
+        .into_iter()
+        .find_map(|name| {
+            std::env::var(&name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v))
+        })
 }
 
 fn env_bool(flag: &str) -> Result<bool> {
     match env_value(flag) {
         None => Ok(false),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
+        Some((name, v)) => match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" | "t" | "y" => Ok(true),
             "0" | "false" | "no" | "off" | "f" | "n" => Ok(false),
-            _ => Err(Error::config(format!(
-                "`{}{flag}` must be true or false, found `{v}`",
-                envvars::RUN_PREFIX
-            ))),
+            _ => Err(
+                Error::config(format!("`{name}` must be true or false, found `{v}`"))
+                    .hint(format!("set `{name}` to `true` or `false`, or unset it")),
+            ),
         },
     }
 }
@@ -359,9 +370,9 @@ impl RunFlags {
             (Some(s), _) => s.into(),
             (None, _) if self.merge_state => StateStrategy::Merge,
             (None, None) => StateStrategy::Auto,
-            (None, Some(v)) => <StateStrategyArg as clap::ValueEnum>::from_str(&v, true)
+            (None, Some((name, v))) => <StateStrategyArg as clap::ValueEnum>::from_str(&v, true)
                 .map_err(|_| {
-                    Error::config(format!("unknown state strategy `{v}`"))
+                    Error::config(format!("unknown state strategy `{v}` in `{name}`"))
                         .hint("use `auto`, `merge` or `overwrite`")
                 })?
                 .into(),
@@ -369,7 +380,10 @@ impl RunFlags {
         let timeout = match (self.timeout, env_value("TIMEOUT")) {
             (Some(t), _) => Some(t),
             (None, None) => None,
-            (None, Some(v)) => Some(crate::duration::parse(&v)?),
+            (None, Some((name, v))) => Some(crate::duration::parse(&v).map_err(|e| {
+                Error::config(format!("`{name}` is not a duration: {e}"))
+                    .hint("give seconds, or a duration such as `90s`, `15m` or `2h`")
+            })?),
         };
         Ok(RunOptions {
             full_refresh: self.full_refresh || env_bool("FULL_REFRESH")?,
@@ -379,13 +393,15 @@ impl RunFlags {
             state_id_suffix: self
                 .state_id_suffix
                 .clone()
-                .or_else(|| env_value("STATE_ID_SUFFIX")),
+                .or_else(|| env_value("STATE_ID_SUFFIX").map(|(_, v)| v)),
             state_strategy,
             refresh_catalog: self.refresh_catalog || env_bool("REFRESH_CATALOG")?,
             dry_run: self.dry_run || env_bool("DRY_RUN")?,
             run_id: match (&self.run_id, env_value("RUN_ID")) {
                 (Some(id), _) => Some(id.clone()),
-                (None, Some(v)) => Some(parse_run_id(&v).map_err(Error::config)?),
+                (None, Some((name, v))) => {
+                    Some(parse_run_id(&v).map_err(|e| Error::config(format!("`{name}`: {e}")))?)
+                }
                 (None, None) => None,
             },
             timeout,

@@ -434,6 +434,102 @@ fn state_id_suffix_comes_from_the_flag_or_the_environment_variable() {
     assert_ne!(state(&p, "tap-fake-to-target-fake:b"), json!({}));
 }
 
+/// Issue #22: each of `meltano run`'s variables sets its flag in `dsm run` with the flag's
+/// meaning (Meltano's names: `MELTANO_RUN_<FLAG>`, `MELTANO_RUN_ID` for `--run-id`,
+/// `MELTANO_STATE_ID` for `el --state-id`), and a bad value names the variable.
+#[test]
+fn meltanos_run_variables_set_their_flags() {
+    let p = project("--generate 2 --stream users");
+    let id = "tap-fake-to-target-fake";
+    let with = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = p.command(args);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        crate::support::run(cmd)
+    };
+    let run = ["run", "tap-fake", "target-fake"];
+
+    let out = with(&[("MELTANO_RUN_NO_STATE_UPDATE", "true")], &run);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(state(&p, id), json!({}), "MELTANO_RUN_NO_STATE_UPDATE");
+
+    let uuid = "2f1c0a4e-8d1b-4c57-9a43-5b0e1f6d7c88";
+    let out = with(&[("MELTANO_RUN_ID", uuid)], &run);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let runs = p.dsm(&["runs", "list", "--format", "json"]).json();
+    assert_eq!(runs[0]["run_id"], uuid, "MELTANO_RUN_ID: {runs}");
+    let out = with(&[("MELTANO_RUN_ID", "not-a-uuid")], &run);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("MELTANO_RUN_ID"), "{}", out.stderr);
+
+    let out = with(&[("MELTANO_RUN_STATE_ID_SUFFIX", "m")], &run);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, &format!("{id}:m")),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 2}}}}),
+        "MELTANO_RUN_STATE_ID_SUFFIX"
+    );
+
+    // Merge keeps a bookmark the run does not send; the default (overwrite here) drops it.
+    let keep = r#"{"singer_state": {"bookmarks": {"other": {"id": 9}}}}"#;
+    assert_eq!(p.dsm(&["state", "set", id, keep]).code, 0);
+    let out = with(&[("MELTANO_RUN_STATE_STRATEGY", "merge")], &run);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, id)["singer_state"]["bookmarks"]["other"],
+        json!({"id": 9}),
+        "MELTANO_RUN_STATE_STRATEGY=merge"
+    );
+    let out = with(&[("MELTANO_RUN_STATE_STRATEGY", "sideways")], &run);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("MELTANO_RUN_STATE_STRATEGY"),
+        "{}",
+        out.stderr
+    );
+    let out = with(&[("MELTANO_RUN_FORCE", "maybe")], &run);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("MELTANO_RUN_FORCE"), "{}", out.stderr);
+
+    // `el --state-id` from Meltano's variable.
+    let out = with(
+        &[("MELTANO_STATE_ID", "from-variable")],
+        &["el", "tap-fake", "target-fake"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        state(&p, "from-variable"),
+        json!({"singer_state": {"bookmarks": {"users": {"id": 2}}}}),
+        "MELTANO_STATE_ID"
+    );
+
+    // The timeout, and force: a second run while the first holds the flow's lock.
+    set_tap(
+        &p,
+        "--pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\" --sleep-before 4000 --generate 1",
+    );
+    let out = with(&[("MELTANO_RUN_TIMEOUT", "1")], &run);
+    assert_eq!(out.code, 124, "MELTANO_RUN_TIMEOUT: {}", out.stderr);
+    std::fs::remove_file(path(&p, "tap.pid")).expect("the tap wrote its pid");
+    let mut first = p.command(&run);
+    first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().expect("dsm starts");
+    let started = Instant::now();
+    while !path(&p, "tap.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first run never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = with(&[("MELTANO_RUN_FORCE", "1")], &run);
+    assert_eq!(second.code, 0, "MELTANO_RUN_FORCE: {}", second.stderr);
+    assert_eq!(first.wait().expect("wait").code(), Some(0));
+}
+
 #[test]
 fn discovered_catalog_is_selected_cached_and_passed_with_catalog() {
     let p = project("");
@@ -503,6 +599,15 @@ exec {TAP} "$@" --generate 1 --stream users
         p.read("discoveries").lines().count(),
         2,
         "--refresh-catalog discovers"
+    );
+    let mut cmd = p.command(&["run", "tap-disc", "target-fake"]);
+    cmd.env("MELTANO_RUN_REFRESH_CATALOG", "true");
+    let out = crate::support::run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        p.read("discoveries").lines().count(),
+        3,
+        "MELTANO_RUN_REFRESH_CATALOG discovers"
     );
 }
 

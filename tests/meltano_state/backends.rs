@@ -187,7 +187,6 @@ fn file_backend_from_meltanos_environment_variable() {
 }
 
 #[test]
-#[ignore = "unfinished: the test's unsigned requests to moto get HTTP 403 (issue 22)"]
 fn s3_backend_meltano_and_dsm_take_turns() {
     let moto = Moto::start();
     moto.create_bucket("dsm-state");
@@ -211,7 +210,7 @@ fn s3_backend_meltano_and_dsm_take_turns() {
         ),
         ("AWS_DEFAULT_REGION", "us-east-1"),
     ];
-    let key = format!("team/meltano/{}/state.json", STATE_ID.replace(':', "%3A"));
+    let key = format!("team/meltano/{STATE_ID}/state.json");
     take_turns(&dir, &env, &|| moto.get("dsm-state", &key));
     assert!(
         moto.get("dsm-state", &key.replace("state.json", "lock"))
@@ -268,7 +267,6 @@ fn s3_backend_credentials_are_checked_without_showing_them() {
 }
 
 #[test]
-#[ignore = "unfinished: the test's unsigned requests to moto get HTTP 403 (issue 22)"]
 fn a_held_lock_makes_dsm_wait_then_fail_and_a_stale_one_is_taken_over() {
     let moto = Moto::start();
     moto.create_bucket("dsm-state");
@@ -371,7 +369,6 @@ fn gcs_and_azure_backends_are_refused_by_name() {
 }
 
 #[test]
-#[ignore = "unfinished: the test's unsigned requests to moto get HTTP 403 (issue 22)"]
 fn s3_secret_from_dsms_secret_store() {
     let moto = Moto::start();
     moto.create_bucket("dsm-state");

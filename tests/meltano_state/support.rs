@@ -134,43 +134,49 @@ impl Moto {
         moto
     }
 
-    fn agent() -> ureq::Agent {
-        ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build(),
-        )
+    /// Runs `code` with boto3 from the Meltano venv (installed with `meltano[s3]`), with a client
+    /// `s3` signed by the credentials the tests give moto; what it prints is returned. The requests
+    /// are signed as any S3 client signs them: moto refuses anonymous reads of private objects.
+    fn boto3(&self, code: &str, args: &[&str]) -> Out {
+        let script = format!(
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                 aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             {code}\n"
+        );
+        let mut cmd = Command::new(venv().join("bin/python"));
+        cmd.arg("-c").arg(script).arg(&self.endpoint).args(args);
+        output(cmd)
     }
 
-    /// Creates a bucket (moto takes unsigned requests).
+    /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) {
-        let resp = Self::agent()
-            .put(&format!("{}/{bucket}", self.endpoint))
-            .send(&[] as &[u8])
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "creating bucket `{bucket}`");
+        self.boto3("s3.create_bucket(Bucket=sys.argv[2])", &[bucket])
+            .ok(&format!("creating bucket `{bucket}`"));
     }
 
-    /// The object at `key` (encoded path) of `bucket`, if any.
+    /// The object at `key` of `bucket`, if any.
     pub fn get(&self, bucket: &str, key: &str) -> Option<String> {
-        let mut resp = Self::agent()
-            .get(&format!("{}/{bucket}/{key}", self.endpoint))
-            .call()
-            .unwrap();
-        match resp.status().as_u16() {
-            200 => Some(resp.body_mut().read_to_string().unwrap()),
-            404 => None,
-            other => panic!("GET {key}: HTTP {other}"),
+        let out = self.boto3(
+            "try:\n    body = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read()\n\
+             except s3.exceptions.NoSuchKey:\n    sys.exit(44)\n\
+             sys.stdout.write(body.decode())",
+            &[bucket, key],
+        );
+        match out.code {
+            0 => Some(out.stdout),
+            44 => None,
+            _ => panic!("GET {key}: {out:?}"),
         }
     }
 
-    /// Writes an object (unsigned).
+    /// Writes an object.
     pub fn put(&self, bucket: &str, key: &str, body: &str) {
-        let resp = Self::agent()
-            .put(&format!("{}/{bucket}/{key}", self.endpoint))
-            .send(body.as_bytes())
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "PUT {key}");
+        self.boto3(
+            "s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.argv[4].encode())",
+            &[bucket, key, body],
+        )
+        .ok(&format!("PUT {key}"));
     }
 }
 
