@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::commands::Context;
-use crate::commands::shared::{RunFlags, check_disabled, install_before_run, load, print_reports};
+use crate::commands::shared::{
+    RunFlags, check_disabled, install_before_run, load, print_reports, timeout_left,
+};
 use crate::error::{Error, Result};
 use crate::plugin::install::InstallChoice;
 use crate::runner::{self, Dump, Flow};
@@ -100,15 +102,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         loader: args.loader,
     };
     let choice = args.flags.install_choice();
+    // `--timeout` bounds the whole run, installs included.
+    let started = std::time::Instant::now();
+    let deadline = opts.timeout.map(|t| started + t);
     install_before_run(
         &ctx.printer,
         &project,
         &[flow.extractor.clone(), flow.loader.clone()],
         choice,
+        deadline,
     )?;
     if choice == InstallChoice::OnlyInstall {
         return Ok(());
     }
+    timeout_left(&mut opts, started)?;
     let report = runner::run_flow(&project, env, &flow, &opts)?;
     print_reports(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }

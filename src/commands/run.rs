@@ -1,7 +1,9 @@
 //! `dsm run BLOCKS...`: extractor, mappers and loader per flow, job names expanded.
 
 use crate::commands::Context;
-use crate::commands::shared::{RunFlags, check_disabled, install_before_run, load, print_reports};
+use crate::commands::shared::{
+    RunFlags, check_disabled, install_before_run, load, print_reports, timeout_left,
+};
 use crate::error::Result;
 use crate::plugin::install::InstallChoice;
 use crate::runner;
@@ -25,12 +27,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         None => None,
     };
     check_disabled(ctx, &project, &args.blocks, args.flags.include_disabled)?;
-    let opts = args.flags.options(ctx)?;
+    let mut opts = args.flags.options(ctx)?;
     let choice = args.flags.install_choice();
-    install_before_run(&ctx.printer, &project, &args.blocks, choice)?;
+    // `--timeout` bounds the whole run, installs included.
+    let started = std::time::Instant::now();
+    let deadline = opts.timeout.map(|t| started + t);
+    install_before_run(&ctx.printer, &project, &args.blocks, choice, deadline)?;
     if choice == InstallChoice::OnlyInstall {
         return Ok(());
     }
+    timeout_left(&mut opts, started)?;
     let reports = runner::run_steps(&project, env, &args.blocks, &opts)?;
     print_reports(ctx, reports)
 }

@@ -74,6 +74,23 @@ pub fn check_disabled(
         .hint("or pass `--include-disabled` to run it this once"))
 }
 
+/// What is left of a run's `--timeout` after the installs that began at `started`: the run
+/// gets the rest, and none left is the run's timeout (exit 124).
+pub fn timeout_left(opts: &mut crate::runner::RunOptions, started: Instant) -> Result<()> {
+    if let Some(t) = opts.timeout {
+        let left = t.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Timeout,
+                "installing the run's plugins took the whole of its timeout",
+            )
+            .hint("raise `--timeout`, or install first with `dsm install`"));
+        }
+        opts.timeout = Some(left);
+    }
+    Ok(())
+}
+
 /// Installs the plugins that `blocks` name and that are missing or changed, when `choice` says
 /// so or, without a flag, when `auto_install` is on.
 pub fn install_before_run(
@@ -81,6 +98,7 @@ pub fn install_before_run(
     project: &Project,
     blocks: &[String],
     choice: InstallChoice,
+    deadline: Option<Instant>,
 ) -> Result<()> {
     let plugins = install::plugins_to_install(project, blocks, choice)?;
     let targets: Vec<Target> = install::targets_of(project, &plugins)
@@ -96,7 +114,7 @@ pub fn install_before_run(
         return Ok(());
     }
     let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    install_targets(printer, &targets, false, parallel)
+    install_targets(printer, &targets, false, parallel, deadline)
 }
 
 /// Installs the plugins `words` (`[TYPE] [NAME...]`) name, or all of the project's (of
@@ -152,7 +170,7 @@ pub fn install_plugins(
             .notice("nothing to install: no plugin chosen has a `pip_url`");
         return Ok(());
     }
-    install_targets(&ctx.printer, &targets, clean, parallel)
+    install_targets(&ctx.printer, &targets, clean, parallel, None)
 }
 
 /// Installs `targets` (`parallel` at a time), with a spinner per plugin on a terminal and a
@@ -162,6 +180,7 @@ pub fn install_targets(
     targets: &[Target],
     clean: bool,
     parallel: usize,
+    deadline: Option<Instant>,
 ) -> Result<()> {
     let installer = Installer::detect();
     tracing::debug!(installer = installer.name(), "installing plugins");
@@ -221,7 +240,7 @@ pub fn install_targets(
             }
         }
     };
-    let failures = install::install_all(targets, &installer, clean, parallel, &report);
+    let failures = install::install_all(targets, &installer, clean, parallel, deadline, &report);
     if let Some(m) = &multi {
         let _ = m.clear();
     }

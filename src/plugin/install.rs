@@ -10,10 +10,11 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::project::{Plugin, PluginType, Project};
 
 /// The file beside a plugin's environment that records what was installed.
@@ -264,6 +265,7 @@ pub fn install_all(
     installer: &Installer,
     clean: bool,
     parallel: usize,
+    deadline: Option<Instant>,
     report: &(dyn Fn(&Target, Option<&Result<Outcome>>) + Sync),
 ) -> Vec<(Target, Error)> {
     use std::sync::Mutex;
@@ -277,7 +279,7 @@ pub fn install_all(
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(t) = targets.get(i) else { break };
                     report(t, None);
-                    let result = install(t, installer, clean);
+                    let result = install_observed(t, installer, clean, deadline, &|_| {});
                     report(t, Some(&result));
                     if let Err(e) = result {
                         failures
@@ -306,6 +308,19 @@ pub enum Outcome {
 /// Installs `target` (removing its environment first when `clean`, or when what was installed
 /// differs), unless it is installed already.
 pub fn install(target: &Target, installer: &Installer, clean: bool) -> Result<Outcome> {
+    install_observed(target, installer, clean, None, &|_| {})
+}
+
+/// [`install`], calling `step` with each step's name (`python -m venv`, `pip install` ...)
+/// as it starts. Past `deadline` (a run's `--timeout`) the installer and its children are
+/// killed and the error is a timeout (exit 124); the half-built environment is removed.
+pub fn install_observed(
+    target: &Target,
+    installer: &Installer,
+    clean: bool,
+    deadline: Option<Instant>,
+    step: &dyn Fn(&str),
+) -> Result<Outcome> {
     let status = target.status();
     if !clean && status == Status::Installed {
         return Ok(Outcome::Skipped);
@@ -362,15 +377,29 @@ pub fn install(target: &Target, installer: &Installer, clean: bool) -> Result<Ou
         }
     };
     for (label, mut cmd) in steps {
+        step(&label);
         // The installer's own variables of the parent would point it elsewhere.
         cmd.env_remove("VIRTUAL_ENV")
             .env_remove("PYTHONHOME")
             .env_remove("PIP_REQUIRE_VIRTUALENV")
             .stdin(Stdio::null());
-        let output = run_capturing(&mut cmd).map_err(|e| {
-            Error::failed(format!("cannot start `{label}` to install {what}: {e}"))
-                .hint("check that Python (or uv) is installed and on PATH")
-        })?;
+        let output = match run_capturing(&mut cmd, deadline) {
+            Ok(Some(output)) => output,
+            Ok(None) => {
+                let _ = std::fs::remove_dir_all(&venv);
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("installing {what} did not finish within the run's timeout (`{label}` was stopped)"),
+                )
+                .hint("raise `--timeout`, or install first with `dsm install` and run with `--no-install`"));
+            }
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot start `{label}` to install {what}: {e}"
+                ))
+                .hint("check that Python (or uv) is installed and on PATH"));
+            }
+        };
         use std::io::Write as _;
         let _ = log.write_all(redact(&output.text).as_bytes());
         if !output.success {
@@ -418,33 +447,53 @@ struct Captured {
     text: String,
 }
 
-/// Runs a command with stdout and stderr read into one text (stderr after stdout).
-fn run_capturing(cmd: &mut Command) -> std::io::Result<Captured> {
+/// Runs a command with stdout and stderr read into one text (stderr after stdout); `None`
+/// when `deadline` passed first (the command and its process group are killed). The output
+/// goes to unnamed temporary files, so waiting never blocks on a full pipe.
+fn run_capturing(
+    cmd: &mut Command,
+    deadline: Option<Instant>,
+) -> std::io::Result<Option<Captured>> {
+    use std::io::Seek as _;
+    use std::os::unix::process::CommandExt as _;
     // A package's build scripts are plugin code too: no dsm access variable reaches them.
     super::process::withhold_access(cmd);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
+    let mut out = tempfile::tempfile()?;
+    let mut err = tempfile::tempfile()?;
+    let mut child = cmd
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(err.try_clone()?))
+        // Its own process group, so a timeout stops pip's build subprocesses too.
+        .process_group(0)
+        .spawn()?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = super::sys::signal_group(child.id(), super::sys::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |f: &mut std::fs::File| -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
-    let mut out = Vec::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_end(&mut out);
-    }
-    let status = child.wait()?;
-    let err = reader.join().unwrap_or_default();
-    let mut text = String::from_utf8_lossy(&out).into_owned();
-    text.push_str(&String::from_utf8_lossy(&err));
-    Ok(Captured {
+        f.rewind()?;
+        f.read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    let mut text = String::from_utf8_lossy(&read(&mut out)?).into_owned();
+    text.push_str(&String::from_utf8_lossy(&read(&mut err)?));
+    Ok(Some(Captured {
         success: status.success(),
         status: match status.code() {
             Some(c) => format!("status {c}"),
             None => "a signal".to_string(),
         },
         text,
-    })
+    }))
 }
 
 /// What a run does about plugins that are not installed (Meltano's `--install`,

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod executor;
+pub mod installs;
 pub mod problem;
 pub mod tls;
 pub mod token;
@@ -80,6 +81,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// The runs this server started, and the event stream.
     pub runs: Arc<executor::Runs>,
+    /// The plugin installations this server started.
+    pub installs: Arc<installs::Installs>,
     /// Turns `true` when the server begins to shut down (event streams end).
     pub shutdown: tokio::sync::watch::Sender<bool>,
     loaded: RwLock<Loaded>,
@@ -105,6 +108,7 @@ impl App {
             database_path,
             environment,
             runs: Arc::new(executor::Runs::new(store.clone())),
+            installs: Arc::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             store,
             read_only,

@@ -334,6 +334,58 @@ fn a_timeout_bounds_catalog_discovery_too() {
     );
 }
 
+/// Issue #21 (5): `--timeout` bounds the installs a run makes too. The package index named in
+/// `pip_url` accepts connections and never answers, so pip would wait for minutes.
+#[test]
+fn a_timeout_bounds_the_installs_of_a_run() {
+    let p = project("--generate 1");
+    let index = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = index.local_addr().expect("an address").port();
+    let yml = p.read("meltano.yml").replace(
+        "  - name: tap-raw\n",
+        &format!(
+            "  - name: tap-slow-index\n    namespace: tap_slow_index\n    pip_url: --index-url http://127.0.0.1:{port}/simple dsm-never-served-package\n  - name: tap-raw\n"
+        ),
+    );
+    p.write("meltano.yml", &yml);
+    let started = Instant::now();
+    let out = p.dsm(&[
+        "run",
+        "tap-slow-index",
+        "target-fake",
+        "--install",
+        "--timeout",
+        "3",
+    ]);
+    assert_eq!(out.code, 124, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "installing extractor `tap-slow-index` did not finish within the run's timeout"
+        ),
+        "{}",
+        out.stderr
+    );
+    // A hang guard, not a speed check: pip alone would wait well over a minute.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    // The installer was stopped with its children, and its half-built environment removed.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("dsm-never-served-package"))
+        .collect();
+    assert!(left.is_empty(), "installer processes left: {left:?}");
+    assert!(
+        !path(&p, ".dsm/plugins/extractors/tap-slow-index/venv").exists(),
+        "the half-built environment is removed"
+    );
+    drop(index);
+}
+
 #[test]
 fn sigterm_stops_the_run_gracefully_with_exit_143() {
     let p =

@@ -4,13 +4,13 @@
 use super::*;
 
 /// The events of one `GET /api/events` stream, read on their own thread.
-struct Events {
+pub(crate) struct Events {
     rx: std::sync::mpsc::Receiver<(String, Value)>,
 }
 
 impl Events {
     /// Waits for the next event of `kind` for which `pred` holds (others are skipped).
-    fn wait(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -34,7 +34,7 @@ impl Server {
         self.call("DELETE", path, &[("Authorization", &auth)], None)
     }
 
-    fn events(&self, token: &str) -> Events {
+    pub(crate) fn events(&self, token: &str) -> Events {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()

@@ -296,3 +296,114 @@ fn issue_24_a_source_registered_from_a_template_comes_from_the_catalog() {
     assert!(yml.contains("name: target-csv"), "{yml}");
     assert!(yml.contains("variant:"), "{yml}");
 }
+
+/// A wheel of a one-file package with a `tap-wheel` command, built here so that installing it
+/// needs no network: a real `pip install` of a real (if tiny) distribution.
+fn tap_wheel(dir: &Path) -> std::path::PathBuf {
+    let wheel = dir.join("tap_wheel-1.0-py3-none-any.whl");
+    let script = r#"
+import base64, hashlib, sys, zipfile
+info = "tap_wheel-1.0.dist-info"
+files = {
+    "tap_wheel/__init__.py": "def main():\n    print('{}')\n",
+    info + "/METADATA": "Metadata-Version: 2.1\nName: tap-wheel\nVersion: 1.0\n",
+    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: dsm-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    info + "/entry_points.txt": "[console_scripts]\ntap-wheel = tap_wheel:main\n",
+}
+record = []
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(info + "/RECORD,,")
+    z.writestr(info + "/RECORD", "\n".join(record) + "\n")
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&wheel)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "building the test wheel");
+    wheel
+}
+
+/// Issue #24: a source registered over HTTP whose plugin needs installing is installed in the
+/// background with the library's installer; `install_progress` events follow each step and
+/// the end, and the source's document says where the installation stands, failure included.
+#[test]
+fn issue_24_a_registered_plugin_is_installed_with_progress_on_the_event_stream() {
+    let p = fixture();
+    let wheel = tap_wheel(p.root());
+    let admin = p.token("admin", "admin");
+    let server = p.serve(&[]);
+    let events = server.events(&admin);
+    let created = send(
+        &server,
+        "POST",
+        "/api/sources",
+        &admin,
+        &serde_json::json!({"name": "tap-wheel", "plugin_type": "extractor", "plugin": {
+            "namespace": "tap_wheel",
+            "pip_url": format!("--no-index {}", wheel.display()),
+        }}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.json()["install"]["status"],
+        "installing",
+        "{}",
+        created.body
+    );
+    let mine = |v: &Value| v["source"] == "tap-wheel";
+    let step = events.wait("install_progress", |v| {
+        mine(v)
+            && v["step"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("pip install"))
+    });
+    assert_eq!(step["status"], "running", "{step}");
+    let done = events.wait("install_progress", |v| mine(v) && v["step"] == "done");
+    assert_eq!(done["status"], "installed", "{done}");
+    let venv = p.root().join(".dsm/plugins/extractors/tap-wheel/venv");
+    assert!(
+        venv.join("bin/tap-wheel").is_file(),
+        "the wheel's command is installed"
+    );
+    let doc = server.get("/api/sources/tap-wheel", &admin).json();
+    assert_eq!(
+        doc["install"],
+        serde_json::json!({"status": "installed", "detail": null})
+    );
+    // A built-in plugin needs nothing.
+    let doc = server.get("/api/sources/target-jsonl", &admin).json();
+    assert_eq!(doc["install"]["status"], "built_in", "{doc}");
+
+    // A package that cannot be found: the failure is an event and stays on the document.
+    let created = send(
+        &server,
+        "POST",
+        "/api/sources",
+        &admin,
+        &serde_json::json!({"name": "tap-missing", "plugin_type": "extractor", "plugin": {
+            "namespace": "tap_missing",
+            "pip_url": "--no-index dsm-no-such-package-for-tests",
+        }}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let done = events.wait("install_progress", |v| {
+        v["source"] == "tap-missing" && v["step"] == "done"
+    });
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("pip install")),
+        "{done}"
+    );
+    let doc = server.get("/api/sources/tap-missing", &admin).json();
+    assert_eq!(doc["install"]["status"], "failed", "{doc}");
+    assert_eq!(doc["install"]["detail"], done["detail"]);
+}

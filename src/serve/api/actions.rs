@@ -135,6 +135,13 @@ pub(super) async fn sync_source(
             &format!("run `{run}` of this server"),
         ));
     }
+    if app.installs.is_installing(&info.name) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("`{}` is being installed", info.name),
+        )
+        .detail("wait for its `install_progress` event with status `installed`, then sync"));
+    }
     let choice = app.environment.clone();
     let store = app.store.clone();
     let database = app.database_path.display().to_string();

@@ -452,6 +452,16 @@ pub(super) async fn create_source(
                 .clone();
             write_secrets(&app2, &plugin, secrets, &caller2)?;
         }
+        // A plugin that needs installing is installed in the background; the answer already
+        // says `installing` and `install_progress` events follow.
+        let (project, _) = app2.project()?;
+        if let Some(plugin) = project
+            .plugins()
+            .iter()
+            .find(|p| p.name == name && p.plugin_type == ty)
+        {
+            app2.installs.start(&app2.runs, &project, plugin);
+        }
         answer(&app2, StatusCode::CREATED, &name)
     })
     .await?;

@@ -140,6 +140,9 @@ pub struct SourceDetail {
     pub entry: SourceEntry,
     /// Its declared and configured settings, sorted by name.
     pub settings: Vec<SettingView>,
+    /// Where its plugin's installation stands (a source registered from a template that needs
+    /// installing is installed in the background; `install_progress` events follow it).
+    pub install: crate::serve::installs::InstallView,
 }
 
 pub(super) fn find_source<'a>(
@@ -271,7 +274,12 @@ pub(super) fn source_detail(
                 }));
             }
         }
-        Ok(SourceDetail { entry, settings })
+        let install = app.installs.view(project, plugin);
+        Ok(SourceDetail {
+            entry,
+            settings,
+            install,
+        })
     }
 }
 
