@@ -307,6 +307,10 @@ pub async fn authenticate(
         return refuse(request, answer).await;
     }
     let store = app.store.clone();
+    let turn = match super::store_turn().await {
+        Ok(turn) => turn,
+        Err(problem) => return refuse(request, problem.into_response()).await,
+    };
     let found = tokio::task::spawn_blocking(move || -> crate::error::Result<_> {
         let Some(token_hash) = token_hash else {
             return Ok(None);
@@ -315,6 +319,7 @@ pub async fn authenticate(
         Ok(super::token::by_hash(&tokens, &token_hash, Utc::now()))
     })
     .await;
+    drop(turn);
     // The token's last use is written at most once a minute, by one request, off the
     // request's path: a burst of requests must not queue behind as many store writes.
     if let Ok(Ok(Some(t))) = &found {
