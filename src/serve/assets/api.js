@@ -76,3 +76,9 @@ export function stopEvents() {
   if (source) source.close();
   source = null;
 }
+
+// A page being left (or kept in the back-forward cache) gives its stream's connection back:
+// browsers allow few connections per server, and a stream held by a hidden page would make
+// the next page wait for one.
+window.addEventListener('pagehide', stopEvents);
+window.addEventListener('pageshow', (e) => { if (e.persisted && listeners.size) startEvents(); });
