@@ -221,16 +221,16 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last = String::new();
         loop {
-            if let Some(el) = self.find_now(css) {
-                if let Ok(v) = self.driver.try_send(
+            if let Some(el) = self.find_now(css)
+                && let Ok(v) = self.driver.try_send(
                     "GET",
                     &format!("/session/{}/element/{}/text", self.session, el.0),
                     None,
-                ) {
-                    last = v.as_str().unwrap_or_default().to_owned();
-                    if pred(&last) {
-                        return last;
-                    }
+                )
+            {
+                last = v.as_str().unwrap_or_default().to_owned();
+                if pred(&last) {
+                    return last;
                 }
             }
             assert!(
