@@ -8,6 +8,19 @@ cd "$(dirname "$0")/.."
 # Python plugins and real Meltano for the compatibility and real-plugin tests.
 bash scripts/setup-test-env.sh
 
+# Debian's Chromium and chromedriver for the dashboard's browser tests (tests/dashboard), when
+# missing; a browser download at install time is not an option.
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+    if [[ "$(id -u)" -ne 0 ]]; then
+        echo "test.sh: the dashboard tests need Chromium; as root: apt-get install -y chromium chromium-driver" >&2
+        exit 2
+    fi
+    echo "test.sh: installing chromium and chromium-driver" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq chromium chromium-driver >&2
+fi
+
 export DSM_TEST_VENV="$PWD/target/test-env/venv"
 
 # One throwaway PostgreSQL cluster for the whole run (tests/postgres and any test that reads

@@ -132,44 +132,7 @@ fn available(
         hub::lookup(k.plugin_type, k.name, None).is_some_and(|d| d.variant == k.variant)
     };
     if format == OutputFormat::Json {
-        let out: Vec<_> = items
-            .iter()
-            .map(|k| {
-                let settings: Vec<_> = k
-                    .definition()
-                    .and_then(|d| d.settings)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| {
-                        let sensitive = crate::settings::is_sensitive(&s);
-                        json!({
-                            "name": s.name,
-                            "kind": s.kind.as_deref().unwrap_or("string"),
-                            "label": s.label,
-                            "description": s.description,
-                            "sensitive": sensitive,
-                            // A sensitive setting's default is not shown, whatever it is.
-                            "value": if sensitive { None } else { s.value },
-                            "options": s.options,
-                        })
-                    })
-                    .collect();
-                json!({
-                    "name": k.name,
-                    "type": k.plugin_type.singular(),
-                    "variant": k.variant,
-                    "default": picked(k),
-                    "index_default": k.is_index_default(),
-                    "builtin": k.is_builtin(),
-                    "label": k.summary.label,
-                    "description": k.summary.description,
-                    "pip_url": k.summary.pip_url,
-                    "keywords": k.summary.keywords,
-                    "projects": k.projects(),
-                    "settings": settings,
-                })
-            })
-            .collect();
+        let out: Vec<_> = items.iter().map(|k| hub::document(k)).collect();
         ctx.printer.json(&out);
         return Ok(());
     }

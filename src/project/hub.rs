@@ -330,6 +330,53 @@ fn only_name(ty: PluginType, test: impl Fn(&Known) -> bool) -> Option<&'static K
     matching.all(|k| k.name == first.name).then_some(first)
 }
 
+/// A known plugin as `dsm plugins list --available --format json` and `GET /api/plugins` show
+/// it: what it is, whether `dsm add NAME` picks it, and its declared settings (a sensitive
+/// setting's default is never shown; `required` when the plugin's first settings group names
+/// it).
+pub fn document(known: &Known) -> serde_json::Value {
+    let picked =
+        lookup(known.plugin_type, known.name, None).is_some_and(|d| d.variant == known.variant);
+    let definition = known.definition();
+    let required: Vec<String> = definition
+        .as_ref()
+        .and_then(|d| d.settings_group_validation.as_ref())
+        .and_then(|groups| groups.first().cloned())
+        .unwrap_or_default();
+    let settings: Vec<serde_json::Value> = definition
+        .and_then(|d| d.settings)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let sensitive = crate::settings::is_sensitive(&s);
+            serde_json::json!({
+                "name": s.name,
+                "kind": s.kind.as_deref().unwrap_or("string"),
+                "label": s.label,
+                "description": s.description,
+                "sensitive": sensitive,
+                "value": if sensitive { None } else { s.value },
+                "options": s.options,
+                "required": required.contains(&s.name),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": known.name,
+        "type": known.plugin_type.singular(),
+        "variant": known.variant,
+        "default": picked,
+        "index_default": known.is_index_default(),
+        "builtin": known.is_builtin(),
+        "label": known.summary.label,
+        "description": known.summary.description,
+        "pip_url": known.summary.pip_url,
+        "keywords": known.summary.keywords,
+        "projects": known.projects(),
+        "settings": settings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

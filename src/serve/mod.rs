@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod executor;
 pub mod installs;
 pub mod problem;
@@ -320,6 +321,7 @@ pub fn router(app: Arc<App>) -> Router {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
     routes
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -338,7 +340,11 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
         .layer(fixed(header::REFERRER_POLICY, "no-referrer"))
-        .layer(fixed(header::CACHE_CONTROL, "no-store"))
+        // The dashboard's files set their own (`no-cache` with an `ETag`).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(middleware::from_fn(access_log))
         .with_state(app)
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod actions;
+mod dashboard;
 mod sources_edit;
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
@@ -713,6 +714,8 @@ fn issue_24_openapi_document_matches_the_handlers_and_the_answers() {
         ("/api/runs/{id}", format!("/api/runs/{run_id}")),
         ("/api/flows", "/api/flows".to_owned()),
         ("/api/audit", "/api/audit".to_owned()),
+        ("/api/plugins", "/api/plugins?q=csv".to_owned()),
+        ("/api/overview", "/api/overview".to_owned()),
         ("/healthz", "/healthz".to_owned()),
     ] {
         let answer = server.get(&concrete, &admin);

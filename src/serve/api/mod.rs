@@ -281,6 +281,12 @@ cli_document!(
     "The document of `dsm test NAME --format json` (without `error`)."
 );
 
+// After `cli_document!`, which it uses.
+mod dashboard;
+pub use dashboard::{
+    Attention, OperatorStatusParam, Overview, PluginsQuery, StatusChange, StatusCount, VerdictCount,
+};
+
 /// Which CLI schema each document component is, and whether it is the schema's `items`.
 const CLI_SCHEMAS: &[(&str, &str, bool)] = &[
     (
@@ -312,6 +318,11 @@ const CLI_SCHEMAS: &[(&str, &str, bool)] = &[
         "TestDocument",
         include_str!("../../../schemas/cli/test.schema.json"),
         false,
+    ),
+    (
+        "CatalogPlugin",
+        include_str!("../../../schemas/cli/plugins-list-available.schema.json"),
+        true,
     ),
 ];
 
@@ -407,6 +418,9 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(service::metrics))
         .routes(routes!(sources::set_credentials))
         .routes(routes!(session::create_session, session::end_session))
+        .routes(routes!(dashboard::list_plugins))
+        .routes(routes!(dashboard::overview))
+        .routes(routes!(dashboard::set_status))
 }
 
 /// The OpenAPI 3.1 document of the API, as served by `GET /api/openapi.json`.
