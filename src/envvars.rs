@@ -11,8 +11,12 @@ pub const MELTANO_PROJECT_ROOT: &str = "MELTANO_PROJECT_ROOT";
 pub const ENVIRONMENT: &str = "DSM_ENVIRONMENT";
 /// Meltano's spelling of [`ENVIRONMENT`], read after it.
 pub const MELTANO_ENVIRONMENT: &str = "MELTANO_ENVIRONMENT";
-/// Where the system store lives (a path or `sqlite:///path`).
+/// Where the system store lives (a path, `sqlite:///path` or `postgresql://...`).
 pub const DATABASE_URI: &str = "DSM_DATABASE_URI";
+/// How often a run renews its flow's lease in a PostgreSQL store (a duration; default 10s).
+pub const LEASE_HEARTBEAT: &str = "DSM_LEASE_HEARTBEAT";
+/// How long an unrenewed lease lasts, on the database's clock (a duration; default 60s).
+pub const LEASE_EXPIRY: &str = "DSM_LEASE_EXPIRY";
 /// Log level: `debug`, `info`, `warning`, `error`, `critical`.
 pub const LOG_LEVEL: &str = "DSM_LOG_LEVEL";
 /// Log format: `text` or `json`.
