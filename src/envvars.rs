@@ -28,6 +28,19 @@ pub const MASTER_KEY_FILE: &str = "DSM_MASTER_KEY_FILE";
 /// An API token for `dsm serve` clients.
 pub const TOKEN: &str = "DSM_TOKEN";
 
+/// libpq's password variables: they grant access to a PostgreSQL system store, so once dsm
+/// uses one (see [`withhold_libpq_password`]) they are withheld from plugins too.
+pub const LIBPQ_PASSWORD: &[&str] = &["PGPASSWORD", "PGPASSFILE"];
+
+static STORE_USES_LIBPQ_PASSWORD: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Called when this process's system store is a PostgreSQL database: from then on
+/// [`grants_access`] counts [`LIBPQ_PASSWORD`] among the variables no plugin gets.
+pub fn withhold_libpq_password() {
+    STORE_USES_LIBPQ_PASSWORD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// dsm's variables that grant access to the store, its key or its API. None of them ever
 /// reaches a plugin, whatever the project file or the shell says (see [`grants_access`]).
 pub const ACCESS: &[&str] = &[MASTER_KEY, MASTER_KEY_FILE, TOKEN, DATABASE_URI];
@@ -37,6 +50,11 @@ pub const ACCESS: &[&str] = &[MASTER_KEY, MASTER_KEY_FILE, TOKEN, DATABASE_URI];
 /// so that a variable added later is withheld from plugins without a second list to keep.
 pub fn grants_access(name: &str) -> bool {
     if ACCESS.contains(&name) {
+        return true;
+    }
+    if STORE_USES_LIBPQ_PASSWORD.load(std::sync::atomic::Ordering::Relaxed)
+        && LIBPQ_PASSWORD.contains(&name)
+    {
         return true;
     }
     let Some(rest) = name.strip_prefix("DSM_") else {

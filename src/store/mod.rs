@@ -142,7 +142,7 @@ pub enum Location {
     /// The SQLite file.
     Sqlite(PathBuf),
     /// The PostgreSQL database and schema.
-    Postgres(postgres::PgTarget),
+    Postgres(Box<postgres::PgTarget>),
 }
 
 impl Location {
@@ -160,9 +160,9 @@ impl Location {
 /// store, anything else an SQLite file (relative paths from the project root).
 pub fn locate(uri_flag: Option<&str>, project_root: &Path) -> Result<Location> {
     match explicit_uri(uri_flag) {
-        Some(uri) if postgres::is_postgres_uri(&uri) => {
-            Ok(Location::Postgres(postgres::PgTarget::parse(&uri)?))
-        }
+        Some(uri) if postgres::is_postgres_uri(&uri) => Ok(Location::Postgres(Box::new(
+            postgres::PgTarget::parse(&uri)?,
+        ))),
         Some(uri) => Ok(Location::Sqlite(parse_uri(&uri, project_root)?)),
         None => Ok(Location::Sqlite(
             project_root.join(PRIVATE_DIR).join(DATABASE_FILE),

@@ -309,3 +309,160 @@ fn password_of(uri: &str) -> Option<String> {
     let user = rest.split_once('@')?.0;
     user.split_once(':').map(|(_, pw)| pw.to_owned())
 }
+
+/// A copy whose extractor is the fake tap behind a script: it writes its pid file, sleeps
+/// `$SLOW_MS` milliseconds, then sends 3 records with a STATE after each.
+fn slow_copy(project_id: &str) -> Copy {
+    let c = Copy::new(Some(project_id));
+    let script = c.path().join("slow-tap");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {}\nexec {} --pid-file {} --sleep-before \"${{SLOW_MS:-0}}\" --generate 3 --state-every 1 \"$@\"\n",
+            c.path().join("tap.env").display(),
+            env!("CARGO_BIN_EXE_dsm-fake-tap"),
+            c.path().join("tap.pid").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yml = std::fs::read_to_string(c.path().join("meltano.yml")).unwrap();
+    let yml = yml.replace(
+        "  loaders:",
+        &format!(
+            "  - name: tap-slow\n    namespace: tap_slow\n    executable: {}\n  loaders:",
+            script.display()
+        ),
+    );
+    std::fs::write(c.path().join("meltano.yml"), yml).unwrap();
+    c
+}
+
+/// Issue 23: a run paused (a VM frozen, a process stopped) past its lease's expiry finds its
+/// flow taken over when it wakes up: none of its states is committed, it exits 1 and is
+/// recorded `killed` with reason `lease lost`; the run that took over keeps its bookmark.
+#[test]
+fn a_paused_run_whose_lease_was_taken_over_cannot_write_state() {
+    let db = TestDb::new("team_paused");
+    let uri = db.uri(None);
+    let (a, b) = (slow_copy("paused"), slow_copy("paused"));
+    let flow = "tap-slow-to-target-jsonl";
+    let lease = |cmd: &mut Command| {
+        cmd.env("DSM_LEASE_HEARTBEAT", "100ms")
+            .env("DSM_LEASE_EXPIRY", "700ms");
+    };
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
+    clean_env(&mut cmd);
+    lease(&mut cmd);
+    let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
+    let mut dirs = vec![bins.to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let first = cmd
+        .args(["run", "tap-slow", "target-jsonl"])
+        .current_dir(a.path())
+        .env("DSM_DATABASE_URI", &uri)
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("SLOW_MS", "3000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !a.path().join("tap.pid").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tap never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &first.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    // Long enough for the lease to lapse on the server's clock.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    // Another host takes the flow over and runs it to the end.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_dsm"));
+    clean_env(&mut second);
+    lease(&mut second);
+    let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
+    let mut dirs = vec![bins.to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let out = second
+        .args(["run", "tap-slow", "target-jsonl"])
+        .current_dir(b.path())
+        .env("DSM_DATABASE_URI", &uri)
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("SLOW_MS", "0")
+        .env("PGPASSWORD", "not-for-plugins")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The store's password variables and URI never reach a plugin.
+    let tap_env = std::fs::read_to_string(b.path().join("tap.env")).unwrap();
+    assert!(tap_env.contains("SLOW_MS=0"), "{tap_env}");
+    for withheld in ["PGPASSWORD", "DSM_DATABASE_URI"] {
+        assert!(!tap_env.contains(withheld), "{withheld} reached the tap");
+    }
+    let taken_over = json(&b.ok(&uri, &["state", "get", flow]));
+    assert_eq!(taken_over["singer_state"]["bookmarks"]["bench"]["id"], 3);
+
+    // The paused run wakes up: its states are refused and it stops.
+    signal("-CONT");
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lease lost"), "{stderr}");
+    let runs = json(&a.ok(&uri, &["--format", "json", "runs", "list"]));
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let paused = runs
+        .iter()
+        .find(|r| r["status"] != "success")
+        .unwrap_or_else(|| panic!("{runs:?}"));
+    assert_eq!(paused["status"], "killed", "{paused}");
+    assert!(
+        paused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lease lost"),
+        "{paused}"
+    );
+    // Nothing the paused run sent was committed; the bookmark is the other run's.
+    let paused_id = paused["run_id"].as_str().unwrap();
+    let n: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM dsm.state_events WHERE run_id = $1",
+            &[&paused_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    assert_eq!(json(&a.ok(&uri, &["state", "get", flow])), taken_over);
+    let fence: i64 = db
+        .client()
+        .query_one(
+            "SELECT fence FROM dsm.flow_locks WHERE project_id = 'paused' AND state_id = $1",
+            &[&flow],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(fence, 2, "two takings of the lease");
+}

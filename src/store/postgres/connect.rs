@@ -57,6 +57,8 @@ fn uri_error(message: impl Into<String>) -> Error {
 impl PgTarget {
     /// Reads a `postgresql://` or `postgres://` URI. Nothing secret reaches an error message.
     pub fn parse(uri: &str) -> Result<PgTarget> {
+        // The store's password variables are dsm's from now on, never a plugin's.
+        crate::envvars::withhold_libpq_password();
         let uri = uri.trim();
         let (base, query) = match uri.split_once('?') {
             Some((b, q)) => (b, Some(q)),
