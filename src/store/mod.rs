@@ -202,11 +202,15 @@ pub fn team_project_id(root: &Path) -> Result<String> {
 pub fn open_location(location: &Location, project_root: &Path) -> Result<Arc<dyn Store>> {
     match location {
         Location::Sqlite(path) => open_path(path),
-        Location::Postgres(target) => Ok(Arc::new(postgres::PgStore::open(
-            target,
-            &team_project_id(project_root)?,
-            postgres::Upgrade::FirstUseOnly,
-        )?)),
+        Location::Postgres(target) => {
+            let id = team_project_id(project_root)?;
+            let project = crate::project::Project::load(project_root)?;
+            let lease = postgres::LeaseTimes::resolve(project.dsm().store.as_ref())?;
+            Ok(Arc::new(
+                postgres::PgStore::open(target, &id, postgres::Upgrade::FirstUseOnly)?
+                    .with_lease(lease),
+            ))
+        }
     }
 }
 

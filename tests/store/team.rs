@@ -258,6 +258,30 @@ fn store_status_shows_backend_version_projects_and_leases() {
         .acquire_lock(&dsm::store::StateId::new("x"), Some(&run), false)
         .unwrap();
     let doc = json(&a.ok(&uri, &["--format", "json", "store", "status"]));
+    // The lease timings come from `annotations.dsm.store` too; a bad one is named.
+    let yml = std::fs::read_to_string(a.path().join("meltano.yml")).unwrap();
+    std::fs::write(
+        a.path().join("meltano.yml"),
+        format!(
+            "{yml}annotations:\n  dsm:\n    store: {{lease_heartbeat: 5s, lease_expiry: 2s}}\n"
+        ),
+    )
+    .unwrap();
+    let out = a.dsm(&uri, &["state", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("annotations.dsm.store.lease_expiry"),
+        "{stderr}"
+    );
+    std::fs::write(
+        a.path().join("meltano.yml"),
+        format!(
+            "{yml}annotations:\n  dsm:\n    store: {{lease_heartbeat: 1s, lease_expiry: 5s}}\n"
+        ),
+    )
+    .unwrap();
+    a.ok(&uri, &["state", "list"]);
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/cli/store-status.schema.json"),

@@ -71,6 +71,35 @@ impl LeaseTimes {
     /// The defaults, overridden by `DSM_LEASE_HEARTBEAT` and `DSM_LEASE_EXPIRY`. The expiry must
     /// be longer than the heartbeat.
     pub fn from_env() -> Result<LeaseTimes> {
+        LeaseTimes::resolve(None)
+    }
+
+    /// The defaults, overridden by the project's `annotations.dsm.store`, overridden by
+    /// `DSM_LEASE_HEARTBEAT` and `DSM_LEASE_EXPIRY`.
+    pub fn resolve(
+        options: Option<&crate::project::annotations::StoreOptions>,
+    ) -> Result<LeaseTimes> {
+        use crate::project::annotations::Duration as Written;
+        let annotated = |key: &str, d: Option<&Written>| -> Result<Option<Duration>> {
+            match d {
+                None => Ok(None),
+                Some(Written::Seconds(n)) => Ok(Some(Duration::from_secs(*n))),
+                Some(Written::Text(t)) => crate::duration::parse(t).map(Some).map_err(|e| {
+                    Error::config(format!("annotations.dsm.store.{key}: {e}"))
+                        .hint(crate::duration::DurationError::hint())
+                }),
+            }
+        };
+        let heartbeat_default = annotated(
+            "lease_heartbeat",
+            options.and_then(|o| o.lease_heartbeat.as_ref()),
+        )?
+        .unwrap_or(DEFAULT_HEARTBEAT);
+        let expiry_default = annotated(
+            "lease_expiry",
+            options.and_then(|o| o.lease_expiry.as_ref()),
+        )?
+        .unwrap_or(DEFAULT_EXPIRY);
         let read = |name: &str, default: Duration| -> Result<Duration> {
             match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
                 None => Ok(default),
@@ -81,15 +110,15 @@ impl LeaseTimes {
             }
         };
         let times = LeaseTimes {
-            heartbeat: read(crate::envvars::LEASE_HEARTBEAT, DEFAULT_HEARTBEAT)?,
-            expiry: read(crate::envvars::LEASE_EXPIRY, DEFAULT_EXPIRY)?,
+            heartbeat: read(crate::envvars::LEASE_HEARTBEAT, heartbeat_default)?,
+            expiry: read(crate::envvars::LEASE_EXPIRY, expiry_default)?,
         };
         if times.heartbeat.is_zero() || times.expiry <= times.heartbeat {
             return Err(Error::config(format!(
                 "the lease expiry ({:?}) must be longer than its heartbeat ({:?})",
                 times.expiry, times.heartbeat
             ))
-            .hint("set DSM_LEASE_EXPIRY to several heartbeats (the defaults are 10s and 60s)"));
+            .hint("make the expiry (DSM_LEASE_EXPIRY or annotations.dsm.store.lease_expiry) several heartbeats long (the defaults are 10s and 60s)"));
         }
         Ok(times)
     }
