@@ -156,6 +156,8 @@ pub enum Command {
     Man(commands::man::Args),
     /// API tokens for `dsm serve`.
     Tokens(commands::tokens::Args),
+    /// The system store: its backend, schema version and leases; schema upgrades.
+    Store(commands::store::Args),
     /// Serve the HTTP API over the registry, runs and credentials.
     Serve(commands::serve::Args),
 }

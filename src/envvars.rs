@@ -11,8 +11,12 @@ pub const MELTANO_PROJECT_ROOT: &str = "MELTANO_PROJECT_ROOT";
 pub const ENVIRONMENT: &str = "DSM_ENVIRONMENT";
 /// Meltano's spelling of [`ENVIRONMENT`], read after it.
 pub const MELTANO_ENVIRONMENT: &str = "MELTANO_ENVIRONMENT";
-/// Where the system store lives (a path or `sqlite:///path`).
+/// Where the system store lives (a path, `sqlite:///path` or `postgresql://...`).
 pub const DATABASE_URI: &str = "DSM_DATABASE_URI";
+/// How often a run renews its flow's lease in a PostgreSQL store (a duration; default 10s).
+pub const LEASE_HEARTBEAT: &str = "DSM_LEASE_HEARTBEAT";
+/// How long an unrenewed lease lasts, on the database's clock (a duration; default 60s).
+pub const LEASE_EXPIRY: &str = "DSM_LEASE_EXPIRY";
 /// Log level: `debug`, `info`, `warning`, `error`, `critical`.
 pub const LOG_LEVEL: &str = "DSM_LOG_LEVEL";
 /// Log format: `text` or `json`.
@@ -24,6 +28,19 @@ pub const MASTER_KEY_FILE: &str = "DSM_MASTER_KEY_FILE";
 /// An API token for `dsm serve` clients.
 pub const TOKEN: &str = "DSM_TOKEN";
 
+/// libpq's password variables: they grant access to a PostgreSQL system store, so once dsm
+/// uses one (see [`withhold_libpq_password`]) they are withheld from plugins too.
+pub const LIBPQ_PASSWORD: &[&str] = &["PGPASSWORD", "PGPASSFILE"];
+
+static STORE_USES_LIBPQ_PASSWORD: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Called when this process's system store is a PostgreSQL database: from then on
+/// [`grants_access`] counts [`LIBPQ_PASSWORD`] among the variables no plugin gets.
+pub fn withhold_libpq_password() {
+    STORE_USES_LIBPQ_PASSWORD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// dsm's variables that grant access to the store, its key or its API. None of them ever
 /// reaches a plugin, whatever the project file or the shell says (see [`grants_access`]).
 pub const ACCESS: &[&str] = &[MASTER_KEY, MASTER_KEY_FILE, TOKEN, DATABASE_URI];
@@ -33,6 +50,11 @@ pub const ACCESS: &[&str] = &[MASTER_KEY, MASTER_KEY_FILE, TOKEN, DATABASE_URI];
 /// so that a variable added later is withheld from plugins without a second list to keep.
 pub fn grants_access(name: &str) -> bool {
     if ACCESS.contains(&name) {
+        return true;
+    }
+    if STORE_USES_LIBPQ_PASSWORD.load(std::sync::atomic::Ordering::Relaxed)
+        && LIBPQ_PASSWORD.contains(&name)
+    {
         return true;
     }
     let Some(rest) = name.strip_prefix("DSM_") else {

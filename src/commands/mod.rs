@@ -28,6 +28,7 @@ pub mod serve;
 pub mod shared;
 pub mod sources;
 pub mod state;
+pub mod store;
 pub mod sync;
 pub mod test;
 pub mod tokens;
@@ -104,8 +105,14 @@ impl Context {
         match self.project_root() {
             Ok(root) if root.join("meltano.yml").is_file() => {
                 let project = crate::project::Project::load(&root)?;
-                let db = crate::store::database_path(self.global.database_uri.as_deref(), &root)?;
-                crate::state_backend::attach(store, &project, Some(&db))
+                match crate::store::locate(self.global.database_uri.as_deref(), &root)? {
+                    crate::store::Location::Sqlite(db) => {
+                        crate::state_backend::attach(store, &project, Some(&db))
+                    }
+                    crate::store::Location::Postgres(_) => {
+                        crate::state_backend::attach(store, &project, None)
+                    }
+                }
             }
             _ => Ok(store),
         }
@@ -163,6 +170,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Completions(args) => completions::run(ctx, args),
         Command::Man(args) => man::run(ctx, args),
         Command::Tokens(args) => tokens::run(ctx, args),
+        Command::Store(args) => store::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
     }
 }

@@ -41,7 +41,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let fc = flow_context(ctx, "sync")?;
     // A plan changes nothing: a dry run of a project that never ran creates no store.
     let uri = fc.database_uri.as_deref();
-    let has_store = crate::store::database_path(uri, fc.project.root())?.exists();
+    let has_store = match crate::store::locate(uri, fc.project.root())? {
+        crate::store::Location::Sqlite(path) => path.exists(),
+        crate::store::Location::Postgres(_) => true,
+    };
     let store = if args.dry_run && !has_store {
         None
     } else {

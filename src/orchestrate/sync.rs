@@ -300,7 +300,7 @@ pub fn run_locked_schedules(
                 Arc::clone(store),
                 Some(l.clone()),
                 None,
-                crate::store::liveness::HEARTBEAT_INTERVAL,
+                store.heartbeat_interval(),
             )
         })
         .collect();
@@ -348,8 +348,10 @@ pub fn held_source(
     if names.is_empty() {
         return Ok(None);
     }
-    let path = crate::store::database_path(database_uri, project.root())?;
-    if !path.is_file() {
+    if let crate::store::Location::Sqlite(path) =
+        crate::store::locate(database_uri, project.root())?
+        && !path.is_file()
+    {
         return Ok(None);
     }
     let db = crate::store::open_for_project(database_uri, project.root())?;

@@ -20,6 +20,19 @@ pub struct DsmProject {
     pub classification: Option<ClassificationDecl>,
     /// How stream-map expressions are read.
     pub stream_maps: Option<StreamMapsOptions>,
+    /// Settings of a PostgreSQL system store (team mode).
+    pub store: Option<StoreOptions>,
+}
+
+/// `annotations.dsm.store`: the leases of a PostgreSQL system store. `DSM_LEASE_HEARTBEAT` and
+/// `DSM_LEASE_EXPIRY` win over these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// How often a run renews its flow's lease (default 10s).
+    pub lease_heartbeat: Option<Duration>,
+    /// How long an unrenewed lease lasts, on the database's clock (default 60s).
+    pub lease_expiry: Option<Duration>,
 }
 
 /// `annotations.dsm.classification`: the project's labels and the default of a source.

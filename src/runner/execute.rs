@@ -51,7 +51,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
         specs: &plan.specs,
         extractor: &plan.flow.extractor,
         catalog: prepared.path.as_deref(),
-        db_path: store::database_path(opts.database_uri.as_deref(), project.root())?,
+        db: store::locate(opts.database_uri.as_deref(), project.root())?,
         run_id: &run_id,
         run_dir: &run_dir,
     })?;
@@ -284,7 +284,7 @@ fn run(
         store.clone(),
         Some(lock.lock.clone()),
         Some(run_id.clone()),
-        store::liveness::HEARTBEAT_INTERVAL,
+        store.heartbeat_interval(),
     );
 
     let log = RunLog::open(&log_path).ok();
@@ -475,8 +475,14 @@ fn record_end(
     // `--no-state-update`).
     warnings.retain(|w| !w.ends_with(crate::pipeline::NO_STATE_WARNING));
     warnings.extend(record_quarantine(store, run_id, quarantined));
+    // A run whose flow was taken over (its lease lapsed) did not fail: it was stopped.
+    let lease_lost = outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| e.message().starts_with("lease lost"));
     let finish = RunFinish {
         status: match outcome.status {
+            _ if lease_lost => store::RunStatus::Killed,
             RunStatus::Success => store::RunStatus::Success,
             RunStatus::Failed | RunStatus::TimedOut => store::RunStatus::Failed,
             RunStatus::Interrupted | RunStatus::Terminated => store::RunStatus::Killed,

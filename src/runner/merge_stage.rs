@@ -86,8 +86,8 @@ pub struct MergeInputs<'a> {
     pub extractor: &'a str,
     /// The catalog file the extractor runs with, if it takes one.
     pub catalog: Option<&'a Path>,
-    /// The system database.
-    pub db_path: PathBuf,
+    /// The system store.
+    pub db: crate::store::Location,
     /// The run.
     pub run_id: &'a RunId,
     /// The run's private directory (for discovering other sources' catalogs).
@@ -107,7 +107,8 @@ pub fn prepare(inputs: &MergeInputs<'_>) -> Result<Option<FlowMerge>> {
     if fed.is_empty() {
         return Ok(None);
     }
-    let conn = open(&inputs.db_path)?;
+    let db_path = inputs.db.sqlite_path("merged streams")?.to_path_buf();
+    let conn = open(&db_path)?;
     let catalog = match inputs.catalog {
         Some(path) => Some(read_json(path)?),
         None => None,
@@ -124,13 +125,13 @@ pub fn prepare(inputs: &MergeInputs<'_>) -> Result<Option<FlowMerge>> {
     let mut stages = Vec::new();
     for d in fed {
         for s in d.sources.iter().filter(|s| s.extractor == inputs.extractor) {
-            let stage = MergeStage::new(open(&inputs.db_path)?, d.clone(), &s.name, run.clone())?;
+            let stage = MergeStage::new(open(&db_path)?, d.clone(), &s.name, run.clone())?;
             stages.push(stage);
         }
     }
     Ok(Some(FlowMerge {
         run: MergeRun::new(stages),
-        db_path: inputs.db_path.clone(),
+        db_path,
         run_id: inputs.run_id.clone(),
     }))
 }

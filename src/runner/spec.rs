@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use std::path::PathBuf;
-
 use crate::error::Result;
 use crate::plugin::executable::resolve_executable;
 use crate::plugin::{PluginRole, PluginSpec};
@@ -144,7 +142,7 @@ fn extras(plugin: &Plugin, role: PluginRole) -> Vec<(String, Value)> {
 pub struct SpecBuilder<'a> {
     project: &'a Project,
     inputs: Inputs<'a>,
-    db: PathBuf,
+    db: crate::store::Location,
 }
 
 impl<'a> SpecBuilder<'a> {
@@ -157,7 +155,7 @@ impl<'a> SpecBuilder<'a> {
         Ok(SpecBuilder {
             project,
             inputs: Inputs::capture(project, env)?,
-            db: crate::store::database_path(database_uri, project.root())?,
+            db: crate::store::locate(database_uri, project.root())?,
         })
     }
 
@@ -185,8 +183,9 @@ impl<'a> SpecBuilder<'a> {
         plugin: &Plugin,
         upstream: &BTreeMap<String, String>,
     ) -> Result<PluginSettings> {
-        let layer = StoreLayer::open(
+        let layer = StoreLayer::at(
             &self.db,
+            self.project.root(),
             Reveal::ForRun(format!("dsm run ({})", plugin.name)),
         )?;
         let inputs = self.inputs.downstream_of(upstream);

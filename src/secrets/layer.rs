@@ -65,6 +65,23 @@ impl StoreLayer {
         })
     }
 
+    /// The layer for the store at `location`: an SQLite file as [`StoreLayer::open`] opens
+    /// it, a PostgreSQL store opened for the project at `root`.
+    pub fn at(
+        location: &crate::store::Location,
+        root: &Path,
+        reveal: Reveal,
+    ) -> Result<StoreLayer> {
+        match location {
+            crate::store::Location::Sqlite(path) => StoreLayer::open(path, reveal),
+            crate::store::Location::Postgres(_) => Ok(StoreLayer {
+                conn: Some(crate::store::open_location(location, root)?),
+                reveal,
+                key: RefCell::new(None),
+            }),
+        }
+    }
+
     /// A layer that holds nothing (for callers with no database).
     pub fn empty() -> StoreLayer {
         StoreLayer {

@@ -322,9 +322,12 @@ pub fn attach(
 /// [`store::open_for_project`] with the project's state backend attached: what a flow and the
 /// `dsm state` commands open.
 pub fn open_for_project(uri_flag: Option<&str>, project: &Project) -> Result<Arc<dyn Store>> {
-    let store = store::open_for_project(uri_flag, project.root())?;
-    let db = store::database_path(uri_flag, project.root())?;
-    attach(store, project, Some(&db))
+    let location = store::locate(uri_flag, project.root())?;
+    let store = store::open_location(&location, project.root())?;
+    match &location {
+        store::Location::Sqlite(db) => attach(store, project, Some(db)),
+        store::Location::Postgres(_) => attach(store, project, None),
+    }
 }
 
 fn check_state_id(id: &StateId) -> Result<()> {
@@ -613,6 +616,10 @@ impl Store for BackedStore {
     fn snapshot_sqlite(&self, path: &std::path::Path) -> Result<()> {
         self.inner.snapshot_sqlite(path)
     }
+
+    fn heartbeat_interval(&self) -> std::time::Duration {
+        self.inner.heartbeat_interval()
+    }
 }
 
 impl StateStore for BackedStore {
@@ -757,6 +764,10 @@ impl RunLocks for BackedStore {
     }
     fn lock_holder(&self, state_id: &StateId) -> Result<Option<LockHolder>> {
         self.inner.lock_holder(state_id)
+    }
+
+    fn lock_holders(&self) -> Result<Vec<LockHolder>> {
+        self.inner.lock_holders()
     }
 }
 

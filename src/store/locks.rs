@@ -59,6 +59,9 @@ pub trait RunLocks {
 
     /// Who holds the lock on `state_id`, if anyone.
     fn lock_holder(&self, state_id: &StateId) -> Result<Option<LockHolder>>;
+
+    /// Every held lock (stale ones included), sorted by state id.
+    fn lock_holders(&self) -> Result<Vec<LockHolder>>;
 }
 
 /// The error a second run of the same flow gets (exit 3).
@@ -85,6 +88,15 @@ pub fn already_running_error(holder: &LockHolder) -> Error {
         "wait for it to finish (`dsm runs list --state-id {}`), or pass `--force` if you are sure it is not running",
         holder.state_id
     ))
+}
+
+/// The error of a run whose flow was taken over by another run (its lease lapsed, or
+/// `--force`): none of its state is committed any more. The run stops and is recorded killed.
+pub fn lease_lost_error(state_id: &StateId, run_id: &RunId) -> Error {
+    Error::failed(format!(
+        "lease lost: run `{run_id}` no longer holds the lease of flow `{state_id}`, so its state is not committed"
+    ))
+    .hint("another process took the flow over after this run stopped renewing its lease (paused, cut off, or too slow); the run that holds it now carries on from the last committed bookmark")
 }
 
 /// A background thread that refreshes a flow lock's (and its run's) heartbeat until dropped.

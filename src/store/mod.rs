@@ -14,12 +14,14 @@ pub mod liveness;
 pub mod locks;
 pub mod meltano;
 pub mod merged;
+pub mod postgres;
 pub mod runs;
 pub mod secrets;
 pub mod settings;
 pub mod sources;
 pub mod sqlite;
 pub mod state;
+pub mod status;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +36,9 @@ use crate::project::PRIVATE_DIR;
 
 pub use audit::{AuditRow, AuditStore, ChainLink};
 pub use config_history::{ConfigHistoryStore, ConfigVersionRow};
-pub use locks::{FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error};
+pub use locks::{
+    FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
+};
 pub use runs::{
     NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
     RunStatus, StreamStats,
@@ -125,15 +129,97 @@ pub trait Store:
     /// Writes a consistent copy of the whole store as a new SQLite database at `path` (with
     /// the audit head file beside it where the store keeps one): what a bundle carries.
     fn snapshot_sqlite(&self, path: &Path) -> Result<()>;
+
+    /// How often a run refreshes its flow lock and its run's heartbeat.
+    fn heartbeat_interval(&self) -> std::time::Duration {
+        liveness::HEARTBEAT_INTERVAL
+    }
+}
+
+/// Where a store lives: an SQLite file, or a schema of a PostgreSQL database (team mode).
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The SQLite file.
+    Sqlite(PathBuf),
+    /// The PostgreSQL database and schema.
+    Postgres(Box<postgres::PgTarget>),
+}
+
+impl Location {
+    /// The SQLite file, or the error naming `feature` that a PostgreSQL store cannot serve yet.
+    pub fn sqlite_path(&self, feature: &str) -> Result<&Path> {
+        match self {
+            Location::Sqlite(path) => Ok(path),
+            Location::Postgres(_) => Err(postgres::unsupported::not_yet(feature)),
+        }
+    }
+}
+
+/// Where the store lives, from `--database-uri`, then `DSM_DATABASE_URI`, then
+/// `.dsm/dsm.db` in the project: a `postgresql://` (or `postgres://`) URI names a PostgreSQL
+/// store, anything else an SQLite file (relative paths from the project root).
+pub fn locate(uri_flag: Option<&str>, project_root: &Path) -> Result<Location> {
+    match explicit_uri(uri_flag) {
+        Some(uri) if postgres::is_postgres_uri(&uri) => Ok(Location::Postgres(Box::new(
+            postgres::PgTarget::parse(&uri)?,
+        ))),
+        Some(uri) => Ok(Location::Sqlite(parse_uri(&uri, project_root)?)),
+        None => Ok(Location::Sqlite(
+            project_root.join(PRIVATE_DIR).join(DATABASE_FILE),
+        )),
+    }
+}
+
+fn explicit_uri(uri_flag: Option<&str>) -> Option<String> {
+    let from_env = std::env::var(envvars::DATABASE_URI)
+        .ok()
+        .filter(|s| !s.is_empty());
+    uri_flag.map(str::to_owned).or(from_env)
+}
+
+/// The `project_id` of the project at `root`, which team mode keeps its rows under.
+pub fn team_project_id(root: &Path) -> Result<String> {
+    let project = crate::project::Project::load(root)?;
+    project
+        .file()
+        .project_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| {
+            Error::config(format!(
+                "`{}` has no `project_id`, which a PostgreSQL store needs to keep this project's rows apart from other projects'",
+                root.join("meltano.yml").display()
+            ))
+            .hint(format!(
+                "add a line `project_id: {}` to meltano.yml (any unique text; keep it the same on every host)",
+                uuid::Uuid::new_v4()
+            ))
+        })
+}
+
+/// Opens the store at `location` for the project at `project_root` (a PostgreSQL store needs
+/// the project's `project_id`).
+pub fn open_location(location: &Location, project_root: &Path) -> Result<Arc<dyn Store>> {
+    match location {
+        Location::Sqlite(path) => open_path(path),
+        Location::Postgres(target) => {
+            let id = team_project_id(project_root)?;
+            let project = crate::project::Project::load(project_root)?;
+            let lease = postgres::LeaseTimes::resolve(project.dsm().store.as_ref())?;
+            Ok(Arc::new(
+                postgres::PgStore::open(target, &id, postgres::Upgrade::FirstUseOnly)?
+                    .with_lease(lease),
+            ))
+        }
+    }
 }
 
 /// Where the store lives, from `--database-uri`, then `DSM_DATABASE_URI`, then
 /// `.dsm/dsm.db` in the project. Relative paths are relative to the project root.
+/// A PostgreSQL store (see [`locate`]) has no path: this is an error for it, for the parts of
+/// dsm that work on the SQLite file itself.
 pub fn database_path(uri_flag: Option<&str>, project_root: &Path) -> Result<PathBuf> {
-    let from_env = std::env::var(envvars::DATABASE_URI)
-        .ok()
-        .filter(|s| !s.is_empty());
-    match uri_flag.map(str::to_owned).or(from_env) {
+    match explicit_uri(uri_flag) {
         Some(uri) => parse_uri(&uri, project_root),
         None => Ok(project_root.join(PRIVATE_DIR).join(DATABASE_FILE)),
     }
@@ -142,6 +228,9 @@ pub fn database_path(uri_flag: Option<&str>, project_root: &Path) -> Result<Path
 /// Turns a database URI (`sqlite:///abs/path`, `sqlite:////abs/path` or a plain path) into a
 /// path. Other schemes are refused with a hint.
 pub fn parse_uri(uri: &str, base: &Path) -> Result<PathBuf> {
+    if postgres::is_postgres_uri(uri) {
+        return Err(postgres::unsupported::not_yet("this command"));
+    }
     let path = if let Some(rest) = uri.strip_prefix("sqlite://") {
         if rest.is_empty() || !rest.starts_with('/') {
             return Err(Error::config(format!("database URI `{uri}` has no path"))
@@ -151,7 +240,7 @@ pub fn parse_uri(uri: &str, base: &Path) -> Result<PathBuf> {
     } else if let Some((scheme, _)) = uri.split_once("://") {
         return Err(
             Error::config(format!("database URI scheme `{scheme}` is not supported")).hint(
-                "dsm's system store is SQLite: pass a file path or `sqlite:///absolute/path`",
+                "pass a file path or `sqlite:///absolute/path` (SQLite), or `postgresql://USER@HOST/DATABASE` (team mode)",
             ),
         );
     } else {
@@ -166,7 +255,7 @@ pub fn parse_uri(uri: &str, base: &Path) -> Result<PathBuf> {
 
 /// Opens (creating and migrating if needed) the store for a project.
 pub fn open_for_project(uri_flag: Option<&str>, project_root: &Path) -> Result<Arc<dyn Store>> {
-    open_path(&database_path(uri_flag, project_root)?)
+    open_location(&locate(uri_flag, project_root)?, project_root)
 }
 
 /// Opens the store a command works on. With `--database-uri` (`uri_flag`) or

@@ -12,6 +12,8 @@ mod boundary;
 mod contract;
 mod helper;
 mod meltano;
+mod pg;
+mod team;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -272,8 +274,19 @@ fn database_uri_flag_and_variable_choose_the_file() {
         String::from_utf8_lossy(&out.stdout),
         "{\"singer_state\":{\"x\":1}}\n"
     );
-    let out = p.dsm(&["--database-uri", "postgresql://u@h/db", "state", "list"]);
-    assert_eq!(out.status.code(), Some(2));
+    // A PostgreSQL URI names a team store: a server that does not answer is named.
+    let out = p.dsm(&[
+        "--database-uri",
+        "postgresql://u@127.0.0.1:9/db?sslmode=disable",
+        "state",
+        "list",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to the PostgreSQL store `u@127.0.0.1:9/db?schema=dsm`"),
+        "{stderr}"
+    );
 }
 
 #[test]

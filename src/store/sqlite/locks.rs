@@ -86,6 +86,20 @@ impl RunLocks for SqliteStore {
     fn lock_holder(&self, state_id: &StateId) -> Result<Option<LockHolder>> {
         self.read(|c| holder_in(c, state_id, self.stale_after))
     }
+
+    fn lock_holders(&self) -> Result<Vec<LockHolder>> {
+        self.read(|c| {
+            let ids: Vec<String> = c
+                .prepare("SELECT state_id FROM flow_locks ORDER BY state_id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(holder_in(c, &StateId::new(id), self.stale_after)?);
+            }
+            Ok(out)
+        })
+    }
 }
 
 fn holder_in(

@@ -244,6 +244,12 @@ impl SqliteStore {
         conn.close().map_err(|(_, e)| Error::from(e))
     }
 
+    /// The schema version of the database at `path`, read without migrating it.
+    pub fn open_unmigrated_version(path: &Path) -> Result<i64> {
+        let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        current_version(&conn)
+    }
+
     /// Whether the database at `path` holds anything worth keeping (secrets, audit entries,
     /// state, runs or settings), without creating or migrating it.
     pub fn holds_data(path: &Path) -> Result<bool> {

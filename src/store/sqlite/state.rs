@@ -6,7 +6,9 @@ use serde_json::Value;
 use super::{SqliteStore, glob_match, json_text, now_text, parse_json, parse_time};
 use crate::error::{Error, Result};
 use crate::store::state::{self, CommitOutcome, StateStore, apply_write};
-use crate::store::{ImportReport, RunId, StateAction, StateEvent, StateId, StoredState};
+use crate::store::{
+    ImportReport, RunId, StateAction, StateEvent, StateId, StoredState, lease_lost_error,
+};
 
 fn read_state_row(conn: &Connection, state_id: &StateId) -> Result<Option<StoredState>> {
     let row = conn
@@ -92,6 +94,23 @@ fn write_in(
     record_event(tx, state_id, action, run_id, detail, Some(payload))
 }
 
+/// Refuses a run's commit once its flow's lock belongs to another run (taken over after it
+/// went stale, or with `--force`).
+fn check_holder(tx: &Transaction<'_>, state_id: &StateId, run_id: Option<&RunId>) -> Result<()> {
+    let Some(run) = run_id else { return Ok(()) };
+    let holder: Option<Option<String>> = tx
+        .query_row(
+            "SELECT run_id FROM flow_locks WHERE state_id = ?1",
+            [state_id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match holder {
+        Some(Some(other)) if other != run.as_str() => Err(lease_lost_error(state_id, run)),
+        _ => Ok(()),
+    }
+}
+
 fn no_state_error(state_id: &StateId) -> Error {
     Error::config(format!("no state stored for `{state_id}`"))
         .hint("`dsm state list` shows the state ids that have state")
@@ -118,6 +137,7 @@ impl StateStore for SqliteStore {
         };
         let detail = if partial { "partial" } else { "complete" };
         self.write(|tx| {
+            check_holder(tx, state_id, run_id)?;
             write_in(
                 tx,
                 state_id,
@@ -144,6 +164,9 @@ impl StateStore for SqliteStore {
             .map(|v| state::payload_from_state_value(v))
             .collect();
         self.write(|tx| {
+            if payloads.iter().any(std::result::Result::is_ok) {
+                check_holder(tx, state_id, run_id)?;
+            }
             for payload in payloads.iter().flatten() {
                 write_in(
                     tx,

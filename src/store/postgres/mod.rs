@@ -1,0 +1,414 @@
+//! The PostgreSQL implementation of [`Store`] for team mode: several hosts (and several
+//! projects, kept apart by `project_id`) share one database, in the schema the URI names
+//! (`schema=NAME`, default `dsm`). Every query names its schema and project explicitly and no
+//! session state is relied on, so the store works through a transaction-pooling pooler.
+//!
+//! What it keeps today: state and its events, flow leases, run history and settings. What it
+//! does not keep yet (secrets, the audit chain, config history, source status, API tokens,
+//! merged streams) is an error naming the feature, never a silent local fallback.
+
+mod connect;
+mod locks;
+mod runs;
+mod settings;
+mod state;
+pub(crate) mod unsupported;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::{Client, GenericClient, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use connect::{DEFAULT_SCHEMA, PgTarget, is_postgres_uri};
+
+use super::Store;
+use crate::error::{Error, Result};
+
+/// The migrations, numbered as the SQLite store's: schema version N means the same release on
+/// both backends. PostgreSQL starts at 14 (everything up to SQLite's 0014 in one script).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        14,
+        "team_store",
+        include_str!("migrations/0014_team_store.sql"),
+    ),
+    // 15: the webhook events table, twin of the SQLite store's 0015, goes here.
+];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Default lease timings (see [`LeaseTimes`]).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// A lease not renewed for this long is free, on the database's clock.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(60);
+
+/// How often a run renews its flow's lease, and how long an unrenewed lease lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimes {
+    /// Renewal interval.
+    pub heartbeat: Duration,
+    /// Expiry, measured on the database server's clock from the last renewal.
+    pub expiry: Duration,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        LeaseTimes {
+            heartbeat: DEFAULT_HEARTBEAT,
+            expiry: DEFAULT_EXPIRY,
+        }
+    }
+}
+
+impl LeaseTimes {
+    /// The defaults, overridden by `DSM_LEASE_HEARTBEAT` and `DSM_LEASE_EXPIRY`. The expiry must
+    /// be longer than the heartbeat.
+    pub fn from_env() -> Result<LeaseTimes> {
+        LeaseTimes::resolve(None)
+    }
+
+    /// The defaults, overridden by the project's `annotations.dsm.store`, overridden by
+    /// `DSM_LEASE_HEARTBEAT` and `DSM_LEASE_EXPIRY`.
+    pub fn resolve(
+        options: Option<&crate::project::annotations::StoreOptions>,
+    ) -> Result<LeaseTimes> {
+        use crate::project::annotations::Duration as Written;
+        let annotated = |key: &str, d: Option<&Written>| -> Result<Option<Duration>> {
+            match d {
+                None => Ok(None),
+                Some(Written::Seconds(n)) => Ok(Some(Duration::from_secs(*n))),
+                Some(Written::Text(t)) => crate::duration::parse(t).map(Some).map_err(|e| {
+                    Error::config(format!("annotations.dsm.store.{key}: {e}"))
+                        .hint(crate::duration::DurationError::hint())
+                }),
+            }
+        };
+        let heartbeat_default = annotated(
+            "lease_heartbeat",
+            options.and_then(|o| o.lease_heartbeat.as_ref()),
+        )?
+        .unwrap_or(DEFAULT_HEARTBEAT);
+        let expiry_default = annotated(
+            "lease_expiry",
+            options.and_then(|o| o.lease_expiry.as_ref()),
+        )?
+        .unwrap_or(DEFAULT_EXPIRY);
+        let read = |name: &str, default: Duration| -> Result<Duration> {
+            match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(text) => crate::duration::parse(&text).map_err(|e| {
+                    Error::config(format!("{name}: {e}"))
+                        .hint(crate::duration::DurationError::hint())
+                }),
+            }
+        };
+        let times = LeaseTimes {
+            heartbeat: read(crate::envvars::LEASE_HEARTBEAT, heartbeat_default)?,
+            expiry: read(crate::envvars::LEASE_EXPIRY, expiry_default)?,
+        };
+        if times.heartbeat.is_zero() || times.expiry <= times.heartbeat {
+            return Err(Error::config(format!(
+                "the lease expiry ({:?}) must be longer than its heartbeat ({:?})",
+                times.expiry, times.heartbeat
+            ))
+            .hint("make the expiry (DSM_LEASE_EXPIRY or annotations.dsm.store.lease_expiry) several heartbeats long (the defaults are 10s and 60s)"));
+        }
+        Ok(times)
+    }
+}
+
+/// Whether opening may upgrade an older schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Only an empty database is migrated (first use); an older one is refused.
+    FirstUseOnly,
+    /// `dsm store migrate`: bring any older schema up to date.
+    Allowed,
+}
+
+/// The system store in a PostgreSQL schema, for one project.
+pub struct PgStore {
+    client: Mutex<Option<Client>>,
+    target: PgTarget,
+    /// The schema, quoted for SQL.
+    schema: String,
+    project: String,
+    lease: LeaseTimes,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `dsm store status` shows of a PostgreSQL store.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgStatus {
+    /// Schema version of the database.
+    pub version: i64,
+    /// The version this dsm writes.
+    pub latest_version: i64,
+    /// Every project with rows in the schema.
+    pub projects: Vec<String>,
+}
+
+impl PgStore {
+    /// Connects to `target` for `project_id` and checks (or, on first use, creates) the schema.
+    pub fn open(target: &PgTarget, project_id: &str, upgrade: Upgrade) -> Result<PgStore> {
+        let lease = LeaseTimes::from_env()?;
+        let mut client = target.connect()?;
+        let schema = format!("\"{}\"", target.schema);
+        migrate(&mut client, &schema, target, upgrade)?;
+        Ok(PgStore {
+            client: Mutex::new(Some(client)),
+            target: target.clone(),
+            schema,
+            project: project_id.to_owned(),
+            lease,
+        })
+    }
+
+    /// Replaces the lease timings (tests).
+    #[must_use]
+    pub fn with_lease(mut self, lease: LeaseTimes) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The lease timings in use.
+    pub fn lease(&self) -> LeaseTimes {
+        self.lease
+    }
+
+    /// The project whose rows this handle reads and writes.
+    pub fn project_id(&self) -> &str {
+        &self.project
+    }
+
+    /// The schema version and the projects in the schema.
+    pub fn status(&self) -> Result<PgStatus> {
+        self.read(|c| {
+            let version: i64 = c
+                .query_one(
+                    &self.q("SELECT COALESCE(MAX(version), 0) FROM {S}.dsm_schema_migrations"),
+                    &[],
+                )?
+                .get(0);
+            let rows = c.query(
+                &self.q(
+                    "SELECT project_id FROM {S}.state UNION SELECT project_id FROM {S}.runs
+                     UNION SELECT project_id FROM {S}.flow_locks
+                     UNION SELECT project_id FROM {S}.settings ORDER BY 1",
+                ),
+                &[],
+            )?;
+            Ok(PgStatus {
+                version,
+                latest_version: latest_version(),
+                projects: rows.iter().map(|r| r.get(0)).collect(),
+            })
+        })
+    }
+
+    /// `sql` with `{S}` replaced by the quoted schema.
+    fn q(&self, sql: &str) -> String {
+        sql.replace("{S}", &self.schema)
+    }
+
+    /// The connection, reconnecting when the last one was lost.
+    fn client(&self) -> Result<MutexGuard<'_, Option<Client>>> {
+        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = None;
+            *guard = Some(self.target.connect()?);
+        }
+        Ok(guard)
+    }
+
+    /// Runs `f` with the connection. The client blocks on an async runtime of its own, which
+    /// cannot start on a thread that drives another one (a run's pipeline commits its states
+    /// from one): there `f` runs on a short-lived thread of its own.
+    fn read<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+        let run = move || {
+            let mut guard = self.client()?;
+            let client = guard
+                .as_mut()
+                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+            f(client)
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return run();
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(run).join().unwrap_or_else(|_| {
+                Err(Error::failed(
+                    "a call to the PostgreSQL store panicked (see the log above)",
+                ))
+            })
+        })
+    }
+
+    /// Runs `f` in one transaction, committed when it returns `Ok`.
+    fn write<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T> + Send,
+    ) -> Result<T> {
+        self.read(|c| {
+            let mut tx = c.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// The lease expiry in milliseconds, as a query parameter.
+    fn expiry_ms(&self) -> f64 {
+        self.lease.expiry.as_secs_f64() * 1000.0
+    }
+}
+
+/// A PostgreSQL failure the store did not explain better: a failed run (exit 1).
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::failed(format!(
+            "PostgreSQL store error: {}",
+            connect::error_text(&e)
+        ))
+        .with_source(e)
+    }
+}
+
+fn schema_version(c: &mut impl GenericClient, schema: &str) -> Result<i64> {
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.dsm_schema_migrations")],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(c.query_one(
+        &format!("SELECT COALESCE(MAX(version), 0) FROM {schema}.dsm_schema_migrations"),
+        &[],
+    )?
+    .get(0))
+}
+
+fn migrate(client: &mut Client, schema: &str, target: &PgTarget, upgrade: Upgrade) -> Result<()> {
+    let latest = latest_version();
+    let check = |version: i64| -> Result<()> {
+        if version > latest {
+            return Err(Error::config(format!(
+                "the PostgreSQL store {} has schema version {version}, newer than this dsm understands ({latest})",
+                target.display
+            ))
+            .hint("upgrade dsm on this host to the version the other hosts run"));
+        }
+        if version > 0 && version < latest && upgrade == Upgrade::FirstUseOnly {
+            return Err(Error::config(format!(
+                "the PostgreSQL store {} has schema version {version}; this dsm needs {latest}",
+                target.display
+            ))
+            .hint("run `dsm store migrate` once (other hosts keep working until then), then run this again"));
+        }
+        Ok(())
+    };
+    let version = schema_version(client, schema)?;
+    check(version)?;
+    if version == latest {
+        return Ok(());
+    }
+    let mut tx = client.transaction()?;
+    // Two hosts migrating at once take turns (a transaction-level lock: fine for poolers).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("dsm schema {schema}")],
+    )?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.dsm_schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )"
+    ))?;
+    let version = schema_version(&mut tx, schema)?;
+    check(version)?;
+    for (number, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > version) {
+        tx.batch_execute(&sql.replace("{S}", schema)).map_err(|e| {
+            Error::failed(format!(
+                "migration {number} ({name}) of the PostgreSQL store failed: {}",
+                connect::error_text(&e)
+            ))
+        })?;
+        tx.execute(
+            &format!("INSERT INTO {schema}.dsm_schema_migrations (version, name) VALUES ($1, $2)"),
+            &[number, name],
+        )?;
+        tracing::debug!(version = number, name, "applied migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The schema version of the store at `target` (0: empty), read without migrating it.
+pub fn current_version(target: &PgTarget) -> Result<i64> {
+    let mut client = target.connect()?;
+    schema_version(&mut client, &format!("\"{}\"", target.schema))
+}
+
+/// A time read back as milliseconds since the epoch.
+fn time_ms(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        Error::failed(format!(
+            "the PostgreSQL store holds an invalid time ({ms} ms)"
+        ))
+    })
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::failed(format!(
+            "the PostgreSQL store holds invalid JSON in {what}: {e}"
+        ))
+    })
+}
+
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.target.display.clone()
+    }
+
+    fn snapshot_sqlite(&self, _path: &Path) -> Result<()> {
+        Err(unsupported::not_yet("bundles (`dsm export`)"))
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        self.lease.heartbeat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_backends_are_at_the_same_schema_version() {
+        // A migration added to one backend needs its twin in the other (an SQLite-only
+        // feature's twin may be empty, but it takes the number).
+        assert_eq!(
+            super::latest_version(),
+            crate::store::sqlite::latest_version()
+        );
+    }
+}
