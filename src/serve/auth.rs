@@ -219,9 +219,10 @@ fn same_origin(headers: &axum::http::HeaderMap, tls: bool) -> bool {
     matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"))
 }
 
-/// Paths answered without a token (`/api/session` checks the token in its body itself).
+/// Paths answered without a token (`/api/session` checks the token in its body itself, the
+/// webhook intake each request's signature).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/api/session")
+    matches!(path, "/healthz" | "/readyz" | "/api/session") || path.starts_with("/api/webhooks/")
 }
 /// Whether a request changes something (refused under `--read-only`).
 pub fn is_state_changing(method: &Method) -> bool {

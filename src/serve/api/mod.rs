@@ -27,10 +27,12 @@ mod runs;
 mod service;
 mod session;
 mod sources;
+mod webhooks;
 
 pub use actions::{RunStarted, RunStopping, TestQuery};
 pub use edit::NewSource;
 use sources::find_source;
+pub use webhooks::{Intake, WebhookAccepted, WebhookSource};
 
 pub use runs::{RunIdParam, RunStatusParam, RunsQuery};
 pub use service::{Alive, AuditQuery};
@@ -407,6 +409,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(service::metrics))
         .routes(routes!(sources::set_credentials))
         .routes(routes!(session::create_session, session::end_session))
+        .routes(routes!(webhooks::receive))
 }
 
 /// The OpenAPI 3.1 document of the API, as served by `GET /api/openapi.json`.
