@@ -156,6 +156,8 @@ pub enum Command {
     Man(commands::man::Args),
     /// API tokens for `dsm serve`.
     Tokens(commands::tokens::Args),
+    /// Events webhook sources received on `dsm serve`: list, show, replay.
+    Webhooks(commands::webhooks::Args),
     /// Serve the HTTP API over the registry, runs and credentials.
     Serve(commands::serve::Args),
 }

@@ -31,6 +31,7 @@ pub mod state;
 pub mod sync;
 pub mod test;
 pub mod tokens;
+pub mod webhooks;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -163,6 +164,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Completions(args) => completions::run(ctx, args),
         Command::Man(args) => man::run(ctx, args),
         Command::Tokens(args) => tokens::run(ctx, args),
+        Command::Webhooks(args) => webhooks::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
     }
 }

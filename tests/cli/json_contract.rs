@@ -350,6 +350,9 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "tokens-create",
         "tokens-list",
         "validate",
+        "webhooks-list",
+        "webhooks-replay",
+        "webhooks-show",
     ]
     .map(|n| format!("{n}.schema.json"));
     assert_eq!(names, expected);
