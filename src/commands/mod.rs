@@ -31,8 +31,8 @@ pub mod state;
 pub mod sync;
 pub mod test;
 pub mod tokens;
-pub mod webhooks;
 pub mod validate;
+pub mod webhooks;
 
 use std::path::PathBuf;
 

@@ -200,8 +200,10 @@ fn list(
 fn show(ctx: &Context, format: OutputFormat, source: &str, id: i64) -> Result<()> {
     let store = ctx.open_store()?;
     let Some(event) = store.webhook_event(source, id)? else {
-        return Err(Error::config(format!("source `{source}` has no event {id}"))
-            .hint(format!("`dsm webhooks list {source}` shows its events")));
+        return Err(
+            Error::config(format!("source `{source}` has no event {id}"))
+                .hint(format!("`dsm webhooks list {source}` shows its events")),
+        );
     };
     let doc = EventDoc::of(&event)?;
     match format {
@@ -212,7 +214,8 @@ fn show(ctx: &Context, format: OutputFormat, source: &str, id: i64) -> Result<()
                 "event id:    {}",
                 doc.event_id.as_deref().unwrap_or("-")
             ));
-            ctx.printer.line(format!("received:    {}", doc.received_at));
+            ctx.printer
+                .line(format!("received:    {}", doc.received_at));
             ctx.printer.line(format!("size:        {} bytes", doc.size));
             ctx.printer.line(format!(
                 "status:      {}{}",

@@ -323,6 +323,8 @@ fn run(
     } = started;
     let opts = &plan.options;
     let state_id = plan.state_id.clone();
+    // A webhook source sends each event once (its bookmark is not `>=`): no resent note.
+    let is_webhook = webhook_source.is_some();
     let log_path = project
         .root()
         .join(".dsm/logs")
@@ -413,7 +415,7 @@ fn run(
             plan.flow.loader
         ));
     }
-    let resent = (synced_before && outcome.status == RunStatus::Success)
+    let resent = (synced_before && !is_webhook && outcome.status == RunStatus::Success)
         .then(|| {
             let state = store
                 .get_state(&state_id)

@@ -218,11 +218,7 @@ pub(super) async fn receive(
     };
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return Err(
-            Problem::bad_request("the request body is not valid JSON").detail(format!(
-                "at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            )),
+            Problem::bad_request("the request body is not valid JSON").detail(e.to_string())
         );
     }
     let payload = String::from_utf8(body.to_vec())
