@@ -17,6 +17,7 @@ use serde_json::Value;
 
 mod actions;
 mod sources_edit;
+mod webhooks;
 
 const TAP: &str = env!("CARGO_BIN_EXE_dsm-fake-tap");
 const SECRET: &str = "s3cr3t-value-in-yml";
