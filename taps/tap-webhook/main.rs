@@ -93,7 +93,7 @@ fn read_event(
         Err(e) => return Err(bad(format!("is not valid JSON: {e}"))),
     };
     for key in ["id", "seq"] {
-        if !obj.get(key).is_some_and(|v| v.as_i64().is_some()) {
+        if obj.get(key).is_none_or(|v| v.as_i64().is_none()) {
             return Err(bad(format!("has no integer `{key}`")));
         }
     }

@@ -23,6 +23,9 @@ use crate::webhooks::{self as hooks, Retention};
 /// within this time).
 const SECRET_TTL: Duration = Duration::from_secs(5);
 
+/// A source's secret as last resolved (`None`: it has none), and when.
+type CachedSecret = (Instant, Option<Zeroizing<String>>);
+
 /// The intake's own state: failed attempts per address (kept apart from the token limiter, so
 /// a misconfigured sender does not lock its network's operators out of the API) and the
 /// sources' secrets, resolved at most every [`SECRET_TTL`].
@@ -30,7 +33,7 @@ const SECRET_TTL: Duration = Duration::from_secs(5);
 pub struct Intake {
     /// Failed attempts per address.
     pub limiter: FailureLimiter,
-    secrets: Mutex<HashMap<String, (Instant, Option<Zeroizing<String>>)>>,
+    secrets: Mutex<HashMap<String, CachedSecret>>,
 }
 
 impl Intake {
