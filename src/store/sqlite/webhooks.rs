@@ -57,13 +57,15 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
 }
 
 fn counts(tx: &rusqlite::Connection, source: &str) -> Result<WebhookCounts> {
-    let (pending, consumed, bytes): (i64, i64, i64) = tx.query_row(
-        "SELECT COALESCE(SUM(consumed_at IS NULL), 0), COALESCE(SUM(consumed_at IS NOT NULL), 0),
-                COALESCE(SUM(size), 0)
-         FROM webhook_events WHERE source = ?1",
-        [source],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    // Kept by the triggers of migration 0015.
+    let row: Option<(i64, i64, i64)> = tx
+        .query_row(
+            "SELECT pending, consumed, bytes FROM webhook_totals WHERE source = ?1",
+            [source],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (pending, consumed, bytes) = row.unwrap_or_default();
     Ok(WebhookCounts {
         pending: pending.max(0) as u64,
         consumed: consumed.max(0) as u64,
