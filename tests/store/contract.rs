@@ -914,4 +914,12 @@ pub fn webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded(b:
             .unwrap(),
         Received::Full { .. }
     ));
+    // The counts follow every insert, consumption, replay and deletion.
+    let all = store.webhook_events("hooks", i64::MIN, false, 100).unwrap();
+    let counts = store.webhook_counts("hooks").unwrap();
+    let pending = all.iter().filter(|e| e.consumed_at.is_none()).count() as u64;
+    assert_eq!(counts.pending, pending);
+    assert_eq!(counts.consumed, all.len() as u64 - pending);
+    assert_eq!(counts.bytes, all.iter().map(|e| e.size).sum::<u64>());
+    assert_eq!(store.webhook_counts("nobody").unwrap(), Default::default());
 }
