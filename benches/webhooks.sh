@@ -17,15 +17,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# DSM_BENCH_BIN runs another build of dsm (e.g. target/debug/dsm to try the script out).
+# DSM_BENCH_BIN runs another build of dsm (e.g. target/debug/dsm to try the script out, or the
+# target/release/dsm that `cargo bench` built).
 if [ -n "${DSM_BENCH_BIN:-}" ]; then
   BIN=$DSM_BENCH_BIN
 else
   cargo build --quiet --release --bin dsm
   BIN=$PWD/target/release/dsm
 fi
+# The clients are built like dsm: release, or the dev profile for a debug build of dsm.
 PROFILE=()
-[ -n "${DSM_BENCH_BIN:-}" ] && PROFILE=(--profile dev)
+case "${DSM_BENCH_BIN:-}" in */debug/*) PROFILE=(--profile dev) ;; esac
 cargo bench --quiet "${PROFILE[@]}" --bench webhooks_client --bench serve_client --no-run 2>/dev/null
 
 cat > "$WORK/meltano.yml" <<'YML'
