@@ -145,7 +145,7 @@ dsm = {
                 "properties": {
                     "type": {
                         "type": "string",
-                        "enum": ["file", "database", "api", "warehouse", "other"],
+                        "enum": ["file", "database", "api", "warehouse", "webhook", "other"],
                     },
                     "provider": {"type": "string"},
                     "category": {"type": "string"},

@@ -50,6 +50,7 @@ BUILTINS = [
     ("extractors", "tap-jsonl", "JSON-lines files"),
     ("extractors", "tap-sqlite", "SQLite"),
     ("extractors", "tap-rest", "REST API"),
+    ("extractors", "tap-webhook", "Webhooks"),
     ("extractors", "tap-postgres", "PostgreSQL"), ("loaders", "target-postgres", "PostgreSQL"),
     ("loaders", "target-jsonl", "JSON-lines files"),
     ("loaders", "target-csv", "CSV files"),
@@ -135,10 +136,17 @@ def run_about(executable: str) -> dict:
     return json.loads(out.stdout)
 
 
+# What `dsm add` puts into meltano.yml besides the variant, for built-ins that need it.
+ANNOTATIONS = {
+    "tap-webhook": {"dsm": {"source": {"type": "webhook"}}},
+}
+
+
 def refresh_builtins(bin_dir: Path) -> None:
     for plugin_type, name, label in BUILTINS:
         about = run_about(str(bin_dir / name))
         settings, groups = settings_from_about(about)
+        extra = {"annotations": ANNOTATIONS[name]} if name in ANNOTATIONS else {}
         write({
             "plugin_type": plugin_type,
             "name": name,
@@ -151,6 +159,7 @@ def refresh_builtins(bin_dir: Path) -> None:
             "settings_group_validation": groups,
             "settings": settings,
             "settings_source": f"`{name} --about --format json` (dsm built-in)",
+            **extra,
         })
 
 

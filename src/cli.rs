@@ -158,6 +158,8 @@ pub enum Command {
     Tokens(commands::tokens::Args),
     /// The system store: its backend, schema version and leases; schema upgrades.
     Store(commands::store::Args),
+    /// Events webhook sources received on `dsm serve`: list, show, replay.
+    Webhooks(commands::webhooks::Args),
     /// Serve the HTTP API over the registry, runs and credentials.
     Serve(commands::serve::Args),
 }

@@ -34,6 +34,7 @@ pub mod singer;
 pub mod state_backend;
 pub mod store;
 pub mod transform;
+pub mod webhooks;
 
 use cli::Cli;
 use commands::Context;

@@ -230,6 +230,10 @@ pub(crate) fn catalog_entry(
     if let Some(pip) = def.get("pip_url").and_then(J::as_str) {
         entry.insert("pip_url".into(), J::String(pip.to_string()));
     }
+    // A built-in's template (`tap-webhook`: `annotations.dsm.source.type: webhook`).
+    if let Some(annotations) = def.get("annotations").filter(|a| a.is_object()) {
+        entry.insert("annotations".into(), annotations.clone());
+    }
     let rel = Path::new("plugins")
         .join(ty.key())
         .join(format!("{name}--{variant}.lock"));

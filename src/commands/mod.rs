@@ -33,6 +33,7 @@ pub mod sync;
 pub mod test;
 pub mod tokens;
 pub mod validate;
+pub mod webhooks;
 
 use std::path::PathBuf;
 
@@ -171,6 +172,7 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Man(args) => man::run(ctx, args),
         Command::Tokens(args) => tokens::run(ctx, args),
         Command::Store(args) => store::run(ctx, args),
+        Command::Webhooks(args) => webhooks::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
     }
 }

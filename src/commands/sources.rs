@@ -56,6 +56,7 @@ impl clap::ValueEnum for SourceType {
             SourceType::Database => "Operational databases",
             SourceType::Api => "Web APIs and SaaS",
             SourceType::Warehouse => "Analytical warehouses",
+            SourceType::Webhook => "Events pushed to `dsm serve` by webhook",
             SourceType::Other => "Anything else",
         };
         Some(clap::builder::PossibleValue::new(self.as_str()).help(help))

@@ -12,6 +12,7 @@ pub const BUILTINS: &[&str] = &[
     "tap-jsonl",
     "tap-sqlite",
     "tap-rest",
+    "tap-webhook",
     "target-csv",
     "target-jsonl",
     "target-sqlite",

@@ -191,6 +191,22 @@ pub struct DsmPlugin {
     pub transforms: Vec<TransformSpec>,
     /// A loader's clearance: the highest classification label it may receive.
     pub clearance: Option<String>,
+    /// A webhook source's event retention and bounds.
+    pub webhooks: Option<WebhookOptions>,
+}
+
+/// `annotations.dsm.webhooks` of a source of type `webhook` (see `crate::webhooks` for the
+/// defaults).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookOptions {
+    /// How long consumed events are kept.
+    pub retention: Option<Duration>,
+    /// The most events kept (pending and consumed); when pending ones alone reach it, new
+    /// events are refused.
+    pub max_events: Option<u64>,
+    /// The most payload bytes kept, in the same way.
+    pub max_bytes: Option<u64>,
 }
 
 /// `annotations.dsm.source`.
@@ -224,6 +240,8 @@ pub enum SourceKind {
     Api,
     /// A warehouse.
     Warehouse,
+    /// Events pushed to `dsm serve` by webhook.
+    Webhook,
     /// Anything else.
     Other,
 }
@@ -339,6 +357,10 @@ mod tests {
             property_names_of("#/$defs/dsm/classification/properties/labels/items")
         );
         assert_eq!(fields::<DsmJob>(), property_names_of("#/$defs/dsm/job"));
+        assert_eq!(
+            fields::<WebhookOptions>(),
+            property_names_of("#/$defs/dsm/plugin/properties/webhooks")
+        );
         assert_eq!(
             fields::<DsmSetting>(),
             property_names_of("#/$defs/dsm/setting")

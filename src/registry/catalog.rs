@@ -31,17 +31,20 @@ pub enum SourceType {
     Api,
     /// Analytical warehouses.
     Warehouse,
+    /// Events pushed to `dsm serve` (`POST /api/webhooks/{source}`).
+    Webhook,
     /// Anything else.
     Other,
 }
 
 impl SourceType {
     /// Every value, in the order lists and help show them.
-    pub const ALL: [SourceType; 5] = [
+    pub const ALL: [SourceType; 6] = [
         SourceType::File,
         SourceType::Database,
         SourceType::Api,
         SourceType::Warehouse,
+        SourceType::Webhook,
         SourceType::Other,
     ];
 
@@ -52,6 +55,7 @@ impl SourceType {
             SourceType::Database => "database",
             SourceType::Api => "api",
             SourceType::Warehouse => "warehouse",
+            SourceType::Webhook => "webhook",
             SourceType::Other => "other",
         }
     }
@@ -97,6 +101,7 @@ const KNOWN: &[(&str, SourceType, &str)] = &[
     ("tap-jsonl", SourceType::File, "JSONL files"),
     ("tap-sqlite", SourceType::Database, "SQLite"),
     ("tap-rest", SourceType::Api, "REST API"),
+    ("tap-webhook", SourceType::Webhook, "Webhooks"),
     ("target-jsonl", SourceType::File, "JSONL files"),
     ("target-csv", SourceType::File, "CSV files"),
     ("target-sqlite", SourceType::Database, "SQLite"),
@@ -148,6 +153,7 @@ impl From<SourceKind> for SourceType {
             SourceKind::Database => SourceType::Database,
             SourceKind::Api => SourceType::Api,
             SourceKind::Warehouse => SourceType::Warehouse,
+            SourceKind::Webhook => SourceType::Webhook,
             SourceKind::Other => SourceType::Other,
         }
     }

@@ -84,6 +84,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
     let Some(lock) = lock else {
         return Err(Error::failed("internal: no flow lock outside a dry run"));
     };
+    let webhook_source = hand_over_webhooks(project, &mut plan, store.as_ref(), &run_dir)?;
     let started = Started {
         store,
         lock,
@@ -91,6 +92,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
         run_dir,
         merge,
         synced_before,
+        webhook_source,
     };
     run(project, plan, prepared, started)
 }
@@ -248,6 +250,48 @@ fn dump_state(plan: &FlowPlan<'_>, state: Option<String>) -> Result<RunReport> {
     Ok(dumped(&plan.flow, state_id.clone(), &value))
 }
 
+/// For an extractor of type `webhook`: marks events an earlier run's loader confirmed, prunes
+/// consumed ones past their retention, writes the pending ones to a private file in the run's
+/// folder and gives the tap its path as `events_file` (and not the signing secret, which only
+/// the server needs). Returns the source's name when it is one.
+fn hand_over_webhooks(
+    project: &Project,
+    plan: &mut FlowPlan<'_>,
+    store: &dyn Store,
+    run_dir: &RunDir,
+) -> Result<Option<String>> {
+    let info = crate::registry::catalog::describe(project, &plan.extractor);
+    if info.source_type != crate::registry::catalog::SourceType::Webhook {
+        return Ok(None);
+    }
+    let source = plan.extractor.name.clone();
+    let retention = crate::webhooks::Retention::of(&plan.extractor)?;
+    let bookmark = store
+        .get_state(&plan.state_id)?
+        .and_then(|payload| payload.get("singer_state").cloned());
+    crate::webhooks::catch_up(
+        store,
+        &source,
+        bookmark.as_ref(),
+        &retention,
+        chrono::Utc::now(),
+    )?;
+    let (path, count) = crate::webhooks::write_pending(store, &source, run_dir.path())?;
+    tracing::info!(source = %source, events = count, "pending webhook events handed to the tap");
+    let config = plan
+        .extractor_spec
+        .config
+        .get_or_insert_with(|| Value::Object(Default::default()));
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert(
+            crate::webhooks::EVENTS_FILE_KEY.into(),
+            Value::String(path.display().to_string()),
+        );
+        obj.remove(crate::webhooks::SECRET_SETTING);
+    }
+    Ok(Some(source))
+}
+
 /// What a run holds once it is set to start.
 struct Started {
     store: Arc<dyn Store>,
@@ -256,6 +300,9 @@ struct Started {
     run_dir: RunDir,
     merge: Option<merge_stage::FlowMerge>,
     synced_before: bool,
+    /// The extractor's name when it is a webhook source (its events are consumed as the
+    /// loader confirms them).
+    webhook_source: Option<String>,
 }
 
 /// Records the run, drives the pipeline with the state committer, and records how it ended.
@@ -272,9 +319,12 @@ fn run(
         run_dir,
         merge,
         synced_before,
+        webhook_source,
     } = started;
     let opts = &plan.options;
     let state_id = plan.state_id.clone();
+    // A webhook source sends each event once (its bookmark is not `>=`): no resent note.
+    let is_webhook = webhook_source.is_some();
     let log_path = project
         .root()
         .join(".dsm/logs")
@@ -343,6 +393,7 @@ fn run(
             full_refresh: opts.full_refresh,
             enabled: !opts.no_state_update,
             merge: merge.as_ref(),
+            webhook_source,
         },
         opts.cancel.clone(),
     )?;
@@ -364,7 +415,7 @@ fn run(
             plan.flow.loader
         ));
     }
-    let resent = (synced_before && outcome.status == RunStatus::Success)
+    let resent = (synced_before && !is_webhook && outcome.status == RunStatus::Success)
         .then(|| {
             let state = store
                 .get_state(&state_id)
@@ -757,6 +808,9 @@ struct CommitTarget<'a> {
     enabled: bool,
     /// Merge stages learn what the loader confirmed (before the bookmark is written).
     merge: Option<&'a merge_stage::FlowMerge>,
+    /// A webhook source whose events up to a confirmed bookmark are marked consumed (after the
+    /// bookmark is written).
+    webhook_source: Option<String>,
 }
 
 /// Saves what the loader confirms: every STATE it prints becomes the flow's bookmark.
@@ -799,6 +853,11 @@ impl pipeline::StateSink for StateCommitter<'_> {
             if let store::CommitOutcome::Ignored(reason) = outcome {
                 tracing::warn!(state_id = %target.state_id, ?reason, "a STATE message was not stored");
             }
+        }
+        // The bookmark is stored first: should marking fail or dsm stop here, the next run
+        // catches up from it (`webhooks::catch_up`) and the tap skips what it confirms.
+        if let (Some(source), Some(last)) = (&target.webhook_source, states.last()) {
+            crate::webhooks::consume_confirmed(target.store.as_ref(), source, last)?;
         }
         Ok(())
     }

@@ -219,10 +219,11 @@ fn same_origin(headers: &axum::http::HeaderMap, tls: bool) -> bool {
     matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"))
 }
 
-/// Paths answered without a token (`/api/session` checks the token in its body itself; the
-/// dashboard's files hold no data).
+/// Paths answered without a token (`/api/session` checks the token in its body itself, the
+/// webhook intake each request's signature; the dashboard's files hold no data).
 fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/api/session")
+        || path.starts_with("/api/webhooks/")
         || super::dashboard::is_dashboard_path(path)
 }
 /// Whether a request changes something (refused under `--read-only`).

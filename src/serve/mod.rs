@@ -74,6 +74,8 @@ pub struct App {
     pub read_only: bool,
     /// Failed attempts per address.
     pub limiter: FailureLimiter,
+    /// The webhook intake's failed attempts and resolved secrets.
+    pub webhooks: api::Intake,
     /// Browser sessions.
     pub sessions: auth::Sessions,
     /// Tokens whose last use was written recently.
@@ -114,6 +116,7 @@ impl App {
             store,
             read_only,
             limiter: FailureLimiter::default(),
+            webhooks: api::Intake::default(),
             sessions: auth::Sessions::default(),
             touches: auth::Touches::default(),
             secure_cookies: tls,

@@ -32,6 +32,9 @@ use crate::store::config_history::ConfigRestore;
 use crate::store::secrets::{KeyCheck, Rotation, RotationInput};
 use crate::store::state::{apply_write, payload_from_state_value};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
+use crate::store::webhooks::{
+    NewWebhookEvent, Received, WebhookCounts, WebhookEvent, WebhookLimits, WebhookStore,
+};
 use crate::store::{
     self, CommitOutcome, FlowLock, ImportReport, LockHolder, NewRun, PrunedTotal, RunArtifact,
     RunFilter, RunFinish, RunId, RunRecord, SourceStatusChange, StateAction, StateEvent, StateId,
@@ -605,6 +608,45 @@ impl TokenStore for BackedStore {
     }
     fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
         self.inner.touch_token(name, at)
+    }
+}
+
+impl WebhookStore for BackedStore {
+    fn receive_webhook(&self, event: &NewWebhookEvent, limits: &WebhookLimits) -> Result<Received> {
+        self.inner.receive_webhook(event, limits)
+    }
+    fn webhook_events(
+        &self,
+        source: &str,
+        after_seq: i64,
+        pending_only: bool,
+        limit: usize,
+    ) -> Result<Vec<WebhookEvent>> {
+        self.inner
+            .webhook_events(source, after_seq, pending_only, limit)
+    }
+    fn pending_webhooks(
+        &self,
+        source: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookEvent>> {
+        self.inner.pending_webhooks(source, after_seq, limit)
+    }
+    fn webhook_event(&self, source: &str, id: i64) -> Result<Option<WebhookEvent>> {
+        self.inner.webhook_event(source, id)
+    }
+    fn webhook_counts(&self, source: &str) -> Result<WebhookCounts> {
+        self.inner.webhook_counts(source)
+    }
+    fn consume_webhooks(&self, source: &str, through_seq: i64, at: DateTime<Utc>) -> Result<u64> {
+        self.inner.consume_webhooks(source, through_seq, at)
+    }
+    fn replay_webhooks(&self, source: &str, ids: Option<&[i64]>) -> Result<Vec<i64>> {
+        self.inner.replay_webhooks(source, ids)
+    }
+    fn prune_webhooks(&self, source: &str, consumed_before: DateTime<Utc>) -> Result<u64> {
+        self.inner.prune_webhooks(source, consumed_before)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The system store: every byte dsm keeps in its database, and the only module that speaks SQL.
 //!
 //! Each concern is a trait of its own ([`StateStore`], [`RunLocks`], [`RunHistory`],
-//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], ...) taking and returning plain
+//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], [`WebhookStore`] ...) taking and returning plain
 //! values; [`Store`] gathers them. A backend (SQLite today, see [`sqlite`]) implements every
 //! trait, and the contract suite in `tests/store/contract.rs` runs against each backend.
 //!
@@ -23,6 +23,7 @@ pub mod sqlite;
 pub mod state;
 pub mod status;
 pub mod tokens;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,12 +53,15 @@ pub use state::{
     StoredState,
 };
 pub use tokens::{NewToken, Role, TokenRecord, TokenStore};
+pub use webhooks::{
+    NewWebhookEvent, Received, WebhookCounts, WebhookEvent, WebhookLimits, WebhookStore,
+};
 
 /// The store's traits, for callers that use a [`Store`] through its concerns' methods.
 pub mod prelude {
     pub use super::{
         AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
-        SourceStatusStore, StateStore, Store, TokenStore,
+        SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
     };
 }
 
@@ -119,6 +123,7 @@ pub trait Store:
     + SecretStore
     + AuditStore
     + ConfigHistoryStore
+    + WebhookStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -351,6 +351,9 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "tokens-create",
         "tokens-list",
         "validate",
+        "webhooks-list",
+        "webhooks-replay",
+        "webhooks-show",
     ]
     .map(|n| format!("{n}.schema.json"));
     assert_eq!(names, expected);
@@ -489,4 +492,64 @@ fn issue_24_token_create_and_revoke_are_audited_by_name() {
     assert!(actions.contains(&("token.revoke", "ops")), "{actions:?}");
     assert!(!audit.stdout.contains(&token));
     assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+}
+
+/// Issue 28: `dsm webhooks list|show|replay --format json` match their schemas (events stored
+/// through the store's own trait, as the server stores them).
+#[test]
+fn issue_28_webhooks_documents_match_their_schemas() {
+    use dsm::store::{NewWebhookEvent, WebhookLimits};
+    let p = TestProject::new(
+        "version: 1\nplugins:\n  extractors:\n  - name: hooks\n    inherit_from: tap-webhook\n    variant: dsm\n    annotations: {dsm: {source: {type: webhook}}}\n  - name: tap-plain\n    namespace: tap_plain\n",
+    );
+    let store = dsm::store::SqliteStore::open(&p.root().join(".dsm/dsm.db")).unwrap();
+    let limits = WebhookLimits {
+        max_events: 10,
+        max_bytes: 1000,
+    };
+    for (id, payload) in [(Some("a-1"), r#"{"x":[1,2]}"#), (None, "\"text\"")] {
+        dsm::store::WebhookStore::receive_webhook(
+            &store,
+            &NewWebhookEvent {
+                source: "hooks".into(),
+                event_id: id.map(str::to_owned),
+                payload: payload.into(),
+                received_at: chrono::Utc::now(),
+            },
+            &limits,
+        )
+        .unwrap();
+    }
+    let first = dsm::store::WebhookStore::webhook_events(&store, "hooks", i64::MIN, false, 1)
+        .unwrap()[0]
+        .clone();
+    dsm::store::WebhookStore::consume_webhooks(&store, "hooks", first.seq, chrono::Utc::now())
+        .unwrap();
+    drop(store);
+    let check = |name: &str, args: &[&str]| {
+        let mut full = vec!["--format", "json"];
+        full.extend(args);
+        let out = p.dsm(&full);
+        assert_eq!(out.code, 0, "{full:?}: {}", out.stderr);
+        assert_matches(name, &full, &out)
+    };
+    let list = check("webhooks-list", &["webhooks", "list", "hooks"]);
+    assert_eq!(list[0]["status"], "consumed");
+    assert_eq!(list[1]["status"], "pending");
+    let pending = check("webhooks-list", &["webhooks", "list", "hooks", "--pending"]);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let id = first.id.to_string();
+    let shown = check("webhooks-show", &["webhooks", "show", "hooks", &id]);
+    assert_eq!(shown["payload"]["x"][1], 2);
+    let replayed = check("webhooks-replay", &["webhooks", "replay", "hooks"]);
+    assert_eq!(replayed["replayed"], serde_json::json!([first.id]));
+    // Not a webhook source, and an unknown event: errors in the error schema.
+    for args in [
+        vec!["--format", "json", "webhooks", "list", "tap-plain"],
+        vec!["--format", "json", "webhooks", "show", "hooks", "999"],
+    ] {
+        let out = p.dsm(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert_matches("error", &args, &out);
+    }
 }

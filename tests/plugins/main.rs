@@ -15,3 +15,4 @@ mod sdk_streams;
 mod support;
 mod taps;
 mod target_sqlite;
+mod webhook;

@@ -18,16 +18,18 @@ pub fn bin(name: &str) -> PathBuf {
         "target-sqlite" => env!("CARGO_BIN_EXE_target-sqlite"),
         "tap-postgres" => env!("CARGO_BIN_EXE_tap-postgres"),
         "target-postgres" => env!("CARGO_BIN_EXE_target-postgres"),
+        "tap-webhook" => env!("CARGO_BIN_EXE_tap-webhook"),
         other => panic!("no plugin `{other}`"),
     })
 }
 
 /// The names of all built-in plugins.
-pub const PLUGINS: [&str; 9] = [
+pub const PLUGINS: [&str; 10] = [
     "tap-csv",
     "tap-jsonl",
     "tap-sqlite",
     "tap-rest",
+    "tap-webhook",
     "target-jsonl",
     "target-csv",
     "target-sqlite",

@@ -15,8 +15,8 @@ use dsm::store::config_history::{ConfigRestore, ConfigVersionRow};
 use dsm::store::prelude::*;
 use dsm::store::secrets::SealedSecret;
 use dsm::store::{
-    CommitOutcome, NewRun, NewToken, PluginExit, Role, RunFinish, RunId, RunStatus,
-    SourceStatusChange, StateAction, StateId, StoredState, StreamStats,
+    CommitOutcome, NewRun, NewToken, NewWebhookEvent, PluginExit, Received, Role, RunFinish, RunId,
+    RunStatus, SourceStatusChange, StateAction, StateId, StoredState, StreamStats, WebhookLimits,
 };
 
 /// Makes empty stores of one backend.
@@ -96,11 +96,12 @@ run_contract!(
         source_status_is_a_history,
         tokens_round_trip,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
+        webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
     ]
 );
 
 // Not yet on PostgreSQL (an error naming the feature there): secrets, the audit chain, config
-// history, source status and tokens.
+// history, source status, tokens and webhook events.
 run_contract!(
     postgres,
     super::Postgres,
@@ -865,4 +866,154 @@ pub fn a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder(b: &dyn Backend
     assert!(!holder.stale);
     store.release_lock(&new).unwrap();
     assert!(store.lock_holder(&id).unwrap().is_none());
+}
+
+pub fn webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let roomy = WebhookLimits {
+        max_events: 100,
+        max_bytes: 1 << 20,
+    };
+    let at: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let event = |source: &str, id: Option<&str>, payload: &str| NewWebhookEvent {
+        source: source.into(),
+        event_id: id.map(str::to_owned),
+        payload: payload.into(),
+        received_at: at,
+    };
+    let stored = |r: Received| match r {
+        Received::Stored(e) => e,
+        other => panic!("not stored: {other:?}"),
+    };
+    let a = stored(
+        store
+            .receive_webhook(&event("hooks", Some("e1"), r#"{"n":1}"#), &roomy)
+            .unwrap(),
+    );
+    let b2 = stored(
+        store
+            .receive_webhook(&event("hooks", None, r#"{"n":2}"#), &roomy)
+            .unwrap(),
+    );
+    // Another source's events and event ids are its own.
+    stored(
+        store
+            .receive_webhook(&event("other", Some("e1"), "{}"), &roomy)
+            .unwrap(),
+    );
+    match store
+        .receive_webhook(&event("hooks", Some("e1"), r#"{"n":9}"#), &roomy)
+        .unwrap()
+    {
+        Received::Duplicate(e) => assert_eq!(e.id, a.id),
+        other => panic!("not a duplicate: {other:?}"),
+    }
+    assert!(a.seq < b2.seq && a.received_at == at && a.size == 7);
+    let shown = store.webhook_event("hooks", a.id).unwrap().unwrap();
+    assert_eq!(
+        shown.payload.as_deref(),
+        Some(r#"{"n":1}"#),
+        "the first payload is kept"
+    );
+    assert_eq!(store.webhook_event("other", a.id).unwrap(), None);
+
+    // A run confirmed the first event; one more arrives meanwhile.
+    assert_eq!(store.consume_webhooks("hooks", a.seq, at).unwrap(), 1);
+    let c = stored(
+        store
+            .receive_webhook(&event("hooks", None, r#"{"n":3}"#), &roomy)
+            .unwrap(),
+    );
+    let pending: Vec<i64> = store
+        .pending_webhooks("hooks", i64::MIN, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(pending, [b2.id, c.id]);
+    assert!(
+        store.pending_webhooks("hooks", i64::MIN, 10).unwrap()[0]
+            .payload
+            .is_some()
+    );
+    let counts = store.webhook_counts("hooks").unwrap();
+    assert_eq!((counts.pending, counts.consumed), (2, 1));
+
+    // Replay gives the consumed event a number past every other.
+    assert_eq!(
+        store
+            .replay_webhooks("hooks", Some(&[a.id, c.id, 999]))
+            .unwrap(),
+        [a.id]
+    );
+    let again = store.webhook_event("hooks", a.id).unwrap().unwrap();
+    assert!(again.consumed_at.is_none() && again.seq > c.seq);
+    let order: Vec<i64> = store
+        .webhook_events("hooks", i64::MIN, false, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(order, [b2.id, c.id, a.id]);
+
+    // Retention deletes consumed events only.
+    store.consume_webhooks("hooks", c.seq, at).unwrap();
+    let later: chrono::DateTime<chrono::Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+    assert_eq!(store.prune_webhooks("hooks", later).unwrap(), 2);
+    let left: Vec<i64> = store
+        .webhook_events("hooks", i64::MIN, false, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [a.id]);
+
+    // Bounds: consumed events make room, pending ones never do.
+    let tight = WebhookLimits {
+        max_events: 2,
+        max_bytes: 1 << 20,
+    };
+    stored(
+        store
+            .receive_webhook(&event("hooks", None, "[1]"), &tight)
+            .unwrap(),
+    );
+    match store
+        .receive_webhook(&event("hooks", None, "[2]"), &tight)
+        .unwrap()
+    {
+        Received::Full { pending, .. } => assert_eq!(pending, 2),
+        other => panic!("not refused: {other:?}"),
+    }
+    let last_seq = store
+        .webhook_events("hooks", i64::MIN, false, 10)
+        .unwrap()
+        .last()
+        .unwrap()
+        .seq;
+    store.consume_webhooks("hooks", last_seq, at).unwrap();
+    stored(
+        store
+            .receive_webhook(&event("hooks", None, "[3]"), &tight)
+            .unwrap(),
+    );
+    assert_eq!(store.webhook_counts("hooks").unwrap().pending, 1);
+    let small = WebhookLimits {
+        max_events: 100,
+        max_bytes: 10,
+    };
+    assert!(matches!(
+        store
+            .receive_webhook(&event("hooks", None, r#"{"too":"long"}"#), &small)
+            .unwrap(),
+        Received::Full { .. }
+    ));
+    // The counts follow every insert, consumption, replay and deletion.
+    let all = store.webhook_events("hooks", i64::MIN, false, 100).unwrap();
+    let counts = store.webhook_counts("hooks").unwrap();
+    let pending = all.iter().filter(|e| e.consumed_at.is_none()).count() as u64;
+    assert_eq!(counts.pending, pending);
+    assert_eq!(counts.consumed, all.len() as u64 - pending);
+    assert_eq!(counts.bytes, all.iter().map(|e| e.size).sum::<u64>());
+    assert_eq!(store.webhook_counts("nobody").unwrap(), Default::default());
 }

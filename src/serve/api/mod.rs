@@ -27,10 +27,12 @@ mod runs;
 mod service;
 mod session;
 mod sources;
+mod webhooks;
 
 pub use actions::{RunStarted, RunStopping, TestQuery};
 pub use edit::NewSource;
 use sources::find_source;
+pub use webhooks::{Intake, WebhookAccepted, WebhookSource};
 
 pub use runs::{RunIdParam, RunStatusParam, RunsQuery};
 pub use service::{Alive, AuditQuery};
@@ -421,6 +423,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(dashboard::list_plugins))
         .routes(routes!(dashboard::overview))
         .routes(routes!(dashboard::set_status))
+        .routes(routes!(webhooks::receive))
 }
 
 /// The OpenAPI 3.1 document of the API, as served by `GET /api/openapi.json`.

@@ -36,7 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "team_store",
         include_str!("migrations/0014_team_store.sql"),
     ),
-    // 15: the webhook events table, twin of the SQLite store's 0015, goes here.
+    (
+        15,
+        "webhook_events",
+        include_str!("migrations/0015_webhook_events.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -1,7 +1,7 @@
 //! The concerns the PostgreSQL store does not keep yet. Writing to one is an error naming the
 //! feature (never a silent local fallback); reading one answers what is true of this store,
 //! that it holds nothing of it (no secrets, no config versions, no source status changes, no
-//! tokens), so runs of projects that use none of them work. The audit chain is not read at all.
+//! tokens, no webhook events), so runs of projects that use none of them work. The audit chain is not read at all.
 
 use chrono::{DateTime, Utc};
 
@@ -14,6 +14,9 @@ use crate::store::secrets::{
 };
 use crate::store::sources::{SourceStatusChange, SourceStatusStore};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
+use crate::store::webhooks::{
+    NewWebhookEvent, Received, WebhookCounts, WebhookEvent, WebhookLimits, WebhookStore,
+};
 
 /// The error for a feature the PostgreSQL store does not keep yet.
 pub fn not_yet(feature: &str) -> Error {
@@ -148,5 +151,59 @@ impl TokenStore for PgStore {
 
     fn touch_token(&self, _name: &str, _at: DateTime<Utc>) -> Result<()> {
         Err(not_yet("API tokens"))
+    }
+}
+
+impl WebhookStore for PgStore {
+    fn receive_webhook(
+        &self,
+        _event: &NewWebhookEvent,
+        _limits: &WebhookLimits,
+    ) -> Result<Received> {
+        Err(not_yet("webhook events"))
+    }
+
+    fn webhook_events(
+        &self,
+        _source: &str,
+        _after_seq: i64,
+        _pending_only: bool,
+        _limit: usize,
+    ) -> Result<Vec<WebhookEvent>> {
+        Ok(Vec::new())
+    }
+
+    fn pending_webhooks(
+        &self,
+        _source: &str,
+        _after_seq: i64,
+        _limit: usize,
+    ) -> Result<Vec<WebhookEvent>> {
+        Ok(Vec::new())
+    }
+
+    fn webhook_event(&self, _source: &str, _id: i64) -> Result<Option<WebhookEvent>> {
+        Ok(None)
+    }
+
+    fn webhook_counts(&self, _source: &str) -> Result<WebhookCounts> {
+        Ok(WebhookCounts::default())
+    }
+
+    fn consume_webhooks(
+        &self,
+        _source: &str,
+        _through_seq: i64,
+        _at: DateTime<Utc>,
+    ) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn replay_webhooks(&self, _source: &str, _ids: Option<&[i64]>) -> Result<Vec<i64>> {
+        Err(not_yet("webhook events"))
+    }
+
+    fn prune_webhooks(&self, _source: &str, _consumed_before: DateTime<Utc>) -> Result<u64> {
+        Ok(0)
     }
 }

@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_tokens",
         include_str!("../migrations/0014_api_tokens.sql"),
     ),
+    (
+        15,
+        "webhook_events",
+        include_str!("../migrations/0015_webhook_events.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -526,6 +531,7 @@ mod settings;
 mod sources;
 mod state;
 mod tokens;
+mod webhooks;
 
 /// Drops `table` from the SQLite database at `path` (not dsm's store: the output of a built-in
 /// target, which `dsm test` cleans up). Waits at most `busy` for the file's other writers.
