@@ -457,11 +457,25 @@ fn issue_25_the_dashboard_in_a_real_browser() {
     );
     let rows = w.browser.find("#set-infer_rows");
     w.browser.type_into(&rows, "50");
-    w.browser.click(&w.browser.find("#save"));
+    // The connection is tested before anything is written; Save comes after a passing test.
+    let before = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    w.browser.click(&w.browser.find("#test"));
     let tested = w
         .browser
-        .wait_text("#wizard-test", 60, |t| t.contains("Connection test"));
+        .wait_text("#wizard-result", 60, |t| t.contains("Connection test"));
     assert!(tested.contains("passed"), "{tested}");
+    assert!(tested.contains("connection"), "{tested}");
+    assert_eq!(
+        std::fs::read_to_string(p.root().join("meltano.yml")).unwrap(),
+        before,
+        "testing writes nothing"
+    );
+    w.page_done("wizard-tested", "desktop");
+    w.browser.click(&w.browser.find("#save"));
+    let saved = w
+        .browser
+        .wait_text("#saved", 30, |t| t.contains("Saved landing"));
+    assert!(saved.contains("meltano.yml"), "{saved}");
     let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
     let added = &yml[yml.find("- name: landing").expect("landing in meltano.yml")..];
     assert!(added.contains("inherit_from: tap-csv"), "{yml}");
@@ -536,7 +550,7 @@ fn issue_25_the_dashboard_in_a_real_browser() {
     // And every GET the document made since it loaded (its files too), fetched again.
     let urls = w.browser.run(
         "return [...new Set(performance.getEntriesByType('resource').map((e) => e.name))]
-           .filter((u) => !u.includes('/api/events') && !/(status|sync|test|credentials|session)$/.test(u));",
+           .filter((u) => !u.includes('/api/events') && !/(status|sync|test|source-tests|credentials|session)$/.test(u));",
         json!([]),
     );
     let fetched = w.browser.run_async(
