@@ -451,14 +451,37 @@ fn issue_25_the_dashboard_in_a_real_browser() {
         "document.querySelector('#source-form details').open = true;",
         json!([]),
     );
+    let rows = w.browser.find("#set-infer_rows");
+    w.browser.type_into(&rows, "50");
+    // The connection is tested before anything is written: a failing test shows why and
+    // offers only "save anyway"; a change afterwards asks for a new test.
+    let before = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    w.browser.type_into(
+        &w.browser.find("#set-files"),
+        r#"[{"entity": "people", "path": "nowhere.csv", "keys": ["id"]}]"#,
+    );
+    w.browser.click(&w.browser.find("#test"));
+    let failed = w
+        .browser
+        .wait_text("#wizard-result", 60, |t| t.contains("Connection test"));
+    assert!(failed.contains("failed"), "{failed}");
+    let offered = w.browser.run(
+        "return [!!document.querySelector('#save'), !!document.querySelector('#save-anyway')];",
+        json!([]),
+    );
+    assert_eq!(offered, json!([false, true]), "{failed}");
+    w.browser.run(
+        "document.querySelector('#set-files').value = '';",
+        json!([]),
+    );
     w.browser.type_into(
         &w.browser.find("#set-files"),
         r#"[{"entity": "people", "path": "people.csv", "keys": ["id"]}]"#,
     );
-    let rows = w.browser.find("#set-infer_rows");
-    w.browser.type_into(&rows, "50");
-    // The connection is tested before anything is written; Save comes after a passing test.
-    let before = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    w.browser.wait_text("#wizard-result", 10, |t| {
+        t.contains("test the connection again")
+    });
+    // Save comes after a passing test.
     w.browser.click(&w.browser.find("#test"));
     let tested = w
         .browser

@@ -157,6 +157,9 @@ function settingsForm(step, plugin) {
           showProblem(out, err);
         }
       };
+      if (doc.results.some((r) => (r.reason || '').includes('is not installed'))) {
+        out.append(h('p', { class: 'muted', id: 'not-installed' }, 'Its plugin is not installed yet, so it cannot be tested before it is saved: saving installs it in the background; test it from its page once that is done.'));
+      }
       out.append(doc.succeeded
         ? h('p', {}, h('button', { type: 'button', id: 'save', onclick: save }, `Save ${body.name}`))
         : h('p', {}, 'The test failed: fix the settings and test again, or ',
