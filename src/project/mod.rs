@@ -200,9 +200,24 @@ impl Project {
             Error::config(format!("cannot read `{}`: {e}", main_path.display()))
                 .hint("run dsm inside a project, or create one with `dsm init`")
         })?;
+        Ok(Self::check_text(root, &text))
+    }
+
+    /// Loads the project at `root` as if its main file held `text` (nothing is written: the
+    /// server tests a source's definition before saving it); structural errors fail as in
+    /// [`Project::load`].
+    pub fn load_with_main(root: &Path, text: &str) -> Result<Project> {
+        let project = Self::check_text(root, text);
+        if let Some(e) = diagnostics_error(&project.diagnostics) {
+            return Err(e);
+        }
+        Ok(project)
+    }
+
+    fn check_text(root: &Path, text: &str) -> Project {
         let mut diagnostics = Vec::new();
         let rel = PathBuf::from(PROJECT_FILE);
-        let (tree, mut file) = read_file(&text, &rel, &mut diagnostics);
+        let (tree, mut file) = read_file(text, &rel, &mut diagnostics);
 
         for (path, included) in includes(root, &file.include_paths, &mut diagnostics) {
             let text = match std::fs::read_to_string(root.join(&path)) {
@@ -231,7 +246,7 @@ impl Project {
         };
         project.resolve_plugins();
         project.check_references();
-        Ok(project)
+        project
     }
 
     /// The project root.

@@ -451,17 +451,54 @@ fn issue_25_the_dashboard_in_a_real_browser() {
         "document.querySelector('#source-form details').open = true;",
         json!([]),
     );
+    let rows = w.browser.find("#set-infer_rows");
+    w.browser.type_into(&rows, "50");
+    // The connection is tested before anything is written: a failing test shows why and
+    // offers only "save anyway"; a change afterwards asks for a new test.
+    let before = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
+    w.browser.type_into(
+        &w.browser.find("#set-files"),
+        r#"[{"entity": "people", "path": "nowhere.csv", "keys": ["id"]}]"#,
+    );
+    w.browser.click(&w.browser.find("#test"));
+    let failed = w
+        .browser
+        .wait_text("#wizard-result", 60, |t| t.contains("Connection test"));
+    assert!(failed.contains("failed"), "{failed}");
+    let offered = w.browser.run(
+        "return [!!document.querySelector('#save'), !!document.querySelector('#save-anyway')];",
+        json!([]),
+    );
+    assert_eq!(offered, json!([false, true]), "{failed}");
+    w.browser.run(
+        "document.querySelector('#set-files').value = '';",
+        json!([]),
+    );
     w.browser.type_into(
         &w.browser.find("#set-files"),
         r#"[{"entity": "people", "path": "people.csv", "keys": ["id"]}]"#,
     );
-    let rows = w.browser.find("#set-infer_rows");
-    w.browser.type_into(&rows, "50");
-    w.browser.click(&w.browser.find("#save"));
+    w.browser.wait_text("#wizard-result", 10, |t| {
+        t.contains("test the connection again")
+    });
+    // Save comes after a passing test.
+    w.browser.click(&w.browser.find("#test"));
     let tested = w
         .browser
-        .wait_text("#wizard-test", 60, |t| t.contains("Connection test"));
+        .wait_text("#wizard-result", 60, |t| t.contains("Connection test"));
     assert!(tested.contains("passed"), "{tested}");
+    assert!(tested.contains("connection"), "{tested}");
+    assert_eq!(
+        std::fs::read_to_string(p.root().join("meltano.yml")).unwrap(),
+        before,
+        "testing writes nothing"
+    );
+    w.page_done("wizard-tested", "desktop");
+    w.browser.click(&w.browser.find("#save"));
+    let saved = w
+        .browser
+        .wait_text("#saved", 30, |t| t.contains("Saved landing"));
+    assert!(saved.contains("meltano.yml"), "{saved}");
     let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
     let added = &yml[yml.find("- name: landing").expect("landing in meltano.yml")..];
     assert!(added.contains("inherit_from: tap-csv"), "{yml}");
@@ -536,7 +573,7 @@ fn issue_25_the_dashboard_in_a_real_browser() {
     // And every GET the document made since it loaded (its files too), fetched again.
     let urls = w.browser.run(
         "return [...new Set(performance.getEntriesByType('resource').map((e) => e.name))]
-           .filter((u) => !u.includes('/api/events') && !/(status|sync|test|credentials|session)$/.test(u));",
+           .filter((u) => !u.includes('/api/events') && !/(status|sync|test|source-tests|credentials|session)$/.test(u));",
         json!([]),
     );
     let fetched = w.browser.run_async(

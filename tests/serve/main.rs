@@ -410,6 +410,17 @@ fn issue_24_roles_read_only_and_unknown_routes() {
         "{doc}"
     );
     assert_eq!(read_only.get("/api/flows", &viewer).status, 200);
+    // Testing a definition before saving it runs a plugin: refused too.
+    let refused = read_only.call(
+        "POST",
+        "/api/source-tests",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(br#"{"name": "tap-new", "template": "tap-csv--dsm"}"#),
+    );
+    refused.problem(403);
 }
 
 #[test]
@@ -900,6 +911,21 @@ fn issue_24_browser_sessions_use_a_strict_cookie_and_refuse_cross_site_changes()
     };
     change(&[]).problem(403);
     change(&[("Origin", "https://evil.example")]).problem(403);
+    let cross_site_test = server.call(
+        "POST",
+        "/api/source-tests",
+        &[
+            ("Cookie", cookie.as_str()),
+            json,
+            ("Origin", "https://evil.example"),
+        ],
+        Some(br#"{"name": "tap-new", "template": "tap-csv--dsm"}"#),
+    );
+    let doc = cross_site_test.problem(403);
+    assert!(
+        doc["title"].as_str().unwrap().contains("cross-site"),
+        "{doc}"
+    );
     let ok = change(&[("Origin", &origin)]);
     assert_eq!(ok.status, 200, "{}", ok.body);
 

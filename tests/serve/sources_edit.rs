@@ -407,3 +407,134 @@ fn issue_24_a_registered_plugin_is_installed_with_progress_on_the_event_stream()
     assert_eq!(doc["install"]["status"], "failed", "{doc}");
     assert_eq!(doc["install"]["detail"], done["detail"]);
 }
+
+/// Every file under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn issue_25_a_new_source_is_tested_before_anything_is_saved() {
+    const KEY: &str = "open-sesame-4711";
+    let p = fixture().with_master_key();
+    // A tap that lets in only the right key (the script spells it in two halves, so the key
+    // itself is in no file of the project).
+    p.write(
+        "tap-check.sh",
+        &format!(
+            "#!/bin/sh\nwant=open-sesame; want=\"$want-4711\"\nprev=\nfor a in \"$@\"; do [ \"$prev\" = --config ] && cfg=\"$a\"; prev=\"$a\"; done\ngrep -q \"$want\" \"$cfg\" || {{ echo 'access denied' >&2; exit 3; }}\ngrep -q leaky \"$cfg\" && {{ cat \"$cfg\" >&2; exit 4; }}\nexec {TAP} --generate 3 --stream users \"$@\"\n"
+        ),
+    );
+    std::fs::set_permissions(
+        p.root().join("tap-check.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let before = std::fs::read(p.root().join("meltano.yml")).unwrap();
+    let viewer = p.token("viewer", "viewer");
+    let ops = p.token("ops", "operator");
+    let admin = p.token("admin", "admin");
+    let server = p.serve(&[]);
+    let body = |key: &str| {
+        serde_json::json!({
+            "name": "tap-checked",
+            "plugin": {"namespace": "tap_checked", "executable": "./tap-check.sh",
+                       "settings": [{"name": "api_key", "kind": "password"}, {"name": "region"}]},
+            "config": {"region": "us"},
+            "secrets": {"api_key": key},
+        })
+    };
+    let url = "/api/source-tests?timeout=30";
+    send(&server, "POST", url, &viewer, &body(KEY)).problem(403);
+    // A full definition names what runs: admins only.
+    send(&server, "POST", url, &ops, &body(KEY)).problem(403);
+
+    let good = send(&server, "POST", url, &admin, &body(KEY));
+    assert_eq!(good.status, 200, "{}", good.body);
+    let doc = good.json();
+    assert_eq!(doc["succeeded"], true, "{doc}");
+    assert_eq!(doc["failed"], 0, "{doc}");
+    assert!(doc["passed"].as_u64().unwrap() >= 1, "{doc}");
+    assert_eq!(doc["results"][0]["plugin"], "tap-checked", "{doc}");
+    assert!(!good.body.contains(KEY));
+    // The key reached the plugin: a wrong one fails the test, with the plugin's words.
+    let bad = send(&server, "POST", url, &admin, &body("wrong-key"));
+    assert_eq!(bad.status, 200, "{}", bad.body);
+    let failed = bad.json();
+    assert_eq!(failed["succeeded"], false, "{failed}");
+    assert!(failed.to_string().contains("access denied"), "{failed}");
+    // A plugin that prints its config shows the other settings, never the key.
+    let mut leaks = body(KEY);
+    leaks["config"]["region"] = "leaky".into();
+    let leaked = send(&server, "POST", url, &admin, &leaks);
+    assert_eq!(leaked.json()["succeeded"], false, "{}", leaked.body);
+    assert!(leaked.body.contains("leaky"), "{}", leaked.body);
+    assert!(!leaked.body.contains(KEY), "{}", leaked.body);
+
+    // Bad requests: the same checks as POST /api/sources.
+    send(
+        &server,
+        "POST",
+        "/api/source-tests?timeout=0",
+        &admin,
+        &body(KEY),
+    )
+    .problem(400);
+    let mut unknown = body(KEY);
+    unknown["colour"] = "red".into();
+    let doc = send(&server, "POST", url, &admin, &unknown).problem(422);
+    assert!(doc.to_string().contains("colour"), "{doc}");
+    let neither = serde_json::json!({"name": "tap-x", "config": {}});
+    let doc = send(&server, "POST", url, &admin, &neither).problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/template", "{doc}");
+    let mut leaky = body(KEY);
+    leaky["config"]["api_key"] = KEY.into();
+    let doc = send(&server, "POST", url, &admin, &leaky).problem(422);
+    assert_eq!(doc["errors"][0]["pointer"], "/config/api_key", "{doc}");
+    assert!(!doc.to_string().contains(KEY), "{doc}");
+    let mut unknown_secret = body(KEY);
+    unknown_secret["secrets"] = serde_json::json!({"no_such_setting": KEY});
+    let doc = send(&server, "POST", url, &admin, &unknown_secret).problem(422);
+    assert!(!doc.to_string().contains(KEY), "{doc}");
+    let mut taken = body(KEY);
+    taken["name"] = "tap-github".into();
+    send(&server, "POST", url, &admin, &taken).problem(409);
+    let plain = server.call(
+        "POST",
+        url,
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "text/plain"),
+        ],
+        Some(b"name=tap-checked"),
+    );
+    plain.problem(415);
+
+    // Nothing was saved: meltano.yml is byte for byte the same, no result was recorded, and the
+    // key is in no file, answer or log line.
+    assert_eq!(std::fs::read(p.root().join("meltano.yml")).unwrap(), before);
+    server.get("/api/sources/tap-checked", &ops).problem(404);
+    assert_eq!(
+        files_holding(p.root(), KEY),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let (code, out, err) = p.dsm(&["secrets", "list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("tap-checked"), "{out}");
+    let audit = server.get("/api/audit", &admin);
+    assert!(audit.body.contains("source.test"), "{}", audit.body);
+    assert!(!server.log().contains(KEY));
+    let api = server.get("/api/openapi.json", &viewer).json();
+    assert_documented(&api, "post", "/api/source-tests", &good.json());
+}

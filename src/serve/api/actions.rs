@@ -31,44 +31,10 @@ pub(super) async fn test_source(
     ApiQuery(q): ApiQuery<TestQuery>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Operator)?;
-    let timeout = q.timeout.unwrap_or(60);
-    if !(1..=MAX_TEST_TIMEOUT).contains(&timeout) {
-        return Err(Problem::bad_request("`timeout` is out of range").field(
-            "#/query/timeout",
-            format!("use 1 to {MAX_TEST_TIMEOUT} seconds"),
-        ));
-    }
+    let timeout = test_timeout(&q)?;
     let (project, loaded) = app.project()?;
     let info = find_source(&loaded.sources, &id)?.clone();
-    let choice = app.environment.clone();
-    let name = info.name.clone();
-    let prepared = {
-        let project = project.clone();
-        blocking(move || {
-            let env = project.active_environment(&choice)?.cloned();
-            let (probes, run_dir) =
-                crate::commands::test::probes_for_plugin(&project, env.as_ref(), &name)?;
-            Ok((probes, run_dir))
-        })
-        .await?
-    };
-    let (probes, run_dir) = prepared;
-    if probes.is_empty() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("`{}` has no test", info.name),
-        )
-        .detail(
-            "extractors, dsm's built-in loaders and plugins with `test*` commands have tests",
-        ));
-    }
-    let results = crate::registry::probe::run_probes(
-        probes,
-        1,
-        std::time::Duration::from_secs(timeout),
-        run_dir,
-    )
-    .await;
+    let results = probe_source(&app, project, info.name.clone(), timeout).await?;
     let store = app.store.clone();
     let source = info.name.clone();
     let (results, status) = blocking(move || {
@@ -91,17 +57,99 @@ pub(super) async fn test_source(
         );
     }
     super::record_audit(&app, &caller, "source.test", [info.name.clone()]).await;
+    Ok(Json(test_document(&results)).into_response())
+}
+
+/// Tests a source's definition before it is saved (operator; admin for a full `plugin`
+/// definition, which names what runs): the body of `POST /api/sources`, checked the same way,
+/// and the same test as `POST /api/sources/{id}/test`. Nothing is written: not `meltano.yml`,
+/// not the secrets (they reach the plugin only through its private config file), not a test
+/// result. 409 when the name is taken.
+#[utoipa::path(post, path = "/api/source-tests", tag = "sources", params(TestQuery),
+    request_body = super::edit::NewSource,
+    responses((status = 200, body = TestDocument),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn test_new_source(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<TestQuery>,
+    ApiJson(body): ApiJson<super::edit::NewSource>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Operator)?;
+    if body.plugin.is_some() {
+        caller.require(Role::Admin)?;
+    }
+    let timeout = test_timeout(&q)?;
+    let new = super::edit::new_entry(&app, body)?;
+    let name = new.name.clone();
+    let app2 = app.clone();
+    let project = blocking(move || super::edit::project_with(&app2, new)).await?;
+    let results = probe_source(&app, Arc::new(project), name.clone(), timeout).await?;
+    super::record_audit(&app, &caller, "source.test", [name]).await;
+    Ok(Json(test_document(&results)).into_response())
+}
+
+/// The `timeout` of a test, checked.
+fn test_timeout(q: &TestQuery) -> Result<u64, Problem> {
+    let timeout = q.timeout.unwrap_or(60);
+    if !(1..=MAX_TEST_TIMEOUT).contains(&timeout) {
+        return Err(Problem::bad_request("`timeout` is out of range").field(
+            "#/query/timeout",
+            format!("use 1 to {MAX_TEST_TIMEOUT} seconds"),
+        ));
+    }
+    Ok(timeout)
+}
+
+/// Runs `dsm test NAME`'s probes of `name` in `project`; 422 when it has no test.
+async fn probe_source(
+    app: &App,
+    project: Arc<crate::project::Project>,
+    name: String,
+    timeout: u64,
+) -> Result<Vec<crate::registry::probe::ProbeResult>, Problem> {
+    let choice = app.environment.clone();
+    let shown = name.clone();
+    let (probes, run_dir) = blocking(move || {
+        let env = project.active_environment(&choice)?.cloned();
+        let (probes, run_dir) =
+            crate::commands::test::probes_for_plugin(&project, env.as_ref(), &name)?;
+        Ok((probes, run_dir))
+    })
+    .await?;
+    if probes.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{shown}` has no test"),
+        )
+        .detail(
+            "extractors, dsm's built-in loaders and plugins with `test*` commands have tests",
+        ));
+    }
+    Ok(crate::registry::probe::run_probes(
+        probes,
+        1,
+        std::time::Duration::from_secs(timeout),
+        run_dir,
+    )
+    .await)
+}
+
+/// The document of `dsm test NAME --format json`: the results and the totals.
+fn test_document(results: &[crate::registry::probe::ProbeResult]) -> Value {
     use crate::registry::probe::ProbeStatus;
     let failed = results.iter().filter(|r| r.status.is_failure()).count();
     let count = |s: ProbeStatus| results.iter().filter(|r| r.status == s).count();
-    Ok(Json(serde_json::json!({
+    serde_json::json!({
         "results": results,
         "passed": count(ProbeStatus::Passed),
         "failed": failed,
         "skipped": count(ProbeStatus::Skipped),
         "succeeded": failed == 0,
-    }))
-    .into_response())
+    })
 }
 
 /// The answer of `POST /api/sources/{id}/sync`.

@@ -272,6 +272,94 @@ pub(super) async fn create_source(
     ApiJson(body): ApiJson<NewSource>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
+    let NewEntry {
+        name,
+        ty,
+        entry,
+        lock,
+        secrets,
+    } = new_entry(&app, body)?;
+    if let Some((rel, text)) = lock {
+        let root = app.root.clone();
+        blocking(move || Ok(crate::commands::add::write_lock(&root, &rel, text)?)).await?;
+    }
+    let audited = name.clone();
+    let app2 = app.clone();
+    let caller2 = caller.clone();
+    let response = blocking(move || {
+        let path = yedit::plugin_path(None, ty.key(), &name);
+        write_checked(
+            &app2,
+            ty,
+            &name,
+            None,
+            |doc, current| {
+                if !current.is_null() {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        format!("a plugin `{name}` already exists"),
+                    ));
+                }
+                doc.set(&path, &Value::Object(entry)).map_err(edit_error)
+            },
+            |project| {
+                // The secrets are checked against the definition as it loads (a template's
+                // settings come from the catalog), before anything stays written.
+                if !secrets.is_empty() {
+                    let plugin = project
+                        .plugins()
+                        .iter()
+                        .find(|p| p.name == name && p.plugin_type == ty)
+                        .ok_or_else(Problem::internal)?;
+                    check_credentials(plugin, &secrets, "/secrets")?;
+                    let conn = crate::store::open_path(&app2.database_path)?;
+                    secret_key(conn.as_ref())?;
+                }
+                Ok(())
+            },
+        )?;
+        if !secrets.is_empty() {
+            let (project, _) = app2.project()?;
+            let plugin = project
+                .plugins()
+                .iter()
+                .find(|p| p.name == name && p.plugin_type == ty)
+                .ok_or_else(Problem::internal)?
+                .clone();
+            write_secrets(&app2, &plugin, secrets, &caller2)?;
+        }
+        // A plugin that needs installing is installed in the background; the answer already
+        // says `installing` and `install_progress` events follow.
+        let (project, _) = app2.project()?;
+        if let Some(plugin) = project
+            .plugins()
+            .iter()
+            .find(|p| p.name == name && p.plugin_type == ty)
+        {
+            app2.installs.start(&app2.runs, &project, plugin);
+        }
+        answer(&app2, StatusCode::CREATED, &name)
+    })
+    .await?;
+    super::record_audit(&app, &caller, "source.create", [audited]).await;
+    Ok(response)
+}
+
+/// A new source's entry as `POST /api/sources` would write it, checked, not yet written. No
+/// `Debug`: `secrets` holds secret values.
+pub(super) struct NewEntry {
+    /// The plugin's name.
+    pub name: String,
+    ty: PluginType,
+    entry: Map<String, Value>,
+    /// The catalog's lock file of a template (written only when the source is saved).
+    lock: Option<crate::commands::add::LockFile>,
+    secrets: BTreeMap<String, String>,
+}
+
+/// Checks the body of `POST /api/sources` (422 with pointers, 409 for a name in use) and builds
+/// the plugin's entry from it.
+pub(super) fn new_entry(app: &App, body: NewSource) -> Result<NewEntry, Problem> {
     let invalid = |pointer: &str, detail: &str| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -305,6 +393,7 @@ pub(super) async fn create_source(
             }
         }
     };
+    let mut lock = None;
     let mut entry = match (&body.template, body.plugin) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(invalid("/template", "give either `template` or `plugin`"));
@@ -336,7 +425,7 @@ pub(super) async fn create_source(
                 Some((p, v)) => (p.to_owned(), Some(v.to_owned())),
                 None => (template.clone(), None),
             };
-            let (known, lock) =
+            let (known, known_lock) =
                 crate::commands::add::catalog_entry(ty, &parent, variant.as_deref()).map_err(
                     |e| Problem::from(e).field("/template", "not a plugin of dsm's catalog"),
                 )?;
@@ -345,10 +434,7 @@ pub(super) async fn create_source(
                 entry.insert("inherit_from".into(), Value::String(parent));
             }
             entry.extend(known);
-            if let Some((rel, text)) = lock {
-                let root = app.root.clone();
-                blocking(move || Ok(crate::commands::add::write_lock(&root, &rel, text)?)).await?;
-            }
+            lock = known_lock;
             entry
         }
     };
@@ -407,66 +493,61 @@ pub(super) async fn create_source(
         )
         .detail("pick another name, or change it with PUT or PATCH /api/sources/{id}"));
     }
-    let name = body.name.clone();
-    let app2 = app.clone();
-    let caller2 = caller.clone();
-    let response = blocking(move || {
-        let path = yedit::plugin_path(None, ty.key(), &name);
-        write_checked(
-            &app2,
-            ty,
-            &name,
-            None,
-            |doc, current| {
-                if !current.is_null() {
-                    return Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        format!("a plugin `{name}` already exists"),
-                    ));
-                }
-                doc.set(&path, &Value::Object(entry)).map_err(edit_error)
-            },
-            |project| {
-                // The secrets are checked against the definition as it loads (a template's
-                // settings come from the catalog), before anything stays written.
-                if !secrets.is_empty() {
-                    let plugin = project
-                        .plugins()
-                        .iter()
-                        .find(|p| p.name == name && p.plugin_type == ty)
-                        .ok_or_else(Problem::internal)?;
-                    check_credentials(plugin, &secrets, "/secrets")?;
-                    let conn = crate::store::open_path(&app2.database_path)?;
-                    secret_key(conn.as_ref())?;
-                }
-                Ok(())
-            },
-        )?;
-        if !secrets.is_empty() {
-            let (project, _) = app2.project()?;
-            let plugin = project
-                .plugins()
-                .iter()
-                .find(|p| p.name == name && p.plugin_type == ty)
-                .ok_or_else(Problem::internal)?
-                .clone();
-            write_secrets(&app2, &plugin, secrets, &caller2)?;
-        }
-        // A plugin that needs installing is installed in the background; the answer already
-        // says `installing` and `install_progress` events follow.
-        let (project, _) = app2.project()?;
-        if let Some(plugin) = project
-            .plugins()
-            .iter()
-            .find(|p| p.name == name && p.plugin_type == ty)
-        {
-            app2.installs.start(&app2.runs, &project, plugin);
-        }
-        answer(&app2, StatusCode::CREATED, &name)
+    Ok(NewEntry {
+        name: body.name,
+        ty,
+        entry,
+        lock,
+        secrets,
     })
-    .await?;
-    super::record_audit(&app, &caller, "source.create", [body.name]).await;
-    Ok(response)
+}
+
+/// The project as it would load with `new` added to `meltano.yml`, in memory only: nothing is
+/// written. The secrets sit in the in-memory entry's `config`, so they reach the plugin the way
+/// every setting does, through its private config file, and are stored nowhere.
+pub(super) fn project_with(app: &App, new: NewEntry) -> Result<Project, Problem> {
+    let NewEntry {
+        name,
+        ty,
+        mut entry,
+        secrets,
+        ..
+    } = new;
+    let text =
+        std::fs::read_to_string(app.root.join("meltano.yml")).map_err(crate::error::Error::from)?;
+    let mut doc = Document::new(text);
+    let path = yedit::plugin_path(None, ty.key(), &name);
+    doc.set(&path, &Value::Object(entry.clone()))
+        .map_err(edit_error)?;
+    let load = |doc: &Document| {
+        Project::load_with_main(&app.root, doc.text()).map_err(|error| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the definition does not load as part of the project",
+            )
+            .detail(error.message().to_owned())
+        })
+    };
+    let project = load(&doc)?;
+    if secrets.is_empty() {
+        return Ok(project);
+    }
+    let plugin = project
+        .plugins()
+        .iter()
+        .find(|p| p.name == name && p.plugin_type == ty)
+        .ok_or_else(Problem::internal)?;
+    check_credentials(plugin, &secrets, "/secrets")?;
+    let config = entry
+        .entry("config")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(config) = config.as_object_mut() {
+        config.extend(secrets.into_iter().map(|(k, v)| (k, Value::String(v))));
+    }
+    // Nothing of this second load's errors is shown: the text holds the secrets.
+    doc.set(&path, &Value::Object(entry))
+        .map_err(|_| Problem::internal())?;
+    Project::load_with_main(&app.root, doc.text()).map_err(|_| Problem::internal())
 }
 
 /// Checks a new entry for `plugin`: no values of sensitive settings, no other name.

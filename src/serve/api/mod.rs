@@ -411,6 +411,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         ))
         .routes(routes!(sources::source_health))
         .routes(routes!(actions::test_source))
+        .routes(routes!(actions::test_new_source))
         .routes(routes!(actions::sync_source))
         .routes(routes!(runs::list_runs))
         .routes(routes!(runs::get_run, actions::stop_run))

@@ -1,8 +1,8 @@
 // Add a source: pick a template from dsm's plugin catalog, fill a form generated from its
-// declared settings (required first, the rest folded), save it into meltano.yml through the
-// API and test its connection.
+// declared settings (required first, the rest folded), test its connection before anything is
+// written, then save it into meltano.yml through the API.
 
-import { get, post, api, query } from './api.js';
+import { get, post, query } from './api.js';
 import { h, badge, table, field, showProblem, fmt } from './ui.js';
 
 function debounce(f, ms) {
@@ -103,17 +103,17 @@ function settingsForm(step, plugin) {
     return field(label, el, [st.description, st.sensitive ? 'Kept in the encrypted secret store, never in meltano.yml.' : null].filter(Boolean).join(' '));
   };
   const out = h('div', { id: 'wizard-result', 'aria-live': 'polite' });
-  const save = h('button', { type: 'submit', id: 'save' }, 'Save and test the connection');
+  const test = h('button', { type: 'submit', id: 'test' }, 'Test the connection');
   const form = h('form', { id: 'source-form' },
     h('h2', {}, `2. Configure ${plugin.label || plugin.name}`),
-    h('p', { class: 'muted' }, `Template ${plugin.name} (${plugin.variant}). Saving writes the source into meltano.yml, then tests its connection.`),
+    h('p', { class: 'muted' }, `Template ${plugin.name} (${plugin.variant}). The connection is tested first, with nothing written; saving then writes the source into meltano.yml and its secrets into the encrypted store.`),
     field('Source name', name, 'The plugin name in meltano.yml: letters, digits, - _ and .; another name than the template\'s inherits from it.'),
     required.map(row),
     rest.length ? h('details', { open: required.length === 0 && rest.length <= 3 }, h('summary', {}, `Advanced settings (${rest.length})`), rest.map(row)) : null,
-    h('div', { class: 'row' }, save, h('button', { type: 'button', class: 'secondary', onclick: () => pickTemplate(step) }, 'Back to the catalog')),
+    h('div', { class: 'row' }, test, h('button', { type: 'button', class: 'secondary', onclick: () => pickTemplate(step) }, 'Back to the catalog')),
     out);
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  // The body of POST /api/sources from the form; null (with the problem shown) when a field is bad.
+  const bodyOf = () => {
     const config = {};
     const secrets = {};
     try {
@@ -123,44 +123,64 @@ function settingsForm(step, plugin) {
         if (st.sensitive) secrets[st.name] = v; else config[st.name] = v;
       }
     } catch (err) {
+      out.replaceChildren();
       showProblem(out, { problem: { title: 'A setting is not valid', detail: err.message } });
-      return;
+      return null;
     }
     const body = { name: name.value.trim(), template: `${plugin.name}--${plugin.variant}`, plugin_type: plugin.type };
     if (Object.keys(config).length) body.config = config;
     if (Object.keys(secrets).length) body.secrets = secrets;
-    save.disabled = true;
-    out.replaceChildren(h('p', { class: 'progress' }, 'Saving…'));
+    return body;
+  };
+  // A change after a test makes its result stale: it has to be tested again before saving.
+  form.addEventListener('input', () => { if (out.querySelector('#save, #save-anyway')) out.replaceChildren(h('p', { class: 'muted' }, 'Changed since the test: test the connection again.')); });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = bodyOf();
+    if (!body) return;
+    test.disabled = true;
+    out.replaceChildren(h('p', { class: 'progress' }, 'Testing the connection (nothing is saved yet)…'));
     try {
-      const created = await post('/api/sources', body);
-      for (const { st, el } of inputs.values()) if (st.sensitive) el.value = '';
-      out.replaceChildren(h('p', { class: 'notice', id: 'saved' }, `Saved ${created.name} into meltano.yml. Testing its connection…`));
-      await testAfterSave(out, created.name);
+      const doc = await post('/api/source-tests', body);
+      out.replaceChildren(...testResult(doc));
+      const save = async () => {
+        const now = bodyOf();
+        if (!now) return;
+        for (const b of out.querySelectorAll('button')) b.disabled = true;
+        try {
+          const created = await post('/api/sources', now);
+          for (const { st, el } of inputs.values()) if (st.sensitive) el.value = '';
+          out.append(h('p', { class: 'notice', id: 'saved' }, `Saved ${created.name} into meltano.yml. `,
+            h('a', { href: `#/source/${encodeURIComponent(created.name)}`, id: 'open-new' }, `Open ${created.name}`)));
+        } catch (err) {
+          for (const b of out.querySelectorAll('button')) b.disabled = false;
+          showProblem(out, err);
+        }
+      };
+      if (doc.results.some((r) => (r.reason || '').includes('is not installed'))) {
+        out.append(h('p', { class: 'muted', id: 'not-installed' }, 'Its plugin is not installed yet, so it cannot be tested before it is saved: saving installs it in the background; test it from its page once that is done.'));
+      }
+      out.append(doc.succeeded
+        ? h('p', {}, h('button', { type: 'button', id: 'save', onclick: save }, `Save ${body.name}`))
+        : h('p', {}, 'The test failed: fix the settings and test again, or ',
+          h('button', { type: 'button', class: 'danger', id: 'save-anyway', onclick: save }, 'save anyway')));
+      out.scrollIntoView({ block: 'nearest' });
     } catch (err) {
       out.replaceChildren();
       showProblem(out, err);
     } finally {
-      save.disabled = false;
+      test.disabled = false;
     }
   });
   step.replaceChildren(form);
   name.focus();
 }
 
-async function testAfterSave(out, name) {
-  const path = `/api/sources/${encodeURIComponent(name)}`;
-  try {
-    const doc = await post(`${path}/test`);
-    out.append(h('p', { class: 'progress', id: 'wizard-test' }, 'Connection test: ', badge(doc.succeeded ? 'passed' : 'failed')),
-      table(['Test', 'Result', 'Seconds', 'Why'], doc.results.map((r) => [r.test, badge(r.status), fmt(r.duration_seconds), r.reason || ''])));
-    if (!doc.succeeded) {
-      out.append(h('p', {}, 'Fix its settings on its page, or remove it again. ',
-        h('button', { type: 'button', class: 'danger', onclick: async () => {
-          try { await api('DELETE', path); out.replaceChildren(h('p', { class: 'notice' }, `Removed ${name}.`)); } catch (e) { showProblem(out, e); }
-        } }, `Remove ${name}`)));
-    }
-  } catch (e) {
-    showProblem(out, e);
-  }
-  out.append(h('p', {}, h('a', { href: `#/source/${encodeURIComponent(name)}`, id: 'open-new' }, `Open ${name}`)));
+// A test document shown: the verdict, a row per test, and a failure's last stderr lines.
+function testResult(doc) {
+  const tails = doc.results.filter((r) => r.stderr_tail && r.stderr_tail.length)
+    .map((r) => h('details', { open: true }, h('summary', {}, `${r.test}: the plugin's last words`), h('pre', { class: 'log' }, r.stderr_tail.join('\n'))));
+  return [h('p', { class: 'progress', id: 'wizard-test' }, 'Connection test: ', badge(doc.succeeded ? 'passed' : 'failed')),
+    table(['Test', 'Result', 'Seconds', 'Why'], doc.results.map((r) => [r.test, badge(r.status), fmt(r.duration_seconds), r.reason || ''])),
+    ...tails];
 }
