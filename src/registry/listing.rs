@@ -123,8 +123,9 @@ pub fn list_sources(
     offset: usize,
     limit: usize,
 ) -> Result<(Vec<SourceEntry>, bool)> {
-    let candidates: Vec<&SourceInfo> = sources.iter().filter(|i| filter.matches_info(i)).collect();
+    let mut candidates = sources.iter().filter(|i| filter.matches_info(i));
     if filter.needs_status() {
+        let candidates: Vec<&SourceInfo> = candidates.collect();
         let names: Vec<&str> = candidates.iter().map(|i| i.name.as_str()).collect();
         let states = source_statuses(store, &names)?;
         let mut hits = candidates
@@ -142,8 +143,9 @@ pub fn list_sources(
         let more = hits.next().is_some();
         return Ok((page, more));
     }
-    let more = candidates.len() > offset.saturating_add(limit);
-    let page: Vec<&SourceInfo> = candidates.into_iter().skip(offset).take(limit).collect();
+    // Only as far as the page and one more: the first page of 10,000 sources looks at 101.
+    let page: Vec<&SourceInfo> = candidates.by_ref().skip(offset).take(limit).collect();
+    let more = candidates.next().is_some();
     let names: Vec<&str> = page.iter().map(|i| i.name.as_str()).collect();
     let states = source_statuses(store, &names)?;
     Ok((
