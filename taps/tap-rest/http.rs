@@ -290,6 +290,54 @@ fn load_roots(ca_bundle: Option<&str>) -> Result<ureq::tls::RootCerts, PluginErr
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
+/// How long a host name's addresses are reused.
+const RESOLVE_TTL: Duration = Duration::from_secs(60);
+
+/// ureq's resolver with its answers reused for [`RESOLVE_TTL`]: with a timeout set, ureq bounds
+/// each lookup by starting a thread for it, and it looks the host up for every request, so a
+/// paginated API cost a thread per page (a third of tap-rest's time on a loopback server).
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    cache: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (Instant, ureq::unversioned::resolver::ResolvedSocketAddrs),
+        >,
+    >,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < RESOLVE_TTL)
+            .map(|(_, addrs)| addrs.clone());
+        if let Some(addrs) = cached {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
+
 impl Http {
     pub fn new(client: &Client) -> Result<Http, PluginError> {
         let tls = ureq::tls::TlsConfig::builder()
@@ -302,7 +350,11 @@ impl Http {
             .user_agent(concat!("dsm-tap-rest/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Http {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                CachingResolver::default(),
+            ),
             limiter: Limiter::new(client.rate_limit),
             retry: client.retry,
             auth: client.auth.clone(),

@@ -507,81 +507,127 @@ impl<'a> Sync<'a> {
         let mut page = 1u64;
         let mut what = page_name(page);
         let mut resp = self.http.send(&req, &what)?;
-        loop {
-            if Self::ignored(r, &resp) {
-                break;
-            }
-            if !(200..300).contains(&resp.status) {
-                return Err(status_error(&what, &req.method, &resp));
-            }
-            let doc: Option<Value> = if resp.body.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(serde_json::from_slice(&resp.body).map_err(|e| {
-                    PluginError::data_hint(
-                        format!("{what}: the response of `{}` is not JSON: {e}", resp.url),
-                        format!(
-                            "it starts with: {}",
-                            String::from_utf8_lossy(&resp.body[..resp.body.len().min(120)])
-                        ),
-                    )
-                })?)
-            };
-            let mut doc = doc;
-            let items = match doc.as_mut() {
-                None => Vec::new(),
-                Some(d) => select_items(d, r, &what)?,
-            };
-            let seen = paginate::PageSummary::of(&items);
-            // The next request is known from this page alone: it is sent while this page's
-            // records are written, unless child resources need the client for each record.
-            // A paginator error (a repeated cursor) comes after this page's records.
-            let more = pager.next(&resp, doc.as_ref(), &seen, &mut req, &what);
-            let next_what = page_name(page + 1);
-            if children.is_empty() && matches!(more, Ok(true)) {
-                let http = &mut self.http;
-                let writer = &mut self.w;
-                let (written, fetched) = std::thread::scope(|s| {
-                    let fetch = s.spawn(|| http.send(&req, &next_what));
-                    let written = items.into_iter().try_for_each(|item| {
+        if children.is_empty() {
+            // The next request is known from a page alone: one long-lived thread fetches it
+            // while this one writes the page's records (a thread per page cost more than the
+            // fetch it overlapped).
+            let http = &mut self.http;
+            let writer = &mut self.w;
+            return std::thread::scope(|s| {
+                let (ask, asked) = std::sync::mpsc::channel::<(Request, String)>();
+                let (answer, answered) = std::sync::mpsc::channel();
+                // It also parses the page it fetched, so parsing overlaps the writing too.
+                s.spawn(move || {
+                    for (req, what) in asked {
+                        let page = http.send(&req, &what).and_then(|resp| {
+                            let items = Self::page_items(r, &req, &resp, &what)?;
+                            Ok((resp, items))
+                        });
+                        if answer.send(page).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut items = Self::page_items(r, &req, &resp, &what)?;
+                loop {
+                    let Some((doc, page_items)) = items else {
+                        break;
+                    };
+                    let seen = paginate::PageSummary::of(&page_items);
+                    // A paginator error (a repeated cursor) comes after this page's records.
+                    let more = pager.next(&resp, doc.as_ref(), &seen, &mut req, &what);
+                    drop(doc);
+                    let next_what = page_name(page + 1);
+                    let fetching = matches!(more, Ok(true));
+                    if fetching && ask.send((req.clone(), next_what.clone())).is_err() {
+                        return Err(PluginError::data(format!(
+                            "{next_what}: the request failed unexpectedly"
+                        )));
+                    }
+                    for item in page_items {
                         let record = with_parent_fields(item, r, parent);
                         if writer.in_range(r, &record, &what)? {
                             writer.emit(r, &record)?;
                         }
-                        Ok::<(), PluginError>(())
-                    });
-                    (written, fetch.join())
-                });
-                written?;
-                resp = fetched.unwrap_or_else(|_| {
-                    Err(PluginError::data(format!(
-                        "{next_what}: the request failed unexpectedly"
-                    )))
-                })?;
-            } else {
-                for item in items {
-                    let record = with_parent_fields(item, r, parent);
-                    if !self.w.in_range(r, &record, &what)? {
-                        continue;
                     }
-                    self.w.emit(r, &record)?;
-                    for c in &children {
-                        let ctx = ParentCtx {
-                            name: &r.name,
-                            record: &record,
-                        };
-                        self.resource(c, Some(&ctx))?;
+                    if !fetching {
+                        more?;
+                        break;
                     }
+                    (resp, items) = answered.recv().unwrap_or_else(|_| {
+                        Err(PluginError::data(format!(
+                            "{next_what}: the request failed unexpectedly"
+                        )))
+                    })?;
+                    page += 1;
+                    what = next_what;
                 }
-                if !more? {
-                    break;
+                Ok(())
+            });
+        }
+        loop {
+            let Some((doc, items)) = Self::page_items(r, &req, &resp, &what)? else {
+                break;
+            };
+            let seen = paginate::PageSummary::of(&items);
+            let more = pager.next(&resp, doc.as_ref(), &seen, &mut req, &what);
+            let next_what = page_name(page + 1);
+            for item in items {
+                let record = with_parent_fields(item, r, parent);
+                if !self.w.in_range(r, &record, &what)? {
+                    continue;
                 }
-                resp = self.http.send(&req, &next_what)?;
+                self.w.emit(r, &record)?;
+                for c in &children {
+                    let ctx = ParentCtx {
+                        name: &r.name,
+                        record: &record,
+                    };
+                    self.resource(c, Some(&ctx))?;
+                }
             }
+            if !more? {
+                break;
+            }
+            resp = self.http.send(&req, &next_what)?;
             page += 1;
             what = next_what;
         }
         Ok(())
+    }
+
+    /// A page's document and items; `None` when a response action says to ignore it.
+    #[allow(clippy::type_complexity)]
+    fn page_items(
+        r: &Resource,
+        req: &Request,
+        resp: &Response,
+        what: &str,
+    ) -> Result<Option<(Option<Value>, Vec<Value>)>, PluginError> {
+        if Self::ignored(r, resp) {
+            return Ok(None);
+        }
+        if !(200..300).contains(&resp.status) {
+            return Err(status_error(what, &req.method, resp));
+        }
+        let mut doc: Option<Value> = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            Some(serde_json::from_slice(&resp.body).map_err(|e| {
+                PluginError::data_hint(
+                    format!("{what}: the response of `{}` is not JSON: {e}", resp.url),
+                    format!(
+                        "it starts with: {}",
+                        String::from_utf8_lossy(&resp.body[..resp.body.len().min(120)])
+                    ),
+                )
+            })?)
+        };
+        let items = match doc.as_mut() {
+            None => Vec::new(),
+            Some(d) => select_items(d, r, what)?,
+        };
+        Ok(Some((doc, items)))
     }
 }
 
