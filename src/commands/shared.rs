@@ -486,6 +486,9 @@ pub fn print_reports(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                 "loader": report.flow.loader,
                 "streams": report.streams.iter().map(|(k, c)| (k.clone(), serde_json::json!({"records": c.records, "bytes": c.bytes}))).collect::<serde_json::Map<_, _>>(),
                 "states_committed": report.states_committed,
+                "records_read": report.records_read(),
+                "records_sent": report.records_sent,
+                "records_confirmed": report.records_confirmed,
                 "duration_ms": u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
                 "log_path": report.log_path,
                 "plan": report.plan,
@@ -504,8 +507,13 @@ pub fn print_reports(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                 .iter()
                 .map(|(k, c)| format!("{k}: {}", c.records))
                 .collect();
+            let counts = crate::orchestrate::RecordCounts {
+                read: records,
+                sent: report.records_sent,
+                confirmed: report.records_confirmed,
+            };
             ctx.printer.notice(format!(
-                "run of `{}` succeeded in {:.1}s: {records} record{}{}",
+                "run of `{}` succeeded in {:.1}s: {records} record{}{}{}",
                 report.state_id,
                 report.duration.as_secs_f64(),
                 if records == 1 { "" } else { "s" },
@@ -513,7 +521,8 @@ pub fn print_reports(ctx: &Context, reports: Vec<StepReport>) -> Result<()> {
                     String::new()
                 } else {
                     format!(" ({})", per_stream.join(", "))
-                }
+                },
+                counts.downstream()
             ));
             if let Some(destination) = &report.destination {
                 ctx.printer.notice(format!("  loaded into {destination}"));

@@ -505,8 +505,10 @@ impl Resolver {
         };
         let mut provenance = Map::new();
         let mut logged = ConflictFields::default();
+        // Whether a field's disagreement was logged with a winner.
+        let mut resolved_logged = false;
         let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(ordered.len());
-        for field in fields {
+        for &field in &fields {
             cands.clear();
             for (i, (_, name, c)) in ordered.iter().enumerate() {
                 if let Some(v) = c.record.get(field) {
@@ -566,7 +568,7 @@ impl Resolver {
                         )));
                     }
                     Verdict::Quarantine => out.quarantined = true,
-                    Verdict::Resolved => {}
+                    Verdict::Resolved => resolved_logged = true,
                 }
             }
             out.record.insert(field.to_owned(), w.value.clone());
@@ -580,6 +582,44 @@ impl Resolver {
         if decl.provenance {
             out.record
                 .insert(PROVENANCE_FIELD.to_owned(), Value::Object(provenance));
+        }
+        if out.quarantined && resolved_logged {
+            // Another field held the whole record back: nothing was sent, so no field has a
+            // winner. The log is written again: the quarantining fields as they were, every
+            // other disagreement `held` (no winner).
+            logged = ConflictFields::default();
+            for &field in &fields {
+                cands.clear();
+                for (i, (_, name, c)) in ordered.iter().enumerate() {
+                    if let Some(v) = c.record.get(field) {
+                        cands.push(Candidate {
+                            source: name,
+                            rank: i,
+                            value: v,
+                            record: &c.record,
+                            first_seen: &c.first_seen,
+                            last_seen: &c.last_seen,
+                        });
+                    }
+                }
+                if cands.len() < 2 {
+                    continue;
+                }
+                let rule = decl.rule_for(field);
+                let resolution = rules::resolve(rule, &cands);
+                if resolution.disagreement {
+                    logged.push(&FieldConflict {
+                        field,
+                        candidates: BySource(&cands),
+                        winner: None,
+                        rule: rule.name(),
+                        outcome: match resolution.verdict {
+                            Verdict::Quarantine => "quarantined",
+                            Verdict::Resolved | Verdict::Fail => "held",
+                        },
+                    });
+                }
+            }
         }
         if !logged.is_empty() {
             let logged_at = self.clock.now().to_owned();

@@ -15,15 +15,17 @@ use tokio::task::JoinSet;
 
 use super::flow::Flow;
 use super::graph::Plan;
-use super::summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, Summary};
+use super::summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, RecordCounts, Summary};
 
 /// What one attempt of a flow did, as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowResult {
     /// Whether the attempt succeeded.
     pub succeeded: bool,
-    /// Records the loader confirmed.
+    /// Records read from the extractor (as `counts.read`).
     pub records: u64,
+    /// Records read, sent to the loader and confirmed by it.
+    pub counts: RecordCounts,
     /// What went wrong, when it failed.
     pub error: Option<String>,
     /// More about the failure, for people: the plugin's last stderr lines and where its log is.
@@ -41,6 +43,7 @@ impl FlowResult {
         FlowResult {
             succeeded: true,
             records,
+            counts: RecordCounts::all(records),
             error: None,
             details: Vec::new(),
             already_running: false,
@@ -53,6 +56,7 @@ impl FlowResult {
         FlowResult {
             succeeded: false,
             records: 0,
+            counts: RecordCounts::default(),
             error: Some(error.into()),
             details: Vec::new(),
             already_running: false,
@@ -131,6 +135,7 @@ where
                     kind: flow.kind,
                     status: FlowStatus::Paused,
                     records: 0,
+                    counts: RecordCounts::default(),
                     duration: Duration::ZERO,
                     attempts: Vec::new(),
                     error: None,
@@ -158,6 +163,7 @@ where
                     kind: flow.kind,
                     status: FlowStatus::Failed,
                     records: 0,
+                    counts: RecordCounts::default(),
                     duration: Duration::ZERO,
                     attempts: Vec::new(),
                     error: Some(format!("the flow's task stopped unexpectedly: {error}")),
@@ -215,6 +221,7 @@ fn skip_dependants(
                 kind: flow.kind,
                 status,
                 records: 0,
+                counts: RecordCounts::default(),
                 duration: Duration::ZERO,
                 attempts: Vec::new(),
                 error: None,
@@ -259,6 +266,7 @@ where
                     FlowStatus::Failed
                 },
                 records: result.records,
+                counts: result.counts,
                 duration: attempt_started.elapsed(),
                 error: result.error,
                 details: result.details,
@@ -268,6 +276,7 @@ where
                 number,
                 status: FlowStatus::TimedOut,
                 records: 0,
+                counts: RecordCounts::default(),
                 duration: attempt_started.elapsed(),
                 error: Some(format!(
                     "stopped after its timeout of {:?}",
@@ -294,6 +303,9 @@ where
         kind: flow.kind,
         status: last.status,
         records: reports.iter().map(|a| a.records).sum(),
+        counts: reports
+            .iter()
+            .fold(RecordCounts::default(), |all, a| all.plus(a.counts)),
         duration: started.elapsed(),
         error: last.error.clone(),
         details: last.details.clone(),

@@ -32,7 +32,9 @@ pub use graph::{Plan, select_by_names};
 pub use interval::Interval;
 pub use project_flows::project_flows;
 pub use retry::{RetryBackoff, RetryPolicy, attempt_of_trigger, attempt_trigger, parse_duration};
-pub use summary::{AttemptReport, FlowNotes, FlowReport, FlowStatus, Overlap, Summary};
+pub use summary::{
+    AttemptReport, FlowNotes, FlowReport, FlowStatus, Overlap, RecordCounts, Summary,
+};
 pub use sync::{FlowContext, run_flow, run_plan};
 
 use crate::error::Error;

@@ -85,6 +85,55 @@ pub struct FlowNotes {
     pub run_ids: Vec<String>,
 }
 
+/// Records of a flow or attempt at each step: read from the extractor, passed to the loader
+/// (after mappers and transforms), confirmed by the loader (sent before the latest STATE it
+/// emitted back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecordCounts {
+    /// RECORD messages read from the extractor.
+    #[serde(rename = "records_read")]
+    pub read: u64,
+    /// RECORD messages passed to the loader.
+    #[serde(rename = "records_sent")]
+    pub sent: u64,
+    /// Records the loader confirmed.
+    #[serde(rename = "records_confirmed")]
+    pub confirmed: u64,
+}
+
+impl RecordCounts {
+    /// The same number at every step.
+    pub fn all(records: u64) -> RecordCounts {
+        RecordCounts {
+            read: records,
+            sent: records,
+            confirmed: records,
+        }
+    }
+
+    /// Adds another attempt's or run's counts.
+    pub fn plus(self, other: RecordCounts) -> RecordCounts {
+        RecordCounts {
+            read: self.read.saturating_add(other.read),
+            sent: self.sent.saturating_add(other.sent),
+            confirmed: self.confirmed.saturating_add(other.confirmed),
+        }
+    }
+
+    /// For people, after the records read: what differs downstream (`, 1,000 sent, 800
+    /// confirmed`), or nothing when every record read was sent and confirmed.
+    pub fn downstream(&self) -> String {
+        if self.sent == self.read && self.confirmed == self.sent {
+            return String::new();
+        }
+        format!(
+            ", {} sent, {} confirmed",
+            crate::progress::group_thousands(self.sent),
+            crate::progress::group_thousands(self.confirmed)
+        )
+    }
+}
+
 /// One attempt of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptReport {
@@ -92,8 +141,11 @@ pub struct AttemptReport {
     pub number: u32,
     /// How the attempt ended (never `skipped`).
     pub status: FlowStatus,
-    /// Records the loader confirmed in this attempt.
+    /// Records read from the extractor in this attempt (as `counts.read`).
     pub records: u64,
+    /// Records read, sent to the loader and confirmed by it.
+    #[serde(flatten)]
+    pub counts: RecordCounts,
     /// How long the attempt took.
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
@@ -117,8 +169,11 @@ pub struct FlowReport {
     pub kind: FlowKind,
     /// The last attempt's status, or `skipped`.
     pub status: FlowStatus,
-    /// Records over all attempts.
+    /// Records read over all attempts (as `counts.read`).
     pub records: u64,
+    /// Records read, sent to the loader and confirmed by it, over all attempts.
+    #[serde(flatten)]
+    pub counts: RecordCounts,
     /// From the start of the first attempt to the end of the last, waits included.
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
@@ -206,9 +261,10 @@ impl Summary {
                 }
                 let attempts = f.attempts.len();
                 line.push_str(&format!(
-                    "  {} record{}  {}  {} attempt{}",
+                    "  {} record{}{}  {}  {} attempt{}",
                     crate::progress::group_thousands(f.records),
                     if f.records == 1 { "" } else { "s" },
+                    f.counts.downstream(),
                     human_duration(f.duration),
                     attempts,
                     if attempts == 1 { "" } else { "s" },
@@ -274,6 +330,7 @@ mod tests {
                     FlowStatus::Failed
                 },
                 records: 0,
+                counts: RecordCounts::default(),
                 duration: Duration::from_millis(1500),
                 error: None,
                 details: Vec::new(),
@@ -285,6 +342,7 @@ mod tests {
             kind: FlowKind::Schedule,
             status,
             records,
+            counts: RecordCounts::all(records),
             duration: Duration::from_millis(12_400),
             attempts,
             error: (status == FlowStatus::Failed)
@@ -337,6 +395,25 @@ mod tests {
             ]
         );
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_line_says_what_was_sent_and_confirmed_when_it_differs_from_what_was_read() {
+        let mut flow = report("users", FlowStatus::Succeeded, 1_000, 1);
+        flow.counts = RecordCounts {
+            read: 1_000,
+            sent: 990,
+            confirmed: 500,
+        };
+        let summary = Summary { flows: vec![flow] };
+        assert_eq!(
+            summary.lines(),
+            ["users  succeeded  1,000 records, 990 sent, 500 confirmed  12.4s  1 attempt"]
+        );
+        let doc = serde_json::to_value(&summary.flows[0]).unwrap();
+        assert_eq!(doc["records_read"], 1_000);
+        assert_eq!(doc["records_sent"], 990);
+        assert_eq!(doc["records_confirmed"], 500);
     }
 
     #[test]

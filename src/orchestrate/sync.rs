@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::project_flows::{runs_in_plain_sync, scheduled_jobs};
 use super::{
-    Blocks, Flow, FlowKind, FlowNotes, FlowResult, Interval, Plan, Summary, attempt_trigger,
-    project_flows, records, select_by_names,
+    Blocks, Flow, FlowKind, FlowNotes, FlowResult, Interval, Plan, RecordCounts, Summary,
+    attempt_trigger, project_flows, records, select_by_names,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::project::{Environment, Project};
@@ -115,11 +115,14 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
             for warning in reports.iter().flat_map(|r| r.warnings.iter()) {
                 tracing::warn!(flow = %flow.name, "{warning}");
             }
-            let records = reports
-                .iter()
-                .flat_map(|r| r.streams.values())
-                .map(|c| c.records)
-                .sum();
+            let counts = reports.iter().fold(RecordCounts::default(), |all, r| {
+                all.plus(RecordCounts {
+                    read: r.records_read(),
+                    sent: r.records_sent,
+                    confirmed: r.records_confirmed,
+                })
+            });
+            let records = counts.read;
             let notes = FlowNotes {
                 destinations: reports
                     .iter()
@@ -135,9 +138,13 @@ pub fn run_flow(fc: &FlowContext, flow: &Flow, attempt: u32) -> FlowResult {
                 Some(e) => {
                     let mut result = FlowResult::failure_with_details(e.to_string(), explain(&e));
                     result.records = records;
+                    result.counts = counts;
                     result
                 }
-                None => FlowResult::success(records),
+                None => FlowResult {
+                    counts,
+                    ..FlowResult::success(records)
+                },
             };
             result.notes = notes;
             result

@@ -255,6 +255,11 @@ pub struct Outcome {
     pub bad_lines: u64,
     /// STATE messages the extractor wrote.
     pub extractor_states: u64,
+    /// RECORD messages passed to the loader (after mappers and transforms: validation,
+    /// filters and stream maps may drop or add records).
+    pub records_sent: u64,
+    /// Records the loader confirmed: those sent before the latest STATE it emitted back.
+    pub records_confirmed: u64,
     /// States passed to the sink.
     pub states_committed: u64,
     /// The last state passed to the sink.
@@ -355,6 +360,8 @@ pub async fn run(
         lines: 0,
         bad_lines: 0,
         extractor_states: 0,
+        records_sent: 0,
+        records_confirmed: 0,
         states_committed: 0,
         last_state: None,
         warnings: Vec::new(),
@@ -387,6 +394,7 @@ pub async fn run(
 
     // Segments: stdout of i → stdin of i+1.
     let last_segment = transforms.len();
+    let ledger = std::sync::Arc::new(state::StateLedger::default());
     for (i, chain) in transforms.into_iter().enumerate() {
         let stdout = procs[i].take_stdout().expect("stdout was piped");
         let stdin = procs[i + 1].take_stdin().expect("stdin was piped");
@@ -443,6 +451,7 @@ pub async fn run(
             },
             shown: BTreeMap::new(),
             expand_all_batches: i + 1 == last_segment && !options.loader_takes_batches,
+            ledger: (i + 1 == last_segment).then(|| ledger.clone()),
         };
         readers.push(tokio::spawn(reader.run()));
         tasks.push(tokio::spawn(segment::write(
@@ -610,6 +619,9 @@ pub async fn run(
                     }
                     Event::SegmentDone(i, report) => {
                         segments_done[i] = true;
+                        if i + 1 == last_segment {
+                            outcome.records_sent = report.records_out;
+                        }
                         if i == 0 {
                             outcome.lines = report.lines;
                             outcome.streams = report.streams;
@@ -639,6 +651,9 @@ pub async fn run(
                         match sink.on_states(&batch) {
                         Ok(()) => {
                             outcome.states_committed += batch.len() as u64;
+                            if let Some(confirmed) = batch.last().and_then(|s| ledger.confirmed_by(s)) {
+                                outcome.records_confirmed = outcome.records_confirmed.max(confirmed);
+                            }
                             outcome.last_state = batch.pop();
                         }
                         Err(error) => {

@@ -59,6 +59,9 @@ pub(super) struct SegmentReport {
     /// STATE messages read (counted for the extractor's output only).
     pub states: u64,
     pub streams: BTreeMap<String, StreamCounts>,
+    /// RECORD messages passed on to the next process, after the transforms (counted by the
+    /// segment that feeds the loader only).
+    pub records_out: u64,
     pub error: Option<Error>,
     /// Counts of the stream of the latest lines, moved to `streams` when the stream changes
     /// (most lines belong to the same stream as the one before: no map lookup for them).
@@ -116,6 +119,9 @@ pub(super) struct Reader {
     /// a loader that does not declare the `batch` capability). Batches of streams a transform
     /// of this segment touches are always read.
     pub expand_all_batches: bool,
+    /// Set on the segment that feeds the loader: the records it passes on are counted, and
+    /// each STATE is noted with the count before it.
+    pub ledger: Option<std::sync::Arc<super::state::StateLedger>>,
 }
 
 /// The most record bytes one BATCH message may expand to (its records are sent on as one
@@ -528,6 +534,10 @@ impl Reader {
                 *end = stop;
                 break;
             }
+            if let (Some(ledger), Some(fingerprint)) = (&self.ledger, state.pending_state.take()) {
+                // After the run before it was mapped: every record ahead of the STATE counts.
+                ledger.passed(fingerprint, report.records_out);
+            }
             let action = head.and_then(|head| match head {
                 Head::Done(action) => Ok(action),
                 Head::Tail(env, sanitized) => self.tail(line, env, sanitized, report, state),
@@ -589,7 +599,11 @@ impl Reader {
             let Some(last) = self.transforms.last_mut() else {
                 break Ok(());
             };
+            let before = o.len();
             let mapped = last.apply_record_lines(&state.run_stream, buf, &ranges[i..], o);
+            if self.ledger.is_some() {
+                report.records_out += lines_in(&o[before..]);
+            }
             i += mapped.done;
             let Some(at) = run.get(i) else {
                 *copied = run[i - 1].next;
@@ -707,6 +721,12 @@ impl Reader {
                 report.states += 1;
             }
         }
+        if self.ledger.is_some()
+            && env.kind == MessageKind::State
+            && let Ok(Message::State(s)) = Message::parse(bytes)
+        {
+            state.pending_state = Some(super::state::fingerprint(&s.value));
+        }
         if env.kind == MessageKind::Batch
             && env
                 .stream
@@ -716,6 +736,9 @@ impl Reader {
             return Ok(Head::Tail(env, sanitized));
         }
         if self.transforms.is_empty() {
+            if env.kind == MessageKind::Record {
+                self.count_out(report, 1);
+            }
             return Ok(Head::Done(pass_on(sanitized, line, raw)));
         }
         if sanitized.is_none()
@@ -780,6 +803,7 @@ impl Reader {
                     .apply_record_line(stream, bytes, &mut state.transformed)
                     .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
                 if done {
+                    self.count_out(report, lines_in(&state.transformed));
                     return Ok(Action::Transformed);
                 }
             }
@@ -807,6 +831,7 @@ impl Reader {
                         return Ok(Action::Skip);
                     }
                 }
+                self.count_out(report, 1);
                 return Ok(pass_on(sanitized, line, raw));
             }
             // The message buffers and the output bytes are reused from line to line: a
@@ -819,6 +844,9 @@ impl Reader {
             } = state;
             apply_chain(&mut self.transforms, message, produced, spare)
                 .map_err(|e| Error::from(e).detail(format!("at line {n} of {}", self.label)))?;
+            if self.ledger.is_some() {
+                report.records_out += records_in(produced);
+            }
             transformed.clear();
             for m in produced.drain(..) {
                 m.write_line(transformed);
@@ -826,7 +854,17 @@ impl Reader {
             }
             return Ok(Action::Transformed);
         }
+        if env.kind == MessageKind::Record {
+            self.count_out(report, 1);
+        }
         Ok(pass_on(sanitized, line, raw))
+    }
+
+    /// Counts records passed on, on the segment that feeds the loader.
+    fn count_out(&self, report: &mut SegmentReport, records: u64) {
+        if self.ledger.is_some() {
+            report.records_out += records;
+        }
     }
 }
 
@@ -878,6 +916,7 @@ impl Reader {
         let mut record_bytes = 0u64;
         let mut records = 0u64;
         let transforms = &mut self.transforms;
+        let mut records_out = 0u64;
         let read = crate::singer::batch::for_each_record(&batch, MAX_BATCH_BYTES, |record| {
             let message = Message::Record(crate::singer::message::RecordMessage {
                 stream: stream.clone(),
@@ -890,8 +929,10 @@ impl Reader {
             if transforms.is_empty() {
                 message.write_line(transformed);
                 transformed.push(b'\n');
+                records_out += 1;
             } else {
                 apply_chain(transforms, message, produced, spare)?;
+                records_out += records_in(produced);
                 for m in produced.drain(..) {
                     m.write_line(transformed);
                     transformed.push(b'\n');
@@ -903,6 +944,7 @@ impl Reader {
         })
         .map_err(|e| at(batch_error(e)))?;
         read.map_err(|e| at(Error::from(e)))?;
+        self.count_out(report, records_out);
         if self.index == 0 {
             // The records count as the stream's, as if the tap had sent them one by one.
             report.count(&stream, 0, false);
@@ -948,6 +990,21 @@ struct LineState {
     run_stream: String,
     /// Scratch: the ranges of `run`.
     run_ranges: Vec<std::ops::Range<usize>>,
+    /// The fingerprint of the STATE line being handled, for the ledger.
+    pending_state: Option<u64>,
+}
+
+/// Lines (messages) in transform output: one per newline.
+fn lines_in(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// RECORD messages among transform output.
+fn records_in(messages: &[Message]) -> u64 {
+    messages
+        .iter()
+        .filter(|m| matches!(m, Message::Record(_)))
+        .count() as u64
 }
 
 /// A line after the checks that need no transform.

@@ -100,6 +100,9 @@ impl RunSpec {
                     bytes: *b,
                 })
                 .collect(),
+            records_read: self.streams.iter().map(|(_, r, _)| *r).sum(),
+            records_sent: (!running).then(|| self.streams.iter().map(|(_, r, _)| *r).sum()),
+            records_confirmed: (!running).then(|| self.streams.iter().map(|(_, r, _)| *r).sum()),
         }
     }
 

@@ -452,6 +452,8 @@ fn run(
         error,
         streams: outcome.streams,
         states_committed: outcome.states_committed,
+        records_sent: outcome.records_sent,
+        records_confirmed: outcome.records_confirmed,
         warnings,
         duration: outcome.duration,
         log_path: Some(log_path),
@@ -519,6 +521,13 @@ fn record_end(
         .collect();
     if let Err(e) = store.record_stream_stats(run_id, &stats) {
         tracing::warn!(error = %e, "could not record stream counts");
+    }
+    let counts = store::RunCounts {
+        records_sent: outcome.records_sent,
+        records_confirmed: outcome.records_confirmed,
+    };
+    if let Err(e) = store.record_run_counts(run_id, &counts) {
+        tracing::warn!(error = %e, "could not record what the loader was sent and confirmed");
     }
     let mut warnings = outcome.warnings.clone();
     // The pipeline's generic no-STATE warning gives way to the one the caller adds, which

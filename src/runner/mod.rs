@@ -121,6 +121,10 @@ pub struct RunReport {
     pub streams: BTreeMap<String, StreamCounts>,
     /// STATE messages committed to the store.
     pub states_committed: u64,
+    /// RECORD messages passed to the loader (after mappers and transforms).
+    pub records_sent: u64,
+    /// Records the loader confirmed (sent before the latest STATE it emitted back).
+    pub records_confirmed: u64,
     /// Warnings for the user (e.g. the bookmark did not advance).
     pub warnings: Vec<String>,
     /// How long the pipeline ran.
@@ -141,6 +145,11 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// RECORD messages read from the extractor, over all streams.
+    pub fn records_read(&self) -> u64 {
+        self.streams.values().map(|c| c.records).sum()
+    }
+
     /// The report of a flow that did not run (yet): success, nothing moved, nothing recorded.
     pub fn new(flow: &Flow, state_id: StateId) -> RunReport {
         RunReport {
@@ -151,6 +160,8 @@ impl RunReport {
             error: None,
             streams: BTreeMap::new(),
             states_committed: 0,
+            records_sent: 0,
+            records_confirmed: 0,
             warnings: Vec::new(),
             duration: Duration::ZERO,
             log_path: None,

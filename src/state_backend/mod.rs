@@ -823,6 +823,9 @@ impl RunHistory for BackedStore {
     fn record_stream_stats(&self, run_id: &RunId, stats: &[StreamStats]) -> Result<()> {
         self.inner.record_stream_stats(run_id, stats)
     }
+    fn record_run_counts(&self, run_id: &RunId, counts: &crate::store::RunCounts) -> Result<()> {
+        self.inner.record_run_counts(run_id, counts)
+    }
     fn finish_run(&self, run_id: &RunId, finish: &RunFinish) -> Result<()> {
         self.inner.finish_run(run_id, finish)
     }

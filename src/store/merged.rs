@@ -67,7 +67,8 @@ pub struct FieldConflict<'a, C> {
     pub winner: Option<(&'a Value, &'a str)>,
     /// The rule.
     pub rule: &'a str,
-    /// `resolved`, `quarantined`, `failed` or `null_key`.
+    /// `resolved`, `quarantined`, `held` (resolved, but another field quarantined the
+    /// record, so nothing was sent), `failed` or `null_key`.
     pub outcome: &'a str,
 }
 
@@ -141,7 +142,8 @@ pub struct ConflictEntry {
     pub winning_source: Option<String>,
     /// The rule that decided.
     pub rule: String,
-    /// `resolved`, `quarantined`, `failed` or `null_key`.
+    /// `resolved`, `quarantined`, `held` (resolved, but another field quarantined the
+    /// record, so nothing was sent), `failed` or `null_key`.
     pub outcome: String,
     /// The run.
     pub run_id: String,

@@ -185,6 +185,23 @@ pub struct RunRecord {
     pub plugins: Vec<PluginExit>,
     /// Per-stream counts.
     pub streams: Vec<StreamStats>,
+    /// RECORD messages read from the extractor (the sum of `streams`).
+    pub records_read: u64,
+    /// RECORD messages passed to the loader; `None` for runs recorded before dsm counted them
+    /// and for runs that have not ended.
+    pub records_sent: Option<u64>,
+    /// Records the loader confirmed (sent before the latest STATE it emitted); `None` as for
+    /// `records_sent`.
+    pub records_confirmed: Option<u64>,
+}
+
+/// What a run passed to its loader and what the loader confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// RECORD messages passed to the loader.
+    pub records_sent: u64,
+    /// Records sent before the latest STATE the loader emitted.
+    pub records_confirmed: u64,
 }
 
 /// Which runs to list (newest first).
@@ -209,6 +226,9 @@ pub trait RunHistory {
 
     /// Sets the running totals of some streams (replacing earlier totals of the same stream).
     fn record_stream_stats(&self, run_id: &RunId, stats: &[StreamStats]) -> Result<()>;
+
+    /// Records what a run sent to its loader and what the loader confirmed.
+    fn record_run_counts(&self, run_id: &RunId, counts: &RunCounts) -> Result<()>;
 
     /// Records how a run ended.
     fn finish_run(&self, run_id: &RunId, finish: &RunFinish) -> Result<()>;

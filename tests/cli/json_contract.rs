@@ -181,6 +181,35 @@ fn issue_2_every_json_output_matches_its_schema() {
 }
 
 #[test]
+fn issue_21_run_and_el_documents_match_their_schema() {
+    let p = fixture();
+    for args in [
+        vec!["--format", "json", "run", "tap-fake", "target-jsonl"],
+        vec!["--format", "json", "el", "tap-fake", "target-jsonl"],
+        vec![
+            "--format",
+            "json",
+            "run",
+            "--dry-run",
+            "tap-fake",
+            "target-jsonl",
+        ],
+    ] {
+        let out = p.dsm(&args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let doc = assert_matches("run", &args, &out);
+        let flow = &doc[0];
+        if args.contains(&"--dry-run") {
+            assert!(flow["run_id"].is_null() && !flow["plan"].as_array().unwrap().is_empty());
+        } else {
+            // The fixture's tap writes 3 records and target-jsonl confirms its state.
+            assert_eq!(flow["records_read"], 3, "{doc}");
+            assert_eq!(flow["records_sent"], 3, "{doc}");
+        }
+    }
+}
+
+#[test]
 fn issue_2_failures_print_the_error_shape_on_stdout() {
     let p = fixture();
     // A project file that does not parse, and a store that cannot be opened: every command
@@ -337,6 +366,7 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "metrics",
         "plugins-list-available",
         "plugins-list",
+        "run",
         "runs-list",
         "runs-show",
         "schedule-list",

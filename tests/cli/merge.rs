@@ -233,6 +233,31 @@ fn three_sources_resolve_every_rule_with_field_overrides() {
         quarantined[0]["candidates"],
         json!({"tap-api": "closed", "tap-crm": "active"})
     );
+    // Key 3 was held back, so none of its other disagreements names a winner (issue 21).
+    let of_three: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["key"] == json!([3]) && e["field"] != "status")
+        .collect();
+    assert!(!of_three.is_empty(), "{log:#}");
+    for e in &of_three {
+        assert_eq!(e["outcome"], "held", "{e}");
+        assert!(
+            e["winner"].is_null() && e["winning_source"].is_null(),
+            "{e}"
+        );
+    }
+    // Keys that were sent keep their winners.
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["key"] == json!([1])
+                && e["outcome"] == "resolved"
+                && !e["winner"].is_null()),
+        "{log:#}"
+    );
 
     // The run history counts what the last run did to the merged stream.
     let counts = last_run_counts(&p);

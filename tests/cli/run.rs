@@ -919,3 +919,110 @@ fn unknown_commands_are_usage_errors_and_invoke_runs_commands() {
     let out = p.dsm(&["invoke", "util:fail"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
 }
+
+/// Issue 21 (10): a run says how many records it read, passed to the loader and had confirmed,
+/// in its line, its JSON document, `dsm runs show` and the sync summary. Here a stream map
+/// drops one record and the tap's last two records come after its last STATE.
+#[test]
+fn a_run_counts_records_read_sent_and_confirmed() {
+    let p = TestProject::new(
+        r#"plugins:
+  extractors:
+  - name: tap-fake
+    namespace: tap_fake
+    executable: ./tap.sh
+    capabilities: [state]
+  mappers:
+  - name: meltano-map-transformer
+    variant: meltano
+    executable: ./no-such-dir/meltano-map-transform
+    mappings:
+    - name: drop-two
+      config:
+        stream_maps:
+          users:
+            __filter__: "record['id'] != 2"
+  loaders:
+  - name: target-fake
+    namespace: target_fake
+    executable: ./target.sh
+jobs:
+- name: users
+  tasks: [tap-fake drop-two target-fake]
+"#,
+    );
+    p.write(
+        "lines.jsonl",
+        r#"{"type": "SCHEMA", "stream": "users", "key_properties": ["id"], "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+{"type": "RECORD", "stream": "users", "record": {"id": 1}}
+{"type": "RECORD", "stream": "users", "record": {"id": 2}}
+{"type": "RECORD", "stream": "users", "record": {"id": 3}}
+{"type": "STATE", "value": {"bookmarks": {"users": {"id": 3}}}}
+{"type": "RECORD", "stream": "users", "record": {"id": 4}}
+{"type": "RECORD", "stream": "users", "record": {"id": 5}}
+"#,
+    );
+    script(
+        &p,
+        "tap.sh",
+        &format!("exec {TAP} \"$@\" --replay \"$MELTANO_PROJECT_ROOT/lines.jsonl\"\n"),
+    );
+    script(
+        &p,
+        "target.sh",
+        &format!("exec {TARGET} \"$@\" --output \"$MELTANO_PROJECT_ROOT/out.jsonl\"\n"),
+    );
+    let out = p.dsm(&[
+        "--format",
+        "json",
+        "run",
+        "tap-fake",
+        "drop-two",
+        "target-fake",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records_in(&p), 4, "the map dropped record 2");
+    let doc = &out.json()[0];
+    assert_eq!(doc["records_read"], 5, "{doc}");
+    assert_eq!(doc["records_sent"], 4, "{doc}");
+    // The loader echoed the only STATE, which came after records 1 and 3.
+    assert_eq!(doc["records_confirmed"], 2, "{doc}");
+
+    let run_id = doc["run_id"].as_str().unwrap().to_string();
+    let shown = p.dsm(&["--format", "json", "runs", "show", &run_id]).json();
+    assert_eq!(
+        (
+            &shown["records_read"],
+            &shown["records_sent"],
+            &shown["records_confirmed"]
+        ),
+        (&json!(5), &json!(4), &json!(2)),
+        "{shown}"
+    );
+
+    // The line for people says it too.
+    let out = p.dsm(&["run", "tap-fake", "drop-two", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("5 records (users: 5), 4 sent, 2 confirmed"),
+        "{}",
+        out.stderr
+    );
+
+    // The sync summary counts the same, per flow and per attempt.
+    let out = p.dsm(&["--format", "json", "sync", "users"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let flow = &out.json()["flows"][0];
+    for doc in [flow, &flow["attempts"][0]] {
+        assert_eq!(
+            (
+                &doc["records_read"],
+                &doc["records_sent"],
+                &doc["records_confirmed"]
+            ),
+            (&json!(5), &json!(4), &json!(2)),
+            "{flow}"
+        );
+    }
+}

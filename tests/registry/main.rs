@@ -97,6 +97,9 @@ fn run(store: &dyn Store, id: &str, tap: &str, status: RunStatus, ago: Duration,
                 records: 100,
                 bytes: 4_000,
             }],
+            records_read: 100,
+            records_sent: Some(100),
+            records_confirmed: Some(100),
         })
         .unwrap();
 }

@@ -15,8 +15,9 @@ use dsm::store::config_history::{ConfigRestore, ConfigVersionRow};
 use dsm::store::prelude::*;
 use dsm::store::secrets::SealedSecret;
 use dsm::store::{
-    CommitOutcome, NewRun, NewToken, NewWebhookEvent, PluginExit, Received, Role, RunFinish, RunId,
-    RunStatus, SourceStatusChange, StateAction, StateId, StoredState, StreamStats, WebhookLimits,
+    CommitOutcome, NewRun, NewToken, NewWebhookEvent, PluginExit, Received, Role, RunCounts,
+    RunFilter, RunFinish, RunId, RunStatus, SourceStatusChange, StateAction, StateId, StoredState,
+    StreamStats, WebhookLimits,
 };
 
 /// Makes empty stores of one backend.
@@ -393,9 +394,45 @@ pub fn run_history_records_each_step(b: &dyn Backend) {
             },
         )
         .unwrap();
+    // Not counted yet: unknown, not zero.
+    let before = store.get_run(&run).unwrap().unwrap();
+    assert_eq!(
+        (before.records_sent, before.records_confirmed),
+        (None, None)
+    );
+    store
+        .record_run_counts(
+            &run,
+            &RunCounts {
+                records_sent: 8,
+                records_confirmed: 6,
+            },
+        )
+        .unwrap();
+    assert!(
+        store
+            .record_run_counts(&RunId::new("nope"), &RunCounts::default())
+            .is_err()
+    );
     let got = store.get_run(&run).unwrap().unwrap();
     assert_eq!(got.status, RunStatus::Failed);
     assert!(got.ended_at.is_some());
+    assert_eq!(got.records_read, 9);
+    assert_eq!(
+        (got.records_sent, got.records_confirmed),
+        (Some(8), Some(6))
+    );
+    // `dsm runs list` reads the same.
+    let listed = store.list_runs(&RunFilter::default()).unwrap();
+    let listed = listed.iter().find(|r| r.run_id == run).unwrap();
+    assert_eq!(
+        (
+            listed.records_read,
+            listed.records_sent,
+            listed.records_confirmed
+        ),
+        (9, Some(8), Some(6))
+    );
     assert_eq!(
         got.streams,
         [StreamStats {

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("migrations/0015_webhook_events.sql"),
     ),
+    (
+        19,
+        "run_record_counts",
+        include_str!("migrations/0019_run_record_counts.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

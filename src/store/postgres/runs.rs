@@ -13,8 +13,8 @@ use crate::classification::StreamLabel;
 use crate::error::{Error, Result};
 use crate::store::liveness;
 use crate::store::{
-    NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunId,
-    RunRecord, RunStatus, StateId, StreamStats,
+    NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish, RunHistory,
+    RunId, RunRecord, RunStatus, StateId, StreamStats,
 };
 
 const RUN_COLUMNS: &str = "run_id, state_id, environment, trigger, {S}.epoch_ms(started_at),
@@ -50,7 +50,7 @@ impl PgStore {
                 exit_code: p.get(2),
             })
             .collect();
-        let streams = c
+        let streams: Vec<StreamStats> = c
             .query(
                 &self.q("SELECT stream, records, bytes FROM {S}.run_streams
                      WHERE project_id = $1 AND run_id = $2 ORDER BY stream COLLATE \"C\""),
@@ -75,7 +75,17 @@ impl PgStore {
         } else {
             stored
         };
+        let counts = c.query_one(
+            &self.q("SELECT records_sent, records_confirmed FROM {S}.runs
+                 WHERE project_id = $1 AND run_id = $2"),
+            &[&self.project, &run_id.as_str()],
+        )?;
+        let records_sent: Option<i64> = counts.get(0);
+        let records_confirmed: Option<i64> = counts.get(1);
         Ok(RunRecord {
+            records_read: streams.iter().map(|s: &StreamStats| s.records).sum(),
+            records_sent: records_sent.map(count),
+            records_confirmed: records_confirmed.map(count),
             run_id,
             state_id: r.get::<_, Option<String>>(1).map(StateId::new),
             environment: r.get(2),
@@ -213,6 +223,27 @@ impl RunHistory for PgStore {
                         &big(s.bytes),
                     ],
                 )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_run_counts(&self, run_id: &RunId, counts: &RunCounts) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                &self.q(
+                    "UPDATE {S}.runs SET records_sent = $1, records_confirmed = $2
+                     WHERE project_id = $3 AND run_id = $4",
+                ),
+                &[
+                    &big(counts.records_sent),
+                    &big(counts.records_confirmed),
+                    &self.project,
+                    &run_id.as_str(),
+                ],
+            )?;
+            if n == 0 {
+                return Err(no_run_error(run_id));
             }
             Ok(())
         })
@@ -430,6 +461,18 @@ impl RunHistory for PgStore {
                 )));
             }
             self.upsert_plugins(tx, &run.run_id, &run.plugins)?;
+            tx.execute(
+                &self.q(
+                    "UPDATE {S}.runs SET records_sent = $1, records_confirmed = $2
+                     WHERE project_id = $3 AND run_id = $4",
+                ),
+                &[
+                    &run.records_sent.map(big),
+                    &run.records_confirmed.map(big),
+                    &self.project,
+                    &run.run_id.as_str(),
+                ],
+            )?;
             for s in &run.streams {
                 tx.execute(
                     &self.q(

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
+    (
+        19,
+        "run_record_counts",
+        include_str!("../migrations/0019_run_record_counts.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

@@ -11,8 +11,8 @@ use crate::classification::StreamLabel;
 use crate::error::{Error, Result};
 use crate::store::liveness;
 use crate::store::{
-    NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunId,
-    RunRecord, RunStatus, StateId, StreamStats, format_time,
+    NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish, RunHistory,
+    RunId, RunRecord, RunStatus, StateId, StreamStats, format_time,
 };
 
 type RunRow = (RunRecord, RunStatus);
@@ -81,7 +81,15 @@ fn build_run(conn: &Connection, cols: [Option<String>; 12]) -> Result<RunRow> {
             streams.push(row?);
         }
     }
+    let (records_sent, records_confirmed): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT records_sent, records_confirmed FROM runs WHERE run_id = ?1",
+        [run_id.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let record = RunRecord {
+        records_read: streams.iter().map(|s| s.records).sum(),
+        records_sent: records_sent.map(|n| n.max(0) as u64),
+        records_confirmed: records_confirmed.map(|n| n.max(0) as u64),
         run_id,
         state_id: state_id.map(StateId::new),
         environment,
@@ -180,6 +188,24 @@ impl RunHistory for SqliteStore {
                     }
                     other => other.into(),
                 })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_run_counts(&self, run_id: &RunId, counts: &RunCounts) -> Result<()> {
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.write_history(|tx| {
+            let n = tx.execute(
+                "UPDATE runs SET records_sent = ?1, records_confirmed = ?2 WHERE run_id = ?3",
+                params![
+                    big(counts.records_sent),
+                    big(counts.records_confirmed),
+                    run_id.as_str()
+                ],
+            )?;
+            if n == 0 {
+                return Err(no_run_error(run_id));
             }
             Ok(())
         })
@@ -304,6 +330,15 @@ impl RunHistory for SqliteStore {
                 ],
             )?;
             upsert_plugins(tx, &run.run_id, &run.plugins)?;
+            let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            tx.execute(
+                "UPDATE runs SET records_sent = ?1, records_confirmed = ?2 WHERE run_id = ?3",
+                params![
+                    run.records_sent.map(big),
+                    run.records_confirmed.map(big),
+                    run.run_id.as_str()
+                ],
+            )?;
             for s in &run.streams {
                 tx.execute(
                     "INSERT INTO run_streams (run_id, stream, records, bytes) VALUES (?1, ?2, ?3, ?4)",
