@@ -341,6 +341,15 @@ fn compile_maps(
     let maps = StreamMaps::from_config(&Value::Object(config))
         .map_err(|e| transform_config_error(e, what))?;
     if dialect == Dialect::Sdk
+        && let Some((map, what_happens)) = maps.sdk_config_gaps().into_iter().next()
+    {
+        return Err(Error::config(format!(
+            "{what}: stream map `{map}` {what_happens}: `meltano run` would not do what dsm does"
+        ))
+        .hint(format!("remove `__alias__` from `{map}`: the map's own name (`{map}`) is the stream it writes"))
+        .hint("or make the project dsm-only on purpose: `annotations: {dsm: {stream_maps: {dialect: extended}}}` at the top of meltano.yml"));
+    }
+    if dialect == Dialect::Sdk
         && let Some((map, prop, name)) = maps.beyond_sdk().into_iter().next()
     {
         return Err(Error::config(format!(
@@ -349,7 +358,10 @@ fn compile_maps(
         .hint("rewrite the expression with what the SDK has (`int`, `float`, `str`, `bool`, `md5`, `sha256`, `datetime`, `json`, f-strings, string methods other than `format`)")
         .hint("or make the project dsm-only on purpose: `annotations: {dsm: {stream_maps: {dialect: extended}}}` at the top of meltano.yml"));
     }
-    Ok(Box::new(maps))
+    Ok(Box::new(match dialect {
+        Dialect::Sdk => maps.with_sdk_schemas(),
+        Dialect::Extended => maps,
+    }))
 }
 
 fn transform_config_error(e: TransformError, what: &str) -> Error {

@@ -567,3 +567,82 @@ fn stream_map_functions_the_sdk_lacks_are_refused_unless_the_project_opts_into_e
         assert_eq!(out.code, 0, "{expr}: {}", out.stderr);
     }
 }
+
+/// The project with one `stream_maps` transform whose `users` map is `users_map` (YAML,
+/// indented for the map's body); `top` goes first.
+fn users_map(top: &str, users_map: &str) -> TestProject {
+    let body: String = users_map
+        .lines()
+        .map(|l| format!("                {l}\n"))
+        .collect();
+    let p = project(
+        &format!(
+            "    annotations:\n      dsm:\n        transforms:\n        - type: stream_maps\n          config:\n            stream_maps:\n              users:\n{body}"
+        ),
+        "",
+    );
+    let text = p.read("meltano.yml");
+    p.write("meltano.yml", &format!("{top}{text}"));
+    p
+}
+
+#[test]
+fn the_sdk_mappers_build_checks_hold_under_the_sdk_dialect() {
+    const EXTENDED: &str = "annotations:\n  dsm:\n    stream_maps:\n      dialect: extended\n";
+    // `__else__: null` keeps only what the map names: the key property too, in the SDK.
+    let (ok, stderr) = sdk_mapper(&json!({"users": {"__else__": null, "email": "email"}}));
+    assert!(
+        !ok && stderr.contains("Property 'id' was not detected in schema"),
+        "{stderr}"
+    );
+    let p = users_map("", "__else__: null\nemail: email");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("key property `id` is not a property after mapping")
+            && out.stderr.contains("add `id: id`"),
+        "{}",
+        out.stderr
+    );
+    // Mapping the key, as the SDK needs, works in both.
+    let (ok, stderr) =
+        sdk_mapper(&json!({"users": {"__else__": null, "id": "id", "email": "email"}}));
+    assert!(ok, "{stderr}");
+    let p = users_map("", "__else__: null\nid: id\nemail: email");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        records(&p)[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["id", "email"]
+    );
+    // dsm's own dialect keeps key properties by itself.
+    let p = users_map(EXTENDED, "__else__: null\nemail: email");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(records(&p).iter().all(|r| r.get("id").is_some()));
+
+    // Beside `__source__`, the SDK makes `__alias__` a property of every record.
+    let (ok, stderr) = sdk_mapper(&json!({
+        "users": {"__source__": "users", "__alias__": "people"}
+    }));
+    assert!(!ok, "{stderr}");
+    let p = users_map("", "__source__: users\n__alias__: people");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("stream map `users` sets both `__source__` and `__alias__`")
+            && out.stderr.contains("dialect: extended"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.root().join("out.jsonl").exists(), "nothing ran");
+    let p = users_map(EXTENDED, "__source__: users\n__alias__: people");
+    let out = p.dsm(&["run", "tap-jsonl", "target-fake"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -144,10 +144,14 @@ fn tap_input(case: &Value) -> Vec<Value> {
 /// Runs a case both ways: every message parsed, and records mapped from their line where the
 /// transform can (as the pipeline runs them); the two must agree, errors included.
 fn run_case(config: &Value, input: &[Value]) -> Result<Vec<Value>, String> {
-    let mut t =
-        StreamMaps::from_config(config).map_err(|e| format!("config rejected: {}", e.message))?;
+    // The SDK's cases run in the `sdk` dialect, the project default.
+    let mut t = StreamMaps::from_config(config)
+        .map_err(|e| format!("config rejected: {}", e.message))?
+        .with_sdk_schemas();
     let parsed = run(&mut t, input).map_err(|e| format!("run failed: {}", e.message));
-    let mut t = StreamMaps::from_config(config).expect("accepted above");
+    let mut t = StreamMaps::from_config(config)
+        .expect("accepted above")
+        .with_sdk_schemas();
     let lines = run_lines(&mut t, input)
         .map(|(out, _)| out)
         .map_err(|e| format!("run failed: {}", e.message));

@@ -68,6 +68,7 @@ impl StreamMaps {
             streams: HashMap::new(),
             scratch: LineScratch::default(),
             parts: Vec::new(),
+            sdk_schemas: false,
         })
     }
 }

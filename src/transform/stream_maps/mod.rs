@@ -211,6 +211,9 @@ pub struct StreamMaps {
     scratch: LineScratch,
     /// The other threads' buffers for runs of record lines.
     parts: Vec<Part>,
+    /// Whether schemas are built exactly as the Singer SDK's mapper builds them (the `sdk`
+    /// dialect): a map with `__else__: null` then keeps only the key properties it maps.
+    sdk_schemas: bool,
 }
 
 fn config_error(message: impl Into<String>) -> TransformError {
@@ -225,6 +228,27 @@ fn is_null(v: &Value) -> bool {
 }
 
 impl StreamMaps {
+    /// Builds output schemas as the Singer SDK's mapper does (see the `sdk` dialect).
+    pub fn with_sdk_schemas(mut self) -> StreamMaps {
+        self.sdk_schemas = true;
+        self
+    }
+
+    /// What the Singer SDK's mapper does differently with this configuration, checked when it
+    /// builds its mappers: `(stream map, what happens under the SDK)` for each case.
+    pub fn sdk_config_gaps(&self) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .filter(|e| !e.primary && e.alias.is_some())
+            .map(|e| {
+                (
+                    e.key.clone(),
+                    "sets both `__source__` and `__alias__`: the Singer SDK reads `__alias__` only without `__source__` and otherwise adds it to every record as a property named `__alias__`".to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Where the maps use what the Singer SDK's mapper refuses (see [`Expr::beyond_sdk`]):
     /// `(stream map, property or `__filter__`, function)` for each use.
     pub fn beyond_sdk(&self) -> Vec<(String, String, &'static str)> {
@@ -290,10 +314,27 @@ impl StreamMaps {
         let mappers = self.outputs(stream)?;
         let mut built = Vec::with_capacity(mappers.len());
         for (alias, kind) in mappers {
+            // A map with `__else__: null` keeps the stream's key properties in its records (as
+            // the SDK's mapper does), not only those `__key_properties__` names.
+            let kind = match kind {
+                Kind::Custom(c)
+                    if !c.include_by_default
+                        && c.key_properties.is_none()
+                        && !msg.key_properties.is_empty() =>
+                {
+                    Kind::Custom(Arc::new(CustomMap::new(
+                        c.filter.clone(),
+                        Some(msg.key_properties.clone()),
+                        false,
+                        c.props.clone(),
+                    )))
+                }
+                other => other,
+            };
             let schema = match &kind {
                 Kind::Remove => Value::Null,
                 Kind::Same => msg.schema.clone(),
-                Kind::Custom(c) => custom_schema(c, msg, &alias)?,
+                Kind::Custom(c) => custom_schema(c, msg, &alias, self.sdk_schemas)?,
             };
             let flattened = self.flattening.is_some() && !matches!(kind, Kind::Remove);
             let schema = match &self.flattening {

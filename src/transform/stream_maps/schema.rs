@@ -61,10 +61,14 @@ pub(super) fn infer_type(source: &str, existing: Option<&Value>, raw: &Value) ->
     }
 }
 
+/// The output schema of a custom map. With `sdk`, a map with `__else__: null` starts from no
+/// property at all, as the SDK's mapper does, so a key property it does not map is an error;
+/// otherwise (the `extended` dialect) the key properties are kept.
 pub(super) fn custom_schema(
     c: &CustomMap,
     msg: &SchemaMessage,
     alias: &str,
+    sdk: bool,
 ) -> Result<Value, TransformError> {
     let raw = &msg.schema;
     let raw_props = raw.get("properties").and_then(Value::as_object);
@@ -73,7 +77,7 @@ pub(super) fn custom_schema(
         raw.clone()
     } else {
         let mut props = Map::new();
-        for k in key_properties {
+        for k in key_properties.iter().filter(|_| !sdk) {
             if let Some(s) = raw_props.and_then(|p| p.get(k)) {
                 props.insert(k.clone(), s.clone());
             }
@@ -123,13 +127,18 @@ pub(super) fn custom_schema(
         }
         for k in key_properties {
             if !props.contains_key(k) {
+                let hint = if c.include_by_default || !sdk {
+                    "list in `__key_properties__` only properties the mapped stream has".to_owned()
+                } else {
+                    format!(
+                        "with `__else__: null` the Singer SDK keeps only the properties a map names: add `{k}: {k}`, or set `__key_properties__` (the `extended` dialect keeps key properties by itself)"
+                    )
+                };
                 return Err(TransformError {
                     message: format!(
                         "stream map for `{alias}`: key property `{k}` is not a property after mapping"
                     ),
-                    hint: Some(
-                        "list in `__key_properties__` only properties the mapped stream has".into(),
-                    ),
+                    hint: Some(hint),
                 });
             }
         }
