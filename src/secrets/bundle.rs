@@ -24,8 +24,15 @@ type Result<T, E = SecretsError> = std::result::Result<T, E>;
 
 /// The `format` field of every bundle.
 pub const FORMAT: &str = "dsm-bundle";
-/// The bundle version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The bundle version this build writes and reads (2: authenticated with a key; version 1
+/// had only an unkeyed checksum and is refused).
+pub const VERSION: u32 = 2;
+
+/// The most Argon2id memory a bundle may ask for (KiB: 1 GiB), iterations and lanes: a
+/// bundle is untrusted input, checked before anything is allocated.
+const MAX_M_COST: u32 = 1024 * 1024;
+const MAX_T_COST: u32 = 10;
+const MAX_P_COST: u32 = 8;
 
 /// How the secrets in a bundle are encrypted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +73,9 @@ pub struct Bundle {
     pub labels: Vec<BundleLabel>,
     /// SHA-256 of the database bytes, hex.
     pub sha256: String,
+    /// HMAC-SHA256 of the header and the database bytes under a key derived from the master
+    /// key or the passphrase key, hex: a bundle changed after export does not import.
+    pub mac: String,
     /// The SQLite database, base64.
     pub database: String,
 }
@@ -117,6 +127,44 @@ pub struct Summary {
     pub audit_entries: usize,
     /// Size of the database in bytes.
     pub database_bytes: usize,
+}
+
+/// What a bundle's MAC covers: every header field that changes how it imports, then the
+/// database bytes.
+struct MacParts<'a> {
+    header: Vec<u8>,
+    database: &'a [u8],
+}
+
+impl MacParts<'_> {
+    fn as_parts(&self) -> [&[u8]; 2] {
+        [&self.header, self.database]
+    }
+}
+
+fn mac_parts<'a>(bundle: &Bundle, database: &'a [u8]) -> MacParts<'a> {
+    let header = serde_json::to_vec(&(
+        &bundle.format,
+        bundle.version,
+        &bundle.created_at,
+        &bundle.dsm_version,
+        &bundle.secrets,
+        &bundle.labels,
+        &bundle.sha256,
+    ))
+    .expect("a bundle header serialises");
+    MacParts { header, database }
+}
+
+/// Refuses Argon2id parameters past what dsm ever writes by a wide margin, before anything
+/// is allocated (a bundle is untrusted input).
+fn check_argon_limits(m: u32, t: u32, p: u32) -> Result<()> {
+    if m > MAX_M_COST || t > MAX_T_COST || p > MAX_P_COST {
+        return Err(SecretsError::Invalid(format!(
+            "the bundle asks for Argon2id memory {m} KiB, {t} iterations and {p} lanes; dsm allows at most {MAX_M_COST} KiB (1 GiB), {MAX_T_COST} iterations and {MAX_P_COST} lanes, so it is not from dsm or was changed"
+        )));
+    }
+    Ok(())
 }
 
 fn passphrase_key(passphrase: &Secret, salt: &[u8], m: u32, t: u32, p: u32) -> Result<MasterKey> {
@@ -172,6 +220,7 @@ pub fn export(
     // re-keyed.
     live.snapshot_sqlite(&copy_path)?;
     let copy = SqliteStore::open(&copy_path)?;
+    let mut bundle_key = None;
     let protection = match passphrase {
         None => Protection::MasterKey,
         Some(passphrase) => {
@@ -182,8 +231,9 @@ pub fn export(
                 argon2::Params::DEFAULT_T_COST,
                 argon2::Params::DEFAULT_P_COST,
             );
-            let bundle_key = passphrase_key(passphrase, &salt, m_cost, t_cost, p_cost)?;
-            store::rotate(&copy, key, &bundle_key, "dsm export --passphrase")?;
+            let derived = passphrase_key(passphrase, &salt, m_cost, t_cost, p_cost)?;
+            store::rotate(&copy, key, &derived, "dsm export --passphrase")?;
+            bundle_key = Some(derived);
             Protection::Passphrase {
                 salt: BASE64.encode(salt),
                 m_cost,
@@ -207,8 +257,15 @@ pub fn export(
         secrets: protection,
         labels,
         sha256: sha256_hex(&bytes),
+        mac: String::new(),
         database: BASE64.encode(&bytes),
     };
+    let mac_key = match &bundle_key {
+        Some(k) => k.bundle_key(),
+        None => key.bundle_key(),
+    };
+    let mut bundle = bundle;
+    bundle.mac = hex::encode(mac_key.mac(&mac_parts(&bundle, &bytes).as_parts()));
     let text = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
     write_private(output, &text)?;
     Ok(Summary {
@@ -227,8 +284,13 @@ pub fn read(path: &Path) -> Result<(Bundle, Vec<u8>)> {
         SecretsError::Invalid(format!("`{}` is not a dsm bundle: {e}", path.display()))
     })?;
     if bundle.format != FORMAT || bundle.version != VERSION {
+        let why = if bundle.format == FORMAT && bundle.version < VERSION {
+            " (older bundles carry no key-checked MAC, so a changed one could not be told apart: export it again with this dsm)"
+        } else {
+            ""
+        };
         return Err(SecretsError::Invalid(format!(
-            "`{}` is a `{}` bundle of version {}; this dsm reads `{FORMAT}` version {VERSION}",
+            "`{}` is a `{}` bundle of version {}; this dsm reads `{FORMAT}` version {VERSION}{why}",
             path.display(),
             bundle.format,
             bundle.version
@@ -255,6 +317,46 @@ pub fn import(
     db_path: &Path,
 ) -> Result<Summary> {
     let (bundle, bytes) = read(bundle_path)?;
+    // The key that decrypts the bundle's secrets also authenticates it: nothing is written
+    // before the MAC holds.
+    let passphrase_derived = match &bundle.secrets {
+        Protection::MasterKey => None,
+        Protection::Passphrase {
+            salt,
+            m_cost,
+            t_cost,
+            p_cost,
+        } => {
+            let Some(passphrase) = passphrase else {
+                return Err(SecretsError::Invalid(
+                    "this bundle's secrets are protected by a passphrase; pass `--passphrase`"
+                        .to_string(),
+                ));
+            };
+            check_argon_limits(*m_cost, *t_cost, *p_cost)?;
+            let salt = BASE64
+                .decode(salt)
+                .map_err(|_| SecretsError::Invalid("the bundle's salt is damaged".to_string()))?;
+            Some(passphrase_key(
+                passphrase, &salt, *m_cost, *t_cost, *p_cost,
+            )?)
+        }
+    };
+    let mac_key = passphrase_derived
+        .as_ref()
+        .map_or_else(|| key.bundle_key(), MasterKey::bundle_key);
+    let tag = hex::decode(&bundle.mac).unwrap_or_default();
+    if !mac_key.verify(&mac_parts(&bundle, &bytes).as_parts(), &tag) {
+        let which = if passphrase_derived.is_some() {
+            "the passphrase is wrong, or the bundle was changed after it was exported"
+        } else {
+            "it was exported under another master key (import it with that project's key, or export it again with `dsm export --passphrase`), or changed after it was exported"
+        };
+        return Err(SecretsError::Invalid(format!(
+            "`{}` does not authenticate: {which}; nothing was imported",
+            bundle_path.display()
+        )));
+    }
     if SqliteStore::holds_data(db_path)? {
         return Err(SecretsError::Invalid(format!(
             "the system database `{}` already holds data; import restores into a fresh project",
@@ -289,26 +391,14 @@ pub fn import(
         Protection::MasterKey => {
             store::check_key(&conn, key, "the current key")?;
         }
-        Protection::Passphrase {
-            salt,
-            m_cost,
-            t_cost,
-            p_cost,
-        } => {
-            let Some(passphrase) = passphrase else {
-                return Err(SecretsError::Invalid(
-                    "this bundle's secrets are protected by a passphrase; pass `--passphrase`"
-                        .to_string(),
-                ));
-            };
-            let salt = BASE64
-                .decode(salt)
-                .map_err(|_| SecretsError::Invalid("the bundle's salt is damaged".to_string()))?;
-            let bundle_key = passphrase_key(passphrase, &salt, *m_cost, *t_cost, *p_cost)?;
-            if store::check_key(&conn, &bundle_key, "the passphrase").is_err() {
+        Protection::Passphrase { .. } => {
+            let bundle_key = passphrase_derived
+                .as_ref()
+                .expect("derived above for a passphrase bundle");
+            if store::check_key(&conn, bundle_key, "the passphrase").is_err() {
                 return Err(SecretsError::Invalid("the passphrase is wrong".to_string()));
             }
-            store::rotate(&conn, &bundle_key, key, "dsm import")?;
+            store::rotate(&conn, bundle_key, key, "dsm import")?;
         }
     }
     let report = audit::verify(&conn, key)?;

@@ -21,6 +21,7 @@ pub const NONCE_LEN: usize = 12;
 const LABEL_ENCRYPT: &[u8] = b"dsm secret encryption v1";
 const LABEL_CHECK: &[u8] = b"dsm key check v1";
 const LABEL_AUDIT: &[u8] = b"dsm audit chain v1";
+const LABEL_BUNDLE: &[u8] = b"dsm export bundle v2";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -96,6 +97,12 @@ impl MasterKey {
     /// The key for the audit log's HMAC chain.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey(*self.derive(LABEL_AUDIT))
+    }
+
+    /// The HMAC key that authenticates an export bundle made under this key (an [`AuditKey`]
+    /// by type: the same length-prefixed HMAC, with a key of its own).
+    pub fn bundle_key(&self) -> AuditKey {
+        AuditKey(*self.derive(LABEL_BUNDLE))
     }
 
     fn cipher(&self) -> Aes256Gcm {

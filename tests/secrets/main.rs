@@ -621,3 +621,111 @@ fn export_without_a_passphrase_needs_the_same_master_key() {
         again.stderr
     );
 }
+
+/// Issue 20 (5, 8): a bundle is authenticated with the key that protects it, and its Argon2id
+/// parameters are bounded; a changed or hostile bundle writes nothing.
+#[test]
+fn issue_20_a_changed_or_hostile_bundle_is_refused_before_anything_is_written() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let source = populated();
+    let bundle = source.path("bundle.json");
+    let out = source.dsm_stdin(
+        &[
+            "export",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--passphrase",
+        ],
+        "correct horse\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    assert_eq!(original["version"], 2);
+    let write = |doc: &serde_json::Value, name: &str| -> PathBuf {
+        let path = source.path(name);
+        std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+        path
+    };
+    let import = |path: &Path| {
+        let target = Project::initialised();
+        let run = target.dsm_stdin(
+            &["import", path.to_str().unwrap(), "--passphrase"],
+            "correct horse\n",
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(target.path(".dsm"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".import-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(
+            !target.path(".dsm/audit.head").exists(),
+            "nothing was imported: {}",
+            run.all()
+        );
+        run
+    };
+
+    // The state inside is changed and the checksum recomputed: the MAC still catches it.
+    let mut changed = original.clone();
+    let db_bytes = b64.decode(original["database"].as_str().unwrap()).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("x.db");
+    std::fs::write(&db, &db_bytes).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let n = conn
+            .execute("UPDATE settings SET value = '\"2000-01-01\"'", [])
+            .unwrap();
+        assert!(n > 0, "the bundle holds the setting to change");
+    }
+    let edited = std::fs::read(&db).unwrap();
+    changed["database"] = b64.encode(&edited).into();
+    changed["sha256"] = hex::encode(sha2::Sha256::digest(&edited)).into();
+    let run = import(&write(&changed, "changed.json"));
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("does not authenticate"),
+        "{}",
+        run.stderr
+    );
+
+    // A header field changed (the labels) is caught as well.
+    let mut relabelled = original.clone();
+    relabelled["labels"] = serde_json::json!([{"stream": "x", "label": "public", "rank": 0}]);
+    let run = import(&write(&relabelled, "relabelled.json"));
+    assert_eq!(run.code, 2, "{}", run.all());
+
+    // Argon2id parameters past the limits are refused before any memory is taken.
+    for (field, value) in [
+        ("m_cost", 64 * 1024 * 1024),
+        ("t_cost", 1_000_000),
+        ("p_cost", 64),
+    ] {
+        let mut hostile = original.clone();
+        hostile["secrets"][field] = value.into();
+        let run = import(&write(&hostile, "hostile.json"));
+        assert_eq!(run.code, 2, "{field}: {}", run.all());
+        assert!(run.stderr.contains("Argon2id"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+
+    // A bundle of the unauthenticated first version is refused with what to do.
+    let mut old = original.clone();
+    old["version"] = 1.into();
+    let run = import(&write(&old, "old.json"));
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("export it again"), "{}", run.stderr);
+
+    // The untouched bundle still imports.
+    let target = Project::initialised();
+    let run = target.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "correct horse\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+}
