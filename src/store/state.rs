@@ -18,6 +18,11 @@ use crate::store::RunId;
 /// The top-level key of a state payload, as in Meltano.
 pub const SINGER_STATE_KEY: &str = "singer_state";
 
+/// How many state events (each with the payload it wrote) are kept per state id: the newest;
+/// older ones are dropped as new ones are written, so the history stays bounded however often
+/// a tap emits STATE.
+pub const STATE_EVENTS_KEPT: i64 = 1000;
+
 /// The id under which a flow's state is stored: `{environment}:{extractor}-to-{loader}` plus an
 /// optional `:{suffix}`, as Meltano builds it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

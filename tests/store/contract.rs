@@ -98,6 +98,7 @@ run_contract!(
         tokens_round_trip,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
+        state_events_keep_only_the_newest_of_each_state_id,
     ]
 );
 
@@ -118,6 +119,7 @@ run_contract!(
         settings_round_trip,
         a_burst_of_states_commits_as_one_sequence_of_single_commits_would,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
+        state_events_keep_only_the_newest_of_each_state_id,
     ]
 );
 
@@ -183,6 +185,38 @@ pub fn empty_or_invalid_state_never_overwrites_a_bookmark(b: &dyn Backend) {
     let events = store.state_events(Some(&id), 100).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].action, "committed");
+}
+
+/// Issue 20 (20): a tap that emits STATE all the time cannot grow the store without bound.
+pub fn state_events_keep_only_the_newest_of_each_state_id(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let kept = usize::try_from(dsm::store::state::STATE_EVENTS_KEPT).unwrap();
+    let run = RunId::new("r1");
+    let values: Vec<String> = (0..kept + 50)
+        .map(|i| format!(r#"{{"bookmarks": {{"users": {{"id": {i}}}}}}}"#))
+        .collect();
+    for chunk in values.chunks(100) {
+        store
+            .commit_states(&sid("busy"), chunk, false, Some(&run))
+            .unwrap();
+    }
+    store
+        .commit_state(&sid("quiet"), r#"{"x": 1}"#, false, Some(&run))
+        .unwrap();
+    let busy = store.state_events(Some(&sid("busy")), kept * 2).unwrap();
+    assert_eq!(busy.len(), kept);
+    // The newest are the ones kept, and other state ids keep theirs.
+    let newest = busy.iter().map(|e| e.event_id).max().unwrap();
+    let oldest = busy.iter().map(|e| e.event_id).min().unwrap();
+    assert_eq!(newest - oldest + 1, i64::try_from(kept).unwrap());
+    assert_eq!(
+        store.state_events(Some(&sid("quiet")), 10).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.get_state(&sid("busy")).unwrap().unwrap()["singer_state"]["bookmarks"]["users"]["id"],
+        json!(kept + 49)
+    );
 }
 
 pub fn every_change_is_an_event(b: &dyn Backend) {

@@ -77,6 +77,20 @@ impl PgStore {
                 &payload.map(Value::to_string),
             ],
         )?;
+        // Only the newest events of a state id are kept.
+        c.execute(
+            &self.q(
+                "DELETE FROM {S}.state_events WHERE project_id = $1 AND state_id = $2
+                 AND event_id <= (SELECT event_id FROM {S}.state_events
+                     WHERE project_id = $1 AND state_id = $2
+                     ORDER BY event_id DESC LIMIT 1 OFFSET $3)",
+            ),
+            &[
+                &self.project,
+                &state_id.as_str(),
+                &crate::store::state::STATE_EVENTS_KEPT,
+            ],
+        )?;
         Ok(())
     }
 

@@ -72,6 +72,13 @@ fn record_event(
             payload.map(json_text)
         ],
     )?;
+    // Only the newest events of a state id are kept (one index seek when there are fewer).
+    tx.execute(
+        "DELETE FROM state_events WHERE state_id = ?1 AND event_id <= (
+             SELECT event_id FROM state_events WHERE state_id = ?1
+             ORDER BY event_id DESC LIMIT 1 OFFSET ?2)",
+        params![state_id.as_str(), crate::store::state::STATE_EVENTS_KEPT],
+    )?;
     Ok(())
 }
 
