@@ -375,6 +375,7 @@ pub fn spawn(
         // Its own process group, so SIGTERM reaches a wrapper script's children too, and a
         // Ctrl-C in the terminal reaches dsm only (dsm then stops the plugins in order).
         .process_group(0);
+    crate::plugin::sys::die_with_parent(cmd.as_std_mut());
     let mut child = cmd.spawn().map_err(|e| {
         Error::failed(format!(
             "could not start {} (`{}`): {e}",

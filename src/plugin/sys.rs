@@ -25,6 +25,37 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// Makes the child that `cmd` starts get SIGKILL when dsm dies (Linux's parent-death signal;
+/// elsewhere nothing): a `kill -9` of dsm cannot leave a tap running that a later run would
+/// start a second time. Set before `exec`, so it holds for the plugin's own program; the
+/// child dies at once if dsm is already gone by then. The signal follows the thread that
+/// spawned the child, so plugins are started from threads that outlive them (the runtime's).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before `exec` and only makes
+    // async-signal-safe system calls (`prctl`, `getppid`, `raise`), touching no memory that
+    // another thread could hold locked.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // dsm died between the fork and the prctl: do not start the plugin at all.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// On systems without a parent-death signal, nothing.
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut std::process::Command) {}
+
 /// Whether a process with this id exists (it may belong to another user).
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

@@ -177,6 +177,7 @@ fn discovered(
         .stderr(Stdio::from(stderr.try_clone()?))
         // Its own process group, so a timeout stops a wrapper script's children too.
         .process_group(0);
+    crate::plugin::sys::die_with_parent(&mut cmd);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

@@ -1026,3 +1026,48 @@ jobs:
         );
     }
 }
+
+/// Issue 20 (19): `kill -9` of dsm takes its plugins with it, so a later run of the flow can
+/// never find the old tap still working.
+#[test]
+fn a_tap_dies_with_dsm_when_dsm_is_killed() {
+    let p = project("--sleep-before 120000 --pid-file \"$MELTANO_PROJECT_ROOT/tap.pid\"");
+    let mut child = p
+        .command(&["run", "tap-fake", "target-fake"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = path(&p, "tap.pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "the tap never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tap: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: u32| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    assert!(alive(tap));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel delivers the parent-death signal when dsm's thread ends: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(tap) {
+        if Instant::now() > deadline {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &tap.to_string()])
+                .status();
+            panic!("the tap (pid {tap}) outlived dsm");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
