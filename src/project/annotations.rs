@@ -224,6 +224,8 @@ pub struct SourceInfo {
     pub labels: Vec<String>,
     /// The source's classification label.
     pub classification: Option<String>,
+    /// The organisation the source belongs to; without one it is the platform's.
+    pub organisation: Option<String>,
     /// Labels of single fields, by stream then field.
     pub fields: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
