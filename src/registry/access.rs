@@ -59,3 +59,36 @@ impl Viewer {
                 .all(|p| self.sees_name(sources, &p.plugin))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn viewer(organisation: Option<&str>, sees_all: bool) -> Viewer {
+        Viewer {
+            organisation: organisation.map(str::to_owned),
+            sees_all,
+        }
+    }
+
+    #[test]
+    fn own_sources_are_seen_by_their_organisation_and_by_who_sees_all() {
+        use Visibility::*;
+        let a = viewer(Some("a"), false);
+        let b = viewer(Some("b"), false);
+        let platform = viewer(None, false);
+        let all = viewer(None, true);
+        // (organisation of the source, visibility) -> (a, b, platform, all)
+        let cases = [
+            ((Some("a"), Own), [true, false, false, true]),
+            ((Some("a"), Organisations), [true, true, true, true]),
+            ((Some("a"), Everyone), [true, true, true, true]),
+            ((None, Own), [false, false, true, true]),
+            ((None, Organisations), [true, true, true, true]),
+        ];
+        for ((org, vis), want) in cases {
+            let got = [&a, &b, &platform, &all].map(|v| v.sees_source(org, vis));
+            assert_eq!(got, want, "{org:?} {vis:?}");
+        }
+    }
+}

@@ -203,6 +203,24 @@ fn issue_27_each_organisation_sees_its_sources_and_what_labels_share() {
         server.get(&format!("/api/runs/{run_id}"), &a_viewer).status,
         200
     );
+    // Nor in the flow map or the metrics; the audit log spans every organisation.
+    let flows = server.get("/api/flows", &b_ops).body;
+    assert!(
+        !flows.contains("tap-a-own") && flows.contains("tap-b-own"),
+        "{flows}"
+    );
+    assert!(
+        server
+            .get("/api/flows", &a_viewer)
+            .body
+            .contains("tap-a-own")
+    );
+    let metrics = server.get("/metrics", &b_ops).body;
+    assert!(!metrics.contains("tap-a-own"), "{metrics}");
+    assert!(server.get("/metrics", &a_viewer).body.contains("tap-a-own"));
+    let a_admin = p.org_token("a-admin", "admin", "ministry-a");
+    server.get("/api/audit", &a_admin).problem(403);
+    assert_eq!(server.get("/api/audit", &admin).status, 200);
 }
 
 #[test]
