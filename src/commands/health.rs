@@ -90,10 +90,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         expected_every,
         known_sources,
     };
-    let report: Vec<Health> = health_report(&runs, &opts)
+    let mut report: Vec<Health> = health_report(&runs, &opts)
         .into_iter()
         .filter(|h| args.flows || matches!(h.subject, Subject::Source(_)))
         .collect();
+    // Receivers of notifications whose deliveries failed in the window.
+    report.extend(
+        crate::notify::failed_deliveries(store.as_ref(), earliest(window))?
+            .iter()
+            .map(crate::notify::FailedReceiver::health),
+    );
     match format {
         OutputFormat::Json => ctx.printer.json(&report),
         OutputFormat::Text if report.is_empty() => ctx.printer.notice(format!(
@@ -125,7 +131,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     if args.check && bad > 0 {
         return Err(Error::new(
             ErrorKind::Failed,
-            format!("{bad} source(s) or flow(s) are failing or stale"),
+            format!("{bad} source(s), flow(s) or notification receiver(s) are failing or stale"),
         ));
     }
     Ok(())

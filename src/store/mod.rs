@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod locks;
 pub mod meltano;
 pub mod merged;
+pub mod notifications;
 pub mod postgres;
 pub mod runs;
 pub mod secrets;
@@ -44,6 +45,7 @@ pub use runs::{
     NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
     RunStatus, StreamStats,
 };
+pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;
 pub use sources::{SourceStatusChange, SourceStatusStore};
@@ -63,6 +65,7 @@ pub mod prelude {
         AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
         SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
     };
+    pub use super::NotificationStore;
 }
 
 /// The store's file name inside the project's private folder.
@@ -124,6 +127,7 @@ pub trait Store:
     + AuditStore
     + ConfigHistoryStore
     + WebhookStore
+    + NotificationStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -34,12 +34,12 @@ pub(super) async fn test_source(
     let timeout = test_timeout(&q)?;
     let (project, loaded) = app.project()?;
     let info = super::sources::find_own_source(&loaded.sources, &id, &caller)?.clone();
-    let results = probe_source(&app, project, info.name.clone(), timeout).await?;
+    let results = probe_source(&app, project.clone(), info.name.clone(), timeout).await?;
     let store = app.store.clone();
     let source = info.name.clone();
     let (results, status) = blocking(move || {
         for warning in
-            crate::commands::test::record_results(store.as_ref(), &[source.as_str()], &results)
+            crate::commands::test::record_results(&project, &store, &[source.as_str()], &results)
         {
             tracing::warn!("{warning}");
         }

@@ -90,6 +90,20 @@ pub struct Attention {
     pub reason: Option<String>,
 }
 
+/// A receiver of notifications whose deliveries failed (the last 24 hours).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedDelivery {
+    /// The receiver (`notifications[I] webhook scheme://host` or `notifications[I] command
+    /// PROGRAM`).
+    pub receiver: String,
+    /// Deliveries whose every attempt failed.
+    pub failed: usize,
+    /// Deliveries to it.
+    pub deliveries: usize,
+    /// The newest failure's event and reason.
+    pub last_error: Option<String>,
+}
+
 /// Every source at a glance.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
@@ -101,6 +115,9 @@ pub struct Overview {
     pub by_verdict: Vec<VerdictCount>,
     /// Up to 50 sources needing a look, worst first: failing, in error, stale, degraded.
     pub attention: Vec<Attention>,
+    /// Receivers of notifications with failed deliveries in the last 24 hours (shown to
+    /// callers without an organisation).
+    pub failed_deliveries: Vec<FailedDelivery>,
 }
 
 /// The most entries of [`Overview::attention`].
@@ -202,6 +219,19 @@ pub(super) async fn overview(
                 ))
             })
             .collect();
+        let failed_deliveries = if viewer.organisation.is_none() {
+            crate::notify::failed_deliveries(store.as_ref(), now - window)?
+                .into_iter()
+                .map(|f| FailedDelivery {
+                    receiver: f.receiver,
+                    failed: f.failed,
+                    deliveries: f.deliveries,
+                    last_error: f.last_error,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         attention.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.source.cmp(&b.1.source)));
         attention.truncate(ATTENTION_MAX);
         Ok(Json(Overview {
@@ -209,6 +239,7 @@ pub(super) async fn overview(
             by_status,
             by_verdict,
             attention: attention.into_iter().map(|(_, a)| a).collect(),
+            failed_deliveries,
         }))
     })
     .await

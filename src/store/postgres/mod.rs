@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("migrations/0015_webhook_events.sql"),
     ),
+    (
+        17,
+        "notification_deliveries",
+        include_str!("migrations/0017_notification_deliveries.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
+    (
+        17,
+        "notification_deliveries",
+        include_str!("../migrations/0017_notification_deliveries.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -525,6 +530,7 @@ mod audit;
 mod config_history;
 mod locks;
 pub mod merged;
+mod notifications;
 mod runs;
 mod secrets;
 mod settings;
