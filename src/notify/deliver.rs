@@ -50,8 +50,7 @@ fn resolve_secret(ctx: &Context, name: &str) -> std::result::Result<Zeroizing<St
         ..KeyLookup::from_env()
     };
     if let Ok((key, _)) = lookup.find() {
-        match crate::secrets::store::get_secret(ctx.store.as_ref(), &key, SECRET_NAMESPACE, name)
-        {
+        match crate::secrets::store::get_secret(ctx.store.as_ref(), &key, SECRET_NAMESPACE, name) {
             Ok(Some(secret)) => return Ok(Zeroizing::new(secret.expose().to_owned())),
             Ok(None) => {}
             Err(error) => {
@@ -62,11 +61,7 @@ fn resolve_secret(ctx: &Context, name: &str) -> std::result::Result<Zeroizing<St
     if let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
         return Ok(Zeroizing::new(value));
     }
-    if let Some((_, value)) = ctx
-        .dotenv
-        .iter()
-        .find(|(k, v)| k == name && !v.is_empty())
-    {
+    if let Some((_, value)) = ctx.dotenv.iter().find(|(k, v)| k == name && !v.is_empty()) {
         return Ok(Zeroizing::new(value.clone()));
     }
     Err(format!(

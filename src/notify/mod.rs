@@ -132,7 +132,9 @@ impl Event {
             EventKind::RequestSubmitted,
             Some(name),
             json!({"request_id": request_id, "by": by}),
-            format!("dsm: {by} requests the source `{name}` (request {request_id}); it awaits approval"),
+            format!(
+                "dsm: {by} requests the source `{name}` (request {request_id}); it awaits approval"
+            ),
         )
     }
 
@@ -287,7 +289,9 @@ pub fn receiver(index: usize, decl: &NotificationDecl) -> std::result::Result<Re
         (None, Some(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
             Target::Command(argv.clone())
         }
-        (None, Some(_)) => return Err("`command` is empty: give the program and its arguments".into()),
+        (None, Some(_)) => {
+            return Err("`command` is empty: give the program and its arguments".into());
+        }
         _ => return Err("give either `webhook` or `command`".into()),
     };
     Ok(Receiver {

@@ -41,11 +41,11 @@ pub use config_history::{ConfigHistoryStore, ConfigVersionRow};
 pub use locks::{
     FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
 };
+pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
 pub use runs::{
     NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
     RunStatus, StreamStats,
 };
-pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;
 pub use sources::{SourceStatusChange, SourceStatusStore};
@@ -61,11 +61,11 @@ pub use webhooks::{
 
 /// The store's traits, for callers that use a [`Store`] through its concerns' methods.
 pub mod prelude {
+    pub use super::NotificationStore;
     pub use super::{
         AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
         SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
     };
-    pub use super::NotificationStore;
 }
 
 /// The store's file name inside the project's private folder.

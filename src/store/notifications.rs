@@ -76,8 +76,11 @@ pub struct DeliveryRetention {
 /// The delivery log of the system store.
 pub trait NotificationStore {
     /// Records an attempt, then drops what `retention` no longer keeps.
-    fn record_delivery(&self, attempt: &DeliveryAttempt, retention: DeliveryRetention)
-    -> Result<()>;
+    fn record_delivery(
+        &self,
+        attempt: &DeliveryAttempt,
+        retention: DeliveryRetention,
+    ) -> Result<()>;
 
     /// Every attempt that ended at or after `since`, oldest first.
     fn deliveries_since(&self, since: DateTime<Utc>) -> Result<Vec<DeliveryAttempt>>;

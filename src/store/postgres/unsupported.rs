@@ -9,10 +9,10 @@ use super::PgStore;
 use crate::error::{Error, Result};
 use crate::store::audit::{AuditAppend, AuditChain, AuditRow, AuditStore, ChainLink};
 use crate::store::config_history::{ConfigHistoryStore, ConfigRestore, ConfigVersionRow};
+use crate::store::notifications::{DeliveryAttempt, DeliveryRetention, NotificationStore};
 use crate::store::secrets::{
     KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore,
 };
-use crate::store::notifications::{DeliveryAttempt, DeliveryRetention, NotificationStore};
 use crate::store::sources::{SourceStatusChange, SourceStatusStore};
 use crate::store::tokens::{NewToken, TokenRecord, TokenStore};
 use crate::store::webhooks::{
