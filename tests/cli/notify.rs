@@ -314,3 +314,21 @@ fn issue_27_a_command_gets_the_event_on_stdin_and_a_failed_delivery_shows_in_hea
             == 1
     );
 }
+
+#[test]
+fn issue_27_a_literal_webhook_secret_or_an_unknown_event_is_refused_by_validate() {
+    let p = project(
+        "[{events: [source_error], webhook: {url: 'https://h.example/x', secret: hunter2-literal}}]",
+    );
+    let out = p.dsm(&["validate"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("notifications"), "{all}");
+    assert!(all.contains("secret"), "{all}");
+    assert!(!all.contains("hunter2"), "the value is not shown: {all}");
+    let p = project("[{events: [source_eror], command: [./x.sh]}]");
+    let out = p.dsm(&["validate"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("source_eror"), "{all}");
+}
