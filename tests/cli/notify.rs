@@ -304,6 +304,15 @@ fn issue_27_a_command_gets_the_event_on_stdin_and_a_failed_delivery_shows_in_hea
     );
     let text = p.dsm(&["health"]);
     assert!(text.stdout.contains("notification"), "{}", text.stdout);
+    let checked = p.dsm(&["health", "--check"]);
+    assert_eq!(checked.code, 1, "{}", checked.stderr);
+    assert!(
+        checked
+            .stderr
+            .contains("1 notification receiver(s) had failed deliveries"),
+        "{}",
+        checked.stderr
+    );
     // The command's delivery went through: it has no line.
     assert!(
         doc.as_array()

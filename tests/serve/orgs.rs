@@ -315,3 +315,61 @@ fn issue_27_an_organisations_admin_registers_and_keeps_sources_in_its_organisati
         )
         .problem(404);
 }
+
+#[test]
+fn issue_27_failed_notification_deliveries_show_in_the_overview_for_the_platform() {
+    let p = Project::new("version: 1\n");
+    for (name, body) in [
+        (
+            "bad.sh",
+            format!("#!/bin/sh\nexec {TAP} --generate 1 --stream users --exit-code 3 \"$@\"\n"),
+        ),
+        ("refuse.sh", "#!/bin/sh\nexit 1\n".to_owned()),
+    ] {
+        p.write(name, &body);
+        std::fs::set_permissions(p.root().join(name), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    p.write(
+        "meltano.yml",
+        "\
+version: 1
+annotations:
+  dsm:
+    notifications:
+    - {events: [source_error], command: [./refuse.sh]}
+plugins:
+  extractors:
+  - name: tap-bad
+    namespace: tap_bad
+    executable: ./bad.sh
+  loaders:
+  - name: target-jsonl
+    variant: dsm
+    config: {destination_path: out}
+",
+    );
+    // The run fails; the receiver refuses all 5 attempts before the command exits.
+    let (code, _, _) = p.dsm(&["run", "tap-bad", "target-jsonl"]);
+    assert_ne!(code, 0);
+    let platform = p.token("platform-viewer", "viewer");
+    let org = p.org_token("a-viewer", "viewer", "ministry-a");
+    let server = p.serve(&[]);
+    let overview = server.get("/api/overview", &platform).json();
+    let failed = overview["failed_deliveries"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{overview}");
+    assert_eq!(
+        failed[0]["receiver"],
+        "notifications[0] command ./refuse.sh"
+    );
+    assert_eq!(failed[0]["failed"], 1);
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("source_error after 5 attempts"),
+        "{overview}"
+    );
+    let overview = server.get("/api/overview", &org).json();
+    assert_eq!(overview["failed_deliveries"], serde_json::json!([]));
+}
