@@ -325,6 +325,14 @@ fn issue_27_failed_notification_deliveries_show_in_the_overview_for_the_platform
             format!("#!/bin/sh\nexec {TAP} --generate 1 --stream users --exit-code 3 \"$@\"\n"),
         ),
         ("refuse.sh", "#!/bin/sh\nexit 1\n".to_owned()),
+        (
+            "dead.sh",
+            "#!/bin/sh\necho 'cannot connect' >&2\nexit 3\n".to_owned(),
+        ),
+        (
+            "record.sh",
+            "#!/bin/sh\ncat > \"event-$$.json\"\n".to_owned(),
+        ),
     ] {
         p.write(name, &body);
         std::fs::set_permissions(p.root().join(name), std::fs::Permissions::from_mode(0o755))
@@ -338,11 +346,15 @@ annotations:
   dsm:
     notifications:
     - {events: [source_error], command: [./refuse.sh]}
+    - {events: [source_error], command: [./record.sh]}
 plugins:
   extractors:
   - name: tap-bad
     namespace: tap_bad
     executable: ./bad.sh
+  - name: tap-bad-too
+    namespace: tap_bad_too
+    executable: ./dead.sh
   loaders:
   - name: target-jsonl
     variant: dsm
@@ -372,4 +384,38 @@ plugins:
     );
     let overview = server.get("/api/overview", &org).json();
     assert_eq!(overview["failed_deliveries"], serde_json::json!([]));
+
+    // A connection test over HTTP that fails takes a source into error: `source_error`, in
+    // the background (the answer does not wait for the receivers).
+    let ops = p.token("ops", "operator");
+    let tested = server.post("/api/sources/tap-bad-too/test", &ops);
+    assert_eq!(tested.status, 200, "{}", tested.body);
+    assert_eq!(tested.json()["succeeded"], false);
+    let events = |source: &str| -> Vec<Value> {
+        std::fs::read_dir(p.root())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("event-"))
+            .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
+            .filter(|v: &Value| v["source"] == source)
+            .collect()
+    };
+    assert_eq!(events("tap-bad").len(), 1, "the CLI run's event");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events("tap-bad-too").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = events("tap-bad-too");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"], "source_error");
+    assert_eq!(got[0]["run_id"], Value::Null);
+    assert!(
+        got[0]["error"].as_str().unwrap().contains("test"),
+        "{got:?}"
+    );
+    // Failing again while in error is not news.
+    let tested = server.post("/api/sources/tap-bad-too/test", &ops);
+    assert_eq!(tested.status, 200, "{}", tested.body);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events("tap-bad-too").len(), 1);
 }
