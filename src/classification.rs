@@ -186,6 +186,24 @@ impl Scheme {
     }
 }
 
+/// Who besides its own organisation may see a source: the visibility of its label (declared,
+/// else the project's default). Fails closed: a label that is not declared, or no scheme
+/// (labels that do not hold together), give `own`.
+pub fn source_visibility(scheme: Option<&Scheme>, plugin: &Plugin) -> Visibility {
+    let Some(scheme) = scheme else {
+        return Visibility::Own;
+    };
+    let declared = plugin
+        .annotations
+        .source
+        .as_ref()
+        .and_then(|s| s.classification.as_deref());
+    match declared {
+        Some(name) => scheme.label(name).map_or(Visibility::Own, |l| l.visibility),
+        None => scheme.default_label().visibility,
+    }
+}
+
 /// Whether the project uses classification: a label on any source or field, or a clearance on
 /// any loader. Only then are flows checked.
 pub fn is_classified(project: &Project) -> bool {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod files;
 pub mod logging;
 pub mod merge;
+pub mod notify;
 pub mod orchestrate;
 pub mod pipeline;
 pub mod plugin;
@@ -62,12 +63,18 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
 pub fn run(cli: Cli) -> u8 {
     let ctx = Context::new(cli.global.clone());
     logging::init(&cli.global);
-    match logging::check_env(&cli.global).and_then(|()| commands::dispatch(&ctx, cli.command)) {
+    let code = match logging::check_env(&cli.global)
+        .and_then(|()| commands::dispatch(&ctx, cli.command))
+    {
         Ok(()) => 0,
         Err(error) => {
             tracing::debug!(error = ?error, "command failed");
             ctx.printer.error(&error);
             error.exit_code()
         }
-    }
+    };
+    // Notifications the command emitted (a failed run's `source_error` ...) finish their
+    // delivery, retries included, before the process ends; its own output is already out.
+    notify::wait_for_deliveries(notify::DRAIN_LIMIT);
+    code
 }

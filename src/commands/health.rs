@@ -90,10 +90,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         expected_every,
         known_sources,
     };
-    let report: Vec<Health> = health_report(&runs, &opts)
+    let mut report: Vec<Health> = health_report(&runs, &opts)
         .into_iter()
         .filter(|h| args.flows || matches!(h.subject, Subject::Source(_)))
         .collect();
+    // Receivers of notifications whose deliveries failed in the window.
+    report.extend(
+        crate::notify::failed_deliveries(store.as_ref(), earliest(window))?
+            .iter()
+            .map(crate::notify::FailedReceiver::health),
+    );
     match format {
         OutputFormat::Json => ctx.printer.json(&report),
         OutputFormat::Text if report.is_empty() => ctx.printer.notice(format!(
@@ -118,15 +124,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             &report.iter().map(|h| text_row(h, now)).collect::<Vec<_>>(),
         ),
     }
-    let bad = report
+    let failing = |h: &&Health| matches!(h.verdict, Verdict::Failing | Verdict::Stale);
+    let receivers = report
         .iter()
-        .filter(|h| matches!(h.verdict, Verdict::Failing | Verdict::Stale))
+        .filter(failing)
+        .filter(|h| matches!(h.subject, Subject::Notification(_)))
         .count();
-    if args.check && bad > 0 {
-        return Err(Error::new(
-            ErrorKind::Failed,
-            format!("{bad} source(s) or flow(s) are failing or stale"),
-        ));
+    let bad = report.iter().filter(failing).count() - receivers;
+    if args.check && bad + receivers > 0 {
+        let mut message = format!("{bad} source(s) or flow(s) are failing or stale");
+        if receivers > 0 {
+            message.push_str(&format!(
+                "; {receivers} notification receiver(s) had failed deliveries"
+            ));
+        }
+        return Err(Error::new(ErrorKind::Failed, message));
     }
     Ok(())
 }

@@ -123,6 +123,7 @@ impl ListArgs {
             labels: self.label.clone(),
             plugin_type: None,
             search: self.search.clone(),
+            viewer: None,
         }
     }
 }

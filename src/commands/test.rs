@@ -94,7 +94,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     match ctx.open_store() {
         Ok(store) => {
             let names: Vec<&str> = chosen.iter().map(|(p, _)| p.name.as_str()).collect();
-            for warning in record_results(store.as_ref(), &names, &results) {
+            for warning in record_results(&project, &store, &names, &results) {
                 ctx.printer.warn(warning);
             }
         }
@@ -411,8 +411,11 @@ fn not_installed(spec: &PluginSpec) -> Option<String> {
 
 /// Writes each tested plugin's overall result into its status history; returns warnings for
 /// the results that could not be written.
+/// A plugin whose tests failed while it was not in error goes into error: the project's
+/// `source_error` receivers are told (in the background).
 pub fn record_results(
-    store: &dyn crate::store::Store,
+    project: &Project,
+    store: &Arc<dyn crate::store::Store>,
     plugins: &[&str],
     results: &[ProbeResult],
 ) -> Vec<String> {
@@ -435,12 +438,30 @@ pub fn record_results(
                 r.reason.as_deref().unwrap_or("")
             )
         });
-        if let Err(e) = record_test_result(store, plugin, failure.is_none(), reason.as_deref(), now)
-        {
+        let was_in_error = || {
+            crate::registry::status::source_statuses(store.as_ref(), &[plugin])
+                .ok()
+                .and_then(|s| s.into_iter().next())
+                .is_some_and(|s| s.status == crate::registry::SourceStatus::Error)
+        };
+        let newly_failing = failure.is_some() && !was_in_error();
+        if let Err(e) = record_test_result(
+            store.as_ref(),
+            plugin,
+            failure.is_none(),
+            reason.as_deref(),
+            now,
+        ) {
             warnings.push(format!(
                 "could not record the test result of `{plugin}`: {}",
                 e.message()
             ));
+        } else if let (true, Some(reason)) = (newly_failing, &reason) {
+            crate::notify::emit(
+                project,
+                store.clone(),
+                crate::notify::Event::source_error(plugin, reason, None),
+            );
         }
     }
     warnings

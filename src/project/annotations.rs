@@ -22,6 +22,33 @@ pub struct DsmProject {
     pub stream_maps: Option<StreamMapsOptions>,
     /// Settings of a PostgreSQL system store (team mode).
     pub store: Option<StoreOptions>,
+    /// Who is told of requests, first syncs and source errors (`crate::notify` delivers).
+    pub notifications: Vec<NotificationDecl>,
+}
+
+/// One receiver of `annotations.dsm.notifications`: a webhook or a command, and the events it
+/// gets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationDecl {
+    /// The events it gets (`request_submitted`, `request_approved`, `request_rejected`,
+    /// `first_sync_finished`, `source_error`).
+    pub events: Vec<String>,
+    /// A URL that gets a signed JSON POST.
+    pub webhook: Option<WebhookReceiver>,
+    /// A program (argv) that gets the event as JSON on stdin.
+    pub command: Option<Vec<String>>,
+}
+
+/// `webhook` of a notification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookReceiver {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The signing secret, as a reference: `$NAME` or `${NAME}` (the secret store's
+    /// `notifications` entry `NAME`, else the environment, else `.env`); never the value.
+    pub secret: String,
 }
 
 /// `annotations.dsm.store`: the leases of a PostgreSQL system store. `DSM_LEASE_HEARTBEAT` and
@@ -224,6 +251,8 @@ pub struct SourceInfo {
     pub labels: Vec<String>,
     /// The source's classification label.
     pub classification: Option<String>,
+    /// The organisation the source belongs to; without one it is the platform's.
+    pub organisation: Option<String>,
     /// Labels of single fields, by stream then field.
     pub fields: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
@@ -360,6 +389,14 @@ mod tests {
         assert_eq!(
             fields::<WebhookOptions>(),
             property_names_of("#/$defs/dsm/plugin/properties/webhooks")
+        );
+        assert_eq!(
+            fields::<NotificationDecl>(),
+            property_names_of("#/$defs/dsm/notification")
+        );
+        assert_eq!(
+            fields::<WebhookReceiver>(),
+            property_names_of("#/$defs/dsm/notification/properties/webhook")
         );
         assert_eq!(
             fields::<DsmSetting>(),

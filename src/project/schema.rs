@@ -76,6 +76,9 @@ fn may_be_secret(path: &str) -> bool {
     segments.iter().enumerate().any(|(i, s)| match *s {
         "config" | "env" => true,
         "value" => i > 0 && segments[i - 1] == "settings",
+        // A notification webhook's secret, and its URL (a chat's carries its secret in the
+        // path).
+        "secret" | "url" => i > 0 && segments[i - 1] == "webhook",
         _ => false,
     })
 }

@@ -88,6 +88,13 @@ pub struct SourceInfo {
     /// In a classified project, the label of each stream an extractor sends to a loader, derived
     /// from the declarations (`*`: streams not known before a run); filled in by the caller.
     pub stream_labels: Vec<crate::classification::StreamLabel>,
+    /// The organisation it belongs to (`annotations.dsm.source.organisation`); `null`: the
+    /// platform's.
+    pub organisation: Option<String>,
+    /// Who besides its organisation sees it: the visibility of its classification label
+    /// (declared, else the project's default; `own` when the labels do not hold together).
+    #[serde(skip)]
+    pub visibility: crate::project::annotations::Visibility,
     /// Its `config` block, sensitive values masked ([`mask_plugin_config`]).
     #[serde(skip)]
     pub config: Value,
@@ -230,6 +237,15 @@ fn type_from_keywords(ty: PluginType, name: &str) -> Option<SourceType> {
 
 /// Describes one plugin.
 pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
+    let scheme = crate::classification::Scheme::of(project).ok();
+    describe_with(project, scheme.as_ref(), plugin)
+}
+
+fn describe_with(
+    project: &Project,
+    scheme: Option<&crate::classification::Scheme>,
+    plugin: &Plugin,
+) -> SourceInfo {
     let annotation = plugin.annotations.source.clone().unwrap_or_default();
     let name = identity(project, plugin);
     let (mut cat_type, mut cat_provider) = catalog_entry(name);
@@ -259,16 +275,19 @@ pub fn describe(project: &Project, plugin: &Plugin) -> SourceInfo {
         variant: plugin.variant.clone(),
         classification: None,
         stream_labels: Vec::new(),
+        organisation: annotation.organisation.clone(),
+        visibility: crate::classification::source_visibility(scheme, plugin),
         config: mask_plugin_config(plugin),
     }
 }
 
 /// Every extractor and loader of the project, extractors first, in file order.
 pub fn project_sources(project: &Project) -> Vec<SourceInfo> {
+    let scheme = crate::classification::Scheme::of(project).ok();
     [PluginType::Extractors, PluginType::Loaders]
         .into_iter()
         .flat_map(|ty| project.plugins_of(ty))
-        .map(|p| describe(project, p))
+        .map(|p| describe_with(project, scheme.as_ref(), p))
         .collect()
 }
 

@@ -17,21 +17,24 @@ pub enum Subject {
     Source(String),
     /// A flow, by its state id.
     Flow(String),
+    /// A receiver of notifications with failed deliveries (see `crate::notify`).
+    Notification(String),
 }
 
 impl Subject {
     /// The source's or flow's name.
     pub fn name(&self) -> &str {
         match self {
-            Subject::Source(n) | Subject::Flow(n) => n,
+            Subject::Source(n) | Subject::Flow(n) | Subject::Notification(n) => n,
         }
     }
 
-    /// `source` or `flow`.
+    /// `source`, `flow` or `notification`.
     pub fn kind(&self) -> &'static str {
         match self {
             Subject::Source(_) => "source",
             Subject::Flow(_) => "flow",
+            Subject::Notification(_) => "notification",
         }
     }
 }

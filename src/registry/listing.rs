@@ -25,6 +25,9 @@ pub struct SourceFilter {
     pub plugin_type: Option<String>,
     /// Free text matched against name, provider, category, labels, type and status reason.
     pub search: Option<String>,
+    /// Only sources this caller sees ([`Viewer`](crate::registry::access::Viewer)); `None`:
+    /// every source (the CLI's local user).
+    pub viewer: Option<crate::registry::access::Viewer>,
 }
 
 /// One entry of the source list (`dsm sources list --format json`).
@@ -62,7 +65,8 @@ impl SourceFilter {
             want.as_deref()
                 .is_none_or(|w| have.as_deref().is_some_and(|h| eq_ci(w, h)))
         };
-        self.source_type.is_none_or(|t| t == info.source_type)
+        self.viewer.as_ref().is_none_or(|v| v.sees(info))
+            && self.source_type.is_none_or(|t| t == info.source_type)
             && opt_eq(&self.category, &info.category)
             && opt_eq(&self.provider, &info.provider)
             && self

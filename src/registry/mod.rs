@@ -4,6 +4,7 @@
 //! Everything here reads and writes through the [`Store`](crate::store::Store) trait and takes
 //! the current time as an argument, so tests control the clock.
 
+pub mod access;
 pub mod catalog;
 pub mod flowmap;
 pub mod health;

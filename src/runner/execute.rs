@@ -405,6 +405,15 @@ fn run(
     let merge_warnings = merge.map(|m| m.finish(&outcome)).unwrap_or_default();
     let mut warnings = record_end(store.as_ref(), &run_id, &outcome, &quarantined);
     warnings.extend(merge_warnings);
+    notify_end(
+        project,
+        &store,
+        &plan.flow.extractor,
+        &state_id,
+        &run_id,
+        &outcome,
+        synced_before,
+    );
     if outcome.status == RunStatus::Success
         && !outcome.state_advanced()
         && outcome.extractor_states > 0
@@ -500,6 +509,56 @@ fn record_start(
         tracing::warn!(error = %e, "could not record the streams' classification labels");
     }
     Ok(run_id)
+}
+
+/// Tells the project's notification receivers (in the background) what the end of a run
+/// means for its source: `first_sync_finished` for the flow's first successful run,
+/// `source_error` for a failed run after a good one (not again while the flow keeps failing).
+fn notify_end(
+    project: &Project,
+    store: &Arc<dyn Store>,
+    source: &str,
+    state_id: &store::StateId,
+    run_id: &RunId,
+    outcome: &pipeline::Outcome,
+    synced_before: bool,
+) {
+    use crate::notify::{Event, emit};
+    match outcome.status {
+        RunStatus::Success if !synced_before => {
+            let records = outcome.streams.values().map(|c| c.records).sum();
+            emit(
+                project,
+                store.clone(),
+                Event::first_sync_finished(source, run_id.as_str(), records),
+            );
+        }
+        RunStatus::Failed | RunStatus::TimedOut => {
+            let recent = store
+                .list_runs(&store::RunFilter {
+                    state_id: Some(state_id.clone()),
+                    status: None,
+                    limit: Some(3),
+                })
+                .unwrap_or_default();
+            let failed_before = recent
+                .iter()
+                .find(|r| r.run_id != *run_id && r.status != store::RunStatus::Running)
+                .is_some_and(|r| r.status != store::RunStatus::Success);
+            if !failed_before {
+                let error = outcome
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "the run failed".to_owned(), render_error);
+                emit(
+                    project,
+                    store.clone(),
+                    Event::source_error(source, &error, Some(run_id.as_str())),
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Records the run's stream counts, its quarantine files and how it ended; returns the

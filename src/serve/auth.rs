@@ -39,6 +39,21 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller sees every source whatever its organisation and label: the
+    /// organisation-less admin. The one place this rule lives (see
+    /// [`crate::registry::access`] for the rest).
+    pub fn sees_all(&self) -> bool {
+        self.organisation.is_none() && self.role == Role::Admin
+    }
+
+    /// What the caller sees of the registry.
+    pub fn viewer(&self) -> crate::registry::access::Viewer {
+        crate::registry::access::Viewer {
+            organisation: self.organisation.clone(),
+            sees_all: self.sees_all(),
+        }
+    }
+
     /// Refuses with 403 unless the caller's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), Problem> {
         if self.role >= role {

@@ -34,6 +34,8 @@ pub struct Event {
     pub kind: &'static str,
     /// The event's document.
     pub data: Value,
+    /// The source it is about (only callers who see it get it).
+    pub source: Option<String>,
 }
 
 /// Runs a flow with the library's run path: the one call the server makes into the runner
@@ -149,9 +151,21 @@ impl Runs {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends an event to every listener (none listening is fine).
+    /// Sends an event about the source its `source` field names to every listener (none
+    /// listening is fine).
     pub fn emit(&self, kind: &'static str, data: Value) {
-        let _ = self.events.send(Event { kind, data });
+        let source = data["source"].as_str().map(str::to_owned);
+        self.emit_for(kind, source, data);
+    }
+
+    /// Sends an event about `source` (for events whose document does not name it).
+    pub fn emit_for(&self, kind: &'static str, source: Option<String>, data: Value) {
+        let _ = self.events.send(Event { kind, data, source });
+    }
+
+    /// The source of a run this server runs.
+    pub fn source_of(&self, run_id: &str) -> Option<String> {
+        self.lock().get(run_id).map(|a| a.source.clone())
     }
 
     /// A new listener of the event stream.
@@ -240,10 +254,11 @@ impl Runs {
             _ => "failed".to_owned(),
         };
         if let Some(a) = self.lock().get(run_id.as_str()) {
-            self.send_progress(run_id.as_str(), &a.progress, &mut BTreeMap::new());
+            self.send_progress(run_id.as_str(), source, &a.progress, &mut BTreeMap::new());
         }
-        self.emit(
+        self.emit_for(
             "run_finished",
+            Some(source.to_owned()),
             json!({"run_id": run_id.as_str(), "status": status}),
         );
         if let Ok(states) = crate::registry::status::source_statuses(self.store.as_ref(), &[source])
@@ -273,6 +288,7 @@ impl Runs {
     fn send_progress(
         &self,
         run_id: &str,
+        source: &str,
         progress: &Progress,
         sent: &mut BTreeMap<(String, String), u64>,
     ) {
@@ -282,8 +298,9 @@ impl Runs {
                 continue;
             }
             sent.insert(key, counts.records);
-            self.emit(
+            self.emit_for(
                 "run_progress",
+                Some(source.to_owned()),
                 json!({"run_id": run_id, "stream": stream, "records": counts.records}),
             );
         }
@@ -299,14 +316,14 @@ impl Runs {
             loop {
                 tick.tick().await;
                 let Some(runs) = weak.upgrade() else { return };
-                let snapshot: Vec<(String, Progress)> = runs
+                let snapshot: Vec<(String, String, Progress)> = runs
                     .lock()
                     .iter()
-                    .map(|(id, a)| (id.clone(), a.progress.clone()))
+                    .map(|(id, a)| (id.clone(), a.source.clone(), a.progress.clone()))
                     .collect();
-                sent.retain(|(id, _), _| snapshot.iter().any(|(s, _)| s == id));
-                for (id, progress) in &snapshot {
-                    runs.send_progress(id, progress, &mut sent);
+                sent.retain(|(id, _), _| snapshot.iter().any(|(s, _, _)| s == id));
+                for (id, source, progress) in &snapshot {
+                    runs.send_progress(id, source, progress, &mut sent);
                 }
             }
         });

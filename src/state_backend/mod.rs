@@ -650,6 +650,19 @@ impl WebhookStore for BackedStore {
     }
 }
 
+impl crate::store::NotificationStore for BackedStore {
+    fn record_delivery(
+        &self,
+        attempt: &crate::store::DeliveryAttempt,
+        retention: crate::store::DeliveryRetention,
+    ) -> Result<()> {
+        self.inner.record_delivery(attempt, retention)
+    }
+    fn deliveries_since(&self, since: DateTime<Utc>) -> Result<Vec<crate::store::DeliveryAttempt>> {
+        self.inner.deliveries_since(since)
+    }
+}
+
 impl Store for BackedStore {
     fn location(&self) -> String {
         self.inner.location()

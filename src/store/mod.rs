@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod locks;
 pub mod meltano;
 pub mod merged;
+pub mod notifications;
 pub mod postgres;
 pub mod runs;
 pub mod secrets;
@@ -40,6 +41,7 @@ pub use config_history::{ConfigHistoryStore, ConfigVersionRow};
 pub use locks::{
     FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
 };
+pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
 pub use runs::{
     NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish, RunHistory,
     RunRecord, RunStatus, StreamStats,
@@ -59,6 +61,7 @@ pub use webhooks::{
 
 /// The store's traits, for callers that use a [`Store`] through its concerns' methods.
 pub mod prelude {
+    pub use super::NotificationStore;
     pub use super::{
         AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
         SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
@@ -124,6 +127,7 @@ pub trait Store:
     + AuditStore
     + ConfigHistoryStore
     + WebhookStore
+    + NotificationStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -10,6 +10,7 @@ mod init;
 mod json_contract;
 mod logs;
 mod merge;
+mod notify;
 mod plugin_env;
 mod real_plugins;
 mod run;

@@ -361,6 +361,10 @@ fn issue_25_the_dashboard_in_a_real_browser() {
         json!([]),
     );
     assert_eq!(bars, json!(6), "two runs in each of three charts");
+    // Whose it is (issue #27): no organisation, so the platform's.
+    w.browser.wait_text("#source-about", 10, |t| {
+        t.contains("organisation: the platform")
+    });
     w.page_done("source", "desktop");
 
     step("test the connection and sync: both finish live");

@@ -23,8 +23,29 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Every event up to and including the next `kind` for which `pred` holds.
+    pub(crate) fn until(&self, kind: &str, pred: impl Fn(&Value) -> bool) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((k, v)) => {
+                    let done = k == kind && pred(&v);
+                    seen.push((k, v));
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no `{kind}` event came ({e}); got {seen:?}"),
+            }
+        }
+    }
+}
+
 impl Server {
-    fn post(&self, path: &str, token: &str) -> Answer {
+    pub(crate) fn post(&self, path: &str, token: &str) -> Answer {
         let auth = format!("Bearer {token}");
         self.call("POST", path, &[("Authorization", &auth)], None)
     }

@@ -98,12 +98,13 @@ run_contract!(
         tokens_round_trip,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
+        notification_deliveries_are_kept_in_order_and_bounded,
         state_events_keep_only_the_newest_of_each_state_id,
     ]
 );
 
 // Not yet on PostgreSQL (an error naming the feature there): secrets, the audit chain, config
-// history, source status, tokens and webhook events.
+// history, source status, tokens, webhook events and notification deliveries.
 run_contract!(
     postgres,
     super::Postgres,
@@ -119,6 +120,7 @@ run_contract!(
         settings_round_trip,
         a_burst_of_states_commits_as_one_sequence_of_single_commits_would,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
+        notification_deliveries_are_not_kept_yet_and_say_so,
         state_events_keep_only_the_newest_of_each_state_id,
     ]
 );
@@ -1087,4 +1089,90 @@ pub fn webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded(b:
     assert_eq!(counts.consumed, all.len() as u64 - pending);
     assert_eq!(counts.bytes, all.iter().map(|e| e.size).sum::<u64>());
     assert_eq!(store.webhook_counts("nobody").unwrap(), Default::default());
+}
+
+fn delivery(id: &str, attempt: u32, secs_ago: i64) -> dsm::store::DeliveryAttempt {
+    dsm::store::DeliveryAttempt {
+        delivery_id: id.into(),
+        event: "source_error".into(),
+        source: Some("tap-a".into()),
+        receiver: "notifications[0] webhook https://h.example".into(),
+        attempt,
+        at: chrono::Utc::now() - chrono::TimeDelta::try_seconds(secs_ago).unwrap(),
+        outcome: if attempt == 5 {
+            dsm::store::DeliveryOutcome::Failed
+        } else {
+            dsm::store::DeliveryOutcome::Retrying
+        },
+        detail: Some("HTTP 500".into()),
+    }
+}
+
+pub fn notification_deliveries_are_kept_in_order_and_bounded(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let keep = dsm::store::DeliveryRetention {
+        max_age: chrono::TimeDelta::try_days(1).unwrap(),
+        max_attempts: 3,
+    };
+    for (i, attempt) in (1..=5).enumerate() {
+        store
+            .record_delivery(&delivery("d1", attempt, 100 - i as i64), keep)
+            .unwrap();
+    }
+    let since = chrono::Utc::now() - chrono::TimeDelta::try_hours(1).unwrap();
+    let kept = store.deliveries_since(since).unwrap();
+    // The newest 3, oldest first, as recorded.
+    assert_eq!(
+        kept.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_eq!(kept[2], delivery("d1", 5, 96).clone_with_time(kept[2].at));
+    // Older than `max_age`: gone once anything is recorded.
+    store
+        .record_delivery(&delivery("old", 1, 2 * 86_400), keep)
+        .unwrap();
+    store.record_delivery(&delivery("d2", 1, 0), keep).unwrap();
+    let all = store
+        .deliveries_since(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .unwrap();
+    assert!(all.iter().all(|a| a.delivery_id != "old"), "{all:?}");
+    assert_eq!(all.last().unwrap().delivery_id, "d2");
+}
+
+pub fn notification_deliveries_are_not_kept_yet_and_say_so(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let keep = dsm::store::DeliveryRetention {
+        max_age: chrono::TimeDelta::try_days(1).unwrap(),
+        max_attempts: 3,
+    };
+    let error = store
+        .record_delivery(&delivery("d1", 1, 0), keep)
+        .unwrap_err();
+    assert!(
+        error.message().contains("notifications"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        error.message().contains("PostgreSQL"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(
+        store
+            .deliveries_since(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .unwrap(),
+        []
+    );
+}
+
+trait WithTime {
+    fn clone_with_time(self, at: chrono::DateTime<chrono::Utc>) -> Self;
+}
+
+impl WithTime for dsm::store::DeliveryAttempt {
+    fn clone_with_time(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.at = at;
+        self
+    }
 }

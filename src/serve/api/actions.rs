@@ -33,13 +33,13 @@ pub(super) async fn test_source(
     caller.require(Role::Operator)?;
     let timeout = test_timeout(&q)?;
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
-    let results = probe_source(&app, project, info.name.clone(), timeout).await?;
+    let info = super::sources::find_own_source(&loaded.sources, &id, &caller)?.clone();
+    let results = probe_source(&app, project.clone(), info.name.clone(), timeout).await?;
     let store = app.store.clone();
     let source = info.name.clone();
     let (results, status) = blocking(move || {
         for warning in
-            crate::commands::test::record_results(store.as_ref(), &[source.as_str()], &results)
+            crate::commands::test::record_results(&project, &store, &[source.as_str()], &results)
         {
             tracing::warn!("{warning}");
         }
@@ -176,7 +176,7 @@ pub(super) async fn sync_source(
 ) -> Result<Response, Problem> {
     caller.require(Role::Operator)?;
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
+    let info = super::sources::find_own_source(&loaded.sources, &id, &caller)?.clone();
     if let Some(run) = app.runs.running_for(&info.name) {
         return Err(already_running(
             &info.name,
@@ -291,6 +291,20 @@ pub(super) async fn stop_run(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Operator)?;
+    let no_run = |id: &str| {
+        Problem::not_found(format!("no run `{id}` in the system database"))
+            .detail("GET /api/runs lists recent runs")
+    };
+    if let Some(source) = app.runs.source_of(&id) {
+        // A run of a source the caller does not see does not exist for it; one of another
+        // organisation's source it sees is not its to stop.
+        let loaded = app.loaded();
+        let viewer = caller.viewer();
+        if !viewer.sees_name(&loaded.sources, &source) {
+            return Err(no_run(&id));
+        }
+        super::sources::find_own_source(&loaded.sources, &source, &caller)?;
+    }
     if app.runs.stop(&id) {
         super::record_audit(&app, &caller, "run.stop", [id.clone()]).await;
         return Ok((
@@ -304,12 +318,16 @@ pub(super) async fn stop_run(
     }
     let store = app.store.clone();
     let run_id = RunId::new(id.clone());
-    let run = blocking(move || Ok(store.get_run(&run_id)?)).await?;
+    let viewer = caller.viewer();
+    let sources = app.loaded().sources;
+    let run = blocking(move || {
+        Ok(store
+            .get_run(&run_id)?
+            .filter(|run| viewer.sees_run(&sources, run)))
+    })
+    .await?;
     match run {
-        None => Err(
-            Problem::not_found(format!("no run `{id}` in the system database"))
-                .detail("GET /api/runs lists recent runs"),
-        ),
+        None => Err(no_run(&id)),
         Some(run) => Err(Problem::new(
             StatusCode::CONFLICT,
             format!("run `{id}` was not started by this server"),

@@ -90,6 +90,20 @@ pub struct Attention {
     pub reason: Option<String>,
 }
 
+/// A receiver of notifications whose deliveries failed (the last 24 hours).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedDelivery {
+    /// The receiver (`notifications[I] webhook scheme://host` or `notifications[I] command
+    /// PROGRAM`).
+    pub receiver: String,
+    /// Deliveries whose every attempt failed.
+    pub failed: usize,
+    /// Deliveries to it.
+    pub deliveries: usize,
+    /// The newest failure's event and reason.
+    pub last_error: Option<String>,
+}
+
 /// Every source at a glance.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
@@ -101,6 +115,9 @@ pub struct Overview {
     pub by_verdict: Vec<VerdictCount>,
     /// Up to 50 sources needing a look, worst first: failing, in error, stale, degraded.
     pub attention: Vec<Attention>,
+    /// Receivers of notifications with failed deliveries in the last 24 hours (shown to
+    /// callers without an organisation).
+    pub failed_deliveries: Vec<FailedDelivery>,
 }
 
 /// The most entries of [`Overview::attention`].
@@ -112,12 +129,15 @@ const ATTENTION_MAX: usize = 50;
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn overview(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Overview>, Problem> {
     let (project, loaded) = app.project()?;
     let store = app.store.clone();
+    let viewer = caller.viewer();
     blocking(move || {
-        let names: Vec<&str> = loaded.sources.iter().map(|s| s.name.as_str()).collect();
+        // Only the sources the caller sees, in the counts too.
+        let visible: Vec<&SourceInfo> = loaded.sources.iter().filter(|s| viewer.sees(s)).collect();
+        let names: Vec<&str> = visible.iter().map(|s| s.name.as_str()).collect();
         let states = source_statuses(store.as_ref(), &names)?;
         let now = Utc::now();
         let window = chrono::TimeDelta::try_hours(24).expect("24 hours is a valid duration");
@@ -129,8 +149,7 @@ pub(super) async fn overview(
             .max()
             .unwrap_or(window);
         let runs = store.list_runs_since(now - lookback)?;
-        let extractors: Vec<String> = loaded
-            .sources
+        let extractors: Vec<String> = visible
             .iter()
             .filter(|s| s.plugin_type == "extractor")
             .map(|s| s.name.clone())
@@ -200,13 +219,27 @@ pub(super) async fn overview(
                 ))
             })
             .collect();
+        let failed_deliveries = if viewer.organisation.is_none() {
+            crate::notify::failed_deliveries(store.as_ref(), now - window)?
+                .into_iter()
+                .map(|f| FailedDelivery {
+                    receiver: f.receiver,
+                    failed: f.failed,
+                    deliveries: f.deliveries,
+                    last_error: f.last_error,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         attention.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.source.cmp(&b.1.source)));
         attention.truncate(ATTENTION_MAX);
         Ok(Json(Overview {
-            total: loaded.sources.len(),
+            total: visible.len(),
             by_status,
             by_verdict,
             attention: attention.into_iter().map(|(_, a)| a).collect(),
+            failed_deliveries,
         }))
     })
     .await
@@ -254,7 +287,7 @@ pub(super) async fn set_status(
 ) -> Result<Json<SourceEntry>, Problem> {
     caller.require(Role::Operator)?;
     let (_, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
+    let info = super::sources::find_own_source(&loaded.sources, &id, &caller)?.clone();
     let status = match body.status {
         OperatorStatusParam::Active => OperatorStatus::Active,
         OperatorStatusParam::Inactive => OperatorStatus::Inactive,

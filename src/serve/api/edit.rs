@@ -216,9 +216,9 @@ fn edit_error(error: crate::error::Error) -> Problem {
 }
 
 /// The source's document after a change, with its new `ETag`.
-fn answer(app: &App, status: StatusCode, name: &str) -> Result<Response, Problem> {
+fn answer(app: &App, caller: &Caller, status: StatusCode, name: &str) -> Result<Response, Problem> {
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, name)?.clone();
+    let info = find_source(&loaded.sources, name, caller)?.clone();
     let tag = etag_of(&app.root, &info)?;
     let detail = source_detail(app, &project, &loaded, info)?;
     let mut response = (status, Json(detail)).into_response();
@@ -230,6 +230,38 @@ fn answer(app: &App, status: StatusCode, name: &str) -> Result<Response, Problem
         );
     }
     with_etag(response, &tag)
+}
+
+/// Refuses a change after which the caller could no longer act on the source (an
+/// organisation's admin moving a source out of its organisation, or registering one in
+/// another): 422 on `pointer`.
+fn stays_own(
+    caller: &Caller,
+    project: &Project,
+    ty: PluginType,
+    name: &str,
+    pointer: &str,
+) -> Result<(), Problem> {
+    let Some(plugin) = project
+        .plugins()
+        .iter()
+        .find(|p| p.name == name && p.plugin_type == ty)
+    else {
+        return Ok(());
+    };
+    let info = crate::registry::catalog::describe(project, plugin);
+    if caller.viewer().acts_on(&info) {
+        return Ok(());
+    }
+    let wanted = caller
+        .organisation
+        .as_deref()
+        .map_or_else(|| "none".to_owned(), |o| format!("`{o}`"));
+    Err(Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("token `{}` keeps sources in its organisation", caller.name),
+    )
+    .field(pointer, format!("use {wanted}")))
 }
 
 /// The body of `POST /api/sources`. No `Debug`: `secrets` holds secret values.
@@ -272,6 +304,15 @@ pub(super) async fn create_source(
     ApiJson(body): ApiJson<NewSource>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
+    let mut body = body;
+    if let Some(org) = &caller.organisation {
+        // An organisation's admin registers its organisation's sources.
+        let source = body.source.get_or_insert_with(|| Value::Object(Map::new()));
+        if let Some(obj) = source.as_object_mut() {
+            obj.entry("organisation")
+                .or_insert_with(|| Value::String(org.clone()));
+        }
+    }
     let NewEntry {
         name,
         ty,
@@ -303,6 +344,7 @@ pub(super) async fn create_source(
                 doc.set(&path, &Value::Object(entry)).map_err(edit_error)
             },
             |project| {
+                stays_own(&caller2, project, ty, &name, "/source/organisation")?;
                 // The secrets are checked against the definition as it loads (a template's
                 // settings come from the catalog), before anything stays written.
                 if !secrets.is_empty() {
@@ -338,7 +380,7 @@ pub(super) async fn create_source(
         {
             app2.installs.start(&app2.runs, &project, plugin);
         }
-        answer(&app2, StatusCode::CREATED, &name)
+        answer(&app2, &caller2, StatusCode::CREATED, &name)
     })
     .await?;
     super::record_audit(&app, &caller, "source.create", [audited]).await;
@@ -571,9 +613,9 @@ fn check_entry(plugin: &Plugin, entry: &Map<String, Value>, at: &str) -> Result<
     )
 }
 
-fn plugin_for(app: &App, id: &str) -> Result<Plugin, Problem> {
+fn plugin_for(app: &App, id: &str, caller: &Caller) -> Result<Plugin, Problem> {
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, id)?;
+    let info = super::sources::find_own_source(&loaded.sources, id, caller)?;
     project
         .plugins()
         .iter()
@@ -602,9 +644,10 @@ pub(super) async fn replace_source(
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let wanted = if_match(&headers)?;
-    let plugin = plugin_for(&app, &id)?;
+    let plugin = plugin_for(&app, &id, &caller)?;
     check_entry(&plugin, &entry, "/")?;
     let app2 = app.clone();
+    let caller2 = caller.clone();
     let name = plugin.name.clone();
     let response = blocking(move || {
         let path = yedit::plugin_path(None, plugin.plugin_type.key(), &plugin.name);
@@ -614,9 +657,17 @@ pub(super) async fn replace_source(
             &plugin.name,
             wanted.as_deref(),
             |doc, _| doc.set(&path, &Value::Object(entry)).map_err(edit_error),
-            |_| Ok(()),
+            |project| {
+                stays_own(
+                    &caller2,
+                    project,
+                    plugin.plugin_type,
+                    &plugin.name,
+                    "/annotations/dsm/source/organisation",
+                )
+            },
         )?;
-        answer(&app2, StatusCode::OK, &plugin.name)
+        answer(&app2, &caller2, StatusCode::OK, &plugin.name)
     })
     .await?;
     super::record_audit(&app, &caller, "source.replace", [name]).await;
@@ -664,9 +715,10 @@ pub(super) async fn patch_source(
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let wanted = if_match(&headers)?;
-    let plugin = plugin_for(&app, &id)?;
+    let plugin = plugin_for(&app, &id, &caller)?;
     check_entry(&plugin, &patch, "/")?;
     let app2 = app.clone();
+    let caller2 = caller.clone();
     let name = plugin.name.clone();
     let response = blocking(move || {
         let base = yedit::plugin_path(None, plugin.plugin_type.key(), &plugin.name);
@@ -693,9 +745,17 @@ pub(super) async fn patch_source(
                 }
                 Ok(())
             },
-            |_| Ok(()),
+            |project| {
+                stays_own(
+                    &caller2,
+                    project,
+                    plugin.plugin_type,
+                    &plugin.name,
+                    "/annotations/dsm/source/organisation",
+                )
+            },
         )?;
-        answer(&app2, StatusCode::OK, &plugin.name)
+        answer(&app2, &caller2, StatusCode::OK, &plugin.name)
     })
     .await?;
     super::record_audit(&app, &caller, "source.patch", [name]).await;
@@ -719,7 +779,7 @@ pub(super) async fn delete_source(
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let wanted = if_match(&headers)?;
-    let plugin = plugin_for(&app, &id)?;
+    let plugin = plugin_for(&app, &id, &caller)?;
     if let Some(run) = app.runs.running_for(&plugin.name) {
         return Err(Problem::new(
             StatusCode::CONFLICT,

@@ -286,7 +286,8 @@ cli_document!(
 // After `cli_document!`, which it uses.
 mod dashboard;
 pub use dashboard::{
-    Attention, OperatorStatusParam, Overview, PluginsQuery, StatusChange, StatusCount, VerdictCount,
+    Attention, FailedDelivery, OperatorStatusParam, Overview, PluginsQuery, StatusChange,
+    StatusCount, VerdictCount,
 };
 
 /// Which CLI schema each document component is, and whether it is the schema's `items`.

@@ -55,7 +55,7 @@ struct Listed<'a> {
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn list_runs(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Response, Problem> {
     let paging = Paging::read(q.limit, q.cursor.as_deref())?;
@@ -75,6 +75,8 @@ pub(super) async fn list_runs(
     let since = time_param("since", &q.since)?;
     let until = time_param("until", &q.until)?;
     let store = app.store.clone();
+    let viewer = (!caller.sees_all()).then(|| caller.viewer());
+    let sources = app.loaded().sources;
     blocking(move || {
         let runs = match since {
             Some(since) => store.list_runs_since(since)?,
@@ -88,6 +90,7 @@ pub(super) async fn list_runs(
             .into_iter()
             .filter(|r| status.is_none_or(|s| r.status == s))
             .filter(|r| until.is_none_or(|u| r.started_at < u))
+            .filter(|r| viewer.as_ref().is_none_or(|v| v.sees_run(&sources, r)))
             .filter(|r| {
                 q.source.as_deref().is_none_or(|src| {
                     r.plugins
@@ -187,18 +190,23 @@ pub(super) fn project_sources_of(project: &crate::project::Project) -> Vec<Sourc
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn get_run(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = app.store.clone();
     let db_path = app.database_path.clone();
-    let project = app.loaded().project;
+    let loaded = app.loaded();
+    let project = loaded.project;
+    let viewer = caller.viewer();
     blocking(move || {
         let run_id = RunId::new(id);
-        let run = store.get_run(&run_id)?.ok_or_else(|| {
-            Problem::not_found(format!("no run `{run_id}` in the system database"))
-                .detail("GET /api/runs lists recent runs")
-        })?;
+        let run = store
+            .get_run(&run_id)?
+            .filter(|run| viewer.sees_run(&loaded.sources, run))
+            .ok_or_else(|| {
+                Problem::not_found(format!("no run `{run_id}` in the system database"))
+                    .detail("GET /api/runs lists recent runs")
+            })?;
         let artifacts = store.run_artifacts(&run_id)?;
         let merged = crate::store::merged::MergedDb::open(&db_path)
             .and_then(|c| c.run_stats(run_id.as_str()))

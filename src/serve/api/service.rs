@@ -63,12 +63,22 @@ pub(super) async fn openapi_json(_caller: Caller) -> Json<&'static Value> {
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn flows(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Response, Problem> {
-    let (project, _) = app.project()?;
+    let (project, loaded) = app.project()?;
     let store = app.store.clone();
+    let viewer = (!caller.sees_all()).then(|| caller.viewer());
     blocking(move || {
-        let flows = crate::registry::flowmap::flows_with_status(&project, store.as_ref())?;
+        let mut flows = crate::registry::flowmap::flows_with_status(&project, store.as_ref())?;
+        // Only flows whose every extractor and loader the caller sees.
+        if let Some(viewer) = viewer {
+            flows.retain(|f| {
+                f.chains.iter().flatten().all(|step| {
+                    !matches!(step.role.as_str(), "extractor" | "loader")
+                        || viewer.sees_name(&loaded.sources, &step.name)
+                })
+            });
+        }
         Ok(Json(flows).into_response())
     })
     .await
@@ -102,6 +112,13 @@ pub(super) async fn audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
+    if let Some(org) = &caller.organisation {
+        return Err(Problem::forbidden(format!(
+            "token `{}` is limited to organisation `{org}`; the audit log spans every organisation",
+            caller.name
+        ))
+        .detail("read it with an admin token without an organisation, or `dsm audit list`"));
+    }
     let paging = Paging::read(q.limit, q.cursor.as_deref())?;
     let since = time_param("since", &q.since)?.map(crate::store::format_time);
     let until = time_param("until", &q.until)?.map(crate::store::format_time);
@@ -125,12 +142,20 @@ pub(super) async fn audit(
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn metrics(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Response, Problem> {
     let store = app.store.clone();
+    let viewer = (!caller.sees_all()).then(|| caller.viewer());
+    let sources = app.loaded().sources;
     blocking(move || {
-        let runs = store.list_runs_since(DateTime::<Utc>::UNIX_EPOCH)?;
-        let snap = crate::registry::snapshot(&runs, &store.pruned_totals()?, Utc::now());
+        let mut runs = store.list_runs_since(DateTime::<Utc>::UNIX_EPOCH)?;
+        let mut pruned = store.pruned_totals()?;
+        // Only the runs of sources the caller sees (pruned flow totals name no source).
+        if let Some(viewer) = viewer {
+            runs.retain(|r| viewer.sees_run(&sources, r));
+            pruned.retain(|t| t.kind != "flow" && viewer.sees_name(&sources, &t.subject));
+        }
+        let snap = crate::registry::snapshot(&runs, &pruned, Utc::now());
         let mut response = crate::registry::render_prometheus(&snap).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

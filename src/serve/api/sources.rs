@@ -49,7 +49,7 @@ pub enum PluginKind {
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn list_sources_handler(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<SourcesQuery>,
 ) -> Result<Json<Page<SourceEntry>>, Problem> {
     let paging = Paging::read(q.limit, q.cursor.as_deref())?;
@@ -72,6 +72,7 @@ pub(super) async fn list_sources_handler(
             PluginKind::Loader => "loader".to_owned(),
         }),
         search: q.q.filter(|s| !s.is_empty()),
+        viewer: (!caller.sees_all()).then(|| caller.viewer()),
     };
     let (_, loaded) = app.project()?;
     let store = app.store.clone();
@@ -145,23 +146,54 @@ pub struct SourceDetail {
     pub install: crate::serve::installs::InstallView,
 }
 
+/// The source called `id`, when the caller sees it: a source it may not see answers 404 like
+/// one that does not exist (and is never suggested).
 pub(super) fn find_source<'a>(
     sources: &'a [SourceInfo],
     id: &str,
+    caller: &Caller,
 ) -> Result<&'a SourceInfo, Problem> {
-    sources.iter().find(|s| s.name == id).ok_or_else(|| {
-        let mut problem =
-            Problem::not_found(format!("no extractor or loader `{id}` in meltano.yml"));
-        problem.detail = Some(
-            match crate::error::did_you_mean(id, sources.iter().map(|s| s.name.as_str())) {
+    let viewer = caller.viewer();
+    sources
+        .iter()
+        .find(|s| s.name == id && viewer.sees(s))
+        .ok_or_else(|| {
+            let mut problem =
+                Problem::not_found(format!("no extractor or loader `{id}` in meltano.yml"));
+            let visible = sources
+                .iter()
+                .filter(|s| viewer.sees(s))
+                .map(|s| s.name.as_str());
+            problem.detail = Some(match crate::error::did_you_mean(id, visible) {
                 Some(close) => {
                     format!("did you mean `{close}`? GET /api/sources lists every source")
                 }
                 None => "GET /api/sources lists every source".into(),
-            },
-        );
-        problem
-    })
+            });
+            problem
+        })
+}
+
+/// The source called `id`, when the caller may act on it (test, sync, credentials, status,
+/// edits): 404 when it does not see it, 403 when it sees another organisation's source.
+pub(super) fn find_own_source<'a>(
+    sources: &'a [SourceInfo],
+    id: &str,
+    caller: &Caller,
+) -> Result<&'a SourceInfo, Problem> {
+    let info = find_source(sources, id, caller)?;
+    if caller.viewer().acts_on(info) {
+        return Ok(info);
+    }
+    let owner = info.organisation.as_deref().map_or_else(
+        || "the platform".to_owned(),
+        |o| format!("organisation `{o}`"),
+    );
+    Err(Problem::forbidden(format!(
+        "`{}` belongs to {owner}; token `{}` acts only on its organisation's sources",
+        info.name, caller.name
+    ))
+    .detail("ask someone of its organisation, or a platform operator, to do it"))
 }
 
 /// Path parameter of a source.
@@ -179,11 +211,11 @@ pub struct SourceId {
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn get_source(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
+    let info = find_source(&loaded.sources, &id, &caller)?.clone();
     let app2 = app.clone();
     blocking(move || {
         // A file that does not read right now (being edited, broken) gives no ETag: the last
@@ -290,11 +322,11 @@ pub(super) fn source_detail(
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn source_health(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
+    let info = find_source(&loaded.sources, &id, &caller)?.clone();
     let store = app.store.clone();
     blocking(move || {
         let now = Utc::now();
@@ -371,7 +403,7 @@ pub(super) async fn set_credentials(
 ) -> Result<Json<CredentialsSet>, Problem> {
     caller.require(Role::Operator)?;
     let (project, loaded) = app.project()?;
-    let info = find_source(&loaded.sources, &id)?.clone();
+    let info = find_own_source(&loaded.sources, &id, &caller)?.clone();
     if body.settings.is_empty() {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no settings to set")

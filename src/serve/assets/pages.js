@@ -54,7 +54,11 @@ export async function overviewPage(view) {
     attention.replaceChildren(h('h2', { id: 'h-attention' }, 'Needs a look'),
       o.attention.length
         ? table(['Source', 'Status', 'Health', 'Why'], o.attention.map((a) => [sourceLink(a.source), badge(a.status), badge(a.verdict), a.reason || '']))
-        : h('p', {}, 'Nothing failing or stale.'));
+        : h('p', {}, 'Nothing failing or stale.'),
+      ...(o.failed_deliveries.length
+        ? [h('h3', {}, 'Notifications not delivered (last 24 hours)'),
+          table(['Receiver', 'Failed', 'Deliveries', 'Last error'], o.failed_deliveries.map((f) => [f.receiver, String(f.failed), String(f.deliveries), f.last_error || '']))]
+        : []));
   }
   async function loadRuns() {
     const page = await get('/api/runs?limit=10');

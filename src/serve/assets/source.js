@@ -19,8 +19,9 @@ export async function sourcePage(view, params, [name]) {
   const heading = h('h1', {}, `${src.name} `, badge(src.status));
   const reason = h('p', { id: 'status-reason' }, src.reason ? `Why: ${src.reason}` : '');
   view.append(heading, reason,
-    h('p', { class: 'muted' }, [src.plugin_type, src.type, src.provider, src.category].filter(Boolean).join(' · '),
-      (src.labels || []).length ? ` · labels: ${src.labels.join(', ')}` : ''));
+    h('p', { class: 'muted', id: 'source-about' }, [src.plugin_type, src.type, src.provider, src.category].filter(Boolean).join(' · '),
+      (src.labels || []).length ? ` · labels: ${src.labels.join(', ')}` : '',
+      ` · organisation: ${src.organisation || 'the platform'}`));
 
   // ----- actions -----
   const actions = h('section', { class: 'panel', 'aria-labelledby': 'h-actions' }, h('h2', { id: 'h-actions' }, 'Actions'));

@@ -1,7 +1,7 @@
 //! The concerns the PostgreSQL store does not keep yet. Writing to one is an error naming the
 //! feature (never a silent local fallback); reading one answers what is true of this store,
 //! that it holds nothing of it (no secrets, no config versions, no source status changes, no
-//! tokens, no webhook events), so runs of projects that use none of them work. The audit chain is not read at all.
+//! tokens, no webhook events, no notification deliveries), so runs of projects that use none of them work. The audit chain is not read at all.
 
 use chrono::{DateTime, Utc};
 
@@ -9,6 +9,7 @@ use super::PgStore;
 use crate::error::{Error, Result};
 use crate::store::audit::{AuditAppend, AuditChain, AuditRow, AuditStore, ChainLink};
 use crate::store::config_history::{ConfigHistoryStore, ConfigRestore, ConfigVersionRow};
+use crate::store::notifications::{DeliveryAttempt, DeliveryRetention, NotificationStore};
 use crate::store::secrets::{
     KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore,
 };
@@ -205,5 +206,19 @@ impl WebhookStore for PgStore {
 
     fn prune_webhooks(&self, _source: &str, _consumed_before: DateTime<Utc>) -> Result<u64> {
         Ok(0)
+    }
+}
+
+impl NotificationStore for PgStore {
+    fn record_delivery(
+        &self,
+        _attempt: &DeliveryAttempt,
+        _retention: DeliveryRetention,
+    ) -> Result<()> {
+        Err(not_yet("notifications"))
+    }
+
+    fn deliveries_since(&self, _since: DateTime<Utc>) -> Result<Vec<DeliveryAttempt>> {
+        Ok(Vec::new())
     }
 }

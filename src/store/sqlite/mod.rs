@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
     (
+        17,
+        "notification_deliveries",
+        include_str!("../migrations/0017_notification_deliveries.sql"),
+    ),
+    (
         19,
         "run_record_counts",
         include_str!("../migrations/0019_run_record_counts.sql"),
@@ -530,6 +535,7 @@ mod audit;
 mod config_history;
 mod locks;
 pub mod merged;
+mod notifications;
 mod runs;
 mod secrets;
 mod settings;
