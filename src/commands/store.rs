@@ -1,4 +1,4 @@
-//! `dsm store`: the system store itself (`status`, `migrate`).
+//! `dsm store`: the system store itself (`status`, `migrate`, `reset`).
 
 use crate::commands::Context;
 use crate::error::Result;
@@ -21,6 +21,9 @@ pub enum StoreCommand {
     /// Bring an older store's schema up to this dsm's version (a PostgreSQL store shared by
     /// several hosts is only upgraded this way).
     Migrate,
+    /// Start a new, empty store in place of a missing or emptied one, on purpose (dsm refuses
+    /// to do so by itself when the project shows it had a store). Recorded in the audit log.
+    Reset,
 }
 
 /// Runs `dsm store`.
@@ -65,6 +68,29 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                             .table(&["FLOW", "RUN ID", "HOLDER", "HEARTBEAT", "LEASE"], &rows);
                     }
                 }
+            }
+        }
+        StoreCommand::Reset => {
+            let crate::store::Location::Sqlite(path) = &location else {
+                return Err(crate::error::Error::config(
+                    "`dsm store reset` replaces a project's lost SQLite store; a PostgreSQL store is kept by its server",
+                ));
+            };
+            drop(crate::store::reset_lost_store(path)?);
+            crate::commands::shared::audit(
+                ctx,
+                "dsm store reset",
+                "store.reset",
+                &path.display().to_string(),
+            );
+            match format {
+                OutputFormat::Json => ctx
+                    .printer
+                    .json(&serde_json::json!({"reset": path.display().to_string()})),
+                OutputFormat::Text => ctx.printer.notice(format!(
+                    "started a new, empty store at `{}`: no bookmarks, secrets or history (set secrets again with `dsm config set`)",
+                    path.display()
+                )),
             }
         }
         StoreCommand::Migrate => {

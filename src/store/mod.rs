@@ -210,7 +210,10 @@ pub fn team_project_id(root: &Path) -> Result<String> {
 /// the project's `project_id`).
 pub fn open_location(location: &Location, project_root: &Path) -> Result<Arc<dyn Store>> {
     match location {
-        Location::Sqlite(path) => open_path(path),
+        Location::Sqlite(path) => {
+            refuse_a_lost_store(path, project_root)?;
+            open_path(path)
+        }
         Location::Postgres(target) => {
             let id = team_project_id(project_root)?;
             let project = crate::project::Project::load(project_root)?;
@@ -284,6 +287,81 @@ pub fn open_for_command(
         project_root?
     };
     open_for_project(uri_flag, &base)
+}
+
+/// What shows that a project had a store: the audit head beside the database, and the run
+/// logs and quarantine files of the project's private folder.
+fn signs_of_an_earlier_store(path: &Path, project_root: &Path) -> Vec<PathBuf> {
+    let mut signs = Vec::new();
+    let head = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(audit::AUDIT_HEAD_FILE);
+    if head.is_file() {
+        signs.push(head);
+    }
+    for dir in ["logs", "quarantine"] {
+        let dir = project_root.join(PRIVATE_DIR).join(dir);
+        let used = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
+        if used {
+            signs.push(dir);
+        }
+    }
+    signs
+}
+
+/// A store is created on first use only when nothing shows an earlier one existed: a
+/// deleted or emptied database would otherwise start a silent full re-sync without secrets
+/// or bookmarks.
+fn refuse_a_lost_store(path: &Path, project_root: &Path) -> Result<()> {
+    let lost = match std::fs::metadata(path) {
+        Ok(m) => m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !lost {
+        return Ok(());
+    }
+    let signs = signs_of_an_earlier_store(path, project_root);
+    if signs.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = signs.iter().map(|p| format!("`{}`", p.display())).collect();
+    Err(Error::config(format!(
+        "the system database `{}` is {}, but this project had one ({} show it); dsm does not start over without bookmarks and secrets on its own",
+        path.display(),
+        if path.exists() { "empty" } else { "missing" },
+        shown.join(", ")
+    ))
+    .hint(format!("restore `{}` from a backup", path.display()))
+    .hint("or restore an export bundle: `dsm import BUNDLE`")
+    .hint("or start a new, empty store on purpose: `dsm store reset` (recorded in the audit log)"))
+}
+
+/// Starts a new, empty store where a lost one was (`dsm store reset`): only when the database
+/// is missing or empty, so nothing is ever thrown away. The old audit head is kept beside it
+/// as `audit.head.before-reset`.
+pub fn reset_lost_store(path: &Path) -> Result<Arc<dyn Store>> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::config(format!(
+            "the system database `{}` exists; `dsm store reset` only replaces a missing or empty one",
+            path.display()
+        ))
+        .hint("move the database away yourself first if you really mean to start over"));
+    }
+    let head = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(audit::AUDIT_HEAD_FILE);
+    if head.is_file() {
+        let kept = head.with_extension("head.before-reset");
+        std::fs::rename(&head, &kept)
+            .map_err(|e| Error::failed(format!("cannot move `{}` aside: {e}", head.display())))?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path)
+            .map_err(|e| Error::failed(format!("cannot remove `{}`: {e}", path.display())))?;
+    }
+    open_path(path)
 }
 
 /// Opens (creating and migrating if needed) the store at a path [`database_path`] gave.

@@ -607,3 +607,62 @@ fn sources_show_masks_what_the_plugin_declares_sensitive() {
     let text = p.dsm(&["sources", "show", "tap-replay"]);
     assert!(!text.all().contains("hunter2-db"), "{}", text.all());
 }
+
+/// Issue #20 point 4: a deleted or emptied store is not silently replaced by an empty one
+/// when the project shows it had one; `dsm store reset` starts over on purpose, audited.
+#[test]
+fn a_lost_store_is_refused_until_it_is_restored_or_reset_on_purpose() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let set = p.dsm_stdin(
+        &["secrets", "set", "tap-replay", "password"],
+        "hunter2-long\n",
+    );
+    assert_eq!(set.code, 0, "{}", set.all());
+    let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let db = p.path(".dsm/dsm.db");
+    let remove_db = || {
+        for f in [".dsm/dsm.db", ".dsm/dsm.db-wal", ".dsm/dsm.db-shm"] {
+            let _ = std::fs::remove_file(p.path(f));
+        }
+    };
+    for (how, lose) in [
+        ("deleted", Box::new(remove_db) as Box<dyn Fn()>),
+        (
+            "emptied",
+            Box::new(|| {
+                remove_db();
+                std::fs::write(&db, b"").unwrap();
+            }),
+        ),
+    ] {
+        lose();
+        let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+        assert_eq!(run.code, 2, "{how}: {}", run.all());
+        assert!(
+            run.stderr.contains(".dsm/dsm.db")
+                && run.stderr.contains("this project had one")
+                && run.stderr.contains("dsm store reset")
+                && run.stderr.contains("dsm import"),
+            "{how}: {}",
+            run.stderr
+        );
+        // Nothing was created in its place.
+        assert!(
+            std::fs::metadata(&db).map_or(true, |m| m.len() == 0),
+            "{how}"
+        );
+    }
+    // Starting over is a decision, and the audit log records it.
+    let reset = p.dsm(&["store", "reset"]);
+    assert_eq!(reset.code, 0, "{}", reset.all());
+    assert!(p.path(".dsm/audit.head.before-reset").exists());
+    let run = p.dsm(&["run", "tap-replay", "target-fake"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let audit = p.dsm(&["audit", "list", "--format", "json"]);
+    assert!(audit.stdout.contains("store.reset"), "{}", audit.all());
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+    // A store that exists is never reset.
+    let again = p.dsm(&["store", "reset"]);
+    assert_eq!(again.code, 2, "{}", again.all());
+}
