@@ -407,6 +407,13 @@ fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Resul
         )));
     }
     let plugins = plugin_names(&root)?;
+    let referenced: Vec<(String, String)> = crate::project::project_files(&root)?
+        .into_iter()
+        .filter_map(|rel| {
+            let text = std::fs::read_to_string(root.join(&rel)).ok()?;
+            Some((rel.display().to_string(), text))
+        })
+        .collect();
     let report = dotenv::import_env(
         conn.as_ref(),
         &key,
@@ -414,6 +421,7 @@ fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Resul
         &plugins,
         &|_, _| false,
         "dsm secrets import-env",
+        &referenced,
     )?;
     if format == OutputFormat::Json {
         ctx.printer.json(&report);

@@ -652,6 +652,17 @@ fn owner(path: &[Seg]) -> &[Seg] {
     }
 }
 
+/// The project's files, relative to `root`: `meltano.yml`, then the files its
+/// `include_paths` name, in the order Meltano reads them.
+pub(crate) fn project_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let main = PathBuf::from(super::PROJECT_FILE);
+    let text = std::fs::read_to_string(root.join(&main))?;
+    let doc = Document::new(text);
+    let mut files = vec![main];
+    files.extend(super::included_files(root, &doc.tree()?));
+    Ok(files)
+}
+
 /// The file, relative to `root`, whose text has `owner`: `meltano.yml` first, then the
 /// included files in the order Meltano reads them; `meltano.yml` when none has it.
 pub(crate) fn defining_file(root: &Path, owner: &[Seg]) -> Result<PathBuf> {

@@ -27,6 +27,7 @@ use crate::envvars;
 use crate::error::{Error, Result, did_you_mean};
 pub use annotations::{DsmJob, DsmPlugin, DsmProject};
 pub use diagnostics::{Diagnostic, Severity, diagnostics_error};
+pub(crate) use edit::project_files;
 pub(crate) use load::included_files;
 use load::*;
 pub use model::{

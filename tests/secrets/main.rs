@@ -317,6 +317,38 @@ fn import_env_moves_plaintext_secrets_out_of_dotenv() {
     assert!(p.dsm(&["secrets", "list"]).stdout.contains("auth_token"));
 }
 
+/// Issue 20 (11): a variable `meltano.yml` expands elsewhere stays in `.env`, with why.
+#[test]
+fn import_env_keeps_a_variable_the_project_file_refers_to() {
+    let p = Project::initialised();
+    let yml = std::fs::read_to_string(p.path("meltano.yml")).unwrap();
+    std::fs::write(
+        p.path("meltano.yml"),
+        format!("{yml}\n# the token also feeds a URL\nenv:\n  GH_URL: https://x:${{TAP_GITHUB_AUTH_TOKEN}}@github.com\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.path(".env"),
+        format!("TAP_GITHUB_AUTH_TOKEN='{CANARY}'\n"),
+    )
+    .unwrap();
+    let run = p.dsm(&["secrets", "import-env"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("left `TAP_GITHUB_AUTH_TOKEN` in `.env`")
+            && run.stderr.contains("meltano.yml` refers to it"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        std::fs::read_to_string(p.path(".env"))
+            .unwrap()
+            .contains(CANARY),
+        "the referenced value stays where the reference finds it"
+    );
+}
+
 #[test]
 fn audit_verify_fails_when_entries_are_cut_from_the_end() {
     let p = Project::initialised();
