@@ -3,16 +3,21 @@
 //! (`schema=NAME`, default `dsm`). Every query names its schema and project explicitly and no
 //! session state is relied on, so the store works through a transaction-pooling pooler.
 //!
-//! What it keeps today: state and its events, flow leases, run history and settings. What it
-//! does not keep yet (secrets, the audit chain, config history, source status, API tokens,
-//! merged streams) is an error naming the feature, never a silent local fallback.
+//! What it keeps: state and its events, flow leases, run history, settings, encrypted secrets,
+//! the audit chain, config history, source status, API tokens and webhook events. What it does
+//! not keep yet (merged streams, bundles) is an error naming the feature, never a silent local
+//! fallback.
 
+mod config_history;
 mod connect;
 mod locks;
 mod runs;
+mod secrets;
 mod settings;
 mod state;
+mod tokens;
 pub(crate) mod unsupported;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -40,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "webhook_events",
         include_str!("migrations/0015_webhook_events.sql"),
+    ),
+    (
+        18,
+        "team_store_rest",
+        include_str!("migrations/0018_team_store_rest.sql"),
     ),
 ];
 
@@ -213,7 +223,9 @@ impl PgStore {
                 &self.q(
                     "SELECT project_id FROM {S}.state UNION SELECT project_id FROM {S}.runs
                      UNION SELECT project_id FROM {S}.flow_locks
-                     UNION SELECT project_id FROM {S}.settings ORDER BY 1",
+                     UNION SELECT project_id FROM {S}.settings
+                     UNION SELECT project_id FROM {S}.secrets
+                     UNION SELECT project_id FROM {S}.audit_log ORDER BY 1",
                 ),
                 &[],
             )?;
@@ -273,6 +285,87 @@ impl PgStore {
             let out = f(&mut tx)?;
             tx.commit()?;
             Ok(out)
+        })
+    }
+
+    /// Runs one transaction in three steps: `first` reads, `middle` (a caller's callback, which
+    /// need not be `Send`) computes on the calling thread, `last` writes; committed when all
+    /// three return `Ok`. Where the connection must be used from a thread of its own (see
+    /// [`PgStore::read`]) the steps hand their values over channels, and `middle` still runs
+    /// on the caller's thread.
+    fn write_split<I: Send, O: Send, T: Send>(
+        &self,
+        first: impl FnOnce(&mut Transaction<'_>) -> Result<I> + Send,
+        middle: impl FnOnce(I) -> Result<O>,
+        last: impl FnOnce(&mut Transaction<'_>, O) -> Result<T> + Send,
+    ) -> Result<T> {
+        let db =
+            |client: &mut Client, hand_over: &mut dyn FnMut(I) -> Option<O>| -> Result<Option<T>> {
+                let mut tx = client.transaction()?;
+                let i = first(&mut tx)?;
+                let Some(o) = hand_over(i) else {
+                    return Ok(None);
+                };
+                let out = last(&mut tx, o)?;
+                tx.commit()?;
+                Ok(Some(out))
+            };
+        let connection = || -> Result<MutexGuard<'_, Option<Client>>> { self.client() };
+        if tokio::runtime::Handle::try_current().is_err() {
+            let mut guard = connection()?;
+            let client = guard
+                .as_mut()
+                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+            let mut middle = Some(middle);
+            let mut failure = None;
+            let out = db(client, &mut |i| match middle.take().map(|m| m(i)) {
+                Some(Ok(o)) => Some(o),
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    None
+                }
+                None => None,
+            })?;
+            return match (out, failure) {
+                (Some(t), _) => Ok(t),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(Error::failed("a store transaction was abandoned")),
+            };
+        }
+        std::thread::scope(|scope| {
+            let (to_caller, from_db) = std::sync::mpsc::channel::<I>();
+            let (to_db, from_caller) = std::sync::mpsc::channel::<Option<O>>();
+            let worker = scope.spawn(move || -> Result<Option<T>> {
+                let mut guard = connection()?;
+                let client = guard
+                    .as_mut()
+                    .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+                db(client, &mut |i| {
+                    to_caller.send(i).ok()?;
+                    from_caller.recv().ok().flatten()
+                })
+            });
+            let mut failure = None;
+            if let Ok(i) = from_db.recv() {
+                match middle(i) {
+                    Ok(o) => drop(to_db.send(Some(o))),
+                    Err(e) => {
+                        failure = Some(e);
+                        drop(to_db.send(None));
+                    }
+                }
+            }
+            drop(to_db);
+            let out = worker.join().unwrap_or_else(|_| {
+                Err(Error::failed(
+                    "a call to the PostgreSQL store panicked (see the log above)",
+                ))
+            })?;
+            match (out, failure) {
+                (Some(t), _) => Ok(t),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(Error::failed("a store transaction was abandoned")),
+            }
         })
     }
 

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
+    (
+        18,
+        "run_log_tail",
+        include_str!("../migrations/0018_run_log_tail.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
