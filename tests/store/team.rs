@@ -181,10 +181,10 @@ fn team_mode_needs_a_project_id_and_names_what_it_cannot_do_yet() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
-    // Secrets are not kept in PostgreSQL yet: an error naming them, nothing written locally.
+    // What team mode does not keep yet (bundles) is an error naming it, never a local file.
     p.ok(&uri, &["secrets", "init"]);
-    let out = p.dsm_with_stdin(&uri, &["secrets", "set", "tap-csv", "password"], "s3cret\n");
-    assert_eq!(out.status.code(), Some(2));
+    let out = p.dsm(&uri, &["export", "--output", "bundle.dsm"]);
+    assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot use a PostgreSQL store yet"),
@@ -326,6 +326,155 @@ fn store_status_shows_backend_version_projects_and_leases() {
     assert!(validator.iter_errors(&doc).next().is_none(), "{doc:#}");
     assert_eq!(doc["backend"], "sqlite");
     assert_eq!(doc["leases"], serde_json::json!([]));
+}
+
+/// Issue 23: secrets, the audit chain, config history and API tokens live in the shared store:
+/// a value set on one host is listed, verified and audited on another that holds the same
+/// master key; the chain verifies there, and an edited or cut chain is caught; only ciphertext
+/// reaches the database.
+#[test]
+fn secrets_audit_config_history_and_tokens_are_shared_by_every_host() {
+    let db = TestDb::new("team_secrets");
+    let uri = db.uri(None);
+    let (a, b) = (Copy::new(Some("sec")), Copy::new(Some("sec")));
+    a.ok(&uri, &["secrets", "init"]);
+    // The key is handed to the second host as a file (how the README says to distribute it).
+    let key = a.path().join(".test-config/dsm/master.key");
+    let other = b.path().join(".test-config/dsm/master.key");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::copy(&key, &other).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let secret = "s3cret-team-value";
+    let out = a.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "password"],
+        &format!("{secret}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.ok(
+        &uri,
+        &[
+            "config",
+            "set",
+            "tap-csv",
+            "infer_rows",
+            "5",
+            "--store",
+            "db",
+        ],
+    );
+    assert!(
+        !a.path().join(".dsm/dsm.db").exists(),
+        "nothing stays local"
+    );
+
+    // The other host sees the secret (by name), verifies it decrypts, and sees the value set.
+    let listed = b.ok(&uri, &["--format", "json", "secrets", "list"]);
+    assert!(
+        listed.contains("password") && !listed.contains(secret),
+        "{listed}"
+    );
+    b.ok(&uri, &["secrets", "verify"]);
+    let shown = json(&b.ok(&uri, &["--format", "json", "config", "list", "tap-csv"]));
+    let rows = shown["settings"].as_array().unwrap();
+    let infer = rows.iter().find(|s| s["name"] == "infer_rows").unwrap();
+    assert_eq!(
+        (&infer["value"], &infer["source"]),
+        (&json("5"), &json("\"system_store\"")),
+        "{shown}"
+    );
+    let history = json(&b.ok(&uri, &["--format", "json", "config", "history", "tap-csv"]));
+    assert!(
+        !history["versions"].as_array().unwrap().is_empty(),
+        "{history}"
+    );
+    let verified = json(&b.ok(&uri, &["--format", "json", "audit", "verify"]));
+    assert_eq!(verified["problems"], serde_json::json!([]), "{verified}");
+    assert_eq!(verified["entries"], 1, "{verified}");
+    // The second host writes with the same key; the chain goes on from the first host's entry.
+    let out = b.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "api_key"],
+        "another-team-value\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = json(&a.ok(&uri, &["--format", "json", "audit", "verify"]));
+    assert_eq!(verified["entries"], 2, "{verified}");
+    let log = b.ok(&uri, &["--format", "json", "audit", "list"]);
+    assert!(
+        log.contains("tap-csv.password") && !log.contains(secret),
+        "{log}"
+    );
+
+    // Only ciphertext and MACs in the database.
+    let mut c = db.client();
+    let rows = c
+        .query(
+            "SELECT ciphertext FROM dsm.secrets WHERE project_id = 'sec'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let sealed: Vec<u8> = row.get(0);
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+
+    // Tokens made on one host are known on the other.
+    let made = json(&a.ok(
+        &uri,
+        &[
+            "--format", "json", "tokens", "create", "ci", "--role", "viewer",
+        ],
+    ));
+    assert_eq!(made["name"], "ci", "{made}");
+    let tokens = b.ok(&uri, &["--format", "json", "tokens", "list"]);
+    assert!(tokens.contains("\"ci\""), "{tokens}");
+
+    // An edited entry, then an entry cut from the end, are caught on any host.
+    c.execute(
+        "UPDATE dsm.audit_log SET action = 'secret.unset' WHERE project_id = 'sec' AND seq = 1",
+        &[],
+    )
+    .unwrap();
+    let out = a.dsm(&uri, &["audit", "verify"]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("entry 1"), "{text}");
+    c.execute(
+        "UPDATE dsm.audit_log SET action = 'secret.set' WHERE project_id = 'sec' AND seq = 1",
+        &[],
+    )
+    .unwrap();
+    a.ok(&uri, &["audit", "verify"]);
+    c.execute(
+        "DELETE FROM dsm.audit_log WHERE project_id = 'sec'
+         AND seq = (SELECT max(seq) FROM dsm.audit_log WHERE project_id = 'sec')",
+        &[],
+    )
+    .unwrap();
+    let out = b.dsm(&uri, &["audit", "verify"]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cut from the end"), "{text}");
 }
 
 fn password_of(uri: &str) -> Option<String> {
