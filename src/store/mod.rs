@@ -41,8 +41,8 @@ pub use locks::{
     FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
 };
 pub use runs::{
-    NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
-    RunStatus, StreamStats,
+    LOG_TAIL_BYTES, NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory,
+    RunRecord, RunStatus, StreamStats,
 };
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;

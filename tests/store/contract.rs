@@ -114,6 +114,7 @@ run_contract!(
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
         concurrent_audit_appends_never_fork_the_chain,
+        the_end_of_a_runs_log_is_kept_with_the_run,
     ]
 );
 
@@ -139,6 +140,7 @@ run_contract!(
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
         concurrent_audit_appends_never_fork_the_chain,
+        the_end_of_a_runs_log_is_kept_with_the_run,
     ]
 );
 
@@ -460,6 +462,23 @@ pub fn run_history_records_each_step(b: &dyn Backend) {
             )
             .is_err()
     );
+}
+
+pub fn the_end_of_a_runs_log_is_kept_with_the_run(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let run = store.begin_run(&NewRun::default()).unwrap();
+    assert_eq!(store.run_log_tail(&run).unwrap(), None);
+    store
+        .record_log_tail(&run, "[tap] one\n[tap] two\n")
+        .unwrap();
+    assert_eq!(
+        store.run_log_tail(&run).unwrap().as_deref(),
+        Some("[tap] one\n[tap] two\n")
+    );
+    assert_eq!(store.run_log_tail(&RunId::new("nope")).unwrap(), None);
+    // The host is recorded with the run.
+    let host = store.get_run(&run).unwrap().unwrap().host;
+    assert!(!host.is_empty());
 }
 
 pub fn settings_round_trip(b: &dyn Backend) {

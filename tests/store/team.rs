@@ -639,3 +639,89 @@ fn a_paused_run_whose_lease_was_taken_over_cannot_write_state() {
         .get(0);
     assert_eq!(fence, 2, "two takings of the lease");
 }
+
+/// Issue 23: the run history keeps the end of each run's log (secrets redacted, as in the file)
+/// and the host that ran it, so `dsm logs show` on a host without the file shows that, saying
+/// so.
+#[test]
+fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
+    let db = TestDb::new("team_logs");
+    let uri = db.uri(None);
+    let a = Copy::new(Some("logs"));
+    // An extractor that prints its config (with the secret) on stderr, then sends 3 records.
+    let script = a.path().join("chatty-tap");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho starting >&2\ncat \"$2\" >&2\necho >&2\nexec {} --generate 3 --state-every 1 \"$@\"\n",
+            env!("CARGO_BIN_EXE_dsm-fake-tap")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yml = std::fs::read_to_string(a.path().join("meltano.yml"))
+        .unwrap()
+        .replace(
+            "  loaders:",
+            &format!(
+                "  - name: tap-chatty\n    namespace: tap_chatty\n    executable: {}\n    settings:\n    - name: password\n      sensitive: true\n  loaders:",
+                script.display()
+            ),
+        );
+    std::fs::write(a.path().join("meltano.yml"), yml).unwrap();
+    a.ok(&uri, &["secrets", "init"]);
+    let secret = "hunter2-kept-out-of-logs";
+    let out = a.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-chatty", "password"],
+        &format!("{secret}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.ok(&uri, &["run", "tap-chatty", "target-jsonl"]);
+    let runs = json(&a.ok(&uri, &["--format", "json", "runs", "list"]));
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let host = runs[0]["host"].as_str().unwrap().to_owned();
+    let file =
+        std::fs::read_to_string(a.path().join(".dsm/logs").join(format!("{run_id}.log"))).unwrap();
+    assert!(file.contains("[tap-chatty] starting"), "{file}");
+
+    // Another copy (another host: the file is not there) shows the kept end, and says so.
+    std::fs::remove_dir_all(a.path().join(".dsm/logs")).unwrap();
+    let b = Copy::new(Some("logs"));
+    let doc = json(&b.ok(&uri, &["--format", "json", "logs", "show", &run_id]));
+    assert_eq!(doc["from_store"], true, "{doc}");
+    assert_eq!(doc["host"], host.as_str(), "{doc}");
+    assert_eq!(doc["content"], file.as_str(), "a short log is kept whole");
+    let content = doc["content"].as_str().unwrap();
+    assert!(
+        content.contains("\"password\":\"********\"") && !content.contains(secret),
+        "{content}"
+    );
+    let out = b.dsm(&uri, &["logs", "show", &run_id, "--tail", "1"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be read on this host") && stderr.contains(&host),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "--tail applies to the kept end"
+    );
+    // Nothing of the secret in the database's copy either.
+    let kept: String = db
+        .client()
+        .query_one(
+            "SELECT log_tail FROM dsm.runs WHERE project_id = 'logs' AND run_id = $1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!kept.contains(secret));
+}
