@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod config_history;
+pub mod copy;
 pub mod liveness;
 pub mod locks;
 pub mod meltano;

@@ -61,9 +61,14 @@ plugins:
     }
 
     fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
+        self.dsm_with(uri, args, stdin, &[])
+    }
+
+    fn dsm_with(&self, uri: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         use std::io::Write as _;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
         clean_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![bins.to_path_buf()];
@@ -724,4 +729,164 @@ fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
         .unwrap()
         .get(0);
     assert!(!kept.contains(secret));
+}
+
+/// The URI without its password, and the password (for `PGPASSWORD`: never in argv).
+fn without_password(uri: &str) -> (String, String) {
+    let pw = password_of(uri).unwrap_or_default();
+    (uri.replacen(&format!(":{pw}@"), "@", 1), pw)
+}
+
+/// Issue 23: `dsm store copy` moves a project's whole store from SQLite to PostgreSQL and
+/// back: every table's rows, the audit chain (MACs checked), and the copy serves the project
+/// as the original did; a non-empty target is refused.
+#[test]
+fn store_copy_moves_a_project_to_postgresql_and_back() {
+    let db = TestDb::new("team_copy");
+    let (pg, pw) = without_password(&db.uri(Some("moved")));
+    let env = [("PGPASSWORD", pw.as_str())];
+    let a = Copy::new(Some("copied"));
+    let sqlite = format!("sqlite://{}", a.path().join(".dsm/dsm.db").display());
+    let flow = "tap-csv-to-target-jsonl";
+    a.ok(&sqlite, &["run", "tap-csv", "target-jsonl"]);
+    a.ok(&sqlite, &["secrets", "init"]);
+    for (setting, value) in [
+        ("password", "first-value-1\n"),
+        ("token", "second-value-2\n"),
+    ] {
+        let out = a.dsm_with_stdin(&sqlite, &["secrets", "set", "tap-csv", setting], value);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    a.ok(
+        &sqlite,
+        &[
+            "config",
+            "set",
+            "tap-csv",
+            "infer_rows",
+            "5",
+            "--store",
+            "db",
+        ],
+    );
+    a.ok(&sqlite, &["tokens", "create", "ci", "--role", "viewer"]);
+
+    let args = |from: &str, to: &str| -> Vec<String> {
+        [
+            "--format", "json", "store", "copy", "--from", from, "--to", to,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.dsm_with(&sqlite, &args, "", &env)
+    };
+    let out = run(&args(&sqlite, &pg));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&String::from_utf8_lossy(&out.stdout));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/cli/store-copy.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.iter_errors(&doc).next().is_none(), "{doc:#}");
+    assert_eq!(doc["audit_entries"], 3, "two secrets and a token: {doc}");
+    assert_eq!(doc["audit_macs_checked"], true, "{doc}");
+    let rows = |doc: &Value, table: &str| {
+        doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    for (table, n) in [
+        ("state", 1),
+        ("runs", 1),
+        ("run_plugins", 2),
+        ("secrets", 2),
+        ("secret_keys", 1),
+        ("audit_log", 3),
+        ("api_tokens", 1),
+    ] {
+        assert_eq!(rows(&doc, table), n, "{table}: {doc}");
+    }
+    assert!(rows(&doc, "config_history") >= 1 && rows(&doc, "state_events") >= 1);
+
+    // The PostgreSQL copy serves the project as the SQLite store did.
+    let on = |uri: &str, args: &[&str]| {
+        let out = a.dsm_with(uri, args, "", &env);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        on(&pg, &["state", "get", flow]),
+        on(&sqlite, &["state", "get", flow])
+    );
+    assert_eq!(
+        on(&pg, &["--format", "json", "runs", "list"]),
+        on(&sqlite, &["--format", "json", "runs", "list"])
+    );
+    on(&pg, &["secrets", "verify"]);
+    assert_eq!(
+        json(&on(&pg, &["--format", "json", "audit", "verify"]))["entries"],
+        3
+    );
+    assert!(on(&pg, &["--format", "json", "tokens", "list"]).contains("\"ci\""));
+    let listed = on(&pg, &["config", "list", "tap-csv"]);
+    assert!(
+        listed.contains("current value: 5 (from system store)"),
+        "{listed}"
+    );
+
+    // A second copy into the same project's rows is refused, and changes nothing.
+    let out = run(&args(&sqlite, &pg));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert!(!stderr.contains(&pw) || pw.is_empty(), "{stderr}");
+
+    // And back, into a new SQLite file: the same rows, a chain that verifies there (its head
+    // file written beside it).
+    let back_dir = tempfile::tempdir().unwrap();
+    let back = format!("sqlite://{}", back_dir.path().join("dsm.db").display());
+    let out = run(&args(&pg, &back));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(again["tables"], doc["tables"]);
+    assert!(back_dir.path().join("audit.head").is_file());
+    assert_eq!(
+        json(&on(&back, &["--format", "json", "audit", "verify"]))["entries"],
+        3
+    );
+    assert_eq!(
+        on(&back, &["state", "get", flow]),
+        on(&sqlite, &["state", "get", flow])
+    );
+    assert_eq!(
+        on(&back, &["--format", "json", "runs", "list"]),
+        on(&sqlite, &["--format", "json", "runs", "list"])
+    );
 }

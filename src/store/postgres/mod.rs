@@ -10,6 +10,7 @@
 
 mod config_history;
 mod connect;
+mod copy;
 mod locks;
 mod runs;
 mod secrets;

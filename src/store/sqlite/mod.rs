@@ -528,6 +528,7 @@ impl Store for SqliteStore {
 
 mod audit;
 mod config_history;
+mod copy;
 mod locks;
 pub mod merged;
 mod runs;
