@@ -331,7 +331,7 @@ pub struct TableCount {
 
 enum End {
     Sqlite(SqliteStore),
-    Pg(PgStore),
+    Pg(Box<PgStore>),
 }
 
 impl End {
@@ -349,7 +349,11 @@ impl End {
             }
             Location::Postgres(target) => {
                 let id = super::team_project_id(root)?;
-                Ok(End::Pg(PgStore::open(target, &id, Upgrade::FirstUseOnly)?))
+                Ok(End::Pg(Box::new(PgStore::open(
+                    target,
+                    &id,
+                    Upgrade::FirstUseOnly,
+                )?)))
             }
         }
     }
@@ -357,14 +361,14 @@ impl End {
     fn copy_end(&self) -> &dyn CopyEnd {
         match self {
             End::Sqlite(s) => s,
-            End::Pg(p) => p,
+            End::Pg(p) => p.as_ref(),
         }
     }
 
     fn store(&self) -> &dyn super::Store {
         match self {
             End::Sqlite(s) => s,
-            End::Pg(p) => p,
+            End::Pg(p) => p.as_ref(),
         }
     }
 }
@@ -475,7 +479,7 @@ pub fn copy(
     };
     let target: std::sync::Arc<dyn super::Store> = match target {
         End::Sqlite(s) => std::sync::Arc::new(s),
-        End::Pg(p) => std::sync::Arc::new(p),
+        End::Pg(p) => std::sync::Arc::new(*p),
     };
     Ok((report, target))
 }
