@@ -890,3 +890,50 @@ fn store_copy_moves_a_project_to_postgresql_and_back() {
         on(&sqlite, &["--format", "json", "runs", "list"])
     );
 }
+
+/// Issue 23: with a PostgreSQL store, the Kubernetes export is runnable as is: the image's
+/// `dsm`, the store and key from a Secret, no volume claim.
+#[test]
+fn kubernetes_export_for_a_shared_store_needs_a_secret_and_no_claim() {
+    let db = TestDb::new("team_k8s");
+    let uri = db.uri(None);
+    let p = Copy::new(Some("k8s"));
+    p.ok(
+        &uri,
+        &[
+            "schedule",
+            "add",
+            "nightly",
+            "--extractor",
+            "tap-csv",
+            "--loader",
+            "target-jsonl",
+            "--interval",
+            "@daily",
+        ],
+    );
+    let export = [
+        "schedule",
+        "export",
+        "--format",
+        "kubernetes",
+        "--image",
+        "etl:1",
+    ];
+    let out = p.dsm(&uri, &export);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--secret NAME"));
+    let mut args = export.to_vec();
+    args.extend(["--secret", "dsm-store"]);
+    let yaml = p.ok(&uri, &args);
+    assert!(!yaml.contains("PersistentVolumeClaim"), "{yaml}");
+    assert!(
+        yaml.contains("secretRef:") && yaml.contains("name: \"dsm-store\""),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(r#"command: ["dsm", "schedule", "run", "nightly"]"#),
+        "{yaml}"
+    );
+    assert!(!yaml.contains(env!("CARGO_BIN_EXE_dsm")), "{yaml}");
+}
