@@ -5,7 +5,7 @@
 #                                          starts it on a free loopback port and prints its
 #                                          superuser URL on stdout (the only line printed there)
 #   scripts/pg-test-cluster.sh stop DIR    stops that cluster and deletes DIR
-#   scripts/pg-test-cluster.sh restart DIR stops that cluster at once (as a crash would) and
+#   scripts/pg-test-cluster.sh restart DIR stops that cluster (closing every connection) and
 #                                          starts it again on the same port
 #   scripts/pg-test-cluster.sh start DIR --tls CERT KEY
 #                                          the same with TLS on (ssl=on), the server presenting
@@ -101,7 +101,7 @@ stop() {
 restart() {
     local dir="$1"
     [[ -f "$dir/bin" && -d "$dir/data" ]] || die "no cluster in \`$dir\`"
-    as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m immediate -w -t 60 restart >/dev/null 2>&1 ||
+    as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null 2>&1 ||
         { cat "$dir/server.log" >&2; die "the server did not restart"; }
 }
 

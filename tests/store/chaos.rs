@@ -141,7 +141,12 @@ fn script() -> PathBuf {
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = std::env::temp_dir().join(format!("dsm-chaos-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dsm-chaos-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let out = Command::new(script())
             .arg("start")
             .arg(&dir)
@@ -404,4 +409,39 @@ fn workers_racing_and_killed_never_double_run_or_lose_state() {
         "{by_status:?}"
     );
     assert!(restarted);
+}
+
+/// Issue 23: a connection lost mid-run (the server restarted) is tried again within
+/// `DSM_STORE_RECONNECT`, so the next commit lands; with no window the commit fails and
+/// nothing is written.
+#[test]
+fn a_lost_connection_is_retried_within_the_reconnect_window() {
+    use dsm::store::postgres::{PgStore, PgTarget, Upgrade};
+    use dsm::store::{StateId, StateStore as _};
+    let cluster = Cluster::start();
+    let (server, _) = cluster.url.rsplit_once('/').unwrap();
+    let target = PgTarget::parse(&format!("{server}/postgres?sslmode=disable")).unwrap();
+    let open = |window: Duration| {
+        PgStore::open(&target, "reconnect", Upgrade::FirstUseOnly)
+            .unwrap()
+            .with_reconnect(window)
+    };
+    let (patient, impatient) = (open(Duration::from_secs(30)), open(Duration::ZERO));
+    let id = StateId::new("a-to-b");
+    patient
+        .commit_state(&id, r#"{"n":1}"#, false, None)
+        .unwrap();
+    impatient.get_state(&id).unwrap();
+    cluster.restart();
+    patient
+        .commit_state(&id, r#"{"n":2}"#, false, None)
+        .unwrap();
+    let err = impatient
+        .commit_state(&id, r#"{"n":3}"#, false, None)
+        .unwrap_err();
+    assert!(err.message().contains("PostgreSQL"), "{}", err.message());
+    assert_eq!(
+        patient.get_state(&id).unwrap().unwrap()["singer_state"]["n"],
+        2
+    );
 }

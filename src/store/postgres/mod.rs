@@ -21,6 +21,7 @@ pub(crate) mod unsupported;
 mod webhooks;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -156,6 +157,24 @@ pub struct PgStore {
     schema: String,
     project: String,
     lease: LeaseTimes,
+    /// How long a lost connection is tried again (`DSM_STORE_RECONNECT`).
+    reconnect: Duration,
+}
+
+/// How long a lost connection is tried again by default.
+pub const DEFAULT_RECONNECT: Duration = Duration::from_secs(30);
+
+fn reconnect_window() -> Result<Duration> {
+    match std::env::var(crate::envvars::STORE_RECONNECT)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => Ok(DEFAULT_RECONNECT),
+        Some(text) => crate::duration::parse(&text).map_err(|e| {
+            Error::config(format!("{}: {e}", crate::envvars::STORE_RECONNECT))
+                .hint(crate::duration::DurationError::hint())
+        }),
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -182,6 +201,7 @@ impl PgStore {
     /// Connects to `target` for `project_id` and checks (or, on first use, creates) the schema.
     pub fn open(target: &PgTarget, project_id: &str, upgrade: Upgrade) -> Result<PgStore> {
         let lease = LeaseTimes::from_env()?;
+        let reconnect = reconnect_window()?;
         let mut client = target.connect()?;
         let schema = format!("\"{}\"", target.schema);
         migrate(&mut client, &schema, target, upgrade)?;
@@ -191,6 +211,7 @@ impl PgStore {
             schema,
             project: project_id.to_owned(),
             lease,
+            reconnect,
         })
     }
 
@@ -198,6 +219,13 @@ impl PgStore {
     #[must_use]
     pub fn with_lease(mut self, lease: LeaseTimes) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Replaces the reconnect window (tests; `DSM_STORE_RECONNECT` sets it otherwise).
+    #[must_use]
+    pub fn with_reconnect(mut self, window: Duration) -> Self {
+        self.reconnect = window;
         self
     }
 
@@ -243,27 +271,68 @@ impl PgStore {
         sql.replace("{S}", &self.schema)
     }
 
-    /// The connection, reconnecting when the last one was lost.
+    /// The connection, reconnecting when the last one was lost: for up to the reconnect
+    /// window (`DSM_STORE_RECONNECT`), every quarter second (a server restarting, a network
+    /// cut), then the last error, naming the setting.
     fn client(&self) -> Result<MutexGuard<'_, Option<Client>>> {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = None;
-            *guard = Some(self.target.connect()?);
+            let started = std::time::Instant::now();
+            loop {
+                match self.target.connect() {
+                    Ok(client) => {
+                        *guard = Some(client);
+                        break;
+                    }
+                    Err(e) if started.elapsed() < self.reconnect => {
+                        tracing::debug!(error = %e.message(), "reconnecting to the store");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(e) => {
+                        return Err(e.hint(format!(
+                            "the connection was lost and did not come back within {:?} ({} sets how long to try)",
+                            self.reconnect,
+                            crate::envvars::STORE_RECONNECT
+                        )));
+                    }
+                }
+            }
         }
         Ok(guard)
+    }
+
+    /// Runs `f` with the connection; when it fails because the connection was lost, runs it
+    /// again on a new one (within the reconnect window), unless `f` marked the failure final
+    /// (a commit whose outcome is unknown is never sent twice).
+    fn retrying<T>(&self, f: impl Fn(&mut Client, &AtomicBool) -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        loop {
+            let mut guard = self.client()?;
+            let client = guard
+                .as_mut()
+                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+            let final_ = AtomicBool::new(false);
+            match f(client, &final_) {
+                Err(e)
+                    if client.is_closed()
+                        && !final_.load(Ordering::SeqCst)
+                        && started.elapsed() < self.reconnect =>
+                {
+                    tracing::debug!(error = %e.message(), "the store's connection was lost; trying again");
+                    drop(guard);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs `f` with the connection. The client blocks on an async runtime of its own, which
     /// cannot start on a thread that drives another one (a run's pipeline commits its states
     /// from one): there `f` runs on a short-lived thread of its own.
-    fn read<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
-        let run = move || {
-            let mut guard = self.client()?;
-            let client = guard
-                .as_mut()
-                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
-            f(client)
-        };
+    fn read<T: Send>(&self, f: impl Fn(&mut Client) -> Result<T> + Send + Sync) -> Result<T> {
+        let run = || self.retrying(|client, _| f(client));
         if tokio::runtime::Handle::try_current().is_err() {
             return run();
         }
@@ -279,13 +348,26 @@ impl PgStore {
     /// Runs `f` in one transaction, committed when it returns `Ok`.
     fn write<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T> + Send,
+        f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + Sync,
     ) -> Result<T> {
-        self.read(|c| {
-            let mut tx = c.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+        let run = || {
+            self.retrying(|c, final_| {
+                let mut tx = c.transaction()?;
+                let out = f(&mut tx)?;
+                tx.commit()
+                    .inspect_err(|_| final_.store(true, Ordering::SeqCst))?;
+                Ok(out)
+            })
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return run();
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(run).join().unwrap_or_else(|_| {
+                Err(Error::failed(
+                    "a call to the PostgreSQL store panicked (see the log above)",
+                ))
+            })
         })
     }
 
