@@ -937,3 +937,183 @@ fn kubernetes_export_for_a_shared_store_needs_a_secret_and_no_claim() {
     );
     assert!(!yaml.contains(env!("CARGO_BIN_EXE_dsm")), "{yaml}");
 }
+
+/// A PgBouncer in transaction mode in front of the test server (Debian's `pgbouncer`, which
+/// scripts/test.sh installs where missing), with two server connections shared by every
+/// client; stopped when dropped.
+struct Bouncer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Bouncer {
+    fn start() -> Bouncer {
+        let bin = Path::new("/usr/sbin/pgbouncer");
+        assert!(
+            bin.is_file(),
+            "the pooler test needs Debian's pgbouncer: apt-get install -y pgbouncer (scripts/test.sh does)"
+        );
+        let server: postgres::Config = crate::pg::server_url().parse().unwrap();
+        let port = match server.get_ports() {
+            [p, ..] => *p,
+            [] => 5432,
+        };
+        let password = server
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let user = server.get_user().unwrap_or("postgres").to_owned();
+        let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let own = listen.local_addr().unwrap().port();
+        drop(listen);
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{user}\" \"\"\n")).unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={port} user={user} password={password}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {own}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
+                 default_pool_size = 2\nmax_client_conn = 200\nlogfile =\npidfile =\n",
+                users.display()
+            ),
+        )
+        .unwrap();
+        for f in [&users, &ini] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // PgBouncer refuses to run as root.
+        let mut cmd = if nix_is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let child = cmd
+            .arg(&ini)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", own)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pgbouncer did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Bouncer {
+            child,
+            port: own,
+            _dir: dir,
+        }
+    }
+
+    /// The URI of `db` through the pooler (no password: the pooler trusts loopback clients).
+    fn uri(&self, db: &TestDb) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{}?sslmode=disable&schema=pooled",
+            self.port, db.name
+        )
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        // runuser passes the signal on to pgbouncer.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 23: team mode works through a transaction-pooling pooler (two server connections
+/// shared by every client): runs racing for one flow's lease (one wins, the others exit 3),
+/// state, secrets and the audit chain.
+#[test]
+fn team_mode_works_through_pgbouncer_in_transaction_mode() {
+    let db = TestDb::new("team_pooler");
+    let bouncer = Bouncer::start();
+    let uri = bouncer.uri(&db);
+    let copies: Vec<Copy> = (0..4).map(|_| slow_copy("pooled")).collect();
+    copies[0].ok(&uri, &["secrets", "init"]);
+    let out = copies[0].dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-slow", "password"],
+        "through-the-pooler\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Four copies start the same flow at once, twice over.
+    for round in 0..2 {
+        let children: Vec<_> = copies
+            .iter()
+            .map(|c| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
+                clean_env(&mut cmd);
+                let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let mut dirs = vec![bins.to_path_buf()];
+                dirs.extend(std::env::split_paths(&path));
+                cmd.args(["run", "tap-slow", "target-jsonl"])
+                    .current_dir(c.path())
+                    .env("DSM_DATABASE_URI", &uri)
+                    .env("DSM_LEASE_HEARTBEAT", "100ms")
+                    .env("DSM_LEASE_EXPIRY", "2s")
+                    .env("SLOW_MS", "400")
+                    .env("XDG_CONFIG_HOME", copies[0].path().join(".test-config"))
+                    .env("PATH", std::env::join_paths(dirs).unwrap())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<Option<i32>> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                if !matches!(out.status.code(), Some(0 | 3)) {
+                    panic!(
+                        "round {round}: {:?}\n{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                out.status.code()
+            })
+            .collect();
+        assert!(codes.contains(&Some(0)), "round {round}: {codes:?}");
+    }
+    let b = &copies[3];
+    let state = json(&b.ok(&uri, &["state", "get", "tap-slow-to-target-jsonl"]));
+    assert!(state["singer_state"].is_object(), "{state}");
+    let runs = json(&b.ok(&uri, &["--format", "json", "runs", "list"]));
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "success"),
+        "{runs}"
+    );
+    copies[0].ok(&uri, &["audit", "verify"]);
+    copies[0].ok(&uri, &["secrets", "verify"]);
+}

@@ -331,18 +331,16 @@ impl PgStore {
     /// Runs `f` with the connection. The client blocks on an async runtime of its own, which
     /// cannot start on a thread that drives another one (a run's pipeline commits its states
     /// from one): there `f` runs on a short-lived thread of its own.
-    fn read<T: Send>(&self, f: impl Fn(&mut Client) -> Result<T> + Send + Sync) -> Result<T> {
-        let run = || self.retrying(|client, _| f(client));
-        if tokio::runtime::Handle::try_current().is_err() {
-            return run();
-        }
-        std::thread::scope(|scope| {
-            scope.spawn(run).join().unwrap_or_else(|_| {
-                Err(Error::failed(
-                    "a call to the PostgreSQL store panicked (see the log above)",
-                ))
-            })
-        })
+    ///
+    /// Every call is a transaction, reads too: a transaction-pooling pooler hands a client a
+    /// server connection per transaction, so the client's prepared statements must be made,
+    /// used and closed inside one (outside, a statement left on a shared server connection
+    /// clashes with another client's of the same name).
+    fn read<T: Send>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        self.write(f)
     }
 
     /// Runs `f` in one transaction, committed when it returns `Ok`.
@@ -505,7 +503,12 @@ fn migrate(client: &mut Client, schema: &str, target: &PgTarget, upgrade: Upgrad
         }
         Ok(())
     };
-    let version = schema_version(client, schema)?;
+    let version = {
+        let mut tx = client.transaction()?;
+        let version = schema_version(&mut tx, schema)?;
+        tx.commit()?;
+        version
+    };
     check(version)?;
     if version == latest {
         return Ok(());
@@ -546,7 +549,10 @@ fn migrate(client: &mut Client, schema: &str, target: &PgTarget, upgrade: Upgrad
 /// The schema version of the store at `target` (0: empty), read without migrating it.
 pub fn current_version(target: &PgTarget) -> Result<i64> {
     let mut client = target.connect()?;
-    schema_version(&mut client, &format!("\"{}\"", target.schema))
+    let mut tx = client.transaction()?;
+    let version = schema_version(&mut tx, &format!("\"{}\"", target.schema))?;
+    tx.commit()?;
+    Ok(version)
 }
 
 /// A time read back as milliseconds since the epoch.

@@ -435,15 +435,9 @@ impl AuditStore for PgStore {
 
     fn audit_chain(&self) -> Result<AuditChain> {
         // One snapshot, so an append on another host cannot fall between the reads.
-        self.read(|c| {
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let chain = self.chain_in(&mut tx)?;
-            tx.commit()?;
-            Ok(chain)
+        self.read(|tx| {
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            self.chain_in(tx)
         })
     }
 
