@@ -39,7 +39,9 @@ if "--state" in sys.argv:
     try:
         n = int(json.load(open(sys.argv[sys.argv.index("--state") + 1])).get("n", 0))
     except Exception:
-        n = 0
+        # Only an orphan (its dsm was killed as it started it, and a later dsm on this host
+        # cleared the dead run's folder) misses its state file: it is no run.
+        sys.exit(1)
 marker = os.path.join(shared, flow + ".running")
 def claim():
     try:
