@@ -5,6 +5,8 @@
 #                                          starts it on a free loopback port and prints its
 #                                          superuser URL on stdout (the only line printed there)
 #   scripts/pg-test-cluster.sh stop DIR    stops that cluster and deletes DIR
+#   scripts/pg-test-cluster.sh restart DIR stops that cluster (closing every connection) and
+#                                          starts it again on the same port
 #   scripts/pg-test-cluster.sh start DIR --tls CERT KEY
 #                                          the same with TLS on (ssl=on), the server presenting
 #                                          the PEM certificate CERT (its chain) and key KEY;
@@ -96,6 +98,13 @@ stop() {
     rm -rf "$dir"
 }
 
+restart() {
+    local dir="$1"
+    [[ -f "$dir/bin" && -d "$dir/data" ]] || die "no cluster in \`$dir\`"
+    as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null 2>&1 ||
+        { cat "$dir/server.log" >&2; die "the server did not restart"; }
+}
+
 case "${1:-}" in
     start)
         if [[ $# -eq 5 && "$3" == "--tls" ]]; then
@@ -107,5 +116,6 @@ case "${1:-}" in
         fi
         ;;
     stop) [[ $# -eq 2 ]] || die "usage: $0 stop DIR"; stop "$2" ;;
-    *) die "usage: $0 start DIR [--tls CERT KEY] | stop DIR" ;;
+    restart) [[ $# -eq 2 ]] || die "usage: $0 restart DIR"; restart "$2" ;;
+    *) die "usage: $0 start DIR [--tls CERT KEY] | stop DIR | restart DIR" ;;
 esac

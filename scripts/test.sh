@@ -21,6 +21,19 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
     apt-get install -y -qq chromium chromium-driver >&2
 fi
 
+# Debian's PgBouncer for the test of team mode through a transaction-pooling pooler
+# (tests/store/team.rs), when missing.
+if [[ ! -x /usr/sbin/pgbouncer ]]; then
+    if [[ "$(id -u)" -ne 0 ]]; then
+        echo "test.sh: the pooler test needs PgBouncer; as root: apt-get install -y pgbouncer" >&2
+        exit 2
+    fi
+    echo "test.sh: installing pgbouncer" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq pgbouncer >&2
+fi
+
 export DSM_TEST_VENV="$PWD/target/test-env/venv"
 
 # One throwaway PostgreSQL cluster for the whole run (tests/postgres and any test that reads

@@ -13,6 +13,9 @@ pub const ENVIRONMENT: &str = "DSM_ENVIRONMENT";
 pub const MELTANO_ENVIRONMENT: &str = "MELTANO_ENVIRONMENT";
 /// Where the system store lives (a path, `sqlite:///path` or `postgresql://...`).
 pub const DATABASE_URI: &str = "DSM_DATABASE_URI";
+/// How long a PostgreSQL store keeps trying to get its lost connection back before the call
+/// fails (a duration; default 30s).
+pub const STORE_RECONNECT: &str = "DSM_STORE_RECONNECT";
 /// How often a run renews its flow's lease in a PostgreSQL store (a duration; default 10s).
 pub const LEASE_HEARTBEAT: &str = "DSM_LEASE_HEARTBEAT";
 /// How long an unrenewed lease lasts, on the database's clock (a duration; default 60s).

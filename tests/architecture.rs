@@ -474,3 +474,29 @@ fn issue_19_the_rule_checks_find_what_they_look_for() {
         1
     );
 }
+
+/// Issue 23: the image the Kubernetes export names is built with the build CI proves, and
+/// ships dsm with every built-in plugin Cargo.toml declares (not the test fakes).
+#[test]
+fn the_dockerfile_ships_dsm_and_every_built_in_plugin() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(docker.contains("cargo build --release --locked"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut in_bin = false;
+    let mut bins = Vec::new();
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(name) = line.strip_prefix("name = ") {
+            bins.push(name.trim_matches('"').to_owned());
+        }
+    }
+    assert!(bins.len() > 3, "{bins:?}");
+    for bin in bins.iter().filter(|b| !b.starts_with("dsm-fake")) {
+        assert!(
+            docker.contains(&format!("target/release/{bin} ")),
+            "the Dockerfile does not ship `{bin}`"
+        );
+    }
+}

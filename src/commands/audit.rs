@@ -91,7 +91,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 for problem in &report.problems {
                     err = err.detail(problem);
                 }
-                err.hint("compare with a backup of the database and of `.dsm/audit.head`")
+                err.hint("compare with a backup of the store (for an SQLite store, with `.dsm/audit.head` beside it)")
             });
             for warning in &report.warnings {
                 ctx.printer.warn(warning);

@@ -2,7 +2,6 @@
 //! `dsm config [--safe|--unsafe] list|print|set|unset|reset PLUGIN ...`.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 
 use std::sync::Arc;
 
@@ -148,8 +147,17 @@ fn plugin<'a>(l: &'a Loaded, t: &Target) -> Result<&'a Plugin> {
     l.project.find_plugin(&t.plugin, ty)
 }
 
-fn db_path(ctx: &Context, l: &Loaded) -> Result<PathBuf> {
-    crate::store::database_path(ctx.global.database_uri.as_deref(), l.project.root())
+fn location(ctx: &Context, l: &Loaded) -> Result<crate::store::Location> {
+    crate::store::locate(ctx.global.database_uri.as_deref(), l.project.root())
+}
+
+/// The store, when there is one to read: an SQLite file that does not exist holds nothing (and
+/// reading creates none); a PostgreSQL store is opened.
+fn existing_store(ctx: &Context, l: &Loaded) -> Result<Option<Arc<dyn Store>>> {
+    match location(ctx, l)? {
+        crate::store::Location::Sqlite(path) if !path.exists() => Ok(None),
+        at => crate::store::open_location(&at, l.project.root()).map(Some),
+    }
 }
 
 fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<ResolvedSettings> {
@@ -159,7 +167,7 @@ fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<Resolved
     };
     // Masked output needs no master key: a stored secret only says it exists.
     let reveal = if safe { Reveal::Masked } else { Reveal::Clear };
-    let layer = StoreLayer::open(&db_path(ctx, l)?, reveal)?;
+    let layer = StoreLayer::at(&location(ctx, l)?, l.project.root(), reveal)?;
     let inputs = Inputs {
         store: &layer,
         ..Inputs::capture(&l.project, env)?
@@ -455,7 +463,7 @@ fn plugin_ref<'a>(p: &'a Plugin, l: &'a Loaded) -> PluginRef<'a> {
 
 /// Opens (creating if needed) the system database, for commands that write to it.
 fn open_db(ctx: &Context, l: &Loaded) -> Result<Arc<dyn Store>> {
-    crate::store::open_path(&db_path(ctx, l)?)
+    crate::store::open_location(&location(ctx, l)?, l.project.root())
 }
 
 /// The master key, checked against the database; `None` when there is none to find.
@@ -724,15 +732,9 @@ fn history(ctx: &Context, target: &Target) -> Result<()> {
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
     let sensitive = |name: &str| p.setting(name).is_some_and(is_sensitive);
-    let path = db_path(ctx, &l)?;
-    let versions = if path.exists() {
-        history::list(
-            crate::store::open_path(&path)?.as_ref(),
-            &p.name,
-            &sensitive,
-        )?
-    } else {
-        Vec::new()
+    let versions = match existing_store(ctx, &l)? {
+        Some(store) => history::list(store.as_ref(), &p.name, &sensitive)?,
+        None => Vec::new(),
     };
     if format == OutputFormat::Json {
         ctx.printer.json(&serde_json::json!({

@@ -95,6 +95,11 @@ struct ShowDoc {
     lines: usize,
     /// The log (or its last lines).
     content: String,
+    /// The host that ran it.
+    host: String,
+    /// Whether `content` comes from the end of the log the run history keeps (the file is not
+    /// on this host), not from the file.
+    from_store: bool,
 }
 
 /// Runs `dsm logs`.
@@ -224,13 +229,20 @@ fn show(ctx: &Context, format: OutputFormat, log_id: &str, tail: Option<usize>) 
         Error::config(format!("run `{log_id}` has no log file"))
             .hint("runs recorded before they started a plugin (dry runs, refused runs) keep no log")
     })?;
-    let mut file = File::open(&path).map_err(|e| {
-        Error::config(format!(
-            "the log of run `{log_id}` cannot be read: `{}`: {e}",
-            path.display()
-        ))
-        .hint("`dsm runs prune` removes logs with their runs; a log stays on the host that ran it")
-    })?;
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) => {
+            // Not on this host (or pruned here): the end of the log the run history keeps.
+            let Some(kept) = store.run_log_tail(&id)? else {
+                return Err(Error::config(format!(
+                    "the log of run `{log_id}` cannot be read: `{}`: {e}",
+                    path.display()
+                ))
+                .hint("`dsm runs prune` removes logs with their runs; a log stays on the host that ran it"));
+            };
+            return show_kept(ctx, format, &run, &path, tail, &kept, &e);
+        }
+    };
     let content = match tail {
         Some(n) => read_tail(&mut file, n, &path)?,
         None => {
@@ -270,6 +282,8 @@ fn show(ctx: &Context, format: OutputFormat, log_id: &str, tail: Option<usize>) 
             tail,
             lines: content.lines().count(),
             content,
+            host: run.host.clone(),
+            from_store: false,
         }),
         OutputFormat::Text => {
             ctx.printer.notice(format!(
@@ -286,6 +300,62 @@ fn show(ctx: &Context, format: OutputFormat, log_id: &str, tail: Option<usize>) 
             ctx.printer.raw(content);
         }
     }
+    Ok(())
+}
+
+/// Shows the end of a run's log that the run history keeps, saying so (the file is on the host
+/// that ran it, or was removed).
+fn show_kept(
+    ctx: &Context,
+    format: OutputFormat,
+    run: &RunRecord,
+    path: &Path,
+    tail: Option<usize>,
+    kept: &str,
+    why: &std::io::Error,
+) -> Result<()> {
+    let content = match tail {
+        Some(n) => {
+            let lines: Vec<&str> = kept.lines().collect();
+            let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out
+        }
+        None => kept.to_owned(),
+    };
+    let log_id = run.run_id.as_str();
+    if format == OutputFormat::Json {
+        ctx.printer.json(&ShowDoc {
+            log_id: log_id.to_owned(),
+            job_name: job_name(run),
+            state: meltano_state(run.status),
+            status: run.status.as_str(),
+            started_at: format_time(run.started_at),
+            ended_at: run.ended_at.map(format_time),
+            log_path: path.to_path_buf(),
+            tail,
+            lines: content.lines().count(),
+            content,
+            host: run.host.clone(),
+            from_store: true,
+        });
+        return Ok(());
+    }
+    ctx.printer.notice(format!(
+        "the log file `{}` of run `{log_id}` cannot be read on this host ({why}); the run ran on `{}`",
+        path.display(),
+        run.host
+    ));
+    ctx.printer.notice(format!(
+        "showing {} of its end that the run history keeps (at most {} KiB) ({}, {}):",
+        crate::printer::count(content.lines().count() as u64, "line"),
+        crate::store::LOG_TAIL_BYTES / 1024,
+        job_name(run),
+        run.status.as_str()
+    ));
+    ctx.printer.raw(content);
     Ok(())
 }
 

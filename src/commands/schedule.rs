@@ -84,6 +84,10 @@ pub enum ScheduleCommand {
         /// Write the files into this directory instead of printing them.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// Kubernetes: the Secret holding the containers' environment (`DSM_DATABASE_URI`,
+        /// `PGPASSWORD`, `DSM_MASTER_KEY`); needed with a PostgreSQL store.
+        #[arg(long, value_name = "NAME")]
+        secret: Option<String>,
     },
 }
 
@@ -141,7 +145,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         ScheduleCommand::List => list(ctx),
         ScheduleCommand::Run { name } => run_now(ctx, &name),
         ScheduleCommand::RunDue { now, parallel } => run_due(ctx, now, parallel),
-        ScheduleCommand::Export { image, output_dir } => export(ctx, image, output_dir),
+        ScheduleCommand::Export {
+            image,
+            output_dir,
+            secret,
+        } => export(ctx, image, output_dir, secret),
     }
 }
 
@@ -406,7 +414,12 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
     print_summary(ctx, &summary, Overlap::Ignore)
 }
 
-fn export(ctx: &Context, image: Option<String>, output_dir: Option<PathBuf>) -> Result<()> {
+fn export(
+    ctx: &Context,
+    image: Option<String>,
+    output_dir: Option<PathBuf>,
+    secret: Option<String>,
+) -> Result<()> {
     let root = ctx.project_root()?;
     let project = Project::load(&root)?;
     let flows: Vec<Flow> = schedule_flows(&project)?
@@ -420,6 +433,20 @@ fn export(ctx: &Context, image: Option<String>, output_dir: Option<PathBuf>) -> 
     }
     options.environment = ctx.global.environment.clone();
     options.image = image;
+    options.shared_store = matches!(
+        store::locate(ctx.global.database_uri.as_deref(), &root)?,
+        store::Location::Postgres(_)
+    );
+    if options.shared_store
+        && secret.is_none()
+        && ctx.global.format.as_deref() == Some("kubernetes")
+    {
+        return Err(Error::config(
+            "with a PostgreSQL store, `--format kubernetes` needs `--secret NAME`: the pods find the store through it",
+        )
+        .hint("create a Secret with DSM_DATABASE_URI, PGPASSWORD and DSM_MASTER_KEY, and pass its name"));
+    }
+    options.secret = secret;
     let out = match ctx.global.format.as_deref() {
         Some("crontab") | None => export::crontab(&flows, &options),
         Some("systemd") => export::systemd(&flows, &options)?,

@@ -1,7 +1,7 @@
-//! `dsm store`: the system store itself (`status`, `migrate`, `reset`).
+//! `dsm store`: the system store itself (`status`, `migrate`, `copy`, `reset`).
 
 use crate::commands::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::store::{format_time, status};
 
@@ -24,12 +24,40 @@ pub enum StoreCommand {
     /// Start a new, empty store in place of a missing or emptied one, on purpose (dsm refuses
     /// to do so by itself when the project shows it had a store). Recorded in the audit log.
     Reset,
+    /// Copy the project's whole store to another backend (SQLite to PostgreSQL, or back) and
+    /// check the copy: row counts and the audit chain. The target must be empty.
+    Copy(CopyArgs),
+}
+
+/// Arguments of `dsm store copy`.
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    /// The store to copy: a file path, `sqlite:///path` or `postgresql://USER@HOST/DB` (a
+    /// password belongs in `PGPASSWORD` or `.pgpass`, not here).
+    #[arg(long, value_name = "URI")]
+    pub from: String,
+    /// The empty store to copy into (same forms).
+    #[arg(long, value_name = "URI")]
+    pub to: String,
+}
+
+/// What `dsm store copy --format json` prints (`schemas/cli/store-copy.schema.json`).
+#[derive(Debug, serde::Serialize)]
+struct CopyDoc {
+    #[serde(flatten)]
+    report: crate::store::copy::CopyReport,
+    /// Whether the audit chain's MACs were checked with the master key (they are when this
+    /// host has the store's key).
+    audit_macs_checked: bool,
 }
 
 /// Runs `dsm store`.
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
+    if let StoreCommand::Copy(copy) = &args.command {
+        return copy_store(ctx, format, &root, copy);
+    }
     let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
     match args.command {
         StoreCommand::Status => {
@@ -106,6 +134,69 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     "upgraded the store from schema version {before} to {after}"
                 )),
             }
+        }
+        StoreCommand::Copy(_) => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn copy_store(
+    ctx: &Context,
+    format: OutputFormat,
+    root: &std::path::Path,
+    args: &CopyArgs,
+) -> Result<()> {
+    let from = crate::store::locate(Some(&args.from), root)?;
+    let to = crate::store::locate(Some(&args.to), root)?;
+    let (report, target) = crate::store::copy::copy(&from, &to, root)?;
+    // The MACs need the master key; a host without it still gets the entry-by-entry check.
+    let mut audit_macs_checked = false;
+    if report.audit_entries > 0 && target.current_key()?.is_some() {
+        match crate::secrets::store::find_key(target.as_ref()) {
+            Ok((key, _)) => {
+                let verified = crate::secrets::audit::verify(target.as_ref(), &key)?;
+                if !verified.is_ok() {
+                    let mut err = Error::failed(format!(
+                        "the audit chain copied to {} does not verify",
+                        report.to
+                    ));
+                    for problem in &verified.problems {
+                        err = err.detail(problem);
+                    }
+                    return Err(err.hint("run `dsm audit verify` against the source store"));
+                }
+                audit_macs_checked = true;
+            }
+            Err(e) => ctx.printer.warn(format!(
+                "the audit chain was compared entry by entry, but its MACs were not checked: {}",
+                e.message()
+            )),
+        }
+    }
+    match format {
+        OutputFormat::Json => ctx.printer.json(&CopyDoc {
+            report,
+            audit_macs_checked,
+        }),
+        OutputFormat::Text => {
+            let rows: Vec<Vec<String>> = report
+                .tables
+                .iter()
+                .filter(|t| t.rows > 0)
+                .map(|t| vec![t.table.to_owned(), t.rows.to_string()])
+                .collect();
+            ctx.printer.table(&["TABLE", "ROWS"], &rows);
+            ctx.printer.notice(format!(
+                "copied {} to {}: row counts match, audit chain identical ({} entries{})",
+                report.from,
+                report.to,
+                report.audit_entries,
+                if audit_macs_checked {
+                    ", MACs verified"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     Ok(())

@@ -404,6 +404,11 @@ fn run(
     }
     let merge_warnings = merge.map(|m| m.finish(&outcome)).unwrap_or_default();
     let mut warnings = record_end(store.as_ref(), &run_id, &outcome, &quarantined);
+    if let Some(tail) = log_tail(&log_path)
+        && let Err(e) = store.record_log_tail(&run_id, &tail)
+    {
+        tracing::warn!(error = %e, "could not keep the end of the run's log");
+    }
     warnings.extend(merge_warnings);
     notify_end(
         project,
@@ -559,6 +564,24 @@ fn notify_end(
         }
         _ => {}
     }
+}
+
+/// The end of a run's log file (its last [`store::LOG_TAIL_BYTES`], from the start of a line),
+/// which the run history keeps for hosts without the file; `None` when there is no file. The
+/// file holds plugins' output already redacted, so the tail is too.
+fn log_tail(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let max = store::LOG_TAIL_BYTES as u64;
+    let start = file.metadata().ok()?.len().saturating_sub(max);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes).ok()?;
+    let whole_lines = match bytes.iter().position(|&b| b == b'\n') {
+        Some(i) if start > 0 => &bytes[i + 1..],
+        _ => &bytes[..],
+    };
+    Some(String::from_utf8_lossy(whole_lines).into_owned())
 }
 
 /// Records the run's stream counts, its quarantine files and how it ended; returns the
@@ -994,5 +1017,25 @@ mod tests {
             resent_note(&[("e".to_string(), counts(0))].into(), None),
             None
         );
+    }
+
+    #[test]
+    fn the_kept_log_tail_is_the_last_64_kib_from_a_line_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.log");
+        assert_eq!(log_tail(&path), None, "no file, nothing kept");
+        let lines: Vec<String> = (0..5000).map(|i| format!("[tap] line {i:05} é")).collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let tail = log_tail(&path).unwrap();
+        assert!(tail.len() <= store::LOG_TAIL_BYTES);
+        assert!(tail.len() > store::LOG_TAIL_BYTES - 100);
+        assert!(
+            tail.starts_with("[tap] line "),
+            "starts at a line: {}",
+            &tail[..40]
+        );
+        assert!(tail.ends_with("[tap] line 04999 é\n"));
+        std::fs::write(&path, "short\n").unwrap();
+        assert_eq!(log_tail(&path).unwrap(), "short\n");
     }
 }

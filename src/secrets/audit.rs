@@ -214,7 +214,7 @@ fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
         RecordedHead::Problem(problem) if prev.seq > 0 => report.problems.push(problem.clone()),
         RecordedHead::NotKept | RecordedHead::Problem(_) => {}
         RecordedHead::At(head) if head.seq > prev.seq => report.problems.push(format!(
-            "entries {} to {} were cut from the end (the head file records entry {})",
+            "entries {} to {} were cut from the end (the recorded head names entry {})",
             prev.seq + 1,
             head.seq,
             head.seq
@@ -231,7 +231,7 @@ fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
             };
             if stored != Some(head.mac.as_slice()) && head.seq > 0 {
                 report.problems.push(format!(
-                    "entry {} does not match the head file (the log was rewritten)",
+                    "entry {} does not match the recorded head (the log was rewritten)",
                     head.seq
                 ));
             } else if head.seq < prev.seq {

@@ -842,6 +842,12 @@ impl RunHistory for BackedStore {
     fn finish_run(&self, run_id: &RunId, finish: &RunFinish) -> Result<()> {
         self.inner.finish_run(run_id, finish)
     }
+    fn record_log_tail(&self, run_id: &RunId, tail: &str) -> Result<()> {
+        self.inner.record_log_tail(run_id, tail)
+    }
+    fn run_log_tail(&self, run_id: &RunId) -> Result<Option<String>> {
+        self.inner.run_log_tail(run_id)
+    }
     fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()> {
         self.inner.record_run_artifacts(run_id, artifacts)
     }

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod config_history;
+pub mod copy;
 pub mod liveness;
 pub mod locks;
 pub mod meltano;
@@ -43,8 +44,8 @@ pub use locks::{
 };
 pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
 pub use runs::{
-    NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish, RunHistory,
-    RunRecord, RunStatus, StreamStats,
+    LOG_TAIL_BYTES, NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish,
+    RunHistory, RunRecord, RunStatus, StreamStats,
 };
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;

@@ -270,4 +270,14 @@ pub trait RunHistory {
     /// The highest classification label each stream ever ran with, sorted by stream (empty
     /// for a store that never recorded labels).
     fn highest_stream_labels(&self) -> Result<Vec<StreamLabel>>;
+
+    /// Keeps the end of a run's log (at most [`LOG_TAIL_BYTES`], secrets already redacted as
+    /// in the file) with the run, so a host without the file can show it.
+    fn record_log_tail(&self, run_id: &RunId, tail: &str) -> Result<()>;
+
+    /// The end of the run's log that [`RunHistory::record_log_tail`] kept.
+    fn run_log_tail(&self, run_id: &RunId) -> Result<Option<String>>;
 }
+
+/// The most of a run's log the run history keeps (its last bytes).
+pub const LOG_TAIL_BYTES: usize = 64 * 1024;

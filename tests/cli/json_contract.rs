@@ -376,6 +376,7 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "state-export",
         "state-get",
         "state-list",
+        "store-copy",
         "store-status",
         "test",
         "tokens-create",

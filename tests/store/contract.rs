@@ -29,6 +29,10 @@ pub trait Backend {
 
     /// A new, empty store whose flow locks lapse when not renewed for `expiry`.
     fn open_leased(&self, expiry: Duration) -> (Box<dyn std::any::Any>, Arc<dyn Store>);
+
+    /// A second handle (a connection of its own, as another host or process has) on the store
+    /// `guard` keeps alive.
+    fn reopen(&self, guard: &dyn std::any::Any) -> Arc<dyn Store>;
 }
 
 /// SQLite files in temporary folders.
@@ -41,6 +45,11 @@ impl Backend for Sqlite {
             .unwrap()
             .with_stale_after(expiry);
         (Box::new(tmp), Arc::new(store))
+    }
+
+    fn reopen(&self, guard: &dyn std::any::Any) -> Arc<dyn Store> {
+        let tmp = guard.downcast_ref::<tempfile::TempDir>().unwrap();
+        Arc::new(dsm::store::SqliteStore::open(&tmp.path().join(".dsm/dsm.db")).unwrap())
     }
 }
 
@@ -60,6 +69,13 @@ impl Backend for Postgres {
                 expiry,
             });
         (Box::new(db), Arc::new(store))
+    }
+
+    fn reopen(&self, guard: &dyn std::any::Any) -> Arc<dyn Store> {
+        use dsm::store::postgres::{PgStore, PgTarget, Upgrade};
+        let db = guard.downcast_ref::<crate::pg::TestDb>().unwrap();
+        let target = PgTarget::parse(&db.uri(Some("team_contract"))).unwrap();
+        Arc::new(PgStore::open(&target, "contract-project", Upgrade::FirstUseOnly).unwrap())
     }
 }
 
@@ -100,11 +116,12 @@ run_contract!(
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
         notification_deliveries_are_kept_in_order_and_bounded,
         state_events_keep_only_the_newest_of_each_state_id,
+        concurrent_audit_appends_never_fork_the_chain,
+        the_end_of_a_runs_log_is_kept_with_the_run,
     ]
 );
 
-// Not yet on PostgreSQL (an error naming the feature there): secrets, the audit chain, config
-// history, source status, tokens, webhook events and notification deliveries.
+// Not yet on PostgreSQL (an error naming the feature there): notification deliveries.
 run_contract!(
     postgres,
     super::Postgres,
@@ -119,9 +136,17 @@ run_contract!(
         run_history_records_each_step,
         settings_round_trip,
         a_burst_of_states_commits_as_one_sequence_of_single_commits_would,
+        secrets_are_stored_sealed_and_audited,
+        the_audit_chain_appends_and_prunes_in_one_transaction,
+        config_versions_number_and_restore,
+        source_status_is_a_history,
+        tokens_round_trip,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
         notification_deliveries_are_not_kept_yet_and_say_so,
         state_events_keep_only_the_newest_of_each_state_id,
+        webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
+        concurrent_audit_appends_never_fork_the_chain,
+        the_end_of_a_runs_log_is_kept_with_the_run,
     ]
 );
 
@@ -513,6 +538,23 @@ pub fn run_history_records_each_step(b: &dyn Backend) {
     );
 }
 
+pub fn the_end_of_a_runs_log_is_kept_with_the_run(b: &dyn Backend) {
+    let (_guard, store) = b.open();
+    let run = store.begin_run(&NewRun::default()).unwrap();
+    assert_eq!(store.run_log_tail(&run).unwrap(), None);
+    store
+        .record_log_tail(&run, "[tap] one\n[tap] two\n")
+        .unwrap();
+    assert_eq!(
+        store.run_log_tail(&run).unwrap().as_deref(),
+        Some("[tap] one\n[tap] two\n")
+    );
+    assert_eq!(store.run_log_tail(&RunId::new("nope")).unwrap(), None);
+    // The host is recorded with the run.
+    let host = store.get_run(&run).unwrap().unwrap().host;
+    assert!(!host.is_empty());
+}
+
 pub fn settings_round_trip(b: &dyn Backend) {
     let (_guard, store) = b.open();
     assert_eq!(store.get_setting("tap-a", "start_date").unwrap(), None);
@@ -763,6 +805,65 @@ pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
     );
     let seqs: Vec<i64> = chain.rows.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [3, 4, 5]);
+}
+
+/// Two writers with connections of their own (two hosts) append to one chain at once, each
+/// entry's MAC made from its predecessor's as the real chain does: every entry lands, numbered
+/// without gaps or twins, and each one chains from the entry before it (no fork).
+pub fn concurrent_audit_appends_never_fork_the_chain(b: &dyn Backend) {
+    use sha2::{Digest, Sha256};
+    let (guard, first) = b.open();
+    let second = b.reopen(guard.as_ref());
+    let mac = |prev: &[u8], seq: i64, writer: &str| -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(seq.to_le_bytes());
+        h.update(writer.as_bytes());
+        h.finalize().to_vec()
+    };
+    const EACH: usize = 40;
+    std::thread::scope(|scope| {
+        for (writer, store) in [("one", &first), ("two", &second)] {
+            scope.spawn(move || {
+                for _ in 0..EACH {
+                    store
+                        .append_audit(&|prev: &ChainLink| AuditRow {
+                            seq: prev.seq + 1,
+                            at: "2026-01-01T00:00:00.000Z".into(),
+                            os_user: "me".into(),
+                            host: writer.into(),
+                            command: "dsm test".into(),
+                            action: "config.set".into(),
+                            targets: "[]".into(),
+                            mac: mac(&prev.mac, prev.seq + 1, writer),
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let chain = first.audit_chain().unwrap();
+    assert_eq!(chain.rows.len(), 2 * EACH);
+    let mut prev: Vec<u8> = Vec::new();
+    for (i, row) in chain.rows.iter().enumerate() {
+        assert_eq!(row.seq, i as i64 + 1);
+        assert_eq!(
+            row.mac,
+            mac(&prev, row.seq, &row.host),
+            "entry {} forks",
+            row.seq
+        );
+        prev = row.mac.clone();
+    }
+    for writer in ["one", "two"] {
+        assert_eq!(chain.rows.iter().filter(|r| r.host == writer).count(), EACH);
+    }
+    // The recorded head names a real entry (SQLite writes its head file after committing, so
+    // under a race it may name an earlier one).
+    if let RecordedHead::At(head) = &chain.head {
+        let row = &chain.rows[usize::try_from(head.seq).unwrap() - 1];
+        assert_eq!(row.mac, head.mac);
+    }
 }
 
 pub fn config_versions_number_and_restore(b: &dyn Backend) {

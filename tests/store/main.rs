@@ -9,6 +9,7 @@
 )]
 
 mod boundary;
+mod chaos;
 mod contract;
 mod helper;
 mod meltano;

@@ -61,9 +61,14 @@ plugins:
     }
 
     fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
+        self.dsm_with(uri, args, stdin, &[])
+    }
+
+    fn dsm_with(&self, uri: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         use std::io::Write as _;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
         clean_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![bins.to_path_buf()];
@@ -181,10 +186,10 @@ fn team_mode_needs_a_project_id_and_names_what_it_cannot_do_yet() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
-    // Secrets are not kept in PostgreSQL yet: an error naming them, nothing written locally.
+    // What team mode does not keep yet (bundles) is an error naming it, never a local file.
     p.ok(&uri, &["secrets", "init"]);
-    let out = p.dsm_with_stdin(&uri, &["secrets", "set", "tap-csv", "password"], "s3cret\n");
-    assert_eq!(out.status.code(), Some(2));
+    let out = p.dsm(&uri, &["export", "--output", "bundle.dsm"]);
+    assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot use a PostgreSQL store yet"),
@@ -326,6 +331,155 @@ fn store_status_shows_backend_version_projects_and_leases() {
     assert!(validator.iter_errors(&doc).next().is_none(), "{doc:#}");
     assert_eq!(doc["backend"], "sqlite");
     assert_eq!(doc["leases"], serde_json::json!([]));
+}
+
+/// Issue 23: secrets, the audit chain, config history and API tokens live in the shared store:
+/// a value set on one host is listed, verified and audited on another that holds the same
+/// master key; the chain verifies there, and an edited or cut chain is caught; only ciphertext
+/// reaches the database.
+#[test]
+fn secrets_audit_config_history_and_tokens_are_shared_by_every_host() {
+    let db = TestDb::new("team_secrets");
+    let uri = db.uri(None);
+    let (a, b) = (Copy::new(Some("sec")), Copy::new(Some("sec")));
+    a.ok(&uri, &["secrets", "init"]);
+    // The key is handed to the second host as a file (how the README says to distribute it).
+    let key = a.path().join(".test-config/dsm/master.key");
+    let other = b.path().join(".test-config/dsm/master.key");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::copy(&key, &other).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let secret = "s3cret-team-value";
+    let out = a.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "password"],
+        &format!("{secret}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.ok(
+        &uri,
+        &[
+            "config",
+            "set",
+            "tap-csv",
+            "infer_rows",
+            "5",
+            "--store",
+            "db",
+        ],
+    );
+    assert!(
+        !a.path().join(".dsm/dsm.db").exists(),
+        "nothing stays local"
+    );
+
+    // The other host sees the secret (by name), verifies it decrypts, and sees the value set.
+    let listed = b.ok(&uri, &["--format", "json", "secrets", "list"]);
+    assert!(
+        listed.contains("password") && !listed.contains(secret),
+        "{listed}"
+    );
+    b.ok(&uri, &["secrets", "verify"]);
+    let shown = json(&b.ok(&uri, &["--format", "json", "config", "list", "tap-csv"]));
+    let rows = shown["settings"].as_array().unwrap();
+    let infer = rows.iter().find(|s| s["name"] == "infer_rows").unwrap();
+    assert_eq!(
+        (&infer["value"], &infer["source"]),
+        (&json("5"), &json("\"system_store\"")),
+        "{shown}"
+    );
+    let history = json(&b.ok(&uri, &["--format", "json", "config", "history", "tap-csv"]));
+    assert!(
+        !history["versions"].as_array().unwrap().is_empty(),
+        "{history}"
+    );
+    let verified = json(&b.ok(&uri, &["--format", "json", "audit", "verify"]));
+    assert_eq!(verified["problems"], serde_json::json!([]), "{verified}");
+    assert_eq!(verified["entries"], 1, "{verified}");
+    // The second host writes with the same key; the chain goes on from the first host's entry.
+    let out = b.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "api_key"],
+        "another-team-value\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = json(&a.ok(&uri, &["--format", "json", "audit", "verify"]));
+    assert_eq!(verified["entries"], 2, "{verified}");
+    let log = b.ok(&uri, &["--format", "json", "audit", "list"]);
+    assert!(
+        log.contains("tap-csv.password") && !log.contains(secret),
+        "{log}"
+    );
+
+    // Only ciphertext and MACs in the database.
+    let mut c = db.client();
+    let rows = c
+        .query(
+            "SELECT ciphertext FROM dsm.secrets WHERE project_id = 'sec'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let sealed: Vec<u8> = row.get(0);
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+
+    // Tokens made on one host are known on the other.
+    let made = json(&a.ok(
+        &uri,
+        &[
+            "--format", "json", "tokens", "create", "ci", "--role", "viewer",
+        ],
+    ));
+    assert_eq!(made["name"], "ci", "{made}");
+    let tokens = b.ok(&uri, &["--format", "json", "tokens", "list"]);
+    assert!(tokens.contains("\"ci\""), "{tokens}");
+
+    // An edited entry, then an entry cut from the end, are caught on any host.
+    c.execute(
+        "UPDATE dsm.audit_log SET action = 'secret.unset' WHERE project_id = 'sec' AND seq = 1",
+        &[],
+    )
+    .unwrap();
+    let out = a.dsm(&uri, &["audit", "verify"]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("entry 1"), "{text}");
+    c.execute(
+        "UPDATE dsm.audit_log SET action = 'secret.set' WHERE project_id = 'sec' AND seq = 1",
+        &[],
+    )
+    .unwrap();
+    a.ok(&uri, &["audit", "verify"]);
+    c.execute(
+        "DELETE FROM dsm.audit_log WHERE project_id = 'sec'
+         AND seq = (SELECT max(seq) FROM dsm.audit_log WHERE project_id = 'sec')",
+        &[],
+    )
+    .unwrap();
+    let out = b.dsm(&uri, &["audit", "verify"]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cut from the end"), "{text}");
 }
 
 fn password_of(uri: &str) -> Option<String> {
@@ -489,4 +643,477 @@ fn a_paused_run_whose_lease_was_taken_over_cannot_write_state() {
         .unwrap()
         .get(0);
     assert_eq!(fence, 2, "two takings of the lease");
+}
+
+/// Issue 23: the run history keeps the end of each run's log (secrets redacted, as in the file)
+/// and the host that ran it, so `dsm logs show` on a host without the file shows that, saying
+/// so.
+#[test]
+fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
+    let db = TestDb::new("team_logs");
+    let uri = db.uri(None);
+    let a = Copy::new(Some("logs"));
+    // An extractor that prints its config (with the secret) on stderr, then sends 3 records.
+    let script = a.path().join("chatty-tap");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho starting >&2\ncat \"$2\" >&2\necho >&2\nexec {} --generate 3 --state-every 1 \"$@\"\n",
+            env!("CARGO_BIN_EXE_dsm-fake-tap")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yml = std::fs::read_to_string(a.path().join("meltano.yml"))
+        .unwrap()
+        .replace(
+            "  loaders:",
+            &format!(
+                "  - name: tap-chatty\n    namespace: tap_chatty\n    executable: {}\n    settings:\n    - name: password\n      sensitive: true\n  loaders:",
+                script.display()
+            ),
+        );
+    std::fs::write(a.path().join("meltano.yml"), yml).unwrap();
+    a.ok(&uri, &["secrets", "init"]);
+    let secret = "hunter2-kept-out-of-logs";
+    let out = a.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-chatty", "password"],
+        &format!("{secret}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.ok(&uri, &["run", "tap-chatty", "target-jsonl"]);
+    let runs = json(&a.ok(&uri, &["--format", "json", "runs", "list"]));
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let host = runs[0]["host"].as_str().unwrap().to_owned();
+    let file =
+        std::fs::read_to_string(a.path().join(".dsm/logs").join(format!("{run_id}.log"))).unwrap();
+    assert!(file.contains("[tap-chatty] starting"), "{file}");
+
+    // Another copy (another host: the file is not there) shows the kept end, and says so.
+    std::fs::remove_dir_all(a.path().join(".dsm/logs")).unwrap();
+    let b = Copy::new(Some("logs"));
+    let doc = json(&b.ok(&uri, &["--format", "json", "logs", "show", &run_id]));
+    assert_eq!(doc["from_store"], true, "{doc}");
+    assert_eq!(doc["host"], host.as_str(), "{doc}");
+    assert_eq!(doc["content"], file.as_str(), "a short log is kept whole");
+    let content = doc["content"].as_str().unwrap();
+    assert!(
+        content.contains("\"password\":\"********\"") && !content.contains(secret),
+        "{content}"
+    );
+    let out = b.dsm(&uri, &["logs", "show", &run_id, "--tail", "1"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be read on this host") && stderr.contains(&host),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "--tail applies to the kept end"
+    );
+    // Nothing of the secret in the database's copy either.
+    let kept: String = db
+        .client()
+        .query_one(
+            "SELECT log_tail FROM dsm.runs WHERE project_id = 'logs' AND run_id = $1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!kept.contains(secret));
+}
+
+/// The URI without its password, and the password (for `PGPASSWORD`: never in argv).
+fn without_password(uri: &str) -> (String, String) {
+    let pw = password_of(uri).unwrap_or_default();
+    (uri.replacen(&format!(":{pw}@"), "@", 1), pw)
+}
+
+/// Issue 23: `dsm store copy` moves a project's whole store from SQLite to PostgreSQL and
+/// back: every table's rows, the audit chain (MACs checked), and the copy serves the project
+/// as the original did; a non-empty target is refused.
+#[test]
+fn store_copy_moves_a_project_to_postgresql_and_back() {
+    let db = TestDb::new("team_copy");
+    let (pg, pw) = without_password(&db.uri(Some("moved")));
+    let env = [("PGPASSWORD", pw.as_str())];
+    let a = Copy::new(Some("copied"));
+    let sqlite = format!("sqlite://{}", a.path().join(".dsm/dsm.db").display());
+    let flow = "tap-csv-to-target-jsonl";
+    a.ok(&sqlite, &["run", "tap-csv", "target-jsonl"]);
+    a.ok(&sqlite, &["secrets", "init"]);
+    for (setting, value) in [
+        ("password", "first-value-1\n"),
+        ("token", "second-value-2\n"),
+    ] {
+        let out = a.dsm_with_stdin(&sqlite, &["secrets", "set", "tap-csv", setting], value);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    a.ok(
+        &sqlite,
+        &[
+            "config",
+            "set",
+            "tap-csv",
+            "infer_rows",
+            "5",
+            "--store",
+            "db",
+        ],
+    );
+    a.ok(&sqlite, &["tokens", "create", "ci", "--role", "viewer"]);
+
+    let args = |from: &str, to: &str| -> Vec<String> {
+        [
+            "--format", "json", "store", "copy", "--from", from, "--to", to,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.dsm_with(&sqlite, &args, "", &env)
+    };
+    let out = run(&args(&sqlite, &pg));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&String::from_utf8_lossy(&out.stdout));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/cli/store-copy.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.iter_errors(&doc).next().is_none(), "{doc:#}");
+    assert_eq!(doc["audit_entries"], 3, "two secrets and a token: {doc}");
+    assert_eq!(doc["audit_macs_checked"], true, "{doc}");
+    let rows = |doc: &Value, table: &str| {
+        doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    for (table, n) in [
+        ("state", 1),
+        ("runs", 1),
+        ("run_plugins", 2),
+        ("secrets", 2),
+        ("secret_keys", 1),
+        ("audit_log", 3),
+        ("api_tokens", 1),
+    ] {
+        assert_eq!(rows(&doc, table), n, "{table}: {doc}");
+    }
+    assert!(rows(&doc, "config_history") >= 1 && rows(&doc, "state_events") >= 1);
+
+    // The PostgreSQL copy serves the project as the SQLite store did.
+    let on = |uri: &str, args: &[&str]| {
+        let out = a.dsm_with(uri, args, "", &env);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        on(&pg, &["state", "get", flow]),
+        on(&sqlite, &["state", "get", flow])
+    );
+    assert_eq!(
+        on(&pg, &["--format", "json", "runs", "list"]),
+        on(&sqlite, &["--format", "json", "runs", "list"])
+    );
+    on(&pg, &["secrets", "verify"]);
+    assert_eq!(
+        json(&on(&pg, &["--format", "json", "audit", "verify"]))["entries"],
+        3
+    );
+    assert!(on(&pg, &["--format", "json", "tokens", "list"]).contains("\"ci\""));
+    let listed = on(&pg, &["config", "list", "tap-csv"]);
+    assert!(
+        listed.contains("current value: 5 (from system store)"),
+        "{listed}"
+    );
+
+    // A second copy into the same project's rows is refused, and changes nothing.
+    let out = run(&args(&sqlite, &pg));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert!(!stderr.contains(&pw) || pw.is_empty(), "{stderr}");
+
+    // And back, into a new SQLite file: the same rows, a chain that verifies there (its head
+    // file written beside it).
+    let back_dir = tempfile::tempdir().unwrap();
+    let back = format!("sqlite://{}", back_dir.path().join("dsm.db").display());
+    let out = run(&args(&pg, &back));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(again["tables"], doc["tables"]);
+    assert!(back_dir.path().join("audit.head").is_file());
+    assert_eq!(
+        json(&on(&back, &["--format", "json", "audit", "verify"]))["entries"],
+        3
+    );
+    assert_eq!(
+        on(&back, &["state", "get", flow]),
+        on(&sqlite, &["state", "get", flow])
+    );
+    assert_eq!(
+        on(&back, &["--format", "json", "runs", "list"]),
+        on(&sqlite, &["--format", "json", "runs", "list"])
+    );
+}
+
+/// Issue 23: with a PostgreSQL store, the Kubernetes export is runnable as is: the image's
+/// `dsm`, the store and key from a Secret, no volume claim.
+#[test]
+fn kubernetes_export_for_a_shared_store_needs_a_secret_and_no_claim() {
+    let db = TestDb::new("team_k8s");
+    let uri = db.uri(None);
+    let p = Copy::new(Some("k8s"));
+    p.ok(
+        &uri,
+        &[
+            "schedule",
+            "add",
+            "nightly",
+            "--extractor",
+            "tap-csv",
+            "--loader",
+            "target-jsonl",
+            "--interval",
+            "@daily",
+        ],
+    );
+    let export = [
+        "schedule",
+        "export",
+        "--format",
+        "kubernetes",
+        "--image",
+        "etl:1",
+    ];
+    let out = p.dsm(&uri, &export);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--secret NAME"));
+    let mut args = export.to_vec();
+    args.extend(["--secret", "dsm-store"]);
+    let yaml = p.ok(&uri, &args);
+    assert!(!yaml.contains("PersistentVolumeClaim"), "{yaml}");
+    assert!(
+        yaml.contains("secretRef:") && yaml.contains("name: \"dsm-store\""),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(r#"command: ["dsm", "schedule", "run", "nightly"]"#),
+        "{yaml}"
+    );
+    assert!(!yaml.contains(env!("CARGO_BIN_EXE_dsm")), "{yaml}");
+}
+
+/// A PgBouncer in transaction mode in front of the test server (Debian's `pgbouncer`, which
+/// scripts/test.sh installs where missing), with two server connections shared by every
+/// client; stopped when dropped.
+struct Bouncer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Bouncer {
+    fn start() -> Bouncer {
+        let bin = Path::new("/usr/sbin/pgbouncer");
+        assert!(
+            bin.is_file(),
+            "the pooler test needs Debian's pgbouncer: apt-get install -y pgbouncer (scripts/test.sh does)"
+        );
+        let server: postgres::Config = crate::pg::server_url().parse().unwrap();
+        let port = match server.get_ports() {
+            [p, ..] => *p,
+            [] => 5432,
+        };
+        let password = server
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let user = server.get_user().unwrap_or("postgres").to_owned();
+        let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let own = listen.local_addr().unwrap().port();
+        drop(listen);
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{user}\" \"\"\n")).unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={port} user={user} password={password}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {own}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
+                 default_pool_size = 2\nmax_client_conn = 200\nlogfile =\npidfile =\n",
+                users.display()
+            ),
+        )
+        .unwrap();
+        for f in [&users, &ini] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // PgBouncer refuses to run as root.
+        let mut cmd = if nix_is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let child = cmd
+            .arg(&ini)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", own)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pgbouncer did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Bouncer {
+            child,
+            port: own,
+            _dir: dir,
+        }
+    }
+
+    /// The URI of `db` through the pooler (no password: the pooler trusts loopback clients).
+    fn uri(&self, db: &TestDb) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{}?sslmode=disable&schema=pooled",
+            self.port, db.name
+        )
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        // runuser passes the signal on to pgbouncer.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 23: team mode works through a transaction-pooling pooler (two server connections
+/// shared by every client): runs racing for one flow's lease (one wins, the others exit 3),
+/// state, secrets and the audit chain.
+#[test]
+fn team_mode_works_through_pgbouncer_in_transaction_mode() {
+    let db = TestDb::new("team_pooler");
+    let bouncer = Bouncer::start();
+    let uri = bouncer.uri(&db);
+    let copies: Vec<Copy> = (0..4).map(|_| slow_copy("pooled")).collect();
+    copies[0].ok(&uri, &["secrets", "init"]);
+    let out = copies[0].dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-slow", "password"],
+        "through-the-pooler\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Four copies start the same flow at once, twice over.
+    for round in 0..2 {
+        let children: Vec<_> = copies
+            .iter()
+            .map(|c| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
+                clean_env(&mut cmd);
+                let bins = Path::new(env!("CARGO_BIN_EXE_dsm")).parent().unwrap();
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let mut dirs = vec![bins.to_path_buf()];
+                dirs.extend(std::env::split_paths(&path));
+                cmd.args(["run", "tap-slow", "target-jsonl"])
+                    .current_dir(c.path())
+                    .env("DSM_DATABASE_URI", &uri)
+                    .env("DSM_LEASE_HEARTBEAT", "100ms")
+                    .env("DSM_LEASE_EXPIRY", "2s")
+                    .env("SLOW_MS", "400")
+                    .env("XDG_CONFIG_HOME", copies[0].path().join(".test-config"))
+                    .env("PATH", std::env::join_paths(dirs).unwrap())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<Option<i32>> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                if !matches!(out.status.code(), Some(0 | 3)) {
+                    panic!(
+                        "round {round}: {:?}\n{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                out.status.code()
+            })
+            .collect();
+        assert!(codes.contains(&Some(0)), "round {round}: {codes:?}");
+    }
+    let b = &copies[3];
+    let state = json(&b.ok(&uri, &["state", "get", "tap-slow-to-target-jsonl"]));
+    assert!(state["singer_state"].is_object(), "{state}");
+    let runs = json(&b.ok(&uri, &["--format", "json", "runs", "list"]));
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "success"),
+        "{runs}"
+    );
+    copies[0].ok(&uri, &["audit", "verify"]);
+    copies[0].ok(&uri, &["secrets", "verify"]);
 }

@@ -3,18 +3,25 @@
 //! (`schema=NAME`, default `dsm`). Every query names its schema and project explicitly and no
 //! session state is relied on, so the store works through a transaction-pooling pooler.
 //!
-//! What it keeps today: state and its events, flow leases, run history and settings. What it
-//! does not keep yet (secrets, the audit chain, config history, source status, API tokens,
-//! merged streams) is an error naming the feature, never a silent local fallback.
+//! What it keeps: state and its events, flow leases, run history, settings, encrypted secrets,
+//! the audit chain, config history, source status, API tokens and webhook events. What it does
+//! not keep yet (merged streams, bundles) is an error naming the feature, never a silent local
+//! fallback.
 
+mod config_history;
 mod connect;
+mod copy;
 mod locks;
 mod runs;
+mod secrets;
 mod settings;
 mod state;
+mod tokens;
 pub(crate) mod unsupported;
+mod webhooks;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -45,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "notification_deliveries",
         include_str!("migrations/0017_notification_deliveries.sql"),
+    ),
+    (
+        18,
+        "team_store_rest",
+        include_str!("migrations/0018_team_store_rest.sql"),
     ),
     (
         19,
@@ -155,6 +167,24 @@ pub struct PgStore {
     schema: String,
     project: String,
     lease: LeaseTimes,
+    /// How long a lost connection is tried again (`DSM_STORE_RECONNECT`).
+    reconnect: Duration,
+}
+
+/// How long a lost connection is tried again by default.
+pub const DEFAULT_RECONNECT: Duration = Duration::from_secs(30);
+
+fn reconnect_window() -> Result<Duration> {
+    match std::env::var(crate::envvars::STORE_RECONNECT)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => Ok(DEFAULT_RECONNECT),
+        Some(text) => crate::duration::parse(&text).map_err(|e| {
+            Error::config(format!("{}: {e}", crate::envvars::STORE_RECONNECT))
+                .hint(crate::duration::DurationError::hint())
+        }),
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -181,6 +211,7 @@ impl PgStore {
     /// Connects to `target` for `project_id` and checks (or, on first use, creates) the schema.
     pub fn open(target: &PgTarget, project_id: &str, upgrade: Upgrade) -> Result<PgStore> {
         let lease = LeaseTimes::from_env()?;
+        let reconnect = reconnect_window()?;
         let mut client = target.connect()?;
         let schema = format!("\"{}\"", target.schema);
         migrate(&mut client, &schema, target, upgrade)?;
@@ -190,6 +221,7 @@ impl PgStore {
             schema,
             project: project_id.to_owned(),
             lease,
+            reconnect,
         })
     }
 
@@ -197,6 +229,13 @@ impl PgStore {
     #[must_use]
     pub fn with_lease(mut self, lease: LeaseTimes) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Replaces the reconnect window (tests; `DSM_STORE_RECONNECT` sets it otherwise).
+    #[must_use]
+    pub fn with_reconnect(mut self, window: Duration) -> Self {
+        self.reconnect = window;
         self
     }
 
@@ -223,7 +262,9 @@ impl PgStore {
                 &self.q(
                     "SELECT project_id FROM {S}.state UNION SELECT project_id FROM {S}.runs
                      UNION SELECT project_id FROM {S}.flow_locks
-                     UNION SELECT project_id FROM {S}.settings ORDER BY 1",
+                     UNION SELECT project_id FROM {S}.settings
+                     UNION SELECT project_id FROM {S}.secrets
+                     UNION SELECT project_id FROM {S}.audit_log ORDER BY 1",
                 ),
                 &[],
             )?;
@@ -240,26 +281,91 @@ impl PgStore {
         sql.replace("{S}", &self.schema)
     }
 
-    /// The connection, reconnecting when the last one was lost.
+    /// The connection, reconnecting when the last one was lost: for up to the reconnect
+    /// window (`DSM_STORE_RECONNECT`), every quarter second (a server restarting, a network
+    /// cut), then the last error, naming the setting.
     fn client(&self) -> Result<MutexGuard<'_, Option<Client>>> {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = None;
-            *guard = Some(self.target.connect()?);
+            let started = std::time::Instant::now();
+            loop {
+                match self.target.connect() {
+                    Ok(client) => {
+                        *guard = Some(client);
+                        break;
+                    }
+                    Err(e) if started.elapsed() < self.reconnect => {
+                        tracing::debug!(error = %e.message(), "reconnecting to the store");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(e) => {
+                        return Err(e.hint(format!(
+                            "the connection was lost and did not come back within {:?} ({} sets how long to try)",
+                            self.reconnect,
+                            crate::envvars::STORE_RECONNECT
+                        )));
+                    }
+                }
+            }
         }
         Ok(guard)
+    }
+
+    /// Runs `f` with the connection; when it fails because the connection was lost, runs it
+    /// again on a new one (within the reconnect window), unless `f` marked the failure final
+    /// (a commit whose outcome is unknown is never sent twice).
+    fn retrying<T>(&self, f: impl Fn(&mut Client, &AtomicBool) -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        loop {
+            let mut guard = self.client()?;
+            let client = guard
+                .as_mut()
+                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+            let final_ = AtomicBool::new(false);
+            match f(client, &final_) {
+                Err(e)
+                    if client.is_closed()
+                        && !final_.load(Ordering::SeqCst)
+                        && started.elapsed() < self.reconnect =>
+                {
+                    tracing::debug!(error = %e.message(), "the store's connection was lost; trying again");
+                    drop(guard);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs `f` with the connection. The client blocks on an async runtime of its own, which
     /// cannot start on a thread that drives another one (a run's pipeline commits its states
     /// from one): there `f` runs on a short-lived thread of its own.
-    fn read<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
-        let run = move || {
-            let mut guard = self.client()?;
-            let client = guard
-                .as_mut()
-                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
-            f(client)
+    ///
+    /// Every call is a transaction, reads too: a transaction-pooling pooler hands a client a
+    /// server connection per transaction, so the client's prepared statements must be made,
+    /// used and closed inside one (outside, a statement left on a shared server connection
+    /// clashes with another client's of the same name).
+    fn read<T: Send>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        self.write(f)
+    }
+
+    /// Runs `f` in one transaction, committed when it returns `Ok`.
+    fn write<T: Send>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + Sync,
+    ) -> Result<T> {
+        let run = || {
+            self.retrying(|c, final_| {
+                let mut tx = c.transaction()?;
+                let out = f(&mut tx)?;
+                tx.commit()
+                    .inspect_err(|_| final_.store(true, Ordering::SeqCst))?;
+                Ok(out)
+            })
         };
         if tokio::runtime::Handle::try_current().is_err() {
             return run();
@@ -273,16 +379,84 @@ impl PgStore {
         })
     }
 
-    /// Runs `f` in one transaction, committed when it returns `Ok`.
-    fn write<T: Send>(
+    /// Runs one transaction in three steps: `first` reads, `middle` (a caller's callback, which
+    /// need not be `Send`) computes on the calling thread, `last` writes; committed when all
+    /// three return `Ok`. Where the connection must be used from a thread of its own (see
+    /// [`PgStore::read`]) the steps hand their values over channels, and `middle` still runs
+    /// on the caller's thread.
+    fn write_split<I: Send, O: Send, T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T> + Send,
+        first: impl FnOnce(&mut Transaction<'_>) -> Result<I> + Send,
+        middle: impl FnOnce(I) -> Result<O>,
+        last: impl FnOnce(&mut Transaction<'_>, O) -> Result<T> + Send,
     ) -> Result<T> {
-        self.read(|c| {
-            let mut tx = c.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+        let db =
+            |client: &mut Client, hand_over: &mut dyn FnMut(I) -> Option<O>| -> Result<Option<T>> {
+                let mut tx = client.transaction()?;
+                let i = first(&mut tx)?;
+                let Some(o) = hand_over(i) else {
+                    return Ok(None);
+                };
+                let out = last(&mut tx, o)?;
+                tx.commit()?;
+                Ok(Some(out))
+            };
+        let connection = || -> Result<MutexGuard<'_, Option<Client>>> { self.client() };
+        if tokio::runtime::Handle::try_current().is_err() {
+            let mut guard = connection()?;
+            let client = guard
+                .as_mut()
+                .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+            let mut middle = Some(middle);
+            let mut failure = None;
+            let out = db(client, &mut |i| match middle.take().map(|m| m(i)) {
+                Some(Ok(o)) => Some(o),
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    None
+                }
+                None => None,
+            })?;
+            return match (out, failure) {
+                (Some(t), _) => Ok(t),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(Error::failed("a store transaction was abandoned")),
+            };
+        }
+        std::thread::scope(|scope| {
+            let (to_caller, from_db) = std::sync::mpsc::channel::<I>();
+            let (to_db, from_caller) = std::sync::mpsc::channel::<Option<O>>();
+            let worker = scope.spawn(move || -> Result<Option<T>> {
+                let mut guard = connection()?;
+                let client = guard
+                    .as_mut()
+                    .ok_or_else(|| Error::failed("the PostgreSQL store has no connection"))?;
+                db(client, &mut |i| {
+                    to_caller.send(i).ok()?;
+                    from_caller.recv().ok().flatten()
+                })
+            });
+            let mut failure = None;
+            if let Ok(i) = from_db.recv() {
+                match middle(i) {
+                    Ok(o) => drop(to_db.send(Some(o))),
+                    Err(e) => {
+                        failure = Some(e);
+                        drop(to_db.send(None));
+                    }
+                }
+            }
+            drop(to_db);
+            let out = worker.join().unwrap_or_else(|_| {
+                Err(Error::failed(
+                    "a call to the PostgreSQL store panicked (see the log above)",
+                ))
+            })?;
+            match (out, failure) {
+                (Some(t), _) => Ok(t),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(Error::failed("a store transaction was abandoned")),
+            }
         })
     }
 
@@ -339,7 +513,12 @@ fn migrate(client: &mut Client, schema: &str, target: &PgTarget, upgrade: Upgrad
         }
         Ok(())
     };
-    let version = schema_version(client, schema)?;
+    let version = {
+        let mut tx = client.transaction()?;
+        let version = schema_version(&mut tx, schema)?;
+        tx.commit()?;
+        version
+    };
     check(version)?;
     if version == latest {
         return Ok(());
@@ -380,7 +559,10 @@ fn migrate(client: &mut Client, schema: &str, target: &PgTarget, upgrade: Upgrad
 /// The schema version of the store at `target` (0: empty), read without migrating it.
 pub fn current_version(target: &PgTarget) -> Result<i64> {
     let mut client = target.connect()?;
-    schema_version(&mut client, &format!("\"{}\"", target.schema))
+    let mut tx = client.transaction()?;
+    let version = schema_version(&mut tx, &format!("\"{}\"", target.schema))?;
+    tx.commit()?;
+    Ok(version)
 }
 
 /// A time read back as milliseconds since the epoch.

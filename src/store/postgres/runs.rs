@@ -270,6 +270,26 @@ impl RunHistory for PgStore {
         })
     }
 
+    fn record_log_tail(&self, run_id: &RunId, tail: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &self.q("UPDATE {S}.runs SET log_tail = $3 WHERE project_id = $1 AND run_id = $2"),
+                &[&self.project, &run_id.as_str(), &tail],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn run_log_tail(&self, run_id: &RunId) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                &self.q("SELECT log_tail FROM {S}.runs WHERE project_id = $1 AND run_id = $2"),
+                &[&self.project, &run_id.as_str()],
+            )?
+            .and_then(|r| r.get::<_, Option<String>>(0)))
+        })
+    }
+
     fn record_run_artifacts(&self, run_id: &RunId, artifacts: &[RunArtifact]) -> Result<()> {
         self.write(|tx| {
             if !self.run_exists(tx, run_id)? {

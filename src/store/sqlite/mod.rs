@@ -94,6 +94,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0017_notification_deliveries.sql"),
     ),
     (
+        18,
+        "run_log_tail",
+        include_str!("../migrations/0018_run_log_tail.sql"),
+    ),
+    (
         19,
         "run_record_counts",
         include_str!("../migrations/0019_run_record_counts.sql"),
@@ -533,6 +538,7 @@ impl Store for SqliteStore {
 
 mod audit;
 mod config_history;
+mod copy;
 mod locks;
 pub mod merged;
 mod notifications;

@@ -229,6 +229,28 @@ impl RunHistory for SqliteStore {
         })
     }
 
+    fn record_log_tail(&self, run_id: &RunId, tail: &str) -> Result<()> {
+        self.write_history(|tx| {
+            tx.execute(
+                "UPDATE runs SET log_tail = ?2 WHERE run_id = ?1",
+                params![run_id.as_str(), tail],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn run_log_tail(&self, run_id: &RunId) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT log_tail FROM runs WHERE run_id = ?1",
+                [run_id.as_str()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+        })
+    }
+
     fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>> {
         self.read(|c| {
             let cols = c

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Team mode against the default SQLite store, side by side in one run on one machine: the same
+# project runs with its store in `.dsm/dsm.db` and in a PostgreSQL database of a throwaway
+# cluster (scripts/pg-test-cluster.sh, fsync off as for the tests: it measures dsm, not disks).
+#
+#   small: a 10-record `dsm run` (the built-in fake tap into target-jsonl), REPEAT times each,
+#          median wall time (issue 23's goal: PostgreSQL at most 2x SQLite);
+#   relay: an N-record run with a STATE every 10,000 records, records/s (goal: within 10%).
+#
+# Merged streams are not measured: a PostgreSQL store does not keep them yet.
+# Usage: benches/team-store.sh [N] [REPEAT]   (defaults 1000000 and 20). Prints the load average.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+n="${1:-1000000}"
+repeat="${2:-20}"
+
+# DSM_BENCH_BIN: a folder with already built binaries (to try the script on a debug build).
+if [[ -n "${DSM_BENCH_BIN:-}" ]]; then
+    bin="$DSM_BENCH_BIN"
+else
+    cargo build --release --locked --quiet --bin dsm --bin dsm-fake-tap --bin target-jsonl
+    bin="${CARGO_TARGET_DIR:-$root/target}/release"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/dsm-bench-team.XXXXXX")
+pg=$(mktemp -d "${TMPDIR:-/tmp}/dsm-bench-team-pg.XXXXXX")
+trap 'bash scripts/pg-test-cluster.sh stop "$pg"; rm -rf "$work"' EXIT
+url=$(bash scripts/pg-test-cluster.sh start "$pg")
+server="${url%/*}"
+export PATH="$bin:$PATH"
+
+project() { # DIR RECORDS
+    mkdir -p "$1"
+    cat >"$1/tap" <<SH
+#!/bin/sh
+exec "$bin/dsm-fake-tap" --generate $2 --state-every 10000 "\$@"
+SH
+    chmod +x "$1/tap"
+    cat >"$1/meltano.yml" <<YML
+version: 1
+project_id: bench-$(basename "$1")
+send_anonymous_usage_stats: false
+plugins:
+  extractors:
+  - name: tap-bench
+    namespace: tap_bench
+    executable: $1/tap
+    capabilities: [state]
+  loaders:
+  - name: target-jsonl
+    variant: dsm
+    executable: target-jsonl
+    config:
+      destination_path: out
+YML
+}
+
+# Seconds one `dsm run` takes in DIR with the store URI (empty: SQLite).
+timed_run() { # DIR URI
+    local start end
+    start=$(date +%s.%N)
+    (cd "$1" && DSM_DATABASE_URI="$2" dsm run tap-bench target-jsonl >/dev/null 2>"$1/last.err") ||
+        { cat "$1/last.err" >&2; echo "team-store: the run in $1 failed" >&2; exit 1; }
+    end=$(date +%s.%N)
+    python3 -c "print(f'{$end - $start:.4f}')"
+}
+
+median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.4f}")' "$@"; }
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for store in sqlite postgresql; do
+    uri=""
+    [[ "$store" == postgresql ]] && uri="$server/postgres?sslmode=disable&schema=bench_small"
+    project "$work/small-$store" 10
+    timed_run "$work/small-$store" "$uri" >/dev/null # first use: the store is created
+    times=()
+    for _ in $(seq "$repeat"); do times+=("$(timed_run "$work/small-$store" "$uri")"); done
+    small[$([[ $store == sqlite ]] && echo 0 || echo 1)]=$(median "${times[@]}")
+    echo "small ($store): median $(median "${times[@]}") s over $repeat runs of 10 records"
+done
+echo "small: PostgreSQL / SQLite = $(python3 -c "print(f'{${small[1]} / ${small[0]}:.2f}')")x (goal: at most 2x)"
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for store in sqlite postgresql; do
+    uri=""
+    [[ "$store" == postgresql ]] && uri="$server/postgres?sslmode=disable&schema=bench_relay"
+    project "$work/relay-$store" "$n"
+    (cd "$work/relay-$store" && DSM_DATABASE_URI="$uri" dsm state list >/dev/null)
+    s=$(timed_run "$work/relay-$store" "$uri")
+    rate=$(python3 -c "print(int($n / $s))")
+    relay[$([[ $store == sqlite ]] && echo 0 || echo 1)]=$rate
+    echo "relay ($store): $n records in $s s, $rate records/s"
+done
+echo "relay: PostgreSQL / SQLite = $(python3 -c "print(f'{${relay[1]} / ${relay[0]}:.1%}')") of the records/s (goal: at least 90%)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

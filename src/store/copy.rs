@@ -1,0 +1,487 @@
+//! `dsm store copy`: a whole project's store moved from one backend to another (SQLite to
+//! PostgreSQL to go team, and back). Every table both backends keep is read from the source
+//! and written to the target in one transaction; the target must hold nothing of the project
+//! yet. Afterwards each table's row count and the audit chain (every entry, the anchor) are
+//! compared between the two; the command checks the chain's MACs when it has the master key.
+//!
+//! Not copied: flow leases (transient; a copy is refused while a run holds one), the SQLite
+//! store's merged-stream tables (PostgreSQL does not keep them yet: a source with rows in them is
+//! refused, naming them), and each backend's own bookkeeping (schema versions, webhook totals,
+//! which the SQLite store's triggers rebuild).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::audit::ChainLink;
+use super::postgres::{PgStore, Upgrade};
+use super::{Location, SqliteStore};
+use crate::error::{Error, Result};
+
+/// How a column's values travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An integer.
+    Int,
+    /// Text.
+    Text,
+    /// Bytes.
+    Blob,
+    /// A time: RFC 3339 text in SQLite, `timestamptz` in PostgreSQL; milliseconds in between.
+    Time,
+}
+
+/// One value on its way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+    /// Milliseconds since the epoch.
+    Time(i64),
+}
+
+/// A table both backends keep, by the SQLite store's column names (PostgreSQL adds
+/// `project_id`).
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Kind)],
+    /// The order rows are read and written in, on SQLite and on PostgreSQL (a generated id
+    /// left out of `columns` is given again, in the same order, by the target).
+    pub order_sqlite: &'static str,
+    pub order_pg: &'static str,
+}
+
+use Kind::{Blob, Int, Text, Time};
+
+/// Every table copied, parents before children.
+pub(crate) const TABLES: &[Table] = &[
+    Table {
+        name: "state",
+        columns: &[
+            ("state_id", Text),
+            ("completed_state", Text),
+            ("partial_state", Text),
+            ("updated_at", Time),
+        ],
+        order_sqlite: "state_id",
+        order_pg: "state_id",
+    },
+    Table {
+        name: "state_events",
+        columns: &[
+            ("state_id", Text),
+            ("at", Time),
+            ("action", Text),
+            ("run_id", Text),
+            ("detail", Text),
+            ("payload", Text),
+        ],
+        order_sqlite: "event_id",
+        order_pg: "event_id",
+    },
+    Table {
+        name: "runs",
+        columns: &[
+            ("run_id", Text),
+            ("state_id", Text),
+            ("environment", Text),
+            ("trigger", Text),
+            ("started_at", Time),
+            ("ended_at", Time),
+            ("heartbeat_at", Time),
+            ("status", Text),
+            ("pid", Int),
+            ("host", Text),
+            ("error", Text),
+            ("log_path", Text),
+            ("log_tail", Text),
+            ("records_sent", Int),
+            ("records_confirmed", Int),
+        ],
+        order_sqlite: "started_at, run_id",
+        order_pg: "started_at, run_id",
+    },
+    Table {
+        name: "run_plugins",
+        columns: &[
+            ("run_id", Text),
+            ("plugin", Text),
+            ("role", Text),
+            ("exit_code", Int),
+        ],
+        order_sqlite: "rowid",
+        order_pg: "seq",
+    },
+    Table {
+        name: "run_streams",
+        columns: &[
+            ("run_id", Text),
+            ("stream", Text),
+            ("records", Int),
+            ("bytes", Int),
+        ],
+        order_sqlite: "run_id, stream",
+        order_pg: "run_id, stream",
+    },
+    Table {
+        name: "run_artifacts",
+        columns: &[
+            ("run_id", Text),
+            ("path", Text),
+            ("kind", Text),
+            ("stream", Text),
+            ("records", Int),
+            ("label", Text),
+        ],
+        order_sqlite: "run_id, path",
+        order_pg: "run_id, path",
+    },
+    Table {
+        name: "run_stream_labels",
+        columns: &[
+            ("run_id", Text),
+            ("stream", Text),
+            ("label", Text),
+            ("rank", Int),
+            ("because", Text),
+        ],
+        order_sqlite: "run_id, stream",
+        order_pg: "run_id, stream",
+    },
+    Table {
+        name: "pruned_run_totals",
+        columns: &[
+            ("kind", Text),
+            ("subject", Text),
+            ("detail", Text),
+            ("runs", Int),
+            ("records", Int),
+            ("bytes", Int),
+        ],
+        order_sqlite: "kind, subject, detail",
+        order_pg: "kind, subject, detail",
+    },
+    Table {
+        name: "settings",
+        columns: &[
+            ("namespace", Text),
+            ("name", Text),
+            ("value", Text),
+            ("updated_at", Time),
+        ],
+        order_sqlite: "namespace, name",
+        order_pg: "namespace, name",
+    },
+    Table {
+        name: "secret_keys",
+        columns: &[
+            ("version", Int),
+            ("check_value", Blob),
+            ("created_at", Time),
+        ],
+        order_sqlite: "version",
+        order_pg: "version",
+    },
+    Table {
+        name: "secrets",
+        columns: &[
+            ("plugin", Text),
+            ("setting", Text),
+            ("key_version", Int),
+            ("nonce", Blob),
+            ("ciphertext", Blob),
+            ("updated_at", Time),
+            ("updated_by", Text),
+        ],
+        order_sqlite: "plugin, setting",
+        order_pg: "plugin, setting",
+    },
+    Table {
+        name: "audit_log",
+        columns: &[
+            ("seq", Int),
+            ("at", Text),
+            ("os_user", Text),
+            ("host", Text),
+            ("command", Text),
+            ("action", Text),
+            ("targets", Text),
+            ("mac", Blob),
+        ],
+        order_sqlite: "seq",
+        order_pg: "seq",
+    },
+    Table {
+        name: "audit_anchor",
+        columns: &[("seq", Int), ("mac", Blob), ("anchor_mac", Blob)],
+        order_sqlite: "seq",
+        order_pg: "seq",
+    },
+    // On SQLite the last two columns live in `config_history_files`.
+    Table {
+        name: "config_history",
+        columns: &[
+            ("plugin", Text),
+            ("version", Int),
+            ("plugin_type", Text),
+            ("at", Text),
+            ("os_user", Text),
+            ("command", Text),
+            ("action", Text),
+            ("setting", Text),
+            ("yml", Text),
+            ("yml_hash", Text),
+            ("stored", Text),
+            ("sealed", Text),
+            ("environment", Text),
+            ("file_text", Text),
+        ],
+        order_sqlite: "plugin, version",
+        order_pg: "plugin, version",
+    },
+    Table {
+        name: "source_status_events",
+        columns: &[
+            ("source", Text),
+            ("status", Text),
+            ("reason", Text),
+            ("user", Text),
+            ("origin", Text),
+            ("at", Time),
+        ],
+        order_sqlite: "event_id",
+        order_pg: "event_id",
+    },
+    Table {
+        name: "api_tokens",
+        columns: &[
+            ("name", Text),
+            ("role", Text),
+            ("organisation", Text),
+            ("token_hash", Blob),
+            ("created_at", Time),
+            ("created_by", Text),
+            ("expires_at", Time),
+            ("last_used_at", Time),
+        ],
+        order_sqlite: "name",
+        order_pg: "name",
+    },
+    Table {
+        name: "webhook_events",
+        columns: &[
+            ("source", Text),
+            ("event_id", Text),
+            ("seq", Int),
+            ("received_at", Time),
+            ("size", Int),
+            ("payload", Text),
+            ("consumed_at", Time),
+        ],
+        order_sqlite: "id",
+        order_pg: "id",
+    },
+    // On SQLite one row (`one` = 1); it counts only once a `seq` was handed out.
+    Table {
+        name: "webhook_sequence",
+        columns: &[("value", Int)],
+        order_sqlite: "value",
+        order_pg: "value",
+    },
+];
+
+/// The rows of every table, read from a source.
+pub(crate) type Rows = Vec<(&'static Table, Vec<Vec<Cell>>)>;
+
+/// What a backend does for a copy.
+pub(crate) trait CopyEnd {
+    /// How many rows of the project `table` holds.
+    fn count_rows(&self, table: &Table) -> Result<u64>;
+    /// The project's rows of `table`, in its order.
+    fn read_rows(&self, table: &Table) -> Result<Vec<Vec<Cell>>>;
+    /// Writes every table's rows in one transaction.
+    fn write_rows(&self, rows: &Rows) -> Result<()>;
+    /// Rows in tables this backend keeps and the other may not (merged streams): their names
+    /// and counts, non-empty ones only.
+    fn only_here(&self) -> Result<Vec<(String, u64)>>;
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The source (never a password).
+    pub from: String,
+    /// The target (never a password).
+    pub to: String,
+    /// Rows copied per table, identical on both sides after the copy.
+    pub tables: Vec<TableCount>,
+    /// Audit entries compared after the copy (identical, MACs included).
+    pub audit_entries: usize,
+}
+
+/// One table's row count.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCount {
+    /// The table.
+    pub table: &'static str,
+    /// Its rows, on both sides.
+    pub rows: u64,
+}
+
+enum End {
+    Sqlite(SqliteStore),
+    Pg(Box<PgStore>),
+}
+
+impl End {
+    fn open(location: &Location, root: &Path, create: bool) -> Result<End> {
+        match location {
+            Location::Sqlite(path) => {
+                if !create && !path.is_file() {
+                    return Err(Error::config(format!(
+                        "there is no SQLite store at `{}` to copy from",
+                        path.display()
+                    ))
+                    .hint("check `--from`: a file path or `sqlite:///absolute/path`"));
+                }
+                Ok(End::Sqlite(SqliteStore::open(path)?))
+            }
+            Location::Postgres(target) => {
+                let id = super::team_project_id(root)?;
+                Ok(End::Pg(Box::new(PgStore::open(
+                    target,
+                    &id,
+                    Upgrade::FirstUseOnly,
+                )?)))
+            }
+        }
+    }
+
+    fn copy_end(&self) -> &dyn CopyEnd {
+        match self {
+            End::Sqlite(s) => s,
+            End::Pg(p) => p.as_ref(),
+        }
+    }
+
+    fn store(&self) -> &dyn super::Store {
+        match self {
+            End::Sqlite(s) => s,
+            End::Pg(p) => p.as_ref(),
+        }
+    }
+}
+
+fn describe(location: &Location) -> String {
+    match location {
+        Location::Sqlite(path) => path.display().to_string(),
+        Location::Postgres(t) => t.display.trim_matches('`').to_owned(),
+    }
+}
+
+/// Copies the store at `from` into the empty store at `to`, for the project at `root` (whose
+/// `project_id` names its rows in a PostgreSQL store), and checks the copy. Returns the
+/// report and the target, opened, for further checks.
+pub fn copy(
+    from: &Location,
+    to: &Location,
+    root: &Path,
+) -> Result<(CopyReport, std::sync::Arc<dyn super::Store>)> {
+    let (from_text, to_text) = (describe(from), describe(to));
+    if from_text == to_text {
+        return Err(Error::config(format!(
+            "`--from` and `--to` name the same store ({from_text})"
+        )));
+    }
+    let source = End::open(from, root, false)?;
+    let target = End::open(to, root, true)?;
+    if let Some((table, n)) = source.copy_end().only_here()?.first() {
+        return Err(Error::config(format!(
+            "the store {from_text} holds merged streams ({n} rows in `{table}`), which a PostgreSQL store does not keep yet"
+        ))
+        .hint("keep this project on SQLite, or remove its merged streams first"));
+    }
+    let held: Vec<_> = source
+        .store()
+        .lock_holders()?
+        .into_iter()
+        .filter(|h| !h.stale)
+        .collect();
+    if let Some(h) = held.first() {
+        return Err(Error::config(format!(
+            "flow `{}` is running (its lease is held by pid {} on `{}`): a copy taken now could miss what it commits",
+            h.state_id, h.pid, h.host
+        ))
+        .hint("copy the store when no run is going (stop the schedulers first)"));
+    }
+    for table in TABLES {
+        let n = target.copy_end().count_rows(table)?;
+        if n > 0 {
+            return Err(Error::config(format!(
+                "the target store {to_text} is not empty: `{}` holds {n} rows of this project",
+                table.name
+            ))
+            .hint("copy into a new database, schema or file; a copy never overwrites a store"));
+        }
+    }
+    let mut rows: Rows = Vec::new();
+    for table in TABLES {
+        rows.push((table, source.copy_end().read_rows(table)?));
+    }
+    target.copy_end().write_rows(&rows)?;
+
+    // Row counts on both sides.
+    let mut tables = Vec::new();
+    for (table, copied) in &rows {
+        let there = target.copy_end().count_rows(table)?;
+        let here = source.copy_end().count_rows(table)?;
+        if there != copied.len() as u64 || here != there {
+            return Err(Error::failed(format!(
+                "after copying, `{}` holds {there} rows in {to_text} and {here} in {from_text} ({} read)",
+                table.name,
+                copied.len()
+            )));
+        }
+        tables.push(TableCount {
+            table: table.name,
+            rows: there,
+        });
+    }
+    // The audit chain, entry by entry; the head recorded where the chain now ends.
+    let (a, b) = (source.store().audit_chain()?, target.store().audit_chain()?);
+    if a.rows != b.rows || a.anchor != b.anchor {
+        return Err(Error::failed(format!(
+            "after copying, the audit chain in {to_text} differs from the one in {from_text}"
+        )));
+    }
+    let last = b
+        .rows
+        .last()
+        .map(|r| ChainLink {
+            seq: r.seq,
+            mac: r.mac.clone(),
+        })
+        .or_else(|| {
+            b.anchor.as_ref().map(|a| ChainLink {
+                seq: a.seq,
+                mac: a.mac.clone(),
+            })
+        });
+    if let Some(head) = last {
+        target.store().record_audit_head(&head)?;
+    }
+    let report = CopyReport {
+        from: from_text,
+        to: to_text,
+        tables,
+        audit_entries: b.rows.len(),
+    };
+    let target: std::sync::Arc<dyn super::Store> = match target {
+        End::Sqlite(s) => std::sync::Arc::new(s),
+        End::Pg(p) => std::sync::Arc::new(*p),
+    };
+    Ok((report, target))
+}
