@@ -1,7 +1,7 @@
 //! The system store: every byte dsm keeps in its database, and the only module that speaks SQL.
 //!
 //! Each concern is a trait of its own ([`StateStore`], [`RunLocks`], [`RunHistory`],
-//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], [`WebhookStore`] ...) taking and returning plain
+//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], [`WebhookStore`], [`RequestStore`] ...) taking and returning plain
 //! values; [`Store`] gathers them. A backend (SQLite today, see [`sqlite`]) implements every
 //! trait, and the contract suite in `tests/store/contract.rs` runs against each backend.
 //!
@@ -15,6 +15,7 @@ pub mod locks;
 pub mod meltano;
 pub mod merged;
 pub mod postgres;
+pub mod requests;
 pub mod runs;
 pub mod secrets;
 pub mod settings;
@@ -44,6 +45,10 @@ pub use runs::{
     NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
     RunStatus, StreamStats,
 };
+pub use requests::{
+    NewRequest, RequestFilter, RequestRecord, RequestRevision, RequestStatus, RequestStore,
+    RequestUpdate, Transition,
+};
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;
 pub use sources::{SourceStatusChange, SourceStatusStore};
@@ -60,8 +65,8 @@ pub use webhooks::{
 /// The store's traits, for callers that use a [`Store`] through its concerns' methods.
 pub mod prelude {
     pub use super::{
-        AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
-        SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
+        AuditStore, ConfigHistoryStore, RequestStore, RunHistory, RunLocks, SecretStore,
+        SettingsStore, SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
     };
 }
 
@@ -124,6 +129,7 @@ pub trait Store:
     + AuditStore
     + ConfigHistoryStore
     + WebhookStore
+    + RequestStore
     + Send
     + Sync
     + std::fmt::Debug

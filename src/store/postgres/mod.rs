@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("migrations/0015_webhook_events.sql"),
     ),
+    (
+        16,
+        "source_requests",
+        include_str!("migrations/0016_source_requests.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

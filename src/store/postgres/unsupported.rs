@@ -9,6 +9,9 @@ use super::PgStore;
 use crate::error::{Error, Result};
 use crate::store::audit::{AuditAppend, AuditChain, AuditRow, AuditStore, ChainLink};
 use crate::store::config_history::{ConfigHistoryStore, ConfigRestore, ConfigVersionRow};
+use crate::store::requests::{
+    NewRequest, PruneAudit, RequestFilter, RequestRecord, RequestStore, RequestUpdate,
+};
 use crate::store::secrets::{
     KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore,
 };
@@ -205,5 +208,32 @@ impl WebhookStore for PgStore {
 
     fn prune_webhooks(&self, _source: &str, _consumed_before: DateTime<Utc>) -> Result<u64> {
         Ok(0)
+    }
+}
+
+impl RequestStore for PgStore {
+    fn create_request(
+        &self,
+        _request: &NewRequest,
+        _secrets: &[SealedSecret],
+        _entry: &AuditAppend<'_>,
+    ) -> Result<()> {
+        Err(not_yet("source requests"))
+    }
+
+    fn request(&self, _id: &str) -> Result<Option<RequestRecord>> {
+        Err(not_yet("source requests"))
+    }
+
+    fn list_requests(&self, _filter: &RequestFilter) -> Result<Vec<RequestRecord>> {
+        Err(not_yet("source requests"))
+    }
+
+    fn update_request(&self, _update: &RequestUpdate, _entry: &AuditAppend<'_>) -> Result<bool> {
+        Err(not_yet("source requests"))
+    }
+
+    fn prune_requests(&self, _before: &str, _entry: &PruneAudit<'_>) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_events",
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
+    (
+        16,
+        "source_requests",
+        include_str!("../migrations/0016_source_requests.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -525,6 +530,7 @@ mod audit;
 mod config_history;
 mod locks;
 pub mod merged;
+mod requests;
 mod runs;
 mod secrets;
 mod settings;
