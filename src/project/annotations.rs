@@ -22,6 +22,19 @@ pub struct DsmProject {
     pub stream_maps: Option<StreamMapsOptions>,
     /// Settings of a PostgreSQL system store (team mode).
     pub store: Option<StoreOptions>,
+    /// How source requests are kept and approved.
+    pub requests: Option<RequestOptions>,
+}
+
+/// `annotations.dsm.requests`: source requests (`dsm requests`, `/api/requests`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestOptions {
+    /// How long a rejected (or cancelled) request is kept, with its secrets, for a
+    /// resubmission (default 30 days).
+    pub retention: Option<Duration>,
+    /// Whether approving a request also starts the new source's first sync (default false).
+    pub first_sync: Option<bool>,
 }
 
 /// `annotations.dsm.store`: the leases of a PostgreSQL system store. `DSM_LEASE_HEARTBEAT` and
