@@ -30,3 +30,22 @@ CREATE TABLE IF NOT EXISTS source_request_transitions (
     reason      TEXT,
     PRIMARY KEY (request_id, seq)
 );
+
+-- Two more token roles, `requester` and `approver`: SQLite cannot change a CHECK constraint in
+-- place, so the token table is copied into one with the wider check.
+CREATE TABLE api_tokens_0016 (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin', 'requester', 'approver')),
+    organisation  TEXT,
+    token_hash    BLOB NOT NULL UNIQUE,
+    created_at    TEXT NOT NULL,
+    created_by    TEXT NOT NULL,
+    expires_at    TEXT,
+    last_used_at  TEXT
+);
+INSERT INTO api_tokens_0016 (name, role, organisation, token_hash, created_at, created_by,
+                             expires_at, last_used_at)
+    SELECT name, role, organisation, token_hash, created_at, created_by, expires_at, last_used_at
+    FROM api_tokens;
+DROP TABLE api_tokens;
+ALTER TABLE api_tokens_0016 RENAME TO api_tokens;
