@@ -328,6 +328,7 @@ fn not_own(r: &RequestRecord, actor: &Actor, doing: &str) -> Result<()> {
 
 /// The plugin entry the request becomes, and the lock file of its template.
 fn build_entry(
+    project: &Project,
     r: &RequestRevision,
     connector: &dyn Connector,
 ) -> Result<(Map<String, Value>, Option<(std::path::PathBuf, String)>)> {
@@ -369,12 +370,23 @@ fn build_entry(
     let annotations = entry
         .entry("annotations")
         .or_insert_with(|| Value::Object(Map::new()));
-    let source = annotations
+    let dsm = annotations
         .as_object_mut()
         .map(|a| a.entry("dsm").or_insert_with(|| json!({})))
         .and_then(Value::as_object_mut)
-        .map(|d| d.entry("source").or_insert_with(|| json!({})))
-        .and_then(Value::as_object_mut)
+        .ok_or_else(|| {
+            RequestError::invalid("plugin.annotations", "`annotations.dsm` must be an object")
+        })?;
+    // The source's flow: the project's default loader, unless the definition names one.
+    if let Some(loader) = project.dsm().defaults.and_then(|d| d.default_loader)
+        && !dsm.contains_key("default_loader")
+    {
+        dsm.insert("default_loader".into(), Value::String(loader));
+    }
+    let source = dsm
+        .entry("source")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
         .ok_or_else(|| {
             RequestError::invalid("plugin.annotations", "`annotations.dsm.source` must be an object")
         })?;
@@ -461,7 +473,7 @@ pub fn test(
     require(actor, Capability::ReviewRequests, "testing a source request")?;
     let r = get(store, actor, id)?;
     must_be(&r, RequestStatus::Pending, "tested")?;
-    let (entry, _) = build_entry(&r.request, connector)?;
+    let (entry, _) = build_entry(project, &r.request, connector)?;
     let secrets = open_secrets(store, key, &r.id)?;
     let report = run_test(project, &r, &entry, &secrets, connector, super::TEST_TIMEOUT)?;
     let record = record_test(store, key, via, actor, &r, &report)?;
@@ -522,7 +534,7 @@ pub fn approve(
         }
         other => other,
     };
-    let (entry, lock) = build_entry(&r.request, connector)?;
+    let (entry, lock) = build_entry(project, &r.request, connector)?;
     let secrets = open_secrets(store, key, &r.id)?;
     let report = run_test(project, &r, &entry, &secrets, connector, super::TEST_TIMEOUT)?;
     if !report.succeeded && override_reason.is_none() {

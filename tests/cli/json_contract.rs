@@ -29,7 +29,7 @@ fn validator(name: &str) -> jsonschema::Validator {
 }
 
 /// Asserts that stdout is one JSON document accepted by schema `name`, and returns it.
-fn assert_matches(name: &str, args: &[&str], out: &Output) -> serde_json::Value {
+pub(crate) fn assert_matches(name: &str, args: &[&str], out: &Output) -> serde_json::Value {
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{args:?}: stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
@@ -337,6 +337,11 @@ fn issue_2_every_schema_in_schemas_cli_is_used_and_valid() {
         "metrics",
         "plugins-list-available",
         "plugins-list",
+        "requests-approve",
+        "requests-change",
+        "requests-list",
+        "requests-show",
+        "requests-test",
         "runs-list",
         "runs-show",
         "schedule-list",

@@ -12,6 +12,7 @@ mod logs;
 mod merge;
 mod plugin_env;
 mod real_plugins;
+mod requests;
 mod run;
 mod schedule;
 mod select;
