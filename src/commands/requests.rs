@@ -184,15 +184,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         RequestsCommand::Test { id } => {
             let key = key()?;
-            let (r, report) = lifecycle::test(
-                store.as_ref(),
-                &key,
-                &project,
-                &actor,
-                VIA,
-                &id,
-                &connector,
-            )?;
+            let (r, report) =
+                lifecycle::test(store.as_ref(), &key, &project, &actor, VIA, &id, &connector)?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&json!({
                     "id": r.id,
@@ -244,21 +237,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                         approval.request.id, approval.test.summary
                     ));
                     if let Some(outcome) = first_sync {
-                        ctx.printer.line(format!("first sync of `{name}`: {outcome}"));
+                        ctx.printer
+                            .line(format!("first sync of `{name}`: {outcome}"));
                     }
                 }
             }
             Ok(())
         }
         RequestsCommand::Reject { id, reason } => {
-            let r = lifecycle::reject(
-                store.as_ref(),
-                &key()?,
-                &actor,
-                VIA,
-                &id,
-                reason.as_deref(),
-            )?;
+            let r =
+                lifecycle::reject(store.as_ref(), &key()?, &actor, VIA, &id, reason.as_deref())?;
             changed(ctx, format, &r, "rejected")
         }
         RequestsCommand::Resubmit { id, definition } => {
@@ -318,7 +306,9 @@ fn first_sync(
         Some(f) if f["status"] == "succeeded" => "succeeded".to_owned(),
         Some(f) => format!(
             "failed: {}",
-            f["error"].as_str().unwrap_or(f["status"].as_str().unwrap_or("unknown"))
+            f["error"]
+                .as_str()
+                .unwrap_or(f["status"].as_str().unwrap_or("unknown"))
         ),
         None => format!(
             "failed: {}",
@@ -501,7 +491,11 @@ fn read_plugin_file(path: &std::path::Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(format!("cannot read `{}`: {e}", path.display())))?;
     let tree = crate::project::yaml::parse(&text).map_err(|e| {
-        Error::config(format!("`{}` is not valid YAML: {}", path.display(), e.message))
+        Error::config(format!(
+            "`{}` is not valid YAML: {}",
+            path.display(),
+            e.message
+        ))
     })?;
     match tree.to_json() {
         Value::Object(map) => Ok(map),
@@ -543,7 +537,9 @@ fn read_secrets(names: &[String]) -> Result<BTreeMap<String, Secret>> {
             line.pop();
         }
         let value = Secret::from_utf8(std::mem::take(&mut *line)).map_err(|_| {
-            Error::config(format!("the value of secret `{name}` on stdin is not UTF-8"))
+            Error::config(format!(
+                "the value of secret `{name}` on stdin is not UTF-8"
+            ))
         })?;
         out.insert(name.clone(), value);
     }

@@ -159,7 +159,11 @@ fn check(project: &Project, sub: &Submission) -> Result<()> {
             format!("{message}; {hint}"),
         ));
     }
-    let declared = r.plugin.as_ref().map(declared_sensitive).unwrap_or_default();
+    let declared = r
+        .plugin
+        .as_ref()
+        .map(declared_sensitive)
+        .unwrap_or_default();
     for (key, value) in &r.config {
         let reference = value.as_str().is_some_and(|s| s.starts_with('$'));
         let sensitive = declared.iter().any(|d| d == key)
@@ -187,7 +191,10 @@ fn check(project: &Project, sub: &Submission) -> Result<()> {
         if value.is_empty() || value.expose().len() > MAX_SECRET_BYTES {
             return Err(RequestError::invalid(
                 &format!("secrets.{key}"),
-                format!("a secret's value is 1 byte to {} KiB", MAX_SECRET_BYTES / 1024),
+                format!(
+                    "a secret's value is 1 byte to {} KiB",
+                    MAX_SECRET_BYTES / 1024
+                ),
             ));
         }
     }
@@ -229,7 +236,11 @@ pub fn submit(
     via: &str,
     mut sub: Submission,
 ) -> Result<RequestRecord> {
-    require(actor, Capability::SubmitRequests, "submitting a source request")?;
+    require(
+        actor,
+        Capability::SubmitRequests,
+        "submitting a source request",
+    )?;
     sub.request.secrets = sub.secrets.keys().cloned().collect();
     check(project, &sub)?;
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -250,7 +261,10 @@ pub fn submit(
     let audited = Entry::new(
         command(via, actor),
         "request.submit",
-        [format!("request:{id}"), format!("source:{}", new.request.name)],
+        [
+            format!("request:{id}"),
+            format!("source:{}", new.request.name),
+        ],
     );
     store.create_request(&new, &sealed, &audit::builder(key, &audited))?;
     let record = store
@@ -319,7 +333,10 @@ fn must_be(r: &RequestRecord, status: RequestStatus, doing: &str) -> Result<()> 
 fn not_own(r: &RequestRecord, actor: &Actor, doing: &str) -> Result<()> {
     if r.requester == actor.id {
         return Err(RequestError::forbidden(
-            format!("`{}` submitted request `{}` and cannot {doing} it", actor.id, r.id),
+            format!(
+                "`{}` submitted request `{}` and cannot {doing} it",
+                actor.id, r.id
+            ),
             "another approver or admin decides it: no one decides their own request",
         ));
     }
@@ -388,7 +405,10 @@ fn build_entry(
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or_else(|| {
-            RequestError::invalid("plugin.annotations", "`annotations.dsm.source` must be an object")
+            RequestError::invalid(
+                "plugin.annotations",
+                "`annotations.dsm.source` must be an object",
+            )
         })?;
     source.insert(
         "classification".into(),
@@ -397,11 +417,7 @@ fn build_entry(
     Ok((entry, lock))
 }
 
-fn open_secrets(
-    store: &dyn Store,
-    key: &MasterKey,
-    id: &str,
-) -> Result<BTreeMap<String, Secret>> {
+fn open_secrets(store: &dyn Store, key: &MasterKey, id: &str) -> Result<BTreeMap<String, Secret>> {
     store
         .sealed_secrets(Some(&secret_owner(id)))?
         .iter()
@@ -431,7 +447,10 @@ fn run_test(
     let mut doc = Document::new(text);
     if doc.has(&path)? {
         return Err(RequestError::conflict(
-            format!("a plugin `{}` already exists in the project", r.request.name),
+            format!(
+                "a plugin `{}` already exists in the project",
+                r.request.name
+            ),
             "reject the request, or ask its requester to resubmit it under another name",
         ));
     }
@@ -439,7 +458,10 @@ fn run_test(
     Project::load_with_main(root, doc.text()).map_err(|e| {
         RequestError::invalid(
             "plugin",
-            format!("the definition does not load as part of the project: {}", e.message()),
+            format!(
+                "the definition does not load as part of the project: {}",
+                e.message()
+            ),
         )
     })?;
     let mut with_secrets = entry.clone();
@@ -470,12 +492,23 @@ pub fn test(
     id: &str,
     connector: &dyn Connector,
 ) -> Result<(RequestRecord, TestReport)> {
-    require(actor, Capability::ReviewRequests, "testing a source request")?;
+    require(
+        actor,
+        Capability::ReviewRequests,
+        "testing a source request",
+    )?;
     let r = get(store, actor, id)?;
     must_be(&r, RequestStatus::Pending, "tested")?;
     let (entry, _) = build_entry(project, &r.request, connector)?;
     let secrets = open_secrets(store, key, &r.id)?;
-    let report = run_test(project, &r, &entry, &secrets, connector, super::TEST_TIMEOUT)?;
+    let report = run_test(
+        project,
+        &r,
+        &entry,
+        &secrets,
+        connector,
+        super::TEST_TIMEOUT,
+    )?;
     let record = record_test(store, key, via, actor, &r, &report)?;
     Ok((record, report))
 }
@@ -521,7 +554,11 @@ pub fn approve(
     override_reason: Option<&str>,
     connector: &dyn Connector,
 ) -> Result<Approval> {
-    require(actor, Capability::ReviewRequests, "approving a source request")?;
+    require(
+        actor,
+        Capability::ReviewRequests,
+        "approving a source request",
+    )?;
     let r = get(store, actor, id)?;
     not_own(&r, actor, "approve")?;
     must_be(&r, RequestStatus::Pending, "approved")?;
@@ -536,7 +573,14 @@ pub fn approve(
     };
     let (entry, lock) = build_entry(project, &r.request, connector)?;
     let secrets = open_secrets(store, key, &r.id)?;
-    let report = run_test(project, &r, &entry, &secrets, connector, super::TEST_TIMEOUT)?;
+    let report = run_test(
+        project,
+        &r,
+        &entry,
+        &secrets,
+        connector,
+        super::TEST_TIMEOUT,
+    )?;
     if !report.succeeded && override_reason.is_none() {
         record_test(store, key, via, actor, &r, &report)?;
         return Err(RequestError::TestFailed {
@@ -650,13 +694,20 @@ pub fn reject(
     id: &str,
     reason: Option<&str>,
 ) -> Result<RequestRecord> {
-    require(actor, Capability::ReviewRequests, "rejecting a source request")?;
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty()).ok_or_else(|| {
-        RequestError::invalid(
-            "reason",
-            "a rejection needs a reason: the requester reads it to fix the request",
-        )
-    })?;
+    require(
+        actor,
+        Capability::ReviewRequests,
+        "rejecting a source request",
+    )?;
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            RequestError::invalid(
+                "reason",
+                "a rejection needs a reason: the requester reads it to fix the request",
+            )
+        })?;
     if reason.chars().count() > MAX_TEXT {
         return Err(RequestError::invalid(
             "reason",
@@ -713,7 +764,11 @@ pub fn resubmit(
     u.revision = Some(sub.request);
     u.reason = Some(None);
     let resubmitted = record(store, key, via, actor, &r, u, "request.resubmit")?;
-    events::transition("request_submitted", &resubmitted, &json!({"resubmitted": true}));
+    events::transition(
+        "request_submitted",
+        &resubmitted,
+        &json!({"resubmitted": true}),
+    );
     Ok(resubmitted)
 }
 

@@ -252,11 +252,12 @@ pub fn options(project: &Project) -> crate::error::Result<(Duration, bool)> {
     let retention = match &options.retention {
         None => DEFAULT_RETENTION,
         Some(crate::project::annotations::Duration::Seconds(n)) => Duration::from_secs(*n),
-        Some(crate::project::annotations::Duration::Text(t)) => crate::duration::parse(t)
-            .map_err(|e| {
+        Some(crate::project::annotations::Duration::Text(t)) => {
+            crate::duration::parse(t).map_err(|e| {
                 Error::config(format!("annotations.dsm.requests.retention: {e}"))
                     .hint(crate::duration::DurationError::hint())
-            })?,
+            })?
+        }
     };
     Ok((retention, options.first_sync.unwrap_or(false)))
 }

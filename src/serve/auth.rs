@@ -434,14 +434,42 @@ mod tests {
             assert_eq!(caller.require(Role::Operator).unwrap_err().status, 403);
             assert_eq!(caller.require(Role::Admin).unwrap_err().status, 403);
         }
-        assert!(as_role(Role::Requester).require_to(Capability::SubmitRequests).is_ok());
-        assert!(as_role(Role::Requester).require_to(Capability::ReviewRequests).is_err());
-        assert!(as_role(Role::Approver).require_to(Capability::ReviewRequests).is_ok());
-        assert!(as_role(Role::Approver).require_to(Capability::SubmitRequests).is_err());
-        assert!(as_role(Role::Admin).require_to(Capability::ReviewRequests).is_ok());
+        assert!(
+            as_role(Role::Requester)
+                .require_to(Capability::SubmitRequests)
+                .is_ok()
+        );
+        assert!(
+            as_role(Role::Requester)
+                .require_to(Capability::ReviewRequests)
+                .is_err()
+        );
+        assert!(
+            as_role(Role::Approver)
+                .require_to(Capability::ReviewRequests)
+                .is_ok()
+        );
+        assert!(
+            as_role(Role::Approver)
+                .require_to(Capability::SubmitRequests)
+                .is_err()
+        );
+        assert!(
+            as_role(Role::Admin)
+                .require_to(Capability::ReviewRequests)
+                .is_ok()
+        );
         for role in [Role::Viewer, Role::Operator] {
-            assert!(as_role(role).require_to(Capability::ReviewRequests).is_err());
-            assert!(as_role(role).require_to(Capability::SubmitRequests).is_err());
+            assert!(
+                as_role(role)
+                    .require_to(Capability::ReviewRequests)
+                    .is_err()
+            );
+            assert!(
+                as_role(role)
+                    .require_to(Capability::SubmitRequests)
+                    .is_err()
+            );
         }
     }
 }

@@ -41,13 +41,13 @@ pub use config_history::{ConfigHistoryStore, ConfigVersionRow};
 pub use locks::{
     FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
 };
-pub use runs::{
-    NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
-    RunStatus, StreamStats,
-};
 pub use requests::{
     NewRequest, RequestFilter, RequestRecord, RequestRevision, RequestStatus, RequestStore,
     RequestUpdate, Transition,
+};
+pub use runs::{
+    NewRun, PluginExit, PrunedTotal, RunArtifact, RunFilter, RunFinish, RunHistory, RunRecord,
+    RunStatus, StreamStats,
 };
 pub use secrets::{SealedSecret, SecretInfo, SecretStore};
 pub use settings::SettingsStore;

@@ -138,9 +138,14 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
 {
     let r = Reqs::new(true);
     // A requester needs an organisation.
-    let bare = r.p.dsm(&["tokens", "create", "nobody", "--role", "requester"]);
+    let bare =
+        r.p.dsm(&["tokens", "create", "nobody", "--role", "requester"]);
     assert_eq!(bare.code, 2, "{}", bare.stderr);
-    assert!(bare.stderr.contains("needs an organisation"), "{}", bare.stderr);
+    assert!(
+        bare.stderr.contains("needs an organisation"),
+        "{}",
+        bare.stderr
+    );
     let alice = r.token("alice", "requester", Some("uni"));
     let dave = r.token("dave", "requester", Some("ministry"));
     let bob = r.token("bob", "approver", None);
@@ -157,15 +162,24 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
     let shown = r.show(&alice, &id);
     assert_eq!(shown["organisation"], "uni");
     assert_eq!(shown["requester"], "token:alice");
-    assert_eq!(shown["request"]["secrets"], serde_json::json!(["api_password"]));
+    assert_eq!(
+        shown["request"]["secrets"],
+        serde_json::json!(["api_password"])
+    );
     let other = r.as_(Some(&dave), &["requests", "show", &id], "");
     assert_eq!(other.code, 2);
-    assert!(other.stderr.contains("no source request"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("no source request"),
+        "{}",
+        other.stderr
+    );
     let list = r.ok(Some(&dave), &["requests", "list", "--format", "json"], "");
     assert_eq!(list.json()["requests"], serde_json::json!([]));
     let viewer = r.as_(Some(&vic), &["requests", "list"], "");
     assert_eq!(viewer.code, 2, "{}", viewer.stderr);
-    let args = ["requests", "list", "--status", "pending", "--format", "json"];
+    let args = [
+        "requests", "list", "--status", "pending", "--format", "json",
+    ];
     let all = r.ok(Some(&bob), &args, "");
     let all = assert_matches("requests-list", &args, &all);
     assert_eq!(all["requests"][0]["id"], id.as_str());
@@ -195,7 +209,11 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
         &["requests", "list", "--mine", "--status", "rejected"],
         "",
     );
-    assert!(mine.stdout.contains("say which team owns it"), "{}", mine.stdout);
+    assert!(
+        mine.stdout.contains("say which team owns it"),
+        "{}",
+        mine.stdout
+    );
 
     // Resubmitted with a note; tested; approved: the source is in meltano.yml, its secret in
     // the secret store, and its first sync ran.
@@ -213,7 +231,10 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
     assert!(again.stdout.contains("pending"), "{}", again.stdout);
     let args = ["requests", "test", &id, "--format", "json"];
     let tested = r.ok(Some(&bob), &args, "");
-    assert_eq!(assert_matches("requests-test", &args, &tested)["succeeded"], true);
+    assert_eq!(
+        assert_matches("requests-test", &args, &tested)["succeeded"],
+        true
+    );
     let args = ["requests", "approve", &id, "--format", "json"];
     let approved = r.ok(Some(&bob), &args, "");
     let approved = assert_matches("requests-approve", &args, &approved);
@@ -248,7 +269,11 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
         ]
     );
     // A decided request is not decided again.
-    let twice = r.as_(Some(&bob), &["requests", "reject", &id, "--reason", "x"], "");
+    let twice = r.as_(
+        Some(&bob),
+        &["requests", "reject", &id, "--reason", "x"],
+        "",
+    );
     assert_eq!(twice.code, 2, "{}", twice.stderr);
 
     // Every transition is in the audit log, which verifies.
@@ -304,7 +329,11 @@ fn issue_27_no_one_decides_their_own_request_and_a_failing_test_blocks_approval_
     );
     assert_eq!(r.p.read("meltano.yml"), before);
     assert_eq!(r.show(&bob, &id)["status"], "pending");
-    let no_reason = r.as_(Some(&bob), &["requests", "approve", &id, "--override-test"], "");
+    let no_reason = r.as_(
+        Some(&bob),
+        &["requests", "approve", &id, "--override-test"],
+        "",
+    );
     assert_eq!(no_reason.code, 2, "{}", no_reason.stderr);
     let args = [
         "requests",
