@@ -588,33 +588,6 @@ impl Connector for CliConnector<'_> {
             Arc::clone(&run_dir),
         ));
         drop(runtime);
-        Ok(report(&results))
-    }
-}
-
-/// A test's report from its results: the document of `dsm test NAME --format json`.
-pub fn report(results: &[crate::registry::probe::ProbeResult]) -> TestReport {
-    use crate::registry::probe::ProbeStatus;
-    let failed = results.iter().filter(|r| r.status.is_failure()).count();
-    let count = |s: ProbeStatus| results.iter().filter(|r| r.status == s).count();
-    let summary = match results.iter().find(|r| r.status.is_failure()) {
-        None => "passed".to_owned(),
-        Some(r) => format!(
-            "test `{}` {}: {}",
-            r.test,
-            r.status.as_str(),
-            r.reason.as_deref().unwrap_or("no reason given")
-        ),
-    };
-    TestReport {
-        succeeded: failed == 0,
-        summary,
-        document: json!({
-            "results": results,
-            "passed": count(ProbeStatus::Passed),
-            "failed": failed,
-            "skipped": count(ProbeStatus::Skipped),
-            "succeeded": failed == 0,
-        }),
+        Ok(lifecycle::report(&results))
     }
 }

@@ -261,3 +261,30 @@ pub fn options(project: &Project) -> crate::error::Result<(Duration, bool)> {
     };
     Ok((retention, options.first_sync.unwrap_or(false)))
 }
+
+/// A test's report from its results, with the document of `dsm test NAME --format json`.
+pub fn report(results: &[crate::registry::probe::ProbeResult]) -> TestReport {
+    use crate::registry::probe::ProbeStatus;
+    let failed = results.iter().filter(|r| r.status.is_failure()).count();
+    let count = |s: ProbeStatus| results.iter().filter(|r| r.status == s).count();
+    let summary = match results.iter().find(|r| r.status.is_failure()) {
+        None => "passed".to_owned(),
+        Some(r) => format!(
+            "test `{}` {}: {}",
+            r.test,
+            r.status.as_str(),
+            r.reason.as_deref().unwrap_or("no reason given")
+        ),
+    };
+    TestReport {
+        succeeded: failed == 0,
+        summary,
+        document: serde_json::json!({
+            "results": results,
+            "passed": count(ProbeStatus::Passed),
+            "failed": failed,
+            "skipped": count(ProbeStatus::Skipped),
+            "succeeded": failed == 0,
+        }),
+    }
+}
