@@ -17,6 +17,7 @@ use serde_json::Value;
 
 mod actions;
 mod dashboard;
+mod requests;
 mod sources_edit;
 mod webhooks;
 
