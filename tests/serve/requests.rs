@@ -76,7 +76,12 @@ plugins:
     let mut answers = String::new();
 
     // Submitted: 201 with its id and status; only in the store.
-    let made = post(&server, "/api/requests", &alice, &request_body("tap-people", "people.csv"));
+    let made = post(
+        &server,
+        "/api/requests",
+        &alice,
+        &request_body("tap-people", "people.csv"),
+    );
     assert_eq!(made.status, 201, "{}", made.body);
     let id = made.json()["id"].as_str().unwrap().to_owned();
     assert_eq!(made.json()["status"], "pending");
@@ -90,14 +95,22 @@ plugins:
             .unwrap()
             .contains("tap-people")
     );
-    let viewer = post(&server, "/api/requests", &vic, &request_body("tap-v", "people.csv"));
+    let viewer = post(
+        &server,
+        "/api/requests",
+        &vic,
+        &request_body("tap-v", "people.csv"),
+    );
     viewer.problem(403);
 
     // Visibility: 404 for another organisation's requester, in the list and by id.
     let path = format!("/api/requests/{id}");
     let mine = server.get(&path, &alice);
     assert_eq!(mine.status, 200, "{}", mine.body);
-    assert_eq!(mine.json()["request"]["secrets"], serde_json::json!(["api_password"]));
+    assert_eq!(
+        mine.json()["request"]["secrets"],
+        serde_json::json!(["api_password"])
+    );
     answers.push_str(&mine.body);
     server.get(&path, &dave).problem(404);
     let theirs = server.get("/api/requests", &dave);
@@ -111,15 +124,31 @@ plugins:
     let reject = format!("{path}/reject");
     post(&server, &reject, &bob, &serde_json::json!({})).problem(422);
     post(&server, &reject, &bob, &serde_json::json!({"reason": " "})).problem(422);
-    post(&server, &reject, &alice, &serde_json::json!({"reason": "x"})).problem(403);
-    let rejected = post(&server, &reject, &bob, &serde_json::json!({"reason": "name the owner"}));
+    post(
+        &server,
+        &reject,
+        &alice,
+        &serde_json::json!({"reason": "x"}),
+    )
+    .problem(403);
+    let rejected = post(
+        &server,
+        &reject,
+        &bob,
+        &serde_json::json!({"reason": "name the owner"}),
+    );
     assert_eq!(rejected.status, 200, "{}", rejected.body);
     assert_eq!(rejected.json()["status"], "rejected");
     let seen = server.get(&path, &alice).json();
     assert_eq!(seen["reason"], "name the owner");
 
     // An admin's own request: 403 for the admin, whatever the role.
-    let own = post(&server, "/api/requests", &carol, &request_body("tap-own", "people.csv"));
+    let own = post(
+        &server,
+        "/api/requests",
+        &carol,
+        &request_body("tap-own", "people.csv"),
+    );
     assert_eq!(own.status, 201, "{}", own.body);
     let own_id = own.json()["id"].as_str().unwrap().to_owned();
     post(
@@ -141,11 +170,21 @@ plugins:
         &serde_json::json!({"notes": "owned by registry"}),
     );
     assert_eq!(again.json()["status"], "pending", "{}", again.body);
-    let tested = post(&server, &format!("{path}/test"), &bob, &serde_json::json!({}));
+    let tested = post(
+        &server,
+        &format!("{path}/test"),
+        &bob,
+        &serde_json::json!({}),
+    );
     assert_eq!(tested.status, 200, "{}", tested.body);
     assert_eq!(tested.json()["succeeded"], true, "{}", tested.body);
     answers.push_str(&tested.body);
-    let approved = post(&server, &format!("{path}/approve"), &bob, &serde_json::json!({}));
+    let approved = post(
+        &server,
+        &format!("{path}/approve"),
+        &bob,
+        &serde_json::json!({}),
+    );
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert_eq!(approved.json()["source"], "tap-people");
     answers.push_str(&approved.body);
@@ -153,12 +192,29 @@ plugins:
     assert!(yml.contains("- name: tap-people"), "{yml}");
     let source = server.get("/api/sources/tap-people", &bob);
     assert_eq!(source.status, 200, "{}", source.body);
-    post(&server, &reject, &bob, &serde_json::json!({"reason": "late"})).problem(409);
+    post(
+        &server,
+        &reject,
+        &bob,
+        &serde_json::json!({"reason": "late"}),
+    )
+    .problem(409);
 
     // A failing test blocks approval (422) until overridden with a reason.
-    let bad = post(&server, "/api/requests", &alice, &request_body("tap-bad", "missing.csv"));
+    let bad = post(
+        &server,
+        "/api/requests",
+        &alice,
+        &request_body("tap-bad", "missing.csv"),
+    );
     let bad_path = format!("/api/requests/{}", bad.json()["id"].as_str().unwrap());
-    post(&server, &format!("{bad_path}/approve"), &bob, &serde_json::json!({})).problem(422);
+    post(
+        &server,
+        &format!("{bad_path}/approve"),
+        &bob,
+        &serde_json::json!({}),
+    )
+    .problem(422);
     post(
         &server,
         &format!("{bad_path}/approve"),
@@ -176,7 +232,12 @@ plugins:
     assert_eq!(over.json()["test"]["succeeded"], false);
 
     // Cancelled by its requester.
-    let gone = post(&server, "/api/requests", &alice, &request_body("tap-gone", "people.csv"));
+    let gone = post(
+        &server,
+        "/api/requests",
+        &alice,
+        &request_body("tap-gone", "people.csv"),
+    );
     let cancel = post(
         &server,
         &format!(

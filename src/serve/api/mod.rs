@@ -35,12 +35,12 @@ pub use edit::NewSource;
 use sources::find_source;
 pub use webhooks::{Intake, WebhookAccepted, WebhookSource};
 
-pub use runs::{RunIdParam, RunStatusParam, RunsQuery};
-pub use service::{Alive, AuditQuery};
 pub use requests::{
     ApproveBody, NewRequestBody, RejectBody, RequestApproved, RequestChanged, RequestId,
     RequestList, RequestTested, RequestsQuery, ResubmitBody,
 };
+pub use runs::{RunIdParam, RunStatusParam, RunsQuery};
+pub use service::{Alive, AuditQuery};
 pub use session::{SessionInfo, SessionRequest};
 pub use sources::{
     CredentialsRequest, CredentialsSet, PlainSetting, PluginKind, SensitiveSetting, SettingView,

@@ -159,11 +159,10 @@ impl From<RequestError> for Problem {
         match e {
             RequestError::NotFound(id) => Problem::not_found(format!("no source request `{id}`")),
             RequestError::Forbidden { message, hint } => Problem::forbidden(message).detail(hint),
-            RequestError::Invalid { field, message } => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the request is not valid",
-            )
-            .field(format!("/{}", field.replace('.', "/")), message),
+            RequestError::Invalid { field, message } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "the request is not valid")
+                    .field(format!("/{}", field.replace('.', "/")), message)
+            }
             RequestError::Conflict { message, hint } => {
                 Problem::new(StatusCode::CONFLICT, message).detail(hint)
             }
