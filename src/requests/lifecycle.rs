@@ -22,6 +22,9 @@ use crate::store::{SealedSecret, Store};
 
 type Result<T, E = RequestError> = std::result::Result<T, E>;
 
+/// A template's lock file: its path relative to the project root and its text.
+type LockFile = Option<(std::path::PathBuf, String)>;
+
 fn now() -> String {
     crate::store::format_time(Utc::now())
 }
@@ -348,7 +351,7 @@ fn build_entry(
     project: &Project,
     r: &RequestRevision,
     connector: &dyn Connector,
-) -> Result<(Map<String, Value>, Option<(std::path::PathBuf, String)>)> {
+) -> Result<(Map<String, Value>, LockFile)> {
     let (mut entry, lock) = match (&r.template, &r.plugin) {
         (Some(template), _) => {
             let parent = template.split("--").next().unwrap_or(template);

@@ -82,14 +82,14 @@ impl Role {
     /// Whether this role may do `what`.
     pub fn may(self, what: Capability) -> bool {
         use Capability as C;
-        match (self, what) {
-            (_, C::Read) => true,
-            (Role::Operator | Role::Admin, C::Operate) => true,
-            (Role::Admin, C::Administer) => true,
-            (Role::Requester | Role::Admin, C::SubmitRequests) => true,
-            (Role::Approver | Role::Admin, C::ReviewRequests) => true,
-            _ => false,
-        }
+        matches!(
+            (self, what),
+            (_, C::Read)
+                | (Role::Operator | Role::Admin, C::Operate)
+                | (Role::Admin, C::Administer)
+                | (Role::Requester | Role::Admin, C::SubmitRequests)
+                | (Role::Approver | Role::Admin, C::ReviewRequests)
+        )
     }
 
     /// Reads a stored name.
