@@ -174,7 +174,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             changed(ctx, format, &r, "submitted")
         }
         RequestsCommand::List { mine, status } => {
-            key()?;
             let list = lifecycle::list(store.as_ref(), &actor, mine, status.map(Into::into))?;
             print_list(ctx, format, &list)
         }
