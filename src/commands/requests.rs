@@ -269,8 +269,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
 }
 
-/// Runs the approved source's first sync (`dsm sync NAME` in a process of its own, its
-/// summary read as JSON, its log on stderr) and records its outcome.
+/// Runs the approved source's first sync and records its outcome.
 fn first_sync(
     ctx: &Context,
     store: &dyn Store,
@@ -278,45 +277,22 @@ fn first_sync(
     actor: &Actor,
     r: &RequestRecord,
 ) -> Result<String> {
-    let name = &r.request.name;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["sync", name.as_str(), "--format", "json"]);
-    cmd.arg("--cwd").arg(ctx.project_root()?);
-    if let Some(env) = &ctx.global.environment {
-        cmd.args(["--environment", env]);
-    }
-    if ctx.global.no_environment {
-        cmd.arg("--no-environment");
-    }
-    if let Some(uri) = &ctx.global.database_uri {
-        cmd.args(["--database-uri", uri]);
-    }
-    // The sync acts as the local process, not as the token.
-    cmd.env_remove(crate::envvars::TOKEN)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    let out = cmd.output()?;
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let flow = summary["flows"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["name"] == name.as_str()));
-    let records = flow.and_then(|f| f["records"].as_u64());
-    let outcome = match flow {
-        Some(f) if f["status"] == "succeeded" => "succeeded".to_owned(),
-        Some(f) => format!(
-            "failed: {}",
-            f["error"]
-                .as_str()
-                .unwrap_or(f["status"].as_str().unwrap_or("unknown"))
-        ),
-        None => format!(
-            "failed: {}",
-            summary["error"]["message"]
-                .as_str()
-                .unwrap_or("the sync printed no summary")
-        ),
+    let choice = crate::project::EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: true,
     };
-    lifecycle::record_first_sync(store, key, actor, VIA, &r.id, &outcome, records)?;
+    let root = ctx.project_root()?;
+    let (outcome, _) = lifecycle::first_sync(
+        store,
+        key,
+        actor,
+        VIA,
+        r,
+        &root,
+        &choice,
+        ctx.global.database_uri.as_deref(),
+    )?;
     Ok(outcome)
 }
 

@@ -686,6 +686,63 @@ pub fn record_first_sync(
     Ok(synced)
 }
 
+/// Runs an approved request's first sync: `dsm sync NAME` in a process of its own (this
+/// binary, its summary read as JSON, its log on stderr, acting as the local process, not as a
+/// token), and records its outcome. Returns the outcome (`succeeded` or `failed: WHY`) and the
+/// records it read.
+#[allow(clippy::too_many_arguments)]
+pub fn first_sync(
+    store: &dyn Store,
+    key: &MasterKey,
+    actor: &Actor,
+    via: &str,
+    r: &RequestRecord,
+    root: &std::path::Path,
+    environment: &crate::project::EnvironmentChoice,
+    database_uri: Option<&str>,
+) -> Result<(String, Option<u64>)> {
+    let name = &r.request.name;
+    let exe = std::env::current_exe().map_err(crate::error::Error::from)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["sync", name.as_str(), "--format", "json"]);
+    cmd.arg("--cwd").arg(root);
+    if let Some(env) = &environment.flag {
+        cmd.args(["--environment", env]);
+    }
+    if environment.none {
+        cmd.arg("--no-environment");
+    }
+    if let Some(uri) = database_uri {
+        cmd.args(["--database-uri", uri]);
+    }
+    cmd.env_remove(crate::envvars::TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let out = cmd.output().map_err(crate::error::Error::from)?;
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let flow = summary["flows"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == name.as_str()));
+    let records = flow.and_then(|f| f["records"].as_u64());
+    let outcome = match flow {
+        Some(f) if f["status"] == "succeeded" => "succeeded".to_owned(),
+        Some(f) => format!(
+            "failed: {}",
+            f["error"]
+                .as_str()
+                .unwrap_or(f["status"].as_str().unwrap_or("unknown"))
+        ),
+        None => format!(
+            "failed: {}",
+            summary["error"]["message"]
+                .as_str()
+                .unwrap_or("the sync printed no summary")
+        ),
+    };
+    record_first_sync(store, key, actor, via, &r.id, &outcome, records)?;
+    Ok((outcome, records))
+}
+
 /// Rejects a pending request with a reason (approver or admin, never its requester). Its
 /// secrets stay sealed for a resubmission until the retention passes.
 #[allow(clippy::too_many_arguments)]

@@ -26,8 +26,8 @@ pub use crate::store::requests::{
     RequestRecord, RequestRevision, RequestStatus, Transition, secret_owner,
 };
 pub use lifecycle::{
-    Approval, approve, cancel, get, list, prune_expired, record_first_sync, reject, resubmit,
-    submit, test,
+    Approval, approve, cancel, first_sync, get, list, prune_expired, record_first_sync, reject,
+    resubmit, submit, test,
 };
 
 /// How long a rejected request waits for its resubmission before it is deleted with its

@@ -58,6 +58,8 @@ annotations:
   dsm:
     defaults:
       default_loader: target-jsonl
+    requests:
+      first_sync: true
 plugins:
   loaders:
   - name: target-jsonl
@@ -187,7 +189,22 @@ plugins:
     );
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert_eq!(approved.json()["source"], "tap-people");
+    assert_eq!(approved.json()["first_sync"], true);
     answers.push_str(&approved.body);
+    // The first sync runs after the answer; its outcome becomes the request's last step.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let doc = server.get(&path, &bob).json();
+        let last = doc["history"].as_array().unwrap().last().unwrap().clone();
+        if last["action"] == "first_sync" || Instant::now() > deadline {
+            break last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["action"], "first_sync", "{last}");
+    assert_eq!(last["reason"], "succeeded", "{last}");
+    let synced = std::fs::read_to_string(p.root().join("out/people.jsonl")).unwrap();
+    assert_eq!(synced.lines().count(), 2, "{synced}");
     let yml = std::fs::read_to_string(p.root().join("meltano.yml")).unwrap();
     assert!(yml.contains("- name: tap-people"), "{yml}");
     let source = server.get("/api/sources/tap-people", &bob);
@@ -253,8 +270,6 @@ plugins:
 
     let (code, out, err) = p.dsm(&["run", "tap-people", "target-jsonl"]);
     assert_eq!(code, 0, "{out}{err}");
-    let records = std::fs::read_to_string(p.root().join("out/people.jsonl")).unwrap();
-    assert_eq!(records.lines().count(), 2, "{records}");
     let (code, audit, err) = p.dsm(&["audit", "list", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     for action in [
@@ -264,6 +279,7 @@ plugins:
         "request.test",
         "request.approve",
         "request.cancel",
+        "request.first_sync",
     ] {
         assert!(audit.contains(action), "{action}: {audit}");
     }

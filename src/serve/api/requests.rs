@@ -144,6 +144,9 @@ pub struct RequestApproved {
     /// Its connection test's document.
     #[schema(value_type = Object)]
     pub test: Value,
+    /// Whether its first sync was started (`annotations.dsm.requests.first_sync`); its
+    /// outcome becomes the request's `first_sync` step.
+    pub first_sync: bool,
 }
 
 fn actor(caller: &Caller) -> Actor {
@@ -405,6 +408,7 @@ pub(super) async fn approve_request(
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Response, Problem> {
     let actor = actor(&caller);
+    let actor_again = actor.clone();
     let reason = if body.override_test.unwrap_or(false) {
         Some(body.reason.unwrap_or_default())
     } else {
@@ -425,11 +429,39 @@ pub(super) async fn approve_request(
     })
     .await?;
     app.reload_if_changed()?;
+    // The first sync runs after the answer, on a thread of its own; its outcome is the
+    // request's `first_sync` step.
+    let first_sync = approval.first_sync;
+    if first_sync {
+        let app = app.clone();
+        let actor = actor_again;
+        let request = approval.request.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = sources::secret_key(app.store.as_ref())
+                .map_err(|p| problem_error(p).into())
+                .and_then(|key| {
+                    lifecycle::first_sync(
+                        app.store.as_ref(),
+                        &key,
+                        &actor,
+                        VIA,
+                        &request,
+                        &app.root,
+                        &app.environment,
+                        app.database_path.to_str(),
+                    )
+                });
+            if let Err(e) = result {
+                tracing::warn!(error = %crate::error::Error::from(e).message(), "the first sync of an approved request could not run");
+            }
+        });
+    }
     Ok(Json(RequestApproved {
         id: approval.request.id.clone(),
         status: approval.request.status,
         source: approval.request.request.name.clone(),
         test: approval.test.document,
+        first_sync,
     })
     .into_response())
 }
