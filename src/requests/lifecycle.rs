@@ -417,6 +417,8 @@ fn build_entry(
         "classification".into(),
         Value::String(r.classification.clone()),
     );
+    // The request's organisation belongs in `annotations.dsm.source.organisation` once the
+    // source annotations know that key (organisation scoping of sources comes separately).
     Ok((entry, lock))
 }
 
