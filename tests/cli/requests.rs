@@ -229,6 +229,8 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
         "",
     );
     assert!(again.stdout.contains("pending"), "{}", again.stdout);
+    // A key rotation re-seals the request's secrets with every other secret.
+    r.ok(None, &["secrets", "rotate"], "");
     let args = ["requests", "test", &id, "--format", "json"];
     let tested = r.ok(Some(&bob), &args, "");
     assert_eq!(
@@ -248,6 +250,7 @@ fn issue_27_a_request_goes_from_submission_through_rejection_and_resubmission_to
     let secrets = r.ok(None, &["secrets", "list", "--format", "json"], "");
     assert!(secrets.stdout.contains("tap-people"), "{}", secrets.stdout);
     assert!(!secrets.stdout.contains("request:"), "{}", secrets.stdout);
+    r.ok(None, &["secrets", "verify"], "");
     let run = r.ok(None, &["run", "tap-people", "target-jsonl"], "");
     assert_eq!(run.code, 0);
 
