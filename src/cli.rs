@@ -162,6 +162,8 @@ pub enum Command {
     Webhooks(commands::webhooks::Args),
     /// Serve the HTTP API over the registry, runs and credentials.
     Serve(commands::serve::Args),
+    /// Source requests: submit one, follow it, test, approve or reject it.
+    Requests(commands::requests::Args),
 }
 
 /// The most flows, tests or installs dsm runs at the same time (`--parallel`).

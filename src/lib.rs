@@ -27,6 +27,7 @@ pub mod progress;
 pub mod project;
 pub mod pyjson;
 pub mod registry;
+pub mod requests;
 pub mod runner;
 pub mod secrets;
 pub mod serve;

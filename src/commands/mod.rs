@@ -19,6 +19,7 @@ pub mod man;
 pub mod metrics;
 pub mod plugins;
 pub mod remove;
+pub mod requests;
 pub mod run;
 pub mod runs;
 pub mod schedule;
@@ -174,5 +175,6 @@ pub fn dispatch(ctx: &Context, command: Command) -> Result<()> {
         Command::Store(args) => store::run(ctx, args),
         Command::Webhooks(args) => webhooks::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
+        Command::Requests(args) => requests::run(ctx, args),
     }
 }

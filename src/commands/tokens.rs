@@ -38,7 +38,9 @@ pub struct CreateArgs {
     /// A name for the token (who or what uses it), e.g. `ci-bot`.
     pub name: String,
     /// What the token may do: `viewer` reads, `operator` also tests, syncs, sets credentials and
-    /// stops runs, `admin` also changes sources and reads the audit log.
+    /// stops runs, `admin` also changes sources, reads the audit log and decides source
+    /// requests; `requester` submits source requests for its organisation, `approver` tests,
+    /// approves and rejects them.
     #[arg(long, value_enum)]
     pub role: RoleArg,
     /// Limit the token to one organisation (default: all).
@@ -56,8 +58,13 @@ pub enum RoleArg {
     Viewer,
     /// Also tests sources, starts syncs, sets credentials and stops runs.
     Operator,
-    /// Also registers, changes and deletes sources and reads the audit log.
+    /// Also registers, changes and deletes sources, reads the audit log, approves and rejects
+    /// source requests.
     Admin,
+    /// Submits and follows its own source requests (needs `--organisation`).
+    Requester,
+    /// Reads, tests, approves and rejects every source request.
+    Approver,
 }
 
 impl From<RoleArg> for Role {
@@ -66,6 +73,8 @@ impl From<RoleArg> for Role {
             RoleArg::Viewer => Role::Viewer,
             RoleArg::Operator => Role::Operator,
             RoleArg::Admin => Role::Admin,
+            RoleArg::Requester => Role::Requester,
+            RoleArg::Approver => Role::Approver,
         }
     }
 }

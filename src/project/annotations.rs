@@ -24,6 +24,19 @@ pub struct DsmProject {
     pub store: Option<StoreOptions>,
     /// Who is told of requests, first syncs and source errors (`crate::notify` delivers).
     pub notifications: Vec<NotificationDecl>,
+    /// How source requests are kept and approved.
+    pub requests: Option<RequestOptions>,
+}
+
+/// `annotations.dsm.requests`: source requests (`dsm requests`, `/api/requests`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestOptions {
+    /// How long a rejected (or cancelled) request is kept, with its secrets, for a
+    /// resubmission (default 30 days).
+    pub retention: Option<Duration>,
+    /// Whether approving a request also starts the new source's first sync (default false).
+    pub first_sync: Option<bool>,
 }
 
 /// One receiver of `annotations.dsm.notifications`: a webhook or a command, and the events it

@@ -11,6 +11,19 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// This process's user id, as text (`unknown` where there is none): what a source request
+/// records for the local user.
+pub fn os_uid() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid().to_string();
+        }
+    }
+    "unknown".to_string()
+}
+
 /// The account name of this process's real user id, from `/etc/passwd` (no `unsafe`: the id is
 /// read from the owner of `/proc/self`).
 #[cfg(unix)]

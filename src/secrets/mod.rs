@@ -17,6 +17,7 @@ mod secret;
 pub mod sensitive;
 pub mod store;
 
+pub use actor::os_uid;
 pub use error::SecretsError;
 
 pub use key::MasterKey;

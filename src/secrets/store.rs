@@ -104,6 +104,25 @@ pub fn set_secret(
     Ok(())
 }
 
+/// Seals `value` as `plugin`'s `setting` under the store's current key without storing it: a
+/// source request stores its secrets in the same transaction as the request.
+pub fn seal_for(
+    store: &dyn Store,
+    key: &MasterKey,
+    plugin: &str,
+    setting: &str,
+    value: &Secret,
+) -> Result<SealedSecret> {
+    check_names(plugin, setting)?;
+    let version = check_key(store, key, "the given key")?;
+    Ok(seal(key, plugin, setting, version, value))
+}
+
+/// Opens a value [`seal_for`] sealed (or any stored one).
+pub fn open_sealed(key: &MasterKey, sealed: &SealedSecret) -> Result<Secret> {
+    decrypt(key, sealed)
+}
+
 fn decrypt(key: &MasterKey, s: &SealedSecret) -> Result<Secret> {
     let undecryptable = || SecretsError::Undecryptable {
         plugin: s.plugin.clone(),

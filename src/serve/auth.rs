@@ -16,6 +16,7 @@ use chrono::Utc;
 use super::App;
 use super::problem::Problem;
 use crate::store::Role;
+use crate::store::tokens::Capability;
 
 /// Failed attempts from one address within [`FAILURE_WINDOW`] after which it gets 429.
 pub const MAX_FAILURES: usize = 10;
@@ -40,10 +41,10 @@ pub struct Caller {
 
 impl Caller {
     /// Whether the caller sees every source whatever its organisation and label: the
-    /// organisation-less admin. The one place this rule lives (see
+    /// approver and the organisation-less admin. The one place this rule lives (see
     /// [`crate::registry::access`] for the rest).
     pub fn sees_all(&self) -> bool {
-        self.organisation.is_none() && self.role == Role::Admin
+        self.role == Role::Approver || (self.organisation.is_none() && self.role == Role::Admin)
     }
 
     /// What the caller sees of the registry.
@@ -54,20 +55,32 @@ impl Caller {
         }
     }
 
-    /// Refuses with 403 unless the caller's role is at least `role`.
+    /// Refuses with 403 unless the caller's role may do what `role` stands for (a role of
+    /// the `viewer < operator < admin` chain: that role or a higher one; see
+    /// [`Capability`]).
     pub fn require(&self, role: Role) -> Result<(), Problem> {
-        if self.role >= role {
+        self.require_to(Capability::from(role))
+    }
+
+    /// Refuses with 403 unless the caller's role may do `what`.
+    pub fn require_to(&self, what: Capability) -> Result<(), Problem> {
+        if self.role.may(what) {
             Ok(())
         } else {
+            let needed = what.least_role();
+            let needs = match what {
+                Capability::SubmitRequests => "requester or admin".to_owned(),
+                Capability::ReviewRequests => "approver or admin".to_owned(),
+                _ => needed.as_str().to_owned(),
+            };
             Err(Problem::forbidden(format!(
-                "token `{}` has the {} role; this needs {}",
+                "token `{}` has the {} role; this needs {needs}",
                 self.name,
                 self.role.as_str(),
-                role.as_str()
             ))
             .detail(format!(
                 "ask an administrator for a token with `dsm tokens create NAME --role {}`",
-                role.as_str()
+                needed.as_str()
             )))
         }
     }
@@ -421,5 +434,57 @@ mod tests {
         assert!(caller.require(Role::Operator).is_ok());
         let refused = caller.require(Role::Admin).unwrap_err();
         assert_eq!(refused.status, 403);
+    }
+
+    #[test]
+    fn requesters_and_approvers_read_but_neither_operate_nor_administer() {
+        let as_role = |role| Caller {
+            name: "t".into(),
+            role,
+            organisation: Some("uni".into()),
+        };
+        for role in [Role::Requester, Role::Approver] {
+            let caller = as_role(role);
+            assert!(caller.require(Role::Viewer).is_ok(), "{role:?} reads");
+            assert_eq!(caller.require(Role::Operator).unwrap_err().status, 403);
+            assert_eq!(caller.require(Role::Admin).unwrap_err().status, 403);
+        }
+        assert!(
+            as_role(Role::Requester)
+                .require_to(Capability::SubmitRequests)
+                .is_ok()
+        );
+        assert!(
+            as_role(Role::Requester)
+                .require_to(Capability::ReviewRequests)
+                .is_err()
+        );
+        assert!(
+            as_role(Role::Approver)
+                .require_to(Capability::ReviewRequests)
+                .is_ok()
+        );
+        assert!(
+            as_role(Role::Approver)
+                .require_to(Capability::SubmitRequests)
+                .is_err()
+        );
+        assert!(
+            as_role(Role::Admin)
+                .require_to(Capability::ReviewRequests)
+                .is_ok()
+        );
+        for role in [Role::Viewer, Role::Operator] {
+            assert!(
+                as_role(role)
+                    .require_to(Capability::ReviewRequests)
+                    .is_err()
+            );
+            assert!(
+                as_role(role)
+                    .require_to(Capability::SubmitRequests)
+                    .is_err()
+            );
+        }
     }
 }

@@ -63,11 +63,18 @@ pub fn create(
     created_by: String,
 ) -> Result<Created> {
     check_name(name)?;
+    let organisation = organisation.filter(|o| !o.trim().is_empty());
+    if role == Role::Requester && organisation.is_none() {
+        return Err(Error::config(format!(
+            "token `{name}` has the requester role, which needs an organisation"
+        ))
+        .hint("add `--organisation ORG`: a requester submits requests for its organisation"));
+    }
     let token = generate();
     let record = store.create_token(&NewToken {
         name: name.to_owned(),
         role,
-        organisation: organisation.filter(|o| !o.trim().is_empty()),
+        organisation,
         token_hash: hash(&token),
         expires_at,
         created_by,

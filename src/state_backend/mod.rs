@@ -663,6 +663,40 @@ impl crate::store::NotificationStore for BackedStore {
     }
 }
 
+impl crate::store::RequestStore for BackedStore {
+    fn create_request(
+        &self,
+        request: &crate::store::NewRequest,
+        secrets: &[crate::store::SealedSecret],
+        entry: &AuditAppend<'_>,
+    ) -> Result<()> {
+        self.inner.create_request(request, secrets, entry)
+    }
+    fn request(&self, id: &str) -> Result<Option<crate::store::RequestRecord>> {
+        self.inner.request(id)
+    }
+    fn list_requests(
+        &self,
+        filter: &crate::store::RequestFilter,
+    ) -> Result<Vec<crate::store::RequestRecord>> {
+        self.inner.list_requests(filter)
+    }
+    fn update_request(
+        &self,
+        update: &crate::store::RequestUpdate,
+        entry: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        self.inner.update_request(update, entry)
+    }
+    fn prune_requests(
+        &self,
+        before: &str,
+        entry: &crate::store::requests::PruneAudit<'_>,
+    ) -> Result<Vec<String>> {
+        self.inner.prune_requests(before, entry)
+    }
+}
+
 impl Store for BackedStore {
     fn location(&self) -> String {
         self.inner.location()

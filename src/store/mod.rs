@@ -1,7 +1,7 @@
 //! The system store: every byte dsm keeps in its database, and the only module that speaks SQL.
 //!
 //! Each concern is a trait of its own ([`StateStore`], [`RunLocks`], [`RunHistory`],
-//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], [`WebhookStore`] ...) taking and returning plain
+//! [`SettingsStore`], [`SourceStatusStore`], [`TokenStore`], [`WebhookStore`], [`RequestStore`] ...) taking and returning plain
 //! values; [`Store`] gathers them. A backend (SQLite today, see [`sqlite`]) implements every
 //! trait, and the contract suite in `tests/store/contract.rs` runs against each backend.
 //!
@@ -17,6 +17,7 @@ pub mod meltano;
 pub mod merged;
 pub mod notifications;
 pub mod postgres;
+pub mod requests;
 pub mod runs;
 pub mod secrets;
 pub mod settings;
@@ -43,6 +44,10 @@ pub use locks::{
     FlowLock, HeartbeatThread, LockHolder, RunLocks, already_running_error, lease_lost_error,
 };
 pub use notifications::{DeliveryAttempt, DeliveryOutcome, DeliveryRetention, NotificationStore};
+pub use requests::{
+    NewRequest, RequestFilter, RequestRecord, RequestRevision, RequestStatus, RequestStore,
+    RequestUpdate, Transition,
+};
 pub use runs::{
     LOG_TAIL_BYTES, NewRun, PluginExit, PrunedTotal, RunArtifact, RunCounts, RunFilter, RunFinish,
     RunHistory, RunRecord, RunStatus, StreamStats,
@@ -64,8 +69,8 @@ pub use webhooks::{
 pub mod prelude {
     pub use super::NotificationStore;
     pub use super::{
-        AuditStore, ConfigHistoryStore, RunHistory, RunLocks, SecretStore, SettingsStore,
-        SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
+        AuditStore, ConfigHistoryStore, RequestStore, RunHistory, RunLocks, SecretStore,
+        SettingsStore, SourceStatusStore, StateStore, Store, TokenStore, WebhookStore,
     };
 }
 
@@ -129,6 +134,7 @@ pub trait Store:
     + ConfigHistoryStore
     + WebhookStore
     + NotificationStore
+    + RequestStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -7,16 +7,64 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// What a token may do. Each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+/// What a token may do. `viewer`, `operator` and `admin` each include the ones before them;
+/// `requester` and `approver` stand beside that chain (see [`Role::may`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads sources, runs, flows, health and metrics.
     Viewer,
     /// Also tests sources, starts syncs, sets credentials and stops runs.
     Operator,
-    /// Also registers, changes and deletes sources and reads the audit log.
+    /// Also registers, changes and deletes sources, reads the audit log, and approves and
+    /// rejects source requests.
     Admin,
+    /// Submits, follows, resubmits and cancels its own source requests, and reads sources
+    /// (a requester token always has an organisation).
+    Requester,
+    /// Reads every source request and source, tests requests, approves and rejects them.
+    Approver,
+}
+
+/// One thing a role may do; [`Role::may`] says which roles may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Read sources, runs, flows, health and metrics (every role).
+    Read,
+    /// Test sources, start syncs, set credentials, stop runs (operator, admin).
+    Operate,
+    /// Change sources, read the audit log (admin).
+    Administer,
+    /// Submit source requests and follow, resubmit and cancel one's own (requester, admin).
+    SubmitRequests,
+    /// Read every source request, test, approve and reject them (approver, admin).
+    ReviewRequests,
+}
+
+impl Capability {
+    /// The role named in a refusal: the least role that has the capability.
+    pub fn least_role(self) -> Role {
+        match self {
+            Capability::Read => Role::Viewer,
+            Capability::Operate => Role::Operator,
+            Capability::Administer => Role::Admin,
+            Capability::SubmitRequests => Role::Requester,
+            Capability::ReviewRequests => Role::Approver,
+        }
+    }
+}
+
+impl From<Role> for Capability {
+    /// What the `viewer < operator < admin` chain's roles stand for when a check names one.
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Viewer => Capability::Read,
+            Role::Operator => Capability::Operate,
+            Role::Admin => Capability::Administer,
+            Role::Requester => Capability::SubmitRequests,
+            Role::Approver => Capability::ReviewRequests,
+        }
+    }
 }
 
 impl Role {
@@ -26,7 +74,22 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Requester => "requester",
+            Role::Approver => "approver",
         }
+    }
+
+    /// Whether this role may do `what`.
+    pub fn may(self, what: Capability) -> bool {
+        use Capability as C;
+        matches!(
+            (self, what),
+            (_, C::Read)
+                | (Role::Operator | Role::Admin, C::Operate)
+                | (Role::Admin, C::Administer)
+                | (Role::Requester | Role::Admin, C::SubmitRequests)
+                | (Role::Approver | Role::Admin, C::ReviewRequests)
+        )
     }
 
     /// Reads a stored name.
@@ -35,6 +98,8 @@ impl Role {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
+            "requester" => Ok(Role::Requester),
+            "approver" => Ok(Role::Approver),
             other => Err(Error::failed(format!(
                 "system database holds an unknown token role `{other}`"
             ))),

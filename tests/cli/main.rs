@@ -13,6 +13,7 @@ mod merge;
 mod notify;
 mod plugin_env;
 mod real_plugins;
+mod requests;
 mod run;
 mod schedule;
 mod select;

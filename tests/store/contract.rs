@@ -118,10 +118,12 @@ run_contract!(
         state_events_keep_only_the_newest_of_each_state_id,
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
+        source_requests_record_every_transition_with_their_secrets_and_audit,
     ]
 );
 
-// Not yet on PostgreSQL (an error naming the feature there): notification deliveries.
+// Not yet on PostgreSQL (an error naming the feature there): notification deliveries and
+// source requests.
 run_contract!(
     postgres,
     super::Postgres,
@@ -1276,4 +1278,221 @@ impl WithTime for dsm::store::DeliveryAttempt {
         self.at = at;
         self
     }
+}
+/// Source requests: created with their sealed secrets and an audit entry in one transaction;
+/// each transition is recorded only from the status it expects; approval moves the secrets;
+/// pruning removes old rejected requests with their secrets.
+pub fn source_requests_record_every_transition_with_their_secrets_and_audit(b: &dyn Backend) {
+    use dsm::store::requests::{
+        NewRequest, RequestFilter, RequestRevision, RequestStatus, RequestUpdate, Transition,
+        secret_owner,
+    };
+    let (_guard, store) = b.open();
+    let entry = |action: &'static str| {
+        move |prev: &ChainLink| AuditRow {
+            seq: prev.seq + 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            os_user: "me".into(),
+            host: "here".into(),
+            command: "dsm requests".into(),
+            action: action.into(),
+            targets: "[]".into(),
+            mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+        }
+    };
+    let sealed = |plugin: &str, byte: u8| SealedSecret {
+        plugin: plugin.into(),
+        setting: "password".into(),
+        key_version: 1,
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 20],
+    };
+    let transition = |action: &str, status, at: &str| Transition {
+        at: at.into(),
+        actor: "token:alice".into(),
+        action: action.into(),
+        status,
+        reason: None,
+    };
+    let new = |id: &str, name: &str| NewRequest {
+        id: id.into(),
+        organisation: Some("uni".into()),
+        requester: "token:alice".into(),
+        request: RequestRevision {
+            name: name.into(),
+            template: Some("tap-csv".into()),
+            plugin: None,
+            config: serde_json::Map::new(),
+            secrets: vec!["password".into()],
+            classification: "public".into(),
+            description: Some("people".into()),
+            notes: None,
+        },
+        submitted: transition(
+            "submitted",
+            RequestStatus::Pending,
+            "2026-01-01T00:00:00.000Z",
+        ),
+    };
+    let a = "00000000-0000-4000-8000-00000000000a";
+    let z = "00000000-0000-4000-8000-00000000000b";
+    store
+        .create_request(
+            &new(a, "tap-a"),
+            &[sealed(&secret_owner(a), 1)],
+            &entry("request.submit"),
+        )
+        .unwrap();
+    store
+        .create_request(
+            &new(z, "tap-z"),
+            &[sealed(&secret_owner(z), 2)],
+            &entry("request.submit"),
+        )
+        .unwrap();
+    assert!(
+        store
+            .create_request(
+                &new("x", "tap-x"),
+                &[sealed("tap-x", 3)],
+                &entry("request.submit")
+            )
+            .is_err(),
+        "a request's secrets are its own"
+    );
+    let got = store.request(a).unwrap().unwrap();
+    assert_eq!(got.status, RequestStatus::Pending);
+    assert_eq!(got.history.len(), 1);
+    assert_eq!(got.request.name, "tap-a");
+    assert_eq!(store.request("nope").unwrap(), None);
+    let all = store
+        .list_requests(&RequestFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let limited = store
+        .list_requests(&RequestFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+
+    // Rejecting `z`; a second decision expecting `pending` writes nothing.
+    let reject = RequestUpdate {
+        id: z.into(),
+        expected: RequestStatus::Pending,
+        transition: Transition {
+            reason: Some("why".into()),
+            ..transition(
+                "rejected",
+                RequestStatus::Rejected,
+                "2026-01-02T00:00:00.000Z",
+            )
+        },
+        revision: None,
+        test: None,
+        reason: Some(Some("why".into())),
+        destroy_secrets: false,
+        put_secrets: Vec::new(),
+    };
+    assert!(
+        store
+            .update_request(&reject, &entry("request.reject"))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_request(&reject, &entry("request.reject"))
+            .unwrap()
+    );
+    let z_now = store.request(z).unwrap().unwrap();
+    assert_eq!(
+        (z_now.status, z_now.reason.as_deref()),
+        (RequestStatus::Rejected, Some("why"))
+    );
+    assert_eq!(z_now.history.len(), 2);
+    let rejected = store
+        .list_requests(&RequestFilter {
+            status: Some(RequestStatus::Rejected),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rejected.len(), 1);
+
+    // Approving `a` moves its secret to the source.
+    let approve = RequestUpdate {
+        id: a.into(),
+        expected: RequestStatus::Pending,
+        transition: transition(
+            "approved",
+            RequestStatus::Approved,
+            "2026-01-02T00:00:00.000Z",
+        ),
+        revision: None,
+        test: Some(json!({"succeeded": true})),
+        reason: None,
+        destroy_secrets: true,
+        put_secrets: vec![sealed("tap-a", 9)],
+    };
+    assert!(
+        store
+            .update_request(&approve, &entry("request.approve"))
+            .unwrap()
+    );
+    assert!(
+        store
+            .sealed_secrets(Some(&secret_owner(a)))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.sealed_secrets(Some("tap-a")).unwrap(),
+        [sealed("tap-a", 9)]
+    );
+    assert_eq!(
+        store.request(a).unwrap().unwrap().test,
+        Some(json!({"succeeded": true}))
+    );
+
+    // Pruning takes the rejected request older than the cut with its secret, not the approved.
+    let none = store
+        .prune_requests("2026-01-01T12:00:00.000Z", &|prev, _| {
+            entry("request.expire")(prev)
+        })
+        .unwrap();
+    assert!(none.is_empty());
+    let pruned = store
+        .prune_requests("2026-02-01T00:00:00.000Z", &|prev, _| {
+            entry("request.expire")(prev)
+        })
+        .unwrap();
+    assert_eq!(pruned, [z.to_owned()]);
+    assert_eq!(store.request(z).unwrap(), None);
+    assert!(
+        store
+            .sealed_secrets(Some(&secret_owner(z)))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.request(a).unwrap().is_some());
+    let actions: Vec<String> = store
+        .audit_rows(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "request.submit",
+            "request.submit",
+            "request.reject",
+            "request.approve",
+            "request.expire"
+        ]
+    );
 }

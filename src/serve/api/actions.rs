@@ -105,7 +105,7 @@ fn test_timeout(q: &TestQuery) -> Result<u64, Problem> {
 }
 
 /// Runs `dsm test NAME`'s probes of `name` in `project`; 422 when it has no test.
-async fn probe_source(
+pub(super) async fn probe_source(
     app: &App,
     project: Arc<crate::project::Project>,
     name: String,

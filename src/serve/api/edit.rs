@@ -393,9 +393,10 @@ pub(super) struct NewEntry {
     /// The plugin's name.
     pub name: String,
     ty: PluginType,
-    entry: Map<String, Value>,
+    /// The plugin's entry as `meltano.yml` gets it.
+    pub entry: Map<String, Value>,
     /// The catalog's lock file of a template (written only when the source is saved).
-    lock: Option<crate::commands::add::LockFile>,
+    pub lock: Option<crate::commands::add::LockFile>,
     secrets: BTreeMap<String, String>,
 }
 

@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 mod actions;
 mod edit;
 mod events;
+mod requests;
 mod runs;
 mod service;
 mod session;
@@ -34,6 +35,10 @@ pub use edit::NewSource;
 use sources::find_source;
 pub use webhooks::{Intake, WebhookAccepted, WebhookSource};
 
+pub use requests::{
+    ApproveBody, NewRequestBody, RejectBody, RequestApproved, RequestChanged, RequestId,
+    RequestList, RequestTested, RequestsQuery, ResubmitBody,
+};
 pub use runs::{RunIdParam, RunStatusParam, RunsQuery};
 pub use service::{Alive, AuditQuery};
 pub use session::{SessionInfo, SessionRequest};
@@ -426,6 +431,13 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(dashboard::overview))
         .routes(routes!(dashboard::set_status))
         .routes(routes!(webhooks::receive))
+        .routes(routes!(requests::submit_request, requests::list_requests))
+        .routes(routes!(requests::get_request))
+        .routes(routes!(requests::test_request))
+        .routes(routes!(requests::approve_request))
+        .routes(routes!(requests::reject_request))
+        .routes(routes!(requests::resubmit_request))
+        .routes(routes!(requests::cancel_request))
 }
 
 /// The OpenAPI 3.1 document of the API, as served by `GET /api/openapi.json`.

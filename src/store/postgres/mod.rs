@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0015_webhook_events.sql"),
     ),
     (
+        16,
+        "source_requests",
+        include_str!("migrations/0016_source_requests.sql"),
+    ),
+    (
         17,
         "notification_deliveries",
         include_str!("migrations/0017_notification_deliveries.sql"),

@@ -1,12 +1,18 @@
 //! What the PostgreSQL store does not keep: asking for it is an error naming the feature,
-//! never a silent local fallback. Reading notification deliveries answers what is true of
-//! this store, that it holds none, so `dsm health` works.
+//! never a silent local fallback: source requests and notification deliveries. Reading
+//! notification deliveries answers what is true of this store, that it holds none, so
+//! `dsm health` works.
 
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
 use crate::error::{Error, Result};
+use crate::store::audit::AuditAppend;
 use crate::store::notifications::{DeliveryAttempt, DeliveryRetention, NotificationStore};
+use crate::store::requests::{
+    NewRequest, PruneAudit, RequestFilter, RequestRecord, RequestStore, RequestUpdate,
+};
+use crate::store::secrets::SealedSecret;
 
 /// The error for a feature the PostgreSQL store does not keep yet.
 pub fn not_yet(feature: &str) -> Error {
@@ -26,6 +32,33 @@ impl NotificationStore for PgStore {
     }
 
     fn deliveries_since(&self, _since: DateTime<Utc>) -> Result<Vec<DeliveryAttempt>> {
+        Ok(Vec::new())
+    }
+}
+
+impl RequestStore for PgStore {
+    fn create_request(
+        &self,
+        _request: &NewRequest,
+        _secrets: &[SealedSecret],
+        _entry: &AuditAppend<'_>,
+    ) -> Result<()> {
+        Err(not_yet("source requests"))
+    }
+
+    fn request(&self, _id: &str) -> Result<Option<RequestRecord>> {
+        Err(not_yet("source requests"))
+    }
+
+    fn list_requests(&self, _filter: &RequestFilter) -> Result<Vec<RequestRecord>> {
+        Err(not_yet("source requests"))
+    }
+
+    fn update_request(&self, _update: &RequestUpdate, _entry: &AuditAppend<'_>) -> Result<bool> {
+        Err(not_yet("source requests"))
+    }
+
+    fn prune_requests(&self, _before: &str, _entry: &PruneAudit<'_>) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 }

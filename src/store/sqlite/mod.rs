@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0015_webhook_events.sql"),
     ),
     (
+        16,
+        "source_requests",
+        include_str!("../migrations/0016_source_requests.sql"),
+    ),
+    (
         17,
         "notification_deliveries",
         include_str!("../migrations/0017_notification_deliveries.sql"),
@@ -542,6 +547,7 @@ mod copy;
 mod locks;
 pub mod merged;
 mod notifications;
+mod requests;
 mod runs;
 mod secrets;
 mod settings;
