@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = &[
     asset!("pages.js", JS),
     asset!("source.js", JS),
     asset!("wizard.js", JS),
+    asset!("requests.js", JS),
 ];
 
 /// Whether a path is one of the dashboard's (answered without a token).

@@ -643,3 +643,154 @@ fn issue_25_the_dashboard_in_a_real_browser() {
     assert_eq!(after, 401, "the cookie no longer opens the API");
     w.no_console_errors("logout", &["status of 401"]);
 }
+
+/// Issue 27: a requester asks for a source in the browser, an approver rejects it from the
+/// approval queue with a reason, and the requester sees the reason in "my requests".
+#[test]
+fn issue_27_requests_in_a_real_browser() {
+    let (chromium, chromedriver) = browser_paths();
+    let p = Project {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(
+        p.root().join("meltano.yml"),
+        "\
+version: 1
+project_id: requests-in-a-browser
+annotations:
+  dsm:
+    defaults:
+      default_loader: target-jsonl
+plugins:
+  loaders:
+  - name: target-jsonl
+    variant: dsm
+    config: {destination_path: out}
+",
+    )
+    .unwrap();
+    std::fs::write(p.root().join("people.csv"), "id,name\n1,Ada\n").unwrap();
+    let key = p.root().join(".keys/master.key");
+    p.dsm(&["secrets", "init", "--key-file", key.to_str().unwrap()]);
+    let alice = p.dsm(&[
+        "tokens",
+        "create",
+        "alice",
+        "--role",
+        "requester",
+        "--organisation",
+        "uni",
+    ]);
+    let bob = p.dsm(&["tokens", "create", "bob", "--role", "approver"]);
+    let (alice, bob) = (alice.trim().to_owned(), bob.trim().to_owned());
+    let server = Server::start(&p);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let browser = Browser::start(Driver::start(&chromedriver), &chromium);
+    browser.resize(1280, 800);
+    let mut w = Walk {
+        browser,
+        base: server.base.clone(),
+        shots,
+        seen: Seen::default(),
+    };
+    let log_in = |w: &Walk, token: &str| {
+        w.browser.type_into(&w.browser.find("#token"), token);
+        w.browser.click(&w.browser.find("#login-form button"));
+        w.browser.wait_text("h1", 10, |t| t == "Overview");
+    };
+
+    step("requests: the requester fills in the request form");
+    w.open("");
+    log_in(&w, &alice);
+    w.open("#/ask");
+    w.browser
+        .wait_text("h1", 10, |t| t == "Ask for a new source");
+    w.page_done("request-form", "desktop");
+    let b = &w.browser;
+    b.type_into(&b.find("#ask-name"), "tap-people");
+    b.type_into(&b.find("#ask-template"), "tap-csv");
+    b.type_into(
+        &b.find("#ask-config"),
+        r#"{"files": [{"entity": "people", "path": "people.csv", "keys": ["id"]}]}"#,
+    );
+    b.type_into(&b.find("#ask-secret-name"), "api_password");
+    b.type_into(&b.find("#ask-secret-value"), SECRET);
+    b.type_into(&b.find("#ask-classification"), "public");
+    b.type_into(&b.find("#ask-notes"), "the people list, nightly");
+    b.click(&b.find("#ask-submit"));
+    w.browser
+        .wait_text("h1", 10, |t| t == "Request for tap-people");
+    let text = w.browser.wait_text("main", 10, |t| t.contains("History"));
+    assert!(
+        text.contains("pending") && text.contains("api_password"),
+        "{text}"
+    );
+    // Its requester may cancel it, never approve or reject it.
+    assert!(text.contains("Cancel the request"), "{text}");
+    assert!(
+        !text.contains("Approve") && !text.contains("Reject"),
+        "a requester cannot decide: {text}"
+    );
+    w.page_done("request", "desktop");
+
+    step("requests: it is in the requester's list, pending");
+    w.open("#/requests");
+    let list = w
+        .browser
+        .wait_text("main", 10, |t| t.contains("tap-people"));
+    assert!(
+        list.contains("My requests") && list.contains("pending"),
+        "{list}"
+    );
+    w.page_done("my-requests", "desktop");
+
+    step("requests: the approver finds it in the queue and rejects it with a reason");
+    w.browser.click(&w.browser.find("#logout"));
+    w.browser.find("#token");
+    log_in(&w, &bob);
+    w.open("#/requests");
+    let queue = w
+        .browser
+        .wait_text("main", 10, |t| t.contains("tap-people"));
+    assert!(queue.contains("Approval queue"), "{queue}");
+    w.page_done("approval-queue", "desktop");
+    w.browser.click(&w.browser.find("main table a"));
+    w.browser.find("#reject-form");
+    w.page_done("request-review", "desktop");
+    // A rejection needs its reason: the browser holds the empty form back.
+    w.browser
+        .type_into(&w.browser.find("#reject-reason"), "say which team owns it");
+    w.browser.click(&w.browser.find("#reject-form button"));
+    let after = w
+        .browser
+        .wait_text("#request-reason", 15, |t| t.contains("say which team"));
+    assert!(after.contains("Rejected"), "{after}");
+    w.open("#/requests?status=rejected");
+    w.browser
+        .wait_text("main", 10, |t| t.contains("tap-people"));
+    w.open("#/requests?status=pending");
+    w.browser
+        .wait_text("#requests-empty", 10, |t| t.contains("No pending requests"));
+
+    step("requests: the requester sees the rejection and its reason");
+    w.browser.click(&w.browser.find("#logout"));
+    w.browser.find("#token");
+    log_in(&w, &alice);
+    w.open("#/requests");
+    let mine = w
+        .browser
+        .wait_text("main", 10, |t| t.contains("say which team owns it"));
+    assert!(mine.contains("rejected"), "{mine}");
+    w.page_done("my-requests-rejected", "desktop");
+
+    // The secret typed into the form never came back in any page.
+    for (page, html) in &w.seen.pages {
+        assert!(!html.contains(SECRET), "page {page} holds the secret");
+    }
+    let log = server.log.lock().unwrap().clone();
+    assert!(!log.contains(SECRET), "the server's log holds the secret");
+}

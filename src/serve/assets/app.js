@@ -5,6 +5,7 @@ import { h, showProblem } from './ui.js';
 import { overviewPage, sourcesPage, flowsPage, runsPage, runPage, auditPage } from './pages.js';
 import { sourcePage } from './source.js';
 import { wizardPage } from './wizard.js';
+import { requestsPage, requestPage, askPage } from './requests.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -31,6 +32,9 @@ const routes = {
   runs: runsPage,
   run: runPage,
   audit: auditPage,
+  requests: requestsPage,
+  request: requestPage,
+  ask: askPage,
 };
 
 function showShell(signedIn) {
@@ -39,12 +43,15 @@ function showShell(signedIn) {
   const w = who();
   document.getElementById('who-name').textContent = w ? `${w.name} (${w.role})` : '';
   document.getElementById('nav-audit').hidden = !!(w && w.role !== 'admin');
+  // A requester asks for sources; registering one directly is for operators and admins.
+  document.getElementById('nav-add').hidden = !!(w && (w.role === 'requester' || w.role === 'approver'));
 }
 
 function markNav(first) {
   for (const a of document.querySelectorAll('#nav a')) {
     const target = a.getAttribute('href').replace(/^#\/?/, '').split('/')[0];
-    const current = first === target || (first === 'source' && target === 'sources') || (first === 'run' && target === 'runs');
+    const current = first === target || (first === 'source' && target === 'sources') || (first === 'run' && target === 'runs')
+      || ((first === 'request' || first === 'ask') && target === 'requests');
     if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
 }
