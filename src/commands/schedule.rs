@@ -431,7 +431,16 @@ fn export(
     if let Ok(exe) = std::env::current_exe() {
         options.dsm = exe.display().to_string();
     }
-    options.environment = ctx.global.environment.clone();
+    // The environment this export was made in goes into every job: `--environment`, else
+    // the variables that choose it here (a job started by cron or systemd would not see them).
+    options.environment = ctx.global.environment.clone().or_else(|| {
+        [
+            crate::envvars::ENVIRONMENT,
+            crate::envvars::MELTANO_ENVIRONMENT,
+        ]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+    });
     options.image = image;
     options.shared_store = matches!(
         store::locate(ctx.global.database_uri.as_deref(), &root)?,

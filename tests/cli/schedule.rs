@@ -185,6 +185,29 @@ fn export_writes_crontab_systemd_and_kubernetes() {
     assert!(out.stdout.contains("etl:1"), "{}", out.stdout);
 }
 
+/// Issue 20 (12): the environment `DSM_ENVIRONMENT` chose is baked into the exported jobs (cron
+/// and systemd start them without that variable).
+#[test]
+fn export_bakes_in_the_environment_chosen_by_the_variable() {
+    let p = scheduled_project();
+    let yml = p.read("meltano.yml");
+    p.write(
+        "meltano.yml",
+        &format!("{yml}environments:\n- name: prod\n"),
+    );
+    let p = p.env("DSM_ENVIRONMENT", "prod");
+    for format in ["crontab", "systemd"] {
+        let out = p.dsm(&["schedule", "export", "--format", format]);
+        assert_eq!(out.code, 0, "{format}: {}", out.stderr);
+        assert!(
+            out.stdout
+                .contains("--environment prod schedule run hourly"),
+            "{format}: {}",
+            out.stdout
+        );
+    }
+}
+
 fn run_due(p: &TestProject, now: &str) -> crate::support::Output {
     run_due_cmd(p, now, &[])
 }
