@@ -184,9 +184,32 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let safe = !args.unsafe_;
     match args.command {
         ConfigCommand::List { target, extras } if extras => list_extras(ctx, &target),
-        ConfigCommand::List { target, .. } => list(ctx, &target, safe),
+        ConfigCommand::List { target, .. } => {
+            list(ctx, &target, safe)?;
+            if !safe {
+                // A read of secrets in clear is on the record, as what it is.
+                crate::commands::shared::audit(
+                    ctx,
+                    "dsm config --unsafe list",
+                    "config.read_plaintext",
+                    &target.plugin,
+                );
+            }
+            Ok(())
+        }
         ConfigCommand::Print { target, extras } if extras => print_extras(ctx, &target),
-        ConfigCommand::Print { target, .. } => print(ctx, &target, safe),
+        ConfigCommand::Print { target, .. } => {
+            print(ctx, &target, safe)?;
+            if !safe {
+                crate::commands::shared::audit(
+                    ctx,
+                    "dsm config --unsafe print",
+                    "config.read_plaintext",
+                    &target.plugin,
+                );
+            }
+            Ok(())
+        }
         ConfigCommand::Set {
             target,
             words,

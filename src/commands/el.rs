@@ -116,7 +116,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         return Ok(());
     }
     timeout_left(&mut opts, started)?;
+    let dumped_secrets = opts.dump.is_some() && opts.dump_unsafe;
     let report = runner::run_flow(&project, env, &flow, &opts)?;
+    if dumped_secrets && report.dump.is_some() {
+        // A dump with secrets in clear is on the record, as what it is.
+        crate::commands::shared::audit(
+            ctx,
+            "dsm el --dump --unsafe",
+            "config.read_plaintext",
+            &flow.extractor,
+        );
+    }
     print_reports(ctx, vec![runner::StepReport::Flow(Box::new(report))])
 }
 

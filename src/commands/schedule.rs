@@ -139,6 +139,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             })? {
                 return Err(unknown_schedule(&name));
             }
+            crate::commands::shared::audit(ctx, "dsm schedule remove", "schedule.remove", &name);
             ctx.printer.notice(format!("Removed schedule `{name}`"));
             Ok(())
         }
@@ -191,6 +192,7 @@ fn add(ctx: &Context, name: &str, f: &Fields) -> Result<()> {
         path.push(Seg::item(name));
         doc.set(&path, &entry)
     })?;
+    crate::commands::shared::audit(ctx, "dsm schedule add", "schedule.add", name);
     ctx.printer.notice(format!("Added schedule `{name}`"));
     Ok(())
 }
@@ -233,6 +235,7 @@ fn set(ctx: &Context, name: &str, f: &Fields) -> Result<()> {
         }
         Ok(())
     })?;
+    crate::commands::shared::audit(ctx, "dsm schedule set", "schedule.set", name);
     ctx.printer.notice(format!("Updated schedule `{name}`"));
     Ok(())
 }

@@ -339,6 +339,12 @@ fn operator_change(
         user.as_deref(),
         Utc::now(),
     )?;
+    crate::commands::shared::audit(
+        ctx,
+        &format!("dsm sources {}", status.as_str()),
+        "source.status",
+        &format!("{} -> {}", change.name, status.as_str()),
+    );
     ctx.printer.notice(format!(
         "`{}` is now {}{}",
         change.name,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::commands::Context;
+use crate::commands::shared::audit;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
 use crate::store::state::{parse_payload, validate_payload};
@@ -154,6 +155,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             let store = ctx.open_state_store()?;
             let id = StateId::new(state_id);
             store.write_state(&id, &payload, false, StateAction::Set, None)?;
+            audit(ctx, "dsm state set", "state.set", id.as_str());
             ctx.printer.notice(format!("state of `{id}` set"));
             Ok(())
         }
@@ -176,6 +178,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             };
             validate_payload(&payload)?;
             store.write_state(&id, &payload, true, StateAction::Merged, detail.as_deref())?;
+            audit(ctx, "dsm state merge", "state.merge", id.as_str());
             ctx.printer.notice(format!("state merged into `{id}`"));
             Ok(())
         }
@@ -190,12 +193,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                         .hint("add `--force` to confirm; `dsm state export > backup.json` keeps a copy first"));
                 }
                 let n = ctx.open_state_store()?.clear_all_states()?;
+                audit(ctx, "dsm state clear --all", "state.clear", "*");
                 ctx.printer
                     .notice(format!("cleared the state of {n} state ids"));
                 return Ok(());
             }
             let id = StateId::new(state_id.expect("clap requires STATE_ID without --all"));
             if ctx.open_state_store()?.clear_state(&id)? {
+                audit(ctx, "dsm state clear", "state.clear", id.as_str());
                 ctx.printer.notice(format!("state of `{id}` cleared"));
             } else {
                 ctx.printer.notice(format!("`{id}` had no state"));
@@ -209,6 +214,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         } => {
             let (src, dst) = (StateId::new(src_state_id), StateId::new(dst_state_id));
             ctx.open_state_store()?.copy_state(&src, &dst, false)?;
+            audit(
+                ctx,
+                "dsm state copy",
+                "state.copy",
+                &format!("{src} -> {dst}"),
+            );
             ctx.printer
                 .notice(format!("state of `{src}` copied to `{dst}`"));
             Ok(())
@@ -220,6 +231,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         } => {
             let (src, dst) = (StateId::new(src_state_id), StateId::new(dst_state_id));
             ctx.open_state_store()?.copy_state(&src, &dst, true)?;
+            audit(
+                ctx,
+                "dsm state move",
+                "state.move",
+                &format!("{src} -> {dst}"),
+            );
             ctx.printer
                 .notice(format!("state of `{src}` moved to `{dst}`"));
             Ok(())
@@ -297,7 +314,7 @@ fn edit(ctx: &Context, id: &StateId) -> Result<()> {
     }
     validate_payload(&payload)?;
     store.write_state(id, &payload, false, StateAction::Set, Some("edited"))?;
-    crate::commands::shared::audit(ctx, "dsm state edit", "state.edit", id.as_str());
+    audit(ctx, "dsm state edit", "state.edit", id.as_str());
     ctx.printer.notice(format!("state of `{id}` saved"));
     Ok(())
 }

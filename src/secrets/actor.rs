@@ -11,6 +11,12 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// Who the audit log records: the OS user with the process's user id (`ann (uid 1000)`), so an
+/// entry never rests on a variable like `$USER` alone.
+pub fn audit_actor() -> String {
+    format!("{} (uid {})", os_user(), os_uid())
+}
+
 /// This process's user id, as text (`unknown` where there is none): what a source request
 /// records for the local user.
 pub fn os_uid() -> String {

@@ -126,7 +126,7 @@ pub(crate) fn next_row(key: &MasterKey, prev: &Head, entry: &Entry) -> AuditRow 
     let mut record = Record {
         seq: prev.seq + 1,
         at: actor::now(),
-        os_user: actor::os_user(),
+        os_user: actor::audit_actor(),
         host: actor::host(),
         command: entry.command.clone(),
         action: entry.action.clone(),

@@ -666,3 +666,72 @@ fn a_lost_store_is_refused_until_it_is_restored_or_reset_on_purpose() {
     let again = p.dsm(&["store", "reset"]);
     assert_eq!(again.code, 2, "{}", again.all());
 }
+
+/// Issue #20 point 6: state, source status, schedule changes and reads of secrets in clear are
+/// in the audit log, each with the OS user's id, not a `$USER` anyone can set.
+#[test]
+fn state_status_schedule_changes_and_plaintext_reads_are_audited() {
+    let p = replay_project(&[SCHEMA, RECORD, STATE]);
+    let ok = |args: &[&str]| {
+        let out = p.dsm(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.all());
+    };
+    ok(&["state", "set", "dev:a", r#"{"singer_state": {"n": 1}}"#]);
+    ok(&["state", "copy", "dev:a", "dev:b"]);
+    ok(&["state", "move", "dev:b", "dev:c"]);
+    ok(&["state", "clear", "dev:a"]);
+    ok(&[
+        "sources",
+        "disable",
+        "tap-replay",
+        "--reason",
+        "vendor migration",
+    ]);
+    ok(&["sources", "enable", "tap-replay"]);
+    ok(&[
+        "schedule",
+        "add",
+        "nightly",
+        "--job",
+        "replay-job",
+        "--interval",
+        "@daily",
+    ]);
+    ok(&["schedule", "remove", "nightly"]);
+    ok(&["config", "--unsafe", "print", "tap-replay"]);
+    let audit = p.dsm(&["audit", "list", "--format", "json"]);
+    assert_eq!(audit.code, 0, "{}", audit.all());
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&audit.stdout).unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "state.set",
+        "state.copy",
+        "state.move",
+        "state.clear",
+        "source.status",
+        "schedule.add",
+        "schedule.remove",
+        "config.read_plaintext",
+    ] {
+        assert!(
+            actions.contains(&wanted),
+            "{wanted} missing from {actions:?}"
+        );
+    }
+    let uid = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid()
+    });
+    let last = entries.last().unwrap();
+    assert!(
+        last["os_user"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("(uid {})", uid.unwrap())),
+        "{last}"
+    );
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+}
