@@ -122,8 +122,7 @@ run_contract!(
     ]
 );
 
-// Not yet on PostgreSQL (an error naming the feature there): notification deliveries and
-// source requests.
+// Not yet on PostgreSQL (an error naming the feature there): source requests.
 run_contract!(
     postgres,
     super::Postgres,
@@ -144,7 +143,7 @@ run_contract!(
         source_status_is_a_history,
         tokens_round_trip,
         a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder,
-        notification_deliveries_are_not_kept_yet_and_say_so,
+        notification_deliveries_are_kept_in_order_and_bounded,
         state_events_keep_only_the_newest_of_each_state_id,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
         concurrent_audit_appends_never_fork_the_chain,
@@ -1240,33 +1239,6 @@ pub fn notification_deliveries_are_kept_in_order_and_bounded(b: &dyn Backend) {
         .unwrap();
     assert!(all.iter().all(|a| a.delivery_id != "old"), "{all:?}");
     assert_eq!(all.last().unwrap().delivery_id, "d2");
-}
-
-pub fn notification_deliveries_are_not_kept_yet_and_say_so(b: &dyn Backend) {
-    let (_guard, store) = b.open();
-    let keep = dsm::store::DeliveryRetention {
-        max_age: chrono::TimeDelta::try_days(1).unwrap(),
-        max_attempts: 3,
-    };
-    let error = store
-        .record_delivery(&delivery("d1", 1, 0), keep)
-        .unwrap_err();
-    assert!(
-        error.message().contains("notifications"),
-        "{}",
-        error.message()
-    );
-    assert!(
-        error.message().contains("PostgreSQL"),
-        "{}",
-        error.message()
-    );
-    assert_eq!(
-        store
-            .deliveries_since(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-            .unwrap(),
-        []
-    );
 }
 
 trait WithTime {

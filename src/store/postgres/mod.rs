@@ -12,6 +12,7 @@ mod config_history;
 mod connect;
 mod copy;
 mod locks;
+mod notifications;
 mod runs;
 mod secrets;
 mod settings;
@@ -67,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "run_record_counts",
         include_str!("migrations/0019_run_record_counts.sql"),
+    ),
+    (
+        20,
+        "notification_deliveries",
+        include_str!("migrations/0020_notification_deliveries.sql"),
     ),
 ];
 

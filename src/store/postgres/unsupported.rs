@@ -1,14 +1,9 @@
 //! What the PostgreSQL store does not keep: asking for it is an error naming the feature,
-//! never a silent local fallback: source requests and notification deliveries. Reading
-//! notification deliveries answers what is true of this store, that it holds none, so
-//! `dsm health` works.
-
-use chrono::{DateTime, Utc};
+//! never a silent local fallback: source requests.
 
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::store::audit::AuditAppend;
-use crate::store::notifications::{DeliveryAttempt, DeliveryRetention, NotificationStore};
 use crate::store::requests::{
     NewRequest, PruneAudit, RequestFilter, RequestRecord, RequestStore, RequestUpdate,
 };
@@ -17,23 +12,9 @@ use crate::store::secrets::SealedSecret;
 /// The error for a feature the PostgreSQL store does not keep yet.
 pub fn not_yet(feature: &str) -> Error {
     Error::config(format!(
-        "{feature} cannot use a PostgreSQL store yet (team mode keeps state, leases, run history, settings, secrets, the audit log, config history, source status, API tokens and webhook events)"
+        "{feature} cannot use a PostgreSQL store yet (team mode keeps state, leases, run history, settings, secrets, the audit log, config history, source status, API tokens, webhook events and notification deliveries)"
     ))
     .hint("run this against the project's SQLite store (leave out `--database-uri` and DSM_DATABASE_URI)")
-}
-
-impl NotificationStore for PgStore {
-    fn record_delivery(
-        &self,
-        _attempt: &DeliveryAttempt,
-        _retention: DeliveryRetention,
-    ) -> Result<()> {
-        Err(not_yet("notifications"))
-    }
-
-    fn deliveries_since(&self, _since: DateTime<Utc>) -> Result<Vec<DeliveryAttempt>> {
-        Ok(Vec::new())
-    }
 }
 
 impl RequestStore for PgStore {

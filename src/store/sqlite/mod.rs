@@ -108,6 +108,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "run_record_counts",
         include_str!("../migrations/0019_run_record_counts.sql"),
     ),
+    (
+        20,
+        "notification_deliveries_pg",
+        include_str!("../migrations/0020_notification_deliveries_pg.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
