@@ -996,6 +996,20 @@ pub fn tokens_round_trip(b: &dyn Backend) {
     assert!(store.revoke_token("ci").unwrap());
     assert!(!store.revoke_token("ci").unwrap());
     assert!(store.list_tokens().unwrap().is_empty());
+    // Every role is kept, those of source requests too.
+    for (i, role) in [Role::Requester, Role::Approver].into_iter().enumerate() {
+        let made = store
+            .create_token(&NewToken {
+                name: format!("r{i}"),
+                role,
+                organisation: Some("uni".into()),
+                token_hash: vec![u8::try_from(i + 2).unwrap(); 32],
+                ..token.clone()
+            })
+            .unwrap();
+        assert_eq!(made.role, role);
+    }
+    assert_eq!(store.list_tokens().unwrap().len(), 2);
 }
 
 /// One lock design on every backend: a lock whose holder stops renewing it lapses; the next

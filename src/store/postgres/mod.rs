@@ -71,7 +71,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         20,
-        "notification_deliveries",
+        "notifications_and_request_roles",
         include_str!("migrations/0020_notification_deliveries.sql"),
     ),
 ];

@@ -14,3 +14,8 @@ CREATE TABLE {S}.notification_deliveries (
     PRIMARY KEY (project_id, id)
 );
 CREATE INDEX notification_deliveries_at ON {S}.notification_deliveries (project_id, at);
+
+-- The roles of source requests (`requester`, `approver`), as the SQLite store's 0016 allows.
+ALTER TABLE {S}.api_tokens DROP CONSTRAINT IF EXISTS api_tokens_role_check;
+ALTER TABLE {S}.api_tokens ADD CONSTRAINT api_tokens_role_check
+    CHECK (role IN ('viewer', 'operator', 'admin', 'requester', 'approver'));
