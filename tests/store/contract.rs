@@ -122,7 +122,6 @@ run_contract!(
     ]
 );
 
-// Not yet on PostgreSQL (an error naming the feature there): source requests.
 run_contract!(
     postgres,
     super::Postgres,
@@ -146,6 +145,7 @@ run_contract!(
         notification_deliveries_are_kept_in_order_and_bounded,
         state_events_keep_only_the_newest_of_each_state_id,
         webhook_events_are_deduplicated_consumed_in_order_replayed_and_bounded,
+        source_requests_record_every_transition_with_their_secrets_and_audit,
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
     ]

@@ -196,14 +196,15 @@ fn team_mode_needs_a_project_id_and_names_what_it_cannot_do_yet() {
         "{stderr}"
     );
     assert!(!p.path().join(".dsm/dsm.db").exists());
-    // Nor are source requests.
-    let out = p.dsm(&uri, &["requests", "list"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("source requests cannot use a PostgreSQL store yet"),
-        "{stderr}"
+    // Source requests are kept there, like everything the CLI changes.
+    let out = p.dsm(&uri, &["requests", "list", "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(!p.path().join(".dsm/dsm.db").exists());
     // The password never shows in messages.
     let bad = uri.replace("sslmode=disable", "sslmode=sometimes");
     let out = p.dsm(&bad, &["state", "list"]);

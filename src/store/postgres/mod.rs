@@ -13,6 +13,7 @@ mod connect;
 mod copy;
 mod locks;
 mod notifications;
+mod requests;
 mod runs;
 mod secrets;
 mod settings;
@@ -71,7 +72,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         20,
-        "notifications_and_request_roles",
+        "notifications_and_requests",
         include_str!("migrations/0020_notification_deliveries.sql"),
     ),
 ];

@@ -22,7 +22,7 @@ use crate::store::secrets::{
 impl PgStore {
     /// Locks the project's chain head for the rest of the transaction (creating its row the
     /// first time).
-    fn lock_chain(&self, c: &mut impl GenericClient) -> Result<()> {
+    pub(super) fn lock_chain(&self, c: &mut impl GenericClient) -> Result<()> {
         c.execute(
             &self.q(
                 "INSERT INTO {S}.audit_head (project_id, seq, mac) VALUES ($1, 0, ''::bytea)
@@ -50,7 +50,7 @@ impl PgStore {
     }
 
     /// The last link: the newest entry, else the anchor, else the empty link.
-    fn last_link(&self, c: &mut impl GenericClient) -> Result<ChainLink> {
+    pub(super) fn last_link(&self, c: &mut impl GenericClient) -> Result<ChainLink> {
         let row = c.query_opt(
             &self.q("SELECT seq, mac FROM {S}.audit_log WHERE project_id = $1
                      ORDER BY seq DESC LIMIT 1"),
@@ -74,7 +74,7 @@ impl PgStore {
         })
     }
 
-    fn insert_audit(&self, c: &mut impl GenericClient, row: &AuditRow) -> Result<()> {
+    pub(super) fn insert_audit(&self, c: &mut impl GenericClient, row: &AuditRow) -> Result<()> {
         c.execute(
             &self.q(
                 "INSERT INTO {S}.audit_log (project_id, seq, at, os_user, host, command, action, targets, mac)
