@@ -223,12 +223,26 @@ pub fn open_location(location: &Location, project_root: &Path) -> Result<Arc<dyn
         }
         Location::Postgres(target) => {
             let id = team_project_id(project_root)?;
+            // One connection per store and project for the life of the process: a run opens
+            // the store from several places (its source's status, each plugin's secrets, the
+            // run itself), one after the other, and each new connection costs a login.
+            static OPEN: std::sync::Mutex<Vec<(String, Arc<postgres::PgStore>)>> =
+                std::sync::Mutex::new(Vec::new());
+            let key = format!("{}\u{0}{id}", target.display);
+            let mut open = OPEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, store)) = open.iter().find(|(k, _)| *k == key) {
+                return Ok(store.clone());
+            }
             let project = crate::project::Project::load(project_root)?;
             let lease = postgres::LeaseTimes::resolve(project.dsm().store.as_ref())?;
-            Ok(Arc::new(
+            let store = Arc::new(
                 postgres::PgStore::open(target, &id, postgres::Upgrade::FirstUseOnly)?
                     .with_lease(lease),
-            ))
+            );
+            open.push((key, store.clone()));
+            Ok(store)
         }
     }
 }
