@@ -407,11 +407,14 @@ fn import_env(ctx: &Context, format: OutputFormat, args: ImportEnvArgs) -> Resul
         )));
     }
     let plugins = plugin_names(&root)?;
-    let referenced: Vec<(String, String)> = crate::project::project_files(&root)?
+    let referenced: Vec<(String, Vec<String>)> = crate::project::project_files(&root)?
         .into_iter()
         .filter_map(|rel| {
             let text = std::fs::read_to_string(root.join(&rel)).ok()?;
-            Some((rel.display().to_string(), text))
+            Some((
+                rel.display().to_string(),
+                crate::settings::expand::referenced(&text),
+            ))
         })
         .collect();
     let report = dotenv::import_env(

@@ -55,13 +55,12 @@ struct CopyDoc {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
-    if let StoreCommand::Copy(copy) = &args.command {
-        return copy_store(ctx, format, &root, copy);
-    }
-    let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
+    // `copy` names both its stores; the others work on the project's.
+    let location = || crate::store::locate(ctx.global.database_uri.as_deref(), &root);
     match args.command {
+        StoreCommand::Copy(copy) => copy_store(ctx, format, &root, &copy)?,
         StoreCommand::Status => {
-            let s = status::status(&location, &root)?;
+            let s = status::status(&location()?, &root)?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&s),
                 OutputFormat::Text => {
@@ -99,7 +98,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             }
         }
         StoreCommand::Reset => {
-            let crate::store::Location::Sqlite(path) = &location else {
+            let crate::store::Location::Sqlite(path) = &location()? else {
                 return Err(crate::error::Error::config(
                     "`dsm store reset` replaces a project's lost SQLite store; a PostgreSQL store is kept by its server",
                 ));
@@ -122,7 +121,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             }
         }
         StoreCommand::Migrate => {
-            let (before, after) = status::migrate(&location, &root)?;
+            let (before, after) = status::migrate(&location()?, &root)?;
             match format {
                 OutputFormat::Json => ctx
                     .printer
@@ -135,7 +134,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 )),
             }
         }
-        StoreCommand::Copy(_) => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -35,6 +35,21 @@ pub fn expand(value: &J, lookup: &dyn Fn(&str) -> Option<String>, out: &mut Expa
     }
 }
 
+/// The variables `s` would expand (not the escaped ones), by the same grammar as
+/// [`expand_str`].
+pub fn referenced(s: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    expand_str(
+        s,
+        &|name| {
+            names.borrow_mut().push(name.to_owned());
+            None
+        },
+        &mut Expansion::default(),
+    );
+    names.into_inner()
+}
+
 /// Expands variables in one string.
 pub fn expand_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>, out: &mut Expansion) -> String {
     pattern()
@@ -72,6 +87,13 @@ mod tests {
             "lower" => Some("l".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn referenced_names_whole_variables_and_skips_escaped_ones() {
+        let yml = "uri: postgresql://u:${PG_PASSWORD}@h/db\ntoken: $TAP_X_TOKEN\nkept: \\$TAP_Y\n";
+        assert_eq!(referenced(yml), ["PG_PASSWORD", "TAP_X_TOKEN"]);
+        assert!(referenced("no references").is_empty());
     }
 
     #[test]
