@@ -33,13 +33,25 @@ pub struct SourcesQuery {
 }
 
 /// A source's plugin type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginKind {
     /// An extractor (tap).
     Extractor,
     /// A loader (target).
     Loader,
+}
+
+impl super::QueryEnum for PluginKind {
+    fn all() -> &'static [Self] {
+        &[PluginKind::Extractor, PluginKind::Loader]
+    }
+    fn wire_name(self) -> &'static str {
+        match self {
+            PluginKind::Extractor => "extractor",
+            PluginKind::Loader => "loader",
+        }
+    }
 }
 
 /// Lists the registry's sources (extractors and loaders), sorted by name.
