@@ -360,7 +360,9 @@ const COMMANDS_SHARED: &[&str] = &["shared"];
 fn issue_19_no_command_imports_another_command() {
     let mut findings = Findings::default();
     for s in sources().iter().filter(|s| {
-        s.rel.starts_with("commands/") && s.rel != "commands/mod.rs" && s.rel != "commands/shared.rs"
+        s.rel.starts_with("commands/")
+            && s.rel != "commands/mod.rs"
+            && s.rel != "commands/shared.rs"
     }) {
         for (i, line) in s.code.iter().enumerate() {
             for prefix in ["crate::commands::", "super::"] {

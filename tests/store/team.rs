@@ -1126,3 +1126,80 @@ fn team_mode_works_through_pgbouncer_in_transaction_mode() {
     copies[0].ok(&uri, &["audit", "verify"]);
     copies[0].ok(&uri, &["secrets", "verify"]);
 }
+
+/// `dsm schedule run-due` started at the same moment on several hosts (each its own copy of
+/// the project, with `DSM_NOW` as their clock) starts a due schedule once per interval: the
+/// winner of the lease re-reads the schedule's record under it, so a host that saw the schedule
+/// due before the winner recorded its run does not run it again.
+#[test]
+fn run_due_on_several_hosts_at_once_starts_each_due_schedule_once_per_interval() {
+    let db = TestDb::new("rundue");
+    let uri = db.uri(None);
+    let hosts: Vec<Copy> = (0..4).map(|_| Copy::new(Some("run-due"))).collect();
+    for host in &hosts {
+        let file = host.path().join("meltano.yml");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str(
+            "schedules:
+- name: people-hourly
+  extractor: tap-csv
+  loader: target-jsonl
+  transform: skip
+  interval: '@hourly'
+",
+        );
+        std::fs::write(&file, text).unwrap();
+    }
+    let all_at = |now: &str| {
+        let outputs: Vec<Output> = std::thread::scope(|scope| {
+            let children: Vec<_> = hosts
+                .iter()
+                .map(|host| {
+                    let uri = uri.as_str();
+                    scope.spawn(move || {
+                        host.dsm_with(uri, &["schedule", "run-due"], "", &[("DSM_NOW", now)])
+                    })
+                })
+                .collect();
+            children.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let mut started = 0;
+        for out in outputs {
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            // A schedule another host runs is skipped, not an error: cron sees success.
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            started += stdout.lines().filter(|l| l.contains("succeeded")).count();
+        }
+        started
+    };
+    let runs = || {
+        json(&hosts[0].ok(
+            &uri,
+            &["--format", "json", "runs", "list", "--limit", "1000"],
+        ))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .count()
+    };
+    // First seen at 10:30: nothing runs before the first tick.
+    assert_eq!(all_at("2030-01-01T10:30:00Z"), 0);
+    // Each tick: all four hosts see it due, exactly one starts it; later in the same hour no
+    // host starts it again.
+    for (tick, later, total) in [
+        ("2030-01-01T11:00:30Z", "2030-01-01T11:40:00Z", 1),
+        ("2030-01-01T12:00:10Z", "2030-01-01T12:59:00Z", 2),
+        ("2030-01-01T13:00:01Z", "2030-01-01T13:00:02Z", 3),
+    ] {
+        assert_eq!(all_at(tick), 1, "one host starts the schedule at {tick}");
+        assert_eq!(runs(), total, "runs recorded after {tick}");
+        assert_eq!(all_at(later), 0, "nothing is due again at {later}");
+        assert_eq!(runs(), total);
+    }
+}

@@ -304,10 +304,18 @@ impl SqliteStore {
         status: RunStatus,
         pid: u32,
         host: &str,
+        started_at: DateTime<Utc>,
         hb: DateTime<Utc>,
     ) -> RunStatus {
         if status == RunStatus::Running
-            && liveness::is_stale(pid, host, hb, Utc::now(), self.stale_after)
+            && liveness::is_stale(
+                pid,
+                host,
+                Some(started_at),
+                hb,
+                Utc::now(),
+                self.stale_after,
+            )
         {
             RunStatus::Killed
         } else {
