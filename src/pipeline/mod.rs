@@ -60,6 +60,9 @@ pub struct PipelineOptions {
     /// The loader declares the `batch` capability: BATCH messages that no transform reads are
     /// relayed to it; otherwise dsm reads their files and sends RECORD messages.
     pub loader_takes_batches: bool,
+    /// The run the plugins belong to, set in their environment as
+    /// [`crate::envvars::OWNER_RUN`] (see [`plugin::sys::kill_leftovers`]).
+    pub owner_run: Option<String>,
 }
 
 impl Default for PipelineOptions {
@@ -78,6 +81,7 @@ impl Default for PipelineOptions {
             log: None,
             progress: None,
             loader_takes_batches: true,
+            owner_run: None,
         }
     }
 }
@@ -350,6 +354,12 @@ pub async fn run(
         }
     }
     specs.push(loader);
+    if let Some(run) = &options.owner_run {
+        for spec in &mut specs {
+            spec.env
+                .insert(crate::envvars::OWNER_RUN.to_owned(), run.clone());
+        }
+    }
     let n = specs.len();
     let last = n - 1;
 
