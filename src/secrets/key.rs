@@ -94,6 +94,12 @@ impl MasterKey {
         self.derive(LABEL_CHECK).to_vec()
     }
 
+    /// The key's id: the first 8 bytes of its check value, in hex. It names the key in messages
+    /// and key files without revealing anything that helps to guess it (a keyed hash).
+    pub fn key_id(&self) -> String {
+        key_id_of(&self.check_value())
+    }
+
     /// The key for the audit log's HMAC chain.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey(*self.derive(LABEL_AUDIT))
@@ -155,6 +161,14 @@ impl fmt::Debug for MasterKey {
         f.write_str("MasterKey(********)")
     }
 }
+
+/// The key id (see [`MasterKey::key_id`]) of the key whose check value is `check_value`.
+pub fn key_id_of(check_value: &[u8]) -> String {
+    hex::encode(&check_value[..check_value.len().min(KEY_ID_BYTES)])
+}
+
+/// How many bytes of the check value make a key id (16 hex digits).
+const KEY_ID_BYTES: usize = 8;
 
 /// The key of the audit log's HMAC chain, derived from the master key.
 #[derive(Clone)]

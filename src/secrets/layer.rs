@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::key::MasterKey;
-use super::master_key::KeyLookup;
 use super::store;
 use crate::error::{Error, Result};
 use crate::project::{Object, PluginType};
@@ -95,8 +94,7 @@ impl StoreLayer {
         if let Some(k) = self.key.borrow().as_ref() {
             return Ok(k.clone());
         }
-        let (key, source) = KeyLookup::from_env().find()?;
-        store::check_key(conn, &key, &source.to_string())?;
+        let (key, _) = store::find_key(conn)?;
         *self.key.borrow_mut() = Some(key.clone());
         Ok(key)
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::audit::{self, Entry};
 use super::error::SecretsError;
 use super::key::{Binding, MasterKey, Sealed};
+use super::master_key::KeyLookup;
 use super::{Secret, actor};
 use crate::store::Store;
 use crate::store::secrets::{KeyCheck, Rotation, SealedSecret};
@@ -26,14 +27,40 @@ pub struct VerifyReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Finds the master key (see [`KeyLookup`](super::master_key::KeyLookup)) and checks it
-/// against the store's key check value.
+/// Finds the master key of `store`'s project (see [`KeyLookup`]) and checks it against the
+/// store's key check value.
 pub fn find_key(
     store: &dyn Store,
 ) -> crate::error::Result<(MasterKey, super::master_key::KeySource)> {
-    let (key, source) = super::master_key::KeyLookup::from_env().find()?;
+    find_key_with(store, KeyLookup::for_project(store.key_owner().as_deref()))
+}
+
+/// As [`find_key`], looking where `lookup` says (its project file is set from the store's
+/// project when it has none): the key with the id the store needs, any key for a store that
+/// has none yet.
+pub fn find_key_with(
+    store: &dyn Store,
+    mut lookup: KeyLookup,
+) -> crate::error::Result<(MasterKey, super::master_key::KeySource)> {
+    if lookup.project_file.is_none() {
+        lookup.project_file = store
+            .key_owner()
+            .as_deref()
+            .and_then(super::master_key::project_key_file);
+    }
+    let wanted = store
+        .current_key()?
+        .map(|k| super::key::key_id_of(&k.check_value));
+    let (key, source) = lookup.find_for(wanted.as_deref())?;
     check_key(store, &key, &source.to_string())?;
     Ok((key, source))
+}
+
+/// The id of the key `store`'s secrets are encrypted under, if a key was ever registered.
+pub fn store_key_id(store: &dyn Store) -> Result<Option<String>> {
+    Ok(store
+        .current_key()?
+        .map(|k| super::key::key_id_of(&k.check_value)))
 }
 
 /// Checks `key` against the store's key check value and returns the key version. The first key
@@ -41,8 +68,10 @@ pub fn find_key(
 pub fn check_key(store: &dyn Store, key: &MasterKey, source_name: &str) -> Result<i64> {
     match store.current_key()? {
         Some(k) if k.check_value == key.check_value() => Ok(k.version),
-        Some(_) => Err(SecretsError::WrongKey {
+        Some(k) => Err(SecretsError::WrongKey {
             source_name: source_name.to_string(),
+            given: key.key_id(),
+            wanted: super::key::key_id_of(&k.check_value),
         }),
         None => {
             store.register_first_key(&key.check_value())?;

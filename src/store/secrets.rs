@@ -69,6 +69,12 @@ pub struct Rotation {
 
 /// The secret table and the master key's metadata.
 pub trait SecretStore {
+    /// The `project_id` of the project this store was opened for, which names the project's
+    /// own master key file; `None` when unknown (a store opened by path, a project without one).
+    fn key_owner(&self) -> Option<String> {
+        None
+    }
+
     /// The current key's version and check value, if a key was ever registered.
     fn current_key(&self) -> Result<Option<KeyCheck>>;
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod hardening;
+mod keys;
 mod leak;
 
 const CANARY: &str = "CANARY-ghp-7f3a9c";

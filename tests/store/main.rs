@@ -15,6 +15,7 @@ mod helper;
 mod meltano;
 mod pg;
 mod team;
+mod team_keys;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

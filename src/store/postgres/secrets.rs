@@ -230,6 +230,10 @@ impl PgStore {
 }
 
 impl SecretStore for PgStore {
+    fn key_owner(&self) -> Option<String> {
+        Some(self.project_id().to_owned())
+    }
+
     fn current_key(&self) -> Result<Option<KeyCheck>> {
         self.read(|c| self.key_in(c))
     }

@@ -130,6 +130,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     stale_after: Duration,
+    key_owner: Option<String>,
 }
 
 impl SqliteStore {
@@ -181,7 +182,16 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             stale_after: STALE_AFTER,
+            key_owner: None,
         })
+    }
+
+    /// Names the project the store belongs to (its `project_id`), whose key file holds the
+    /// master key (see [`crate::store::SecretStore::key_owner`]).
+    #[must_use]
+    pub fn with_key_owner(mut self, project_id: Option<String>) -> Self {
+        self.key_owner = project_id;
+        self
     }
 
     /// Changes the heartbeat age after which a lock or running run counts as stale.

@@ -49,6 +49,10 @@ pub(super) fn upsert(conn: &Connection, s: &SealedSecret, updated_by: &str) -> R
 }
 
 impl SecretStore for SqliteStore {
+    fn key_owner(&self) -> Option<String> {
+        self.key_owner.clone()
+    }
+
     fn current_key(&self) -> Result<Option<KeyCheck>> {
         self.read(|c| {
             Ok(c.query_row(

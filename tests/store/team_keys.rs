@@ -1,0 +1,93 @@
+//! Team mode and master keys: two hosts (two copies of a project, each with its own key file)
+//! share one PostgreSQL store. A rotation on one host leaves the other with the old key; that
+//! host must name the key id it lacks, refuse to write, and leave the store as it was.
+
+use std::path::PathBuf;
+
+use crate::pg::TestDb;
+use crate::team::{Copy, json};
+
+fn key_file(copy: &Copy) -> PathBuf {
+    copy.path().join(".test-config/dsm/keys/keys-team.key")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_host_without_the_rotated_key_names_its_id_and_changes_nothing() {
+    let db = TestDb::new("team_keys");
+    let uri = db.uri(None);
+    let (a, b) = (Copy::new(Some("keys-team")), Copy::new(Some("keys-team")));
+    a.ok(&uri, &["secrets", "init"]);
+    std::fs::create_dir_all(key_file(&b).parent().unwrap()).unwrap();
+    std::fs::copy(key_file(&a), key_file(&b)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(key_file(&b), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = a.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "password"],
+        "team-value-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    b.ok(&uri, &["secrets", "verify"]);
+
+    let rotated = json(&a.ok(&uri, &["--format", "json", "secrets", "rotate"]));
+    let new_id = rotated["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(new_id.len(), 16, "{rotated}");
+    let new_key = dsm::secrets::master_key::read_key_file(&key_file(&a)).unwrap();
+    assert_eq!(new_key.key_id(), new_id);
+    let mut c = db.client();
+    let snapshot = |c: &mut postgres::Client| -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in ["secrets", "secret_keys", "audit_log", "audit_head"] {
+            for row in c
+                .query(
+                    &format!(
+                        "SELECT t::text FROM dsm.{table} t WHERE project_id = 'keys-team' ORDER BY 1"
+                    ),
+                    &[],
+                )
+                .unwrap()
+            {
+                rows.push(row.get(0));
+            }
+        }
+        rows
+    };
+    let before = snapshot(&mut c);
+
+    // Host B still holds the old key: every command that needs the key says which it lacks.
+    for args in [
+        &["secrets", "verify"][..],
+        &["audit", "verify"][..],
+        &["config", "--unsafe", "list", "tap-csv"][..],
+    ] {
+        let out = b.dsm(&uri, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let shown = text(&out);
+        assert!(shown.contains(&new_id), "{args:?}: {shown}");
+        assert!(shown.contains("keys-team.key"), "{args:?}: {shown}");
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+    let out = b.dsm_with_stdin(
+        &uri,
+        &["secrets", "set", "tap-csv", "password"],
+        "written-with-the-old-key\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&new_id), "{}", text(&out));
+    assert_eq!(snapshot(&mut c), before, "host B changed the store");
+
+    // Host A still reads everything; host B works again once it has the new key.
+    a.ok(&uri, &["secrets", "verify"]);
+    a.ok(&uri, &["audit", "verify"]);
+    std::fs::copy(key_file(&a), key_file(&b)).unwrap();
+    b.ok(&uri, &["secrets", "verify"]);
+    b.ok(&uri, &["audit", "verify"]);
+}
