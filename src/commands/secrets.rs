@@ -145,6 +145,22 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// The environment a secret is stored for: the one named (`--environment`, `DSM_ENVIRONMENT`,
+/// `MELTANO_ENVIRONMENT`; it must exist), else `None`, the whole project. As for `dsm config`,
+/// `default_environment` does not count.
+fn scope(ctx: &Context, root: &Path) -> Result<Option<String>> {
+    let choice = crate::project::EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: false,
+    };
+    if choice.flag.is_none() && choice.none {
+        return Ok(None);
+    }
+    let project = crate::project::Project::load(root)?;
+    Ok(project.active_environment(&choice)?.map(|e| e.name.clone()))
+}
+
 /// The project's `project_id`, when dsm runs in a project that has one.
 fn project_id(ctx: &Context) -> Option<String> {
     ctx.project_root()
@@ -175,10 +191,16 @@ fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = secrets
         .into_iter()
-        .map(|s| vec![s.plugin, s.setting, s.updated_at, s.updated_by])
+        .map(|s| {
+            let scope = match s.environment {
+                Some(env) => format!("environment {env}"),
+                None => "project".to_string(),
+            };
+            vec![s.plugin, s.setting, scope, s.updated_at, s.updated_by]
+        })
         .collect();
     ctx.printer
-        .table(&["PLUGIN", "SETTING", "UPDATED", "BY"], &rows);
+        .table(&["PLUGIN", "SETTING", "SCOPE", "UPDATED", "BY"], &rows);
     Ok(())
 }
 
@@ -257,12 +279,14 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
     {
         crate::settings::check_set_value(&def, value.expose(), &n.plugin, false)?;
     }
+    let scope = scope(ctx, &root)?;
     record_history(&root, conn.as_ref(), &n.plugin, "dsm secrets set", None)?;
-    secrets::set_secret(
+    store::set_secret_in(
         conn.as_ref(),
         &key,
         &n.plugin,
         &n.setting,
+        scope.as_deref(),
         &value,
         "dsm secrets set",
     )?;
@@ -273,7 +297,16 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
         "dsm secrets set",
         Some(("secret.set", &n.setting)),
     )?;
-    let text = format!("stored `{}` for `{}` (encrypted)", n.setting, n.plugin);
+    let text = match &scope {
+        Some(env) => format!(
+            "stored `{}` for `{}` in environment `{env}` (encrypted)",
+            n.setting, n.plugin
+        ),
+        None => format!(
+            "stored `{}` for `{}` for the whole project (encrypted)",
+            n.setting, n.plugin
+        ),
+    };
     done(ctx, format, "set", n, text);
     Ok(())
 }
@@ -281,6 +314,7 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
 fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
     let (root, conn) = ctx.open_project_store()?;
     let (key, _) = store::find_key(conn.as_ref())?;
+    let scope = scope(ctx, &root)?;
     record_history(
         &root,
         conn.as_ref(),
@@ -288,11 +322,12 @@ fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
         "dsm secrets unset",
         None,
     )?;
-    secrets::unset(
+    store::unset_in(
         conn.as_ref(),
         &key,
         &args.plugin,
         &args.setting,
+        scope.as_deref(),
         "dsm secrets unset",
     )?;
     record_history(

@@ -218,6 +218,9 @@ pub struct Binding<'a> {
     pub setting: &'a str,
     /// Version of the master key the value is encrypted under.
     pub key_version: i64,
+    /// The environment the value belongs to (`None`: the whole project). A value moved to
+    /// another environment fails to decrypt too.
+    pub scope: Option<&'a str>,
 }
 
 impl Binding<'_> {
@@ -228,6 +231,13 @@ impl Binding<'_> {
             aad.extend_from_slice(part);
         }
         aad.extend_from_slice(&self.key_version.to_be_bytes());
+        // A project-wide value keeps the associated data it always had (stores written before
+        // per-environment secrets decrypt as they are).
+        if let Some(scope) = self.scope {
+            aad.extend_from_slice(b"scope");
+            aad.extend_from_slice(&(scope.len() as u64).to_be_bytes());
+            aad.extend_from_slice(scope.as_bytes());
+        }
         aad
     }
 }
@@ -256,6 +266,7 @@ mod tests {
             plugin,
             setting,
             key_version: 1,
+            scope: None,
         }
     }
 
@@ -287,6 +298,22 @@ mod tests {
             ..binding("tap-github", "auth_token")
         };
         assert!(key.open(&other_version, &sealed).is_none());
+        let prod = Binding {
+            scope: Some("prod"),
+            ..binding("tap-github", "auth_token")
+        };
+        assert!(key.open(&prod, &sealed).is_none());
+        let in_prod = key.seal(&prod, b"s3cret");
+        assert!(
+            key.open(&binding("tap-github", "auth_token"), &in_prod)
+                .is_none()
+        );
+        let staging = Binding {
+            scope: Some("staging"),
+            ..prod
+        };
+        assert!(key.open(&staging, &in_prod).is_none());
+        assert_eq!(key.open(&prod, &in_prod).unwrap().as_slice(), b"s3cret");
     }
 
     #[test]

@@ -195,9 +195,10 @@ pub(crate) const TABLES: &[Table] = &[
             ("ciphertext", Blob),
             ("updated_at", Time),
             ("updated_by", Text),
+            ("scope", Text),
         ],
-        order_sqlite: "plugin, setting",
-        order_pg: "plugin, setting",
+        order_sqlite: "plugin, setting, scope",
+        order_pg: "plugin, setting, scope",
     },
     Table {
         name: "audit_log",

@@ -203,3 +203,64 @@ fn a_missing_or_wrong_key_names_the_key_id_the_store_needs() {
     std::fs::rename(&kept, file.with_file_name("renamed.key.new")).unwrap();
     m.ok(&p, &["secrets", "verify"], None);
 }
+
+/// Issue 20, point 7: an export bundle carries each secret's environment, also when its
+/// secrets are re-encrypted under a passphrase.
+#[test]
+fn a_bundle_keeps_each_secrets_environment() {
+    let with_prod = || {
+        let p = Project::initialised();
+        let yml = p.path("meltano.yml");
+        let text = std::fs::read_to_string(&yml).unwrap();
+        std::fs::write(&yml, format!("{text}environments:\n- name: prod\n")).unwrap();
+        p
+    };
+    let source = with_prod();
+    let set = |args: &[&str], value: &str| {
+        let run = source.dsm_stdin(args, value);
+        assert_eq!(run.code, 0, "{}", run.all());
+    };
+    set(&["secrets", "set", "tap-github", "auth_token"], CANARY);
+    set(
+        &[
+            "--environment",
+            "prod",
+            "secrets",
+            "set",
+            "tap-github",
+            "auth_token",
+        ],
+        "prod-token-value",
+    );
+    let bundle = source.path("bundle.json");
+    let run = source.dsm_stdin(
+        &[
+            "export",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--passphrase",
+        ],
+        "correct horse\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let target = with_prod();
+    let run = target.dsm_stdin(
+        &["import", bundle.to_str().unwrap(), "--passphrase"],
+        "correct horse\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let key = dsm::secrets::master_key::read_key_file(&target.key_file()).unwrap();
+    let get = |scope: Option<&str>| {
+        dsm::secrets::store::get_secret_in(&target.store(), &key, "tap-github", "auth_token", scope)
+            .unwrap()
+            .map(|s| s.expose().to_owned())
+    };
+    assert_eq!(get(Some("prod")).as_deref(), Some("prod-token-value"));
+    assert_eq!(get(None).as_deref(), Some(CANARY));
+    let listed = target.dsm(&["secrets", "list"]);
+    assert!(
+        listed.stdout.contains("environment prod"),
+        "{}",
+        listed.all()
+    );
+}

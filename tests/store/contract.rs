@@ -20,6 +20,8 @@ use dsm::store::{
     StreamStats, WebhookLimits,
 };
 
+pub use crate::contract_scopes::secrets_are_kept_per_environment;
+
 /// Makes empty stores of one backend.
 pub trait Backend {
     /// A new, empty store, and what keeps it alive (a temporary folder, a database to drop).
@@ -119,6 +121,7 @@ run_contract!(
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
         source_requests_record_every_transition_with_their_secrets_and_audit,
+        secrets_are_kept_per_environment,
     ]
 );
 
@@ -148,6 +151,7 @@ run_contract!(
         source_requests_record_every_transition_with_their_secrets_and_audit,
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
+        secrets_are_kept_per_environment,
     ]
 );
 
@@ -638,6 +642,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     let sealed = |setting: &str, byte: u8| SealedSecret {
         plugin: "tap-a".into(),
         setting: setting.into(),
+        scope: None,
         key_version: 1,
         nonce: vec![byte; 12],
         ciphertext: vec![byte; 20],
@@ -664,10 +669,10 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
         .put_secret(&sealed("token", 3), "me", &entry("secret.set"))
         .unwrap();
     assert_eq!(
-        store.sealed_secret("tap-a", "password").unwrap(),
+        store.sealed_secret("tap-a", "password", None).unwrap(),
         Some(sealed("password", 2))
     );
-    assert_eq!(store.sealed_secret("tap-a", "nope").unwrap(), None);
+    assert_eq!(store.sealed_secret("tap-a", "nope", None).unwrap(), None);
     assert_eq!(
         store.sealed_secrets(Some("tap-a")).unwrap(),
         [sealed("password", 2), sealed("token", 3)]
@@ -681,12 +686,12 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     );
     assert!(
         store
-            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .delete_secret("tap-a", "token", None, &entry("secret.unset"))
             .unwrap()
     );
     assert!(
         !store
-            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .delete_secret("tap-a", "token", None, &entry("secret.unset"))
             .unwrap()
     );
     // Every change and only changes were audited, chained in order.
@@ -743,7 +748,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     );
     assert_eq!(
         store
-            .sealed_secret("tap-a", "password")
+            .sealed_secret("tap-a", "password", None)
             .unwrap()
             .unwrap()
             .nonce,
@@ -916,6 +921,7 @@ pub fn config_versions_number_and_restore(b: &dyn Backend) {
     let secret = SealedSecret {
         plugin: "tap-a".into(),
         setting: "password".into(),
+        scope: None,
         key_version: 1,
         nonce: vec![1; 12],
         ciphertext: vec![2; 20],
@@ -1289,6 +1295,7 @@ pub fn source_requests_record_every_transition_with_their_secrets_and_audit(b: &
     let sealed = |plugin: &str, byte: u8| SealedSecret {
         plugin: plugin.into(),
         setting: "password".into(),
+        scope: None,
         key_version: 1,
         nonce: vec![byte; 12],
         ciphertext: vec![byte; 20],

@@ -11,6 +11,7 @@
 mod boundary;
 mod chaos;
 mod contract;
+mod contract_scopes;
 mod helper;
 mod meltano;
 mod pg;

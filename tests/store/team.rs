@@ -748,7 +748,7 @@ fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
 }
 
 /// The URI without its password, and the password (for `PGPASSWORD`: never in argv).
-fn without_password(uri: &str) -> (String, String) {
+pub(crate) fn without_password(uri: &str) -> (String, String) {
     let pw = password_of(uri).unwrap_or_default();
     (uri.replacen(&format!(":{pw}@"), "@", 1), pw)
 }

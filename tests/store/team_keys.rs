@@ -91,3 +91,63 @@ fn a_host_without_the_rotated_key_names_its_id_and_changes_nothing() {
     b.ok(&uri, &["secrets", "verify"]);
     b.ok(&uri, &["audit", "verify"]);
 }
+
+/// Issue 20, point 7: a secret stored for an environment keeps its scope when the store is
+/// copied to PostgreSQL; the copy serves each environment the value the original did.
+#[test]
+fn store_copy_keeps_each_secrets_environment() {
+    let db = TestDb::new("team_scopes");
+    let (pg, pw) = crate::team::without_password(&db.uri(Some("scoped")));
+    let a = Copy::new(Some("scoped-project"));
+    let yml = a.path().join("meltano.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, format!("{text}environments:\n- name: prod\n")).unwrap();
+    let sqlite = format!("sqlite://{}", a.path().join(".dsm/dsm.db").display());
+    a.ok(&sqlite, &["secrets", "init"]);
+    for (args, value) in [
+        (
+            &["secrets", "set", "tap-csv", "password"][..],
+            "project-value-1\n",
+        ),
+        (
+            &[
+                "--environment",
+                "prod",
+                "secrets",
+                "set",
+                "tap-csv",
+                "password",
+            ][..],
+            "prod-value-2\n",
+        ),
+    ] {
+        let out = a.dsm_with_stdin(&sqlite, args, value);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = a.dsm_with(
+        &sqlite,
+        &["store", "copy", "--from", &sqlite, "--to", &pg],
+        "",
+        &[("PGPASSWORD", pw.as_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let uri = db.uri(Some("scoped"));
+    let listed = json(&a.ok(&uri, &["--format", "json", "secrets", "list"]));
+    let scopes: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["environment"].clone())
+        .collect();
+    assert_eq!(scopes, [serde_json::Value::Null, "prod".into()], "{listed}");
+    let print = |env: &[&str]| {
+        let mut args = env.to_vec();
+        args.extend(["config", "--unsafe", "print", "tap-csv"]);
+        json(&a.ok(&uri, &args))["password"].clone()
+    };
+    assert_eq!(print(&["--environment", "prod"]), "prod-value-2");
+    assert_eq!(print(&[]), "project-value-1");
+    a.ok(&uri, &["secrets", "verify"]);
+    a.ok(&uri, &["audit", "verify"]);
+}

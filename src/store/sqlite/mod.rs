@@ -113,6 +113,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_deliveries_pg",
         include_str!("../migrations/0020_notification_deliveries_pg.sql"),
     ),
+    (
+        21,
+        "secret_scopes",
+        include_str!("../migrations/0021_secret_scopes.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
