@@ -22,6 +22,7 @@ const LABEL_ENCRYPT: &[u8] = b"dsm secret encryption v1";
 const LABEL_CHECK: &[u8] = b"dsm key check v1";
 const LABEL_AUDIT: &[u8] = b"dsm audit chain v1";
 const LABEL_BUNDLE: &[u8] = b"dsm export bundle v2";
+const LABEL_HEAD: &[u8] = b"dsm audit head v1";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -103,6 +104,12 @@ impl MasterKey {
     /// The key for the audit log's HMAC chain.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey(*self.derive(LABEL_AUDIT))
+    }
+
+    /// The key that authenticates the audit chain's recorded head (a key of its own: the head
+    /// is kept where the chain's MACs can be read, so it must not be something they give).
+    pub fn head_key(&self) -> AuditKey {
+        AuditKey(*self.derive(LABEL_HEAD))
     }
 
     /// The HMAC key that authenticates an export bundle made under this key (an [`AuditKey`]

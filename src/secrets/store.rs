@@ -164,6 +164,7 @@ pub fn set_secret_in(
     let version = check_key(store, key, "the given key")?;
     let sealed = seal(key, plugin, setting, scope, version, value);
     let entry = Entry::new(command, "secret.set", [target_name(plugin, setting, scope)]);
+    actor::note_token(store);
     store.put_secret(&sealed, &actor::os_user(), &audit::builder(key, &entry))?;
     Ok(())
 }
@@ -310,6 +311,7 @@ pub fn unset_in(
     command: &str,
 ) -> Result<()> {
     check_key(store, key, "the given key")?;
+    actor::note_token(store);
     let entry = Entry::new(
         command,
         "secret.unset",
@@ -364,6 +366,7 @@ pub fn rotate(
         ));
     }
     let new_version = old_version + 1;
+    actor::note_token(store);
     // The closure's own errors keep their kind: they travel through the store as dsm errors.
     let mut failure: Option<SecretsError> = None;
     let result = store.rotate_secrets(&mut |input| {

@@ -657,6 +657,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
             action: action.into(),
             targets: "[\"tap-a.password\"]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     store
@@ -774,6 +775,7 @@ pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
             action: "config.set".into(),
             targets: "[]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     for day in 1..=4 {
@@ -784,9 +786,11 @@ pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
     let chain = store.audit_chain().unwrap();
     assert!(chain.anchor.is_none());
     assert_eq!(chain.rows.len(), 4);
-    if let RecordedHead::At(head) = &chain.head {
-        assert_eq!(head.seq, 4);
-    }
+    let RecordedHead::At(head) = &chain.head else {
+        panic!("no recorded head: {:?}", chain.head);
+    };
+    // The head keeps the entry's head MAC, not the entry's MAC.
+    assert_eq!((head.seq, head.mac.as_slice()), (4, &[0xEE; 32][..]));
     // Nothing older than the first entry: nothing changes.
     let none = store
         .prune_audit(&at(1), &|_| vec![0; 32], &|_, _| unreachable!())
@@ -842,6 +846,7 @@ pub fn concurrent_audit_appends_never_fork_the_chain(b: &dyn Backend) {
                             action: "config.set".into(),
                             targets: "[]".into(),
                             mac: mac(&prev.mac, prev.seq + 1, writer),
+                            head_mac: head_of(&mac(&prev.mac, prev.seq + 1, writer)),
                         })
                         .unwrap();
                 }
@@ -868,8 +873,13 @@ pub fn concurrent_audit_appends_never_fork_the_chain(b: &dyn Backend) {
     // under a race it may name an earlier one).
     if let RecordedHead::At(head) = &chain.head {
         let row = &chain.rows[usize::try_from(head.seq).unwrap() - 1];
-        assert_eq!(row.mac, head.mac);
+        assert_eq!(head_of(&row.mac), head.mac);
     }
+}
+
+/// What the concurrent writers record as each entry's head MAC (the store keeps it as given).
+fn head_of(mac: &[u8]) -> Vec<u8> {
+    mac.iter().rev().copied().collect()
 }
 
 pub fn config_versions_number_and_restore(b: &dyn Backend) {
@@ -1290,6 +1300,7 @@ pub fn source_requests_record_every_transition_with_their_secrets_and_audit(b: &
             action: action.into(),
             targets: "[]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     let sealed = |plugin: &str, byte: u8| SealedSecret {

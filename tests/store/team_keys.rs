@@ -100,8 +100,8 @@ fn store_copy_keeps_each_secrets_environment() {
     let (pg, pw) = crate::team::without_password(&db.uri(Some("scoped")));
     let a = Copy::new(Some("scoped-project"));
     let yml = a.path().join("meltano.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    std::fs::write(&yml, format!("{text}environments:\n- name: prod\n")).unwrap();
+    let written = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, format!("{written}environments:\n- name: prod\n")).unwrap();
     let sqlite = format!("sqlite://{}", a.path().join(".dsm/dsm.db").display());
     a.ok(&sqlite, &["secrets", "init"]);
     for (args, value) in [
@@ -150,4 +150,73 @@ fn store_copy_keeps_each_secrets_environment() {
     assert_eq!(print(&[]), "project-value-1");
     a.ok(&uri, &["secrets", "verify"]);
     a.ok(&uri, &["audit", "verify"]);
+}
+
+/// Issue 20, point 6, in team mode: a host that deletes the newest entries and rewrites the
+/// project's `audit_head` row to name the new last entry (copying its MAC from the table) is
+/// caught by every host, as is a made-up head MAC.
+#[test]
+fn a_truncated_chain_with_a_rewritten_head_row_does_not_verify() {
+    let db = TestDb::new("team_head");
+    let uri = db.uri(None);
+    let a = Copy::new(Some("head-team"));
+    a.ok(&uri, &["secrets", "init"]);
+    for setting in ["password", "token", "api_key"] {
+        let out = a.dsm_with_stdin(
+            &uri,
+            &["secrets", "set", "tap-csv", setting],
+            "a-team-value\n",
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    a.ok(&uri, &["audit", "verify"]);
+    let mut c = db.client();
+    let head: Vec<u8> = c
+        .query_one(
+            "SELECT mac FROM dsm.audit_head WHERE project_id = 'head-team'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let last: Vec<u8> = c
+        .query_one(
+            "SELECT mac FROM dsm.audit_log WHERE project_id = 'head-team' AND seq = 3",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_ne!(head, last, "the head row holds a MAC of its own");
+
+    c.execute(
+        "DELETE FROM dsm.audit_log WHERE project_id = 'head-team' AND seq = 3",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE dsm.audit_head SET seq = 2,
+             mac = (SELECT mac FROM dsm.audit_log WHERE project_id = 'head-team' AND seq = 2)
+         WHERE project_id = 'head-team'",
+        &[],
+    )
+    .unwrap();
+    let out = a.dsm(&uri, &["--format", "json", "audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        report["problems"].to_string().contains("not authenticated"),
+        "{report}"
+    );
+    c.execute(
+        "UPDATE dsm.audit_head SET mac = decode(repeat('ab', 32), 'hex')
+         WHERE project_id = 'head-team'",
+        &[],
+    )
+    .unwrap();
+    let out = a.dsm(&uri, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("does not authenticate under the master key"),
+        "{}",
+        text(&out)
+    );
 }

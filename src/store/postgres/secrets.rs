@@ -97,7 +97,7 @@ impl PgStore {
             c,
             &ChainLink {
                 seq: row.seq,
-                mac: row.mac.clone(),
+                mac: row.head_mac.clone(),
             },
         )
     }
@@ -135,6 +135,7 @@ impl PgStore {
             action: r.get(5),
             targets: r.get(6),
             mac: r.get(7),
+            head_mac: Vec::new(),
         })
         .collect())
     }
@@ -443,7 +444,7 @@ impl AuditStore for PgStore {
                 self.insert_audit(tx, &row)?;
                 Ok(ChainLink {
                     seq: row.seq,
-                    mac: row.mac,
+                    mac: row.head_mac,
                 })
             },
         )

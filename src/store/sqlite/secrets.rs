@@ -217,7 +217,7 @@ impl SecretStore for SqliteStore {
                 out.secrets.len(),
                 crate::store::audit::ChainLink {
                     seq: out.entry.seq,
-                    mac: out.entry.mac.clone(),
+                    mac: out.entry.head_mac.clone(),
                 },
             ))
         })?;
