@@ -121,9 +121,12 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
     };
     if format == OutputFormat::Json {
         ctx.printer
-            .json(&serde_json::json!({ "created": place.to_string() }));
+            .json(&serde_json::json!({ "created": place.to_string(), "key_id": key.key_id() }));
     } else {
-        ctx.printer.line(format!("created a master key in {place}"));
+        ctx.printer.line(format!(
+            "created a master key (id {}) in {place}",
+            key.key_id()
+        ));
     }
     ctx.printer
         .notice("back it up: secrets encrypted with it cannot be recovered without it");

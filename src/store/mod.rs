@@ -406,9 +406,20 @@ pub fn reset_lost_store(path: &Path) -> Result<Arc<dyn Store>> {
     open_path(path)
 }
 
-/// Opens (creating and migrating if needed) the store at a path [`database_path`] gave.
+/// Opens (creating and migrating if needed) the store at a path [`database_path`] gave. A
+/// project's own store (`<root>/.dsm/dsm.db` beside its `meltano.yml`) knows its project, whose
+/// `project_id` names its master key file (see [`SecretStore::key_owner`]).
 pub fn open_path(path: &Path) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::open(path)?))
+    let owner = path
+        .parent()
+        .filter(|dir| dir.file_name() == Some(std::ffi::OsStr::new(PRIVATE_DIR)))
+        .and_then(Path::parent)
+        .filter(|root| {
+            path.file_name() == Some(std::ffi::OsStr::new(DATABASE_FILE))
+                && root.join(crate::project::PROJECT_FILE).is_file()
+        })
+        .and_then(key_owner);
+    Ok(Arc::new(SqliteStore::open(path)?.with_key_owner(owner)))
 }
 
 /// Formats a time the way the store keeps it (RFC 3339, UTC, milliseconds).
