@@ -141,7 +141,6 @@ fn a_new_project_gets_a_key_file_of_its_own() {
     assert!(!m.shared_key().exists());
     // The project's own store, opened by its path (as `dsm serve` does), knows whose key it
     // needs; a database elsewhere does not.
-    use dsm::store::SecretStore as _;
     let store = dsm::store::open_path(&a.path(".dsm/dsm.db")).unwrap();
     assert_eq!(store.key_owner().as_deref(), Some("fresh-a"));
     std::fs::copy(a.path(".dsm/dsm.db"), a.path("elsewhere.db")).unwrap();
