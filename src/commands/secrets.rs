@@ -157,9 +157,14 @@ fn scope(ctx: &Context, root: &Path) -> Result<Option<String>> {
         none: ctx.global.no_environment,
         use_default: false,
     };
-    if choice.flag.is_none() && choice.none {
+    let named = choice.flag.is_some()
+        || [envvars::ENVIRONMENT, envvars::MELTANO_ENVIRONMENT]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if choice.none || !named {
         return Ok(None);
     }
+    // Named: it must be one of the project's environments.
     let project = crate::project::Project::load(root)?;
     Ok(project.active_environment(&choice)?.map(|e| e.name.clone()))
 }

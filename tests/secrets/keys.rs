@@ -239,6 +239,20 @@ fn a_bundle_keeps_each_secrets_environment() {
         ],
         "prod-token-value",
     );
+    // An environment the project does not define is refused, and nothing is stored.
+    let run = source.dsm_stdin(
+        &[
+            "--environment",
+            "nope",
+            "secrets",
+            "set",
+            "tap-github",
+            "auth_token",
+        ],
+        "stray-value-123",
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("nope"), "{}", run.stderr);
     let bundle = source.path("bundle.json");
     let run = source.dsm_stdin(
         &[
