@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::audit::ChainLink;
+use super::audit::RecordedHead;
 use super::postgres::{PgStore, Upgrade};
 use super::{Location, SqliteStore};
 use crate::error::{Error, Result};
@@ -195,9 +195,10 @@ pub(crate) const TABLES: &[Table] = &[
             ("ciphertext", Blob),
             ("updated_at", Time),
             ("updated_by", Text),
+            ("scope", Text),
         ],
-        order_sqlite: "plugin, setting",
-        order_pg: "plugin, setting",
+        order_sqlite: "plugin, setting, scope",
+        order_pg: "plugin, setting, scope",
     },
     Table {
         name: "audit_log",
@@ -503,21 +504,10 @@ pub fn copy(
             "after copying, the audit chain in {to_text} differs from the one in {from_text}"
         )));
     }
-    let last = b
-        .rows
-        .last()
-        .map(|r| ChainLink {
-            seq: r.seq,
-            mac: r.mac.clone(),
-        })
-        .or_else(|| {
-            b.anchor.as_ref().map(|a| ChainLink {
-                seq: a.seq,
-                mac: a.mac.clone(),
-            })
-        });
-    if let Some(head) = last {
-        target.store().record_audit_head(&head)?;
+    // The head goes as the source recorded it: it carries a MAC only the master key makes,
+    // which the copy cannot (and must not) make anew.
+    if let RecordedHead::At(head) = &a.head {
+        target.store().record_audit_head(head)?;
     }
     let report = CopyReport {
         from: from_text,

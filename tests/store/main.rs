@@ -11,10 +11,12 @@
 mod boundary;
 mod chaos;
 mod contract;
+mod contract_scopes;
 mod helper;
 mod meltano;
 mod pg;
 mod team;
+mod team_keys;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -11,12 +11,12 @@ use crate::clean_env;
 use crate::pg::TestDb;
 
 /// A copy of a project with built-in plugins (`tap-csv` into `target-jsonl`).
-struct Copy {
+pub(crate) struct Copy {
     dir: tempfile::TempDir,
 }
 
 impl Copy {
-    fn new(project_id: Option<&str>) -> Copy {
+    pub(crate) fn new(project_id: Option<&str>) -> Copy {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(
@@ -52,19 +52,25 @@ plugins:
         Copy { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn dsm(&self, uri: &str, args: &[&str]) -> Output {
+    pub(crate) fn dsm(&self, uri: &str, args: &[&str]) -> Output {
         self.dsm_with_stdin(uri, args, "")
     }
 
-    fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
         self.dsm_with(uri, args, stdin, &[])
     }
 
-    fn dsm_with(&self, uri: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    pub(crate) fn dsm_with(
+        &self,
+        uri: &str,
+        args: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> Output {
         use std::io::Write as _;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
         clean_env(&mut cmd);
@@ -88,7 +94,7 @@ plugins:
         child.wait_with_output().unwrap()
     }
 
-    fn ok(&self, uri: &str, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, uri: &str, args: &[&str]) -> String {
         let out = self.dsm(uri, args);
         assert!(
             out.status.success(),
@@ -101,7 +107,7 @@ plugins:
     }
 }
 
-fn json(text: &str) -> Value {
+pub(crate) fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -352,9 +358,10 @@ fn secrets_audit_config_history_and_tokens_are_shared_by_every_host() {
     let uri = db.uri(None);
     let (a, b) = (Copy::new(Some("sec")), Copy::new(Some("sec")));
     a.ok(&uri, &["secrets", "init"]);
-    // The key is handed to the second host as a file (how the README says to distribute it).
-    let key = a.path().join(".test-config/dsm/master.key");
-    let other = b.path().join(".test-config/dsm/master.key");
+    // The key is handed to the second host as a file (how the README says to distribute it):
+    // the project's own key file, named by its `project_id`.
+    let key = a.path().join(".test-config/dsm/keys/sec.key");
+    let other = b.path().join(".test-config/dsm/keys/sec.key");
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
     std::fs::copy(&key, &other).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
@@ -741,7 +748,7 @@ fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
 }
 
 /// The URI without its password, and the password (for `PGPASSWORD`: never in argv).
-fn without_password(uri: &str) -> (String, String) {
+pub(crate) fn without_password(uri: &str) -> (String, String) {
     let pw = password_of(uri).unwrap_or_default();
     (uri.replacen(&format!(":{pw}@"), "@", 1), pw)
 }

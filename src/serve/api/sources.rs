@@ -493,12 +493,8 @@ pub(super) fn check_credentials(
 pub(super) fn secret_key(
     conn: &dyn crate::store::Store,
 ) -> Result<crate::secrets::MasterKey, Problem> {
-    use crate::secrets::master_key::KeyLookup;
-    KeyLookup::from_env()
-        .find()
-        .and_then(|(key, source)| {
-            crate::secrets::store::check_key(conn, &key, &source.to_string()).map(|_| key)
-        })
+    crate::secrets::store::find_key(conn)
+        .map(|(key, _)| key)
         .map_err(|e| {
             Problem::new(StatusCode::CONFLICT, "the secret store cannot be written")
                 .detail(format!(

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications_and_requests",
         include_str!("migrations/0020_notification_deliveries.sql"),
     ),
+    (
+        21,
+        "secret_scopes",
+        include_str!("migrations/0021_secret_scopes.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

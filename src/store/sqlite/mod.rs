@@ -113,6 +113,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_deliveries_pg",
         include_str!("../migrations/0020_notification_deliveries_pg.sql"),
     ),
+    (
+        21,
+        "secret_scopes",
+        include_str!("../migrations/0021_secret_scopes.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
@@ -130,6 +135,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     stale_after: Duration,
+    key_owner: Option<String>,
 }
 
 impl SqliteStore {
@@ -181,7 +187,16 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             stale_after: STALE_AFTER,
+            key_owner: None,
         })
+    }
+
+    /// Names the project the store belongs to (its `project_id`), whose key file holds the
+    /// master key (see [`crate::store::SecretStore::key_owner`]).
+    #[must_use]
+    pub fn with_key_owner(mut self, project_id: Option<String>) -> Self {
+        self.key_owner = project_id;
+        self
     }
 
     /// Changes the heartbeat age after which a lock or running run counts as stale.
