@@ -214,8 +214,11 @@ fn schedules() {
     let (run, _) = snap_both(&p, "schedule_run", &["schedule", "run", "daily-schedule"]);
     assert_eq!(run.code, 0);
     // The schedule just ran, and `@daily` is not due again today.
-    let (due, _) = snap_both(&p, "schedule_run_due", &["schedule", "run-due"]);
+    let (due, json) = snap_both(&p, "schedule_run_due", &["schedule", "run-due"]);
     assert_eq!(due.code, 0);
+    // Nothing due is still one JSON document (it printed nothing at all before).
+    let doc = crate::json_contract::assert_matches("sync", &["schedule", "run-due"], &json);
+    assert_eq!(doc["flows"], serde_json::json!([]));
     for format in ["crontab", "systemd", "kubernetes"] {
         let out = snap(
             &p,

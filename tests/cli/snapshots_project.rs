@@ -132,6 +132,10 @@ fn completions_and_man() {
     }
     let bad = snap(&p, "completions_unknown_shell", &["completions", "tcsh"]);
     assert_eq!(bad.code, 2);
+    let help = snap(&p, "help", &["--help"]);
+    assert_eq!(help.code, 0);
+    let version = snap(&p, "version", &["--version"]);
+    assert_eq!(version.code, 0);
     let man = p.dsm(&["man"]);
     assert_eq!(man.code, 0);
     let head: String = man
