@@ -320,7 +320,10 @@ fn main() {
     let both = format!("{tap_maps}{validation}");
     let runs: [(&str, &str); 4] = [
         ("validation (policy fail), as a run builds it", validation),
-        ("stream map of the tap's config, as a run builds it", tap_maps),
+        (
+            "stream map of the tap's config, as a run builds it",
+            tap_maps,
+        ),
         (
             "stream map in transforms with streams:, as a run builds it",
             annotation_maps,
