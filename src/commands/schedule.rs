@@ -411,7 +411,9 @@ fn run_due(ctx: &Context, now: Option<String>, parallel: usize) -> Result<()> {
         }
     }
     if due.is_empty() {
-        return Ok(());
+        // Nothing due prints no line, but `--format json` still prints its one document.
+        let none = crate::orchestrate::Summary { flows: Vec::new() };
+        return print_summary(ctx, &none, Overlap::Ignore);
     }
     let summary = run_locked(ctx, fc, &store, &all, locks, &due, parallel)?;
     print_summary(ctx, &summary, Overlap::Ignore)

@@ -6,7 +6,7 @@
 //! tap with `--discover`, applies the project's rules and prints each property's state.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value as J, json};
@@ -279,27 +279,6 @@ fn read_catalog(path: &Path) -> Result<J> {
     })
 }
 
-/// The executable to run: a path (relative to the project) when it names one, else the one in
-/// the plugin's venv when installed, else a name looked up on `PATH`.
-fn executable(project: &Project, plugin: &Plugin) -> PathBuf {
-    let exe = &plugin.executable;
-    if exe.contains('/') {
-        return project.root().join(exe);
-    }
-    let venv = project
-        .root()
-        .join(".meltano")
-        .join(PluginType::Extractors.key())
-        .join(&plugin.name)
-        .join("venv/bin")
-        .join(exe);
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from(exe)
-    }
-}
-
 /// Runs the tap with `--config <private file> --discover` and parses its catalog.
 fn discover(project: &Project, inputs: &Inputs<'_>, plugin: &Plugin) -> Result<J> {
     if !plugin.has_capability("discover") {
@@ -321,7 +300,8 @@ fn discover(project: &Project, inputs: &Inputs<'_>, plugin: &Plugin) -> Result<J
         let mut f = opts.open(&config_path)?;
         f.write_all(resolved.config_json().to_string().as_bytes())?;
     }
-    let exe = executable(project, plugin);
+    // The same lookup a run uses: built-ins next to dsm, the plugin's venv, then `PATH`.
+    let exe = crate::plugin::executable::resolve_executable(project, plugin);
     let mut cmd = Command::new(&exe);
     cmd.arg("--config")
         .arg(&config_path)

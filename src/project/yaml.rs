@@ -7,6 +7,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+/// Most YAML events aliases may replay in one file (the parser's default is 1,000,000).
+const MAX_ALIAS_REPLAY: usize = 100_000;
+
 /// A position in a file: 1-based line and column (0 when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Pos {
@@ -148,6 +151,9 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
     // YAML 1.2 booleans only, as Meltano's reader: `yes`, `no`, `on`, `n` stay strings.
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    // An alias bomb (each anchor repeating the one before) stops after this many replayed
+    // events, before the node budget: a real meltano.yml replays a few hundred (`<<: *base`).
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
         let pos = e.location().map(|l| Pos {
             line: l.line(),

@@ -28,6 +28,7 @@ use crate::plugin::{PluginRole, PluginSpec};
 use crate::project::annotations::{Dialect, OnError, TransformSpec, Validation};
 use crate::project::{PRIVATE_DIR, Plugin, Project};
 use crate::singer::Message;
+use crate::singer::message::RecordMessage;
 use crate::store::RunArtifact;
 use crate::transform::{
     FieldMask, Policy, StreamMaps, Transform, TransformError, Validate, ValidationSettings,
@@ -433,6 +434,46 @@ impl Transform for OnlyStreams {
         self.inner.apply(message, out)
     }
 
+    // The fast paths of the transform inside, for its streams: without these a map limited to
+    // `streams:` parsed and re-serialised every record, and lost the line path.
+    fn apply_record_line(
+        &mut self,
+        stream: &str,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, TransformError> {
+        if !self.streams.contains(stream) {
+            return Ok(false);
+        }
+        self.inner.apply_record_line(stream, line, out)
+    }
+
+    fn maps_record_lines(&self, stream: &str) -> bool {
+        self.streams.contains(stream) && self.inner.maps_record_lines(stream)
+    }
+
+    fn apply_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[std::ops::Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> crate::transform::LinesMapped {
+        self.inner.apply_record_lines(stream, buf, lines, out)
+    }
+
+    fn filters_only(&self, stream: &str) -> bool {
+        self.streams.contains(stream) && self.inner.filters_only(stream)
+    }
+
+    fn keep(&mut self, record: &RecordMessage) -> Result<bool, TransformError> {
+        self.inner.keep(record)
+    }
+
+    fn on_state(&mut self, state: &Value) -> Result<(), TransformError> {
+        self.inner.on_state(state)
+    }
+
     fn finish(&mut self) -> Result<(), TransformError> {
         self.inner.finish()
     }
@@ -630,6 +671,29 @@ impl StreamValidation {
         self.dir.join(name)
     }
 
+    /// Runs `f` on the stream's validator, then records what it quarantined or skipped.
+    fn tracked<T>(
+        &mut self,
+        stream: &str,
+        f: impl FnOnce(&mut Validate) -> T,
+    ) -> Result<T, TransformError> {
+        let v = self.validator(stream)?;
+        let (before, skipped_before) = (v.quarantined(), v.skipped());
+        let result = f(v);
+        let after = v.quarantined();
+        let skipped = v.skipped();
+        if after != before
+            && let Some(path) = v.quarantine_path().map(Path::to_path_buf)
+        {
+            let label = self.label_of(stream).map(str::to_owned);
+            self.files.set(stream, &path, after, label);
+        }
+        if skipped != skipped_before {
+            self.files.set_skipped(stream, skipped);
+        }
+        Ok(result)
+    }
+
     fn validator(&mut self, stream: &str) -> Result<&mut Validate, TransformError> {
         if !self.per_stream.contains_key(stream) {
             let policy = self.policies.policy(stream);
@@ -666,21 +730,17 @@ impl Transform for StreamValidation {
             out.push(message);
             return Ok(());
         };
-        let v = self.validator(&stream)?;
-        let (before, skipped_before) = (v.quarantined(), v.skipped());
-        let result = v.apply(message, out);
-        let after = v.quarantined();
-        let skipped = v.skipped();
-        if after != before
-            && let Some(path) = v.quarantine_path().map(Path::to_path_buf)
-        {
-            let label = self.label_of(&stream).map(str::to_owned);
-            self.files.set(&stream, &path, after, label);
-        }
-        if skipped != skipped_before {
-            self.files.set_skipped(&stream, skipped);
-        }
-        result
+        self.tracked(&stream, |v| v.apply(message, out))?
+    }
+
+    // Validation only passes a record on or drops it: the pipeline keeps the record's own
+    // bytes instead of re-serialising it (it did not, and ran at two thirds of the speed).
+    fn filters_only(&self, _stream: &str) -> bool {
+        true
+    }
+
+    fn keep(&mut self, record: &RecordMessage) -> Result<bool, TransformError> {
+        self.tracked(&record.stream, |v| v.keep(record))?
     }
 
     fn finish(&mut self) -> Result<(), TransformError> {
@@ -739,6 +799,86 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    /// A bad record through `keep` (the pipeline's path for filters) is quarantined and
+    /// counted exactly as through `apply`.
+    #[test]
+    fn validation_filters_by_keep_with_the_same_effects_as_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let quarantined = Quarantined::default();
+        let mut v = StreamValidation {
+            policies: policies_of(
+                &serde_json::from_value(serde_json::json!({"on_error": "quarantine"})).unwrap(),
+            )
+            .unwrap(),
+            dir: dir.path().join("q"),
+            run_id: "r1".into(),
+            per_stream: HashMap::new(),
+            files: quarantined.clone(),
+        };
+        let schema = br#"{"type":"SCHEMA","stream":"users","key_properties":[],"schema":{"type":"object","properties":{"id":{"type":"integer"}}}}"#;
+        let mut out = Vec::new();
+        v.apply(Message::parse(schema).unwrap(), &mut out).unwrap();
+        assert!(v.filters_only("users"));
+        let record = |line: &[u8]| match Message::parse(line).unwrap() {
+            Message::Record(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            v.keep(&record(
+                br#"{"type":"RECORD","stream":"users","record":{"id":1}}"#
+            ))
+            .unwrap()
+        );
+        assert!(
+            !v.keep(&record(
+                br#"{"type":"RECORD","stream":"users","record":{"id":"x"}}"#
+            ))
+            .unwrap()
+        );
+        v.finish().unwrap();
+        let artifacts = quarantined.artifacts();
+        assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+        assert_eq!(artifacts[0].records, 1);
+        let text = std::fs::read_to_string(&artifacts[0].path).unwrap();
+        assert!(text.contains(r#""x""#), "{text}");
+    }
+
+    /// A transform limited to some streams keeps the fast paths of the one inside for those
+    /// streams, and declines the others.
+    #[test]
+    fn only_streams_forwards_the_line_path_for_its_streams() {
+        let maps = crate::transform::StreamMaps::from_config(&serde_json::json!({
+            "stream_maps": {"users": {"email": null, "h": "md5(email)"}}
+        }))
+        .unwrap();
+        let mut t = OnlyStreams {
+            streams: ["users".to_owned()].into(),
+            inner: Box::new(maps),
+        };
+        let schema = br#"{"type":"SCHEMA","stream":"users","key_properties":["id"],"schema":{"type":"object","properties":{"id":{"type":"integer"},"email":{"type":"string"}}}}"#;
+        let mut out = Vec::new();
+        t.apply(Message::parse(schema).unwrap(), &mut out).unwrap();
+        let line = br#"{"type":"RECORD","stream":"users","record":{"id":1,"email":"a@b.c"}}"#;
+        let mut fast = Vec::new();
+        assert!(t.apply_record_line("users", line, &mut fast).unwrap());
+        let mut produced = Vec::new();
+        t.apply(Message::parse(line).unwrap(), &mut produced)
+            .unwrap();
+        let mut slow = Vec::new();
+        for m in produced {
+            m.write_line(&mut slow);
+            slow.push(b'\n');
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&slow)
+        );
+        assert!(t.maps_record_lines("users"));
+        assert!(!t.maps_record_lines("other"));
+        assert!(!t.apply_record_line("other", line, &mut fast).unwrap());
+        assert!(!t.filters_only("users"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde_json::Value;
 mod actions;
 mod dashboard;
 mod orgs;
+mod properties;
 mod requests;
 mod sources_edit;
 mod webhooks;

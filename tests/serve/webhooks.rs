@@ -3,13 +3,13 @@
 
 use super::*;
 
-const HOOK_SECRET: &str = "whsec-0123456789abcdef";
+pub(super) const HOOK_SECRET: &str = "whsec-0123456789abcdef";
 const TARGET: &str = env!("CARGO_BIN_EXE_dsm-fake-target");
 
 /// A project made the way a user would: `dsm add tap-webhook` (whose template makes it a
 /// webhook source), the secret in the encrypted store, `target-jsonl` and a loader that never
 /// confirms a STATE and fails.
-fn webhook_project() -> Project {
+pub(super) fn webhook_project() -> Project {
     let p = Project::new("version: 1\ndefault_environment: dev\nenvironments:\n- name: dev\n")
         .with_master_key();
     for plugin in ["tap-webhook", "target-jsonl"] {
