@@ -130,6 +130,7 @@ fn main() {
         let run = RunContext {
             run_id: format!("bench-{name}"),
             started_at: Utc::now(),
+            lease: None,
         };
         let conn = MergedDb::from_connection(conn).expect("the merged-stream tables");
         let mut stage = MergeStage::new(conn, decl.clone(), name, run).expect("a stage");

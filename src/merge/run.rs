@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::MergeError;
 use super::stage::MergeStage;
 use crate::singer::Message;
-use crate::store::merged::{MergeRunStats, MergedDb};
+use crate::store::merged::{MergeRunStats, MergedTables};
 use crate::transform::{Transform, TransformError};
 
 /// How many extractor STATE values are remembered while waiting for the loader to echo one.
@@ -96,7 +96,7 @@ impl MergeRun {
     pub fn finish(
         &self,
         succeeded: bool,
-        conn: &MergedDb,
+        conn: &dyn MergedTables,
         run_id: &str,
     ) -> Result<Vec<MergeRunStats>, MergeError> {
         let mut inner = self.lock();
@@ -230,6 +230,7 @@ mod tests {
         let ctx = RunContext {
             run_id: run.into(),
             started_at: chrono::Utc::now(),
+            lease: None,
         };
         MergeRun::new(vec![MergeStage::new(conn, decl, "a", ctx).unwrap()])
     }

@@ -53,6 +53,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
         catalog: prepared.path.as_deref(),
         db: store::locate(opts.database_uri.as_deref(), project.root())?,
         run_id: &run_id,
+        lease: lock.as_ref().map(|_| plan.state_id.as_str()),
         run_dir: &run_dir,
     })?;
     // Whether this flow has synced before: then records sent again deserve a word.

@@ -4,9 +4,8 @@
 //! yet. Afterwards each table's row count and the audit chain (every entry, the anchor) are
 //! compared between the two; the command checks the chain's MACs when it has the master key.
 //!
-//! Not copied: flow leases (transient; a copy is refused while a run holds one), the SQLite
-//! store's merged-stream tables (PostgreSQL does not keep them yet: a source with rows in them is
-//! refused, naming them), and each backend's own bookkeeping (schema versions, webhook totals,
+//! Not copied: flow leases (transient; a copy is refused while a run holds one) and each
+//! backend's own bookkeeping (schema versions, webhook totals,
 //! which the SQLite store's triggers rebuild).
 
 use std::path::Path;
@@ -330,6 +329,71 @@ pub(crate) const TABLES: &[Table] = &[
         order_sqlite: "request_id, seq",
         order_pg: "request_id, seq",
     },
+    // Merged streams: the ids of `merge_sends` travel as they are (key rows name them); the
+    // target's own sequence then continues past the highest (see `CopyEnd::write_rows`).
+    Table {
+        name: "merge_schemas",
+        columns: &[("stream", Text), ("source", Text), ("schema", Text)],
+        order_sqlite: "stream, source",
+        order_pg: "stream, source",
+    },
+    Table {
+        name: "merge_sends",
+        columns: &[
+            ("id", Int),
+            ("stream", Text),
+            ("run_id", Text),
+            ("confirmed_before", Int),
+        ],
+        order_sqlite: "id",
+        order_pg: "id",
+    },
+    Table {
+        name: "merge_entities",
+        columns: &[
+            ("stream", Text),
+            ("key", Text),
+            ("candidates", Text),
+            ("resolved", Text),
+            ("quarantined", Int),
+            ("sent_by", Int),
+            ("sent_mark", Int),
+        ],
+        order_sqlite: "stream, key",
+        order_pg: "stream, key",
+    },
+    Table {
+        name: "merge_conflicts",
+        columns: &[
+            ("id", Int),
+            ("stream", Text),
+            ("key", Text),
+            ("run_id", Text),
+            ("logged_at", Text),
+            ("n", Int),
+            ("fields", Text),
+        ],
+        order_sqlite: "id",
+        order_pg: "id",
+    },
+    Table {
+        name: "merge_run_stats",
+        columns: &[
+            ("run_id", Text),
+            ("stream", Text),
+            ("source", Text),
+            ("records_in", Int),
+            ("emitted", Int),
+            ("unchanged", Int),
+            ("same_output", Int),
+            ("resent", Int),
+            ("conflicts", Int),
+            ("quarantined", Int),
+            ("null_keys", Int),
+        ],
+        order_sqlite: "run_id, stream, source",
+        order_pg: "run_id, stream, source",
+    },
     // On SQLite one row (`one` = 1); it counts only once a `seq` was handed out.
     Table {
         name: "webhook_sequence",
@@ -348,11 +412,9 @@ pub(crate) trait CopyEnd {
     fn count_rows(&self, table: &Table) -> Result<u64>;
     /// The project's rows of `table`, in its order.
     fn read_rows(&self, table: &Table) -> Result<Vec<Vec<Cell>>>;
-    /// Writes every table's rows in one transaction.
+    /// Writes every table's rows in one transaction, then moves the store's own id counters
+    /// (the sends of merged streams) past every id copied.
     fn write_rows(&self, rows: &Rows) -> Result<()>;
-    /// Rows in tables this backend keeps and the other may not (merged streams): their names
-    /// and counts, non-empty ones only.
-    fn only_here(&self) -> Result<Vec<(String, u64)>>;
 }
 
 /// What a copy did.
@@ -444,12 +506,6 @@ pub fn copy(
     }
     let source = End::open(from, root, false)?;
     let target = End::open(to, root, true)?;
-    if let Some((table, n)) = source.copy_end().only_here()?.first() {
-        return Err(Error::config(format!(
-            "the store {from_text} holds merged streams ({n} rows in `{table}`), which a PostgreSQL store does not keep yet"
-        ))
-        .hint("keep this project on SQLite, or remove its merged streams first"));
-    }
     let held: Vec<_> = source
         .store()
         .lock_holders()?

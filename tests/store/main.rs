@@ -13,6 +13,7 @@ mod chaos;
 mod contract;
 mod helper;
 mod meltano;
+mod merged;
 mod pg;
 mod team;
 

@@ -12,6 +12,7 @@ mod config_history;
 mod connect;
 mod copy;
 mod locks;
+mod merged;
 mod notifications;
 mod requests;
 mod runs;
@@ -33,6 +34,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use connect::{DEFAULT_SCHEMA, PgTarget, is_postgres_uri};
+pub use merged::PgMerged;
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -74,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "notifications_and_requests",
         include_str!("migrations/0020_notification_deliveries.sql"),
+    ),
+    (
+        22,
+        "merged_streams",
+        include_str!("migrations/0022_merged_streams.sql"),
     ),
 ];
 

@@ -113,6 +113,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_deliveries_pg",
         include_str!("../migrations/0020_notification_deliveries_pg.sql"),
     ),
+    (
+        22,
+        "merged_streams_pg",
+        include_str!("../migrations/0022_merged_streams_pg.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

@@ -23,6 +23,7 @@ fn run(id: &str) -> RunContext {
     RunContext {
         run_id: id.into(),
         started_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+        lease: None,
     }
 }
 
