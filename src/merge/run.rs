@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
-        let conn = MergedDb::open(path).unwrap();
+        let conn = crate::store::merged::MergedDb::open(path).unwrap();
         conn.unconfirmed()
             .unwrap()
             .into_iter()
@@ -226,7 +226,7 @@ mod tests {
             "key": ["id"]
         }))
         .unwrap();
-        let conn = MergedDb::open(path).unwrap();
+        let conn = crate::store::merged::MergedDb::open(path).unwrap();
         let ctx = RunContext {
             run_id: run.into(),
             started_at: chrono::Utc::now(),
@@ -271,7 +271,7 @@ mod tests {
 
         // The run fails here: the next run sends record 4 again, right after the SCHEMA.
         t.finish().unwrap();
-        let conn = MergedDb::open(&db).unwrap();
+        let conn = crate::store::merged::MergedDb::open(&db).unwrap();
         run.finish(false, &conn, "r1").unwrap();
         drop((t, run));
         let next = stage(&db, "r2");

@@ -477,3 +477,163 @@ fn postgres_a_run_that_lost_its_lease_cannot_commit_merged_rows() {
     assert_eq!(keys, ["[1]"], "nothing of the fenced-out batch was written");
     drop(lock);
 }
+
+fn copy_example(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if [".dsm", "output", ".meltano"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let dest = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_example(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `dsm` in `dir` with the store at `uri` (through the environment, as a password would go).
+fn dsm_at(dir: &std::path::Path, uri: &str, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dsm"));
+    crate::clean_env(&mut cmd);
+    let bins = std::path::Path::new(env!("CARGO_BIN_EXE_dsm"))
+        .parent()
+        .unwrap();
+    let mut dirs = vec![bins.to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let out = cmd
+        .args(args)
+        .current_dir(dir)
+        .env("DSM_DATABASE_URI", uri)
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("XDG_CONFIG_HOME", dir.join(".test-config"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dsm {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The bundled merged example on a PostgreSQL store: run twice (the second run finds every key
+/// resolved and sends nothing), the conflict log and the run counts read from the shared store,
+/// nothing of the merge left in a local file, and the store copied back to SQLite whole.
+#[test]
+fn postgres_the_merged_example_runs_twice_on_a_team_store_and_copies_back_to_sqlite() {
+    let db = crate::pg::TestDb::new("merged_e2e");
+    let uri = db.uri(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/merged-companies");
+    copy_example(&example, &dir);
+    dsm_at(&dir, &uri, &["run", "merge-companies"]);
+    let out = rusqlite::Connection::open(dir.join("output/companies.db")).unwrap();
+    let rows: Vec<(i64, String)> = out
+        .prepare("SELECT id, country FROM companies ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let countries: Vec<(i64, &str)> = rows.iter().map(|(i, c)| (*i, c.as_str())).collect();
+    // Key 3 is quarantined: it keeps the country the CRM sent.
+    assert_eq!(
+        countries,
+        [(1, "GB"), (2, "NO"), (3, "DE"), (4, "FR"), (5, "IE")]
+    );
+    let log = parsed(&dsm_at(
+        &dir,
+        &uri,
+        &["conflicts", "list", "--format", "json"],
+    ));
+    let entries = log.as_array().unwrap();
+    let quarantined: Vec<(&Value, &str)> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "quarantined")
+        .map(|e| (&e["key"], e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(quarantined, [(&json!([3]), "country")]);
+    // Nothing of the merge stays local.
+    let local = dir.join(".dsm/dsm.db");
+    assert!(
+        !local.exists(),
+        "a local store appeared at {}",
+        local.display()
+    );
+
+    dsm_at(&dir, &uri, &["run", "merge-companies"]);
+    let runs = parsed(&dsm_at(&dir, &uri, &["runs", "list", "--format", "json"]));
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 6, "two jobs of three runs");
+    for run in &runs[..3] {
+        let id = run["run_id"].as_str().unwrap();
+        let shown = parsed(&dsm_at(
+            &dir,
+            &uri,
+            &["runs", "show", id, "--format", "json"],
+        ));
+        let counts = shown["merged_streams"].as_array().unwrap();
+        assert_eq!(counts.len(), 1, "{shown}");
+        assert!(counts[0]["records_in"].as_u64().unwrap() > 0, "{shown}");
+        assert_eq!(
+            counts[0]["emitted"], 0,
+            "the second run sends nothing: {shown}"
+        );
+    }
+    let again = parsed(&dsm_at(
+        &dir,
+        &uri,
+        &["conflicts", "list", "--format", "json"],
+    ));
+    assert_eq!(again.as_array().unwrap().len(), entries.len());
+
+    // Back to SQLite: the merged tables come along, counted on both sides.
+    let file = tmp.path().join("copy.db");
+    let report = parsed(&dsm_at(
+        &dir,
+        &uri,
+        &[
+            "store",
+            "copy",
+            "--from",
+            &uri,
+            "--to",
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ));
+    let count = |table: &str| -> u64 {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap_or_else(|| panic!("{table} in {report}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count("merge_entities"), 5);
+    assert_eq!(count("merge_schemas"), 3);
+    assert_eq!(count("merge_run_stats"), 6);
+    let copied = parsed(&dsm_at(
+        &dir,
+        file.to_str().unwrap(),
+        &["conflicts", "list", "--format", "json"],
+    ));
+    assert_eq!(copied, again);
+}

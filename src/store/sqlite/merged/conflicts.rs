@@ -157,6 +157,7 @@ mod tests {
     use super::super::tables::{insert_conflicts, next_conflict_id};
     use super::*;
     use crate::store::merged::{ConflictFields, FieldConflict};
+    use serde_json::Value;
 
     /// Logs one row with one field per name in `fields`, each with a candidate of value 1 from
     /// every source in `sources`.
