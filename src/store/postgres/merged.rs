@@ -4,13 +4,24 @@
 //! A resolver reads one key per record, so its connection is its own, driven by a thread of its
 //! own (the synchronous client cannot run on a thread that drives the pipeline's runtime): each
 //! call hands the thread a job and waits for its answer. A resolver's batch is one
-//! transaction: its reads of keys share it (one round trip each, through a statement prepared
-//! in it), its writes wait in memory (where [`StreamRows::load`] finds them first) and go at
-//! commit, many rows per statement (`unnest` of arrays). The commit is conditional on the run
-//! still holding its flow's lease, as a state commit is. Nothing outlives a transaction but the
-//! connection, so the tables work through a transaction-pooling pooler.
+//! transaction under a transaction-level lock of its stream (batches of several runs of one
+//! merged stream take turns, so what a batch read is still there when it writes): its reads of
+//! keys share it (one round trip each, through a statement prepared in it), its writes wait in
+//! memory (where [`StreamRows::load`] finds them first) and go at commit, many rows per
+//! statement (`unnest` of arrays). The commit is conditional on the run still holding its
+//! flow's lease, as a state commit is. Nothing outlives a transaction but the connection, so
+//! the tables work through a transaction-pooling pooler.
+//!
+//! A round trip per record would bound a resolver to a few thousand records a second, and most
+//! keys of a stream's first sync, or of a source adding keys, are new. So a resolver keeps the
+//! hashes of the stream's keys (read once when it starts, 8 bytes a key plus the set's
+//! overhead) and asks the database only for a key whose hash is there. The set stays exact
+//! while the resolver's batches are the only ones writing the stream: each batch that writes
+//! key rows moves the stream's counter in `merge_streams`, and a batch that finds the counter
+//! moved by another run stops trusting the set and asks for every key from then on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -494,11 +505,30 @@ impl MergedTables for PgMerged {
     }
 
     fn into_stream(self: Box<Self>, stream: &str, run: &StreamRun) -> Result<Box<dyn StreamRows>> {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let (name, hashing) = (stream.to_owned(), hasher.clone());
+        let (generation, known) = self.tx(move |c, n| {
+            lock_stream(c, n, &name)?;
+            let generation = generation(c, n, &name)?;
+            let mut known = HashSet::new();
+            let stmt = c.prepare(&n.q(
+                "SELECT key FROM {S}.merge_entities WHERE project_id = $1 AND stream = $2",
+            ))?;
+            let mut rows = c.query_raw(&stmt, [&n.project as &(dyn ToSql + Sync), &name])?;
+            while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+                known.insert(hashing.hash_one(row.get::<_, &str>(0)));
+            }
+            Ok((generation, known))
+        })?;
         Ok(Box::new(PgStream {
             tables: *self,
             stream: Arc::new((stream.to_owned(), run.clone())),
             pending: Vec::new(),
             overlay: HashMap::new(),
+            known: Some(known),
+            hasher,
+            generation,
+            batch_open: false,
         }))
     }
 }
@@ -524,6 +554,58 @@ pub struct PgStream {
     pending: Vec<MergeWrite>,
     /// The open batch's key rows, the latest per key.
     overlay: HashMap<String, EntityRow>,
+    /// The hashes of every key the stream has, while no other run writes it (see the module's
+    /// documentation); `None`: ask the database.
+    known: Option<HashSet<u64>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// The stream's counter as this resolver's last batch left it.
+    generation: i64,
+    /// Whether the batch's transaction is open, holding the stream's lock.
+    batch_open: bool,
+}
+
+impl PgStream {
+    /// Opens the batch's transaction under the stream's lock, and stops trusting the key set
+    /// when another run wrote key rows since this resolver's last batch.
+    fn open_batch(&mut self) -> Result<()> {
+        if self.batch_open {
+            return Ok(());
+        }
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        let now = self.tables.worker.call(move |c| {
+            c.begin()?;
+            let found = lock_stream(&mut c.client, &names, &stream.0)
+                .and_then(|()| generation(&mut c.client, &names, &stream.0));
+            if found.is_err() {
+                let _ = c.end(false);
+            }
+            found
+        })?;
+        self.batch_open = true;
+        if now != self.generation && self.known.take().is_some() {
+            tracing::debug!(stream = %self.stream.0, "another run wrote this merged stream: reading every key from the store");
+        }
+        self.generation = now;
+        Ok(())
+    }
+}
+
+/// Takes the transaction-level lock of `stream`'s key rows.
+fn lock_stream(c: &mut Client, n: &Names, stream: &str) -> Result<()> {
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("dsm merge {} {} {stream}", n.schema, n.project)],
+    )?;
+    Ok(())
+}
+
+/// The counter of `stream` (0 before any batch wrote it).
+fn generation(c: &mut Client, n: &Names, stream: &str) -> Result<i64> {
+    Ok(c.query_opt(
+        &n.q("SELECT generation FROM {S}.merge_streams WHERE project_id = $1 AND stream = $2"),
+        &[&n.project, &stream],
+    )?
+    .map_or(0, |r| r.get(0)))
 }
 
 impl std::fmt::Debug for PgStream {
@@ -548,13 +630,18 @@ impl StreamRows for PgStream {
         if let Some(row) = self.overlay.get(key) {
             return Ok(Some(row.clone()));
         }
+        self.open_batch()?;
+        if let Some(known) = &self.known
+            && !known.contains(&self.hasher.hash_one(key))
+        {
+            return Ok(None);
+        }
         let (names, stream, key) = (
             self.tables.names.clone(),
             self.stream.clone(),
             key.to_owned(),
         );
         self.tables.worker.call(move |c| {
-            c.begin()?;
             let stmt = match &c.load {
                 Some(s) => s.clone(),
                 None => {
@@ -595,22 +682,70 @@ impl StreamRows for PgStream {
     }
 
     fn commit(&mut self) -> Result<()> {
+        let keys = self.pending.iter().any(|op| matches!(op, MergeWrite::Entity { .. }));
+        // Key rows are written under the stream's lock; confirmations alone need none.
+        if keys {
+            self.open_batch()?;
+        }
         let ops = std::mem::take(&mut self.pending);
-        self.overlay.clear();
+        let written: Vec<u64> = self
+            .overlay
+            .drain()
+            .map(|(k, _)| self.hasher.hash_one(&k))
+            .collect();
+        self.batch_open = false;
         let (names, stream) = (self.tables.names.clone(), self.stream.clone());
-        self.tables.worker.call(move |c| {
+        let moved = self.tables.worker.call(move |c| {
             if ops.is_empty() {
-                return c.end(true);
+                c.end(true)?;
+                return Ok(None);
             }
             c.begin()?;
-            match apply(&mut c.client, &names, &stream.0, &stream.1, ops) {
-                Ok(()) => c.end(true),
+            let applied = apply(&mut c.client, &names, &stream.0, &stream.1, ops).and_then(|()| {
+                if !keys {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    c.client
+                        .query_one(
+                            &names.q(
+                                "INSERT INTO {S}.merge_streams (project_id, stream, generation)
+                                 VALUES ($1, $2, 1)
+                                 ON CONFLICT (project_id, stream)
+                                 DO UPDATE SET generation = {S}.merge_streams.generation + 1
+                                 RETURNING generation",
+                            ),
+                            &[&names.project, &stream.0],
+                        )?
+                        .get::<_, i64>(0),
+                ))
+            });
+            match applied {
+                Ok(moved) => {
+                    c.end(true)?;
+                    Ok(moved)
+                }
                 Err(e) => {
                     let _ = c.end(false);
                     Err(e)
                 }
             }
-        })
+        });
+        match moved {
+            Ok(Some(generation)) => {
+                self.generation = generation;
+                if let Some(known) = &mut self.known {
+                    known.extend(written);
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                // What the failed batch held is gone; the keys it would have added are not
+                // known to exist.
+                Err(e)
+            }
+        }
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -69,3 +69,13 @@ CREATE TABLE {S}.merge_run_stats (
     null_keys   BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (project_id, run_id, stream, source)
 );
+
+-- One row per merged stream with key rows: a counter every batch that writes key rows moves
+-- under the stream's transaction-level lock. A resolver that finds it where its own last batch
+-- left it knows no other run added keys in between (see src/store/postgres/merged.rs).
+CREATE TABLE {S}.merge_streams (
+    project_id TEXT NOT NULL,
+    stream     TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    PRIMARY KEY (project_id, stream)
+);
