@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use dsm::merge::{MergeStage, MergedDb, MergedStream, RunContext};
-use dsm::store::merged::MergedTables;
 use dsm::singer::Message;
+use dsm::store::merged::MergedTables;
 use dsm::transform::Transform;
 use rusqlite::Connection;
 use serde_json::json;
@@ -218,7 +218,10 @@ fn main() {
     }
     // `DSM_BENCH_PG_URI=postgresql://...&schema=NAME`: the same workload on a PostgreSQL store
     // (an empty schema; benches/team-store.sh starts a throwaway server), side by side.
-    if let Some(uri) = std::env::var("DSM_BENCH_PG_URI").ok().filter(|u| !u.is_empty()) {
+    if let Some(uri) = std::env::var("DSM_BENCH_PG_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
         use dsm::store::postgres::{PgMerged, PgStore, PgTarget, Upgrade};
         let target = PgTarget::parse(&uri).expect("DSM_BENCH_PG_URI is a PostgreSQL URI");
         drop(PgStore::open(&target, "bench-merge", Upgrade::FirstUseOnly).expect("the store"));

@@ -412,6 +412,10 @@ pub(crate) trait CopyEnd {
     fn count_rows(&self, table: &Table) -> Result<u64>;
     /// The project's rows of `table`, in its order.
     fn read_rows(&self, table: &Table) -> Result<Vec<Vec<Cell>>>;
+    /// The project's rows of every table (a backend that can reads them in one snapshot).
+    fn read_tables(&self, tables: &'static [Table]) -> Result<Rows> {
+        tables.iter().map(|t| Ok((t, self.read_rows(t)?))).collect()
+    }
     /// Writes every table's rows in one transaction, then moves the store's own id counters
     /// (the sends of merged streams) past every id copied.
     fn write_rows(&self, rows: &Rows) -> Result<()>;
@@ -519,8 +523,29 @@ pub fn copy(
         ))
         .hint("copy the store when no run is going (stop the schedulers first)"));
     }
+    let report = transfer(
+        (source.copy_end(), source.store(), &from_text),
+        (target.copy_end(), target.store(), &to_text),
+        true,
+    )?;
+    let target: std::sync::Arc<dyn super::Store> = match target {
+        End::Sqlite(s) => std::sync::Arc::new(s),
+        End::Pg(p) => std::sync::Arc::new(*p),
+    };
+    Ok((report, target))
+}
+
+/// One end of [`transfer`]: its rows, its store, and how messages name it.
+type Side<'a> = (&'a dyn CopyEnd, &'a dyn super::Store, &'a str);
+
+/// Copies every table from `source` into the empty `target` in one transaction, then checks
+/// each table's row count and the audit chain on both sides (with `settled`; otherwise, for a
+/// source that may be in use, that the target holds what was read and that its chain is where
+/// the source's stood) and records the target's audit head.
+fn transfer(source: Side<'_>, target: Side<'_>, settled: bool) -> Result<CopyReport> {
+    let (from_text, to_text) = (source.2, target.2);
     for table in TABLES {
-        let n = target.copy_end().count_rows(table)?;
+        let n = target.0.count_rows(table)?;
         if n > 0 {
             return Err(Error::config(format!(
                 "the target store {to_text} is not empty: `{}` holds {n} rows of this project",
@@ -529,17 +554,18 @@ pub fn copy(
             .hint("copy into a new database, schema or file; a copy never overwrites a store"));
         }
     }
-    let mut rows: Rows = Vec::new();
-    for table in TABLES {
-        rows.push((table, source.copy_end().read_rows(table)?));
-    }
-    target.copy_end().write_rows(&rows)?;
+    let rows = source.0.read_tables(TABLES)?;
+    target.0.write_rows(&rows)?;
 
     // Row counts on both sides.
     let mut tables = Vec::new();
     for (table, copied) in &rows {
-        let there = target.copy_end().count_rows(table)?;
-        let here = source.copy_end().count_rows(table)?;
+        let there = target.0.count_rows(table)?;
+        let here = if settled {
+            source.0.count_rows(table)?
+        } else {
+            there
+        };
         if there != copied.len() as u64 || here != there {
             return Err(Error::failed(format!(
                 "after copying, `{}` holds {there} rows in {to_text} and {here} in {from_text} ({} read)",
@@ -553,8 +579,13 @@ pub fn copy(
         });
     }
     // The audit chain, entry by entry; the head recorded where the chain now ends.
-    let (a, b) = (source.store().audit_chain()?, target.store().audit_chain()?);
-    if a.rows != b.rows || a.anchor != b.anchor {
+    let (a, b) = (source.1.audit_chain()?, target.1.audit_chain()?);
+    let same = if settled {
+        a.rows == b.rows
+    } else {
+        a.rows.starts_with(&b.rows)
+    };
+    if !same || a.anchor != b.anchor {
         return Err(Error::failed(format!(
             "after copying, the audit chain in {to_text} differs from the one in {from_text}"
         )));
@@ -573,17 +604,26 @@ pub fn copy(
             })
         });
     if let Some(head) = last {
-        target.store().record_audit_head(&head)?;
+        target.1.record_audit_head(&head)?;
     }
-    let report = CopyReport {
-        from: from_text,
-        to: to_text,
+    Ok(CopyReport {
+        from: from_text.to_owned(),
+        to: to_text.to_owned(),
         tables,
         audit_entries: b.rows.len(),
-    };
-    let target: std::sync::Arc<dyn super::Store> = match target {
-        End::Sqlite(s) => std::sync::Arc::new(s),
-        End::Pg(p) => std::sync::Arc::new(*p),
-    };
-    Ok((report, target))
+    })
+}
+
+/// Writes the project's rows in the PostgreSQL store `source`, read in one snapshot, as a new
+/// SQLite store at `path` with its audit head beside it: what a bundle carries.
+pub(crate) fn snapshot_to_sqlite(source: &PgStore, path: &Path) -> Result<()> {
+    use super::Store as _;
+    let target = SqliteStore::open(path)?;
+    let (from_text, to_text) = (source.location(), path.display().to_string());
+    transfer(
+        (source, source, &from_text),
+        (&target, &target, &to_text),
+        false,
+    )?;
+    Ok(())
 }

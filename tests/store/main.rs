@@ -9,6 +9,7 @@
 )]
 
 mod boundary;
+mod bundles;
 mod chaos;
 mod contract;
 mod helper;

@@ -511,9 +511,9 @@ impl MergedTables for PgMerged {
             lock_stream(c, n, &name)?;
             let generation = generation(c, n, &name)?;
             let mut known = HashSet::new();
-            let stmt = c.prepare(&n.q(
-                "SELECT key FROM {S}.merge_entities WHERE project_id = $1 AND stream = $2",
-            ))?;
+            let stmt = c.prepare(
+                &n.q("SELECT key FROM {S}.merge_entities WHERE project_id = $1 AND stream = $2"),
+            )?;
             let mut rows = c.query_raw(&stmt, [&n.project as &(dyn ToSql + Sync), &name])?;
             while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
                 known.insert(hashing.hash_one(row.get::<_, &str>(0)));
@@ -682,7 +682,10 @@ impl StreamRows for PgStream {
     }
 
     fn commit(&mut self) -> Result<()> {
-        let keys = self.pending.iter().any(|op| matches!(op, MergeWrite::Entity { .. }));
+        let keys = self
+            .pending
+            .iter()
+            .any(|op| matches!(op, MergeWrite::Entity { .. }));
         // Key rows are written under the stream's lock; confirmations alone need none.
         if keys {
             self.open_batch()?;

@@ -4,9 +4,9 @@
 //! session state is relied on, so the store works through a transaction-pooling pooler.
 //!
 //! What it keeps: state and its events, flow leases, run history, settings, encrypted secrets,
-//! the audit chain, config history, source status, API tokens and webhook events. What it does
-//! not keep yet (merged streams, bundles) is an error naming the feature, never a silent local
-//! fallback.
+//! the audit chain, config history, source status, API tokens, webhook events and merged
+//! streams (in [`PgMerged`], on a connection of its own). What it does not keep yet (bundles)
+//! is an error naming the feature, never a silent local fallback.
 
 mod config_history;
 mod connect;
@@ -606,8 +606,8 @@ impl Store for PgStore {
         self.target.display.clone()
     }
 
-    fn snapshot_sqlite(&self, _path: &Path) -> Result<()> {
-        Err(unsupported::not_yet("bundles (`dsm export`)"))
+    fn snapshot_sqlite(&self, path: &Path) -> Result<()> {
+        super::copy::snapshot_to_sqlite(self, path)
     }
 
     fn heartbeat_interval(&self) -> Duration {
