@@ -16,6 +16,7 @@ mod helper;
 mod meltano;
 mod merged;
 mod pg;
+mod serve_pg;
 mod team;
 
 use std::path::{Path, PathBuf};

@@ -516,7 +516,7 @@ pub(super) async fn record_audit<T: Into<String>>(
     targets: impl IntoIterator<Item = T>,
 ) {
     let targets: Vec<String> = targets.into_iter().map(Into::into).collect();
-    let db = app.database_path.clone();
+    let store = app.store.clone();
     let command = format!("dsm serve (token {})", caller.name);
     let _ = tokio::task::spawn_blocking(move || {
         use crate::secrets::master_key::KeyLookup;
@@ -529,10 +529,9 @@ pub(super) async fn record_audit<T: Into<String>>(
             return;
         };
         let result = (|| -> crate::error::Result<()> {
-            let conn = crate::store::open_path(&db)?;
-            crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string())?;
+            crate::secrets::store::check_key(store.as_ref(), &key, &source.to_string())?;
             crate::secrets::audit::append(
-                conn.as_ref(),
+                store.as_ref(),
                 &key,
                 &crate::secrets::audit::Entry::new(command, action, targets),
             )?;

@@ -5,8 +5,9 @@
 //!
 //! What it keeps: state and its events, flow leases, run history, settings, encrypted secrets,
 //! the audit chain, config history, source status, API tokens, webhook events and merged
-//! streams (in [`PgMerged`], on a connection of its own). What it does not keep yet (bundles)
-//! is an error naming the feature, never a silent local fallback.
+//! streams (in [`PgMerged`], on a connection of its own); bundles are made from it and
+//! restored into it through the row copy of `dsm store copy`. A feature it cannot serve is an
+//! error naming it, never a silent local fallback.
 
 mod config_history;
 mod connect;
