@@ -376,11 +376,14 @@ pub fn the_conflict_log_filters_counts_and_prunes(b: &dyn MergedBackend) {
     assert_eq!(counts[0].conflicts as usize, all.len());
     assert_eq!(counts[0].quarantined, 1, "key 2's country");
     let kept = t
-        .prune_conflicts(Utc::now() - chrono::Duration::days(1), None)
+        .prune_conflicts(Utc::now() - chrono::Duration::try_days(1).unwrap(), None)
         .unwrap();
     assert_eq!(kept, 0, "nothing is older than a day");
     let gone = t
-        .prune_conflicts(Utc::now() + chrono::Duration::seconds(1), Some("companies"))
+        .prune_conflicts(
+            Utc::now() + chrono::Duration::try_seconds(1).unwrap(),
+            Some("companies"),
+        )
         .unwrap();
     assert_eq!(gone, all.len());
     assert!(t.conflicts(&ConflictFilter::default()).unwrap().is_empty());
