@@ -166,6 +166,31 @@ pub fn after(now: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
     now.checked_add_signed(signed(d))
 }
 
+/// Reads a moment as every `--since`/`--before`/`--older-than` takes it: a duration back from
+/// `now` in the grammar above (`30d`, `12h`, `45m`), a date (`2024-01-31`, midnight UTC) or an
+/// RFC 3339 time.
+pub fn moment(text: &str, now: DateTime<Utc>) -> crate::error::Result<DateTime<Utc>> {
+    let bad = || {
+        crate::error::Error::config(format!("`{text}` is not a time"))
+            .hint("use a duration back from now (`30d`, `12h`, `45m`), a date or an RFC 3339 time")
+    };
+    if text.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return match parse(text) {
+            Ok(d) => before(now, d).ok_or_else(bad),
+            Err(e) if e.reason == "longer than 100 years" => Err(e.into()),
+            Err(_) => Err(bad()),
+        };
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +270,29 @@ mod tests {
                 Duration::from_secs(h * 3600 + m * 60 + s)
             );
         }
+    }
+
+    #[test]
+    fn moments_parse_durations_dates_and_times() {
+        let now: DateTime<Utc> = "2024-05-10T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            moment("2d", now).unwrap(),
+            "2024-05-08T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            moment("2024-01-31", now).unwrap(),
+            "2024-01-31T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            moment("2024-01-31T10:00:00+02:00", now).unwrap(),
+            "2024-01-31T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            moment("2w", now).unwrap(),
+            "2024-04-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(moment("2x", now).is_err());
+        assert!(moment("99999999999999999999d", now).is_err());
+        assert!(moment("soon", now).is_err());
     }
 }

@@ -105,6 +105,11 @@ pub const MELTANO_RUN_ID: &str = "MELTANO_RUN_ID";
 /// Meltano's variable for `dsm el --state-id`.
 pub const MELTANO_STATE_ID: &str = "MELTANO_STATE_ID";
 
+/// Set by dsm in every plugin process of a run to the run's id: after a `kill -9` of dsm, the
+/// run that takes the flow over finds the plugins' leftover processes by it and stops them. It
+/// grants nothing.
+pub const OWNER_RUN: &str = "DSM_OWNER_RUN";
+
 /// Test-only: the time `dsm schedule run-due` takes as now (RFC 3339), so tests can move the
 /// clock. Not for production use.
 pub const NOW: &str = "DSM_NOW";

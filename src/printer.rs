@@ -27,7 +27,6 @@ pub enum OutputFormat {
 pub struct Printer {
     format: OutputFormat,
     quiet: bool,
-    stdout_tty: bool,
     stderr_tty: bool,
 }
 
@@ -37,7 +36,6 @@ impl Printer {
         Printer {
             format,
             quiet,
-            stdout_tty: io::stdout().is_terminal(),
             stderr_tty: io::stderr().is_terminal(),
         }
     }
@@ -50,11 +48,6 @@ impl Printer {
     /// Whether `--quiet` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet
-    }
-
-    /// Whether stdout is a terminal (tables and colour are for terminals only).
-    pub fn stdout_is_terminal(&self) -> bool {
-        self.stdout_tty
     }
 
     /// Whether stderr is a terminal (progress bars go there only when it is).

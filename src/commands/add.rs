@@ -6,13 +6,12 @@
 //! `--custom` adds a definition from flags (Meltano prompts for them; dsm never prompts). The rest
 //! of `meltano.yml` keeps its comments and order.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::{Map, Value as J};
 
 use crate::commands::Context;
 use crate::commands::shared::{audit, install_plugins, split_type};
 use crate::error::{Error, Result, did_you_mean};
+use crate::plugin::manage::{catalog_entry, infer_type, write_lock};
 use crate::project::edit;
 use crate::project::hub;
 use crate::project::{PluginType, Project};
@@ -172,96 +171,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Meltano's guess of a type from a name: `tap-` is an extractor, `target-` a loader.
-pub(crate) fn infer_type(name: &str) -> Result<PluginType> {
-    if name.starts_with("tap-") {
-        Ok(PluginType::Extractors)
-    } else if name.starts_with("target-") {
-        Ok(PluginType::Loaders)
-    } else {
-        let known = hub::types_of(name);
-        match known.as_slice() {
-            [only] => Ok(*only),
-            _ => Err(Error::config(format!(
-                "cannot tell the plugin type of `{name}` from its name"
-            ))
-            .hint(format!(
-                "name the type: `dsm add extractor {name}` (or `loader`, `mapper`, `utility`)"
-            ))),
-        }
-    }
-}
-
-/// A lock file to write: its path relative to the project root and its text.
-pub(crate) type LockFile = (PathBuf, &'static str);
-
-pub(crate) fn catalog_entry(
-    ty: PluginType,
-    name: &str,
-    variant: Option<&str>,
-) -> Result<(Map<String, J>, Option<LockFile>)> {
-    let Some((variant, text)) = hub::entry_text(ty, name, variant) else {
-        let variants = hub::variants(ty, name);
-        if let Some(want) = variant
-            && !variants.is_empty()
-        {
-            return Err(Error::config(format!(
-                "{} `{name}` has no variant `{want}` in dsm's catalog",
-                ty.singular()
-            ))
-            .hint(format!(
-                "known variants: {}",
-                variants
-                    .iter()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        return Err(unknown_plugin(ty, name));
-    };
-    let def: J = serde_json::from_str(text).map_err(|e| {
-        Error::failed(format!(
-            "dsm's catalog entry for `{name}--{variant}` is not valid JSON: {e}"
-        ))
-    })?;
-    let mut entry = Map::new();
-    entry.insert("variant".into(), J::String(variant.clone()));
-    if let Some(pip) = def.get("pip_url").and_then(J::as_str) {
-        entry.insert("pip_url".into(), J::String(pip.to_string()));
-    }
-    // A built-in's template (`tap-webhook`: `annotations.dsm.source.type: webhook`).
-    if let Some(annotations) = def.get("annotations").filter(|a| a.is_object()) {
-        entry.insert("annotations".into(), annotations.clone());
-    }
-    let rel = Path::new("plugins")
-        .join(ty.key())
-        .join(format!("{name}--{variant}.lock"));
-    Ok((entry, Some((rel, text))))
-}
-
-fn unknown_plugin(ty: PluginType, name: &str) -> Error {
-    let e = Error::config(format!(
-        "{} `{name}` is not in dsm's catalog of known plugins",
-        ty.singular()
-    ));
-    let names = hub::names(ty);
-    if let Some(m) = did_you_mean(name, names.iter().copied()) {
-        return e.hint(format!("did you mean `{m}`?"));
-    }
-    if let Some(other) = hub::types_of(name).first() {
-        return e.hint(format!(
-            "`{name}` is a known {}: `dsm add {} {name}`",
-            other.singular(),
-            other.singular()
-        ));
-    }
-    e.hint(format!(
-        "add it with `dsm add {} {name} --custom --pip-url PACKAGE`; `dsm plugins list --available` lists the known plugins",
-        ty.singular()
-    ))
-}
-
 fn inherited_entry(project: &Project, ty: PluginType, parent: &str) -> Result<Map<String, J>> {
     if !project.plugins_of(ty).any(|p| p.name == parent) {
         let e = Error::config(format!(
@@ -333,15 +242,4 @@ fn custom_entry(name: &str, args: &Args) -> Result<Map<String, J>> {
         entry.insert("settings".into(), J::Array(settings));
     }
     Ok(entry)
-}
-
-pub(crate) fn write_lock(root: &Path, rel: &Path, text: &str) -> Result<()> {
-    let path = root.join(rel);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::failed(format!("cannot create `{}`: {e}", dir.display())))?;
-    }
-    let mut body = text.trim_end().to_string();
-    body.push('\n');
-    edit::write_new_shared(&path, &body)
 }

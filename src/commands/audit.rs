@@ -32,21 +32,11 @@ pub enum AuditCommand {
     },
 }
 
-/// Normalises a user's time to the stored form (UTC, RFC 3339, milliseconds), so that text
-/// comparison in SQL is time comparison.
-pub fn parse_time(text: &str) -> Result<String> {
-    use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-    let parsed = DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        })
-        .map_err(|_| {
-            Error::config(format!("`{text}` is not a date or time"))
-                .hint("use `2026-01-31` or `2026-01-31T12:00:00Z`")
-        })?;
-    Ok(parsed.to_rfc3339_opts(SecondsFormat::Millis, true))
+/// A user's moment in the stored form (UTC, RFC 3339, milliseconds), so that text comparison
+/// in SQL is time comparison.
+fn parse_time(text: &str) -> Result<String> {
+    let moment = crate::duration::moment(text, chrono::Utc::now())?;
+    Ok(moment.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Runs `dsm audit`.

@@ -167,7 +167,8 @@ fn resolve(ctx: &Context, l: &Loaded, p: &Plugin, safe: bool) -> Result<Resolved
     };
     // Masked output needs no master key: a stored secret only says it exists.
     let reveal = if safe { Reveal::Masked } else { Reveal::Clear };
-    let layer = StoreLayer::at(&location(ctx, l)?, l.project.root(), reveal)?;
+    let layer = StoreLayer::at(&location(ctx, l)?, l.project.root(), reveal)?
+        .in_environment(l.environment.as_deref());
     let inputs = Inputs {
         store: &layer,
         ..Inputs::capture(&l.project, env)?
@@ -359,12 +360,38 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
     let l = load(ctx)?;
     let p = plugin(&l, target)?;
     let r = resolve(ctx, &l, p, safe)?;
+    // Which scope each value from the secret store comes from: the environment's own value,
+    // or the project's.
+    let mut scopes: std::collections::BTreeMap<&str, &'static str> = Default::default();
+    if r.values.iter().any(|v| v.source == Source::SecretStore)
+        && let Some(store) = existing_store(ctx, &l)?
+    {
+        for v in r.values.iter().filter(|v| v.source == Source::SecretStore) {
+            let applies = secret_store::store::applicable_scope(
+                store.as_ref(),
+                &p.name,
+                &v.name,
+                l.environment.as_deref(),
+            )?;
+            if let Some(scope) = applies {
+                scopes.insert(
+                    &v.name,
+                    if scope.is_some() {
+                        "environment"
+                    } else {
+                        "project"
+                    },
+                );
+            }
+        }
+    }
     if format == OutputFormat::Json {
         let rows: Vec<J> = r
             .values
             .iter()
             .map(|v| {
                 serde_json::json!({
+                    "scope": scopes.get(v.name.as_str()),
                     "name": v.name,
                     "value": v.display_value(safe),
                     "source": v.source,
@@ -434,6 +461,18 @@ fn list(ctx: &Context, target: &Target, safe: bool) -> Result<()> {
                     " (inherited from `{}`)",
                     p.parent.as_deref().unwrap_or("parent")
                 ),
+                Source::SecretStore => match scopes.get(v.name.as_str()) {
+                    Some(&"environment") => format!(
+                        " (from {} for environment `{}`)",
+                        Source::SecretStore.label(),
+                        l.environment.as_deref().unwrap_or_default()
+                    ),
+                    Some(_) => format!(
+                        " (from {} for the whole project)",
+                        Source::SecretStore.label()
+                    ),
+                    None => format!(" (from {})", Source::SecretStore.label()),
+                },
                 s => format!(" (from {}{raw})", s.label()),
             };
             text.push_str(&format!(
@@ -615,15 +654,19 @@ fn set(
     let where_ = match place {
         Place::Secrets => {
             let text = Secret::new(settings::env_text(&typed));
-            secret_store::set_secret(
+            secret_store::store::set_secret_in(
                 conn.as_ref(),
                 key.as_ref().expect("looked up for this place"),
                 &p.name,
                 &name,
+                l.environment.as_deref(),
                 &text,
                 &command,
             )?;
-            "the encrypted secret store".to_string()
+            match &l.environment {
+                Some(e) => format!("the encrypted secret store for environment `{e}`"),
+                None => "the encrypted secret store for the whole project".to_string(),
+            }
         }
         Place::Dotenv => {
             let var = settings::env_var_name(&p.name, &name);
@@ -657,16 +700,23 @@ fn set(
     Ok(())
 }
 
-/// Removes one stored secret when there is one; needs the key only then.
-fn unset_secret(conn: &dyn Store, p: &Plugin, name: &str, command: &str) -> Result<bool> {
+/// Removes the secret stored for `scope` (an environment, or the whole project) when there is
+/// one; needs the key only then.
+fn unset_secret(
+    conn: &dyn Store,
+    p: &Plugin,
+    name: &str,
+    scope: Option<&str>,
+    command: &str,
+) -> Result<bool> {
     let stored = secret_store::list(conn)?
         .iter()
-        .any(|s| s.plugin == p.name && s.setting == name);
+        .any(|s| s.plugin == p.name && s.setting == name && s.environment.as_deref() == scope);
     if !stored {
         return Ok(false);
     }
     let key = find_key(conn)?;
-    secret_store::unset(conn, &key, &p.name, name, command)?;
+    secret_store::store::unset_in(conn, &key, &p.name, name, scope, command)?;
     Ok(true)
 }
 
@@ -679,7 +729,7 @@ fn unset(ctx: &Context, target: &Target, words: &[String]) -> Result<()> {
     let pref = plugin_ref(p, &l);
     let command = format!("dsm config unset {} {name}", p.name);
     history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
-    let mut removed = unset_secret(conn.as_ref(), p, &name, &command)?;
+    let mut removed = unset_secret(conn.as_ref(), p, &name, l.environment.as_deref(), &command)?;
     for path in [
         config_path(&l, p, words),
         config_path(&l, p, std::slice::from_ref(&name)),
@@ -713,15 +763,17 @@ fn reset(ctx: &Context, target: &Target) -> Result<()> {
     let pref = plugin_ref(p, &l);
     let command = format!("dsm config reset {}", p.name);
     history::ensure_baseline(conn.as_ref(), &root, &pref, &command)?;
+    // The secrets of the scope being reset: the environment's, or the whole project's.
+    let scope = l.environment.as_deref();
     let secrets: Vec<String> = secret_store::list(conn.as_ref())?
         .into_iter()
-        .filter(|s| s.plugin == p.name)
+        .filter(|s| s.plugin == p.name && s.environment.as_deref() == scope)
         .map(|s| s.setting)
         .collect();
     if !secrets.is_empty() {
         let key = find_key(conn.as_ref())?;
         for s in &secrets {
-            secret_store::unset(conn.as_ref(), &key, &p.name, s, &command)?;
+            secret_store::store::unset_in(conn.as_ref(), &key, &p.name, s, scope, &command)?;
         }
     }
     let mut path = edit::plugin_path(l.environment.as_deref(), p.plugin_type.key(), &p.name);

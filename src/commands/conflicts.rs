@@ -1,6 +1,6 @@
 //! `dsm conflicts list|show|counts|prune`: the conflict log of merged streams.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 
 use crate::commands::Context;
 use crate::error::{Error, Result};
@@ -55,30 +55,6 @@ struct FilterArgs {
     limit: Option<u32>,
 }
 
-/// Reads `30d`, `12h`, `45m`, `2024-01-31` or an RFC 3339 time as a moment.
-fn parse_moment(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let bad = || {
-        Error::config(format!("`{text}` is not a time"))
-            .hint("use a duration back from now (`30d`, `12h`, `45m`), a date or an RFC 3339 time")
-    };
-    // A duration back from now, in the one grammar (see `crate::duration`).
-    if text.ends_with(|c: char| c.is_ascii_alphabetic()) {
-        return match crate::duration::parse(text) {
-            Ok(d) => crate::duration::before(now, d).ok_or_else(bad),
-            Err(e) if e.reason == "longer than 100 years" => Err(e.into()),
-            Err(_) => Err(bad()),
-        };
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(bad)
-}
-
 fn open(ctx: &Context) -> Result<Box<dyn MergedTables>> {
     let root = ctx.project_root()?;
     let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
@@ -102,7 +78,7 @@ fn filter(args: FilterArgs) -> Result<ConflictFilter> {
         source: args.source,
         since: args
             .since
-            .map(|s| parse_moment(&s, Utc::now()))
+            .map(|s| crate::duration::moment(&s, Utc::now()))
             .transpose()?,
         run_id: args.run_id,
         limit: args.limit,
@@ -195,7 +171,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             }
         }
         ConflictsCommand::Prune { older_than, stream } => {
-            let cutoff = parse_moment(&older_than, Utc::now())?;
+            let cutoff = crate::duration::moment(&older_than, Utc::now())?;
             let n = conn.prune_conflicts(cutoff, stream.as_deref())?;
             match format {
                 OutputFormat::Json => ctx.printer.json(&serde_json::json!({ "pruned": n })),
@@ -206,33 +182,4 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn moments_parse_durations_dates_and_times() {
-        let now: DateTime<Utc> = "2024-05-10T12:00:00Z".parse().unwrap();
-        assert_eq!(
-            parse_moment("2d", now).unwrap(),
-            "2024-05-08T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
-        );
-        assert_eq!(
-            parse_moment("2024-01-31", now).unwrap(),
-            "2024-01-31T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
-        );
-        assert_eq!(
-            parse_moment("2024-01-31T10:00:00+02:00", now).unwrap(),
-            "2024-01-31T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
-        );
-        assert_eq!(
-            parse_moment("2w", now).unwrap(),
-            "2024-04-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
-        );
-        assert!(parse_moment("2x", now).is_err());
-        assert!(parse_moment("99999999999999999999d", now).is_err());
-        assert!(parse_moment("soon", now).is_err());
-    }
 }

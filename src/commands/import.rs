@@ -24,7 +24,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
     let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
-    let (key, _) = KeyLookup::from_env().find()?;
+    let owner = crate::store::key_owner(&root);
+    let (key, _) = KeyLookup::for_project(owner.as_deref()).find()?;
     let (bundle, _) = bundle::read(&args.file)?;
     let needs_passphrase = matches!(bundle.secrets, Protection::Passphrase { .. });
     if needs_passphrase && !args.passphrase {

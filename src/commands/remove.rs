@@ -4,14 +4,11 @@
 //! A plugin that a job, a schedule or another plugin (`inherit_from`) still names is not
 //! removed: the project would no longer load.
 
-use std::path::Path;
-
 use crate::commands::Context;
 use crate::commands::shared::{audit, split_type};
 use crate::error::{Error, Result};
-use crate::plugin::install;
-use crate::project::edit::{self, Seg};
-use crate::project::{Definition, Plugin, Project};
+use crate::plugin::manage::{remove_one, still_used};
+use crate::project::Project;
 
 /// Arguments of `dsm remove`.
 #[derive(Debug, clap::Args)]
@@ -59,120 +56,4 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// What still names `plugin` (ignoring the plugins being removed together with it).
-pub(crate) fn still_used(
-    project: &Project,
-    plugin: &Plugin,
-    removing: &[String],
-) -> Option<String> {
-    let name = plugin.name.as_str();
-    for job in project.jobs() {
-        if job.task_list().iter().any(|task| {
-            task.split_whitespace()
-                .any(|block| block_names(block, name))
-        }) {
-            return Some(format!("job `{}` runs it", job.name));
-        }
-    }
-    for s in project.schedules() {
-        if s.extractor.as_deref() == Some(name) || s.loader.as_deref() == Some(name) {
-            return Some(format!("schedule `{}` runs it", s.name));
-        }
-    }
-    for p in project.plugins() {
-        if p.parent.as_deref() == Some(name)
-            && p.plugin_type == plugin.plugin_type
-            && !removing.contains(&p.name)
-        {
-            return Some(format!(
-                "{} `{}` inherits from it",
-                p.plugin_type.singular(),
-                p.name
-            ));
-        }
-        if p.mappings.iter().any(|m| m.name == name) && p.name != name {
-            return Some(format!("it is a mapping of mapper `{}`", p.name));
-        }
-    }
-    None
-}
-
-/// Whether a block of a `dsm run` task (`tap-x`, `dbt:run`) names the plugin.
-fn block_names(block: &str, name: &str) -> bool {
-    block == name || block.split_once(':').is_some_and(|(p, _)| p == name)
-}
-
-pub(crate) fn remove_one(project: &Project, plugin: &Plugin) -> Result<()> {
-    let root = project.root();
-    let ty = plugin.plugin_type.key();
-    let envs: Vec<String> = project
-        .environments()
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
-    // Each block is removed from the file that holds it, an `include_paths` file included.
-    let def = [Seg::key("plugins"), Seg::key(ty), Seg::item(&plugin.name)];
-    let removed =
-        edit::edit_defining_file(root, &def, |doc| doc.remove_item(&def[..2], &plugin.name))?;
-    if !removed {
-        return Err(Error::failed(format!(
-            "{} `{}` was not found in any project file",
-            plugin.plugin_type.singular(),
-            plugin.name
-        )));
-    }
-    for env in &envs {
-        let block = [
-            Seg::key("environments"),
-            Seg::item(env),
-            Seg::key("config"),
-            Seg::key("plugins"),
-            Seg::key(ty),
-        ];
-        edit::edit_defining_file(root, &block, |doc| doc.remove_item(&block, &plugin.name))?;
-    }
-    // The lock file goes when no other plugin of the project shares it.
-    if let Definition::Locked { lock_file } = &plugin.definition {
-        remove_file(&root.join(lock_file))?;
-    } else if let Some(variant) = &plugin.variant
-        && plugin.parent.is_none()
-    {
-        remove_file(
-            &root
-                .join("plugins")
-                .join(ty)
-                .join(format!("{}--{variant}.lock", plugin.name)),
-        )?;
-    }
-    let dir = install::plugin_dir(root, plugin.plugin_type, &plugin.name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| Error::failed(format!("cannot delete `{}`: {e}", dir.display())))?;
-    }
-    Ok(())
-}
-
-fn remove_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::failed(format!(
-            "cannot delete `{}`: {e}",
-            path.display()
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_name_plugins_with_or_without_a_command() {
-        assert!(block_names("tap-x", "tap-x"));
-        assert!(block_names("dbt:run", "dbt"));
-        assert!(!block_names("tap-xy", "tap-x"));
-    }
 }

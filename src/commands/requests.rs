@@ -537,7 +537,7 @@ impl Connector for CliConnector<'_> {
             None => (template, None),
         };
         let (entry, lock) =
-            crate::commands::add::catalog_entry(PluginType::Extractors, parent, variant)?;
+            crate::plugin::manage::catalog_entry(PluginType::Extractors, parent, variant)?;
         Ok(Resolved {
             entry,
             lock: lock.map(|(rel, text)| (rel, text.to_owned())),
@@ -552,7 +552,7 @@ impl Connector for CliConnector<'_> {
         };
         let env = project.active_environment(&choice)?.cloned();
         let (probes, run_dir) =
-            crate::commands::test::probes_for_plugin(project, env.as_ref(), name)?;
+            crate::registry::plan::probes_for_plugin(project, env.as_ref(), name)?;
         if probes.is_empty() {
             return Err(Error::config(format!("`{name}` has no connection test")));
         }

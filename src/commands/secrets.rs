@@ -111,7 +111,7 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
     } else {
         let path = match args.key_file {
             Some(p) => p,
-            None => master_key::default_key_file().ok_or_else(|| {
+            None => own_key_file(ctx).ok_or_else(|| {
                 Error::config("cannot tell the user config directory")
                     .hint("pass `--key-file PATH`")
             })?,
@@ -121,14 +121,17 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
     };
     if format == OutputFormat::Json {
         ctx.printer
-            .json(&serde_json::json!({ "created": place.to_string() }));
+            .json(&serde_json::json!({ "created": place.to_string(), "key_id": key.key_id() }));
     } else {
-        ctx.printer.line(format!("created a master key in {place}"));
+        ctx.printer.line(format!(
+            "created a master key (id {}) in {place}",
+            key.key_id()
+        ));
     }
     ctx.printer
         .notice("back it up: secrets encrypted with it cannot be recovered without it");
     if let KeySource::File(path) = &place
-        && master_key::default_key_file().as_deref() != Some(path.as_path())
+        && own_key_file(ctx).as_deref() != Some(path.as_path())
     {
         ctx.printer.notice(format!(
             "hint: set `{}={}` so dsm finds it",
@@ -145,6 +148,44 @@ fn init(ctx: &Context, format: OutputFormat, args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// The environment a secret is stored for: the one named (`--environment`, `DSM_ENVIRONMENT`,
+/// `MELTANO_ENVIRONMENT`; it must exist), else `None`, the whole project. As for `dsm config`,
+/// `default_environment` does not count.
+fn scope(ctx: &Context, root: &Path) -> Result<Option<String>> {
+    let choice = crate::project::EnvironmentChoice {
+        flag: ctx.global.environment.clone(),
+        none: ctx.global.no_environment,
+        use_default: false,
+    };
+    let named = choice.flag.is_some()
+        || [envvars::ENVIRONMENT, envvars::MELTANO_ENVIRONMENT]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if choice.none || !named {
+        return Ok(None);
+    }
+    // Named: it must be one of the project's environments.
+    let project = crate::project::Project::load(root)?;
+    Ok(project.active_environment(&choice)?.map(|e| e.name.clone()))
+}
+
+/// The project's `project_id`, when dsm runs in a project that has one.
+fn project_id(ctx: &Context) -> Option<String> {
+    ctx.project_root()
+        .ok()
+        .and_then(|root| crate::store::key_owner(&root))
+}
+
+/// Where dsm looks for this project's key without being told: the project's own key file
+/// (`<user config dir>/dsm/keys/<project_id>.key`), or, in a project without a `project_id`
+/// or outside a project, the shared default file.
+fn own_key_file(ctx: &Context) -> Option<PathBuf> {
+    match project_id(ctx) {
+        Some(id) => master_key::project_key_file(&id),
+        None => master_key::default_key_file(),
+    }
+}
+
 fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
     let (_, conn) = ctx.open_project_store()?;
     let secrets = secrets::list(conn.as_ref())?;
@@ -158,10 +199,16 @@ fn list(ctx: &Context, format: OutputFormat) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = secrets
         .into_iter()
-        .map(|s| vec![s.plugin, s.setting, s.updated_at, s.updated_by])
+        .map(|s| {
+            let scope = match s.environment {
+                Some(env) => format!("environment {env}"),
+                None => "project".to_string(),
+            };
+            vec![s.plugin, s.setting, scope, s.updated_at, s.updated_by]
+        })
         .collect();
     ctx.printer
-        .table(&["PLUGIN", "SETTING", "UPDATED", "BY"], &rows);
+        .table(&["PLUGIN", "SETTING", "SCOPE", "UPDATED", "BY"], &rows);
     Ok(())
 }
 
@@ -240,12 +287,14 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
     {
         crate::settings::check_set_value(&def, value.expose(), &n.plugin, false)?;
     }
+    let scope = scope(ctx, &root)?;
     record_history(&root, conn.as_ref(), &n.plugin, "dsm secrets set", None)?;
-    secrets::set_secret(
+    store::set_secret_in(
         conn.as_ref(),
         &key,
         &n.plugin,
         &n.setting,
+        scope.as_deref(),
         &value,
         "dsm secrets set",
     )?;
@@ -256,7 +305,16 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
         "dsm secrets set",
         Some(("secret.set", &n.setting)),
     )?;
-    let text = format!("stored `{}` for `{}` (encrypted)", n.setting, n.plugin);
+    let text = match &scope {
+        Some(env) => format!(
+            "stored `{}` for `{}` in environment `{env}` (encrypted)",
+            n.setting, n.plugin
+        ),
+        None => format!(
+            "stored `{}` for `{}` for the whole project (encrypted)",
+            n.setting, n.plugin
+        ),
+    };
     done(ctx, format, "set", n, text);
     Ok(())
 }
@@ -264,6 +322,7 @@ fn set(ctx: &Context, format: OutputFormat, args: SetArgs) -> Result<()> {
 fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
     let (root, conn) = ctx.open_project_store()?;
     let (key, _) = store::find_key(conn.as_ref())?;
+    let scope = scope(ctx, &root)?;
     record_history(
         &root,
         conn.as_ref(),
@@ -271,11 +330,12 @@ fn unset(ctx: &Context, format: OutputFormat, args: NameArgs) -> Result<()> {
         "dsm secrets unset",
         None,
     )?;
-    secrets::unset(
+    store::unset_in(
         conn.as_ref(),
         &key,
         &args.plugin,
         &args.setting,
+        scope.as_deref(),
         "dsm secrets unset",
     )?;
     record_history(
@@ -294,19 +354,66 @@ fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
     let (_, conn) = ctx.open_project_store()?;
     let (old, source) = store::find_key(conn.as_ref())?;
     let new = MasterKey::generate();
-    // The new key is on disk before the database changes, so it can never be lost.
-    let (written, replaces) = match (args.new_key_file, &source) {
-        (Some(path), _) => (path, None),
-        (None, KeySource::File(path)) => {
-            let mut staged = path.clone().into_os_string();
-            staged.push(".new");
-            (PathBuf::from(staged), Some(path.clone()))
+    // Where the new key goes: the file asked for; else the project's own key file (never the
+    // shared default file, which other projects may use); else the key file named by
+    // `DSM_MASTER_KEY_FILE`, replaced in place.
+    let shared = master_key::default_key_file();
+    let own = conn
+        .key_owner()
+        .as_deref()
+        .and_then(master_key::project_key_file);
+    let named = std::env::var_os(envvars::MASTER_KEY_FILE)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let target = match (args.new_key_file, own, &source) {
+        (Some(path), _, _) => Target::New(path),
+        (None, _, KeySource::File(path)) if named.as_ref() == Some(path) => {
+            Target::Replace(path.clone())
         }
-        (None, _) => {
+        (None, Some(own), _) => Target::Replace(own),
+        (None, None, KeySource::File(path)) if shared.as_ref() != Some(path) => {
+            Target::Replace(path.clone())
+        }
+        (None, None, KeySource::File(path)) => {
+            return Err(Error::config(format!(
+                "the current key is the shared key file `{}`, which every project without a `project_id` on this machine uses; replacing it would lock them out",
+                path.display()
+            ))
+            .hint(format!(
+                "add a line `project_id: {}` to meltano.yml: the project then gets a key file of its own",
+                uuid::Uuid::new_v4()
+            ))
+            .hint("or pass `--new-key-file PATH` and point `DSM_MASTER_KEY_FILE` at it afterwards"));
+        }
+        (None, None, _) => {
             return Err(Error::config(format!(
                 "the current key comes from {source}, which dsm cannot rewrite"
             ))
             .hint("pass `--new-key-file PATH` and point `DSM_MASTER_KEY_FILE` at it afterwards"));
+        }
+    };
+    // The new key is on disk before the database changes, so it can never be lost; the old
+    // key stays where it is until the rotation has committed (a key file being replaced is
+    // staged beside it as `*.new`, which the key lookup also searches, so a crash between
+    // the commit and the rename loses nothing).
+    let (written, replaces) = match target {
+        Target::New(path) => (path, None),
+        Target::Replace(path) => {
+            let mut staged = path.clone().into_os_string();
+            staged.push(".new");
+            let staged = PathBuf::from(staged);
+            if staged.exists() {
+                return Err(Error::config(format!(
+                    "`{}` exists: an earlier rotation was interrupted",
+                    staged.display()
+                ))
+                .hint(format!(
+                    "run `dsm secrets verify`: if it passes, remove `{}`; if not, the store needs the key in it (move it over `{}`)",
+                    staged.display(),
+                    path.display()
+                )));
+            }
+            (staged, Some(path))
         }
     };
     master_key::write_key_file(&written, &new)?;
@@ -334,10 +441,12 @@ fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
     if format == OutputFormat::Json {
         ctx.printer.json(&serde_json::json!({
             "re_encrypted": count, "key_file": key_file.display().to_string(),
+            "key_id": new.key_id(),
         }));
     } else {
         ctx.printer.line(format!(
-            "re-encrypted {count} secrets under a new key in `{}`",
+            "re-encrypted {count} secrets under a new key (id {}) in `{}`",
+            new.key_id(),
             key_file.display()
         ));
     }
@@ -348,6 +457,14 @@ fn rotate(ctx: &Context, format: OutputFormat, args: RotateArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Where `dsm secrets rotate` writes the new key.
+enum Target {
+    /// A new file (`--new-key-file`).
+    New(PathBuf),
+    /// A key file replaced once the rotation committed.
+    Replace(PathBuf),
 }
 
 fn verify(ctx: &Context, format: OutputFormat) -> Result<()> {

@@ -668,17 +668,21 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 /// found); a project without one has no audit log, so nothing is recorded and nothing fails.
 pub fn audit(ctx: &Context, command: &str, action: &str, target: &str) {
     use crate::secrets::master_key::KeyLookup;
+    let owner = ctx
+        .project_root()
+        .ok()
+        .and_then(|root| crate::store::key_owner(&root));
     let lookup = KeyLookup {
         keyring: None,
-        ..KeyLookup::from_env()
+        ..KeyLookup::for_project(owner.as_deref())
     };
-    let Ok((key, source)) = lookup.find() else {
+    if lookup.find().is_err() {
         tracing::debug!(action, "no master key; the change is not audited");
         return;
-    };
+    }
     let result = (|| -> Result<()> {
         let (_, conn) = ctx.open_project_store()?;
-        crate::secrets::store::check_key(conn.as_ref(), &key, &source.to_string())?;
+        let (key, _) = crate::secrets::store::find_key_with(conn.as_ref(), lookup)?;
         crate::secrets::audit::append(conn.as_ref(), &key, &Entry::new(command, action, [target]))?;
         Ok(())
     })();

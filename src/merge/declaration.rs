@@ -126,11 +126,6 @@ impl Rule {
             Rule::Quarantine => "quarantine",
         }
     }
-
-    /// Whether the resolved value depends only on the set of candidates, not on when they came.
-    pub fn is_order_independent(&self) -> bool {
-        !matches!(self, Rule::First | Rule::Last)
-    }
 }
 
 impl NullKeyRule {
@@ -414,13 +409,6 @@ impl MergedStream {
     /// The source named `name`.
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
-    }
-
-    /// The source fed by `extractor`'s `stream`.
-    pub fn source_for(&self, extractor: &str, stream: &str) -> Option<&Source> {
-        self.sources
-            .iter()
-            .find(|s| s.extractor == extractor && s.stream == stream)
     }
 
     /// The rank of a source in `priority` (0 is the highest).

@@ -49,7 +49,7 @@ fn resolve_secret(ctx: &Context, name: &str) -> std::result::Result<Zeroizing<St
         keyring: None,
         ..KeyLookup::from_env()
     };
-    if let Ok((key, _)) = lookup.find() {
+    if let Ok((key, _)) = crate::secrets::store::find_key_with(ctx.store.as_ref(), lookup) {
         match crate::secrets::store::get_secret(ctx.store.as_ref(), &key, SECRET_NAMESPACE, name) {
             Ok(Some(secret)) => return Ok(Zeroizing::new(secret.expose().to_owned())),
             Ok(None) => {}

@@ -84,11 +84,6 @@ impl FlowResult {
 /// The outcome of one attempt, for callers that record attempts as they happen.
 pub type AttemptOutcome = AttemptReport;
 
-/// Waits with tokio's timer: the `sleep` to pass to [`execute`] outside tests.
-pub fn tokio_sleep(duration: Duration) -> tokio::time::Sleep {
-    tokio::time::sleep(duration)
-}
-
 /// Runs every flow of `plan`, at most `parallel` at a time (at least 1), and reports each, in
 /// plan order.
 ///

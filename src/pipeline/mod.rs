@@ -10,6 +10,7 @@ mod segment;
 #[cfg(target_os = "linux")]
 mod shadow;
 mod state;
+mod supervisor;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub struct PipelineOptions {
     /// The loader declares the `batch` capability: BATCH messages that no transform reads are
     /// relayed to it; otherwise dsm reads their files and sends RECORD messages.
     pub loader_takes_batches: bool,
+    /// The run the plugins belong to, set in their environment as
+    /// [`crate::envvars::OWNER_RUN`] (see [`plugin::sys::kill_leftovers`]).
+    pub owner_run: Option<String>,
 }
 
 impl Default for PipelineOptions {
@@ -77,6 +81,7 @@ impl Default for PipelineOptions {
             log: None,
             progress: None,
             loader_takes_batches: true,
+            owner_run: None,
         }
     }
 }
@@ -349,6 +354,12 @@ pub async fn run(
         }
     }
     specs.push(loader);
+    if let Some(run) = &options.owner_run {
+        for spec in &mut specs {
+            spec.env
+                .insert(crate::envvars::OWNER_RUN.to_owned(), run.clone());
+        }
+    }
     let n = specs.len();
     let last = n - 1;
 
@@ -387,8 +398,8 @@ pub async fn run(
     let tails: Vec<StderrTail> = procs.iter().map(PluginProcess::stderr_tail).collect();
     let pids: Vec<u32> = procs.iter().map(PluginProcess::pid).collect();
 
-    let (events_tx, mut events) = mpsc::channel::<Event>(16 + 4 * n);
-    let (state_tx, mut states) = mpsc::channel::<Value>(64);
+    let (events_tx, events) = mpsc::channel::<Event>(16 + 4 * n);
+    let (state_tx, states) = mpsc::channel::<Value>(64);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
 
@@ -484,263 +495,19 @@ pub async fn run(
     }
     drop(events_tx);
 
-    let mut exits: Vec<Option<PluginExit>> = vec![None; n];
-    let mut asked = vec![false; n];
-    let mut input_closed = vec![false; n];
-    let mut segments_done = vec![false; n - 1];
-    let mut states_done = false;
-    let mut events_closed = false;
-    let mut failure: Option<Error> = None;
-    // A reader's error about a producer dsm had already asked to stop (its last line cut short
-    // by the signal, say): reported only when nothing else went wrong, since the reason for
-    // the stop (a consumer that died, a cancel) comes first.
-    let mut after_stop: Option<Error> = None;
-    let mut cancelled: Option<RunStatus> = None;
-    let mut timers: Vec<(tokio::time::Instant, Timer)> = Vec::new();
-    let mut cancel_rx = cancel.subscribe();
-    let mut cancels_seen = 0u32;
-    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
-
-    let stop = |stops: &[watch::Sender<StopRequest>],
-                asked: &mut [bool],
-                exits: &[Option<PluginExit>],
-                range: std::ops::Range<usize>,
-                level: StopRequest| {
-        for j in range {
-            if exits[j].is_none() {
-                asked[j] = true;
-                stops[j].send_if_modified(|cur| {
-                    if level > *cur {
-                        *cur = level;
-                        true
-                    } else {
-                        false
-                    }
-                });
-            }
-        }
+    let wiring = supervisor::Wiring {
+        specs,
+        tails,
+        pids,
+        stops,
+        readers,
+        state_task,
+        ledger,
+        tasks,
     };
-
-    // A cancellation that happened before the run started still counts.
-    let mut check_cancel_now = true;
-    loop {
-        if exits.iter().all(Option::is_some) && segments_done.iter().all(|d| *d) && states_done {
-            break;
-        }
-        if check_cancel_now {
-            check_cancel_now = false;
-            let (reason, count) = *cancel_rx.borrow_and_update();
-            if let Some(reason) = reason
-                && count > cancels_seen
-            {
-                cancels_seen = count;
-                begin_cancel(
-                    &mut cancelled,
-                    match reason {
-                        CancelReason::Interrupted => RunStatus::Interrupted,
-                        CancelReason::Terminated => RunStatus::Terminated,
-                    },
-                    count,
-                    &mut timers,
-                    &options,
-                );
-                if count > 1 {
-                    stop(&stops, &mut asked, &exits, 0..n, StopRequest::Terminate);
-                } else {
-                    stop(&stops, &mut asked, &exits, 0..1, StopRequest::Terminate);
-                }
-            }
-        }
-        let next_timer = timers.iter().min_by_key(|(at, _)| *at).copied();
-        let timer_sleep = async {
-            match next_timer {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let timeout_sleep = async {
-            match deadline {
-                Some(at) if cancelled.is_none() => tokio::time::sleep_until(at).await,
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            event = events.recv(), if !events_closed => {
-                let Some(event) = event else {
-                    // Every supervisor and reader is gone, so all their events were seen.
-                    events_closed = true;
-                    exits.iter_mut().enumerate().for_each(|(i, e)| {
-                        e.get_or_insert_with(|| PluginExit {
-                            name: specs[i].name.clone(),
-                            role: specs[i].role,
-                            code: None,
-                            signal: None,
-                            stopped_by_dsm: true,
-                        });
-                    });
-                    segments_done.iter_mut().for_each(|d| *d = true);
-                    continue;
-                };
-                match event {
-                    Event::Exited(i, exit) => {
-                        let early = i > 0 && !input_closed[i];
-                        if !asked[i] && (!exit.success() || early) {
-                            let mut message = format!(
-                                "{} exited with {} after {:.1}s",
-                                specs[i].label(),
-                                exit.describe(),
-                                started.elapsed().as_secs_f64()
-                            );
-                            if early {
-                                message.push_str(" before the end of its input");
-                            }
-                            let error = tails[i].add_to(Error::failed(message));
-                            let error = if i == 0 && outcome.states_committed > 0 {
-                                error.hint("the bookmark advanced only as far as the loader confirmed")
-                            } else { error };
-                            failure.get_or_insert(error);
-                        }
-                        if i > 0 && (early || !exit.success()) {
-                            // Nothing downstream of a dead consumer can be delivered: stop
-                            // everything upstream of it.
-                            stop(&stops, &mut asked, &exits, 0..i, StopRequest::Terminate);
-                        }
-                        if i < last {
-                            timers.push((tokio::time::Instant::now() + options.grace, Timer::SegmentEof(i)));
-                        }
-                        exits[i] = Some(exit);
-                        if exits.iter().all(Option::is_some) {
-                            timers.push((tokio::time::Instant::now() + options.grace, Timer::Final));
-                        }
-                    }
-                    Event::InputClosed(i) => input_closed[i] = true,
-                    Event::InputBroken(i) => {
-                        stop(&stops, &mut asked, &exits, 0..i, StopRequest::Terminate);
-                    }
-                    Event::SegmentDone(i, report) => {
-                        segments_done[i] = true;
-                        if i + 1 == last_segment {
-                            outcome.records_sent = report.records_out;
-                        }
-                        if i == 0 {
-                            outcome.lines = report.lines;
-                            outcome.streams = report.streams;
-                            outcome.extractor_states = report.states;
-                        }
-                        outcome.bad_lines += report.bad_lines;
-                        if let Some(error) = report.error {
-                            if asked[i] && failure.is_none() {
-                                after_stop.get_or_insert(error);
-                            } else {
-                                failure.get_or_insert(error);
-                            }
-                            stop(&stops, &mut asked, &exits, 0..i + 1, StopRequest::Terminate);
-                        }
-                    }
-                }
-            }
-            state = states.recv(), if !states_done => {
-                match state {
-                    Some(state) => {
-                        // States that queued up while the last ones were saved are saved
-                        // together.
-                        let mut batch = vec![state];
-                        while let Ok(more) = states.try_recv() {
-                            batch.push(more);
-                        }
-                        match sink.on_states(&batch) {
-                        Ok(()) => {
-                            outcome.states_committed += batch.len() as u64;
-                            if let Some(confirmed) = batch.last().and_then(|s| ledger.confirmed_by(s)) {
-                                outcome.records_confirmed = outcome.records_confirmed.max(confirmed);
-                            }
-                            outcome.last_state = batch.pop();
-                        }
-                        Err(error) => {
-                            if failure.is_none() {
-                                failure = Some(error);
-                                stop(&stops, &mut asked, &exits, 0..1, StopRequest::Terminate);
-                                timers.push((tokio::time::Instant::now() + options.drain_timeout, Timer::Drain));
-                            }
-                        }
-                    }
-                    }
-                    None => states_done = true,
-                }
-            }
-            changed = cancel_rx.changed() => {
-                if changed.is_ok() {
-                    check_cancel_now = true;
-                }
-            }
-            () = timeout_sleep => {
-                begin_cancel(&mut cancelled, RunStatus::TimedOut, 1, &mut timers, &options);
-                stop(&stops, &mut asked, &exits, 0..1, StopRequest::Terminate);
-            }
-            () = timer_sleep => {
-                let (at, timer) = next_timer.expect("a timer fired");
-                timers.retain(|(t, _)| *t != at);
-                match timer {
-                    Timer::SegmentEof(i) => {
-                        if !segments_done[i] {
-                            // Killing the group closes the pipe, and the reader passes on
-                            // everything before the end.
-                            tracing::warn!(plugin = %specs[i].name, "its output stayed open after it exited; stopping its process group");
-                            let _ = plugin::sys::signal_group(pids[i], plugin::sys::SIGKILL);
-                            timers.push((tokio::time::Instant::now() + options.grace, Timer::SegmentAbort(i)));
-                        }
-                    }
-                    Timer::SegmentAbort(i) => {
-                        if !segments_done[i] {
-                            // The holder left the group (setsid): stop reading.
-                            readers[i].abort();
-                            segments_done[i] = true;
-                        }
-                    }
-                    Timer::Drain => {
-                        stop(&stops, &mut asked, &exits, 0..n, StopRequest::Terminate);
-                    }
-                    Timer::Final => {
-                        for r in &readers { r.abort(); }
-                        state_task.abort();
-                        segments_done.iter_mut().for_each(|d| *d = true);
-                        states_done = true;
-                    }
-                }
-            }
-        }
-    }
-    // The state reader ends when the loader's stdout closes; its warnings go to the outcome.
-    if let Ok(Ok(warnings)) = tokio::time::timeout(options.grace, state_task).await {
-        outcome.warnings.extend(warnings);
-    }
-    for t in tasks {
-        t.abort();
-    }
-
-    outcome.exits = exits.into_iter().flatten().collect();
-    if cancelled.is_none() {
-        failure = failure.or(after_stop);
-    }
-    outcome.status = match (cancelled, &failure) {
-        (Some(status), _) => status,
-        (None, Some(_)) => RunStatus::Failed,
-        (None, None) => RunStatus::Success,
-    };
-    outcome.error = match (cancelled, failure) {
-        (_, Some(error)) => Some(error),
-        (Some(status), None) => Some(cancel_error(status, options.timeout)),
-        (None, None) => None,
-    };
-    // An extractor that sent no STATE has no bookmark to advance (a full-table sync).
-    if outcome.states_committed == 0 && outcome.extractor_states > 0 {
-        let warning = format!("{} {NO_STATE_WARNING}", specs[last].label());
-        // The caller shows the run's warnings (once, beside its result).
-        tracing::debug!("{warning}");
-        outcome.warnings.push(warning);
-    }
-    outcome.duration = started.elapsed();
-    outcome
+    supervisor::Supervisor::new(wiring, options, sink, started, outcome)
+        .drive(events, states, cancel)
+        .await
 }
 
 fn begin_cancel(

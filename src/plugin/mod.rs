@@ -9,6 +9,7 @@
 
 pub mod executable;
 pub mod install;
+pub mod manage;
 mod process;
 mod runtime;
 pub mod sys;

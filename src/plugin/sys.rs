@@ -25,6 +25,71 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// Stops, with SIGKILL to their process groups, the processes of this user whose environment
+/// holds `name=value`: what is left of a run whose dsm was killed with -9 (the parent-death
+/// signal stops the plugins themselves, not processes they started in turn). Returns how many
+/// processes it found (Linux; elsewhere none). dsm's own process group is never signalled.
+pub fn kill_leftovers(name: &str, value: &str) -> usize {
+    if !cfg!(target_os = "linux") {
+        return 0;
+    }
+    let marker = format!("{name}={value}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let own_group = own_process_group();
+    let mut found = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        // Another user's processes (and ones that exited meanwhile) cannot be read: skipped.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+        {
+            continue;
+        }
+        found += 1;
+        match process_group(pid) {
+            Some(group) if Some(group) != own_group && group > 1 => {
+                let _ = signal_group(group, SIGKILL);
+            }
+            _ => {}
+        }
+        if let Ok(pid) = i32::try_from(pid)
+            && pid > 1
+        {
+            raw_kill(pid, SIGKILL);
+        }
+    }
+    found
+}
+
+/// The process group of `pid`, from `/proc/PID/stat` (its fifth field).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+fn own_process_group() -> Option<u32> {
+    process_group(std::process::id())
+}
+
 /// Makes the child that `cmd` starts get SIGKILL when dsm dies (Linux's parent-death signal;
 /// elsewhere nothing): a `kill -9` of dsm cannot leave a tap running that a later run would
 /// start a second time. Set before `exec`, so it holds for the plugin's own program; the

@@ -10,6 +10,7 @@ pub mod flowmap;
 pub mod health;
 pub mod listing;
 pub mod metrics;
+pub mod plan;
 pub mod probe;
 pub mod retention;
 pub mod status;

@@ -33,10 +33,15 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
     let lock = if opts.dry_run || opts.dump.is_some() {
         None
     } else {
-        Some(LockGuard {
+        let before = store.lock_holder(&plan.state_id).ok().flatten();
+        let lock = LockGuard {
             lock: store.acquire_lock(&plan.state_id, Some(&run_id), opts.force)?,
             store: store.clone(),
-        })
+        };
+        if let Some(gone) = before {
+            stop_leftovers(&gone);
+        }
+        Some(lock)
     };
     let base = runtime_base(&project.root().join(".dsm/run"));
     let run_dir = RunDir::create(&base)?;
@@ -350,6 +355,7 @@ fn run(
         log,
         progress: progress.clone(),
         loader_takes_batches: plan.loader.has_capability("batch"),
+        owner_run: Some(run_id.as_str().to_owned()),
         ..PipelineOptions::default()
     };
     if let Some(size) = project.file().elt.as_ref().and_then(|e| e.buffer_size) {
@@ -1038,5 +1044,22 @@ mod tests {
         assert!(tail.ends_with("[tap] line 04999 é\n"));
         std::fs::write(&path, "short\n").unwrap();
         assert_eq!(log_tail(&path).unwrap(), "short\n");
+    }
+}
+
+/// After taking over the lock of a holder that is gone (a dsm killed with -9 on this host):
+/// stops what is left of its plugins, so the flow never has two taps at once.
+fn stop_leftovers(gone: &store::LockHolder) {
+    let Some(run) = &gone.run_id else { return };
+    if !gone.stale || gone.host != store::liveness::host_name() {
+        return;
+    }
+    let n = crate::plugin::sys::kill_leftovers(crate::envvars::OWNER_RUN, run.as_str());
+    if n > 0 {
+        tracing::warn!(
+            run_id = %run,
+            processes = n,
+            "stopped the processes left behind by the run this one took the flow over from"
+        );
     }
 }

@@ -187,7 +187,8 @@ impl<'a> SpecBuilder<'a> {
             &self.db,
             self.project.root(),
             Reveal::ForRun(format!("dsm run ({})", plugin.name)),
-        )?;
+        )?
+        .in_environment(self.inputs.environment.map(|e| e.name.as_str()));
         let inputs = self.inputs.downstream_of(upstream);
         let resolved = settings::resolve_plugin(self.project, plugin, &inputs.with_store(&layer))?;
         for w in &resolved.settings.warnings {

@@ -12,9 +12,46 @@ pub fn os_user() -> String {
 }
 
 /// Who the audit log records: the OS user with the process's user id (`ann (uid 1000)`), so an
-/// entry never rests on a variable like `$USER` alone.
+/// entry never rests on a variable like `$USER` alone; with the API token's name when the
+/// command runs with `DSM_TOKEN` (`ann (uid 1000, token ci)`, see [`note_token`]).
 pub fn audit_actor() -> String {
-    format!("{} (uid {})", os_user(), os_uid())
+    let token = match TOKEN.get() {
+        Some(Some(TokenNote::Valid(name))) => format!(", token {name}"),
+        Some(Some(TokenNote::Invalid)) => format!(", an invalid `{}`", crate::envvars::TOKEN),
+        _ => String::new(),
+    };
+    format!("{} (uid {}{token})", os_user(), os_uid())
+}
+
+/// What `DSM_TOKEN` says about who runs this process.
+enum TokenNote {
+    /// A token the store knows (not revoked or expired): its name.
+    Valid(String),
+    /// A value that is no token of this store.
+    Invalid,
+}
+
+/// `DSM_TOKEN` as looked up in the store, once per process (`None`: not set).
+static TOKEN: std::sync::OnceLock<Option<TokenNote>> = std::sync::OnceLock::new();
+
+/// Looks `DSM_TOKEN` up in `store` (once per process) so the audit entries this process writes
+/// name the token's holder. The name comes from the store's record of the token, never from
+/// the variable: a value that is no valid token is recorded as such. Call before the store's
+/// write transaction starts (the lookup reads the store).
+pub fn note_token(store: &dyn crate::store::Store) {
+    TOKEN.get_or_init(|| {
+        let token = std::env::var(crate::envvars::TOKEN)
+            .ok()
+            .filter(|t| !t.trim().is_empty())?;
+        let token = zeroize::Zeroizing::new(token);
+        let known = store.list_tokens().ok().and_then(|tokens| {
+            crate::serve::token::authenticate(&tokens, token.trim(), chrono::Utc::now())
+        });
+        Some(match known {
+            Some(record) => TokenNote::Valid(record.name),
+            None => TokenNote::Invalid,
+        })
+    });
 }
 
 /// This process's user id, as text (`unknown` where there is none): what a source request

@@ -2,9 +2,12 @@
 //! HMAC-SHA256 under a key derived from the master key.
 //!
 //! A plain hash chain could be recomputed by anyone who can write the database; the HMAC needs
-//! the master key. The chain's head (last sequence number and MAC) is also written to
-//! `audit.head` beside the database, so entries cut from the end are detected too. Pruning keeps
-//! the last pruned entry's MAC as a MAC-protected anchor the chain continues from.
+//! the master key. The chain's head (the last sequence number, with a MAC of its own under a
+//! key derived from the master key with a distinct label) is also recorded outside the entries
+//! (`audit.head` beside an SQLite database, the `audit_head` row on PostgreSQL), so entries cut
+//! from the end are detected too: a head rewritten to name an earlier entry does not verify
+//! without the master key. Pruning keeps the last pruned entry's MAC as a MAC-protected anchor
+//! the chain continues from.
 
 use serde::Serialize;
 
@@ -98,6 +101,13 @@ fn entry_mac(key: &AuditKey, prev: &[u8], r: &Record, targets_json: &str) -> Vec
     ])
 }
 
+/// The head's own MAC: entry `seq` with MAC `entry_mac` is the chain's last, under the head key
+/// (see [`MasterKey::head_key`]). Only the master key's holder can make one, so a head
+/// rewritten after entries were cut from the end does not verify.
+fn head_mac(key: &AuditKey, seq: i64, entry_mac: &[u8]) -> Vec<u8> {
+    key.mac(&[b"head", &seq.to_be_bytes(), entry_mac])
+}
+
 fn anchor_mac(key: &AuditKey, seq: i64, mac: &[u8]) -> Vec<u8> {
     key.mac(&[b"anchor", &seq.to_be_bytes(), mac])
 }
@@ -135,7 +145,9 @@ pub(crate) fn next_row(key: &MasterKey, prev: &Head, entry: &Entry) -> AuditRow 
     };
     let targets = targets_json(&record.targets);
     record.mac = entry_mac(&key.audit_key(), &prev.mac, &record, &targets);
+    let head = head_mac(&key.head_key(), record.seq, &record.mac);
     AuditRow {
+        head_mac: head,
         seq: record.seq,
         at: record.at,
         os_user: record.os_user,
@@ -156,6 +168,7 @@ pub(crate) fn builder<'a>(key: &'a MasterKey, entry: &'a Entry) -> impl Fn(&Head
 /// modules call this on every change to configuration, plugins, schedules and state, and on
 /// every read of a secret for a run.
 pub fn append(store: &dyn Store, key: &MasterKey, entry: &Entry) -> Result<()> {
+    actor::note_token(store);
     store.append_audit(&builder(key, entry))?;
     Ok(())
 }
@@ -169,8 +182,9 @@ pub fn list(store: &dyn Store, since: Option<&str>) -> Result<Vec<Record>> {
         .collect())
 }
 
-/// Walks the chain with `key`, returning the report.
-fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
+/// Walks the chain with `master`'s keys, returning the report.
+fn walk(chain: &AuditChain, master: &MasterKey) -> AuditReport {
+    let key = &master.audit_key();
     let mut report = AuditReport::default();
     let mut prev = Head {
         seq: 0,
@@ -229,11 +243,22 @@ fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
                     .find(|r| r.seq == head.seq)
                     .map(|r| r.mac.as_slice())
             };
-            if stored != Some(head.mac.as_slice()) && head.seq > 0 {
-                report.problems.push(format!(
-                    "entry {} does not match the recorded head (the log was rewritten)",
-                    head.seq
-                ));
+            let authentic = stored.is_some_and(|mac| {
+                master
+                    .head_key()
+                    .verify(&[b"head", &head.seq.to_be_bytes(), mac], &head.mac)
+            });
+            if head.seq > 0 && !authentic {
+                report.problems.push(match stored {
+                    Some(mac) if mac == head.mac.as_slice() => format!(
+                        "the recorded head (entry {}) is not authenticated: it holds the entry's own MAC, which anyone who can read the store can copy (a head written by a dsm older than keyed heads, or rewritten after entries were cut from the end); once you have checked the entries, the next audited change records an authenticated head",
+                        head.seq
+                    ),
+                    _ => format!(
+                        "the recorded head (entry {}) does not authenticate under the master key (the log or its head was rewritten)",
+                        head.seq
+                    ),
+                });
             } else if head.seq < prev.seq {
                 report.warnings.push(format!(
                     "the head file is {} entries behind (an interrupted write); the next change updates it",
@@ -247,7 +272,7 @@ fn walk(chain: &AuditChain, key: &AuditKey) -> AuditReport {
 
 /// Verifies the whole chain under `key`: every MAC, no gaps, the anchor, and the head file.
 pub fn verify(store: &dyn Store, key: &MasterKey) -> Result<AuditReport> {
-    Ok(walk(&store.audit_chain()?, &key.audit_key()))
+    Ok(walk(&store.audit_chain()?, key))
 }
 
 /// Removes entries older than `before` (RFC 3339), keeping the last removed entry's MAC as the
@@ -258,6 +283,7 @@ pub fn prune(store: &dyn Store, key: &MasterKey, before: &str, command: &str) ->
     if !report.is_ok() {
         return Err(SecretsError::AuditBroken(report.problems.join("; ")));
     }
+    actor::note_token(store);
     let audit_key = key.audit_key();
     let mark = |boundary: &Head| anchor_mac(&audit_key, boundary.seq, &boundary.mac);
     // The entry names the last pruned entry, which only the store knows inside its
@@ -276,6 +302,24 @@ pub fn prune(store: &dyn Store, key: &MasterKey, before: &str, command: &str) ->
     Ok(store.prune_audit(before, &mark, &entry)?)
 }
 
+/// Records the chain's last entry as its head, authenticated under `key`: for a copy restored
+/// from a bundle, which carries no head (the bundle's own MAC protects its entries).
+pub(crate) fn record_head(store: &dyn Store, key: &MasterKey) -> Result<()> {
+    let chain = store.audit_chain()?;
+    let last = chain
+        .rows
+        .last()
+        .map(|r| (r.seq, r.mac.clone()))
+        .or_else(|| chain.anchor.as_ref().map(|a| (a.seq, a.mac.clone())));
+    if let Some((seq, mac)) = last {
+        store.record_audit_head(&Head {
+            seq,
+            mac: head_mac(&key.head_key(), seq, &mac),
+        })?;
+    }
+    Ok(())
+}
+
 /// Re-computes every MAC of `chain` under `new_key` (key rotation); returns the new MACs and
 /// the chain's new last link. Refuses when the chain does not verify under `old_key`.
 pub(crate) fn rekey(
@@ -283,7 +327,7 @@ pub(crate) fn rekey(
     old_key: &MasterKey,
     new_key: &MasterKey,
 ) -> Result<(Rekeyed, Head)> {
-    let report = walk(chain, &old_key.audit_key());
+    let report = walk(chain, old_key);
     if !report.is_ok() {
         return Err(SecretsError::AuditBroken(report.problems.join("; ")));
     }

@@ -18,7 +18,7 @@ use super::audit::{self, Entry};
 use super::error::SecretsError;
 use super::key::{KEY_LEN, MasterKey};
 use super::{Secret, store};
-use crate::store::{AuditStore as _, SqliteStore, Store};
+use crate::store::{SqliteStore, Store};
 
 type Result<T, E = SecretsError> = std::result::Result<T, E>;
 
@@ -380,13 +380,9 @@ pub fn import(
     std::fs::write(&staged, &bytes).map_err(|e| SecretsError::io("cannot stage the import", e))?;
     // Opening brings an older bundle's schema up to date.
     let conn = SqliteStore::open(&staged)?;
-    // The bundle has no head file: its own last entry is the head (the checksum protects it).
-    if let Some(last) = conn.audit_rows(None)?.pop() {
-        conn.record_audit_head(&audit::Head {
-            seq: last.seq,
-            mac: last.mac,
-        })?;
-    }
+    // The bundle has no head file: its own last entry is the head (the bundle's MAC protects
+    // it), recorded under the key its chain is under (the passphrase's, until re-keyed).
+    audit::record_head(&conn, passphrase_derived.as_ref().unwrap_or(key))?;
     match &bundle.secrets {
         Protection::MasterKey => {
             store::check_key(&conn, key, "the current key")?;

@@ -14,13 +14,29 @@ pub enum SecretsError {
         /// Where dsm looked, in order.
         tried: Vec<String>,
     },
+    /// No key with the id the store needs in any of the places looked at.
+    #[error(
+        "this project's secrets are encrypted under master key id {key_id}, which none of the places dsm looked at holds"
+    )]
+    MissingKeyId {
+        /// The id of the key the store needs.
+        key_id: String,
+        /// Where dsm looked, in order.
+        tried: Vec<String>,
+        /// Where the key belongs (the project's key file), if known.
+        put_at: Option<PathBuf>,
+    },
     /// A key was found but is not the one the store was created with.
     #[error(
-        "the master key from {source_name} does not match the key this project's secrets are encrypted with"
+        "the master key from {source_name} (key id {given}) does not match the key this project's secrets are encrypted with (key id {wanted})"
     )]
     WrongKey {
         /// Where the key came from.
         source_name: String,
+        /// The id of the key found.
+        given: String,
+        /// The id of the key the store needs.
+        wanted: String,
     },
     /// A key was found but could not be parsed.
     #[error("the master key from {source_name} is not usable: {reason}")]
@@ -108,6 +124,28 @@ impl From<SecretsError> for Error {
                     err = err.detail(format!("looked at {place}"));
                 }
                 err.hint("create a key with `dsm secrets init`, or set `DSM_MASTER_KEY` (base64 of 32 bytes)")
+            }
+            SecretsError::MissingKeyId {
+                ref key_id,
+                tried,
+                put_at,
+            } => {
+                let mut err = Error::config(message);
+                for place in tried {
+                    err = err.detail(format!("looked at {place}"));
+                }
+                let hint = match put_at {
+                    Some(path) => format!(
+                        "copy the key with id {key_id} (from the host or backup that has it) to `{}` (mode 0600), or point `DSM_MASTER_KEY_FILE` at it",
+                        path.display()
+                    ),
+                    None => format!(
+                        "point `DSM_MASTER_KEY_FILE` at the key with id {key_id}, or set `DSM_MASTER_KEY`"
+                    ),
+                };
+                err.hint(hint).hint(
+                    "if another host rotated the key, fetch the new key from it; nothing was changed here",
+                )
             }
             SecretsError::WrongKey { .. } => Error::config(message)
                 .hint("use the master key this project was set up with (`DSM_MASTER_KEY`, `DSM_MASTER_KEY_FILE` or the keyring)")

@@ -160,12 +160,18 @@ fn sealed_rows(store: &dyn Store, plugin: &str) -> Result<J> {
             .sealed_secrets(Some(plugin))?
             .into_iter()
             .map(|s| {
-                json!({
+                let mut row = json!({
                     "setting": s.setting,
                     "key_version": s.key_version,
                     "nonce": B64.encode(s.nonce),
                     "ciphertext": B64.encode(s.ciphertext),
-                })
+                });
+                // Only an environment's value names its scope: rows of project-wide values
+                // read as they always did.
+                if let Some(scope) = s.scope {
+                    row["scope"] = J::String(scope);
+                }
+                row
             })
             .collect(),
     ))
@@ -440,6 +446,7 @@ pub fn rollback(
         secrets.push(SealedSecret {
             plugin: p.name.to_string(),
             setting: text("setting"),
+            scope: s.get("scope").and_then(J::as_str).map(str::to_string),
             key_version: s.get("key_version").and_then(J::as_i64).unwrap_or_default(),
             nonce: bytes("nonce")?,
             ciphertext: bytes("ciphertext")?,

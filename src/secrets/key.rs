@@ -22,6 +22,7 @@ const LABEL_ENCRYPT: &[u8] = b"dsm secret encryption v1";
 const LABEL_CHECK: &[u8] = b"dsm key check v1";
 const LABEL_AUDIT: &[u8] = b"dsm audit chain v1";
 const LABEL_BUNDLE: &[u8] = b"dsm export bundle v2";
+const LABEL_HEAD: &[u8] = b"dsm audit head v1";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -94,9 +95,21 @@ impl MasterKey {
         self.derive(LABEL_CHECK).to_vec()
     }
 
+    /// The key's id: the first 8 bytes of its check value, in hex. It names the key in messages
+    /// and key files without revealing anything that helps to guess it (a keyed hash).
+    pub fn key_id(&self) -> String {
+        key_id_of(&self.check_value())
+    }
+
     /// The key for the audit log's HMAC chain.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey(*self.derive(LABEL_AUDIT))
+    }
+
+    /// The key that authenticates the audit chain's recorded head (a key of its own: the head
+    /// is kept where the chain's MACs can be read, so it must not be something they give).
+    pub fn head_key(&self) -> AuditKey {
+        AuditKey(*self.derive(LABEL_HEAD))
     }
 
     /// The HMAC key that authenticates an export bundle made under this key (an [`AuditKey`]
@@ -156,6 +169,14 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// The key id (see [`MasterKey::key_id`]) of the key whose check value is `check_value`.
+pub fn key_id_of(check_value: &[u8]) -> String {
+    hex::encode(&check_value[..check_value.len().min(KEY_ID_BYTES)])
+}
+
+/// How many bytes of the check value make a key id (16 hex digits).
+const KEY_ID_BYTES: usize = 8;
+
 /// The key of the audit log's HMAC chain, derived from the master key.
 #[derive(Clone)]
 pub struct AuditKey([u8; 32]);
@@ -204,6 +225,9 @@ pub struct Binding<'a> {
     pub setting: &'a str,
     /// Version of the master key the value is encrypted under.
     pub key_version: i64,
+    /// The environment the value belongs to (`None`: the whole project). A value moved to
+    /// another environment fails to decrypt too.
+    pub scope: Option<&'a str>,
 }
 
 impl Binding<'_> {
@@ -214,6 +238,13 @@ impl Binding<'_> {
             aad.extend_from_slice(part);
         }
         aad.extend_from_slice(&self.key_version.to_be_bytes());
+        // A project-wide value keeps the associated data it always had (stores written before
+        // per-environment secrets decrypt as they are).
+        if let Some(scope) = self.scope {
+            aad.extend_from_slice(b"scope");
+            aad.extend_from_slice(&(scope.len() as u64).to_be_bytes());
+            aad.extend_from_slice(scope.as_bytes());
+        }
         aad
     }
 }
@@ -242,6 +273,7 @@ mod tests {
             plugin,
             setting,
             key_version: 1,
+            scope: None,
         }
     }
 
@@ -273,6 +305,22 @@ mod tests {
             ..binding("tap-github", "auth_token")
         };
         assert!(key.open(&other_version, &sealed).is_none());
+        let prod = Binding {
+            scope: Some("prod"),
+            ..binding("tap-github", "auth_token")
+        };
+        assert!(key.open(&prod, &sealed).is_none());
+        let in_prod = key.seal(&prod, b"s3cret");
+        assert!(
+            key.open(&binding("tap-github", "auth_token"), &in_prod)
+                .is_none()
+        );
+        let staging = Binding {
+            scope: Some("staging"),
+            ..prod
+        };
+        assert!(key.open(&staging, &in_prod).is_none());
+        assert_eq!(key.open(&prod, &in_prod).unwrap().as_slice(), b"s3cret");
     }
 
     #[test]

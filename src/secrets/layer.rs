@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::key::MasterKey;
-use super::master_key::KeyLookup;
 use super::store;
 use crate::error::{Error, Result};
 use crate::project::{Object, PluginType};
@@ -39,6 +38,7 @@ pub struct StoreLayer {
     conn: Option<Arc<dyn Store>>,
     reveal: Reveal,
     key: RefCell<Option<MasterKey>>,
+    environment: Option<String>,
 }
 
 impl std::fmt::Debug for StoreLayer {
@@ -62,6 +62,7 @@ impl StoreLayer {
             conn,
             reveal,
             key: RefCell::new(None),
+            environment: None,
         })
     }
 
@@ -78,6 +79,7 @@ impl StoreLayer {
                 conn: Some(crate::store::open_location(location, root)?),
                 reveal,
                 key: RefCell::new(None),
+                environment: None,
             }),
         }
     }
@@ -88,15 +90,23 @@ impl StoreLayer {
             conn: None,
             reveal: Reveal::Masked,
             key: RefCell::new(None),
+            environment: None,
         }
+    }
+
+    /// The layer as seen from `environment`: a secret stored for it wins over the project's
+    /// value of the same setting (secrets of other environments are not seen).
+    #[must_use]
+    pub fn in_environment(mut self, environment: Option<&str>) -> StoreLayer {
+        self.environment = environment.map(str::to_string);
+        self
     }
 
     fn key(&self, conn: &dyn Store) -> Result<MasterKey> {
         if let Some(k) = self.key.borrow().as_ref() {
             return Ok(k.clone());
         }
-        let (key, source) = KeyLookup::from_env().find()?;
-        store::check_key(conn, &key, &source.to_string())?;
+        let (key, _) = store::find_key(conn)?;
         *self.key.borrow_mut() = Some(key.clone());
         Ok(key)
     }
@@ -125,11 +135,14 @@ impl SystemStore for StoreLayer {
         let Some(conn) = &self.conn else {
             return Ok(Vec::new());
         };
-        Ok(conn
+        let mut names: Vec<String> = conn
             .sealed_secrets(Some(plugin))?
             .into_iter()
+            .filter(|s| s.scope.is_none() || s.scope == self.environment)
             .map(|s| s.setting)
-            .collect())
+            .collect();
+        names.dedup();
+        Ok(names)
     }
 
     fn secret_value(&self, plugin: &str, setting: &str) -> Result<Option<String>> {
@@ -144,11 +157,17 @@ impl SystemStore for StoreLayer {
                 "setting `{setting}` of `{plugin}` is stored encrypted and needs the master key"
             ))
         })?;
+        let environment = self.environment.as_deref();
         let value = match &self.reveal {
             Reveal::ForRun(command) => {
-                store::read_for_run(conn.as_ref(), &key, plugin, setting, command)?
+                store::read_for_run(conn.as_ref(), &key, plugin, setting, environment, command)?
             }
-            _ => store::get_secret(conn.as_ref(), &key, plugin, setting)?,
+            _ => match store::applicable_scope(conn.as_ref(), plugin, setting, environment)? {
+                None => None,
+                Some(scope) => {
+                    store::get_secret_in(conn.as_ref(), &key, plugin, setting, scope.as_deref())?
+                }
+            },
         };
         Ok(value.map(|s| s.expose().to_string()))
     }

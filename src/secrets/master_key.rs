@@ -1,5 +1,8 @@
-//! Finding and creating the master key: `DSM_MASTER_KEY`, then a key file (`DSM_MASTER_KEY_FILE`
-//! or `<user config dir>/dsm/master.key`) readable by its owner only, then the OS keyring.
+//! Finding and creating the master key: `DSM_MASTER_KEY`, then a key file readable by its owner
+//! only (`DSM_MASTER_KEY_FILE`, else the project's own `<user config dir>/dsm/keys/<project_id>.key`,
+//! else the shared `<user config dir>/dsm/master.key` of projects without a `project_id`), then
+//! the OS keyring. Each key has a key id (see [`MasterKey::key_id`]); a store names the id it
+//! needs, so a lookup never settles for another project's key.
 
 use std::fmt;
 use std::io::Write;
@@ -191,7 +194,14 @@ pub struct KeyLookup {
     pub env_value: Option<Zeroizing<String>>,
     /// The value of `DSM_MASTER_KEY_FILE` (must exist when set).
     pub key_file: Option<PathBuf>,
-    /// The per-user default key file (skipped when absent).
+    /// The project's own key file, `<user config dir>/dsm/keys/<project_id>.key` (skipped when
+    /// absent or when the project has no `project_id`).
+    pub project_file: Option<PathBuf>,
+    /// The folder of per-project key files, searched for a key with the id a store needs (a
+    /// project copied under another name, a rotation interrupted before its new key file was
+    /// moved into place).
+    pub keys_dir: Option<PathBuf>,
+    /// The shared key file of dsm before per-project keys (skipped when absent).
     pub default_file: Option<PathBuf>,
     /// The keyring to ask last, if any.
     pub keyring: Option<Keyring>,
@@ -199,13 +209,53 @@ pub struct KeyLookup {
     pub keyring_unavailable: Option<String>,
 }
 
-/// The per-user key file: `<user config dir>/dsm/master.key`.
+fn config_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.config_dir().join("dsm"))
+}
+
+/// The key file shared by every project without a `project_id`:
+/// `<user config dir>/dsm/master.key`.
 pub fn default_key_file() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|d| d.config_dir().join("dsm").join("master.key"))
+    config_dir().map(|d| d.join("master.key"))
+}
+
+/// The folder of per-project key files: `<user config dir>/dsm/keys`.
+pub fn keys_dir() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("keys"))
+}
+
+/// The file name of the key of the project with `project_id`: the id itself when it is a plain
+/// name (letters, digits, `-`, `_`, `.`, as `dsm init`'s UUIDs are), else a hash of it, so no
+/// id can name a path outside the folder.
+pub fn project_key_file_name(project_id: &str) -> String {
+    let plain = !project_id.is_empty()
+        && project_id.len() <= 128
+        && !project_id.starts_with('.')
+        && project_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        format!("{project_id}.key")
+    } else {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(project_id.as_bytes());
+        format!("{}.key", hex::encode(&digest[..16]))
+    }
+}
+
+/// The key file of the project with `project_id`, in [`keys_dir`].
+pub fn project_key_file(project_id: &str) -> Option<PathBuf> {
+    keys_dir().map(|d| d.join(project_key_file_name(project_id)))
+}
+
+/// Whether a file in [`keys_dir`] may hold a key: `*.key`, and a rotation's staged `*.key.new`.
+fn is_key_file_name(name: &str) -> bool {
+    name.ends_with(".key") || name.ends_with(".key.new")
 }
 
 impl KeyLookup {
-    /// The lookup dsm uses: the environment, the default file, the platform keyring.
+    /// The lookup dsm uses outside a project: the environment, the shared default file, the
+    /// platform keyring.
     pub fn from_env() -> Self {
         let (keyring, keyring_unavailable) = match Keyring::platform() {
             Ok(k) => (Some(k), None),
@@ -219,14 +269,34 @@ impl KeyLookup {
             key_file: std::env::var_os(envvars::MASTER_KEY_FILE)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            project_file: None,
+            keys_dir: keys_dir(),
             default_file: default_key_file(),
             keyring,
             keyring_unavailable,
         }
     }
 
-    /// Finds the key, in order: the variable, the key file, the keyring.
+    /// The lookup for the project with `project_id` (`None`: a project without one): as
+    /// [`KeyLookup::from_env`], with the project's own key file before the shared one.
+    pub fn for_project(project_id: Option<&str>) -> Self {
+        KeyLookup {
+            project_file: project_id.and_then(project_key_file),
+            ..KeyLookup::from_env()
+        }
+    }
+
+    /// Finds a key, in order: the variable, the key file, the project's key file, the shared
+    /// key file, the keyring.
     pub fn find(&self) -> Result<(MasterKey, KeySource)> {
+        self.find_for(None)
+    }
+
+    /// Finds the key with id `wanted` (any key when `None`: a store that has none yet). The
+    /// variable and `DSM_MASTER_KEY_FILE` are taken as they are (the store's check tells a
+    /// wrong one); the other places are skipped when they hold another key, and the folder of
+    /// per-project key files is searched for one with the wanted id.
+    pub fn find_for(&self, wanted: Option<&str>) -> Result<(MasterKey, KeySource)> {
         let mut tried = Vec::new();
         if let Some(text) = &self.env_value {
             let key = MasterKey::from_base64(text).map_err(|e| SecretsError::BadKey {
@@ -240,15 +310,49 @@ impl KeyLookup {
             return Ok((read_key_file(path)?, KeySource::File(path.clone())));
         }
         tried.push(format!("`{}` (not set)", envvars::MASTER_KEY_FILE));
-        if let Some(path) = &self.default_file {
-            if path.exists() {
-                return Ok((read_key_file(path)?, KeySource::File(path.clone())));
+        let fits = |key: &MasterKey| wanted.is_none_or(|id| key.key_id() == id);
+        let file = |path: &Path, tried: &mut Vec<String>| -> Result<Option<MasterKey>> {
+            if !path.exists() {
+                tried.push(format!("`{}` (no such file)", path.display()));
+                return Ok(None);
             }
-            tried.push(format!("`{}` (no such file)", path.display()));
+            let key = read_key_file(path)?;
+            if fits(&key) {
+                return Ok(Some(key));
+            }
+            tried.push(format!(
+                "`{}` (holds key id {})",
+                path.display(),
+                key.key_id()
+            ));
+            Ok(None)
+        };
+        if let Some(path) = &self.project_file
+            && let Some(key) = file(path, &mut tried)?
+        {
+            return Ok((key, KeySource::File(path.clone())));
+        }
+        if let (Some(id), Some(dir)) = (wanted, &self.keys_dir)
+            && let Some((key, path)) = search_dir(dir, id, self.project_file.as_deref())
+        {
+            return Ok((key, KeySource::File(path)));
+        }
+        if wanted.is_some()
+            && let Some(dir) = &self.keys_dir
+        {
+            tried.push(format!("the other key files in `{}`", dir.display()));
+        }
+        if let Some(path) = &self.default_file
+            && let Some(key) = file(path, &mut tried)?
+        {
+            return Ok((key, KeySource::File(path.clone())));
         }
         match &self.keyring {
             Some(keyring) => match keyring.load() {
-                Ok(Some(key)) => return Ok((key, KeySource::Keyring)),
+                Ok(Some(key)) if fits(&key) => return Ok((key, KeySource::Keyring)),
+                Ok(Some(key)) => {
+                    tried.push(format!("the OS keyring (holds key id {})", key.key_id()))
+                }
                 Ok(None) => tried.push("the OS keyring (no dsm entry)".to_string()),
                 Err(e) => tried.push(format!("the OS keyring ({e})")),
             },
@@ -259,8 +363,38 @@ impl KeyLookup {
                     .unwrap_or("not available")
             )),
         }
-        Err(SecretsError::NoKey { tried })
+        match wanted {
+            None => Err(SecretsError::NoKey { tried }),
+            Some(id) => Err(SecretsError::MissingKeyId {
+                key_id: id.to_string(),
+                tried,
+                put_at: self
+                    .project_file
+                    .clone()
+                    .or_else(|| self.default_file.clone()),
+            }),
+        }
     }
+}
+
+/// A key file in `dir` (other than `skip`, already tried) holding the key with id `wanted`.
+/// Files that cannot be read, or that others could read, are passed over.
+fn search_dir(dir: &Path, wanted: &str, skip: Option<&Path>) -> Option<(MasterKey, PathBuf)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            Some(p.as_path()) != skip
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_key_file_name)
+        })
+        .collect();
+    paths.sort();
+    paths.into_iter().find_map(|path| {
+        let key = read_key_file(&path).ok()?;
+        (key.key_id() == wanted).then_some((key, path))
+    })
 }
 
 /// Reads a key file, refusing one that other users could read or that belongs to someone else.
@@ -387,6 +521,74 @@ mod tests {
         };
         assert_eq!(tried.len(), 4);
         assert!(tried[3].contains("no D-Bus session bus"));
+    }
+
+    #[test]
+    fn a_store_gets_the_key_with_its_id_or_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = tmp.path().join("keys");
+        let (mine, other, old) = (
+            MasterKey::generate(),
+            MasterKey::generate(),
+            MasterKey::generate(),
+        );
+        write_key_file(&keys.join("mine.key"), &mine).unwrap();
+        write_key_file(&keys.join("other.key"), &other).unwrap();
+        write_key_file(&tmp.path().join("master.key"), &old).unwrap();
+        let lookup = KeyLookup {
+            project_file: Some(keys.join("mine.key")),
+            keys_dir: Some(keys.clone()),
+            default_file: Some(tmp.path().join("master.key")),
+            ..KeyLookup::default()
+        };
+        // A store without a key takes the project's own; one that needs another id gets it
+        // from wherever it is, never the project's file holding a different key.
+        assert_eq!(lookup.find().unwrap().0, mine);
+        assert_eq!(lookup.find_for(Some(&mine.key_id())).unwrap().0, mine);
+        let (key, source) = lookup.find_for(Some(&other.key_id())).unwrap();
+        assert_eq!(
+            (key, source),
+            (other, KeySource::File(keys.join("other.key")))
+        );
+        assert_eq!(lookup.find_for(Some(&old.key_id())).unwrap().0, old);
+        let missing = MasterKey::generate().key_id();
+        let SecretsError::MissingKeyId {
+            key_id,
+            tried,
+            put_at,
+        } = lookup.find_for(Some(&missing)).unwrap_err()
+        else {
+            panic!("expected MissingKeyId");
+        };
+        assert_eq!(key_id, missing);
+        assert_eq!(put_at, Some(keys.join("mine.key")));
+        assert!(
+            tried.iter().any(|t| t.contains(&mine.key_id())),
+            "{tried:?}"
+        );
+        let err = crate::error::Error::from(SecretsError::MissingKeyId {
+            key_id,
+            tried,
+            put_at,
+        });
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(&missing), "{err}");
+    }
+
+    #[test]
+    fn a_project_id_never_names_a_file_outside_the_keys_folder() {
+        assert_eq!(
+            project_key_file_name("4b5e1b1e-0000-4000-8000-000000000001"),
+            "4b5e1b1e-0000-4000-8000-000000000001.key"
+        );
+        for id in ["../../etc/passwd", "a/b", "..", "", "x y"] {
+            let name = project_key_file_name(id);
+            assert!(
+                !name.contains('/') && !name.starts_with('.') && name.ends_with(".key"),
+                "{id:?} -> {name}"
+            );
+        }
+        assert_ne!(project_key_file_name("a/b"), project_key_file_name("a/c"));
     }
 
     #[test]

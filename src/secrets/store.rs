@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::audit::{self, Entry};
 use super::error::SecretsError;
 use super::key::{Binding, MasterKey, Sealed};
+use super::master_key::KeyLookup;
 use super::{Secret, actor};
 use crate::store::Store;
 use crate::store::secrets::{KeyCheck, Rotation, SealedSecret};
@@ -26,14 +27,40 @@ pub struct VerifyReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Finds the master key (see [`KeyLookup`](super::master_key::KeyLookup)) and checks it
-/// against the store's key check value.
+/// Finds the master key of `store`'s project (see [`KeyLookup`]) and checks it against the
+/// store's key check value.
 pub fn find_key(
     store: &dyn Store,
 ) -> crate::error::Result<(MasterKey, super::master_key::KeySource)> {
-    let (key, source) = super::master_key::KeyLookup::from_env().find()?;
+    find_key_with(store, KeyLookup::for_project(store.key_owner().as_deref()))
+}
+
+/// As [`find_key`], looking where `lookup` says (its project file is set from the store's
+/// project when it has none): the key with the id the store needs, any key for a store that
+/// has none yet.
+pub fn find_key_with(
+    store: &dyn Store,
+    mut lookup: KeyLookup,
+) -> crate::error::Result<(MasterKey, super::master_key::KeySource)> {
+    if lookup.project_file.is_none() {
+        lookup.project_file = store
+            .key_owner()
+            .as_deref()
+            .and_then(super::master_key::project_key_file);
+    }
+    let wanted = store
+        .current_key()?
+        .map(|k| super::key::key_id_of(&k.check_value));
+    let (key, source) = lookup.find_for(wanted.as_deref())?;
     check_key(store, &key, &source.to_string())?;
     Ok((key, source))
+}
+
+/// The id of the key `store`'s secrets are encrypted under, if a key was ever registered.
+pub fn store_key_id(store: &dyn Store) -> Result<Option<String>> {
+    Ok(store
+        .current_key()?
+        .map(|k| super::key::key_id_of(&k.check_value)))
 }
 
 /// Checks `key` against the store's key check value and returns the key version. The first key
@@ -41,8 +68,10 @@ pub fn find_key(
 pub fn check_key(store: &dyn Store, key: &MasterKey, source_name: &str) -> Result<i64> {
     match store.current_key()? {
         Some(k) if k.check_value == key.check_value() => Ok(k.version),
-        Some(_) => Err(SecretsError::WrongKey {
+        Some(k) => Err(SecretsError::WrongKey {
             source_name: source_name.to_string(),
+            given: key.key_id(),
+            wanted: super::key::key_id_of(&k.check_value),
         }),
         None => {
             store.register_first_key(&key.check_value())?;
@@ -66,6 +95,7 @@ fn seal(
     key: &MasterKey,
     plugin: &str,
     setting: &str,
+    scope: Option<&str>,
     version: i64,
     value: &Secret,
 ) -> SealedSecret {
@@ -74,20 +104,40 @@ fn seal(
             plugin,
             setting,
             key_version: version,
+            scope,
         },
         value.expose().as_bytes(),
     );
     SealedSecret {
         plugin: plugin.to_string(),
         setting: setting.to_string(),
+        scope: scope.map(str::to_string),
         key_version: version,
         nonce: sealed.nonce,
         ciphertext: sealed.ciphertext,
     }
 }
 
-/// Encrypts and stores `value` as `plugin`'s `setting`, replacing any earlier value, and audits
-/// the change as done by `command`.
+/// How the audit log names a secret: `plugin.setting`, with the environment it belongs to
+/// when it is not the whole project's.
+pub fn target_name(plugin: &str, setting: &str, scope: Option<&str>) -> String {
+    match scope {
+        None => format!("{plugin}.{setting}"),
+        Some(env) => format!("{plugin}.{setting} (environment {env})"),
+    }
+}
+
+fn check_scope(scope: Option<&str>) -> Result<()> {
+    match scope {
+        Some(env) if env.is_empty() || env.chars().any(char::is_control) => Err(
+            SecretsError::Invalid(format!("`{env}` is not a valid environment name")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Encrypts and stores `value` as `plugin`'s `setting` for the whole project, replacing any
+/// earlier value, and audits the change as done by `command`.
 pub fn set_secret(
     store: &dyn Store,
     key: &MasterKey,
@@ -96,16 +146,32 @@ pub fn set_secret(
     value: &Secret,
     command: &str,
 ) -> Result<()> {
+    set_secret_in(store, key, plugin, setting, None, value, command)
+}
+
+/// As [`set_secret`], for the environment `scope` (`None`: the whole project).
+pub fn set_secret_in(
+    store: &dyn Store,
+    key: &MasterKey,
+    plugin: &str,
+    setting: &str,
+    scope: Option<&str>,
+    value: &Secret,
+    command: &str,
+) -> Result<()> {
     check_names(plugin, setting)?;
+    check_scope(scope)?;
     let version = check_key(store, key, "the given key")?;
-    let sealed = seal(key, plugin, setting, version, value);
-    let entry = Entry::new(command, "secret.set", [format!("{plugin}.{setting}")]);
+    let sealed = seal(key, plugin, setting, scope, version, value);
+    let entry = Entry::new(command, "secret.set", [target_name(plugin, setting, scope)]);
+    actor::note_token(store);
     store.put_secret(&sealed, &actor::os_user(), &audit::builder(key, &entry))?;
     Ok(())
 }
 
-/// Seals `value` as `plugin`'s `setting` under the store's current key without storing it: a
-/// source request stores its secrets in the same transaction as the request.
+/// Seals `value` as `plugin`'s `setting` (for the whole project) under the store's current key
+/// without storing it: a source request stores its secrets in the same transaction as the
+/// request.
 pub fn seal_for(
     store: &dyn Store,
     key: &MasterKey,
@@ -115,7 +181,7 @@ pub fn seal_for(
 ) -> Result<SealedSecret> {
     check_names(plugin, setting)?;
     let version = check_key(store, key, "the given key")?;
-    Ok(seal(key, plugin, setting, version, value))
+    Ok(seal(key, plugin, setting, None, version, value))
 }
 
 /// Opens a value [`seal_for`] sealed (or any stored one).
@@ -134,6 +200,7 @@ fn decrypt(key: &MasterKey, s: &SealedSecret) -> Result<Secret> {
                 plugin: &s.plugin,
                 setting: &s.setting,
                 key_version: s.key_version,
+                scope: s.scope.as_deref(),
             },
             &Sealed {
                 nonce: s.nonce.clone(),
@@ -144,40 +211,85 @@ fn decrypt(key: &MasterKey, s: &SealedSecret) -> Result<Secret> {
     Secret::from_utf8(plain.to_vec()).map_err(|_| undecryptable())
 }
 
-/// The value of `plugin`'s `setting`, or `None` when none is stored.
+/// The project-wide value of `plugin`'s `setting`, or `None` when none is stored.
 pub fn get_secret(
     store: &dyn Store,
     key: &MasterKey,
     plugin: &str,
     setting: &str,
 ) -> Result<Option<Secret>> {
+    get_secret_in(store, key, plugin, setting, None)
+}
+
+/// The value of `plugin`'s `setting` stored for exactly `scope` (an environment, or the whole
+/// project for `None`), or `None` when none is stored there.
+pub fn get_secret_in(
+    store: &dyn Store,
+    key: &MasterKey,
+    plugin: &str,
+    setting: &str,
+    scope: Option<&str>,
+) -> Result<Option<Secret>> {
     check_key(store, key, "the given key")?;
-    match store.sealed_secret(plugin, setting)? {
+    match store.sealed_secret(plugin, setting, scope)? {
         None => Ok(None),
         Some(sealed) => decrypt(key, &sealed).map(Some),
     }
 }
 
-/// Reads a value to hand to a plugin for a run, and audits the read (names only).
+/// The scope whose value of `plugin`'s `setting` applies in `environment`: the environment's
+/// own when it has one, else the project's (`Some(None)`); `None` when neither is stored.
+/// Needs no key.
+pub fn applicable_scope(
+    store: &dyn Store,
+    plugin: &str,
+    setting: &str,
+    environment: Option<&str>,
+) -> Result<Option<Option<String>>> {
+    let stored: Vec<Option<String>> = store
+        .sealed_secrets(Some(plugin))?
+        .into_iter()
+        .filter(|s| s.setting == setting)
+        .map(|s| s.scope)
+        .collect();
+    if let Some(env) = environment
+        && stored.iter().any(|s| s.as_deref() == Some(env))
+    {
+        return Ok(Some(Some(env.to_string())));
+    }
+    Ok(stored.contains(&None).then_some(None))
+}
+
+/// Reads the value of `plugin`'s `setting` that applies in `environment` (the environment's,
+/// else the project's) to hand to a plugin for a run, and audits the read (names only).
 pub fn read_for_run(
     store: &dyn Store,
     key: &MasterKey,
     plugin: &str,
     setting: &str,
+    environment: Option<&str>,
     command: &str,
 ) -> Result<Option<Secret>> {
-    let value = get_secret(store, key, plugin, setting)?;
+    check_key(store, key, "the given key")?;
+    let Some(scope) = applicable_scope(store, plugin, setting, environment)? else {
+        return Ok(None);
+    };
+    let value = get_secret_in(store, key, plugin, setting, scope.as_deref())?;
     if value.is_some() {
         audit::append(
             store,
             key,
-            &Entry::new(command, "secret.read", [format!("{plugin}.{setting}")]),
+            &Entry::new(
+                command,
+                "secret.read",
+                [target_name(plugin, setting, scope.as_deref())],
+            ),
         )?;
     }
     Ok(value)
 }
 
-/// Removes a stored value; `NotFound` when there was none.
+/// Removes a stored project-wide value; `NotFound` when there was none.
 pub fn unset(
     store: &dyn Store,
     key: &MasterKey,
@@ -185,9 +297,27 @@ pub fn unset(
     setting: &str,
     command: &str,
 ) -> Result<()> {
+    unset_in(store, key, plugin, setting, None, command)
+}
+
+/// Removes the value stored for `scope` (an environment, or the whole project for `None`);
+/// `NotFound` when there was none.
+pub fn unset_in(
+    store: &dyn Store,
+    key: &MasterKey,
+    plugin: &str,
+    setting: &str,
+    scope: Option<&str>,
+    command: &str,
+) -> Result<()> {
     check_key(store, key, "the given key")?;
-    let entry = Entry::new(command, "secret.unset", [format!("{plugin}.{setting}")]);
-    if !store.delete_secret(plugin, setting, &audit::builder(key, &entry))? {
+    actor::note_token(store);
+    let entry = Entry::new(
+        command,
+        "secret.unset",
+        [target_name(plugin, setting, scope)],
+    );
+    if !store.delete_secret(plugin, setting, scope, &audit::builder(key, &entry))? {
         return Err(SecretsError::NotFound {
             plugin: plugin.to_string(),
             setting: setting.to_string(),
@@ -208,7 +338,13 @@ pub fn verify(store: &dyn Store, key: &MasterKey) -> Result<VerifyReport> {
     for sealed in store.sealed_secrets(None)? {
         match decrypt(key, &sealed) {
             Ok(_) => report.ok += 1,
-            Err(_) => report.failed.push((sealed.plugin, sealed.setting)),
+            Err(_) => report.failed.push((
+                sealed.plugin,
+                match sealed.scope {
+                    None => sealed.setting,
+                    Some(env) => format!("{} (environment {env})", sealed.setting),
+                },
+            )),
         }
     }
     Ok(report)
@@ -230,6 +366,7 @@ pub fn rotate(
         ));
     }
     let new_version = old_version + 1;
+    actor::note_token(store);
     // The closure's own errors keep their kind: they travel through the store as dsm errors.
     let mut failure: Option<SecretsError> = None;
     let result = store.rotate_secrets(&mut |input| {
@@ -237,7 +374,14 @@ pub fn rotate(
             let mut secrets = Vec::with_capacity(input.secrets.len());
             for s in &input.secrets {
                 let value = decrypt(old_key, s)?;
-                secrets.push(seal(new_key, &s.plugin, &s.setting, new_version, &value));
+                secrets.push(seal(
+                    new_key,
+                    &s.plugin,
+                    &s.setting,
+                    s.scope.as_deref(),
+                    new_version,
+                    &value,
+                ));
             }
             let (chain, last) = audit::rekey(&input.chain, old_key, new_key)?;
             let entry = audit::next_row(

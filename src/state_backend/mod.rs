@@ -958,8 +958,16 @@ impl SecretStore for BackedStore {
     fn register_first_key(&self, check_value: &[u8]) -> Result<()> {
         self.inner.register_first_key(check_value)
     }
-    fn sealed_secret(&self, plugin: &str, setting: &str) -> Result<Option<SealedSecret>> {
-        self.inner.sealed_secret(plugin, setting)
+    fn key_owner(&self) -> Option<String> {
+        self.inner.key_owner()
+    }
+    fn sealed_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+    ) -> Result<Option<SealedSecret>> {
+        self.inner.sealed_secret(plugin, setting, scope)
     }
     fn sealed_secrets(&self, plugin: Option<&str>) -> Result<Vec<SealedSecret>> {
         self.inner.sealed_secrets(plugin)
@@ -975,8 +983,14 @@ impl SecretStore for BackedStore {
     ) -> Result<()> {
         self.inner.put_secret(secret, updated_by, entry)
     }
-    fn delete_secret(&self, plugin: &str, setting: &str, entry: &AuditAppend<'_>) -> Result<bool> {
-        self.inner.delete_secret(plugin, setting, entry)
+    fn delete_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+        entry: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        self.inner.delete_secret(plugin, setting, scope, entry)
     }
     fn rotate_secrets(
         &self,

@@ -26,6 +26,10 @@ pub struct AuditRow {
     pub targets: String,
     /// The entry's MAC.
     pub mac: Vec<u8>,
+    /// The MAC that authenticates this entry as the chain's head, under a key of its own
+    /// derived from the master key: recorded as the head when the entry is written (never in
+    /// the entry's row; empty in rows read back).
+    pub head_mac: Vec<u8>,
 }
 
 /// A link of the chain: an entry's sequence number and MAC.
@@ -48,7 +52,9 @@ pub struct AuditAnchor {
     pub anchor_mac: Vec<u8>,
 }
 
-/// The head as recorded outside the tables.
+/// The head as recorded outside the tables (or in a table of its own): a [`ChainLink`] whose
+/// `mac` is the head's own MAC ([`AuditRow::head_mac`]), not the entry's, so the head cannot
+/// be rewritten from what the tables hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordedHead {
     /// This backend keeps no head outside its tables.
@@ -105,6 +111,7 @@ pub trait AuditStore {
         entry: &dyn Fn(&ChainLink, &ChainLink) -> AuditRow,
     ) -> Result<usize>;
 
-    /// Records `head` as the chain's head outside the tables (a restored copy has none yet).
+    /// Records `head` (a sequence number and the head's own MAC) as the chain's head (a
+    /// restored copy has none yet).
     fn record_audit_head(&self, head: &ChainLink) -> Result<()>;
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::audit::ChainLink;
+use super::audit::RecordedHead;
 use super::postgres::{PgStore, Upgrade};
 use super::{Location, SqliteStore};
 use crate::error::{Error, Result};
@@ -194,9 +194,10 @@ pub(crate) const TABLES: &[Table] = &[
             ("ciphertext", Blob),
             ("updated_at", Time),
             ("updated_by", Text),
+            ("scope", Text),
         ],
-        order_sqlite: "plugin, setting",
-        order_pg: "plugin, setting",
+        order_sqlite: "plugin, setting, scope",
+        order_pg: "plugin, setting, scope",
     },
     Table {
         name: "audit_log",
@@ -590,21 +591,15 @@ fn transfer(source: Side<'_>, target: Side<'_>, settled: bool) -> Result<CopyRep
             "after copying, the audit chain in {to_text} differs from the one in {from_text}"
         )));
     }
-    let last = b
-        .rows
-        .last()
-        .map(|r| ChainLink {
-            seq: r.seq,
-            mac: r.mac.clone(),
-        })
-        .or_else(|| {
-            b.anchor.as_ref().map(|a| ChainLink {
-                seq: a.seq,
-                mac: a.mac.clone(),
-            })
-        });
-    if let Some(head) = last {
-        target.1.record_audit_head(&head)?;
+    // The head goes as the source recorded it: it carries a MAC only the master key makes,
+    // which the copy cannot (and must not) make anew. A copy of a store that moved on while it
+    // was read (a bundle's snapshot) ends before that head and keeps none: importing the
+    // bundle records a new one.
+    let copied_to = b.rows.last().map(|r| r.seq).or(b.anchor.as_ref().map(|a| a.seq));
+    if let RecordedHead::At(head) = &a.head
+        && copied_to.is_some_and(|seq| head.seq <= seq)
+    {
+        target.1.record_audit_head(head)?;
     }
     Ok(CopyReport {
         from: from_text.to_owned(),

@@ -64,11 +64,17 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether the holder recorded as (`pid`, `host`, `heartbeat_at`) should be treated as gone: its
-/// heartbeat is older than `stale_after`, or it ran on this host and its PID is dead.
+/// Whether the holder recorded as (`pid`, `host`, `since`, `heartbeat_at`) should be treated as
+/// gone: its heartbeat is older than `stale_after`, or it ran on this host and the process with
+/// its PID is dead or is not the holder. A process that started after `since` (when the lock was
+/// taken or the run began) cannot be the holder: the PID was used again, as it is when a
+/// container restarts into a new PID namespace with the same host name and its first
+/// processes get the same small PIDs. `since` must come from this host's clock (`None` where
+/// it was the database's).
 pub fn is_stale(
     pid: u32,
     host: &str,
+    since: Option<DateTime<Utc>>,
     heartbeat_at: DateTime<Utc>,
     now: DateTime<Utc>,
     stale_after: Duration,
@@ -78,7 +84,55 @@ pub fn is_stale(
     if age > limit {
         return true;
     }
-    host == host_name() && !pid_alive(pid)
+    host == host_name() && (!pid_alive(pid) || since.is_some_and(|t| started_after(pid, t)))
+}
+
+/// How much later than the recorded moment a process may have started and still be the one
+/// recorded: the recorded moment comes from the same clock, but `/proc` counts start times in
+/// ticks from a boot time given in whole seconds.
+const START_SLACK: Duration = Duration::from_secs(2);
+
+/// Whether the process with this PID started clearly after `since` (`false` when that cannot be
+/// told).
+fn started_after(pid: u32, since: DateTime<Utc>) -> bool {
+    match (
+        process_started_at(pid),
+        since.checked_add_signed(signed(START_SLACK)),
+    ) {
+        (Some(started), Some(limit)) => started > limit,
+        _ => false,
+    }
+}
+
+fn signed(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// When the process with this PID started, from `/proc` (Linux only).
+fn process_started_at(pid: u32) -> Option<DateTime<Utc>> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    // Field 22 of `/proc/PID/stat`: the start time in clock ticks after boot. Fields are
+    // counted after the command name, which is in parentheses and may hold spaces.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks: i64 = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // `/proc` reports times in USER_HZ, which the kernel fixes at 100 for user space.
+    const USER_HZ: i64 = 100;
+    let after_boot = chrono::TimeDelta::try_milliseconds(ticks.checked_mul(1000 / USER_HZ)?)?;
+    DateTime::from_timestamp(boot, 0)?.checked_add_signed(after_boot)
 }
 
 #[cfg(test)]
@@ -98,17 +152,59 @@ mod tests {
     fn old_heartbeat_or_dead_pid_is_stale() {
         let now = Utc::now();
         let me = std::process::id();
-        assert!(!is_stale(me, host_name(), now, now, STALE_AFTER));
+        assert!(!is_stale(me, host_name(), Some(now), now, now, STALE_AFTER));
         let old = now - chrono::Duration::seconds(121);
-        assert!(is_stale(me, host_name(), old, now, STALE_AFTER));
+        assert!(is_stale(me, host_name(), Some(now), old, now, STALE_AFTER));
         // Another host's PID cannot be checked: only the heartbeat counts.
         assert!(!is_stale(
             u32::MAX - 1,
             "elsewhere.invalid",
+            Some(now),
             now,
             now,
             STALE_AFTER
         ));
-        assert!(is_stale(u32::MAX - 1, host_name(), now, now, STALE_AFTER));
+        assert!(is_stale(
+            u32::MAX - 1,
+            host_name(),
+            Some(now),
+            now,
+            now,
+            STALE_AFTER
+        ));
+    }
+
+    #[test]
+    fn a_live_pid_that_started_after_the_lock_was_taken_is_not_its_holder() {
+        // A restarted container: same host name, the PID used again by a process that started
+        // after the lock was taken. This process started before `now`, so it cannot have taken
+        // a lock an hour from now, and it may have taken one a day ago.
+        let now = Utc::now();
+        let me = std::process::id();
+        let started = process_started_at(me).expect("/proc tells when this process started");
+        assert!(
+            started <= now + chrono::Duration::seconds(1),
+            "{started} {now}"
+        );
+        assert!(now - started < chrono::Duration::days(1), "{started} {now}");
+        let before_me = started - chrono::Duration::minutes(5);
+        assert!(is_stale(
+            me,
+            host_name(),
+            Some(before_me),
+            now,
+            now,
+            STALE_AFTER
+        ));
+        assert!(!is_stale(
+            me,
+            host_name(),
+            Some(started),
+            now,
+            now,
+            STALE_AFTER
+        ));
+        // Without the moment, a live PID is taken at its word.
+        assert!(!is_stale(me, host_name(), None, now, now, STALE_AFTER));
     }
 }

@@ -213,13 +213,34 @@ pub fn team_project_id(root: &Path) -> Result<String> {
         })
 }
 
+/// The `project_id` of the project at `root`, which names its master key file; `None` when it
+/// has none (or its project file does not load: whatever reads it next reports that). Read
+/// once per project and process, as a run opens its store several times.
+pub fn key_owner(root: &Path) -> Option<String> {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, Option<String>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, id)) = seen.iter().find(|(r, _)| r == root) {
+        return id.clone();
+    }
+    let id = crate::project::Project::load(root)
+        .ok()
+        .and_then(|p| p.file().project_id.clone())
+        .filter(|id| !id.trim().is_empty());
+    seen.push((root.to_path_buf(), id.clone()));
+    id
+}
+
 /// Opens the store at `location` for the project at `project_root` (a PostgreSQL store needs
 /// the project's `project_id`).
 pub fn open_location(location: &Location, project_root: &Path) -> Result<Arc<dyn Store>> {
     match location {
         Location::Sqlite(path) => {
             refuse_a_lost_store(path, project_root)?;
-            open_path(path)
+            let owner = key_owner(project_root);
+            Ok(Arc::new(SqliteStore::open(path)?.with_key_owner(owner)))
         }
         Location::Postgres(target) => {
             let id = team_project_id(project_root)?;
@@ -385,9 +406,20 @@ pub fn reset_lost_store(path: &Path) -> Result<Arc<dyn Store>> {
     open_path(path)
 }
 
-/// Opens (creating and migrating if needed) the store at a path [`database_path`] gave.
+/// Opens (creating and migrating if needed) the store at a path [`database_path`] gave. A
+/// project's own store (`<root>/.dsm/dsm.db` beside its `meltano.yml`) knows its project, whose
+/// `project_id` names its master key file (see [`SecretStore::key_owner`]).
 pub fn open_path(path: &Path) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::open(path)?))
+    let owner = path
+        .parent()
+        .filter(|dir| dir.file_name() == Some(std::ffi::OsStr::new(PRIVATE_DIR)))
+        .and_then(Path::parent)
+        .filter(|root| {
+            path.file_name() == Some(std::ffi::OsStr::new(DATABASE_FILE))
+                && root.join(crate::project::PROJECT_FILE).is_file()
+        })
+        .and_then(key_owner);
+    Ok(Arc::new(SqliteStore::open(path)?.with_key_owner(owner)))
 }
 
 /// Formats a time the way the store keeps it (RFC 3339, UTC, milliseconds).

@@ -13,12 +13,24 @@ pub struct SealedSecret {
     pub plugin: String,
     /// Setting name.
     pub setting: String,
+    /// The environment the value belongs to; `None`: the whole project.
+    pub scope: Option<String>,
     /// Version of the master key it is encrypted under.
     pub key_version: i64,
     /// The AES-GCM nonce.
     pub nonce: Vec<u8>,
     /// The ciphertext with its tag.
     pub ciphertext: Vec<u8>,
+}
+
+/// How a scope is kept in a table: `''` for the whole project.
+pub fn scope_column(scope: Option<&str>) -> &str {
+    scope.unwrap_or("")
+}
+
+/// A scope as read from a table.
+pub fn scope_of(column: String) -> Option<String> {
+    (!column.is_empty()).then_some(column)
 }
 
 /// A stored secret's name and history, never its value.
@@ -28,6 +40,8 @@ pub struct SecretInfo {
     pub plugin: String,
     /// Setting name.
     pub setting: String,
+    /// The environment the value belongs to; `null`: the whole project.
+    pub environment: Option<String>,
     /// When it was last set (RFC 3339, UTC).
     pub updated_at: String,
     /// The OS user who last set it.
@@ -69,19 +83,31 @@ pub struct Rotation {
 
 /// The secret table and the master key's metadata.
 pub trait SecretStore {
+    /// The `project_id` of the project this store was opened for, which names the project's
+    /// own master key file; `None` when unknown (a store opened by path, a project without one).
+    fn key_owner(&self) -> Option<String> {
+        None
+    }
+
     /// The current key's version and check value, if a key was ever registered.
     fn current_key(&self) -> Result<Option<KeyCheck>>;
 
     /// Registers `check_value` as key version 1, unless a key is registered already.
     fn register_first_key(&self, check_value: &[u8]) -> Result<()>;
 
-    /// One stored secret.
-    fn sealed_secret(&self, plugin: &str, setting: &str) -> Result<Option<SealedSecret>>;
+    /// One stored secret of one scope (an environment's, or the project's for `None`).
+    fn sealed_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+    ) -> Result<Option<SealedSecret>>;
 
-    /// The stored secrets of one plugin (or all), sorted by plugin and setting.
+    /// The stored secrets of one plugin (or all), of every scope, sorted by plugin, setting
+    /// and scope (the project's first).
     fn sealed_secrets(&self, plugin: Option<&str>) -> Result<Vec<SealedSecret>>;
 
-    /// Every stored secret's name and last change, sorted by plugin and setting.
+    /// Every stored secret's name, scope and last change, sorted by plugin, setting and scope.
     fn secret_infos(&self) -> Result<Vec<SecretInfo>>;
 
     /// Stores (or replaces) a secret as set by `updated_by`, and appends the audit entry
@@ -93,9 +119,15 @@ pub trait SecretStore {
         entry: &AuditAppend<'_>,
     ) -> Result<()>;
 
-    /// Deletes a secret and appends the audit entry, in one transaction. Returns `false` (and
-    /// records nothing) when there was no such secret.
-    fn delete_secret(&self, plugin: &str, setting: &str, entry: &AuditAppend<'_>) -> Result<bool>;
+    /// Deletes a secret of one scope and appends the audit entry, in one transaction. Returns
+    /// `false` (and records nothing) when there was no such secret.
+    fn delete_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+        entry: &AuditAppend<'_>,
+    ) -> Result<bool>;
 
     /// Re-encrypts every secret and re-keys the audit chain in one transaction: `rotate` gets
     /// what is stored and returns what to write; if it fails, nothing changes. Returns how

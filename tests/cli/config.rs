@@ -250,7 +250,7 @@ fn sensitive_set_goes_to_the_encrypted_store_which_sits_below_the_shell() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains(
-            "password [env: TAP_X_PASSWORD] current value: (redacted) (from encrypted secret store)"
+            "password [env: TAP_X_PASSWORD] current value: (redacted) (from encrypted secret store for the whole project)"
         ),
         "{}",
         out.stdout
@@ -268,7 +268,9 @@ fn sensitive_set_goes_to_the_encrypted_store_which_sits_below_the_shell() {
     assert_eq!(p2.dsm(&["config", "list", "tap-x"]).code, 0);
     let out = p2.dsm(&["config", "--unsafe", "print", "tap-x"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("dsm secrets init"), "{}", out.stderr);
+    // The store names the key it needs and where dsm looked.
+    assert!(out.stderr.contains("master key id"), "{}", out.stderr);
+    assert!(out.stderr.contains("looked at"), "{}", out.stderr);
     assert!(
         out.stderr.contains("`password` of `tap-x`"),
         "{}",
@@ -566,4 +568,159 @@ plugins:
     let now = p.read("meltano.yml");
     assert!(now.contains("host: a   # the first host"), "{now}");
     assert!(now.contains("LEVEL: \"3\""), "{now}");
+}
+
+const ENV_SECRET_YML: &str = "\
+environments:
+- name: dev
+- name: prod
+plugins:
+  extractors:
+  - name: tap-x
+    namespace: tap_x
+    executable: ./tap.sh
+    settings:
+    - name: password
+      sensitive: true
+  loaders:
+  - name: target-y
+    namespace: target_y
+    executable: ./target.sh
+";
+
+/// Issue 20, point 7: a secret set with `--environment` belongs to that environment; without
+/// it, to the whole project. A run in an environment gets its own value, else the project's.
+#[test]
+fn secrets_are_per_environment_with_the_project_value_as_fallback() {
+    let p = with_key(ENV_SECRET_YML);
+    // The tap keeps the config it was given, per environment; the target reads nothing.
+    crate::support::script(
+        &p,
+        "tap.sh",
+        r#"prev=""
+for a in "$@"; do
+  if [ "$prev" = "--config" ]; then cp "$a" "$MELTANO_PROJECT_ROOT/seen-${MELTANO_ENVIRONMENT:-none}.json"; fi
+  prev="$a"
+done
+"#,
+    );
+    crate::support::script(&p, "target.sh", "cat > /dev/null\n");
+    let set = |args: &[&str], value: &str| {
+        let out = dsm_stdin(&p, args, value);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out
+    };
+    let out = set(
+        &["config", "set", "tap-x", "password", "--value-stdin"],
+        "project-pa55word\n",
+    );
+    assert!(
+        out.stderr.contains("for the whole project"),
+        "{}",
+        out.stderr
+    );
+    let out = set(
+        &[
+            "--environment",
+            "prod",
+            "config",
+            "set",
+            "tap-x",
+            "password",
+            "--value-stdin",
+        ],
+        "prod-pa55word\n",
+    );
+    assert!(
+        out.stderr.contains("for environment `prod`"),
+        "{}",
+        out.stderr
+    );
+
+    // Which value applies, and from which scope.
+    let print = |env: Option<&str>| {
+        let mut args = vec![];
+        if let Some(e) = env {
+            args.extend(["--environment", e]);
+        }
+        args.extend(["config", "--unsafe", "print", "tap-x"]);
+        let out = p.dsm(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()["password"].clone()
+    };
+    assert_eq!(print(Some("prod")), "prod-pa55word");
+    assert_eq!(print(Some("dev")), "project-pa55word");
+    assert_eq!(print(None), "project-pa55word");
+    let scope = |env: &str| {
+        let out = p.dsm(&[
+            "--environment",
+            env,
+            "--format",
+            "json",
+            "config",
+            "list",
+            "tap-x",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let doc = out.json();
+        let row = doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "password")
+            .unwrap()
+            .clone();
+        (row["source"].clone(), row["scope"].clone())
+    };
+    assert_eq!(scope("prod"), ("secret_store".into(), "environment".into()));
+    assert_eq!(scope("dev"), ("secret_store".into(), "project".into()));
+    let out = p.dsm(&["--environment", "prod", "config", "list", "tap-x"]);
+    assert!(
+        out.stdout
+            .contains("(from encrypted secret store for environment `prod`)"),
+        "{}",
+        out.stdout
+    );
+    let out = p.dsm(&["secrets", "list"]);
+    assert!(
+        out.stdout.contains("SCOPE") && out.stdout.contains("environment prod"),
+        "{}",
+        out.stdout
+    );
+    let listed = p.dsm(&["--format", "json", "secrets", "list"]).json();
+    let scopes: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["environment"].clone())
+        .collect();
+    assert_eq!(scopes, [serde_json::Value::Null, "prod".into()]);
+
+    // Runs: each environment's tap gets its value.
+    for env in ["prod", "dev"] {
+        let out = p.dsm(&["--environment", env, "el", "tap-x", "target-y"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let seen = |env: &str| -> serde_json::Value {
+        serde_json::from_str(&p.read(&format!("seen-{env}.json"))).unwrap()
+    };
+    assert_eq!(seen("prod")["password"], "prod-pa55word");
+    assert_eq!(seen("dev")["password"], "project-pa55word");
+
+    // The audit log names the scope; unset works per scope.
+    let log = p.dsm(&["--format", "json", "audit", "list"]).stdout;
+    assert!(log.contains("tap-x.password (environment prod)"), "{log}");
+    let out = p.dsm(&[
+        "--environment",
+        "prod",
+        "config",
+        "unset",
+        "tap-x",
+        "password",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(print(Some("prod")), "project-pa55word");
+    let out = p.dsm(&["config", "unset", "tap-x", "password"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(print(Some("prod")), serde_json::Value::Null);
 }

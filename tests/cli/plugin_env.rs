@@ -207,6 +207,14 @@ fn dsm_hands_plugins_the_environment_meltano_does_except_secrets() {
             if MELTANO_RUNTIME.contains(&k.as_str()) || meltano_setting(k) {
                 continue;
             }
+            if k == dsm::envvars::OWNER_RUN {
+                // dsm marks its plugins with their run's id, so the run that takes a flow over
+                // after a `kill -9` finds what they left behind (issue #20). Meltano has none.
+                assert_eq!(mv, None, "{plugin}: Meltano sets no `{k}`");
+                let run = dv.unwrap_or_else(|| panic!("{plugin}: dsm sets `{k}`"));
+                assert!(uuid::Uuid::parse_str(run).is_ok(), "{plugin}: `{k}` is `{run}`");
+                continue;
+            }
             if k == "FROM_SHELL" {
                 // Meltano 4.4.1 hands a project-level `env:` value over unexpanded (its settings
                 // environment, laid over the expanded block, carries the raw text); dsm expands

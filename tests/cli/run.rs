@@ -1071,3 +1071,80 @@ fn a_tap_dies_with_dsm_when_dsm_is_killed() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Issue 20 (19): what a plugin started in turn outlives a `kill -9` of dsm (the parent-death
+/// signal reaches only the plugin itself); the run that takes the flow over stops it before it
+/// starts its own tap, so the flow never has two at work.
+#[test]
+fn the_run_that_takes_a_flow_over_stops_what_the_killed_run_left_behind() {
+    let p = project("--generate 3 --stream users");
+    // The first time, the tap starts a helper of its own (in its process group), then waits.
+    script(
+        &p,
+        "tap.sh",
+        &format!(
+            r#"if [ ! -e "$MELTANO_PROJECT_ROOT/once" ]; then
+  : > "$MELTANO_PROJECT_ROOT/once"
+  sleep 300 &
+  echo $! > "$MELTANO_PROJECT_ROOT/helper.pid"
+  exec {TAP} --sleep-before 120000 --pid-file "$MELTANO_PROJECT_ROOT/tap.pid" "$@"
+fi
+exec {TAP} --generate 3 --stream users "$@"
+"#
+        ),
+    );
+    let mut child = p
+        .command(&["run", "tap-fake", "target-fake"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let read_pid = |name: &str| -> u32 {
+        let file = path(&p, name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(pid) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "`{name}` was never written");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    };
+    let helper = read_pid("helper.pid");
+    let tap = read_pid("tap.pid");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The tap goes with dsm; its helper stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(tap) {
+        assert!(
+            Instant::now() < deadline,
+            "the tap (pid {tap}) outlived dsm"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        alive(helper),
+        "the helper is still there before the next run"
+    );
+
+    let out = p.dsm(&["run", "tap-fake", "target-fake"]);
+    let stopped = !alive(helper);
+    if !stopped {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &helper.to_string()])
+            .status();
+    }
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        stopped,
+        "the run that took the flow over left the killed run's helper (pid {helper}) running"
+    );
+}

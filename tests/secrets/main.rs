@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod hardening;
+mod keys;
 mod leak;
 
 const CANARY: &str = "CANARY-ghp-7f3a9c";
@@ -369,6 +370,106 @@ fn audit_verify_fails_when_entries_are_cut_from_the_end() {
         "{}",
         run.stderr
     );
+}
+
+/// Issue 20, point 6: cutting entries from the end and rewriting the head to name the new last
+/// entry (its MAC is in the table for anyone to copy) is detected: the head carries a MAC
+/// only the master key makes.
+#[test]
+fn audit_verify_fails_when_entries_are_cut_and_the_head_is_rewritten() {
+    let p = Project::initialised();
+    for setting in ["a_token", "b_token", "c_token"] {
+        assert_eq!(
+            p.dsm_stdin(&["secrets", "set", "tap-github", setting], "value-1234")
+                .code,
+            0
+        );
+    }
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
+    let head = p.path(".dsm/audit.head");
+    let recorded = std::fs::read_to_string(&head).unwrap();
+    let mac_of = |seq: i64| -> Vec<u8> {
+        p.db()
+            .query_row("SELECT mac FROM audit_log WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    // The head is not the entry's MAC.
+    assert!(!recorded.contains(&hex::encode(mac_of(3))), "{recorded}");
+
+    p.db()
+        .execute("DELETE FROM audit_log WHERE seq = 3", [])
+        .unwrap();
+    std::fs::write(&head, format!("2 {}\n", hex::encode(mac_of(2)))).unwrap();
+    let run = p.dsm(&["audit", "verify"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("not authenticated"), "{}", run.stderr);
+    // Any other made-up MAC does not authenticate either.
+    std::fs::write(&head, format!("2 {}\n", "ab".repeat(32))).unwrap();
+    let run = p.dsm(&["audit", "verify"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("does not authenticate under the master key"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 20, point 6: an audit entry names the OS user with its uid, and the API token's name
+/// when the command runs with `DSM_TOKEN`; a value that is no token is recorded as such.
+#[test]
+fn audit_entries_name_the_token_a_command_runs_with() {
+    let p = Project::initialised();
+    let made = p.dsm(&[
+        "--format",
+        "json",
+        "tokens",
+        "create",
+        "deploy-bot",
+        "--role",
+        "admin",
+    ]);
+    assert_eq!(made.code, 0, "{}", made.all());
+    let made: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let set = |setting: &str, token: Option<&str>| {
+        let mut cmd = p.command(&["secrets", "set", "tap-github", setting]);
+        if let Some(t) = token {
+            cmd.env("DSM_TOKEN", t);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"value-1234")
+            .unwrap();
+        let run = Project::finish(child.wait_with_output().unwrap());
+        assert_eq!(run.code, 0, "{}", run.all());
+    };
+    set("a_token", Some(&token));
+    set("b_token", Some("dsm_not-a-token"));
+    set("c_token", None);
+    let actors: Vec<String> = dsm::secrets::audit::list(&p.store(), None)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "secret.set")
+        .map(|r| r.os_user)
+        .collect();
+    assert_eq!(actors.len(), 3, "{actors:?}");
+    assert!(actors.iter().all(|a| a.contains("(uid ")), "{actors:?}");
+    assert!(actors[0].ends_with(", token deploy-bot)"), "{actors:?}");
+    assert!(actors[1].contains("an invalid `DSM_TOKEN`"), "{actors:?}");
+    assert!(!actors[1].contains("not-a-token"), "{actors:?}");
+    assert!(!actors[2].contains("token"), "{actors:?}");
+    assert_eq!(p.dsm(&["audit", "verify"]).code, 0);
 }
 
 /// Runs `cmd`, killing it and failing the test if it is still running after `limit` (a

@@ -20,6 +20,8 @@ use dsm::store::{
     StreamStats, WebhookLimits,
 };
 
+pub use crate::contract_scopes::secrets_are_kept_per_environment;
+
 /// Makes empty stores of one backend.
 pub trait Backend {
     /// A new, empty store, and what keeps it alive (a temporary folder, a database to drop).
@@ -119,6 +121,7 @@ run_contract!(
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
         source_requests_record_every_transition_with_their_secrets_and_audit,
+        secrets_are_kept_per_environment,
     ]
 );
 
@@ -148,6 +151,7 @@ run_contract!(
         source_requests_record_every_transition_with_their_secrets_and_audit,
         concurrent_audit_appends_never_fork_the_chain,
         the_end_of_a_runs_log_is_kept_with_the_run,
+        secrets_are_kept_per_environment,
     ]
 );
 
@@ -638,6 +642,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     let sealed = |setting: &str, byte: u8| SealedSecret {
         plugin: "tap-a".into(),
         setting: setting.into(),
+        scope: None,
         key_version: 1,
         nonce: vec![byte; 12],
         ciphertext: vec![byte; 20],
@@ -652,6 +657,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
             action: action.into(),
             targets: "[\"tap-a.password\"]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     store
@@ -664,10 +670,10 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
         .put_secret(&sealed("token", 3), "me", &entry("secret.set"))
         .unwrap();
     assert_eq!(
-        store.sealed_secret("tap-a", "password").unwrap(),
+        store.sealed_secret("tap-a", "password", None).unwrap(),
         Some(sealed("password", 2))
     );
-    assert_eq!(store.sealed_secret("tap-a", "nope").unwrap(), None);
+    assert_eq!(store.sealed_secret("tap-a", "nope", None).unwrap(), None);
     assert_eq!(
         store.sealed_secrets(Some("tap-a")).unwrap(),
         [sealed("password", 2), sealed("token", 3)]
@@ -681,12 +687,12 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     );
     assert!(
         store
-            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .delete_secret("tap-a", "token", None, &entry("secret.unset"))
             .unwrap()
     );
     assert!(
         !store
-            .delete_secret("tap-a", "token", &entry("secret.unset"))
+            .delete_secret("tap-a", "token", None, &entry("secret.unset"))
             .unwrap()
     );
     // Every change and only changes were audited, chained in order.
@@ -743,7 +749,7 @@ pub fn secrets_are_stored_sealed_and_audited(b: &dyn Backend) {
     );
     assert_eq!(
         store
-            .sealed_secret("tap-a", "password")
+            .sealed_secret("tap-a", "password", None)
             .unwrap()
             .unwrap()
             .nonce,
@@ -769,6 +775,7 @@ pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
             action: "config.set".into(),
             targets: "[]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     for day in 1..=4 {
@@ -779,9 +786,11 @@ pub fn the_audit_chain_appends_and_prunes_in_one_transaction(b: &dyn Backend) {
     let chain = store.audit_chain().unwrap();
     assert!(chain.anchor.is_none());
     assert_eq!(chain.rows.len(), 4);
-    if let RecordedHead::At(head) = &chain.head {
-        assert_eq!(head.seq, 4);
-    }
+    let RecordedHead::At(head) = &chain.head else {
+        panic!("no recorded head: {:?}", chain.head);
+    };
+    // The head keeps the entry's head MAC, not the entry's MAC.
+    assert_eq!((head.seq, head.mac.as_slice()), (4, &[0xEE; 32][..]));
     // Nothing older than the first entry: nothing changes.
     let none = store
         .prune_audit(&at(1), &|_| vec![0; 32], &|_, _| unreachable!())
@@ -837,6 +846,7 @@ pub fn concurrent_audit_appends_never_fork_the_chain(b: &dyn Backend) {
                             action: "config.set".into(),
                             targets: "[]".into(),
                             mac: mac(&prev.mac, prev.seq + 1, writer),
+                            head_mac: head_of(&mac(&prev.mac, prev.seq + 1, writer)),
                         })
                         .unwrap();
                 }
@@ -863,8 +873,13 @@ pub fn concurrent_audit_appends_never_fork_the_chain(b: &dyn Backend) {
     // under a race it may name an earlier one).
     if let RecordedHead::At(head) = &chain.head {
         let row = &chain.rows[usize::try_from(head.seq).unwrap() - 1];
-        assert_eq!(row.mac, head.mac);
+        assert_eq!(head_of(&row.mac), head.mac);
     }
+}
+
+/// What the concurrent writers record as each entry's head MAC (the store keeps it as given).
+fn head_of(mac: &[u8]) -> Vec<u8> {
+    mac.iter().rev().copied().collect()
 }
 
 pub fn config_versions_number_and_restore(b: &dyn Backend) {
@@ -916,6 +931,7 @@ pub fn config_versions_number_and_restore(b: &dyn Backend) {
     let secret = SealedSecret {
         plugin: "tap-a".into(),
         setting: "password".into(),
+        scope: None,
         key_version: 1,
         nonce: vec![1; 12],
         ciphertext: vec![2; 20],
@@ -1284,11 +1300,13 @@ pub fn source_requests_record_every_transition_with_their_secrets_and_audit(b: &
             action: action.into(),
             targets: "[]".into(),
             mac: vec![u8::try_from(prev.seq + 1).unwrap(); 32],
+            head_mac: vec![0xEE; 32],
         }
     };
     let sealed = |plugin: &str, byte: u8| SealedSecret {
         plugin: plugin.into(),
         setting: "password".into(),
+        scope: None,
         key_version: 1,
         nonce: vec![byte; 12],
         ciphertext: vec![byte; 20],

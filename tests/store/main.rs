@@ -12,12 +12,14 @@ mod boundary;
 mod bundles;
 mod chaos;
 mod contract;
+mod contract_scopes;
 mod helper;
 mod meltano;
 mod merged;
 mod pg;
 mod serve_pg;
 mod team;
+mod team_keys;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

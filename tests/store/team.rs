@@ -11,12 +11,12 @@ use crate::clean_env;
 use crate::pg::TestDb;
 
 /// A copy of a project with built-in plugins (`tap-csv` into `target-jsonl`).
-struct Copy {
+pub(crate) struct Copy {
     dir: tempfile::TempDir,
 }
 
 impl Copy {
-    fn new(project_id: Option<&str>) -> Copy {
+    pub(crate) fn new(project_id: Option<&str>) -> Copy {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(
@@ -52,19 +52,25 @@ plugins:
         Copy { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn dsm(&self, uri: &str, args: &[&str]) -> Output {
+    pub(crate) fn dsm(&self, uri: &str, args: &[&str]) -> Output {
         self.dsm_with_stdin(uri, args, "")
     }
 
-    fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn dsm_with_stdin(&self, uri: &str, args: &[&str], stdin: &str) -> Output {
         self.dsm_with(uri, args, stdin, &[])
     }
 
-    fn dsm_with(&self, uri: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    pub(crate) fn dsm_with(
+        &self,
+        uri: &str,
+        args: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> Output {
         use std::io::Write as _;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsm"));
         clean_env(&mut cmd);
@@ -88,7 +94,7 @@ plugins:
         child.wait_with_output().unwrap()
     }
 
-    fn ok(&self, uri: &str, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, uri: &str, args: &[&str]) -> String {
         let out = self.dsm(uri, args);
         assert!(
             out.status.success(),
@@ -101,7 +107,7 @@ plugins:
     }
 }
 
-fn json(text: &str) -> Value {
+pub(crate) fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -347,9 +353,10 @@ fn secrets_audit_config_history_and_tokens_are_shared_by_every_host() {
     let uri = db.uri(None);
     let (a, b) = (Copy::new(Some("sec")), Copy::new(Some("sec")));
     a.ok(&uri, &["secrets", "init"]);
-    // The key is handed to the second host as a file (how the README says to distribute it).
-    let key = a.path().join(".test-config/dsm/master.key");
-    let other = b.path().join(".test-config/dsm/master.key");
+    // The key is handed to the second host as a file (how the README says to distribute it):
+    // the project's own key file, named by its `project_id`.
+    let key = a.path().join(".test-config/dsm/keys/sec.key");
+    let other = b.path().join(".test-config/dsm/keys/sec.key");
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
     std::fs::copy(&key, &other).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
@@ -736,7 +743,7 @@ fn the_end_of_a_runs_log_is_kept_for_hosts_without_the_file() {
 }
 
 /// The URI without its password, and the password (for `PGPASSWORD`: never in argv).
-fn without_password(uri: &str) -> (String, String) {
+pub(crate) fn without_password(uri: &str) -> (String, String) {
     let pw = password_of(uri).unwrap_or_default();
     (uri.replacen(&format!(":{pw}@"), "@", 1), pw)
 }
@@ -1120,4 +1127,81 @@ fn team_mode_works_through_pgbouncer_in_transaction_mode() {
     );
     copies[0].ok(&uri, &["audit", "verify"]);
     copies[0].ok(&uri, &["secrets", "verify"]);
+}
+
+/// `dsm schedule run-due` started at the same moment on several hosts (each its own copy of
+/// the project, with `DSM_NOW` as their clock) starts a due schedule once per interval: the
+/// winner of the lease re-reads the schedule's record under it, so a host that saw the schedule
+/// due before the winner recorded its run does not run it again.
+#[test]
+fn run_due_on_several_hosts_at_once_starts_each_due_schedule_once_per_interval() {
+    let db = TestDb::new("rundue");
+    let uri = db.uri(None);
+    let hosts: Vec<Copy> = (0..4).map(|_| Copy::new(Some("run-due"))).collect();
+    for host in &hosts {
+        let file = host.path().join("meltano.yml");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str(
+            "schedules:
+- name: people-hourly
+  extractor: tap-csv
+  loader: target-jsonl
+  transform: skip
+  interval: '@hourly'
+",
+        );
+        std::fs::write(&file, text).unwrap();
+    }
+    let all_at = |now: &str| {
+        let outputs: Vec<Output> = std::thread::scope(|scope| {
+            let children: Vec<_> = hosts
+                .iter()
+                .map(|host| {
+                    let uri = uri.as_str();
+                    scope.spawn(move || {
+                        host.dsm_with(uri, &["schedule", "run-due"], "", &[("DSM_NOW", now)])
+                    })
+                })
+                .collect();
+            children.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let mut started = 0;
+        for out in outputs {
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            // A schedule another host runs is skipped, not an error: cron sees success.
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            started += stdout.lines().filter(|l| l.contains("succeeded")).count();
+        }
+        started
+    };
+    let runs = || {
+        json(&hosts[0].ok(
+            &uri,
+            &["--format", "json", "runs", "list", "--limit", "1000"],
+        ))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .count()
+    };
+    // First seen at 10:30: nothing runs before the first tick.
+    assert_eq!(all_at("2030-01-01T10:30:00Z"), 0);
+    // Each tick: all four hosts see it due, exactly one starts it; later in the same hour no
+    // host starts it again.
+    for (tick, later, total) in [
+        ("2030-01-01T11:00:30Z", "2030-01-01T11:40:00Z", 1),
+        ("2030-01-01T12:00:10Z", "2030-01-01T12:59:00Z", 2),
+        ("2030-01-01T13:00:01Z", "2030-01-01T13:00:02Z", 3),
+    ] {
+        assert_eq!(all_at(tick), 1, "one host starts the schedule at {tick}");
+        assert_eq!(runs(), total, "runs recorded after {tick}");
+        assert_eq!(all_at(later), 0, "nothing is due again at {later}");
+        assert_eq!(runs(), total);
+    }
 }

@@ -39,7 +39,7 @@ pub(super) async fn test_source(
     let source = info.name.clone();
     let (results, status) = blocking(move || {
         for warning in
-            crate::commands::test::record_results(&project, &store, &[source.as_str()], &results)
+            crate::registry::plan::record_results(&project, &store, &[source.as_str()], &results)
         {
             tracing::warn!("{warning}");
         }
@@ -116,7 +116,7 @@ pub(super) async fn probe_source(
     let (probes, run_dir) = blocking(move || {
         let env = project.active_environment(&choice)?.cloned();
         let (probes, run_dir) =
-            crate::commands::test::probes_for_plugin(&project, env.as_ref(), &name)?;
+            crate::registry::plan::probes_for_plugin(&project, env.as_ref(), &name)?;
         Ok((probes, run_dir))
     })
     .await?;

@@ -322,7 +322,7 @@ pub(super) async fn create_source(
     } = new_entry(&app, body)?;
     if let Some((rel, text)) = lock {
         let root = app.root.clone();
-        blocking(move || Ok(crate::commands::add::write_lock(&root, &rel, text)?)).await?;
+        blocking(move || Ok(crate::plugin::manage::write_lock(&root, &rel, text)?)).await?;
     }
     let audited = name.clone();
     let app2 = app.clone();
@@ -395,7 +395,7 @@ pub(super) struct NewEntry {
     /// The plugin's entry as `meltano.yml` gets it.
     pub entry: Map<String, Value>,
     /// The catalog's lock file of a template (written only when the source is saved).
-    pub lock: Option<crate::commands::add::LockFile>,
+    pub lock: Option<crate::plugin::manage::LockFile>,
     secrets: BTreeMap<String, String>,
 }
 
@@ -419,7 +419,7 @@ pub(super) fn new_entry(app: &App, body: NewSource) -> Result<NewEntry, Problem>
         (Some(PluginKind::Extractor), _) => PluginType::Extractors,
         (Some(PluginKind::Loader), _) => PluginType::Loaders,
         (None, template) => {
-            let guess = |n: &str| crate::commands::add::infer_type(n).ok();
+            let guess = |n: &str| crate::plugin::manage::infer_type(n).ok();
             match guess(&body.name).or_else(|| {
                 template
                     .as_deref()
@@ -468,7 +468,7 @@ pub(super) fn new_entry(app: &App, body: NewSource) -> Result<NewEntry, Problem>
                 None => (template.clone(), None),
             };
             let (known, known_lock) =
-                crate::commands::add::catalog_entry(ty, &parent, variant.as_deref()).map_err(
+                crate::plugin::manage::catalog_entry(ty, &parent, variant.as_deref()).map_err(
                     |e| Problem::from(e).field("/template", "not a plugin of dsm's catalog"),
                 )?;
             let mut entry = Map::new();
@@ -793,7 +793,7 @@ pub(super) async fn delete_source(
     let name = plugin.name.clone();
     blocking(move || {
         let (project, _) = app2.project()?;
-        if let Some(why) = crate::commands::remove::still_used(&project, &plugin, &[]) {
+        if let Some(why) = crate::plugin::manage::still_used(&project, &plugin, &[]) {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
                 format!("`{}` is still used: {why}", plugin.name),
@@ -812,7 +812,7 @@ pub(super) async fn delete_source(
         let _lock = yedit::lock_project(&app2.root)?;
         let (_, current) = read_entry(&app2.root, plugin.plugin_type, &plugin.name)?;
         check_if_match(wanted.as_deref(), &etag(&current), &plugin.name)?;
-        crate::commands::remove::remove_one(&project, &plugin)?;
+        crate::plugin::manage::remove_one(&project, &plugin)?;
         app2.reload_if_changed()?;
         Ok(())
     })

@@ -171,19 +171,48 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJ
     }
 }
 
-fn parse_enum<E: clap::ValueEnum>(name: &str, text: &Option<String>) -> Result<Option<E>, Problem> {
+/// A query parameter that takes one of a closed set of values, by their wire names.
+trait QueryEnum: Copy + 'static {
+    /// Every value, in the order the error message lists them.
+    fn all() -> &'static [Self];
+    /// The value's name on the wire.
+    fn wire_name(self) -> &'static str;
+}
+
+impl QueryEnum for crate::registry::catalog::SourceType {
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+    fn wire_name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl QueryEnum for crate::registry::SourceStatus {
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+    fn wire_name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Reads a query parameter of a closed set (case does not matter), or answers 400 listing the
+/// values it takes.
+fn parse_enum<E: QueryEnum>(name: &str, text: &Option<String>) -> Result<Option<E>, Problem> {
     text.as_deref()
         .map(|t| {
-            E::from_str(t, true).map_err(|_| {
-                let accepted: Vec<String> = E::value_variants()
-                    .iter()
-                    .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
-                    .collect();
-                Problem::bad_request(format!("`{name}` is not valid")).field(
-                    format!("#/query/{name}"),
-                    format!("use one of: {}", accepted.join(", ")),
-                )
-            })
+            E::all()
+                .iter()
+                .copied()
+                .find(|v| v.wire_name().eq_ignore_ascii_case(t))
+                .ok_or_else(|| {
+                    let accepted: Vec<&str> = E::all().iter().map(|v| v.wire_name()).collect();
+                    Problem::bad_request(format!("`{name}` is not valid")).field(
+                        format!("#/query/{name}"),
+                        format!("use one of: {}", accepted.join(", ")),
+                    )
+                })
         })
         .transpose()
 }
@@ -239,16 +268,12 @@ impl Paging {
 fn time_param(name: &str, text: &Option<String>) -> Result<Option<DateTime<Utc>>, Problem> {
     text.as_deref()
         .map(|t| {
-            crate::commands::audit::parse_time(t)
-                .ok()
-                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                .map(|d| d.with_timezone(&Utc))
-                .ok_or_else(|| {
-                    Problem::bad_request(format!("`{name}` is not a time")).field(
-                        format!("#/query/{name}"),
-                        "use `2026-01-31` or `2026-01-31T12:00:00Z`",
-                    )
-                })
+            crate::duration::moment(t, Utc::now()).map_err(|_| {
+                Problem::bad_request(format!("`{name}` is not a time")).field(
+                    format!("#/query/{name}"),
+                    "use `2026-01-31`, `2026-01-31T12:00:00Z` or a duration back from now (`7d`)",
+                )
+            })
         })
         .transpose()
 }
@@ -524,12 +549,11 @@ pub(super) async fn record_audit<T: Into<String>>(
             keyring: None,
             ..KeyLookup::from_env()
         };
-        let Ok((key, source)) = lookup.find() else {
-            tracing::debug!(action, "no master key; the change is not audited");
-            return;
-        };
         let result = (|| -> crate::error::Result<()> {
-            crate::secrets::store::check_key(store.as_ref(), &key, &source.to_string())?;
+            let Ok((key, _)) = crate::secrets::store::find_key_with(store.as_ref(), lookup) else {
+                tracing::debug!(action, "no master key; the change is not audited");
+                return Ok(());
+            };
             crate::secrets::audit::append(
                 store.as_ref(),
                 &key,

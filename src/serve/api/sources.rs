@@ -33,13 +33,25 @@ pub struct SourcesQuery {
 }
 
 /// A source's plugin type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginKind {
     /// An extractor (tap).
     Extractor,
     /// A loader (target).
     Loader,
+}
+
+impl super::QueryEnum for PluginKind {
+    fn all() -> &'static [Self] {
+        &[PluginKind::Extractor, PluginKind::Loader]
+    }
+    fn wire_name(self) -> &'static str {
+        match self {
+            PluginKind::Extractor => "extractor",
+            PluginKind::Loader => "loader",
+        }
+    }
 }
 
 /// Lists the registry's sources (extractors and loaders), sorted by name.
@@ -480,12 +492,8 @@ pub(super) fn check_credentials(
 pub(super) fn secret_key(
     conn: &dyn crate::store::Store,
 ) -> Result<crate::secrets::MasterKey, Problem> {
-    use crate::secrets::master_key::KeyLookup;
-    KeyLookup::from_env()
-        .find()
-        .and_then(|(key, source)| {
-            crate::secrets::store::check_key(conn, &key, &source.to_string()).map(|_| key)
-        })
+    crate::secrets::store::find_key(conn)
+        .map(|(key, _)| key)
         .map_err(|e| {
             Problem::new(StatusCode::CONFLICT, "the secret store cannot be written")
                 .detail(format!(

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0020_notification_deliveries.sql"),
     ),
     (
+        21,
+        "secret_scopes",
+        include_str!("migrations/0021_secret_scopes.sql"),
+    ),
+    (
         22,
         "merged_streams",
         include_str!("migrations/0022_merged_streams.sql"),

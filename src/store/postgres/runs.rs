@@ -69,7 +69,7 @@ impl PgStore {
         let heartbeat_at = time_ms(r.get(6))?;
         let now = time_ms(r.get(12))?;
         let status = if stored == RunStatus::Running
-            && liveness::is_stale(pid, &host, heartbeat_at, now, self.lease.expiry)
+            && liveness::is_stale(pid, &host, None, heartbeat_at, now, self.lease.expiry)
         {
             RunStatus::Killed
         } else {

@@ -16,7 +16,8 @@ use crate::store::audit::{
 };
 use crate::store::format_time;
 use crate::store::secrets::{
-    KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore,
+    KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore, scope_column,
+    scope_of,
 };
 
 impl PgStore {
@@ -96,7 +97,7 @@ impl PgStore {
             c,
             &ChainLink {
                 seq: row.seq,
-                mac: row.mac.clone(),
+                mac: row.head_mac.clone(),
             },
         )
     }
@@ -134,6 +135,7 @@ impl PgStore {
             action: r.get(5),
             targets: r.get(6),
             mac: r.get(7),
+            head_mac: Vec::new(),
         })
         .collect())
     }
@@ -168,9 +170,9 @@ impl PgStore {
     ) -> Result<Vec<SealedSecret>> {
         Ok(c.query(
             &self.q(
-                "SELECT plugin, setting, key_version, nonce, ciphertext FROM {S}.secrets
+                "SELECT plugin, setting, key_version, nonce, ciphertext, scope FROM {S}.secrets
                      WHERE project_id = $1 AND ($2::text IS NULL OR plugin = $2)
-                     ORDER BY plugin COLLATE \"C\", setting COLLATE \"C\"",
+                     ORDER BY plugin COLLATE \"C\", setting COLLATE \"C\", scope COLLATE \"C\"",
             ),
             &[&self.project, &plugin],
         )?
@@ -178,6 +180,7 @@ impl PgStore {
         .map(|r| SealedSecret {
             plugin: r.get(0),
             setting: r.get(1),
+            scope: scope_of(r.get(5)),
             key_version: r.get(2),
             nonce: r.get(3),
             ciphertext: r.get(4),
@@ -195,9 +198,9 @@ impl PgStore {
         c.execute(
             &self.q(
                 "INSERT INTO {S}.secrets (project_id, plugin, setting, key_version, nonce, ciphertext,
-                     updated_at, updated_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
-                 ON CONFLICT (project_id, plugin, setting) DO UPDATE SET key_version = excluded.key_version,
+                     updated_at, updated_by, scope)
+                 VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8)
+                 ON CONFLICT (project_id, plugin, setting, scope) DO UPDATE SET key_version = excluded.key_version,
                      nonce = excluded.nonce, ciphertext = excluded.ciphertext,
                      updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             ),
@@ -209,6 +212,7 @@ impl PgStore {
                 &s.nonce,
                 &s.ciphertext,
                 &updated_by,
+                &scope_column(s.scope.as_deref()),
             ],
         )?;
         Ok(())
@@ -230,6 +234,10 @@ impl PgStore {
 }
 
 impl SecretStore for PgStore {
+    fn key_owner(&self) -> Option<String> {
+        Some(self.project_id().to_owned())
+    }
+
     fn current_key(&self) -> Result<Option<KeyCheck>> {
         self.read(|c| self.key_in(c))
     }
@@ -251,16 +259,22 @@ impl SecretStore for PgStore {
         })
     }
 
-    fn sealed_secret(&self, plugin: &str, setting: &str) -> Result<Option<SealedSecret>> {
+    fn sealed_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+    ) -> Result<Option<SealedSecret>> {
         self.read(|c| {
             Ok(c.query_opt(
                 &self.q("SELECT key_version, nonce, ciphertext FROM {S}.secrets
-                     WHERE project_id = $1 AND plugin = $2 AND setting = $3"),
-                &[&self.project, &plugin, &setting],
+                     WHERE project_id = $1 AND plugin = $2 AND setting = $3 AND scope = $4"),
+                &[&self.project, &plugin, &setting, &scope_column(scope)],
             )?
             .map(|r| SealedSecret {
                 plugin: plugin.to_owned(),
                 setting: setting.to_owned(),
+                scope: scope.map(str::to_owned),
                 key_version: r.get(0),
                 nonce: r.get(1),
                 ciphertext: r.get(2),
@@ -276,9 +290,9 @@ impl SecretStore for PgStore {
         let rows = self.read(|c| {
             Ok(c.query(
                 &self.q(
-                    "SELECT plugin, setting, {S}.epoch_ms(updated_at), updated_by, key_version
+                    "SELECT plugin, setting, {S}.epoch_ms(updated_at), updated_by, key_version, scope
                      FROM {S}.secrets WHERE project_id = $1
-                     ORDER BY plugin COLLATE \"C\", setting COLLATE \"C\"",
+                     ORDER BY plugin COLLATE \"C\", setting COLLATE \"C\", scope COLLATE \"C\"",
                 ),
                 &[&self.project],
             )?)
@@ -288,6 +302,7 @@ impl SecretStore for PgStore {
                 Ok(SecretInfo {
                     plugin: r.get(0),
                     setting: r.get(1),
+                    environment: scope_of(r.get(5)),
                     updated_at: format_time(time_ms(r.get(2))?),
                     updated_by: r.get(3),
                     key_version: r.get(4),
@@ -324,15 +339,20 @@ impl SecretStore for PgStore {
         )
     }
 
-    fn delete_secret(&self, plugin: &str, setting: &str, entry: &AuditAppend<'_>) -> Result<bool> {
+    fn delete_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+        entry: &AuditAppend<'_>,
+    ) -> Result<bool> {
         self.write_split(
             |tx| {
                 self.lock_chain(tx)?;
                 let removed = tx.execute(
-                    &self.q(
-                        "DELETE FROM {S}.secrets WHERE project_id = $1 AND plugin = $2 AND setting = $3",
-                    ),
-                    &[&self.project, &plugin, &setting],
+                    &self.q("DELETE FROM {S}.secrets
+                         WHERE project_id = $1 AND plugin = $2 AND setting = $3 AND scope = $4"),
+                    &[&self.project, &plugin, &setting, &scope_column(scope)],
                 )?;
                 if removed == 0 {
                     return Ok(None);
@@ -371,7 +391,7 @@ impl PgStore {
             tx.execute(
                 &self.q(
                     "UPDATE {S}.secrets SET key_version = $4, nonce = $5, ciphertext = $6
-                         WHERE project_id = $1 AND plugin = $2 AND setting = $3",
+                         WHERE project_id = $1 AND plugin = $2 AND setting = $3 AND scope = $7",
                 ),
                 &[
                     &self.project,
@@ -380,6 +400,7 @@ impl PgStore {
                     &s.key_version,
                     &s.nonce,
                     &s.ciphertext,
+                    &scope_column(s.scope.as_deref()),
                 ],
             )?;
         }
@@ -423,7 +444,7 @@ impl AuditStore for PgStore {
                 self.insert_audit(tx, &row)?;
                 Ok(ChainLink {
                     seq: row.seq,
-                    mac: row.mac,
+                    mac: row.head_mac,
                 })
             },
         )

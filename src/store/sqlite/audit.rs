@@ -83,7 +83,7 @@ pub(super) fn append_in(conn: &Connection, entry: &AuditAppend<'_>) -> Result<Ch
     insert(conn, &row)?;
     Ok(ChainLink {
         seq: row.seq,
-        mac: row.mac,
+        mac: row.head_mac,
     })
 }
 
@@ -102,6 +102,7 @@ pub(super) fn rows(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRo
             action: r.get(5)?,
             targets: r.get(6)?,
             mac: r.get(7)?,
+            head_mac: Vec::new(),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -127,13 +127,21 @@ fn holder_in(
     };
     let pid = u32::try_from(pid).unwrap_or(0);
     let heartbeat_at = parse_time(&hb)?;
-    let stale = liveness::is_stale(pid, &host, heartbeat_at, Utc::now(), stale_after);
+    let acquired_at = parse_time(&acquired)?;
+    let stale = liveness::is_stale(
+        pid,
+        &host,
+        Some(acquired_at),
+        heartbeat_at,
+        Utc::now(),
+        stale_after,
+    );
     Ok(Some(LockHolder {
         state_id: state_id.clone(),
         pid,
         host,
         run_id: run_id.map(RunId::new),
-        acquired_at: parse_time(&acquired)?,
+        acquired_at,
         heartbeat_at,
         stale,
     }))

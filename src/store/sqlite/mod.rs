@@ -114,6 +114,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0020_notification_deliveries_pg.sql"),
     ),
     (
+        21,
+        "secret_scopes",
+        include_str!("../migrations/0021_secret_scopes.sql"),
+    ),
+    (
         22,
         "merged_streams_pg",
         include_str!("../migrations/0022_merged_streams_pg.sql"),
@@ -135,6 +140,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     stale_after: Duration,
+    key_owner: Option<String>,
 }
 
 impl SqliteStore {
@@ -186,7 +192,16 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             stale_after: STALE_AFTER,
+            key_owner: None,
         })
+    }
+
+    /// Names the project the store belongs to (its `project_id`), whose key file holds the
+    /// master key (see [`crate::store::SecretStore::key_owner`]).
+    #[must_use]
+    pub fn with_key_owner(mut self, project_id: Option<String>) -> Self {
+        self.key_owner = project_id;
+        self
     }
 
     /// Changes the heartbeat age after which a lock or running run counts as stale.
@@ -309,10 +324,18 @@ impl SqliteStore {
         status: RunStatus,
         pid: u32,
         host: &str,
+        started_at: DateTime<Utc>,
         hb: DateTime<Utc>,
     ) -> RunStatus {
         if status == RunStatus::Running
-            && liveness::is_stale(pid, host, hb, Utc::now(), self.stale_after)
+            && liveness::is_stale(
+                pid,
+                host,
+                Some(started_at),
+                hb,
+                Utc::now(),
+                self.stale_after,
+            )
         {
             RunStatus::Killed
         } else {

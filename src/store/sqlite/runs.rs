@@ -268,7 +268,7 @@ impl RunHistory for SqliteStore {
                         "other runs are not affected; `dsm runs prune --run-id {run_id}` removes this one"
                     ))
             })?;
-            run.status = self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
+            run.status = self.derive_status(stored, run.pid, &run.host, run.started_at, run.heartbeat_at);
             Ok(Some(run))
         })
     }
@@ -307,7 +307,7 @@ impl RunHistory for SqliteStore {
                         continue;
                     }
                 };
-                run.status = self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
+                run.status = self.derive_status(stored, run.pid, &run.host, run.started_at, run.heartbeat_at);
                 if filter.status.is_some_and(|s| s != run.status) {
                     continue;
                 }
@@ -390,7 +390,7 @@ impl RunHistory for SqliteStore {
                 match build_run(c, cols) {
                     Ok((mut run, stored)) => {
                         run.status =
-                            self.derive_status(stored, run.pid, &run.host, run.heartbeat_at);
+                            self.derive_status(stored, run.pid, &run.host, run.started_at, run.heartbeat_at);
                         out.push(run);
                     }
                     Err(error) => {

@@ -7,13 +7,14 @@ use super::{SqliteStore, now_text};
 use crate::error::Result;
 use crate::store::audit::AuditAppend;
 use crate::store::secrets::{
-    KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore,
+    KeyCheck, Rotation, RotationInput, SealedSecret, SecretInfo, SecretStore, scope_column,
+    scope_of,
 };
 
 pub(super) fn sealed(conn: &Connection, plugin: Option<&str>) -> Result<Vec<SealedSecret>> {
     let mut stmt = conn.prepare(
-        "SELECT plugin, setting, key_version, nonce, ciphertext FROM secrets
-         WHERE ?1 IS NULL OR plugin = ?1 ORDER BY plugin, setting",
+        "SELECT plugin, setting, key_version, nonce, ciphertext, scope FROM secrets
+         WHERE ?1 IS NULL OR plugin = ?1 ORDER BY plugin, setting, scope",
     )?;
     let rows = stmt.query_map(params![plugin], |r| {
         Ok(SealedSecret {
@@ -22,6 +23,7 @@ pub(super) fn sealed(conn: &Connection, plugin: Option<&str>) -> Result<Vec<Seal
             key_version: r.get(2)?,
             nonce: r.get(3)?,
             ciphertext: r.get(4)?,
+            scope: scope_of(r.get(5)?),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -30,9 +32,9 @@ pub(super) fn sealed(conn: &Connection, plugin: Option<&str>) -> Result<Vec<Seal
 /// Inserts or replaces one secret.
 pub(super) fn upsert(conn: &Connection, s: &SealedSecret, updated_by: &str) -> Result<()> {
     conn.execute(
-        "INSERT INTO secrets (plugin, setting, key_version, nonce, ciphertext, updated_at, updated_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (plugin, setting) DO UPDATE SET key_version = excluded.key_version,
+        "INSERT INTO secrets (plugin, setting, key_version, nonce, ciphertext, updated_at, updated_by, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (plugin, setting, scope) DO UPDATE SET key_version = excluded.key_version,
            nonce = excluded.nonce, ciphertext = excluded.ciphertext,
            updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         params![
@@ -42,13 +44,18 @@ pub(super) fn upsert(conn: &Connection, s: &SealedSecret, updated_by: &str) -> R
             s.nonce,
             s.ciphertext,
             now_text(),
-            updated_by
+            updated_by,
+            scope_column(s.scope.as_deref())
         ],
     )?;
     Ok(())
 }
 
 impl SecretStore for SqliteStore {
+    fn key_owner(&self) -> Option<String> {
+        self.key_owner.clone()
+    }
+
     fn current_key(&self) -> Result<Option<KeyCheck>> {
         self.read(|c| {
             Ok(c.query_row(
@@ -75,15 +82,22 @@ impl SecretStore for SqliteStore {
         })
     }
 
-    fn sealed_secret(&self, plugin: &str, setting: &str) -> Result<Option<SealedSecret>> {
+    fn sealed_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+    ) -> Result<Option<SealedSecret>> {
         self.read(|c| {
             Ok(c.query_row(
-                "SELECT key_version, nonce, ciphertext FROM secrets WHERE plugin = ?1 AND setting = ?2",
-                params![plugin, setting],
+                "SELECT key_version, nonce, ciphertext FROM secrets
+                 WHERE plugin = ?1 AND setting = ?2 AND scope = ?3",
+                params![plugin, setting, scope_column(scope)],
                 |r| {
                     Ok(SealedSecret {
                         plugin: plugin.to_string(),
                         setting: setting.to_string(),
+                        scope: scope.map(str::to_string),
                         key_version: r.get(0)?,
                         nonce: r.get(1)?,
                         ciphertext: r.get(2)?,
@@ -101,12 +115,14 @@ impl SecretStore for SqliteStore {
     fn secret_infos(&self) -> Result<Vec<SecretInfo>> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT plugin, setting, updated_at, updated_by, key_version FROM secrets ORDER BY plugin, setting",
+                "SELECT plugin, setting, updated_at, updated_by, key_version, scope FROM secrets
+                 ORDER BY plugin, setting, scope",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(SecretInfo {
                     plugin: r.get(0)?,
                     setting: r.get(1)?,
+                    environment: scope_of(r.get(5)?),
                     updated_at: r.get(2)?,
                     updated_by: r.get(3)?,
                     key_version: r.get(4)?,
@@ -129,11 +145,17 @@ impl SecretStore for SqliteStore {
         self.write_head(&head)
     }
 
-    fn delete_secret(&self, plugin: &str, setting: &str, entry: &AuditAppend<'_>) -> Result<bool> {
+    fn delete_secret(
+        &self,
+        plugin: &str,
+        setting: &str,
+        scope: Option<&str>,
+        entry: &AuditAppend<'_>,
+    ) -> Result<bool> {
         let head = self.write(|tx| {
             let removed = tx.execute(
-                "DELETE FROM secrets WHERE plugin = ?1 AND setting = ?2",
-                params![plugin, setting],
+                "DELETE FROM secrets WHERE plugin = ?1 AND setting = ?2 AND scope = ?3",
+                params![plugin, setting, scope_column(scope)],
             )?;
             if removed == 0 {
                 return Ok(None);
@@ -161,12 +183,23 @@ impl SecretStore for SqliteStore {
             let out = rotate(input)?;
             for s in &out.secrets {
                 tx.execute(
-                    "UPDATE secrets SET key_version = ?3, nonce = ?4, ciphertext = ?5 WHERE plugin = ?1 AND setting = ?2",
-                    params![s.plugin, s.setting, s.key_version, s.nonce, s.ciphertext],
+                    "UPDATE secrets SET key_version = ?3, nonce = ?4, ciphertext = ?5
+                     WHERE plugin = ?1 AND setting = ?2 AND scope = ?6",
+                    params![
+                        s.plugin,
+                        s.setting,
+                        s.key_version,
+                        s.nonce,
+                        s.ciphertext,
+                        scope_column(s.scope.as_deref())
+                    ],
                 )?;
             }
             if let Some(mac) = &out.chain.anchor_mac {
-                tx.execute("UPDATE audit_anchor SET anchor_mac = ?1 WHERE id = 1", [mac])?;
+                tx.execute(
+                    "UPDATE audit_anchor SET anchor_mac = ?1 WHERE id = 1",
+                    [mac],
+                )?;
             }
             for (seq, mac) in &out.chain.macs {
                 tx.execute(
@@ -184,7 +217,7 @@ impl SecretStore for SqliteStore {
                 out.secrets.len(),
                 crate::store::audit::ChainLink {
                     seq: out.entry.seq,
-                    mac: out.entry.mac.clone(),
+                    mac: out.entry.head_mac.clone(),
                 },
             ))
         })?;

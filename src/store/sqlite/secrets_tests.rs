@@ -89,7 +89,7 @@ fn values_appear_nowhere_in_plain_text() {
         CMD,
     )
     .unwrap();
-    read_for_run(&db.store, &key, "tap-pg", "password", "dsm run").unwrap();
+    read_for_run(&db.store, &key, "tap-pg", "password", None, "dsm run").unwrap();
     let listed = serde_json::to_string(&list(&db.store).unwrap()).unwrap();
     assert!(listed.contains("password") && !listed.contains("PLAINTEXT-CANARY"));
     let audited = serde_json::to_string(&audit::list(&db.store, None).unwrap()).unwrap();

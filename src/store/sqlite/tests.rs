@@ -102,6 +102,50 @@ fn a_lock_with_an_old_heartbeat_or_a_dead_pid_is_taken() {
     store.acquire_lock(&id, None, false).unwrap();
 }
 
+/// A restarted container: the same host name, and the holder's PID now belongs to another
+/// live process, one that started after the lock was taken. It is not the holder.
+#[test]
+fn a_lock_whose_pid_now_belongs_to_a_younger_process_is_taken() {
+    let (_tmp, store) = open();
+    let id = sid("f");
+    store.acquire_lock(&id, None, false).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    store
+        .write(|tx| {
+            tx.execute("UPDATE flow_locks SET pid = ?1", [other.id()])?;
+            Ok(())
+        })
+        .unwrap();
+    // Taken a minute before that process started: another process held it.
+    store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE flow_locks SET acquired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds')",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let holder = store.lock_holder(&id).unwrap().unwrap();
+    assert!(holder.stale, "{holder:?}");
+    store.acquire_lock(&id, None, false).unwrap();
+    // Taken after it started: the live process may be the holder, and the lock holds.
+    store
+        .write(|tx| {
+            tx.execute("UPDATE flow_locks SET pid = ?1", [other.id()])?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(!store.lock_holder(&id).unwrap().unwrap().stale);
+    let err = store.acquire_lock(&id, None, false).unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
 #[test]
 fn a_running_run_whose_process_died_reads_as_killed() {
     let (_tmp, store) = open();
