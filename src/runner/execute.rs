@@ -1047,11 +1047,16 @@ mod tests {
     }
 }
 
-/// After taking over the lock of a holder that is gone (a dsm killed with -9 on this host):
-/// stops what is left of its plugins, so the flow never has two taps at once.
+/// After taking over the lock of a holder whose process is gone (a dsm killed with -9 on this
+/// host): stops what is left of its plugins, so the flow never has two taps at once.
 fn stop_leftovers(gone: &store::LockHolder) {
     let Some(run) = &gone.run_id else { return };
-    if !gone.stale || gone.host != store::liveness::host_name() {
+    // Only a holder whose process is gone: a lease that merely expired may belong to a dsm
+    // that is paused, not dead, and stops its own plugins when it wakes (`lease lost`).
+    if !gone.stale
+        || gone.host != store::liveness::host_name()
+        || store::liveness::pid_alive(gone.pid)
+    {
         return;
     }
     let n = crate::plugin::sys::kill_leftovers(crate::envvars::OWNER_RUN, run.as_str());

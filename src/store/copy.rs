@@ -595,7 +595,11 @@ fn transfer(source: Side<'_>, target: Side<'_>, settled: bool) -> Result<CopyRep
     // which the copy cannot (and must not) make anew. A copy of a store that moved on while it
     // was read (a bundle's snapshot) ends before that head and keeps none: importing the
     // bundle records a new one.
-    let copied_to = b.rows.last().map(|r| r.seq).or(b.anchor.as_ref().map(|a| a.seq));
+    let copied_to = b
+        .rows
+        .last()
+        .map(|r| r.seq)
+        .or(b.anchor.as_ref().map(|a| a.seq));
     if let RecordedHead::At(head) = &a.head
         && copied_to.is_some_and(|seq| head.seq <= seq)
     {
