@@ -14,6 +14,7 @@ use std::time::Instant;
 use chrono::Utc;
 use dsm::merge::{MergeStage, MergedDb, MergedStream, RunContext};
 use dsm::singer::Message;
+use dsm::store::merged::MergedTables;
 use dsm::transform::Transform;
 use rusqlite::Connection;
 use serde_json::json;
@@ -95,6 +96,84 @@ fn line(out: &mut String, s: usize, i: usize) {
     .expect("writing to a String cannot fail");
 }
 
+/// What one backend did with the whole workload.
+struct Figures {
+    records_per_s: f64,
+    cpu: f64,
+}
+
+/// Feeds the three sources, one run each, through stages on tables from `open`.
+fn measure(label: &str, decl: &MergedStream, open: &dyn Fn() -> Box<dyn MergedTables>) -> Figures {
+    let schema = Message::parse(
+        json!({"type": "SCHEMA", "stream": "companies", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                "revenue": {"type": "integer"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "city": {"type": "string"}}}})
+        .to_string()
+        .as_bytes(),
+    )
+    .expect("a valid SCHEMA");
+    let per = total() / SOURCES.len();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut emitted = 0usize;
+    let mut conflicts = 0u64;
+    let mut out = Vec::new();
+    for (s, name) in SOURCES.iter().enumerate() {
+        let run = RunContext {
+            run_id: format!("bench-{name}"),
+            started_at: Utc::now(),
+            lease: None,
+        };
+        let mut stage = MergeStage::new(open(), decl.clone(), name, run).expect("a stage");
+        stage.apply(schema.clone(), &mut out).expect("the schema");
+        let mut text = String::with_capacity(256);
+        for i in 0..per {
+            line(&mut text, s, i);
+            let msg = Message::parse(text.as_bytes()).expect("a valid line");
+            stage.apply(msg, &mut out).expect("resolve");
+            // The null target: count and drop.
+            emitted += out.len();
+            out.clear();
+            if i == per / 2 {
+                let done = s * per + i;
+                println!(
+                    "{label}: {done:>9} records  {:>9.0} records/s  peak RSS {} KiB  heap now {} KiB",
+                    done as f64 / started.elapsed().as_secs_f64(),
+                    peak_rss_kib(),
+                    anon_rss_kib()
+                );
+            }
+        }
+        let stats = stage.finish().expect("commit");
+        // The run ends well: the loader confirmed everything it was sent (as the pipeline does
+        // at the loader's last STATE), so the next source's run has nothing to send again.
+        stage.confirm(None).expect("confirm");
+        stage.commit().expect("commit the confirmation");
+        conflicts += stats.conflicts;
+        println!(
+            "{label}: {:>9} records  {:>9.0} records/s  peak RSS {} KiB  heap now {} KiB  (source `{name}` done)",
+            (s + 1) * per,
+            ((s + 1) * per) as f64 / started.elapsed().as_secs_f64(),
+            peak_rss_kib(),
+            anon_rss_kib()
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let n = (per * SOURCES.len()) as f64;
+    println!(
+        "{label}: resolved {n} records in {secs:.2}s wall ({:.0} records/s), {cpu:.2}s CPU in this process ({:.0} records per CPU-second); emitted {emitted}, conflicts logged {conflicts}",
+        n / secs,
+        n / cpu
+    );
+    Figures {
+        records_per_s: n / secs,
+        cpu,
+    }
+}
+
 fn main() {
     let decl = MergedStream::parse(&json!({
         "name": "companies",
@@ -108,65 +187,12 @@ fn main() {
     .expect("the benchmark's declaration is valid");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("dsm.db");
-    let schema = Message::parse(
-        json!({"type": "SCHEMA", "stream": "companies", "key_properties": ["id"],
-            "schema": {"properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                "revenue": {"type": "integer"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "city": {"type": "string"}}}})
-        .to_string()
-        .as_bytes(),
-    )
-    .expect("a valid SCHEMA");
-    let per = total() / SOURCES.len();
-    let started = Instant::now();
-    let mut emitted = 0usize;
-    let mut conflicts = 0u64;
-    let mut out = Vec::new();
-    for (s, name) in SOURCES.iter().enumerate() {
+    let sqlite = measure("sqlite", &decl, &|| {
         let conn = Connection::open(&path).expect("open the store");
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .expect("WAL");
-        let run = RunContext {
-            run_id: format!("bench-{name}"),
-            started_at: Utc::now(),
-        };
-        let conn = MergedDb::from_connection(conn).expect("the merged-stream tables");
-        let mut stage = MergeStage::new(conn, decl.clone(), name, run).expect("a stage");
-        stage.apply(schema.clone(), &mut out).expect("the schema");
-        let mut text = String::with_capacity(256);
-        for i in 0..per {
-            line(&mut text, s, i);
-            let msg = Message::parse(text.as_bytes()).expect("a valid line");
-            stage.apply(msg, &mut out).expect("resolve");
-            // The null target: count and drop.
-            emitted += out.len();
-            out.clear();
-            if i == per / 2 {
-                let done = s * per + i;
-                println!(
-                    "{done:>9} records  {:>9.0} records/s  peak RSS {} KiB  heap now {} KiB",
-                    done as f64 / started.elapsed().as_secs_f64(),
-                    peak_rss_kib(),
-                    anon_rss_kib()
-                );
-            }
-        }
-        let stats = stage.finish().expect("commit");
-        // The run ends well: the loader confirmed everything it was sent (as the pipeline does
-        // at the loader's last STATE), so the next source's run has nothing to send again.
-        stage.confirm(None).expect("confirm");
-        conflicts += stats.conflicts;
-        println!(
-            "{:>9} records  {:>9.0} records/s  peak RSS {} KiB  heap now {} KiB  (source `{name}` done)",
-            (s + 1) * per,
-            ((s + 1) * per) as f64 / started.elapsed().as_secs_f64(),
-            peak_rss_kib(),
-            anon_rss_kib()
-        );
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds();
+        Box::new(MergedDb::from_connection(conn).expect("the merged-stream tables"))
+    });
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let conn = Connection::open(&path).expect("open the store");
     let rows = |table: &str| -> i64 {
@@ -185,15 +211,28 @@ fn main() {
         rows("merge_entities"),
         rows("merge_conflicts"),
     );
-    let n = (per * SOURCES.len()) as f64;
-    println!(
-        "resolved {n} records in {secs:.2}s wall ({:.0} records/s), {cpu:.2}s CPU ({:.0} records per CPU-second); emitted {emitted}, conflicts logged {conflicts}",
-        n / secs,
-        n / cpu
-    );
     // `DSM_BENCH_KEEP=<file>` keeps a copy of the store, to look into its tables afterwards.
     if let Some(keep) = std::env::var_os("DSM_BENCH_KEEP") {
         conn.execute("VACUUM INTO ?1", [keep.to_string_lossy()])
             .expect("copy the store");
+    }
+    // `DSM_BENCH_PG_URI=postgresql://...&schema=NAME`: the same workload on a PostgreSQL store
+    // (an empty schema; benches/team-store.sh starts a throwaway server), side by side.
+    if let Some(uri) = std::env::var("DSM_BENCH_PG_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        use dsm::store::postgres::{PgMerged, PgStore, PgTarget, Upgrade};
+        let target = PgTarget::parse(&uri).expect("DSM_BENCH_PG_URI is a PostgreSQL URI");
+        drop(PgStore::open(&target, "bench-merge", Upgrade::FirstUseOnly).expect("the store"));
+        let pg = measure("postgresql", &decl, &|| {
+            Box::new(PgMerged::open(&target, "bench-merge").expect("the merged-stream tables"))
+        });
+        println!(
+            "merged stream: PostgreSQL / SQLite = {:.1}% of the records/s (goal: at least 50%); CPU in this process {:.2}s / {:.2}s",
+            100.0 * pg.records_per_s / sqlite.records_per_s,
+            pg.cpu,
+            sqlite.cpu
+        );
     }
 }

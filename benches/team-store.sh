@@ -5,9 +5,10 @@
 #
 #   small: a 10-record `dsm run` (the built-in fake tap into target-jsonl), REPEAT times each,
 #          median wall time (issue 23's goal: PostgreSQL at most 2x SQLite);
-#   relay: an N-record run with a STATE every 10,000 records, records/s (goal: within 10%).
-#
-# Merged streams are not measured: a PostgreSQL store does not keep them yet.
+#   relay: an N-record run with a STATE every 10,000 records, records/s (goal: within 10%);
+#   merged: the merge benchmark (`cargo bench --bench merge`: 1,000,000 records from three
+#          sources with 30% overlapping keys) on both stores in one process, records/s (goal:
+#          PostgreSQL at least half of SQLite's).
 # Usage: benches/team-store.sh [N] [REPEAT]   (defaults 1000000 and 20). Prints the load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,4 +94,9 @@ for store in sqlite postgresql; do
     echo "relay ($store): $n records in $s s, $rate records/s"
 done
 echo "relay: PostgreSQL / SQLite = $(python3 -c "print(f'{${relay[1]} / ${relay[0]}:.1%}')") of the records/s (goal: at least 90%)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The merged stream: SQLite, then PostgreSQL, in the same process.
+DSM_BENCH_PG_URI="$server/postgres?sslmode=disable&schema=bench_merge" \
+    cargo bench --locked --quiet --bench merge 2>&1 | grep -E '^(sqlite|postgresql): resolved|^merged stream:'
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

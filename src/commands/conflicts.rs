@@ -5,7 +5,7 @@ use chrono::Utc;
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::printer::OutputFormat;
-use crate::store::merged::{ConflictEntry, ConflictFilter, MergedDb};
+use crate::store::merged::{ConflictEntry, ConflictFilter, MergedTables};
 
 /// Arguments of `dsm conflicts`.
 #[derive(Debug, clap::Args)]
@@ -55,9 +55,12 @@ struct FilterArgs {
     limit: Option<u32>,
 }
 
-fn open(ctx: &Context) -> Result<MergedDb> {
+fn open(ctx: &Context) -> Result<Box<dyn MergedTables>> {
     let root = ctx.project_root()?;
-    let path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
+    let crate::store::Location::Sqlite(path) = &location else {
+        return crate::store::merged::open(&location, &root);
+    };
     if !path.is_file() {
         return Err(
             Error::config(format!("no system database at `{}`", path.display()))
@@ -65,8 +68,8 @@ fn open(ctx: &Context) -> Result<MergedDb> {
         );
     }
     // Opening the store brings its schema (and so the conflict-log table) up to date.
-    drop(crate::store::SqliteStore::open(&path)?);
-    MergedDb::open(&path)
+    drop(crate::store::SqliteStore::open(path)?);
+    crate::store::merged::open(&location, &root)
 }
 
 fn filter(args: FilterArgs) -> Result<ConflictFilter> {

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let format = ctx.text_or_json()?;
     let root = ctx.project_root()?;
-    let db_path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
     let owner = crate::store::key_owner(&root);
     let (key, _) = KeyLookup::for_project(owner.as_deref()).find()?;
     let (bundle, _) = bundle::read(&args.file)?;
@@ -38,7 +38,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let passphrase = needs_passphrase
         .then(|| read_passphrase(false))
         .transpose()?;
-    let summary = bundle::import(&args.file, &key, passphrase.as_ref(), &db_path).map_err(|e| {
+    let imported = match &location {
+        crate::store::Location::Sqlite(path) => {
+            bundle::import(&args.file, &key, passphrase.as_ref(), path)
+        }
+        crate::store::Location::Postgres(_) => {
+            bundle::import_into(&args.file, &key, passphrase.as_ref(), &location, &root)
+        }
+    };
+    let summary = imported.map_err(|e| {
         let wrong_key = matches!(e, crate::secrets::SecretsError::WrongKey { .. });
         let err = Error::from(e);
         if wrong_key {
@@ -47,16 +55,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             err
         }
     })?;
-    // Brings an older bundle's schema up to date.
-    drop(crate::store::SqliteStore::open(&db_path)?);
+    let place = match &location {
+        crate::store::Location::Sqlite(path) => {
+            // Brings an older bundle's schema up to date.
+            drop(crate::store::SqliteStore::open(path)?);
+            format!("`{}`", path.display())
+        }
+        crate::store::Location::Postgres(target) => target.display.clone(),
+    };
     if format == OutputFormat::Json {
         ctx.printer.json(&summary);
     } else {
         ctx.printer.line(format!(
-            "imported {} secrets and {} audit entries into `{}`",
-            summary.secrets,
-            summary.audit_entries,
-            db_path.display()
+            "imported {} secrets and {} audit entries into {place}",
+            summary.secrets, summary.audit_entries,
         ));
     }
     Ok(())

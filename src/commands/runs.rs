@@ -284,15 +284,10 @@ struct Shown<'a> {
 /// The merged-stream counts of a run (none when the database has none or cannot be read).
 fn merge_counts(ctx: &Context, id: &RunId) -> Vec<MergeRunStats> {
     let base = ctx.project_root().or_else(|_| ctx.cwd());
-    let counts = base.and_then(|b| crate::store::locate(ctx.global.database_uri.as_deref(), &b));
-    // Merged streams live in SQLite stores only: a PostgreSQL store has no counts to show.
-    if let Ok(crate::store::Location::Postgres(_)) = counts {
-        return Vec::new();
-    }
-    let counts = counts
-        .and_then(|l| Ok(l.sqlite_path("merged streams")?.to_path_buf()))
-        .and_then(|path| crate::store::merged::MergedDb::open(&path))
-        .and_then(|conn| conn.run_stats(id.as_str()));
+    let counts = base.and_then(|b| {
+        let location = crate::store::locate(ctx.global.database_uri.as_deref(), &b)?;
+        crate::store::merged::open(&location, &b)?.run_stats(id.as_str())
+    });
     counts.unwrap_or_else(|e| {
         tracing::warn!(error = %e.message(), "could not read the merged-stream counts of the run");
         Vec::new()

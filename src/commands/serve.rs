@@ -33,7 +33,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .hint("write `--bind 127.0.0.1:8765` (or `[::1]:8765`, `0.0.0.0:8765`)")
     })?;
     let root = ctx.project_root()?;
-    let database_path = crate::store::database_path(ctx.global.database_uri.as_deref(), &root)?;
+    let location = crate::store::locate(ctx.global.database_uri.as_deref(), &root)?;
+    let database_uri = match &location {
+        crate::store::Location::Sqlite(path) => Some(path.display().to_string()),
+        crate::store::Location::Postgres(_) => ctx.global.database_uri.clone(),
+    };
     let store = ctx.open_store()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(serve::tls::acceptor(cert, key)?),
@@ -41,7 +45,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let app = Arc::new(App::new(
         root,
-        database_path,
+        location,
+        database_uri,
         EnvironmentChoice {
             flag: ctx.global.environment.clone(),
             none: ctx.global.no_environment,

@@ -36,7 +36,7 @@ use super::schema::PROVENANCE_FIELD;
 use super::value::normalise_time;
 use crate::store::merged::{
     self as store, ConflictFields, ConflictRow, EntityRow, FieldConflict, MergeWrite as Op,
-    MergedDb, StreamDb,
+    MergedTables, StreamRows, StreamRun,
 };
 
 /// The run a resolver works for.
@@ -46,6 +46,9 @@ pub struct RunContext {
     pub run_id: String,
     /// When the run started: the arrival time of records without `time_extracted`.
     pub started_at: DateTime<Utc>,
+    /// The state id of the flow whose lease the run holds, when it holds one (a shared store
+    /// commits the resolver's batches only while the run holds it).
+    pub lease: Option<String>,
 }
 
 pub use crate::store::merged::ResolverStats;
@@ -100,7 +103,7 @@ pub struct Resolver {
     key: Vec<String>,
     started: String,
     /// The stream's rows; writes go inline or to a writer thread.
-    db: StreamDb,
+    db: Box<dyn StreamRows>,
     pending: usize,
     opened: Option<Instant>,
     mark: u64,
@@ -153,13 +156,17 @@ impl Resolver {
 
     /// A resolver for `decl` with its (already validated) key, creating the tables if needed.
     pub fn new(
-        db: MergedDb,
+        db: impl Into<Box<dyn MergedTables>>,
         decl: MergedStream,
         key: Vec<String>,
         run: RunContext,
     ) -> Result<Self, MergeError> {
         let started = run.started_at.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
-        let db = db.into_stream(&decl.name, &run.run_id)?;
+        let run = StreamRun {
+            run_id: run.run_id,
+            lease: run.lease,
+        };
+        let db = db.into().into_stream(&decl.name, &run)?;
         Ok(Resolver {
             db,
             decl,
@@ -177,7 +184,7 @@ impl Resolver {
 
     /// The tables (for reading them, or the conflict log), after committing what was
     /// resolved so far, so that reads see all of it.
-    pub fn connection(&mut self) -> Result<&MergedDb, MergeError> {
+    pub fn connection(&mut self) -> Result<&dyn MergedTables, MergeError> {
         self.flush()?;
         Ok(self.db.tables())
     }

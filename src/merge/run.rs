@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::MergeError;
 use super::stage::MergeStage;
 use crate::singer::Message;
-use crate::store::merged::{MergeRunStats, MergedDb};
+use crate::store::merged::{MergeRunStats, MergedTables};
 use crate::transform::{Transform, TransformError};
 
 /// How many extractor STATE values are remembered while waiting for the loader to echo one.
@@ -96,7 +96,7 @@ impl MergeRun {
     pub fn finish(
         &self,
         succeeded: bool,
-        conn: &MergedDb,
+        conn: &dyn MergedTables,
         run_id: &str,
     ) -> Result<Vec<MergeRunStats>, MergeError> {
         let mut inner = self.lock();
@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn unconfirmed(path: &std::path::Path) -> Vec<(String, i64, String)> {
-        let conn = MergedDb::open(path).unwrap();
+        let conn = crate::store::merged::MergedDb::open(path).unwrap();
         conn.unconfirmed()
             .unwrap()
             .into_iter()
@@ -226,10 +226,11 @@ mod tests {
             "key": ["id"]
         }))
         .unwrap();
-        let conn = MergedDb::open(path).unwrap();
+        let conn = crate::store::merged::MergedDb::open(path).unwrap();
         let ctx = RunContext {
             run_id: run.into(),
             started_at: chrono::Utc::now(),
+            lease: None,
         };
         MergeRun::new(vec![MergeStage::new(conn, decl, "a", ctx).unwrap()])
     }
@@ -270,7 +271,7 @@ mod tests {
 
         // The run fails here: the next run sends record 4 again, right after the SCHEMA.
         t.finish().unwrap();
-        let conn = MergedDb::open(&db).unwrap();
+        let conn = crate::store::merged::MergedDb::open(&db).unwrap();
         run.finish(false, &conn, "r1").unwrap();
         drop((t, run));
         let next = stage(&db, "r2");

@@ -9,7 +9,7 @@ use super::declaration::MergedStream;
 use super::resolver::{Resolver, ResolverStats, RunContext};
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
-use crate::store::merged::MergedDb;
+use crate::store::merged::MergedTables;
 use crate::transform::{Transform, TransformError};
 
 /// Resolves one source's records into a merged stream (see the [`Transform`] impl).
@@ -19,14 +19,14 @@ pub struct MergeStage {
     source: String,
     source_stream: String,
     run: RunContext,
-    conn: Option<MergedDb>,
+    conn: Option<Box<dyn MergedTables>>,
     resolver: Option<Resolver>,
 }
 
 impl MergeStage {
     /// A stage for the source named `source` of `decl`, storing into `conn`.
     pub fn new(
-        conn: MergedDb,
+        conn: impl Into<Box<dyn MergedTables>>,
         decl: MergedStream,
         source: &str,
         run: RunContext,
@@ -46,15 +46,15 @@ impl MergeStage {
             source: source.to_owned(),
             source_stream,
             run,
-            conn: Some(conn),
+            conn: Some(conn.into()),
             resolver: None,
         })
     }
 
-    fn connection(&mut self) -> Result<&MergedDb, MergeError> {
+    fn connection(&mut self) -> Result<&dyn MergedTables, MergeError> {
         match (&mut self.resolver, &self.conn) {
             (Some(r), _) => r.connection(),
-            (None, Some(c)) => Ok(c),
+            (None, Some(c)) => Ok(c.as_ref()),
             (None, None) => unreachable!("the connection moves into the resolver"),
         }
     }

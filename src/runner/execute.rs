@@ -58,6 +58,7 @@ pub fn execute(project: &Project, mut plan: FlowPlan<'_>) -> Result<RunReport> {
         catalog: prepared.path.as_deref(),
         db: store::locate(opts.database_uri.as_deref(), project.root())?,
         run_id: &run_id,
+        lease: lock.as_ref().map(|_| plan.state_id.as_str()),
         run_dir: &run_dir,
     })?;
     // Whether this flow has synced before: then records sent again deserve a word.
@@ -1046,11 +1047,16 @@ mod tests {
     }
 }
 
-/// After taking over the lock of a holder that is gone (a dsm killed with -9 on this host):
-/// stops what is left of its plugins, so the flow never has two taps at once.
+/// After taking over the lock of a holder whose process is gone (a dsm killed with -9 on this
+/// host): stops what is left of its plugins, so the flow never has two taps at once.
 fn stop_leftovers(gone: &store::LockHolder) {
     let Some(run) = &gone.run_id else { return };
-    if !gone.stale || gone.host != store::liveness::host_name() {
+    // Only a holder whose process is gone: a lease that merely expired may belong to a dsm
+    // that is paused, not dead, and stops its own plugins when it wakes (`lease lost`).
+    if !gone.stale
+        || gone.host != store::liveness::host_name()
+        || store::liveness::pid_alive(gone.pid)
+    {
         return;
     }
     let n = crate::plugin::sys::kill_leftovers(crate::envvars::OWNER_RUN, run.as_str());

@@ -14,13 +14,14 @@ use crate::plugin::{PluginRole, RunDir};
 use crate::project::{PluginType, Project};
 use crate::singer::message::SchemaMessage;
 use crate::store::RunId;
-use crate::store::merged::MergedDb;
+use crate::store::merged::MergedTables;
 
 /// The merge stages of one flow, with what the end of the run needs.
 #[derive(Debug)]
 pub struct FlowMerge {
     run: MergeRun,
-    db_path: PathBuf,
+    db: crate::store::Location,
+    root: PathBuf,
     run_id: RunId,
 }
 
@@ -90,6 +91,8 @@ pub struct MergeInputs<'a> {
     pub db: crate::store::Location,
     /// The run.
     pub run_id: &'a RunId,
+    /// The state id of the flow whose lease the run holds (none in a dry run).
+    pub lease: Option<&'a str>,
     /// The run's private directory (for discovering other sources' catalogs).
     pub run_dir: &'a RunDir,
 }
@@ -107,37 +110,39 @@ pub fn prepare(inputs: &MergeInputs<'_>) -> Result<Option<FlowMerge>> {
     if fed.is_empty() {
         return Ok(None);
     }
-    let db_path = inputs.db.sqlite_path("merged streams")?.to_path_buf();
-    let conn = open(&db_path)?;
+    let root = inputs.project.root().to_path_buf();
+    let conn = open(&inputs.db, &root)?;
     let catalog = match inputs.catalog {
         Some(path) => Some(read_json(path)?),
         None => None,
     };
     for d in &fed {
-        check_schemas(inputs, &conn, d, catalog.as_ref())?;
+        check_schemas(inputs, conn.as_ref(), d, catalog.as_ref())?;
     }
     drop(conn);
 
     let run = RunContext {
         run_id: inputs.run_id.as_str().to_owned(),
         started_at: Utc::now(),
+        lease: inputs.lease.map(str::to_owned),
     };
     let mut stages = Vec::new();
     for d in fed {
         for s in d.sources.iter().filter(|s| s.extractor == inputs.extractor) {
-            let stage = MergeStage::new(open(&db_path)?, d.clone(), &s.name, run.clone())?;
+            let stage = MergeStage::new(open(&inputs.db, &root)?, d.clone(), &s.name, run.clone())?;
             stages.push(stage);
         }
     }
     Ok(Some(FlowMerge {
         run: MergeRun::new(stages),
-        db_path,
+        db: inputs.db.clone(),
+        root,
         run_id: inputs.run_id.clone(),
     }))
 }
 
-fn open(path: &Path) -> Result<MergedDb> {
-    MergedDb::open(path)
+fn open(location: &crate::store::Location, root: &Path) -> Result<Box<dyn MergedTables>> {
+    crate::store::merged::open(location, root)
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -189,7 +194,7 @@ fn schema_from_catalog(catalog: &Value, stream: &str) -> Option<SchemaMessage> {
 /// catalog; for the other sources what they sent in earlier runs, else their catalogs.
 fn check_schemas(
     inputs: &MergeInputs<'_>,
-    conn: &MergedDb,
+    conn: &dyn MergedTables,
     decl: &MergedStream,
     catalog: Option<&Value>,
 ) -> Result<()> {
@@ -279,8 +284,11 @@ impl FlowMerge {
     /// Ends the merge side of the run and records its counts; a failure here is a warning.
     pub fn finish(&self, outcome: &Outcome) -> Vec<String> {
         let succeeded = outcome.status == RunStatus::Success;
-        let done = open(&self.db_path)
-            .and_then(|conn| Ok(self.run.finish(succeeded, &conn, self.run_id.as_str())?));
+        let done = open(&self.db, &self.root).and_then(|conn| {
+            Ok(self
+                .run
+                .finish(succeeded, conn.as_ref(), self.run_id.as_str())?)
+        });
         match done {
             Ok(stats) => {
                 for s in &stats {

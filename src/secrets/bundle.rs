@@ -432,3 +432,24 @@ pub fn import(
     .map_err(io)?;
     Ok(summary)
 }
+
+/// Restores the bundle at `bundle_path` into the empty store at `to` (a PostgreSQL store: the
+/// project's rows under its `project_id`, for the project at `root`). The bundle is restored
+/// as [`import`] does into a private SQLite file first (authenticated, re-keyed, its audit
+/// chain verified), then copied as `dsm store copy` copies: every table in one transaction,
+/// counted and its audit chain compared on both sides, a target holding rows of the project
+/// refused. Nothing is written to `to` unless all of it is.
+pub fn import_into(
+    bundle_path: &Path,
+    key: &MasterKey,
+    passphrase: Option<&Secret>,
+    to: &crate::store::Location,
+    root: &Path,
+) -> Result<Summary> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| SecretsError::io("cannot make a temporary folder", e))?;
+    let staged = scratch.path().join("dsm.db");
+    let summary = import(bundle_path, key, passphrase, &staged)?;
+    crate::store::copy::copy(&crate::store::Location::Sqlite(staged), to, root)?;
+    Ok(summary)
+}

@@ -64,8 +64,11 @@ pub struct Loaded {
 pub struct App {
     /// The project root.
     pub root: PathBuf,
-    /// The system database, for library calls that open their own connection (secrets, audit).
-    pub database_path: PathBuf,
+    /// Where the system store lives (an SQLite file or a PostgreSQL schema).
+    pub location: crate::store::Location,
+    /// The store as runs started here name it (`--database-uri`): the SQLite file's path, the
+    /// PostgreSQL URI given on the command line, or none (then `DSM_DATABASE_URI`).
+    pub database_uri: Option<String>,
     /// The environment flags.
     pub environment: EnvironmentChoice,
     /// The system store.
@@ -100,7 +103,8 @@ impl App {
     /// Loads the project at `root` and wraps the store.
     pub fn new(
         root: PathBuf,
-        database_path: PathBuf,
+        location: crate::store::Location,
+        database_uri: Option<String>,
         environment: EnvironmentChoice,
         store: Arc<dyn Store>,
         read_only: bool,
@@ -108,7 +112,8 @@ impl App {
     ) -> Result<Self> {
         let app = App {
             root,
-            database_path,
+            location,
+            database_uri,
             environment,
             runs: Arc::new(executor::Runs::new(store.clone())),
             installs: Arc::default(),

@@ -4,9 +4,8 @@
 //! yet. Afterwards each table's row count and the audit chain (every entry, the anchor) are
 //! compared between the two; the command checks the chain's MACs when it has the master key.
 //!
-//! Not copied: flow leases (transient; a copy is refused while a run holds one), the SQLite
-//! store's merged-stream tables (PostgreSQL does not keep them yet: a source with rows in them is
-//! refused, naming them), and each backend's own bookkeeping (schema versions, webhook totals,
+//! Not copied: flow leases (transient; a copy is refused while a run holds one) and each
+//! backend's own bookkeeping (schema versions, webhook totals,
 //! which the SQLite store's triggers rebuild).
 
 use std::path::Path;
@@ -331,6 +330,71 @@ pub(crate) const TABLES: &[Table] = &[
         order_sqlite: "request_id, seq",
         order_pg: "request_id, seq",
     },
+    // Merged streams: the ids of `merge_sends` travel as they are (key rows name them); the
+    // target's own sequence then continues past the highest (see `CopyEnd::write_rows`).
+    Table {
+        name: "merge_schemas",
+        columns: &[("stream", Text), ("source", Text), ("schema", Text)],
+        order_sqlite: "stream, source",
+        order_pg: "stream, source",
+    },
+    Table {
+        name: "merge_sends",
+        columns: &[
+            ("id", Int),
+            ("stream", Text),
+            ("run_id", Text),
+            ("confirmed_before", Int),
+        ],
+        order_sqlite: "id",
+        order_pg: "id",
+    },
+    Table {
+        name: "merge_entities",
+        columns: &[
+            ("stream", Text),
+            ("key", Text),
+            ("candidates", Text),
+            ("resolved", Text),
+            ("quarantined", Int),
+            ("sent_by", Int),
+            ("sent_mark", Int),
+        ],
+        order_sqlite: "stream, key",
+        order_pg: "stream, key",
+    },
+    Table {
+        name: "merge_conflicts",
+        columns: &[
+            ("id", Int),
+            ("stream", Text),
+            ("key", Text),
+            ("run_id", Text),
+            ("logged_at", Text),
+            ("n", Int),
+            ("fields", Text),
+        ],
+        order_sqlite: "id",
+        order_pg: "id",
+    },
+    Table {
+        name: "merge_run_stats",
+        columns: &[
+            ("run_id", Text),
+            ("stream", Text),
+            ("source", Text),
+            ("records_in", Int),
+            ("emitted", Int),
+            ("unchanged", Int),
+            ("same_output", Int),
+            ("resent", Int),
+            ("conflicts", Int),
+            ("quarantined", Int),
+            ("null_keys", Int),
+        ],
+        order_sqlite: "run_id, stream, source",
+        order_pg: "run_id, stream, source",
+    },
     // On SQLite one row (`one` = 1); it counts only once a `seq` was handed out.
     Table {
         name: "webhook_sequence",
@@ -349,11 +413,13 @@ pub(crate) trait CopyEnd {
     fn count_rows(&self, table: &Table) -> Result<u64>;
     /// The project's rows of `table`, in its order.
     fn read_rows(&self, table: &Table) -> Result<Vec<Vec<Cell>>>;
-    /// Writes every table's rows in one transaction.
+    /// The project's rows of every table (a backend that can reads them in one snapshot).
+    fn read_tables(&self, tables: &'static [Table]) -> Result<Rows> {
+        tables.iter().map(|t| Ok((t, self.read_rows(t)?))).collect()
+    }
+    /// Writes every table's rows in one transaction, then moves the store's own id counters
+    /// (the sends of merged streams) past every id copied.
     fn write_rows(&self, rows: &Rows) -> Result<()>;
-    /// Rows in tables this backend keeps and the other may not (merged streams): their names
-    /// and counts, non-empty ones only.
-    fn only_here(&self) -> Result<Vec<(String, u64)>>;
 }
 
 /// What a copy did.
@@ -445,12 +511,6 @@ pub fn copy(
     }
     let source = End::open(from, root, false)?;
     let target = End::open(to, root, true)?;
-    if let Some((table, n)) = source.copy_end().only_here()?.first() {
-        return Err(Error::config(format!(
-            "the store {from_text} holds merged streams ({n} rows in `{table}`), which a PostgreSQL store does not keep yet"
-        ))
-        .hint("keep this project on SQLite, or remove its merged streams first"));
-    }
     let held: Vec<_> = source
         .store()
         .lock_holders()?
@@ -464,8 +524,29 @@ pub fn copy(
         ))
         .hint("copy the store when no run is going (stop the schedulers first)"));
     }
+    let report = transfer(
+        (source.copy_end(), source.store(), &from_text),
+        (target.copy_end(), target.store(), &to_text),
+        true,
+    )?;
+    let target: std::sync::Arc<dyn super::Store> = match target {
+        End::Sqlite(s) => std::sync::Arc::new(s),
+        End::Pg(p) => std::sync::Arc::new(*p),
+    };
+    Ok((report, target))
+}
+
+/// One end of [`transfer`]: its rows, its store, and how messages name it.
+type Side<'a> = (&'a dyn CopyEnd, &'a dyn super::Store, &'a str);
+
+/// Copies every table from `source` into the empty `target` in one transaction, then checks
+/// each table's row count and the audit chain on both sides (with `settled`; otherwise, for a
+/// source that may be in use, that the target holds what was read and that its chain is where
+/// the source's stood) and records the target's audit head.
+fn transfer(source: Side<'_>, target: Side<'_>, settled: bool) -> Result<CopyReport> {
+    let (from_text, to_text) = (source.2, target.2);
     for table in TABLES {
-        let n = target.copy_end().count_rows(table)?;
+        let n = target.0.count_rows(table)?;
         if n > 0 {
             return Err(Error::config(format!(
                 "the target store {to_text} is not empty: `{}` holds {n} rows of this project",
@@ -474,17 +555,18 @@ pub fn copy(
             .hint("copy into a new database, schema or file; a copy never overwrites a store"));
         }
     }
-    let mut rows: Rows = Vec::new();
-    for table in TABLES {
-        rows.push((table, source.copy_end().read_rows(table)?));
-    }
-    target.copy_end().write_rows(&rows)?;
+    let rows = source.0.read_tables(TABLES)?;
+    target.0.write_rows(&rows)?;
 
     // Row counts on both sides.
     let mut tables = Vec::new();
     for (table, copied) in &rows {
-        let there = target.copy_end().count_rows(table)?;
-        let here = source.copy_end().count_rows(table)?;
+        let there = target.0.count_rows(table)?;
+        let here = if settled {
+            source.0.count_rows(table)?
+        } else {
+            there
+        };
         if there != copied.len() as u64 || here != there {
             return Err(Error::failed(format!(
                 "after copying, `{}` holds {there} rows in {to_text} and {here} in {from_text} ({} read)",
@@ -498,26 +580,49 @@ pub fn copy(
         });
     }
     // The audit chain, entry by entry; the head recorded where the chain now ends.
-    let (a, b) = (source.store().audit_chain()?, target.store().audit_chain()?);
-    if a.rows != b.rows || a.anchor != b.anchor {
+    let (a, b) = (source.1.audit_chain()?, target.1.audit_chain()?);
+    let same = if settled {
+        a.rows == b.rows
+    } else {
+        a.rows.starts_with(&b.rows)
+    };
+    if !same || a.anchor != b.anchor {
         return Err(Error::failed(format!(
             "after copying, the audit chain in {to_text} differs from the one in {from_text}"
         )));
     }
     // The head goes as the source recorded it: it carries a MAC only the master key makes,
-    // which the copy cannot (and must not) make anew.
-    if let RecordedHead::At(head) = &a.head {
-        target.store().record_audit_head(head)?;
+    // which the copy cannot (and must not) make anew. A copy of a store that moved on while it
+    // was read (a bundle's snapshot) ends before that head and keeps none: importing the
+    // bundle records a new one.
+    let copied_to = b
+        .rows
+        .last()
+        .map(|r| r.seq)
+        .or(b.anchor.as_ref().map(|a| a.seq));
+    if let RecordedHead::At(head) = &a.head
+        && copied_to.is_some_and(|seq| head.seq <= seq)
+    {
+        target.1.record_audit_head(head)?;
     }
-    let report = CopyReport {
-        from: from_text,
-        to: to_text,
+    Ok(CopyReport {
+        from: from_text.to_owned(),
+        to: to_text.to_owned(),
         tables,
         audit_entries: b.rows.len(),
-    };
-    let target: std::sync::Arc<dyn super::Store> = match target {
-        End::Sqlite(s) => std::sync::Arc::new(s),
-        End::Pg(p) => std::sync::Arc::new(*p),
-    };
-    Ok((report, target))
+    })
+}
+
+/// Writes the project's rows in the PostgreSQL store `source`, read in one snapshot, as a new
+/// SQLite store at `path` with its audit head beside it: what a bundle carries.
+pub(crate) fn snapshot_to_sqlite(source: &PgStore, path: &Path) -> Result<()> {
+    use super::Store as _;
+    let target = SqliteStore::open(path)?;
+    let (from_text, to_text) = (source.location(), path.display().to_string());
+    transfer(
+        (source, source, &from_text),
+        (&target, &target, &to_text),
+        false,
+    )?;
+    Ok(())
 }

@@ -212,7 +212,10 @@ fn dsm_hands_plugins_the_environment_meltano_does_except_secrets() {
                 // after a `kill -9` finds what they left behind (issue #20). Meltano has none.
                 assert_eq!(mv, None, "{plugin}: Meltano sets no `{k}`");
                 let run = dv.unwrap_or_else(|| panic!("{plugin}: dsm sets `{k}`"));
-                assert!(uuid::Uuid::parse_str(run).is_ok(), "{plugin}: `{k}` is `{run}`");
+                assert!(
+                    uuid::Uuid::parse_str(run).is_ok(),
+                    "{plugin}: `{k}` is `{run}`"
+                );
                 continue;
             }
             if k == "FROM_SHELL" {

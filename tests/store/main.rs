@@ -9,12 +9,15 @@
 )]
 
 mod boundary;
+mod bundles;
 mod chaos;
 mod contract;
 mod contract_scopes;
 mod helper;
 mod meltano;
+mod merged;
 mod pg;
+mod serve_pg;
 mod team;
 mod team_keys;
 

@@ -192,7 +192,7 @@ pub(super) async fn sync_source(
     }
     let choice = app.environment.clone();
     let store = app.store.clone();
-    let database = app.database_path.display().to_string();
+    let database = app.database_uri.clone();
     let source = info.name.clone();
     let request = blocking(move || {
         let env = project.active_environment(&choice)?.cloned();
@@ -213,7 +213,7 @@ pub(super) async fn sync_source(
             state_id: flow.state_id.clone(),
             timeout: flow.timeout,
             trigger: crate::orchestrate::attempt_trigger("serve", &flow.name, 1, 1),
-            database_uri: Some(database),
+            database_uri: database,
             ..RunOptions::default()
         };
         if let Some(lock) = crate::serve::executor::lock_of(env.as_ref(), &flow, &options)

@@ -354,8 +354,7 @@ pub(super) async fn create_source(
                         .find(|p| p.name == name && p.plugin_type == ty)
                         .ok_or_else(Problem::internal)?;
                     check_credentials(plugin, &secrets, "/secrets")?;
-                    let conn = crate::store::open_path(&app2.database_path)?;
-                    secret_key(conn.as_ref())?;
+                    secret_key(app2.store.as_ref())?;
                 }
                 Ok(())
             },

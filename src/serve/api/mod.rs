@@ -541,7 +541,7 @@ pub(super) async fn record_audit<T: Into<String>>(
     targets: impl IntoIterator<Item = T>,
 ) {
     let targets: Vec<String> = targets.into_iter().map(Into::into).collect();
-    let db = app.database_path.clone();
+    let store = app.store.clone();
     let command = format!("dsm serve (token {})", caller.name);
     let _ = tokio::task::spawn_blocking(move || {
         use crate::secrets::master_key::KeyLookup;
@@ -550,13 +550,12 @@ pub(super) async fn record_audit<T: Into<String>>(
             ..KeyLookup::from_env()
         };
         let result = (|| -> crate::error::Result<()> {
-            let conn = crate::store::open_path(&db)?;
-            let Ok((key, _)) = crate::secrets::store::find_key_with(conn.as_ref(), lookup) else {
+            let Ok((key, _)) = crate::secrets::store::find_key_with(store.as_ref(), lookup) else {
                 tracing::debug!(action, "no master key; the change is not audited");
                 return Ok(());
             };
             crate::secrets::audit::append(
-                conn.as_ref(),
+                store.as_ref(),
                 &key,
                 &crate::secrets::audit::Entry::new(command, action, targets),
             )?;

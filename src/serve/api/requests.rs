@@ -449,7 +449,7 @@ pub(super) async fn approve_request(
                         &request,
                         &app.root,
                         &app.environment,
-                        app.database_path.to_str(),
+                        app.database_uri.as_deref(),
                     )
                 });
             if let Err(e) = result {

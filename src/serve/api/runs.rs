@@ -194,7 +194,7 @@ pub(super) async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = app.store.clone();
-    let db_path = app.database_path.clone();
+    let (location, root) = (app.location.clone(), app.root.clone());
     let loaded = app.loaded();
     let project = loaded.project;
     let viewer = caller.viewer();
@@ -208,7 +208,7 @@ pub(super) async fn get_run(
                     .detail("GET /api/runs lists recent runs")
             })?;
         let artifacts = store.run_artifacts(&run_id)?;
-        let merged = crate::store::merged::MergedDb::open(&db_path)
+        let merged = crate::store::merged::open(&location, &root)
             .and_then(|c| c.run_stats(run_id.as_str()))
             .unwrap_or_default();
         let secrets = project.as_deref().map(written_secrets).unwrap_or_default();

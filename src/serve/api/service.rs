@@ -122,10 +122,9 @@ pub(super) async fn audit(
     let paging = Paging::read(q.limit, q.cursor.as_deref())?;
     let since = time_param("since", &q.since)?.map(crate::store::format_time);
     let until = time_param("until", &q.until)?.map(crate::store::format_time);
-    let db_path = app.database_path.clone();
+    let store = app.store.clone();
     blocking(move || {
-        let conn = crate::store::open_path(&db_path)?;
-        let records = crate::secrets::audit::list(conn.as_ref(), since.as_deref())
+        let records = crate::secrets::audit::list(store.as_ref(), since.as_deref())
             .map_err(crate::error::Error::from)?;
         let records: Vec<_> = records
             .into_iter()

@@ -251,7 +251,6 @@ pub(super) fn source_detail(
     info: SourceInfo,
 ) -> Result<SourceDetail, Problem> {
     let store = app.store.clone();
-    let db_path = app.database_path.clone();
     {
         let filter = SourceFilter::default();
         let one = std::slice::from_ref(&info);
@@ -269,8 +268,8 @@ pub(super) fn source_detail(
             .iter()
             .find(|p| p.name == info.name && p.plugin_type.singular() == info.plugin_type)
             .ok_or_else(Problem::internal)?;
-        let stored: Vec<String> = crate::store::open_path(&db_path)
-            .and_then(|c| Ok(crate::secrets::store::list(c.as_ref())?))
+        let stored: Vec<String> = crate::secrets::store::list(store.as_ref())
+            .map_err(crate::error::Error::from)
             .map(|list| {
                 list.into_iter()
                     .filter(|s| s.plugin == info.name)
@@ -511,7 +510,7 @@ pub(super) fn write_secrets(
     settings: std::collections::BTreeMap<String, String>,
     caller: &Caller,
 ) -> Result<Vec<String>, Problem> {
-    let conn = crate::store::open_path(&app.database_path)?;
+    let conn = app.store.clone();
     let key = secret_key(conn.as_ref())?;
     let command = format!("dsm serve (token {})", caller.name);
     let pref = crate::secrets::history::PluginRef {

@@ -87,7 +87,7 @@ fn resolve_secret(
     let inputs = crate::settings::Inputs::capture(project, env)?;
     // Not audited per request: the intake reads the secret every few seconds at most, and an
     // audit entry per event would drown the log.
-    let layer = StoreLayer::open(&app.database_path, Reveal::Clear)?;
+    let layer = StoreLayer::at(&app.location, &app.root, Reveal::Clear)?;
     let resolved = crate::settings::resolve_plugin(project, plugin, &inputs.with_store(&layer))?;
     let secret = resolved
         .config

@@ -1,6 +1,7 @@
 //! [`CopyEnd`] on PostgreSQL: the tables of `dsm store copy`, this project's rows only, times
 //! as milliseconds.
 
+use postgres::GenericClient;
 use postgres::types::ToSql;
 
 use super::PgStore;
@@ -51,6 +52,39 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    fn rows_of(&self, c: &mut impl GenericClient, table: &Table) -> Result<Vec<Vec<Cell>>> {
+        let rows = c.query(
+            &format!(
+                "SELECT {} FROM {}.{} WHERE project_id = $1 ORDER BY {}",
+                self.select_list(table),
+                self.schema,
+                table.name,
+                table.order_pg
+            ),
+            &[&self.project],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, kind))| match kind {
+                        Kind::Int => r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Int),
+                        Kind::Time => r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Time),
+                        Kind::Text => r.get::<_, Option<String>>(i).map_or(Cell::Null, Cell::Text),
+                        Kind::Blob => r
+                            .get::<_, Option<Vec<u8>>>(i)
+                            .map_or(Cell::Null, Cell::Blob),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 fn param(kind: Kind, cell: &Cell) -> Box<dyn ToSql + Sync + Send> {
     match (kind, cell) {
         (_, Cell::Int(n) | Cell::Time(n)) => Box::new(*n),
@@ -79,37 +113,17 @@ impl CopyEnd for PgStore {
     }
 
     fn read_rows(&self, table: &Table) -> Result<Vec<Vec<Cell>>> {
+        self.read(|c| self.rows_of(c, table))
+    }
+
+    fn read_tables(&self, tables: &'static [Table]) -> Result<Rows> {
         self.read(|c| {
-            let rows = c.query(
-                &format!(
-                    "SELECT {} FROM {}.{} WHERE project_id = $1 ORDER BY {}",
-                    self.select_list(table),
-                    self.schema,
-                    table.name,
-                    table.order_pg
-                ),
-                &[&self.project],
-            )?;
-            Ok(rows
+            // One snapshot of every table, while runs may go on writing.
+            c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            tables
                 .iter()
-                .map(|r| {
-                    table
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, kind))| match kind {
-                            Kind::Int => r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Int),
-                            Kind::Time => r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Time),
-                            Kind::Text => {
-                                r.get::<_, Option<String>>(i).map_or(Cell::Null, Cell::Text)
-                            }
-                            Kind::Blob => r
-                                .get::<_, Option<Vec<u8>>>(i)
-                                .map_or(Cell::Null, Cell::Blob),
-                        })
-                        .collect()
-                })
-                .collect())
+                .map(|t| Ok((t, self.rows_of(c, t)?)))
+                .collect()
         })
     }
 
@@ -132,11 +146,17 @@ impl CopyEnd for PgStore {
                     tx.execute(&stmt, &refs)?;
                 }
             }
+            // A key row may name a sender whose row is gone (confirmed): new senders take ids
+            // past those too.
+            tx.execute(
+                &self.q(
+                    "SELECT setval(pg_get_serial_sequence('{S}.merge_sends', 'id'),
+                            GREATEST((SELECT max(id) FROM {S}.merge_sends),
+                                     (SELECT max(sent_by) FROM {S}.merge_entities), 1))",
+                ),
+                &[],
+            )?;
             Ok(())
         })
-    }
-
-    fn only_here(&self) -> Result<Vec<(String, u64)>> {
-        Ok(Vec::new())
     }
 }

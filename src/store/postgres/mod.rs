@@ -4,14 +4,16 @@
 //! session state is relied on, so the store works through a transaction-pooling pooler.
 //!
 //! What it keeps: state and its events, flow leases, run history, settings, encrypted secrets,
-//! the audit chain, config history, source status, API tokens and webhook events. What it does
-//! not keep yet (merged streams, bundles) is an error naming the feature, never a silent local
-//! fallback.
+//! the audit chain, config history, source status, API tokens, webhook events and merged
+//! streams (in [`PgMerged`], on a connection of its own); bundles are made from it and
+//! restored into it through the row copy of `dsm store copy`. A feature it cannot serve is an
+//! error naming it, never a silent local fallback.
 
 mod config_history;
 mod connect;
 mod copy;
 mod locks;
+mod merged;
 mod notifications;
 mod requests;
 mod runs;
@@ -33,6 +35,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use connect::{DEFAULT_SCHEMA, PgTarget, is_postgres_uri};
+pub use merged::PgMerged;
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -79,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         21,
         "secret_scopes",
         include_str!("migrations/0021_secret_scopes.sql"),
+    ),
+    (
+        22,
+        "merged_streams",
+        include_str!("migrations/0022_merged_streams.sql"),
     ),
 ];
 
@@ -604,8 +612,8 @@ impl Store for PgStore {
         self.target.display.clone()
     }
 
-    fn snapshot_sqlite(&self, _path: &Path) -> Result<()> {
-        Err(unsupported::not_yet("bundles (`dsm export`)"))
+    fn snapshot_sqlite(&self, path: &Path) -> Result<()> {
+        super::copy::snapshot_to_sqlite(self, path)
     }
 
     fn heartbeat_interval(&self) -> Duration {

@@ -166,29 +166,18 @@ impl CopyEnd for SqliteStore {
                     insert(tx, table, row)?;
                 }
             }
+            // A key row may name a sender whose row is gone (confirmed): AUTOINCREMENT must
+            // hand out ids past those too.
+            tx.execute_batch(
+                "INSERT INTO sqlite_sequence (name, seq)
+                     SELECT 'merge_sends', max(sent_by) FROM merge_entities
+                      WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'merge_sends')
+                     HAVING max(sent_by) IS NOT NULL;
+                 UPDATE sqlite_sequence
+                    SET seq = max(seq, coalesce((SELECT max(sent_by) FROM merge_entities), 0))
+                  WHERE name = 'merge_sends';",
+            )?;
             Ok(())
-        })
-    }
-
-    fn only_here(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|c| {
-            // The merged-stream tables, which only the SQLite store keeps.
-            let merged: Vec<String> = c
-                .prepare(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'merge\\_%' ESCAPE '\\'
-                     ORDER BY name",
-                )?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut out = Vec::new();
-            for table in &merged {
-                let n: i64 =
-                    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-                if n > 0 {
-                    out.push((table.clone(), n as u64));
-                }
-            }
-            Ok(out)
         })
     }
 }

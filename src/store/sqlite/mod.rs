@@ -118,6 +118,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "secret_scopes",
         include_str!("../migrations/0021_secret_scopes.sql"),
     ),
+    (
+        22,
+        "merged_streams_pg",
+        include_str!("../migrations/0022_merged_streams_pg.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

@@ -3,11 +3,12 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use serde_json::Value;
 
 use super::tables::migrate;
 use crate::error::{Error, Result};
-use crate::store::merged::{ConflictEntry, ConflictFilter, RunConflictCount};
+use crate::store::merged::{
+    ConflictEntry, ConflictFilter, LogRow, RunConflictCount, collect_entries,
+};
 
 fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -45,68 +46,17 @@ fn where_clause(filter: &ConflictFilter) -> (String, Vec<SqlValue>) {
     (sql, args)
 }
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
+const LOG_COLUMNS: &str = "c.id, c.stream, c.key, c.run_id, c.logged_at, c.fields";
 
-/// One field of a log row, as migration 11 stores it.
-type StoredField = (String, Value, Value, Option<String>, String, String);
-
-/// A row of the log: its first entry's id, stream, key, run, time and fields.
-struct LogRow {
-    id: i64,
-    stream: String,
-    key: String,
-    run_id: String,
-    logged_at: String,
-    fields: String,
-}
-
-impl LogRow {
-    const COLUMNS: &str = "c.id, c.stream, c.key, c.run_id, c.logged_at, c.fields";
-
-    fn read(r: &Row<'_>) -> rusqlite::Result<LogRow> {
-        Ok(LogRow {
-            id: r.get(0)?,
-            stream: r.get(1)?,
-            key: r.get(2)?,
-            run_id: r.get(3)?,
-            logged_at: r.get(4)?,
-            fields: r.get(5)?,
-        })
-    }
-
-    /// The row's entries, in field order; entry `i` has id `id + i`.
-    fn entries(self) -> Result<Vec<ConflictEntry>> {
-        let fields: Vec<StoredField> = serde_json::from_str(&self.fields).map_err(|e| {
-            Error::failed(format!(
-                "conflict-log row {} of merged stream `{}` is unreadable: {e}",
-                self.id, self.stream
-            ))
-            .hint("the system database may be damaged; `dsm conflicts prune` can remove old rows")
-        })?;
-        let key = json(&self.key);
-        Ok(fields
-            .into_iter()
-            .zip(self.id..)
-            .map(|((field, candidates, winner, source, rule, outcome), id)| {
-                let resolved = outcome == "resolved";
-                ConflictEntry {
-                    id,
-                    stream: self.stream.clone(),
-                    key: key.clone(),
-                    field,
-                    candidates,
-                    winner: resolved.then_some(winner),
-                    winning_source: if resolved { source } else { None },
-                    rule,
-                    outcome,
-                    run_id: self.run_id.clone(),
-                    logged_at: self.logged_at.clone(),
-                }
-            })
-            .collect())
-    }
+fn read_row(r: &Row<'_>) -> rusqlite::Result<LogRow> {
+    Ok(LogRow {
+        id: r.get(0)?,
+        stream: r.get(1)?,
+        key: r.get(2)?,
+        run_id: r.get(3)?,
+        logged_at: r.get(4)?,
+        fields: r.get(5)?,
+    })
 }
 
 /// Lists entries, newest first.
@@ -119,27 +69,10 @@ pub(super) fn list(conn: &Connection, filter: &ConflictFilter) -> Result<Vec<Con
         source: None,
         ..filter.clone()
     });
-    let sql = format!(
-        "SELECT {} FROM merge_conflicts c{clause} ORDER BY c.id DESC",
-        LogRow::COLUMNS
-    );
+    let sql = format!("SELECT {LOG_COLUMNS} FROM merge_conflicts c{clause} ORDER BY c.id DESC");
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
-    let mut out = Vec::new();
-    while out.len() < limit
-        && let Some(row) = rows.next()?
-    {
-        let entries = LogRow::read(row)?.entries()?;
-        let wanted = entries.into_iter().rev().filter(|e| {
-            filter
-                .source
-                .as_deref()
-                .is_none_or(|s| e.candidates.get(s).is_some())
-        });
-        out.extend(wanted.take(limit - out.len()));
-    }
-    Ok(out)
+    let rows = stmt.query_map(params_from_iter(args), read_row)?;
+    collect_entries(rows.map(|r| r.map_err(Error::from)), filter)
 }
 
 /// One entry by id.
@@ -147,11 +80,10 @@ pub(super) fn show(conn: &Connection, id: i64) -> Result<Option<ConflictEntry>> 
     migrate(conn)?;
     // The row holding entry `id` is the last one starting at or before it.
     let sql = format!(
-        "SELECT {} FROM merge_conflicts c
-          WHERE c.id = (SELECT max(id) FROM merge_conflicts WHERE id <= ?1)",
-        LogRow::COLUMNS
+        "SELECT {LOG_COLUMNS} FROM merge_conflicts c
+          WHERE c.id = (SELECT max(id) FROM merge_conflicts WHERE id <= ?1)"
     );
-    let Some(row) = conn.query_row(&sql, [id], LogRow::read).optional()? else {
+    let Some(row) = conn.query_row(&sql, [id], read_row).optional()? else {
         return Ok(None);
     };
     Ok(row.entries()?.into_iter().find(|e| e.id == id))
@@ -225,6 +157,7 @@ mod tests {
     use super::super::tables::{insert_conflicts, next_conflict_id};
     use super::*;
     use crate::store::merged::{ConflictFields, FieldConflict};
+    use serde_json::Value;
 
     /// Logs one row with one field per name in `fields`, each with a candidate of value 1 from
     /// every source in `sources`.

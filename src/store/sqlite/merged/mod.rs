@@ -18,8 +18,8 @@ use rusqlite::{Connection, params};
 use crate::error::{Error, Result};
 use crate::singer::message::SchemaMessage;
 use crate::store::merged::{
-    ConflictEntry, ConflictFilter, EntityRow, KeyedRecord, MergeRunStats, MergeWrite,
-    ResolverStats, RunConflictCount,
+    ConflictEntry, ConflictFilter, EntityRow, KeyedRecord, MergeRunStats, MergeWrite, MergedTables,
+    ResolverStats, RunConflictCount, StreamRows, StreamRun,
 };
 use writer::Writes;
 
@@ -265,5 +265,92 @@ impl StreamDb {
             }
         }
         Ok(rows)
+    }
+}
+
+impl MergedTables for MergedDb {
+    fn load_schemas(&self, stream: &str) -> Result<Vec<(String, SchemaMessage)>> {
+        MergedDb::load_schemas(self, stream)
+    }
+
+    fn save_schema(&self, stream: &str, source: &str, schema: &SchemaMessage) -> Result<()> {
+        MergedDb::save_schema(self, stream, source, schema)
+    }
+
+    fn resolved_records(&self, stream: &str) -> Result<Vec<KeyedRecord>> {
+        MergedDb::resolved_records(self, stream)
+    }
+
+    fn quarantined_keys(&self, stream: &str) -> Result<Vec<String>> {
+        MergedDb::quarantined_keys(self, stream)
+    }
+
+    fn unconfirmed(&self) -> Result<Vec<(String, String, i64, String)>> {
+        MergedDb::unconfirmed(self)
+    }
+
+    fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>> {
+        MergedDb::conflicts(self, filter)
+    }
+
+    fn conflict(&self, id: i64) -> Result<Option<ConflictEntry>> {
+        MergedDb::conflict(self, id)
+    }
+
+    fn conflict_counts(&self, filter: &ConflictFilter) -> Result<Vec<RunConflictCount>> {
+        MergedDb::conflict_counts(self, filter)
+    }
+
+    fn prune_conflicts(&self, older_than: DateTime<Utc>, stream: Option<&str>) -> Result<usize> {
+        MergedDb::prune_conflicts(self, older_than, stream)
+    }
+
+    fn record_run_stats(&self, run_id: &str, stats: &[MergeRunStats]) -> Result<()> {
+        MergedDb::record_run_stats(self, run_id, stats)
+    }
+
+    fn run_stats(&self, run_id: &str) -> Result<Vec<MergeRunStats>> {
+        MergedDb::run_stats(self, run_id)
+    }
+
+    /// One SQLite file is one project on one host: the run's lease is not checked here.
+    fn into_stream(self: Box<Self>, stream: &str, run: &StreamRun) -> Result<Box<dyn StreamRows>> {
+        Ok(Box::new(MergedDb::into_stream(*self, stream, &run.run_id)?))
+    }
+}
+
+impl StreamRows for StreamDb {
+    fn tables(&self) -> &dyn MergedTables {
+        &self.db
+    }
+
+    fn is_behind(&self) -> bool {
+        StreamDb::is_behind(self)
+    }
+
+    fn load(&mut self, key: &str) -> Result<Option<EntityRow>> {
+        StreamDb::load(self, key)
+    }
+
+    fn write(&mut self, op: MergeWrite) -> Result<()> {
+        StreamDb::write(self, op)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        StreamDb::commit(self)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        StreamDb::flush(self)
+    }
+
+    fn take_over_unconfirmed(&mut self, mark: u64) -> Result<Vec<KeyedRecord>> {
+        StreamDb::take_over_unconfirmed(self, mark)
+    }
+}
+
+impl From<MergedDb> for Box<dyn MergedTables> {
+    fn from(db: MergedDb) -> Self {
+        Box::new(db)
     }
 }

@@ -4,11 +4,10 @@
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::singer::message::{Message, SchemaMessage};
-use crate::store::merged::{ConflictRow, EntityRow, KeyedRecord, SAME_AS};
+use crate::error::Result;
+use crate::singer::message::SchemaMessage;
+use crate::store::merged::{ConflictRow, EntityRow, KeyedRecord};
 
 /// The tables: the store's migrations 4, 6, 9, 10 and 11.
 pub(crate) const MIGRATIONS: [&str; 5] = [
@@ -52,38 +51,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The record a key row's `resolved` text stands for (see [`SAME_AS`]), given the row's
-/// candidates JSON.
-pub(super) fn resolved_record(
-    stream: &str,
-    key: &str,
-    resolved: &str,
-    candidates: &str,
-) -> Result<Map<String, Value>> {
-    let unreadable = |why: String| {
-        Error::failed(format!(
-            "the stored record of key {key} of merged stream `{stream}` is unreadable: {why}"
-        ))
-    };
-    match resolved.strip_prefix(SAME_AS) {
-        None => serde_json::from_str(resolved).map_err(|e| unreadable(e.to_string())),
-        Some(source) => {
-            let mut all: Map<String, Value> =
-                serde_json::from_str(candidates).map_err(|e| unreadable(e.to_string()))?;
-            match all
-                .remove(source)
-                .as_mut()
-                .and_then(|c| c.get_mut("r"))
-                .map(Value::take)
-            {
-                Some(Value::Object(record)) => Ok(record),
-                _ => Err(unreadable(format!(
-                    "it names the candidate of source `{source}`, which the row does not hold"
-                ))),
-            }
-        }
-    }
-}
+pub(super) use crate::store::merged::resolved_record;
 
 /// Reads one key's row.
 pub(super) fn load_entity(conn: &Connection, stream: &str, key: &str) -> Result<Option<EntityRow>> {
@@ -171,8 +139,7 @@ pub(super) fn save_schema(
     source: &str,
     schema: &SchemaMessage,
 ) -> Result<()> {
-    let text = serde_json::to_string(&Message::Schema(schema.clone()).to_value())
-        .expect("a JSON value always serialises");
+    let text = crate::store::merged::schema_text(schema);
     conn.execute(
         "INSERT INTO merge_schemas (stream, source, schema) VALUES (?1, ?2, ?3)
          ON CONFLICT (stream, source) DO UPDATE SET schema = excluded.schema",
@@ -194,17 +161,8 @@ pub(super) fn load_schemas(
     let mut out = Vec::new();
     for row in rows {
         let (source, text) = row?;
-        let parsed = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| Message::from_value(v).ok());
-        match parsed {
-            Some(Message::Schema(s)) => out.push((source, s)),
-            _ => {
-                return Err(Error::failed(format!(
-                    "the stored schema of source `{source}` of merged stream `{stream}` is unreadable"
-                )));
-            }
-        }
+        let schema = crate::store::merged::stored_schema(stream, &source, &text)?;
+        out.push((source, schema));
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::MergedDb;
 use super::conflicts;
-use super::tables::{self as store, quarantined_keys, resolved_records};
+use super::tables::{self as store, resolved_records};
 use crate::merge::declaration::MergedStream;
 use crate::merge::resolver::{Resolver, RunContext};
 use crate::merge::stage::MergeStage;
@@ -23,6 +23,7 @@ fn run(id: &str) -> RunContext {
     RunContext {
         run_id: id.into(),
         started_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+        lease: None,
     }
 }
 
@@ -138,7 +139,9 @@ fn new_resolver(decl: MergedStream, run_id: &str) -> Resolver {
 
 /// The resolved table keyed like the emitted outputs (by `id`).
 fn table(r: &mut Resolver) -> BTreeMap<String, Map<String, Value>> {
-    resolved_records(r.connection().unwrap(), "companies")
+    r.connection()
+        .unwrap()
+        .resolved_records("companies")
         .unwrap()
         .into_iter()
         .map(|(_, v)| (k_of(&v), v))
@@ -178,14 +181,21 @@ fn three_overlapping_sources_resolve_with_every_policy() {
     // it had before the disagreement, and the key is held back.
     assert_eq!(t["2"]["name"], json!("Beta CSV"));
     assert_eq!(
-        quarantined_keys(r.connection().unwrap(), "companies").unwrap(),
+        r.connection()
+            .unwrap()
+            .quarantined_keys("companies")
+            .unwrap(),
         ["[2]"]
     );
     assert_eq!(r.stats().null_keys, 1);
     // What was emitted, applied as upserts, is the resolved table.
     assert_eq!(outputs, t);
 
-    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
+    let log = r
+        .connection()
+        .unwrap()
+        .conflicts(&ConflictFilter::default())
+        .unwrap();
     let revenue = log
         .iter()
         .find(|e| e.key == json!([1]) && e.field == "revenue")
@@ -219,7 +229,9 @@ fn quarantined_key_is_released_when_sources_agree() {
     assert_eq!(outputs["2"]["name"], json!("Beta Manual"));
     assert_eq!(outputs["2"]["country"], json!("FR"));
     assert!(
-        quarantined_keys(r.connection().unwrap(), "companies")
+        r.connection()
+            .unwrap()
+            .quarantined_keys("companies")
             .unwrap()
             .is_empty()
     );
@@ -257,7 +269,10 @@ fn final_table_is_the_same_whatever_order_the_sources_run_in() {
         // A key quarantined after it was sent keeps what was sent before the disagreement,
         // which depends on order by nature; every other key must match.
         assert_eq!(
-            quarantined_keys(r.connection().unwrap(), "companies").unwrap(),
+            r.connection()
+                .unwrap()
+                .quarantined_keys("companies")
+                .unwrap(),
             ["[2]"]
         );
         t.remove("2");
@@ -273,13 +288,18 @@ fn replaying_the_same_input_emits_nothing_new() {
     let mut outputs = BTreeMap::new();
     assert!(feed(&mut r, &inputs(), &mut outputs) >= 4);
     let before = table(&mut r);
-    let logged = conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
+    let logged = r
+        .connection()
+        .unwrap()
+        .conflicts(&ConflictFilter::default())
         .unwrap()
         .len();
     assert_eq!(feed(&mut r, &inputs(), &mut outputs), 0);
     assert_eq!(table(&mut r), before);
     assert_eq!(
-        conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
+        r.connection()
+            .unwrap()
+            .conflicts(&ConflictFilter::default())
             .unwrap()
             .len(),
         logged
@@ -319,8 +339,11 @@ fn a_source_synced_tomorrow_is_resolved_against_today() {
         "max keeps yesterday's csv value"
     );
     assert_eq!(acme["email"], json!("a@csv"));
-    let counts =
-        conflicts::counts(tomorrow.connection().unwrap(), &ConflictFilter::default()).unwrap();
+    let counts = tomorrow
+        .connection()
+        .unwrap()
+        .conflict_counts(&ConflictFilter::default())
+        .unwrap();
     assert_eq!(counts[0].run_id, "d2");
 }
 
@@ -343,7 +366,11 @@ fn fail_rule_stops_on_disagreement_and_logs_it() {
         e.to_string(),
         "sources of merged stream `companies` disagree on field `revenue` of key [9]: 2 from `api`, 1 from `csv`"
     );
-    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
+    let log = r
+        .connection()
+        .unwrap()
+        .conflicts(&ConflictFilter::default())
+        .unwrap();
     assert_eq!(log[0].outcome, "failed");
 }
 
@@ -366,7 +393,11 @@ fn null_keys_follow_their_rule() {
             .is_none()
     );
     r.flush().unwrap();
-    let log = conflicts::list(r.connection().unwrap(), &ConflictFilter::default()).unwrap();
+    let log = r
+        .connection()
+        .unwrap()
+        .conflicts(&ConflictFilter::default())
+        .unwrap();
     assert_eq!(
         (log[0].outcome.as_str(), log[0].field.as_str()),
         ("null_key", "id")
@@ -561,7 +592,7 @@ proptest! {
                 }
             }
             r.flush().unwrap();
-            let t = resolved_records(r.connection().unwrap(), "companies").unwrap();
+            let t = r.connection().unwrap().resolved_records("companies").unwrap();
             (t, outputs)
         };
         let canonical: Vec<usize> =
@@ -758,7 +789,7 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
         .map(|m| m["id"].clone())
         .collect();
     assert_eq!(resent, [json!(1), json!(2)]);
-    let mut pending = store::unconfirmed(r.connection().unwrap()).unwrap();
+    let mut pending = r.connection().unwrap().unconfirmed().unwrap();
     pending.sort_by(|a, b| a.3.cmp(&b.3));
     assert_eq!(
         pending,
@@ -785,11 +816,7 @@ fn a_store_from_before_merge_sends_upgrades_with_its_keys_and_unconfirmed_sends(
     assert_eq!(r.resolve("api", rec, None).unwrap(), None);
     r.confirm(None).unwrap();
     r.flush().unwrap();
-    assert!(
-        store::unconfirmed(r.connection().unwrap())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(r.connection().unwrap().unconfirmed().unwrap().is_empty());
 }
 
 /// A resolver on a WAL database file at `path`: its writes go to the writer thread.
@@ -875,11 +902,21 @@ fn writes_behind_a_thread_resolve_as_inline_writes_do() {
     );
     assert!(table(&mut behind) == table(&mut inline));
     assert_eq!(
-        quarantined_keys(behind.connection().unwrap(), "companies").unwrap(),
-        quarantined_keys(inline.connection().unwrap(), "companies").unwrap()
+        behind
+            .connection()
+            .unwrap()
+            .quarantined_keys("companies")
+            .unwrap(),
+        inline
+            .connection()
+            .unwrap()
+            .quarantined_keys("companies")
+            .unwrap()
     );
     let log = |r: &mut Resolver| {
-        conflicts::list(r.connection().unwrap(), &ConflictFilter::default())
+        r.connection()
+            .unwrap()
+            .conflicts(&ConflictFilter::default())
             .unwrap()
             .into_iter()
             .map(|c| (c.key, c.field, c.winner))
@@ -958,14 +995,18 @@ fn a_record_equal_to_a_candidate_is_stored_once_and_quarantine_keeps_what_was_se
         "fields": {"country": "quarantine", "email": "coalesce", "revenue": "max"}
     }))
     .unwrap();
-    let mut r = new_resolver(decl, "run-1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsm.db");
+    let key = decl.key.clone().unwrap();
+    let mut r = Resolver::new(MergedDb::open(&path).unwrap(), decl, key, run("run-1")).unwrap();
+    let reader = Connection::open(&path).unwrap();
     let rec = |v: Value| -> Map<String, Value> {
         let Value::Object(m) = v else { unreachable!() };
         m
     };
     let stored = |r: &mut Resolver, key: &str| -> String {
-        r.connection()
-            .unwrap()
+        r.flush().unwrap();
+        reader
             .query_row(
                 "SELECT resolved FROM merge_entities WHERE key = ?1",
                 [key],

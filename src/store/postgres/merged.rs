@@ -1,0 +1,1002 @@
+//! Merged streams on PostgreSQL ([`MergedTables`], [`StreamRows`]): the tables of migration 22,
+//! every row under the project's `project_id`.
+//!
+//! A resolver reads one key per record, so its connection is its own, driven by a thread of its
+//! own (the synchronous client cannot run on a thread that drives the pipeline's runtime): each
+//! call hands the thread a job and waits for its answer. A resolver's batch is one
+//! transaction under a transaction-level lock of its stream (batches of several runs of one
+//! merged stream take turns, so what a batch read is still there when it writes): its reads of
+//! keys share it (one round trip each, through a statement prepared in it), its writes wait in
+//! memory (where [`StreamRows::load`] finds them first) and go at commit, many rows per
+//! statement (`unnest` of arrays). The commit is conditional on the run still holding its
+//! flow's lease, as a state commit is. Nothing outlives a transaction but the connection, so
+//! the tables work through a transaction-pooling pooler.
+//!
+//! A round trip per record would bound a resolver to a few thousand records a second, and most
+//! keys of a stream's first sync, or of a source adding keys, are new. So a resolver keeps the
+//! hashes of the stream's keys (read once when it starts, 8 bytes a key plus the set's
+//! overhead) and asks the database only for a key whose hash is there. The set stays exact
+//! while the resolver's batches are the only ones writing the stream: each batch that writes
+//! key rows moves the stream's counter in `merge_streams`, and a batch that finds the counter
+//! moved by another run stops trusting the set and asks for every key from then on.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use postgres::types::ToSql;
+use postgres::{Client, Statement};
+
+use super::PgTarget;
+use crate::error::{Error, Result};
+use crate::singer::message::SchemaMessage;
+use crate::store::merged::{
+    ConflictEntry, ConflictFilter, ConflictRow, EntityRow, KeyedRecord, LogRow, MergeRunStats,
+    MergeWrite, MergedTables, ResolverStats, RunConflictCount, StreamRows, StreamRun,
+    collect_entries, resolved_record, schema_text, stored_schema,
+};
+use crate::store::{RunId, StateId, lease_lost_error};
+
+/// The schema (quoted) and project every statement names.
+#[derive(Debug)]
+struct Names {
+    schema: String,
+    project: String,
+}
+
+impl Names {
+    fn q(&self, sql: &str) -> String {
+        sql.replace("{S}", &self.schema)
+    }
+}
+
+/// The connection as its thread holds it.
+struct Conn {
+    client: Client,
+    /// Whether a transaction is open (a resolver's batch).
+    in_tx: bool,
+    /// The statement reading one key, prepared in the open transaction.
+    load: Option<Statement>,
+}
+
+impl Conn {
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_tx {
+            self.client.batch_execute("BEGIN")?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, commit: bool) -> Result<()> {
+        if !self.in_tx {
+            return Ok(());
+        }
+        self.in_tx = false;
+        self.load = None;
+        if commit {
+            self.client.batch_execute("COMMIT")?;
+        } else {
+            self.client.batch_execute("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in the open transaction, or in one of its own committed when `f` succeeds.
+    fn tx<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        if self.in_tx {
+            return f(&mut self.client);
+        }
+        self.begin()?;
+        match f(&mut self.client) {
+            Ok(v) => {
+                self.end(true)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.end(false);
+                Err(e)
+            }
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// The thread that owns the connection.
+struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn stopped() -> Error {
+    Error::failed("the merged-stream connection to the PostgreSQL store stopped")
+}
+
+impl Worker {
+    fn start(target: &PgTarget) -> Result<Worker> {
+        let target = target.clone();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready) = mpsc::sync_channel::<Result<()>>(1);
+        let thread = std::thread::Builder::new()
+            .name("dsm-merge-pg".into())
+            .spawn(move || {
+                let client = match target.connect() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut conn = Conn {
+                    client,
+                    in_tx: false,
+                    load: None,
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+                // A batch still open is rolled back as the connection closes.
+            })
+            .map_err(|e| Error::failed(format!("cannot start a thread for merged streams: {e}")))?;
+        ready.recv().map_err(|_| stopped())??;
+        Ok(Worker {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(stopped)?;
+        rx.recv().map_err(|_| stopped())?
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The merged-stream tables of one project in a PostgreSQL store, on a connection of their own.
+pub struct PgMerged {
+    worker: Worker,
+    names: Arc<Names>,
+}
+
+impl std::fmt::Debug for PgMerged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgMerged")
+            .field("project", &self.names.project)
+            .finish_non_exhaustive()
+    }
+}
+
+fn n64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The `WHERE` clause over the log's rows `c` and its (text) parameters after `$1` (the
+/// project); with `fields`, the source filter reads each field as `f.value`.
+fn where_clause(filter: &ConflictFilter, fields: bool) -> (String, Vec<String>) {
+    let mut clauses = vec!["c.project_id = $1".to_owned()];
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |clause: &str, arg: String| {
+        args.push(arg);
+        clauses.push(clause.replace('#', &format!("${}", args.len() + 1)));
+    };
+    if let Some(s) = &filter.stream {
+        push("c.stream = #", s.clone());
+    }
+    if fields && let Some(s) = &filter.source {
+        push("jsonb_exists(f.value -> 1, #)", s.clone());
+    }
+    if let Some(t) = filter.since {
+        push("c.logged_at >= #", time_text(t));
+    }
+    if let Some(r) = &filter.run_id {
+        push("c.run_id = #", r.clone());
+    }
+    (format!(" WHERE {}", clauses.join(" AND ")), args)
+}
+
+fn params<'a>(
+    project: &'a String,
+    rest: &'a [String],
+    last: Option<&'a i64>,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut out: Vec<&(dyn ToSql + Sync)> = vec![project];
+    out.extend(rest.iter().map(|p| p as &(dyn ToSql + Sync)));
+    if let Some(l) = last {
+        out.push(l);
+    }
+    out
+}
+
+impl PgMerged {
+    /// Connects to `target` for the project `project_id` (the schema must be migrated: open
+    /// the store first).
+    pub fn open(target: &PgTarget, project_id: &str) -> Result<PgMerged> {
+        Ok(PgMerged {
+            worker: Worker::start(target)?,
+            names: Arc::new(Names {
+                schema: format!("\"{}\"", target.schema),
+                project: project_id.to_owned(),
+            }),
+        })
+    }
+
+    /// Runs `f` in a transaction on the connection's thread.
+    fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client, &Names) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let names = self.names.clone();
+        self.worker.call(move |c| c.tx(|client| f(client, &names)))
+    }
+}
+
+impl MergedTables for PgMerged {
+    fn load_schemas(&self, stream: &str) -> Result<Vec<(String, SchemaMessage)>> {
+        let stream = stream.to_owned();
+        self.tx(move |c, n| {
+            let rows = c.query(
+                &n.q("SELECT source, schema FROM {S}.merge_schemas
+                       WHERE project_id = $1 AND stream = $2 ORDER BY source COLLATE \"C\""),
+                &[&n.project, &stream],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let source: String = r.get(0);
+                    let schema = stored_schema(&stream, &source, r.get(1))?;
+                    Ok((source, schema))
+                })
+                .collect()
+        })
+    }
+
+    fn save_schema(&self, stream: &str, source: &str, schema: &SchemaMessage) -> Result<()> {
+        let (stream, source, text) = (stream.to_owned(), source.to_owned(), schema_text(schema));
+        self.tx(move |c, n| {
+            c.execute(
+                &n.q("INSERT INTO {S}.merge_schemas (project_id, stream, source, schema)
+                      VALUES ($1, $2, $3, $4)
+                      ON CONFLICT (project_id, stream, source) DO UPDATE SET schema = excluded.schema"),
+                &[&n.project, &stream, &source, &text],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn resolved_records(&self, stream: &str) -> Result<Vec<KeyedRecord>> {
+        let stream = stream.to_owned();
+        self.tx(move |c, n| {
+            let rows = c.query(
+                &n.q("SELECT key, resolved, candidates FROM {S}.merge_entities
+                       WHERE project_id = $1 AND stream = $2 AND resolved IS NOT NULL
+                       ORDER BY key COLLATE \"C\""),
+                &[&n.project, &stream],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let key: String = r.get(0);
+                    let record = resolved_record(&stream, &key, r.get(1), r.get(2))?;
+                    Ok((key, record))
+                })
+                .collect()
+        })
+    }
+
+    fn quarantined_keys(&self, stream: &str) -> Result<Vec<String>> {
+        let stream = stream.to_owned();
+        self.tx(move |c, n| {
+            let rows = c.query(
+                &n.q("SELECT key FROM {S}.merge_entities
+                       WHERE project_id = $1 AND stream = $2 AND quarantined = 1
+                       ORDER BY key COLLATE \"C\""),
+                &[&n.project, &stream],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn unconfirmed(&self) -> Result<Vec<(String, String, i64, String)>> {
+        self.tx(move |c, n| {
+            let rows = c.query(
+                &n.q("SELECT e.stream, s.run_id, e.sent_mark, e.key
+                        FROM {S}.merge_entities e
+                        JOIN {S}.merge_sends s ON s.project_id = e.project_id AND s.id = e.sent_by
+                       WHERE e.project_id = $1 AND e.sent_mark >= s.confirmed_before
+                       ORDER BY e.sent_mark, e.key COLLATE \"C\""),
+                &[&n.project],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+    }
+
+    fn conflicts(&self, filter: &ConflictFilter) -> Result<Vec<ConflictEntry>> {
+        let filter = filter.clone();
+        self.tx(move |c, n| {
+            let (clause, args) = where_clause(&filter, false);
+            // Read in pages, newest first, so that a limit stops the reading early.
+            const PAGE: usize = 500;
+            let sql = n.q(&format!(
+                "SELECT c.id, c.stream, c.key, c.run_id, c.logged_at, c.fields
+                   FROM {{S}}.merge_conflicts c{clause} AND c.id < ${}
+                  ORDER BY c.id DESC LIMIT {PAGE}",
+                args.len() + 2
+            ));
+            let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+            let mut out: Vec<ConflictEntry> = Vec::new();
+            let mut before = i64::MAX;
+            loop {
+                let rows = c.query(&sql, &params(&n.project, &args, Some(&before)))?;
+                if let Some(last) = rows.last() {
+                    before = last.get(0);
+                }
+                let left = ConflictFilter {
+                    limit: Some(u32::try_from(limit - out.len()).unwrap_or(u32::MAX)),
+                    ..filter.clone()
+                };
+                out.extend(collect_entries(rows.iter().map(|r| Ok(log_row(r))), &left)?);
+                if out.len() >= limit || rows.len() < PAGE {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn conflict(&self, id: i64) -> Result<Option<ConflictEntry>> {
+        self.tx(move |c, n| {
+            let row = c.query_opt(
+                &n.q(
+                    "SELECT c.id, c.stream, c.key, c.run_id, c.logged_at, c.fields
+                        FROM {S}.merge_conflicts c
+                       WHERE c.project_id = $1 AND c.id = (SELECT max(id) FROM {S}.merge_conflicts
+                                                            WHERE project_id = $1 AND id <= $2)",
+                ),
+                &[&n.project, &id],
+            )?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            Ok(log_row(&row).entries()?.into_iter().find(|e| e.id == id))
+        })
+    }
+
+    fn conflict_counts(&self, filter: &ConflictFilter) -> Result<Vec<RunConflictCount>> {
+        let filter = filter.clone();
+        self.tx(move |c, n| {
+            let (clause, args) = where_clause(&filter, true);
+            let sql = n.q(&format!(
+                "SELECT c.run_id, c.stream, COUNT(*),
+                        SUM(CASE WHEN f.value ->> 5 IN ('quarantined', 'null_key') THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN f.value ->> 5 = 'failed' THEN 1 ELSE 0 END),
+                        MIN(c.logged_at)
+                   FROM {{S}}.merge_conflicts c, jsonb_array_elements(c.fields::jsonb) f{clause}
+                  GROUP BY c.run_id, c.stream ORDER BY MIN(c.id) DESC"
+            ));
+            let rows = c.query(&sql, &params(&n.project, &args, None))?;
+            Ok(rows
+                .iter()
+                .map(|r| RunConflictCount {
+                    run_id: r.get(0),
+                    stream: r.get(1),
+                    conflicts: u64_of(r.get(2)),
+                    quarantined: u64_of(r.get(3)),
+                    failed: u64_of(r.get(4)),
+                    first_logged_at: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    fn prune_conflicts(&self, older_than: DateTime<Utc>, stream: Option<&str>) -> Result<usize> {
+        let (cutoff, stream) = (time_text(older_than), stream.map(str::to_owned));
+        self.tx(move |c, n| {
+            let n_deleted: Option<i64> = c
+                .query_one(
+                    &n.q("WITH gone AS (DELETE FROM {S}.merge_conflicts
+                                        WHERE project_id = $1 AND logged_at < $2
+                                          AND ($3::TEXT IS NULL OR stream = $3) RETURNING n)
+                          SELECT SUM(n)::BIGINT FROM gone"),
+                    &[&n.project, &cutoff, &stream],
+                )?
+                .get(0);
+            Ok(usize::try_from(n_deleted.unwrap_or(0)).unwrap_or(0))
+        })
+    }
+
+    fn record_run_stats(&self, run_id: &str, stats: &[MergeRunStats]) -> Result<()> {
+        let (run_id, stats) = (run_id.to_owned(), stats.to_vec());
+        self.tx(move |c, n| {
+            let stmt = c.prepare(&n.q("INSERT INTO {S}.merge_run_stats
+                     (project_id, run_id, stream, source, records_in, emitted, resent, conflicts,
+                      quarantined, null_keys, unchanged, same_output)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (project_id, run_id, stream, source) DO UPDATE SET
+                     records_in = excluded.records_in, emitted = excluded.emitted,
+                     resent = excluded.resent, unchanged = excluded.unchanged,
+                     same_output = excluded.same_output, conflicts = excluded.conflicts,
+                     quarantined = excluded.quarantined, null_keys = excluded.null_keys"))?;
+            for s in &stats {
+                let t = &s.stats;
+                c.execute(
+                    &stmt,
+                    &[
+                        &n.project,
+                        &run_id,
+                        &s.stream,
+                        &s.source,
+                        &n64(t.records_in),
+                        &n64(t.emitted),
+                        &n64(t.resent),
+                        &n64(t.conflicts),
+                        &n64(t.quarantined),
+                        &n64(t.null_keys),
+                        &n64(t.unchanged),
+                        &n64(t.unchanged_output),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn run_stats(&self, run_id: &str) -> Result<Vec<MergeRunStats>> {
+        let run_id = run_id.to_owned();
+        self.tx(move |c, n| {
+            let rows = c.query(
+                &n.q(
+                    "SELECT stream, source, records_in, emitted, resent, conflicts, quarantined,
+                             null_keys, unchanged, same_output
+                        FROM {S}.merge_run_stats WHERE project_id = $1 AND run_id = $2
+                       ORDER BY stream COLLATE \"C\", source COLLATE \"C\"",
+                ),
+                &[&n.project, &run_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| MergeRunStats {
+                    stream: r.get(0),
+                    source: r.get(1),
+                    stats: ResolverStats {
+                        records_in: u64_of(r.get(2)),
+                        emitted: u64_of(r.get(3)),
+                        resent: u64_of(r.get(4)),
+                        conflicts: u64_of(r.get(5)),
+                        quarantined: u64_of(r.get(6)),
+                        null_keys: u64_of(r.get(7)),
+                        unchanged: u64_of(r.get(8)),
+                        unchanged_output: u64_of(r.get(9)),
+                    },
+                })
+                .collect())
+        })
+    }
+
+    fn into_stream(self: Box<Self>, stream: &str, run: &StreamRun) -> Result<Box<dyn StreamRows>> {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let (name, hashing) = (stream.to_owned(), hasher.clone());
+        let (generation, known) = self.tx(move |c, n| {
+            lock_stream(c, n, &name)?;
+            let generation = generation(c, n, &name)?;
+            let mut known = HashSet::new();
+            let stmt = c.prepare(
+                &n.q("SELECT key FROM {S}.merge_entities WHERE project_id = $1 AND stream = $2"),
+            )?;
+            let mut rows = c.query_raw(&stmt, [&n.project as &(dyn ToSql + Sync), &name])?;
+            while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+                known.insert(hashing.hash_one(row.get::<_, &str>(0)));
+            }
+            Ok((generation, known))
+        })?;
+        Ok(Box::new(PgStream {
+            tables: *self,
+            stream: Arc::new((stream.to_owned(), run.clone())),
+            pending: Vec::new(),
+            overlay: HashMap::new(),
+            known: Some(known),
+            hasher,
+            generation,
+            batch_open: false,
+        }))
+    }
+}
+
+fn log_row(r: &postgres::Row) -> LogRow {
+    LogRow {
+        id: r.get(0),
+        stream: r.get(1),
+        key: r.get(2),
+        run_id: r.get(3),
+        logged_at: r.get(4),
+        fields: r.get(5),
+    }
+}
+
+/// One resolver's rows of a merged stream: reads in the batch's transaction, writes held until
+/// the batch commits.
+pub struct PgStream {
+    tables: PgMerged,
+    /// The stream and the run.
+    stream: Arc<(String, StreamRun)>,
+    /// The open batch's writes, in order.
+    pending: Vec<MergeWrite>,
+    /// The open batch's key rows, the latest per key.
+    overlay: HashMap<String, EntityRow>,
+    /// The hashes of every key the stream has, while no other run writes it (see the module's
+    /// documentation); `None`: ask the database.
+    known: Option<HashSet<u64>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// The stream's counter as this resolver's last batch left it.
+    generation: i64,
+    /// Whether the batch's transaction is open, holding the stream's lock.
+    batch_open: bool,
+}
+
+impl PgStream {
+    /// Opens the batch's transaction under the stream's lock, and stops trusting the key set
+    /// when another run wrote key rows since this resolver's last batch.
+    fn open_batch(&mut self) -> Result<()> {
+        if self.batch_open {
+            return Ok(());
+        }
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        let now = self.tables.worker.call(move |c| {
+            c.begin()?;
+            let found = lock_stream(&mut c.client, &names, &stream.0)
+                .and_then(|()| generation(&mut c.client, &names, &stream.0));
+            if found.is_err() {
+                let _ = c.end(false);
+            }
+            found
+        })?;
+        self.batch_open = true;
+        if now != self.generation && self.known.take().is_some() {
+            tracing::debug!(stream = %self.stream.0, "another run wrote this merged stream: reading every key from the store");
+        }
+        self.generation = now;
+        Ok(())
+    }
+}
+
+/// Takes the transaction-level lock of `stream`'s key rows.
+fn lock_stream(c: &mut Client, n: &Names, stream: &str) -> Result<()> {
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("dsm merge {} {} {stream}", n.schema, n.project)],
+    )?;
+    Ok(())
+}
+
+/// The counter of `stream` (0 before any batch wrote it).
+fn generation(c: &mut Client, n: &Names, stream: &str) -> Result<i64> {
+    Ok(c.query_opt(
+        &n.q("SELECT generation FROM {S}.merge_streams WHERE project_id = $1 AND stream = $2"),
+        &[&n.project, &stream],
+    )?
+    .map_or(0, |r| r.get(0)))
+}
+
+impl std::fmt::Debug for PgStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStream")
+            .field("stream", &self.stream.0)
+            .field("run_id", &self.stream.1.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamRows for PgStream {
+    fn tables(&self) -> &dyn MergedTables {
+        &self.tables
+    }
+
+    fn is_behind(&self) -> bool {
+        false
+    }
+
+    fn load(&mut self, key: &str) -> Result<Option<EntityRow>> {
+        if let Some(row) = self.overlay.get(key) {
+            return Ok(Some(row.clone()));
+        }
+        self.open_batch()?;
+        if let Some(known) = &self.known
+            && !known.contains(&self.hasher.hash_one(key))
+        {
+            return Ok(None);
+        }
+        let (names, stream, key) = (
+            self.tables.names.clone(),
+            self.stream.clone(),
+            key.to_owned(),
+        );
+        self.tables.worker.call(move |c| {
+            let stmt = match &c.load {
+                Some(s) => s.clone(),
+                None => {
+                    let s = c.client.prepare(&names.q(
+                        "SELECT candidates, resolved, quarantined FROM {S}.merge_entities
+                          WHERE project_id = $1 AND stream = $2 AND key = $3",
+                    ))?;
+                    c.load = Some(s.clone());
+                    s
+                }
+            };
+            let row = c
+                .client
+                .query_opt(&stmt, &[&names.project, &stream.0, &key])?;
+            Ok(row.map(|r| EntityRow {
+                candidates: r.get(0),
+                resolved: r.get(1),
+                quarantined: r.get::<_, i32>(2) != 0,
+            }))
+        })
+    }
+
+    fn write(&mut self, op: MergeWrite) -> Result<()> {
+        let open = !self.pending.is_empty();
+        match &op {
+            MergeWrite::Entity { key, row, .. } => {
+                self.overlay.insert(key.clone(), row.clone());
+            }
+            // A confirmation outside a batch takes effect at once.
+            MergeWrite::Confirm(_) if !open => {
+                self.pending.push(op);
+                return self.commit();
+            }
+            _ => {}
+        }
+        self.pending.push(op);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let keys = self
+            .pending
+            .iter()
+            .any(|op| matches!(op, MergeWrite::Entity { .. }));
+        // Key rows are written under the stream's lock; confirmations alone need none.
+        if keys {
+            self.open_batch()?;
+        }
+        let ops = std::mem::take(&mut self.pending);
+        let written: Vec<u64> = self
+            .overlay
+            .drain()
+            .map(|(k, _)| self.hasher.hash_one(&k))
+            .collect();
+        self.batch_open = false;
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        let moved = self.tables.worker.call(move |c| {
+            if ops.is_empty() {
+                c.end(true)?;
+                return Ok(None);
+            }
+            c.begin()?;
+            let applied = apply(&mut c.client, &names, &stream.0, &stream.1, ops).and_then(|()| {
+                if !keys {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    c.client
+                        .query_one(
+                            &names.q(
+                                "INSERT INTO {S}.merge_streams (project_id, stream, generation)
+                                 VALUES ($1, $2, 1)
+                                 ON CONFLICT (project_id, stream)
+                                 DO UPDATE SET generation = {S}.merge_streams.generation + 1
+                                 RETURNING generation",
+                            ),
+                            &[&names.project, &stream.0],
+                        )?
+                        .get::<_, i64>(0),
+                ))
+            });
+            match applied {
+                Ok(moved) => {
+                    c.end(true)?;
+                    Ok(moved)
+                }
+                Err(e) => {
+                    let _ = c.end(false);
+                    Err(e)
+                }
+            }
+        });
+        match moved {
+            Ok(Some(generation)) => {
+                self.generation = generation;
+                if let Some(known) = &mut self.known {
+                    known.extend(written);
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                // What the failed batch held is gone; the keys it would have added are not
+                // known to exist.
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.commit()
+    }
+
+    fn take_over_unconfirmed(&mut self, mark: u64) -> Result<Vec<KeyedRecord>> {
+        self.commit()?;
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        self.tables.worker.call(move |c| {
+            c.tx(|c| {
+                let (stream, run) = (&stream.0, &stream.1);
+                let n = &names;
+                let rows = c.query(
+                    &n.q("SELECT e.key, e.resolved, e.candidates
+                            FROM {S}.merge_entities e
+                            JOIN {S}.merge_sends s ON s.project_id = e.project_id AND s.id = e.sent_by
+                           WHERE e.project_id = $1 AND e.stream = $2 AND s.stream = $2
+                             AND s.run_id <> $3 AND e.sent_mark >= s.confirmed_before
+                             AND e.resolved IS NOT NULL
+                           ORDER BY e.key COLLATE \"C\""),
+                    &[&n.project, stream, &run.run_id],
+                )?;
+                let records = rows
+                    .iter()
+                    .map(|r| {
+                        let key: String = r.get(0);
+                        let record = resolved_record(stream, &key, r.get(1), r.get(2))?;
+                        Ok((key, record))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if records.is_empty() {
+                    return Ok(records);
+                }
+                check_lease(c, n, run)?;
+                let sender = sender_id(c, n, stream, &run.run_id)?;
+                c.execute(
+                    &n.q("UPDATE {S}.merge_entities e SET sent_by = $4, sent_mark = $5
+                           WHERE e.project_id = $1 AND e.stream = $2 AND e.resolved IS NOT NULL
+                             AND EXISTS (SELECT 1 FROM {S}.merge_sends s
+                                          WHERE s.project_id = $1 AND s.id = e.sent_by
+                                            AND s.stream = $2 AND s.run_id <> $3
+                                            AND e.sent_mark >= s.confirmed_before)"),
+                    &[&n.project, stream, &run.run_id, &sender, &n64(mark)],
+                )?;
+                c.execute(
+                    &n.q("DELETE FROM {S}.merge_sends
+                           WHERE project_id = $1 AND stream = $2 AND run_id <> $3"),
+                    &[&n.project, stream, &run.run_id],
+                )?;
+                Ok(records)
+            })
+        })
+    }
+}
+
+/// Fails when `run` holds a lease no longer: the flow's lease row is locked (shared) until the
+/// transaction ends, so it cannot be taken over before this transaction commits.
+fn check_lease(c: &mut Client, n: &Names, run: &StreamRun) -> Result<()> {
+    let Some(state_id) = &run.lease else {
+        return Ok(());
+    };
+    let row = c.query_opt(
+        &n.q("SELECT token IS NOT NULL AND expires_at > clock_timestamp()
+                     AND (run_id IS NULL OR run_id = $3)
+                FROM {S}.flow_locks WHERE project_id = $1 AND state_id = $2
+                 FOR SHARE"),
+        &[&n.project, state_id, &run.run_id],
+    )?;
+    match row {
+        Some(r) if !r.get::<_, bool>(0) => Err(lease_lost_error(
+            &StateId::new(state_id.as_str()),
+            &RunId::new(run.run_id.as_str()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The id in `merge_sends` of `run_id` sending records of `stream`, adding the row when missing.
+fn sender_id(c: &mut Client, n: &Names, stream: &str, run_id: &str) -> Result<i64> {
+    Ok(c.query_one(
+        &n.q(
+            "INSERT INTO {S}.merge_sends (project_id, stream, run_id) VALUES ($1, $2, $3)
+              ON CONFLICT (project_id, stream, run_id) DO UPDATE SET stream = excluded.stream
+              RETURNING id",
+        ),
+        &[&n.project, &stream, &run_id],
+    )?
+    .get(0))
+}
+
+/// Key rows of a batch between two confirmations: the latest row per key, in first-write order.
+#[derive(Default)]
+struct Segment {
+    index: HashMap<String, usize>,
+    rows: Vec<(String, EntityRow, Option<u64>)>,
+}
+
+impl Segment {
+    fn add(&mut self, key: String, row: EntityRow, sent: Option<u64>) {
+        match self.index.get(&key) {
+            Some(&i) => {
+                let slot = &mut self.rows[i];
+                // A later write that sent nothing keeps the earlier send, as the upsert would.
+                slot.2 = sent.or(slot.2);
+                slot.1 = row;
+            }
+            None => {
+                self.index.insert(key.clone(), self.rows.len());
+                self.rows.push((key, row, sent));
+            }
+        }
+    }
+
+    /// Writes the rows, many per statement.
+    fn write(&mut self, c: &mut Client, n: &Names, stream: &str, run: &StreamRun) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let sender = if self.rows.iter().any(|r| r.2.is_some()) {
+            Some(sender_id(c, n, stream, &run.run_id)?)
+        } else {
+            None
+        };
+        let rows = std::mem::take(&mut self.rows);
+        self.index.clear();
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut candidates = Vec::with_capacity(rows.len());
+        let mut resolved: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        let mut quarantined: Vec<i32> = Vec::with_capacity(rows.len());
+        let mut marks: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+        for (key, row, sent) in rows {
+            keys.push(key);
+            candidates.push(row.candidates);
+            resolved.push(row.resolved);
+            quarantined.push(i32::from(row.quarantined));
+            marks.push(sent.map(n64));
+        }
+        c.execute(
+            &n.q("INSERT INTO {S}.merge_entities
+                      (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
+                  SELECT $1, $2, k, c, r, q, CASE WHEN m IS NULL THEN NULL ELSE $3::BIGINT END, m
+                    FROM unnest($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::BIGINT[])
+                         AS t(k, c, r, q, m)
+                  ON CONFLICT (project_id, stream, key) DO UPDATE SET
+                      candidates = excluded.candidates, resolved = excluded.resolved,
+                      quarantined = excluded.quarantined,
+                      sent_by = coalesce(excluded.sent_by, {S}.merge_entities.sent_by),
+                      sent_mark = coalesce(excluded.sent_mark, {S}.merge_entities.sent_mark)"),
+            &[
+                &n.project,
+                &stream,
+                &sender,
+                &keys,
+                &candidates,
+                &resolved,
+                &quarantined,
+                &marks,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Applies a batch's writes in the open transaction, after checking the run's lease.
+fn apply(
+    c: &mut Client,
+    n: &Names,
+    stream: &str,
+    run: &StreamRun,
+    ops: Vec<MergeWrite>,
+) -> Result<()> {
+    check_lease(c, n, run)?;
+    let mut segment = Segment::default();
+    let mut conflicts: Vec<ConflictRow> = Vec::new();
+    for op in ops {
+        match op {
+            MergeWrite::Entity { key, row, sent } => segment.add(key, row, sent),
+            MergeWrite::Conflicts(rows) => conflicts.extend(rows),
+            MergeWrite::Confirm(before) => {
+                // The sends before the confirmation name the run's row as it stands.
+                segment.write(c, n, stream, run)?;
+                match before {
+                    Some(m) => c.execute(
+                        &n.q("UPDATE {S}.merge_sends SET confirmed_before = GREATEST(confirmed_before, $4)
+                               WHERE project_id = $1 AND stream = $2 AND run_id = $3"),
+                        &[&n.project, &stream, &run.run_id, &n64(m)],
+                    )?,
+                    None => c.execute(
+                        &n.q("DELETE FROM {S}.merge_sends
+                               WHERE project_id = $1 AND stream = $2 AND run_id = $3"),
+                        &[&n.project, &stream, &run.run_id],
+                    )?,
+                };
+            }
+        }
+    }
+    segment.write(c, n, stream, run)?;
+    insert_conflicts(c, n, stream, &run.run_id, conflicts)
+}
+
+/// Appends conflict-log rows; their entry ids continue the project's log, handed out under a
+/// transaction-level lock so that two runs never take the same ones.
+fn insert_conflicts(
+    c: &mut Client,
+    n: &Names,
+    stream: &str,
+    run_id: &str,
+    rows: Vec<ConflictRow>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("dsm merge conflicts {} {}", n.schema, n.project)],
+    )?;
+    let last: Option<i64> = c
+        .query_opt(
+            &n.q(
+                "SELECT id + n FROM {S}.merge_conflicts WHERE project_id = $1
+                   ORDER BY id DESC LIMIT 1",
+            ),
+            &[&n.project],
+        )?
+        .map(|r| r.get(0));
+    let mut id = last.unwrap_or(1);
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut at = Vec::with_capacity(rows.len());
+    let mut counts = Vec::with_capacity(rows.len());
+    let mut fields = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(id);
+        id += row.n;
+        keys.push(row.key);
+        at.push(row.logged_at);
+        counts.push(row.n);
+        fields.push(row.fields);
+    }
+    c.execute(
+        &n.q("INSERT INTO {S}.merge_conflicts (project_id, id, stream, key, run_id, logged_at, n, fields)
+              SELECT $1, i, $2, k, $3, t, m, f
+                FROM unnest($4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::TEXT[])
+                     AS u(i, k, t, m, f)"),
+        &[
+            &n.project, &stream, &run_id, &ids, &keys, &at, &counts, &fields,
+        ],
+    )?;
+    Ok(())
+}
