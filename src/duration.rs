@@ -174,21 +174,20 @@ pub fn moment(text: &str, now: DateTime<Utc>) -> crate::error::Result<DateTime<U
         crate::error::Error::config(format!("`{text}` is not a time"))
             .hint("use a duration back from now (`30d`, `12h`, `45m`), a date or an RFC 3339 time")
     };
-    if text.ends_with(|c: char| c.is_ascii_alphabetic()) {
-        return match parse(text) {
-            Ok(d) => before(now, d).ok_or_else(bad),
-            Err(e) if e.reason == "longer than 100 years" => Err(e.into()),
-            Err(_) => Err(bad()),
-        };
-    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    if let Some(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(bad)
+    {
+        return Ok(day.and_utc());
+    }
+    match parse(text) {
+        Ok(d) => before(now, d).ok_or_else(bad),
+        Err(e) if e.reason == "longer than 100 years" => Err(e.into()),
+        Err(_) => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +289,11 @@ mod tests {
         assert_eq!(
             moment("2w", now).unwrap(),
             "2024-04-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            moment("2024-01-31T08:00:00Z", now).unwrap(),
+            "2024-01-31T08:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "a time in UTC ends in a letter and is still a time"
         );
         assert!(moment("2x", now).is_err());
         assert!(moment("99999999999999999999d", now).is_err());

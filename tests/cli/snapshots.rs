@@ -173,6 +173,9 @@ pub(crate) fn settings(p: &TestProject) -> insta::Settings {
     s.add_filter(r"(?m)\bdsm_[A-Za-z0-9_-]{43}$", "[TOKEN]");
     // Per-run scratch folders carry the pid.
     s.add_filter(r"dsm-run-\d+-", "dsm-run-[PID]-");
+    // A master key's id: random keys, random ids.
+    s.add_filter(r"\bid [0-9a-f]{16}\b", "id [KEY_ID]");
+    s.add_filter(r#""key_id": "[0-9a-f]{16}""#, r#""key_id": "[KEY_ID]""#);
     // Process ids and the host name in run records.
     s.add_filter(r#""pid": \d+"#, r#""pid": [PID]"#);
     s.add_filter(r"\bpid \d+", "pid [PID]");
