@@ -992,6 +992,28 @@ fn drive(
     }))
 }
 
+/// After taking over the lock of a holder whose process is gone (a dsm killed with -9 on this
+/// host): stops what is left of its plugins, so the flow never has two taps at once.
+fn stop_leftovers(gone: &store::LockHolder) {
+    let Some(run) = &gone.run_id else { return };
+    // Only a holder whose process is gone: a lease that merely expired may belong to a dsm
+    // that is paused, not dead, and stops its own plugins when it wakes (`lease lost`).
+    if !gone.stale
+        || gone.host != store::liveness::host_name()
+        || store::liveness::pid_alive(gone.pid)
+    {
+        return;
+    }
+    let n = crate::plugin::sys::kill_leftovers(crate::envvars::OWNER_RUN, run.as_str());
+    if n > 0 {
+        tracing::warn!(
+            run_id = %run,
+            processes = n,
+            "stopped the processes left behind by the run this one took the flow over from"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1044,27 +1066,5 @@ mod tests {
         assert!(tail.ends_with("[tap] line 04999 é\n"));
         std::fs::write(&path, "short\n").unwrap();
         assert_eq!(log_tail(&path).unwrap(), "short\n");
-    }
-}
-
-/// After taking over the lock of a holder whose process is gone (a dsm killed with -9 on this
-/// host): stops what is left of its plugins, so the flow never has two taps at once.
-fn stop_leftovers(gone: &store::LockHolder) {
-    let Some(run) = &gone.run_id else { return };
-    // Only a holder whose process is gone: a lease that merely expired may belong to a dsm
-    // that is paused, not dead, and stops its own plugins when it wakes (`lease lost`).
-    if !gone.stale
-        || gone.host != store::liveness::host_name()
-        || store::liveness::pid_alive(gone.pid)
-    {
-        return;
-    }
-    let n = crate::plugin::sys::kill_leftovers(crate::envvars::OWNER_RUN, run.as_str());
-    if n > 0 {
-        tracing::warn!(
-            run_id = %run,
-            processes = n,
-            "stopped the processes left behind by the run this one took the flow over from"
-        );
     }
 }

@@ -124,6 +124,12 @@ fn sample_once(root: u32, into: &mut Samples) {
             into.cmdlines.push(cmdline);
         }
         if pid != root && descends_from(pid, root) {
+            // A child between fork and exec is still a copy of dsm, with dsm's environment
+            // (what the user gave it): it is not a plugin yet.
+            let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+            if exe(pid).is_some() && exe(pid) == exe(root) {
+                continue;
+            }
             into.children.insert(pid);
             if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
                 into.environs.push((pid, environ));
