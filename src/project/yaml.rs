@@ -148,13 +148,25 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
             pos: Pos { line: 1, column: 1 },
         });
     }
-    // YAML 1.2 booleans only, as Meltano's reader: `yes`, `no`, `on`, `n` stay strings.
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    // An alias bomb (each anchor repeating the one before) stops after this many replayed
-    // events, before the node budget: a real meltano.yml replays a few hundred (`<<: *base`).
-    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
-    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
+    // The deserializer recurses about ten frames per level of nesting, up to the budget's depth
+    // (64): more than the 2 MiB stack of a test thread or a blocking thread of `dsm serve` holds
+    // in a debug build. It runs on a thread of its own with room for it.
+    let parsed = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("dsm-yaml".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || {
+                serde_saphyr::from_str_with_options::<Node>(text, serde_saphyr_options())
+            })
+            .map(|thread| thread.join())
+    });
+    let parsed = match parsed {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread to be had (the process is out of threads or memory): parse here.
+        Err(_) => serde_saphyr::from_str_with_options::<Node>(text, serde_saphyr_options()),
+    };
+    parsed.map_err(|e| {
         let pos = e.location().map(|l| Pos {
             line: l.line(),
             column: l.column(),
@@ -167,6 +179,20 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
             pos: pos.filter(|p| p.line > 0),
         }
     })
+}
+
+/// The stack of the thread that parses a document: what the deepest document the budget allows
+/// needs, many times over (reserved, not used, by a shallow one).
+const PARSE_STACK: usize = 64 << 20;
+
+fn serde_saphyr_options() -> serde_saphyr::Options {
+    // YAML 1.2 booleans only, as Meltano's reader: `yes`, `no`, `on`, `n` stay strings.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    // An alias bomb (each anchor repeating the one before) stops after this many replayed
+    // events, before the node budget: a real meltano.yml replays a few hundred (`<<: *base`).
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
+    options
 }
 
 /// The parser's reason in the project's words: without its own `error: line L column C:`
