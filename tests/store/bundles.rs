@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::parsed;
 use crate::pg::TestDb;
 
 const PASSPHRASE: &str = "correct horse battery\n";
@@ -60,10 +61,6 @@ fn ok(dir: &Path, uri: Option<&str>, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn parsed(text: &str) -> Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// What a project's store holds, as the commands show it.

@@ -91,6 +91,11 @@ impl TestProject {
     }
 }
 
+/// A command's stdout as JSON, or a failure that shows the text.
+pub fn parsed(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
 /// Removes inherited variables that would change what dsm or Meltano does.
 pub fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {

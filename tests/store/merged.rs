@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::parsed;
 use dsm::merge::{MergedStream, Resolver, RunContext};
 use dsm::store::merged::{ConflictFilter, MergeRunStats, MergedDb, MergedTables, ResolverStats};
 
@@ -525,10 +526,6 @@ fn dsm_at(dir: &std::path::Path, uri: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn parsed(text: &str) -> Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// The bundled merged example on a PostgreSQL store: run twice (the second run finds every key

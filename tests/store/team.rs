@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::clean_env;
 use crate::pg::TestDb;
+use crate::{clean_env, parsed as json};
 
 /// A copy of a project with built-in plugins (`tap-csv` into `target-jsonl`).
 pub(crate) struct Copy {
@@ -105,10 +105,6 @@ plugins:
         );
         String::from_utf8(out.stdout).unwrap()
     }
-}
-
-pub(crate) fn json(text: &str) -> Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 #[test]

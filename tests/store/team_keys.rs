@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::parsed as json;
 use crate::pg::TestDb;
-use crate::team::{Copy, json};
+use crate::team::Copy;
 
 fn key_file(copy: &Copy) -> PathBuf {
     copy.path().join(".test-config/dsm/keys/keys-team.key")
