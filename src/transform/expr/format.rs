@@ -519,14 +519,19 @@ fn decimal_fixed(text: &str, percent: bool, precision: usize) -> Option<(String,
         }
     }
     let p = precision;
-    while digits.len() <= p {
-        digits.insert(0, 0);
+    if digits.len() <= p {
+        let mut padded = vec![0; p + 1 - digits.len()];
+        padded.extend_from_slice(&digits);
+        digits = padded;
     }
     let split = digits.len() - p;
-    let mut int_digits: Vec<u8> = digits[..split].to_vec();
-    while int_digits.len() > 1 && int_digits[0] == 0 {
-        int_digits.remove(0);
-    }
+    let int_digits = &digits[..split];
+    let leading_zeros = int_digits
+        .iter()
+        .take(int_digits.len() - 1)
+        .take_while(|&&d| d == 0)
+        .count();
+    let int_digits = &int_digits[leading_zeros..];
     let mut out: String = int_digits.iter().map(|d| char::from(b'0' + d)).collect();
     if p > 0 {
         out.push('.');
@@ -580,25 +585,44 @@ fn finish_digits(
     let head = format!("{sign}{prefix}");
     let zero_pad = s.fill.is_none() && s.align.is_none() && s.zero
         || s.fill == Some('0') && s.align == Some('=');
-    let mut digits = int_digits.to_owned();
     if zero_pad {
-        loop {
-            let len = head.chars().count()
-                + grouped(&digits, s.grouping, group).chars().count()
-                + rest.chars().count();
-            if len >= s.width {
-                break;
-            }
-            digits.insert(0, '0');
-        }
+        // The fewest digits whose grouped text fills the width: computed, not found by adding
+        // one zero at a time (that was quadratic in the width, minutes for a width of 2 million).
+        let room = s
+            .width
+            .saturating_sub(head.chars().count() + rest.chars().count());
+        let count = zero_padded_digits(int_digits.len(), room, s.grouping.map(|_| group));
+        let mut digits = "0".repeat(count - int_digits.len());
+        digits.push_str(int_digits);
         return Ok(format!(
             "{head}{}{rest}",
             grouped(&digits, s.grouping, group)
         ));
     }
-    let body = format!("{}{rest}", grouped(&digits, s.grouping, group));
+    let body = format!("{}{rest}", grouped(int_digits, s.grouping, group));
     let fill = s.fill.unwrap_or(' ');
     Ok(pad(&body, &head, s.width, fill, s.align.unwrap_or('>')))
+}
+
+/// How many digits (at least `len`) fill `room` characters once grouped in threes (or fours)
+/// with a separator each: the least `n` with `n + (n - 1) / group >= room`.
+fn zero_padded_digits(len: usize, room: usize, group: Option<usize>) -> usize {
+    let shown = |n: usize| match group {
+        Some(g) if n > 0 => n + (n - 1) / g,
+        _ => n,
+    };
+    let mut n = match group {
+        Some(g) => room - room.saturating_sub(1) / (g + 1),
+        None => room,
+    };
+    // The estimate is exact; the two loops only guard it and run at most once or twice.
+    while n > 0 && shown(n - 1) >= room {
+        n -= 1;
+    }
+    while shown(n) < room {
+        n += 1;
+    }
+    n.max(len)
 }
 
 fn grouped(digits: &str, sep: Option<char>, group: usize) -> String {
@@ -657,5 +681,32 @@ mod tests {
         assert!(fstring_pieces("{a").is_err());
         assert!(fstring_pieces("{a:{w}}").is_err());
         assert!(fstring_pieces("{a!x}").is_err());
+    }
+
+    #[test]
+    fn zero_padding_digits_match_adding_one_zero_at_a_time() {
+        // The slow way this replaced, as the reference.
+        let slow = |len: usize, room: usize, group: Option<usize>| {
+            let shown = |n: usize| match group {
+                Some(g) if n > 0 => n + (n - 1) / g,
+                _ => n,
+            };
+            let mut n = len;
+            while shown(n) < room {
+                n += 1;
+            }
+            n
+        };
+        for group in [None, Some(3), Some(4)] {
+            for len in 1..6 {
+                for room in 0..60 {
+                    assert_eq!(
+                        zero_padded_digits(len, room, group),
+                        slow(len, room, group),
+                        "len {len}, room {room}, group {group:?}"
+                    );
+                }
+            }
+        }
     }
 }

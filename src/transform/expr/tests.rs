@@ -251,11 +251,88 @@ fn hostile_expressions_hit_limits_instead_of_hanging() {
         "[[j for j in range(2000)] for i in range(2000)]",
         "len('ab' * 4000000 + 'ab' * 4000000 + 'ab' * 4000000)",
         "[x * 1000000 for x in ['a'] * 100]",
+        // Copies count like what is built: a name read, a repeated or joined list, an item.
+        "[s for s in ['a' * 8000000] for i in range(400000)]",
+        "['a' * 8000000] * 1000",
+        "len(['a' * 6000000] + ['b' * 6000000] + ['c'])",
+        "[l[0] for l in [['a' * 6000000]] for i in range(400000)]",
+        "[t for t in [('a' * 6000000,)] for i in range(10)]",
+        // Reading a large value over and over is charged by its size.
+        "[('a' * 10000000).count('b') for i in range(1)] and [c for c in [('x' * 9000000)] for i in range(3)]",
     ] {
         match run(src, json!({})) {
             Err(EvalError::Limit(_)) => {}
             other => panic!("{src}: expected a limit error, got {other:?}"),
         }
+    }
+}
+
+/// Operations that read a large value without copying it (a count, a comparison, `in`, an
+/// index) are charged a step for every 256 bytes they read: repeating them over a large field of the
+/// record ends at the step limit rather than scanning gigabytes.
+#[test]
+fn reading_large_values_over_and_over_hits_the_step_limit() {
+    let big = json!({"name": "a".repeat(1_000_000), "tags": vec!["x"; 50_000]});
+    for src in [
+        "[name.count('b') for i in range(100000)]",
+        "[name == name for i in range(100000)]",
+        "['y' in tags for i in range(100000)]",
+        "['b' in name for i in range(100000)]",
+        "[name[-1] for i in range(100000)]",
+        "[len(name) for i in range(100000)]",
+    ] {
+        match run(src, big.clone()) {
+            Err(EvalError::Limit(m)) => assert!(m.contains("steps"), "{src}: {m}"),
+            other => panic!("{src}: expected the step limit, got {other:?}"),
+        }
+    }
+    // The same operations on a small record stay far from it.
+    let small = json!({"name": "ada", "tags": ["x"]});
+    assert_eq!(
+        run(
+            "[name.count('a') + len(name) for i in range(1000)][-1]",
+            small
+        )
+        .unwrap(),
+        json!(5)
+    );
+}
+
+/// Format specs with widths and precisions near the allocation limit end in well under a second.
+/// The first is a fuzzer's find: zero padding added one digit at a time and regrouped the number
+/// each time, which took minutes for a width of two million. The test fails by not finishing
+/// (the bound is a hang detector, two orders of magnitude above the time it takes in a debug
+/// build, not a speed check).
+#[test]
+fn wide_format_specs_end_without_quadratic_padding() {
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let r = json!({"id": 7, "amount": 19.99});
+        let mut amount = json!({});
+        amount["d"] = serde_json::from_str("-12.5").unwrap();
+        // Lengths as CPython gives them (grouped zero padding can overshoot the width by one).
+        for (src, len) in [
+            ("f'{000: 00002163586}'", 2_163_586),
+            ("f'{id:02000000,}'", 2_000_001),
+            ("f'{-id:=02000000_x}'", 2_000_000),
+            ("f'{amount:02000000.3f}'", 2_000_000),
+            ("f'{id:>2000000}'", 2_000_000),
+        ] {
+            let out = run(src, r.clone()).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+            assert_eq!(out.as_str().map(str::len), Some(len), "{src}");
+        }
+        let out = run("f'{d:.2000000f}'", amount).unwrap();
+        assert_eq!(out.as_str().map(str::len), Some(2_000_004));
+        assert!(out.as_str().unwrap().starts_with("-12.5000"));
+        done.send(()).unwrap();
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The worker panicked: report its assertion.
+            std::panic::resume_unwind(worker.join().unwrap_err())
+        }
+        Err(timeout) => panic!("formatting wide specs did not finish in 120 s ({timeout})"),
     }
 }
 

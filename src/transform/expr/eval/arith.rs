@@ -22,21 +22,28 @@ impl<'c, 'a> Interp<'c, 'a> {
                 self.charge(s.len().saturating_mul(n))?;
                 Ok(Py::Str(Cow::Owned(s.repeat(n))))
             }
-            (BinOp::Add, Py::Tuple(a), Py::Tuple(b)) => {
-                self.charge((a.len() + b.len()) * 16)?;
+            // Joined and repeated sequences copy their items: what the copies own is charged
+            // before they are made.
+            (BinOp::Add, Py::Tuple(_), Py::Tuple(_)) => {
+                let (Py::Tuple(a), Py::Tuple(b)) = (&l, &r) else {
+                    unreachable!("matched as tuples")
+                };
+                self.charge(size_of(&l, true).saturating_add(size_of(&r, true)))?;
                 Ok(Py::Tuple(a.iter().chain(b).cloned().collect()))
             }
-            (BinOp::Add, _, _) if seq(&l).is_some() && seq(&r).is_some() => {
+            (BinOp::Add, Py::List(_) | Py::JArr(_), Py::List(_) | Py::JArr(_)) => {
+                self.charge(size_of(&l, true).saturating_add(size_of(&r, true)))?;
+                self.charge((seq_len(&l) + seq_len(&r)) * 16)?;
                 let mut a = seq(&l).expect("checked");
                 let b = seq(&r).expect("checked");
-                self.charge((a.len() + b.len()) * 16)?;
                 a.extend(b);
                 Ok(Py::List(a))
             }
-            (BinOp::Mul, _, Py::Int(n)) if seq(&l).is_some() => {
-                let a = seq(&l).expect("checked");
+            (BinOp::Mul, Py::List(_) | Py::JArr(_), Py::Int(n)) => {
                 let n = (*n).max(0) as usize;
-                self.charge(a.len().saturating_mul(n).saturating_mul(16))?;
+                self.charge(size_of(&l, true).saturating_mul(n))?;
+                self.charge(seq_len(&l).saturating_mul(n).saturating_mul(16))?;
+                let a = seq(&l).expect("checked");
                 Ok(Py::List(
                     a.iter().cycle().take(a.len() * n).cloned().collect(),
                 ))

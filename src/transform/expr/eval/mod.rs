@@ -82,6 +82,30 @@ impl<'c, 'a> Interp<'c, 'a> {
         Ok(())
     }
 
+    /// Charges reading the values an operation takes: a step for every 256 bytes they hold.
+    /// Repeating a cheap-looking operation on large values (a count, a comparison, an `in`)
+    /// then runs into the step limit instead of running for minutes: the limit also caps
+    /// what one evaluation reads, at about 256 MiB.
+    fn read<'v>(&mut self, values: impl IntoIterator<Item = &'v Py<'a>>) -> Result<(), EvalError>
+    where
+        'a: 'v,
+    {
+        let bytes = values
+            .into_iter()
+            .fold(0usize, |n, v| n.saturating_add(size_of(v, false)));
+        self.steps = self.steps.saturating_add((bytes / 256) as u64);
+        self.step()
+    }
+
+    /// Charges what the value of an operation owns as allocated: a name read, an item taken
+    /// from a list or the result of a call copy what they return, and what is copied counts
+    /// against the allocation limit like what is built (charging a result built by a call
+    /// twice is the price of charging every copy once).
+    fn owned(&mut self, v: Py<'a>) -> Result<Py<'a>, EvalError> {
+        self.charge(size_of(&v, true))?;
+        Ok(v)
+    }
+
     fn string(&mut self, s: String) -> Result<Py<'a>, EvalError> {
         self.charge(s.len())?;
         Ok(Py::Str(Cow::Owned(s)))
@@ -103,94 +127,23 @@ impl<'c, 'a> Interp<'c, 'a> {
                 None => return Err(EvalError::NameNotDefined(p.clone())),
             },
             Node::Global(g) => self.global(*g)?,
-            Node::Local(i) => self.locals[*i].clone(),
+            Node::Local(i) => {
+                self.charge(size_of(&self.locals[*i], true))?;
+                self.locals[*i].clone()
+            }
             Node::Attr(obj, name) => {
                 let o = self.eval(obj)?;
                 self.attr(o, name)?
             }
-            Node::Call(f, args, kwargs) => {
-                let mut a = Vec::with_capacity(args.len());
-                let target = if let Node::Attr(obj, name) = f.as_ref() {
-                    let o = self.eval(obj)?;
-                    if matches!(o, Py::Global(g) if g != Global::Fake) {
-                        Err(self.attr(o, name)?)
-                    } else {
-                        Ok((o, name))
-                    }
-                } else {
-                    Err(self.eval(f)?)
-                };
-                for x in args {
-                    a.push(self.eval(x)?);
-                }
-                let mut kw = Vec::with_capacity(kwargs.len());
-                for (k, x) in kwargs {
-                    kw.push((k.as_str(), self.eval(x)?));
-                }
-                match target {
-                    Ok((obj, name)) => self.method(obj, name, a, kw)?,
-                    Err(Py::Global(g)) => self.call(g, a, kw)?,
-                    Err(other) => {
-                        return fail(format!("'{}' object is not callable", other.type_name()));
-                    }
-                }
-            }
+            Node::Call(f, args, kwargs) => self.call_node(f, args, kwargs)?,
             Node::Index(obj, idx) => {
                 let o = self.eval(obj)?;
                 let i = self.eval(idx)?;
-                self.index(o, i)?
+                self.read([&o])?;
+                let out = self.index(o, i)?;
+                self.owned(out)?
             }
-            Node::Slice(obj, parts) => {
-                let o = self.eval(obj)?;
-                let mut bounds = [None, None, None];
-                for (b, p) in bounds.iter_mut().zip(parts) {
-                    if let Some(p) = p {
-                        match self.eval(p)? {
-                            Py::None => {}
-                            Py::Int(i) => *b = Some(i),
-                            other => {
-                                return fail(format!(
-                                    "slice indices must be integers, not {}",
-                                    other.type_name()
-                                ));
-                            }
-                        }
-                    }
-                }
-                let step = bounds[2].unwrap_or(1);
-                if step == 0 {
-                    return fail("slice step cannot be zero");
-                }
-                match o {
-                    Py::Str(s) => {
-                        let chars: Vec<char> = s.chars().collect();
-                        let out: String = slice_indices(chars.len(), bounds[0], bounds[1], step)
-                            .into_iter()
-                            .map(|i| chars[i])
-                            .collect();
-                        self.string(out)?
-                    }
-                    Py::Tuple(t) => Py::Tuple(
-                        slice_indices(t.len(), bounds[0], bounds[1], step)
-                            .into_iter()
-                            .map(|i| t[i].clone())
-                            .collect(),
-                    ),
-                    other => match seq(&other) {
-                        Some(items) => {
-                            let idx = slice_indices(items.len(), bounds[0], bounds[1], step);
-                            self.charge(idx.len() * 16)?;
-                            Py::List(idx.into_iter().map(|i| items[i].clone()).collect())
-                        }
-                        None => {
-                            return fail(format!(
-                                "'{}' object is not subscriptable",
-                                other.type_name()
-                            ));
-                        }
-                    },
-                }
-            }
+            Node::Slice(obj, parts) => self.slice_node(obj, parts)?,
             Node::Neg(x) => match self.eval(x)? {
                 Py::Bool(b) => Py::Int(-i64::from(b)),
                 Py::Delta(d) => Py::Delta(delta::checked(-i128::from(d))?),
@@ -229,12 +182,15 @@ impl<'c, 'a> Interp<'c, 'a> {
             Node::Bin(op, a, b) => {
                 let l = self.eval(a)?;
                 let r = self.eval(b)?;
-                self.binop(*op, l, r)?
+                self.read([&l, &r])?;
+                let out = self.binop(*op, l, r)?;
+                self.owned(out)?
             }
             Node::Cmp(first, rest) => {
                 let mut left = self.eval(first)?;
                 for (op, n) in rest {
                     let right = self.eval(n)?;
+                    self.read([&left, &right])?;
                     if !self.compare(*op, &left, &right)? {
                         return Ok(Py::Bool(false));
                     }
@@ -285,6 +241,104 @@ impl<'c, 'a> Interp<'c, 'a> {
                 Py::Dict(d)
             }
         })
+    }
+
+    // The arms of `eval` with many locals live in functions of their own, so the frame every
+    // level of a deep tree takes stays small (see MAX_HEIGHT).
+    #[inline(never)]
+    fn call_node(
+        &mut self,
+        f: &'a Node,
+        args: &'a [Node],
+        kwargs: &'a [(String, Node)],
+    ) -> Result<Py<'a>, EvalError> {
+        let mut a = Vec::with_capacity(args.len());
+        let target = if let Node::Attr(obj, name) = f {
+            let o = self.eval(obj)?;
+            if matches!(o, Py::Global(g) if g != Global::Fake) {
+                Err(self.attr(o, name)?)
+            } else {
+                Ok((o, name))
+            }
+        } else {
+            Err(self.eval(f)?)
+        };
+        for x in args {
+            a.push(self.eval(x)?);
+        }
+        let mut kw = Vec::with_capacity(kwargs.len());
+        for (k, x) in kwargs {
+            kw.push((k.as_str(), self.eval(x)?));
+        }
+        let receiver = target.as_ref().ok().map(|(obj, _)| obj);
+        self.read(receiver.into_iter().chain(&a))?;
+        let out = match target {
+            Ok((obj, name)) => self.method(obj, name, a, kw)?,
+            Err(Py::Global(g)) => self.call(g, a, kw)?,
+            Err(other) => {
+                return fail(format!("'{}' object is not callable", other.type_name()));
+            }
+        };
+        self.owned(out)
+    }
+
+    #[inline(never)]
+    fn slice_node(
+        &mut self,
+        obj: &'a Node,
+        parts: &'a [Option<Box<Node>>; 3],
+    ) -> Result<Py<'a>, EvalError> {
+        let o = self.eval(obj)?;
+        let mut bounds = [None, None, None];
+        for (b, p) in bounds.iter_mut().zip(parts) {
+            if let Some(p) = p {
+                match self.eval(p)? {
+                    Py::None => {}
+                    Py::Int(i) => *b = Some(i),
+                    other => {
+                        return fail(format!(
+                            "slice indices must be integers, not {}",
+                            other.type_name()
+                        ));
+                    }
+                }
+            }
+        }
+        let step = bounds[2].unwrap_or(1);
+        if step == 0 {
+            return fail("slice step cannot be zero");
+        }
+        self.read([&o])?;
+        let out = match o {
+            Py::Str(s) => {
+                let chars: Vec<char> = s.chars().collect();
+                let out: String = slice_indices(chars.len(), bounds[0], bounds[1], step)
+                    .into_iter()
+                    .map(|i| chars[i])
+                    .collect();
+                self.string(out)?
+            }
+            Py::Tuple(t) => Py::Tuple(
+                slice_indices(t.len(), bounds[0], bounds[1], step)
+                    .into_iter()
+                    .map(|i| t[i].clone())
+                    .collect(),
+            ),
+            other => match seq(&other) {
+                Some(items) => {
+                    let idx = slice_indices(items.len(), bounds[0], bounds[1], step);
+                    self.charge(idx.len() * 16)?;
+                    Py::List(idx.into_iter().map(|i| items[i].clone()).collect())
+                }
+                None => {
+                    return fail(format!(
+                        "'{}' object is not subscriptable",
+                        other.type_name()
+                    ));
+                }
+            },
+        };
+        self.owned(out)
     }
 
     fn comprehension(

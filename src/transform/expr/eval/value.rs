@@ -227,6 +227,37 @@ impl<'a> Py<'a> {
     }
 }
 
+/// The bytes a value takes, counted through lists, tuples and dicts (16 bytes an item, 32 an
+/// entry, plus strings' lengths). With `owned_only`, only what a clone copies: text borrowed
+/// from the record and the record's own arrays and objects count nothing. Otherwise also the
+/// record data an operation on the value may read: its strings' lengths, and its arrays and
+/// objects by their item count alone (the time to count stays constant for the lookups most
+/// expressions make in `record`; a record's size is bounded by the line limit).
+pub(super) fn size_of(v: &Py<'_>, owned_only: bool) -> usize {
+    match v {
+        Py::Str(Cow::Owned(s)) | Py::Dec(Cow::Owned(s)) => s.len(),
+        Py::Str(Cow::Borrowed(s)) | Py::Dec(Cow::Borrowed(s)) if !owned_only => s.len(),
+        Py::List(l) | Py::Tuple(l) => l
+            .iter()
+            .fold(16 * l.len(), |n, x| n.saturating_add(size_of(x, owned_only))),
+        Py::Dict(d) => d.iter().fold(32 * d.len(), |n, (k, x)| {
+            n.saturating_add(key_size(k))
+                .saturating_add(size_of(x, owned_only))
+        }),
+        Py::JArr(a) if !owned_only => 16 * a.len(),
+        Py::JObj(o) if !owned_only => 32 * o.len(),
+        _ => 0,
+    }
+}
+
+fn key_size(k: &Key) -> usize {
+    match k {
+        Key::Str(s) => s.len(),
+        Key::Tuple(t) => t.iter().fold(16 * t.len(), |n, k| n.saturating_add(key_size(k))),
+        _ => 0,
+    }
+}
+
 /// Python's `str()`.
 pub(super) fn py_str(v: &Py<'_>) -> String {
     match v {
@@ -385,6 +416,15 @@ pub(super) fn num_cmp(x: &Num, y: &Num) -> Option<Ordering> {
             _ => as_f64(x.clone()).partial_cmp(&as_f64(y.clone())),
         },
         _ => as_f64(x.clone()).partial_cmp(&as_f64(y.clone())),
+    }
+}
+
+/// The number of items of a list or a record's array (0 for anything else).
+pub(super) fn seq_len(v: &Py<'_>) -> usize {
+    match v {
+        Py::List(l) => l.len(),
+        Py::JArr(a) => a.len(),
+        _ => 0,
     }
 }
 
