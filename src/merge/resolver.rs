@@ -268,6 +268,43 @@ impl Resolver {
         Ok(out)
     }
 
+    /// Says which records of `source` (source field names) [`Self::resolve`] is about to take,
+    /// so the stored rows of their keys are read in one go (one round trip to a PostgreSQL
+    /// store instead of one a record). Changes nothing but speed.
+    pub fn prefetch<'r>(
+        &mut self,
+        source: &str,
+        records: impl IntoIterator<Item = &'r Map<String, Value>>,
+    ) -> Result<(), MergeError> {
+        let Some(src) = self.decl.source(source) else {
+            // `resolve` reports it.
+            return Ok(());
+        };
+        let keys: Vec<String> = records
+            .into_iter()
+            .filter_map(|record| {
+                key_text(&self.key, |name| {
+                    if src.fields.is_empty() {
+                        record.get(name)
+                    } else {
+                        // What renaming the fields leaves under `name`: the last field that
+                        // maps to it, as collecting the renamed fields keeps.
+                        record
+                            .iter()
+                            .rev()
+                            .find(|(field, _)| src.common_name(field) == name)
+                            .map(|(_, v)| v)
+                    }
+                })
+                .ok()
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        Ok(self.db.prefetch(&keys)?)
+    }
+
     /// Takes one record of `source` (source field names) and returns the merged record to send
     /// when the key's resolved value changed.
     pub fn resolve(
@@ -297,16 +334,13 @@ impl Resolver {
         if self.opened.is_none() {
             self.opened = Some(Instant::now());
         }
-        let missing = self
-            .key
-            .iter()
-            .find(|k| mapped.get(*k).is_none_or(Value::is_null))
-            .cloned();
-        if let Some(k) = missing {
-            return self.null_key(source, &k, mapped).map(|()| None);
-        }
-        let key_values: Vec<&Value> = self.key.iter().map(|k| &mapped[k]).collect();
-        let key = serde_json::to_string(&key_values).expect("JSON values serialise");
+        let key = match key_text(&self.key, |k| mapped.get(k)) {
+            Ok(key) => key,
+            Err(k) => {
+                let k = k.to_owned();
+                return self.null_key(source, &k, mapped).map(|()| None);
+            }
+        };
 
         let arrival = self
             .arrival(time_extracted)
@@ -660,6 +694,22 @@ enum Previous {
 
 /// Whether two records have the same fields in the same order with equal values: what their
 /// JSON texts being equal means.
+/// The text a key is stored under: the JSON array of the key fields' values (common names,
+/// read through `get`). `Err` names the first key field that is missing or null.
+fn key_text<'k, 'v>(
+    key: &'k [String],
+    get: impl Fn(&str) -> Option<&'v Value>,
+) -> Result<String, &'k str> {
+    let mut values = Vec::with_capacity(key.len());
+    for k in key {
+        match get(k) {
+            Some(v) if !v.is_null() => values.push(v),
+            _ => return Err(k),
+        }
+    }
+    Ok(serde_json::to_string(&values).expect("JSON values serialise"))
+}
+
 fn same_fields(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }

@@ -15,7 +15,7 @@ use super::MergeError;
 use super::stage::MergeStage;
 use crate::singer::Message;
 use crate::store::merged::{MergeRunStats, MergedTables};
-use crate::transform::{Transform, TransformError};
+use crate::transform::{LinesMapped, Transform, TransformError};
 
 /// How many extractor STATE values are remembered while waiting for the loader to echo one.
 /// Older ones are forgotten: their records then wait for a later STATE or the end of the run
@@ -162,6 +162,41 @@ impl Transform for MergeTransform {
         Ok(())
     }
 
+    // Runs of record lines go to the one stage a stream feeds (a stream feeding several takes
+    // the full path, which copies each record).
+    fn maps_record_lines(&self, stream: &str) -> bool {
+        let inner = self.run.lock();
+        let mut feeding = inner.stages.iter().filter(|s| s.source_stream() == stream);
+        matches!((feeding.next(), feeding.next()), (Some(s), None) if s.maps_record_lines(stream))
+    }
+
+    fn apply_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[std::ops::Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        let mut inner = self.run.lock();
+        let feeding: Vec<usize> = inner
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.source_stream() == stream)
+            .map(|(i, _)| i)
+            .collect();
+        let [only] = feeding[..] else {
+            return LinesMapped::default();
+        };
+        if let Err(e) = inner.switch_to(only) {
+            return LinesMapped {
+                done: 0,
+                error: Some(e.into()),
+            };
+        }
+        inner.stages[only].apply_record_lines(stream, buf, lines, out)
+    }
+
     fn on_state(&mut self, state: &Value) -> Result<(), TransformError> {
         let mut inner = self.run.lock();
         inner.mark += 1;
@@ -293,5 +328,77 @@ mod tests {
             "a run that ends well confirms all"
         );
         assert_eq!(conn.run_stats("r2").unwrap(), stats);
+    }
+
+    /// A run of record lines gives, byte for byte, what the records one by one give; the run
+    /// stops (for the full path) at a line of another stream or a bad line, and a failing
+    /// record is reported at its own line with the output before it kept.
+    #[test]
+    fn a_run_of_record_lines_resolves_as_records_one_by_one() {
+        let schema = json!({"type": "SCHEMA", "stream": "s", "key_properties": ["id"],
+            "schema": {"properties": {"id": {"type": "integer"}, "v": {"type": "integer"}}}});
+        let texts: Vec<String> = [1, 2, 1, 3, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"type": "RECORD", "stream": "s", "record": {"id": id, "v": i}}).to_string()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+
+        // One by one.
+        let one = stage(&dir.path().join("one.db"), "r1");
+        let mut t = one.transform();
+        let mut messages = Vec::new();
+        t.apply(line(schema.clone()), &mut messages).unwrap();
+        messages.clear();
+        for text in &texts {
+            t.apply(Message::parse(text.as_bytes()).unwrap(), &mut messages)
+                .unwrap();
+        }
+        t.finish().unwrap();
+        let mut expected = Vec::new();
+        for m in &messages {
+            m.write_line(&mut expected);
+            expected.push(b'\n');
+        }
+
+        // As a run, with a line of another stream and a bad line after the fifth.
+        let two = stage(&dir.path().join("two.db"), "r1");
+        let mut t = two.transform();
+        assert!(!t.maps_record_lines("s"), "not before the SCHEMA");
+        t.apply(line(schema), &mut Vec::new()).unwrap();
+        assert!(t.maps_record_lines("s") && !t.maps_record_lines("other"));
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        let tail = [
+            r#"{"type":"RECORD","stream":"other","record":{"id":1}}"#.to_owned(),
+            r#"{"type":"RECORD","stream":"s","record":{"v":1}}"#.to_owned(),
+        ];
+        for text in texts.iter().chain(&tail) {
+            let start = buf.len();
+            buf.extend_from_slice(text.as_bytes());
+            ranges.push(start..buf.len());
+            buf.push(b'\n');
+        }
+        let mut out = Vec::new();
+        let mapped = t.apply_record_lines("s", &buf, &ranges, &mut out);
+        assert_eq!((mapped.done, mapped.error.is_none()), (5, true));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+        t.finish().unwrap();
+        assert_eq!(
+            unconfirmed(&dir.path().join("one.db")),
+            unconfirmed(&dir.path().join("two.db"))
+        );
+
+        // A record without its key under the default rule fails at its own line.
+        let mut out = b"kept".to_vec();
+        let mapped = t.apply_record_lines("s", &buf, &ranges[6..], &mut out);
+        assert_eq!(mapped.done, 0);
+        assert!(mapped.error.is_some(), "a record without a key");
+        assert_eq!(out, b"kept");
     }
 }

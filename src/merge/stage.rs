@@ -10,7 +10,7 @@ use super::resolver::{Resolver, ResolverStats, RunContext};
 use crate::singer::Message;
 use crate::singer::message::{RecordMessage, SchemaMessage};
 use crate::store::merged::MergedTables;
-use crate::transform::{Transform, TransformError};
+use crate::transform::{LinesMapped, Transform, TransformError};
 
 /// Resolves one source's records into a merged stream (see the [`Transform`] impl).
 #[derive(Debug)]
@@ -236,5 +236,51 @@ impl Transform for MergeStage {
             other => out.push(other),
         }
         Ok(())
+    }
+
+    // A run of record lines is parsed first, so the stored rows of all their keys are read in
+    // one go (see [`Resolver::prefetch`]); each is then resolved as `apply` would.
+    fn maps_record_lines(&self, stream: &str) -> bool {
+        stream == self.source_stream && self.resolver.is_some()
+    }
+
+    fn apply_record_lines(
+        &mut self,
+        stream: &str,
+        buf: &[u8],
+        lines: &[std::ops::Range<usize>],
+        out: &mut Vec<u8>,
+    ) -> LinesMapped {
+        if !self.maps_record_lines(stream) {
+            return LinesMapped::default();
+        }
+        // Lines that are not a RECORD of this stream (or not valid) end the run here: the
+        // full path takes them with its own errors.
+        let records: Vec<RecordMessage> = lines
+            .iter()
+            .map_while(|r| match Message::parse(&buf[r.clone()]) {
+                Ok(Message::Record(record)) if record.stream == self.source_stream => Some(record),
+                _ => None,
+            })
+            .collect();
+        let Some(resolver) = self.resolver.as_mut() else {
+            return LinesMapped::default();
+        };
+        if let Err(e) = resolver.prefetch(&self.source, records.iter().map(|r| &r.record)) {
+            return LinesMapped {
+                done: 0,
+                error: Some(e.into()),
+            };
+        }
+        let parsed = records.len();
+        let mut records = records.into_iter();
+        LinesMapped::each(parsed, out, |_, out| {
+            let record = records.next().expect("one record a parsed line");
+            if let Some(merged) = self.on_record(record)? {
+                Message::Record(merged).write_line(out);
+                out.push(b'\n');
+            }
+            Ok(true)
+        })
     }
 }

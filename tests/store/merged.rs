@@ -77,6 +77,7 @@ run_merged_contract!(
     super::Sqlite,
     [
         three_overlapping_sources_resolve_and_log_their_conflicts,
+        reading_keys_ahead_changes_nothing_but_speed,
         replaying_emits_nothing_and_another_connection_sees_the_same_table,
         a_dropped_batch_rolls_back_and_unconfirmed_sends_go_again,
         the_conflict_log_filters_counts_and_prunes,
@@ -89,6 +90,7 @@ run_merged_contract!(
     super::Postgres,
     [
         three_overlapping_sources_resolve_and_log_their_conflicts,
+        reading_keys_ahead_changes_nothing_but_speed,
         replaying_emits_nothing_and_another_connection_sees_the_same_table,
         a_dropped_batch_rolls_back_and_unconfirmed_sends_go_again,
         the_conflict_log_filters_counts_and_prunes,
@@ -426,6 +428,144 @@ pub fn run_counts_round_trip(b: &dyn MergedBackend) {
 }
 
 /// On a shared store a resolver's batch commits only while its run holds the flow's lease.
+/// Feeds `items` as a run of record lines is fed: each source's consecutive records are
+/// announced with [`Resolver::prefetch`] first, then resolved one by one.
+fn feed_ahead(
+    r: &mut Resolver,
+    items: &[Input],
+    out: &mut BTreeMap<String, Map<String, Value>>,
+) -> usize {
+    let mut emitted = 0;
+    for group in items.chunk_by(|a, b| a.0 == b.0) {
+        let records: Vec<Map<String, Value>> = group
+            .iter()
+            .map(|(_, record, _)| record.as_object().unwrap().clone())
+            .collect();
+        r.prefetch(group[0].0, &records).unwrap();
+        for ((source, _, time), rec) in group.iter().zip(records) {
+            if let Some(o) = r.resolve(source, rec, Some(time)).unwrap() {
+                out.insert(o["id"].to_string(), o);
+                emitted += 1;
+            }
+        }
+    }
+    r.flush().unwrap();
+    emitted
+}
+
+/// Issue 23: reading a run's keys ahead (one query on PostgreSQL) resolves exactly as reading
+/// them one by one: the same records sent, table, quarantine and conflict log, run after run.
+pub fn reading_keys_ahead_changes_nothing_but_speed(b: &dyn MergedBackend) {
+    let (one, plain) = b.open();
+    let (two, ahead) = b.open();
+    let (mut plain, mut ahead) = (resolver(plain, "run-1"), resolver(ahead, "run-1"));
+    let mut sent = (BTreeMap::new(), BTreeMap::new());
+    let items = inputs();
+    assert_eq!(
+        feed(&mut plain, &items, &mut sent.0),
+        feed_ahead(&mut ahead, &items, &mut sent.1)
+    );
+    // A second run over stored keys, with records that change some of them.
+    let mut again = items.clone();
+    again.push((
+        "csv",
+        json!({"id": 2, "company_name": "Beta CSV", "revenue": 9, "country": "FR"}),
+        "2024-04-03T00:00:00Z",
+    ));
+    drop((plain, ahead));
+    let (mut plain, mut ahead) = (
+        resolver(b.reopen(one.as_ref()), "run-2"),
+        resolver(b.reopen(two.as_ref()), "run-2"),
+    );
+    assert_eq!(
+        feed(&mut plain, &again, &mut sent.0),
+        feed_ahead(&mut ahead, &again, &mut sent.1)
+    );
+    assert_eq!(sent.0, sent.1);
+    let (p, a) = (plain.connection().unwrap(), ahead.connection().unwrap());
+    assert_eq!(table(p), table(a));
+    assert_eq!(
+        p.quarantined_keys("companies").unwrap(),
+        a.quarantined_keys("companies").unwrap()
+    );
+    let log = |t: &dyn MergedTables| -> Vec<(Value, String, String, Value)> {
+        t.conflicts(&ConflictFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.field, e.outcome, e.candidates))
+            .collect()
+    };
+    assert_eq!(log(p), log(a));
+    assert_eq!(plain.stats(), ahead.stats());
+}
+
+/// Issue 23: on PostgreSQL the rows a run of records will need are read in one query, and a
+/// load in the same batch is answered from them: the batch holds the stream's lock, so no run
+/// of dsm writes those keys meanwhile. A row deleted behind dsm's back after the read ahead
+/// shows it. When the batch ends the rows read ahead are dropped, and a key is read again. The
+/// key is found through a renamed key field.
+#[test]
+fn postgres_keys_read_ahead_answer_loads_until_the_batch_ends() {
+    let (guard, tables) = Postgres.open();
+    let d = MergedStream::parse(&json!({
+        "name": "companies",
+        "sources": [
+            {"extractor": "tap-csv", "stream": "companies", "name": "csv",
+             "fields": {"cid": "id"}},
+            {"extractor": "tap-api", "stream": "orgs", "name": "api"}
+        ],
+        "key": ["id"],
+        "priority": ["api", "csv"],
+        "policy": "priority",
+        "fields": {"email": "coalesce", "revenue": "max"}
+    }))
+    .unwrap();
+    let new = |tables: Box<dyn MergedTables>, id: &str| {
+        Resolver::new(tables, d.clone(), vec!["id".into()], run(id)).unwrap()
+    };
+    let obj = |v: Value| v.as_object().unwrap().clone();
+    let mut r = new(tables, "run-1");
+    for id in [1, 2] {
+        r.resolve(
+            "api",
+            obj(json!({"id": id, "email": "x@api", "revenue": 5})),
+            None,
+        )
+        .unwrap();
+    }
+    r.flush().unwrap();
+    drop(r);
+
+    let db = guard.downcast_ref::<crate::pg::TestDb>().unwrap();
+    let mut sql = db.client();
+    let mut delete = |key: &str| {
+        let n = sql
+            .execute(
+                "DELETE FROM team_merged.merge_entities WHERE stream = 'companies' AND key = $1",
+                &[&key],
+            )
+            .unwrap();
+        assert_eq!(n, 1, "key {key} was stored");
+    };
+    let mut r = new(Postgres.reopen(guard.as_ref()), "run-2");
+    let csv = |id: i64| obj(json!({"cid": id, "revenue": 1}));
+    r.prefetch("csv", [&csv(1), &csv(2)]).unwrap();
+    delete("[1]");
+    // Against the row read ahead, csv's revenue of 1 changes nothing (api's 5 is the max), so
+    // nothing is sent; against the store, the key would be new.
+    let sent = r.resolve("csv", csv(1), None).unwrap();
+    assert_eq!(sent, None, "resolved against the row read ahead");
+    // The batch ends with nothing read ahead kept; key 2 is read again and is gone.
+    r.flush().unwrap();
+    delete("[2]");
+    let merged = r.resolve("csv", csv(2), None).unwrap().unwrap();
+    assert_eq!(
+        (merged.get("email"), &merged["revenue"]),
+        (None, &json!(1)),
+        "resolved against the store after the batch ended: {merged:?}"
+    );
+}
+
 #[test]
 fn postgres_a_run_that_lost_its_lease_cannot_commit_merged_rows() {
     use dsm::store::postgres::{LeaseTimes, PgMerged, PgStore, Upgrade};

@@ -12,8 +12,13 @@
 //! flow's lease, as a state commit is. Nothing outlives a transaction but the connection, so
 //! the tables work through a transaction-pooling pooler.
 //!
-//! A round trip per record would bound a resolver to a few thousand records a second, and most
-//! keys of a stream's first sync, or of a source adding keys, are new. So a resolver keeps the
+//! A round trip per record would bound a resolver to a few thousand records a second. Two
+//! things keep it off that path. The pipeline hands a merge stage each block of record lines
+//! it reads as one run, and the resolver reads the stored rows of all the run's keys in one
+//! statement ([`StreamRows::prefetch`], `key = ANY($3)`); a load in the same batch is answered
+//! from them, which holds because the batch's transaction holds the stream's lock, and they
+//! are dropped when the batch ends. And most keys of a stream's first sync, or of a source
+//! adding keys, are new, so a resolver keeps the
 //! hashes of the stream's keys (read once when it starts, 8 bytes a key plus the set's
 //! overhead) and asks the database only for a key whose hash is there. The set stays exact
 //! while the resolver's batches are the only ones writing the stream: each batch that writes
@@ -525,6 +530,7 @@ impl MergedTables for PgMerged {
             stream: Arc::new((stream.to_owned(), run.clone())),
             pending: Vec::new(),
             overlay: HashMap::new(),
+            fetched: HashMap::new(),
             known: Some(known),
             hasher,
             generation,
@@ -554,6 +560,9 @@ pub struct PgStream {
     pending: Vec<MergeWrite>,
     /// The open batch's key rows, the latest per key.
     overlay: HashMap<String, EntityRow>,
+    /// Rows [`StreamRows::prefetch`] read in the open batch's transaction (`None`: no row),
+    /// valid while it holds the stream's lock: cleared when the batch ends.
+    fetched: HashMap<String, Option<EntityRow>>,
     /// The hashes of every key the stream has, while no other run writes it (see the module's
     /// documentation); `None`: ask the database.
     known: Option<HashSet<u64>>,
@@ -589,6 +598,9 @@ impl PgStream {
         Ok(())
     }
 }
+
+/// Keys [`StreamRows::prefetch`] reads in one statement at most.
+const PREFETCH_KEYS: usize = 1024;
 
 /// Takes the transaction-level lock of `stream`'s key rows.
 fn lock_stream(c: &mut Client, n: &Names, stream: &str) -> Result<()> {
@@ -636,6 +648,9 @@ impl StreamRows for PgStream {
         {
             return Ok(None);
         }
+        if let Some(row) = self.fetched.get(key) {
+            return Ok(row.clone());
+        }
         let (names, stream, key) = (
             self.tables.names.clone(),
             self.stream.clone(),
@@ -662,6 +677,58 @@ impl StreamRows for PgStream {
                 quarantined: r.get::<_, i32>(2) != 0,
             }))
         })
+    }
+
+    fn prefetch(&mut self, keys: &[String]) -> Result<()> {
+        self.open_batch()?;
+        let mut wanted: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for key in keys {
+            let stored = self
+                .known
+                .as_ref()
+                .is_none_or(|known| known.contains(&self.hasher.hash_one(key)));
+            if stored
+                && !self.overlay.contains_key(key)
+                && !self.fetched.contains_key(key)
+                && seen.insert(key.as_str())
+            {
+                wanted.push(key.clone());
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        let found = self.tables.worker.call(move |c| {
+            let mut found = HashMap::with_capacity(wanted.len());
+            // Bounded statements: a run of lines can be long.
+            for part in wanted.chunks(PREFETCH_KEYS) {
+                for r in c.client.query(
+                    &names.q(
+                        "SELECT key, candidates, resolved, quarantined FROM {S}.merge_entities
+                          WHERE project_id = $1 AND stream = $2 AND key = ANY($3)",
+                    ),
+                    &[&names.project, &stream.0, &part],
+                )? {
+                    found.insert(
+                        r.get::<_, String>(0),
+                        EntityRow {
+                            candidates: r.get(1),
+                            resolved: r.get(2),
+                            quarantined: r.get::<_, i32>(3) != 0,
+                        },
+                    );
+                }
+            }
+            Ok((wanted, found))
+        })?;
+        let (wanted, mut rows) = found;
+        for key in wanted {
+            let row = rows.remove(&key);
+            self.fetched.insert(key, row);
+        }
+        Ok(())
     }
 
     fn write(&mut self, op: MergeWrite) -> Result<()> {
@@ -691,6 +758,8 @@ impl StreamRows for PgStream {
             self.open_batch()?;
         }
         let ops = std::mem::take(&mut self.pending);
+        // What was read ahead holds only under the lock the transaction ending here holds.
+        self.fetched.clear();
         let written: Vec<u64> = self
             .overlay
             .drain()

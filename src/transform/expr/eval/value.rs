@@ -237,9 +237,9 @@ pub(super) fn size_of(v: &Py<'_>, owned_only: bool) -> usize {
     match v {
         Py::Str(Cow::Owned(s)) | Py::Dec(Cow::Owned(s)) => s.len(),
         Py::Str(Cow::Borrowed(s)) | Py::Dec(Cow::Borrowed(s)) if !owned_only => s.len(),
-        Py::List(l) | Py::Tuple(l) => l
-            .iter()
-            .fold(16 * l.len(), |n, x| n.saturating_add(size_of(x, owned_only))),
+        Py::List(l) | Py::Tuple(l) => l.iter().fold(16 * l.len(), |n, x| {
+            n.saturating_add(size_of(x, owned_only))
+        }),
         Py::Dict(d) => d.iter().fold(32 * d.len(), |n, (k, x)| {
             n.saturating_add(key_size(k))
                 .saturating_add(size_of(x, owned_only))
@@ -253,7 +253,9 @@ pub(super) fn size_of(v: &Py<'_>, owned_only: bool) -> usize {
 fn key_size(k: &Key) -> usize {
     match k {
         Key::Str(s) => s.len(),
-        Key::Tuple(t) => t.iter().fold(16 * t.len(), |n, k| n.saturating_add(key_size(k))),
+        Key::Tuple(t) => t
+            .iter()
+            .fold(16 * t.len(), |n, k| n.saturating_add(key_size(k))),
         _ => 0,
     }
 }
