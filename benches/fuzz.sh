@@ -53,10 +53,13 @@ seed bundle '{"format":"dsm-bundle","version":2,"database":"","sha256":"","mac":
 status=0
 for target in envelope record_line expression meltano_yml select_pattern bundle; do
   echo "== $target: ${seconds}s"
-  # -rss_limit_mb bounds memory; -max_len keeps inputs to what a line or file plausibly is.
+  # -rss_limit_mb bounds memory; -max_len keeps inputs to what a line or file plausibly is;
+  # -timeout makes an input that runs for more than 10 s a finding (every parser and the
+  # expression evaluator are bounded well below that), not a stall.
   if ! cargo fuzz run -s "$sanitizer" "$target" "corpus/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1; then
-    echo "== $target: crashed (input under fuzz/artifacts/$target/)" >&2
+      -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
+      -print_final_stats=1; then
+    echo "== $target: crashed or timed out (input under fuzz/artifacts/$target/)" >&2
     status=1
     break
   fi
