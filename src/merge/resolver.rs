@@ -105,6 +105,8 @@ pub struct Resolver {
     /// The stream's rows; writes go inline or to a writer thread.
     db: Box<dyn StreamRows>,
     pending: usize,
+    /// Batches ended so far.
+    batches: u64,
     opened: Option<Instant>,
     mark: u64,
     stats: ResolverStats,
@@ -173,6 +175,7 @@ impl Resolver {
             key,
             started,
             pending: 0,
+            batches: 0,
             opened: None,
             mark: 0,
             stats: ResolverStats::default(),
@@ -225,6 +228,7 @@ impl Resolver {
     pub fn flush(&mut self) -> Result<(), MergeError> {
         self.write_pending()?;
         self.pending = 0;
+        self.batches += 1;
         self.opened = None;
         Ok(self.db.flush()?)
     }
@@ -235,6 +239,11 @@ impl Resolver {
         self.pending = 0;
         self.opened = None;
         Ok(self.db.commit()?)
+    }
+
+    /// How many batches ended so far (what [`Self::prefetch`] read ends with its batch).
+    pub fn batches_ended(&self) -> u64 {
+        self.batches
     }
 
     /// Sets the mark later records are sent under: the number of extractor STATE messages seen.
@@ -280,6 +289,9 @@ impl Resolver {
             // `resolve` reports it.
             return Ok(());
         };
+        if !self.db.reads_ahead() {
+            return Ok(());
+        }
         let keys: Vec<String> = records
             .into_iter()
             .filter_map(|record| {

@@ -263,18 +263,21 @@ impl Transform for MergeStage {
                 _ => None,
             })
             .collect();
-        let Some(resolver) = self.resolver.as_mut() else {
-            return LinesMapped::default();
-        };
-        if let Err(e) = resolver.prefetch(&self.source, records.iter().map(|r| &r.record)) {
-            return LinesMapped {
-                done: 0,
-                error: Some(e.into()),
-            };
-        }
         let parsed = records.len();
         let mut records = records.into_iter();
+        // What is read ahead ends with the batch: when one ends inside the run, the rest of
+        // the run is read ahead again.
+        let mut read_for = None;
         LinesMapped::each(parsed, out, |_, out| {
+            let resolver = self
+                .resolver
+                .as_mut()
+                .expect("maps_record_lines checked it");
+            let batch = resolver.batches_ended();
+            if read_for != Some(batch) {
+                resolver.prefetch(&self.source, records.as_slice().iter().map(|r| &r.record))?;
+                read_for = Some(batch);
+            }
             let record = records.next().expect("one record a parsed line");
             if let Some(merged) = self.on_record(record)? {
                 Message::Record(merged).write_line(out);

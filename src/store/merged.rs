@@ -84,6 +84,10 @@ pub trait StreamRows: Send + std::fmt::Debug {
     fn prefetch(&mut self, _keys: &[String]) -> Result<()> {
         Ok(())
     }
+    /// Whether [`Self::prefetch`] does anything (so the caller can skip working out the keys).
+    fn reads_ahead(&self) -> bool {
+        false
+    }
     /// Writes (or queues) one write into the open batch.
     fn write(&mut self, op: MergeWrite) -> Result<()>;
     /// Ends the batch: commits it (perhaps without waiting).

@@ -679,6 +679,10 @@ impl StreamRows for PgStream {
         })
     }
 
+    fn reads_ahead(&self) -> bool {
+        true
+    }
+
     fn prefetch(&mut self, keys: &[String]) -> Result<()> {
         self.open_batch()?;
         let mut wanted: Vec<String> = Vec::new();
