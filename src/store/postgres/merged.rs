@@ -15,7 +15,7 @@
 //! A round trip per record would bound a resolver to a few thousand records a second. Two
 //! things keep it off that path. The pipeline hands a merge stage each block of record lines
 //! it reads as one run, and the resolver reads the stored rows of all the run's keys in one
-//! statement ([`StreamRows::prefetch`], `key = ANY($3)`); a load in the same batch is answered
+//! statement ([`StreamRows::prefetch`], a primary-key lookup for each of an array of keys); a load in the same batch is answered
 //! from them, which holds because the batch's transaction holds the stream's lock, and they
 //! are dropped when the batch ends. And most keys of a stream's first sync, or of a source
 //! adding keys, are new, so a resolver keeps the
@@ -708,11 +708,17 @@ impl StreamRows for PgStream {
             let mut found = HashMap::with_capacity(wanted.len());
             // Bounded statements: a run of lines can be long.
             for part in wanted.chunks(PREFETCH_KEYS) {
+                // One lookup of the primary key per key, whatever the planner's statistics
+                // say: with `key = ANY($3)` and a table grown since its last ANALYZE, the
+                // planner filtered every row of the stream instead (a sync right after a first
+                // large one). The LIMIT keeps the subquery from being pulled up into a join.
                 for r in c.client.query(
-                    &names.q(
-                        "SELECT key, candidates, resolved, quarantined FROM {S}.merge_entities
-                          WHERE project_id = $1 AND stream = $2 AND key = ANY($3)",
-                    ),
+                    &names.q("SELECT k.key, e.candidates, e.resolved, e.quarantined
+                           FROM unnest($3::text[]) AS k(key)
+                           CROSS JOIN LATERAL (
+                             SELECT candidates, resolved, quarantined FROM {S}.merge_entities
+                              WHERE project_id = $1 AND stream = $2 AND key = k.key
+                              LIMIT 1) AS e"),
                     &[&names.project, &stream.0, &part],
                 )? {
                     found.insert(
