@@ -68,9 +68,19 @@ printf 'direct pipe, 10 records : %6.1f ms\n' "$baseline"
 printf 'dsm --version           : %6.1f ms\n' "$version"
 printf 'dsm run, 10 records     : %6.1f ms  (%.1f ms over the direct pipe)\n' "$run" "$(echo "$run - $baseline" | bc -l)"
 
-MELTANO=${DSM_TEST_VENV:-}/bin/meltano
+# An absolute path: the runs below start in the project's folder.
+MELTANO=$(realpath -m "${DSM_TEST_VENV:-.}/bin/meltano")
 if [ -n "${DSM_TEST_VENV:-}" ] && [ -x "$MELTANO" ]; then
-  (cd "$proj" && "$MELTANO" run tap-ten target-count > /dev/null 2>&1) || true
+  # One run first (Meltano installs nothing for executables, but writes its system database),
+  # checked like dsm's: a run that fails at once would pass for a fast one.
+  rm -f "$WORK/summary.json"
+  (cd "$proj" && "$MELTANO" run tap-ten target-count > "$WORK/meltano.log" 2>&1) || true
+  records=$(jq .records "$WORK/summary.json" 2>/dev/null || echo none)
+  if [ "$records" != 10 ]; then
+    echo "meltano run delivered $records records, not 10; the end of its output:" >&2
+    tail -5 "$WORK/meltano.log" >&2
+    exit 1
+  fi
   mversion=$(median "$MELTANO_RUNS" "$MELTANO" --version)
   mrun=$(cd "$proj" && median "$MELTANO_RUNS" "$MELTANO" run tap-ten target-count)
   printf 'meltano --version       : %6.1f ms  (dsm is %.0fx faster)\n' "$mversion" "$(echo "$mversion / $version" | bc -l)"
