@@ -138,14 +138,7 @@ impl Transform for MergeTransform {
             out.push(message);
             return Ok(());
         };
-        let targets: Vec<usize> = inner
-            .stages
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.source_stream() == stream)
-            .map(|(i, _)| i)
-            .collect();
-        match targets.as_slice() {
+        match inner.feeding(&stream).as_slice() {
             [] => out.push(message),
             [only] => {
                 inner.switch_to(*only)?;
@@ -166,8 +159,7 @@ impl Transform for MergeTransform {
     // the full path, which copies each record).
     fn maps_record_lines(&self, stream: &str) -> bool {
         let inner = self.run.lock();
-        let mut feeding = inner.stages.iter().filter(|s| s.source_stream() == stream);
-        matches!((feeding.next(), feeding.next()), (Some(s), None) if s.maps_record_lines(stream))
+        matches!(inner.feeding(stream)[..], [only] if inner.stages[only].maps_record_lines(stream))
     }
 
     fn apply_record_lines(
@@ -178,14 +170,7 @@ impl Transform for MergeTransform {
         out: &mut Vec<u8>,
     ) -> LinesMapped {
         let mut inner = self.run.lock();
-        let feeding: Vec<usize> = inner
-            .stages
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.source_stream() == stream)
-            .map(|(i, _)| i)
-            .collect();
-        let [only] = feeding[..] else {
+        let [only] = inner.feeding(stream)[..] else {
             return LinesMapped::default();
         };
         if let Err(e) = inner.switch_to(only) {
@@ -223,6 +208,16 @@ impl Transform for MergeTransform {
 }
 
 impl Inner {
+    /// The stages that `stream` feeds, by index.
+    fn feeding(&self, stream: &str) -> Vec<usize> {
+        self.stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.source_stream() == stream)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     fn switch_to(&mut self, i: usize) -> Result<(), MergeError> {
         if let Some(prev) = self.active
             && prev != i

@@ -24,10 +24,7 @@ impl<'c, 'a> Interp<'c, 'a> {
             }
             // Joined and repeated sequences copy their items: what the copies own is charged
             // before they are made.
-            (BinOp::Add, Py::Tuple(_), Py::Tuple(_)) => {
-                let (Py::Tuple(a), Py::Tuple(b)) = (&l, &r) else {
-                    unreachable!("matched as tuples")
-                };
+            (BinOp::Add, Py::Tuple(a), Py::Tuple(b)) => {
                 self.charge(size_of(&l, true).saturating_add(size_of(&r, true)))?;
                 Ok(Py::Tuple(a.iter().chain(b).cloned().collect()))
             }
