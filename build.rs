@@ -33,11 +33,13 @@ fn main() {
             .and_then(|s| s.to_str())
             .unwrap_or_default();
         let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let abs = std::fs::canonicalize(&p).expect("catalog file exists");
+        // Named from the crate's folder as the compiler sees it, not as an absolute path
+        // written here: two checkouts sharing one target folder then never read each other's.
+        let file = p.file_name().and_then(|s| s.to_str()).unwrap_or_default();
         writeln!(
             code,
-            "    ({ty:?}, {stem:?}, include_str!({:?})),",
-            abs.display().to_string()
+            "    ({ty:?}, {stem:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),",
+            format!("/taps/catalog/{ty}/{file}")
         )
         .expect("writing to a String cannot fail");
     }

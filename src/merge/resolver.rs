@@ -104,6 +104,8 @@ pub struct Resolver {
     started: String,
     /// The stream's rows; writes go inline or to a writer thread.
     db: Box<dyn StreamRows>,
+    /// Most records per batch: [`Self::BATCH`] unless the store asks for another size.
+    batch: usize,
     pending: usize,
     /// Batches ended so far.
     batches: u64,
@@ -150,7 +152,8 @@ impl LogClock {
 }
 
 impl Resolver {
-    /// Most records per write transaction.
+    /// Most records per write transaction, unless the store asks for another size
+    /// ([`StreamRows::batch_records`]).
     pub const BATCH: usize = 5_000;
     /// Longest a write transaction stays open while records keep coming (other writers of the
     /// system database, such as the bookmark commits of this run, wait for it).
@@ -170,6 +173,7 @@ impl Resolver {
         };
         let db = db.into().into_stream(&decl.name, &run)?;
         Ok(Resolver {
+            batch: db.batch_records().unwrap_or(Self::BATCH),
             db,
             decl,
             key,
@@ -237,6 +241,7 @@ impl Resolver {
     fn end_batch(&mut self) -> Result<(), MergeError> {
         self.write_pending()?;
         self.pending = 0;
+        self.batches += 1;
         self.opened = None;
         Ok(self.db.commit()?)
     }
@@ -482,7 +487,7 @@ impl Resolver {
             && self
                 .opened
                 .is_some_and(|t| t.elapsed() >= Self::MAX_BATCH_AGE);
-        if self.pending >= Self::BATCH || old {
+        if self.pending >= self.batch || old {
             self.end_batch()?;
         }
         Ok(())

@@ -88,6 +88,11 @@ pub trait StreamRows: Send + std::fmt::Debug {
     fn reads_ahead(&self) -> bool {
         false
     }
+    /// Most records a batch of this store takes, when not the resolver's default (the age
+    /// limit still ends a batch sooner).
+    fn batch_records(&self) -> Option<usize> {
+        None
+    }
     /// Writes (or queues) one write into the open batch.
     fn write(&mut self, op: MergeWrite) -> Result<()>;
     /// Ends the batch: commits it (perhaps without waiting).

@@ -567,6 +567,114 @@ fn postgres_keys_read_ahead_answer_loads_until_the_batch_ends() {
 }
 
 #[test]
+fn a_batch_ended_by_its_size_counts_as_ended() {
+    // What is read ahead ends with the batch, and a merge stage reads the rest of a run of
+    // lines ahead again when this count moves: a batch ended by its size must move it too,
+    // or every later key of the run is read on its own.
+    let (_guard, tables) = MergedBackend::open(&Sqlite);
+    let mut r = resolver(tables, "run-1");
+    let start = r.batches_ended();
+    for id in 0..Resolver::BATCH {
+        let id = i64::try_from(id).unwrap();
+        r.resolve(
+            "csv",
+            json!({"id": id, "company_name": "n"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            None,
+        )
+        .unwrap();
+        if id == 0 {
+            assert_eq!(r.batches_ended(), start, "the first batch is open");
+        }
+    }
+    assert_eq!(r.batches_ended(), start + 1);
+    r.flush().unwrap();
+    assert_eq!(r.batches_ended(), start + 2);
+}
+
+#[test]
+fn postgres_a_key_row_written_behind_dsms_back_fails_the_whole_batch() {
+    let (guard, tables) = Postgres.open();
+    let d = decl();
+    let key = d.key.clone().unwrap();
+    let new = |tables: Box<dyn MergedTables>, id: &str| {
+        Resolver::new(tables, d.clone(), key.clone(), run(id)).unwrap()
+    };
+    let rec = |id: i64| {
+        json!({"id": id, "name": format!("n{id}"), "updated_at": "2024-01-01T00:00:00Z"})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let mut r = new(tables, "run-1");
+    r.resolve("csv", rec(1), None).unwrap();
+    r.flush().unwrap();
+    drop(r);
+
+    let db = guard.downcast_ref::<crate::pg::TestDb>().unwrap();
+    let mut sql = db.client();
+    let mut r = new(Postgres.reopen(guard.as_ref()), "run-2");
+    // Keys 3 to 6 are new: the run hands their rows to the server while it goes on.
+    for id in 3..=6 {
+        r.prefetch("csv", [&rec(id)]).unwrap();
+        r.resolve("csv", rec(id), None).unwrap();
+    }
+    // A row of key 2 appears that no resolver wrote (so the stream's counter did not move),
+    // after the run's key set was read: the run takes the key for new.
+    sql.execute(
+        "INSERT INTO team_merged.merge_entities (project_id, stream, key, candidates)
+         VALUES ($1, 'companies', '[2]', '{}')",
+        &[&PROJECT],
+    )
+    .unwrap();
+    r.prefetch("csv", [&rec(2)]).unwrap();
+    r.resolve("csv", rec(2), None).unwrap();
+    // Key 2's row goes to the server with the next run of records; the failure is reported
+    // by the batch's commit at the latest.
+    let e = r
+        .prefetch("csv", [&rec(7)])
+        .and_then(|()| r.resolve("csv", rec(7), None))
+        .and_then(|_| r.flush())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("merged stream `companies`") && e.contains("something other than dsm"),
+        "{e}"
+    );
+    // Nothing of the batch was saved, not even the rows handed over before the failure, and
+    // the row written behind dsm's back is as it was.
+    let rows: Vec<(String, String)> = sql
+        .query(
+            "SELECT key, candidates FROM team_merged.merge_entities
+              WHERE stream = 'companies' ORDER BY key COLLATE \"C\"",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "[1]");
+    assert_eq!(rows[1], ("[2]".to_owned(), "{}".to_owned()));
+    // The resolver does not go on writing after part of a batch failed on the server.
+    let again = r.resolve("csv", rec(50), None).and_then(|_| r.flush());
+    assert!(
+        again.is_err(),
+        "a later batch was saved without the failed one"
+    );
+    let n: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM team_merged.merge_entities WHERE stream = 'companies'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
+#[test]
 fn postgres_a_run_that_lost_its_lease_cannot_commit_merged_rows() {
     use dsm::store::postgres::{LeaseTimes, PgMerged, PgStore, Upgrade};
     use dsm::store::prelude::*;

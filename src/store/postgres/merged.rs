@@ -6,11 +6,16 @@
 //! call hands the thread a job and waits for its answer. A resolver's batch is one
 //! transaction under a transaction-level lock of its stream (batches of several runs of one
 //! merged stream take turns, so what a batch read is still there when it writes): its reads of
-//! keys share it (one round trip each, through a statement prepared in it), its writes wait in
-//! memory (where [`StreamRows::load`] finds them first) and go at commit, many rows per
-//! statement (`unnest` of arrays). The commit is conditional on the run still holding its
-//! flow's lease, as a state commit is. Nothing outlives a transaction but the connection, so
-//! the tables work through a transaction-pooling pooler.
+//! keys share it, and its writes are kept in memory (where [`StreamRows::load`] finds them
+//! first) and handed to the connection without waiting, after each read ahead and every
+//! thousand writes, so the server writes one run of records while the resolver works on the
+//! next. A key the batch found no row for is inserted through `COPY` (which fails, rather than
+//! overwrite, if a row appeared meanwhile); a stored key is upserted, many rows per statement
+//! (`unnest` of arrays). A write that fails is reported by the next call that waits, and from
+//! then on every call fails, so no later write of the batch lands without it. The conflict-log
+//! rows go at commit, which is conditional on the run still holding its flow's lease, as a
+//! state commit is. Nothing outlives a transaction but the connection, so the tables work
+//! through a transaction-pooling pooler.
 //!
 //! A round trip per record would bound a resolver to a few thousand records a second. Two
 //! things keep it off that path. The pipeline hands a merge stage each block of record lines
@@ -32,7 +37,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Statement};
 
 use super::PgTarget;
@@ -65,9 +72,40 @@ struct Conn {
     in_tx: bool,
     /// The statement reading one key, prepared in the open transaction.
     load: Option<Statement>,
+    /// A job sent without waiting for it failed (see [`Worker::send`]).
+    failed: Option<Failure>,
+}
+
+/// The failure of a job nobody waited for.
+enum Failure {
+    /// Not reported yet: the next call returns it (and rolls its transaction back).
+    Unreported(Error),
+    /// Reported: every later call fails, naming it, so no later write of the batch lands
+    /// without the ones before it.
+    Reported(String),
 }
 
 impl Conn {
+    /// Fails when a job sent without waiting failed.
+    fn check(&mut self) -> Result<()> {
+        match self.failed.take() {
+            None => Ok(()),
+            Some(Failure::Unreported(e)) => {
+                let _ = self.end(false);
+                self.failed = Some(Failure::Reported(e.to_string()));
+                Err(e)
+            }
+            Some(Failure::Reported(text)) => {
+                let e = Error::failed(format!(
+                    "an earlier write of this merged stream to the PostgreSQL store failed, \
+                     and its batch was rolled back: {text}"
+                ));
+                self.failed = Some(Failure::Reported(text));
+                Err(e)
+            }
+        }
+    }
+
     fn begin(&mut self) -> Result<()> {
         if !self.in_tx {
             self.client.batch_execute("BEGIN")?;
@@ -141,6 +179,7 @@ impl Worker {
                     client,
                     in_tx: false,
                     load: None,
+                    failed: None,
                 };
                 while let Ok(job) = rx.recv() {
                     job(&mut conn);
@@ -155,19 +194,53 @@ impl Worker {
         })
     }
 
+    /// Runs `f` on the connection and waits for its answer.
     fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.ask(f)?.wait()
+    }
+
+    /// Hands `f` to the connection; its answer comes through [`Answer::wait`]. Jobs run in the
+    /// order they were handed over.
+    fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
+    ) -> Result<Answer<T>> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |c| {
-            let _ = tx.send(f(c));
-        });
+        self.queue(Box::new(move |c| {
+            let _ = tx.send(c.check().and_then(|()| f(c)));
+        }))?;
+        Ok(Answer(rx))
+    }
+
+    /// Hands `f` to the connection without waiting for it: a failure is reported by the next
+    /// job that answers, and every one after it (see [`Conn::check`]).
+    fn send(&self, f: impl FnOnce(&mut Conn) -> Result<()> + Send + 'static) -> Result<()> {
+        self.queue(Box::new(move |c| {
+            if c.failed.is_none()
+                && let Err(e) = f(c)
+            {
+                c.failed = Some(Failure::Unreported(e));
+            }
+        }))
+    }
+
+    fn queue(&self, job: Job) -> Result<()> {
         self.jobs
             .as_ref()
             .and_then(|j| j.send(job).ok())
-            .ok_or_else(stopped)?;
-        rx.recv().map_err(|_| stopped())?
+            .ok_or_else(stopped)
+    }
+}
+
+/// The answer of a job handed to the connection.
+struct Answer<T>(mpsc::Receiver<Result<T>>);
+
+impl<T> Answer<T> {
+    fn wait(self) -> Result<T> {
+        self.0.recv().map_err(|_| stopped())?
     }
 }
 
@@ -529,8 +602,11 @@ impl MergedTables for PgMerged {
             tables: *self,
             stream: Arc::new((stream.to_owned(), run.clone())),
             pending: Vec::new(),
+            conflicts: Vec::new(),
+            sent_keys: false,
             overlay: HashMap::new(),
             fetched: HashMap::new(),
+            absent: HashSet::new(),
             known: Some(known),
             hasher,
             generation,
@@ -556,13 +632,21 @@ pub struct PgStream {
     tables: PgMerged,
     /// The stream and the run.
     stream: Arc<(String, StreamRun)>,
-    /// The open batch's writes, in order.
-    pending: Vec<MergeWrite>,
+    /// The open batch's writes not yet handed to the connection, in order (key rows and
+    /// confirmations).
+    pending: Vec<Write>,
+    /// The open batch's conflict-log rows, written at commit.
+    conflicts: Vec<ConflictRow>,
+    /// Whether the open batch handed key rows to the connection already.
+    sent_keys: bool,
     /// The open batch's key rows, the latest per key.
     overlay: HashMap<String, EntityRow>,
     /// Rows [`StreamRows::prefetch`] read in the open batch's transaction (`None`: no row),
     /// valid while it holds the stream's lock: cleared when the batch ends.
     fetched: HashMap<String, Option<EntityRow>>,
+    /// Keys the open batch found no row for and has not written yet: their first write is an
+    /// insert (`COPY`), not an upsert.
+    absent: HashSet<String>,
     /// The hashes of every key the stream has, while no other run writes it (see the module's
     /// documentation); `None`: ask the database.
     known: Option<HashSet<u64>>,
@@ -597,7 +681,66 @@ impl PgStream {
         self.generation = now;
         Ok(())
     }
+
+    /// The stored row of `key`, read on its own in the open batch's transaction.
+    fn read_key(&self, key: &str) -> Result<Option<EntityRow>> {
+        let (names, stream, key) = (
+            self.tables.names.clone(),
+            self.stream.clone(),
+            key.to_owned(),
+        );
+        self.tables.worker.call(move |c| {
+            let stmt = match &c.load {
+                Some(s) => s.clone(),
+                None => {
+                    let s = c.client.prepare(&names.q(
+                        "SELECT candidates, resolved, quarantined FROM {S}.merge_entities
+                          WHERE project_id = $1 AND stream = $2 AND key = $3",
+                    ))?;
+                    c.load = Some(s.clone());
+                    s
+                }
+            };
+            let row = c
+                .client
+                .query_opt(&stmt, &[&names.project, &stream.0, &key])?;
+            Ok(row.map(|r| EntityRow {
+                candidates: r.get(0),
+                resolved: r.get(1),
+                quarantined: r.get::<_, i32>(2) != 0,
+            }))
+        })
+    }
+
+    /// Hands the pending writes to the open batch's transaction without waiting: the server
+    /// writes them while the resolver works on the next records. A failure is reported by the
+    /// next call that waits (the batch's commit at the latest), and the batch rolls back.
+    fn send_writes(&mut self) -> Result<()> {
+        if !self.batch_open || self.pending.is_empty() {
+            return Ok(());
+        }
+        let writes = std::mem::take(&mut self.pending);
+        self.sent_keys |= writes.iter().any(|w| matches!(w, Write::Key { .. }));
+        let (names, stream) = (self.tables.names.clone(), self.stream.clone());
+        self.tables.worker.send(move |c| {
+            if !c.in_tx {
+                return Err(Error::failed(
+                    "a merged stream's writes reached the PostgreSQL store outside their batch",
+                ));
+            }
+            write_keys(&mut c.client, &names, &stream.0, &stream.1, writes)
+        })
+    }
 }
+
+/// Most records a resolver's batch takes here. A commit waits for the batch's last writes and
+/// its conflict-log rows, while the resolver has nothing to do; fewer, larger batches lose less
+/// to that wait (four times the default batch took 9% less time in `benches/merge.rs`). The
+/// resolver's age limit still ends a batch sooner, so the stream's lock is held no longer.
+const BATCH_RECORDS: usize = 20_000;
+
+/// Pending writes handed to the connection at most, without waiting, while a batch is open.
+const SEND_WRITES: usize = 1024;
 
 /// Keys [`StreamRows::prefetch`] reads in one statement at most.
 const PREFETCH_KEYS: usize = 1024;
@@ -643,44 +786,27 @@ impl StreamRows for PgStream {
             return Ok(Some(row.clone()));
         }
         self.open_batch()?;
-        if let Some(known) = &self.known
+        let row = if let Some(known) = &self.known
             && !known.contains(&self.hasher.hash_one(key))
         {
-            return Ok(None);
+            None
+        } else if let Some(row) = self.fetched.get(key) {
+            row.clone()
+        } else {
+            self.read_key(key)?
+        };
+        if row.is_none() {
+            self.absent.insert(key.to_owned());
         }
-        if let Some(row) = self.fetched.get(key) {
-            return Ok(row.clone());
-        }
-        let (names, stream, key) = (
-            self.tables.names.clone(),
-            self.stream.clone(),
-            key.to_owned(),
-        );
-        self.tables.worker.call(move |c| {
-            let stmt = match &c.load {
-                Some(s) => s.clone(),
-                None => {
-                    let s = c.client.prepare(&names.q(
-                        "SELECT candidates, resolved, quarantined FROM {S}.merge_entities
-                          WHERE project_id = $1 AND stream = $2 AND key = $3",
-                    ))?;
-                    c.load = Some(s.clone());
-                    s
-                }
-            };
-            let row = c
-                .client
-                .query_opt(&stmt, &[&names.project, &stream.0, &key])?;
-            Ok(row.map(|r| EntityRow {
-                candidates: r.get(0),
-                resolved: r.get(1),
-                quarantined: r.get::<_, i32>(2) != 0,
-            }))
-        })
+        Ok(row)
     }
 
     fn reads_ahead(&self) -> bool {
         true
+    }
+
+    fn batch_records(&self) -> Option<usize> {
+        Some(BATCH_RECORDS)
     }
 
     fn prefetch(&mut self, keys: &[String]) -> Result<()> {
@@ -701,10 +827,12 @@ impl StreamRows for PgStream {
             }
         }
         if wanted.is_empty() {
-            return Ok(());
+            return self.send_writes();
         }
+        // The read goes first: the batch's writes so far (in `overlay`, so not read) follow it,
+        // and the server writes them while the resolver works on these records.
         let (names, stream) = (self.tables.names.clone(), self.stream.clone());
-        let found = self.tables.worker.call(move |c| {
+        let answer = self.tables.worker.ask(move |c| {
             let mut found = HashMap::with_capacity(wanted.len());
             // Bounded statements: a run of lines can be long.
             for part in wanted.chunks(PREFETCH_KEYS) {
@@ -733,7 +861,8 @@ impl StreamRows for PgStream {
             }
             Ok((wanted, found))
         })?;
-        let (wanted, mut rows) = found;
+        self.send_writes()?;
+        let (wanted, mut rows) = answer.wait()?;
         for key in wanted {
             let row = rows.remove(&key);
             self.fetched.insert(key, row);
@@ -742,34 +871,53 @@ impl StreamRows for PgStream {
     }
 
     fn write(&mut self, op: MergeWrite) -> Result<()> {
-        let open = !self.pending.is_empty();
-        match &op {
-            MergeWrite::Entity { key, row, .. } => {
+        let open = !self.pending.is_empty() || self.sent_keys || !self.conflicts.is_empty();
+        match op {
+            MergeWrite::Entity { key, row, sent } => {
                 self.overlay.insert(key.clone(), row.clone());
+                // The key's first write since the batch found no row for it.
+                let new = self.absent.remove(&key);
+                self.pending.push(Write::Key {
+                    key,
+                    row,
+                    sent,
+                    new,
+                });
             }
-            // A confirmation outside a batch takes effect at once.
-            MergeWrite::Confirm(_) if !open => {
-                self.pending.push(op);
-                return self.commit();
+            MergeWrite::Conflicts(rows) => {
+                self.conflicts.extend(rows);
+                return Ok(());
             }
-            _ => {}
+            MergeWrite::Confirm(before) => {
+                self.pending.push(Write::Confirm(before));
+                // A confirmation outside a batch takes effect at once.
+                if !open {
+                    return self.commit();
+                }
+            }
         }
-        self.pending.push(op);
+        if self.pending.len() >= SEND_WRITES {
+            self.send_writes()?;
+        }
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        let keys = self
-            .pending
-            .iter()
-            .any(|op| matches!(op, MergeWrite::Entity { .. }));
+        let keys = self.sent_keys
+            || self
+                .pending
+                .iter()
+                .any(|op| matches!(op, Write::Key { .. }));
         // Key rows are written under the stream's lock; confirmations alone need none.
         if keys {
             self.open_batch()?;
         }
         let ops = std::mem::take(&mut self.pending);
+        let conflicts = std::mem::take(&mut self.conflicts);
+        self.sent_keys = false;
         // What was read ahead holds only under the lock the transaction ending here holds.
         self.fetched.clear();
+        self.absent.clear();
         let written: Vec<u64> = self
             .overlay
             .drain()
@@ -778,30 +926,31 @@ impl StreamRows for PgStream {
         self.batch_open = false;
         let (names, stream) = (self.tables.names.clone(), self.stream.clone());
         let moved = self.tables.worker.call(move |c| {
-            if ops.is_empty() {
+            if ops.is_empty() && conflicts.is_empty() && !keys {
                 c.end(true)?;
                 return Ok(None);
             }
             c.begin()?;
-            let applied = apply(&mut c.client, &names, &stream.0, &stream.1, ops).and_then(|()| {
-                if !keys {
-                    return Ok(None);
-                }
-                Ok(Some(
-                    c.client
-                        .query_one(
-                            &names.q(
-                                "INSERT INTO {S}.merge_streams (project_id, stream, generation)
+            let applied = apply(&mut c.client, &names, &stream.0, &stream.1, ops, conflicts)
+                .and_then(|()| {
+                    if !keys {
+                        return Ok(None);
+                    }
+                    Ok(Some(
+                        c.client
+                            .query_one(
+                                &names.q(
+                                    "INSERT INTO {S}.merge_streams (project_id, stream, generation)
                                  VALUES ($1, $2, 1)
                                  ON CONFLICT (project_id, stream)
                                  DO UPDATE SET generation = {S}.merge_streams.generation + 1
                                  RETURNING generation",
-                            ),
-                            &[&names.project, &stream.0],
-                        )?
-                        .get::<_, i64>(0),
-                ))
-            });
+                                ),
+                                &[&names.project, &stream.0],
+                            )?
+                            .get::<_, i64>(0),
+                    ))
+                });
             match applied {
                 Ok(moved) => {
                     c.end(true)?;
@@ -919,52 +1068,87 @@ fn sender_id(c: &mut Client, n: &Names, stream: &str, run_id: &str) -> Result<i6
     .get(0))
 }
 
+/// A write as the connection applies it.
+enum Write {
+    /// A key row; `new`: the batch found no row for the key and has not written it before.
+    Key {
+        key: String,
+        row: EntityRow,
+        sent: Option<u64>,
+        new: bool,
+    },
+    /// The loader confirmed the sends before this mark (`None`: all of them).
+    Confirm(Option<u64>),
+}
+
 /// Key rows of a batch between two confirmations: the latest row per key, in first-write order.
 #[derive(Default)]
 struct Segment {
     index: HashMap<String, usize>,
-    rows: Vec<(String, EntityRow, Option<u64>)>,
+    rows: Vec<SegmentRow>,
+}
+
+struct SegmentRow {
+    key: String,
+    row: EntityRow,
+    sent: Option<u64>,
+    /// The key has no stored row: it is inserted, not upserted.
+    new: bool,
 }
 
 impl Segment {
-    fn add(&mut self, key: String, row: EntityRow, sent: Option<u64>) {
+    fn add(&mut self, key: String, row: EntityRow, sent: Option<u64>, new: bool) {
         match self.index.get(&key) {
             Some(&i) => {
                 let slot = &mut self.rows[i];
                 // A later write that sent nothing keeps the earlier send, as the upsert would.
-                slot.2 = sent.or(slot.2);
-                slot.1 = row;
+                slot.sent = sent.or(slot.sent);
+                slot.row = row;
             }
             None => {
                 self.index.insert(key.clone(), self.rows.len());
-                self.rows.push((key, row, sent));
+                self.rows.push(SegmentRow {
+                    key,
+                    row,
+                    sent,
+                    new,
+                });
             }
         }
     }
 
-    /// Writes the rows, many per statement.
+    /// Writes the rows: the new ones through `COPY` (a key with a row already fails it, so
+    /// nothing is overwritten unread), the others many per upsert.
     fn write(&mut self, c: &mut Client, n: &Names, stream: &str, run: &StreamRun) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let sender = if self.rows.iter().any(|r| r.2.is_some()) {
+        let sender = if self.rows.iter().any(|r| r.sent.is_some()) {
             Some(sender_id(c, n, stream, &run.run_id)?)
         } else {
             None
         };
         let rows = std::mem::take(&mut self.rows);
         self.index.clear();
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut candidates = Vec::with_capacity(rows.len());
-        let mut resolved: Vec<Option<String>> = Vec::with_capacity(rows.len());
-        let mut quarantined: Vec<i32> = Vec::with_capacity(rows.len());
-        let mut marks: Vec<Option<i64>> = Vec::with_capacity(rows.len());
-        for (key, row, sent) in rows {
-            keys.push(key);
-            candidates.push(row.candidates);
-            resolved.push(row.resolved);
-            quarantined.push(i32::from(row.quarantined));
-            marks.push(sent.map(n64));
+        let (new, stored): (Vec<SegmentRow>, Vec<SegmentRow>) =
+            rows.into_iter().partition(|r| r.new);
+        if !new.is_empty() {
+            insert_new(c, n, stream, sender, &new)?;
+        }
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(stored.len());
+        let mut candidates = Vec::with_capacity(stored.len());
+        let mut resolved: Vec<Option<String>> = Vec::with_capacity(stored.len());
+        let mut quarantined: Vec<i32> = Vec::with_capacity(stored.len());
+        let mut marks: Vec<Option<i64>> = Vec::with_capacity(stored.len());
+        for r in stored {
+            keys.push(r.key);
+            candidates.push(r.row.candidates);
+            resolved.push(r.row.resolved);
+            quarantined.push(i32::from(r.row.quarantined));
+            marks.push(r.sent.map(n64));
         }
         c.execute(
             &n.q("INSERT INTO {S}.merge_entities
@@ -992,22 +1176,95 @@ impl Segment {
     }
 }
 
-/// Applies a batch's writes in the open transaction, after checking the run's lease.
+/// Inserts the key rows of keys that have none, through `COPY`. A key whose row appeared
+/// since the batch read it (written by something other than a resolver, which holds the
+/// stream's lock) fails the batch instead of being overwritten unread.
+fn insert_new(
+    c: &mut Client,
+    n: &Names,
+    stream: &str,
+    sender: Option<i64>,
+    rows: &[SegmentRow],
+) -> Result<()> {
+    let copied = (|| {
+        let sink = c.copy_in(&n.q("COPY {S}.merge_entities
+                 (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
+             FROM STDIN (FORMAT binary)"))?;
+        let mut w = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT4,
+                Type::INT8,
+                Type::INT8,
+            ],
+        );
+        for r in rows {
+            let mark = r.sent.map(n64);
+            let by = mark.and(sender);
+            w.write(&[
+                &n.project,
+                &stream,
+                &r.key,
+                &r.row.candidates,
+                &r.row.resolved,
+                &i32::from(r.row.quarantined),
+                &by,
+                &mark,
+            ])?;
+        }
+        w.finish()
+    })();
+    match copied {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(Error::failed(format!(
+            "a key row of merged stream `{stream}` was written to the PostgreSQL store by \
+             something other than dsm while this run held the stream's lock (the key had no \
+             row when the run read it), so this batch was not saved: {}. Find what writes \
+             to the merged-stream tables besides dsm, then run the sync again",
+            super::connect::error_text(&e)
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ends a batch in its open transaction: its last writes and conflict-log rows, once the run's
+/// lease is checked.
 fn apply(
     c: &mut Client,
     n: &Names,
     stream: &str,
     run: &StreamRun,
-    ops: Vec<MergeWrite>,
+    writes: Vec<Write>,
+    conflicts: Vec<ConflictRow>,
 ) -> Result<()> {
     check_lease(c, n, run)?;
+    write_keys(c, n, stream, run, writes)?;
+    insert_conflicts(c, n, stream, &run.run_id, conflicts)
+}
+
+/// Applies key rows and confirmations, in order, in the open transaction.
+fn write_keys(
+    c: &mut Client,
+    n: &Names,
+    stream: &str,
+    run: &StreamRun,
+    writes: Vec<Write>,
+) -> Result<()> {
     let mut segment = Segment::default();
-    let mut conflicts: Vec<ConflictRow> = Vec::new();
-    for op in ops {
-        match op {
-            MergeWrite::Entity { key, row, sent } => segment.add(key, row, sent),
-            MergeWrite::Conflicts(rows) => conflicts.extend(rows),
-            MergeWrite::Confirm(before) => {
+    for w in writes {
+        match w {
+            Write::Key {
+                key,
+                row,
+                sent,
+                new,
+            } => segment.add(key, row, sent, new),
+            Write::Confirm(before) => {
                 // The sends before the confirmation name the run's row as it stands.
                 segment.write(c, n, stream, run)?;
                 match before {
@@ -1025,8 +1282,7 @@ fn apply(
             }
         }
     }
-    segment.write(c, n, stream, run)?;
-    insert_conflicts(c, n, stream, &run.run_id, conflicts)
+    segment.write(c, n, stream, run)
 }
 
 /// Appends conflict-log rows; their entry ids continue the project's log, handed out under a
@@ -1055,27 +1311,36 @@ fn insert_conflicts(
         )?
         .map(|r| r.get(0));
     let mut id = last.unwrap_or(1);
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut keys = Vec::with_capacity(rows.len());
-    let mut at = Vec::with_capacity(rows.len());
-    let mut counts = Vec::with_capacity(rows.len());
-    let mut fields = Vec::with_capacity(rows.len());
-    for row in rows {
-        ids.push(id);
-        id += row.n;
-        keys.push(row.key);
-        at.push(row.logged_at);
-        counts.push(row.n);
-        fields.push(row.fields);
-    }
-    c.execute(
-        &n.q("INSERT INTO {S}.merge_conflicts (project_id, id, stream, key, run_id, logged_at, n, fields)
-              SELECT $1, i, $2, k, $3, t, m, f
-                FROM unnest($4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::TEXT[])
-                     AS u(i, k, t, m, f)"),
+    let sink = c.copy_in(&n.q(
+        "COPY {S}.merge_conflicts (project_id, id, stream, key, run_id, logged_at, n, fields)
+         FROM STDIN (FORMAT binary)",
+    ))?;
+    let mut w = BinaryCopyInWriter::new(
+        sink,
         &[
-            &n.project, &stream, &run_id, &ids, &keys, &at, &counts, &fields,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
         ],
-    )?;
+    );
+    for row in &rows {
+        w.write(&[
+            &n.project,
+            &id,
+            &stream,
+            &row.key,
+            &run_id,
+            &row.logged_at,
+            &row.n,
+            &row.fields,
+        ])?;
+        id += row.n;
+    }
+    w.finish()?;
     Ok(())
 }

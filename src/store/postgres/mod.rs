@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merged_streams",
         include_str!("migrations/0022_merged_streams.sql"),
     ),
+    (
+        23,
+        "merge_keys_bytewise",
+        include_str!("migrations/0023_merge_keys_bytewise.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

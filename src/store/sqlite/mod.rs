@@ -123,6 +123,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merged_streams_pg",
         include_str!("../migrations/0022_merged_streams_pg.sql"),
     ),
+    (
+        23,
+        "merge_keys_bytewise_pg",
+        include_str!("../migrations/0023_merge_keys_bytewise_pg.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.
