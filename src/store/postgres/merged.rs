@@ -70,8 +70,11 @@ struct Conn {
     client: Client,
     /// Whether a transaction is open (a resolver's batch).
     in_tx: bool,
-    /// The statement reading one key, prepared in the open transaction.
-    load: Option<Statement>,
+    /// Statements prepared in the open transaction, by name: closed before it ends, since a
+    /// transaction-pooling pooler may hand the next one another server connection.
+    prepared: HashMap<&'static str, Statement>,
+    /// The open transaction's id in `merge_sends` of the run sending the stream's records.
+    sender: Option<i64>,
     /// A job sent without waiting for it failed (see [`Worker::send`]).
     failed: Option<Failure>,
 }
@@ -119,13 +122,39 @@ impl Conn {
             return Ok(());
         }
         self.in_tx = false;
-        self.load = None;
+        self.prepared.clear();
+        self.sender = None;
         if commit {
             self.client.batch_execute("COMMIT")?;
         } else {
             self.client.batch_execute("ROLLBACK")?;
         }
         Ok(())
+    }
+
+    /// The statement `name`, prepared once per transaction (`sql` with the schema filled in).
+    fn statement(&mut self, name: &'static str, n: &Names, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.prepared.get(name) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&n.q(sql))?;
+        if self.in_tx {
+            self.prepared.insert(name, s.clone());
+        }
+        Ok(s)
+    }
+
+    /// The id in `merge_sends` of `run_id` sending records of `stream`, asked for once per
+    /// transaction (a confirmation, which may delete the row, forgets it).
+    fn sender_id(&mut self, n: &Names, stream: &str, run_id: &str) -> Result<i64> {
+        if let Some(id) = self.sender {
+            return Ok(id);
+        }
+        let id = sender_id(&mut self.client, n, stream, run_id)?;
+        if self.in_tx {
+            self.sender = Some(id);
+        }
+        Ok(id)
     }
 
     /// Runs `f` in the open transaction, or in one of its own committed when `f` succeeds.
@@ -178,7 +207,8 @@ impl Worker {
                 let mut conn = Conn {
                     client,
                     in_tx: false,
-                    load: None,
+                    prepared: HashMap::new(),
+                    sender: None,
                     failed: None,
                 };
                 while let Ok(job) = rx.recv() {
@@ -690,17 +720,12 @@ impl PgStream {
             key.to_owned(),
         );
         self.tables.worker.call(move |c| {
-            let stmt = match &c.load {
-                Some(s) => s.clone(),
-                None => {
-                    let s = c.client.prepare(&names.q(
-                        "SELECT candidates, resolved, quarantined FROM {S}.merge_entities
-                          WHERE project_id = $1 AND stream = $2 AND key = $3",
-                    ))?;
-                    c.load = Some(s.clone());
-                    s
-                }
-            };
+            let stmt = c.statement(
+                "load",
+                &names,
+                "SELECT candidates, resolved, quarantined FROM {S}.merge_entities
+                  WHERE project_id = $1 AND stream = $2 AND key = $3",
+            )?;
             let row = c
                 .client
                 .query_opt(&stmt, &[&names.project, &stream.0, &key])?;
@@ -728,7 +753,7 @@ impl PgStream {
                     "a merged stream's writes reached the PostgreSQL store outside their batch",
                 ));
             }
-            write_keys(&mut c.client, &names, &stream.0, &stream.1, writes)
+            write_keys(c, &names, &stream.0, &stream.1, writes)
         })
     }
 }
@@ -834,21 +859,23 @@ impl StreamRows for PgStream {
         let (names, stream) = (self.tables.names.clone(), self.stream.clone());
         let answer = self.tables.worker.ask(move |c| {
             let mut found = HashMap::with_capacity(wanted.len());
+            // One lookup of the primary key per key, whatever the planner's statistics say:
+            // with `key = ANY($3)` and a table grown since its last ANALYZE, the planner
+            // filtered every row of the stream instead (a sync right after a first large one).
+            // The LIMIT keeps the subquery from being pulled up into a join.
+            let stmt = c.statement(
+                "prefetch",
+                &names,
+                "SELECT k.key, e.candidates, e.resolved, e.quarantined
+                   FROM unnest($3::text[]) AS k(key)
+                   CROSS JOIN LATERAL (
+                     SELECT candidates, resolved, quarantined FROM {S}.merge_entities
+                      WHERE project_id = $1 AND stream = $2 AND key = k.key
+                      LIMIT 1) AS e",
+            )?;
             // Bounded statements: a run of lines can be long.
             for part in wanted.chunks(PREFETCH_KEYS) {
-                // One lookup of the primary key per key, whatever the planner's statistics
-                // say: with `key = ANY($3)` and a table grown since its last ANALYZE, the
-                // planner filtered every row of the stream instead (a sync right after a first
-                // large one). The LIMIT keeps the subquery from being pulled up into a join.
-                for r in c.client.query(
-                    &names.q("SELECT k.key, e.candidates, e.resolved, e.quarantined
-                           FROM unnest($3::text[]) AS k(key)
-                           CROSS JOIN LATERAL (
-                             SELECT candidates, resolved, quarantined FROM {S}.merge_entities
-                              WHERE project_id = $1 AND stream = $2 AND key = k.key
-                              LIMIT 1) AS e"),
-                    &[&names.project, &stream.0, &part],
-                )? {
+                for r in c.client.query(&stmt, &[&names.project, &stream.0, &part])? {
                     found.insert(
                         r.get::<_, String>(0),
                         EntityRow {
@@ -931,26 +958,25 @@ impl StreamRows for PgStream {
                 return Ok(None);
             }
             c.begin()?;
-            let applied = apply(&mut c.client, &names, &stream.0, &stream.1, ops, conflicts)
-                .and_then(|()| {
-                    if !keys {
-                        return Ok(None);
-                    }
-                    Ok(Some(
-                        c.client
-                            .query_one(
-                                &names.q(
-                                    "INSERT INTO {S}.merge_streams (project_id, stream, generation)
+            let applied = apply(c, &names, &stream.0, &stream.1, ops, conflicts).and_then(|()| {
+                if !keys {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    c.client
+                        .query_one(
+                            &names.q(
+                                "INSERT INTO {S}.merge_streams (project_id, stream, generation)
                                  VALUES ($1, $2, 1)
                                  ON CONFLICT (project_id, stream)
                                  DO UPDATE SET generation = {S}.merge_streams.generation + 1
                                  RETURNING generation",
-                                ),
-                                &[&names.project, &stream.0],
-                            )?
-                            .get::<_, i64>(0),
-                    ))
-                });
+                            ),
+                            &[&names.project, &stream.0],
+                        )?
+                        .get::<_, i64>(0),
+                ))
+            });
             match applied {
                 Ok(moved) => {
                     c.end(true)?;
@@ -1119,12 +1145,12 @@ impl Segment {
 
     /// Writes the rows: the new ones through `COPY` (a key with a row already fails it, so
     /// nothing is overwritten unread), the others many per upsert.
-    fn write(&mut self, c: &mut Client, n: &Names, stream: &str, run: &StreamRun) -> Result<()> {
+    fn write(&mut self, c: &mut Conn, n: &Names, stream: &str, run: &StreamRun) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let sender = if self.rows.iter().any(|r| r.sent.is_some()) {
-            Some(sender_id(c, n, stream, &run.run_id)?)
+            Some(c.sender_id(n, stream, &run.run_id)?)
         } else {
             None
         };
@@ -1150,17 +1176,22 @@ impl Segment {
             quarantined.push(i32::from(r.row.quarantined));
             marks.push(r.sent.map(n64));
         }
-        c.execute(
-            &n.q("INSERT INTO {S}.merge_entities
-                      (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
-                  SELECT $1, $2, k, c, r, q, CASE WHEN m IS NULL THEN NULL ELSE $3::BIGINT END, m
-                    FROM unnest($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::BIGINT[])
-                         AS t(k, c, r, q, m)
-                  ON CONFLICT (project_id, stream, key) DO UPDATE SET
-                      candidates = excluded.candidates, resolved = excluded.resolved,
-                      quarantined = excluded.quarantined,
-                      sent_by = coalesce(excluded.sent_by, {S}.merge_entities.sent_by),
-                      sent_mark = coalesce(excluded.sent_mark, {S}.merge_entities.sent_mark)"),
+        let upsert = c.statement(
+            "upsert",
+            n,
+            "INSERT INTO {S}.merge_entities
+                 (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
+             SELECT $1, $2, k, c, r, q, CASE WHEN m IS NULL THEN NULL ELSE $3::BIGINT END, m
+               FROM unnest($4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::BIGINT[])
+                    AS t(k, c, r, q, m)
+             ON CONFLICT (project_id, stream, key) DO UPDATE SET
+                 candidates = excluded.candidates, resolved = excluded.resolved,
+                 quarantined = excluded.quarantined,
+                 sent_by = coalesce(excluded.sent_by, {S}.merge_entities.sent_by),
+                 sent_mark = coalesce(excluded.sent_mark, {S}.merge_entities.sent_mark)",
+        )?;
+        c.client.execute(
+            &upsert,
             &[
                 &n.project,
                 &stream,
@@ -1180,16 +1211,22 @@ impl Segment {
 /// since the batch read it (written by something other than a resolver, which holds the
 /// stream's lock) fails the batch instead of being overwritten unread.
 fn insert_new(
-    c: &mut Client,
+    c: &mut Conn,
     n: &Names,
     stream: &str,
     sender: Option<i64>,
     rows: &[SegmentRow],
 ) -> Result<()> {
+    let copy = c.statement(
+        "copy_keys",
+        n,
+        "COPY {S}.merge_entities
+             (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
+         FROM STDIN (FORMAT binary)",
+    )?;
+    let client = &mut c.client;
     let copied = (|| {
-        let sink = c.copy_in(&n.q("COPY {S}.merge_entities
-                 (project_id, stream, key, candidates, resolved, quarantined, sent_by, sent_mark)
-             FROM STDIN (FORMAT binary)"))?;
+        let sink = client.copy_in(&copy)?;
         let mut w = BinaryCopyInWriter::new(
             sink,
             &[
@@ -1235,21 +1272,21 @@ fn insert_new(
 /// Ends a batch in its open transaction: its last writes and conflict-log rows, once the run's
 /// lease is checked.
 fn apply(
-    c: &mut Client,
+    c: &mut Conn,
     n: &Names,
     stream: &str,
     run: &StreamRun,
     writes: Vec<Write>,
     conflicts: Vec<ConflictRow>,
 ) -> Result<()> {
-    check_lease(c, n, run)?;
+    check_lease(&mut c.client, n, run)?;
     write_keys(c, n, stream, run, writes)?;
     insert_conflicts(c, n, stream, &run.run_id, conflicts)
 }
 
 /// Applies key rows and confirmations, in order, in the open transaction.
 fn write_keys(
-    c: &mut Client,
+    c: &mut Conn,
     n: &Names,
     stream: &str,
     run: &StreamRun,
@@ -1267,13 +1304,15 @@ fn write_keys(
             Write::Confirm(before) => {
                 // The sends before the confirmation name the run's row as it stands.
                 segment.write(c, n, stream, run)?;
+                // It may delete the run's row in `merge_sends`.
+                c.sender = None;
                 match before {
-                    Some(m) => c.execute(
+                    Some(m) => c.client.execute(
                         &n.q("UPDATE {S}.merge_sends SET confirmed_before = GREATEST(confirmed_before, $4)
                                WHERE project_id = $1 AND stream = $2 AND run_id = $3"),
                         &[&n.project, &stream, &run.run_id, &n64(m)],
                     )?,
-                    None => c.execute(
+                    None => c.client.execute(
                         &n.q("DELETE FROM {S}.merge_sends
                                WHERE project_id = $1 AND stream = $2 AND run_id = $3"),
                         &[&n.project, &stream, &run.run_id],
@@ -1288,7 +1327,7 @@ fn write_keys(
 /// Appends conflict-log rows; their entry ids continue the project's log, handed out under a
 /// transaction-level lock so that two runs never take the same ones.
 fn insert_conflicts(
-    c: &mut Client,
+    c: &mut Conn,
     n: &Names,
     stream: &str,
     run_id: &str,
@@ -1297,11 +1336,12 @@ fn insert_conflicts(
     if rows.is_empty() {
         return Ok(());
     }
-    c.execute(
+    c.client.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
         &[&format!("dsm merge conflicts {} {}", n.schema, n.project)],
     )?;
     let last: Option<i64> = c
+        .client
         .query_opt(
             &n.q(
                 "SELECT id + n FROM {S}.merge_conflicts WHERE project_id = $1
@@ -1311,10 +1351,13 @@ fn insert_conflicts(
         )?
         .map(|r| r.get(0));
     let mut id = last.unwrap_or(1);
-    let sink = c.copy_in(&n.q(
+    let copy = c.statement(
+        "copy_conflicts",
+        n,
         "COPY {S}.merge_conflicts (project_id, id, stream, key, run_id, logged_at, n, fields)
          FROM STDIN (FORMAT binary)",
-    ))?;
+    )?;
+    let sink = c.client.copy_in(&copy)?;
     let mut w = BinaryCopyInWriter::new(
         sink,
         &[
