@@ -5,7 +5,8 @@
 #
 #   small: a 10-record `dsm run` (the built-in fake tap into target-jsonl), REPEAT times each,
 #          median wall time (issue 23's goal: PostgreSQL at most 2x SQLite);
-#   relay: an N-record run with a STATE every 10,000 records, records/s (goal: within 10%);
+#   relay: an N-record run with a STATE every 10,000 records, RELAY_RUNS times each (default 5),
+#          taking turns, median records/s (goal: within 10%);
 #   merged: the merge benchmark (`cargo bench --bench merge`: 1,000,000 records from three
 #          sources with 30% overlapping keys) on both stores in one process, records/s (goal:
 #          PostgreSQL at least half of SQLite's).
@@ -89,15 +90,23 @@ echo "small (postgresql): median ${small[1]} s over $repeat runs of 10 records, 
 echo "small: PostgreSQL / SQLite = $(python3 -c "print(f'{${small[1]} / ${small[0]}:.2f}')")x (goal: at most 2x)"
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+relay_uri="$server/postgres?sslmode=disable&schema=bench_relay"
 for store in sqlite postgresql; do
-    uri=""
-    [[ "$store" == postgresql ]] && uri="$server/postgres?sslmode=disable&schema=bench_relay"
     project "$work/relay-$store" "$n"
-    (cd "$work/relay-$store" && DSM_DATABASE_URI="$uri" dsm state list >/dev/null)
-    s=$(timed_run "$work/relay-$store" "$uri")
-    rate=$(python3 -c "print(int($n / $s))")
-    relay[$([[ $store == sqlite ]] && echo 0 || echo 1)]=$rate
-    echo "relay ($store): $n records in $s s, $rate records/s"
+done
+(cd "$work/relay-sqlite" && dsm state list >/dev/null)
+(cd "$work/relay-postgresql" && DSM_DATABASE_URI="$relay_uri" dsm state list >/dev/null)
+# RELAY_RUNS runs each (default 5), taking turns; the median of each.
+lite=()
+pg_times=()
+for _ in $(seq "${RELAY_RUNS:-5}"); do
+    lite+=("$(timed_run "$work/relay-sqlite" "")")
+    pg_times+=("$(timed_run "$work/relay-postgresql" "$relay_uri")")
+done
+for i in 0 1; do
+    if [[ $i == 0 ]]; then store=sqlite; s=$(median "${lite[@]}"); else store=postgresql; s=$(median "${pg_times[@]}"); fi
+    relay[i]=$(python3 -c "print(int($n / $s))")
+    echo "relay ($store): $n records in $s s (median of ${RELAY_RUNS:-5}), ${relay[i]} records/s"
 done
 echo "relay: PostgreSQL / SQLite = $(python3 -c "print(f'{${relay[1]} / ${relay[0]}:.1%}')") of the records/s (goal: at least 90%)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

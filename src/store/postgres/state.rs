@@ -3,6 +3,7 @@
 //! checked under a row lock in the commit's own transaction.
 
 use postgres::GenericClient;
+use postgres::types::Type;
 use serde_json::Value;
 
 use super::{PgStore, parse_json, time_ms};
@@ -13,18 +14,23 @@ use crate::store::{
     ImportReport, RunId, StateAction, StateEvent, StateId, StoredState, lease_lost_error,
 };
 
+/// The type of a text parameter. A commit's statements are sent with their parameters' types,
+/// so each is one round trip (an unnamed statement), not a prepare and an execute: a run
+/// commits a bookmark every few thousand records.
+const TEXT: Type = Type::TEXT;
+
 impl PgStore {
     fn read_state_row(
         &self,
         c: &mut impl GenericClient,
         state_id: &StateId,
     ) -> Result<Option<StoredState>> {
-        let row = c.query_opt(
+        let row = c.query_typed_opt(
             &self.q(
                 "SELECT completed_state, partial_state, {S}.epoch_ms(updated_at) FROM {S}.state
                  WHERE project_id = $1 AND state_id = $2",
             ),
-            &[&self.project, &state_id.as_str()],
+            &[(&self.project, TEXT), (&state_id.as_str(), TEXT)],
         )?;
         row.map(|r| state_from(state_id.clone(), r.get(0), r.get(1), r.get(2)))
             .transpose()
@@ -37,7 +43,7 @@ impl PgStore {
         completed: &Value,
         partial: &Value,
     ) -> Result<()> {
-        c.execute(
+        c.execute_typed(
             &self.q(
                 "INSERT INTO {S}.state (project_id, state_id, completed_state, partial_state, updated_at)
                  VALUES ($1, $2, $3, $4, now())
@@ -45,10 +51,10 @@ impl PgStore {
                      partial_state = excluded.partial_state, updated_at = excluded.updated_at",
             ),
             &[
-                &self.project,
-                &state_id.as_str(),
-                &completed.to_string(),
-                &partial.to_string(),
+                (&self.project, TEXT),
+                (&state_id.as_str(), TEXT),
+                (&completed.to_string(), TEXT),
+                (&partial.to_string(), TEXT),
             ],
         )?;
         Ok(())
@@ -63,22 +69,22 @@ impl PgStore {
         detail: Option<&str>,
         payload: Option<&Value>,
     ) -> Result<()> {
-        c.execute(
+        c.execute_typed(
             &self.q(
                 "INSERT INTO {S}.state_events (project_id, state_id, at, action, run_id, detail, payload)
                  VALUES ($1, $2, clock_timestamp(), $3, $4, $5, $6)",
             ),
             &[
-                &self.project,
-                &state_id.as_str(),
-                &action.as_str(),
-                &run_id.map(RunId::as_str),
-                &detail,
-                &payload.map(Value::to_string),
+                (&self.project, TEXT),
+                (&state_id.as_str(), TEXT),
+                (&action.as_str(), TEXT),
+                (&run_id.map(RunId::as_str), TEXT),
+                (&detail, TEXT),
+                (&payload.map(Value::to_string), TEXT),
             ],
         )?;
         // Only the newest events of a state id are kept.
-        c.execute(
+        c.execute_typed(
             &self.q(
                 "DELETE FROM {S}.state_events WHERE project_id = $1 AND state_id = $2
                  AND event_id <= (SELECT event_id FROM {S}.state_events
@@ -86,9 +92,9 @@ impl PgStore {
                      ORDER BY event_id DESC LIMIT 1 OFFSET $3)",
             ),
             &[
-                &self.project,
-                &state_id.as_str(),
-                &crate::store::state::STATE_EVENTS_KEPT,
+                (&self.project, TEXT),
+                (&state_id.as_str(), TEXT),
+                (&crate::store::state::STATE_EVENTS_KEPT, Type::INT8),
             ],
         )?;
         Ok(())
@@ -124,12 +130,16 @@ impl PgStore {
         state_id: &StateId,
         run_id: &RunId,
     ) -> Result<()> {
-        let row = c.query_opt(
+        let row = c.query_typed_opt(
             &self.q("SELECT token IS NOT NULL AND expires_at > clock_timestamp()
                         AND (run_id IS NULL OR run_id = $3)
                  FROM {S}.flow_locks WHERE project_id = $1 AND state_id = $2
                  FOR UPDATE"),
-            &[&self.project, &state_id.as_str(), &run_id.as_str()],
+            &[
+                (&self.project, TEXT),
+                (&state_id.as_str(), TEXT),
+                (&run_id.as_str(), TEXT),
+            ],
         )?;
         match row {
             Some(r) if !r.get::<_, bool>(0) => Err(lease_lost_error(state_id, run_id)),
