@@ -72,7 +72,7 @@ CREATE TABLE {S}.merge_run_stats (
 
 -- One row per merged stream with key rows: a counter every batch that writes key rows moves
 -- under the stream's transaction-level lock. A resolver that finds it where its own last batch
--- left it knows no other run added keys in between (see src/store/postgres/merged.rs).
+-- left it knows no other run added keys in between (see src/store/postgres/merged/).
 CREATE TABLE {S}.merge_streams (
     project_id TEXT NOT NULL,
     stream     TEXT NOT NULL,
