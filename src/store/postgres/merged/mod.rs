@@ -1,4 +1,4 @@
-//! Merged streams on PostgreSQL ([`MergedTables`], [`StreamRows`]): the tables of migration 22,
+//! Merged streams on PostgreSQL ([`MergedTables`], [`StreamRows`]): the tables of migrations 22 and 23,
 //! every row under the project's `project_id`.
 //!
 //! A resolver reads one key per record, so its connection is its own, driven by a thread of its
