@@ -760,16 +760,7 @@ impl StreamRows for PgStream {
                         .get::<_, i64>(0),
                 ))
             });
-            match applied {
-                Ok(moved) => {
-                    c.end(true)?;
-                    Ok(moved)
-                }
-                Err(e) => {
-                    let _ = c.end(false);
-                    Err(e)
-                }
-            }
+            c.settle(applied)
         });
         match moved {
             Ok(Some(generation)) => {

@@ -116,7 +116,14 @@ impl Conn {
             return f(&mut self.client);
         }
         self.begin()?;
-        match f(&mut self.client) {
+        let out = f(&mut self.client);
+        self.settle(out)
+    }
+
+    /// Ends the open transaction as `out` says: committed with its value, or rolled back with
+    /// its error.
+    pub(super) fn settle<T>(&mut self, out: Result<T>) -> Result<T> {
+        match out {
             Ok(v) => {
                 self.end(true)?;
                 Ok(v)
