@@ -227,10 +227,23 @@ pub fn state_events_keep_only_the_newest_of_each_state_id(b: &dyn Backend) {
     let values: Vec<String> = (0..kept + 50)
         .map(|i| format!(r#"{{"bookmarks": {{"users": {{"id": {i}}}}}}}"#))
         .collect();
-    for chunk in values.chunks(100) {
+    // Most in batches, the last ones one at a time (a run's usual commit, which a backend may
+    // make one statement of): either way exactly the newest `kept` stay.
+    let (batched, single) = values.split_at(kept - 10);
+    for chunk in batched.chunks(100) {
         store
             .commit_states(&sid("busy"), chunk, false, Some(&run))
             .unwrap();
+    }
+    for value in single {
+        store
+            .commit_state(&sid("busy"), value, false, Some(&run))
+            .unwrap();
+        let n = store
+            .state_events(Some(&sid("busy")), kept * 2)
+            .unwrap()
+            .len();
+        assert!(n <= kept, "{n} events kept after a single commit");
     }
     store
         .commit_state(&sid("quiet"), r#"{"x": 1}"#, false, Some(&run))
@@ -1057,6 +1070,12 @@ pub fn a_lapsed_lock_is_taken_over_and_fences_out_its_old_holder(b: &dyn Backend
         .commit_states(&id, &[r#"{"n":0}"#.to_owned()], true, Some(&first))
         .unwrap_err();
     assert!(err.message().contains("lease lost"), "{}", err.message());
+    // The fenced commits wrote nothing: neither the state nor an event.
+    assert_eq!(
+        store.get_state(&id).unwrap().unwrap(),
+        json!({"singer_state": {"n": 1}})
+    );
+    assert_eq!(store.state_events(Some(&id), 10).unwrap().len(), 1);
     store
         .commit_state(&id, r#"{"n":2}"#, false, Some(&second))
         .unwrap();

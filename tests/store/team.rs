@@ -248,6 +248,45 @@ fn a_schema_from_a_newer_dsm_is_refused_and_an_older_one_needs_migrate() {
     p.ok(&uri, &["state", "list"]);
 }
 
+/// Schema version 24 numbers each state id's events (`seq`), which keeping the newest 1,000
+/// relies on: a store upgraded from 23 numbers the events it already has in their order, and
+/// new ones carry on from there.
+#[test]
+fn upgrading_to_version_24_numbers_the_events_already_stored() {
+    let db = TestDb::new("team_event_seq");
+    let uri = db.uri(None);
+    let p = Copy::new(Some("p"));
+    for (id, n) in [("x", 1), ("y", 1), ("x", 2), ("x", 3), ("y", 2)] {
+        let value = format!(r#"{{"singer_state":{{"n":{n}}}}}"#);
+        p.ok(&uri, &["state", "set", id, &value]);
+    }
+    // Back to version 23, as an earlier dsm left it.
+    let mut c = db.client();
+    c.batch_execute(
+        "DROP FUNCTION dsm.commit_state(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT);
+         DROP TRIGGER state_events_numbered ON dsm.state_events;
+         DROP FUNCTION dsm.number_state_event();
+         ALTER TABLE dsm.state_events DROP COLUMN seq;
+         DELETE FROM dsm.dsm_schema_migrations WHERE version = 24",
+    )
+    .unwrap();
+    let done = json(&p.ok(&uri, &["--format", "json", "store", "migrate"]));
+    assert_eq!(done["from_version"], 23);
+    p.ok(&uri, &["state", "set", "x", r#"{"singer_state":{"n":4}}"#]);
+    let numbered: Vec<(String, i64)> = c
+        .query(
+            "SELECT state_id, seq FROM dsm.state_events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [("x", 1), ("y", 1), ("x", 2), ("x", 3), ("y", 2), ("x", 4)]
+        .map(|(id, n)| (id.to_owned(), n));
+    assert_eq!(numbered, expected);
+}
+
 #[test]
 fn store_status_shows_backend_version_projects_and_leases() {
     let db = TestDb::new("team_status");

@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge_keys_bytewise",
         include_str!("migrations/0023_merge_keys_bytewise.sql"),
     ),
+    (
+        24,
+        "state_commit",
+        include_str!("migrations/0024_state_commit.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -128,6 +128,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge_keys_bytewise_pg",
         include_str!("../migrations/0023_merge_keys_bytewise_pg.sql"),
     ),
+    (
+        24,
+        "state_commit_pg",
+        include_str!("../migrations/0024_state_commit_pg.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's write transaction before giving up.

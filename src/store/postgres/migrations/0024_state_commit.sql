@@ -1,0 +1,74 @@
+-- Version 24 on PostgreSQL: a run's bookmark commit as one server-side function, and state
+-- events numbered per state id so that keeping only the newest costs one index probe.
+--
+-- A run commits a bookmark every few thousand records. As five statements sent one by one, each
+-- commit paid for parsing and planning every time, and keeping the newest 1,000 events walked
+-- 1,000 index entries and their rows on every commit; on a host whose cores the plugins keep busy
+-- that server time showed up as the run's wall time. A PL/pgSQL function keeps its statements'
+-- plans for the life of the server connection, and the client sends one short call. The plans
+-- live on the server connection, not in the client's session, so this also holds through a
+-- transaction-pooling pooler.
+
+-- `seq` counts a state id's events from 1, in event order: the newest N are those with
+-- `seq > newest seq - N`. A trigger numbers every new event (a commit, a `dsm state` command, a
+-- `dsm store copy`), so no writer has to.
+ALTER TABLE {S}.state_events ADD COLUMN seq BIGINT;
+UPDATE {S}.state_events e SET seq = n.seq
+  FROM (SELECT event_id,
+               row_number() OVER (PARTITION BY project_id, state_id ORDER BY event_id) AS seq
+          FROM {S}.state_events) n
+ WHERE e.event_id = n.event_id;
+ALTER TABLE {S}.state_events ALTER COLUMN seq SET NOT NULL;
+CREATE INDEX state_events_by_seq ON {S}.state_events (project_id, state_id, seq);
+
+CREATE FUNCTION {S}.number_state_event() RETURNS TRIGGER LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.seq IS NULL THEN
+        NEW.seq := coalesce((SELECT k.seq FROM {S}.state_events k
+                              WHERE k.project_id = NEW.project_id AND k.state_id = NEW.state_id
+                              ORDER BY k.seq DESC LIMIT 1), 0) + 1;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER state_events_numbered BEFORE INSERT ON {S}.state_events
+    FOR EACH ROW EXECUTE FUNCTION {S}.number_state_event();
+
+-- A commit that replaces the stored state with a complete bookmark, so it needs nothing of the
+-- old row. When `p_run` is given and the flow has a lease row, that row is locked and the commit
+-- is refused (false, nothing written) unless the lease is held, unexpired on the server's clock,
+-- by this run or by a holder that named no run. Only the newest `p_kept` events of the state id
+-- are kept.
+CREATE FUNCTION {S}.commit_state(
+    p_project TEXT, p_state_id TEXT, p_run TEXT, p_payload TEXT, p_action TEXT, p_detail TEXT,
+    p_kept BIGINT
+) RETURNS BOOLEAN LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_held BOOLEAN;
+    v_seq BIGINT;
+BEGIN
+    IF p_run IS NOT NULL THEN
+        SELECT l.token IS NOT NULL AND l.expires_at > clock_timestamp()
+               AND (l.run_id IS NULL OR l.run_id = p_run)
+          INTO v_held
+          FROM {S}.flow_locks l
+         WHERE l.project_id = p_project AND l.state_id = p_state_id
+           FOR UPDATE;
+        IF v_held IS FALSE THEN
+            RETURN FALSE;
+        END IF;
+    END IF;
+    INSERT INTO {S}.state (project_id, state_id, completed_state, partial_state, updated_at)
+    VALUES (p_project, p_state_id, p_payload, '{}', now())
+    ON CONFLICT (project_id, state_id) DO UPDATE
+        SET completed_state = excluded.completed_state,
+            partial_state = excluded.partial_state,
+            updated_at = excluded.updated_at;
+    INSERT INTO {S}.state_events (project_id, state_id, at, action, run_id, detail, payload)
+    VALUES (p_project, p_state_id, clock_timestamp(), p_action, p_run, p_detail, p_payload)
+    RETURNING seq INTO v_seq;
+    DELETE FROM {S}.state_events
+     WHERE project_id = p_project AND state_id = p_state_id AND seq <= v_seq - p_kept;
+    RETURN TRUE;
+END
+$fn$;
