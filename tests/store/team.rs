@@ -263,10 +263,13 @@ fn upgrading_to_version_24_numbers_the_events_already_stored() {
     // Back to version 23, as an earlier dsm left it.
     let mut c = db.client();
     c.batch_execute(
-        "DROP FUNCTION dsm.commit_state(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT);
+        "DROP FUNCTION dsm.commit_state(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT);
+         ALTER TABLE dsm.state DROP COLUMN last_commit;
+         DROP FUNCTION dsm.prune_state_events(TEXT, TEXT, BIGINT, BIGINT);
          DROP TRIGGER state_events_numbered ON dsm.state_events;
          DROP FUNCTION dsm.number_state_event();
          ALTER TABLE dsm.state_events DROP COLUMN seq;
+         CREATE INDEX state_events_by_id ON dsm.state_events (project_id, state_id, event_id);
          DELETE FROM dsm.dsm_schema_migrations WHERE version = 24",
     )
     .unwrap();
@@ -285,6 +288,114 @@ fn upgrading_to_version_24_numbers_the_events_already_stored() {
     let expected = [("x", 1), ("y", 1), ("x", 2), ("x", 3), ("y", 2), ("x", 4)]
         .map(|(id, n)| (id.to_owned(), n));
     assert_eq!(numbered, expected);
+}
+
+/// A commit deletes the one event that falls out of the newest 1,000 by its number; events
+/// left over beyond that (written by a path that did not prune) are swept at the latest when
+/// the 1,000th commit after them comes, and never make the count grow.
+#[test]
+fn state_events_left_over_are_swept_within_a_thousand_commits() {
+    use dsm::store::postgres::{PgStore, PgTarget, Upgrade};
+    use dsm::store::prelude::*;
+    use dsm::store::state::STATE_EVENTS_KEPT;
+    use dsm::store::{RunId, StateId};
+
+    let db = TestDb::new("team_event_sweep");
+    let target = PgTarget::parse(&db.uri(None)).unwrap();
+    let store = PgStore::open(&target, "sweep", Upgrade::FirstUseOnly).unwrap();
+    let id = StateId::new("busy");
+    let run = RunId::new("r1");
+    store
+        .commit_state(&id, r#"{"n": 0}"#, false, Some(&run))
+        .unwrap();
+    // 1,199 more events written behind the store's back: 200 over the bound.
+    let mut c = db.client();
+    c.execute(
+        "INSERT INTO dsm.state_events (project_id, state_id, at, action)
+         SELECT 'sweep', 'busy', clock_timestamp(), 'set' FROM generate_series(1, 1199)",
+        &[],
+    )
+    .unwrap();
+    let count = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM dsm.state_events WHERE state_id = 'busy'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut before = count(&mut c);
+    assert_eq!(before, 1200);
+    for n in 1..=STATE_EVENTS_KEPT {
+        store
+            .commit_state(&id, &format!(r#"{{"n": {n}}}"#), false, Some(&run))
+            .unwrap();
+        let now = count(&mut c);
+        assert!(
+            now <= before,
+            "commit {n} grew the events from {before} to {now}"
+        );
+        before = now;
+    }
+    assert_eq!(before, STATE_EVENTS_KEPT);
+    // The ones kept are the newest, and the run's bookmark is the last commit's.
+    let oldest: i64 = c
+        .query_one(
+            "SELECT min(seq) FROM dsm.state_events WHERE state_id = 'busy'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let newest = 1200 + STATE_EVENTS_KEPT;
+    assert_eq!(oldest, newest - STATE_EVENTS_KEPT + 1);
+    assert_eq!(
+        store.get_state(&id).unwrap().unwrap()["singer_state"]["n"],
+        serde_json::json!(STATE_EVENTS_KEPT)
+    );
+}
+
+/// A run's bookmark commit is one statement that dsm sends again on a new connection when the
+/// answer to the first was lost (the server restarted, the network dropped): the second call of
+/// the same commit finds it made and writes nothing twice, while a new commit is written.
+#[test]
+fn a_bookmark_commit_sent_twice_is_made_once() {
+    use dsm::store::postgres::{PgStore, PgTarget, Upgrade};
+    let db = TestDb::new("team_commit_twice");
+    let target = PgTarget::parse(&db.uri(None)).unwrap();
+    PgStore::open(&target, "twice", Upgrade::FirstUseOnly).unwrap();
+    let mut c = db.client();
+    let commit = |c: &mut postgres::Client, payload: &str, id: &str| -> bool {
+        c.query_one(
+            "SELECT dsm.commit_state('twice', 'a-to-b', NULL, $1, 'committed', 'complete', 1000, $2)",
+            &[&payload, &id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let events = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT payload FROM dsm.state_events WHERE state_id = 'a-to-b' ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert!(commit(&mut c, r#"{"n":1}"#, "c1"));
+    assert!(commit(&mut c, r#"{"n":1}"#, "c1"));
+    assert_eq!(events(&mut c), [r#"{"n":1}"#]);
+    assert!(commit(&mut c, r#"{"n":2}"#, "c2"));
+    assert!(commit(&mut c, r#"{"n":2}"#, "c2"));
+    assert_eq!(events(&mut c), [r#"{"n":1}"#, r#"{"n":2}"#]);
+    let stored: String = c
+        .query_one(
+            "SELECT completed_state FROM dsm.state WHERE state_id = 'a-to-b'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, r#"{"n":2}"#);
 }
 
 #[test]

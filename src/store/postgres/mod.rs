@@ -393,7 +393,7 @@ impl PgStore {
         &self,
         f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + Sync,
     ) -> Result<T> {
-        let run = || {
+        off_runtime(|| {
             self.retrying(|c, final_| {
                 let mut tx = c.transaction()?;
                 let out = f(&mut tx)?;
@@ -401,17 +401,15 @@ impl PgStore {
                     .inspect_err(|_| final_.store(true, Ordering::SeqCst))?;
                 Ok(out)
             })
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return run();
-        }
-        std::thread::scope(|scope| {
-            scope.spawn(run).join().unwrap_or_else(|_| {
-                Err(Error::failed(
-                    "a call to the PostgreSQL store panicked (see the log above)",
-                ))
-            })
         })
+    }
+
+    /// Runs `f`, one statement outside any transaction block (its own transaction on the
+    /// server: one round trip, where [`PgStore::write`] takes three). `f` must be safe to send
+    /// twice: when the connection drops before the answer comes, nobody knows whether it
+    /// landed, and it is sent again on a new connection.
+    fn call<T: Send>(&self, f: impl Fn(&mut Client) -> Result<T> + Send + Sync) -> Result<T> {
+        off_runtime(|| self.retrying(|c, _| f(c)))
     }
 
     /// Runs one transaction in three steps: `first` reads, `middle` (a caller's callback, which
@@ -499,6 +497,22 @@ impl PgStore {
     fn expiry_ms(&self) -> f64 {
         self.lease.expiry.as_secs_f64() * 1000.0
     }
+}
+
+/// Runs `f`, on a short-lived thread of its own when called from a thread that drives an
+/// async runtime: the client blocks on a runtime of its own, which cannot start there (a run's
+/// pipeline commits its states from one).
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(f).join().unwrap_or_else(|_| {
+            Err(Error::failed(
+                "a call to the PostgreSQL store panicked (see the log above)",
+            ))
+        })
+    })
 }
 
 /// A PostgreSQL failure the store did not explain better: a failed run (exit 1).

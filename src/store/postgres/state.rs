@@ -70,7 +70,7 @@ impl PgStore {
         payload: Option<&Value>,
     ) -> Result<()> {
         // Only the newest events of a state id are kept: they are numbered per state id
-        // (`seq`, by a trigger), so the older ones are one index range.
+        // (`seq`, by a trigger), and the one that falls out is deleted by its number.
         let newest: i64 = c
             .query_typed_one(
                 &self.q(
@@ -88,15 +88,12 @@ impl PgStore {
             )?
             .get(0);
         c.execute_typed(
-            &self.q("DELETE FROM {S}.state_events
-                 WHERE project_id = $1 AND state_id = $2 AND seq <= $3"),
+            &self.q("SELECT {S}.prune_state_events($1, $2, $3, $4)"),
             &[
                 (&self.project, TEXT),
                 (&state_id.as_str(), TEXT),
-                (
-                    &(newest - crate::store::state::STATE_EVENTS_KEPT),
-                    Type::INT8,
-                ),
+                (&newest, Type::INT8),
+                (&crate::store::state::STATE_EVENTS_KEPT, Type::INT8),
             ],
         )?;
         Ok(())
@@ -126,27 +123,31 @@ impl PgStore {
     /// A commit of one bookmark that replaces the stored state (a complete, non-empty state
     /// needs nothing of the old row): the lease check, the upsert, the event and the prune in
     /// one call of the server-side function `commit_state` (migration 24), whose statements
-    /// keep their plans on the server connection. A run commits a bookmark every few thousand
-    /// records; sent one by one, the five statements were parsed and planned every time, and
-    /// that server time showed as the run's wall time on a busy host.
-    fn replace_in(
+    /// keep their plans on the server connection, sent as one statement in one round trip. A
+    /// run commits a bookmark every few thousand records; sent one by one in a transaction
+    /// block, the statements were parsed and planned every time, and their round trips showed
+    /// as the run's wall time on a busy host. `commit_id` makes the call safe to send again
+    /// after a lost answer: the server recognises a commit it already made.
+    fn replace(
         &self,
         c: &mut impl GenericClient,
         state_id: &StateId,
-        payload: &Value,
+        payload: &str,
         run_id: Option<&RunId>,
         detail: &str,
+        commit_id: &str,
     ) -> Result<()> {
         let row = c.query_typed_one(
-            &self.q("SELECT {S}.commit_state($1, $2, $3, $4, $5, $6, $7)"),
+            &self.q("SELECT {S}.commit_state($1, $2, $3, $4, $5, $6, $7, $8)"),
             &[
                 (&self.project, TEXT),
                 (&state_id.as_str(), TEXT),
                 (&run_id.map(RunId::as_str), TEXT),
-                (&payload.to_string(), TEXT),
+                (&payload, TEXT),
                 (&StateAction::Committed.as_str(), TEXT),
                 (&detail, TEXT),
                 (&crate::store::state::STATE_EVENTS_KEPT, Type::INT8),
+                (&commit_id, TEXT),
             ],
         )?;
         match (row.get::<_, bool>(0), run_id) {
@@ -232,7 +233,9 @@ impl StateStore for PgStore {
             && state::is_nonempty_object(payload)
         {
             // A run's usual commit.
-            self.write(|tx| self.replace_in(tx, state_id, payload, run_id, detail))?;
+            let payload = payload.to_string();
+            let commit_id = uuid::Uuid::new_v4().to_string();
+            self.call(|c| self.replace(c, state_id, &payload, run_id, detail, &commit_id))?;
         } else if payloads.iter().any(std::result::Result::is_ok) {
             self.write(|tx| {
                 if let Some(run) = run_id {
