@@ -10,7 +10,8 @@
 //! without an answer), `--throttle-every N` (every Nth request gets 429), `--retry-after V`
 //! (default `1`), `--token-ttl SECS` (OAuth2 tokens, default 2), `--budget N --budget-window
 //! SECS` (at most N requests per window, announced in `X-RateLimit-Remaining` and
-//! `X-RateLimit-Reset`, seconds to the window's end; a request over the budget gets 429).
+//! `X-RateLimit-Reset`, seconds to the window's end rounded up to the millisecond; a request
+//! over the budget gets 429).
 //!
 //! Endpoints: `/page_number?page=` (base 1, `total_pages`), `/offset?offset=&limit=` (`total`),
 //! `/cursor?cursor=` (`next_cursor`), `/json_link?page=` (relative `next`),
@@ -298,7 +299,12 @@ fn serve(stream: TcpStream, shared: &Arc<Mutex<Shared>>) -> std::io::Result<()> 
                     ),
                     (
                         "X-RateLimit-Reset".to_owned(),
-                        format!("{:.3}", (end - now).as_secs_f64()),
+                        // Rounded up: an announced reset that came before the window's end
+                        // would send a client that waits exactly as told into the old window.
+                        format!(
+                            "{:.3}",
+                            ((end - now).as_secs_f64() * 1000.0).ceil() / 1000.0
+                        ),
                     ),
                 ];
             }
