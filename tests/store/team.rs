@@ -266,6 +266,7 @@ fn upgrading_to_version_24_numbers_the_events_already_stored() {
         "DROP FUNCTION dsm.commit_state(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT);
          ALTER TABLE dsm.state DROP COLUMN last_commit;
          DROP FUNCTION dsm.prune_state_events(TEXT, TEXT, BIGINT, BIGINT);
+         DROP FUNCTION dsm.lease_lets_commit(TEXT, TEXT, TEXT);
          DROP TRIGGER state_events_numbered ON dsm.state_events;
          DROP FUNCTION dsm.number_state_event();
          ALTER TABLE dsm.state_events DROP COLUMN seq;

@@ -156,28 +156,27 @@ impl PgStore {
         }
     }
 
-    /// Locks the flow's lease row and checks that `run_id` may still commit: the lease is
-    /// held, unexpired, by this run (or by a holder that named no run). A flow that never had
-    /// a lease (`dsm state` commands, imports) has nothing to check.
+    /// Locks the flow's lease row and checks that `run_id` may still commit, by the same rule
+    /// as the bookmark commit (`lease_lets_commit`, migration 24). A flow that never had a
+    /// lease (`dsm state` commands, imports) has nothing to check.
     fn check_lease(
         &self,
         c: &mut impl GenericClient,
         state_id: &StateId,
         run_id: &RunId,
     ) -> Result<()> {
-        let row = c.query_typed_opt(
-            &self.q("SELECT token IS NOT NULL AND expires_at > clock_timestamp()
-                        AND (run_id IS NULL OR run_id = $3)
-                 FROM {S}.flow_locks WHERE project_id = $1 AND state_id = $2
-                 FOR UPDATE"),
-            &[
-                (&self.project, TEXT),
-                (&state_id.as_str(), TEXT),
-                (&run_id.as_str(), TEXT),
-            ],
-        )?;
-        match row {
-            Some(r) if !r.get::<_, bool>(0) => Err(lease_lost_error(state_id, run_id)),
+        let lets: Option<bool> = c
+            .query_typed_one(
+                &self.q("SELECT {S}.lease_lets_commit($1, $2, $3)"),
+                &[
+                    (&self.project, TEXT),
+                    (&state_id.as_str(), TEXT),
+                    (&run_id.as_str(), TEXT),
+                ],
+            )?
+            .get(0);
+        match lets {
+            Some(false) => Err(lease_lost_error(state_id, run_id)),
             _ => Ok(()),
         }
     }

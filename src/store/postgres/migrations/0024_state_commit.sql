@@ -60,15 +60,32 @@ BEGIN
 END
 $fn$;
 
+-- Whether `p_run` may still commit the state of `p_state_id`: its lease is held, unexpired on
+-- the server's clock, by this run or by a holder that named no run. The lease row stays locked
+-- until the transaction ends, so it cannot be taken over before the commit lands. NULL when the
+-- flow has no lease row (`dsm state` commands, imports): nothing to check.
+CREATE FUNCTION {S}.lease_lets_commit(p_project TEXT, p_state_id TEXT, p_run TEXT)
+RETURNS BOOLEAN LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_held BOOLEAN;
+BEGIN
+    SELECT l.token IS NOT NULL AND l.expires_at > clock_timestamp()
+           AND (l.run_id IS NULL OR l.run_id = p_run)
+      INTO v_held
+      FROM {S}.flow_locks l
+     WHERE l.project_id = p_project AND l.state_id = p_state_id
+       FOR UPDATE;
+    RETURN v_held;
+END
+$fn$;
+
 -- A commit that replaces the stored state with a complete bookmark, so it needs nothing of the
 -- old row, sent as one statement outside any transaction block: one round trip, where BEGIN,
 -- the call and COMMIT were three, each waiting for the server to be scheduled on a host whose
 -- cores the plugins keep busy.
 --
--- When `p_run` is given and the flow has a lease row, that row is locked and the commit is
--- refused (false, nothing written) unless the lease is held, unexpired on the server's clock,
--- by this run or by a holder that named no run. Only the newest `p_kept` events of the state id
--- are kept.
+-- When `p_run` is given and the flow has a lease row, the commit is refused (false, nothing
+-- written) unless `lease_lets_commit`. Only the newest `p_kept` events of the state id are kept.
 --
 -- `p_commit` is the client's id of this commit, kept on the state row. A client whose
 -- connection dropped before the answer came cannot know whether the commit landed, and sends
@@ -81,19 +98,10 @@ CREATE FUNCTION {S}.commit_state(
     p_kept BIGINT, p_commit TEXT
 ) RETURNS BOOLEAN LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_held BOOLEAN;
     v_seq BIGINT;
 BEGIN
-    IF p_run IS NOT NULL THEN
-        SELECT l.token IS NOT NULL AND l.expires_at > clock_timestamp()
-               AND (l.run_id IS NULL OR l.run_id = p_run)
-          INTO v_held
-          FROM {S}.flow_locks l
-         WHERE l.project_id = p_project AND l.state_id = p_state_id
-           FOR UPDATE;
-        IF v_held IS FALSE THEN
-            RETURN FALSE;
-        END IF;
+    IF p_run IS NOT NULL AND {S}.lease_lets_commit(p_project, p_state_id, p_run) IS FALSE THEN
+        RETURN FALSE;
     END IF;
     PERFORM 1 FROM {S}.state s
       WHERE s.project_id = p_project AND s.state_id = p_state_id AND s.last_commit = p_commit
