@@ -7,6 +7,10 @@
 //! stay flat as the number of keys grows; the peak also counts the database pages SQLite reads
 //! through its memory map (capped at 256 MiB). `DSM_BENCH_KEEP=FILE` keeps a copy of the store
 //! (for `sqlite3 FILE` and its `dbstat` table: what each table and index weighs).
+//!
+//! With `DSM_BENCH_PG_URI`, the same workload also runs on a PostgreSQL store, the two stores
+//! taking turns for `DSM_BENCH_MERGE_RUNS` rounds (default 3), each round on an empty store;
+//! it prints the median records/s of each and every round's ratio.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
@@ -192,6 +196,26 @@ fn measure(label: &str, decl: &MergedStream, open: &dyn Fn() -> Box<dyn MergedTa
     }
 }
 
+/// Rounds of the workload per store: `DSM_BENCH_MERGE_RUNS` (default 3 under `--bench` with a
+/// PostgreSQL store to compare, else 1).
+fn rounds(compare: bool) -> usize {
+    std::env::var("DSM_BENCH_MERGE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(if compare && total() > 100_000 { 3 } else { 1 })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
 fn main() {
     let decl = MergedStream::parse(&json!({
         "name": "companies",
@@ -203,16 +227,85 @@ fn main() {
         "null_key": "skip"
     }))
     .expect("the benchmark's declaration is valid");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("dsm.db");
-    let sqlite = measure("sqlite", &decl, &|| {
-        let conn = Connection::open(&path).expect("open the store");
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .expect("WAL");
-        Box::new(MergedDb::from_connection(conn).expect("the merged-stream tables"))
-    });
+    // `DSM_BENCH_PG_URI=postgresql://...&schema=NAME`: the same workload on a PostgreSQL store
+    // (schemas NAME_1, NAME_2, ..., one a round, empty or missing; benches/team-store.sh starts
+    // a throwaway server), the two stores taking turns, so that a change in the machine's speed
+    // falls on both.
+    let pg = std::env::var("DSM_BENCH_PG_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|uri| {
+            dsm::store::postgres::PgTarget::parse(&uri)
+                .expect("DSM_BENCH_PG_URI is a PostgreSQL URI")
+        });
+    let rounds = rounds(pg.is_some());
+    let (mut lite, mut post) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let label = |store: &str| {
+            if rounds == 1 {
+                store.to_owned()
+            } else {
+                format!("{store} {round}/{rounds}")
+            }
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("dsm.db");
+        lite.push(measure(&label("sqlite"), &decl, &|| {
+            let conn = Connection::open(&path).expect("open the store");
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                .expect("WAL");
+            Box::new(MergedDb::from_connection(conn).expect("the merged-stream tables"))
+        }));
+        if round == 1 {
+            describe_store(&path);
+        }
+        drop(dir);
+        if let Some(base) = &pg {
+            use dsm::store::postgres::{PgMerged, PgStore, Upgrade};
+            let mut target = base.clone();
+            target.schema = format!("{}_{round}", base.schema);
+            drop(PgStore::open(&target, "bench-merge", Upgrade::FirstUseOnly).expect("the store"));
+            post.push(measure(&label("postgresql"), &decl, &|| {
+                Box::new(PgMerged::open(&target, "bench-merge").expect("the merged-stream tables"))
+            }));
+        }
+    }
+    if rounds > 1 {
+        println!(
+            "sqlite: median {:.0} records/s over {rounds} rounds",
+            median(lite.iter().map(|f| f.records_per_s).collect())
+        );
+    }
+    if !post.is_empty() {
+        let pairs: Vec<f64> = lite
+            .iter()
+            .zip(&post)
+            .map(|(l, p)| 100.0 * p.records_per_s / l.records_per_s)
+            .collect();
+        let (l, p) = (
+            median(lite.iter().map(|f| f.records_per_s).collect()),
+            median(post.iter().map(|f| f.records_per_s).collect()),
+        );
+        println!("postgresql: median {p:.0} records/s over {rounds} rounds");
+        println!(
+            "merged stream: PostgreSQL / SQLite = {:.1}% of the median records/s (goal: at least 50%); each round: {}; CPU in this process (medians) {:.2}s / {:.2}s",
+            100.0 * p / l,
+            pairs
+                .iter()
+                .map(|r| format!("{r:.1}%"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(post.iter().map(|f| f.cpu).collect()),
+            median(lite.iter().map(|f| f.cpu).collect()),
+        );
+    }
+}
+
+/// Prints what the SQLite store at `path` holds, and keeps a copy when `DSM_BENCH_KEEP=FILE`
+/// is set (for `sqlite3 FILE` and its `dbstat` table: what each table and index weighs).
+fn describe_store(path: &std::path::Path) {
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let conn = Connection::open(&path).expect("open the store");
+    let conn = Connection::open(path).expect("open the store");
     let rows = |table: &str| -> i64 {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count rows")
@@ -224,33 +317,13 @@ fn main() {
         .expect("count conflict-log entries");
     println!(
         "store: {} MiB (+ {} MiB WAL); {} key rows, {} conflict-log rows holding {entries} entries",
-        size(&path) >> 20,
-        size(&dir.path().join("dsm.db-wal")) >> 20,
+        size(path) >> 20,
+        size(&path.with_file_name("dsm.db-wal")) >> 20,
         rows("merge_entities"),
         rows("merge_conflicts"),
     );
-    // `DSM_BENCH_KEEP=<file>` keeps a copy of the store, to look into its tables afterwards.
     if let Some(keep) = std::env::var_os("DSM_BENCH_KEEP") {
         conn.execute("VACUUM INTO ?1", [keep.to_string_lossy()])
             .expect("copy the store");
-    }
-    // `DSM_BENCH_PG_URI=postgresql://...&schema=NAME`: the same workload on a PostgreSQL store
-    // (an empty schema; benches/team-store.sh starts a throwaway server), side by side.
-    if let Some(uri) = std::env::var("DSM_BENCH_PG_URI")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        use dsm::store::postgres::{PgMerged, PgStore, PgTarget, Upgrade};
-        let target = PgTarget::parse(&uri).expect("DSM_BENCH_PG_URI is a PostgreSQL URI");
-        drop(PgStore::open(&target, "bench-merge", Upgrade::FirstUseOnly).expect("the store"));
-        let pg = measure("postgresql", &decl, &|| {
-            Box::new(PgMerged::open(&target, "bench-merge").expect("the merged-stream tables"))
-        });
-        println!(
-            "merged stream: PostgreSQL / SQLite = {:.1}% of the records/s (goal: at least 50%); CPU in this process {:.2}s / {:.2}s",
-            100.0 * pg.records_per_s / sqlite.records_per_s,
-            pg.cpu,
-            sqlite.cpu
-        );
     }
 }

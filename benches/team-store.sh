@@ -8,8 +8,9 @@
 #   relay: an N-record run with a STATE every 10,000 records, RELAY_RUNS times each (default 5),
 #          taking turns, median records/s (goal: within 10%);
 #   merged: the merge benchmark (`cargo bench --bench merge`: 1,000,000 records from three
-#          sources with 30% overlapping keys) on both stores in one process, records/s (goal:
-#          PostgreSQL at least half of SQLite's).
+#          sources with 30% overlapping keys) on both stores in one process, taking turns for
+#          DSM_BENCH_MERGE_RUNS rounds (default 3), median records/s (goal: PostgreSQL at least
+#          half of SQLite's).
 # Usage: benches/team-store.sh [N] [REPEAT]   (defaults 1000000 and 20). Prints the load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,7 +115,8 @@ done
 echo "relay: PostgreSQL / SQLite = $(python3 -c "print(f'{${relay[1]} / ${relay[0]}:.1%}')") of the records/s (goal: at least 90%)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# The merged stream: SQLite, then PostgreSQL, in the same process.
+# The merged stream: SQLite and PostgreSQL taking turns, in the same process.
 DSM_BENCH_PG_URI="$server/postgres?sslmode=disable&schema=bench_merge" \
-    cargo bench --locked --quiet --bench merge 2>&1 | grep -E '^(sqlite|postgresql): resolved|^merged stream:'
+    cargo bench --locked --quiet --bench merge 2>&1 |
+    grep -E '^(sqlite|postgresql)( [0-9]+/[0-9]+)?: resolved|^(sqlite|postgresql): median|^merged stream:'
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
