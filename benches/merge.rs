@@ -270,33 +270,27 @@ fn main() {
             }));
         }
     }
+    let of = |figures: &[Figures], f: fn(&Figures) -> f64| median(figures.iter().map(f).collect());
+    let lite_rate = of(&lite, |f| f.records_per_s);
     if rounds > 1 {
-        println!(
-            "sqlite: median {:.0} records/s over {rounds} rounds",
-            median(lite.iter().map(|f| f.records_per_s).collect())
-        );
+        println!("sqlite: median {lite_rate:.0} records/s over {rounds} rounds");
     }
     if !post.is_empty() {
-        let pairs: Vec<f64> = lite
+        let post_rate = of(&post, |f| f.records_per_s);
+        if rounds > 1 {
+            println!("postgresql: median {post_rate:.0} records/s over {rounds} rounds");
+        }
+        let each = lite
             .iter()
             .zip(&post)
-            .map(|(l, p)| 100.0 * p.records_per_s / l.records_per_s)
-            .collect();
-        let (l, p) = (
-            median(lite.iter().map(|f| f.records_per_s).collect()),
-            median(post.iter().map(|f| f.records_per_s).collect()),
-        );
-        println!("postgresql: median {p:.0} records/s over {rounds} rounds");
+            .map(|(l, p)| format!("{:.1}%", 100.0 * p.records_per_s / l.records_per_s))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "merged stream: PostgreSQL / SQLite = {:.1}% of the median records/s (goal: at least 50%); each round: {}; CPU in this process (medians) {:.2}s / {:.2}s",
-            100.0 * p / l,
-            pairs
-                .iter()
-                .map(|r| format!("{r:.1}%"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            median(post.iter().map(|f| f.cpu).collect()),
-            median(lite.iter().map(|f| f.cpu).collect()),
+            "merged stream: PostgreSQL / SQLite = {:.1}% of the median records/s (goal: at least 50%); each round: {each}; CPU in this process (medians) {:.2}s / {:.2}s",
+            100.0 * post_rate / lite_rate,
+            of(&post, |f| f.cpu),
+            of(&lite, |f| f.cpu),
         );
     }
 }
